@@ -1,0 +1,28 @@
+//! Strata: a Kafka-compatible streaming broker, thread-per-core on glommio and io_uring.
+//!
+//! | module         | job                                                                 |
+//! |----------------|---------------------------------------------------------------------|
+//! | `config`       | typed broker configuration and named limits, validated once         |
+//! | `record_batch` | RecordBatch v2 header, CRC-32C validation, in-place offset rewrite  |
+//! | `protocol`     | Kafka framing, request decode / response encode, API version table  |
+//! | `runtime`      | pinned executors, the shard mesh, partition-to-shard placement      |
+//! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
+//! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
+//! | `server`       | listeners, connections, request dispatch, one handler per API       |
+//! | `bench`        | the load generator behind `strata bench` (an external client)       |
+//!
+//! Dependencies point one way, from the network edge down to storage:
+//!
+//! | module         | may import (besides `config`)                   |
+//! |----------------|-------------------------------------------------|
+//! | `record_batch` | nothing                                         |
+//! | `protocol`     | `record_batch`                                  |
+//! | `runtime`      | nothing (knows nothing about Kafka)             |
+//! | `storage`      | `record_batch`, `runtime`                       |
+//! | `controller`   | `storage`, `runtime`, `protocol`                |
+//! | `server`       | everything above                                |
+//! | `bench`        | `protocol`, `record_batch`, `runtime`           |
+//!
+//! `tests/tidy.rs` checks this table.
+
+pub mod config;
