@@ -1,1 +1,167 @@
-//! Typed broker configuration.
+//! Typed broker configuration and the named limits it is checked against.
+//!
+//! Every knob of `strata serve` lands in [`BrokerConfig`], validated once by
+//! [`BrokerConfig::validate`] before any shard starts. Limits that are constants of the
+//! implementation live in [`limits`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Named constants that bound what the broker accepts or allocates.
+pub mod limits {
+    /// Largest request frame ever accepted, whatever the configuration says (1 GiB).
+    pub const REQUEST_BYTES_CEILING: usize = 1 << 30;
+    /// Kafka's `socket.request.max.bytes` default (100 MiB).
+    pub const REQUEST_BYTES_DEFAULT: usize = 100 * 1024 * 1024;
+    /// Kafka's `message.max.bytes` default: the largest record batch accepted.
+    pub const BATCH_BYTES_DEFAULT: usize = 1024 * 1024 + 12;
+    /// Kafka's topic name limit (`Topic.MAX_NAME_LENGTH`).
+    pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+    /// Partitions one topic may have.
+    pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
+    /// Requests one connection may have in flight before the broker stops reading from it.
+    pub const IN_FLIGHT_PER_CONNECTION_MAX: usize = 64;
+    /// Capacity of each shard-to-shard channel.
+    pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+    /// Smallest segment a topic may configure (Kafka: 14 bytes; we need room for a batch).
+    pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+    /// Longest a fetch may wait, whatever the client asks (Kafka clamps similarly).
+    pub const FETCH_WAIT_MS_MAX: i32 = 60_000;
+
+    const _: () = assert!(REQUEST_BYTES_DEFAULT <= REQUEST_BYTES_CEILING);
+    const _: () = assert!(BATCH_BYTES_DEFAULT < REQUEST_BYTES_DEFAULT);
+}
+
+/// When appended data is forced to disk with fdatasync (Kafka's `flush.messages` / `flush.ms`).
+///
+/// Whatever the policy, a produce is acknowledged only after its data was written to the
+/// segment file with O_DIRECT, so killing the process never loses acknowledged data. The
+/// policy decides what survives a power loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fdatasync before every acknowledgement (group-committed). The default.
+    EveryProduce,
+    /// fdatasync once this many messages accumulated or this many milliseconds passed,
+    /// whichever comes first (`None` disables that trigger).
+    Periodic {
+        /// `flush.messages`.
+        messages: Option<u64>,
+        /// `flush.ms`.
+        interval_ms: Option<u64>,
+    },
+}
+
+/// The whole configuration of one broker process.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds on every shard (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Host and port put in Metadata responses; defaults to `listen`.
+    pub advertised_host: String,
+    /// Port put in Metadata responses.
+    pub advertised_port: u16,
+    /// Root of all partition logs and the cluster metadata file.
+    pub data_dir: PathBuf,
+    /// Number of shards (pinned executors); 0 means one per CPU the process may run on.
+    pub shards: usize,
+    /// CPUs to pin shards to; empty means the process's CPU affinity mask.
+    pub cpus: Vec<usize>,
+    /// This broker's node id, as advertised in Metadata.
+    pub node_id: i32,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Kafka's `num.partitions`: partitions of an auto-created or default-sized topic.
+    pub default_partitions: i32,
+    /// Kafka's `socket.request.max.bytes`.
+    pub max_request_bytes: usize,
+    /// Kafka's `message.max.bytes`: default `max.message.bytes` of topics.
+    pub max_message_bytes: usize,
+    /// Connections accepted per broker; more are closed right after accept.
+    pub max_connections: usize,
+    /// Kafka's `log.segment.bytes`.
+    pub segment_bytes: u64,
+    /// Kafka's `log.roll.ms`; `None` rolls by size only.
+    pub segment_ms: Option<u64>,
+    /// Segment files grow by preallocated extents of this size.
+    pub segment_prealloc_bytes: u64,
+    /// Default flush policy of topics.
+    pub flush: FlushPolicy,
+    /// Recent data kept in memory per partition to serve fetches without disk reads.
+    pub tail_cache_bytes: usize,
+    /// Kafka's `log.message.timestamp.type` is `LogAppendTime`.
+    pub log_append_time: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            data_dir: PathBuf::from("./data"),
+            shards: 0,
+            cpus: Vec::new(),
+            node_id: 0,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: limits::REQUEST_BYTES_DEFAULT,
+            max_message_bytes: limits::BATCH_BYTES_DEFAULT,
+            max_connections: 10_000,
+            segment_bytes: 1 << 30,
+            segment_ms: None,
+            segment_prealloc_bytes: 64 << 20,
+            flush: FlushPolicy::EveryProduce,
+            tail_cache_bytes: 8 << 20,
+            log_append_time: false,
+        }
+    }
+}
+
+/// A configuration value that cannot work, naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The setting, as spelled on the command line.
+    pub key: &'static str,
+    /// Why the value was refused.
+    pub reason: String,
+}
+
+fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl BrokerConfig {
+    /// Checks every value and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.default_partitions < 1 || self.default_partitions > limits::PARTITIONS_PER_TOPIC_MAX
+        {
+            return Err(bad("default-partitions", "must be between 1 and 100000"));
+        }
+        if self.max_request_bytes < 1024 || self.max_request_bytes > limits::REQUEST_BYTES_CEILING {
+            return Err(bad("max-request-bytes", "must be between 1 KiB and 1 GiB"));
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > self.max_request_bytes {
+            return Err(bad(
+                "max-message-bytes",
+                "must be ≥ 1 KiB and ≤ max-request-bytes",
+            ));
+        }
+        if self.segment_bytes < limits::SEGMENT_BYTES_MIN || self.segment_bytes > u32::MAX as u64 {
+            return Err(bad("segment-bytes", "must be between 1 MiB and 4 GiB - 1"));
+        }
+        if self.segment_prealloc_bytes < 4096 || self.segment_prealloc_bytes % 4096 != 0 {
+            return Err(bad("segment-prealloc-bytes", "must be a multiple of 4096"));
+        }
+        if self.max_connections == 0 {
+            return Err(bad("max-connections", "must be at least 1"));
+        }
+        if self.advertised_host.is_empty() {
+            return Err(bad("advertised-host", "must not be empty"));
+        }
+        Ok(())
+    }
+}

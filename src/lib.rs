@@ -26,3 +26,8 @@
 //! `tests/tidy.rs` checks this table.
 
 pub mod config;
+pub mod controller;
+pub mod protocol;
+pub mod runtime;
+pub mod server;
+pub mod storage;

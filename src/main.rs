@@ -1,1 +1,38 @@
-fn main() {}
+//! The `strata` command: the broker (`serve`) and its tools.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Strata: a Kafka-compatible streaming broker, thread-per-core on io_uring.
+#[derive(Parser)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (e.g. `info`, `strata=debug`); `RUST_LOG` is read when not given.
+    #[arg(long, global = true, env = "STRATA_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Serve(cli::serve::ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging(cli.log.as_deref());
+    let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -101,6 +101,8 @@
 //! }
 //! ```
 #![deny(missing_docs)]
+// strata patch: vendored as a path dependency, so its warnings would show in our builds.
+#![allow(dead_code)]
 // Display required features for items when rendering for docs.rs
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,0 +1,277 @@
+//! Cluster metadata, kept by the coordinator shard (shard 0).
+//!
+//! [`ClusterMetadata`] is an immutable snapshot: topics, their ids, partitions, the shard that
+//! owns each partition, and topic config overrides. Shard 0 is the only writer: it applies a
+//! change to a copy ([`ClusterMetadata::create_topic`] and friends), persists the copy with
+//! [`store`], and hands the new snapshot to every shard. The partition-to-shard mapping is
+//! chosen once, at creation, round-robin over shards, and kept in the file, so it is stable
+//! across restarts (a mapping to a shard that no longer exists is folded with `% shards`).
+//!
+//! On disk: `<data>/metadata.json`, replaced atomically (write temp, fdatasync, rename, sync
+//! the directory).
+
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::limits;
+pub use topic_config::{TopicConfigError, TOPIC_CONFIGS};
+
+/// File name of the metadata snapshot inside the data directory.
+pub const METADATA_FILE: &str = "metadata.json";
+
+/// One partition of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// The shard that owns the partition's log.
+    pub shard: usize,
+    /// Leader epoch, bumped when leadership changes (always 0 on a single broker).
+    pub leader_epoch: i32,
+}
+
+/// One topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Topic name.
+    pub name: String,
+    /// Topic id (Kafka's topic UUID, used by Fetch v13+ and Metadata v10+).
+    pub id: uuid::Uuid,
+    /// Partitions, indexed by partition number.
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic-level config overrides (`name → value`), validated against [`TOPIC_CONFIGS`].
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The cluster metadata snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    /// Cluster id reported in Metadata responses, generated on first start.
+    pub cluster_id: String,
+    /// Bumped by every change.
+    pub version: u64,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Round-robin cursor: the shard the next partition goes to.
+    pub next_shard: usize,
+}
+
+/// A refused metadata change, with the Kafka error code to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    /// Kafka error code.
+    pub code: i16,
+    /// Human-readable reason, sent back as the error message.
+    pub message: String,
+}
+
+impl ControlError {
+    fn new(error: kafka_protocol::error::ResponseError, message: impl Into<String>) -> Self {
+        ControlError {
+            code: error.code(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<TopicConfigError> for ControlError {
+    fn from(e: TopicConfigError) -> Self {
+        ControlError::new(
+            kafka_protocol::error::ResponseError::InvalidConfig,
+            e.to_string(),
+        )
+    }
+}
+
+use kafka_protocol::error::ResponseError as E;
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), ControlError> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(ControlError::new(
+            E::InvalidTopicException,
+            "topic name is illegal",
+        ));
+    }
+    if name.len() > limits::TOPIC_NAME_BYTES_MAX {
+        return Err(ControlError::new(
+            E::InvalidTopicException,
+            "topic name is too long",
+        ));
+    }
+    if !name.chars().all(legal) {
+        let msg = format!("topic name {name:?} has characters outside [a-zA-Z0-9._-]");
+        return Err(ControlError::new(E::InvalidTopicException, msg));
+    }
+    Ok(())
+}
+
+fn validate_partition_count(count: i32) -> Result<(), ControlError> {
+    if count < 1 || count > limits::PARTITIONS_PER_TOPIC_MAX {
+        let msg = format!("partition count {count} is outside 1..=100000");
+        return Err(ControlError::new(E::InvalidPartitions, msg));
+    }
+    Ok(())
+}
+
+impl ClusterMetadata {
+    /// The metadata of a broker that has never started: no topics, a fresh cluster id.
+    pub fn new_cluster() -> Self {
+        ClusterMetadata {
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Looks a topic up by id.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| t.id == id)
+    }
+
+    /// The shard owning `topic`/`partition`, or `None` if no such partition exists.
+    pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        let topic = self.topics.get(topic)?;
+        let index = usize::try_from(partition).ok()?;
+        topic.partitions.get(index).map(|p| p.shard)
+    }
+
+    /// Folds shard numbers that do not exist in a pool of `shards` onto existing ones, so a
+    /// data directory written with more shards still opens.
+    pub fn fold_shards(&mut self, shards: usize) -> usize {
+        let mut moved = 0;
+        for partition in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            if partition.shard >= shards {
+                partition.shard %= shards;
+                moved += 1;
+            }
+        }
+        self.next_shard %= shards;
+        moved
+    }
+
+    fn take_shards(&mut self, count: usize, shards: usize) -> Vec<PartitionMeta> {
+        let first = self.next_shard;
+        self.next_shard = (first + count) % shards;
+        (0..count)
+            .map(|i| PartitionMeta {
+                shard: (first + i) % shards,
+                leader_epoch: 0,
+            })
+            .collect()
+    }
+
+    /// Returns a copy with the topic added; `configs` are validated overrides.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        shards: usize,
+    ) -> Result<ClusterMetadata, ControlError> {
+        validate_topic_name(name)?;
+        validate_partition_count(partitions)?;
+        topic_config::validate_all(&configs)?;
+        if self.topics.contains_key(name) {
+            let msg = format!("topic {name:?} already exists");
+            return Err(ControlError::new(E::TopicAlreadyExists, msg));
+        }
+        let mut next = self.clone();
+        let partitions = next.take_shards(partitions as usize, shards);
+        let topic = TopicMeta {
+            name: name.to_owned(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        next.topics.insert(name.to_owned(), topic);
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// Returns a copy without the topic.
+    pub fn delete_topic(&self, name: &str) -> Result<ClusterMetadata, ControlError> {
+        let mut next = self.clone();
+        if next.topics.remove(name).is_none() {
+            let msg = format!("topic {name:?} does not exist");
+            return Err(ControlError::new(E::UnknownTopicOrPartition, msg));
+        }
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// Returns a copy where the topic has `total` partitions (more than it has now).
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        shards: usize,
+    ) -> Result<ClusterMetadata, ControlError> {
+        validate_partition_count(total)?;
+        let current = match self.topics.get(name) {
+            Some(topic) => topic.partitions.len(),
+            None => {
+                let msg = format!("topic {name:?} does not exist");
+                return Err(ControlError::new(E::UnknownTopicOrPartition, msg));
+            }
+        };
+        if total as usize <= current {
+            let msg = format!("topic has {current} partitions; the new count must be higher");
+            return Err(ControlError::new(E::InvalidPartitions, msg));
+        }
+        let mut next = self.clone();
+        let added = next.take_shards(total as usize - current, shards);
+        if let Some(topic) = next.topics.get_mut(name) {
+            topic.partitions.extend(added);
+        }
+        next.version += 1;
+        Ok(next)
+    }
+}
+
+/// Directory of one partition's log inside the data directory (`<topic>-<partition>`, as Kafka).
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Reads the metadata snapshot; `Ok(None)` when the data directory has none yet.
+pub fn load(data_dir: &Path) -> anyhow::Result<Option<ClusterMetadata>> {
+    let path = data_dir.join(METADATA_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let meta = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is not valid metadata: {e}", path.display()))?;
+            Ok(Some(meta))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Durably replaces the metadata snapshot: temp file, fdatasync, rename, directory sync.
+pub async fn store(data_dir: &Path, meta: &ClusterMetadata) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    let temp = data_dir.join(format!("{METADATA_FILE}.tmp"));
+    let file = glommio::io::BufferedFile::create(&temp).await?;
+    let written = file.write_at(bytes.clone(), 0).await?;
+    if written != bytes.len() {
+        return Err(std::io::Error::other("short write of metadata"));
+    }
+    file.fdatasync().await?;
+    file.close().await?;
+    glommio::io::rename(&temp, data_dir.join(METADATA_FILE)).await?;
+    let dir = glommio::io::Directory::open(data_dir).await?;
+    dir.sync().await?;
+    dir.close().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! One client connection: read frames, dispatch in order, write responses in order.
+//!
+//! The reader parses a frame, starts its request ([`handlers::dispatch`]) and queues the
+//! pending response; the writer awaits the queue head and writes it. At most
+//! [`limits::IN_FLIGHT_PER_CONNECTION_MAX`] requests are queued; past that the reader stops
+//! reading, which pushes back on the client through TCP. A bad frame closes the connection
+//! with a log line; the rest of the broker is unaffected.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Buf, BytesMut};
+use futures::future::Either;
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use super::handlers::{self, Reply};
+use super::shard::Shard;
+use crate::config::limits;
+use crate::protocol::{self, ProtocolError};
+use kafka_protocol::messages::ApiKey;
+
+/// Bytes asked of the socket per read when no larger frame is pending.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A response in the queue: already encoded, or still being computed.
+enum Queued {
+    Ready(BytesMut),
+    Pending {
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        reply: JoinHandle<Reply>,
+    },
+}
+
+/// Serves one connection until the client closes it or sends something unacceptable.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, "set_nodelay failed: {e}");
+    }
+    let (reader, writer) = stream.split();
+    let (queue, pending) = local_channel::new_bounded(limits::IN_FLIGHT_PER_CONNECTION_MAX);
+    let writing = glommio::spawn_local(write_loop(writer, pending, peer));
+    let reading = read_loop(&shard, reader, queue, peer);
+    futures::pin_mut!(reading);
+    match futures::future::select(reading, writing).await {
+        // The client stopped sending: finish the responses already queued, then close.
+        Either::Left(((), writing)) => writing.await,
+        // The writer failed or was told to close: stop reading too.
+        Either::Right(((), _)) => {}
+    }
+}
+
+async fn read_loop(
+    shard: &Rc<Shard>,
+    mut reader: impl AsyncRead + Unpin,
+    queue: LocalSender<Queued>,
+    peer: SocketAddr,
+) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let max = shard.config.max_request_bytes;
+    loop {
+        if !fill(&mut reader, &mut buf, protocol::FRAME_PREFIX_BYTES, peer).await {
+            return;
+        }
+        let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let size = match protocol::check_frame_size(size, max) {
+            Ok(size) => size,
+            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
+        };
+        if !fill(
+            &mut reader,
+            &mut buf,
+            protocol::FRAME_PREFIX_BYTES + size,
+            peer,
+        )
+        .await
+        {
+            return;
+        }
+        buf.advance(protocol::FRAME_PREFIX_BYTES);
+        let frame = buf.split_to(size).freeze();
+        let queued = match protocol::parse_request(frame, handlers::supported) {
+            Ok(request) => {
+                let (key, version) = (request.key, request.version);
+                let correlation_id = request.header.correlation_id;
+                let reply = glommio::spawn_local(handlers::dispatch(shard, request).await).detach();
+                Queued::Pending {
+                    key,
+                    version,
+                    correlation_id,
+                    reply,
+                }
+            }
+            Err(ProtocolError::UnsupportedVersion {
+                key,
+                version,
+                correlation_id,
+            }) if key == ApiKey::ApiVersions => {
+                tracing::debug!(%peer, version, "ApiVersions version not supported; answering v0");
+                match protocol::unsupported_api_versions(correlation_id, handlers::APIS) {
+                    Ok(bytes) => Queued::Ready(bytes),
+                    Err(e) => return tracing::error!(%peer, "encoding ApiVersions failed: {e}"),
+                }
+            }
+            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
+        };
+        if queue.send(queued).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads until `buf` holds `want` bytes. False on end of stream or error (logged).
+async fn fill(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    want: usize,
+    peer: SocketAddr,
+) -> bool {
+    while buf.len() < want {
+        let have = buf.len();
+        let chunk = (want - have).max(READ_CHUNK_BYTES);
+        buf.resize(have + chunk, 0);
+        let read = reader.read(&mut buf[have..]).await;
+        match read {
+            Ok(0) => {
+                buf.truncate(have);
+                if have > 0 {
+                    tracing::debug!(%peer, have, "connection closed inside a frame");
+                }
+                return false;
+            }
+            Ok(n) => buf.truncate(have + n),
+            Err(e) => {
+                buf.truncate(have);
+                tracing::debug!(%peer, "read failed: {e}");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn write_loop(
+    mut writer: impl AsyncWrite + Unpin,
+    queue: LocalReceiver<Queued>,
+    peer: SocketAddr,
+) {
+    while let Some(queued) = queue.recv().await {
+        let bytes = match queued {
+            Queued::Ready(bytes) => bytes,
+            Queued::Pending {
+                key,
+                version,
+                correlation_id,
+                reply,
+            } => {
+                let response = match reply.await {
+                    Some(Reply::Response(response)) => response,
+                    Some(Reply::Nothing) => continue,
+                    Some(Reply::Close(why)) => {
+                        return tracing::warn!(%peer, "closing connection: {why}")
+                    }
+                    None => return tracing::error!(%peer, "request task was cancelled"),
+                };
+                match protocol::encode_response(key, version, correlation_id, &response) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return tracing::error!(%peer, "encoding {key:?} failed: {e}"),
+                }
+            }
+        };
+        if let Err(e) = writer.write_all(&bytes).await {
+            return tracing::debug!(%peer, "write failed: {e}");
+        }
+    }
+    let _ = writer.close().await;
+}

@@ -1,0 +1,365 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::*;
+
+use super::str_bytes;
+use crate::config::BrokerConfig;
+use crate::controller::topic_config::{broker_default, Kind, TOPIC_CONFIGS};
+use crate::controller::{ControlError, TopicMeta};
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::ControlOp;
+use crate::server::shard::Shard;
+
+/// Kafka's `ConfigResource.Type` codes.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's `DescribeConfigsResponse.ConfigSource` codes.
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's `ConfigDef.Type` codes used here.
+const TYPE_STRING: i8 = 2;
+const TYPE_LONG: i8 = 5;
+
+fn control_error(e: ControlError) -> (i16, Option<String>) {
+    (e.code, Some(e.message))
+}
+
+fn creation_request(
+    broker: &BrokerConfig,
+    topic: &CreatableTopic,
+) -> Result<(i32, BTreeMap<String, String>), ControlError> {
+    let refuse = |error: E, message: &str| ControlError {
+        code: error.code(),
+        message: message.into(),
+    };
+    if !matches!(topic.replication_factor, -1 | 1) {
+        let msg = "replication factor must be 1 (or -1 for the default) on a single broker";
+        return Err(refuse(E::InvalidReplicationFactor, msg));
+    }
+    let partitions = match (topic.num_partitions, topic.assignments.is_empty()) {
+        (-1, true) => broker.default_partitions,
+        (n, true) => n,
+        (-1, false) => {
+            let node = broker.node_id;
+            let ours = topic
+                .assignments
+                .iter()
+                .all(|a| a.broker_ids.iter().all(|b| b.0 == node));
+            if !ours {
+                return Err(refuse(
+                    E::InvalidReplicaAssignment,
+                    "assignment names unknown brokers",
+                ));
+            }
+            topic.assignments.len() as i32
+        }
+        _ => {
+            let msg = "give either num_partitions or replica assignments, not both";
+            return Err(refuse(E::InvalidRequest, msg));
+        }
+    };
+    let configs = topic
+        .configs
+        .iter()
+        .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+        .collect();
+    Ok((partitions, configs))
+}
+
+/// CreateTopics.
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let duplicated: HashSet<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|n| !seen.insert(n.clone()))
+        .collect();
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let name = topic.name.0.to_string();
+        let outcome = if duplicated.contains(&name) {
+            Err((
+                E::InvalidRequest.code(),
+                Some("topic named twice in one request".to_owned()),
+            ))
+        } else {
+            match creation_request(&shard.config, topic) {
+                Ok((partitions, configs)) => {
+                    let validate_only = req.validate_only;
+                    let op = ControlOp::CreateTopic {
+                        name: name.clone(),
+                        partitions,
+                        configs,
+                        validate_only,
+                    };
+                    shard.control(op).await.map_err(control_error)
+                }
+                Err(e) => Err(control_error(e)),
+            }
+        };
+        results.push(creation_result(shard, topic, outcome, version));
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+fn creation_result(
+    shard: &Shard,
+    topic: &CreatableTopic,
+    outcome: Result<(), (i16, Option<String>)>,
+    version: i16,
+) -> CreatableTopicResult {
+    let result = CreatableTopicResult::default().with_name(topic.name.clone());
+    if let Err((code, message)) = outcome {
+        if code != 0 {
+            tracing::info!(topic = %topic.name.0, code, "CreateTopics refused: {message:?}");
+        }
+        return result
+            .with_error_code(code)
+            .with_error_message(message.as_deref().map(str_bytes))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+    }
+    let meta = shard.meta();
+    let Some(created) = meta.topics.get(topic.name.0.as_str()) else {
+        // validate_only: nothing was created; report what would have been.
+        return result
+            .with_num_partitions(topic.num_partitions)
+            .with_replication_factor(1);
+    };
+    let configs = (version >= 5).then(|| {
+        config_entries(&shard.config, created)
+            .into_iter()
+            .map(|e| {
+                CreatableTopicConfigs::default()
+                    .with_name(e.name)
+                    .with_value(e.value)
+                    .with_config_source(e.config_source)
+            })
+            .collect()
+    });
+    result
+        .with_topic_id(created.id)
+        .with_num_partitions(created.partitions.len() as i32)
+        .with_replication_factor(1)
+        .with_configs(configs)
+}
+
+/// DeleteTopics (by name, or by topic id from v6).
+pub async fn delete_topics(
+    shard: &Rc<Shard>,
+    req: DeleteTopicsRequest,
+    _version: i16,
+) -> DeleteTopicsResponse {
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+        .collect();
+    targets.extend(
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
+    );
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let meta = shard.meta();
+        let resolved = match &name {
+            Some(name) => meta.topics.get(name),
+            None => meta.topic_by_id(id),
+        };
+        let result = DeletableTopicResult::default()
+            .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
+            .with_topic_id(id);
+        let Some(topic) = resolved else {
+            let error = if name.is_some() {
+                E::UnknownTopicOrPartition
+            } else {
+                E::UnknownTopicId
+            };
+            responses.push(result.with_error_code(error.code()));
+            continue;
+        };
+        let (topic_name, topic_id) = (topic.name.clone(), topic.id);
+        let result = result
+            .with_name(Some(TopicName(str_bytes(&topic_name))))
+            .with_topic_id(topic_id);
+        match shard
+            .control(ControlOp::DeleteTopic {
+                name: topic_name.clone(),
+            })
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(topic = %topic_name, "deleted topic");
+                responses.push(result);
+            }
+            Err(e) => responses.push(
+                result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(&e.message))),
+            ),
+        }
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// CreatePartitions.
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let op = ControlOp::CreatePartitions {
+            name: topic.name.0.to_string(),
+            total: topic.count,
+            validate_only: req.validate_only,
+        };
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(match shard.control(op).await {
+            Ok(()) => result,
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(str_bytes(&e.message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+/// DescribeConfigs for topics and this broker.
+pub fn describe_configs(
+    shard: &Rc<Shard>,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let meta = shard.meta();
+    let results = req
+        .resources
+        .iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => match meta.topics.get(resource.resource_name.as_str()) {
+                    Some(topic) => config_entries(&shard.config, topic),
+                    None => return result.with_error_code(E::UnknownTopicOrPartition.code()),
+                },
+                RESOURCE_BROKER
+                    if resource.resource_name.as_str() == shard.config.node_id.to_string()
+                        || resource.resource_name.is_empty() =>
+                {
+                    broker_entries(&shard.config)
+                }
+                RESOURCE_BROKER => return result.with_error_code(E::InvalidRequest.code()),
+                _ => {
+                    let msg = "only topic and broker resources are supported";
+                    return result
+                        .with_error_code(E::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes(msg)));
+                }
+            };
+            let keys = resource.configuration_keys.as_ref();
+            let wanted =
+                |e: &DescribeConfigsResourceResult| keys.is_none_or(|k| k.contains(&e.name));
+            let entries = entries
+                .into_iter()
+                .filter(wanted)
+                .map(|e| with_extras(e, req.include_synonyms, req.include_documentation, version))
+                .collect();
+            result.with_configs(entries)
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn with_extras(
+    entry: DescribeConfigsResourceResult,
+    synonyms: bool,
+    documentation: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let synonym = DescribeConfigsSynonym::default()
+        .with_name(entry.name.clone())
+        .with_value(entry.value.clone())
+        .with_source(entry.config_source);
+    let enforced = TOPIC_CONFIGS
+        .iter()
+        .any(|d| d.name == entry.name.as_str() && d.enforced);
+    let doc = if enforced {
+        "enforced by Strata"
+    } else {
+        "stored; not yet enforced by Strata"
+    };
+    entry
+        .with_synonyms(if synonyms { vec![synonym] } else { Vec::new() })
+        .with_documentation((documentation && version >= 3).then(|| str_bytes(doc)))
+}
+
+/// Every topic config with its effective value and where the value comes from.
+fn config_entries(broker: &BrokerConfig, topic: &TopicMeta) -> Vec<DescribeConfigsResourceResult> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let (value, source) = match topic.configs.get(def.name) {
+                Some(v) => (Some(v.clone()), SOURCE_DYNAMIC_TOPIC),
+                None => (broker_default(def.name, broker), SOURCE_DEFAULT),
+            };
+            let config_type = match def.kind {
+                Kind::Long { .. } => TYPE_LONG,
+                Kind::Choice(_) => TYPE_STRING,
+            };
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(def.name))
+                .with_value(value.as_deref().map(str_bytes))
+                .with_config_source(source)
+                .with_config_type(config_type)
+        })
+        .collect()
+}
+
+fn broker_entries(broker: &BrokerConfig) -> Vec<DescribeConfigsResourceResult> {
+    let entries = [
+        (
+            "auto.create.topics.enable",
+            broker.auto_create_topics.to_string(),
+        ),
+        ("num.partitions", broker.default_partitions.to_string()),
+        ("message.max.bytes", broker.max_message_bytes.to_string()),
+        (
+            "socket.request.max.bytes",
+            broker.max_request_bytes.to_string(),
+        ),
+        ("log.segment.bytes", broker.segment_bytes.to_string()),
+        ("log.dirs", broker.data_dir.display().to_string()),
+        ("node.id", broker.node_id.to_string()),
+    ];
+    entries
+        .into_iter()
+        .map(|(name, value)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(&value)))
+                .with_read_only(true)
+                .with_config_source(SOURCE_STATIC_BROKER)
+        })
+        .collect()
+}

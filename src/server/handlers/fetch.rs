@@ -1,0 +1,231 @@
+//! Fetch: read whole record batches, long-polling until `min_bytes` or `max_wait_ms`.
+//!
+//! Each round reads every partition on its owning shard. If the round returned fewer than
+//! `min_bytes` and the deadline has not passed, the fetch waits until an append on any of the
+//! partitions moves its high watermark past what was seen (woken by the append, on whatever
+//! shard it happens), then reads again. Record batches are returned verbatim.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+
+use super::str_bytes;
+use crate::config::limits;
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::{FetchItem, FetchOutcome, PartitionRef, ShardMsg};
+use crate::server::router::{scatter, Buckets};
+use crate::server::shard::{LocalFuture, Shard};
+
+/// Fetch v13 replaced topic names by topic ids.
+const TOPIC_ID_VERSION: i16 = 13;
+
+/// One requested partition, resolved against metadata.
+struct Wanted {
+    topic: usize,
+    partition: i32,
+    /// `Ok((owner shard, item))`, or the error code to answer.
+    target: Result<(usize, FetchItem), i16>,
+}
+
+/// Handles one Fetch request.
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+    let wait_ms = req.max_wait_ms.clamp(0, limits::FETCH_WAIT_MS_MAX) as u64;
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let (topics, wanted) = resolve(shard, &req, version);
+    let mut outcomes = read_all(shard, &wanted).await;
+    loop {
+        let bytes: usize = outcomes.iter().map(|o| o.records.len()).sum();
+        let failed = outcomes.iter().any(|o| o.error_code != 0);
+        if bytes >= min_bytes || failed || Instant::now() >= deadline {
+            break;
+        }
+        if !wait_for_data(shard, &wanted, &outcomes, deadline).await {
+            break;
+        }
+        outcomes = read_all(shard, &wanted).await;
+    }
+    trim_to_budget(&mut outcomes, req.max_bytes.max(0) as usize);
+    respond(topics, wanted, outcomes, version)
+}
+
+fn resolve(
+    shard: &Shard,
+    req: &FetchRequest,
+    version: i16,
+) -> (Vec<FetchableTopicResponse>, Vec<Wanted>) {
+    let meta = shard.meta();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut wanted = Vec::new();
+    for (index, t) in req.topics.iter().enumerate() {
+        let (name, unknown) = if version >= TOPIC_ID_VERSION {
+            let name = meta.topic_by_id(t.topic_id).map(|m| m.name.clone());
+            (name, E::UnknownTopicId.code())
+        } else {
+            (
+                Some(t.topic.0.to_string()),
+                E::UnknownTopicOrPartition.code(),
+            )
+        };
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id),
+        );
+        let topic: Option<Arc<str>> = name.map(Arc::from);
+        for p in &t.partitions {
+            let owner = topic.as_ref().and_then(|n| meta.shard_of(n, p.partition));
+            let target = match (&topic, owner) {
+                (Some(topic), Some(owner)) => Ok((
+                    owner,
+                    FetchItem {
+                        partition: PartitionRef {
+                            topic: topic.clone(),
+                            partition: p.partition,
+                        },
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    },
+                )),
+                (Some(_), None) => Err(E::UnknownTopicOrPartition.code()),
+                (None, _) => Err(unknown),
+            };
+            wanted.push(Wanted {
+                topic: index,
+                partition: p.partition,
+                target,
+            });
+        }
+    }
+    if version < TOPIC_ID_VERSION {
+        for (t, req_topic) in topics.iter_mut().zip(&req.topics) {
+            if let Some(m) = meta.topics.get(req_topic.topic.0.as_str()) {
+                t.topic_id = m.id;
+            }
+        }
+    }
+    (topics, wanted)
+}
+
+async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<FetchOutcome> {
+    let items = wanted
+        .iter()
+        .filter_map(|w| w.target.as_ref().ok().cloned());
+    let buckets = Buckets::new(shard.count, items);
+    let read = scatter(
+        shard,
+        buckets,
+        |s, item| Box::pin(async move { s.read_local(item).await }),
+        |items, reply| ShardMsg::Fetch { items, reply },
+        || FetchOutcome {
+            error_code: E::NotLeaderOrFollower.code(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut read = read.into_iter();
+    wanted
+        .iter()
+        .map(|w| match &w.target {
+            Ok(_) => read.next().unwrap_or_default(),
+            Err(code) => FetchOutcome {
+                error_code: *code,
+                high_watermark: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// Waits until an append moves any partition's high watermark past what the last round saw.
+/// Returns false when the deadline passed first.
+async fn wait_for_data(
+    shard: &Rc<Shard>,
+    wanted: &[Wanted],
+    seen: &[FetchOutcome],
+    deadline: Instant,
+) -> bool {
+    let mut per_shard: Vec<Vec<(PartitionRef, i64)>> =
+        (0..shard.count).map(|_| Vec::new()).collect();
+    for (w, outcome) in wanted.iter().zip(seen) {
+        if let Ok((owner, item)) = &w.target {
+            let beyond = item.offset.max(outcome.high_watermark);
+            per_shard[*owner].push((item.partition.clone(), beyond));
+        }
+    }
+    let mut waits: Vec<LocalFuture<()>> = Vec::new();
+    for (owner, items) in per_shard.into_iter().enumerate() {
+        if items.is_empty() {
+            continue;
+        }
+        if owner == shard.id {
+            waits.push(Box::pin(shard.wait_local(&items)));
+            continue;
+        }
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::WaitForData {
+            items,
+            deadline,
+            reply,
+        };
+        if shard.send(owner, msg).await {
+            waits.push(Box::pin(async move {
+                let _ = answer.await;
+            }));
+        }
+    }
+    if waits.is_empty() {
+        return false;
+    }
+    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    let any = futures::future::select_all(waits);
+    futures::pin_mut!(timeout);
+    matches!(
+        futures::future::select(any, timeout).await,
+        futures::future::Either::Left(_)
+    )
+}
+
+/// Keeps the response within the request's `max_bytes`: the first non-empty partition is
+/// always kept whole (KIP-74); later ones are emptied once the budget is spent.
+fn trim_to_budget(outcomes: &mut [FetchOutcome], max_bytes: usize) {
+    let mut used = 0usize;
+    for outcome in outcomes.iter_mut().filter(|o| !o.records.is_empty()) {
+        if used > 0 && used + outcome.records.len() > max_bytes {
+            outcome.records = bytes::Bytes::new();
+        } else {
+            used += outcome.records.len();
+        }
+    }
+}
+
+fn respond(
+    mut topics: Vec<FetchableTopicResponse>,
+    wanted: Vec<Wanted>,
+    outcomes: Vec<FetchOutcome>,
+    version: i16,
+) -> FetchResponse {
+    for (w, outcome) in wanted.into_iter().zip(outcomes) {
+        let data = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(outcome.error_code)
+            .with_high_watermark(outcome.high_watermark)
+            .with_last_stable_offset(outcome.high_watermark)
+            .with_log_start_offset(outcome.log_start_offset)
+            .with_records(Some(outcome.records));
+        if let Some(topic) = topics.get_mut(w.topic) {
+            topic.partitions.push(data);
+        }
+    }
+    if version >= TOPIC_ID_VERSION {
+        for t in &mut topics {
+            t.topic = TopicName(str_bytes(""));
+        }
+    }
+    FetchResponse::default().with_responses(topics)
+}

@@ -1,0 +1,125 @@
+//! Metadata: brokers, topics and partition leaders; auto-creates topics when allowed.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+
+use super::str_bytes;
+use crate::controller::{validate_topic_name, TopicMeta};
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::ControlOp;
+use crate::server::shard::Shard;
+
+/// From v4 the client says whether to auto-create; before, Kafka always did.
+const AUTO_CREATE_FLAG_VERSION: i16 = 4;
+
+/// Handles one Metadata request.
+pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let config = &shard.config;
+    let node = BrokerId(config.node_id);
+    let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match &req.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .iter()
+                .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    let auto_create = config.auto_create_topics
+        && (version < AUTO_CREATE_FLAG_VERSION || req.allow_auto_topic_creation);
+    let topics = match wanted {
+        None => shard
+            .meta()
+            .topics
+            .values()
+            .map(|t| describe(t, node))
+            .collect(),
+        Some(wanted) => {
+            let mut topics = Vec::with_capacity(wanted.len());
+            for (name, id) in wanted {
+                topics.push(lookup(shard, name, id, auto_create, node).await);
+            }
+            topics
+        }
+    };
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(str_bytes(&config.advertised_host))
+        .with_port(config.advertised_port.into());
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(&shard.meta().cluster_id)))
+        .with_controller_id(node)
+        .with_topics(topics)
+}
+
+async fn lookup(
+    shard: &Rc<Shard>,
+    name: Option<String>,
+    id: uuid::Uuid,
+    auto_create: bool,
+    node: BrokerId,
+) -> MetadataResponseTopic {
+    let Some(name) = name else {
+        return match shard.meta().topic_by_id(id) {
+            Some(topic) => describe(topic, node),
+            None => error_topic(None, id, E::UnknownTopicId),
+        };
+    };
+    if let Some(topic) = shard.meta().topics.get(&name) {
+        return describe(topic, node);
+    }
+    if validate_topic_name(&name).is_err() {
+        return error_topic(Some(&name), id, E::InvalidTopicException);
+    }
+    if !auto_create {
+        return error_topic(Some(&name), id, E::UnknownTopicOrPartition);
+    }
+    let op = ControlOp::CreateTopic {
+        name: name.clone(),
+        partitions: shard.config.default_partitions,
+        configs: Default::default(),
+        validate_only: false,
+    };
+    match shard.control(op).await {
+        Ok(()) => tracing::info!(topic = %name, "auto-created topic"),
+        Err(e) if e.code == E::TopicAlreadyExists.code() => {}
+        Err(e) => tracing::warn!(topic = %name, "auto-creating topic failed: {e}"),
+    }
+    match shard.meta().topics.get(&name) {
+        Some(topic) => describe(topic, node),
+        None => error_topic(Some(&name), id, E::LeaderNotAvailable),
+    }
+}
+
+fn error_topic(name: Option<&str>, id: uuid::Uuid, error: E) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(error.code())
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(id)
+}
+
+fn describe(topic: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_leader_id(node)
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_topic_id(topic.id)
+        .with_partitions(partitions)
+}

@@ -1,0 +1,139 @@
+//! One handler per Kafka API, and the one list of what is implemented.
+//!
+//! [`APIS`] is the single source of truth: ApiVersions answers from it and the connection
+//! refuses anything outside it. Each handler takes the decoded request and the shard the
+//! connection lives on, and returns the response body.
+
+mod admin;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use super::shard::{LocalFuture, Shard};
+use crate::protocol::{self, ApiRange, Request};
+
+/// Every API and version range the broker implements. Floors follow Kafka 4.0 (KIP-896).
+pub const APIS: &[ApiRange] = &[
+    ApiRange {
+        key: ApiKey::Produce,
+        min: 3,
+        max: 11,
+    },
+    ApiRange {
+        key: ApiKey::Fetch,
+        min: 4,
+        max: 16,
+    },
+    ApiRange {
+        key: ApiKey::ListOffsets,
+        min: 1,
+        max: 6,
+    },
+    ApiRange {
+        key: ApiKey::Metadata,
+        min: 0,
+        max: 12,
+    },
+    ApiRange {
+        key: ApiKey::ApiVersions,
+        min: 0,
+        max: 4,
+    },
+    ApiRange {
+        key: ApiKey::CreateTopics,
+        min: 2,
+        max: 7,
+    },
+    ApiRange {
+        key: ApiKey::DeleteTopics,
+        min: 1,
+        max: 6,
+    },
+    ApiRange {
+        key: ApiKey::CreatePartitions,
+        min: 0,
+        max: 3,
+    },
+    ApiRange {
+        key: ApiKey::DescribeConfigs,
+        min: 1,
+        max: 4,
+    },
+];
+
+/// The implemented range of `key`, if any.
+pub fn supported(key: ApiKey) -> Option<ApiRange> {
+    APIS.iter().copied().find(|a| a.key == key)
+}
+
+/// What the connection does after a request.
+pub enum Reply {
+    /// Send this response.
+    Response(ResponseKind),
+    /// Send nothing (produce with acks=0).
+    Nothing,
+    /// Close the connection, logging why.
+    Close(String),
+}
+
+/// Starts handling a request. Work that must happen in request order (produce appends, and
+/// the forwarding of appends to other shards) is done before this returns; the returned
+/// future yields what to answer.
+pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> LocalFuture<Reply> {
+    let version = request.version;
+    let shard = shard.clone();
+    match request.body {
+        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
+        RequestKind::ApiVersions(_) => {
+            let body = protocol::api_versions_response(APIS, 0);
+            Box::pin(async move { Reply::Response(ResponseKind::ApiVersions(body)) })
+        }
+        body => Box::pin(async move {
+            match handle(&shard, body, version).await {
+                Ok(response) => Reply::Response(response),
+                Err(other) => Reply::Close(format!("no handler for {other:?}")),
+            }
+        }),
+    }
+}
+
+async fn handle(
+    shard: &Rc<Shard>,
+    body: RequestKind,
+    version: i16,
+) -> Result<ResponseKind, RequestKind> {
+    Ok(match body {
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(shard, req, version).await),
+        RequestKind::ListOffsets(req) => {
+            ResponseKind::ListOffsets(list_offsets::handle(shard, req, version).await)
+        }
+        RequestKind::Metadata(req) => {
+            ResponseKind::Metadata(metadata::handle(shard, req, version).await)
+        }
+        RequestKind::CreateTopics(req) => {
+            ResponseKind::CreateTopics(admin::create_topics(shard, req, version).await)
+        }
+        RequestKind::DeleteTopics(req) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(shard, req, version).await)
+        }
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(shard, req).await)
+        }
+        RequestKind::DescribeConfigs(req) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(shard, req, version))
+        }
+        // parse_request only lets through what APIS lists; a test checks each has a handler.
+        other => return Err(other),
+    })
+}
+
+/// A `StrBytes` from a string (for names and messages in responses).
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}

@@ -1,0 +1,159 @@
+//! Produce: validate, append in request order, answer when acknowledged.
+//!
+//! Appends to this shard's partitions happen synchronously inside [`start`]; appends to other
+//! shards are sent, in order, before [`start`] returns. The connection awaits [`start`] before
+//! reading its next request, so pipelined produce requests append in the order they were sent.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::future::join_all;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+
+use super::{str_bytes, Reply};
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::{PartitionRef, ProduceOutcome, ShardMsg};
+use crate::server::shard::{LocalAppend, LocalFuture, Shard};
+
+/// Where one partition's outcome comes from.
+enum Slot {
+    Done(ProduceOutcome),
+    Local(LocalAppend),
+    /// Index into the reply of the message sent to a shard.
+    Remote {
+        shard: usize,
+        index: usize,
+    },
+}
+
+fn refused(error: E, message: &str) -> ProduceOutcome {
+    ProduceOutcome {
+        error_code: error.code(),
+        error_message: Some(message.to_owned()),
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+    }
+}
+
+/// Appends every partition's batches (locally or by message) and returns the future of the
+/// response. See the module docs for the ordering guarantee.
+pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> LocalFuture<Reply> {
+    let acks = req.acks;
+    let meta = shard.meta();
+    let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
+    let mut remote: Vec<Vec<(PartitionRef, Bytes)>> =
+        (0..shard.count).map(|_| Vec::new()).collect();
+    for (topic_index, topic) in req.topic_data.iter().enumerate() {
+        let name: &str = &topic.name.0;
+        let topic_ref: Rc<str> = Rc::from(name);
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for p in &topic.partition_data {
+            let slot = if !matches!(acks, -1..=1) {
+                Slot::Done(refused(E::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
+            } else if let Some(owner) = meta.shard_of(name, p.index) {
+                let records = p.records.clone().unwrap_or_default();
+                if owner == shard.id {
+                    Slot::Local(shard.append_local(&topic_ref, p.index, &records))
+                } else {
+                    let bucket = &mut remote[owner];
+                    let partition = PartitionRef {
+                        topic: name.into(),
+                        partition: p.index,
+                    };
+                    bucket.push((partition, records));
+                    Slot::Remote {
+                        shard: owner,
+                        index: bucket.len() - 1,
+                    }
+                }
+            } else {
+                Slot::Done(refused(
+                    E::UnknownTopicOrPartition,
+                    "unknown topic or partition",
+                ))
+            };
+            parts.push((p.index, slot));
+        }
+        slots.push((topic_index, parts));
+    }
+    let replies = send_remote(shard, remote, acks != 0).await;
+    let names: Vec<_> = req.topic_data.into_iter().map(|t| t.name).collect();
+    Box::pin(async move {
+        if acks == 0 {
+            return Reply::Nothing;
+        }
+        let answers = gather_remote(replies).await;
+        let answers = &answers;
+        let mut topics = Vec::with_capacity(slots.len());
+        for (topic_index, parts) in slots {
+            let outcomes = join_all(parts.into_iter().map(|(index, slot)| async move {
+                let outcome = match slot {
+                    Slot::Done(outcome) => outcome,
+                    Slot::Local(append) => append.outcome().await,
+                    Slot::Remote { shard, index } => {
+                        answers[shard].get(index).cloned().unwrap_or_else(|| {
+                            refused(E::NotLeaderOrFollower, "the owning shard did not answer")
+                        })
+                    }
+                };
+                partition_response(index, outcome)
+            }))
+            .await;
+            let name = names[topic_index].clone();
+            topics.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(outcomes),
+            );
+        }
+        let _ = version;
+        Reply::Response(ResponseKind::Produce(
+            ProduceResponse::default().with_responses(topics),
+        ))
+    })
+}
+
+async fn send_remote(
+    shard: &Rc<Shard>,
+    remote: Vec<Vec<(PartitionRef, Bytes)>>,
+    wait: bool,
+) -> Vec<Option<oneshot::Receiver<Vec<ProduceOutcome>>>> {
+    let mut replies = Vec::with_capacity(remote.len());
+    for (owner, items) in remote.into_iter().enumerate() {
+        if items.is_empty() {
+            replies.push(None);
+            continue;
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = shard
+            .send(owner, ShardMsg::Produce { items, wait, reply })
+            .await;
+        replies.push(sent.then_some(answer));
+    }
+    replies
+}
+
+async fn gather_remote(
+    replies: Vec<Option<oneshot::Receiver<Vec<ProduceOutcome>>>>,
+) -> Vec<Vec<ProduceOutcome>> {
+    join_all(replies.into_iter().map(|reply| async move {
+        match reply {
+            Some(answer) => answer.await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }))
+    .await
+}
+
+fn partition_response(index: i32, outcome: ProduceOutcome) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(outcome.error_code)
+        .with_base_offset(outcome.base_offset)
+        .with_log_append_time_ms(outcome.log_append_time)
+        .with_log_start_offset(outcome.log_start_offset)
+        .with_error_message(outcome.error_message.as_deref().map(str_bytes))
+}

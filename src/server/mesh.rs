@@ -1,0 +1,166 @@
+//! Messages between shards.
+//!
+//! Control plane: [`ShardMsg::Control`] goes to shard 0, which owns cluster metadata, and
+//! [`ShardMsg::ApplyMetadata`] goes from shard 0 to every shard. Data plane: the other
+//! variants go to the shard that owns the partitions they name. Every message carries a
+//! one-shot reply channel; a shard that cannot answer drops it, which the sender sees as a
+//! closed channel. A shard handles the produce messages of one peer in arrival order, so
+//! pipelined produce requests append in the order the client sent them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use crate::controller::{ClusterMetadata, ControlError};
+
+/// A partition named across shards.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PartitionRef {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// Outcome of appending to one partition.
+#[derive(Clone, Debug, Default)]
+pub struct ProduceOutcome {
+    /// Kafka error code (0 = appended).
+    pub error_code: i16,
+    /// Why, when the error code is not 0.
+    pub error_message: Option<String>,
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Broker time stamped on the batch, or -1 under CreateTime.
+    pub log_append_time: i64,
+    /// The partition's log start offset.
+    pub log_start_offset: i64,
+}
+
+/// A read from one partition.
+#[derive(Clone, Debug)]
+pub struct FetchItem {
+    /// The partition.
+    pub partition: PartitionRef,
+    /// First offset wanted.
+    pub offset: i64,
+    /// Most bytes wanted (the first batch is returned whole regardless, KIP-74).
+    pub max_bytes: usize,
+}
+
+/// What a read from one partition returned.
+#[derive(Clone, Debug, Default)]
+pub struct FetchOutcome {
+    /// Kafka error code (0 = read).
+    pub error_code: i16,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// The partition's log start offset.
+    pub log_start_offset: i64,
+    /// Whole record batches, verbatim.
+    pub records: Bytes,
+}
+
+/// One ListOffsets query.
+#[derive(Clone, Debug)]
+pub struct OffsetQuery {
+    /// The partition.
+    pub partition: PartitionRef,
+    /// -2 earliest, -1 latest, otherwise a timestamp in ms.
+    pub timestamp: i64,
+}
+
+/// Answer to one ListOffsets query.
+#[derive(Clone, Debug, Default)]
+pub struct OffsetAnswer {
+    /// Kafka error code.
+    pub error_code: i16,
+    /// The offset found, or -1.
+    pub offset: i64,
+    /// The timestamp of that offset, or -1.
+    pub timestamp: i64,
+}
+
+/// A change to cluster metadata, executed by shard 0.
+#[derive(Clone, Debug)]
+pub enum ControlOp {
+    /// CreateTopics, one topic.
+    CreateTopic {
+        /// Topic name.
+        name: String,
+        /// Partition count (already defaulted).
+        partitions: i32,
+        /// Config overrides.
+        configs: BTreeMap<String, String>,
+        /// Only check, change nothing.
+        validate_only: bool,
+    },
+    /// DeleteTopics, one topic.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// CreatePartitions, one topic.
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// New partition count.
+        total: i32,
+        /// Only check, change nothing.
+        validate_only: bool,
+    },
+}
+
+/// A message from one shard to another.
+pub enum ShardMsg {
+    /// Append these batches; reply in the same order.
+    Produce {
+        /// Partitions and their record batches.
+        items: Vec<(PartitionRef, Bytes)>,
+        /// Whether the sender waits for the acknowledgement (acks != 0).
+        wait: bool,
+        /// Outcomes, one per item.
+        reply: oneshot::Sender<Vec<ProduceOutcome>>,
+    },
+    /// Read without waiting; reply in the same order.
+    Fetch {
+        /// Reads.
+        items: Vec<FetchItem>,
+        /// Outcomes, one per item.
+        reply: oneshot::Sender<Vec<FetchOutcome>>,
+    },
+    /// Reply once any of these partitions has data at or past the offset, or at the deadline.
+    /// Dropping the reply receiver cancels the wait.
+    WaitForData {
+        /// Partitions and the offsets the fetch waits beyond.
+        items: Vec<(PartitionRef, i64)>,
+        /// When to give up.
+        deadline: Instant,
+        /// Signalled when data arrived or the deadline passed.
+        reply: oneshot::Sender<()>,
+    },
+    /// ListOffsets queries; reply in the same order.
+    ListOffsets {
+        /// Queries.
+        items: Vec<OffsetQuery>,
+        /// Answers, one per query.
+        reply: oneshot::Sender<Vec<OffsetAnswer>>,
+    },
+    /// To shard 0: change cluster metadata.
+    Control {
+        /// The change.
+        op: ControlOp,
+        /// Ok once every shard applied it.
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// From shard 0: open, configure and delete partition logs to match this snapshot.
+    ApplyMetadata {
+        /// The new snapshot.
+        meta: Arc<ClusterMetadata>,
+        /// Signalled when the shard is in line with it.
+        reply: oneshot::Sender<()>,
+    },
+}

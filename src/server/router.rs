@@ -1,0 +1,78 @@
+//! Scatter partition work to the shards that own it and gather the outcomes in request order.
+
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use futures::future::join_all;
+
+use super::mesh::ShardMsg;
+use super::shard::{LocalFuture, Shard};
+
+/// Items bucketed by owning shard, each remembering its position in the request.
+pub struct Buckets<I> {
+    buckets: Vec<Vec<(usize, I)>>,
+    len: usize,
+}
+
+impl<I> Buckets<I> {
+    /// Buckets `(shard, item)` pairs; shards must be below `count`.
+    pub fn new(count: usize, items: impl IntoIterator<Item = (usize, I)>) -> Self {
+        let mut buckets: Vec<Vec<(usize, I)>> = (0..count).map(|_| Vec::new()).collect();
+        let mut len = 0;
+        for (shard, item) in items {
+            if let Some(bucket) = buckets.get_mut(shard) {
+                bucket.push((len, item));
+            }
+            len += 1;
+        }
+        Buckets { buckets, len }
+    }
+}
+
+/// Runs each bucket on its shard: `local` for this shard's items, a message built by `message`
+/// for the others. Outcomes come back in the order the items were given; an item whose shard
+/// could not be reached gets `unreachable()`.
+pub async fn scatter<I, O>(
+    shard: &Rc<Shard>,
+    buckets: Buckets<I>,
+    local: impl Fn(Rc<Shard>, I) -> LocalFuture<O>,
+    message: impl Fn(Vec<I>, oneshot::Sender<Vec<O>>) -> ShardMsg,
+    unreachable: impl Fn() -> O,
+) -> Vec<O> {
+    let mut outcomes: Vec<Option<O>> = (0..buckets.len).map(|_| None).collect();
+    let mut local_work = Vec::new();
+    let mut remote_work = Vec::new();
+    for (owner, bucket) in buckets.buckets.into_iter().enumerate() {
+        if bucket.is_empty() {
+            continue;
+        }
+        let (positions, items): (Vec<usize>, Vec<I>) = bucket.into_iter().unzip();
+        if owner == shard.id {
+            let futures = items.into_iter().map(|i| local(shard.clone(), i));
+            local_work.push(async move { (positions, join_all(futures).await) });
+            continue;
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = shard.send(owner, message(items, reply)).await;
+        remote_work.push(async move {
+            let results = if sent { answer.await.ok() } else { None };
+            (positions, results)
+        });
+    }
+    let (locals, remotes) = futures::join!(join_all(local_work), join_all(remote_work));
+    for (positions, results) in locals {
+        for (position, outcome) in positions.into_iter().zip(results) {
+            outcomes[position] = Some(outcome);
+        }
+    }
+    for (positions, results) in remotes {
+        let results = results.into_iter().flatten();
+        for (position, outcome) in positions.into_iter().zip(results) {
+            outcomes[position] = Some(outcome);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(&unreachable))
+        .collect()
+}

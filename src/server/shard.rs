@@ -1,0 +1,534 @@
+//! One shard: the partition logs it owns, its copy of cluster metadata, and its mesh links.
+//!
+//! A `Shard` lives on one executor (`Rc`, never shared across threads). Partition work is
+//! routed to the owning shard: done in place when that is this shard, sent over the mesh
+//! otherwise ([`Shard::scatter`]). Shard 0 also executes metadata changes ([`Shard::control`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use futures::future::join_all;
+use glommio::channels::channel_mesh::Senders;
+use glommio::sync::Semaphore;
+
+use super::mesh::*;
+use crate::config::{BrokerConfig, FlushPolicy};
+use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
+use crate::protocol::ResponseError as E;
+use crate::storage::{self, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType};
+
+/// A boxed future that stays on this executor.
+pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The logs of one topic that this shard owns.
+struct TopicLogs {
+    id: uuid::Uuid,
+    /// Indexed by partition; `None` where another shard owns the partition.
+    partitions: Vec<Option<PartitionLog>>,
+}
+
+/// State of one shard. See the module docs.
+pub struct Shard {
+    /// This shard's index in the mesh (0 is the coordinator).
+    pub id: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// Broker configuration.
+    pub config: Arc<BrokerConfig>,
+    meta: RefCell<Arc<ClusterMetadata>>,
+    logs: RefCell<HashMap<Arc<str>, TopicLogs>>,
+    mesh: Senders<ShardMsg>,
+    /// Serialises metadata changes on shard 0.
+    control_lock: Semaphore,
+    /// Open client connections on this shard.
+    pub connections: Cell<usize>,
+    /// Fired when the first metadata snapshot has been applied.
+    ready: RefCell<Option<oneshot::Sender<()>>>,
+}
+
+fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
+    ProduceOutcome {
+        error_code: error.code(),
+        error_message: Some(message.into()),
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+    }
+}
+
+/// The storage settings of one topic: broker defaults overridden by topic configs.
+pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
+    let get = |name: &str| {
+        topic
+            .configs
+            .get(name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let (mut messages, mut interval_ms, mut every) = match &broker.flush {
+        FlushPolicy::EveryProduce => (None, None, true),
+        FlushPolicy::Periodic {
+            messages,
+            interval_ms,
+        } => (*messages, *interval_ms, false),
+    };
+    if let Some(n) = get("flush.messages") {
+        messages = Some(n);
+        every = n == 1;
+    }
+    if let Some(ms) = get("flush.ms") {
+        interval_ms = Some(ms);
+        every = every && ms == 0;
+    }
+    let append_time = match topic.configs.get("message.timestamp.type") {
+        Some(v) => v == "LogAppendTime",
+        None => broker.log_append_time,
+    };
+    LogConfig {
+        segment_bytes: get("segment.bytes").unwrap_or(broker.segment_bytes),
+        segment_ms: get("segment.ms").or(broker.segment_ms),
+        prealloc_bytes: broker.segment_prealloc_bytes,
+        max_batch_bytes: get("max.message.bytes").map_or(broker.max_message_bytes, |v| v as usize),
+        timestamp_type: if append_time {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        },
+        flush: storage::FlushPolicy {
+            every_append: every,
+            messages,
+            interval_ms,
+        },
+        tail_cache_bytes: broker.tail_cache_bytes,
+        ..LogConfig::default()
+    }
+}
+
+impl Shard {
+    /// A shard with no partitions and empty metadata.
+    pub fn new(
+        id: usize,
+        count: usize,
+        config: Arc<BrokerConfig>,
+        mesh: Senders<ShardMsg>,
+        ready: oneshot::Sender<()>,
+    ) -> Self {
+        Shard {
+            id,
+            count,
+            config,
+            meta: RefCell::new(Arc::new(ClusterMetadata::default())),
+            logs: RefCell::new(HashMap::new()),
+            mesh,
+            control_lock: Semaphore::new(1),
+            connections: Cell::new(0),
+            ready: RefCell::new(Some(ready)),
+        }
+    }
+
+    /// The current metadata snapshot.
+    pub fn meta(&self) -> Arc<ClusterMetadata> {
+        self.meta.borrow().clone()
+    }
+
+    fn log(&self, topic: &str, partition: i32) -> Option<PartitionLog> {
+        let logs = self.logs.borrow();
+        let index = usize::try_from(partition).ok()?;
+        logs.get(topic)?.partitions.get(index)?.clone()
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        controller::partition_dir(&self.config.data_dir, topic, partition)
+    }
+
+    /// Sends `msg` to shard `to`. False if that shard is gone (shutting down).
+    pub async fn send(&self, to: usize, msg: ShardMsg) -> bool {
+        debug_assert_ne!(to, self.id, "a shard never messages itself");
+        self.mesh.send_to(to, msg).await.is_ok()
+    }
+
+    // ---- metadata -------------------------------------------------------------------------
+
+    /// Opens, reconfigures and deletes logs so this shard matches `meta`, then adopts it.
+    pub async fn apply_metadata(&self, meta: Arc<ClusterMetadata>) {
+        let old = self.meta();
+        self.drop_stale_topics(&meta).await;
+        for topic in meta.topics.values() {
+            self.open_topic(topic).await;
+            let changed = old.topics.get(&topic.name).map(|t| &t.configs) != Some(&topic.configs);
+            if changed {
+                self.reconfigure(topic);
+            }
+        }
+        *self.meta.borrow_mut() = meta;
+        if let Some(ready) = self.ready.borrow_mut().take() {
+            let _ = ready.send(());
+        }
+    }
+
+    async fn drop_stale_topics(&self, meta: &ClusterMetadata) {
+        let stale: Vec<(Arc<str>, TopicLogs)> = {
+            let mut logs = self.logs.borrow_mut();
+            let names: Vec<Arc<str>> = logs
+                .iter()
+                .filter(|(name, t)| meta.topics.get(&***name).map(|m| m.id) != Some(t.id))
+                .map(|(name, _)| name.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| logs.remove(&n).map(|t| (n, t)))
+                .collect()
+        };
+        for (name, topic) in stale {
+            for log in topic.partitions.into_iter().flatten() {
+                if let Err(e) = log.delete().await {
+                    tracing::error!(topic = %name, "deleting partition log failed: {e}");
+                }
+            }
+            tracing::info!(shard = self.id, topic = %name, "deleted topic's logs");
+        }
+    }
+
+    async fn open_topic(&self, topic: &TopicMeta) {
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            let number = index as i32;
+            if partition.shard != self.id || self.log(&topic.name, number).is_some() {
+                continue;
+            }
+            let dir = self.partition_dir(&topic.name, number);
+            let config = log_config(&self.config, topic);
+            match PartitionLog::open(dir, config).await {
+                Ok(log) => self.insert_log(topic, index, log),
+                Err(e) => tracing::error!(topic = %topic.name, partition = number,
+                    "cannot open partition log: {e}"),
+            }
+        }
+    }
+
+    fn insert_log(&self, topic: &TopicMeta, index: usize, log: PartitionLog) {
+        let mut logs = self.logs.borrow_mut();
+        let entry = logs
+            .entry(Arc::from(topic.name.as_str()))
+            .or_insert_with(|| TopicLogs {
+                id: topic.id,
+                partitions: Vec::new(),
+            });
+        if entry.partitions.len() <= index {
+            entry.partitions.resize(index + 1, None);
+        }
+        entry.partitions[index] = Some(log);
+    }
+
+    fn reconfigure(&self, topic: &TopicMeta) {
+        let config = log_config(&self.config, topic);
+        if let Some(t) = self.logs.borrow().get(topic.name.as_str()) {
+            for log in t.partitions.iter().flatten() {
+                log.set_config(config.clone());
+            }
+        }
+    }
+
+    /// Executes a metadata change: on shard 0 directly, elsewhere by asking shard 0.
+    pub async fn control(self: &Rc<Self>, op: ControlOp) -> Result<(), ControlError> {
+        if self.id != 0 {
+            let (reply, answer) = oneshot::channel();
+            if !self.send(0, ShardMsg::Control { op, reply }).await {
+                return Err(unavailable());
+            }
+            return answer.await.unwrap_or_else(|_| Err(unavailable()));
+        }
+        let _guard = self
+            .control_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| unavailable())?;
+        let meta = self.meta();
+        let shards = self.count;
+        let (next, validate_only) = match op {
+            ControlOp::CreateTopic {
+                name,
+                partitions,
+                configs,
+                validate_only,
+            } => (
+                meta.create_topic(&name, partitions, configs, shards)?,
+                validate_only,
+            ),
+            ControlOp::DeleteTopic { name } => (meta.delete_topic(&name)?, false),
+            ControlOp::CreatePartitions {
+                name,
+                total,
+                validate_only,
+            } => (meta.add_partitions(&name, total, shards)?, validate_only),
+        };
+        if validate_only {
+            return Ok(());
+        }
+        if let Err(e) = controller::store(&self.config.data_dir, &next).await {
+            tracing::error!("persisting cluster metadata failed: {e}");
+            return Err(ControlError {
+                code: E::KafkaStorageError.code(),
+                message: e.to_string(),
+            });
+        }
+        self.publish(Arc::new(next)).await;
+        Ok(())
+    }
+
+    /// Shard 0: hands `meta` to every shard and waits until all applied it.
+    pub async fn publish(&self, meta: Arc<ClusterMetadata>) {
+        let mut acks = Vec::new();
+        for peer in (0..self.count).filter(|&p| p != self.id) {
+            let (reply, ack) = oneshot::channel();
+            let msg = ShardMsg::ApplyMetadata {
+                meta: meta.clone(),
+                reply,
+            };
+            if self.send(peer, msg).await {
+                acks.push(ack);
+            }
+        }
+        self.apply_metadata(meta).await;
+        join_all(acks).await;
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub async fn close_logs(&self) {
+        let logs: Vec<PartitionLog> = {
+            let logs = self.logs.borrow();
+            logs.values()
+                .flat_map(|t| t.partitions.iter().flatten().cloned())
+                .collect()
+        };
+        for log in logs {
+            if let Err(e) = log.close().await {
+                tracing::error!(shard = self.id, "closing a partition log failed: {e}");
+            }
+        }
+    }
+}
+
+fn unavailable() -> ControlError {
+    ControlError {
+        code: E::CoordinatorNotAvailable.code(),
+        message: "the coordinator shard is not available".into(),
+    }
+}
+
+// ---- data plane: work on partitions this shard owns --------------------------------------------
+
+/// An append that was accepted locally, or its failure.
+pub enum LocalAppend {
+    /// Queued; resolves when durable per the flush policy.
+    Pending(PendingAppend),
+    /// Refused.
+    Failed(ProduceOutcome),
+}
+
+impl LocalAppend {
+    /// Waits for the acknowledgement.
+    pub async fn outcome(self) -> ProduceOutcome {
+        match self {
+            LocalAppend::Failed(outcome) => outcome,
+            LocalAppend::Pending(pending) => match pending.durable().await {
+                Ok(info) => ProduceOutcome {
+                    error_code: 0,
+                    error_message: None,
+                    base_offset: info.base_offset,
+                    log_append_time: info.log_append_time,
+                    log_start_offset: info.log_start_offset,
+                },
+                Err(e) => ProduceOutcome {
+                    error_code: e.kafka_error_code(),
+                    error_message: Some(e.to_string()),
+                    ..error_outcome(E::KafkaStorageError, "")
+                },
+            },
+        }
+    }
+}
+
+impl Shard {
+    /// Appends to a partition this shard owns, synchronously (call order = log order).
+    pub fn append_local(&self, topic: &str, partition: i32, records: &[u8]) -> LocalAppend {
+        let Some(log) = self.log(topic, partition) else {
+            return LocalAppend::Failed(error_outcome(
+                E::NotLeaderOrFollower,
+                "partition is not on this shard",
+            ));
+        };
+        match log.append(records) {
+            Ok(pending) => LocalAppend::Pending(pending),
+            Err(e) => {
+                tracing::warn!(topic, partition, "refused produce: {e}");
+                LocalAppend::Failed(ProduceOutcome {
+                    error_code: e.kafka_error_code(),
+                    error_message: Some(e.to_string()),
+                    ..error_outcome(E::CorruptMessage, "")
+                })
+            }
+        }
+    }
+
+    /// Reads from a partition this shard owns.
+    pub async fn read_local(&self, item: FetchItem) -> FetchOutcome {
+        let Some(log) = self.log(&item.partition.topic, item.partition.partition) else {
+            return FetchOutcome {
+                error_code: E::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                ..FetchOutcome::default()
+            };
+        };
+        match log.read(item.offset, item.max_bytes).await {
+            Ok(read) => FetchOutcome {
+                error_code: 0,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                records: read.records,
+            },
+            Err(ReadError::OffsetOutOfRange {
+                log_start,
+                high_watermark,
+            }) => FetchOutcome {
+                error_code: E::OffsetOutOfRange.code(),
+                high_watermark,
+                log_start_offset: log_start,
+                ..FetchOutcome::default()
+            },
+            Err(ReadError::Storage(e)) => FetchOutcome {
+                error_code: e.kafka_error_code(),
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                ..FetchOutcome::default()
+            },
+        }
+    }
+
+    /// Resolves when any owned partition among `items` has data past its offset. Never
+    /// resolves when none of them is owned here (the caller's deadline ends the wait).
+    pub fn wait_local(&self, items: &[(PartitionRef, i64)]) -> LocalFuture<()> {
+        let waits: Vec<_> = items
+            .iter()
+            .filter_map(|(p, offset)| {
+                let log = self.log(&p.topic, p.partition)?;
+                Some(Box::pin(log.wait_for_data(*offset)))
+            })
+            .collect();
+        if waits.is_empty() {
+            return Box::pin(futures::future::pending());
+        }
+        Box::pin(async move {
+            futures::future::select_all(waits).await;
+        })
+    }
+
+    /// Answers a ListOffsets query for a partition this shard owns.
+    pub async fn offsets_local(&self, query: OffsetQuery) -> OffsetAnswer {
+        let missing = OffsetAnswer {
+            error_code: E::NotLeaderOrFollower.code(),
+            offset: -1,
+            timestamp: -1,
+        };
+        let Some(log) = self.log(&query.partition.topic, query.partition.partition) else {
+            return missing;
+        };
+        let found = |offset| OffsetAnswer {
+            error_code: 0,
+            offset,
+            timestamp: -1,
+        };
+        match query.timestamp {
+            -2 => found(log.log_start_offset()),
+            -1 => found(log.high_watermark()),
+            ts if ts < 0 => OffsetAnswer {
+                error_code: E::InvalidRequest.code(),
+                ..missing
+            },
+            ts => match log.offset_for_timestamp(ts).await {
+                Ok(Some((offset, timestamp))) => OffsetAnswer {
+                    error_code: 0,
+                    offset,
+                    timestamp,
+                },
+                Ok(None) => found(-1),
+                Err(_) => OffsetAnswer {
+                    error_code: E::KafkaStorageError.code(),
+                    ..missing
+                },
+            },
+        }
+    }
+
+    /// Handles a message from another shard. Produce appends happen before this returns, so
+    /// one peer's produce messages append in arrival order; everything else runs as a task.
+    pub fn on_message(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Produce { items, wait, reply } => self.on_produce(items, wait, reply),
+            other => {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.on_request(other).await }).detach();
+            }
+        }
+    }
+
+    fn on_produce(
+        &self,
+        items: Vec<(PartitionRef, bytes::Bytes)>,
+        wait: bool,
+        reply: oneshot::Sender<Vec<ProduceOutcome>>,
+    ) {
+        let appends: Vec<LocalAppend> = items
+            .iter()
+            .map(|(p, records)| self.append_local(&p.topic, p.partition, records))
+            .collect();
+        if wait {
+            glommio::spawn_local(async move {
+                let outcomes = join_all(appends.into_iter().map(|a| a.outcome())).await;
+                let _ = reply.send(outcomes);
+            })
+            .detach();
+        }
+    }
+
+    async fn on_request(self: Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Produce { items, wait, reply } => self.on_produce(items, wait, reply),
+            ShardMsg::Fetch { items, reply } => {
+                let outcomes = join_all(items.into_iter().map(|i| self.read_local(i))).await;
+                let _ = reply.send(outcomes);
+            }
+            ShardMsg::WaitForData {
+                items,
+                deadline,
+                mut reply,
+            } => {
+                let wait = self.wait_local(&items);
+                let timeout = glommio::timer::sleep(
+                    deadline.saturating_duration_since(std::time::Instant::now()),
+                );
+                let cancelled = reply.cancellation();
+                futures::pin_mut!(timeout, cancelled);
+                let stop = futures::future::select(timeout, cancelled);
+                futures::future::select(wait, stop).await;
+                let _ = reply.send(());
+            }
+            ShardMsg::ListOffsets { items, reply } => {
+                let answers = join_all(items.into_iter().map(|q| self.offsets_local(q))).await;
+                let _ = reply.send(answers);
+            }
+            ShardMsg::Control { op, reply } => {
+                let _ = reply.send(self.control(op).await);
+            }
+            ShardMsg::ApplyMetadata { meta, reply } => {
+                self.apply_metadata(meta).await;
+                let _ = reply.send(());
+            }
+        }
+    }
+}
