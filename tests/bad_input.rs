@@ -1,0 +1,276 @@
+//! Malformed, oversized and unsupported input: each gets the right Kafka error code or a
+//! clean disconnect, and the broker keeps serving everyone else.
+
+mod common;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::{batch, Broker, Conn};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+const MAX_REQUEST: usize = 4 << 20;
+
+fn broker(dir: &std::path::Path) -> Broker {
+    Broker::start(
+        dir,
+        &[
+            "--shards",
+            "1",
+            "--max-request-bytes",
+            &MAX_REQUEST.to_string(),
+        ],
+    )
+}
+
+/// The broker still answers a well-formed client.
+fn assert_serves(broker: &Broker) {
+    let mut conn = Conn::connect(broker.addr);
+    let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    match conn.call(ApiKey::ApiVersions, 3, body) {
+        ResponseKind::ApiVersions(r) => assert_eq!(r.error_code, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1);
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(10_000);
+    let ResponseKind::CreateTopics(r) =
+        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+    else {
+        panic!("not a CreateTopics response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+fn produce(conn: &mut Conn, topic: &str, partition: i32, records: Bytes, acks: i16) -> (i16, i64) {
+    let data = produce_request::PartitionProduceData::default()
+        .with_index(partition)
+        .with_records(Some(records));
+    let topic = produce_request::TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_data(vec![data]);
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![topic]);
+    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+        panic!("not a Produce response")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// A tiny deterministic generator, so a failure replays.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn random_and_truncated_frames_get_disconnects_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut rng = XorShift(0x5eed_1234_abcd_0001);
+    for round in 0..300 {
+        let mut conn = Conn::connect(broker.addr);
+        let len = (rng.next() % 200) as usize + 8;
+        let mut frame = rng.bytes(len);
+        // Half of the rounds use a real API key and version, so decoding goes deeper.
+        if round % 2 == 0 {
+            let keys = [0i16, 1, 2, 3, 18, 19, 20, 32, 37];
+            let key = keys[(rng.next() % keys.len() as u64) as usize];
+            frame[0..2].copy_from_slice(&key.to_be_bytes());
+            frame[2..4].copy_from_slice(&((rng.next() % 12) as i16 + 1).to_be_bytes());
+        }
+        conn.send_frame(&frame);
+        // Either an answer (some random bodies decode) or a disconnect; never a hang.
+        let _ = conn.read_frame();
+    }
+    // Frames cut short: the size prefix promises more than is sent, then the client leaves.
+    for _ in 0..20 {
+        let mut conn = Conn::connect(broker.addr);
+        let mut bytes = BytesMut::new();
+        bytes.put_i32(100);
+        bytes.put_slice(&rng.bytes(30));
+        conn.send_raw(&bytes).unwrap();
+    }
+    assert_serves(&broker);
+}
+
+#[test]
+fn oversized_and_negative_frames_are_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    for size in [(MAX_REQUEST + 1) as i32, i32::MAX, -1, 0, 3] {
+        let mut conn = Conn::connect(broker.addr);
+        conn.send_raw(&size.to_be_bytes()).unwrap();
+        assert!(
+            conn.is_closed_by_broker(),
+            "frame size {size} was not refused"
+        );
+    }
+    assert_serves(&broker);
+}
+
+#[test]
+fn unknown_api_key_disconnects_and_unsupported_api_versions_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    let mut frame = BytesMut::new();
+    frame.put_i16(999); // no such API
+    frame.put_i16(0);
+    frame.put_i32(1);
+    frame.put_i16(-1);
+    conn.send_frame(&frame);
+    assert!(conn.is_closed_by_broker());
+
+    // ApiVersions v99: error UNSUPPORTED_VERSION (35) plus our ranges, in a v0 response.
+    let mut conn = Conn::connect(broker.addr);
+    let mut frame = BytesMut::new();
+    frame.put_i16(ApiKey::ApiVersions as i16);
+    frame.put_i16(99);
+    frame.put_i32(77);
+    frame.put_i16(-1);
+    conn.send_frame(&frame);
+    let mut response = conn.read_frame().unwrap();
+    use bytes::Buf;
+    assert_eq!(response.get_i32(), 77);
+    let r = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut response, 0)
+        .unwrap();
+    assert_eq!(r.error_code, 35);
+    let produce = r
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (3, 11));
+
+    // A version we do not implement for another API: the connection is closed.
+    let mut conn = Conn::connect(broker.addr);
+    let mut frame = BytesMut::new();
+    frame.put_i16(ApiKey::Produce as i16);
+    frame.put_i16(1);
+    frame.put_i32(1);
+    frame.put_i16(-1);
+    conn.send_frame(&frame);
+    assert!(conn.is_closed_by_broker());
+    assert_serves(&broker);
+}
+
+#[test]
+fn corrupt_batches_get_error_codes_and_nothing_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "bad", 1);
+    let good = batch(&[(b"k", b"v")]);
+
+    let mut bad_crc = good.to_vec();
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0xff;
+    assert_eq!(produce(&mut conn, "bad", 0, Bytes::from(bad_crc), 1).0, 2); // CORRUPT_MESSAGE
+
+    let mut truncated = good.to_vec();
+    truncated.truncate(good.len() - 3);
+    assert_eq!(produce(&mut conn, "bad", 0, Bytes::from(truncated), 1).0, 2);
+
+    let mut old_magic = good.to_vec();
+    old_magic[16] = 1;
+    let code = produce(&mut conn, "bad", 0, Bytes::from(old_magic), 1).0;
+    assert!(code == 2 || code == 43, "magic 1 answered with {code}");
+
+    let garbage = Bytes::from(vec![7u8; 100]);
+    assert_ne!(produce(&mut conn, "bad", 0, garbage, 1).0, 0);
+
+    // Nothing above was appended: the first good batch gets offset 0.
+    assert_eq!(produce(&mut conn, "bad", 0, good.clone(), 1), (0, 0));
+    assert_eq!(produce(&mut conn, "bad", 0, good, -1), (0, 1));
+    assert_serves(&broker);
+}
+
+#[test]
+fn oversized_batch_and_bad_targets_get_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &["--shards", "1", "--max-message-bytes", "2048"],
+    );
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "t", 2);
+    let big = vec![b'x'; 4096];
+    assert_eq!(produce(&mut conn, "t", 0, batch(&[(b"k", &big)]), 1).0, 10); // MESSAGE_TOO_LARGE
+    let small = batch(&[(b"k", b"v")]);
+    assert_eq!(produce(&mut conn, "t", 2, small.clone(), 1).0, 3); // UNKNOWN_TOPIC_OR_PARTITION
+    assert_eq!(produce(&mut conn, "t", -1, small.clone(), 1).0, 3);
+    assert_eq!(produce(&mut conn, "nope", 0, small.clone(), 1).0, 3);
+    assert_eq!(produce(&mut conn, "t", 0, small.clone(), 7).0, 21); // INVALID_REQUIRED_ACKS
+    assert_eq!(produce(&mut conn, "t", 0, small, 1), (0, 0));
+}
+
+fn fetch_one(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> fetch_response::PartitionData {
+    let p = fetch_request::FetchPartition::default()
+        .with_partition(partition)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20);
+    let t = fetch_request::FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.into())))
+        .with_partitions(vec![p]);
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![t]);
+    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+        panic!("not a Fetch response")
+    };
+    r.responses[0].partitions[0].clone()
+}
+
+#[test]
+fn out_of_range_fetches_and_unknown_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "f", 1);
+    assert_eq!(
+        produce(&mut conn, "f", 0, batch(&[(b"a", b"1"), (b"b", b"2")]), 1),
+        (0, 0)
+    );
+    assert_eq!(fetch_one(&mut conn, "f", 0, 5).error_code, 1); // OFFSET_OUT_OF_RANGE
+    assert_eq!(fetch_one(&mut conn, "f", 0, -3).error_code, 1);
+    assert_eq!(fetch_one(&mut conn, "f", 9, 0).error_code, 3);
+    assert_eq!(fetch_one(&mut conn, "missing", 0, 0).error_code, 3);
+    let at_end = fetch_one(&mut conn, "f", 0, 2);
+    assert_eq!((at_end.error_code, at_end.high_watermark), (0, 2));
+    assert!(at_end.records.unwrap().is_empty());
+    let data = fetch_one(&mut conn, "f", 0, 1);
+    let got = common::records(&data.records.unwrap());
+    // The whole batch comes back (it holds offset 1), verbatim.
+    assert_eq!(
+        got,
+        vec![
+            (0, b"a".to_vec(), b"1".to_vec()),
+            (1, b"b".to_vec(), b"2".to_vec())
+        ]
+    );
+}

@@ -1,0 +1,255 @@
+//! Shared test harness: a real `strata serve` process on a free loopback port, and a tiny
+//! raw Kafka client (kafka-protocol codecs over a blocking TCP socket) for byte-level checks.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// How long a broker may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A free loopback port (bound, then released for the broker to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker process; killed when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    log_lines: Option<mpsc::Receiver<String>>,
+}
+
+impl Broker {
+    /// Starts a broker with `args` on a new data directory inside `dir`.
+    pub fn start(dir: &Path, args: &[&str]) -> Broker {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let data_dir = dir.join("data");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut broker = Broker {
+            child: None,
+            addr,
+            data_dir,
+            args,
+            log_lines: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--segment-prealloc-bytes", "1048576"])
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("strata binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[strata] {line}");
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        self.log_lines = Some(lines_rx);
+        self.wait_for_log("strata ready");
+    }
+
+    /// Waits until the broker logs a line containing `needle` (fails after a timeout).
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        let lines = self.log_lines.as_ref().unwrap();
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("broker never logged {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit (exit code 0).
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(sent.unwrap().success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "broker exited with {status}");
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.spawn();
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking raw Kafka connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Conn {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Sends a request and returns its decoded response.
+    pub fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "test",
+            )));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut frame, version).unwrap();
+        self.send_frame(&frame);
+        let mut response = self.read_frame().expect("a response");
+        let header_version = if key == ApiKey::ApiVersions {
+            0
+        } else {
+            key.response_header_version(version)
+        };
+        let header = ResponseHeader::decode(&mut response, header_version).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        ResponseKind::decode(key, &mut response, version).unwrap()
+    }
+
+    pub fn send_frame(&mut self, frame: &[u8]) {
+        let mut out = BytesMut::with_capacity(frame.len() + 4);
+        out.put_i32(frame.len() as i32);
+        out.put_slice(frame);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one response frame; None when the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// True when the broker closed the connection (reads hit end of stream).
+    pub fn is_closed_by_broker(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        }
+    }
+}
+
+/// Builds one RecordBatch v2 holding `records` (key, value) with kafka-protocol's encoder.
+pub fn batch(records: &[(&[u8], &[u8])]) -> Bytes {
+    use kafka_protocol::records::*;
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::copy_from_slice(k)),
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+    out.freeze()
+}
+
+/// Decodes every record in fetched record data: (offset, key, value).
+pub fn records(data: &Bytes) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+    let mut buf = data.clone();
+    let mut out = Vec::new();
+    while buf.remaining() > 0 {
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        for r in set.records {
+            let key = r.key.map(|k| k.to_vec()).unwrap_or_default();
+            let value = r.value.map(|v| v.to_vec()).unwrap_or_default();
+            out.push((r.offset, key, value));
+        }
+    }
+    out
+}
