@@ -128,10 +128,7 @@ pub struct ConfigError {
 }
 
 fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        reason: reason.into(),
-    }
+    ConfigError { key, reason: reason.into() }
 }
 
 impl BrokerConfig {
@@ -145,15 +142,12 @@ impl BrokerConfig {
             return Err(bad("max-request-bytes", "must be between 1 KiB and 1 GiB"));
         }
         if self.max_message_bytes < 1024 || self.max_message_bytes > self.max_request_bytes {
-            return Err(bad(
-                "max-message-bytes",
-                "must be ≥ 1 KiB and ≤ max-request-bytes",
-            ));
+            return Err(bad("max-message-bytes", "must be ≥ 1 KiB and ≤ max-request-bytes"));
         }
         if self.segment_bytes < limits::SEGMENT_BYTES_MIN || self.segment_bytes > u32::MAX as u64 {
             return Err(bad("segment-bytes", "must be between 1 MiB and 4 GiB - 1"));
         }
-        if self.segment_prealloc_bytes < 4096 || self.segment_prealloc_bytes % 4096 != 0 {
+        if self.segment_prealloc_bytes < 4096 || !self.segment_prealloc_bytes.is_multiple_of(4096) {
             return Err(bad("segment-prealloc-bytes", "must be a multiple of 4096"));
         }
         if self.max_connections == 0 {

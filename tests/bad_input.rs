@@ -11,15 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 const MAX_REQUEST: usize = 4 << 20;
 
 fn broker(dir: &std::path::Path) -> Broker {
-    Broker::start(
-        dir,
-        &[
-            "--shards",
-            "1",
-            "--max-request-bytes",
-            &MAX_REQUEST.to_string(),
-        ],
-    )
+    Broker::start(dir, &["--shards", "1", "--max-request-bytes", &MAX_REQUEST.to_string()])
 }
 
 /// The broker still answers a well-formed client.
@@ -37,9 +29,7 @@ fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
         .with_name(TopicName(StrBytes::from_string(name.into())))
         .with_num_partitions(partitions)
         .with_replication_factor(1);
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![topic])
-        .with_timeout_ms(10_000);
+    let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
     let ResponseKind::CreateTopics(r) =
         conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
     else {
@@ -118,10 +108,7 @@ fn oversized_and_negative_frames_are_disconnected() {
     for size in [(MAX_REQUEST + 1) as i32, i32::MAX, -1, 0, 3] {
         let mut conn = Conn::connect(broker.addr);
         conn.send_raw(&size.to_be_bytes()).unwrap();
-        assert!(
-            conn.is_closed_by_broker(),
-            "frame size {size} was not refused"
-        );
+        assert!(conn.is_closed_by_broker(), "frame size {size} was not refused");
     }
     assert_serves(&broker);
 }
@@ -153,11 +140,7 @@ fn unknown_api_key_disconnects_and_unsupported_api_versions_answers() {
     let r = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut response, 0)
         .unwrap();
     assert_eq!(r.error_code, 35);
-    let produce = r
-        .api_keys
-        .iter()
-        .find(|k| k.api_key == ApiKey::Produce as i16)
-        .unwrap();
+    let produce = r.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
     assert_eq!((produce.min_version, produce.max_version), (3, 11));
 
     // A version we do not implement for another API: the connection is closed.
@@ -206,10 +189,7 @@ fn corrupt_batches_get_error_codes_and_nothing_is_appended() {
 #[test]
 fn oversized_batch_and_bad_targets_get_error_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(
-        dir.path(),
-        &["--shards", "1", "--max-message-bytes", "2048"],
-    );
+    let broker = Broker::start(dir.path(), &["--shards", "1", "--max-message-bytes", "2048"]);
     let mut conn = Conn::connect(broker.addr);
     create_topic(&mut conn, "t", 2);
     let big = vec![b'x'; 4096];
@@ -252,10 +232,7 @@ fn out_of_range_fetches_and_unknown_partitions() {
     let broker = broker(dir.path());
     let mut conn = Conn::connect(broker.addr);
     create_topic(&mut conn, "f", 1);
-    assert_eq!(
-        produce(&mut conn, "f", 0, batch(&[(b"a", b"1"), (b"b", b"2")]), 1),
-        (0, 0)
-    );
+    assert_eq!(produce(&mut conn, "f", 0, batch(&[(b"a", b"1"), (b"b", b"2")]), 1), (0, 0));
     assert_eq!(fetch_one(&mut conn, "f", 0, 5).error_code, 1); // OFFSET_OUT_OF_RANGE
     assert_eq!(fetch_one(&mut conn, "f", 0, -3).error_code, 1);
     assert_eq!(fetch_one(&mut conn, "f", 9, 0).error_code, 3);
@@ -266,11 +243,5 @@ fn out_of_range_fetches_and_unknown_partitions() {
     let data = fetch_one(&mut conn, "f", 0, 1);
     let got = common::records(&data.records.unwrap());
     // The whole batch comes back (it holds offset 1), verbatim.
-    assert_eq!(
-        got,
-        vec![
-            (0, b"a".to_vec(), b"1".to_vec()),
-            (1, b"b".to_vec(), b"2".to_vec())
-        ]
-    );
+    assert_eq!(got, vec![(0, b"a".to_vec(), b"1".to_vec()), (1, b"b".to_vec(), b"2".to_vec())]);
 }

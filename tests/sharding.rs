@@ -19,9 +19,7 @@ fn create(conn: &mut Conn, topic: &str, partitions: i32) {
         .with_name(name(topic))
         .with_num_partitions(partitions)
         .with_replication_factor(-1);
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![t])
-        .with_timeout_ms(10_000);
+    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000);
     let ResponseKind::CreateTopics(r) =
         conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
     else {
@@ -42,10 +40,7 @@ fn produce_all(topic: &str, partitions: i32, records: &Bytes) -> ProduceRequest 
     let t = produce_request::TopicProduceData::default()
         .with_name(name(topic))
         .with_partition_data(data);
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![t])
+    ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![t])
 }
 
 fn shards_of(broker: &Broker, topic: &str) -> Vec<u64> {
@@ -67,10 +62,7 @@ fn one_produce_spanning_two_shards() {
     let mut conn = Conn::connect(broker.addr);
     create(&mut conn, "span", 4);
     let shards = shards_of(&broker, "span");
-    assert!(
-        shards.contains(&0) && shards.contains(&1),
-        "partitions on {shards:?}"
-    );
+    assert!(shards.contains(&0) && shards.contains(&1), "partitions on {shards:?}");
 
     let records = batch(&[(b"k1", b"v1"), (b"k2", b"v2")]);
     for round in 0..3i64 {
@@ -80,10 +72,8 @@ fn one_produce_spanning_two_shards() {
             panic!()
         };
         let parts = &r.responses[0].partition_responses;
-        let got: Vec<(i32, i16, i64)> = parts
-            .iter()
-            .map(|p| (p.index, p.error_code, p.base_offset))
-            .collect();
+        let got: Vec<(i32, i16, i64)> =
+            parts.iter().map(|p| (p.index, p.error_code, p.base_offset)).collect();
         let want: Vec<(i32, i16, i64)> = (0..4).map(|p| (p, 0, round * 2)).collect();
         assert_eq!(got, want);
     }
@@ -97,24 +87,14 @@ fn one_produce_spanning_two_shards() {
                 .with_partition_max_bytes(1 << 20)
         })
         .collect();
-    let t = fetch_request::FetchTopic::default()
-        .with_topic(name("span"))
-        .with_partitions(parts);
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 24)
-        .with_topics(vec![t]);
+    let t = fetch_request::FetchTopic::default().with_topic(name("span")).with_partitions(parts);
+    let req =
+        FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 24).with_topics(vec![t]);
     let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
         panic!()
     };
     let partitions = &r.responses[0].partitions;
-    assert_eq!(
-        partitions
-            .iter()
-            .map(|p| p.partition_index)
-            .collect::<Vec<_>>(),
-        vec![3, 2, 1, 0]
-    );
+    assert_eq!(partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>(), vec![3, 2, 1, 0]);
     for p in partitions {
         assert_eq!((p.error_code, p.high_watermark), (0, 6));
         let got = common::records(p.records.as_ref().unwrap());
@@ -142,9 +122,7 @@ fn pipelined_produces_append_in_request_order() {
             .with_correlation_id(i as i32);
         let mut frame = bytes::BytesMut::new();
         use kafka_protocol::protocol::Encodable;
-        header
-            .encode(&mut frame, ApiKey::Produce.request_header_version(version))
-            .unwrap();
+        header.encode(&mut frame, ApiKey::Produce.request_header_version(version)).unwrap();
         req.encode(&mut frame, version).unwrap();
         frames.push(frame);
     }
@@ -154,23 +132,13 @@ fn pipelined_produces_append_in_request_order() {
     for i in 0..50i32 {
         let mut response = conn.read_frame().unwrap();
         use kafka_protocol::protocol::Decodable;
-        let header = ResponseHeader::decode(
-            &mut response,
-            ApiKey::Produce.response_header_version(version),
-        )
-        .unwrap();
-        assert_eq!(
-            header.correlation_id, i,
-            "responses come back in request order"
-        );
+        let header =
+            ResponseHeader::decode(&mut response, ApiKey::Produce.response_header_version(version))
+                .unwrap();
+        assert_eq!(header.correlation_id, i, "responses come back in request order");
         let r = ProduceResponse::decode(&mut response, version).unwrap();
         for p in &r.responses[0].partition_responses {
-            assert_eq!(
-                (p.error_code, p.base_offset),
-                (0, i as i64),
-                "partition {}",
-                p.index
-            );
+            assert_eq!((p.error_code, p.base_offset), (0, i as i64), "partition {}", p.index);
         }
     }
 }
@@ -193,9 +161,8 @@ fn long_poll_fetch_is_woken_by_an_append_on_another_shard() {
                     .with_partition_max_bytes(1 << 20)
             })
             .collect();
-        let t = fetch_request::FetchTopic::default()
-            .with_topic(name("wake"))
-            .with_partitions(parts);
+        let t =
+            fetch_request::FetchTopic::default().with_topic(name("wake")).with_partitions(parts);
         let req = FetchRequest::default()
             .with_max_wait_ms(60_000)
             .with_min_bytes(1)
@@ -212,20 +179,14 @@ fn long_poll_fetch_is_woken_by_an_append_on_another_shard() {
     let t = produce_request::TopicProduceData::default()
         .with_name(name("wake"))
         .with_partition_data(vec![data]);
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![t]);
+    let req =
+        ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![t]);
     let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
         panic!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     let fetched = waiter.join().unwrap();
-    let p1 = fetched.responses[0]
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == 1)
-        .unwrap();
+    let p1 = fetched.responses[0].partitions.iter().find(|p| p.partition_index == 1).unwrap();
     let got = common::records(p1.records.as_ref().unwrap());
     assert_eq!(got, vec![(0, b"k".to_vec(), b"woken".to_vec())]);
 }

@@ -37,7 +37,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_NODE_ID", default_value_t = 0)]
     node_id: i32,
     /// Create topics on first use (Kafka's auto.create.topics.enable).
-    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true,
+          action = clap::ArgAction::Set)]
     auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with -1 (num.partitions).
     #[arg(long, env = "STRATA_DEFAULT_PARTITIONS", default_value_t = 1)]
@@ -82,16 +83,11 @@ impl ServeArgs {
     fn into_config(self) -> (BrokerConfig, PoolOptions) {
         let flush = match (self.flush_messages, self.flush_ms) {
             (None, None) | (Some(1), None) => FlushPolicy::EveryProduce,
-            (messages, interval_ms) => FlushPolicy::Periodic {
-                messages,
-                interval_ms,
-            },
+            (messages, interval_ms) => FlushPolicy::Periodic { messages, interval_ms },
         };
         let config = BrokerConfig {
             listen: self.listen,
-            advertised_host: self
-                .advertised_host
-                .unwrap_or_else(|| self.listen.ip().to_string()),
+            advertised_host: self.advertised_host.unwrap_or_else(|| self.listen.ip().to_string()),
             advertised_port: self.advertised_port.unwrap_or(self.listen.port()),
             data_dir: self.data_dir,
             shards: self.shards,
@@ -110,11 +106,7 @@ impl ServeArgs {
             log_append_time: self.log_append_time,
         };
         let spin = (self.idle_spin_us > 0).then(|| Duration::from_micros(self.idle_spin_us));
-        let pool = PoolOptions {
-            shards: self.shards,
-            cpus: self.cpus,
-            spin_before_park: spin,
-        };
+        let pool = PoolOptions { shards: self.shards, cpus: self.cpus, spin_before_park: spin };
         (config, pool)
     }
 }

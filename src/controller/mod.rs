@@ -70,19 +70,13 @@ pub struct ControlError {
 
 impl ControlError {
     fn new(error: kafka_protocol::error::ResponseError, message: impl Into<String>) -> Self {
-        ControlError {
-            code: error.code(),
-            message: message.into(),
-        }
+        ControlError { code: error.code(), message: message.into() }
     }
 }
 
 impl From<TopicConfigError> for ControlError {
     fn from(e: TopicConfigError) -> Self {
-        ControlError::new(
-            kafka_protocol::error::ResponseError::InvalidConfig,
-            e.to_string(),
-        )
+        ControlError::new(kafka_protocol::error::ResponseError::InvalidConfig, e.to_string())
     }
 }
 
@@ -92,16 +86,10 @@ use kafka_protocol::error::ResponseError as E;
 pub fn validate_topic_name(name: &str) -> Result<(), ControlError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
     if name.is_empty() || name == "." || name == ".." {
-        return Err(ControlError::new(
-            E::InvalidTopicException,
-            "topic name is illegal",
-        ));
+        return Err(ControlError::new(E::InvalidTopicException, "topic name is illegal"));
     }
     if name.len() > limits::TOPIC_NAME_BYTES_MAX {
-        return Err(ControlError::new(
-            E::InvalidTopicException,
-            "topic name is too long",
-        ));
+        return Err(ControlError::new(E::InvalidTopicException, "topic name is too long"));
     }
     if !name.chars().all(legal) {
         let msg = format!("topic name {name:?} has characters outside [a-zA-Z0-9._-]");
@@ -111,7 +99,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControlError> {
 }
 
 fn validate_partition_count(count: i32) -> Result<(), ControlError> {
-    if count < 1 || count > limits::PARTITIONS_PER_TOPIC_MAX {
+    if !(1..=limits::PARTITIONS_PER_TOPIC_MAX).contains(&count) {
         let msg = format!("partition count {count} is outside 1..=100000");
         return Err(ControlError::new(E::InvalidPartitions, msg));
     }
@@ -121,10 +109,7 @@ fn validate_partition_count(count: i32) -> Result<(), ControlError> {
 impl ClusterMetadata {
     /// The metadata of a broker that has never started: no topics, a fresh cluster id.
     pub fn new_cluster() -> Self {
-        ClusterMetadata {
-            cluster_id: uuid::Uuid::new_v4().to_string(),
-            ..Default::default()
-        }
+        ClusterMetadata { cluster_id: uuid::Uuid::new_v4().to_string(), ..Default::default() }
     }
 
     /// Looks a topic up by id.
@@ -143,11 +128,7 @@ impl ClusterMetadata {
     /// data directory written with more shards still opens.
     pub fn fold_shards(&mut self, shards: usize) -> usize {
         let mut moved = 0;
-        for partition in self
-            .topics
-            .values_mut()
-            .flat_map(|t| t.partitions.iter_mut())
-        {
+        for partition in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
             if partition.shard >= shards {
                 partition.shard %= shards;
                 moved += 1;
@@ -160,12 +141,7 @@ impl ClusterMetadata {
     fn take_shards(&mut self, count: usize, shards: usize) -> Vec<PartitionMeta> {
         let first = self.next_shard;
         self.next_shard = (first + count) % shards;
-        (0..count)
-            .map(|i| PartitionMeta {
-                shard: (first + i) % shards,
-                leader_epoch: 0,
-            })
-            .collect()
+        (0..count).map(|i| PartitionMeta { shard: (first + i) % shards, leader_epoch: 0 }).collect()
     }
 
     /// Returns a copy with the topic added; `configs` are validated overrides.
@@ -185,12 +161,8 @@ impl ClusterMetadata {
         }
         let mut next = self.clone();
         let partitions = next.take_shards(partitions as usize, shards);
-        let topic = TopicMeta {
-            name: name.to_owned(),
-            id: uuid::Uuid::new_v4(),
-            partitions,
-            configs,
-        };
+        let topic =
+            TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4(), partitions, configs };
         next.topics.insert(name.to_owned(), topic);
         next.version += 1;
         Ok(next)

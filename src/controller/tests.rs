@@ -21,50 +21,25 @@ fn partitions_spread_round_robin_across_topics() {
 
 #[test]
 fn create_refuses_bad_names_counts_and_duplicates() {
-    let meta = ClusterMetadata::new_cluster()
-        .create_topic("t", 1, no_configs(), 1)
-        .unwrap();
+    let meta = ClusterMetadata::new_cluster().create_topic("t", 1, no_configs(), 1).unwrap();
     let code = |r: Result<ClusterMetadata, ControlError>| r.unwrap_err().code;
-    assert_eq!(
-        code(meta.create_topic("t", 1, no_configs(), 1)),
-        E::TopicAlreadyExists.code()
-    );
-    assert_eq!(
-        code(meta.create_topic("a/b", 1, no_configs(), 1)),
-        E::InvalidTopicException.code()
-    );
-    assert_eq!(
-        code(meta.create_topic("..", 1, no_configs(), 1)),
-        E::InvalidTopicException.code()
-    );
+    assert_eq!(code(meta.create_topic("t", 1, no_configs(), 1)), E::TopicAlreadyExists.code());
+    assert_eq!(code(meta.create_topic("a/b", 1, no_configs(), 1)), E::InvalidTopicException.code());
+    assert_eq!(code(meta.create_topic("..", 1, no_configs(), 1)), E::InvalidTopicException.code());
     let long = "x".repeat(250);
-    assert_eq!(
-        code(meta.create_topic(&long, 1, no_configs(), 1)),
-        E::InvalidTopicException.code()
-    );
-    assert_eq!(
-        code(meta.create_topic("u", 0, no_configs(), 1)),
-        E::InvalidPartitions.code()
-    );
+    assert_eq!(code(meta.create_topic(&long, 1, no_configs(), 1)), E::InvalidTopicException.code());
+    assert_eq!(code(meta.create_topic("u", 0, no_configs(), 1)), E::InvalidPartitions.code());
     let bad = BTreeMap::from([("retention.ms".to_string(), "-7".to_string())]);
-    assert_eq!(
-        code(meta.create_topic("u", 1, bad, 1)),
-        E::InvalidConfig.code()
-    );
+    assert_eq!(code(meta.create_topic("u", 1, bad, 1)), E::InvalidConfig.code());
 }
 
 #[test]
 fn add_partitions_only_grows() {
-    let meta = ClusterMetadata::new_cluster()
-        .create_topic("t", 2, no_configs(), 2)
-        .unwrap();
+    let meta = ClusterMetadata::new_cluster().create_topic("t", 2, no_configs(), 2).unwrap();
     let grown = meta.add_partitions("t", 5, 2).unwrap();
     assert_eq!(grown.topics["t"].partitions.len(), 5);
     assert_eq!(grown.topics["t"].id, meta.topics["t"].id);
-    assert_eq!(
-        meta.add_partitions("t", 2, 2).unwrap_err().code,
-        E::InvalidPartitions.code()
-    );
+    assert_eq!(meta.add_partitions("t", 2, 2).unwrap_err().code, E::InvalidPartitions.code());
     assert_eq!(
         meta.add_partitions("nope", 3, 2).unwrap_err().code,
         E::UnknownTopicOrPartition.code()
@@ -73,25 +48,17 @@ fn add_partitions_only_grows() {
 
 #[test]
 fn fold_shards_maps_missing_shards() {
-    let meta = ClusterMetadata::new_cluster()
-        .create_topic("t", 4, no_configs(), 4)
-        .unwrap();
+    let meta = ClusterMetadata::new_cluster().create_topic("t", 4, no_configs(), 4).unwrap();
     let mut folded = meta.clone();
     assert_eq!(folded.fold_shards(2), 2);
-    let shards: Vec<usize> = folded.topics["t"]
-        .partitions
-        .iter()
-        .map(|p| p.shard)
-        .collect();
+    let shards: Vec<usize> = folded.topics["t"].partitions.iter().map(|p| p.shard).collect();
     assert_eq!(shards, vec![0, 1, 0, 1]);
 }
 
 #[test]
 fn store_then_load_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = ClusterMetadata::new_cluster()
-        .create_topic("t", 3, no_configs(), 1)
-        .unwrap();
+    let meta = ClusterMetadata::new_cluster().create_topic("t", 3, no_configs(), 1).unwrap();
     let path = dir.path().to_path_buf();
     let stored = meta.clone();
     glommio::LocalExecutorBuilder::default()

@@ -31,21 +31,12 @@ pub struct TopicConfigDef {
 }
 
 const fn long(name: &'static str, min: i64, max: i64, enforced: bool) -> TopicConfigDef {
-    TopicConfigDef {
-        name,
-        kind: Kind::Long { min, max },
-        enforced,
-    }
+    TopicConfigDef { name, kind: Kind::Long { min, max }, enforced }
 }
 
 /// Every topic config accepted by CreateTopics and reported by DescribeConfigs.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    long(
-        "segment.bytes",
-        limits::SEGMENT_BYTES_MIN as i64,
-        u32::MAX as i64,
-        true,
-    ),
+    long("segment.bytes", limits::SEGMENT_BYTES_MIN as i64, u32::MAX as i64, true),
     long("segment.ms", 1, i64::MAX, true),
     long("max.message.bytes", 0, i32::MAX as i64, true),
     TopicConfigDef {
@@ -112,26 +103,18 @@ pub fn validate(name: &str, value: &str) -> Result<(), TopicConfigError> {
 
 /// Checks every pair of a map.
 pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
-    configs
-        .iter()
-        .try_for_each(|(name, value)| validate(name, value))
+    configs.iter().try_for_each(|(name, value)| validate(name, value))
 }
 
 /// The broker-wide default of a topic config, as DescribeConfigs reports it.
 pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
     let (flush_messages, flush_ms) = match &broker.flush {
         FlushPolicy::EveryProduce => (Some(1), None),
-        FlushPolicy::Periodic {
-            messages,
-            interval_ms,
-        } => (*messages, *interval_ms),
+        FlushPolicy::Periodic { messages, interval_ms } => (*messages, *interval_ms),
     };
     let value = match name {
         "segment.bytes" => broker.segment_bytes.to_string(),
-        "segment.ms" => broker
-            .segment_ms
-            .unwrap_or(7 * 24 * 3600 * 1000)
-            .to_string(),
+        "segment.ms" => broker.segment_ms.unwrap_or(7 * 24 * 3600 * 1000).to_string(),
         "max.message.bytes" => broker.max_message_bytes.to_string(),
         "message.timestamp.type" if broker.log_append_time => "LogAppendTime".into(),
         "message.timestamp.type" => "CreateTime".into(),
@@ -163,22 +146,10 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(matches!(
-            validate("retention.ms", "-5"),
-            Err(TopicConfigError::Invalid { .. })
-        ));
-        assert!(matches!(
-            validate("segment.bytes", "100"),
-            Err(TopicConfigError::Invalid { .. })
-        ));
-        assert!(matches!(
-            validate("cleanup.policy", "x"),
-            Err(TopicConfigError::Invalid { .. })
-        ));
-        assert!(matches!(
-            validate("no.such", "1"),
-            Err(TopicConfigError::Unknown(_))
-        ));
+        assert!(matches!(validate("retention.ms", "-5"), Err(TopicConfigError::Invalid { .. })));
+        assert!(matches!(validate("segment.bytes", "100"), Err(TopicConfigError::Invalid { .. })));
+        assert!(matches!(validate("cleanup.policy", "x"), Err(TopicConfigError::Invalid { .. })));
+        assert!(matches!(validate("no.such", "1"), Err(TopicConfigError::Unknown(_))));
         assert_eq!(validate("message.timestamp.type", "LogAppendTime"), Ok(()));
     }
 }

@@ -116,26 +116,14 @@ pub fn parse_request(
     let key = ApiKey::try_from(raw_key).map_err(|_| ProtocolError::UnsupportedApi(raw_key))?;
     let range = supported(key).ok_or(ProtocolError::UnsupportedApi(raw_key))?;
     if version < range.min || version > range.max {
-        return Err(ProtocolError::UnsupportedVersion {
-            key,
-            version,
-            correlation_id,
-        });
+        return Err(ProtocolError::UnsupportedVersion { key, version, correlation_id });
     }
-    let malformed = |e: anyhow::Error| ProtocolError::Malformed {
-        key,
-        version,
-        reason: format!("{e:#}"),
-    };
+    let malformed =
+        |e: anyhow::Error| ProtocolError::Malformed { key, version, reason: format!("{e:#}") };
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
         .map_err(malformed)?;
     let body = RequestKind::decode(key, &mut frame, version).map_err(malformed)?;
-    Ok(Request {
-        key,
-        version,
-        header,
-        body,
-    })
+    Ok(Request { key, version, header, body })
 }
 
 /// The header version of a response. ApiVersions answers always use header v0 (KIP-511), so
@@ -197,12 +185,7 @@ pub fn unsupported_api_versions(
     apis: &[ApiRange],
 ) -> anyhow::Result<BytesMut> {
     let body = api_versions_response(apis, ResponseError::UnsupportedVersion.code());
-    encode_response(
-        ApiKey::ApiVersions,
-        0,
-        correlation_id,
-        &ResponseKind::ApiVersions(body),
-    )
+    encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))
 }
 
 /// ApiVersions response listing `apis` with `error_code`.
@@ -217,9 +200,7 @@ pub fn api_versions_response(apis: &[ApiRange], error_code: i16) -> ApiVersionsR
                 .with_max_version(a.max)
         })
         .collect();
-    ApiVersionsResponse::default()
-        .with_error_code(error_code)
-        .with_api_keys(api_keys)
+    ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
 }
 
 #[cfg(test)]

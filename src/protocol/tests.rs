@@ -2,16 +2,8 @@ use super::*;
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 
 const APIS: &[ApiRange] = &[
-    ApiRange {
-        key: ApiKey::ApiVersions,
-        min: 0,
-        max: 4,
-    },
-    ApiRange {
-        key: ApiKey::Metadata,
-        min: 0,
-        max: 12,
-    },
+    ApiRange { key: ApiKey::ApiVersions, min: 0, max: 4 },
+    ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
 ];
 
 fn lookup(key: ApiKey) -> Option<ApiRange> {
@@ -24,9 +16,7 @@ fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
         .with_request_api_version(version)
         .with_correlation_id(42);
     let mut out = BytesMut::new();
-    header
-        .encode(&mut out, key.request_header_version(version))
-        .unwrap();
+    header.encode(&mut out, key.request_header_version(version)).unwrap();
     body.encode(&mut out, version).unwrap();
     out.freeze()
 }
@@ -61,10 +51,7 @@ fn unknown_and_unimplemented_keys_are_refused() {
     raw.put_i16(999);
     raw.put_i16(0);
     raw.put_i32(1);
-    assert!(matches!(
-        parse_request(raw.freeze(), lookup),
-        Err(ProtocolError::UnsupportedApi(999))
-    ));
+    assert!(matches!(parse_request(raw.freeze(), lookup), Err(ProtocolError::UnsupportedApi(999))));
     let produce = kafka_protocol::messages::ProduceRequest::default();
     assert!(matches!(
         parse_request(frame(ApiKey::Produce, 3, &produce), lookup),
@@ -77,10 +64,7 @@ fn every_truncation_is_an_error_not_a_panic() {
     let req = MetadataRequest::default().with_topics(None);
     let full = frame(ApiKey::Metadata, 12, &req);
     for len in 0..full.len() {
-        assert!(
-            parse_request(full.slice(..len), lookup).is_err(),
-            "prefix {len}"
-        );
+        assert!(parse_request(full.slice(..len), lookup).is_err(), "prefix {len}");
     }
     assert!(parse_request(full, lookup).is_ok());
 }
@@ -94,10 +78,7 @@ fn huge_array_length_does_not_allocate() {
     raw.put_i32(7);
     raw.put_i16(-1); // null client id
     raw.put_i32(i32::MAX);
-    assert!(matches!(
-        parse_request(raw.freeze(), lookup),
-        Err(ProtocolError::Malformed { .. })
-    ));
+    assert!(matches!(parse_request(raw.freeze(), lookup), Err(ProtocolError::Malformed { .. })));
 }
 
 #[test]

@@ -37,43 +37,26 @@ pub fn affinity_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, size, &mut set) != 0 {
             return Vec::new();
         }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
     }
 }
 
 /// Resolves the shard count and the CPU each shard is pinned to.
 pub fn placement(options: &PoolOptions) -> anyhow::Result<Vec<usize>> {
-    let cpus = if options.cpus.is_empty() {
-        affinity_cpus()
-    } else {
-        options.cpus.clone()
-    };
+    let cpus = if options.cpus.is_empty() { affinity_cpus() } else { options.cpus.clone() };
     anyhow::ensure!(!cpus.is_empty(), "no CPU to run on");
-    let shards = if options.shards == 0 {
-        cpus.len()
-    } else {
-        options.shards
-    };
+    let shards = if options.shards == 0 { cpus.len() } else { options.shards };
     Ok((0..shards).map(|shard| cpus[shard % cpus.len()]).collect())
 }
 
 /// `io_memory` per executor: glommio's default when memory locking is unlimited (root or
 /// CAP_IPC_LOCK), otherwise what fits in `RLIMIT_MEMLOCK` shared by every executor's rings.
 pub fn io_memory_bytes(shards: usize) -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct we pass; geteuid has no preconditions.
     #[allow(unsafe_code)]
-    let (rc, root) = unsafe {
-        (
-            libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit),
-            libc::geteuid() == 0,
-        )
-    };
+    let (rc, root) =
+        unsafe { (libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit), libc::geteuid() == 0) };
     if root || rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
         return IO_MEMORY_BYTES_DEFAULT;
     }
@@ -122,17 +105,9 @@ mod tests {
 
     #[test]
     fn placement_spreads_shards_over_cpus() {
-        let options = PoolOptions {
-            shards: 3,
-            cpus: vec![4, 5],
-            spin_before_park: None,
-        };
+        let options = PoolOptions { shards: 3, cpus: vec![4, 5], spin_before_park: None };
         assert_eq!(placement(&options).unwrap(), vec![4, 5, 4]);
-        let options = PoolOptions {
-            shards: 0,
-            cpus: vec![1],
-            spin_before_park: None,
-        };
+        let options = PoolOptions { shards: 0, cpus: vec![1], spin_before_park: None };
         assert_eq!(placement(&options).unwrap(), vec![1]);
     }
 

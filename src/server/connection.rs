@@ -28,12 +28,7 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A response in the queue: already encoded, or still being computed.
 enum Queued {
     Ready(BytesMut),
-    Pending {
-        key: ApiKey,
-        version: i16,
-        correlation_id: i32,
-        reply: JoinHandle<Reply>,
-    },
+    Pending { key: ApiKey, version: i16, correlation_id: i32, reply: JoinHandle<Reply> },
 }
 
 /// Serves one connection until the client closes it or sends something unacceptable.
@@ -71,14 +66,7 @@ async fn read_loop(
             Ok(size) => size,
             Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
         };
-        if !fill(
-            &mut reader,
-            &mut buf,
-            protocol::FRAME_PREFIX_BYTES + size,
-            peer,
-        )
-        .await
-        {
+        if !fill(&mut reader, &mut buf, protocol::FRAME_PREFIX_BYTES + size, peer).await {
             return;
         }
         buf.advance(protocol::FRAME_PREFIX_BYTES);
@@ -88,18 +76,13 @@ async fn read_loop(
                 let (key, version) = (request.key, request.version);
                 let correlation_id = request.header.correlation_id;
                 let reply = glommio::spawn_local(handlers::dispatch(shard, request).await).detach();
-                Queued::Pending {
-                    key,
-                    version,
-                    correlation_id,
-                    reply,
-                }
+                Queued::Pending { key, version, correlation_id, reply }
             }
             Err(ProtocolError::UnsupportedVersion {
-                key,
+                key: ApiKey::ApiVersions,
                 version,
                 correlation_id,
-            }) if key == ApiKey::ApiVersions => {
+            }) => {
                 tracing::debug!(%peer, version, "ApiVersions version not supported; answering v0");
                 match protocol::unsupported_api_versions(correlation_id, handlers::APIS) {
                     Ok(bytes) => Queued::Ready(bytes),
@@ -153,12 +136,7 @@ async fn write_loop(
     while let Some(queued) = queue.recv().await {
         let bytes = match queued {
             Queued::Ready(bytes) => bytes,
-            Queued::Pending {
-                key,
-                version,
-                correlation_id,
-                reply,
-            } => {
+            Queued::Pending { key, version, correlation_id, reply } => {
                 let response = match reply.await {
                     Some(Reply::Response(response)) => response,
                     Some(Reply::Nothing) => continue,

@@ -47,10 +47,7 @@ pub fn serve(config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
         "starting strata"
     );
     runtime::run_shards(&pool, move |index, _count| {
-        let stop = stops
-            .lock()
-            .ok()
-            .and_then(|mut s| s.get_mut(index).and_then(Option::take));
+        let stop = stops.lock().ok().and_then(|mut s| s.get_mut(index).and_then(Option::take));
         shard_main(config.clone(), mesh.clone(), stop)
     })?;
     tracing::info!("strata stopped cleanly");
@@ -59,11 +56,7 @@ pub fn serve(config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
     file.try_lock()
         .map_err(|_| anyhow::anyhow!("{} is in use by another strata process", dir.display()))?;
     Ok(file)
@@ -77,28 +70,24 @@ fn shutdown_on_signals(count: usize) -> anyhow::Result<Stops> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| oneshot::channel()).unzip();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut senders = Some(senders);
-            for signal in signals.forever() {
-                match senders.take() {
-                    Some(senders) => {
-                        tracing::info!(signal, "shutting down: flushing and closing logs");
-                        senders.into_iter().for_each(|s| {
-                            let _ = s.send(());
-                        });
-                    }
-                    None => {
-                        tracing::warn!(signal, "second signal: exiting without a clean shutdown");
-                        std::process::exit(130);
-                    }
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut senders = Some(senders);
+        for signal in signals.forever() {
+            match senders.take() {
+                Some(senders) => {
+                    tracing::info!(signal, "shutting down: flushing and closing logs");
+                    senders.into_iter().for_each(|s| {
+                        let _ = s.send(());
+                    });
+                }
+                None => {
+                    tracing::warn!(signal, "second signal: exiting without a clean shutdown");
+                    std::process::exit(130);
                 }
             }
-        })?;
-    Ok(Arc::new(Mutex::new(
-        receivers.into_iter().map(Some).collect(),
-    )))
+        }
+    })?;
+    Ok(Arc::new(Mutex::new(receivers.into_iter().map(Some).collect())))
 }
 
 async fn shard_main(
@@ -106,10 +95,8 @@ async fn shard_main(
     mesh: MeshBuilder<ShardMsg, Full>,
     stop: Option<oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
-    let (senders, mut receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
+    let (senders, mut receivers) =
+        mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
     let count = senders.nr_consumers();
     let (ready, is_ready) = oneshot::channel();
@@ -153,10 +140,7 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let mut meta = controller::load(data_dir)?.unwrap_or_else(ClusterMetadata::new_cluster);
     let folded = meta.fold_shards(shard.count);
     if folded > 0 {
-        tracing::warn!(
-            partitions = folded,
-            "partitions of missing shards moved to existing ones"
-        );
+        tracing::warn!(partitions = folded, "partitions of missing shards moved to existing ones");
     }
     remove_orphan_partitions(data_dir, &meta);
     controller::store(data_dir, &meta).await?;
@@ -208,7 +192,8 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
             Err(_) => continue,
         };
         if shard.connections.get() >= per_shard_max {
-            tracing::warn!(%peer, limit = shard.config.max_connections, "too many connections; closing");
+            let limit = shard.config.max_connections;
+            tracing::warn!(%peer, limit, "too many connections; closing");
             continue;
         }
         shard.connections.set(shard.connections.get() + 1);

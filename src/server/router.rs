@@ -71,8 +71,5 @@ pub async fn scatter<I, O>(
             outcomes[position] = Some(outcome);
         }
     }
-    outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(&unreachable))
-        .collect()
+    outcomes.into_iter().map(|o| o.unwrap_or_else(&unreachable)).collect()
 }

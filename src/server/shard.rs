@@ -64,18 +64,10 @@ fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
 
 /// The storage settings of one topic: broker defaults overridden by topic configs.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
-    let get = |name: &str| {
-        topic
-            .configs
-            .get(name)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
+    let get = |name: &str| topic.configs.get(name).and_then(|v| v.trim().parse::<u64>().ok());
     let (mut messages, mut interval_ms, mut every) = match &broker.flush {
         FlushPolicy::EveryProduce => (None, None, true),
-        FlushPolicy::Periodic {
-            messages,
-            interval_ms,
-        } => (*messages, *interval_ms, false),
+        FlushPolicy::Periodic { messages, interval_ms } => (*messages, *interval_ms, false),
     };
     if let Some(n) = get("flush.messages") {
         messages = Some(n);
@@ -99,11 +91,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         } else {
             TimestampType::CreateTime
         },
-        flush: storage::FlushPolicy {
-            every_append: every,
-            messages,
-            interval_ms,
-        },
+        flush: storage::FlushPolicy { every_append: every, messages, interval_ms },
         tail_cache_bytes: broker.tail_cache_bytes,
         ..LogConfig::default()
     }
@@ -179,10 +167,7 @@ impl Shard {
                 .filter(|(name, t)| meta.topics.get(&***name).map(|m| m.id) != Some(t.id))
                 .map(|(name, _)| name.clone())
                 .collect();
-            names
-                .into_iter()
-                .filter_map(|n| logs.remove(&n).map(|t| (n, t)))
-                .collect()
+            names.into_iter().filter_map(|n| logs.remove(&n).map(|t| (n, t))).collect()
         };
         for (name, topic) in stale {
             for log in topic.partitions.into_iter().flatten() {
@@ -214,10 +199,7 @@ impl Shard {
         let mut logs = self.logs.borrow_mut();
         let entry = logs
             .entry(Arc::from(topic.name.as_str()))
-            .or_insert_with(|| TopicLogs {
-                id: topic.id,
-                partitions: Vec::new(),
-            });
+            .or_insert_with(|| TopicLogs { id: topic.id, partitions: Vec::new() });
         if entry.partitions.len() <= index {
             entry.partitions.resize(index + 1, None);
         }
@@ -242,39 +224,24 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err(unavailable()));
         }
-        let _guard = self
-            .control_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| unavailable())?;
+        let _guard = self.control_lock.acquire_permit(1).await.map_err(|_| unavailable())?;
         let meta = self.meta();
         let shards = self.count;
         let (next, validate_only) = match op {
-            ControlOp::CreateTopic {
-                name,
-                partitions,
-                configs,
-                validate_only,
-            } => (
-                meta.create_topic(&name, partitions, configs, shards)?,
-                validate_only,
-            ),
+            ControlOp::CreateTopic { name, partitions, configs, validate_only } => {
+                (meta.create_topic(&name, partitions, configs, shards)?, validate_only)
+            }
             ControlOp::DeleteTopic { name } => (meta.delete_topic(&name)?, false),
-            ControlOp::CreatePartitions {
-                name,
-                total,
-                validate_only,
-            } => (meta.add_partitions(&name, total, shards)?, validate_only),
+            ControlOp::CreatePartitions { name, total, validate_only } => {
+                (meta.add_partitions(&name, total, shards)?, validate_only)
+            }
         };
         if validate_only {
             return Ok(());
         }
         if let Err(e) = controller::store(&self.config.data_dir, &next).await {
             tracing::error!("persisting cluster metadata failed: {e}");
-            return Err(ControlError {
-                code: E::KafkaStorageError.code(),
-                message: e.to_string(),
-            });
+            return Err(ControlError { code: E::KafkaStorageError.code(), message: e.to_string() });
         }
         self.publish(Arc::new(next)).await;
         Ok(())
@@ -285,10 +252,7 @@ impl Shard {
         let mut acks = Vec::new();
         for peer in (0..self.count).filter(|&p| p != self.id) {
             let (reply, ack) = oneshot::channel();
-            let msg = ShardMsg::ApplyMetadata {
-                meta: meta.clone(),
-                reply,
-            };
+            let msg = ShardMsg::ApplyMetadata { meta: meta.clone(), reply };
             if self.send(peer, msg).await {
                 acks.push(ack);
             }
@@ -301,9 +265,7 @@ impl Shard {
     pub async fn close_logs(&self) {
         let logs: Vec<PartitionLog> = {
             let logs = self.logs.borrow();
-            logs.values()
-                .flat_map(|t| t.partitions.iter().flatten().cloned())
-                .collect()
+            logs.values().flat_map(|t| t.partitions.iter().flatten().cloned()).collect()
         };
         for log in logs {
             if let Err(e) = log.close().await {
@@ -392,10 +354,7 @@ impl Shard {
                 log_start_offset: read.log_start_offset,
                 records: read.records,
             },
-            Err(ReadError::OffsetOutOfRange {
-                log_start,
-                high_watermark,
-            }) => FetchOutcome {
+            Err(ReadError::OffsetOutOfRange { log_start, high_watermark }) => FetchOutcome {
                 error_code: E::OffsetOutOfRange.code(),
                 high_watermark,
                 log_start_offset: log_start,
@@ -430,37 +389,20 @@ impl Shard {
 
     /// Answers a ListOffsets query for a partition this shard owns.
     pub async fn offsets_local(&self, query: OffsetQuery) -> OffsetAnswer {
-        let missing = OffsetAnswer {
-            error_code: E::NotLeaderOrFollower.code(),
-            offset: -1,
-            timestamp: -1,
-        };
+        let missing =
+            OffsetAnswer { error_code: E::NotLeaderOrFollower.code(), offset: -1, timestamp: -1 };
         let Some(log) = self.log(&query.partition.topic, query.partition.partition) else {
             return missing;
         };
-        let found = |offset| OffsetAnswer {
-            error_code: 0,
-            offset,
-            timestamp: -1,
-        };
+        let found = |offset| OffsetAnswer { error_code: 0, offset, timestamp: -1 };
         match query.timestamp {
             -2 => found(log.log_start_offset()),
             -1 => found(log.high_watermark()),
-            ts if ts < 0 => OffsetAnswer {
-                error_code: E::InvalidRequest.code(),
-                ..missing
-            },
+            ts if ts < 0 => OffsetAnswer { error_code: E::InvalidRequest.code(), ..missing },
             ts => match log.offset_for_timestamp(ts).await {
-                Ok(Some((offset, timestamp))) => OffsetAnswer {
-                    error_code: 0,
-                    offset,
-                    timestamp,
-                },
+                Ok(Some((offset, timestamp))) => OffsetAnswer { error_code: 0, offset, timestamp },
                 Ok(None) => found(-1),
-                Err(_) => OffsetAnswer {
-                    error_code: E::KafkaStorageError.code(),
-                    ..missing
-                },
+                Err(_) => OffsetAnswer { error_code: E::KafkaStorageError.code(), ..missing },
             },
         }
     }
@@ -503,11 +445,7 @@ impl Shard {
                 let outcomes = join_all(items.into_iter().map(|i| self.read_local(i))).await;
                 let _ = reply.send(outcomes);
             }
-            ShardMsg::WaitForData {
-                items,
-                deadline,
-                mut reply,
-            } => {
+            ShardMsg::WaitForData { items, deadline, mut reply } => {
                 let wait = self.wait_local(&items);
                 let timeout = glommio::timer::sleep(
                     deadline.saturating_duration_since(std::time::Instant::now()),

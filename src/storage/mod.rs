@@ -44,11 +44,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: 1 << 20,
             timestamp_type: TimestampType::CreateTime,
-            flush: FlushPolicy {
-                every_append: true,
-                messages: None,
-                interval_ms: None,
-            },
+            flush: FlushPolicy { every_append: true, messages: None, interval_ms: None },
             tail_cache_bytes: 8 << 20,
         }
     }
@@ -136,9 +132,7 @@ impl PendingAppend {
 
 impl PartitionLog {
     pub async fn open(_dir: PathBuf, _config: LogConfig) -> Result<PartitionLog, StorageError> {
-        Ok(PartitionLog {
-            inner: Rc::default(),
-        })
+        Ok(PartitionLog { inner: Rc::default() })
     }
     pub fn log_start_offset(&self) -> i64 {
         0
@@ -182,18 +176,12 @@ impl PartitionLog {
         for w in inner.waiters.drain(..) {
             w.wake();
         }
-        Ok(PendingAppend {
-            base,
-            last: inner.next - 1,
-        })
+        Ok(PendingAppend { base, last: inner.next - 1 })
     }
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
         let inner = self.inner.borrow();
         if offset < 0 || offset > inner.next {
-            return Err(ReadError::OffsetOutOfRange {
-                log_start: 0,
-                high_watermark: inner.next,
-            });
+            return Err(ReadError::OffsetOutOfRange { log_start: 0, high_watermark: inner.next });
         }
         let mut out = BytesMut::new();
         for (_, last, b) in inner.batches.iter().filter(|(_, last, _)| *last >= offset) {
@@ -203,11 +191,7 @@ impl PartitionLog {
             }
             out.extend_from_slice(b);
         }
-        Ok(ReadBatches {
-            records: out.freeze(),
-            high_watermark: inner.next,
-            log_start_offset: 0,
-        })
+        Ok(ReadBatches { records: out.freeze(), high_watermark: inner.next, log_start_offset: 0 })
     }
     pub fn wait_for_data(&self, offset: i64) -> impl Future<Output = ()> {
         let inner = self.inner.clone();

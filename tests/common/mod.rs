@@ -18,11 +18,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A free loopback port (bound, then released for the broker to take).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A broker process; killed when dropped.
@@ -40,13 +36,7 @@ impl Broker {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let data_dir = dir.join("data");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut broker = Broker {
-            child: None,
-            addr,
-            data_dir,
-            args,
-            log_lines: None,
-        };
+        let mut broker = Broker { child: None, addr, data_dir, args, log_lines: None };
         broker.spawn();
         broker
     }
@@ -97,9 +87,7 @@ impl Broker {
     /// SIGTERM, then wait for a clean exit (exit code 0).
     pub fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         assert!(sent.unwrap().success());
         let status = child.wait().unwrap();
         assert!(status.success(), "broker exited with {status}");
@@ -141,13 +129,8 @@ pub struct Conn {
 impl Conn {
     pub fn connect(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Conn {
-            stream,
-            correlation: 0,
-        }
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn { stream, correlation: 0 }
     }
 
     /// Sends a request and returns its decoded response.
@@ -157,21 +140,14 @@ impl Conn {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation)
-            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
-                "test",
-            )));
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("test")));
         let mut frame = BytesMut::new();
-        header
-            .encode(&mut frame, key.request_header_version(version))
-            .unwrap();
+        header.encode(&mut frame, key.request_header_version(version)).unwrap();
         body.encode(&mut frame, version).unwrap();
         self.send_frame(&frame);
         let mut response = self.read_frame().expect("a response");
-        let header_version = if key == ApiKey::ApiVersions {
-            0
-        } else {
-            key.response_header_version(version)
-        };
+        let header_version =
+            if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
         let header = ResponseHeader::decode(&mut response, header_version).unwrap();
         assert_eq!(header.correlation_id, self.correlation);
         ResponseKind::decode(key, &mut response, version).unwrap()
@@ -231,10 +207,7 @@ pub fn batch(records: &[(&[u8], &[u8])]) -> Bytes {
         })
         .collect();
     let mut out = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
     RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
     out.freeze()
 }

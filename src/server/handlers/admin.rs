@@ -41,10 +41,8 @@ fn creation_request(
     broker: &BrokerConfig,
     topic: &CreatableTopic,
 ) -> Result<(i32, BTreeMap<String, String>), ControlError> {
-    let refuse = |error: E, message: &str| ControlError {
-        code: error.code(),
-        message: message.into(),
-    };
+    let refuse =
+        |error: E, message: &str| ControlError { code: error.code(), message: message.into() };
     if !matches!(topic.replication_factor, -1 | 1) {
         let msg = "replication factor must be 1 (or -1 for the default) on a single broker";
         return Err(refuse(E::InvalidReplicationFactor, msg));
@@ -54,10 +52,7 @@ fn creation_request(
         (n, true) => n,
         (-1, false) => {
             let node = broker.node_id;
-            let ours = topic
-                .assignments
-                .iter()
-                .all(|a| a.broker_ids.iter().all(|b| b.0 == node));
+            let ours = topic.assignments.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node));
             if !ours {
                 return Err(refuse(
                     E::InvalidReplicaAssignment,
@@ -96,10 +91,7 @@ pub async fn create_topics(
     for topic in &req.topics {
         let name = topic.name.0.to_string();
         let outcome = if duplicated.contains(&name) {
-            Err((
-                E::InvalidRequest.code(),
-                Some("topic named twice in one request".to_owned()),
-            ))
+            Err((E::InvalidRequest.code(), Some("topic named twice in one request".to_owned())))
         } else {
             match creation_request(&shard.config, topic) {
                 Ok((partitions, configs)) => {
@@ -140,9 +132,7 @@ fn creation_result(
     let meta = shard.meta();
     let Some(created) = meta.topics.get(topic.name.0.as_str()) else {
         // validate_only: nothing was created; report what would have been.
-        return result
-            .with_num_partitions(topic.num_partitions)
-            .with_replication_factor(1);
+        return result.with_num_partitions(topic.num_partitions).with_replication_factor(1);
     };
     let configs = (version >= 5).then(|| {
         config_entries(&shard.config, created)
@@ -168,16 +158,10 @@ pub async fn delete_topics(
     req: DeleteTopicsRequest,
     _version: i16,
 ) -> DeleteTopicsResponse {
-    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
-        .topic_names
-        .iter()
-        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
-        .collect();
-    targets.extend(
-        req.topics
-            .iter()
-            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
-    );
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> =
+        req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+    targets
+        .extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let meta = shard.meta();
@@ -189,32 +173,20 @@ pub async fn delete_topics(
             .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
             .with_topic_id(id);
         let Some(topic) = resolved else {
-            let error = if name.is_some() {
-                E::UnknownTopicOrPartition
-            } else {
-                E::UnknownTopicId
-            };
+            let error = if name.is_some() { E::UnknownTopicOrPartition } else { E::UnknownTopicId };
             responses.push(result.with_error_code(error.code()));
             continue;
         };
         let (topic_name, topic_id) = (topic.name.clone(), topic.id);
-        let result = result
-            .with_name(Some(TopicName(str_bytes(&topic_name))))
-            .with_topic_id(topic_id);
-        match shard
-            .control(ControlOp::DeleteTopic {
-                name: topic_name.clone(),
-            })
-            .await
-        {
+        let result =
+            result.with_name(Some(TopicName(str_bytes(&topic_name)))).with_topic_id(topic_id);
+        match shard.control(ControlOp::DeleteTopic { name: topic_name.clone() }).await {
             Ok(()) => {
                 tracing::info!(topic = %topic_name, "deleted topic");
                 responses.push(result);
             }
             Err(e) => responses.push(
-                result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(&e.message))),
+                result.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message))),
             ),
         }
     }
@@ -236,9 +208,9 @@ pub async fn create_partitions(
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         results.push(match shard.control(op).await {
             Ok(()) => result,
-            Err(e) => result
-                .with_error_code(e.code)
-                .with_error_message(Some(str_bytes(&e.message))),
+            Err(e) => {
+                result.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message)))
+            }
         });
     }
     CreatePartitionsResponse::default().with_results(results)
@@ -301,14 +273,8 @@ fn with_extras(
         .with_name(entry.name.clone())
         .with_value(entry.value.clone())
         .with_source(entry.config_source);
-    let enforced = TOPIC_CONFIGS
-        .iter()
-        .any(|d| d.name == entry.name.as_str() && d.enforced);
-    let doc = if enforced {
-        "enforced by Strata"
-    } else {
-        "stored; not yet enforced by Strata"
-    };
+    let enforced = TOPIC_CONFIGS.iter().any(|d| d.name == entry.name.as_str() && d.enforced);
+    let doc = if enforced { "enforced by Strata" } else { "stored; not yet enforced by Strata" };
     entry
         .with_synonyms(if synonyms { vec![synonym] } else { Vec::new() })
         .with_documentation((documentation && version >= 3).then(|| str_bytes(doc)))
@@ -338,16 +304,10 @@ fn config_entries(broker: &BrokerConfig, topic: &TopicMeta) -> Vec<DescribeConfi
 
 fn broker_entries(broker: &BrokerConfig) -> Vec<DescribeConfigsResourceResult> {
     let entries = [
-        (
-            "auto.create.topics.enable",
-            broker.auto_create_topics.to_string(),
-        ),
+        ("auto.create.topics.enable", broker.auto_create_topics.to_string()),
         ("num.partitions", broker.default_partitions.to_string()),
         ("message.max.bytes", broker.max_message_bytes.to_string()),
-        (
-            "socket.request.max.bytes",
-            broker.max_request_bytes.to_string(),
-        ),
+        ("socket.request.max.bytes", broker.max_request_bytes.to_string()),
         ("log.segment.bytes", broker.segment_bytes.to_string()),
         ("log.dirs", broker.data_dir.display().to_string()),
         ("node.id", broker.node_id.to_string()),

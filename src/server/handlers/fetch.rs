@@ -69,15 +69,10 @@ fn resolve(
             let name = meta.topic_by_id(t.topic_id).map(|m| m.name.clone());
             (name, E::UnknownTopicId.code())
         } else {
-            (
-                Some(t.topic.0.to_string()),
-                E::UnknownTopicOrPartition.code(),
-            )
+            (Some(t.topic.0.to_string()), E::UnknownTopicOrPartition.code())
         };
         topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
-                .with_topic_id(t.topic_id),
+            FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id),
         );
         let topic: Option<Arc<str>> = name.map(Arc::from);
         for p in &t.partitions {
@@ -86,10 +81,7 @@ fn resolve(
                 (Some(topic), Some(owner)) => Ok((
                     owner,
                     FetchItem {
-                        partition: PartitionRef {
-                            topic: topic.clone(),
-                            partition: p.partition,
-                        },
+                        partition: PartitionRef { topic: topic.clone(), partition: p.partition },
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
                     },
@@ -97,11 +89,7 @@ fn resolve(
                 (Some(_), None) => Err(E::UnknownTopicOrPartition.code()),
                 (None, _) => Err(unknown),
             };
-            wanted.push(Wanted {
-                topic: index,
-                partition: p.partition,
-                target,
-            });
+            wanted.push(Wanted { topic: index, partition: p.partition, target });
         }
     }
     if version < TOPIC_ID_VERSION {
@@ -115,19 +103,14 @@ fn resolve(
 }
 
 async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<FetchOutcome> {
-    let items = wanted
-        .iter()
-        .filter_map(|w| w.target.as_ref().ok().cloned());
+    let items = wanted.iter().filter_map(|w| w.target.as_ref().ok().cloned());
     let buckets = Buckets::new(shard.count, items);
     let read = scatter(
         shard,
         buckets,
         |s, item| Box::pin(async move { s.read_local(item).await }),
         |items, reply| ShardMsg::Fetch { items, reply },
-        || FetchOutcome {
-            error_code: E::NotLeaderOrFollower.code(),
-            ..Default::default()
-        },
+        || FetchOutcome { error_code: E::NotLeaderOrFollower.code(), ..Default::default() },
     )
     .await;
     let mut read = read.into_iter();
@@ -171,11 +154,7 @@ async fn wait_for_data(
             continue;
         }
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMsg::WaitForData {
-            items,
-            deadline,
-            reply,
-        };
+        let msg = ShardMsg::WaitForData { items, deadline, reply };
         if shard.send(owner, msg).await {
             waits.push(Box::pin(async move {
                 let _ = answer.await;
@@ -188,10 +167,7 @@ async fn wait_for_data(
     let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
     let any = futures::future::select_all(waits);
     futures::pin_mut!(timeout);
-    matches!(
-        futures::future::select(any, timeout).await,
-        futures::future::Either::Left(_)
-    )
+    matches!(futures::future::select(any, timeout).await, futures::future::Either::Left(_))
 }
 
 /// Keeps the response within the request's `max_bytes`: the first non-empty partition is

@@ -31,17 +31,9 @@ pub async fn handle(
         for p in &topic.partitions {
             match meta.shard_of(&name, p.partition_index) {
                 Some(owner) => {
-                    let partition = PartitionRef {
-                        topic: name.clone(),
-                        partition: p.partition_index,
-                    };
-                    queries.push((
-                        owner,
-                        OffsetQuery {
-                            partition,
-                            timestamp: p.timestamp,
-                        },
-                    ));
+                    let partition =
+                        PartitionRef { topic: name.clone(), partition: p.partition_index };
+                    queries.push((owner, OffsetQuery { partition, timestamp: p.timestamp }));
                     parts.push((p.partition_index, None));
                 }
                 None => {
@@ -61,11 +53,7 @@ pub async fn handle(
         Buckets::new(shard.count, queries),
         |s, query| Box::pin(async move { s.offsets_local(query).await }),
         |items, reply| ShardMsg::ListOffsets { items, reply },
-        || OffsetAnswer {
-            error_code: E::NotLeaderOrFollower.code(),
-            offset: -1,
-            timestamp: -1,
-        },
+        || OffsetAnswer { error_code: E::NotLeaderOrFollower.code(), offset: -1, timestamp: -1 },
     )
     .await;
     let mut answers = answers.into_iter();
@@ -83,16 +71,10 @@ pub async fn handle(
                         .with_error_code(answer.error_code)
                         .with_offset(answer.offset)
                         .with_timestamp(answer.timestamp)
-                        .with_leader_epoch(if version >= LEADER_EPOCH_VERSION {
-                            0
-                        } else {
-                            -1
-                        })
+                        .with_leader_epoch(if version >= LEADER_EPOCH_VERSION { 0 } else { -1 })
                 })
                 .collect();
-            ListOffsetsTopicResponse::default()
-                .with_name(topic.name)
-                .with_partitions(partitions)
+            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

@@ -24,21 +24,13 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         None => None,
         Some(topics) if topics.is_empty() && version == 0 => None,
         Some(topics) => Some(
-            topics
-                .iter()
-                .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
-                .collect(),
+            topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect(),
         ),
     };
     let auto_create = config.auto_create_topics
         && (version < AUTO_CREATE_FLAG_VERSION || req.allow_auto_topic_creation);
     let topics = match wanted {
-        None => shard
-            .meta()
-            .topics
-            .values()
-            .map(|t| describe(t, node))
-            .collect(),
+        None => shard.meta().topics.values().map(|t| describe(t, node)).collect(),
         Some(wanted) => {
             let mut topics = Vec::with_capacity(wanted.len());
             for (name, id) in wanted {

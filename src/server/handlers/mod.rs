@@ -20,51 +20,15 @@ use crate::protocol::{self, ApiRange, Request};
 
 /// Every API and version range the broker implements. Floors follow Kafka 4.0 (KIP-896).
 pub const APIS: &[ApiRange] = &[
-    ApiRange {
-        key: ApiKey::Produce,
-        min: 3,
-        max: 11,
-    },
-    ApiRange {
-        key: ApiKey::Fetch,
-        min: 4,
-        max: 16,
-    },
-    ApiRange {
-        key: ApiKey::ListOffsets,
-        min: 1,
-        max: 6,
-    },
-    ApiRange {
-        key: ApiKey::Metadata,
-        min: 0,
-        max: 12,
-    },
-    ApiRange {
-        key: ApiKey::ApiVersions,
-        min: 0,
-        max: 4,
-    },
-    ApiRange {
-        key: ApiKey::CreateTopics,
-        min: 2,
-        max: 7,
-    },
-    ApiRange {
-        key: ApiKey::DeleteTopics,
-        min: 1,
-        max: 6,
-    },
-    ApiRange {
-        key: ApiKey::CreatePartitions,
-        min: 0,
-        max: 3,
-    },
-    ApiRange {
-        key: ApiKey::DescribeConfigs,
-        min: 1,
-        max: 4,
-    },
+    ApiRange { key: ApiKey::Produce, min: 3, max: 11 },
+    ApiRange { key: ApiKey::Fetch, min: 4, max: 16 },
+    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 6 },
+    ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
+    ApiRange { key: ApiKey::ApiVersions, min: 0, max: 4 },
+    ApiRange { key: ApiKey::CreateTopics, min: 2, max: 7 },
+    ApiRange { key: ApiKey::DeleteTopics, min: 1, max: 6 },
+    ApiRange { key: ApiKey::CreatePartitions, min: 0, max: 3 },
+    ApiRange { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -75,7 +39,7 @@ pub fn supported(key: ApiKey) -> Option<ApiRange> {
 /// What the connection does after a request.
 pub enum Reply {
     /// Send this response.
-    Response(ResponseKind),
+    Response(Box<ResponseKind>),
     /// Send nothing (produce with acks=0).
     Nothing,
     /// Close the connection, logging why.
@@ -89,14 +53,14 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> LocalFuture<Reply>
     let version = request.version;
     let shard = shard.clone();
     match request.body {
-        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
+        RequestKind::Produce(req) => produce::start(&shard, req).await,
         RequestKind::ApiVersions(_) => {
             let body = protocol::api_versions_response(APIS, 0);
-            Box::pin(async move { Reply::Response(ResponseKind::ApiVersions(body)) })
+            Box::pin(async move { Reply::Response(Box::new(ResponseKind::ApiVersions(body))) })
         }
         body => Box::pin(async move {
             match handle(&shard, body, version).await {
-                Ok(response) => Reply::Response(response),
+                Ok(response) => Reply::Response(Box::new(response)),
                 Err(other) => Reply::Close(format!("no handler for {other:?}")),
             }
         }),

@@ -40,7 +40,7 @@ fn refused(error: E, message: &str) -> ProduceOutcome {
 
 /// Appends every partition's batches (locally or by message) and returns the future of the
 /// response. See the module docs for the ordering guarantee.
-pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> LocalFuture<Reply> {
+pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply> {
     let acks = req.acks;
     let meta = shard.meta();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
@@ -48,7 +48,6 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
         (0..shard.count).map(|_| Vec::new()).collect();
     for (topic_index, topic) in req.topic_data.iter().enumerate() {
         let name: &str = &topic.name.0;
-        let topic_ref: Rc<str> = Rc::from(name);
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for p in &topic.partition_data {
             let slot = if !matches!(acks, -1..=1) {
@@ -56,24 +55,15 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
             } else if let Some(owner) = meta.shard_of(name, p.index) {
                 let records = p.records.clone().unwrap_or_default();
                 if owner == shard.id {
-                    Slot::Local(shard.append_local(&topic_ref, p.index, &records))
+                    Slot::Local(shard.append_local(name, p.index, &records))
                 } else {
                     let bucket = &mut remote[owner];
-                    let partition = PartitionRef {
-                        topic: name.into(),
-                        partition: p.index,
-                    };
+                    let partition = PartitionRef { topic: name.into(), partition: p.index };
                     bucket.push((partition, records));
-                    Slot::Remote {
-                        shard: owner,
-                        index: bucket.len() - 1,
-                    }
+                    Slot::Remote { shard: owner, index: bucket.len() - 1 }
                 }
             } else {
-                Slot::Done(refused(
-                    E::UnknownTopicOrPartition,
-                    "unknown topic or partition",
-                ))
+                Slot::Done(refused(E::UnknownTopicOrPartition, "unknown topic or partition"))
             };
             parts.push((p.index, slot));
         }
@@ -104,15 +94,11 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
             .await;
             let name = names[topic_index].clone();
             topics.push(
-                TopicProduceResponse::default()
-                    .with_name(name)
-                    .with_partition_responses(outcomes),
+                TopicProduceResponse::default().with_name(name).with_partition_responses(outcomes),
             );
         }
-        let _ = version;
-        Reply::Response(ResponseKind::Produce(
-            ProduceResponse::default().with_responses(topics),
-        ))
+        let response = ProduceResponse::default().with_responses(topics);
+        Reply::Response(Box::new(ResponseKind::Produce(response)))
     })
 }
 
@@ -128,9 +114,7 @@ async fn send_remote(
             continue;
         }
         let (reply, answer) = oneshot::channel();
-        let sent = shard
-            .send(owner, ShardMsg::Produce { items, wait, reply })
-            .await;
+        let sent = shard.send(owner, ShardMsg::Produce { items, wait, reply }).await;
         replies.push(sent.then_some(answer));
     }
     replies
