@@ -26,3 +26,4 @@
 //! `tests/tidy.rs` checks this table.
 
 pub mod config;
+pub mod record_batch;
