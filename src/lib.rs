@@ -27,3 +27,4 @@
 
 pub mod config;
 pub mod record_batch;
+pub mod storage;
