@@ -56,7 +56,7 @@ impl SegmentIndex {
             let grew = self
                 .times
                 .last()
-                .map_or(true, |&(t, _)| self.max_timestamp > t);
+                .is_none_or(|&(t, _)| self.max_timestamp > t);
             if self.max_timestamp != i64::MIN && grew {
                 self.times.push((self.max_timestamp, relative));
             }
@@ -80,6 +80,7 @@ impl SegmentIndex {
     }
 
     /// Largest record timestamp in the segment, `i64::MIN` if empty.
+    #[cfg(test)]
     pub(crate) fn max_timestamp(&self) -> i64 {
         self.max_timestamp
     }
@@ -140,7 +141,9 @@ impl SegmentIndex {
         segment_bytes: u64,
     ) -> Option<SegmentIndex> {
         let mut index = SegmentIndex::new(base_offset);
-        if offsets.len() % OFFSET_ENTRY_BYTES != 0 || times.len() % TIME_ENTRY_BYTES != 0 {
+        if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
+            || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
+        {
             return None;
         }
         for entry in offsets.chunks_exact(OFFSET_ENTRY_BYTES) {
@@ -163,7 +166,7 @@ impl SegmentIndex {
             let ordered = index
                 .times
                 .last()
-                .map_or(true, |l| timestamp >= l.0 && relative > l.1);
+                .is_none_or(|l| timestamp >= l.0 && relative > l.1);
             if !ordered {
                 return None;
             }

@@ -37,6 +37,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::TaskQueueHandle;
 
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
+pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::Shared;
 use wait::Until;
 
@@ -52,8 +53,8 @@ pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
 /// Bytes zeroed (and checked for garbage) after the recovered end of the active segment.
 pub const RECOVERY_ZERO_BYTES: u64 = WRITE_BYTES_MAX + BLOCK_BYTES;
 
-const _: () = assert!(WRITE_BYTES_MAX % BLOCK_BYTES == 0);
-const _: () = assert!(SEGMENT_BYTES_MAX % BLOCK_BYTES == 0);
+const _: () = assert!(WRITE_BYTES_MAX.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(SEGMENT_BYTES_MAX.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(BATCH_BYTES_MAX as u64 + BLOCK_BYTES <= WRITE_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MAX + WRITE_BYTES_MAX <= u32::MAX as u64);
 
@@ -386,7 +387,7 @@ impl PartitionLog {
         for (header, range) in ranges {
             let batch = records.get(range).unwrap_or_default();
             let bytes = assign(batch, next_offset, log_append_time)?;
-            next_offset = header.last_offset_delta as i64 + 1 + next_offset;
+            next_offset += i64::from(header.last_offset_delta) + 1;
             assigned.push(bytes);
         }
         shared.enqueue(assigned, next_offset);

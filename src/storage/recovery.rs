@@ -24,7 +24,7 @@ use crate::record_batch::{self, BatchHeader, HEADER_BYTES};
 
 /// Bytes read per step of a recovery scan.
 const SCAN_CHUNK_BYTES: u64 = 1 << 20;
-const _: () = assert!(SCAN_CHUNK_BYTES % super::BLOCK_BYTES == 0);
+const _: () = assert!(SCAN_CHUNK_BYTES.is_multiple_of(super::BLOCK_BYTES));
 
 /// Result of scanning a segment from its start.
 pub(crate) struct Scan {
@@ -52,6 +52,7 @@ pub(crate) async fn open(
     queue: Option<TaskQueueHandle>,
 ) -> Result<Rc<Shared>, StorageError> {
     std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
+    segment::prime_dma_probe(&dir).await?;
     let bases = list_segments(&dir)?;
     let (last_base, closed) = match bases.split_last() {
         Some((last, closed)) => (*last, closed),

@@ -51,6 +51,45 @@ pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// Name of the file used to prime glommio's io_poll probe, see [`prime_dma_probe`].
+pub const DMA_PROBE_FILE: &str = ".strata-dma-probe";
+
+thread_local! {
+    /// Devices whose probe this thread already primed.
+    static PRIMED_DEVICES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Works around a glommio 0.9 bug: the first `DmaFile` a thread opens on a device runs a
+/// 512-byte read at offset 0 on the io_poll ring to decide if the device supports polling, and
+/// caches the answer per thread and device. If that file is empty or unwritten at offset 0 the
+/// read "succeeds" without device I/O, the device is marked pollable, and every later O_DIRECT
+/// read of real data fails with EOPNOTSUPP on devices without poll queues (virtio here).
+/// Opening a file with real data at offset 0 first makes the probe answer correctly.
+/// Idempotent and cheap after the first call per thread and device; `PartitionLog::open`
+/// calls it, but an executor that opens other `DmaFile`s first should call it at start.
+pub async fn prime_dma_probe(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let device = std::fs::metadata(dir)
+        .map_err(|e| StorageError::io("stat", dir, e))?
+        .dev();
+    if PRIMED_DEVICES.with(|p| p.borrow().contains(&device)) {
+        return Ok(());
+    }
+    let path = dir.join(DMA_PROBE_FILE);
+    let has_data = std::fs::metadata(&path).is_ok_and(|m| m.len() >= BLOCK_BYTES);
+    if !has_data {
+        std::fs::write(&path, [0xa5u8; BLOCK_BYTES as usize])
+            .and_then(|()| std::fs::File::open(&path)?.sync_all())
+            .map_err(|e| StorageError::io("write probe", &path, e))?;
+    }
+    let file = DmaFile::open(&path)
+        .await
+        .map_err(|e| StorageError::io("open probe", &path, e))?;
+    let _ = file.close().await;
+    PRIMED_DEVICES.with(|p| p.borrow_mut().push(device));
+    Ok(())
+}
+
 /// Opens (creating if missing) a segment file for O_DIRECT reads and writes and checks that
 /// its DMA alignment divides `BLOCK_BYTES`.
 pub(crate) async fn open_log_file(path: &Path) -> Result<DmaFile, StorageError> {
@@ -61,7 +100,7 @@ pub(crate) async fn open_log_file(path: &Path) -> Result<DmaFile, StorageError> 
         .dma_open(path)
         .await
         .map_err(|e| StorageError::io("open segment", path, e))?;
-    if BLOCK_BYTES % file.alignment() != 0 {
+    if file.alignment() == 0 || !BLOCK_BYTES.is_multiple_of(file.alignment()) {
         return Err(StorageError::Corrupt {
             path: path.to_path_buf(),
             position: 0,
