@@ -8,6 +8,7 @@
 //! attributes i16 @21, lastOffsetDelta i32 @23, baseTimestamp i64 @27, maxTimestamp i64 @35,
 //! producerId i64 @43, producerEpoch i16 @51, baseSequence i32 @53, recordCount i32 @57,
 //! records @61.
+#![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(

@@ -14,6 +14,8 @@
 //! data size for the active segment; closed segments are truncated to their data size.
 //!
 //! Imports only `crate::record_batch`.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod cache;
 mod index;
