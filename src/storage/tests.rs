@@ -555,3 +555,32 @@ fn segment_index_lookups_and_files() {
     assert!(SegmentIndex::decode(100, &[1, 2, 3], &index.encode_times(), position).is_none());
     assert!(SegmentIndex::decode(100, &index.encode_offsets(), &[], position).is_none());
 }
+
+#[test]
+fn segment_age_rolls_and_interval_flush_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig {
+            segment_ms: Some(5),
+            flush: FlushPolicy {
+                every_append: false,
+                messages: None,
+                interval_ms: Some(10),
+            },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.clone(), config).await.unwrap();
+        append_batches(&log, 0, 1).await;
+        assert_eq!(log.shared().synced.get(), 0);
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(log.shared().synced.get(), 5, "the interval timer synced");
+        append_batches(&log, 1, 2).await;
+        assert_eq!(log_files(&dir).len(), 2, "the aged segment rolled");
+        log.set_config(small_config());
+        append_batches(&log, 2, 3).await;
+        assert_eq!(log.shared().synced.get(), 15, "every_append again");
+        assert_eq!(read_all(&log).await.len(), 3);
+        log.close().await.unwrap();
+    });
+}
