@@ -30,7 +30,9 @@ pub(crate) mod testing;
 mod tests;
 
 pub use batches::Batches;
-pub use error::BatchError;
+pub use error::{
+    BatchError, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE, UNSUPPORTED_FOR_MESSAGE_FORMAT,
+};
 pub use rewrite::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
 pub use timestamp::first_offset_with_timestamp_at_or_after;
 
