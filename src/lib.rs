@@ -28,6 +28,7 @@
 pub mod config;
 pub mod controller;
 pub mod protocol;
+pub mod record_batch;
 pub mod runtime;
 pub mod server;
 pub mod storage;

@@ -98,6 +98,8 @@ async fn shard_main(
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
+    // Before any other DmaFile is opened on this thread (a glommio 0.9 probe bug, see there).
+    crate::storage::prime_dma_probe(&config.data_dir).await?;
     let count = senders.nr_consumers();
     let (ready, is_ready) = oneshot::channel();
     let shard = Rc::new(Shard::new(id, count, config.clone(), senders, ready));

@@ -1,220 +1,569 @@
-//! TEMPORARY in-memory stand-in with the storage API, so the server can be built and tested
-//! while the real segment log is written on the `storage` branch. Replaced at merge.
-#![allow(missing_docs, clippy::missing_errors_doc)]
+//! One partition's log on one shard: O_DIRECT segments, sparse indexes, a tail cache,
+//! group-committed writes and crash recovery.
+//!
+//! A [`PartitionLog`] lives on ONE glommio executor (`!Send`, `Rc` inside, no locks). Appends
+//! are synchronous (they validate, assign offsets and queue); one writer task per partition
+//! writes everything queued in one DMA write, fdatasyncs per [`FlushPolicy`], then advances the
+//! high watermark and wakes `durable()` and `wait_for_data` futures.
+//!
+//! On-disk layout of the partition directory given by the caller (like Kafka):
+//! `<20-digit zero-padded base offset>.log` with `.index` (relative offset u32 → position u32,
+//! big-endian) and `.timeindex` (timestamp i64 → relative offset u32). Index files exist for
+//! closed segments only; the active segment's indexes are rebuilt by the recovery scan.
+//! Segment files are preallocated (`fallocate`, size set up front): the file size is NOT the
+//! data size for the active segment; closed segments are truncated to their data size.
+//!
+//! Imports only `crate::record_batch`.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use std::cell::RefCell;
+mod cache;
+mod index;
+mod read;
+mod recovery;
+mod segment;
+mod shared;
+mod wait;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use glommio::TaskQueueHandle;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimestampType {
-    CreateTime,
-    LogAppendTime,
-}
+use crate::record_batch::{self, BatchError, BatchHeader, Batches};
+pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
+use shared::Shared;
+use wait::Until;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlushPolicy {
-    pub every_append: bool,
-    pub messages: Option<u64>,
-    pub interval_ms: Option<u64>,
-}
+/// Required alignment of every write and of preallocation extents (O_DIRECT, 4 KiB pages).
+pub const BLOCK_BYTES: u64 = 4096;
+/// Largest single DMA write the writer issues (tail block included).
+pub const WRITE_BYTES_MAX: u64 = 8 << 20;
+/// Largest batch the log accepts, whatever `max_batch_bytes` says: one batch plus the
+/// rewritten tail block always fits in one write.
+pub const BATCH_BYTES_MAX: usize = (WRITE_BYTES_MAX - BLOCK_BYTES) as usize;
+/// Largest `segment_bytes`; file positions in the index are u32.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
+/// Bytes zeroed (and checked for garbage) after the recovered end of the active segment.
+pub const RECOVERY_ZERO_BYTES: u64 = WRITE_BYTES_MAX + BLOCK_BYTES;
 
-#[derive(Clone, Debug)]
+const _: () = assert!(WRITE_BYTES_MAX.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(SEGMENT_BYTES_MAX.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(BATCH_BYTES_MAX as u64 + BLOCK_BYTES <= WRITE_BYTES_MAX);
+const _: () = assert!(SEGMENT_BYTES_MAX + WRITE_BYTES_MAX <= u32::MAX as u64);
+
+/// Kafka error code KAFKA_STORAGE_ERROR.
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+/// Kafka error code OFFSET_OUT_OF_RANGE.
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// Kafka error code NOT_LEADER_OR_FOLLOWER, returned for a closed log.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// Per-partition (topic-level) log settings. Out-of-range values are clamped, see
+/// [`LogConfig::sanitized`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
+    /// Roll when the next batch would make the active segment exceed this (default 1 GiB).
     pub segment_bytes: u64,
+    /// Roll before writing into an active segment whose first write is older than this.
     pub segment_ms: Option<u64>,
+    /// Preallocation extent for segment files (default 64 MiB).
     pub prealloc_bytes: u64,
+    /// Bytes of log between sparse index entries (Kafka default 4096).
     pub index_interval_bytes: u32,
+    /// Largest accepted batch, `message.max.bytes` (default 1 MiB + 12).
     pub max_batch_bytes: usize,
+    /// Whether the broker stamps batches with its clock.
     pub timestamp_type: TimestampType,
+    /// When appended data is fdatasync'ed.
     pub flush: FlushPolicy,
+    /// Bytes of recent batches kept in memory to serve tail reads (default 8 MiB).
     pub tail_cache_bytes: usize,
 }
 
 impl Default for LogConfig {
-    fn default() -> Self {
+    fn default() -> LogConfig {
         LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: None,
             prealloc_bytes: 64 << 20,
             index_interval_bytes: 4096,
-            max_batch_bytes: 1 << 20,
+            max_batch_bytes: (1 << 20) + 12,
             timestamp_type: TimestampType::CreateTime,
-            flush: FlushPolicy { every_append: true, messages: None, interval_ms: None },
+            flush: FlushPolicy::default(),
             tail_cache_bytes: 8 << 20,
         }
     }
 }
 
+impl LogConfig {
+    /// The config with every value clamped to what the log supports: `segment_bytes` to
+    /// `[BLOCK_BYTES, SEGMENT_BYTES_MAX]`, `prealloc_bytes` to a non-zero multiple of
+    /// `BLOCK_BYTES`, `max_batch_bytes` to `BATCH_BYTES_MAX`, `index_interval_bytes` ≥ 1.
+    pub fn sanitized(mut self) -> LogConfig {
+        self.segment_bytes = self.segment_bytes.clamp(BLOCK_BYTES, SEGMENT_BYTES_MAX);
+        let prealloc = self.prealloc_bytes.clamp(BLOCK_BYTES, SEGMENT_BYTES_MAX);
+        self.prealloc_bytes = prealloc.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        self.max_batch_bytes = self.max_batch_bytes.min(BATCH_BYTES_MAX);
+        self.index_interval_bytes = self.index_interval_bytes.max(1);
+        self
+    }
+}
+
+/// Which timestamp a partition keeps (`message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps.
+    CreateTime,
+    /// Stamp every batch with the broker clock at append (`maxTimestamp`, attributes bit 3).
+    LogAppendTime,
+}
+
+/// When appended data is fdatasync'ed. Data is ALWAYS written to the file (O_DIRECT write
+/// completed) before an append is acknowledged, so a process crash (kill -9) never loses
+/// acknowledged data.
+///
+/// `every_append = true` (the default): an append is acknowledged only after fdatasync covered
+/// it (group commit: one fdatasync covers every append queued while the previous flush ran).
+/// Otherwise appends are acknowledged once written, and fdatasync runs when `messages` records
+/// accumulated or `interval_ms` passed since the last one (or on `flush`/roll/close).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Acknowledge only after fdatasync.
+    pub every_append: bool,
+    /// fdatasync after this many unsynced records (`flush.messages`).
+    pub messages: Option<u64>,
+    /// fdatasync when unsynced data is this old (`flush.ms`).
+    pub interval_ms: Option<u64>,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> FlushPolicy {
+        FlushPolicy { every_append: true, messages: None, interval_ms: None }
+    }
+}
+
+/// A storage failure. A failed write or fdatasync poisons the log (fsyncgate: the page state
+/// after a failed fsync is unknown), after which every append and flush fails with `Poisoned`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
-    #[error("closed")]
+    /// An I/O call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// File or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// On-disk data that recovery may not drop is invalid (a closed segment or its name).
+    #[error("corrupt log at {path} position {position}: {reason}")]
+    Corrupt {
+        /// File concerned.
+        path: PathBuf,
+        /// Byte position in the file.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An earlier write or fdatasync failed; the log accepts nothing more.
+    #[error("log poisoned by an earlier write or fdatasync failure")]
+    Poisoned,
+    /// The log was closed or deleted.
+    #[error("log closed")]
     Closed,
 }
+
 impl StorageError {
+    /// KAFKA_STORAGE_ERROR (56), or NOT_LEADER_OR_FOLLOWER (6) for a closed log.
     pub fn kafka_error_code(&self) -> i16 {
-        56
+        match self {
+            StorageError::Closed => NOT_LEADER_OR_FOLLOWER,
+            _ => KAFKA_STORAGE_ERROR,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: &Path, source: impl Into<std::io::Error>) -> Self {
+        StorageError::Io { op, path: path.to_path_buf(), source: source.into() }
     }
 }
 
+/// Why an append was refused. Nothing of the call was appended.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AppendError {
-    #[error("corrupt batch")]
-    Corrupt,
+    /// A batch failed validation.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The log is poisoned (see [`StorageError::Poisoned`]).
+    #[error("log poisoned")]
+    Poisoned,
+    /// The log is closing or closed.
+    #[error("log closed")]
+    Closed,
 }
+
 impl AppendError {
+    /// The batch's code, KAFKA_STORAGE_ERROR (56) or NOT_LEADER_OR_FOLLOWER (6).
     pub fn kafka_error_code(&self) -> i16 {
-        2
+        match self {
+            AppendError::Batch(e) => e.kafka_error_code(),
+            AppendError::Poisoned => KAFKA_STORAGE_ERROR,
+            AppendError::Closed => NOT_LEADER_OR_FOLLOWER,
+        }
     }
 }
 
+/// Why a read failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReadError {
-    #[error("offset out of range")]
-    OffsetOutOfRange { log_start: i64, high_watermark: i64 },
+    /// `offset < log_start` or `offset > high_watermark`.
+    #[error("offset out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// First offset in the log.
+        log_start: i64,
+        /// High watermark when the read was checked.
+        high_watermark: i64,
+    },
+    /// Reading failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
+impl ReadError {
+    /// OFFSET_OUT_OF_RANGE (1), or the storage error's code.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            ReadError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            ReadError::Storage(e) => e.kafka_error_code(),
+        }
+    }
+}
+
+/// Result of [`PendingAppend::durable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
+    /// Offset assigned to the first record.
     pub base_offset: i64,
+    /// Offset assigned to the last record.
     pub last_offset: i64,
+    /// Broker timestamp for LogAppendTime, else -1.
     pub log_append_time: i64,
+    /// Log start offset when acknowledged.
     pub log_start_offset: i64,
 }
 
+/// Whole batches returned by [`PartitionLog::read`].
+#[derive(Debug, Clone)]
 pub struct ReadBatches {
+    /// Whole batches, starting with the one containing the requested offset.
     pub records: Bytes,
+    /// High watermark at the time of the read.
     pub high_watermark: i64,
+    /// Log start offset at the time of the read.
     pub log_start_offset: i64,
 }
 
-#[derive(Default)]
-struct Inner {
-    batches: Vec<(i64, i64, Bytes)>,
-    next: i64,
-    waiters: Vec<Waker>,
-}
-
+/// Handle to one partition's log. Cheap to clone; all clones share the log. Lives on the
+/// executor that opened it. Dropping the last clone without `close` stops the writer after it
+/// wrote and synced what was queued.
 #[derive(Clone)]
 pub struct PartitionLog {
-    inner: Rc<RefCell<Inner>>,
+    handle: Rc<Handle>,
 }
 
-pub struct PendingAppend {
-    base: i64,
-    last: i64,
+struct Handle {
+    shared: Rc<Shared>,
 }
 
-impl PendingAppend {
-    pub fn base_offset(&self) -> i64 {
-        self.base
-    }
-    pub fn last_offset(&self) -> i64 {
-        self.last
-    }
-    pub fn log_append_time(&self) -> i64 {
-        -1
-    }
-    pub async fn durable(self) -> Result<AppendInfo, StorageError> {
-        Ok(AppendInfo {
-            base_offset: self.base,
-            last_offset: self.last,
-            log_append_time: -1,
-            log_start_offset: 0,
-        })
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.closing.set(true);
+        self.shared.wake_writer();
     }
 }
 
 impl PartitionLog {
-    pub async fn open(_dir: PathBuf, _config: LogConfig) -> Result<PartitionLog, StorageError> {
-        Ok(PartitionLog { inner: Rc::default() })
+    /// Opens the log in `dir` (created if missing), recovering it (see `recovery`), and spawns
+    /// its writer task on the current task queue.
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, StorageError> {
+        PartitionLog::open_in(dir, config, None).await
     }
+
+    /// Like [`PartitionLog::open`], with the writer task on task queue `queue` if given.
+    pub async fn open_in(
+        dir: PathBuf,
+        config: LogConfig,
+        queue: Option<TaskQueueHandle>,
+    ) -> Result<PartitionLog, StorageError> {
+        let shared = recovery::open(dir, config.sanitized(), queue).await?;
+        Ok(PartitionLog { handle: Rc::new(Handle { shared }) })
+    }
+
+    fn shared(&self) -> &Rc<Shared> {
+        &self.handle.shared
+    }
+
+    /// First offset in the log.
     pub fn log_start_offset(&self) -> i64 {
-        0
+        self.shared().log_start.get()
     }
+
+    /// Next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {
-        self.inner.borrow().next
+        self.shared().leo.get()
     }
+
+    /// End of acknowledged data (written, and fdatasync'ed if the policy says so). Readers see
+    /// only offsets below it.
     pub fn high_watermark(&self) -> i64 {
-        self.inner.borrow().next
+        self.shared().hw.get()
     }
-    pub fn set_config(&self, _config: LogConfig) {}
+
+    /// Whether a write or fdatasync failed (see [`StorageError::Poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared().poisoned.get()
+    }
+
+    /// Directory holding the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.shared().dir
+    }
+
+    /// Validates every batch in `records` (one or more concatenated batches), assigns offsets
+    /// (rewrites baseOffset; LogAppendTime when configured; partitionLeaderEpoch = 0 for now)
+    /// and queues it for writing. SYNCHRONOUS on purpose: appends from the same task happen in
+    /// call order, so the server can pipeline requests. A bad batch rejects the whole call,
+    /// nothing is appended.
     pub fn append(&self, records: &[u8]) -> Result<PendingAppend, AppendError> {
-        let mut inner = self.inner.borrow_mut();
-        let base = inner.next;
-        let mut pos = 0;
-        let mut out = Vec::new();
-        while pos < records.len() {
-            let b = records.get(pos..).ok_or(AppendError::Corrupt)?;
-            if b.len() < 61 {
-                return Err(AppendError::Corrupt);
-            }
-            let len = i32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize + 12;
-            let count = i32::from_be_bytes([b[57], b[58], b[59], b[60]]) as i64;
-            let crc = u32::from_be_bytes([b[17], b[18], b[19], b[20]]);
-            if len > b.len() || b[16] != 2 || crc32c::crc32c(&b[21..len]) != crc || count < 1 {
-                return Err(AppendError::Corrupt);
-            }
-            out.push((len, count));
-            pos += len;
+        let shared = self.shared();
+        if shared.poisoned.get() {
+            return Err(AppendError::Poisoned);
         }
-        let mut pos = 0;
-        for (len, count) in out {
-            let mut batch = BytesMut::from(&records[pos..pos + len]);
-            let first = inner.next;
-            batch[0..8].copy_from_slice(&first.to_be_bytes());
-            inner.next += count;
-            let last = inner.next - 1;
-            inner.batches.push((first, last, batch.freeze()));
-            pos += len;
+        if shared.closing.get() {
+            return Err(AppendError::Closed);
         }
-        for w in inner.waiters.drain(..) {
-            w.wake();
+        let (max_batch_bytes, timestamp_type) = {
+            let config = shared.config.borrow();
+            (config.max_batch_bytes, config.timestamp_type)
+        };
+        let mut ranges = Vec::new();
+        for item in Batches::new(records) {
+            let (_, range) = item?;
+            let batch = records.get(range.clone()).unwrap_or_default();
+            let header = record_batch::validate(batch, max_batch_bytes)?;
+            ranges.push((header, range));
         }
-        Ok(PendingAppend { base, last: inner.next - 1 })
-    }
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
-        let inner = self.inner.borrow();
-        if offset < 0 || offset > inner.next {
-            return Err(ReadError::OffsetOutOfRange { log_start: 0, high_watermark: inner.next });
+        if ranges.is_empty() {
+            return Err(AppendError::Batch(BatchError::Empty));
         }
-        let mut out = BytesMut::new();
-        for (_, last, b) in inner.batches.iter().filter(|(_, last, _)| *last >= offset) {
-            let _ = last;
-            if !out.is_empty() && out.len() + b.len() > max_bytes {
-                break;
-            }
-            out.extend_from_slice(b);
+        let log_append_time = match timestamp_type {
+            TimestampType::LogAppendTime => now_ms(),
+            TimestampType::CreateTime => -1,
+        };
+        let base_offset = shared.leo.get();
+        let mut next_offset = base_offset;
+        let mut assigned = Vec::with_capacity(ranges.len());
+        for (header, range) in ranges {
+            let batch = records.get(range).unwrap_or_default();
+            let bytes = assign(batch, next_offset, log_append_time)?;
+            next_offset += i64::from(header.last_offset_delta) + 1;
+            assigned.push(bytes);
         }
-        Ok(ReadBatches { records: out.freeze(), high_watermark: inner.next, log_start_offset: 0 })
-    }
-    pub fn wait_for_data(&self, offset: i64) -> impl Future<Output = ()> {
-        let inner = self.inner.clone();
-        std::future::poll_fn(move |cx| {
-            let mut i = inner.borrow_mut();
-            if i.next > offset {
-                Poll::Ready(())
-            } else {
-                i.waiters.push(cx.waker().clone());
-                Poll::Pending
-            }
+        shared.enqueue(assigned, next_offset);
+        Ok(PendingAppend {
+            shared: shared.clone(),
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time,
         })
     }
-    pub async fn offset_for_timestamp(&self, _ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
-        Ok(None)
+
+    /// Replaces the topic config (sanitized). Takes effect for later appends and writes.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.shared().config.borrow_mut() = config.sanitized();
+        self.shared().wake_writer();
     }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` in total, but at least
+    /// one whole batch (KIP-74); only batches below the high watermark. Empty if
+    /// `offset == high_watermark`; `OffsetOutOfRange` below the log start or above the HW.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
+        read::read(self.shared(), offset, max_bytes).await
+    }
+
+    /// Resolves when `high_watermark() > offset`, or the log is closed, deleted or poisoned.
+    /// Woken by the writer when it advances the high watermark (no polling). Owns a handle on
+    /// the log, so it may outlive `self`.
+    pub fn wait_for_data(&self, offset: i64) -> WaitForData {
+        let until = Until::new(self.shared().clone(), move |s: &Shared| {
+            s.hw.get() > offset || s.closed.get() || s.poisoned.get()
+        });
+        WaitForData { until }
+    }
+
+    /// First `(offset, timestamp)` below the high watermark whose record timestamp is ≥
+    /// `timestamp_ms`, or `None`. Uses the time index to skip segments and blocks.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, ReadError> {
+        read::offset_for_timestamp(self.shared(), timestamp_ms).await
+    }
+
+    /// Resolves when everything appended before the call is written and fdatasync'ed.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        Ok(())
+        let shared = self.shared();
+        let target = shared.leo.get();
+        shared.request_sync(target);
+        Until::new(shared.clone(), move |s: &Shared| {
+            s.synced.get() >= target || s.poisoned.get() || s.writer_done.get()
+        })
+        .await;
+        if shared.synced.get() >= target {
+            Ok(())
+        } else if shared.poisoned.get() {
+            Err(StorageError::Poisoned)
+        } else {
+            Err(StorageError::Closed)
+        }
     }
+
+    /// Stops appends, waits until everything queued is written and synced, truncates the
+    /// active segment to its data size and stops the writer. Later reads and appends fail
+    /// with `Closed`; `Poisoned` if the log was poisoned (it is closed all the same).
     pub async fn close(&self) -> Result<(), StorageError> {
+        let shared = self.shared();
+        shared.closing.set(true);
+        shared.wake_writer();
+        Until::new(shared.clone(), |s: &Shared| s.writer_done.get()).await;
+        shared.closed.set(true);
+        shared.segments.borrow_mut().clear();
+        shared.cache.borrow_mut().clear();
+        shared.progress.wake_all();
+        if shared.poisoned.get() {
+            return Err(StorageError::Poisoned);
+        }
         Ok(())
     }
+
+    /// Closes the log (ignoring poison) and removes its directory with everything in it.
     pub async fn delete(&self) -> Result<(), StorageError> {
-        Ok(())
+        let closed = self.close().await;
+        if let Err(e) = closed {
+            tracing::warn!(dir = %self.dir().display(), "deleting a poisoned log: {e}");
+        }
+        let dir = self.dir();
+        std::fs::remove_dir_all(dir).map_err(|e| StorageError::io("remove dir", dir, e))
     }
+
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
+        self.shared().fail_writes.set(true);
+    }
+}
+
+/// Copies one validated batch and rewrites it for the log: base offset, leader epoch 0 and,
+/// when `log_append_time >= 0`, LogAppendTime (which recomputes the CRC).
+fn assign(batch: &[u8], base_offset: i64, log_append_time: i64) -> Result<Bytes, BatchError> {
+    let mut bytes = BytesMut::from(batch);
+    record_batch::set_base_offset(&mut bytes, base_offset)?;
+    record_batch::set_partition_leader_epoch(&mut bytes, 0)?;
+    if log_append_time >= 0 {
+        record_batch::set_log_append_time(&mut bytes, log_append_time)?;
+    }
+    Ok(bytes.freeze())
+}
+
+/// An append whose offsets are assigned; await [`PendingAppend::durable`] for the ack.
+#[derive(Clone)]
+pub struct PendingAppend {
+    shared: Rc<Shared>,
+    base_offset: i64,
+    last_offset: i64,
+    log_append_time: i64,
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend")
+            .field("base_offset", &self.base_offset)
+            .field("last_offset", &self.last_offset)
+            .finish()
+    }
+}
+
+impl PendingAppend {
+    /// Offset assigned to the first record of the call.
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// Offset assigned to the last record of the call.
+    pub fn last_offset(&self) -> i64 {
+        self.last_offset
+    }
+
+    /// Broker timestamp stamped on the batches (LogAppendTime), else -1.
+    pub fn log_append_time(&self) -> i64 {
+        self.log_append_time
+    }
+
+    /// Resolves when the append is acknowledged per the flush policy (high watermark passed
+    /// it): `Ok`, or `Poisoned`/`Closed` if the log failed or closed before that.
+    pub async fn durable(self) -> Result<AppendInfo, StorageError> {
+        let last_offset = self.last_offset;
+        Until::new(self.shared.clone(), move |s: &Shared| {
+            s.hw.get() > last_offset || s.poisoned.get() || s.writer_done.get()
+        })
+        .await;
+        let shared = &self.shared;
+        if shared.hw.get() > last_offset {
+            return Ok(AppendInfo {
+                base_offset: self.base_offset,
+                last_offset,
+                log_append_time: self.log_append_time,
+                log_start_offset: shared.log_start.get(),
+            });
+        }
+        if shared.poisoned.get() {
+            return Err(StorageError::Poisoned);
+        }
+        Err(StorageError::Closed)
+    }
+}
+
+/// Future returned by [`PartitionLog::wait_for_data`]. Deregisters itself when dropped.
+pub struct WaitForData {
+    until: Until,
+}
+
+impl Future for WaitForData {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.until).poll(cx)
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Header of a batch produced by `append` (already validated): parse cannot fail.
+pub(crate) fn header_of(batch: &[u8]) -> Option<BatchHeader> {
+    BatchHeader::parse(batch).ok()
 }

@@ -1,0 +1,44 @@
+//! Test-only batch builder on top of kafka-protocol's encoder.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// Encodes ONE batch of `count` records with values of `value_bytes` bytes, base offset 0,
+/// timestamps `timestamp_ms + i`.
+pub(crate) fn batch(count: usize, value_bytes: usize, timestamp_ms: i64) -> Bytes {
+    batch_with(count, value_bytes, timestamp_ms, Compression::None)
+}
+
+/// Like [`batch`] with a compression codec.
+pub(crate) fn batch_with(
+    count: usize,
+    value_bytes: usize,
+    timestamp_ms: i64,
+    compression: Compression,
+) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // sequence = offset - 1 keeps every record in one batch.
+            sequence: i as i32 - 1,
+            timestamp: timestamp_ms + i as i64,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; value_bytes])),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let options = RecordEncodeOptions { version: 2, compression };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+    buf.freeze()
+}

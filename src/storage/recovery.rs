@@ -1,0 +1,342 @@
+//! Opening a partition directory: list segments, load or rebuild closed segments' indexes,
+//! recover the active (last) segment by scanning it, then start the writer.
+//!
+//! Active segment recovery stops at the first batch that is invalid: a zero header
+//! (preallocated space), bad magic, bad CRC, a length beyond the file, or a base offset other
+//! than the expected next offset. The logical end is set there, non-zero garbage after it is
+//! reported with `tracing::warn!`, and `RECOVERY_ZERO_BYTES` after the end are zeroed so stale
+//! bytes of an earlier, longer tail can never be mistaken for data after later appends.
+//! Closed segments are trusted up to their file size.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::io::DmaFile;
+use glommio::TaskQueueHandle;
+
+use super::index::SegmentIndex;
+use super::segment::{self, align_down, align_up, file_path, Segment};
+use super::shared::Shared;
+use super::writer::{self, Writer};
+use super::{LogConfig, StorageError, BATCH_BYTES_MAX, RECOVERY_ZERO_BYTES};
+use crate::record_batch::{self, BatchHeader, HEADER_BYTES};
+
+/// Bytes read per step of a recovery scan.
+const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+const _: () = assert!(SCAN_CHUNK_BYTES.is_multiple_of(super::BLOCK_BYTES));
+
+/// Result of scanning a segment from its start.
+pub(crate) struct Scan {
+    /// Position after the last valid batch.
+    pub(crate) end: u64,
+    /// Offset after the last valid batch.
+    pub(crate) next_offset: i64,
+    pub(crate) index: SegmentIndex,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub(crate) stop: Option<String>,
+}
+
+enum Walk {
+    /// The chunk was consumed; read on.
+    Consumed,
+    /// The next batch needs this many bytes from the current end.
+    NeedMore(u64),
+    Stop(String),
+}
+
+/// Opens or creates the log in `dir` and spawns its writer (on `queue` if given).
+pub(crate) async fn open(
+    dir: std::path::PathBuf,
+    config: LogConfig,
+    queue: Option<TaskQueueHandle>,
+) -> Result<Rc<Shared>, StorageError> {
+    std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
+    segment::prime_dma_probe(&dir).await?;
+    let bases = list_segments(&dir)?;
+    let (last_base, closed) = match bases.split_last() {
+        Some((last, closed)) => (*last, closed),
+        None => (0, &[][..]),
+    };
+    let mut segments = Vec::with_capacity(bases.len().max(1));
+    for &base in closed {
+        segments.push(open_closed(&dir, base, &config).await?);
+    }
+    let writer_parts = recover_active(&dir, last_base, &config).await?;
+    segment::sync_dir(&dir).await?;
+    let next_offset = writer_parts.next_offset;
+    segments.push(writer_parts.segment.clone());
+    let shared = Rc::new(Shared::new(dir, config, segments, next_offset));
+    let writer = Writer {
+        shared: shared.clone(),
+        segment: writer_parts.segment,
+        allocated: writer_parts.allocated,
+        tail: writer_parts.tail,
+        unsynced_records: 0,
+        last_sync: Instant::now(),
+        first_write: None,
+    };
+    let task = match queue {
+        Some(queue) => glommio::spawn_local_into(writer::run(writer), queue)
+            .map_err(|e| StorageError::io("spawn writer", &shared.dir, e))?,
+        None => glommio::spawn_local(writer::run(writer)),
+    };
+    task.detach();
+    Ok(shared)
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending. Removes leftover `.tmp` files.
+fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list dir", dir, e))?;
+    let mut bases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list dir", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
+        } else if let Some(base) = segment::parse_log_name(name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// A closed segment: size from the file, indexes from their files or rebuilt by a scan.
+async fn open_closed(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+) -> Result<Rc<Segment>, StorageError> {
+    let path = file_path(dir, base, "log");
+    let file = segment::open_log_file(&path).await?;
+    let size = file_size(&file, &path).await?;
+    let offsets = segment::read_file(&file_path(dir, base, "index")).await?;
+    let times = segment::read_file(&file_path(dir, base, "timeindex")).await?;
+    let loaded = match (offsets, times) {
+        (Some(o), Some(t)) => SegmentIndex::decode(base, &o, &t, size),
+        _ => None,
+    };
+    let segment = Segment::new(base, file, path, size);
+    let index = match loaded {
+        Some(index) => index,
+        None => rebuild_index(dir, &segment, config).await?,
+    };
+    *segment.index.borrow_mut() = index;
+    Ok(Rc::new(segment))
+}
+
+async fn rebuild_index(
+    dir: &Path,
+    segment: &Segment,
+    config: &LogConfig,
+) -> Result<SegmentIndex, StorageError> {
+    let path = &segment.path;
+    tracing::warn!(path = %path.display(), "index missing or invalid, rebuilding");
+    let size = segment.size.get();
+    let interval = config.index_interval_bytes;
+    let scan = scan(&segment.file, path, segment.base_offset, size, interval).await?;
+    if scan.end != size {
+        return Err(StorageError::Corrupt {
+            path: path.clone(),
+            position: scan.end,
+            reason: scan.stop.unwrap_or_default(),
+        });
+    }
+    let mut index = scan.index;
+    index.seal(scan.next_offset);
+    *segment.index.borrow_mut() = index.clone();
+    segment::persist_index(dir, segment).await?;
+    Ok(index)
+}
+
+async fn file_size(file: &DmaFile, path: &Path) -> Result<u64, StorageError> {
+    file.file_size().await.map_err(|e| StorageError::io("stat", path, e))
+}
+
+/// What the writer needs to continue the active segment.
+struct ActiveParts {
+    segment: Rc<Segment>,
+    next_offset: i64,
+    allocated: u64,
+    tail: Vec<u8>,
+}
+
+/// Scans the active segment, cuts it at the last valid batch, preallocates, zeroes stale
+/// bytes after the end and syncs.
+async fn recover_active(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+) -> Result<ActiveParts, StorageError> {
+    let path = file_path(dir, base, "log");
+    let file = segment::open_log_file(&path).await?;
+    let file_bytes = file_size(&file, &path).await?;
+    let interval = config.index_interval_bytes;
+    let scan = scan(&file, &path, base, file_bytes, interval).await?;
+    let end = scan.end;
+    let cap = align_up(config.segment_bytes).max(align_up(end));
+    let allocated = align_up(file_bytes).max((align_up(end) + config.prealloc_bytes).min(cap));
+    file.pre_allocate(allocated, false)
+        .await
+        .map_err(|e| StorageError::io("fallocate", &path, e))?;
+    let tail_start = align_down(end);
+    let tail = read_exact(&file, &path, tail_start, (end - tail_start) as usize).await?;
+    let stale_end = file_bytes.min(tail_start + RECOVERY_ZERO_BYTES);
+    let garbage = garbage_after(&file, &path, end, stale_end).await?;
+    if garbage > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            end,
+            dropped_bytes = garbage,
+            reason = scan.stop.as_deref().unwrap_or(""),
+            "truncated a torn or corrupt tail of the active segment"
+        );
+        let zero_end = allocated.min(tail_start + RECOVERY_ZERO_BYTES);
+        write_zeros(&file, &path, tail_start, zero_end, &tail).await?;
+    }
+    file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", &path, e))?;
+    let segment = Segment::new(base, file, path, end);
+    *segment.index.borrow_mut() = scan.index;
+    Ok(ActiveParts { segment: Rc::new(segment), next_offset: scan.next_offset, allocated, tail })
+}
+
+async fn read_exact(
+    file: &DmaFile,
+    path: &Path,
+    position: u64,
+    len: usize,
+) -> Result<Vec<u8>, StorageError> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let read = file.read_at(position, len).await;
+    let read = read.map_err(|e| StorageError::io("read", path, e))?;
+    if read.len() != len {
+        return Err(StorageError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason: format!("short read: {} of {len} bytes", read.len()),
+        });
+    }
+    Ok(read.to_vec())
+}
+
+/// Bytes from `from` up to and including the last non-zero byte before `to` (0 if all zero).
+async fn garbage_after(
+    file: &DmaFile,
+    path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<u64, StorageError> {
+    if to <= from {
+        return Ok(0);
+    }
+    let region = file.read_at(from, (to - from) as usize).await;
+    let region = region.map_err(|e| StorageError::io("read", path, e))?;
+    Ok(region.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1))
+}
+
+/// Writes `tail` at `from` (block aligned) followed by zeros up to `to` (block aligned, within
+/// the preallocated size, so the write does not grow the file).
+async fn write_zeros(
+    file: &DmaFile,
+    path: &Path,
+    from: u64,
+    to: u64,
+    tail: &[u8],
+) -> Result<(), StorageError> {
+    assert_eq!(from, align_down(from));
+    assert_eq!(to, align_down(to));
+    let len = (to - from) as usize;
+    let mut buf = file.alloc_dma_buffer(len);
+    let bytes = buf.as_bytes_mut();
+    bytes.fill(0);
+    bytes[..tail.len()].copy_from_slice(tail);
+    let written = file.write_at(buf, from).await;
+    let written = written.map_err(|e| StorageError::io("zero tail", path, e))?;
+    if written != len {
+        let short = std::io::Error::new(std::io::ErrorKind::WriteZero, "short write");
+        return Err(StorageError::io("zero tail", path, short));
+    }
+    Ok(())
+}
+
+/// Scans `[0, file_bytes)` batch by batch, validating each (CRC included) and checking that
+/// offsets are consecutive from `base`. Stops at the first invalid batch.
+pub(crate) async fn scan(
+    file: &DmaFile,
+    path: &Path,
+    base: i64,
+    file_bytes: u64,
+    interval: u32,
+) -> Result<Scan, StorageError> {
+    let mut scan = Scan { end: 0, next_offset: base, index: SegmentIndex::new(base), stop: None };
+    let mut read_len = SCAN_CHUNK_BYTES;
+    while scan.end < file_bytes {
+        let len = read_len.min(file_bytes - scan.end);
+        let chunk = file.read_at(scan.end, len as usize).await;
+        let chunk = chunk.map_err(|e| StorageError::io("read", path, e))?;
+        let start = scan.end;
+        if chunk.is_empty() {
+            scan.stop = Some("short read".into());
+            break;
+        }
+        match walk(&chunk, &mut scan, interval, file_bytes) {
+            Walk::Consumed => read_len = SCAN_CHUNK_BYTES,
+            Walk::NeedMore(bytes) if scan.end == start && read_len >= bytes => {
+                scan.stop = Some("short read".into());
+                break;
+            }
+            Walk::NeedMore(bytes) => read_len = SCAN_CHUNK_BYTES.max(bytes),
+            Walk::Stop(reason) => {
+                scan.stop = Some(reason);
+                break;
+            }
+        }
+        glommio::executor().yield_if_needed().await;
+    }
+    Ok(scan)
+}
+
+/// Walks the batches of `chunk`, which starts at `scan.end`.
+fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64) -> Walk {
+    let mut at = 0usize;
+    loop {
+        let rest = chunk.get(at..).unwrap_or_default();
+        if rest.is_empty() {
+            return Walk::Consumed;
+        }
+        let remaining_in_file = file_bytes - scan.end;
+        if rest.len() < HEADER_BYTES {
+            if remaining_in_file < HEADER_BYTES as u64 {
+                return Walk::Stop("partial header at end of file".into());
+            }
+            return Walk::NeedMore(HEADER_BYTES as u64);
+        }
+        let header = match BatchHeader::parse(rest) {
+            Ok(header) => header,
+            Err(e) => return Walk::Stop(e.to_string()),
+        };
+        let total = header.total_bytes();
+        if total > BATCH_BYTES_MAX || total as u64 > remaining_in_file {
+            return Walk::Stop(format!("batch of {total} bytes beyond the file or limit"));
+        }
+        let Some(batch) = rest.get(..total) else {
+            return Walk::NeedMore(total as u64);
+        };
+        if header.base_offset != scan.next_offset {
+            let expected = scan.next_offset;
+            return Walk::Stop(format!("base offset {} != {expected}", header.base_offset));
+        }
+        if let Err(e) = record_batch::validate(batch, BATCH_BYTES_MAX) {
+            return Walk::Stop(e.to_string());
+        }
+        scan.index.on_batch(&header, scan.end, interval);
+        scan.end += total as u64;
+        scan.next_offset = header.last_offset() + 1;
+        at += total;
+    }
+}

@@ -1,0 +1,509 @@
+use std::cell::Cell;
+use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::LocalExecutorBuilder;
+
+use super::index::SegmentIndex;
+use super::*;
+use crate::record_batch::testing::batch;
+use crate::record_batch::{self, BatchTimestampType, Batches};
+
+const RECORDS_PER_BATCH: usize = 5;
+
+fn run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    LocalExecutorBuilder::default().io_memory(1 << 20).spawn(f).unwrap().join().unwrap();
+}
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 << 10,
+        prealloc_bytes: 1 << 20,
+        index_interval_bytes: 1024,
+        tail_cache_bytes: 4 << 10,
+        ..LogConfig::default()
+    }
+}
+
+/// Batch `i` of the tests: 5 records, timestamps 1000 * i + j.
+fn test_batch(i: i64) -> Bytes {
+    batch(RECORDS_PER_BATCH, 100, 1000 * i)
+}
+
+async fn append_batches(log: &PartitionLog, from: i64, to: i64) -> Option<AppendInfo> {
+    let mut last = None;
+    for i in from..to {
+        last = Some(log.append(&test_batch(i)).unwrap());
+    }
+    match last {
+        Some(pending) => Some(pending.durable().await.unwrap()),
+        None => None,
+    }
+}
+
+/// Every batch from the log start to the high watermark, validated.
+async fn read_all(log: &PartitionLog) -> Vec<(record_batch::BatchHeader, Bytes)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let read = log.read(offset, 64 << 10).await.unwrap();
+        assert!(!read.records.is_empty());
+        for item in Batches::new(&read.records) {
+            let (_, range) = item.unwrap();
+            let bytes = read.records.slice(range);
+            let header = record_batch::validate(&bytes, 1 << 20).unwrap();
+            assert_eq!(header.base_offset, offset);
+            offset = header.last_offset() + 1;
+            out.push((header, bytes));
+        }
+    }
+    out
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn append_read_round_trip_across_rolls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p0");
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        let info = append_batches(&log, 0, 100).await.unwrap();
+        assert_eq!(info.last_offset, 499);
+        assert_eq!(log.log_end_offset(), 500);
+        assert_eq!(log.high_watermark(), 500);
+        assert!(log_files(&dir).len() > 3, "segments rolled");
+        for offset in 0..500 {
+            let read = log.read(offset, 1).await.unwrap();
+            let header = record_batch::validate(&read.records, 1 << 20).unwrap();
+            assert!(header.base_offset <= offset && offset <= header.last_offset());
+            assert_eq!(header.base_offset, offset / 5 * 5);
+            let more = log.read(offset, 3000).await.unwrap();
+            let count = Batches::new(&more.records).count();
+            assert!(count >= 1 && more.records.len() <= 3000.max(read.records.len()));
+            assert_eq!(more.high_watermark, 500);
+        }
+        assert_eq!(read_all(&log).await.len(), 100);
+        assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 0)));
+        let ts = 1000 * 37 + 2;
+        assert_eq!(log.offset_for_timestamp(ts).await.unwrap(), Some((37 * 5 + 2, ts)));
+        let gap = 1000 * 37 + 900;
+        assert_eq!(log.offset_for_timestamp(gap).await.unwrap(), Some((38 * 5, 38_000)));
+        assert_eq!(log.offset_for_timestamp(1_000_000).await.unwrap(), None);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn closed_segments_are_truncated_and_indexed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        append_batches(&log, 0, 60).await;
+        let files = log_files(&dir);
+        for file in &files[..files.len() - 1] {
+            let bytes = std::fs::read(file).unwrap();
+            let batches: Vec<_> = Batches::new(&bytes).collect::<Result<_, _>>().unwrap();
+            assert!(!batches.is_empty());
+            assert!(file.with_extension("index").exists());
+            assert!(file.with_extension("timeindex").exists());
+        }
+        log.close().await.unwrap();
+        // A missing index is rebuilt on open.
+        std::fs::remove_file(files[0].with_extension("index")).unwrap();
+        std::fs::write(files[1].with_extension("timeindex"), b"garbage").unwrap();
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        assert!(files[0].with_extension("index").exists());
+        assert_eq!(read_all(&log).await.len(), 60);
+        let ts = 1000 * 3 + 4;
+        assert_eq!(log.offset_for_timestamp(ts).await.unwrap(), Some((19, ts)));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn restart_after_close_keeps_offsets_and_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        append_batches(&log, 0, 30).await;
+        let before = read_all(&log).await;
+        log.close().await.unwrap();
+        assert!(matches!(log.read(0, 100).await, Err(ReadError::Storage(StorageError::Closed))));
+        assert!(matches!(log.append(&test_batch(0)), Err(AppendError::Closed)));
+
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 150);
+        assert_eq!(log.high_watermark(), 150);
+        assert_eq!(read_all(&log).await, before);
+        let info = append_batches(&log, 30, 31).await.unwrap();
+        assert_eq!(info.base_offset, 150);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn durable_data_survives_a_crash_without_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let dir2 = dir.clone();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        append_batches(&log, 0, 23).await;
+        let active = log_files(&dir).pop().unwrap();
+        let len = std::fs::metadata(&active).unwrap().len();
+        assert!(len >= 16 << 10, "active segment preallocated, {len}");
+        // kill -9: no close, no drop of the log; the executor just goes away.
+        std::mem::forget(log);
+    });
+    run(move || async move {
+        let log = PartitionLog::open(dir2.clone(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 115);
+        let all = read_all(&log).await;
+        assert_eq!(all.len(), 23);
+        assert_eq!(all[22].1, {
+            let mut b = test_batch(22).to_vec();
+            record_batch::set_base_offset(&mut b, 110).unwrap();
+            record_batch::set_partition_leader_epoch(&mut b, 0).unwrap();
+            Bytes::from(b)
+        });
+        log.close().await.unwrap();
+    });
+}
+
+/// Appends `garbage` at the logical end of the active segment (which `close` truncated to).
+fn torn_tail_case(garbage: Vec<u8>, after_crash: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (d1, d2, d3) = (dir.clone(), dir.clone(), dir.clone());
+    run(move || async move {
+        let log = PartitionLog::open(d1.clone(), small_config()).await.unwrap();
+        append_batches(&log, 0, 12).await;
+        let active = log_files(&d1).pop().unwrap();
+        let logical: u64 = {
+            let segments = log.shared().segments.borrow();
+            segments.last().unwrap().size.get()
+        };
+        if after_crash {
+            std::mem::forget(log);
+        } else {
+            log.close().await.unwrap();
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(active).unwrap();
+        file.write_all_at(&garbage, logical).unwrap();
+    });
+    run(move || async move {
+        let log = PartitionLog::open(d2.clone(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 60);
+        let info = append_batches(&log, 12, 13).await.unwrap();
+        assert_eq!(info.base_offset, 60);
+        log.close().await.unwrap();
+    });
+    run(move || async move {
+        let log = PartitionLog::open(d3.clone(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 65);
+        let all = read_all(&log).await;
+        assert_eq!(all.len(), 13);
+        log.close().await.unwrap();
+    });
+}
+
+fn next_batch_bytes(base_offset: i64) -> Vec<u8> {
+    let mut b = test_batch(99).to_vec();
+    record_batch::set_base_offset(&mut b, base_offset).unwrap();
+    b
+}
+
+#[test]
+fn torn_tail_of_random_garbage_is_dropped() {
+    let garbage: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 3) as u8).collect();
+    torn_tail_case(garbage.clone(), false);
+    torn_tail_case(garbage, true);
+}
+
+#[test]
+fn torn_tail_half_batch_is_dropped() {
+    let batch = next_batch_bytes(60);
+    torn_tail_case(batch[..batch.len() / 2].to_vec(), false);
+    torn_tail_case(batch[..batch.len() / 2].to_vec(), true);
+}
+
+#[test]
+fn torn_tail_bad_crc_is_dropped() {
+    let mut batch = next_batch_bytes(60);
+    let last = batch.len() - 1;
+    batch[last] ^= 1;
+    torn_tail_case(batch.clone(), false);
+    torn_tail_case(batch, true);
+}
+
+#[test]
+fn stale_longer_tail_never_resurfaces() {
+    // A valid batch at the expected offset followed by a long tail; recovery cuts after the
+    // first batch (bad CRC in the second) and must zero what follows, so the old third batch
+    // is never read back after later, shorter appends.
+    let mut tail = next_batch_bytes(60);
+    let mut bad = next_batch_bytes(65);
+    bad[70] ^= 0xff;
+    tail.extend_from_slice(&bad);
+    tail.extend_from_slice(&next_batch_bytes(70));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (d1, d2) = (dir.clone(), dir.clone());
+    run(move || async move {
+        let log = PartitionLog::open(d1.clone(), small_config()).await.unwrap();
+        append_batches(&log, 0, 12).await;
+        let logical = log.shared().segments.borrow().last().unwrap().size.get();
+        let active = log_files(&d1).pop().unwrap();
+        std::mem::forget(log);
+        let file = std::fs::OpenOptions::new().write(true).open(active).unwrap();
+        file.write_all_at(&tail, logical).unwrap();
+    });
+    run(move || async move {
+        let log = PartitionLog::open(d2.clone(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 65, "the valid batch at 60 is kept");
+        std::mem::forget(log);
+    });
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 65);
+        let info = append_batches(&log, 40, 41).await.unwrap();
+        assert_eq!(info.base_offset, 65);
+        assert_eq!(read_all(&log).await.len(), 14);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn offsets_out_of_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        let empty = log.read(0, 100).await.unwrap();
+        assert!(empty.records.is_empty());
+        append_batches(&log, 0, 2).await;
+        let at_hw = log.read(10, 100).await.unwrap();
+        assert!(at_hw.records.is_empty());
+        assert_eq!(at_hw.high_watermark, 10);
+        let err = log.read(11, 100).await.unwrap_err();
+        assert_eq!(err.kafka_error_code(), OFFSET_OUT_OF_RANGE);
+        assert!(matches!(err, ReadError::OffsetOutOfRange { log_start: 0, high_watermark: 10 }));
+        assert!(log.read(-1, 100).await.is_err());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn bad_batch_rejects_the_whole_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        let mut records = test_batch(0).to_vec();
+        let mut bad = test_batch(1).to_vec();
+        bad[30] ^= 1;
+        records.extend_from_slice(&bad);
+        let err = log.append(&records).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 2);
+        assert!(matches!(log.append(&[]), Err(AppendError::Batch(BatchError::Empty))));
+        let big = batch(1, 2 << 20, 0);
+        let err = log.append(&big).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 10);
+        assert_eq!(log.log_end_offset(), 0);
+        let mut two = test_batch(0).to_vec();
+        two.extend_from_slice(&test_batch(1));
+        let info = log.append(&two).unwrap().durable().await.unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 9));
+        assert_eq!(read_all(&log).await.len(), 2);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn wait_for_data_wakes_on_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        let woke = Rc::new(Cell::new(false));
+        let waiter = {
+            let wait = log.wait_for_data(0);
+            let woke = woke.clone();
+            glommio::spawn_local(async move {
+                wait.await;
+                woke.set(true);
+            })
+        };
+        glommio::yield_if_needed().await;
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        assert!(!woke.get());
+        // Dropped waiters release their slots.
+        for _ in 0..100 {
+            let mut wait = std::pin::pin!(log.wait_for_data(0));
+            let poll = futures::poll!(wait.as_mut());
+            assert!(poll.is_pending());
+        }
+        assert!(log.shared().progress.slot_count() <= 2);
+        append_batches(&log, 0, 1).await;
+        waiter.await;
+        assert!(woke.get());
+        log.wait_for_data(4).await;
+        let closed = log.wait_for_data(5);
+        log.close().await.unwrap();
+        closed.await;
+    });
+}
+
+#[test]
+fn log_append_time_is_stamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig { timestamp_type: TimestampType::LogAppendTime, ..small_config() };
+        let log = PartitionLog::open(dir, config).await.unwrap();
+        let before = now_ms();
+        let pending = log.append(&test_batch(0)).unwrap();
+        let stamped = pending.log_append_time();
+        assert!(stamped >= before);
+        let info = pending.durable().await.unwrap();
+        assert_eq!(info.log_append_time, stamped);
+        let (header, _) = read_all(&log).await.pop().unwrap();
+        assert_eq!(header.timestamp_type(), BatchTimestampType::LogAppendTime);
+        assert_eq!(header.max_timestamp, stamped);
+        assert_eq!(log.offset_for_timestamp(stamped).await.unwrap(), Some((0, stamped)));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn failed_write_poisons_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        append_batches(&log, 0, 1).await;
+        log.fail_next_write();
+        let pending = log.append(&test_batch(1)).unwrap();
+        assert!(matches!(pending.durable().await, Err(StorageError::Poisoned)));
+        assert!(log.is_poisoned());
+        let err = log.append(&test_batch(2)).unwrap_err();
+        assert!(matches!(err, AppendError::Poisoned));
+        assert_eq!(err.kafka_error_code(), KAFKA_STORAGE_ERROR);
+        assert!(matches!(log.flush().await, Err(StorageError::Poisoned)));
+        assert_eq!(log.high_watermark(), 5);
+        assert!(matches!(log.close().await, Err(StorageError::Poisoned)));
+    });
+}
+
+#[test]
+fn relaxed_flush_policy_acks_after_write_and_flush_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig {
+            flush: FlushPolicy {
+                every_append: false,
+                messages: Some(1_000_000),
+                interval_ms: Some(60_000),
+            },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir, config).await.unwrap();
+        append_batches(&log, 0, 40).await;
+        assert_eq!(log.high_watermark(), 200);
+        assert!(log.shared().synced.get() < 200);
+        log.flush().await.unwrap();
+        assert_eq!(log.shared().synced.get(), 200);
+        log.flush().await.unwrap();
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn pipelined_appends_are_group_committed_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+        let pendings: Vec<_> = (0..200).map(|i| log.append(&test_batch(i)).unwrap()).collect();
+        for (i, pending) in pendings.into_iter().enumerate() {
+            let info = pending.durable().await.unwrap();
+            assert_eq!(info.base_offset, i as i64 * 5);
+        }
+        assert_eq!(read_all(&log).await.len(), 200);
+        log.delete().await.unwrap();
+        assert!(!log.dir().exists());
+    });
+}
+
+#[test]
+fn segment_index_lookups_and_files() {
+    let mut index = SegmentIndex::new(100);
+    let mut position = 0u64;
+    for i in 0..50i64 {
+        let mut bytes = test_batch(i).to_vec();
+        record_batch::set_base_offset(&mut bytes, 100 + i * 5).unwrap();
+        let header = record_batch::BatchHeader::parse(&bytes).unwrap();
+        index.on_batch(&header, position, 2000);
+        position += bytes.len() as u64;
+    }
+    index.seal(350);
+    assert_eq!(index.position_for(100), 0);
+    assert_eq!(index.position_for(50), 0);
+    let mid = index.position_for(200);
+    assert!(mid > 0 && mid < position);
+    assert!(index.position_for(349) >= mid);
+    assert_eq!(index.time_start(0), Some(100));
+    let start = index.time_start(49_004).unwrap();
+    assert!((300..=345).contains(&start), "{start}");
+    assert_eq!(index.time_start(49_005), None);
+    let decoded =
+        SegmentIndex::decode(100, &index.encode_offsets(), &index.encode_times(), position);
+    assert_eq!(decoded.as_ref().map(|d| d.max_timestamp()), Some(49_004));
+    assert_eq!(decoded.map(|d| d.position_for(200)), Some(mid));
+    assert!(SegmentIndex::decode(100, &[1, 2, 3], &index.encode_times(), position).is_none());
+    assert!(SegmentIndex::decode(100, &index.encode_offsets(), &[], position).is_none());
+}
+
+#[test]
+fn segment_age_rolls_and_interval_flush_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig {
+            segment_ms: Some(5),
+            flush: FlushPolicy { every_append: false, messages: None, interval_ms: Some(10) },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.clone(), config).await.unwrap();
+        append_batches(&log, 0, 1).await;
+        assert_eq!(log.shared().synced.get(), 0);
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(log.shared().synced.get(), 5, "the interval timer synced");
+        append_batches(&log, 1, 2).await;
+        assert_eq!(log_files(&dir).len(), 2, "the aged segment rolled");
+        log.set_config(small_config());
+        append_batches(&log, 2, 3).await;
+        assert_eq!(log.shared().synced.get(), 15, "every_append again");
+        assert_eq!(read_all(&log).await.len(), 3);
+        log.close().await.unwrap();
+    });
+}
