@@ -18,14 +18,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker.
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
+    /// Inspect broker settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every `strata serve` setting with its default, as a TOML file for --config.
+    PrintDefaults,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli::init_logging(cli.log.as_deref());
     let result = match cli.command {
-        Command::Serve(args) => cli::serve::run(args),
+        Command::Serve(args) => cli::serve::run(*args),
+        Command::Config(ConfigCommand::PrintDefaults) => {
+            print!("{}", cli::serve::defaults_toml());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,118 +1,295 @@
-//! `strata serve`: flags → [`BrokerConfig`] → [`strata::server::serve`].
+//! `strata serve`: settings from flags, environment and a TOML file → [`BrokerConfig`].
+//!
+//! Precedence, per setting: command-line flag > `STRATA_*` environment variable > `--config`
+//! file > built-in default. One struct, [`Settings`], is both the clap argument set and the
+//! file format, so a setting cannot exist in one place and not the other. Every field is an
+//! `Option`: `None` means "not given here", and the next source decides.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
-use strata::config::{limits, BrokerConfig, FlushPolicy};
+use clap::{Args, CommandFactory};
+use serde::{Deserialize, Serialize};
+use strata::config::{BrokerConfig, FlushPolicy};
 use strata::runtime::PoolOptions;
 
-/// Flags of `strata serve`. Every flag can also be set by the environment variable shown.
+/// `strata serve` flags.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address the Kafka listener binds (every shard accepts on it, SO_REUSEPORT).
-    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9092")]
-    listen: SocketAddr,
-    /// Host advertised to clients in Metadata [default: the listen address's IP].
-    #[arg(long, env = "STRATA_ADVERTISED_HOST")]
-    advertised_host: Option<String>,
-    /// Port advertised to clients in Metadata [default: the listen port].
-    #[arg(long, env = "STRATA_ADVERTISED_PORT")]
-    advertised_port: Option<u16>,
-    /// Directory holding partition logs and cluster metadata.
-    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// Number of shards (pinned executors); 0 = one per CPU the process may use.
-    #[arg(long, env = "STRATA_SHARDS", default_value_t = 0)]
-    shards: usize,
-    /// CPUs to pin shards to, e.g. `0,1` [default: the process's CPU affinity].
-    #[arg(long, env = "STRATA_CPUS", value_delimiter = ',')]
-    cpus: Vec<usize>,
-    /// Busy-poll this many microseconds before an idle shard sleeps (lower wake-up latency,
-    /// more CPU); 0 = sleep at once.
-    #[arg(long, env = "STRATA_IDLE_SPIN_US", default_value_t = 0)]
-    idle_spin_us: u64,
-    /// Node id advertised in Metadata.
-    #[arg(long, env = "STRATA_NODE_ID", default_value_t = 0)]
-    node_id: i32,
-    /// Create topics on first use (Kafka's auto.create.topics.enable).
-    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true,
-          action = clap::ArgAction::Set)]
-    auto_create_topics: bool,
-    /// Partitions of auto-created topics and of CreateTopics with -1 (num.partitions).
-    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS", default_value_t = 1)]
-    default_partitions: i32,
-    /// Largest request frame accepted (socket.request.max.bytes); larger ones close the
-    /// connection.
-    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", default_value_t = limits::REQUEST_BYTES_DEFAULT)]
-    max_request_bytes: usize,
-    /// Largest record batch accepted (message.max.bytes); topics may override with
-    /// max.message.bytes.
-    #[arg(long, env = "STRATA_MAX_MESSAGE_BYTES", default_value_t = limits::BATCH_BYTES_DEFAULT)]
-    max_message_bytes: usize,
-    /// Most client connections open at once.
-    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 10_000)]
-    max_connections: usize,
-    /// Roll to a new segment when the active one would exceed this (log.segment.bytes).
-    #[arg(long, env = "STRATA_SEGMENT_BYTES", default_value_t = 1 << 30)]
-    segment_bytes: u64,
-    /// Roll a segment older than this many ms (log.roll.ms) [default: size only].
-    #[arg(long, env = "STRATA_SEGMENT_MS")]
-    segment_ms: Option<u64>,
-    /// Segment files grow by preallocated extents of this many bytes.
-    #[arg(long, env = "STRATA_SEGMENT_PREALLOC_BYTES", default_value_t = 64 << 20)]
-    segment_prealloc_bytes: u64,
-    /// fdatasync after this many messages instead of before every acknowledgement
-    /// (flush.messages). With neither this nor --flush-ms, every produce is fdatasync'ed
-    /// before it is acknowledged.
-    #[arg(long, env = "STRATA_FLUSH_MESSAGES")]
-    flush_messages: Option<u64>,
-    /// fdatasync every this many ms instead of before every acknowledgement (flush.ms).
-    #[arg(long, env = "STRATA_FLUSH_MS")]
-    flush_ms: Option<u64>,
-    /// Recent data kept in memory per partition to serve fetches without disk reads.
-    #[arg(long, env = "STRATA_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
-    tail_cache_bytes: usize,
-    /// Stamp batches with the broker's clock (log.message.timestamp.type=LogAppendTime).
-    #[arg(long, env = "STRATA_LOG_APPEND_TIME")]
-    log_append_time: bool,
+    /// TOML file with settings (keys as the flags, with `_` for `-`); flags and STRATA_*
+    /// variables override it. `strata config print-defaults` prints every key.
+    #[arg(long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
-impl ServeArgs {
-    fn into_config(self) -> (BrokerConfig, PoolOptions) {
+/// Every broker setting. The defaults are those of [`BrokerConfig::default`].
+#[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the Kafka listener binds; every shard accepts on it (SO_REUSEPORT).
+    /// [default: 127.0.0.1:9092]
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Host advertised to clients in Metadata [default: the listen address's IP].
+    #[arg(long, env = "STRATA_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// Port advertised to clients in Metadata [default: the listen port].
+    #[arg(long, env = "STRATA_ADVERTISED_PORT")]
+    pub advertised_port: Option<u16>,
+    /// Directory holding partition logs and cluster metadata. [default: ./data]
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards (pinned executors); 0 = one per CPU the process may use. [default: 0]
+    #[arg(long, env = "STRATA_SHARDS")]
+    pub shards: Option<usize>,
+    /// CPUs to pin shards to, e.g. `0,1` [default: the process's CPU affinity].
+    #[arg(long, env = "STRATA_CPUS", value_delimiter = ',')]
+    pub cpus: Option<Vec<usize>>,
+    /// Busy-poll this many microseconds before an idle shard sleeps (lower wake-up latency,
+    /// more CPU); 0 = sleep at once. [default: 0]
+    #[arg(long, env = "STRATA_IDLE_SPIN_US")]
+    pub idle_spin_us: Option<u64>,
+    /// Node id advertised in Metadata. [default: 0]
+    #[arg(long, env = "STRATA_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Create topics on first use (Kafka's auto.create.topics.enable). [default: true]
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", action = clap::ArgAction::Set)]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics and of CreateTopics with -1 (num.partitions).
+    /// [default: 1]
+    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Largest request frame accepted (socket.request.max.bytes); larger ones close the
+    /// connection. [default: 104857600]
+    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest record batch accepted (message.max.bytes); topics may override it with
+    /// max.message.bytes. [default: 1048588]
+    #[arg(long, env = "STRATA_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Most client connections open at once. [default: 10000]
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Roll to a new segment when the active one would exceed this (log.segment.bytes).
+    /// [default: 1073741824]
+    #[arg(long, env = "STRATA_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Roll a segment older than this many ms (log.roll.ms) [default: roll by size only].
+    #[arg(long, env = "STRATA_SEGMENT_MS")]
+    pub segment_ms: Option<u64>,
+    /// Segment files grow by preallocated extents of this many bytes. [default: 67108864]
+    #[arg(long, env = "STRATA_SEGMENT_PREALLOC_BYTES")]
+    pub segment_prealloc_bytes: Option<u64>,
+    /// fdatasync after this many messages instead of before every acknowledgement
+    /// (flush.messages). With neither this nor flush-ms, every produce is fdatasync'ed
+    /// before it is acknowledged. [default: unset]
+    #[arg(long, env = "STRATA_FLUSH_MESSAGES")]
+    pub flush_messages: Option<u64>,
+    /// fdatasync every this many ms instead of before every acknowledgement (flush.ms).
+    /// [default: unset]
+    #[arg(long, env = "STRATA_FLUSH_MS")]
+    pub flush_ms: Option<u64>,
+    /// Recent data kept in memory per partition to serve fetches without disk reads.
+    /// [default: 8388608]
+    #[arg(long, env = "STRATA_TAIL_CACHE_BYTES")]
+    pub tail_cache_bytes: Option<usize>,
+    /// Stamp batches with the broker's clock (log.message.timestamp.type=LogAppendTime).
+    /// [default: false]
+    #[arg(long, env = "STRATA_LOG_APPEND_TIME", action = clap::ArgAction::Set)]
+    pub log_append_time: Option<bool>,
+}
+
+/// Keeps `self`'s value of each listed field, taking `fallback`'s where `self` has none.
+macro_rules! fill_from {
+    ($self:ident, $fallback:ident, $($field:ident),* $(,)?) => {
+        Settings { $($field: $self.$field.or($fallback.$field),)* }
+    };
+}
+
+impl Settings {
+    /// Settings given here win; the others come from `fallback`.
+    pub fn or(self, fallback: Settings) -> Settings {
+        fill_from!(
+            self,
+            fallback,
+            listen,
+            advertised_host,
+            advertised_port,
+            data_dir,
+            shards,
+            cpus,
+            idle_spin_us,
+            node_id,
+            auto_create_topics,
+            default_partitions,
+            max_request_bytes,
+            max_message_bytes,
+            max_connections,
+            segment_bytes,
+            segment_ms,
+            segment_prealloc_bytes,
+            flush_messages,
+            flush_ms,
+            tail_cache_bytes,
+            log_append_time,
+        )
+    }
+
+    /// The built-in defaults, as settings.
+    pub fn defaults() -> Settings {
+        let d = BrokerConfig::default();
+        Settings {
+            listen: Some(d.listen),
+            advertised_host: None,
+            advertised_port: None,
+            data_dir: Some(d.data_dir),
+            shards: Some(d.shards),
+            cpus: None,
+            idle_spin_us: Some(0),
+            node_id: Some(d.node_id),
+            auto_create_topics: Some(d.auto_create_topics),
+            default_partitions: Some(d.default_partitions),
+            max_request_bytes: Some(d.max_request_bytes),
+            max_message_bytes: Some(d.max_message_bytes),
+            max_connections: Some(d.max_connections),
+            segment_bytes: Some(d.segment_bytes),
+            segment_ms: d.segment_ms,
+            segment_prealloc_bytes: Some(d.segment_prealloc_bytes),
+            flush_messages: None,
+            flush_ms: None,
+            tail_cache_bytes: Some(d.tail_cache_bytes),
+            log_append_time: Some(d.log_append_time),
+        }
+    }
+
+    /// Reads a settings file; an unknown key or a bad value names the key.
+    pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+    }
+
+    /// Turns complete settings (after [`Settings::or`] with the defaults) into a config.
+    pub fn into_config(self) -> (BrokerConfig, PoolOptions) {
+        let d = BrokerConfig::default();
+        let listen = self.listen.unwrap_or(d.listen);
         let flush = match (self.flush_messages, self.flush_ms) {
             (None, None) | (Some(1), None) => FlushPolicy::EveryProduce,
             (messages, interval_ms) => FlushPolicy::Periodic { messages, interval_ms },
         };
+        let cpus = self.cpus.unwrap_or_default();
+        let shards = self.shards.unwrap_or(d.shards);
         let config = BrokerConfig {
-            listen: self.listen,
-            advertised_host: self.advertised_host.unwrap_or_else(|| self.listen.ip().to_string()),
-            advertised_port: self.advertised_port.unwrap_or(self.listen.port()),
-            data_dir: self.data_dir,
-            shards: self.shards,
-            cpus: self.cpus.clone(),
-            node_id: self.node_id,
-            auto_create_topics: self.auto_create_topics,
-            default_partitions: self.default_partitions,
-            max_request_bytes: self.max_request_bytes,
-            max_message_bytes: self.max_message_bytes,
-            max_connections: self.max_connections,
-            segment_bytes: self.segment_bytes,
-            segment_ms: self.segment_ms,
-            segment_prealloc_bytes: self.segment_prealloc_bytes,
+            listen,
+            advertised_host: self.advertised_host.unwrap_or_else(|| listen.ip().to_string()),
+            advertised_port: self.advertised_port.unwrap_or(listen.port()),
+            data_dir: self.data_dir.unwrap_or(d.data_dir),
+            shards,
+            cpus: cpus.clone(),
+            node_id: self.node_id.unwrap_or(d.node_id),
+            auto_create_topics: self.auto_create_topics.unwrap_or(d.auto_create_topics),
+            default_partitions: self.default_partitions.unwrap_or(d.default_partitions),
+            max_request_bytes: self.max_request_bytes.unwrap_or(d.max_request_bytes),
+            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes),
+            segment_ms: self.segment_ms.or(d.segment_ms),
+            segment_prealloc_bytes: self.segment_prealloc_bytes.unwrap_or(d.segment_prealloc_bytes),
             flush,
-            tail_cache_bytes: self.tail_cache_bytes,
-            log_append_time: self.log_append_time,
+            tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
+            log_append_time: self.log_append_time.unwrap_or(d.log_append_time),
         };
-        let spin = (self.idle_spin_us > 0).then(|| Duration::from_micros(self.idle_spin_us));
-        let pool = PoolOptions { shards: self.shards, cpus: self.cpus, spin_before_park: spin };
-        (config, pool)
+        let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
+        (config, PoolOptions { shards, cpus, spin_before_park: spin })
     }
+}
+
+/// Resolves flags, environment, file and defaults into the broker's configuration.
+pub fn resolve(args: ServeArgs) -> anyhow::Result<(BrokerConfig, PoolOptions)> {
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    Ok(args.settings.or(file).or(Settings::defaults()).into_config())
 }
 
 /// Runs the broker until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, pool) = args.into_config();
+    let (config, pool) = resolve(args)?;
     strata::server::serve(config, pool)
+}
+
+/// The text of `strata config print-defaults`: every key, its help and its default.
+pub fn defaults_toml() -> String {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        settings: Settings,
+    }
+    let table = toml::Value::try_from(Settings::defaults()).unwrap_or(toml::Value::Integer(0));
+    let mut out = String::from("# strata serve settings. Flags and STRATA_* variables win.\n");
+    for arg in Wrapper::command().get_arguments() {
+        let key = arg.get_id().as_str();
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        out.push('\n');
+        for line in textwrap(&help, 96) {
+            out.push_str(&format!("# {line}\n"));
+        }
+        match table.get(key) {
+            Some(value) => out.push_str(&format!("{key} = {value}\n")),
+            None => out.push_str(&format!("# {key} =\n")),
+        }
+    }
+    out
+}
+
+fn textwrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().filter(|l| l.len() + word.len() < width);
+        match line {
+            Some(l) if !l.is_empty() => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            Some(l) => l.push_str(word),
+            None => lines.push(word.to_owned()),
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let flags = Settings { shards: Some(3), ..Settings::default() };
+        let file = Settings { shards: Some(5), node_id: Some(7), ..Settings::default() };
+        let merged = flags.or(file).or(Settings::defaults());
+        assert_eq!(merged.shards, Some(3));
+        assert_eq!(merged.node_id, Some(7));
+        assert_eq!(merged.max_connections, Some(10_000));
+    }
+
+    #[test]
+    fn printed_defaults_parse_back_to_the_defaults() {
+        let text = defaults_toml();
+        let parsed: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(parsed.or(Settings::defaults()), Settings::defaults());
+        assert!(text.contains("listen = \"127.0.0.1:9092\""));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = toml::from_str::<Settings>("shardz = 2").unwrap_err().message().to_owned();
+        assert!(err.contains("shardz"), "{err}");
+        let err = toml::from_str::<Settings>("shards = \"many\"").unwrap_err().to_string();
+        assert!(err.contains("shards"), "{err}");
+    }
 }
