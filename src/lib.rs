@@ -25,4 +25,5 @@
 //!
 //! `tests/tidy.rs` checks this table.
 
+pub mod bench;
 pub mod config;

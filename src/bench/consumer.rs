@@ -1,0 +1,179 @@
+//! One consumer's fetch loop against one leader broker: a full Fetch (no sessions) for the
+//! consumer's partitions on that broker, one request in flight, RecordBatch v2 parsed in place
+//! to count records and read each record's intended send time (first 8 bytes of its value).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::batch::{for_each_value, read_header};
+use super::conn::Conn;
+use super::settings::{Mode, Settings};
+use super::stats::{Clock, Progress, Recorder};
+
+/// What one consumer connection fetches.
+#[derive(Clone)]
+pub struct ConsumerPlan {
+    /// Consumer index.
+    pub id: usize,
+    /// Run settings.
+    pub settings: Arc<Settings>,
+    /// Topic.
+    pub topic: String,
+    /// Leader to fetch from.
+    pub broker: SocketAddr,
+    /// Partitions and their start offsets.
+    pub offsets: Vec<(i32, i64)>,
+    /// Consume mode: offsets at which each partition counts as drained.
+    pub end_offsets: HashMap<i32, i64>,
+    /// Shared clock.
+    pub clock: Clock,
+    /// Consume mode: stop at this time.
+    pub end_ns: Option<u64>,
+}
+
+/// Fetches until told to stop (e2e), or until the end time / drained (consume).
+pub async fn run(
+    plan: ConsumerPlan,
+    recorder: Rc<RefCell<Recorder>>,
+    progress: Arc<Progress>,
+) -> anyhow::Result<()> {
+    let mut conn = Conn::open(plan.broker).await?;
+    let version = conn.versions.pick(ApiKey::Fetch, 4, 12)?;
+    let mut offsets = plan.offsets.clone();
+    let topic = TopicName(StrBytes::from_string(plan.topic.clone()));
+    loop {
+        if should_stop(&plan, &offsets, &progress) {
+            return Ok(());
+        }
+        let request = fetch_request(&plan.settings, &topic, &offsets);
+        let response = conn.call(&request, version).await?;
+        if response.error_code != 0 {
+            bail!("fetch failed: error code {}", response.error_code);
+        }
+        let now = plan.clock.now_ns();
+        let mut recorder = recorder.borrow_mut();
+        for t in response.responses {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    bail!(
+                        "fetch {}/{}: error code {}",
+                        plan.topic,
+                        p.partition_index,
+                        p.error_code
+                    );
+                }
+                let Some(slot) = offsets.iter_mut().find(|(id, _)| *id == p.partition_index) else {
+                    continue;
+                };
+                if let Some(records) = p.records {
+                    slot.1 = consume_records(&plan, records, slot.1, now, &mut recorder, &progress)
+                        .with_context(|| format!("partition {}", p.partition_index))?;
+                }
+            }
+        }
+    }
+}
+
+fn should_stop(plan: &ConsumerPlan, offsets: &[(i32, i64)], progress: &Progress) -> bool {
+    if progress.stop_consumers.load(Ordering::Relaxed) {
+        return true;
+    }
+    if plan.settings.mode != Mode::Consume {
+        return false;
+    }
+    if plan.end_ns.is_some_and(|end| plan.clock.now_ns() >= end) {
+        return true;
+    }
+    if plan
+        .settings
+        .messages
+        .is_some_and(|m| Progress::get(&progress.consumed) >= m)
+    {
+        return true;
+    }
+    offsets
+        .iter()
+        .all(|(p, o)| plan.end_offsets.get(p).is_some_and(|end| o >= end))
+}
+
+fn fetch_request(settings: &Settings, topic: &TopicName, offsets: &[(i32, i64)]) -> FetchRequest {
+    let fetch_bytes = i32::try_from(settings.fetch_bytes).unwrap_or(i32::MAX);
+    let partitions = offsets
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(fetch_bytes)
+        })
+        .collect();
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(settings.fetch_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(fetch_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic.clone())
+            .with_partitions(partitions)])
+}
+
+/// Counts the records of a fetched partition at or after `offset`; returns the next offset.
+fn consume_records(
+    plan: &ConsumerPlan,
+    records: Bytes,
+    mut offset: i64,
+    now_ns: u64,
+    recorder: &mut Recorder,
+    progress: &Progress,
+) -> anyhow::Result<i64> {
+    let e2e = plan.settings.mode == Mode::E2e;
+    let mut data: &[u8] = &records;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while let Some(header) = read_header(data, true)? {
+        let batch = &data[..header.size_bytes];
+        data = &data[header.size_bytes..];
+        if header.next_offset() <= offset {
+            continue;
+        }
+        if !header.control {
+            let mut record_offset = header.base_offset;
+            for_each_value(&header, batch, |value| {
+                let skip = record_offset < offset;
+                record_offset += 1;
+                if skip {
+                    return;
+                }
+                let value = value.unwrap_or(&[]);
+                count += 1;
+                bytes += value.len() as u64;
+                if e2e && value.len() >= 8 {
+                    let mut stamp = [0u8; 8];
+                    stamp.copy_from_slice(&value[..8]);
+                    let sent_ns = u64::from_be_bytes(stamp);
+                    recorder.record_consumed(now_ns, sent_ns, value.len() as u64, progress);
+                } else {
+                    recorder.record_consumed_only(now_ns, value.len() as u64, progress);
+                }
+            })?;
+        }
+        offset = header.next_offset();
+    }
+    Progress::add(&progress.consumed, count);
+    Progress::add(&progress.consumed_bytes, bytes);
+    Ok(offset)
+}
