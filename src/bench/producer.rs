@@ -272,7 +272,7 @@ async fn generate_chunk(shared: &Shared, g: &mut Generator) -> anyhow::Result<bo
             g.measured += 1;
         }
         append_record(shared, g, intended).await?;
-        if g.interval_ns.is_none() && g.seq % 64 == 0 {
+        if g.interval_ns.is_none() && g.seq.is_multiple_of(64) {
             now = plan.clock.now_ns();
         }
     }

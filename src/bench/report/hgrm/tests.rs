@@ -39,8 +39,7 @@ fn matches_java_layout() {
     );
     let last_data = text
         .lines()
-        .filter(|l| !l.starts_with('#'))
-        .last()
+        .rfind(|l| !l.starts_with('#'))
         .expect("data");
     assert!(last_data.contains("1.000000000000"), "{last_data}");
 }
