@@ -30,7 +30,7 @@ pub enum BenchMode {
 }
 
 /// Flags of a run. Each overrides the same field of `--workload`; defaults in brackets.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunFlags {
     /// Workload file (.yaml/.yml/.toml) with fields named like these flags.
     #[arg(long)]

@@ -499,4 +499,17 @@ mod tests {
         assert_eq!(b.rate, Some(Rate::Max));
         assert_eq!(a.linger, b.linger);
     }
+
+    #[test]
+    fn shipped_workloads_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/workloads");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).expect("perf/workloads exists") {
+            let path = entry.expect("dir entry").path();
+            let w = WorkloadFile::load(&path).expect("workload parses");
+            assert!(w.name.is_some(), "{} has no name", path.display());
+            count += 1;
+        }
+        assert!(count >= 4);
+    }
 }

@@ -379,3 +379,51 @@ pub fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// Elements that have no end tag.
+const VOID_ELEMENTS: &[&str] = &["meta", "br", "hr", "img", "input", "link"];
+
+/// Checks that every tag of `html` is closed in order (a small structural check for tests and
+/// for the report writer's own assertions), and that the page has the expected skeleton.
+pub fn check_well_formed(html: &str) -> Result<(), String> {
+    if !html.starts_with("<!DOCTYPE html>") {
+        return Err("missing <!DOCTYPE html>".into());
+    }
+    let mut stack: Vec<&str> = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        let end = after.find('>').ok_or("unterminated tag")?;
+        let tag = &after[..end];
+        rest = &after[end + 1..];
+        if tag.starts_with('!') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name.trim() => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+            continue;
+        }
+        let name = tag
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("bad tag <{tag}>"));
+        }
+        if !tag.ends_with('/') && !VOID_ELEMENTS.contains(&name) {
+            stack.push(name);
+        }
+    }
+    if !stack.is_empty() {
+        return Err(format!("unclosed tags {stack:?}"));
+    }
+    for needed in ["<html", "<head>", "<title>", "<body>"] {
+        if !html.contains(needed) {
+            return Err(format!("missing {needed}"));
+        }
+    }
+    Ok(())
+}

@@ -5,6 +5,9 @@ pub mod hgrm;
 pub mod html;
 pub mod summary;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::Ordering;

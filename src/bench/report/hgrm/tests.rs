@@ -37,10 +37,7 @@ fn matches_java_layout() {
         "{}",
         footer[2]
     );
-    let last_data = text
-        .lines()
-        .rfind(|l| !l.starts_with('#'))
-        .expect("data");
+    let last_data = text.lines().rfind(|l| !l.starts_with('#')).expect("data");
     assert!(last_data.contains("1.000000000000"), "{last_data}");
 }
 
