@@ -39,6 +39,8 @@ pub struct ConsumerPlan {
     pub clock: Clock,
     /// Consume mode: stop at this time.
     pub end_ns: Option<u64>,
+    /// e2e: first intended send time of the run; records stamped earlier are not this run's.
+    pub run_start_ns: u64,
 }
 
 /// Fetches until told to stop (e2e), or until the end time / drained (consume).
@@ -143,7 +145,7 @@ fn consume_records(
 ) -> anyhow::Result<i64> {
     let e2e = plan.settings.mode == Mode::E2e;
     let mut data: &[u8] = &records;
-    let (mut count, mut bytes) = (0u64, 0u64);
+    let (mut count, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
     while let Some(header) = read_header(data, true)? {
         let batch = &data[..header.size_bytes];
         data = &data[header.size_bytes..];
@@ -159,20 +161,27 @@ fn consume_records(
                     return;
                 }
                 let value = value.unwrap_or(&[]);
+                if !e2e {
+                    count += 1;
+                    bytes += value.len() as u64;
+                    recorder.record_consumed_only(now_ns, value.len() as u64, progress);
+                    return;
+                }
+                let sent_ns = value
+                    .first_chunk::<8>()
+                    .map_or(0, |s| u64::from_be_bytes(*s));
+                if sent_ns < plan.run_start_ns || sent_ns > now_ns {
+                    foreign += 1; // left by an earlier run, or not a bench record
+                    return;
+                }
                 count += 1;
                 bytes += value.len() as u64;
-                if e2e && value.len() >= 8 {
-                    let mut stamp = [0u8; 8];
-                    stamp.copy_from_slice(&value[..8]);
-                    let sent_ns = u64::from_be_bytes(stamp);
-                    recorder.record_consumed(now_ns, sent_ns, value.len() as u64, progress);
-                } else {
-                    recorder.record_consumed_only(now_ns, value.len() as u64, progress);
-                }
+                recorder.record_consumed(now_ns, sent_ns, value.len() as u64, progress);
             })?;
         }
         offset = header.next_offset();
     }
+    recorder.foreign += foreign;
     Progress::add(&progress.consumed, count);
     Progress::add(&progress.consumed_bytes, bytes);
     Ok(offset)

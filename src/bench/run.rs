@@ -169,7 +169,8 @@ impl Plans {
             }
         }
         if settings.mode.consumes() {
-            for (id, plan) in consumer_plans(settings, setup, clock, end_ns).into_iter() {
+            let consumers = consumer_plans(settings, setup, clock, start_ns, end_ns);
+            for (id, plan) in consumers {
                 plans.consumers[id % cores].push(plan);
             }
         }
@@ -192,6 +193,7 @@ fn consumer_plans(
     settings: &Arc<Settings>,
     setup: &Setup,
     clock: Clock,
+    start_ns: u64,
     end_ns: Option<u64>,
 ) -> Vec<(usize, ConsumerPlan)> {
     let mut by_key: HashMap<(usize, i32), Vec<(i32, i64)>> = HashMap::new();
@@ -219,6 +221,7 @@ fn consumer_plans(
                 end_offsets: setup.end_offsets.clone(),
                 clock,
                 end_ns,
+                run_start_ns: start_ns,
             };
             Some((key.0, plan))
         })

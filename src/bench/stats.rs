@@ -185,6 +185,8 @@ pub struct Recorder {
     pub acked_all: u64,
     /// Records that failed.
     pub errors: u64,
+    /// e2e: consumed records that this run did not send (skipped).
+    pub foreign: u64,
     /// Latest intended send time of a measured record (end of the measured window).
     pub last_send_ns: u64,
     /// Per-second samples since `measure_start_ns`, by completion time.
@@ -207,6 +209,7 @@ impl Recorder {
             consumed_all: 0,
             acked_all: 0,
             errors: 0,
+            foreign: 0,
             last_send_ns: 0,
             seconds: Vec::new(),
             worker,
@@ -311,6 +314,7 @@ impl Recorder {
         self.consumed_all += other.consumed_all;
         self.acked_all += other.acked_all;
         self.errors += other.errors;
+        self.foreign += other.foreign;
         self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
         for (i, s) in other.seconds.iter().enumerate() {
             while self.seconds.len() <= i {

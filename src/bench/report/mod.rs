@@ -162,6 +162,13 @@ pub fn table(summary: &Summary) -> String {
             " (consumers did NOT catch up)"
         }
     );
+    if summary.foreign_records > 0 {
+        let _ = writeln!(
+            out,
+            "skipped {} records not sent by this run",
+            summary.foreign_records
+        );
+    }
     out
 }
 

@@ -39,6 +39,8 @@ pub struct Summary {
     pub consumed_total: u64,
     /// e2e: consumers saw every acknowledged record before the drain timeout.
     pub drained: bool,
+    /// e2e: consumed records not sent by this run (left by an earlier run), skipped.
+    pub foreign_records: u64,
     /// Produce-ack latency (absent for `consume` and for `acks=0`).
     pub ack_latency: Option<Latency>,
     /// End-to-end latency (present for `e2e` only).
@@ -217,6 +219,7 @@ impl Summary {
             produced_total: outcome.produced_all,
             consumed_total: outcome.consumed_all,
             drained: outcome.drained,
+            foreign_records: rec.foreign,
             ack_latency: Latency::of(&rec.ack),
             e2e_latency: Latency::of(&rec.e2e),
             timeline: rec.seconds[..timeline_len]
@@ -312,6 +315,7 @@ pub const FIELDS: &[&str] = &[
     "produced_total",
     "consumed_total",
     "drained",
+    "foreign_records",
     "ack_latency",
     "ack_latency.count",
     "ack_latency.min_us",
