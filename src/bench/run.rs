@@ -42,6 +42,8 @@ pub struct Outcome {
     pub drained: bool,
     /// Partitions of the topic.
     pub partitions: i32,
+    /// CPU the bench process used over the measured window, % of one core.
+    pub tool_cpu_percent: Option<f64>,
 }
 
 /// Topic layout and consumer start/end offsets, found before the load starts.
@@ -76,7 +78,12 @@ pub fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         .producers_running
         .store(plans.producer_count() as u64, Ordering::Relaxed);
     let handles = spawn_workers(&settings, plans, progress.clone(), measure_start_ns)?;
-    let drained = monitor(&settings, &progress, clock, start_ns, measure_start_ns);
+    let window = Window {
+        start_ns,
+        measure_start_ns,
+        end_ns,
+    };
+    let monitored = monitor(&settings, &progress, clock, window);
     let mut merged = Recorder::new(measure_start_ns, 0);
     for result in handles.join_all() {
         let recorder = result.map_err(|e| anyhow!("executor: {e}"))??;
@@ -93,7 +100,8 @@ pub fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         settings,
         measure_start_ns,
         measure_end_ns,
-        drained,
+        drained: monitored.drained,
+        tool_cpu_percent: monitored.cpu_percent,
         partitions: setup.layout.partitions(),
     })
 }
@@ -302,17 +310,12 @@ async fn worker(
 
 /// Prints a progress line each second until the executors finish; stops consumers once they
 /// have seen every acknowledged record (or after the drain timeout). Returns whether they did.
-fn monitor(
-    settings: &Settings,
-    progress: &Progress,
-    clock: Clock,
-    start_ns: u64,
-    measure_start_ns: u64,
-) -> bool {
-    let mut line = super::report::ProgressLine::new(start_ns, measure_start_ns);
-    let mut next_print = start_ns + NS_PER_S;
+fn monitor(settings: &Settings, progress: &Progress, clock: Clock, window: Window) -> Monitored {
+    let mut line = super::report::ProgressLine::new(window.start_ns, window.measure_start_ns);
+    let mut next_print = window.start_ns + NS_PER_S;
     let mut drain_deadline: Option<Instant> = None;
     let mut drained = !settings.mode.consumes();
+    let mut cpu = CpuMeter::default();
     while progress.workers_done.load(Ordering::Relaxed) < settings.cores {
         std::thread::sleep(Duration::from_millis(20));
         let now = clock.now_ns();
@@ -321,6 +324,11 @@ fn monitor(
             next_print += NS_PER_S;
         }
         let producing = Progress::get(&progress.producers_running) > 0;
+        let measuring = settings.mode.produces() && producing || settings.mode == Mode::Consume;
+        cpu.sample(now, now >= window.measure_start_ns && measuring);
+        if window.end_ns.is_some_and(|end| now >= end) {
+            cpu.sample(now, false);
+        }
         if settings.mode != Mode::E2e || producing {
             continue;
         }
@@ -332,5 +340,70 @@ fn monitor(
             progress.stop_consumers.store(true, Ordering::Relaxed);
         }
     }
-    drained || settings.mode == Mode::Consume
+    cpu.sample(clock.now_ns(), false);
+    Monitored {
+        drained: drained || settings.mode == Mode::Consume,
+        cpu_percent: cpu.percent(),
+    }
+}
+
+/// The run's time marks (clock ns).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_ns: u64,
+    measure_start_ns: u64,
+    end_ns: Option<u64>,
+}
+
+/// What the monitor saw.
+struct Monitored {
+    drained: bool,
+    cpu_percent: Option<f64>,
+}
+
+/// CPU time of this process over the measured window, from `/proc/self/stat`.
+#[derive(Debug, Default)]
+struct CpuMeter {
+    first: Option<(u64, u64)>,
+    last: Option<(u64, u64)>,
+    closed: bool,
+}
+
+impl CpuMeter {
+    /// Opens the window on the first `inside` sample, closes it on the first one after.
+    fn sample(&mut self, now_ns: u64, inside: bool) {
+        if self.closed {
+            return;
+        }
+        let Some(ticks) = process_cpu_ticks() else {
+            return;
+        };
+        if inside {
+            self.first.get_or_insert((now_ns, ticks));
+            self.last = Some((now_ns, ticks));
+        } else if self.first.is_some() {
+            self.last = Some((now_ns, ticks));
+            self.closed = true;
+        }
+    }
+
+    /// Percent of one core used over the window.
+    fn percent(&self) -> Option<f64> {
+        let ((t0, c0), (t1, c1)) = (self.first?, self.last?);
+        let wall_s = (t1.checked_sub(t0)? as f64 / NS_PER_S as f64).max(1e-9);
+        (wall_s >= 0.5).then(|| (c1 - c0) as f64 / USER_HZ / wall_s * 100.0)
+    }
+}
+
+/// Kernel clock ticks per second in `/proc` (USER_HZ, fixed at 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// utime + stime of this process in ticks.
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11); // field 14 is the 12th after ')'
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }

@@ -336,7 +336,8 @@ impl Chart {
         let _ = writeln!(
             svg,
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{}</text>\
-             <text x=\"14\" y=\"{:.0}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {:.0})\">{}</text>",
+             <text x=\"14\" y=\"{:.0}\" text-anchor=\"middle\" \
+             transform=\"rotate(-90 14 {:.0})\">{}</text>",
             MARGIN_LEFT + (WIDTH - MARGIN_LEFT - MARGIN_RIGHT) / 2.0,
             HEIGHT - 8.0,
             escape(&self.x_label),

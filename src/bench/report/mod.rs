@@ -162,6 +162,12 @@ pub fn table(summary: &Summary) -> String {
             " (consumers did NOT catch up)"
         }
     );
+    if let Some(cpu) = summary.tool_cpu_percent {
+        let _ = writeln!(
+            out,
+            "load tool CPU: {cpu:.0}% of one core over the measured window"
+        );
+    }
     if summary.foreign_records > 0 {
         let _ = writeln!(
             out,

@@ -41,6 +41,8 @@ pub struct Summary {
     pub drained: bool,
     /// e2e: consumed records not sent by this run (left by an earlier run), skipped.
     pub foreign_records: u64,
+    /// CPU the bench process used over the measured window, percent of one core.
+    pub tool_cpu_percent: Option<f64>,
     /// Produce-ack latency (absent for `consume` and for `acks=0`).
     pub ack_latency: Option<Latency>,
     /// End-to-end latency (present for `e2e` only).
@@ -220,6 +222,7 @@ impl Summary {
             consumed_total: outcome.consumed_all,
             drained: outcome.drained,
             foreign_records: rec.foreign,
+            tool_cpu_percent: outcome.tool_cpu_percent,
             ack_latency: Latency::of(&rec.ack),
             e2e_latency: Latency::of(&rec.e2e),
             timeline: rec.seconds[..timeline_len]
@@ -316,6 +319,7 @@ pub const FIELDS: &[&str] = &[
     "consumed_total",
     "drained",
     "foreign_records",
+    "tool_cpu_percent",
     "ack_latency",
     "ack_latency.count",
     "ack_latency.min_us",

@@ -42,6 +42,7 @@ fn outcome() -> Outcome {
         measure_start_ns: START_NS,
         measure_end_ns: START_NS + 3 * NS_PER_S,
         drained: true,
+        tool_cpu_percent: Some(12.5),
         partitions: 16,
     }
 }
