@@ -9,6 +9,7 @@ a native one: it checks that `strata bench` is in the right ballpark, not a ceil
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -62,6 +63,7 @@ def main() -> int:
         producer.poll(0)
     remaining = producer.flush(60)
     elapsed = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         "client": "confluent-kafka " + _version(confluent_kafka.version()),
         "librdkafka": _version(confluent_kafka.libversion()),
@@ -73,6 +75,9 @@ def main() -> int:
         "seconds": round(elapsed, 3),
         "msgs_per_s": round(stats["delivered"] / elapsed, 1),
         "mb_per_s": round(stats["delivered"] * args.record_size / 1e6 / elapsed, 2),
+        # CPU of this process (Python + librdkafka threads) in % of one core: near 100 with
+        # taskset to one CPU means the client, not the broker, limited the rate.
+        "client_cpu_percent": round((usage.ru_utime + usage.ru_stime) / elapsed * 100, 1),
     }
     print(json.dumps(result))
     return 0 if stats["errors"] == 0 and remaining == 0 else 1

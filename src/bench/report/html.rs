@@ -11,7 +11,7 @@ use super::summary::{Latency, Summary};
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 320.0;
 const MARGIN_LEFT: f64 = 70.0;
-const MARGIN_RIGHT: f64 = 20.0;
+const MARGIN_RIGHT: f64 = 45.0;
 const MARGIN_TOP: f64 = 30.0;
 const MARGIN_BOTTOM: f64 = 45.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"];
@@ -302,9 +302,11 @@ impl Chart {
             sy(y_max)
         );
         let x_ticks: Vec<(f64, String)> = if self.x_ticks.is_empty() {
-            (0..=5)
-                .map(|i| x_max * f64::from(i) / 5.0)
-                .map(|x| (x, format!("{x:.0}")))
+            let step = nice_ceiling(x_max / 5.0);
+            (0..)
+                .map(|i| f64::from(i) * step)
+                .take_while(|x| *x <= x_max + 1e-9)
+                .map(|x| (x, short(x)))
                 .collect()
         } else {
             self.x_ticks.clone()
@@ -320,8 +322,8 @@ impl Chart {
                 escape(&label)
             );
         }
-        for i in 0..=4 {
-            let y = y_max * f64::from(i) / 4.0;
+        for i in 0..=5 {
+            let y = y_max * f64::from(i) / 5.0;
             let _ = writeln!(
                 svg,
                 "<line x1=\"{x0}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#eee\"/>\
@@ -361,16 +363,18 @@ fn nice_ceiling(v: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
+/// A compact axis label: `0`, `0.25`, `40`, `1.5k`, `2M`.
 fn short(v: f64) -> String {
-    if v >= 1e6 {
+    let text = if v >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e3 {
         format!("{:.1}k", v / 1e3)
-    } else if v >= 10.0 || v == 0.0 {
+    } else if v >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
-    }
+    };
+    text.replace(".0k", "k").replace(".0M", "M")
 }
 
 /// Escapes text for HTML/SVG content and attributes.
