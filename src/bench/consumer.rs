@@ -39,7 +39,8 @@ pub struct ConsumerPlan {
     pub clock: Clock,
     /// Consume mode: stop at this time.
     pub end_ns: Option<u64>,
-    /// e2e: first intended send time of the run; records stamped earlier are not this run's.
+    /// Start of the run: fetching begins then; in e2e, records stamped earlier are not this
+    /// run's.
     pub run_start_ns: u64,
 }
 
@@ -50,6 +51,8 @@ pub async fn run(
     progress: Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut conn = Conn::open(plan.broker).await?;
+    let wait_ns = plan.run_start_ns.saturating_sub(plan.clock.now_ns());
+    glommio::timer::sleep(std::time::Duration::from_nanos(wait_ns)).await;
     let version = conn.versions.pick(ApiKey::Fetch, 4, 12)?;
     let mut offsets = plan.offsets.clone();
     let topic = TopicName(StrBytes::from_string(plan.topic.clone()));

@@ -506,10 +506,7 @@ fn complete(shared: &Shared, lane: &Lane, batches: &[(i32, SendSpan)], failed: &
         Progress::add(&progress.acked, span.count);
         Progress::add(&progress.acked_bytes, span.bytes);
         if shared.plan.settings.acks == Acks::None {
-            recorder.acked_all += span.count;
-            let measured = span.measured_part(recorder.measure_start_ns);
-            recorder.acked += measured.count;
-            recorder.acked_bytes += measured.bytes;
+            recorder.record_written(now, span, progress);
         } else {
             recorder.record_acks(now, span, progress);
         }

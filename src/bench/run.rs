@@ -89,9 +89,13 @@ pub fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         let recorder = result.map_err(|e| anyhow!("executor: {e}"))??;
         merged.merge(&recorder);
     }
-    let measure_end_ns = match end_ns {
-        Some(end) => end,
-        None => merged.last_send_ns.max(measure_start_ns + 1),
+    let measure_end_ns = match (settings.mode, end_ns) {
+        (Mode::Consume, end) => {
+            let last = merged.last_consume_ns.max(measure_start_ns + 1);
+            end.map_or(last, |end| end.min(last))
+        }
+        (_, Some(end)) => end,
+        (_, None) => merged.last_send_ns.max(measure_start_ns + 1),
     };
     Ok(Outcome {
         produced_all: merged.acked_all,

@@ -189,6 +189,8 @@ pub struct Recorder {
     pub foreign: u64,
     /// Latest intended send time of a measured record (end of the measured window).
     pub last_send_ns: u64,
+    /// Consume mode: when the last measured record was consumed.
+    pub last_consume_ns: u64,
     /// Per-second samples since `measure_start_ns`, by completion time.
     pub seconds: Vec<Second>,
     worker: usize,
@@ -211,6 +213,7 @@ impl Recorder {
             errors: 0,
             foreign: 0,
             last_send_ns: 0,
+            last_consume_ns: 0,
             seconds: Vec::new(),
             worker,
             live_second: 0,
@@ -270,6 +273,22 @@ impl Recorder {
         }
     }
 
+    /// acks=0: counts records written to the socket at `now_ns` (no latency exists).
+    pub fn record_written(&mut self, now_ns: u64, span: SendSpan, progress: &Progress) {
+        self.acked_all += span.count;
+        let measured = span.measured_part(self.measure_start_ns);
+        if measured.count == 0 {
+            return;
+        }
+        self.acked += measured.count;
+        self.acked_bytes += measured.bytes;
+        self.last_send_ns = self.last_send_ns.max(span.last_ns);
+        if let Some(s) = self.second(now_ns, progress) {
+            s.acked += measured.count;
+            s.acked_bytes += measured.bytes;
+        }
+    }
+
     /// Records a consumed record sent (intended) at `sent_ns`, seen at `now_ns`.
     #[inline]
     pub fn record_consumed(&mut self, now_ns: u64, sent_ns: u64, bytes: u64, progress: &Progress) {
@@ -297,6 +316,7 @@ impl Recorder {
         }
         self.consumed += 1;
         self.consumed_bytes += bytes;
+        self.last_consume_ns = self.last_consume_ns.max(now_ns);
         if let Some(s) = self.second(now_ns, progress) {
             s.consumed += 1;
             s.consumed_bytes += bytes;
@@ -316,6 +336,7 @@ impl Recorder {
         self.errors += other.errors;
         self.foreign += other.foreign;
         self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
+        self.last_consume_ns = self.last_consume_ns.max(other.last_consume_ns);
         for (i, s) in other.seconds.iter().enumerate() {
             while self.seconds.len() <= i {
                 self.seconds.push(Second::new());

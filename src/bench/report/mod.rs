@@ -69,8 +69,8 @@ impl ProgressLine {
         let _ = write!(
             line,
             " | p99 ack {} e2e {} | in flight {} | errors {}",
-            us(max_of(&progress.live_ack_p99_us)),
-            us(max_of(&progress.live_e2e_p99_us)),
+            live_us(max_of(&progress.live_ack_p99_us)),
+            live_us(max_of(&progress.live_e2e_p99_us)),
             Progress::get(&progress.sent).saturating_sub(acked),
             Progress::get(&progress.errors),
         );
@@ -90,6 +90,15 @@ fn si(v: f64) -> String {
         format!("{:.1}k", v / 1e3)
     } else {
         format!("{v:.0}")
+    }
+}
+
+/// Like [`us`], with `-` for "no sample yet".
+fn live_us(v: u64) -> String {
+    if v == 0 {
+        "-".into()
+    } else {
+        us(v)
     }
 }
 
