@@ -89,6 +89,10 @@ pub struct RunFlags {
     /// CPUs to pin the executors to, comma separated (one per core).
     #[arg(long, value_delimiter = ',')]
     pub cpus: Option<Vec<usize>>,
+    /// Busy-poll this long before an idle executor sleeps (lower tool-side wake-up latency,
+    /// burns its CPU) [0 = off].
+    #[arg(long)]
+    pub spin: Option<Dur>,
     /// Produce requests in flight per connection [5].
     #[arg(long)]
     pub max_in_flight: Option<usize>,
@@ -200,6 +204,7 @@ pub fn resolve(
             .map_or(Duration::from_secs(1), |d| d.0),
         cores: f.cores.or(file.cores).unwrap_or(1),
         cpus: f.cpus,
+        spin: f.spin.or(file.spin).map_or(Duration::ZERO, |d| d.0),
         max_in_flight: f.max_in_flight.or(file.max_in_flight).unwrap_or(5),
         buffer_bytes: f.buffer_bytes.map_or(32 << 20, |b| b.0),
         request_bytes_max: 1 << 20,

@@ -183,7 +183,8 @@ impl Plans {
         if settings.mode.consumes() {
             let consumers = consumer_plans(settings, setup, clock, start_ns, end_ns);
             for (id, plan) in consumers {
-                plans.consumers[id % cores].push(plan);
+                // After the producers' executors, so that with --cores 2 they run apart.
+                plans.consumers[(id + settings.producers) % cores].push(plan);
             }
         }
         plans
@@ -258,9 +259,13 @@ fn spawn_workers(
         None => PoolPlacement::MaxSpread(settings.cores, None),
     };
     let next_index = Arc::new(AtomicUsize::new(0));
-    let handles = LocalExecutorPoolBuilder::new(placement)
+    let mut builder = LocalExecutorPoolBuilder::new(placement)
         .name("bench")
-        .io_memory(IO_MEMORY_BYTES)
+        .io_memory(IO_MEMORY_BYTES);
+    if !settings.spin.is_zero() {
+        builder = builder.spin_before_park(settings.spin);
+    }
+    let handles = builder
         .on_all_shards(move || {
             let index = next_index.fetch_add(1, Ordering::Relaxed);
             let producers = plans.producers.get(index).cloned().unwrap_or_default();

@@ -73,6 +73,8 @@ pub struct Settings {
     pub cores: usize,
     /// CPUs to pin executors to (None: glommio's spread placement).
     pub cpus: Option<Vec<usize>>,
+    /// Busy-poll time before an idle executor parks (zero: park at once).
+    pub spin: Duration,
     /// Produce requests in flight per connection.
     pub max_in_flight: usize,
     /// Bytes of batches a producer may hold (open, queued and in flight).

@@ -446,6 +446,8 @@ pub struct WorkloadFile {
     pub cores: Option<usize>,
     /// Produce requests in flight per connection.
     pub max_in_flight: Option<usize>,
+    /// Busy-poll time before an idle executor sleeps.
+    pub spin: Option<Dur>,
 }
 
 impl WorkloadFile {
