@@ -162,6 +162,7 @@ distributions() {
 write_markdown() {
   local name=$1 mode=$2 cmd=$3 report=$4 xcheck=$5 mbps
   mbps=$(json_get "$report/summary.json" produce.mb_per_s)
+  [[ -n $mbps ]] && mbps=$(printf '%.1f' "$mbps")
   cat <<MD
 # $name ($mode), $DATE
 

@@ -118,8 +118,10 @@ pub fn table(summary: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{} ({:?}), measured {:.1}s",
-        summary.name, summary.mode, summary.measured_seconds
+        "\n{} ({}), measured {:.1}s",
+        summary.name,
+        format!("{:?}", summary.mode).to_lowercase(),
+        summary.measured_seconds
     );
     let _ = writeln!(
         out,
