@@ -157,6 +157,12 @@ pub fn table(summary: &Summary) -> String {
                 .join(" ")
         );
     }
+    table_footer(summary, &mut out);
+    out
+}
+
+/// Notes under the table: what the latencies are, record counts, tool CPU.
+fn table_footer(summary: &Summary, out: &mut String) {
     let _ = writeln!(
         out,
         "(produce row latency: produce-ack; consume row latency: end-to-end)"
@@ -186,7 +192,6 @@ pub fn table(summary: &Summary) -> String {
             summary.foreign_records
         );
     }
-    out
 }
 
 fn latency_cells(l: &Latency) -> Vec<String> {
