@@ -8,17 +8,26 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::batch::{for_each_value, read_header};
 use super::conn::Conn;
 use super::settings::{Mode, Settings};
 use super::stats::{Clock, Progress, Recorder};
+
+/// Partition errors a fetch retries: UNKNOWN_TOPIC_OR_PARTITION (3), LEADER_NOT_AVAILABLE (5),
+/// NOT_LEADER_OR_FOLLOWER (6), REPLICA_NOT_AVAILABLE (9), as right after topic creation.
+const RETRIABLE: [i16; 4] = [3, 5, 6, 9];
+/// How long a partition may keep failing with retriable errors.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between fetches while some partition reports a retriable error.
+const RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// What one consumer connection fetches.
 #[derive(Clone)]
@@ -52,10 +61,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut conn = Conn::open(plan.broker).await?;
     let wait_ns = plan.run_start_ns.saturating_sub(plan.clock.now_ns());
-    glommio::timer::sleep(std::time::Duration::from_nanos(wait_ns)).await;
+    glommio::timer::sleep(Duration::from_nanos(wait_ns)).await;
     let version = conn.versions.pick(ApiKey::Fetch, 4, 12)?;
     let mut offsets = plan.offsets.clone();
     let topic = TopicName(StrBytes::from_string(plan.topic.clone()));
+    let mut retrying: Option<Instant> = None;
     loop {
         if should_stop(&plan, &offsets, &progress) {
             return Ok(());
@@ -65,28 +75,60 @@ pub async fn run(
         if response.error_code != 0 {
             bail!("fetch failed: error code {}", response.error_code);
         }
-        let now = plan.clock.now_ns();
-        let mut recorder = recorder.borrow_mut();
-        for t in response.responses {
-            for p in t.partitions {
-                if p.error_code != 0 {
-                    bail!(
-                        "fetch {}/{}: error code {}",
-                        plan.topic,
-                        p.partition_index,
-                        p.error_code
-                    );
-                }
-                let Some(slot) = offsets.iter_mut().find(|(id, _)| *id == p.partition_index) else {
-                    continue;
-                };
-                if let Some(records) = p.records {
-                    slot.1 = consume_records(&plan, records, slot.1, now, &mut recorder, &progress)
-                        .with_context(|| format!("partition {}", p.partition_index))?;
-                }
+        let retry = absorb(&plan, response, &mut offsets, &recorder, &progress)?;
+        retrying = match (retry, retrying) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, Some(since)) if since.elapsed() > RETRY_TIMEOUT => {
+                bail!(
+                    "fetch {}: retriable errors for {RETRY_TIMEOUT:?}",
+                    plan.topic
+                )
+            }
+            (true, since) => since,
+        };
+        if retrying.is_some() {
+            glommio::timer::sleep(RETRY_BACKOFF).await;
+        }
+    }
+}
+
+/// Counts a fetch response's records and advances `offsets`; `Ok(true)` if some partition
+/// reported a retriable error.
+fn absorb(
+    plan: &ConsumerPlan,
+    response: FetchResponse,
+    offsets: &mut [(i32, i64)],
+    recorder: &RefCell<Recorder>,
+    progress: &Progress,
+) -> anyhow::Result<bool> {
+    let now = plan.clock.now_ns();
+    let mut retry = false;
+    let mut recorder = recorder.borrow_mut();
+    for t in response.responses {
+        for p in t.partitions {
+            if RETRIABLE.contains(&p.error_code) {
+                retry = true;
+                continue;
+            }
+            if p.error_code != 0 {
+                bail!(
+                    "fetch {}/{}: error code {}",
+                    plan.topic,
+                    p.partition_index,
+                    p.error_code
+                );
+            }
+            let Some(slot) = offsets.iter_mut().find(|(id, _)| *id == p.partition_index) else {
+                continue;
+            };
+            if let Some(records) = p.records {
+                slot.1 = consume_records(plan, records, slot.1, now, &mut recorder, progress)
+                    .with_context(|| format!("partition {}", p.partition_index))?;
             }
         }
     }
+    Ok(retry)
 }
 
 fn should_stop(plan: &ConsumerPlan, offsets: &[(i32, i64)], progress: &Progress) -> bool {
