@@ -25,6 +25,7 @@
 //!
 //! `tests/tidy.rs` checks this table.
 
+pub mod bench;
 pub mod config;
 pub mod controller;
 pub mod protocol;

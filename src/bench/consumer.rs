@@ -1,0 +1,217 @@
+//! One consumer's fetch loop against one leader broker: a full Fetch (no sessions) for the
+//! consumer's partitions on that broker, one request in flight, RecordBatch v2 parsed in place
+//! to count records and read each record's intended send time (first 8 bytes of its value).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::batch::{for_each_value, read_header};
+use super::conn::Conn;
+use super::settings::{Mode, Settings};
+use super::stats::{Clock, Progress, Recorder};
+
+/// Partition errors a fetch retries: UNKNOWN_TOPIC_OR_PARTITION (3), LEADER_NOT_AVAILABLE (5),
+/// NOT_LEADER_OR_FOLLOWER (6), REPLICA_NOT_AVAILABLE (9), as right after topic creation.
+const RETRIABLE: [i16; 4] = [3, 5, 6, 9];
+/// How long a partition may keep failing with retriable errors.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between fetches while some partition reports a retriable error.
+const RETRY_BACKOFF: Duration = Duration::from_millis(20);
+
+/// What one consumer connection fetches.
+#[derive(Clone)]
+pub struct ConsumerPlan {
+    /// Consumer index.
+    pub id: usize,
+    /// Run settings.
+    pub settings: Arc<Settings>,
+    /// Topic.
+    pub topic: String,
+    /// Leader to fetch from.
+    pub broker: SocketAddr,
+    /// Partitions and their start offsets.
+    pub offsets: Vec<(i32, i64)>,
+    /// Consume mode: offsets at which each partition counts as drained.
+    pub end_offsets: HashMap<i32, i64>,
+    /// Shared clock.
+    pub clock: Clock,
+    /// Consume mode: stop at this time.
+    pub end_ns: Option<u64>,
+    /// Start of the run: fetching begins then; in e2e, records stamped earlier are not this
+    /// run's.
+    pub run_start_ns: u64,
+}
+
+/// Fetches until told to stop (e2e), or until the end time / drained (consume).
+pub async fn run(
+    plan: ConsumerPlan,
+    recorder: Rc<RefCell<Recorder>>,
+    progress: Arc<Progress>,
+) -> anyhow::Result<()> {
+    let mut conn = Conn::open(plan.broker).await?;
+    let wait_ns = plan.run_start_ns.saturating_sub(plan.clock.now_ns());
+    glommio::timer::sleep(Duration::from_nanos(wait_ns)).await;
+    let version = conn.versions.pick(ApiKey::Fetch, 4, 12)?;
+    let mut offsets = plan.offsets.clone();
+    let topic = TopicName(StrBytes::from_string(plan.topic.clone()));
+    let mut retrying: Option<Instant> = None;
+    loop {
+        if should_stop(&plan, &offsets, &progress) {
+            return Ok(());
+        }
+        let request = fetch_request(&plan.settings, &topic, &offsets);
+        let response = conn.call(&request, version).await?;
+        if response.error_code != 0 {
+            bail!("fetch failed: error code {}", response.error_code);
+        }
+        let retry = absorb(&plan, response, &mut offsets, &recorder, &progress)?;
+        retrying = match (retry, retrying) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, Some(since)) if since.elapsed() > RETRY_TIMEOUT => {
+                bail!("fetch {}: retriable errors for {RETRY_TIMEOUT:?}", plan.topic)
+            }
+            (true, since) => since,
+        };
+        if retrying.is_some() {
+            glommio::timer::sleep(RETRY_BACKOFF).await;
+        }
+    }
+}
+
+/// Counts a fetch response's records and advances `offsets`; `Ok(true)` if some partition
+/// reported a retriable error.
+fn absorb(
+    plan: &ConsumerPlan,
+    response: FetchResponse,
+    offsets: &mut [(i32, i64)],
+    recorder: &RefCell<Recorder>,
+    progress: &Progress,
+) -> anyhow::Result<bool> {
+    let now = plan.clock.now_ns();
+    let mut retry = false;
+    let mut recorder = recorder.borrow_mut();
+    for t in response.responses {
+        for p in t.partitions {
+            if RETRIABLE.contains(&p.error_code) {
+                retry = true;
+                continue;
+            }
+            if p.error_code != 0 {
+                bail!("fetch {}/{}: error code {}", plan.topic, p.partition_index, p.error_code);
+            }
+            let Some(slot) = offsets.iter_mut().find(|(id, _)| *id == p.partition_index) else {
+                continue;
+            };
+            if let Some(records) = p.records {
+                slot.1 = consume_records(plan, records, slot.1, now, &mut recorder, progress)
+                    .with_context(|| format!("partition {}", p.partition_index))?;
+            }
+        }
+    }
+    Ok(retry)
+}
+
+fn should_stop(plan: &ConsumerPlan, offsets: &[(i32, i64)], progress: &Progress) -> bool {
+    if progress.stop_consumers.load(Ordering::Relaxed) {
+        return true;
+    }
+    if plan.settings.mode != Mode::Consume {
+        return false;
+    }
+    if plan.end_ns.is_some_and(|end| plan.clock.now_ns() >= end) {
+        return true;
+    }
+    if plan.settings.messages.is_some_and(|m| Progress::get(&progress.consumed) >= m) {
+        return true;
+    }
+    offsets.iter().all(|(p, o)| plan.end_offsets.get(p).is_some_and(|end| o >= end))
+}
+
+fn fetch_request(settings: &Settings, topic: &TopicName, offsets: &[(i32, i64)]) -> FetchRequest {
+    let fetch_bytes = i32::try_from(settings.fetch_bytes).unwrap_or(i32::MAX);
+    let partitions = offsets
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(fetch_bytes)
+        })
+        .collect();
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(settings.fetch_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(fetch_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic.clone())
+            .with_partitions(partitions)])
+}
+
+/// Counts the records of a fetched partition at or after `offset`; returns the next offset.
+fn consume_records(
+    plan: &ConsumerPlan,
+    records: Bytes,
+    mut offset: i64,
+    now_ns: u64,
+    recorder: &mut Recorder,
+    progress: &Progress,
+) -> anyhow::Result<i64> {
+    let e2e = plan.settings.mode == Mode::E2e;
+    let mut data: &[u8] = &records;
+    let (mut count, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
+    while let Some(header) = read_header(data, true)? {
+        let batch = &data[..header.size_bytes];
+        data = &data[header.size_bytes..];
+        if header.next_offset() <= offset {
+            continue;
+        }
+        if !header.control {
+            let mut record_offset = header.base_offset;
+            for_each_value(&header, batch, |value| {
+                let skip = record_offset < offset;
+                record_offset += 1;
+                if skip {
+                    return;
+                }
+                let value = value.unwrap_or(&[]);
+                if !e2e {
+                    count += 1;
+                    bytes += value.len() as u64;
+                    recorder.record_consumed_only(now_ns, value.len() as u64, progress);
+                    return;
+                }
+                let sent_ns = value.first_chunk::<8>().map_or(0, |s| u64::from_be_bytes(*s));
+                if sent_ns < plan.run_start_ns || sent_ns > now_ns {
+                    foreign += 1; // left by an earlier run, or not a bench record
+                    return;
+                }
+                count += 1;
+                bytes += value.len() as u64;
+                recorder.record_consumed(now_ns, sent_ns, value.len() as u64, progress);
+            })?;
+        }
+        offset = header.next_offset();
+    }
+    recorder.foreign += foreign;
+    Progress::add(&progress.consumed, count);
+    Progress::add(&progress.consumed_bytes, bytes);
+    Ok(offset)
+}
