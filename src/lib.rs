@@ -7,6 +7,7 @@
 //! | `protocol`     | Kafka framing, request decode / response encode, API version table  |
 //! | `runtime`      | pinned executors, the shard mesh, partition-to-shard placement      |
 //! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
+//! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
 //! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
 //! | `server`       | listeners, connections, request dispatch, one handler per API       |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
@@ -19,6 +20,7 @@
 //! | `protocol`     | `record_batch`                                  |
 //! | `runtime`      | nothing (knows nothing about Kafka)             |
 //! | `storage`      | `record_batch`, `runtime`                       |
+//! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
 //! | `controller`   | `storage`, `runtime`, `protocol`                |
 //! | `server`       | everything above                                |
 //! | `bench`        | `protocol`, `record_batch`, `runtime`           |
@@ -27,6 +29,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod protocol;
 pub mod record_batch;
 pub mod runtime;
