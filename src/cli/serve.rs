@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Stamp batches with the broker's clock (log.message.timestamp.type=LogAppendTime).
     #[arg(long, env = "STRATA_LOG_APPEND_TIME")]
     log_append_time: bool,
+    /// Partitions of the internal `__consumer_offsets` topic when it is first created
+    /// (offsets.topic.num.partitions; Kafka's default is 50).
+    #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS", default_value_t = 16)]
+    offsets_topic_partitions: i32,
 }
 
 impl ServeArgs {
@@ -104,6 +108,7 @@ impl ServeArgs {
             flush,
             tail_cache_bytes: self.tail_cache_bytes,
             log_append_time: self.log_append_time,
+            offsets_topic_partitions: self.offsets_topic_partitions,
         };
         let spin = (self.idle_spin_us > 0).then(|| Duration::from_micros(self.idle_spin_us));
         let pool = PoolOptions { shards: self.shards, cpus: self.cpus, spin_before_park: spin };
