@@ -11,6 +11,7 @@
 //! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
 //! | `server`       | listeners, connections, request dispatch, one handler per API       |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
+//! | `client`       | a small blocking admin client for the `strata` commands             |
 //!
 //! Dependencies point one way, from the network edge down to storage:
 //!
@@ -24,9 +25,11 @@
 //! | `controller`   | `storage`, `runtime`, `protocol`                |
 //! | `server`       | everything above                                |
 //! | `bench`        | `protocol`, `record_batch`, `runtime`           |
+//! | `client`       | `protocol`, `record_batch`                      |
 //!
 //! `tests/tidy.rs` checks this table.
 
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod group;

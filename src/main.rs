@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run a broker.
     Serve(cli::serve::ServeArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    Group(cli::group::GroupArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -26,6 +28,7 @@ fn main() -> std::process::ExitCode {
     cli::init_logging(cli.log.as_deref());
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
+        Command::Group(args) => cli::group::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("controller", &["storage", "runtime", "protocol"]),
     ("group", &["storage", "runtime", "protocol", "record_batch"]),
     ("bench", &["protocol", "record_batch", "runtime"]),
+    ("client", &["protocol", "record_batch"]),
     ("config", &[]),
 ];
 

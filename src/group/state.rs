@@ -577,8 +577,8 @@ impl Group {
         self.generation += 1;
         if self.members.is_empty() {
             self.set_state(GroupState::Empty, now_ms);
+            // Kafka keeps the protocol type of an empty group (ListGroups shows it).
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             self.phase_deadline_ms = None;
             out.persist = true;

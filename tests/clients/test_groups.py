@@ -152,7 +152,7 @@ def test_kafka_python_group_consumers(broker):
     create_topic(broker.bootstrap, topic, 4)
     consumers = [KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id="kp",
                                auto_offset_reset="earliest", enable_auto_commit=False,
-                               session_timeout_ms=6000, heartbeat_interval_ms=500,
+                               session_timeout_ms=6000, heartbeat_interval_ms=500, metadata_max_age_ms=1000,
                                consumer_timeout_ms=200)
                  for _ in range(2)]
     got = [[] for _ in consumers]
@@ -182,3 +182,58 @@ def test_kafka_python_group_consumers(broker):
         for c in consumers:
             c.close()
     assert committed(broker.bootstrap, "kp", topic, range(4)) == {p: n // 4 for p in range(4)}
+
+
+def strata_group(broker, *args, check=True):
+    out = subprocess.run([strata_bin(), "group", "--bootstrap-server", broker.bootstrap, *args],
+                         capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def describe_json(broker, group):
+    return json.loads(strata_group(broker, "describe", group, "--output", "json").stdout)
+
+
+def test_cli_describe_shows_lag_and_reset_to_earliest_rereads(broker):
+    topic = "cli-lag"
+    create_topic(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic, 2, 0, 100)
+    consumer = GroupConsumer(broker.bootstrap, topic, "cli")
+    try:
+        wait_for(lambda: len(consumer.messages()) >= 100, "the first 100 messages")
+        live = describe_json(broker, "cli")
+        assert live["state"] == "Stable"
+        assert len(live["members"]) == 1
+        assert len(live["members"][0]["assignment"]) == 2
+        refused = strata_group(broker, "reset-offsets", "cli", "--topic", topic, "--to-earliest",
+                               "--execute", check=False)
+        assert refused.returncode != 0 and "empty" in refused.stderr
+    finally:
+        consumer.stop()
+    listed = json.loads(strata_group(broker, "list", "--output", "json").stdout)
+    assert {"group": "cli", "state": "Empty", "protocol_type": "consumer"} in listed
+
+    produce(broker.bootstrap, topic, 2, 100, 30)
+    described = describe_json(broker, "cli")
+    assert described["members"] == []
+    rows = {r["partition"]: r for r in described["partitions"]}
+    assert {p: (r["committed_offset"], r["log_end_offset"], r["lag"]) for p, r in rows.items()} \
+        == {0: (50, 65, 15), 1: (50, 65, 15)}
+    table = strata_group(broker, "describe", "cli").stdout
+    assert "LAG" in table and "cli-lag" in table
+
+    plan = strata_group(broker, "reset-offsets", "cli", "--topic", topic, "--to-earliest").stdout
+    assert "dry run" in plan
+    assert committed(broker.bootstrap, "cli", topic, [0, 1]) == {0: 50, 1: 50}
+    strata_group(broker, "reset-offsets", "cli", "--topic", topic, "--to-earliest", "--execute")
+    assert committed(broker.bootstrap, "cli", topic, [0, 1]) == {0: 0, 1: 0}
+    again = GroupConsumer(broker.bootstrap, topic, "cli")
+    try:
+        wait_for(lambda: len(again.messages()) >= 130, "the whole topic re-read")
+        assert sorted(int(m[2]) for m in again.messages()) == list(range(130))
+    finally:
+        again.stop()
+    strata_group(broker, "delete", "cli")
+    assert "cli" not in strata_group(broker, "list").stdout
