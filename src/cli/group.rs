@@ -107,7 +107,13 @@ fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
         let rows: Vec<_> = groups
             .iter()
-            .map(|g| json!({"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type}))
+            .map(|g| {
+                json!({
+                    "group": g.group_id,
+                    "state": g.state,
+                    "protocol_type": g.protocol_type,
+                })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -214,8 +220,14 @@ fn print_describe_json(
     let members: Vec<_> = members
         .iter()
         .map(|m| {
-            let assigned: Vec<_> = m.assigned.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect();
-            json!({"member_id": m.id, "client_id": m.client_id, "host": m.host, "assignment": assigned})
+            let assigned: Vec<_> =
+                m.assigned.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect();
+            json!({
+                "member_id": m.id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "assignment": assigned,
+            })
         })
         .collect();
     let partitions: Vec<_> = rows
