@@ -28,6 +28,9 @@ pub mod limits {
     /// Longest a fetch may wait, whatever the client asks (Kafka clamps similarly).
     pub const FETCH_WAIT_MS_MAX: i32 = 60_000;
 
+    /// Most partitions `__consumer_offsets` may be created with.
+    pub const OFFSETS_TOPIC_PARTITIONS_MAX: i32 = 1000;
+
     const _: () = assert!(REQUEST_BYTES_DEFAULT <= REQUEST_BYTES_CEILING);
     const _: () = assert!(BATCH_BYTES_DEFAULT < REQUEST_BYTES_DEFAULT);
 }
@@ -90,6 +93,9 @@ pub struct BrokerConfig {
     pub tail_cache_bytes: usize,
     /// Kafka's `log.message.timestamp.type` is `LogAppendTime`.
     pub log_append_time: bool,
+    /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is
+    /// created (an existing topic keeps its count).
+    pub offsets_topic_partitions: i32,
 }
 
 impl Default for BrokerConfig {
@@ -113,6 +119,7 @@ impl Default for BrokerConfig {
             flush: FlushPolicy::EveryProduce,
             tail_cache_bytes: 8 << 20,
             log_append_time: false,
+            offsets_topic_partitions: 16,
         }
     }
 }
@@ -149,6 +156,9 @@ impl BrokerConfig {
         }
         if self.segment_prealloc_bytes < 4096 || !self.segment_prealloc_bytes.is_multiple_of(4096) {
             return Err(bad("segment-prealloc-bytes", "must be a multiple of 4096"));
+        }
+        if !(1..=limits::OFFSETS_TOPIC_PARTITIONS_MAX).contains(&self.offsets_topic_partitions) {
+            return Err(bad("offsets-topic-partitions", "must be between 1 and 1000"));
         }
         if self.max_connections == 0 {
             return Err(bad("max-connections", "must be at least 1"));

@@ -7,9 +7,11 @@
 //! | `protocol`     | Kafka framing, request decode / response encode, API version table  |
 //! | `runtime`      | pinned executors, the shard mesh, partition-to-shard placement      |
 //! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
+//! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
 //! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
 //! | `server`       | listeners, connections, request dispatch, one handler per API       |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
+//! | `client`       | a small blocking admin client for the `strata` commands             |
 //!
 //! Dependencies point one way, from the network edge down to storage:
 //!
@@ -19,15 +21,19 @@
 //! | `protocol`     | `record_batch`                                  |
 //! | `runtime`      | nothing (knows nothing about Kafka)             |
 //! | `storage`      | `record_batch`, `runtime`                       |
+//! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
 //! | `controller`   | `storage`, `runtime`, `protocol`                |
 //! | `server`       | everything above                                |
 //! | `bench`        | `protocol`, `record_batch`, `runtime`           |
+//! | `client`       | `protocol`, `record_batch`                      |
 //!
 //! `tests/tidy.rs` checks this table.
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod protocol;
 pub mod record_batch;
 pub mod runtime;

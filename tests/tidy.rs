@@ -11,12 +11,24 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("runtime", &[]),
     ("storage", &["record_batch", "runtime"]),
     ("controller", &["storage", "runtime", "protocol"]),
+    ("group", &["storage", "runtime", "protocol", "record_batch"]),
     ("bench", &["protocol", "record_batch", "runtime"]),
+    ("client", &["protocol", "record_batch"]),
     ("config", &[]),
 ];
 
-const MODULES: &[&str] =
-    &["config", "record_batch", "protocol", "runtime", "storage", "controller", "server", "bench"];
+const MODULES: &[&str] = &[
+    "config",
+    "record_batch",
+    "protocol",
+    "runtime",
+    "storage",
+    "controller",
+    "group",
+    "server",
+    "bench",
+    "client",
+];
 
 fn sources(path: &Path, out: &mut Vec<std::path::PathBuf>) {
     if !path.exists() {

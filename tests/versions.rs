@@ -96,6 +96,99 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
             let req = DescribeConfigsRequest::default().with_resources(vec![r]);
             RequestKind::DescribeConfigs(req.with_include_synonyms(version >= 1))
         }
+        _ => return group_request(key, version, topic),
+    })
+}
+
+/// A typical consumer-group request of `key` at `version`; each version uses its own group so
+/// that earlier calls leave nothing behind that changes the answer.
+fn group_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
+    let group = GroupId(StrBytes::from_string(format!("vg-{key:?}-{version}")));
+    Some(match key {
+        ApiKey::FindCoordinator => {
+            let req = FindCoordinatorRequest::default();
+            RequestKind::FindCoordinator(if version >= 4 {
+                req.with_coordinator_keys(vec![group.0])
+            } else {
+                req.with_key(group.0)
+            })
+        }
+        ApiKey::JoinGroup => {
+            let p = join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"));
+            let req = JoinGroupRequest::default()
+                .with_group_id(group)
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(if version >= 1 { 10_000 } else { -1 })
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![p]);
+            RequestKind::JoinGroup(req)
+        }
+        ApiKey::SyncGroup => {
+            let req = SyncGroupRequest::default().with_group_id(group).with_generation_id(1);
+            RequestKind::SyncGroup(req.with_member_id(StrBytes::from_static_str("nobody")))
+        }
+        ApiKey::Heartbeat => {
+            let req = HeartbeatRequest::default().with_group_id(group).with_generation_id(1);
+            RequestKind::Heartbeat(req.with_member_id(StrBytes::from_static_str("nobody")))
+        }
+        ApiKey::LeaveGroup => {
+            let nobody = StrBytes::from_static_str("nobody");
+            let req = LeaveGroupRequest::default().with_group_id(group);
+            RequestKind::LeaveGroup(if version >= 3 {
+                let m = leave_group_request::MemberIdentity::default().with_member_id(nobody);
+                req.with_members(vec![m])
+            } else {
+                req.with_member_id(nobody)
+            })
+        }
+        ApiKey::OffsetCommit => {
+            let p = offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0);
+            let t = offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            // Generation -1 with no member id: a "simple" commit outside group management.
+            let req = OffsetCommitRequest::default().with_group_id(group);
+            RequestKind::OffsetCommit(
+                req.with_generation_id_or_member_epoch(-1).with_topics(vec![t]),
+            )
+        }
+        ApiKey::OffsetFetch => {
+            let req = OffsetFetchRequest::default();
+            RequestKind::OffsetFetch(if version >= 8 {
+                let t = offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![0]);
+                let g = offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(group)
+                    .with_topics(Some(vec![t]));
+                req.with_groups(vec![g])
+            } else {
+                let t = offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![0]);
+                req.with_group_id(group).with_topics(Some(vec![t]))
+            })
+        }
+        ApiKey::DescribeGroups => {
+            RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![group]))
+        }
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => {
+            RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![group]))
+        }
+        ApiKey::OffsetDelete => {
+            let p = offset_delete_request::OffsetDeleteRequestPartition::default()
+                .with_partition_index(0);
+            let t = offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            RequestKind::OffsetDelete(
+                OffsetDeleteRequest::default().with_group_id(group).with_topics(vec![t]),
+            )
+        }
         _ => return None,
     })
 }

@@ -1,5 +1,6 @@
 //! Subcommands of the `strata` binary: argument parsing and wiring only.
 
+pub mod group;
 pub mod serve;
 
 /// Logs go to stderr through `tracing`; the `log` crate (used by glommio) is bridged in, so

@@ -100,6 +100,10 @@ pub struct Settings {
     /// [default: false]
     #[arg(long, env = "STRATA_LOG_APPEND_TIME", action = clap::ArgAction::Set)]
     pub log_append_time: Option<bool>,
+    /// Partitions of the internal `__consumer_offsets` topic when it is first created
+    /// (offsets.topic.num.partitions; Kafka's default is 50). [default: 16]
+    #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS")]
+    pub offsets_topic_partitions: Option<i32>,
 }
 
 /// Keeps `self`'s value of each listed field, taking `fallback`'s where `self` has none.
@@ -135,6 +139,7 @@ impl Settings {
             flush_ms,
             tail_cache_bytes,
             log_append_time,
+            offsets_topic_partitions,
         )
     }
 
@@ -162,6 +167,7 @@ impl Settings {
             flush_ms: None,
             tail_cache_bytes: Some(d.tail_cache_bytes),
             log_append_time: Some(d.log_append_time),
+            offsets_topic_partitions: Some(d.offsets_topic_partitions),
         }
     }
 
@@ -202,6 +208,9 @@ impl Settings {
             flush,
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),
+            offsets_topic_partitions: self
+                .offsets_topic_partitions
+                .unwrap_or(d.offsets_topic_partitions),
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })

@@ -174,7 +174,17 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DeleteTopics,
         CreatePartitions,
         DescribeConfigs,
-        FindCoordinator
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        ListGroups,
+        DescribeGroups,
+        DeleteGroups,
+        OffsetDelete
     )
 }
 

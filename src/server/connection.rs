@@ -75,7 +75,8 @@ async fn read_loop(
             Ok(request) => {
                 let (key, version) = (request.key, request.version);
                 let correlation_id = request.header.correlation_id;
-                let reply = glommio::spawn_local(handlers::dispatch(shard, request).await).detach();
+                let reply =
+                    glommio::spawn_local(handlers::dispatch(shard, request, peer).await).detach();
                 Queued::Pending { key, version, correlation_id, reply }
             }
             Err(ProtocolError::UnsupportedVersion {

@@ -2,7 +2,8 @@
 //!
 //! Control plane: [`ShardMsg::Control`] goes to shard 0, which owns cluster metadata, and
 //! [`ShardMsg::ApplyMetadata`] goes from shard 0 to every shard. Data plane: the other
-//! variants go to the shard that owns the partitions they name. Every message carries a
+//! variants go to the shard that owns the partitions they name ([`ShardMsg::Group`]: the
+//! owner of the group's `__consumer_offsets` partition). Every message carries a
 //! one-shot reply channel; a shard that cannot answer drops it, which the sender sees as a
 //! closed channel. A shard handles the produce messages of one peer in arrival order, so
 //! pipelined produce requests append in the order the client sent them.
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use crate::controller::{ClusterMetadata, ControlError};
+use crate::group::api::{GroupReply, GroupRequest};
 
 /// A partition named across shards.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -155,6 +157,14 @@ pub enum ShardMsg {
         op: ControlOp,
         /// Ok once every shard applied it.
         reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// To the shard coordinating a group (the owner of its `__consumer_offsets` partition),
+    /// or to every shard for ListGroups: run a group request.
+    Group {
+        /// The request (boxed: decoded requests are large).
+        request: Box<GroupRequest>,
+        /// Its reply.
+        reply: oneshot::Sender<GroupReply>,
     },
     /// From shard 0: open, configure and delete partition logs to match this snapshot.
     ApplyMetadata {

@@ -144,10 +144,28 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
     if folded > 0 {
         tracing::warn!(partitions = folded, "partitions of missing shards moved to existing ones");
     }
+    if !meta.topics.contains_key(crate::group::OFFSETS_TOPIC) {
+        meta = create_offsets_topic(&meta, shard)?;
+    }
     remove_orphan_partitions(data_dir, &meta);
     controller::store(data_dir, &meta).await?;
     shard.publish(Arc::new(meta)).await;
     Ok(())
+}
+
+/// `__consumer_offsets`, compacted, with `--offsets-topic-partitions` partitions.
+fn create_offsets_topic(meta: &ClusterMetadata, shard: &Shard) -> anyhow::Result<ClusterMetadata> {
+    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let partitions = shard.config.offsets_topic_partitions;
+    let name = crate::group::OFFSETS_TOPIC;
+    let next = meta
+        .create_topic(name, partitions, configs, shard.count)
+        .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+    tracing::info!(partitions, "created the internal topic {name}");
+    Ok(next)
 }
 
 /// Deletes partition directories that no topic in `meta` owns (left by a crash during a

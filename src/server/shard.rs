@@ -20,6 +20,7 @@ use glommio::sync::Semaphore;
 use super::mesh::*;
 use crate::config::{BrokerConfig, FlushPolicy};
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
+use crate::group::{self, Coordinator};
 use crate::protocol::ResponseError as E;
 use crate::storage::{self, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType};
 
@@ -48,6 +49,8 @@ pub struct Shard {
     control_lock: Semaphore,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
+    /// The consumer groups this shard coordinates.
+    pub groups: Rc<Coordinator>,
     /// Fired when the first metadata snapshot has been applied.
     ready: RefCell<Option<oneshot::Sender<()>>>,
 }
@@ -61,6 +64,9 @@ fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
         log_start_offset: -1,
     }
 }
+
+/// Preallocation extent of `__consumer_offsets` segments.
+const OFFSETS_PREALLOC_BYTES: u64 = 1 << 20;
 
 /// The storage settings of one topic: broker defaults overridden by topic configs.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
@@ -81,10 +87,17 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         Some(v) => v == "LogAppendTime",
         None => broker.log_append_time,
     };
+    // The internal offsets topic holds small records: small extents keep its many
+    // partitions from reserving much disk.
+    let prealloc_bytes = if topic.name == group::OFFSETS_TOPIC {
+        broker.segment_prealloc_bytes.min(OFFSETS_PREALLOC_BYTES)
+    } else {
+        broker.segment_prealloc_bytes
+    };
     LogConfig {
         segment_bytes: get("segment.bytes").unwrap_or(broker.segment_bytes),
         segment_ms: get("segment.ms").or(broker.segment_ms),
-        prealloc_bytes: broker.segment_prealloc_bytes,
+        prealloc_bytes,
         max_batch_bytes: get("max.message.bytes").map_or(broker.max_message_bytes, |v| v as usize),
         timestamp_type: if append_time {
             TimestampType::LogAppendTime
@@ -115,6 +128,7 @@ impl Shard {
             mesh,
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
+            groups: Coordinator::new(),
             ready: RefCell::new(Some(ready)),
         }
     }
@@ -188,7 +202,12 @@ impl Shard {
             let dir = self.partition_dir(&topic.name, number);
             let config = log_config(&self.config, topic);
             match PartitionLog::open(dir, config).await {
-                Ok(log) => self.insert_log(topic, index, log),
+                Ok(log) => {
+                    if topic.name == group::OFFSETS_TOPIC {
+                        self.groups.add_partition(number, log.clone());
+                    }
+                    self.insert_log(topic, index, log)
+                }
                 Err(e) => tracing::error!(topic = %topic.name, partition = number,
                     "cannot open partition log: {e}"),
             }
@@ -462,6 +481,9 @@ impl Shard {
             }
             ShardMsg::Control { op, reply } => {
                 let _ = reply.send(self.control(op).await);
+            }
+            ShardMsg::Group { request, reply } => {
+                let _ = reply.send(self.groups.handle(*request).await);
             }
             ShardMsg::ApplyMetadata { meta, reply } => {
                 self.apply_metadata(meta).await;

@@ -6,10 +6,12 @@
 
 mod admin;
 mod fetch;
+mod group;
 mod list_offsets;
 mod metadata;
 mod produce;
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -29,6 +31,18 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteTopics, min: 1, max: 6 },
     ApiRange { key: ApiKey::CreatePartitions, min: 0, max: 3 },
     ApiRange { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
+    ApiRange { key: ApiKey::FindCoordinator, min: 0, max: 6 },
+    ApiRange { key: ApiKey::JoinGroup, min: 0, max: 9 },
+    ApiRange { key: ApiKey::SyncGroup, min: 0, max: 5 },
+    ApiRange { key: ApiKey::Heartbeat, min: 0, max: 4 },
+    ApiRange { key: ApiKey::LeaveGroup, min: 0, max: 5 },
+    // v10 names topics by id only; not implemented.
+    ApiRange { key: ApiKey::OffsetCommit, min: 2, max: 9 },
+    ApiRange { key: ApiKey::OffsetFetch, min: 1, max: 9 },
+    ApiRange { key: ApiKey::ListGroups, min: 0, max: 5 },
+    ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 6 },
+    ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
+    ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -49,11 +63,19 @@ pub enum Reply {
 /// Starts handling a request. Work that must happen in request order (produce appends, and
 /// the forwarding of appends to other shards) is done before this returns; the returned
 /// future yields what to answer.
-pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> LocalFuture<Reply> {
+pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: SocketAddr) -> LocalFuture<Reply> {
     let version = request.version;
     let shard = shard.clone();
     match request.body {
         RequestKind::Produce(req) => produce::start(&shard, req).await,
+        RequestKind::JoinGroup(req) => {
+            let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
+            let host = format!("/{}", peer.ip());
+            Box::pin(async move {
+                let response = group::join(&shard, req, version, client_id, host).await;
+                Reply::Response(Box::new(ResponseKind::JoinGroup(response)))
+            })
+        }
         RequestKind::ApiVersions(_) => {
             let body = protocol::api_versions_response(APIS, 0);
             Box::pin(async move { Reply::Response(Box::new(ResponseKind::ApiVersions(body))) })
@@ -93,7 +115,7 @@ async fn handle(
             ResponseKind::DescribeConfigs(admin::describe_configs(shard, req, version))
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
-        other => return Err(other),
+        other => return group::handle(shard, other, version).await,
     })
 }
 

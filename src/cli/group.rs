@@ -1,0 +1,421 @@
+//! `strata group list|describe|delete|reset-offsets`: consumer group administration over the
+//! Kafka protocol ([`strata::client`]), like Kafka's `kafka-consumer-groups.sh`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context};
+use bytes::Buf;
+use clap::{Args, Subcommand, ValueEnum};
+use kafka_protocol::messages::ConsumerProtocolAssignment;
+use kafka_protocol::protocol::Decodable;
+use serde_json::json;
+use strata::client::admin::{Offsets, EARLIEST, LATEST};
+use strata::client::Client;
+
+/// Flags of `strata group`.
+#[derive(Args, Debug)]
+pub struct GroupArgs {
+    /// Broker to talk to.
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+    bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: GroupCommand,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// List every consumer group.
+    List,
+    /// Members, assignments, committed offsets, log end offsets and lag of a group.
+    Describe {
+        /// Group id.
+        group: String,
+    },
+    /// Delete groups (each must be empty) and their committed offsets.
+    Delete {
+        /// Group ids.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Plan (or with --execute, commit) new offsets for a group. The group must be empty.
+    ResetOffsets(ResetArgs),
+}
+
+#[derive(Args, Debug)]
+struct ResetArgs {
+    /// Group id.
+    group: String,
+    /// Topics to reset (all partitions of each).
+    #[arg(long, required = true)]
+    topic: Vec<String>,
+    #[command(flatten)]
+    to: ResetTo,
+    /// Commit the new offsets (without it, only print the plan).
+    #[arg(long)]
+    execute: bool,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+struct ResetTo {
+    /// The log start offset.
+    #[arg(long)]
+    to_earliest: bool,
+    /// The log end offset.
+    #[arg(long)]
+    to_latest: bool,
+    /// This offset (clamped to the log's range).
+    #[arg(long, value_name = "N")]
+    to_offset: Option<i64>,
+    /// The first offset at or after this time (ISO 8601, e.g. 2024-05-01T12:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    to_datetime: Option<String>,
+    /// The committed offset moved by N (clamped to the log's range).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+}
+
+/// Runs a `strata group` command.
+pub fn run(args: GroupArgs) -> anyhow::Result<()> {
+    let mut client = Client::connect(&args.bootstrap_server, "strata-group")?;
+    match args.command {
+        GroupCommand::List => list(&mut client, args.output),
+        GroupCommand::Describe { group } => describe(&mut client, &group, args.output),
+        GroupCommand::Delete { groups } => {
+            for group in groups {
+                client.delete_group(&group)?;
+                println!("deleted group {group}");
+            }
+            Ok(())
+        }
+        GroupCommand::ResetOffsets(reset) => reset_offsets(&mut client, reset, args.output),
+    }
+}
+
+fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
+    let groups = client.list_groups()?;
+    if output == Output::Json {
+        let rows: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "group": g.group_id,
+                    "state": g.state,
+                    "protocol_type": g.protocol_type,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let rows =
+        groups.iter().map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()]);
+    print_table(&["GROUP", "STATE", "PROTOCOL-TYPE"], rows.collect());
+    Ok(())
+}
+
+/// One member's id, client id, host and assigned partitions.
+struct MemberView {
+    id: String,
+    client_id: String,
+    host: String,
+    assigned: Vec<(String, i32)>,
+}
+
+fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
+    let mut buf = bytes.clone();
+    if buf.remaining() < 2 {
+        return Vec::new();
+    }
+    let version = buf.get_i16();
+    match ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)) {
+        Ok(a) => a
+            .assigned_partitions
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<()> {
+    let described = client.describe_group(group)?;
+    let state = described.group_state.to_string();
+    let members: Vec<MemberView> = described
+        .members
+        .iter()
+        .map(|m| MemberView {
+            id: m.member_id.to_string(),
+            client_id: m.client_id.to_string(),
+            host: m.client_host.to_string(),
+            assigned: decode_assignment(&m.member_assignment),
+        })
+        .collect();
+    let committed = client.committed(group)?;
+    let mut partitions: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
+    partitions.extend(members.iter().flat_map(|m| m.assigned.iter().cloned()));
+    let ends = log_end_offsets(client, &partitions)?;
+    let owner = |tp: &(String, i32)| members.iter().find(|m| m.assigned.contains(tp));
+    let rows: Vec<PartitionRow> = partitions
+        .iter()
+        .map(|tp| {
+            let current = committed.get(tp).copied();
+            let end = ends.get(tp).copied();
+            let lag = match (current, end) {
+                (Some(c), Some(e)) => Some((e - c).max(0)),
+                _ => None,
+            };
+            PartitionRow { tp: tp.clone(), current, end, lag, member: owner(tp) }
+        })
+        .collect();
+    if output == Output::Json {
+        return print_describe_json(group, &state, &members, &rows);
+    }
+    println!("group {group} is {state} with {} member(s)\n", members.len());
+    let opt = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let table = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.tp.0.clone(),
+                r.tp.1.to_string(),
+                opt(r.current),
+                opt(r.end),
+                opt(r.lag),
+                r.member.map_or("-".into(), |m| m.id.clone()),
+                r.member.map_or("-".into(), |m| m.host.clone()),
+                r.member.map_or("-".into(), |m| m.client_id.clone()),
+            ]
+        })
+        .collect();
+    let header = ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"];
+    print_table(&[&header[..], &["HOST", "CLIENT-ID"]].concat(), table);
+    Ok(())
+}
+
+struct PartitionRow<'a> {
+    tp: (String, i32),
+    current: Option<i64>,
+    end: Option<i64>,
+    lag: Option<i64>,
+    member: Option<&'a MemberView>,
+}
+
+fn print_describe_json(
+    group: &str,
+    state: &str,
+    members: &[MemberView],
+    rows: &[PartitionRow<'_>],
+) -> anyhow::Result<()> {
+    let members: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let assigned: Vec<_> =
+                m.assigned.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect();
+            json!({
+                "member_id": m.id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "assignment": assigned,
+            })
+        })
+        .collect();
+    let partitions: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "topic": r.tp.0, "partition": r.tp.1, "committed_offset": r.current,
+                "log_end_offset": r.end, "lag": r.lag, "member_id": r.member.map(|m| &m.id),
+            })
+        })
+        .collect();
+    let out = json!({"group": group, "state": state, "members": members, "partitions": partitions});
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn log_end_offsets(
+    client: &mut Client,
+    partitions: &BTreeSet<(String, i32)>,
+) -> anyhow::Result<Offsets> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let mut out = Offsets::new();
+    for (topic, parts) in by_topic {
+        for (p, offset) in client.list_offsets(topic, &parts, LATEST)? {
+            out.insert((topic.to_owned(), p), offset);
+        }
+    }
+    Ok(out)
+}
+
+fn reset_offsets(client: &mut Client, args: ResetArgs, output: Output) -> anyhow::Result<()> {
+    let committed = client.committed(&args.group)?;
+    let mut plan = Offsets::new();
+    for topic in &args.topic {
+        let partitions = client.partitions(topic)?;
+        let low = client.list_offsets(topic, &partitions, EARLIEST)?;
+        let high = client.list_offsets(topic, &partitions, LATEST)?;
+        let at_time = match &args.to.to_datetime {
+            Some(text) => {
+                Some(client.list_offsets(topic, &partitions, parse_datetime_ms(text)?)?)
+            }
+            None => None,
+        };
+        for p in partitions {
+            let (lo, hi) = (low.get(&p).copied().unwrap_or(0), high.get(&p).copied().unwrap_or(0));
+            let current = committed.get(&(topic.clone(), p)).copied();
+            let target = if args.to.to_earliest {
+                lo
+            } else if args.to.to_latest {
+                hi
+            } else if let Some(n) = args.to.to_offset {
+                n
+            } else if let Some(n) = args.to.shift_by {
+                current.unwrap_or(hi).saturating_add(n)
+            } else {
+                // Past the last timestamp: the log end, as Kafka's tool does.
+                at_time.as_ref().and_then(|m| m.get(&p).copied()).filter(|o| *o >= 0).unwrap_or(hi)
+            };
+            plan.insert((topic.clone(), p), target.clamp(lo, hi));
+        }
+    }
+    print_plan(&args.group, &plan, output)?;
+    if !args.execute {
+        if output == Output::Table {
+            println!("\n(dry run: add --execute to commit these offsets)");
+        }
+        return Ok(());
+    }
+    let state = client.describe_group(&args.group)?.group_state.to_string();
+    if state != "Empty" && state != "Dead" {
+        bail!("group {} is {state}: stop its consumers first (it must be empty)", args.group);
+    }
+    client.commit(&args.group, &plan).context("committing the new offsets")?;
+    if output == Output::Table {
+        println!("\ncommitted");
+    }
+    Ok(())
+}
+
+fn print_plan(group: &str, plan: &Offsets, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        let rows: Vec<_> = plan
+            .iter()
+            .map(|((t, p), o)| json!({"group": group, "topic": t, "partition": p, "new_offset": o}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let rows = plan
+        .iter()
+        .map(|((t, p), o)| vec![group.to_owned(), t.clone(), p.to_string(), o.to_string()])
+        .collect();
+    print_table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], rows);
+    Ok(())
+}
+
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Parses ISO 8601 `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` (no zone = UTC) to epoch ms.
+fn parse_datetime_ms(text: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("{text:?} is not an ISO 8601 date-time (2024-05-01T12:00:00Z)");
+    let (date, rest) = text.split_once('T').ok_or_else(bad)?;
+    let (clock, offset_s) = match rest.find(['Z', '+', '-']) {
+        Some(i) => {
+            let (clock, zone) = rest.split_at(i);
+            (clock, parse_zone(zone).ok_or_else(bad)?)
+        }
+        None => (rest, 0),
+    };
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let d: Vec<&str> = date.split('-').collect();
+    let [y, mo, da] = d[..] else { return Err(bad()) };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, "0"));
+    let t: Vec<&str> = hms.split(':').collect();
+    let (h, mi, sec) = match t[..] {
+        [h, m, s] => (num(h)?, num(m)?, num(s)?),
+        [h, m] => (num(h)?, num(m)?, 0),
+        _ => return Err(bad()),
+    };
+    let (y, mo, da) = (num(y)?, num(mo)?, num(da)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || sec > 60 {
+        return Err(bad());
+    }
+    let millis = num(&format!("{frac:0<3}")[..3])?;
+    let days = days_from_civil(y, mo, da);
+    Ok(((days * 24 + h) * 60 + mi) * 60_000 + (sec - offset_s) * 1000 + millis)
+}
+
+/// `Z`, `+HH:MM`, `-HH:MM` or `±HHMM` → seconds east of UTC.
+fn parse_zone(zone: &str) -> Option<i64> {
+    if zone == "Z" {
+        return Some(0);
+    }
+    let sign = match zone.get(..1)? {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let digits: String = zone.get(1..)?.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 {
+        return None;
+    }
+    let h: i64 = digits.get(..2)?.parse().ok()?;
+    let m: i64 = digits.get(2..)?.parse().ok()?;
+    Some(sign * (h * 3600 + m * 60))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_datetime_ms;
+
+    #[test]
+    fn iso_8601_date_times_parse_to_epoch_ms() {
+        assert_eq!(parse_datetime_ms("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(parse_datetime_ms("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_datetime_ms("2023-11-14T23:13:20.5+01:00").unwrap(), 1_700_000_000_500);
+        assert_eq!(parse_datetime_ms("2023-11-14T22:13:20").unwrap(), 1_700_000_000_000);
+        assert!(parse_datetime_ms("yesterday").is_err());
+        assert!(parse_datetime_ms("2023-13-14T22:13:20Z").is_err());
+    }
+}

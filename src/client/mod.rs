@@ -1,0 +1,178 @@
+//! A small blocking Kafka client for the `strata` admin commands.
+//!
+//! [`Client`] is one `std::net::TcpStream` to one broker, used from one thread: it negotiates
+//! versions with ApiVersions on connect, numbers requests with correlation ids and checks
+//! them on the way back. Codecs come from `kafka-protocol`. It talks to the bootstrap broker
+//! only (Strata is a single broker: every coordinator and leader is that broker).
+//!
+//! Imports `protocol`, `record_batch` and `config` only.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod admin;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Largest response frame accepted.
+pub const RESPONSE_BYTES_MAX: usize = 256 << 20;
+/// How long a request may wait for its response.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting, sending or receiving failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker does not implement any version of the API that this client speaks.
+    #[error("the broker does not support {0:?} at a version this client speaks")]
+    Unsupported(ApiKey),
+    /// Encoding or decoding failed, or the answer was not what was asked for.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The broker answered with a Kafka error code.
+    #[error("{context}: {error:?} (code {code})")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The error code.
+        code: i16,
+        /// Its name.
+        error: Option<kafka_protocol::error::ResponseError>,
+    },
+}
+
+impl ClientError {
+    /// A Kafka error code as an error (`None` for code 0).
+    pub fn check(code: i16, context: impl Into<String>) -> Result<(), ClientError> {
+        if code == 0 {
+            return Ok(());
+        }
+        let error = kafka_protocol::error::ResponseError::try_from_code(code);
+        Err(ClientError::Kafka { context: context.into(), code, error })
+    }
+}
+
+fn protocol(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol(e.to_string())
+}
+
+/// A blocking connection to one broker. See the module docs.
+pub struct Client {
+    stream: TcpStream,
+    correlation: i32,
+    client_id: String,
+    /// Broker's (min, max) per API, from ApiVersions.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`) and negotiates API versions.
+    pub fn connect(addr: &str, client_id: &str) -> Result<Client, ClientError> {
+        let io = |context: &str| {
+            let context = format!("{context} {addr}");
+            move |source| ClientError::Io { context, source }
+        };
+        let stream = TcpStream::connect(addr).map_err(io("connecting to"))?;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io("configuring"))?;
+        stream.set_nodelay(true).map_err(io("configuring"))?;
+        let mut client = Client {
+            stream,
+            correlation: 0,
+            client_id: client_id.to_owned(),
+            versions: HashMap::new(),
+        };
+        let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
+        let ResponseKind::ApiVersions(r) = client.call_at(ApiKey::ApiVersions, 0, body)? else {
+            return Err(protocol("ApiVersions answered with another message"));
+        };
+        ClientError::check(r.error_code, "ApiVersions")?;
+        client.versions =
+            r.api_keys.iter().map(|a| (a.api_key, (a.min_version, a.max_version))).collect();
+        Ok(client)
+    }
+
+    /// The highest version of `key` both sides speak, capped at `preferred`.
+    pub fn version(&self, key: ApiKey, preferred: i16) -> Result<i16, ClientError> {
+        let (min, max) = *self.versions.get(&(key as i16)).ok_or(ClientError::Unsupported(key))?;
+        let ours = key.valid_versions();
+        let version = max.min(preferred).min(ours.max);
+        if version < min || version < ours.min {
+            return Err(ClientError::Unsupported(key));
+        }
+        Ok(version)
+    }
+
+    /// Sends `body` at the negotiated version (at most `preferred`) and returns the answer
+    /// and the version used.
+    pub fn call(
+        &mut self,
+        key: ApiKey,
+        preferred: i16,
+        body: RequestKind,
+    ) -> Result<(i16, ResponseKind), ClientError> {
+        let version = self.version(key, preferred)?;
+        Ok((version, self.call_at(key, version, body)?))
+    }
+
+    fn call_at(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, ClientError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header.encode(&mut frame, key.request_header_version(version)).map_err(protocol)?;
+        body.encode(&mut frame, version).map_err(protocol)?;
+        let size = i32::try_from(frame.len() - 4).map_err(protocol)?;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let io = |source| ClientError::Io { context: format!("{key:?} request"), source };
+        self.stream.write_all(&frame).map_err(io)?;
+        let mut response = self.read_frame()?;
+        let header_version =
+            if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+        let header = ResponseHeader::decode(&mut response, header_version).map_err(protocol)?;
+        if header.correlation_id != self.correlation {
+            return Err(protocol(format!(
+                "correlation id {} answered request {}",
+                header.correlation_id, self.correlation
+            )));
+        }
+        ResponseKind::decode(key, &mut response, version).map_err(protocol)
+    }
+
+    fn read_frame(&mut self) -> Result<Bytes, ClientError> {
+        let io = |source| ClientError::Io { context: "reading a response".into(), source };
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).map_err(io)?;
+        let size = usize::try_from(i32::from_be_bytes(size)).map_err(protocol)?;
+        if size > RESPONSE_BYTES_MAX {
+            return Err(protocol(format!("response of {size} bytes is too large")));
+        }
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body).map_err(io)?;
+        Ok(Bytes::from(body))
+    }
+}

@@ -1,0 +1,444 @@
+//! The group coordinator of one shard.
+//!
+//! A [`Coordinator`] lives on ONE shard (`Rc`, never shared across threads). It owns the
+//! partitions of `__consumer_offsets` that this shard owns, and coordinates exactly the groups
+//! that hash to them. Every change of group metadata and every offset commit is appended to
+//! the group's partition and answered only once durable. At start-up each partition is
+//! replayed ([`Coordinator::add_partition`]); until that finished, its groups answer
+//! COORDINATOR_LOAD_IN_PROGRESS.
+//!
+//! Timers: each group has at most one timer task, armed for [`Group::next_deadline_ms`] and
+//! re-armed whenever an operation moves that deadline (a heartbeat, a join, ...). Nothing
+//! polls.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use kafka_protocol::messages::{join_group_response, leave_group_response};
+use kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::api::{GroupOp, GroupReply, GroupRequest};
+use super::records::{self, OffsetsRecord};
+use super::state::{Group, JoinArgs, JoinOutcome, Outbox, Reply, SyncArgs, SyncOutcome};
+use super::{now_ms, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
+use crate::protocol::ResponseError as E;
+use crate::storage::PartitionLog;
+
+/// One owned partition of `__consumer_offsets`.
+pub(super) struct OffsetsPartition {
+    pub(super) log: PartitionLog,
+    pub(super) loaded: bool,
+}
+
+/// One group and what waits on it.
+pub(super) struct Slot {
+    pub(super) group: Group,
+    pub(super) partition: i32,
+    joins: HashMap<String, oneshot::Sender<JoinOutcome>>,
+    syncs: HashMap<String, oneshot::Sender<SyncOutcome>>,
+    /// The armed timer: its deadline and task (dropping the task cancels it).
+    timer: Option<(i64, glommio::Task<()>)>,
+}
+
+impl Slot {
+    pub(super) fn new(group: Group, partition: i32) -> Slot {
+        Slot { group, partition, joins: HashMap::new(), syncs: HashMap::new(), timer: None }
+    }
+}
+
+/// The groups of one shard. See the module docs.
+pub struct Coordinator {
+    pub(super) this: Weak<Coordinator>,
+    pub(super) partitions: RefCell<HashMap<i32, OffsetsPartition>>,
+    pub(super) groups: RefCell<HashMap<String, Slot>>,
+}
+
+pub(super) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+impl Coordinator {
+    /// A coordinator with no partitions yet.
+    pub fn new() -> Rc<Coordinator> {
+        Rc::new_cyclic(|this| Coordinator {
+            this: this.clone(),
+            partitions: RefCell::new(HashMap::new()),
+            groups: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The log of `partition` if this shard owns it and finished loading it.
+    pub(super) fn ready_log(&self, partition: i32) -> Result<PartitionLog, E> {
+        match self.partitions.borrow().get(&partition) {
+            None => Err(E::NotCoordinator),
+            Some(p) if !p.loaded => Err(E::CoordinatorLoadInProgress),
+            Some(p) => Ok(p.log.clone()),
+        }
+    }
+
+    /// Handles one group request on this shard.
+    pub async fn handle(&self, request: GroupRequest) -> GroupReply {
+        let partition = request.partition;
+        match request.op {
+            GroupOp::Join { req, version, client_id, client_host } => {
+                GroupReply::Join(self.join(partition, req, version, client_id, client_host).await)
+            }
+            GroupOp::Sync { req } => GroupReply::Sync(self.sync(partition, req).await),
+            GroupOp::Heartbeat { req } => GroupReply::Heartbeat(self.heartbeat(partition, req)),
+            GroupOp::Leave { req, version } => {
+                GroupReply::Leave(self.leave(partition, req, version).await)
+            }
+            GroupOp::Commit { req } => GroupReply::Commit(self.commit(partition, req).await),
+            GroupOp::Fetch { group, topics } => {
+                GroupReply::Fetch(self.fetch(partition, &group, topics))
+            }
+            GroupOp::Describe { group } => GroupReply::Describe(self.describe(partition, &group)),
+            GroupOp::Delete { group } => GroupReply::Delete(self.delete(partition, &group).await),
+            GroupOp::OffsetDelete { req } => {
+                GroupReply::OffsetDelete(self.offset_delete(partition, req).await)
+            }
+            GroupOp::List { states, types } => GroupReply::List(self.list(&states, &types)),
+        }
+    }
+
+    // ---- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------------
+
+    async fn join(
+        &self,
+        partition: i32,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    ) -> JoinGroupResponse {
+        let group_id = req.group_id.0.to_string();
+        let args = JoinArgs {
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            client_id,
+            client_host,
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: if version == 0 {
+                req.session_timeout_ms
+            } else {
+                req.rebalance_timeout_ms
+            },
+            protocol_type: req.protocol_type.to_string(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
+            require_known_member_id: version >= 4,
+        };
+        let member_id = args.member_id.clone();
+        if let Err(e) = self.ready_log(partition) {
+            return join_response(JoinOutcome::error(e, &member_id));
+        }
+        let timeout = args.session_timeout_ms;
+        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&timeout) {
+            return join_response(JoinOutcome::error(E::InvalidSessionTimeout, &member_id));
+        }
+        let (tx, rx) = oneshot::channel();
+        let (reply, out) = {
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(&group_id) {
+                if !member_id.is_empty() {
+                    return join_response(JoinOutcome::error(E::UnknownMemberId, &member_id));
+                }
+                groups.insert(
+                    group_id.clone(),
+                    Slot::new(Group::new(&group_id, now_ms()), partition),
+                );
+            }
+            let Some(slot) = groups.get_mut(&group_id) else {
+                return join_response(JoinOutcome::error(E::CoordinatorNotAvailable, &member_id));
+            };
+            let mut out = Outbox::default();
+            let fresh = uuid::Uuid::new_v4().to_string();
+            let reply = slot.group.join(args, now_ms(), &fresh, &mut out);
+            if let Reply::Later(id) = &reply {
+                slot.joins.insert(id.clone(), tx);
+            }
+            (reply, out)
+        };
+        self.finish(&group_id, out).await;
+        self.forget_if_unused(&group_id);
+        let outcome = match reply {
+            Reply::Now(outcome) => outcome,
+            Reply::Later(id) => {
+                rx.await.unwrap_or_else(|_| JoinOutcome::error(E::CoordinatorNotAvailable, &id))
+            }
+        };
+        join_response(outcome)
+    }
+
+    async fn sync(&self, partition: i32, req: SyncGroupRequest) -> SyncGroupResponse {
+        let group_id = req.group_id.0.to_string();
+        if let Err(e) = self.ready_log(partition) {
+            return sync_response(SyncOutcome::error(e));
+        }
+        let args = SyncArgs {
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            generation: req.generation_id,
+            protocol_type: req.protocol_type.as_ref().map(|s| s.to_string()),
+            protocol_name: req.protocol_name.as_ref().map(|s| s.to_string()),
+            assignments: req
+                .assignments
+                .iter()
+                .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+                .collect(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let (reply, out) = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(slot) = groups.get_mut(&group_id) else {
+                return sync_response(SyncOutcome::error(E::UnknownMemberId));
+            };
+            let mut out = Outbox::default();
+            let reply = slot.group.sync(args, now_ms(), &mut out);
+            if let Reply::Later(id) = &reply {
+                slot.syncs.insert(id.clone(), tx);
+            }
+            (reply, out)
+        };
+        self.finish(&group_id, out).await;
+        let outcome = match reply {
+            Reply::Now(outcome) => outcome,
+            Reply::Later(_) => {
+                rx.await.unwrap_or_else(|_| SyncOutcome::error(E::CoordinatorNotAvailable))
+            }
+        };
+        sync_response(outcome)
+    }
+
+    fn heartbeat(&self, partition: i32, req: HeartbeatRequest) -> HeartbeatResponse {
+        let code = match self.ready_log(partition) {
+            Err(e) => e.code(),
+            Ok(_) => {
+                let group_id = req.group_id.0.to_string();
+                let mut groups = self.groups.borrow_mut();
+                match groups.get_mut(&group_id) {
+                    None => E::UnknownMemberId.code(),
+                    Some(slot) => slot.group.heartbeat(
+                        &req.member_id,
+                        req.group_instance_id.as_deref(),
+                        req.generation_id,
+                        now_ms(),
+                    ),
+                }
+            }
+        };
+        self.reschedule(&req.group_id.0);
+        HeartbeatResponse::default().with_error_code(code)
+    }
+
+    async fn leave(
+        &self,
+        partition: i32,
+        req: LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
+        let leaving: Vec<(String, Option<String>)> = if version >= 3 {
+            req.members
+                .iter()
+                .map(|m| {
+                    (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))
+                })
+                .collect()
+        } else {
+            vec![(req.member_id.to_string(), None)]
+        };
+        let group_id = req.group_id.0.to_string();
+        let result = match self.ready_log(partition) {
+            Err(e) => Err(e),
+            Ok(_) => {
+                let mut groups = self.groups.borrow_mut();
+                match groups.get_mut(&group_id) {
+                    None => Err(E::UnknownMemberId),
+                    Some(slot) => {
+                        let mut out = Outbox::default();
+                        let codes = slot.group.leave(&leaving, now_ms(), &mut out);
+                        Ok((codes, out))
+                    }
+                }
+            }
+        };
+        let (codes, out) = match result {
+            Err(e) => return LeaveGroupResponse::default().with_error_code(e.code()),
+            Ok(found) => found,
+        };
+        self.finish(&group_id, out).await;
+        leave_response(&leaving, &codes, version)
+    }
+
+    // ---- persistence, delivery and timers ------------------------------------------------
+
+    /// After an operation on a group: persists its metadata if the outbox asks, then delivers
+    /// the answers owed to waiting members and re-arms the group's timer.
+    pub(super) async fn finish(&self, group_id: &str, mut out: Outbox) {
+        if out.persist {
+            if let Err(e) = self.persist_group(group_id).await {
+                tracing::error!(group = group_id, "persisting group metadata failed: {e}");
+                for (_, o) in out.joins.iter_mut() {
+                    o.error = E::CoordinatorNotAvailable.code();
+                }
+                for (_, o) in out.syncs.iter_mut() {
+                    o.error = E::CoordinatorNotAvailable.code();
+                }
+            }
+        }
+        {
+            let mut groups = self.groups.borrow_mut();
+            if let Some(slot) = groups.get_mut(group_id) {
+                for (member, outcome) in out.joins {
+                    if let Some(tx) = slot.joins.remove(&member) {
+                        let _ = tx.send(outcome);
+                    }
+                }
+                for (member, outcome) in out.syncs {
+                    if let Some(tx) = slot.syncs.remove(&member) {
+                        let _ = tx.send(outcome);
+                    }
+                }
+            }
+        }
+        self.reschedule(group_id);
+    }
+
+    async fn persist_group(&self, group_id: &str) -> Result<(), String> {
+        let (partition, snapshot) = {
+            let groups = self.groups.borrow();
+            let slot = groups.get(group_id).ok_or("group vanished")?;
+            (slot.partition, slot.group.snapshot())
+        };
+        let log = self.ready_log(partition).map_err(|e| format!("{e:?}"))?;
+        let record = OffsetsRecord::Group { group: group_id.to_owned(), value: Some(snapshot) };
+        append_durable(&log, &[record]).await
+    }
+
+    /// Arms the group's timer for its next deadline (dropping a timer that no longer fits).
+    pub(super) fn reschedule(&self, group_id: &str) {
+        let mut groups = self.groups.borrow_mut();
+        let Some(slot) = groups.get_mut(group_id) else {
+            return;
+        };
+        let next = slot.group.next_deadline_ms();
+        if slot.timer.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        slot.timer = next.map(|at| {
+            let this = self.this.clone();
+            let id = group_id.to_owned();
+            let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+            let task = glommio::spawn_local(async move {
+                glommio::timer::sleep(wait).await;
+                if let Some(this) = this.upgrade() {
+                    this.on_timer(&id).await;
+                }
+            });
+            (at, task)
+        });
+    }
+
+    async fn on_timer(&self, group_id: &str) {
+        let out = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(slot) = groups.get_mut(group_id) else {
+                return;
+            };
+            // This task is the armed one: detach it so re-arming does not cancel it mid-run.
+            if let Some((_, task)) = slot.timer.take() {
+                drop(task.detach());
+            }
+            let mut out = Outbox::default();
+            slot.group.tick(now_ms(), &mut out);
+            out
+        };
+        self.finish(group_id, out).await;
+    }
+
+    /// Drops a group that a failed join created and that holds nothing.
+    fn forget_if_unused(&self, group_id: &str) {
+        let mut groups = self.groups.borrow_mut();
+        let unused = groups.get(group_id).is_some_and(|s| {
+            s.group.members.is_empty()
+                && s.group.pending.is_empty()
+                && s.group.offsets.is_empty()
+                && s.group.generation == 0
+        });
+        if unused {
+            groups.remove(group_id);
+        }
+    }
+}
+
+/// Appends `records` to `log` as one batch and waits until durable.
+pub(super) async fn append_durable(
+    log: &PartitionLog,
+    records: &[OffsetsRecord],
+) -> Result<(), String> {
+    let batch = records::encode_batch(records, now_ms()).map_err(|e| e.to_string())?;
+    let pending = log.append(&batch).map_err(|e| e.to_string())?;
+    pending.durable().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn join_response(o: JoinOutcome) -> JoinGroupResponse {
+    let members = o
+        .members
+        .into_iter()
+        .map(|m| {
+            join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(str_bytes(&m.member_id))
+                .with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                .with_metadata(m.metadata)
+        })
+        .collect();
+    JoinGroupResponse::default()
+        .with_error_code(o.error)
+        .with_generation_id(o.generation)
+        .with_protocol_type(o.protocol_type.as_deref().map(str_bytes))
+        .with_protocol_name(o.protocol_name.as_deref().map(str_bytes))
+        .with_leader(str_bytes(&o.leader))
+        .with_member_id(str_bytes(&o.member_id))
+        .with_members(members)
+}
+
+fn sync_response(o: SyncOutcome) -> SyncGroupResponse {
+    SyncGroupResponse::default()
+        .with_error_code(o.error)
+        .with_protocol_type(o.protocol_type.as_deref().map(str_bytes))
+        .with_protocol_name(o.protocol_name.as_deref().map(str_bytes))
+        .with_assignment(o.assignment)
+}
+
+fn leave_response(
+    leaving: &[(String, Option<String>)],
+    codes: &[i16],
+    version: i16,
+) -> LeaveGroupResponse {
+    if version < 3 {
+        let code = codes.first().copied().unwrap_or(0);
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
+    let members = leaving
+        .iter()
+        .zip(codes)
+        .map(|((id, instance), code)| {
+            leave_group_response::MemberResponse::default()
+                .with_member_id(str_bytes(id))
+                .with_group_instance_id(instance.as_deref().map(str_bytes))
+                .with_error_code(*code)
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}

@@ -1,0 +1,124 @@
+//! Start-up replay of this shard's `__consumer_offsets` partitions.
+
+use std::rc::Rc;
+
+use super::coordinator::{Coordinator, OffsetsPartition, Slot};
+use super::now_ms;
+use super::records::{self, OffsetsRecord};
+use super::state::Group;
+use crate::record_batch::Batches;
+use crate::storage::PartitionLog;
+
+/// Bytes read per step of the replay.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+impl Coordinator {
+    /// Takes ownership of `partition` of `__consumer_offsets` and replays it in a task; its
+    /// groups answer COORDINATOR_LOAD_IN_PROGRESS until the replay finished.
+    pub fn add_partition(self: &Rc<Self>, partition: i32, log: PartitionLog) {
+        let entry = OffsetsPartition { log: log.clone(), loaded: false };
+        if self.partitions.borrow_mut().insert(partition, entry).is_some() {
+            tracing::warn!(partition, "offsets partition added twice; replaying again");
+        }
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            let count = this.replay(partition, &log).await;
+            if let Some(p) = this.partitions.borrow_mut().get_mut(&partition) {
+                p.loaded = true;
+            }
+            this.arm_partition_timers(partition);
+            tracing::info!(partition, records = count, "loaded consumer group partition");
+        })
+        .detach();
+    }
+
+    /// Applies every record below the high watermark; returns how many were applied. A
+    /// record that does not decode is logged and skipped.
+    async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {
+        let mut offset = log.log_start_offset();
+        let mut applied = 0;
+        while offset < log.high_watermark() {
+            let read = match log.read(offset, REPLAY_READ_BYTES).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!(partition, offset, "replaying consumer offsets failed: {e}");
+                    break;
+                }
+            };
+            let next = next_offset(&read.records);
+            if next <= offset {
+                tracing::error!(partition, offset, "replay made no progress; stopping");
+                break;
+            }
+            match records::decode_batches(&read.records) {
+                Ok(decoded) => {
+                    for (at, record) in decoded.into_iter().filter(|(at, _)| *at >= offset) {
+                        match record {
+                            Ok(record) => {
+                                self.apply_replayed(partition, record);
+                                applied += 1;
+                            }
+                            Err(e) => {
+                                tracing::warn!(partition, offset = at, "skipping record: {e}")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
+            }
+            offset = next;
+        }
+        applied
+    }
+
+    fn apply_replayed(&self, partition: i32, record: OffsetsRecord) {
+        let group_id = record.group().to_owned();
+        let mut groups = self.groups.borrow_mut();
+        match record {
+            OffsetsRecord::Group { value: None, .. } => {
+                groups.remove(&group_id);
+            }
+            OffsetsRecord::Group { value: Some(snapshot), .. } => {
+                let slot = groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Slot::new(Group::new(&group_id, now_ms()), partition));
+                slot.group.restore(snapshot, now_ms());
+            }
+            OffsetsRecord::Offset { topic, partition: p, value, .. } => match value {
+                Some(committed) => {
+                    let slot = groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Slot::new(Group::new(&group_id, now_ms()), partition));
+                    slot.group.offsets.insert((topic, p), committed);
+                }
+                None => {
+                    if let Some(slot) = groups.get_mut(&group_id) {
+                        slot.group.offsets.remove(&(topic, p));
+                    }
+                }
+            },
+        }
+    }
+
+    fn arm_partition_timers(&self, partition: i32) {
+        let ids: Vec<String> = self
+            .groups
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.partition == partition)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.reschedule(&id);
+        }
+    }
+}
+
+/// The offset after the last whole batch in `data` (0 when there is none).
+fn next_offset(data: &[u8]) -> i64 {
+    Batches::new(data)
+        .map_while(Result::ok)
+        .map(|(h, _)| h.base_offset + i64::from(h.last_offset_delta) + 1)
+        .last()
+        .unwrap_or(0)
+}

@@ -1,0 +1,65 @@
+//! Consumer groups: Kafka's classic group protocol and committed offsets.
+//!
+//! * [`state`] is the pure state machine of one group (members, generations, protocol
+//!   selection, leader, assignments, timeouts, static membership, committed offsets). It never
+//!   reads a clock: every call takes `now_ms`, so it is tested without time passing.
+//! * [`records`] encodes and decodes Kafka's own `__consumer_offsets` keys and values
+//!   (OffsetCommitKey/Value, GroupMetadataKey/Value), so compaction can keep the latest.
+//! * [`coordinator`] runs the groups of one shard: it owns that shard's partitions of
+//!   `__consumer_offsets`, persists through them, replays them at start-up and drives the
+//!   session and rebalance timers.
+//! * [`api`] holds the `Send` request/response enums that cross the shard mesh.
+//!
+//! A group lives on exactly one shard: the one that owns partition
+//! [`partition_for`]`(group_id, n)` of [`OFFSETS_TOPIC`].
+//!
+//! Imports `storage`, `record_batch`, `protocol` and `config` only.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod api;
+pub mod coordinator;
+mod load;
+mod offsets;
+pub mod records;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use coordinator::Coordinator;
+
+/// Name of the internal topic holding group metadata and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `group.min.session.timeout.ms` default.
+pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
+/// Kafka's `group.max.session.timeout.ms` default.
+pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// Kafka's `offset.metadata.max.bytes` default.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// Longest group id accepted (Kafka has no limit; keys must stay small).
+pub const GROUP_ID_BYTES_MAX: usize = 4096;
+/// Members one group may have (Kafka's `group.max.size` default is unlimited; we bound it).
+pub const GROUP_MEMBERS_MAX: usize = 10_000;
+
+/// Java's `String.hashCode` (over UTF-16 code units, wrapping arithmetic), as Kafka uses to
+/// place a group on a partition of `__consumer_offsets`.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition of `group_id` among `partitions` (Kafka's
+/// `Utils.abs(hashCode) % partitions`, where `abs(i32::MIN)` is 0).
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0);
+    let hash = java_string_hash(group_id);
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions
+}
+
+/// Wall-clock milliseconds since the Unix epoch (the coordinator's time source).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

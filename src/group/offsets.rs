@@ -1,0 +1,405 @@
+//! Offset commits and group administration on the coordinating shard: OffsetCommit,
+//! OffsetFetch, DescribeGroups, DeleteGroups, OffsetDelete, ListGroups.
+
+use std::collections::BTreeSet;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{
+    ConsumerProtocolSubscription, GroupId, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse,
+};
+use kafka_protocol::protocol::Decodable;
+
+use super::api::{FetchedOffset, FetchedOffsets};
+use super::coordinator::{append_durable, str_bytes, Coordinator, Slot};
+use super::records::OffsetsRecord;
+use super::state::{Committed, Group, GroupState};
+use super::{now_ms, OFFSET_METADATA_BYTES_MAX};
+use crate::protocol::ResponseError as E;
+
+/// The group type of every group here (KIP-848 names the classic protocol "classic").
+const GROUP_TYPE: &str = "classic";
+
+impl Coordinator {
+    /// Checks the committer against the group (creating an empty group for a "simple"
+    /// commit with generation < 0).
+    fn check_commit(&self, partition: i32, req: &OffsetCommitRequest) -> Result<(), E> {
+        self.ready_log(partition)?;
+        let group_id = req.group_id.0.to_string();
+        let generation = req.generation_id_or_member_epoch;
+        let mut groups = self.groups.borrow_mut();
+        match groups.get_mut(&group_id) {
+            None if generation < 0 => {
+                groups.insert(
+                    group_id.clone(),
+                    Slot::new(Group::new(&group_id, now_ms()), partition),
+                );
+                Ok(())
+            }
+            None => Err(E::IllegalGeneration),
+            Some(slot) => slot.group.check_commit(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                generation,
+                now_ms(),
+            ),
+        }
+    }
+
+    pub(super) async fn commit(
+        &self,
+        partition: i32,
+        req: OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
+        let group_id = req.group_id.0.to_string();
+        let checked = self.check_commit(partition, &req);
+        self.reschedule(&group_id);
+        let now = now_ms();
+        let mut records = Vec::new();
+        let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
+        for topic in &req.topics {
+            let mut topic_codes = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let metadata = p.committed_metadata.as_deref().unwrap_or("");
+                let code = match &checked {
+                    Err(e) => e.code(),
+                    Ok(()) if metadata.len() > OFFSET_METADATA_BYTES_MAX => {
+                        E::OffsetMetadataTooLarge.code()
+                    }
+                    Ok(()) => {
+                        records.push(OffsetsRecord::Offset {
+                            group: group_id.clone(),
+                            topic: topic.name.0.to_string(),
+                            partition: p.partition_index,
+                            value: Some(Committed {
+                                offset: p.committed_offset,
+                                leader_epoch: p.committed_leader_epoch,
+                                metadata: metadata.to_owned(),
+                                commit_timestamp_ms: now,
+                            }),
+                        });
+                        0
+                    }
+                };
+                topic_codes.push(code);
+            }
+            codes.push(topic_codes);
+        }
+        if !records.is_empty() {
+            let written = match self.ready_log(partition) {
+                Ok(log) => append_durable(&log, &records).await,
+                Err(e) => Err(format!("{e:?}")),
+            };
+            match written {
+                Ok(()) => self.apply_records(records),
+                Err(e) => {
+                    tracing::error!(group = %group_id, "persisting offsets failed: {e}");
+                    let failed = E::CoordinatorNotAvailable.code();
+                    codes.iter_mut().flatten().filter(|c| **c == 0).for_each(|c| *c = failed);
+                }
+            }
+        }
+        commit_response(&req, codes)
+    }
+
+    /// Applies durable offset records to the in-memory groups.
+    pub(super) fn apply_records(&self, records: Vec<OffsetsRecord>) {
+        let mut groups = self.groups.borrow_mut();
+        for record in records {
+            if let OffsetsRecord::Offset { group, topic, partition, value } = record {
+                let Some(slot) = groups.get_mut(&group) else {
+                    continue;
+                };
+                match value {
+                    Some(c) if slot.group.state != GroupState::Dead => {
+                        slot.group.offsets.insert((topic, partition), c);
+                    }
+                    _ => {
+                        slot.group.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn fetch(
+        &self,
+        partition: i32,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> FetchedOffsets {
+        if let Err(e) = self.ready_log(partition) {
+            return FetchedOffsets { error: e.code(), topics: Vec::new() };
+        }
+        let groups = self.groups.borrow();
+        let group = groups.get(group_id).map(|s| &s.group);
+        let lookup = |topic: &str, partition: i32| -> FetchedOffset {
+            let found = group.and_then(|g| g.offsets.get(&(topic.to_owned(), partition)));
+            match found {
+                Some(c) => FetchedOffset {
+                    partition,
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone(),
+                    error: 0,
+                },
+                None => {
+                    FetchedOffset { partition, offset: -1, leader_epoch: -1, ..Default::default() }
+                }
+            }
+        };
+        let topics = match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    let offsets = parts.into_iter().map(|p| lookup(&t, p)).collect();
+                    (t, offsets)
+                })
+                .collect(),
+            None => {
+                let mut all: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+                let keys: Vec<&(String, i32)> =
+                    group.map(|g| g.offsets.keys().collect()).unwrap_or_default();
+                for (topic, p) in keys {
+                    let entry = lookup(topic, *p);
+                    match all.last_mut() {
+                        Some((t, list)) if t == topic => list.push(entry),
+                        _ => all.push((topic.clone(), vec![entry])),
+                    }
+                }
+                all
+            }
+        };
+        FetchedOffsets { error: 0, topics }
+    }
+
+    pub(super) fn describe(&self, partition: i32, group_id: &str) -> DescribedGroup {
+        let base = DescribedGroup::default().with_group_id(GroupId(str_bytes(group_id)));
+        if let Err(e) = self.ready_log(partition) {
+            return base.with_error_code(e.code());
+        }
+        let groups = self.groups.borrow();
+        let Some(slot) = groups.get(group_id) else {
+            return base
+                .with_error_code(E::GroupIdNotFound.code())
+                .with_group_state(str_bytes("Dead"));
+        };
+        let g = &slot.group;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        let stable = g.state == GroupState::Stable;
+        let members = g
+            .members
+            .values()
+            .map(|m| {
+                let metadata =
+                    m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone());
+                DescribedGroupMember::default()
+                    .with_member_id(str_bytes(&m.id))
+                    .with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                    .with_client_id(str_bytes(&m.client_id))
+                    .with_client_host(str_bytes(&m.client_host))
+                    .with_member_metadata(if stable {
+                        metadata.unwrap_or_default()
+                    } else {
+                        Default::default()
+                    })
+                    .with_member_assignment(if stable {
+                        m.assignment.clone()
+                    } else {
+                        Default::default()
+                    })
+            })
+            .collect();
+        base.with_group_state(str_bytes(g.state.name()))
+            .with_protocol_type(str_bytes(g.protocol_type.as_deref().unwrap_or("")))
+            .with_protocol_data(str_bytes(if stable { &protocol } else { "" }))
+            .with_members(members)
+            .with_authorized_operations(i32::MIN)
+    }
+
+    pub(super) async fn delete(&self, partition: i32, group_id: &str) -> i16 {
+        let log = match self.ready_log(partition) {
+            Ok(log) => log,
+            Err(e) => return e.code(),
+        };
+        let records = {
+            let groups = self.groups.borrow();
+            let Some(slot) = groups.get(group_id) else {
+                return E::GroupIdNotFound.code();
+            };
+            if let Err(e) = slot.group.check_delete() {
+                return e.code();
+            }
+            tombstones(group_id, slot.group.offsets.keys(), true)
+        };
+        if let Some(slot) = self.groups.borrow_mut().get_mut(group_id) {
+            slot.group.mark_dead(now_ms());
+        }
+        let written = append_durable(&log, &records).await;
+        self.groups.borrow_mut().remove(group_id);
+        match written {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(group = group_id, "persisting group deletion failed: {e}");
+                E::CoordinatorNotAvailable.code()
+            }
+        }
+    }
+
+    pub(super) async fn offset_delete(
+        &self,
+        partition: i32,
+        req: OffsetDeleteRequest,
+    ) -> OffsetDeleteResponse {
+        let group_id = req.group_id.0.to_string();
+        let log = match self.ready_log(partition) {
+            Ok(log) => log,
+            Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
+        };
+        let subscribed = {
+            let groups = self.groups.borrow();
+            let Some(slot) = groups.get(&group_id) else {
+                return OffsetDeleteResponse::default().with_error_code(E::GroupIdNotFound.code());
+            };
+            let g = &slot.group;
+            let consumer = g.protocol_type.as_deref() == Some("consumer");
+            if g.state != GroupState::Empty && !consumer {
+                return OffsetDeleteResponse::default().with_error_code(E::NonEmptyGroup.code());
+            }
+            subscribed_topics(g)
+        };
+        let mut keys = Vec::new();
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let busy = subscribed.contains(t.name.0.as_str());
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        if !busy {
+                            keys.push((t.name.0.to_string(), p.partition_index));
+                        }
+                        let code = if busy { E::GroupSubscribedToTopic.code() } else { 0 };
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let records = tombstones(&group_id, keys.iter(), false);
+        if !records.is_empty() {
+            if let Err(e) = append_durable(&log, &records).await {
+                tracing::error!(group = %group_id, "persisting offset deletion failed: {e}");
+                return OffsetDeleteResponse::default()
+                    .with_error_code(E::CoordinatorNotAvailable.code());
+            }
+            self.apply_records(records);
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
+    }
+
+    pub(super) fn list(&self, states: &[String], types: &[String]) -> Vec<ListedGroup> {
+        let wanted_state =
+            |s: &str| states.is_empty() || states.iter().any(|w| w.eq_ignore_ascii_case(s));
+        let wanted_type =
+            types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(GROUP_TYPE));
+        let loaded: BTreeSet<i32> =
+            self.partitions.borrow().iter().filter(|(_, p)| p.loaded).map(|(n, _)| *n).collect();
+        let groups = self.groups.borrow();
+        let mut listed: Vec<ListedGroup> = groups
+            .values()
+            .filter(|s| loaded.contains(&s.partition) && s.group.state != GroupState::Dead)
+            .filter(|s| wanted_type && wanted_state(s.group.state.name()))
+            .map(|s| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(&s.group.id)))
+                    .with_protocol_type(str_bytes(s.group.protocol_type.as_deref().unwrap_or("")))
+                    .with_group_state(str_bytes(s.group.state.name()))
+                    .with_group_type(str_bytes(GROUP_TYPE))
+            })
+            .collect();
+        listed.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
+        listed
+    }
+}
+
+/// Tombstones for these offsets, and for the group's metadata when `group_too`.
+fn tombstones<'a>(
+    group_id: &str,
+    keys: impl Iterator<Item = &'a (String, i32)>,
+    group_too: bool,
+) -> Vec<OffsetsRecord> {
+    let mut records: Vec<OffsetsRecord> = keys
+        .map(|(topic, partition)| OffsetsRecord::Offset {
+            group: group_id.to_owned(),
+            topic: topic.clone(),
+            partition: *partition,
+            value: None,
+        })
+        .collect();
+    if group_too {
+        records.push(OffsetsRecord::Group { group: group_id.to_owned(), value: None });
+    }
+    records
+}
+
+/// Topics the members of a consumer group subscribe to (from their subscription metadata).
+fn subscribed_topics(g: &Group) -> BTreeSet<String> {
+    let mut topics = BTreeSet::new();
+    if g.state == GroupState::Empty || g.protocol_type.as_deref() != Some("consumer") {
+        return topics;
+    }
+    let protocol = g.protocol.clone().unwrap_or_default();
+    for m in g.members.values() {
+        let Some((_, metadata)) = m.protocols.iter().find(|(n, _)| *n == protocol) else {
+            continue;
+        };
+        let mut buf = metadata.clone();
+        if buf.len() < 2 {
+            continue;
+        }
+        let version = i16::from_be_bytes([buf[0], buf[1]]);
+        let _ = bytes::Buf::get_i16(&mut buf);
+        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)) {
+            topics.extend(sub.topics.iter().map(|t| t.to_string()));
+        }
+    }
+    topics
+}
+
+fn commit_response(req: &OffsetCommitRequest, codes: Vec<Vec<i16>>) -> OffsetCommitResponse {
+    let topics = req
+        .topics
+        .iter()
+        .zip(codes)
+        .map(|(t, codes)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(codes)
+                .map(|(p, code)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}

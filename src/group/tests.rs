@@ -1,0 +1,242 @@
+//! Unit tests of the group state machine and record formats (no clock, no I/O).
+
+use bytes::Bytes;
+
+use super::records::{decode_batches, encode_batch, OffsetsRecord};
+use super::state::*;
+use super::{java_string_hash, partition_for};
+use crate::protocol::ResponseError as E;
+
+const SESSION_MS: i32 = 10_000;
+const REBALANCE_MS: i32 = 30_000;
+
+fn args(member_id: &str) -> JoinArgs {
+    JoinArgs {
+        member_id: member_id.to_owned(),
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms: REBALANCE_MS,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+        require_known_member_id: true,
+        ..JoinArgs::default()
+    }
+}
+
+/// Joins a new member the v4+ way (MEMBER_ID_REQUIRED, then rejoin); returns its id.
+fn join_new(g: &mut Group, fresh: &str, now: i64, out: &mut Outbox) -> String {
+    let Reply::Now(first) = g.join(args(""), now, fresh, out) else { panic!("expected an answer") };
+    assert_eq!(first.error, E::MemberIdRequired.code());
+    let id = first.member_id;
+    assert_eq!(g.join(args(&id), now, "unused", out), Reply::Later(id.clone()));
+    id
+}
+
+fn sync_args(id: &str, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncArgs {
+    SyncArgs { member_id: id.into(), generation, assignments, ..SyncArgs::default() }
+}
+
+/// A stable group with one member `a` at generation 1.
+fn stable_one() -> (Group, String) {
+    let mut g = Group::new("g", 0);
+    let mut out = Outbox::default();
+    let a = join_new(&mut g, "1", 0, &mut out);
+    assert_eq!(out.joins.len(), 1);
+    assert_eq!(out.joins[0].1.members.len(), 1, "the leader sees the members");
+    let assignment = vec![(a.clone(), Bytes::from_static(b"p0"))];
+    let mut out = Outbox::default();
+    assert_eq!(g.sync(sync_args(&a, 1, assignment), 0, &mut out), Reply::Later(a.clone()));
+    assert!(out.persist);
+    assert_eq!(out.syncs[0].1.assignment, Bytes::from_static(b"p0"));
+    assert_eq!(g.state, GroupState::Stable);
+    (g, a)
+}
+
+#[test]
+fn first_member_becomes_leader_and_gets_its_assignment() {
+    let (mut g, a) = stable_one();
+    assert_eq!(g.leader.as_deref(), Some(a.as_str()));
+    assert_eq!(g.generation, 1);
+    assert_eq!(g.heartbeat(&a, None, 1, 1_000), 0);
+    assert_eq!(g.heartbeat(&a, None, 0, 1_000), E::IllegalGeneration.code());
+    assert_eq!(g.heartbeat("nobody", None, 1, 1_000), E::UnknownMemberId.code());
+}
+
+#[test]
+fn a_new_member_triggers_a_rebalance_that_the_old_one_joins() {
+    let (mut g, a) = stable_one();
+    let mut out = Outbox::default();
+    let b = join_new(&mut g, "2", 100, &mut out);
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert!(out.joins.is_empty(), "waits for the old member");
+    assert_eq!(g.heartbeat(&a, None, 1, 200), E::RebalanceInProgress.code());
+    assert_eq!(g.join(args(&a), 300, "x", &mut out), Reply::Later(a.clone()));
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(g.generation, 2);
+    assert_eq!(out.joins.len(), 2);
+    let leader = out.joins.iter().find(|(id, _)| *id == a).map(|(_, o)| o.members.len());
+    assert_eq!(leader, Some(2));
+    let follower = out.joins.iter().find(|(id, _)| *id == b).map(|(_, o)| o.members.len());
+    assert_eq!(follower, Some(0));
+    let mut out = Outbox::default();
+    assert_eq!(g.sync(sync_args(&b, 2, vec![]), 400, &mut out), Reply::Later(b.clone()));
+    assert!(out.syncs.is_empty(), "the follower waits for the leader");
+    let assignments =
+        vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))];
+    assert_eq!(g.sync(sync_args(&a, 2, assignments), 500, &mut out), Reply::Later(a.clone()));
+    assert_eq!(out.syncs.len(), 2);
+    assert_eq!(g.state, GroupState::Stable);
+}
+
+#[test]
+fn a_silent_member_is_evicted_after_its_session_timeout() {
+    let (mut g, a) = stable_one();
+    let mut out = Outbox::default();
+    let b = join_new(&mut g, "2", 0, &mut out);
+    assert_eq!(g.join(args(&a), 0, "x", &mut out), Reply::Later(a.clone()));
+    let assignments = vec![(a.clone(), Bytes::new()), (b.clone(), Bytes::new())];
+    g.sync(sync_args(&a, 2, assignments), 0, &mut out);
+    g.sync(sync_args(&b, 2, vec![]), 0, &mut out);
+    assert_eq!(g.state, GroupState::Stable);
+    // a keeps heartbeating, b goes silent.
+    assert_eq!(g.heartbeat(&a, None, 2, 6_000), 0);
+    assert_eq!(g.next_deadline_ms(), Some(i64::from(SESSION_MS)));
+    let mut out = Outbox::default();
+    g.tick(i64::from(SESSION_MS), &mut out);
+    assert!(!g.members.contains_key(&b));
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert_eq!(g.join(args(&a), 10_500, "x", &mut out), Reply::Later(a.clone()));
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(g.members.len(), 1);
+}
+
+#[test]
+fn the_rebalance_timeout_drops_members_that_did_not_rejoin() {
+    let (mut g, a) = stable_one();
+    let mut out = Outbox::default();
+    let b = join_new(&mut g, "2", 0, &mut out);
+    // a keeps heartbeating (so its session never expires) but never rejoins.
+    for now in (3_000..REBALANCE_MS as i64).step_by(3_000) {
+        assert_eq!(g.heartbeat(&a, None, 1, now), E::RebalanceInProgress.code());
+    }
+    assert_eq!(g.next_deadline_ms(), Some(i64::from(REBALANCE_MS)));
+    g.tick(i64::from(REBALANCE_MS), &mut out);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(g.members.keys().collect::<Vec<_>>(), vec![&b]);
+    assert_eq!(g.leader.as_deref(), Some(b.as_str()));
+}
+
+#[test]
+fn bad_joins_get_kafka_error_codes() {
+    let (mut g, a) = stable_one();
+    let mut out = Outbox::default();
+    let other_type = JoinArgs { protocol_type: "connect".into(), ..args("") };
+    let Reply::Now(o) = g.join(other_type, 0, "z", &mut out) else { panic!() };
+    assert_eq!(o.error, E::InconsistentGroupProtocol.code());
+    let other_protocol =
+        JoinArgs { protocols: vec![("roundrobin".into(), Bytes::new())], ..args("") };
+    let Reply::Now(o) = g.join(other_protocol, 0, "z", &mut out) else { panic!() };
+    assert_eq!(o.error, E::InconsistentGroupProtocol.code());
+    let Reply::Now(o) = g.join(args("ghost"), 0, "z", &mut out) else { panic!() };
+    assert_eq!(o.error, E::UnknownMemberId.code());
+    let Reply::Now(o) = g.sync(sync_args(&a, 7, vec![]), 0, &mut out) else { panic!() };
+    assert_eq!(o.error, E::IllegalGeneration.code());
+    let empty_type = JoinArgs { protocol_type: String::new(), ..args("") };
+    let Reply::Now(o) = Group::new("h", 0).join(empty_type, 0, "z", &mut out) else { panic!() };
+    assert_eq!(o.error, E::InconsistentGroupProtocol.code());
+}
+
+#[test]
+fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
+    let mut g = Group::new("g", 0);
+    let mut out = Outbox::default();
+    let static_args = |id: &str| JoinArgs {
+        instance_id: Some("i1".into()),
+        require_known_member_id: false,
+        ..args(id)
+    };
+    let Reply::Later(leader) = g.join(static_args(""), 0, "1", &mut out) else { panic!() };
+    let mut out = Outbox::default();
+    let b = join_new(&mut g, "2", 0, &mut out);
+    assert_eq!(g.join(static_args(&leader), 0, "x", &mut out), Reply::Later(leader.clone()));
+    let assignments = vec![(leader.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"B"))];
+    g.sync(sync_args(&leader, 2, assignments), 0, &mut out);
+    g.sync(sync_args(&b, 2, vec![]), 0, &mut out);
+    // The static leader restarts with a new member id: the old id is fenced, and (being the
+    // leader, which must hand out assignments again) it triggers a rebalance.
+    let Reply::Later(new_id) = g.join(static_args(""), 100, "3", &mut out) else { panic!() };
+    assert_ne!(new_id, leader);
+    assert_eq!(g.heartbeat(&leader, Some("i1"), 2, 200), E::UnknownMemberId.code());
+    assert_eq!(g.static_member("i1"), Some(new_id));
+}
+
+#[test]
+fn simple_commits_need_an_empty_group_and_members_their_generation() {
+    let mut g = Group::new("g", 0);
+    assert_eq!(g.check_commit("", None, -1, 0), Ok(()));
+    let (mut g2, a) = stable_one();
+    assert_eq!(g2.check_commit(&a, None, 1, 0), Ok(()));
+    assert_eq!(g2.check_commit(&a, None, 0, 0), Err(E::IllegalGeneration));
+    assert_eq!(g2.check_commit("", None, -1, 0), Err(E::UnknownMemberId));
+    assert_eq!(g2.check_delete(), Err(E::NonEmptyGroup));
+    assert_eq!(g.check_delete(), Ok(()));
+}
+
+#[test]
+fn the_last_member_leaving_empties_the_group() {
+    let (mut g, a) = stable_one();
+    let mut out = Outbox::default();
+    assert_eq!(
+        g.leave(&[(a.clone(), None), ("ghost".into(), None)], 0, &mut out),
+        vec![0, E::UnknownMemberId.code()]
+    );
+    assert_eq!(g.state, GroupState::Empty);
+    assert!(out.persist);
+    assert_eq!(g.generation, 2);
+}
+
+#[test]
+fn records_round_trip_and_garbage_is_an_error() {
+    let (g, _) = stable_one();
+    let records = vec![
+        OffsetsRecord::Group { group: "g".into(), value: Some(g.snapshot()) },
+        OffsetsRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+            value: Some(Committed {
+                offset: 42,
+                leader_epoch: -1,
+                metadata: "m".into(),
+                commit_timestamp_ms: 7,
+            }),
+        },
+        OffsetsRecord::Offset { group: "g".into(), topic: "t".into(), partition: 4, value: None },
+    ];
+    let batch = encode_batch(&records, 1).unwrap();
+    let decoded: Vec<OffsetsRecord> =
+        decode_batches(&batch).unwrap().into_iter().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(decoded.len(), 3);
+    let OffsetsRecord::Group { value: Some(snapshot), .. } = &decoded[0] else { panic!() };
+    assert_eq!(snapshot.generation, 1);
+    assert_eq!(snapshot.members.len(), 1);
+    assert_eq!(snapshot.members[0].assignment, Bytes::from_static(b"p0"));
+    assert_eq!(decoded[1..], records[1..]);
+    for cut in 0..12 {
+        let key = [0u8, 1, 0, 9, b'g'];
+        let _ = OffsetsRecord::decode(&key[..cut.min(key.len())], Some(&[0, 3, 1][..]));
+    }
+    assert!(OffsetsRecord::decode(&[0, 2, 0, 50, b'g'], None).is_err());
+    assert!(OffsetsRecord::decode(&[0, 2, 0, 1, b'g'], Some(&[0, 3, 0, 0, 0x7f, 0xff])).is_err());
+}
+
+#[test]
+fn groups_hash_like_kafka() {
+    assert_eq!(java_string_hash("hello"), 99_162_322);
+    assert_eq!(java_string_hash(""), 0);
+    assert_eq!(partition_for("hello", 50), 99_162_322 % 50);
+    // "polygenelubricants".hashCode() == Integer.MIN_VALUE: Kafka's Utils.abs maps it to 0.
+    assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+    assert_eq!(partition_for("polygenelubricants", 50), 0);
+}

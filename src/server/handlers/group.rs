@@ -1,0 +1,416 @@
+//! Consumer group APIs: route each group's request to the shard that coordinates it.
+//!
+//! A group is coordinated by the shard owning partition `partition_for(group, n)` of
+//! `__consumer_offsets` ([`crate::group`]). These handlers validate what needs cluster
+//! metadata (group ids, partitions that exist), send the request there (or run it in place)
+//! and merge batched answers (OffsetFetch v8+, DescribeGroups, DeleteGroups, ListGroups).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::str_bytes;
+use crate::group::api::{FetchedOffsets, GroupOp, GroupReply, GroupRequest};
+use crate::group::{partition_for, GROUP_ID_BYTES_MAX, OFFSETS_TOPIC};
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::ShardMsg;
+use crate::server::shard::Shard;
+
+/// FindCoordinator key type of consumer groups.
+const KEY_TYPE_GROUP: i8 = 0;
+/// FindCoordinator key type of transactional ids.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Runs the group APIs; gives back any other request.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    body: RequestKind,
+    version: i16,
+) -> Result<ResponseKind, RequestKind> {
+    Ok(match body {
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(find_coordinator(shard, req, version))
+        }
+        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(sync(shard, req).await),
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(heartbeat(shard, req).await),
+        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(leave(shard, req, version).await),
+        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(commit(shard, req).await),
+        RequestKind::OffsetFetch(req) => {
+            ResponseKind::OffsetFetch(fetch(shard, req, version).await)
+        }
+        RequestKind::ListGroups(req) => ResponseKind::ListGroups(list(shard, req).await),
+        RequestKind::DescribeGroups(req) => {
+            ResponseKind::DescribeGroups(describe(shard, req, version).await)
+        }
+        RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(delete(shard, req).await),
+        RequestKind::OffsetDelete(req) => {
+            ResponseKind::OffsetDelete(offset_delete(shard, req).await)
+        }
+        other => return Err(other),
+    })
+}
+
+fn valid_group_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= GROUP_ID_BYTES_MAX
+}
+
+/// The `__consumer_offsets` partition of a group and the shard owning it.
+fn locate(shard: &Shard, group: &str) -> Result<(i32, usize), E> {
+    let meta = shard.meta();
+    let topic = meta.topics.get(OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
+    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    let partition = partition_for(group, count);
+    let owner = meta.shard_of(OFFSETS_TOPIC, partition).ok_or(E::CoordinatorNotAvailable)?;
+    Ok((partition, owner))
+}
+
+/// Runs `op` on the shard coordinating `group`.
+async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Result<GroupReply, E> {
+    let (partition, owner) = locate(shard, group)?;
+    run_on(shard, owner, GroupRequest { partition, op }).await
+}
+
+async fn run_on(shard: &Rc<Shard>, owner: usize, request: GroupRequest) -> Result<GroupReply, E> {
+    if owner == shard.id {
+        return Ok(shard.groups.handle(request).await);
+    }
+    let (reply, answer) = oneshot::channel();
+    if !shard.send(owner, ShardMsg::Group { request: Box::new(request), reply }).await {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    answer.await.map_err(|_| E::CoordinatorNotAvailable)
+}
+
+fn find_coordinator(
+    shard: &Shard,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let config = &shard.config;
+    let keys: Vec<StrBytes> =
+        if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
+    let coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| {
+            let error = match req.key_type {
+                KEY_TYPE_GROUP if !valid_group_id(&key) => Some(E::InvalidRequest),
+                KEY_TYPE_GROUP => locate(shard, &key).err(),
+                KEY_TYPE_TRANSACTION => Some(E::CoordinatorNotAvailable),
+                _ => Some(E::InvalidRequest),
+            };
+            let found = Coordinator::default().with_key(key);
+            match error {
+                Some(e) => found
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&format!("{e}"))))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+                None => found
+                    .with_node_id(BrokerId(config.node_id))
+                    .with_host(str_bytes(&config.advertised_host))
+                    .with_port(config.advertised_port.into()),
+            }
+        })
+        .collect();
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let one = coordinators.into_iter().next().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(one.error_code)
+        .with_error_message(one.error_message)
+        .with_node_id(one.node_id)
+        .with_host(one.host)
+        .with_port(one.port)
+}
+
+/// JoinGroup (needs the client id and address, so the dispatcher calls it directly).
+pub async fn join(
+    shard: &Rc<Shard>,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+    client_host: String,
+) -> JoinGroupResponse {
+    let failed = |e: E, req: &JoinGroupRequest| {
+        JoinGroupResponse::default()
+            .with_error_code(e.code())
+            .with_generation_id(-1)
+            .with_member_id(req.member_id.clone())
+    };
+    if !valid_group_id(&req.group_id) {
+        return failed(E::InvalidGroupId, &req);
+    }
+    let group = req.group_id.0.to_string();
+    let member = req.member_id.clone();
+    let op = GroupOp::Join { req, version, client_id, client_host };
+    match route(shard, &group, op).await {
+        Ok(GroupReply::Join(r)) => r,
+        Ok(_) => failed(E::UnknownServerError, &JoinGroupRequest::default().with_member_id(member)),
+        Err(e) => failed(e, &JoinGroupRequest::default().with_member_id(member)),
+    }
+}
+
+async fn sync(shard: &Rc<Shard>, req: SyncGroupRequest) -> SyncGroupResponse {
+    if !valid_group_id(&req.group_id) {
+        return SyncGroupResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
+    let group = req.group_id.0.to_string();
+    match route(shard, &group, GroupOp::Sync { req }).await {
+        Ok(GroupReply::Sync(r)) => r,
+        Ok(_) => SyncGroupResponse::default().with_error_code(E::UnknownServerError.code()),
+        Err(e) => SyncGroupResponse::default().with_error_code(e.code()),
+    }
+}
+
+async fn heartbeat(shard: &Rc<Shard>, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !valid_group_id(&req.group_id) {
+        return HeartbeatResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
+    let group = req.group_id.0.to_string();
+    match route(shard, &group, GroupOp::Heartbeat { req }).await {
+        Ok(GroupReply::Heartbeat(r)) => r,
+        Ok(_) => HeartbeatResponse::default().with_error_code(E::UnknownServerError.code()),
+        Err(e) => HeartbeatResponse::default().with_error_code(e.code()),
+    }
+}
+
+async fn leave(shard: &Rc<Shard>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if !valid_group_id(&req.group_id) {
+        return LeaveGroupResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
+    let group = req.group_id.0.to_string();
+    match route(shard, &group, GroupOp::Leave { req, version }).await {
+        Ok(GroupReply::Leave(r)) => r,
+        Ok(_) => LeaveGroupResponse::default().with_error_code(E::UnknownServerError.code()),
+        Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
+    }
+}
+
+/// OffsetCommit: partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION here; the rest
+/// go to the coordinator.
+async fn commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let meta = shard.meta();
+    let mut codes: HashMap<(String, i32), i16> = HashMap::new();
+    let mut forwarded = req.clone();
+    for topic in forwarded.topics.iter_mut() {
+        topic.partitions.retain(|p| {
+            let known = meta.shard_of(&topic.name, p.partition_index).is_some();
+            if !known {
+                let key = (topic.name.0.to_string(), p.partition_index);
+                codes.insert(key, E::UnknownTopicOrPartition.code());
+            }
+            known
+        });
+    }
+    forwarded.topics.retain(|t| !t.partitions.is_empty());
+    let group = req.group_id.0.to_string();
+    let outcome = if !valid_group_id(&group) {
+        Err(E::InvalidGroupId)
+    } else if forwarded.topics.is_empty() {
+        Ok(OffsetCommitResponse::default())
+    } else {
+        match route(shard, &group, GroupOp::Commit { req: forwarded }).await {
+            Ok(GroupReply::Commit(r)) => Ok(r),
+            Ok(_) => Err(E::UnknownServerError),
+            Err(e) => Err(e),
+        }
+    };
+    let fallback = match &outcome {
+        Ok(_) => E::UnknownServerError.code(),
+        Err(e) => e.code(),
+    };
+    for t in outcome.into_iter().flat_map(|r| r.topics) {
+        for p in t.partitions {
+            codes.insert((t.name.0.to_string(), p.partition_index), p.error_code);
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let key = (t.name.0.to_string(), p.partition_index);
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(codes.get(&key).copied().unwrap_or(fallback))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+async fn fetch_one(
+    shard: &Rc<Shard>,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> FetchedOffsets {
+    if !valid_group_id(group) {
+        return FetchedOffsets { error: E::InvalidGroupId.code(), topics: Vec::new() };
+    }
+    let op = GroupOp::Fetch { group: group.to_owned(), topics };
+    match route(shard, group, op).await {
+        Ok(GroupReply::Fetch(f)) => f,
+        Ok(_) => FetchedOffsets { error: E::UnknownServerError.code(), topics: Vec::new() },
+        Err(e) => FetchedOffsets { error: e.code(), topics: Vec::new() },
+    }
+}
+
+/// OffsetFetch: one group before v8, a batch of groups from v8.
+async fn fetch(shard: &Rc<Shard>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version < 8 {
+        let topics = req.topics.as_ref().map(|ts| {
+            ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+        });
+        let fetched = fetch_one(shard, &req.group_id, topics).await;
+        let topics = fetched
+            .topics
+            .into_iter()
+            .map(|(name, offsets)| {
+                let partitions = offsets
+                    .into_iter()
+                    .map(|o| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(o.partition)
+                            .with_committed_offset(o.offset)
+                            .with_committed_leader_epoch(o.leader_epoch)
+                            .with_metadata(Some(str_bytes(&o.metadata)))
+                            .with_error_code(if o.error != 0 { o.error } else { fetched.error })
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(str_bytes(&name)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics).with_error_code(fetched.error);
+    }
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in &req.groups {
+        let topics = g.topics.as_ref().map(|ts| {
+            ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+        });
+        let fetched = fetch_one(shard, &g.group_id, topics).await;
+        let topics = fetched
+            .topics
+            .into_iter()
+            .map(|(name, offsets)| {
+                let partitions = offsets
+                    .into_iter()
+                    .map(|o| {
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(o.partition)
+                            .with_committed_offset(o.offset)
+                            .with_committed_leader_epoch(o.leader_epoch)
+                            .with_metadata(Some(str_bytes(&o.metadata)))
+                            .with_error_code(o.error)
+                    })
+                    .collect();
+                OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(str_bytes(&name)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        groups.push(
+            OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id.clone())
+                .with_topics(topics)
+                .with_error_code(fetched.error),
+        );
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// ListGroups: asks every shard for the groups it coordinates.
+async fn list(shard: &Rc<Shard>, req: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_string()).collect();
+    let mut groups = Vec::new();
+    let mut error = 0;
+    for owner in 0..shard.count {
+        let op = GroupOp::List { states: states.clone(), types: types.clone() };
+        match run_on(shard, owner, GroupRequest { partition: -1, op }).await {
+            Ok(GroupReply::List(found)) => groups.extend(found),
+            Ok(_) => error = E::UnknownServerError.code(),
+            Err(e) => error = e.code(),
+        }
+    }
+    groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
+    ListGroupsResponse::default().with_error_code(error).with_groups(groups)
+}
+
+async fn describe(
+    shard: &Rc<Shard>,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+    let mut described = Vec::with_capacity(req.groups.len());
+    for id in req.groups {
+        let failed =
+            |e: E| DescribedGroup::default().with_group_id(id.clone()).with_error_code(e.code());
+        let mut group = if !valid_group_id(&id) {
+            failed(E::InvalidGroupId)
+        } else {
+            match route(shard, &id, GroupOp::Describe { group: id.0.to_string() }).await {
+                Ok(GroupReply::Describe(g)) => g,
+                Ok(_) => failed(E::UnknownServerError),
+                Err(e) => failed(e),
+            }
+        };
+        // Before v6 Kafka answers an unknown group as a Dead group without an error.
+        if version < 6 && group.error_code == E::GroupIdNotFound.code() {
+            group.error_code = 0;
+        }
+        described.push(group);
+    }
+    DescribeGroupsResponse::default().with_groups(described)
+}
+
+async fn delete(shard: &Rc<Shard>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for id in req.groups_names {
+        let code = if !valid_group_id(&id) {
+            E::InvalidGroupId.code()
+        } else {
+            match route(shard, &id, GroupOp::Delete { group: id.0.to_string() }).await {
+                Ok(GroupReply::Delete(code)) => code,
+                Ok(_) => E::UnknownServerError.code(),
+                Err(e) => e.code(),
+            }
+        };
+        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+async fn offset_delete(shard: &Rc<Shard>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    if !valid_group_id(&req.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(E::InvalidGroupId.code());
+    }
+    let group = req.group_id.0.to_string();
+    match route(shard, &group, GroupOp::OffsetDelete { req }).await {
+        Ok(GroupReply::OffsetDelete(r)) => r,
+        Ok(_) => OffsetDeleteResponse::default().with_error_code(E::UnknownServerError.code()),
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
+    }
+}
