@@ -96,6 +96,10 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is
     /// created (an existing topic keeps its count).
     pub offsets_topic_partitions: i32,
+    /// Fault injection for tests (hidden flag `--fault-drop-produce-every N`): every Nth
+    /// produce request is appended and made durable, then its connection is closed instead
+    /// of answered, as a network fault would, so clients retry. `None` in production.
+    pub fault_drop_produce_every: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -120,6 +124,7 @@ impl Default for BrokerConfig {
             tail_cache_bytes: 8 << 20,
             log_append_time: false,
             offsets_topic_partitions: 16,
+            fault_drop_produce_every: None,
         }
     }
 }

@@ -4,9 +4,8 @@
 mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{batch, Broker, Conn};
+use common::{batch, create_topic, fetch_one, produce, Broker, Conn};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
 const MAX_REQUEST: usize = 4 << 20;
 
@@ -22,38 +21,6 @@ fn assert_serves(broker: &Broker) {
         ResponseKind::ApiVersions(r) => assert_eq!(r.error_code, 0),
         other => panic!("unexpected {other:?}"),
     }
-}
-
-fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
-    let topic = create_topics_request::CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.into())))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1);
-    let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
-    let ResponseKind::CreateTopics(r) =
-        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-    else {
-        panic!("not a CreateTopics response")
-    };
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-}
-
-fn produce(conn: &mut Conn, topic: &str, partition: i32, records: Bytes, acks: i16) -> (i16, i64) {
-    let data = produce_request::PartitionProduceData::default()
-        .with_index(partition)
-        .with_records(Some(records));
-    let topic = produce_request::TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.into())))
-        .with_partition_data(vec![data]);
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![topic]);
-    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
-        panic!("not a Produce response")
-    };
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
 }
 
 /// A tiny deterministic generator, so a failure replays.
@@ -200,30 +167,6 @@ fn oversized_batch_and_bad_targets_get_error_codes() {
     assert_eq!(produce(&mut conn, "nope", 0, small.clone(), 1).0, 3);
     assert_eq!(produce(&mut conn, "t", 0, small.clone(), 7).0, 21); // INVALID_REQUIRED_ACKS
     assert_eq!(produce(&mut conn, "t", 0, small, 1), (0, 0));
-}
-
-fn fetch_one(
-    conn: &mut Conn,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> fetch_response::PartitionData {
-    let p = fetch_request::FetchPartition::default()
-        .with_partition(partition)
-        .with_fetch_offset(offset)
-        .with_partition_max_bytes(1 << 20);
-    let t = fetch_request::FetchTopic::default()
-        .with_topic(TopicName(StrBytes::from_string(topic.into())))
-        .with_partitions(vec![p]);
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![t]);
-    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
-        panic!("not a Fetch response")
-    };
-    r.responses[0].partitions[0].clone()
 }
 
 #[test]

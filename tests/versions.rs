@@ -176,6 +176,11 @@ fn group_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> 
             RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![group]))
         }
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        ),
         ApiKey::DeleteGroups => {
             RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![group]))
         }

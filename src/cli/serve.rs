@@ -23,6 +23,10 @@ pub struct ServeArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: Settings,
+    /// Testing only: close the connection instead of answering every Nth produce request
+    /// (after its data is durable), so that clients retry.
+    #[arg(long, hide = true)]
+    fault_drop_produce_every: Option<u64>,
 }
 
 /// Every broker setting. The defaults are those of [`BrokerConfig::default`].
@@ -211,6 +215,7 @@ impl Settings {
             offsets_topic_partitions: self
                 .offsets_topic_partitions
                 .unwrap_or(d.offsets_topic_partitions),
+            fault_drop_produce_every: None,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })
@@ -223,7 +228,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(BrokerConfig, PoolOptions)> {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
-    Ok(args.settings.or(file).or(Settings::defaults()).into_config())
+    let (mut config, pool) = args.settings.or(file).or(Settings::defaults()).into_config();
+    config.fault_drop_produce_every = args.fault_drop_produce_every.filter(|&n| n > 0);
+    Ok((config, pool))
 }
 
 /// Runs the broker until SIGINT/SIGTERM.

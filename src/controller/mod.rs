@@ -10,6 +10,7 @@
 //! On disk: `<data>/metadata.json`, replaced atomically (write temp, fdatasync, rename, sync
 //! the directory).
 
+pub mod producer_ids;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -230,15 +231,20 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Option<ClusterMetadata>> {
 /// Durably replaces the metadata snapshot: temp file, fdatasync, rename, directory sync.
 pub async fn store(data_dir: &Path, meta: &ClusterMetadata) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-    let temp = data_dir.join(format!("{METADATA_FILE}.tmp"));
+    replace_file(data_dir, METADATA_FILE, bytes).await
+}
+
+/// Durably replaces `data_dir/name` with `bytes`: temp file, fdatasync, rename, directory sync.
+pub async fn replace_file(data_dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    let temp = data_dir.join(format!("{name}.tmp"));
     let file = glommio::io::BufferedFile::create(&temp).await?;
-    let written = file.write_at(bytes.clone(), 0).await?;
-    if written != bytes.len() {
-        return Err(std::io::Error::other("short write of metadata"));
+    let len = bytes.len();
+    if file.write_at(bytes, 0).await? != len {
+        return Err(std::io::Error::other(format!("short write of {name}")));
     }
     file.fdatasync().await?;
     file.close().await?;
-    glommio::io::rename(&temp, data_dir.join(METADATA_FILE)).await?;
+    glommio::io::rename(&temp, data_dir.join(name)).await?;
     let dir = glommio::io::Directory::open(data_dir).await?;
     dir.sync().await?;
     dir.close().await?;

@@ -184,7 +184,8 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ListGroups,
         DescribeGroups,
         DeleteGroups,
-        OffsetDelete
+        OffsetDelete,
+        InitProducerId
     )
 }
 

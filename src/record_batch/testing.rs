@@ -42,3 +42,34 @@ pub(crate) fn batch_with(
     RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
     buf.freeze()
 }
+
+/// An idempotent producer's batch: `count` records of `value_bytes` bytes with sequences
+/// `base_sequence..`.
+pub(crate) fn idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    count: usize,
+) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_sequence + i as i32,
+            timestamp: 1_000 + i as i64,
+            key: None,
+            value: Some(Bytes::from(vec![b'i'; 100])),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+    buf.freeze()
+}

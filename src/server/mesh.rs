@@ -151,6 +151,11 @@ pub enum ShardMsg {
         /// Answers, one per query.
         reply: oneshot::Sender<Vec<OffsetAnswer>>,
     },
+    /// To shard 0: allocate a producer id (InitProducerId).
+    AllocateProducerId {
+        /// The id, or why none could be reserved.
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
     /// To shard 0: change cluster metadata.
     Control {
         /// The change.

@@ -19,6 +19,7 @@ use glommio::sync::Semaphore;
 
 use super::mesh::*;
 use crate::config::{BrokerConfig, FlushPolicy};
+use crate::controller::producer_ids::ProducerIds;
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::protocol::ResponseError as E;
@@ -51,6 +52,10 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<Coordinator>,
+    /// Produce requests answered so far (for `fault_drop_produce_every`).
+    pub produce_count: Cell<u64>,
+    /// Shard 0's producer id allocator, loaded on first use.
+    producer_ids: RefCell<Option<Rc<ProducerIds>>>,
     /// Fired when the first metadata snapshot has been applied.
     ready: RefCell<Option<oneshot::Sender<()>>>,
 }
@@ -129,6 +134,8 @@ impl Shard {
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
             groups: Coordinator::new(),
+            producer_ids: RefCell::new(None),
+            produce_count: Cell::new(0),
             ready: RefCell::new(Some(ready)),
         }
     }
@@ -152,6 +159,28 @@ impl Shard {
     pub async fn send(&self, to: usize, msg: ShardMsg) -> bool {
         debug_assert_ne!(to, self.id, "a shard never messages itself");
         self.mesh.send_to(to, msg).await.is_ok()
+    }
+
+    /// A new producer id, from shard 0's allocator (see `controller::producer_ids`).
+    pub async fn allocate_producer_id(self: &Rc<Self>) -> Result<i64, String> {
+        if self.id != 0 {
+            let (reply, answer) = oneshot::channel();
+            if !self.send(0, ShardMsg::AllocateProducerId { reply }).await {
+                return Err("the coordinator shard is not available".into());
+            }
+            return answer.await.unwrap_or_else(|_| Err("the coordinator shard dropped it".into()));
+        }
+        let existing = self.producer_ids.borrow().clone();
+        let ids = match existing {
+            Some(ids) => ids,
+            None => {
+                let ids = ProducerIds::load(&self.config.data_dir).map_err(|e| e.to_string())?;
+                let ids = Rc::new(ids);
+                *self.producer_ids.borrow_mut() = Some(ids.clone());
+                ids
+            }
+        };
+        ids.allocate().await.map_err(|e| format!("reserving producer ids: {e}"))
     }
 
     // ---- metadata -------------------------------------------------------------------------
@@ -481,6 +510,9 @@ impl Shard {
             }
             ShardMsg::Control { op, reply } => {
                 let _ = reply.send(self.control(op).await);
+            }
+            ShardMsg::AllocateProducerId { reply } => {
+                let _ = reply.send(self.allocate_producer_id().await);
             }
             ShardMsg::Group { request, reply } => {
                 let _ = reply.send(self.groups.handle(*request).await);

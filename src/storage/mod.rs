@@ -19,6 +19,7 @@
 
 mod cache;
 mod index;
+mod producers;
 mod read;
 mod recovery;
 mod segment;
@@ -39,6 +40,8 @@ use bytes::{Bytes, BytesMut};
 use glommio::TaskQueueHandle;
 
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
+use producers::Verdict;
+pub use producers::{ProducerError, BATCHES_KEPT};
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::Shared;
 use wait::Until;
@@ -206,6 +209,13 @@ pub enum AppendError {
     /// A batch failed validation.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// An idempotent producer's batch is out of sequence or from a fenced epoch.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    /// An idempotent producer sent more than one batch for the partition in one request
+    /// (Kafka allows exactly one).
+    #[error("an idempotent produce must carry exactly one batch per partition")]
+    IdempotentBatchCount,
     /// The log is poisoned (see [`StorageError::Poisoned`]).
     #[error("log poisoned")]
     Poisoned,
@@ -219,6 +229,8 @@ impl AppendError {
     pub fn kafka_error_code(&self) -> i16 {
         match self {
             AppendError::Batch(e) => e.kafka_error_code(),
+            AppendError::Producer(e) => e.kafka_error_code(),
+            AppendError::IdempotentBatchCount => record_batch::INVALID_RECORD,
             AppendError::Poisoned => KAFKA_STORAGE_ERROR,
             AppendError::Closed => NOT_LEADER_OR_FOLLOWER,
         }
@@ -346,7 +358,8 @@ impl PartitionLog {
     /// (rewrites baseOffset; LogAppendTime when configured; partitionLeaderEpoch = 0 for now)
     /// and queues it for writing. SYNCHRONOUS on purpose: appends from the same task happen in
     /// call order, so the server can pipeline requests. A bad batch rejects the whole call,
-    /// nothing is appended.
+    /// nothing is appended. A retry of one of an idempotent producer's last
+    /// [`BATCHES_KEPT`] batches appends nothing and answers with the offsets of the original.
     pub fn append(&self, records: &[u8]) -> Result<PendingAppend, AppendError> {
         let shared = self.shared();
         if shared.poisoned.get() {
@@ -369,6 +382,14 @@ impl PartitionLog {
         if ranges.is_empty() {
             return Err(AppendError::Batch(BatchError::Empty));
         }
+        if let Some(original) = self.check_producers(&ranges)? {
+            return Ok(PendingAppend {
+                shared: shared.clone(),
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                log_append_time: -1,
+            });
+        }
         let log_append_time = match timestamp_type {
             TimestampType::LogAppendTime => now_ms(),
             TimestampType::CreateTime => -1,
@@ -379,6 +400,7 @@ impl PartitionLog {
         for (header, range) in ranges {
             let batch = records.get(range).unwrap_or_default();
             let bytes = assign(batch, next_offset, log_append_time)?;
+            shared.producers.borrow_mut().record(&header, next_offset);
             next_offset += i64::from(header.last_offset_delta) + 1;
             assigned.push(bytes);
         }
@@ -389,6 +411,22 @@ impl PartitionLog {
             last_offset: next_offset - 1,
             log_append_time,
         })
+    }
+
+    /// The idempotence check of [`PartitionLog::append`]: `Some(original)` for a retry.
+    fn check_producers(
+        &self,
+        batches: &[(BatchHeader, std::ops::Range<usize>)],
+    ) -> Result<Option<producers::BatchRecord>, AppendError> {
+        let idempotent = |(h, _): &&(BatchHeader, _)| h.producer_id >= 0 && !h.is_control();
+        let Some((header, _)) = batches.iter().find(idempotent) else { return Ok(None) };
+        if batches.len() != 1 {
+            return Err(AppendError::IdempotentBatchCount);
+        }
+        match self.shared().producers.borrow().check(header)? {
+            Verdict::Append => Ok(None),
+            Verdict::Duplicate(original) => Ok(Some(original)),
+        }
     }
 
     /// Replaces the topic config (sanitized). Takes effect for later appends and writes.

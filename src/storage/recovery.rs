@@ -16,6 +16,7 @@ use glommio::io::DmaFile;
 use glommio::TaskQueueHandle;
 
 use super::index::SegmentIndex;
+use super::producers::ProducerTable;
 use super::segment::{self, align_down, align_up, file_path, Segment};
 use super::shared::Shared;
 use super::writer::{self, Writer};
@@ -33,6 +34,8 @@ pub(crate) struct Scan {
     /// Offset after the last valid batch.
     pub(crate) next_offset: i64,
     pub(crate) index: SegmentIndex,
+    /// Idempotent producers' batches seen by the scan.
+    pub(crate) producers: ProducerTable,
     /// Why the scan stopped before the end of the file, if it did.
     pub(crate) stop: Option<String>,
 }
@@ -66,7 +69,8 @@ pub(crate) async fn open(
     segment::sync_dir(&dir).await?;
     let next_offset = writer_parts.next_offset;
     segments.push(writer_parts.segment.clone());
-    let shared = Rc::new(Shared::new(dir, config, segments, next_offset));
+    let producers = writer_parts.producers;
+    let shared = Rc::new(Shared::new(dir, config, segments, next_offset, producers));
     let writer = Writer {
         shared: shared.clone(),
         segment: writer_parts.segment,
@@ -162,6 +166,7 @@ struct ActiveParts {
     next_offset: i64,
     allocated: u64,
     tail: Vec<u8>,
+    producers: ProducerTable,
 }
 
 /// Scans the active segment, cuts it at the last valid batch, preallocates, zeroes stale
@@ -175,7 +180,7 @@ async fn recover_active(
     let file = segment::open_log_file(&path).await?;
     let file_bytes = file_size(&file, &path).await?;
     let interval = config.index_interval_bytes;
-    let scan = scan(&file, &path, base, file_bytes, interval).await?;
+    let mut scan = scan(&file, &path, base, file_bytes, interval).await?;
     let end = scan.end;
     let cap = align_up(config.segment_bytes).max(align_up(end));
     let allocated = align_up(file_bytes).max((align_up(end) + config.prealloc_bytes).min(cap));
@@ -200,7 +205,24 @@ async fn recover_active(
     file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", &path, e))?;
     let segment = Segment::new(base, file, path, end);
     *segment.index.borrow_mut() = scan.index;
-    Ok(ActiveParts { segment: Rc::new(segment), next_offset: scan.next_offset, allocated, tail })
+    let producers = producers_at(dir, base, &mut scan.producers);
+    let next_offset = scan.next_offset;
+    Ok(ActiveParts { segment: Rc::new(segment), next_offset, allocated, tail, producers })
+}
+
+/// Producer state at the end of the log: the snapshot taken when segment `base` became active
+/// (state below `base`), then the active segment's batches, `scanned`, replayed on top.
+fn producers_at(dir: &Path, base: i64, scanned: &mut ProducerTable) -> ProducerTable {
+    let path = file_path(dir, base, "producers");
+    let mut table = match std::fs::read(&path) {
+        Ok(bytes) => ProducerTable::from_snapshot(&bytes).unwrap_or_else(|| {
+            tracing::warn!(path = %path.display(), "ignoring a damaged producer state snapshot");
+            ProducerTable::default()
+        }),
+        Err(_) => ProducerTable::default(),
+    };
+    table.absorb(std::mem::take(scanned));
+    table
 }
 
 async fn read_exact(
@@ -273,7 +295,9 @@ pub(crate) async fn scan(
     file_bytes: u64,
     interval: u32,
 ) -> Result<Scan, StorageError> {
-    let mut scan = Scan { end: 0, next_offset: base, index: SegmentIndex::new(base), stop: None };
+    let index = SegmentIndex::new(base);
+    let producers = ProducerTable::default();
+    let mut scan = Scan { end: 0, next_offset: base, index, producers, stop: None };
     let mut read_len = SCAN_CHUNK_BYTES;
     while scan.end < file_bytes {
         let len = read_len.min(file_bytes - scan.end);
@@ -335,6 +359,7 @@ fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64) -> Walk {
             return Walk::Stop(e.to_string());
         }
         scan.index.on_batch(&header, scan.end, interval);
+        scan.producers.record(&header, header.base_offset);
         scan.end += total as u64;
         scan.next_offset = header.last_offset() + 1;
         at += total;

@@ -9,6 +9,7 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use super::cache::TailCache;
+use super::producers::ProducerTable;
 use super::segment::Segment;
 use super::wait::WaitList;
 use super::LogConfig;
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     /// Appended batches not yet handed to a write, in offset order.
     pub(crate) pending: RefCell<VecDeque<Bytes>>,
     pub(crate) cache: RefCell<TailCache>,
+    /// Idempotent producers' last batches, as of `leo`.
+    pub(crate) producers: RefCell<ProducerTable>,
     /// Every segment in offset order; the last one is active.
     pub(crate) segments: RefCell<Vec<Rc<Segment>>>,
     pub(crate) writer_waker: Cell<Option<Waker>>,
@@ -55,6 +58,7 @@ impl Shared {
         config: LogConfig,
         segments: Vec<Rc<Segment>>,
         next_offset: i64,
+        producers: ProducerTable,
     ) -> Shared {
         let log_start = segments.first().map_or(next_offset, |s| s.base_offset);
         assert!(log_start <= next_offset);
@@ -74,6 +78,7 @@ impl Shared {
             closed: Cell::new(false),
             pending: RefCell::new(VecDeque::new()),
             cache: RefCell::new(cache),
+            producers: RefCell::new(producers),
             segments: RefCell::new(segments),
             writer_waker: Cell::new(None),
             progress: WaitList::default(),

@@ -507,3 +507,47 @@ fn segment_age_rolls_and_interval_flush_syncs() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn idempotent_retries_are_answered_from_the_log_across_rolls_and_restarts() {
+    use crate::record_batch::testing::idempotent_batch;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        let mut firsts = Vec::new();
+        for i in 0..5 {
+            let pending = log.append(&idempotent_batch(9, 0, i * 5, 5)).unwrap();
+            firsts.push(pending.durable().await.unwrap());
+        }
+        let retry = log.append(&idempotent_batch(9, 0, 15, 5)).unwrap().durable().await.unwrap();
+        assert_eq!(retry, AppendInfo { log_start_offset: 0, ..firsts[3] });
+        assert_eq!(log.log_end_offset(), 25, "a retry writes nothing");
+        let gap = log.append(&idempotent_batch(9, 0, 30, 5)).unwrap_err();
+        assert_eq!(gap.kafka_error_code(), 45);
+        let two = [idempotent_batch(9, 0, 25, 5), idempotent_batch(9, 0, 30, 5)].concat();
+        assert_eq!(log.append(&two).unwrap_err().kafka_error_code(), 87);
+        // Another producer fills two segments: producer 9's batches are now only in closed
+        // segments, so after a restart only the roll-time snapshot remembers them.
+        for i in 0..60 {
+            log.append(&idempotent_batch(10, 0, i * 5, 5)).unwrap();
+        }
+        append_batches(&log, 0, 1).await;
+        assert!(log_files(&dir).iter().filter(|p| p.extension().unwrap() == "log").count() >= 3);
+        log.close().await.unwrap();
+
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        let end = log.log_end_offset();
+        let retry = log.append(&idempotent_batch(9, 0, 20, 5)).unwrap().durable().await.unwrap();
+        assert_eq!((retry.base_offset, retry.last_offset), (firsts[4].base_offset, 24));
+        let retry = log.append(&idempotent_batch(10, 0, 295, 5)).unwrap().durable().await.unwrap();
+        assert_eq!(retry.last_offset, end - 6, "the active segment's producers too");
+        assert_eq!(log.log_end_offset(), end);
+        let fenced = log.append(&idempotent_batch(10, 1, 300, 5)).unwrap_err();
+        assert_eq!(fenced.kafka_error_code(), 45, "a new epoch starts at sequence 0");
+        log.append(&idempotent_batch(10, 1, 0, 5)).unwrap().durable().await.unwrap();
+        let zombie = log.append(&idempotent_batch(10, 0, 300, 5)).unwrap_err();
+        assert_eq!(zombie.kafka_error_code(), 47);
+        log.close().await.unwrap();
+    });
+}

@@ -273,6 +273,7 @@ impl Writer {
         let dir = self.shared.dir.clone();
         segment::persist_index(&dir, &old).await?;
         self.shared.publish();
+        write_producer_snapshot(&self.shared, &dir, old.base_offset, next_offset);
         let (extent, segment_bytes) = {
             let config = self.shared.config.borrow();
             (config.prealloc_bytes, config.segment_bytes)
@@ -321,6 +322,25 @@ pub(crate) async fn create_segment(
     };
     setup.await.map_err(|e| StorageError::io("preallocate", &path, e))?;
     Ok(Rc::new(Segment::new(base_offset, file, path, 0)))
+}
+
+/// Saves the idempotent-producer state below `next_offset` as the new active segment's
+/// snapshot (see `producers`) and removes the previous one. Small and rare (once per roll), so
+/// plain blocking file calls; a failure only costs deduplication across a restart: logged.
+fn write_producer_snapshot(
+    shared: &Shared,
+    dir: &std::path::Path,
+    old_base: i64,
+    next_offset: i64,
+) {
+    let bytes = shared.producers.borrow().snapshot_below(next_offset);
+    let path = segment::file_path(dir, next_offset, "producers");
+    let tmp = path.with_extension("producers.tmp");
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), "producer state snapshot not written: {e}");
+    }
+    let _ = std::fs::remove_file(segment::file_path(dir, old_base, "producers"));
 }
 
 /// Ready when the writer has something to do.

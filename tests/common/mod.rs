@@ -226,3 +226,107 @@ pub fn records(data: &Bytes) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
     }
     out
 }
+
+/// One batch from an idempotent producer: `values` with sequences `base_sequence..`.
+pub fn idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    values: &[&[u8]],
+) -> Bytes {
+    use kafka_protocol::records::*;
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_sequence + i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+    out.freeze()
+}
+
+fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(s.into()))
+}
+
+/// CreateTopics v7; asserts success.
+pub fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
+    use kafka_protocol::messages::*;
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1);
+    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000);
+    let ResponseKind::CreateTopics(r) =
+        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+    else {
+        panic!("not a CreateTopics response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// Produce v9 of one batch to one partition: (error code, base offset).
+pub fn produce(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    use kafka_protocol::messages::*;
+    let data = produce_request::PartitionProduceData::default()
+        .with_index(partition)
+        .with_records(Some(records));
+    let topic = produce_request::TopicProduceData::default()
+        .with_name(topic_name(topic))
+        .with_partition_data(vec![data]);
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![topic]);
+    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+        panic!("not a Produce response")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Fetch v12 of one partition from `offset`, without waiting.
+pub fn fetch_one(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    use kafka_protocol::messages::*;
+    let p = fetch_request::FetchPartition::default()
+        .with_partition(partition)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20);
+    let t =
+        fetch_request::FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![p]);
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![t]);
+    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+        panic!("not a Fetch response")
+    };
+    r.responses[0].partitions[0].clone()
+}

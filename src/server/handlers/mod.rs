@@ -10,6 +10,7 @@ mod group;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producer;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -43,6 +44,7 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 6 },
     ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
+    ApiRange { key: ApiKey::InitProducerId, min: 0, max: 5 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -113,6 +115,9 @@ async fn handle(
         }
         RequestKind::DescribeConfigs(req) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(shard, req, version))
+        }
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(producer::init_producer_id(shard, req).await)
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => return group::handle(shard, other, version).await,

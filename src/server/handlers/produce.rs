@@ -71,6 +71,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
     }
     let replies = send_remote(shard, remote, acks != 0).await;
     let names: Vec<_> = req.topic_data.into_iter().map(|t| t.name).collect();
+    let drop_response = injected_fault(shard);
     Box::pin(async move {
         if acks == 0 {
             return Reply::Nothing;
@@ -97,9 +98,20 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
                 TopicProduceResponse::default().with_name(name).with_partition_responses(outcomes),
             );
         }
+        if drop_response {
+            return Reply::Close("fault injection: dropped a produce response".into());
+        }
         let response = ProduceResponse::default().with_responses(topics);
         Reply::Response(Box::new(ResponseKind::Produce(response)))
     })
+}
+
+/// Whether to drop this request's response (see `BrokerConfig::fault_drop_produce_every`).
+fn injected_fault(shard: &Shard) -> bool {
+    let Some(every) = shard.config.fault_drop_produce_every else { return false };
+    let count = shard.produce_count.get() + 1;
+    shard.produce_count.set(count);
+    count.is_multiple_of(every)
 }
 
 async fn send_remote(
