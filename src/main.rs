@@ -36,9 +36,12 @@ enum ConfigCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.log.as_deref());
+    if !matches!(cli.command, Command::Serve(_)) {
+        cli::init_logging(cli.log.as_deref(), false);
+    }
     let result = match cli.command {
-        Command::Serve(args) => cli::serve::run(*args),
+        // Initialises logging itself: the format and level may come from its settings.
+        Command::Serve(args) => cli::serve::run(*args, cli.log),
         Command::Group(args) => cli::group::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {
