@@ -242,8 +242,15 @@ impl Settings {
     pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+        toml::from_str(&text).map_err(|e| {
+            // The message alone may not name the key ("invalid type: string, expected usize"):
+            // add the offending line, which does.
+            let at = e.span().map_or(0, |span| span.start);
+            let line_number = text.get(..at).map_or(0, |before| before.lines().count().max(1));
+            let line = text.lines().nth(line_number.saturating_sub(1)).unwrap_or("").trim();
+            let path = path.display();
+            anyhow::anyhow!("config file {path}, line {line_number} `{line}`: {}", e.message())
+        })
     }
 
     /// Turns complete settings (after [`Settings::or`] with the defaults) into a config.
