@@ -32,6 +32,11 @@ enum Command {
 enum ConfigCommand {
     /// Print every `strata serve` setting with its default, as a TOML file for --config.
     PrintDefaults,
+    /// Check a --config file (unknown keys, bad values) without starting a broker.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +53,7 @@ fn main() -> std::process::ExitCode {
             print!("{}", cli::serve::defaults_toml());
             Ok(())
         }
+        Command::Config(ConfigCommand::Check { file }) => cli::serve::check_file(&file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

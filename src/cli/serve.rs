@@ -318,6 +318,16 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     strata::server::serve(config, pool)
 }
 
+/// `strata config check FILE`: parses and validates a config file as `serve` would (flags
+/// and environment aside).
+pub fn check_file(path: &Path) -> anyhow::Result<()> {
+    let settings = Settings::from_file(path)?.or(Settings::defaults());
+    let (config, _pool) = settings.into_config();
+    config.validate()?;
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
 /// The text of `strata config print-defaults`: every key, its help and its default.
 pub fn defaults_toml() -> String {
     #[derive(clap::Parser)]
