@@ -73,7 +73,7 @@ start_broker() {
     strata)
       local data=$TMP/data-$name
       rm -rf "$data"
-      BROKER_CMD="taskset -c $BROKER_CPU $STRATA serve --listen $ADDR --data-dir $data --shards 1"
+      BROKER_CMD="taskset -c $BROKER_CPU $STRATA serve --listen $ADDR --data-dir $data --shards 1 --admin-listen 127.0.0.1:0"
       ;;
     tansu)
       BROKER_CMD="taskset -c $BROKER_CPU ${TANSU:?TANSU must name the tansu binary} broker \

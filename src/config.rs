@@ -31,6 +31,11 @@ pub mod limits {
     /// Most partitions `__consumer_offsets` may be created with.
     pub const OFFSETS_TOPIC_PARTITIONS_MAX: i32 = 1000;
 
+    /// Longest a graceful shutdown may be configured to wait for in-flight requests (10 min).
+    pub const SHUTDOWN_TIMEOUT_MS_MAX: u64 = 600_000;
+    /// Port of the admin HTTP listener (Redpanda's admin port).
+    pub const ADMIN_PORT_DEFAULT: u16 = 9644;
+
     const _: () = assert!(REQUEST_BYTES_DEFAULT <= REQUEST_BYTES_CEILING);
     const _: () = assert!(BATCH_BYTES_DEFAULT < REQUEST_BYTES_DEFAULT);
 }
@@ -100,6 +105,11 @@ pub struct BrokerConfig {
     /// produce request is appended and made durable, then its connection is closed instead
     /// of answered, as a network fault would, so clients retry. `None` in production.
     pub fault_drop_produce_every: Option<u64>,
+    /// Address of the admin HTTP listener (`/metrics`, `/health/*`, `/v1/status`); `None`
+    /// disables it.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long a graceful shutdown waits for in-flight requests before closing the logs.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -125,6 +135,8 @@ impl Default for BrokerConfig {
             log_append_time: false,
             offsets_topic_partitions: 16,
             fault_drop_produce_every: None,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], limits::ADMIN_PORT_DEFAULT))),
+            shutdown_timeout_ms: 30_000,
         }
     }
 }
@@ -167,6 +179,12 @@ impl BrokerConfig {
         }
         if self.max_connections == 0 {
             return Err(bad("max-connections", "must be at least 1"));
+        }
+        if self.shutdown_timeout_ms > limits::SHUTDOWN_TIMEOUT_MS_MAX {
+            return Err(bad("shutdown-timeout-ms", "must be at most 600000 (10 minutes)"));
+        }
+        if self.admin_listen == Some(self.listen) {
+            return Err(bad("admin-listen", "must differ from listen"));
         }
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));

@@ -3,19 +3,22 @@
 //! | module         | job                                                                 |
 //! |----------------|---------------------------------------------------------------------|
 //! | `config`       | typed broker configuration and named limits, validated once         |
+//! | `metrics`      | per-shard counters and histograms, Prometheus text exposition       |
 //! | `record_batch` | RecordBatch v2 header, CRC-32C validation, in-place offset rewrite  |
 //! | `protocol`     | Kafka framing, request decode / response encode, API version table  |
 //! | `runtime`      | pinned executors, the shard mesh, partition-to-shard placement      |
 //! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
 //! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
 //! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
-//! | `server`       | listeners, connections, request dispatch, one handler per API       |
+//! | `server`       | listeners, connections, dispatch, one handler per API, admin HTTP   |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
 //! | `client`       | a small blocking admin client for the `strata` commands             |
 //!
-//! Dependencies point one way, from the network edge down to storage:
+//! Dependencies point one way, from the network edge down to storage. `config` and `metrics`
+//! are base modules: every module may import them, and they import nothing (`metrics` only
+//! `config`).
 //!
-//! | module         | may import (besides `config`)                   |
+//! | module         | may import (besides `config` and `metrics`)     |
 //! |----------------|-------------------------------------------------|
 //! | `record_batch` | nothing                                         |
 //! | `protocol`     | `record_batch`                                  |
@@ -34,6 +37,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod group;
+pub mod metrics;
 pub mod protocol;
 pub mod record_batch;
 pub mod runtime;

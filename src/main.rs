@@ -32,19 +32,28 @@ enum Command {
 enum ConfigCommand {
     /// Print every `strata serve` setting with its default, as a TOML file for --config.
     PrintDefaults,
+    /// Check a --config file (unknown keys, bad values) without starting a broker.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.log.as_deref());
+    if !matches!(cli.command, Command::Serve(_)) {
+        cli::init_logging(cli.log.as_deref(), false);
+    }
     let result = match cli.command {
-        Command::Serve(args) => cli::serve::run(*args),
+        // Initialises logging itself: the format and level may come from its settings.
+        Command::Serve(args) => cli::serve::run(*args, cli.log),
         Command::Group(args) => cli::group::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {
             print!("{}", cli::serve::defaults_toml());
             Ok(())
         }
+        Command::Config(ConfigCommand::Check { file }) => cli::serve::check_file(&file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

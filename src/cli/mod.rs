@@ -3,15 +3,21 @@
 pub mod group;
 pub mod serve;
 
-/// Logs go to stderr through `tracing`; the `log` crate (used by glommio) is bridged in, so
-/// its warnings (e.g. io_uring buffer registration failing) are seen.
-pub fn init_logging(filter: Option<&str>) {
+/// Logs go to stderr through `tracing`, as text or one JSON object per line; the `log` crate
+/// (used by glommio) is bridged in, so its warnings (e.g. io_uring buffer registration
+/// failing) are seen. `filter` wins over `RUST_LOG`; without either the level is `info`.
+pub fn init_logging(filter: Option<&str>, json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let _ = tracing_log::LogTracer::init();
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only on a terminal: journald, Docker and Kubernetes logs get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }

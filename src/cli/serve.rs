@@ -108,6 +108,65 @@ pub struct Settings {
     /// (offsets.topic.num.partitions; Kafka's default is 50). [default: 16]
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
+    /// Admin HTTP listener (/metrics, /health/live, /health/ready, /v1/status), or `off`.
+    /// [default: 127.0.0.1:9644]
+    #[arg(long, env = "STRATA_ADMIN_LISTEN")]
+    pub admin_listen: Option<AdminListen>,
+    /// On SIGTERM/SIGINT, wait this many ms for in-flight requests to finish before closing
+    /// the logs (connections still open then are cut). [default: 30000]
+    #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Log line format: `text` or `json` (one JSON object per line). [default: text]
+    #[arg(long, env = "STRATA_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (e.g. `info`, `strata=debug`). The global --log / STRATA_LOG wins over it,
+    /// and it wins over RUST_LOG. [default: RUST_LOG, else info]
+    #[arg(long, env = "STRATA_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The admin listener's address, or `off` (written so in flags, env and file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "none" | "disabled" => Ok(AdminListen(None)),
+            addr => addr
+                .parse()
+                .map(|a| AdminListen(Some(a)))
+                .map_err(|e| format!("expected host:port or `off`, got {addr:?}: {e}")),
+        }
+    }
+}
+
+impl TryFrom<String> for AdminListen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<AdminListen> for String {
+    fn from(a: AdminListen) -> String {
+        a.0.map_or_else(|| "off".to_owned(), |a| a.to_string())
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
 }
 
 /// Keeps `self`'s value of each listed field, taking `fallback`'s where `self` has none.
@@ -144,6 +203,10 @@ impl Settings {
             tail_cache_bytes,
             log_append_time,
             offsets_topic_partitions,
+            admin_listen,
+            shutdown_timeout_ms,
+            log_format,
+            log_level,
         )
     }
 
@@ -172,6 +235,10 @@ impl Settings {
             tail_cache_bytes: Some(d.tail_cache_bytes),
             log_append_time: Some(d.log_append_time),
             offsets_topic_partitions: Some(d.offsets_topic_partitions),
+            admin_listen: Some(AdminListen(d.admin_listen)),
+            shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
+            log_format: Some(LogFormat::Text),
+            log_level: None,
         }
     }
 
@@ -179,8 +246,15 @@ impl Settings {
     pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+        toml::from_str(&text).map_err(|e| {
+            // The message alone may not name the key ("invalid type: string, expected usize"):
+            // add the offending line, which does.
+            let at = e.span().map_or(0, |span| span.start);
+            let line_number = text.get(..at).map_or(0, |before| before.lines().count().max(1));
+            let line = text.lines().nth(line_number.saturating_sub(1)).unwrap_or("").trim();
+            let path = path.display();
+            anyhow::anyhow!("config file {path}, line {line_number} `{line}`: {}", e.message())
+        })
     }
 
     /// Turns complete settings (after [`Settings::or`] with the defaults) into a config.
@@ -216,27 +290,49 @@ impl Settings {
                 .offsets_topic_partitions
                 .unwrap_or(d.offsets_topic_partitions),
             fault_drop_produce_every: None,
+            admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
+            shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })
     }
 }
 
-/// Resolves flags, environment, file and defaults into the broker's configuration.
-pub fn resolve(args: ServeArgs) -> anyhow::Result<(BrokerConfig, PoolOptions)> {
+/// Resolves flags, environment, file and defaults into complete settings.
+pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
-    let (mut config, pool) = args.settings.or(file).or(Settings::defaults()).into_config();
-    config.fault_drop_produce_every = args.fault_drop_produce_every.filter(|&n| n > 0);
-    Ok((config, pool))
+    Ok(args.settings.or(file).or(Settings::defaults()))
 }
 
-/// Runs the broker until SIGINT/SIGTERM.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, pool) = resolve(args)?;
+/// Runs the broker until SIGINT/SIGTERM. `log` is the global --log / STRATA_LOG filter.
+pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
+    let fault_drop_produce_every = args.fault_drop_produce_every.filter(|&n| n > 0);
+    let settings = match resolve(args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            super::init_logging(log.as_deref(), false);
+            return Err(e);
+        }
+    };
+    let json = settings.log_format == Some(LogFormat::Json);
+    let filter = log.or(settings.log_level.clone());
+    super::init_logging(filter.as_deref(), json);
+    let (mut config, pool) = settings.into_config();
+    config.fault_drop_produce_every = fault_drop_produce_every;
     strata::server::serve(config, pool)
+}
+
+/// `strata config check FILE`: parses and validates a config file as `serve` would (flags
+/// and environment aside).
+pub fn check_file(path: &Path) -> anyhow::Result<()> {
+    let settings = Settings::from_file(path)?.or(Settings::defaults());
+    let (config, _pool) = settings.into_config();
+    config.validate()?;
+    println!("{}: ok", path.display());
+    Ok(())
 }
 
 /// The text of `strata config print-defaults`: every key, its help and its default.

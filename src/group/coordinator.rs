@@ -83,6 +83,22 @@ impl Coordinator {
         }
     }
 
+    /// Every offset committed by the groups this shard coordinates (for metrics).
+    pub fn committed_offsets(&self) -> Vec<crate::metrics::CommittedOffset> {
+        let groups = self.groups.borrow();
+        let commits = groups.iter().flat_map(|(id, slot)| {
+            slot.group.offsets.iter().map(move |((topic, partition), c)| {
+                crate::metrics::CommittedOffset {
+                    group: id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: c.offset,
+                }
+            })
+        });
+        commits.collect()
+    }
+
     /// Handles one group request on this shard.
     pub async fn handle(&self, request: GroupRequest) -> GroupReply {
         let partition = request.partition;

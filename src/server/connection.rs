@@ -5,9 +5,16 @@
 //! [`limits::IN_FLIGHT_PER_CONNECTION_MAX`] requests are queued; past that the reader stops
 //! reading, which pushes back on the client through TCP. A bad frame closes the connection
 //! with a log line; the rest of the broker is unaffected.
+//!
+//! Each connection runs inside a `conn` tracing span (`id` = `shard.sequence`, `peer`), so
+//! its log lines, and those of its requests' handlers on this shard, carry the connection id;
+//! error lines about a request add its `correlation_id`. Together they are the request id.
+//! When the shard drains ([`Shard::draining`] closed), the reader stops taking requests and
+//! the writer finishes the responses already queued, then closes.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use futures::future::Either;
@@ -15,10 +22,12 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::handlers::{self, Reply};
 use super::shard::Shard;
 use crate::config::limits;
+use crate::metrics::ShardMetrics;
 use crate::protocol::{self, ProtocolError};
 use kafka_protocol::messages::ApiKey;
 
@@ -28,7 +37,14 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A response in the queue: already encoded, or still being computed.
 enum Queued {
     Ready(BytesMut),
-    Pending { key: ApiKey, version: i16, correlation_id: i32, reply: JoinHandle<Reply> },
+    Pending {
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        reply: JoinHandle<Reply>,
+        /// When the request was parsed, for the latency histogram of its API.
+        started: Instant,
+    },
 }
 
 /// Serves one connection until the client closes it or sends something unacceptable.
@@ -38,8 +54,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     }
     let (reader, writer) = stream.split();
     let (queue, pending) = local_channel::new_bounded(limits::IN_FLIGHT_PER_CONNECTION_MAX);
-    let writing = glommio::spawn_local(write_loop(writer, pending, peer));
+    let metrics = shard.metrics.clone();
+    let writing = write_loop(writer, pending, peer, metrics);
+    let writing = glommio::spawn_local(writing.instrument(tracing::Span::current()));
     let reading = read_loop(&shard, reader, queue, peer);
+    let drained = shard.draining.acquire(1);
+    let reading = async move {
+        futures::pin_mut!(reading, drained);
+        futures::future::select(reading, drained).await;
+    };
     futures::pin_mut!(reading);
     match futures::future::select(reading, writing).await {
         // The client stopped sending: finish the responses already queued, then close.
@@ -75,9 +98,11 @@ async fn read_loop(
             Ok(request) => {
                 let (key, version) = (request.key, request.version);
                 let correlation_id = request.header.correlation_id;
-                let reply =
-                    glommio::spawn_local(handlers::dispatch(shard, request, peer).await).detach();
-                Queued::Pending { key, version, correlation_id, reply }
+                let started = Instant::now();
+                let handling = handlers::dispatch(shard, request, peer).await;
+                let span = tracing::Span::current();
+                let reply = glommio::spawn_local(handling.instrument(span)).detach();
+                Queued::Pending { key, version, correlation_id, reply, started }
             }
             Err(ProtocolError::UnsupportedVersion {
                 key: ApiKey::ApiVersions,
@@ -129,26 +154,39 @@ async fn fill(
     true
 }
 
+/// Position of `key` in [`handlers::APIS`]: its slot in the latency histograms.
+fn api_slot(key: ApiKey) -> usize {
+    handlers::APIS.iter().position(|a| a.key == key).unwrap_or(usize::MAX)
+}
+
 async fn write_loop(
     mut writer: impl AsyncWrite + Unpin,
     queue: LocalReceiver<Queued>,
     peer: SocketAddr,
+    metrics: Rc<ShardMetrics>,
 ) {
     while let Some(queued) = queue.recv().await {
         let bytes = match queued {
             Queued::Ready(bytes) => bytes,
-            Queued::Pending { key, version, correlation_id, reply } => {
-                let response = match reply.await {
+            Queued::Pending { key, version, correlation_id, reply, started } => {
+                let reply = reply.await;
+                metrics.observe_request(api_slot(key), started.elapsed());
+                let response = match reply {
                     Some(Reply::Response(response)) => response,
                     Some(Reply::Nothing) => continue,
                     Some(Reply::Close(why)) => {
-                        return tracing::warn!(%peer, "closing connection: {why}")
+                        return tracing::warn!(%peer, correlation_id, "closing connection: {why}")
                     }
-                    None => return tracing::error!(%peer, "request task was cancelled"),
+                    None => {
+                        return tracing::error!(%peer, correlation_id, "request task was cancelled")
+                    }
                 };
                 match protocol::encode_response(key, version, correlation_id, &response) {
                     Ok(bytes) => bytes,
-                    Err(e) => return tracing::error!(%peer, "encoding {key:?} failed: {e}"),
+                    Err(e) => {
+                        let what = "encoding the response failed";
+                        return tracing::error!(%peer, correlation_id, ?key, "{what}: {e}");
+                    }
                 }
             }
         };

@@ -171,6 +171,11 @@ pub enum ShardMsg {
         /// Its reply.
         reply: oneshot::Sender<GroupReply>,
     },
+    /// From the admin listener (shard 0): report this shard's metrics.
+    Metrics {
+        /// The snapshot.
+        reply: oneshot::Sender<crate::metrics::ShardSnapshot>,
+    },
     /// From shard 0: open, configure and delete partition logs to match this snapshot.
     ApplyMetadata {
         /// The new snapshot.

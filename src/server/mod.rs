@@ -1,10 +1,16 @@
 //! The broker: one shard per core, each accepting connections and owning partitions.
 //!
 //! [`serve`] starts the shards, wires the mesh between them, and returns once all of them
-//! have shut down (SIGINT/SIGTERM: stop accepting, flush and close every log). Shard 0
-//! bootstraps cluster metadata from the data directory and publishes it before any shard
-//! accepts a connection.
+//! have shut down. Shard 0 bootstraps cluster metadata from the data directory and publishes
+//! it before any shard accepts a connection; it also serves the admin HTTP listener
+//! ([`admin_http`]).
+//!
+//! Shutdown (SIGINT/SIGTERM): every shard stops accepting, stops reading requests, waits up
+//! to `shutdown_timeout_ms` for the responses already in flight, then flushes and closes its
+//! logs. A watchdog exits the process with an error if that has not finished some seconds
+//! after the timeout; a second signal exits at once.
 
+pub mod admin_http;
 mod connection;
 pub mod handlers;
 pub mod mesh;
@@ -14,6 +20,7 @@ pub mod shard;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::StreamExt;
@@ -23,11 +30,14 @@ use glommio::net::TcpListener;
 use crate::config::{limits, BrokerConfig};
 use crate::controller::{self, ClusterMetadata};
 use crate::runtime::{self, PoolOptions};
+use admin_http::Health;
 use mesh::ShardMsg;
 use shard::Shard;
 
 /// Name of the lock file that keeps two brokers off one data directory.
 const LOCK_FILE: &str = ".lock";
+/// How long past `shutdown_timeout_ms` closing the logs may take before the watchdog exits.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn serve(config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
@@ -37,18 +47,24 @@ pub fn serve(config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     let count = runtime::placement(&pool)?.len();
     let mesh: MeshBuilder<ShardMsg, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
-    let stops = shutdown_on_signals(count)?;
+    let admin = bind_admin(&config)?;
+    let stops = shutdown_on_signals(count, Duration::from_millis(config.shutdown_timeout_ms))?;
     let config = Arc::new(config);
+    let health = Arc::new(Health::new(count));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         shards = count,
         listen = %config.listen,
+        admin = %admin_address(&admin),
         data_dir = %config.data_dir.display(),
         "starting strata"
     );
+    let admin = Arc::new(Mutex::new(admin));
     runtime::run_shards(&pool, move |index, _count| {
         let stop = stops.lock().ok().and_then(|mut s| s.get_mut(index).and_then(Option::take));
-        shard_main(config.clone(), mesh.clone(), stop)
+        let admin = if index == 0 { admin.lock().ok().and_then(|mut a| a.take()) } else { None };
+        let start = ShardStart { config: config.clone(), health: health.clone(), admin, stop };
+        shard_main(start, mesh.clone())
     })?;
     tracing::info!("strata stopped cleanly");
     Ok(())
@@ -62,11 +78,42 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Binds the admin listener here, on the main thread, so a bad or busy address fails start-up
+/// with a clear message before any shard starts.
+fn bind_admin(config: &BrokerConfig) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let Some(address) = config.admin_listen else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| anyhow::anyhow!("binding the admin listener (admin-listen) {address}: {e}"))?;
+    Ok(Some(listener))
+}
+
+fn admin_address(admin: &Option<std::net::TcpListener>) -> String {
+    match admin {
+        Some(listener) => listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+        None => "off".into(),
+    }
+}
+
+/// A std listener as a glommio one (shard 0 serves it).
+fn into_glommio(listener: std::net::TcpListener) -> TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = listener.into_raw_fd();
+    // SAFETY: `fd` is a listening TCP socket whose ownership `into_raw_fd` just gave up; the
+    // glommio listener becomes its only owner.
+    #[allow(unsafe_code)]
+    unsafe {
+        TcpListener::from_raw_fd(fd)
+    }
+}
+
 type Stops = Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>;
 
 /// A thread that turns the first SIGINT/SIGTERM into a stop message for every shard, and a
-/// second one into an immediate exit.
-fn shutdown_on_signals(count: usize) -> anyhow::Result<Stops> {
+/// second one into an immediate exit. After the first, a watchdog exits the process if it
+/// has not stopped within `timeout` plus [`CLOSE_GRACE`].
+fn shutdown_on_signals(count: usize, timeout: Duration) -> anyhow::Result<Stops> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| oneshot::channel()).unzip();
@@ -75,10 +122,14 @@ fn shutdown_on_signals(count: usize) -> anyhow::Result<Stops> {
         for signal in signals.forever() {
             match senders.take() {
                 Some(senders) => {
-                    tracing::info!(signal, "shutting down: flushing and closing logs");
+                    tracing::info!(
+                        signal,
+                        "shutting down: draining connections, then closing logs"
+                    );
                     senders.into_iter().for_each(|s| {
                         let _ = s.send(());
                     });
+                    start_watchdog(timeout + CLOSE_GRACE);
                 }
                 None => {
                     tracing::warn!(signal, "second signal: exiting without a clean shutdown");
@@ -90,11 +141,28 @@ fn shutdown_on_signals(count: usize) -> anyhow::Result<Stops> {
     Ok(Arc::new(Mutex::new(receivers.into_iter().map(Some).collect())))
 }
 
-async fn shard_main(
+fn start_watchdog(limit: Duration) {
+    let spawned = std::thread::Builder::new().name("shutdown-watchdog".into()).spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(seconds = limit.as_secs(), "shutdown did not finish in time; exiting");
+        std::process::exit(1);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the shutdown watchdog: {e}");
+    }
+}
+
+/// What one shard starts with.
+struct ShardStart {
     config: Arc<BrokerConfig>,
-    mesh: MeshBuilder<ShardMsg, Full>,
+    health: Arc<Health>,
+    /// The admin listener, for shard 0 when enabled.
+    admin: Option<std::net::TcpListener>,
     stop: Option<oneshot::Receiver<()>>,
-) -> anyhow::Result<()> {
+}
+
+async fn shard_main(start: ShardStart, mesh: MeshBuilder<ShardMsg, Full>) -> anyhow::Result<()> {
+    let ShardStart { config, health, admin, stop } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
@@ -113,6 +181,11 @@ async fn shard_main(
         })
         .detach();
     }
+    let admin_address = admin_address(&admin);
+    if let Some(listener) = admin {
+        let serving = admin_http::serve(shard.clone(), health.clone(), into_glommio(listener));
+        glommio::spawn_local(serving).detach();
+    }
     if id == 0 {
         bootstrap(&shard).await?;
     } else if is_ready.await.is_err() {
@@ -120,8 +193,18 @@ async fn shard_main(
     }
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    health.shard_ready();
     if id == 0 {
-        tracing::info!(listen = %config.listen, "strata ready");
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            node_id = config.node_id,
+            shards = count,
+            listen = %config.listen,
+            advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+            admin = %admin_address,
+            data_dir = %config.data_dir.display(),
+            "strata ready"
+        );
     }
     let stop = async move {
         match stop {
@@ -130,10 +213,30 @@ async fn shard_main(
         }
     };
     futures::pin_mut!(stop);
-    futures::future::select(Box::pin(accept_loop(&shard, &listener)), stop).await;
+    let gate = glommio::sync::Gate::new();
+    futures::future::select(Box::pin(accept_loop(&shard, &listener, &gate)), stop).await;
+    health.start_draining();
     drop(listener);
+    drain(&shard, &gate).await;
     shard.close_logs().await;
+    if id == 0 {
+        tracing::info!("logs closed");
+    }
     Ok(())
+}
+
+/// Stops every connection from reading requests and waits, up to `shutdown_timeout_ms`, for
+/// the responses already in flight to be written.
+async fn drain(shard: &Rc<Shard>, gate: &glommio::sync::Gate) {
+    shard.draining.close();
+    let timeout = Duration::from_millis(shard.config.shutdown_timeout_ms);
+    let closed = gate.close();
+    let expired = glommio::timer::sleep(timeout);
+    futures::pin_mut!(closed, expired);
+    if let futures::future::Either::Right(_) = futures::future::select(closed, expired).await {
+        let open = shard.connections.get();
+        tracing::warn!(shard = shard.id, open, "connections still busy at the shutdown timeout");
+    }
 }
 
 /// Shard 0 at start-up: load (or create) metadata, drop logs of deleted topics, publish.
@@ -195,8 +298,9 @@ fn remove_orphan_partitions(data_dir: &Path, meta: &ClusterMetadata) {
     }
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, gate: &glommio::sync::Gate) {
     let per_shard_max = shard.config.max_connections.div_ceil(shard.count);
+    let mut sequence: u64 = 0;
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -216,12 +320,19 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
             tracing::warn!(%peer, limit, "too many connections; closing");
             continue;
         }
+        sequence += 1;
+        let span =
+            tracing::info_span!("conn", id = %format_args!("{}.{sequence}", shard.id), %peer);
+        let Ok(pass) = gate.enter() else {
+            return; // draining
+        };
         shard.connections.set(shard.connections.get() + 1);
         let shard = shard.clone();
-        glommio::spawn_local(async move {
+        let serving = async move {
             connection::serve(shard.clone(), stream, peer).await;
             shard.connections.set(shard.connections.get() - 1);
-        })
-        .detach();
+            drop(pass);
+        };
+        glommio::spawn_local(tracing::Instrument::instrument(serving, span)).detach();
     }
 }

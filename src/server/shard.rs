@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::channel::oneshot;
 use futures::future::join_all;
@@ -22,17 +23,26 @@ use crate::config::{BrokerConfig, FlushPolicy};
 use crate::controller::producer_ids::ProducerIds;
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
+use crate::metrics::{PartitionCounters, PartitionSnapshot, ShardMetrics, ShardSnapshot};
 use crate::protocol::ResponseError as E;
 use crate::storage::{self, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType};
 
 /// A boxed future that stays on this executor.
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
+/// A partition this shard owns: its log and its traffic counters (resolved once, here, so
+/// produce and fetch never look a metric up by name).
+#[derive(Clone)]
+struct Owned {
+    log: PartitionLog,
+    counters: Rc<PartitionCounters>,
+}
+
 /// The logs of one topic that this shard owns.
 struct TopicLogs {
     id: uuid::Uuid,
     /// Indexed by partition; `None` where another shard owns the partition.
-    partitions: Vec<Option<PartitionLog>>,
+    partitions: Vec<Option<Owned>>,
 }
 
 /// State of one shard. See the module docs.
@@ -58,6 +68,10 @@ pub struct Shard {
     producer_ids: RefCell<Option<Rc<ProducerIds>>>,
     /// Fired when the first metadata snapshot has been applied.
     ready: RefCell<Option<oneshot::Sender<()>>>,
+    /// Request and storage latency histograms of this shard.
+    pub metrics: Rc<ShardMetrics>,
+    /// Closed when the shard starts shutting down: connections stop reading requests.
+    pub draining: Semaphore,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -137,6 +151,8 @@ impl Shard {
             producer_ids: RefCell::new(None),
             produce_count: Cell::new(0),
             ready: RefCell::new(Some(ready)),
+            metrics: Rc::new(ShardMetrics::new(super::handlers::APIS.len())),
+            draining: Semaphore::new(0),
         }
     }
 
@@ -146,6 +162,10 @@ impl Shard {
     }
 
     fn log(&self, topic: &str, partition: i32) -> Option<PartitionLog> {
+        self.owned(topic, partition).map(|o| o.log)
+    }
+
+    fn owned(&self, topic: &str, partition: i32) -> Option<Owned> {
         let logs = self.logs.borrow();
         let index = usize::try_from(partition).ok()?;
         logs.get(topic)?.partitions.get(index)?.clone()
@@ -213,8 +233,8 @@ impl Shard {
             names.into_iter().filter_map(|n| logs.remove(&n).map(|t| (n, t))).collect()
         };
         for (name, topic) in stale {
-            for log in topic.partitions.into_iter().flatten() {
-                if let Err(e) = log.delete().await {
+            for owned in topic.partitions.into_iter().flatten() {
+                if let Err(e) = owned.log.delete().await {
                     tracing::error!(topic = %name, "deleting partition log failed: {e}");
                 }
             }
@@ -251,14 +271,15 @@ impl Shard {
         if entry.partitions.len() <= index {
             entry.partitions.resize(index + 1, None);
         }
-        entry.partitions[index] = Some(log);
+        let counters = Rc::new(PartitionCounters::default());
+        entry.partitions[index] = Some(Owned { log, counters });
     }
 
     fn reconfigure(&self, topic: &TopicMeta) {
         let config = log_config(&self.config, topic);
         if let Some(t) = self.logs.borrow().get(topic.name.as_str()) {
-            for log in t.partitions.iter().flatten() {
-                log.set_config(config.clone());
+            for owned in t.partitions.iter().flatten() {
+                owned.log.set_config(config.clone());
             }
         }
     }
@@ -313,7 +334,9 @@ impl Shard {
     pub async fn close_logs(&self) {
         let logs: Vec<PartitionLog> = {
             let logs = self.logs.borrow();
-            logs.values().flat_map(|t| t.partitions.iter().flatten().cloned()).collect()
+            logs.values()
+                .flat_map(|t| t.partitions.iter().flatten().map(|o| o.log.clone()))
+                .collect()
         };
         for log in logs {
             if let Err(e) = log.close().await {
@@ -334,8 +357,16 @@ fn unavailable() -> ControlError {
 
 /// An append that was accepted locally, or its failure.
 pub enum LocalAppend {
-    /// Queued; resolves when durable per the flush policy.
-    Pending(PendingAppend),
+    /// Queued; resolves when durable per the flush policy. The latency from `queued` to the
+    /// acknowledgement goes to `metrics`.
+    Pending {
+        /// The append.
+        pending: PendingAppend,
+        /// When it was queued.
+        queued: Instant,
+        /// Where its latency is recorded.
+        metrics: Rc<ShardMetrics>,
+    },
     /// Refused.
     Failed(ProduceOutcome),
 }
@@ -345,14 +376,17 @@ impl LocalAppend {
     pub async fn outcome(self) -> ProduceOutcome {
         match self {
             LocalAppend::Failed(outcome) => outcome,
-            LocalAppend::Pending(pending) => match pending.durable().await {
-                Ok(info) => ProduceOutcome {
-                    error_code: 0,
-                    error_message: None,
-                    base_offset: info.base_offset,
-                    log_append_time: info.log_append_time,
-                    log_start_offset: info.log_start_offset,
-                },
+            LocalAppend::Pending { pending, queued, metrics } => match pending.durable().await {
+                Ok(info) => {
+                    metrics.append_latency.observe(queued.elapsed());
+                    ProduceOutcome {
+                        error_code: 0,
+                        error_message: None,
+                        base_offset: info.base_offset,
+                        log_append_time: info.log_append_time,
+                        log_start_offset: info.log_start_offset,
+                    }
+                }
                 Err(e) => ProduceOutcome {
                     error_code: e.kafka_error_code(),
                     error_message: Some(e.to_string()),
@@ -366,14 +400,20 @@ impl LocalAppend {
 impl Shard {
     /// Appends to a partition this shard owns, synchronously (call order = log order).
     pub fn append_local(&self, topic: &str, partition: i32, records: &[u8]) -> LocalAppend {
-        let Some(log) = self.log(topic, partition) else {
+        let Some(Owned { log, counters }) = self.owned(topic, partition) else {
             return LocalAppend::Failed(error_outcome(
                 E::NotLeaderOrFollower,
                 "partition is not on this shard",
             ));
         };
+        let queued = Instant::now();
         match log.append(records) {
-            Ok(pending) => LocalAppend::Pending(pending),
+            Ok(pending) => {
+                let messages = pending.last_offset() - pending.base_offset() + 1;
+                counters.record_in(records.len() as u64, messages.max(0) as u64);
+                let metrics = self.metrics.clone();
+                LocalAppend::Pending { pending, queued, metrics }
+            }
             Err(e) => {
                 tracing::warn!(topic, partition, "refused produce: {e}");
                 LocalAppend::Failed(ProduceOutcome {
@@ -387,7 +427,8 @@ impl Shard {
 
     /// Reads from a partition this shard owns.
     pub async fn read_local(&self, item: FetchItem) -> FetchOutcome {
-        let Some(log) = self.log(&item.partition.topic, item.partition.partition) else {
+        let owned = self.owned(&item.partition.topic, item.partition.partition);
+        let Some(Owned { log, counters }) = owned else {
             return FetchOutcome {
                 error_code: E::NotLeaderOrFollower.code(),
                 high_watermark: -1,
@@ -396,12 +437,15 @@ impl Shard {
             };
         };
         match log.read(item.offset, item.max_bytes).await {
-            Ok(read) => FetchOutcome {
-                error_code: 0,
-                high_watermark: read.high_watermark,
-                log_start_offset: read.log_start_offset,
-                records: read.records,
-            },
+            Ok(read) => {
+                counters.record_out(read.records.len() as u64, record_count(&read.records));
+                FetchOutcome {
+                    error_code: 0,
+                    high_watermark: read.high_watermark,
+                    log_start_offset: read.log_start_offset,
+                    records: read.records,
+                }
+            }
             Err(ReadError::OffsetOutOfRange { log_start, high_watermark }) => FetchOutcome {
                 error_code: E::OffsetOutOfRange.code(),
                 high_watermark,
@@ -521,6 +565,57 @@ impl Shard {
                 self.apply_metadata(meta).await;
                 let _ = reply.send(());
             }
+            ShardMsg::Metrics { reply } => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+        }
+    }
+}
+
+/// Records in whole record batches (their headers' record counts).
+fn record_count(records: &[u8]) -> u64 {
+    crate::record_batch::Batches::new(records)
+        .filter_map(Result::ok)
+        .map(|(header, _)| header.record_count.max(0) as u64)
+        .sum()
+}
+
+impl Shard {
+    /// What this shard reports to a metrics scrape.
+    pub fn metrics_snapshot(&self) -> ShardSnapshot {
+        let partitions: Vec<PartitionSnapshot> = {
+            let logs = self.logs.borrow();
+            let owned = logs.iter().flat_map(|(topic, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, o)| Some((topic, i, o.as_ref()?)))
+            });
+            owned
+                .map(|(topic, index, o)| PartitionSnapshot {
+                    topic: topic.to_string(),
+                    partition: index as i32,
+                    counts: o.counters.snapshot(),
+                    log_start_offset: o.log.log_start_offset(),
+                    log_end_offset: o.log.log_end_offset(),
+                    high_watermark: o.log.high_watermark(),
+                    segments: o.log.segment_count() as u64,
+                })
+                .collect()
+        };
+        let apis = super::handlers::APIS
+            .iter()
+            .enumerate()
+            .map(|(slot, api)| (format!("{:?}", api.key), self.metrics.api_snapshot(slot)))
+            .filter(|(_, h)| h.count > 0)
+            .collect();
+        ShardSnapshot {
+            shard: self.id,
+            connections: self.connections.get() as u64,
+            apis,
+            append_latency: self.metrics.append_latency.snapshot(),
+            partitions,
+            committed: self.groups.committed_offsets(),
         }
     }
 }

@@ -344,6 +344,11 @@ impl PartitionLog {
         self.shared().hw.get()
     }
 
+    /// Segment files of the log (0 once closed).
+    pub fn segment_count(&self) -> usize {
+        self.shared().segments.borrow().len()
+    }
+
     /// Whether a write or fdatasync failed (see [`StorageError::Poisoned`]).
     pub fn is_poisoned(&self) -> bool {
         self.shared().poisoned.get()

@@ -5,6 +5,7 @@ Each broker gets a free loopback port and its own data directory, and is waited 
 "strata ready" log line, never by sleeping.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ class Broker:
         self.extra = list(extra)
         self.proc = None
         self.lines = []
+        self.admin = None  # "127.0.0.1:PORT" of the admin HTTP listener, from the ready line
         self._start()
 
     @property
@@ -46,8 +48,10 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def _start(self):
+        # Many brokers run at once: an ephemeral admin port unless the test picks one.
+        admin = [] if "--admin-listen" in self.extra else ["--admin-listen", "127.0.0.1:0"]
         cmd = [strata_bin(), "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-               "--segment-prealloc-bytes", "1048576", *self.extra]
+               "--segment-prealloc-bytes", "1048576", *admin, *self.extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      text=True, env={**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"})
         ready = threading.Event()
@@ -56,6 +60,8 @@ class Broker:
             for line in proc.stderr:
                 self.lines.append(line.rstrip())
                 if "strata ready" in line:
+                    found = re.search(r" admin=(\S+)", line)
+                    self.admin = found.group(1) if found and found.group(1) != "off" else None
                     ready.set()
             ready.set()  # exited: unblock the waiter, which then sees the process is gone
 

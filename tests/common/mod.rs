@@ -26,6 +26,8 @@ pub struct Broker {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The admin HTTP listener's address (an ephemeral port unless the args choose one).
+    pub admin: Option<SocketAddr>,
     args: Vec<String>,
     log_lines: Option<mpsc::Receiver<String>>,
 }
@@ -36,14 +38,21 @@ impl Broker {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let data_dir = dir.join("data");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut broker = Broker { child: None, addr, data_dir, args, log_lines: None };
+        let mut broker = Broker { child: None, addr, data_dir, admin: None, args, log_lines: None };
         broker.spawn();
         broker
     }
 
     fn spawn(&mut self) {
+        // Many brokers run at once: never the fixed default admin port.
+        let admin: &[&str] = if self.args.iter().any(|a| a == "--admin-listen") {
+            &[]
+        } else {
+            &["--admin-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("serve")
+            .args(admin)
             .arg("--listen")
             .arg(self.addr.to_string())
             .arg("--data-dir")
@@ -67,7 +76,8 @@ impl Broker {
         });
         self.child = Some(child);
         self.log_lines = Some(lines_rx);
-        self.wait_for_log("strata ready");
+        let ready = self.wait_for_log("strata ready");
+        self.admin = ready_field(&ready, "admin").and_then(|a| a.parse().ok());
     }
 
     /// Waits until the broker logs a line containing `needle` (fails after a timeout).
@@ -118,6 +128,13 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// The value of `key=value` in a text log line (up to the next space), unquoted.
+pub fn ready_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let value = line[start..].split(' ').next()?;
+    Some(value.trim_matches('"').to_owned())
 }
 
 /// A blocking raw Kafka connection.

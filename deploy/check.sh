@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Validates everything in deploy/ with real tools, as CI runs it (`bash deploy/check.sh`):
+#   - systemd unit: `systemd-analyze verify` in a scratch root (skipped only if missing)
+#   - Kubernetes manifests: kubernetes-validate --strict against the bundled API schemas
+#   - strata.toml files (image and ConfigMap): `strata config check`
+#   - seccomp profile: JSON, and io_uring_setup/enter/register allowed unconditionally
+#   - Grafana dashboard: JSON with queries (tests/clients/test_admin.py checks its metric names)
+# Needs target/debug/strata (or $STRATA_BIN) for the config checks.
+set -euo pipefail
+cd "$(dirname "$0")"
+STRATA_BIN=${STRATA_BIN:-../target/debug/strata}
+passed=0
+failed=0
+skipped=0
+ok() { passed=$((passed + 1)); printf 'ok    %s\n' "$*"; }
+bad() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
+skip() { skipped=$((skipped + 1)); printf 'skip  %s\n' "$*"; }
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+# systemd: verify in a scratch root holding the system's units, a stand-in executable at
+# ExecStart's path and our unit, so the check does not depend on strata being installed.
+if command -v systemd-analyze >/dev/null 2>&1; then
+    root="$scratch/root"
+    mkdir -p "$root/etc/systemd/system" "$root/usr/lib/systemd" "$root/usr/local/bin"
+    for units in /usr/lib/systemd/system /lib/systemd/system; do
+        [ -d "$units" ] && cp -r "$units" "$root/usr/lib/systemd/" && break
+    done
+    printf '#!/bin/sh\n' >"$root/usr/local/bin/strata"
+    chmod 0755 "$root/usr/local/bin/strata"
+    cp systemd/strata.service "$root/etc/systemd/system/"
+    # Any output is a problem: verify reports bad values ("ignoring") yet exits 0.
+    if out=$(systemd-analyze verify --root="$root" strata.service 2>&1) && [ -z "$out" ]; then
+        ok "systemd-analyze verify systemd/strata.service"
+    else
+        bad "systemd-analyze verify systemd/strata.service: $out"
+    fi
+else
+    skip "systemd-analyze not installed"
+fi
+
+# Kubernetes
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+    python3 -m pip install -q --disable-pip-version-check -r requirements.txt || true
+fi
+if python3 -c 'import kubernetes_validate' 2>/dev/null; then
+    for manifest in kubernetes/*.yaml; do
+        if out=$(python3 -m kubernetes_validate --strict --quiet "$manifest" 2>&1); then
+            ok "kubernetes-validate --strict $manifest"
+        else
+            bad "kubernetes-validate $manifest: $out"
+        fi
+    done
+else
+    bad "kubernetes-validate is not installable (pip install -r deploy/requirements.txt)"
+fi
+
+# Config files shipped in the image and the ConfigMap parse and validate as the broker would.
+if [ -x "$STRATA_BIN" ]; then
+    python3 - "$scratch/configmap.toml" <<'PY'
+import sys, yaml
+docs = yaml.safe_load_all(open("kubernetes/strata-1node.yaml"))
+config = next(d for d in docs if d and d["kind"] == "ConfigMap")
+open(sys.argv[1], "w").write(config["data"]["strata.toml"])
+PY
+    for config in docker/strata.toml "$scratch/configmap.toml"; do
+        if out=$("$STRATA_BIN" config check "$config" 2>&1); then
+            ok "strata config check $config"
+        else
+            bad "strata config check $config: $out"
+        fi
+    done
+else
+    bad "$STRATA_BIN missing: run cargo build first"
+fi
+
+# seccomp and Grafana JSON
+if out=$(python3 - <<'PY' 2>&1
+import json
+profile = json.load(open("docker/seccomp-strata.json"))
+assert profile["defaultAction"] == "SCMP_ACT_ERRNO", "not an allowlist profile"
+allowed = {n for s in profile["syscalls"]
+           if s["action"] == "SCMP_ACT_ALLOW" and not s.get("args") and not s.get("includes")
+           for n in s["names"]}
+missing = {"io_uring_setup", "io_uring_enter", "io_uring_register"} - allowed
+assert not missing, f"not allowed: {sorted(missing)}"
+for basic in ["read", "write", "openat", "fdatasync", "accept4", "mmap", "futex"]:
+    assert basic in allowed, basic
+dashboard = json.load(open("grafana/strata.json"))
+assert all(p.get("targets") for p in dashboard["panels"]), "a panel without queries"
+PY
+); then
+    ok "seccomp profile allows io_uring; Grafana dashboard parses"
+else
+    bad "seccomp/Grafana: $out"
+fi
+
+# The Dockerfile: no daemon or base images can be reached here, so only what it copies is
+# checked to exist (build it with `docker build -f deploy/docker/Dockerfile .`).
+for copied in docker/strata.toml ../Cargo.toml ../Cargo.lock; do
+    [ -f "$copied" ] || bad "Dockerfile copies $copied, which is missing"
+done
+
+echo "deploy checks: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,192 @@
+//! Broker metrics: per-shard counters and histograms, and their Prometheus exposition.
+//!
+//! Thread-per-core: every counter here lives on ONE shard (`Cell`s inside an `Rc`, never
+//! shared across threads), and only that shard writes it, so recording is a plain add: no
+//! atomics, no locks, no allocation. The per-partition counters are resolved once, when the
+//! shard opens the partition, and kept next to its log, so the produce and fetch paths never
+//! look a label up. A scrape asks every shard (over the shard mesh) for a [`ShardSnapshot`],
+//! plain data that may cross threads, and [`render`] turns the snapshots into Prometheus text
+//! with the `prometheus-client` crate's encoder.
+//!
+//! This module imports nothing from the crate: it knows neither Kafka nor glommio.
+
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::cell::Cell;
+use std::time::Duration;
+
+pub use render::{render, NodeInfo};
+
+/// Upper bounds (µs) of the latency histogram buckets; a last `+Inf` bucket is implied.
+pub const LATENCY_BUCKETS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+const BUCKET_COUNT: usize = LATENCY_BUCKETS_US.len() + 1;
+
+/// A latency histogram with fixed buckets ([`LATENCY_BUCKETS_US`]), written by one shard.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Cell<u64>; BUCKET_COUNT],
+    sum_us: Cell<u64>,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let index = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(BUCKET_COUNT - 1);
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.set(bucket.get().wrapping_add(1));
+        }
+        self.sum_us.set(self.sum_us.get().saturating_add(us));
+    }
+
+    /// The current counts.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: Vec<u64> = self.buckets.iter().map(Cell::get).collect();
+        let count = buckets.iter().sum();
+        HistogramSnapshot { buckets, count, sum_us: self.sum_us.get() }
+    }
+}
+
+/// A histogram's counts at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Observations per bucket (not cumulative), one per [`LATENCY_BUCKETS_US`] plus `+Inf`.
+    pub buckets: Vec<u64>,
+    /// Observations in all.
+    pub count: u64,
+    /// Sum of the observations, µs.
+    pub sum_us: u64,
+}
+
+/// Traffic counters of one partition, on the shard that owns it.
+#[derive(Debug, Default)]
+pub struct PartitionCounters {
+    bytes_in: Cell<u64>,
+    messages_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    messages_out: Cell<u64>,
+}
+
+impl PartitionCounters {
+    /// Records an append of `messages` records in `bytes` bytes of batches.
+    pub fn record_in(&self, bytes: u64, messages: u64) {
+        self.bytes_in.set(self.bytes_in.get().wrapping_add(bytes));
+        self.messages_in.set(self.messages_in.get().wrapping_add(messages));
+    }
+
+    /// Records a read that returned `messages` records in `bytes` bytes of batches.
+    pub fn record_out(&self, bytes: u64, messages: u64) {
+        self.bytes_out.set(self.bytes_out.get().wrapping_add(bytes));
+        self.messages_out.set(self.messages_out.get().wrapping_add(messages));
+    }
+
+    /// The current counts.
+    pub fn snapshot(&self) -> PartitionCounts {
+        PartitionCounts {
+            bytes_in: self.bytes_in.get(),
+            messages_in: self.messages_in.get(),
+            bytes_out: self.bytes_out.get(),
+            messages_out: self.messages_out.get(),
+        }
+    }
+}
+
+/// [`PartitionCounters`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionCounts {
+    /// Record batch bytes appended.
+    pub bytes_in: u64,
+    /// Records appended.
+    pub messages_in: u64,
+    /// Record batch bytes returned to fetches.
+    pub bytes_out: u64,
+    /// Records returned to fetches (whole batches are counted).
+    pub messages_out: u64,
+}
+
+/// Shard-wide metrics: request latency per API and storage append latency.
+#[derive(Debug)]
+pub struct ShardMetrics {
+    /// One histogram per API slot (the caller numbers its APIs).
+    api_latency: Vec<Histogram>,
+    /// From an append being queued to it being acknowledged (written, and fdatasync'ed if the
+    /// flush policy says so).
+    pub append_latency: Histogram,
+}
+
+impl ShardMetrics {
+    /// Metrics for `api_slots` APIs.
+    pub fn new(api_slots: usize) -> ShardMetrics {
+        ShardMetrics {
+            api_latency: (0..api_slots).map(|_| Histogram::default()).collect(),
+            append_latency: Histogram::default(),
+        }
+    }
+
+    /// Records how long a request of API slot `slot` took (ignored if out of range).
+    pub fn observe_request(&self, slot: usize, elapsed: Duration) {
+        if let Some(histogram) = self.api_latency.get(slot) {
+            histogram.observe(elapsed);
+        }
+    }
+
+    /// The latency histogram of API slot `slot`.
+    pub fn api_snapshot(&self, slot: usize) -> HistogramSnapshot {
+        self.api_latency.get(slot).map(Histogram::snapshot).unwrap_or_default()
+    }
+}
+
+/// One partition, as seen by the shard owning it.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionSnapshot {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Traffic.
+    pub counts: PartitionCounts,
+    /// First offset in the log.
+    pub log_start_offset: i64,
+    /// Next offset to be assigned.
+    pub log_end_offset: i64,
+    /// End of acknowledged data (what consumers see).
+    pub high_watermark: i64,
+    /// Segment files.
+    pub segments: u64,
+}
+
+/// A consumer group's committed offset for one partition.
+#[derive(Clone, Debug, Default)]
+pub struct CommittedOffset {
+    /// Group id.
+    pub group: String,
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// The committed offset (the next record the group will read).
+    pub offset: i64,
+}
+
+/// Everything one shard reports to a scrape.
+#[derive(Clone, Debug, Default)]
+pub struct ShardSnapshot {
+    /// Shard index.
+    pub shard: usize,
+    /// Open client connections.
+    pub connections: u64,
+    /// Request latency per API name (only APIs that saw requests).
+    pub apis: Vec<(String, HistogramSnapshot)>,
+    /// Append-to-acknowledgement latency of this shard's partitions.
+    pub append_latency: HistogramSnapshot,
+    /// The partitions this shard owns.
+    pub partitions: Vec<PartitionSnapshot>,
+    /// Offsets committed by the groups this shard coordinates.
+    pub committed: Vec<CommittedOffset>,
+}
