@@ -147,3 +147,36 @@ fn a_busy_admin_port_fails_start_up() {
     let stderr = refused(&args, &[]);
     assert!(stderr.contains("admin-listen"), "{stderr}");
 }
+
+/// `--data-dir data` (the default `./data` is relative too) works from any directory; and a
+/// shard that fails at start-up (here: unreadable metadata) stops the whole broker with the
+/// reason, instead of leaving the other shards waiting.
+#[test]
+fn relative_data_dir_works_and_a_failing_shard_stops_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args =
+        ["--data-dir", "data", "--listen", &listen, "--shards", "2", "--admin-listen", "off"];
+    let mut child = strata(&args, &[])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l.contains("strata ready")), "broker became ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    assert_eq!(advertised_port(port), i32::from(port));
+    stop(child);
+    let metadata = dir.path().join("data/metadata.json");
+    assert!(metadata.exists(), "data landed in the relative directory");
+
+    std::fs::write(&metadata, "not json").unwrap();
+    let Output { status, stderr, .. } =
+        strata(&args, &[]).current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(!status.success());
+    assert!(stderr.contains("metadata.json is not valid metadata"), "{stderr}");
+}

@@ -40,8 +40,11 @@ const LOCK_FILE: &str = ".lock";
 const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs a broker until SIGINT or SIGTERM.
-pub fn serve(config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
+pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
     config.validate()?;
+    // glommio opens directories with no base fd, so a relative path fails with EBADF.
+    config.data_dir = std::path::absolute(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -64,7 +67,16 @@ pub fn serve(config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
         let stop = stops.lock().ok().and_then(|mut s| s.get_mut(index).and_then(Option::take));
         let admin = if index == 0 { admin.lock().ok().and_then(|mut a| a.take()) } else { None };
         let start = ShardStart { config: config.clone(), health: health.clone(), admin, stop };
-        shard_main(start, mesh.clone())
+        let main = shard_main(start, mesh.clone());
+        async move {
+            let result = main.await;
+            if let Err(e) = &result {
+                // The other shards would wait for this one forever: stop them all, cleanly.
+                tracing::error!(shard = index, "shard failed: {e:#}; stopping the broker");
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+            }
+            result
+        }
     })?;
     tracing::info!("strata stopped cleanly");
     Ok(())
@@ -186,10 +198,26 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<ShardMsg, Full>) -> any
         let serving = admin_http::serve(shard.clone(), health.clone(), into_glommio(listener));
         glommio::spawn_local(serving).detach();
     }
+    let stop = async move {
+        match stop {
+            Some(stop) => drop(stop.await),
+            None => futures::future::pending().await,
+        }
+    };
+    futures::pin_mut!(stop);
     if id == 0 {
         bootstrap(&shard).await?;
-    } else if is_ready.await.is_err() {
-        anyhow::bail!("shard {id} never received cluster metadata");
+    } else {
+        match futures::future::select(is_ready, stop.as_mut()).await {
+            futures::future::Either::Left((Ok(()), _)) => {}
+            futures::future::Either::Left((Err(_), _)) => {
+                anyhow::bail!("shard {id} never received cluster metadata")
+            }
+            futures::future::Either::Right(_) => {
+                shard.close_logs().await;
+                return Ok(());
+            }
+        }
     }
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
@@ -206,13 +234,6 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<ShardMsg, Full>) -> any
             "strata ready"
         );
     }
-    let stop = async move {
-        match stop {
-            Some(stop) => drop(stop.await),
-            None => futures::future::pending().await,
-        }
-    };
-    futures::pin_mut!(stop);
     let gate = glommio::sync::Gate::new();
     futures::future::select(Box::pin(accept_loop(&shard, &listener, &gate)), stop).await;
     health.start_draining();
