@@ -96,6 +96,34 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
             let req = DescribeConfigsRequest::default().with_resources(vec![r]);
             RequestKind::DescribeConfigs(req.with_include_synonyms(version >= 1))
         }
+        ApiKey::AlterConfigs => {
+            let c = alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_string(format!(
+                    "{}",
+                    3_600_000 + i64::from(version)
+                ))));
+            let r = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.into()))
+                .with_configs(vec![c]);
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![r]))
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let c = incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_string(format!(
+                    "{}",
+                    1_000_000 + i64::from(version)
+                ))));
+            let r = incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.into()))
+                .with_configs(vec![c]);
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![r]);
+            RequestKind::IncrementalAlterConfigs(req)
+        }
         _ => return group_request(key, version, topic),
     })
 }

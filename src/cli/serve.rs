@@ -104,6 +104,29 @@ pub struct Settings {
     /// (offsets.topic.num.partitions; Kafka's default is 50). [default: 16]
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
+    /// Default retention.ms of topics (log.retention.ms); -1 keeps data forever.
+    /// [default: 604800000]
+    #[arg(long, env = "STRATA_RETENTION_MS", allow_negative_numbers = true)]
+    pub retention_ms: Option<i64>,
+    /// Default retention.bytes of topics, per partition (log.retention.bytes); -1 = no cap.
+    /// [default: -1]
+    #[arg(long, env = "STRATA_RETENTION_BYTES", allow_negative_numbers = true)]
+    pub retention_bytes: Option<i64>,
+    /// Default cleanup.policy of topics (log.cleanup.policy): delete, compact or
+    /// compact,delete. [default: delete]
+    #[arg(long, env = "STRATA_CLEANUP_POLICY")]
+    pub cleanup_policy: Option<String>,
+    /// Default delete.retention.ms: how long compaction keeps tombstones
+    /// (log.cleaner.delete.retention.ms). [default: 86400000]
+    #[arg(long, env = "STRATA_DELETE_RETENTION_MS")]
+    pub delete_retention_ms: Option<u64>,
+    /// Default min.compaction.lag.ms (log.cleaner.min.compaction.lag.ms). [default: 0]
+    #[arg(long, env = "STRATA_MIN_COMPACTION_LAG_MS")]
+    pub min_compaction_lag_ms: Option<u64>,
+    /// How often each shard applies retention and compaction to its partitions
+    /// (log.retention.check.interval.ms). [default: 300000]
+    #[arg(long, env = "STRATA_RETENTION_CHECK_MS")]
+    pub retention_check_ms: Option<u64>,
 }
 
 /// Keeps `self`'s value of each listed field, taking `fallback`'s where `self` has none.
@@ -140,6 +163,12 @@ impl Settings {
             tail_cache_bytes,
             log_append_time,
             offsets_topic_partitions,
+            retention_ms,
+            retention_bytes,
+            cleanup_policy,
+            delete_retention_ms,
+            min_compaction_lag_ms,
+            retention_check_ms,
         )
     }
 
@@ -168,6 +197,12 @@ impl Settings {
             tail_cache_bytes: Some(d.tail_cache_bytes),
             log_append_time: Some(d.log_append_time),
             offsets_topic_partitions: Some(d.offsets_topic_partitions),
+            retention_ms: Some(d.retention_ms),
+            retention_bytes: Some(d.retention_bytes),
+            cleanup_policy: Some(d.cleanup_policy),
+            delete_retention_ms: Some(d.delete_retention_ms),
+            min_compaction_lag_ms: Some(d.min_compaction_lag_ms),
+            retention_check_ms: Some(d.retention_check_ms),
         }
     }
 
@@ -211,6 +246,12 @@ impl Settings {
             offsets_topic_partitions: self
                 .offsets_topic_partitions
                 .unwrap_or(d.offsets_topic_partitions),
+            retention_ms: self.retention_ms.unwrap_or(d.retention_ms),
+            retention_bytes: self.retention_bytes.unwrap_or(d.retention_bytes),
+            cleanup_policy: self.cleanup_policy.unwrap_or(d.cleanup_policy),
+            delete_retention_ms: self.delete_retention_ms.unwrap_or(d.delete_retention_ms),
+            min_compaction_lag_ms: self.min_compaction_lag_ms.unwrap_or(d.min_compaction_lag_ms),
+            retention_check_ms: self.retention_check_ms.unwrap_or(d.retention_check_ms),
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })

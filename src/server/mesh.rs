@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use crate::controller::{ClusterMetadata, ControlError};
+use crate::controller::{ClusterMetadata, ConfigChange, ControlError};
 use crate::group::api::{GroupReply, GroupRequest};
 
 /// A partition named across shards.
@@ -111,6 +111,17 @@ pub enum ControlOp {
         name: String,
         /// New partition count.
         total: i32,
+        /// Only check, change nothing.
+        validate_only: bool,
+    },
+    /// AlterConfigs (`replace`) or IncrementalAlterConfigs, one topic.
+    AlterConfigs {
+        /// Topic name.
+        name: String,
+        /// The changes, in request order.
+        changes: Vec<ConfigChange>,
+        /// Drop every override not set by `changes` (AlterConfigs semantics).
+        replace: bool,
         /// Only check, change nothing.
         validate_only: bool,
     },

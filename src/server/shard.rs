@@ -22,7 +22,9 @@ use crate::config::{BrokerConfig, FlushPolicy};
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::protocol::ResponseError as E;
-use crate::storage::{self, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType};
+use crate::storage::{
+    self, CleanupConfig, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType,
+};
 
 /// A boxed future that stays on this executor.
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -106,7 +108,27 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         },
         flush: storage::FlushPolicy { every_append: every, messages, interval_ms },
         tail_cache_bytes: broker.tail_cache_bytes,
+        cleanup: cleanup_config(broker, topic),
         ..LogConfig::default()
+    }
+}
+
+/// Retention and compaction settings of one topic: broker defaults overridden by topic configs.
+fn cleanup_config(broker: &BrokerConfig, topic: &TopicMeta) -> CleanupConfig {
+    let long = |name: &str, default: i64| {
+        topic.configs.get(name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default)
+    };
+    let policy = topic.configs.get("cleanup.policy").unwrap_or(&broker.cleanup_policy);
+    let unbounded = |v: i64| u64::try_from(v).ok();
+    CleanupConfig {
+        delete: policy.split(',').any(|p| p.trim() == "delete"),
+        compact: policy.split(',').any(|p| p.trim() == "compact"),
+        retention_ms: unbounded(long("retention.ms", broker.retention_ms)),
+        retention_bytes: unbounded(long("retention.bytes", broker.retention_bytes)),
+        delete_retention_ms: unbounded(long("delete.retention.ms", -1))
+            .unwrap_or(broker.delete_retention_ms),
+        min_compaction_lag_ms: unbounded(long("min.compaction.lag.ms", -1))
+            .unwrap_or(broker.min_compaction_lag_ms),
     }
 }
 
@@ -253,6 +275,10 @@ impl Shard {
             ControlOp::DeleteTopic { name } => (meta.delete_topic(&name)?, false),
             ControlOp::CreatePartitions { name, total, validate_only } => {
                 (meta.add_partitions(&name, total, shards)?, validate_only)
+            }
+            ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
+                let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
+                (next, validate_only)
             }
         };
         if validate_only {

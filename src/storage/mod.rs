@@ -87,6 +87,39 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// Bytes of recent batches kept in memory to serve tail reads (default 8 MiB).
     pub tail_cache_bytes: usize,
+    /// What the background cleaner does with closed segments (`cleanup.policy` & co).
+    pub cleanup: CleanupConfig,
+}
+
+/// `cleanup.policy` and the settings of its two halves, applied by
+/// [`PartitionLog::enforce_retention`] and [`PartitionLog::compact`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupConfig {
+    /// `delete` is in the policy: closed segments expire by age and total size.
+    pub delete: bool,
+    /// `compact` is in the policy: closed segments keep the latest record per key.
+    pub compact: bool,
+    /// `retention.ms`: a closed segment whose newest record is older expires (`None`: never).
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: oldest closed segments go while the log is larger (`None`: no cap).
+    pub retention_bytes: Option<u64>,
+    /// `delete.retention.ms`: tombstones survive compaction this long after their batch.
+    pub delete_retention_ms: u64,
+    /// `min.compaction.lag.ms`: segments with records younger than this are not compacted.
+    pub min_compaction_lag_ms: u64,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> CleanupConfig {
+        CleanupConfig {
+            delete: true,
+            compact: false,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -100,6 +133,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             flush: FlushPolicy::default(),
             tail_cache_bytes: 8 << 20,
+            cleanup: CleanupConfig::default(),
         }
     }
 }
