@@ -124,6 +124,13 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
             let req = IncrementalAlterConfigsRequest::default().with_resources(vec![r]);
             RequestKind::IncrementalAlterConfigs(req)
         }
+        ApiKey::DeleteRecords => {
+            let p = delete_records_request::DeleteRecordsPartition::default().with_offset(0);
+            let t = delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![t]))
+        }
         _ => return group_request(key, version, topic),
     })
 }

@@ -86,6 +86,24 @@ pub struct OffsetAnswer {
     pub timestamp: i64,
 }
 
+/// DeleteRecords for one partition: move its log start offset up to `offset`.
+#[derive(Clone, Debug)]
+pub struct DeleteRecordsItem {
+    /// The partition.
+    pub partition: PartitionRef,
+    /// New log start offset; -1 means the high watermark.
+    pub offset: i64,
+}
+
+/// Outcome of DeleteRecords for one partition.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteRecordsOutcome {
+    /// Kafka error code.
+    pub error_code: i16,
+    /// The log start offset afterwards, or -1.
+    pub low_watermark: i64,
+}
+
 /// A change to cluster metadata, executed by shard 0.
 #[derive(Clone, Debug)]
 pub enum ControlOp {
@@ -161,6 +179,13 @@ pub enum ShardMsg {
         items: Vec<OffsetQuery>,
         /// Answers, one per query.
         reply: oneshot::Sender<Vec<OffsetAnswer>>,
+    },
+    /// DeleteRecords; reply in the same order.
+    DeleteRecords {
+        /// Partitions and their new log start offsets.
+        items: Vec<DeleteRecordsItem>,
+        /// Outcomes, one per item.
+        reply: oneshot::Sender<Vec<DeleteRecordsOutcome>>,
     },
     /// To shard 0: change cluster metadata.
     Control {

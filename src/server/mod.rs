@@ -62,6 +62,9 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+/// CPU shares of the retention/compaction task queue (the default queue has 1000).
+const HOUSEKEEPING_SHARES: usize = 100;
+
 type Stops = Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>;
 
 /// A thread that turns the first SIGINT/SIGTERM into a stop message for every shard, and a
@@ -118,6 +121,14 @@ async fn shard_main(
     } else if is_ready.await.is_err() {
         anyhow::bail!("shard {id} never received cluster metadata");
     }
+    let background = glommio::executor().create_task_queue(
+        glommio::Shares::Static(HOUSEKEEPING_SHARES),
+        glommio::Latency::NotImportant,
+        "housekeeping",
+    );
+    glommio::spawn_local_into(shard.clone().housekeeping(), background)
+        .map_err(|e| anyhow::anyhow!("spawning housekeeping: {e}"))?
+        .detach();
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     if id == 0 {

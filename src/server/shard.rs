@@ -308,11 +308,7 @@ impl Shard {
 
     /// Flushes and closes every log (clean shutdown).
     pub async fn close_logs(&self) {
-        let logs: Vec<PartitionLog> = {
-            let logs = self.logs.borrow();
-            logs.values().flat_map(|t| t.partitions.iter().flatten().cloned()).collect()
-        };
-        for log in logs {
+        for log in self.local_logs() {
             if let Err(e) = log.close().await {
                 tracing::error!(shard = self.id, "closing a partition log failed: {e}");
             }
@@ -452,6 +448,41 @@ impl Shard {
         }
     }
 
+    /// DeleteRecords on a partition this shard owns.
+    pub async fn delete_records_local(&self, item: DeleteRecordsItem) -> DeleteRecordsOutcome {
+        let failed = |code: i16| DeleteRecordsOutcome { error_code: code, low_watermark: -1 };
+        let Some(log) = self.log(&item.partition.topic, item.partition.partition) else {
+            return failed(E::NotLeaderOrFollower.code());
+        };
+        match log.delete_records(item.offset).await {
+            Ok(low_watermark) => DeleteRecordsOutcome { error_code: 0, low_watermark },
+            Err(e) => failed(e.kafka_error_code()),
+        }
+    }
+
+    /// Every log this shard owns.
+    fn local_logs(&self) -> Vec<PartitionLog> {
+        let logs = self.logs.borrow();
+        logs.values().flat_map(|t| t.partitions.iter().flatten().cloned()).collect()
+    }
+
+    /// The shard's background work, forever: every `retention_check_ms`, retention and then
+    /// compaction on each log it owns. Runs in its own low-priority task queue; each log's
+    /// work yields to the executor often, so produce and fetch stay responsive.
+    pub async fn housekeeping(self: Rc<Self>) {
+        let interval = std::time::Duration::from_millis(self.config.retention_check_ms);
+        loop {
+            glommio::timer::sleep(interval).await;
+            for log in self.local_logs() {
+                let now = storage::now_ms();
+                if let Err(e) = log.enforce_retention(now).await {
+                    tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
+                }
+                glommio::executor().yield_if_needed().await;
+            }
+        }
+    }
+
     /// Handles a message from another shard. Produce appends happen before this returns, so
     /// one peer's produce messages append in arrival order; everything else runs as a task.
     pub fn on_message(self: &Rc<Self>, msg: ShardMsg) {
@@ -504,6 +535,10 @@ impl Shard {
             ShardMsg::ListOffsets { items, reply } => {
                 let answers = join_all(items.into_iter().map(|q| self.offsets_local(q))).await;
                 let _ = reply.send(answers);
+            }
+            ShardMsg::DeleteRecords { items, reply } => {
+                let outcomes = join_all(items.into_iter().map(|i| self.delete_records_local(i)));
+                let _ = reply.send(outcomes.await);
             }
             ShardMsg::Control { op, reply } => {
                 let _ = reply.send(self.control(op).await);

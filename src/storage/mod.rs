@@ -21,6 +21,7 @@ mod cache;
 mod index;
 mod read;
 mod recovery;
+mod retention;
 mod segment;
 mod shared;
 mod wait;
@@ -431,6 +432,26 @@ impl PartitionLog {
         self.shared().wake_writer();
     }
 
+    /// Deletes closed segments that are below the log start offset or, under the delete
+    /// policy, older than `retention.ms` (by their newest record's timestamp, as Kafka) or
+    /// beyond `retention.bytes`; advances and persists the log start offset. Never deletes
+    /// the active segment. Returns how many segments went.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        retention::enforce(self.shared(), now_ms).await
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (`-1`: the high watermark) and
+    /// persists it; segments wholly below it go at the next [`PartitionLog::enforce_retention`].
+    /// Returns the new log start. `OffsetOutOfRange` above the high watermark.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, ReadError> {
+        retention::delete_records(self.shared(), offset).await
+    }
+
+    /// The current config (sanitized).
+    pub fn config(&self) -> LogConfig {
+        self.shared().config.borrow().clone()
+    }
+
     /// Whole batches from the one containing `offset`, up to `max_bytes` in total, but at least
     /// one whole batch (KIP-74); only batches below the high watermark. Empty if
     /// `offset == high_watermark`; `OffsetOutOfRange` below the log start or above the HW.
@@ -592,7 +613,8 @@ impl Future for WaitForData {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| d.as_millis() as i64).unwrap_or(0)
 }

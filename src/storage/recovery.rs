@@ -66,7 +66,12 @@ pub(crate) async fn open(
     segment::sync_dir(&dir).await?;
     let next_offset = writer_parts.next_offset;
     segments.push(writer_parts.segment.clone());
+    let checkpoint = super::retention::load_log_start(&dir).await?;
     let shared = Rc::new(Shared::new(dir, config, segments, next_offset));
+    if let Some(start) = checkpoint {
+        let start = start.clamp(shared.log_start.get(), next_offset);
+        shared.log_start.set(start);
+    }
     let writer = Writer {
         shared: shared.clone(),
         segment: writer_parts.segment,

@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub(crate) writer_waker: Cell<Option<Waker>>,
     /// Woken when `hw`, `synced`, `poisoned` or `writer_done` change.
     pub(crate) progress: WaitList,
+    /// Held while the log start checkpoint or the segment list is changed by retention,
+    /// DeleteRecords or compaction (never by appends or the writer).
+    pub(crate) checkpoint_lock: glommio::sync::Semaphore,
     #[cfg(test)]
     pub(crate) fail_writes: Cell<bool>,
 }
@@ -77,6 +80,7 @@ impl Shared {
             segments: RefCell::new(segments),
             writer_waker: Cell::new(None),
             progress: WaitList::default(),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
             #[cfg(test)]
             fail_writes: Cell::new(false),
         }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod configs;
+mod delete_records;
 mod fetch;
 mod group;
 mod list_offsets;
@@ -34,6 +35,7 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
     ApiRange { key: ApiKey::AlterConfigs, min: 0, max: 2 },
     ApiRange { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 },
+    ApiRange { key: ApiKey::DeleteRecords, min: 0, max: 2 },
     ApiRange { key: ApiKey::FindCoordinator, min: 0, max: 6 },
     ApiRange { key: ApiKey::JoinGroup, min: 0, max: 9 },
     ApiRange { key: ApiKey::SyncGroup, min: 0, max: 5 },
@@ -119,6 +121,9 @@ async fn handle(
         }
         RequestKind::AlterConfigs(req) => {
             ResponseKind::AlterConfigs(configs::alter_configs(shard, req).await)
+        }
+        RequestKind::DeleteRecords(req) => {
+            ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
         }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,
