@@ -478,6 +478,14 @@ impl Shard {
                 if let Err(e) = log.enforce_retention(now).await {
                     tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
                 }
+                match log.compact(now).await {
+                    Ok(stats) if stats.segments > 0 => tracing::info!(
+                        dir = %log.dir().display(), segments = stats.segments,
+                        records = stats.records, "compacted"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(dir = %log.dir().display(), "compaction failed: {e}"),
+                }
                 glommio::executor().yield_if_needed().await;
             }
         }

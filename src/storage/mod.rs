@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod cache;
+mod compact;
 mod index;
 mod read;
 mod recovery;
@@ -40,6 +41,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::TaskQueueHandle;
 
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
+pub use compact::CompactionStats;
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::Shared;
 use wait::Until;
@@ -445,6 +447,12 @@ impl PartitionLog {
     /// Returns the new log start. `OffsetOutOfRange` above the high watermark.
     pub async fn delete_records(&self, offset: i64) -> Result<i64, ReadError> {
         retention::delete_records(self.shared(), offset).await
+    }
+
+    /// One compaction pass when the policy includes `compact` (see `compact.rs`): closed
+    /// segments keep the latest record per key, expired tombstones go, offsets stay.
+    pub async fn compact(&self, now_ms: i64) -> Result<CompactionStats, StorageError> {
+        compact::compact(self.shared(), now_ms).await
     }
 
     /// The current config (sanitized).

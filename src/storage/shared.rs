@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// Held while the log start checkpoint or the segment list is changed by retention,
     /// DeleteRecords or compaction (never by appends or the writer).
     pub(crate) checkpoint_lock: glommio::sync::Semaphore,
+    /// (last base offset, count) of the segments the last compaction pass left with nothing
+    /// to do later (no tombstones kept); `None` when the next pass must look again.
+    pub(crate) compacted: Cell<Option<(i64, usize)>>,
     #[cfg(test)]
     pub(crate) fail_writes: Cell<bool>,
 }
@@ -81,6 +84,7 @@ impl Shared {
             writer_waker: Cell::new(None),
             progress: WaitList::default(),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
+            compacted: Cell::new(None),
             #[cfg(test)]
             fail_writes: Cell::new(false),
         }
