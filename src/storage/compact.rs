@@ -278,6 +278,10 @@ async fn swap(
 ) -> Result<(), StorageError> {
     let dir = shared.dir.clone();
     let base = old.base_offset;
+    if shared.closing.get() || shared.closed.get() {
+        // Closing or deleted meanwhile: leave the old segment; recovery removes the rest.
+        return Ok(());
+    }
     let file = segment::open_log_file(&cleaned).await?;
     // The stream writer truncates only after a write; an emptied segment is still preallocated.
     file.truncate(size).await.map_err(|e| StorageError::io("truncate", &cleaned, e))?;

@@ -332,6 +332,12 @@ fn broker_entries(broker: &BrokerConfig) -> Vec<DescribeConfigsResourceResult> {
         ("message.max.bytes", broker.max_message_bytes.to_string()),
         ("socket.request.max.bytes", broker.max_request_bytes.to_string()),
         ("log.segment.bytes", broker.segment_bytes.to_string()),
+        ("log.retention.ms", broker.retention_ms.to_string()),
+        ("log.retention.bytes", broker.retention_bytes.to_string()),
+        ("log.cleanup.policy", broker.cleanup_policy.clone()),
+        ("log.cleaner.delete.retention.ms", broker.delete_retention_ms.to_string()),
+        ("log.cleaner.min.compaction.lag.ms", broker.min_compaction_lag_ms.to_string()),
+        ("log.retention.check.interval.ms", broker.retention_check_ms.to_string()),
         ("log.dirs", broker.data_dir.display().to_string()),
         ("node.id", broker.node_id.to_string()),
     ];
