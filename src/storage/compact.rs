@@ -14,7 +14,9 @@
 //! changes; then the old segment's index files are removed (a crash now leaves the old
 //! segment, whose index recovery rebuilds), the `.cleaned` file is renamed over the `.log`
 //! (atomic: old or new, never neither), the directory is synced, and new index files are
-//! written. Recovery deletes leftover `.cleaned` files.
+//! written. Recovery deletes leftover `.cleaned` files. The pass itself holds no lock, so
+//! DeleteRecords is never held up by it; the swap takes the log's checkpoint lock and first
+//! checks that retention has not removed the segment meanwhile.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -54,7 +56,6 @@ pub(crate) async fn compact(
     if !config.compact || shared.closing.get() || shared.closed.get() {
         return Ok(CompactionStats::default());
     }
-    let _permit = shared.checkpoint_lock.acquire_permit(1).await;
     let candidates = cleanable(shared, &config, now_ms);
     let Some((last, _)) = candidates.last() else {
         return Ok(CompactionStats::default());
@@ -173,8 +174,8 @@ async fn latest_offsets(
                         latest.insert(key, record.offset);
                     }
                 }
+                glommio::executor().yield_if_needed().await;
             }
-            glommio::executor().yield_if_needed().await;
         }
     }
     Ok(latest)
@@ -278,8 +279,13 @@ async fn swap(
 ) -> Result<(), StorageError> {
     let dir = shared.dir.clone();
     let base = old.base_offset;
-    if shared.closing.get() || shared.closed.get() {
-        // Closing or deleted meanwhile: leave the old segment; recovery removes the rest.
+    // Retention (or a log close) may have removed the segment while it was rewritten; the
+    // lock keeps the segment list still from this check to the swap.
+    let _permit = shared.checkpoint_lock.acquire_permit(1).await;
+    let present = shared.segments.borrow().iter().any(|s| Rc::ptr_eq(s, old));
+    if !present || shared.closing.get() || shared.closed.get() {
+        // Leave the old segment (or none); a leftover .cleaned file goes at recovery.
+        let _ = std::fs::remove_file(&cleaned);
         return Ok(());
     }
     let file = segment::open_log_file(&cleaned).await?;
