@@ -27,11 +27,9 @@ fn incremental(conn: &mut Conn, kind: i8, name: &str, op: i8, key: &str) -> (i16
         .with_resource_name(s(name))
         .with_configs(vec![c]);
     let req = IncrementalAlterConfigsRequest::default().with_resources(vec![r]);
-    let ResponseKind::IncrementalAlterConfigs(resp) = conn.call(
-        ApiKey::IncrementalAlterConfigs,
-        1,
-        RequestKind::IncrementalAlterConfigs(req),
-    ) else {
+    let ResponseKind::IncrementalAlterConfigs(resp) =
+        conn.call(ApiKey::IncrementalAlterConfigs, 1, RequestKind::IncrementalAlterConfigs(req))
+    else {
         panic!("wrong response kind")
     };
     let result = &resp.responses[0];

@@ -96,6 +96,13 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
             let req = DescribeConfigsRequest::default().with_resources(vec![r]);
             RequestKind::DescribeConfigs(req.with_include_synonyms(version >= 1))
         }
+        _ => return admin_request(key, version, topic),
+    })
+}
+
+/// A typical config or DeleteRecords request of `key` at `version` about `topic`.
+fn admin_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
+    Some(match key {
         ApiKey::AlterConfigs => {
             let c = alter_configs_request::AlterableConfig::default()
                 .with_name(StrBytes::from_static_str("retention.ms"))
