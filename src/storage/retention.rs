@@ -112,9 +112,10 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
     Ok(doomed.len())
 }
 
-/// Unlinks a segment's `.log`, `.index` and `.timeindex` (missing files are fine).
+/// Unlinks a segment's `.log`, `.index`, `.timeindex` and any `.producers` snapshot (the
+/// idempotent-producer state written at its creation); missing files are fine.
 pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
-    for extension in ["log", "index", "timeindex"] {
+    for extension in ["log", "index", "timeindex", "producers"] {
         let path = file_path(dir, base, extension);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
