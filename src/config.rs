@@ -110,6 +110,19 @@ pub struct BrokerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// How long a graceful shutdown waits for in-flight requests before closing the logs.
     pub shutdown_timeout_ms: u64,
+    /// Kafka's `log.retention.ms`: default `retention.ms` of topics; -1 keeps data forever.
+    pub retention_ms: i64,
+    /// Kafka's `log.retention.bytes`: default `retention.bytes` of topics; -1 is no cap.
+    pub retention_bytes: i64,
+    /// Kafka's `log.cleanup.policy`: `delete`, `compact` or `compact,delete`.
+    pub cleanup_policy: String,
+    /// Kafka's `log.cleaner.delete.retention.ms`: default `delete.retention.ms`.
+    pub delete_retention_ms: u64,
+    /// Kafka's `log.cleaner.min.compaction.lag.ms`: default `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: u64,
+    /// How often each shard applies retention and compaction to its logs (Kafka's
+    /// `log.retention.check.interval.ms`, which also paces the cleaner here).
+    pub retention_check_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -137,6 +150,12 @@ impl Default for BrokerConfig {
             fault_drop_produce_every: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], limits::ADMIN_PORT_DEFAULT))),
             shutdown_timeout_ms: 30_000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_policy: "delete".into(),
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            retention_check_ms: 300_000,
         }
     }
 }
@@ -185,6 +204,19 @@ impl BrokerConfig {
         }
         if self.admin_listen == Some(self.listen) {
             return Err(bad("admin-listen", "must differ from listen"));
+        }
+        if self.retention_ms < -1 {
+            return Err(bad("retention-ms", "must be -1 (forever) or at least 0"));
+        }
+        if self.retention_bytes < -1 {
+            return Err(bad("retention-bytes", "must be -1 (no limit) or at least 0"));
+        }
+        let policies = ["delete", "compact", "compact,delete", "delete,compact"];
+        if !policies.contains(&self.cleanup_policy.as_str()) {
+            return Err(bad("cleanup-policy", "must be delete, compact or compact,delete"));
+        }
+        if self.retention_check_ms == 0 {
+            return Err(bad("retention-check-ms", "must be at least 1"));
         }
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run a broker.
     Serve(Box<cli::serve::ServeArgs>),
+    /// Create, list, describe, delete topics; alter their configs; add partitions.
+    Topic(cli::topic::TopicArgs),
     /// List, describe, delete consumer groups and reset their offsets.
     Group(cli::group::GroupArgs),
     /// Load-test a Kafka-compatible broker (produce, consume, end-to-end).
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         // Initialises logging itself: the format and level may come from its settings.
         Command::Serve(args) => cli::serve::run(*args, cli.log),
+        Command::Topic(args) => cli::topic::run(args),
         Command::Group(args) => cli::group::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {

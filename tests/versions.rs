@@ -96,6 +96,48 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
             let req = DescribeConfigsRequest::default().with_resources(vec![r]);
             RequestKind::DescribeConfigs(req.with_include_synonyms(version >= 1))
         }
+        _ => return admin_request(key, version, topic),
+    })
+}
+
+/// A typical config or DeleteRecords request of `key` at `version` about `topic`.
+fn admin_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
+    Some(match key {
+        ApiKey::AlterConfigs => {
+            let c = alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_string(format!(
+                    "{}",
+                    3_600_000 + i64::from(version)
+                ))));
+            let r = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.into()))
+                .with_configs(vec![c]);
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![r]))
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let c = incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_string(format!(
+                    "{}",
+                    1_000_000 + i64::from(version)
+                ))));
+            let r = incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.into()))
+                .with_configs(vec![c]);
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![r]);
+            RequestKind::IncrementalAlterConfigs(req)
+        }
+        ApiKey::DeleteRecords => {
+            let p = delete_records_request::DeleteRecordsPartition::default().with_offset(0);
+            let t = delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![t]))
+        }
         _ => return group_request(key, version, topic),
     })
 }

@@ -27,7 +27,7 @@ pub struct GroupArgs {
 
 /// How results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(super) enum Output {
     Table,
     Json,
 }
@@ -327,7 +327,7 @@ fn print_plan(group: &str, plan: &Offsets, output: Output) -> anyhow::Result<()>
     Ok(())
 }
 
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -108,6 +108,29 @@ pub struct Settings {
     /// (offsets.topic.num.partitions; Kafka's default is 50). [default: 16]
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
+    /// Default retention.ms of topics (log.retention.ms); -1 keeps data forever.
+    /// [default: 604800000]
+    #[arg(long, env = "STRATA_RETENTION_MS", allow_negative_numbers = true)]
+    pub retention_ms: Option<i64>,
+    /// Default retention.bytes of topics, per partition (log.retention.bytes); -1 = no cap.
+    /// [default: -1]
+    #[arg(long, env = "STRATA_RETENTION_BYTES", allow_negative_numbers = true)]
+    pub retention_bytes: Option<i64>,
+    /// Default cleanup.policy of topics (log.cleanup.policy): delete, compact or
+    /// compact,delete. [default: delete]
+    #[arg(long, env = "STRATA_CLEANUP_POLICY")]
+    pub cleanup_policy: Option<String>,
+    /// Default delete.retention.ms: how long compaction keeps tombstones
+    /// (log.cleaner.delete.retention.ms). [default: 86400000]
+    #[arg(long, env = "STRATA_DELETE_RETENTION_MS")]
+    pub delete_retention_ms: Option<u64>,
+    /// Default min.compaction.lag.ms (log.cleaner.min.compaction.lag.ms). [default: 0]
+    #[arg(long, env = "STRATA_MIN_COMPACTION_LAG_MS")]
+    pub min_compaction_lag_ms: Option<u64>,
+    /// How often each shard applies retention and compaction to its partitions
+    /// (log.retention.check.interval.ms). [default: 300000]
+    #[arg(long, env = "STRATA_RETENTION_CHECK_MS")]
+    pub retention_check_ms: Option<u64>,
     /// Admin HTTP listener (/metrics, /health/live, /health/ready, /v1/status), or `off`.
     /// [default: 127.0.0.1:9644]
     #[arg(long, env = "STRATA_ADMIN_LISTEN")]
@@ -207,6 +230,12 @@ impl Settings {
             shutdown_timeout_ms,
             log_format,
             log_level,
+            retention_ms,
+            retention_bytes,
+            cleanup_policy,
+            delete_retention_ms,
+            min_compaction_lag_ms,
+            retention_check_ms,
         )
     }
 
@@ -239,6 +268,12 @@ impl Settings {
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
             log_format: Some(LogFormat::Text),
             log_level: None,
+            retention_ms: Some(d.retention_ms),
+            retention_bytes: Some(d.retention_bytes),
+            cleanup_policy: Some(d.cleanup_policy),
+            delete_retention_ms: Some(d.delete_retention_ms),
+            min_compaction_lag_ms: Some(d.min_compaction_lag_ms),
+            retention_check_ms: Some(d.retention_check_ms),
         }
     }
 
@@ -292,6 +327,12 @@ impl Settings {
             fault_drop_produce_every: None,
             admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
             shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
+            retention_ms: self.retention_ms.unwrap_or(d.retention_ms),
+            retention_bytes: self.retention_bytes.unwrap_or(d.retention_bytes),
+            cleanup_policy: self.cleanup_policy.unwrap_or(d.cleanup_policy),
+            delete_retention_ms: self.delete_retention_ms.unwrap_or(d.delete_retention_ms),
+            min_compaction_lag_ms: self.min_compaction_lag_ms.unwrap_or(d.min_compaction_lag_ms),
+            retention_check_ms: self.retention_check_ms.unwrap_or(d.retention_check_ms),
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })

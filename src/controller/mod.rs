@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::limits;
-pub use topic_config::{TopicConfigError, TOPIC_CONFIGS};
+pub use topic_config::{ConfigChange, TopicConfigError, TOPIC_CONFIGS};
+
+use crate::config::BrokerConfig;
 
 /// File name of the metadata snapshot inside the data directory.
 pub const METADATA_FILE: &str = "metadata.json";
@@ -203,6 +205,30 @@ impl ClusterMetadata {
         let added = next.take_shards(total as usize - current, shards);
         if let Some(topic) = next.topics.get_mut(name) {
             topic.partitions.extend(added);
+        }
+        next.version += 1;
+        Ok(next)
+    }
+}
+
+impl ClusterMetadata {
+    /// Returns a copy where the topic's overrides are changed by `changes` (see
+    /// [`topic_config::apply_changes`]); INVALID_CONFIG with a message for a bad result.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &[ConfigChange],
+        replace: bool,
+        broker: &BrokerConfig,
+    ) -> Result<ClusterMetadata, ControlError> {
+        let Some(topic) = self.topics.get(name) else {
+            let msg = format!("topic {name:?} does not exist");
+            return Err(ControlError::new(E::UnknownTopicOrPartition, msg));
+        };
+        let configs = topic_config::apply_changes(&topic.configs, changes, replace, broker)?;
+        let mut next = self.clone();
+        if let Some(topic) = next.topics.get_mut(name) {
+            topic.configs = configs;
         }
         next.version += 1;
         Ok(next)

@@ -46,18 +46,47 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     long("flush.messages", 1, i64::MAX, true),
     long("flush.ms", 0, i64::MAX, true),
-    // Known to Kafka users; stored now, enforced by retention/compaction and replication work.
-    long("retention.ms", -1, i64::MAX, false),
-    long("retention.bytes", -1, i64::MAX, false),
-    TopicConfigDef {
-        name: "cleanup.policy",
-        kind: Kind::Choice(&["delete", "compact", "compact,delete", "delete,compact"]),
-        enforced: false,
-    },
+    long("retention.ms", -1, i64::MAX, true),
+    long("retention.bytes", -1, i64::MAX, true),
+    TopicConfigDef { name: "cleanup.policy", kind: Kind::Choice(CLEANUP_POLICIES), enforced: true },
+    long("delete.retention.ms", 0, i64::MAX, true),
+    long("min.compaction.lag.ms", 0, i64::MAX, true),
+    // Stored now, enforced with replication.
     long("min.insync.replicas", 1, i32::MAX as i64, false),
-    long("delete.retention.ms", 0, i64::MAX, false),
-    long("min.compaction.lag.ms", 0, i64::MAX, false),
 ];
+
+/// Legal `cleanup.policy` values (a list in Kafka: both orders of the pair are accepted).
+pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+
+/// Whether a config is a comma-separated list (IncrementalAlterConfigs APPEND/SUBTRACT).
+pub fn is_list(name: &str) -> bool {
+    name == "cleanup.policy"
+}
+
+/// Kafka's broker-level name of a topic config's default (`log.retention.ms` & co).
+pub fn broker_synonym(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "min.insync.replicas" => "min.insync.replicas",
+        _ => return None,
+    })
+}
+
+/// Whether the broker's default for `name` was configured (differs from the built-in one):
+/// DescribeConfigs then reports it as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
+pub fn broker_default_is_static(name: &str, broker: &BrokerConfig) -> bool {
+    broker_default(name, broker) != broker_default(name, &BrokerConfig::default())
+}
 
 /// A config name or value that is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +135,86 @@ pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), TopicConfi
     configs.iter().try_for_each(|(name, value)| validate(name, value))
 }
 
+/// One change asked by AlterConfigs (which sends only `Set`s, and replaces every override)
+/// or IncrementalAlterConfigs (operations 0-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Set the override.
+    Set(String, String),
+    /// Remove the override (back to the broker default).
+    Delete(String),
+    /// Add items to a list config.
+    Append(String, String),
+    /// Remove items from a list config.
+    Subtract(String, String),
+}
+
+impl ConfigChange {
+    /// The config the change is about.
+    pub fn name(&self) -> &str {
+        match self {
+            ConfigChange::Set(n, _)
+            | ConfigChange::Delete(n)
+            | ConfigChange::Append(n, _)
+            | ConfigChange::Subtract(n, _) => n,
+        }
+    }
+}
+
+/// The overrides after `changes` (applied in order to `current`, or to nothing when
+/// `replace`), every resulting value validated. List values APPEND/SUBTRACT start from the
+/// effective value (override, else broker default).
+pub fn apply_changes(
+    current: &BTreeMap<String, String>,
+    changes: &[ConfigChange],
+    replace: bool,
+    broker: &BrokerConfig,
+) -> Result<BTreeMap<String, String>, TopicConfigError> {
+    let mut next = if replace { BTreeMap::new() } else { current.clone() };
+    for change in changes {
+        let name = change.name();
+        definition(name).ok_or_else(|| TopicConfigError::Unknown(name.to_owned()))?;
+        let list_op = matches!(change, ConfigChange::Append(..) | ConfigChange::Subtract(..));
+        if list_op && !is_list(name) {
+            return Err(TopicConfigError::Invalid {
+                name: name.to_owned(),
+                value: String::new(),
+                reason: "APPEND and SUBTRACT apply to list configs only".into(),
+            });
+        }
+        let effective = next.get(name).cloned().or_else(|| broker_default(name, broker));
+        let mut items: Vec<String> = effective
+            .unwrap_or_default()
+            .split(',')
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .collect();
+        match change {
+            ConfigChange::Set(_, value) => {
+                next.insert(name.to_owned(), value.trim().to_owned());
+            }
+            ConfigChange::Delete(_) => {
+                next.remove(name);
+            }
+            ConfigChange::Append(_, value) => {
+                for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    if !items.iter().any(|i| i == item) {
+                        items.push(item.to_owned());
+                    }
+                }
+                next.insert(name.to_owned(), items.join(","));
+            }
+            ConfigChange::Subtract(_, value) => {
+                let gone: Vec<&str> = value.split(',').map(str::trim).collect();
+                items.retain(|i| !gone.contains(&i.as_str()));
+                next.insert(name.to_owned(), items.join(","));
+            }
+        }
+    }
+    validate_all(&next)?;
+    Ok(next)
+}
+
 /// The broker-wide default of a topic config, as DescribeConfigs reports it.
 pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
     let (flush_messages, flush_ms) = match &broker.flush {
@@ -120,12 +229,12 @@ pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
         "message.timestamp.type" => "CreateTime".into(),
         "flush.messages" => flush_messages.unwrap_or(i64::MAX as u64).to_string(),
         "flush.ms" => flush_ms.unwrap_or(i64::MAX as u64).to_string(),
-        "retention.ms" => (7 * 24 * 3600 * 1000i64).to_string(),
-        "retention.bytes" => "-1".into(),
-        "cleanup.policy" => "delete".into(),
+        "retention.ms" => broker.retention_ms.to_string(),
+        "retention.bytes" => broker.retention_bytes.to_string(),
+        "cleanup.policy" => broker.cleanup_policy.clone(),
         "min.insync.replicas" => "1".into(),
-        "delete.retention.ms" => (24 * 3600 * 1000i64).to_string(),
-        "min.compaction.lag.ms" => "0".into(),
+        "delete.retention.ms" => broker.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => broker.min_compaction_lag_ms.to_string(),
         _ => return None,
     };
     Some(value)
@@ -151,5 +260,40 @@ mod tests {
         assert!(matches!(validate("cleanup.policy", "x"), Err(TopicConfigError::Invalid { .. })));
         assert!(matches!(validate("no.such", "1"), Err(TopicConfigError::Unknown(_))));
         assert_eq!(validate("message.timestamp.type", "LogAppendTime"), Ok(()));
+        assert_eq!(validate("cleanup.policy", "compact,delete"), Ok(()));
+        assert_eq!(validate("retention.ms", "-1"), Ok(()));
+    }
+
+    #[test]
+    fn incremental_changes_apply_in_order() {
+        let broker = BrokerConfig::default();
+        let current: BTreeMap<String, String> =
+            [("retention.ms".to_owned(), "1000".to_owned())].into_iter().collect();
+        let changes = [
+            ConfigChange::Append("cleanup.policy".into(), "compact".into()),
+            ConfigChange::Delete("retention.ms".into()),
+            ConfigChange::Set("segment.ms".into(), "60000".into()),
+        ];
+        let next = apply_changes(&current, &changes, false, &broker).unwrap();
+        assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
+        assert_eq!(next.get("retention.ms"), None);
+        assert_eq!(next.get("segment.ms").map(String::as_str), Some("60000"));
+        let sub = [ConfigChange::Subtract("cleanup.policy".into(), "delete".into())];
+        let next = apply_changes(&next, &sub, false, &broker).unwrap();
+        assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("compact"));
+        let bad = [ConfigChange::Append("retention.ms".into(), "5".into())];
+        assert!(apply_changes(&next, &bad, false, &broker).is_err());
+        let all = [ConfigChange::Subtract("cleanup.policy".into(), "compact".into())];
+        assert!(apply_changes(&next, &all, false, &broker).is_err(), "empty policy");
+        let replaced = [ConfigChange::Set("retention.bytes".into(), "10".into())];
+        let next = apply_changes(&next, &replaced, true, &broker).unwrap();
+        assert_eq!(next.len(), 1);
+    }
+
+    #[test]
+    fn configured_broker_defaults_are_static() {
+        let broker = BrokerConfig { retention_ms: 1000, ..BrokerConfig::default() };
+        assert!(broker_default_is_static("retention.ms", &broker));
+        assert!(!broker_default_is_static("retention.bytes", &broker));
     }
 }

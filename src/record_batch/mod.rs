@@ -16,6 +16,7 @@
 
 mod batches;
 mod error;
+mod records;
 mod rewrite;
 mod timestamp;
 
@@ -28,6 +29,7 @@ pub use batches::Batches;
 pub use error::{
     BatchError, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE, UNSUPPORTED_FOR_MESSAGE_FORMAT,
 };
+pub use records::{record_keys, retain, Compacted, RecordKey};
 pub use rewrite::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
 pub use timestamp::first_offset_with_timestamp_at_or_after;
 
@@ -206,6 +208,20 @@ impl BatchHeader {
 /// `batch.len()`, size ≤ `max_batch_bytes` (`TooLarge`), known compression codec, CRC-32C,
 /// `recordCount > 0` and `lastOffsetDelta == recordCount - 1`. Never panics.
 pub fn validate(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+    validate_with(batch, max_batch_bytes, true)
+}
+
+/// [`validate`] for batches read back from a log, where compaction may have removed records:
+/// `0 < recordCount <= lastOffsetDelta + 1` instead of equality.
+pub fn validate_stored(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+    validate_with(batch, max_batch_bytes, false)
+}
+
+fn validate_with(
+    batch: &[u8],
+    max_batch_bytes: usize,
+    exact_count: bool,
+) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     let declared = header.total_bytes();
     if declared != batch.len() {
@@ -221,7 +237,10 @@ pub fn validate(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, Bat
     if computed != header.crc {
         return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
-    if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+    let span = i64::from(header.last_offset_delta) + 1;
+    let count = i64::from(header.record_count);
+    let count_ok = if exact_count { count == span } else { count <= span };
+    if header.record_count <= 0 || !count_ok {
         return Err(BatchError::InvalidRecordCount {
             record_count: header.record_count,
             last_offset_delta: header.last_offset_delta,

@@ -73,3 +73,30 @@ pub(crate) fn idempotent_batch(
     RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
     buf.freeze()
 }
+
+/// ONE uncompressed batch at base offset 0 with these `(key, value)` records (`None` = null).
+pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], timestamp_ms: i64) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: timestamp_ms,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
+}

@@ -130,3 +130,41 @@ fn batches_iterates_and_reports_truncation() {
     assert!(matches!(items[2], Err(BatchError::Truncated { .. })));
     assert_eq!(Batches::new(&[]).count(), 0);
 }
+
+#[test]
+fn compaction_keeps_chosen_records_with_their_offsets() {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let records =
+        [(Some("a"), Some("1")), (Some("b"), Some("2")), (Some("a"), Some("3")), (Some("b"), None)];
+    let batch = testing::keyed_batch(&records, 1000);
+    let keys = record_keys(&batch).unwrap();
+    let offsets: Vec<i64> = keys.iter().map(|k| k.offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3]);
+    assert_eq!(keys[1].key.as_deref(), Some(&b"b"[..]));
+    assert!(keys[3].tombstone);
+    assert_eq!(retain(&batch, &keys, &[true; 4]).unwrap(), Compacted::Unchanged);
+    assert_eq!(retain(&batch, &keys, &[false; 4]).unwrap(), Compacted::Dropped);
+    let Compacted::Rebuilt(rebuilt) = retain(&batch, &keys, &[false, false, true, true]).unwrap()
+    else {
+        panic!("expected a rebuilt batch");
+    };
+    let header = validate_stored(&rebuilt, usize::MAX).unwrap();
+    assert!(validate(&rebuilt, usize::MAX).is_err(), "the count no longer spans the offsets");
+    assert_eq!(header.record_count, 2);
+    assert_eq!(header.last_offset_delta, 3);
+    let mut buf = &rebuilt[..];
+    let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+    let kept: Vec<(i64, Option<&[u8]>)> =
+        set.records.iter().map(|r| (r.offset, r.value.as_deref())).collect();
+    assert_eq!(kept, vec![(2, Some(&b"3"[..])), (3, None)]);
+}
+
+#[test]
+fn record_keys_refuses_garbage_without_panicking() {
+    let batch = testing::keyed_batch(&[(Some("k"), Some("v"))], 0);
+    for cut in HEADER_BYTES..batch.len() {
+        let mut bytes = batch.to_vec();
+        bytes[cut] = 0xff;
+        let _ = record_keys(&bytes);
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use crate::controller::{ClusterMetadata, ControlError};
+use crate::controller::{ClusterMetadata, ConfigChange, ControlError};
 use crate::group::api::{GroupReply, GroupRequest};
 
 /// A partition named across shards.
@@ -86,6 +86,24 @@ pub struct OffsetAnswer {
     pub timestamp: i64,
 }
 
+/// DeleteRecords for one partition: move its log start offset up to `offset`.
+#[derive(Clone, Debug)]
+pub struct DeleteRecordsItem {
+    /// The partition.
+    pub partition: PartitionRef,
+    /// New log start offset; -1 means the high watermark.
+    pub offset: i64,
+}
+
+/// Outcome of DeleteRecords for one partition.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteRecordsOutcome {
+    /// Kafka error code.
+    pub error_code: i16,
+    /// The log start offset afterwards, or -1.
+    pub low_watermark: i64,
+}
+
 /// A change to cluster metadata, executed by shard 0.
 #[derive(Clone, Debug)]
 pub enum ControlOp {
@@ -111,6 +129,17 @@ pub enum ControlOp {
         name: String,
         /// New partition count.
         total: i32,
+        /// Only check, change nothing.
+        validate_only: bool,
+    },
+    /// AlterConfigs (`replace`) or IncrementalAlterConfigs, one topic.
+    AlterConfigs {
+        /// Topic name.
+        name: String,
+        /// The changes, in request order.
+        changes: Vec<ConfigChange>,
+        /// Drop every override not set by `changes` (AlterConfigs semantics).
+        replace: bool,
         /// Only check, change nothing.
         validate_only: bool,
     },
@@ -155,6 +184,13 @@ pub enum ShardMsg {
     AllocateProducerId {
         /// The id, or why none could be reserved.
         reply: oneshot::Sender<Result<i64, String>>,
+    },
+    /// DeleteRecords; reply in the same order.
+    DeleteRecords {
+        /// Partitions and their new log start offsets.
+        items: Vec<DeleteRecordsItem>,
+        /// Outcomes, one per item.
+        reply: oneshot::Sender<Vec<DeleteRecordsOutcome>>,
     },
     /// To shard 0: change cluster metadata.
     Control {

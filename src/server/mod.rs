@@ -120,6 +120,9 @@ fn into_glommio(listener: std::net::TcpListener) -> TcpListener {
     }
 }
 
+/// CPU shares of the retention/compaction task queue (the default queue has 1000).
+const HOUSEKEEPING_SHARES: usize = 100;
+
 type Stops = Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>;
 
 /// A thread that turns the first SIGINT/SIGTERM into a stop message for every shard, and a
@@ -219,6 +222,14 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<ShardMsg, Full>) -> any
             }
         }
     }
+    let background = glommio::executor().create_task_queue(
+        glommio::Shares::Static(HOUSEKEEPING_SHARES),
+        glommio::Latency::NotImportant,
+        "housekeeping",
+    );
+    glommio::spawn_local_into(shard.clone().housekeeping(), background)
+        .map_err(|e| anyhow::anyhow!("spawning housekeeping: {e}"))?
+        .detach();
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     health.shard_ready();

@@ -25,7 +25,9 @@ use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::metrics::{PartitionCounters, PartitionSnapshot, ShardMetrics, ShardSnapshot};
 use crate::protocol::ResponseError as E;
-use crate::storage::{self, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType};
+use crate::storage::{
+    self, CleanupConfig, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType,
+};
 
 /// A boxed future that stays on this executor.
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -125,7 +127,27 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         },
         flush: storage::FlushPolicy { every_append: every, messages, interval_ms },
         tail_cache_bytes: broker.tail_cache_bytes,
+        cleanup: cleanup_config(broker, topic),
         ..LogConfig::default()
+    }
+}
+
+/// Retention and compaction settings of one topic: broker defaults overridden by topic configs.
+fn cleanup_config(broker: &BrokerConfig, topic: &TopicMeta) -> CleanupConfig {
+    let long = |name: &str, default: i64| {
+        topic.configs.get(name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default)
+    };
+    let policy = topic.configs.get("cleanup.policy").unwrap_or(&broker.cleanup_policy);
+    let unbounded = |v: i64| u64::try_from(v).ok();
+    CleanupConfig {
+        delete: policy.split(',').any(|p| p.trim() == "delete"),
+        compact: policy.split(',').any(|p| p.trim() == "compact"),
+        retention_ms: unbounded(long("retention.ms", broker.retention_ms)),
+        retention_bytes: unbounded(long("retention.bytes", broker.retention_bytes)),
+        delete_retention_ms: unbounded(long("delete.retention.ms", -1))
+            .unwrap_or(broker.delete_retention_ms),
+        min_compaction_lag_ms: unbounded(long("min.compaction.lag.ms", -1))
+            .unwrap_or(broker.min_compaction_lag_ms),
     }
 }
 
@@ -304,6 +326,10 @@ impl Shard {
             ControlOp::CreatePartitions { name, total, validate_only } => {
                 (meta.add_partitions(&name, total, shards)?, validate_only)
             }
+            ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
+                let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
+                (next, validate_only)
+            }
         };
         if validate_only {
             return Ok(());
@@ -332,13 +358,7 @@ impl Shard {
 
     /// Flushes and closes every log (clean shutdown).
     pub async fn close_logs(&self) {
-        let logs: Vec<PartitionLog> = {
-            let logs = self.logs.borrow();
-            logs.values()
-                .flat_map(|t| t.partitions.iter().flatten().map(|o| o.log.clone()))
-                .collect()
-        };
-        for log in logs {
+        for log in self.local_logs() {
             if let Err(e) = log.close().await {
                 tracing::error!(shard = self.id, "closing a partition log failed: {e}");
             }
@@ -499,6 +519,49 @@ impl Shard {
         }
     }
 
+    /// DeleteRecords on a partition this shard owns.
+    pub async fn delete_records_local(&self, item: DeleteRecordsItem) -> DeleteRecordsOutcome {
+        let failed = |code: i16| DeleteRecordsOutcome { error_code: code, low_watermark: -1 };
+        let Some(log) = self.log(&item.partition.topic, item.partition.partition) else {
+            return failed(E::NotLeaderOrFollower.code());
+        };
+        match log.delete_records(item.offset).await {
+            Ok(low_watermark) => DeleteRecordsOutcome { error_code: 0, low_watermark },
+            Err(e) => failed(e.kafka_error_code()),
+        }
+    }
+
+    /// Every log this shard owns.
+    fn local_logs(&self) -> Vec<PartitionLog> {
+        let logs = self.logs.borrow();
+        logs.values().flat_map(|t| t.partitions.iter().flatten().map(|o| o.log.clone())).collect()
+    }
+
+    /// The shard's background work, forever: every `retention_check_ms`, retention and then
+    /// compaction on each log it owns. Runs in its own low-priority task queue; each log's
+    /// work yields to the executor often, so produce and fetch stay responsive.
+    pub async fn housekeeping(self: Rc<Self>) {
+        let interval = std::time::Duration::from_millis(self.config.retention_check_ms);
+        loop {
+            glommio::timer::sleep(interval).await;
+            for log in self.local_logs() {
+                let now = storage::now_ms();
+                if let Err(e) = log.enforce_retention(now).await {
+                    tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
+                }
+                match log.compact(now).await {
+                    Ok(stats) if stats.segments > 0 => tracing::info!(
+                        dir = %log.dir().display(), segments = stats.segments,
+                        records = stats.records, "compacted"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(dir = %log.dir().display(), "compaction failed: {e}"),
+                }
+                glommio::executor().yield_if_needed().await;
+            }
+        }
+    }
+
     /// Handles a message from another shard. Produce appends happen before this returns, so
     /// one peer's produce messages append in arrival order; everything else runs as a task.
     pub fn on_message(self: &Rc<Self>, msg: ShardMsg) {
@@ -551,6 +614,10 @@ impl Shard {
             ShardMsg::ListOffsets { items, reply } => {
                 let answers = join_all(items.into_iter().map(|q| self.offsets_local(q))).await;
                 let _ = reply.send(answers);
+            }
+            ShardMsg::DeleteRecords { items, reply } => {
+                let outcomes = join_all(items.into_iter().map(|i| self.delete_records_local(i)));
+                let _ = reply.send(outcomes.await);
             }
             ShardMsg::Control { op, reply } => {
                 let _ = reply.send(self.control(op).await);

@@ -57,6 +57,18 @@ impl TailCache {
         }
     }
 
+    /// Forgets every batch below `offset` (all written: they are in closed segments), so
+    /// reads of a compacted range go to the rewritten segments.
+    pub(crate) fn drop_below(&mut self, offset: i64) {
+        while let Some(front) = self.batches.front() {
+            if front.last_offset >= offset {
+                break;
+            }
+            self.bytes -= front.bytes.len();
+            self.batches.pop_front();
+        }
+    }
+
     pub(crate) fn clear(&mut self) {
         self.batches.clear();
         self.bytes = 0;

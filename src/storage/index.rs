@@ -77,7 +77,6 @@ impl SegmentIndex {
     }
 
     /// Largest record timestamp in the segment, `i64::MIN` if empty.
-    #[cfg(test)]
     pub(crate) fn max_timestamp(&self) -> i64 {
         self.max_timestamp
     }

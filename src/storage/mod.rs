@@ -18,10 +18,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod cache;
+mod compact;
 mod index;
 mod producers;
 mod read;
 mod recovery;
+mod retention;
 mod segment;
 mod shared;
 mod wait;
@@ -40,6 +42,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::TaskQueueHandle;
 
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
+pub use compact::CompactionStats;
 use producers::Verdict;
 pub use producers::{ProducerError, BATCHES_KEPT};
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
@@ -90,6 +93,39 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// Bytes of recent batches kept in memory to serve tail reads (default 8 MiB).
     pub tail_cache_bytes: usize,
+    /// What the background cleaner does with closed segments (`cleanup.policy` & co).
+    pub cleanup: CleanupConfig,
+}
+
+/// `cleanup.policy` and the settings of its two halves, applied by
+/// [`PartitionLog::enforce_retention`] and [`PartitionLog::compact`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupConfig {
+    /// `delete` is in the policy: closed segments expire by age and total size.
+    pub delete: bool,
+    /// `compact` is in the policy: closed segments keep the latest record per key.
+    pub compact: bool,
+    /// `retention.ms`: a closed segment whose newest record is older expires (`None`: never).
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: oldest closed segments go while the log is larger (`None`: no cap).
+    pub retention_bytes: Option<u64>,
+    /// `delete.retention.ms`: tombstones survive compaction this long after their batch.
+    pub delete_retention_ms: u64,
+    /// `min.compaction.lag.ms`: segments with records younger than this are not compacted.
+    pub min_compaction_lag_ms: u64,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> CleanupConfig {
+        CleanupConfig {
+            delete: true,
+            compact: false,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -103,6 +139,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             flush: FlushPolicy::default(),
             tail_cache_bytes: 8 << 20,
+            cleanup: CleanupConfig::default(),
         }
     }
 }
@@ -440,6 +477,32 @@ impl PartitionLog {
         self.shared().wake_writer();
     }
 
+    /// Deletes closed segments that are below the log start offset or, under the delete
+    /// policy, older than `retention.ms` (by their newest record's timestamp, as Kafka) or
+    /// beyond `retention.bytes`; advances and persists the log start offset. Never deletes
+    /// the active segment. Returns how many segments went.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        retention::enforce(self.shared(), now_ms).await
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (`-1`: the high watermark) and
+    /// persists it; segments wholly below it go at the next [`PartitionLog::enforce_retention`].
+    /// Returns the new log start. `OffsetOutOfRange` above the high watermark.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, ReadError> {
+        retention::delete_records(self.shared(), offset).await
+    }
+
+    /// One compaction pass when the policy includes `compact` (see `compact.rs`): closed
+    /// segments keep the latest record per key, expired tombstones go, offsets stay.
+    pub async fn compact(&self, now_ms: i64) -> Result<CompactionStats, StorageError> {
+        compact::compact(self.shared(), now_ms).await
+    }
+
+    /// The current config (sanitized).
+    pub fn config(&self) -> LogConfig {
+        self.shared().config.borrow().clone()
+    }
+
     /// Whole batches from the one containing `offset`, up to `max_bytes` in total, but at least
     /// one whole batch (KIP-74); only batches below the high watermark. Empty if
     /// `offset == high_watermark`; `OffsetOutOfRange` below the log start or above the HW.
@@ -601,7 +664,8 @@ impl Future for WaitForData {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| d.as_millis() as i64).unwrap_or(0)
 }

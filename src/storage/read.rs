@@ -39,9 +39,23 @@ pub(crate) async fn read(
     if let Some(records) = cached {
         return Ok(done(records));
     }
-    let segment = segment_for(shared, offset).ok_or(out_of_range)?;
-    let records = read_segment(&segment, offset, max_bytes, high_watermark).await?;
-    Ok(done(records))
+    let mut segment = segment_for(shared, offset).ok_or(out_of_range)?;
+    loop {
+        if let Some(records) = read_segment(&segment, offset, max_bytes, high_watermark).await? {
+            return Ok(done(records));
+        }
+        // Compaction removed every batch at or after `offset` from this segment: the next
+        // batch is in a later segment.
+        match segment_after(shared, segment.base_offset) {
+            Some(next) => segment = next,
+            None => return Ok(done(Bytes::new())),
+        }
+    }
+}
+
+fn segment_after(shared: &Shared, base_offset: i64) -> Option<Rc<Segment>> {
+    let segments = shared.segments.borrow();
+    segments.iter().find(|s| s.base_offset > base_offset).cloned()
 }
 
 fn segment_for(shared: &Shared, offset: i64) -> Option<Rc<Segment>> {
@@ -64,14 +78,21 @@ async fn read_bytes(segment: &Segment, position: u64, len: u64) -> Result<Vec<u8
     Ok(read.to_vec())
 }
 
+/// Batches of `segment` from the one containing `offset` (or the first after it), `None`
+/// when the segment holds no batch at or after `offset`.
 async fn read_segment(
     segment: &Segment,
     offset: i64,
     max_bytes: usize,
     hw: i64,
-) -> Result<Bytes, StorageError> {
+) -> Result<Option<Bytes>, StorageError> {
     let from = segment.index.borrow().position_for(offset);
-    let (position, first) = locate(segment, from, offset).await?;
+    let Some((position, first)) = locate(segment, from, offset).await? else {
+        return Ok(None);
+    };
+    if first.base_offset >= hw {
+        return Ok(Some(Bytes::new()));
+    }
     let end = segment.size.get();
     let budget = (max_bytes as u64).min(READ_BYTES_MAX).min(end - position);
     let len = budget.max(first.total_bytes() as u64);
@@ -87,25 +108,26 @@ async fn read_segment(
     if taken == 0 {
         return Err(corrupt(segment, position, "first batch does not parse"));
     }
-    Ok(Bytes::copy_from_slice(buf.get(..taken).unwrap_or_default()))
+    Ok(Some(Bytes::copy_from_slice(buf.get(..taken).unwrap_or_default())))
 }
 
-/// Walks batch headers from `position` (an index entry) to the batch containing `offset`.
+/// Walks batch headers from `position` (an index entry) to the batch containing `offset`, or
+/// the first one after it (compacted segments have gaps); `None` past the segment's end.
 async fn locate(
     segment: &Segment,
     mut position: u64,
     offset: i64,
-) -> Result<(u64, BatchHeader), StorageError> {
+) -> Result<Option<(u64, BatchHeader)>, StorageError> {
     loop {
         let end = segment.size.get();
         if position >= end {
-            return Err(corrupt(segment, position, format!("offset {offset} not found")));
+            return Ok(None);
         }
         let window = read_bytes(segment, position, LOCATE_WINDOW_BYTES.min(end - position)).await?;
         let mut at = 0usize;
         while let Some(Ok(header)) = window.get(at..).map(BatchHeader::parse) {
             if header.last_offset() >= offset {
-                return Ok((position + at as u64, header));
+                return Ok(Some((position + at as u64, header)));
             }
             at += header.total_bytes();
         }

@@ -70,7 +70,12 @@ pub(crate) async fn open(
     let next_offset = writer_parts.next_offset;
     segments.push(writer_parts.segment.clone());
     let producers = writer_parts.producers;
+    let checkpoint = super::retention::load_log_start(&dir).await?;
     let shared = Rc::new(Shared::new(dir, config, segments, next_offset, producers));
+    if let Some(start) = checkpoint {
+        let start = start.clamp(shared.log_start.get(), next_offset);
+        shared.log_start.set(start);
+    }
     let writer = Writer {
         shared: shared.clone(),
         segment: writer_parts.segment,
@@ -97,7 +102,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
         let entry = entry.map_err(|e| StorageError::io("list dir", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") || name.ends_with(super::compact::CLEANED_SUFFIX) {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
         } else if let Some(base) = segment::parse_log_name(name) {
@@ -141,7 +146,8 @@ async fn rebuild_index(
     tracing::warn!(path = %path.display(), "index missing or invalid, rebuilding");
     let size = segment.size.get();
     let interval = config.index_interval_bytes;
-    let scan = scan(&segment.file, path, segment.base_offset, size, interval).await?;
+    let scan =
+        scan(&segment.file, path, segment.base_offset, size, interval, Gaps::Allowed).await?;
     if scan.end != size {
         return Err(StorageError::Corrupt {
             path: path.clone(),
@@ -180,7 +186,7 @@ async fn recover_active(
     let file = segment::open_log_file(&path).await?;
     let file_bytes = file_size(&file, &path).await?;
     let interval = config.index_interval_bytes;
-    let mut scan = scan(&file, &path, base, file_bytes, interval).await?;
+    let mut scan = scan(&file, &path, base, file_bytes, interval, Gaps::Forbidden).await?;
     let end = scan.end;
     let cap = align_up(config.segment_bytes).max(align_up(end));
     let allocated = align_up(file_bytes).max((align_up(end) + config.prealloc_bytes).min(cap));
@@ -286,6 +292,16 @@ async fn write_zeros(
     Ok(())
 }
 
+/// Whether a scan accepts offset gaps between batches (closed segments, after compaction)
+/// or wants consecutive offsets (the active segment, never compacted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gaps {
+    /// Consecutive offsets only.
+    Forbidden,
+    /// Increasing offsets.
+    Allowed,
+}
+
 /// Scans `[0, file_bytes)` batch by batch, validating each (CRC included) and checking that
 /// offsets are consecutive from `base`. Stops at the first invalid batch.
 pub(crate) async fn scan(
@@ -294,6 +310,7 @@ pub(crate) async fn scan(
     base: i64,
     file_bytes: u64,
     interval: u32,
+    gaps: Gaps,
 ) -> Result<Scan, StorageError> {
     let index = SegmentIndex::new(base);
     let producers = ProducerTable::default();
@@ -308,7 +325,7 @@ pub(crate) async fn scan(
             scan.stop = Some("short read".into());
             break;
         }
-        match walk(&chunk, &mut scan, interval, file_bytes) {
+        match walk(&chunk, &mut scan, interval, file_bytes, gaps) {
             Walk::Consumed => read_len = SCAN_CHUNK_BYTES,
             Walk::NeedMore(bytes) if scan.end == start && read_len >= bytes => {
                 scan.stop = Some("short read".into());
@@ -326,7 +343,7 @@ pub(crate) async fn scan(
 }
 
 /// Walks the batches of `chunk`, which starts at `scan.end`.
-fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64) -> Walk {
+fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64, gaps: Gaps) -> Walk {
     let mut at = 0usize;
     loop {
         let rest = chunk.get(at..).unwrap_or_default();
@@ -351,11 +368,15 @@ fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64) -> Walk {
         let Some(batch) = rest.get(..total) else {
             return Walk::NeedMore(total as u64);
         };
-        if header.base_offset != scan.next_offset {
+        let in_order = match gaps {
+            Gaps::Forbidden => header.base_offset == scan.next_offset,
+            Gaps::Allowed => header.base_offset >= scan.next_offset,
+        };
+        if !in_order {
             let expected = scan.next_offset;
             return Walk::Stop(format!("base offset {} != {expected}", header.base_offset));
         }
-        if let Err(e) = record_batch::validate(batch, BATCH_BYTES_MAX) {
+        if let Err(e) = record_batch::validate_stored(batch, BATCH_BYTES_MAX) {
             return Walk::Stop(e.to_string());
         }
         scan.index.on_batch(&header, scan.end, interval);

@@ -47,6 +47,12 @@ pub(crate) struct Shared {
     pub(crate) writer_waker: Cell<Option<Waker>>,
     /// Woken when `hw`, `synced`, `poisoned` or `writer_done` change.
     pub(crate) progress: WaitList,
+    /// Held while the log start checkpoint or the segment list is changed by retention,
+    /// DeleteRecords or compaction (never by appends or the writer).
+    pub(crate) checkpoint_lock: glommio::sync::Semaphore,
+    /// (last base offset, count) of the segments the last compaction pass left with nothing
+    /// to do later (no tombstones kept); `None` when the next pass must look again.
+    pub(crate) compacted: Cell<Option<(i64, usize)>>,
     #[cfg(test)]
     pub(crate) fail_writes: Cell<bool>,
 }
@@ -82,6 +88,8 @@ impl Shared {
             segments: RefCell::new(segments),
             writer_waker: Cell::new(None),
             progress: WaitList::default(),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
+            compacted: Cell::new(None),
             #[cfg(test)]
             fail_writes: Cell::new(false),
         }

@@ -551,3 +551,110 @@ fn idempotent_retries_are_answered_from_the_log_across_rolls_and_restarts() {
         log.close().await.unwrap();
     });
 }
+
+/// Reads every record from `from` to the high watermark: (offset, key, value).
+async fn read_records(log: &PartitionLog, from: i64) -> Vec<(i64, Option<Vec<u8>>, bool)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    while offset < log.high_watermark() {
+        let read = log.read(offset, 64 << 10).await.unwrap();
+        assert!(!read.records.is_empty(), "a read below the high watermark returns data");
+        for item in Batches::new(&read.records) {
+            let (header, range) = item.unwrap();
+            let bytes = read.records.slice(range);
+            record_batch::validate_stored(&bytes, 1 << 20).unwrap();
+            for r in record_batch::record_keys(&bytes).unwrap() {
+                if r.offset >= offset {
+                    out.push((r.offset, r.key, r.tombstone));
+                }
+            }
+            offset = header.last_offset() + 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_latest_per_key_and_survives_reopen_without_indexes() {
+    use crate::record_batch::testing::keyed_batch;
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleanup: CleanupConfig { compact: true, delete: false, ..CleanupConfig::default() },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path().to_path_buf(), config.clone()).await.unwrap();
+        let keys = ["a", "b", "c", "d"];
+        let mut last = None;
+        for i in 0..1000usize {
+            // Key b's last record is the tombstone at 501, early enough to be in a closed
+            // segment; after it, "e" takes b's turns.
+            let key = if i > 501 && i % keys.len() == 1 { "e" } else { keys[i % keys.len()] };
+            let value = if i == 501 { None } else { Some("value-value-value-value") };
+            last = Some(log.append(&keyed_batch(&[(Some(key), value)], 1_000)).unwrap());
+        }
+        last.unwrap().durable().await.unwrap();
+        assert!(log_files(dir.path()).len() > 3, "several closed segments");
+        let stats = log.compact(2_000).await.unwrap();
+        assert!(stats.records > 600, "{stats:?}");
+        let records = read_records(&log, 0).await;
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(offsets.last(), Some(&999));
+        // Tombstones younger than delete.retention.ms stay.
+        assert!(records.iter().any(|r| r.0 == 501 && r.2));
+        assert!(!records.iter().any(|r| r.0 == 497), "older record of key b is gone");
+        assert!(!records.iter().any(|r| r.0 == 0), "older record of key a is gone");
+        log.close().await.unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "index" || e == "timeindex") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("00000000000000000000.log.cleaned"), b"junk").unwrap();
+        let log = PartitionLog::open(dir.path().to_path_buf(), config).await.unwrap();
+        assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+        assert_eq!(read_records(&log, 0).await, records);
+        assert_eq!(log.high_watermark(), 1000);
+        // A tombstone older than delete.retention.ms goes, and so does its key.
+        let far_future = 1_000 + 2 * 24 * 3600 * 1000;
+        log.compact(far_future).await.unwrap();
+        let after = read_records(&log, 0).await;
+        let b = Some(b"b".to_vec());
+        assert!(!after.iter().any(|r| r.1 == b), "the expired tombstone is gone");
+        assert!(after.len() < records.len());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn retention_deletes_closed_segments_and_persists_the_log_start() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleanup: CleanupConfig { retention_ms: Some(1_000), ..CleanupConfig::default() },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path().to_path_buf(), config.clone()).await.unwrap();
+        append_batches(&log, 0, 100).await;
+        let segments = log_files(dir.path()).len();
+        assert!(segments > 2);
+        // Batch i has timestamps around 1000 * i: at now = 50_000 the first ones expired.
+        let deleted = log.enforce_retention(50_000).await.unwrap();
+        assert!(deleted > 0 && deleted < segments);
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert!(matches!(log.read(0, 1024).await, Err(ReadError::OffsetOutOfRange { .. })));
+        assert_eq!(log.delete_records(start + 3).await.unwrap(), start + 3);
+        assert!(log.delete_records(log.high_watermark() + 1).await.is_err());
+        log.close().await.unwrap();
+        let log = PartitionLog::open(dir.path().to_path_buf(), config).await.unwrap();
+        assert_eq!(log.log_start_offset(), start + 3);
+        // Never the active segment, whatever the time.
+        log.enforce_retention(i64::MAX).await.unwrap();
+        assert_eq!(log_files(dir.path()).len(), 1);
+        assert_eq!(log.high_watermark(), 500);
+        log.close().await.unwrap();
+    });
+}

@@ -16,15 +16,17 @@ use kafka_protocol::messages::*;
 
 use super::str_bytes;
 use crate::config::BrokerConfig;
-use crate::controller::topic_config::{broker_default, Kind, TOPIC_CONFIGS};
+use crate::controller::topic_config::{
+    broker_default, broker_default_is_static, broker_synonym, is_list, Kind, TOPIC_CONFIGS,
+};
 use crate::controller::{ControlError, TopicMeta};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::ControlOp;
 use crate::server::shard::Shard;
 
 /// Kafka's `ConfigResource.Type` codes.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+pub(super) const RESOURCE_TOPIC: i8 = 2;
+pub(super) const RESOURCE_BROKER: i8 = 4;
 /// Kafka's `DescribeConfigsResponse.ConfigSource` codes.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
@@ -32,6 +34,7 @@ const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's `ConfigDef.Type` codes used here.
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
 
 fn control_error(e: ControlError) -> (i16, Option<String>) {
     (e.code, Some(e.message))
@@ -269,35 +272,55 @@ fn with_extras(
     documentation: bool,
     version: i16,
 ) -> DescribeConfigsResourceResult {
-    let synonym = DescribeConfigsSynonym::default()
-        .with_name(entry.name.clone())
-        .with_value(entry.value.clone())
-        .with_source(entry.config_source);
     let enforced = TOPIC_CONFIGS.iter().any(|d| d.name == entry.name.as_str() && d.enforced);
     let doc = if enforced { "enforced by Strata" } else { "stored; not yet enforced by Strata" };
+    let kept = if synonyms { entry.synonyms.clone() } else { Vec::new() };
     entry
-        .with_synonyms(if synonyms { vec![synonym] } else { Vec::new() })
+        .with_synonyms(kept)
         .with_documentation((documentation && version >= 3).then(|| str_bytes(doc)))
 }
 
-/// Every topic config with its effective value and where the value comes from.
-fn config_entries(broker: &BrokerConfig, topic: &TopicMeta) -> Vec<DescribeConfigsResourceResult> {
+/// Every topic config with its effective value, where the value comes from, and its synonyms
+/// in Kafka's precedence order (topic override, configured broker default, built-in default).
+pub(super) fn config_entries(
+    broker: &BrokerConfig,
+    topic: &TopicMeta,
+) -> Vec<DescribeConfigsResourceResult> {
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let (value, source) = match topic.configs.get(def.name) {
-                Some(v) => (Some(v.clone()), SOURCE_DYNAMIC_TOPIC),
-                None => (broker_default(def.name, broker), SOURCE_DEFAULT),
+            let synonym = |name: &str, value: Option<String>, source: i8| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(name))
+                    .with_value(value.as_deref().map(str_bytes))
+                    .with_source(source)
+            };
+            let broker_name = broker_synonym(def.name).unwrap_or(def.name);
+            let mut synonyms = Vec::new();
+            if let Some(v) = topic.configs.get(def.name) {
+                synonyms.push(synonym(def.name, Some(v.clone()), SOURCE_DYNAMIC_TOPIC));
+            }
+            if broker_default_is_static(def.name, broker) {
+                let value = broker_default(def.name, broker);
+                synonyms.push(synonym(broker_name, value, SOURCE_STATIC_BROKER));
+            }
+            let builtin = broker_default(def.name, &BrokerConfig::default());
+            synonyms.push(synonym(broker_name, builtin, SOURCE_DEFAULT));
+            let (value, source) = match synonyms.first() {
+                Some(first) => (first.value.clone(), first.source),
+                None => (None, SOURCE_DEFAULT),
             };
             let config_type = match def.kind {
                 Kind::Long { .. } => TYPE_LONG,
+                Kind::Choice(_) if is_list(def.name) => TYPE_LIST,
                 Kind::Choice(_) => TYPE_STRING,
             };
             DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(def.name))
-                .with_value(value.as_deref().map(str_bytes))
+                .with_value(value)
                 .with_config_source(source)
                 .with_config_type(config_type)
+                .with_synonyms(synonyms)
         })
         .collect()
 }
@@ -309,6 +332,12 @@ fn broker_entries(broker: &BrokerConfig) -> Vec<DescribeConfigsResourceResult> {
         ("message.max.bytes", broker.max_message_bytes.to_string()),
         ("socket.request.max.bytes", broker.max_request_bytes.to_string()),
         ("log.segment.bytes", broker.segment_bytes.to_string()),
+        ("log.retention.ms", broker.retention_ms.to_string()),
+        ("log.retention.bytes", broker.retention_bytes.to_string()),
+        ("log.cleanup.policy", broker.cleanup_policy.clone()),
+        ("log.cleaner.delete.retention.ms", broker.delete_retention_ms.to_string()),
+        ("log.cleaner.min.compaction.lag.ms", broker.min_compaction_lag_ms.to_string()),
+        ("log.retention.check.interval.ms", broker.retention_check_ms.to_string()),
         ("log.dirs", broker.data_dir.display().to_string()),
         ("node.id", broker.node_id.to_string()),
     ];

@@ -5,6 +5,8 @@
 //! connection lives on, and returns the response body.
 
 mod admin;
+mod configs;
+mod delete_records;
 mod fetch;
 mod group;
 mod list_offsets;
@@ -32,6 +34,9 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteTopics, min: 1, max: 6 },
     ApiRange { key: ApiKey::CreatePartitions, min: 0, max: 3 },
     ApiRange { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
+    ApiRange { key: ApiKey::AlterConfigs, min: 0, max: 2 },
+    ApiRange { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 },
+    ApiRange { key: ApiKey::DeleteRecords, min: 0, max: 2 },
     ApiRange { key: ApiKey::FindCoordinator, min: 0, max: 6 },
     ApiRange { key: ApiKey::JoinGroup, min: 0, max: 9 },
     ApiRange { key: ApiKey::SyncGroup, min: 0, max: 5 },
@@ -119,6 +124,15 @@ async fn handle(
         RequestKind::InitProducerId(req) => {
             ResponseKind::InitProducerId(producer::init_producer_id(shard, req).await)
         }
+        RequestKind::AlterConfigs(req) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(shard, req).await)
+        }
+        RequestKind::DeleteRecords(req) => {
+            ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
+        }
+        RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(shard, req).await,
+        ),
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => return group::handle(shard, other, version).await,
     })

@@ -1,0 +1,199 @@
+//! `strata topic create|list|describe|delete|alter-config|add-partitions`: topic
+//! administration over the Kafka protocol ([`strata::client`]), like Kafka's
+//! `kafka-topics.sh` and `kafka-configs.sh`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use strata::client::admin::{EARLIEST, LATEST};
+use strata::client::topics::AlterOp;
+use strata::client::Client;
+
+use super::group::{print_table, Output};
+
+/// Flags of `strata topic`.
+#[derive(Args, Debug)]
+pub struct TopicArgs {
+    /// Broker to talk to.
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+    bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        topic: String,
+        /// Partitions [default: the broker's --default-partitions].
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// A topic config, `name=value` (repeatable), e.g. `--config retention.ms=3600000`.
+        #[arg(long = "config", value_name = "NAME=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics with their partition counts.
+    List,
+    /// Partitions (earliest and latest offsets) and every config with its source.
+    Describe {
+        /// Topic name.
+        topic: String,
+    },
+    /// Delete topics and all their data.
+    Delete {
+        /// Topic names.
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
+    /// Set or remove topic config overrides (applied at once, persisted).
+    AlterConfig {
+        /// Topic name.
+        topic: String,
+        /// Set an override, `name=value` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Remove an override, back to the broker default (repeatable).
+        #[arg(long = "delete", value_name = "NAME")]
+        delete: Vec<String>,
+    },
+    /// Grow a topic to this many partitions.
+    AddPartitions {
+        /// Topic name.
+        topic: String,
+        /// The new total partition count.
+        #[arg(long)]
+        total: i32,
+    },
+}
+
+/// Runs a `strata topic` command.
+pub fn run(args: TopicArgs) -> anyhow::Result<()> {
+    let mut client = Client::connect(&args.bootstrap_server, "strata-topic")?;
+    let output = args.output;
+    match args.command {
+        TopicCommand::Create { topic, partitions, configs } => {
+            let configs = configs.iter().map(|c| pair(c)).collect::<anyhow::Result<Vec<_>>>()?;
+            client.create_topic(&topic, partitions.unwrap_or(-1), &configs)?;
+            done(output, "created", &topic)
+        }
+        TopicCommand::List => list(&mut client, output),
+        TopicCommand::Describe { topic } => describe(&mut client, &topic, output),
+        TopicCommand::Delete { topics } => {
+            for topic in topics {
+                client.delete_topic(&topic)?;
+                done(output, "deleted", &topic)?;
+            }
+            Ok(())
+        }
+        TopicCommand::AlterConfig { topic, set, delete } => {
+            let mut changes = Vec::new();
+            for item in &set {
+                let (name, value) = pair(item)?;
+                changes.push((AlterOp::Set, name, Some(value)));
+            }
+            changes.extend(delete.into_iter().map(|name| (AlterOp::Delete, name, None)));
+            anyhow::ensure!(!changes.is_empty(), "give at least one --set or --delete");
+            client.alter_topic_configs(&topic, &changes)?;
+            done(output, "altered", &topic)
+        }
+        TopicCommand::AddPartitions { topic, total } => {
+            client.add_partitions(&topic, total)?;
+            done(output, "grew", &topic)
+        }
+    }
+}
+
+fn pair(text: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) =
+        text.split_once('=').with_context(|| format!("{text:?} is not NAME=VALUE"))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+fn done(output: Output, what: &str, topic: &str) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", json!({ "topic": topic, "result": what })),
+        Output::Table => println!("{what} topic {topic}"),
+    }
+    Ok(())
+}
+
+fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
+    let topics = client.list_topics()?;
+    if output == Output::Json {
+        let rows: Vec<_> = topics
+            .iter()
+            .map(|t| {
+                json!({
+                    "topic": t.name, "id": t.id.to_string(),
+                    "partitions": t.partitions, "internal": t.internal,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let rows = topics
+        .iter()
+        .map(|t| vec![t.name.clone(), t.partitions.to_string(), t.internal.to_string()])
+        .collect();
+    print_table(&["TOPIC", "PARTITIONS", "INTERNAL"], rows);
+    Ok(())
+}
+
+fn source_name(source: i8) -> &'static str {
+    match source {
+        1 => "topic",
+        4 => "broker",
+        5 => "default",
+        _ => "other",
+    }
+}
+
+fn describe(client: &mut Client, topic: &str, output: Output) -> anyhow::Result<()> {
+    let partitions = client.partitions(topic)?;
+    let earliest = client.list_offsets(topic, &partitions, EARLIEST)?;
+    let latest = client.list_offsets(topic, &partitions, LATEST)?;
+    let configs = client.describe_topic_configs(topic)?;
+    let offsets = |p: &i32| (earliest.get(p).copied(), latest.get(p).copied());
+    if output == Output::Json {
+        let parts: Vec<_> = partitions
+            .iter()
+            .map(|p| {
+                let (low, high) = offsets(p);
+                json!({ "partition": p, "earliest": low, "latest": high })
+            })
+            .collect();
+        let configs: Vec<_> = configs
+            .iter()
+            .map(|c| json!({ "name": c.name, "value": c.value, "source": source_name(c.source) }))
+            .collect();
+        let all = json!({ "topic": topic, "partitions": parts, "configs": configs });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    println!("topic {topic} has {} partition(s)\n", partitions.len());
+    let opt = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let rows = partitions
+        .iter()
+        .map(|p| {
+            let (low, high) = offsets(p);
+            vec![p.to_string(), opt(low), opt(high)]
+        })
+        .collect();
+    print_table(&["PARTITION", "EARLIEST", "LATEST"], rows);
+    println!();
+    let rows = configs
+        .iter()
+        .map(|c| {
+            let value = c.value.clone().unwrap_or_else(|| "-".into());
+            vec![c.name.clone(), value, source_name(c.source).to_owned()]
+        })
+        .collect();
+    print_table(&["CONFIG", "VALUE", "SOURCE"], rows);
+    Ok(())
+}

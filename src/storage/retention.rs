@@ -1,0 +1,127 @@
+//! Retention: deleting whole closed segments (by age, by total size, or because they lie below
+//! the log start offset), and the persisted log start offset.
+//!
+//! The log start offset moves forward only. It is checkpointed in `<dir>/log-start-offset`
+//! (decimal, replaced atomically) BEFORE segments are unlinked, so a crash between the two
+//! leaves segments that recovery knows to be below the log start: the next pass deletes them.
+//! The active (last) segment is never deleted. Only the shard's housekeeping task deletes or
+//! replaces segments, so retention and compaction never race; appends only push new segments
+//! at the end, and readers holding an `Rc<Segment>` keep reading an unlinked file safely.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use super::segment::{self, file_path, Segment};
+use super::shared::Shared;
+use super::{CleanupConfig, ReadError, StorageError};
+
+/// File holding the log start offset.
+pub(crate) const LOG_START_FILE: &str = "log-start-offset";
+
+/// Reads the checkpointed log start offset, if any (an unreadable file counts as none).
+pub(crate) async fn load_log_start(dir: &Path) -> Result<Option<i64>, StorageError> {
+    let bytes = segment::read_file(&dir.join(LOG_START_FILE)).await?;
+    Ok(bytes.and_then(|b| String::from_utf8(b).ok()?.trim().parse().ok()))
+}
+
+async fn store_log_start(shared: &Shared, offset: i64) -> Result<(), StorageError> {
+    let path = shared.dir.join(LOG_START_FILE);
+    segment::write_file_atomic(&path, offset.to_string().into_bytes()).await
+}
+
+/// Moves the log start offset to `offset` (DeleteRecords); `-1` means the high watermark.
+/// Returns the new log start. Offsets above the high watermark are out of range.
+pub(crate) async fn delete_records(shared: &Rc<Shared>, offset: i64) -> Result<i64, ReadError> {
+    if shared.closed.get() || shared.closing.get() {
+        return Err(StorageError::Closed.into());
+    }
+    let _permit = shared.checkpoint_lock.acquire_permit(1).await;
+    let high_watermark = shared.hw.get();
+    let log_start = shared.log_start.get();
+    let target = if offset == -1 { high_watermark } else { offset };
+    if target < 0 || target > high_watermark {
+        return Err(ReadError::OffsetOutOfRange { log_start, high_watermark });
+    }
+    if target > log_start {
+        store_log_start(shared, target).await?;
+        shared.log_start.set(target);
+        tracing::info!(dir = %shared.dir.display(), log_start = target, "deleted records");
+    }
+    Ok(shared.log_start.get())
+}
+
+/// How many leading closed segments may go: those below the log start, and under the delete
+/// policy those expired by `retention_ms` or beyond `retention_bytes`.
+fn deletable(segments: &[Rc<Segment>], log_start: i64, config: &CleanupConfig, now: i64) -> usize {
+    let closed = segments.len().saturating_sub(1);
+    let mut total: u64 = segments.iter().map(|s| s.size.get()).sum();
+    let mut count = 0;
+    while count < closed {
+        let segment = &segments[count];
+        let next_base = segments[count + 1].base_offset;
+        let below_start = next_base <= log_start;
+        let expired = config.delete
+            && config.retention_ms.is_some_and(|ms| {
+                let newest = segment.index.borrow().max_timestamp();
+                newest < now.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+            });
+        let size = segment.size.get();
+        let oversize = config.delete
+            && config.retention_bytes.is_some_and(|cap| total.saturating_sub(size) >= cap);
+        if !(below_start || expired || oversize) {
+            break;
+        }
+        total -= size;
+        count += 1;
+    }
+    count
+}
+
+/// Deletes what [`deletable`] allows, advancing the log start. Returns segments deleted.
+pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, StorageError> {
+    if shared.closed.get() || shared.closing.get() {
+        return Ok(0);
+    }
+    let _permit = shared.checkpoint_lock.acquire_permit(1).await;
+    let config = shared.config.borrow().cleanup.clone();
+    let doomed: Vec<Rc<Segment>> = {
+        let segments = shared.segments.borrow();
+        let count = deletable(&segments, shared.log_start.get(), &config, now_ms);
+        segments.iter().take(count).cloned().collect()
+    };
+    let Some(last) = doomed.last() else {
+        return Ok(0);
+    };
+    let first_kept = {
+        let segments = shared.segments.borrow();
+        segments.get(doomed.len()).map_or(shared.leo.get(), |s| s.base_offset)
+    };
+    assert!(first_kept > last.base_offset);
+    let new_start = shared.log_start.get().max(first_kept);
+    if new_start > shared.log_start.get() {
+        store_log_start(shared, new_start).await?;
+        shared.log_start.set(new_start);
+    }
+    shared.segments.borrow_mut().retain(|s| !doomed.iter().any(|d| Rc::ptr_eq(s, d)));
+    for segment in &doomed {
+        remove_segment_files(&shared.dir, segment.base_offset)?;
+        tracing::info!(path = %segment.path.display(), log_start = new_start,
+            "retention deleted segment");
+    }
+    segment::sync_dir(&shared.dir).await?;
+    Ok(doomed.len())
+}
+
+/// Unlinks a segment's `.log`, `.index`, `.timeindex` and any `.producers` snapshot (the
+/// idempotent-producer state written at its creation); missing files are fine.
+pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
+    for extension in ["log", "index", "timeindex", "producers"] {
+        let path = file_path(dir, base, extension);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove", &path, e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Bad topic-admin requests over the raw protocol get Kafka error codes with messages, never
+//! a dropped connection: unknown config operations, unknown topics, broker resources,
+//! DeleteRecords beyond the high watermark.
+
+mod common;
+
+use common::{Broker, Conn};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+fn incremental(conn: &mut Conn, kind: i8, name: &str, op: i8, key: &str) -> (i16, String) {
+    let c = incremental_alter_configs_request::AlterableConfig::default()
+        .with_name(s(key))
+        .with_config_operation(op)
+        .with_value(Some(s("1")));
+    let r = incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(kind)
+        .with_resource_name(s(name))
+        .with_configs(vec![c]);
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![r]);
+    let ResponseKind::IncrementalAlterConfigs(resp) =
+        conn.call(ApiKey::IncrementalAlterConfigs, 1, RequestKind::IncrementalAlterConfigs(req))
+    else {
+        panic!("wrong response kind")
+    };
+    let result = &resp.responses[0];
+    (result.error_code, result.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn bad_admin_requests_get_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(s("t")))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    let req = CreateTopicsRequest::default().with_topics(vec![t]);
+    conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req));
+
+    let (code, message) = incremental(&mut conn, 2, "t", 9, "retention.ms");
+    assert_eq!(code, INVALID_CONFIG);
+    assert!(message.contains("operation"), "{message}");
+    let (code, message) = incremental(&mut conn, 2, "t", 2, "retention.ms");
+    assert_eq!(code, INVALID_CONFIG, "APPEND on a non-list config");
+    assert!(message.contains("list"), "{message}");
+    let (code, _) = incremental(&mut conn, 2, "nope", 0, "retention.ms");
+    assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION);
+    let (code, message) = incremental(&mut conn, 4, "0", 0, "log.retention.ms");
+    assert_eq!(code, INVALID_REQUEST);
+    assert!(message.contains("static"), "{message}");
+
+    let p = delete_records_request::DeleteRecordsPartition::default().with_offset(5);
+    let missing = delete_records_request::DeleteRecordsPartition::default()
+        .with_partition_index(7)
+        .with_offset(0);
+    let topic = delete_records_request::DeleteRecordsTopic::default()
+        .with_name(TopicName(s("t")))
+        .with_partitions(vec![p, missing]);
+    let req = DeleteRecordsRequest::default().with_topics(vec![topic]);
+    let ResponseKind::DeleteRecords(resp) =
+        conn.call(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(req))
+    else {
+        panic!("wrong response kind")
+    };
+    let parts = &resp.topics[0].partitions;
+    assert_eq!(parts[0].error_code, OFFSET_OUT_OF_RANGE, "the topic is empty");
+    assert_eq!(parts[1].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+}
