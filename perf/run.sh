@@ -15,6 +15,9 @@
 #   STRATA=target/release/strata  strata binary [built with cargo build --release if missing]
 #   NO_LIMITS=1                   skip the fio / iperf3 machine-limit measurements
 #   NO_CROSSCHECK=1               skip the confluent-kafka cross-check
+#   STRATA_ARGS="..."             extra `strata serve` flags [256 MiB segments, 1 GiB retention
+#                                 per partition checked every second: a max-rate minute writes
+#                                 ~40 GB, more than a small VM's free disk]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,7 @@ BROKER=${BROKER:-strata}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 STRATA=${STRATA:-target/release/strata}
+STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
 RESULTS=perf/results
@@ -73,7 +77,7 @@ start_broker() {
     strata)
       local data=$TMP/data-$name
       rm -rf "$data"
-      BROKER_CMD="taskset -c $BROKER_CPU $STRATA serve --listen $ADDR --data-dir $data --shards 1 --admin-listen 127.0.0.1:0"
+      BROKER_CMD="taskset -c $BROKER_CPU $STRATA serve --listen $ADDR --data-dir $data --shards 1 --admin-listen 127.0.0.1:0 $STRATA_ARGS"
       ;;
     tansu)
       BROKER_CMD="taskset -c $BROKER_CPU ${TANSU:?TANSU must name the tansu binary} broker \
@@ -147,6 +151,8 @@ run_scenario() {
       --topic "$topic" --record-size "$size" --seconds 20 || echo '{"error": "failed"}')
   fi
   stop_broker
+  # A max-rate minute writes tens of GB: free the disk before the next scenario.
+  [[ $BROKER == strata ]] && rm -rf "$TMP/data-$name"
   write_markdown "$name" "$mode" "$cmd" "$report" "$xcheck" >"$out.md"
   log "wrote $out.md"
 }
