@@ -546,6 +546,7 @@ impl Shard {
             glommio::timer::sleep(interval).await;
             for log in self.local_logs() {
                 let now = storage::now_ms();
+                log.expire_producers(now);
                 if let Err(e) = log.enforce_retention(now).await {
                     tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
                 }

@@ -44,7 +44,7 @@ use glommio::TaskQueueHandle;
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
 pub use compact::CompactionStats;
 use producers::Verdict;
-pub use producers::{ProducerError, BATCHES_KEPT};
+pub use producers::{ProducerError, BATCHES_KEPT, PRODUCER_EXPIRATION_MS};
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::Shared;
 use wait::Until;
@@ -437,12 +437,13 @@ impl PartitionLog {
             TimestampType::CreateTime => -1,
         };
         let base_offset = shared.leo.get();
+        let now = if log_append_time >= 0 { log_append_time } else { now_ms() };
         let mut next_offset = base_offset;
         let mut assigned = Vec::with_capacity(ranges.len());
         for (header, range) in ranges {
             let batch = records.get(range).unwrap_or_default();
             let bytes = assign(batch, next_offset, log_append_time)?;
-            shared.producers.borrow_mut().record(&header, next_offset);
+            shared.producers.borrow_mut().record(&header, next_offset, now);
             next_offset += i64::from(header.last_offset_delta) + 1;
             assigned.push(bytes);
         }
@@ -469,6 +470,12 @@ impl PartitionLog {
             Verdict::Append => Ok(None),
             Verdict::Duplicate(original) => Ok(Some(original)),
         }
+    }
+
+    /// Forgets idempotent producers idle for [`PRODUCER_EXPIRATION_MS`] (called by the
+    /// shard's housekeeping). Returns how many were forgotten.
+    pub fn expire_producers(&self, now_ms: i64) -> usize {
+        self.shared().producers.borrow_mut().expire(now_ms, PRODUCER_EXPIRATION_MS)
     }
 
     /// Replaces the topic config (sanitized). Takes effect for later appends and writes.

@@ -22,6 +22,9 @@ use crate::record_batch::BatchHeader;
 /// Batches remembered per producer (Kafka's max.in.flight.requests.per.connection limit for
 /// idempotence).
 pub const BATCHES_KEPT: usize = 5;
+/// How long a producer that appends nothing stays known (Kafka's producer.id.expiration.ms
+/// default): after that its retries are no longer recognised, as in Kafka.
+pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
 /// OUT_OF_ORDER_SEQUENCE_NUMBER.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 /// INVALID_PRODUCER_EPOCH.
@@ -77,6 +80,9 @@ pub(crate) struct BatchRecord {
 #[derive(Debug, Default)]
 struct Producer {
     epoch: i16,
+    /// Wall-clock time of its last append here (0 when loaded from a snapshot or a scan:
+    /// those producers expire one expiration period after the restart at the earliest).
+    last_append_ms: i64,
     /// Oldest first.
     batches: VecDeque<BatchRecord>,
 }
@@ -134,11 +140,12 @@ impl ProducerTable {
 
     /// Records a batch appended at `base_offset` (after [`ProducerTable::check`], or replayed
     /// from the log by recovery).
-    pub(crate) fn record(&mut self, header: &BatchHeader, base_offset: i64) {
+    pub(crate) fn record(&mut self, header: &BatchHeader, base_offset: i64, now_ms: i64) {
         if header.producer_id < 0 || header.is_control() {
             return;
         }
         let p = self.producers.entry(header.producer_id).or_default();
+        p.last_append_ms = now_ms;
         if header.producer_epoch != p.epoch {
             p.epoch = header.producer_epoch;
             p.batches.clear();
@@ -152,6 +159,20 @@ impl ProducerTable {
             base_offset,
             last_offset: base_offset + i64::from(header.last_offset_delta),
         });
+    }
+
+    /// Forgets producers that appended nothing for `max_age_ms`, so the table does not grow
+    /// with every producer id ever seen. Returns how many were dropped.
+    pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| {
+            if p.last_append_ms == 0 {
+                // Loaded at start-up: start its clock now.
+                p.last_append_ms = now_ms;
+            }
+            now_ms - p.last_append_ms < max_age_ms
+        });
+        before - self.producers.len()
     }
 
     /// Replays `later` (state from batches after this table's) on top of this table.
@@ -284,7 +305,7 @@ mod tests {
     ) -> Result<Verdict, ProducerError> {
         let v = t.check(h)?;
         if v == Verdict::Append {
-            t.record(h, offset);
+            t.record(h, offset, 1_000);
         }
         Ok(v)
     }
@@ -320,6 +341,18 @@ mod tests {
         // Unknown producers and non-idempotent batches are never refused.
         assert_eq!(t.check(&header(2, 0, 42, 1)), Ok(Verdict::Append));
         assert_eq!(t.check(&header(-1, -1, -1, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut t = ProducerTable::default();
+        append(&mut t, &header(1, 0, 0, 1), 0).unwrap();
+        t.record(&header(2, 0, 0, 1), 1, 5_000);
+        assert_eq!(t.expire(1_000 + PRODUCER_EXPIRATION_MS, PRODUCER_EXPIRATION_MS), 1);
+        assert_eq!(t.len(), 1);
+        // Producer 1 is forgotten: its old sequence is accepted as a new producer's.
+        assert_eq!(t.check(&header(1, 0, 0, 1)), Ok(Verdict::Append));
+        assert!(matches!(t.check(&header(2, 0, 0, 1)), Ok(Verdict::Duplicate(_))));
     }
 
     #[test]

@@ -380,7 +380,7 @@ fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64, gaps: Gap
             return Walk::Stop(e.to_string());
         }
         scan.index.on_batch(&header, scan.end, interval);
-        scan.producers.record(&header, header.base_offset);
+        scan.producers.record(&header, header.base_offset, 0);
         scan.end += total as u64;
         scan.next_offset = header.last_offset() + 1;
         at += total;
