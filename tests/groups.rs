@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Broker, Conn};
+use common::{create_topic, Broker, Conn};
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -15,20 +15,6 @@ fn s(v: &str) -> StrBytes {
 
 fn broker(dir: &std::path::Path) -> Broker {
     Broker::start(dir, &["--shards", "2", "--offsets-topic-partitions", "4"])
-}
-
-fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
-    let topic = create_topics_request::CreatableTopic::default()
-        .with_name(TopicName(s(name)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1);
-    let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
-    let ResponseKind::CreateTopics(r) =
-        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-    else {
-        panic!("not a CreateTopics response")
-    };
-    assert_eq!(r.topics[0].error_code, 0);
 }
 
 fn join_request(group: &str, member: &str, protocol_type: &str) -> JoinGroupRequest {

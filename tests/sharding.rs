@@ -6,27 +6,12 @@ mod common;
 use std::thread;
 
 use bytes::Bytes;
-use common::{batch, Broker, Conn};
+use common::{batch, create_topic, Broker, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.into()))
-}
-
-fn create(conn: &mut Conn, topic: &str, partitions: i32) {
-    let t = create_topics_request::CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(-1);
-    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000);
-    let ResponseKind::CreateTopics(r) =
-        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-    else {
-        panic!()
-    };
-    assert_eq!(r.topics[0].error_code, 0);
-    assert_eq!(r.topics[0].num_partitions, partitions);
 }
 
 fn produce_all(topic: &str, partitions: i32, records: &Bytes) -> ProduceRequest {
@@ -60,7 +45,7 @@ fn one_produce_spanning_two_shards() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);
     let mut conn = Conn::connect(broker.addr);
-    create(&mut conn, "span", 4);
+    create_topic(&mut conn, "span", 4);
     let shards = shards_of(&broker, "span");
     assert!(shards.contains(&0) && shards.contains(&1), "partitions on {shards:?}");
 
@@ -109,7 +94,7 @@ fn pipelined_produces_append_in_request_order() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);
     let mut conn = Conn::connect(broker.addr);
-    create(&mut conn, "pipe", 2);
+    create_topic(&mut conn, "pipe", 2);
     // Send 50 produce requests back to back without reading, then read every response.
     let version = 9;
     let mut frames = Vec::new();
@@ -148,7 +133,7 @@ fn long_poll_fetch_is_woken_by_an_append_on_another_shard() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &["--shards", "2"]);
     let mut conn = Conn::connect(broker.addr);
-    create(&mut conn, "wake", 2);
+    create_topic(&mut conn, "wake", 2);
     let addr = broker.addr;
     // The fetch waits up to a minute for one byte on both partitions; the harness's socket
     // timeout (30 s) fails the test if only the deadline ends the wait.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{batch, Broker, Conn};
+use common::{batch, create_topic, Broker, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -16,21 +16,6 @@ fn advertised(conn: &mut Conn) -> Vec<(i16, i16, i16)> {
     let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
     let ResponseKind::ApiVersions(r) = conn.call(ApiKey::ApiVersions, 0, body) else { panic!() };
     r.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect()
-}
-
-fn create(conn: &mut Conn, topic: &str, partitions: i32) -> uuid::Uuid {
-    let t = create_topics_request::CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1);
-    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000);
-    let ResponseKind::CreateTopics(r) =
-        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-    else {
-        panic!()
-    };
-    assert_eq!(r.topics[0].error_code, 0);
-    r.topics[0].topic_id
 }
 
 /// A typical request of `key` at `version`, about topic `topic` (id `id`).
@@ -255,7 +240,7 @@ fn every_advertised_version_answers() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &["--shards", "2", "--auto-create-topics", "false"]);
     let mut conn = Conn::connect(broker.addr);
-    let id = create(&mut conn, "vt", 1);
+    let id = create_topic(&mut conn, "vt", 1);
     let mut apis = advertised(&mut conn);
     apis.sort_by_key(|(key, _, _)| order(*key));
     let mut untested = Vec::new();

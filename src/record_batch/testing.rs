@@ -6,6 +6,33 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+/// Record `i` of a batch from no producer: offset `i`, no key, no headers.
+fn record(i: usize, timestamp: i64, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i as i64,
+        // sequence = offset - 1 keeps every record in one batch.
+        sequence: i as i32 - 1,
+        timestamp,
+        key: None,
+        value,
+        headers: IndexMap::new(),
+    }
+}
+
+fn encode(records: &[Record], compression: Compression) -> Bytes {
+    let options = RecordEncodeOptions { version: 2, compression };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records, &options).unwrap();
+    buf.freeze()
+}
+
 /// Encodes ONE batch of `count` records with values of `value_bytes` bytes, base offset 0,
 /// timestamps `timestamp_ms + i`.
 pub(crate) fn batch(count: usize, value_bytes: usize, timestamp_ms: i64) -> Bytes {
@@ -19,31 +46,13 @@ pub(crate) fn batch_with(
     timestamp_ms: i64,
     compression: Compression,
 ) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // sequence = offset - 1 keeps every record in one batch.
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; value_bytes])),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let options = RecordEncodeOptions { version: 2, compression };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
-    buf.freeze()
+    let value = Bytes::from(vec![b'v'; value_bytes]);
+    let records: Vec<Record> =
+        (0..count).map(|i| record(i, timestamp_ms + i as i64, Some(value.clone()))).collect();
+    encode(&records, compression)
 }
 
-/// An idempotent producer's batch: `count` records of `value_bytes` bytes with sequences
+/// An idempotent producer's batch: `count` records of 100 bytes with sequences
 /// `base_sequence..`.
 pub(crate) fn idempotent_batch(
     producer_id: i64,
@@ -51,27 +60,16 @@ pub(crate) fn idempotent_batch(
     base_sequence: i32,
     count: usize,
 ) -> Bytes {
+    let value = Bytes::from(vec![b'i'; 100]);
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
             producer_id,
             producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             sequence: base_sequence + i as i32,
-            timestamp: 1_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![b'i'; 100])),
-            headers: IndexMap::new(),
+            ..record(i, 1_000 + i as i64, Some(value.clone()))
         })
         .collect();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
-    buf.freeze()
+    encode(&records, Compression::None)
 }
 
 /// ONE uncompressed batch at base offset 0 with these `(key, value)` records (`None` = null).
@@ -80,23 +78,9 @@ pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], timestamp_ms
         .iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: IndexMap::new(),
+            ..record(i, timestamp_ms, value.map(|v| Bytes::copy_from_slice(v.as_bytes())))
         })
         .collect();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
+    encode(&records, Compression::None)
 }

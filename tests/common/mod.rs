@@ -203,7 +203,26 @@ impl Conn {
 
 /// Builds one RecordBatch v2 holding `records` (key, value) with kafka-protocol's encoder.
 pub fn batch(records: &[(&[u8], &[u8])]) -> Bytes {
+    let records: Vec<_> = records.iter().map(|(k, v)| (Some(*k), *v)).collect();
+    encode_batch(&records, (-1, -1, -1))
+}
+
+/// One batch from an idempotent producer: `values` with sequences `base_sequence..`.
+pub fn idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    values: &[&[u8]],
+) -> Bytes {
+    let records: Vec<_> = values.iter().map(|v| (None, *v)).collect();
+    encode_batch(&records, (producer_id, epoch, base_sequence))
+}
+
+/// One batch of `(key, value)` records from `producer` = (id, epoch, first sequence), all -1
+/// for a producer without idempotence.
+fn encode_batch(records: &[(Option<&[u8]>, &[u8])], producer: (i64, i16, i32)) -> Bytes {
     use kafka_protocol::records::*;
+    let (producer_id, producer_epoch, base_sequence) = producer;
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -211,13 +230,13 @@ pub fn batch(records: &[(&[u8], &[u8])]) -> Bytes {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: i as i32 - 1,
+            sequence: base_sequence + i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::copy_from_slice(k)),
+            key: k.map(Bytes::copy_from_slice),
             value: Some(Bytes::copy_from_slice(v)),
             headers: Default::default(),
             delete_horizon: false,
@@ -244,45 +263,12 @@ pub fn records(data: &Bytes) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
     out
 }
 
-/// One batch from an idempotent producer: `values` with sequences `base_sequence..`.
-pub fn idempotent_batch(
-    producer_id: i64,
-    epoch: i16,
-    base_sequence: i32,
-    values: &[&[u8]],
-) -> Bytes {
-    use kafka_protocol::records::*;
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
-    out.freeze()
-}
-
 fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(s.into()))
 }
 
-/// CreateTopics v7; asserts success.
-pub fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
+/// CreateTopics v7; asserts success and returns the topic id.
+pub fn create_topic(conn: &mut Conn, name: &str, partitions: i32) -> uuid::Uuid {
     use kafka_protocol::messages::*;
     let t = create_topics_request::CreatableTopic::default()
         .with_name(topic_name(name))
@@ -295,6 +281,8 @@ pub fn create_topic(conn: &mut Conn, name: &str, partitions: i32) {
         panic!("not a CreateTopics response")
     };
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(r.topics[0].num_partitions, partitions);
+    r.topics[0].topic_id
 }
 
 /// Produce v9 of one batch to one partition: (error code, base offset).
