@@ -437,13 +437,16 @@ impl PartitionLog {
             TimestampType::CreateTime => -1,
         };
         let base_offset = shared.leo.get();
-        let now = if log_append_time >= 0 { log_append_time } else { now_ms() };
         let mut next_offset = base_offset;
         let mut assigned = Vec::with_capacity(ranges.len());
         for (header, range) in ranges {
             let batch = records.get(range).unwrap_or_default();
             let bytes = assign(batch, next_offset, log_append_time)?;
-            shared.producers.borrow_mut().record(&header, next_offset, now);
+            if header.producer_id >= 0 {
+                // Only idempotent batches pay for the clock (one per request: see above).
+                let now = if log_append_time >= 0 { log_append_time } else { now_ms() };
+                shared.producers.borrow_mut().record(&header, next_offset, now);
+            }
             next_offset += i64::from(header.last_offset_delta) + 1;
             assigned.push(bytes);
         }
