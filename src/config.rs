@@ -33,6 +33,8 @@ pub mod limits {
 
     /// Longest a graceful shutdown may be configured to wait for in-flight requests (10 min).
     pub const SHUTDOWN_TIMEOUT_MS_MAX: u64 = 600_000;
+    /// Longest `group.initial.rebalance.delay.ms` accepted (Kafka's default rebalance timeout).
+    pub const INITIAL_REBALANCE_DELAY_MS_MAX: u64 = 300_000;
     /// Port of the admin HTTP listener (Redpanda's admin port).
     pub const ADMIN_PORT_DEFAULT: u16 = 9644;
 
@@ -123,6 +125,9 @@ pub struct BrokerConfig {
     /// How often each shard applies retention and compaction to its logs (Kafka's
     /// `log.retention.check.interval.ms`, which also paces the cleaner here).
     pub retention_check_ms: u64,
+    /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
+    /// consumer group waits for more members to join.
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -156,6 +161,7 @@ impl Default for BrokerConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
             retention_check_ms: 300_000,
+            group_initial_rebalance_delay_ms: 3_000,
         }
     }
 }
@@ -217,6 +223,12 @@ impl BrokerConfig {
         }
         if self.retention_check_ms == 0 {
             return Err(bad("retention-check-ms", "must be at least 1"));
+        }
+        if self.group_initial_rebalance_delay_ms > limits::INITIAL_REBALANCE_DELAY_MS_MAX {
+            return Err(bad(
+                "group-initial-rebalance-delay-ms",
+                "must be at most 300000 (5 minutes)",
+            ));
         }
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));

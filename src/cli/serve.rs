@@ -139,6 +139,10 @@ pub struct Settings {
     /// the logs (connections still open then are cut). [default: 30000]
     #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (group.initial.rebalance.delay.ms); 0 completes it at once. [default: 3000]
+    #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Log line format: `text` or `json` (one JSON object per line). [default: text]
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -228,6 +232,7 @@ impl Settings {
             offsets_topic_partitions,
             admin_listen,
             shutdown_timeout_ms,
+            group_initial_rebalance_delay_ms,
             log_format,
             log_level,
             retention_ms,
@@ -266,6 +271,7 @@ impl Settings {
             offsets_topic_partitions: Some(d.offsets_topic_partitions),
             admin_listen: Some(AdminListen(d.admin_listen)),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
+            group_initial_rebalance_delay_ms: Some(d.group_initial_rebalance_delay_ms),
             log_format: Some(LogFormat::Text),
             log_level: None,
             retention_ms: Some(d.retention_ms),
@@ -327,6 +333,9 @@ impl Settings {
             fault_drop_produce_every: None,
             admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
             shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
+            group_initial_rebalance_delay_ms: self
+                .group_initial_rebalance_delay_ms
+                .unwrap_or(d.group_initial_rebalance_delay_ms),
             retention_ms: self.retention_ms.unwrap_or(d.retention_ms),
             retention_bytes: self.retention_bytes.unwrap_or(d.retention_bytes),
             cleanup_policy: self.cleanup_policy.unwrap_or(d.cleanup_policy),

@@ -58,6 +58,8 @@ pub struct Coordinator {
     pub(super) this: Weak<Coordinator>,
     pub(super) partitions: RefCell<HashMap<i32, OffsetsPartition>>,
     pub(super) groups: RefCell<HashMap<String, Slot>>,
+    /// `group.initial.rebalance.delay.ms` of new groups.
+    initial_delay_ms: i64,
 }
 
 pub(super) fn str_bytes(s: &str) -> StrBytes {
@@ -65,13 +67,20 @@ pub(super) fn str_bytes(s: &str) -> StrBytes {
 }
 
 impl Coordinator {
-    /// A coordinator with no partitions yet.
-    pub fn new() -> Rc<Coordinator> {
+    /// A coordinator with no partitions yet; new groups hold their first join phase for
+    /// `initial_delay_ms` (Kafka's `group.initial.rebalance.delay.ms`).
+    pub fn new(initial_delay_ms: i64) -> Rc<Coordinator> {
         Rc::new_cyclic(|this| Coordinator {
             this: this.clone(),
             partitions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
+            initial_delay_ms,
         })
+    }
+
+    /// A new, empty group with this coordinator's settings.
+    pub(super) fn new_group(&self, id: &str) -> Group {
+        Group::new(id, now_ms()).with_initial_delay(self.initial_delay_ms)
     }
 
     /// The log of `partition` if this shard owns it and finished loading it.
@@ -169,10 +178,7 @@ impl Coordinator {
                 if !member_id.is_empty() {
                     return join_response(JoinOutcome::error(E::UnknownMemberId, &member_id));
                 }
-                groups.insert(
-                    group_id.clone(),
-                    Slot::new(Group::new(&group_id, now_ms()), partition),
-                );
+                groups.insert(group_id.clone(), Slot::new(self.new_group(&group_id), partition));
             }
             let Some(slot) = groups.get_mut(&group_id) else {
                 return join_response(JoinOutcome::error(E::CoordinatorNotAvailable, &member_id));

@@ -5,7 +5,6 @@ use std::rc::Rc;
 use super::coordinator::{Coordinator, OffsetsPartition, Slot};
 use super::now_ms;
 use super::records::{self, OffsetsRecord};
-use super::state::Group;
 use crate::record_batch::Batches;
 use crate::storage::PartitionLog;
 
@@ -81,14 +80,14 @@ impl Coordinator {
             OffsetsRecord::Group { value: Some(snapshot), .. } => {
                 let slot = groups
                     .entry(group_id.clone())
-                    .or_insert_with(|| Slot::new(Group::new(&group_id, now_ms()), partition));
+                    .or_insert_with(|| Slot::new(self.new_group(&group_id), partition));
                 slot.group.restore(snapshot, now_ms());
             }
             OffsetsRecord::Offset { topic, partition: p, value, .. } => match value {
                 Some(committed) => {
                     let slot = groups
                         .entry(group_id.clone())
-                        .or_insert_with(|| Slot::new(Group::new(&group_id, now_ms()), partition));
+                        .or_insert_with(|| Slot::new(self.new_group(&group_id), partition));
                     slot.group.offsets.insert((topic, p), committed);
                 }
                 None => {

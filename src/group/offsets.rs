@@ -37,10 +37,7 @@ impl Coordinator {
         let mut groups = self.groups.borrow_mut();
         match groups.get_mut(&group_id) {
             None if generation < 0 => {
-                groups.insert(
-                    group_id.clone(),
-                    Slot::new(Group::new(&group_id, now_ms()), partition),
-                );
+                groups.insert(group_id.clone(), Slot::new(self.new_group(&group_id), partition));
                 Ok(())
             }
             None => Err(E::IllegalGeneration),

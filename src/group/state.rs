@@ -249,6 +249,12 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), Committed>,
     /// When the state last changed.
     pub state_timestamp_ms: i64,
+    /// Kafka's `group.initial.rebalance.delay.ms`: how long the first join phase of an empty
+    /// group waits for more members before completing, so that consumers starting together
+    /// get one generation instead of one rebalance per arrival.
+    pub initial_delay_ms: i64,
+    /// While the first join phase is held: (complete no earlier than, hold no later than).
+    pub initial_hold_ms: Option<(i64, i64)>,
 }
 
 fn outcome_error(error: E, member_id: &str) -> Reply<JoinOutcome> {
@@ -270,7 +276,15 @@ impl Group {
             phase_deadline_ms: None,
             offsets: BTreeMap::new(),
             state_timestamp_ms: now_ms,
+            initial_delay_ms: 0,
+            initial_hold_ms: None,
         }
+    }
+
+    /// Sets `group.initial.rebalance.delay.ms` (0, the default here, completes at once).
+    pub fn with_initial_delay(mut self, delay_ms: i64) -> Group {
+        self.initial_delay_ms = delay_ms.max(0);
+        self
     }
 
     fn set_state(&mut self, state: GroupState, now_ms: i64) {
@@ -416,6 +430,11 @@ impl Group {
             heartbeat_deadline_ms: now_ms + i64::from(args.session_timeout_ms),
         };
         self.members.insert(member_id.clone(), member);
+        if let Some((until, cap)) = self.initial_hold_ms.as_mut() {
+            // Another consumer arrived while the first join phase is held: wait for more
+            // (Kafka's InitialDelayedJoin), never past the cap.
+            *until = (now_ms + self.initial_delay_ms).min(*cap);
+        }
         self.rebalance_for_change(now_ms, out);
         Reply::Later(member_id)
     }
@@ -551,11 +570,18 @@ impl Group {
                 }
             }
         }
+        if self.state == GroupState::Empty && self.initial_delay_ms > 0 {
+            let cap = now_ms + self.rebalance_timeout_ms().max(self.initial_delay_ms);
+            self.initial_hold_ms = Some((now_ms + self.initial_delay_ms, cap));
+        }
         self.set_state(GroupState::PreparingRebalance, now_ms);
         self.phase_deadline_ms = Some(now_ms + self.rebalance_timeout_ms());
     }
 
     fn try_complete_join(&mut self, now_ms: i64, out: &mut Outbox) {
+        if self.initial_hold_ms.is_some_and(|(until, _)| now_ms < until) {
+            return;
+        }
         let all_in = self.members.values().all(|m| m.awaiting_join);
         if self.state == GroupState::PreparingRebalance && all_in && self.pending.is_empty() {
             self.complete_join(now_ms, out);
@@ -565,6 +591,7 @@ impl Group {
     /// Ends the join phase: drops dynamic members that did not rejoin, bumps the generation,
     /// picks protocol and leader, answers every waiting member.
     fn complete_join(&mut self, now_ms: i64, out: &mut Outbox) {
+        self.initial_hold_ms = None;
         let gone: Vec<String> = self
             .members
             .values()
@@ -790,7 +817,8 @@ impl Group {
             }
             _ => None,
         };
-        members.chain(self.pending.values().copied()).chain(phase).min()
+        let hold = self.initial_hold_ms.map(|(until, _)| until);
+        members.chain(self.pending.values().copied()).chain(phase).chain(hold).min()
     }
 
     /// Applies every timeout due at `now_ms`: evicts members whose session expired and pending

@@ -90,6 +90,47 @@ fn a_new_member_triggers_a_rebalance_that_the_old_one_joins() {
 }
 
 #[test]
+fn the_first_join_phase_waits_the_initial_delay_for_more_members() {
+    let mut g = Group::new("g", 0).with_initial_delay(3_000);
+    let mut out = Outbox::default();
+    let a = join_new(&mut g, "1", 0, &mut out);
+    assert!(out.joins.is_empty(), "held for the initial delay");
+    assert_eq!(g.next_deadline_ms(), Some(3_000));
+    // A second member arriving inside the delay extends it and joins the same generation.
+    let b = join_new(&mut g, "2", 2_000, &mut out);
+    let mut out = Outbox::default();
+    g.tick(3_000, &mut out);
+    assert!(out.joins.is_empty(), "extended by the second arrival");
+    assert_eq!(g.next_deadline_ms(), Some(5_000));
+    g.tick(5_000, &mut out);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(g.generation, 1, "one rebalance for both arrivals");
+    let answered: Vec<&str> = out.joins.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(answered, [a.as_str(), b.as_str()]);
+    // Later rebalances of a non-empty group are not delayed.
+    let assignments = vec![(a.clone(), Bytes::new()), (b.clone(), Bytes::new())];
+    g.sync(sync_args(&a, 1, assignments), 5_000, &mut out);
+    g.sync(sync_args(&b, 1, vec![]), 5_000, &mut out);
+    let mut out = Outbox::default();
+    g.leave(&[(b, None)], 6_000, &mut out);
+    assert_eq!(g.join(args(&a), 6_000, "x", &mut out), Reply::Later(a.clone()));
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(g.generation, 2);
+}
+
+#[test]
+fn the_initial_delay_never_outlasts_the_rebalance_timeout() {
+    let mut g = Group::new("g", 0).with_initial_delay(20_000);
+    let mut out = Outbox::default();
+    join_new(&mut g, "1", 0, &mut out);
+    join_new(&mut g, "2", 19_000, &mut out);
+    assert_eq!(g.next_deadline_ms(), Some(i64::from(REBALANCE_MS)), "capped");
+    g.tick(i64::from(REBALANCE_MS), &mut out);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(out.joins.len(), 2);
+}
+
+#[test]
 fn a_silent_member_is_evicted_after_its_session_timeout() {
     let (mut g, a) = stable_one();
     let mut out = Outbox::default();

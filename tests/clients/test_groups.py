@@ -156,25 +156,38 @@ def test_kafka_python_group_consumers(broker):
                                consumer_timeout_ms=200)
                  for _ in range(2)]
     got = [[] for _ in consumers]
+    errors = []
     stop = threading.Event()
 
     def run(i):
         c = consumers[i]
-        while not stop.is_set():
-            for m in c.poll(timeout_ms=200).values():
-                got[i].extend((r.partition, r.offset) for r in m)
-                c.commit()
+        try:
+            while not stop.is_set():
+                for m in c.poll(timeout_ms=200).values():
+                    got[i].extend((r.partition, r.offset) for r in m)
+                    c.commit()
+        except Exception as e:  # surfaced by `checked` below instead of a silent stall
+            errors.append(f"consumer {i}: {e!r}")
+            raise
+
+    def checked(predicate):
+        def check():
+            assert not errors, errors
+            return predicate()
+        return check
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(2)]
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: all(len(c.assignment()) == 2 for c in consumers), "two partitions each")
+        wait_for(checked(lambda: all(len(c.assignment()) == 2 for c in consumers)),
+                 "two partitions each")
         produce(broker.bootstrap, topic, 4, 0, n)
-        wait_for(lambda: sum(map(len, got)) >= n, "every message consumed")
+        wait_for(checked(lambda: sum(map(len, got)) >= n), "every message consumed")
         stop.set()
         for t in threads:
             t.join(30)
+        assert not errors, errors
         assert sorted(got[0] + got[1]) == sorted((i % 4, i // 4) for i in range(n))
         assert {p for p, _ in got[0]}.isdisjoint({p for p, _ in got[1]})
     finally:
