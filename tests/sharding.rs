@@ -175,3 +175,40 @@ fn long_poll_fetch_is_woken_by_an_append_on_another_shard() {
     let got = common::records(p1.records.as_ref().unwrap());
     assert_eq!(got, vec![(0, b"k".to_vec(), b"woken".to_vec())]);
 }
+
+#[test]
+fn log_lines_of_a_request_carry_its_ids_on_every_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "ids", 2);
+    let shards = shards_of(&broker, "ids");
+    assert!(shards.contains(&0) && shards.contains(&1), "partitions on {shards:?}");
+
+    // A batch with a broken CRC to both partitions: each owning shard refuses it and logs why,
+    // one of them on behalf of a connection that another shard accepted.
+    let mut corrupt = batch(&[(b"k", b"v")]).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let req = produce_all("ids", 2, &Bytes::from(corrupt));
+    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+        panic!()
+    };
+    let codes: Vec<i16> = r.responses[0].partition_responses.iter().map(|p| p.error_code).collect();
+    assert_eq!(codes, [2, 2], "CORRUPT_MESSAGE for both partitions");
+
+    let correlation = format!("correlation_id={}", conn.last_correlation_id());
+    let lines = [broker.wait_for_log("refused produce"), broker.wait_for_log("refused produce")];
+    let conn_ids: Vec<&str> = lines
+        .iter()
+        .map(|line| {
+            assert!(line.contains(&correlation), "{correlation} missing from {line:?}");
+            let start = line.find("conn{id=").unwrap_or_else(|| panic!("no conn id in {line:?}"));
+            line[start..].split_whitespace().next().unwrap()
+        })
+        .collect();
+    assert_eq!(conn_ids[0], conn_ids[1], "one connection id on both shards: {lines:?}");
+    let partitions: Vec<bool> =
+        (0..2).map(|p| lines.iter().any(|l| l.contains(&format!("partition={p}")))).collect();
+    assert_eq!(partitions, [true, true]);
+}

@@ -99,8 +99,11 @@ async fn read_loop(
                 let (key, version) = (request.key, request.version);
                 let correlation_id = request.header.correlation_id;
                 let started = Instant::now();
-                let handling = handlers::dispatch(shard, request, peer).await;
-                let span = tracing::Span::current();
+                // The request's span: its log lines, here and on the shards it is forwarded
+                // to, carry the connection id and this correlation id.
+                let span = tracing::info_span!("req", correlation_id, api = ?key);
+                let handling = handlers::dispatch(shard, request, peer).instrument(span.clone());
+                let handling = handling.await;
                 let reply = glommio::spawn_local(handling.instrument(span)).detach();
                 Queued::Pending { key, version, correlation_id, reply, started }
             }

@@ -220,3 +220,13 @@ pub enum ShardMsg {
         reply: oneshot::Sender<()>,
     },
 }
+
+/// A [`ShardMsg`] on the wire between shards, with the tracing span of the request that sent
+/// it, so log lines of the work done for it on the owning shard carry the same connection and
+/// request ids as those on the shard that took the request.
+pub struct Envelope {
+    /// The sender's current span (the request's `conn`/`req` spans, or none).
+    pub span: tracing::Span,
+    /// The message.
+    pub msg: ShardMsg,
+}

@@ -31,7 +31,7 @@ use crate::config::{limits, BrokerConfig};
 use crate::controller::{self, ClusterMetadata};
 use crate::runtime::{self, PoolOptions};
 use admin_http::Health;
-use mesh::ShardMsg;
+use mesh::Envelope;
 use shard::Shard;
 
 /// Name of the lock file that keeps two brokers off one data directory.
@@ -49,7 +49,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let count = runtime::placement(&pool)?.len();
-    let mesh: MeshBuilder<ShardMsg, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
+    let mesh: MeshBuilder<Envelope, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
     let admin = bind_admin(&config)?;
     let stops = shutdown_on_signals(count, Duration::from_millis(config.shutdown_timeout_ms))?;
     let config = Arc::new(config);
@@ -176,7 +176,7 @@ struct ShardStart {
     stop: Option<oneshot::Receiver<()>>,
 }
 
-async fn shard_main(start: ShardStart, mesh: MeshBuilder<ShardMsg, Full>) -> anyhow::Result<()> {
+async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> anyhow::Result<()> {
     let ShardStart { config, health, admin, stop } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;

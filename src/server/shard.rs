@@ -17,6 +17,7 @@ use futures::channel::oneshot;
 use futures::future::join_all;
 use glommio::channels::channel_mesh::Senders;
 use glommio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::mesh::*;
 use crate::config::{BrokerConfig, FlushPolicy};
@@ -57,7 +58,7 @@ pub struct Shard {
     pub config: Arc<BrokerConfig>,
     meta: RefCell<Arc<ClusterMetadata>>,
     logs: RefCell<HashMap<Arc<str>, TopicLogs>>,
-    mesh: Senders<ShardMsg>,
+    mesh: Senders<Envelope>,
     /// Serialises metadata changes on shard 0.
     control_lock: Semaphore,
     /// Open client connections on this shard.
@@ -157,9 +158,10 @@ impl Shard {
         id: usize,
         count: usize,
         config: Arc<BrokerConfig>,
-        mesh: Senders<ShardMsg>,
+        mesh: Senders<Envelope>,
         ready: oneshot::Sender<()>,
     ) -> Self {
+        let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
         Shard {
             id,
             count,
@@ -169,7 +171,7 @@ impl Shard {
             mesh,
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
-            groups: Coordinator::new(),
+            groups: Coordinator::new(initial_delay_ms),
             producer_ids: RefCell::new(None),
             produce_count: Cell::new(0),
             ready: RefCell::new(Some(ready)),
@@ -200,7 +202,8 @@ impl Shard {
     /// Sends `msg` to shard `to`. False if that shard is gone (shutting down).
     pub async fn send(&self, to: usize, msg: ShardMsg) -> bool {
         debug_assert_ne!(to, self.id, "a shard never messages itself");
-        self.mesh.send_to(to, msg).await.is_ok()
+        let envelope = Envelope { span: tracing::Span::current(), msg };
+        self.mesh.send_to(to, envelope).await.is_ok()
     }
 
     /// A new producer id, from shard 0's allocator (see `controller::producer_ids`).
@@ -565,12 +568,15 @@ impl Shard {
 
     /// Handles a message from another shard. Produce appends happen before this returns, so
     /// one peer's produce messages append in arrival order; everything else runs as a task.
-    pub fn on_message(self: &Rc<Self>, msg: ShardMsg) {
+    pub fn on_message(self: &Rc<Self>, envelope: Envelope) {
+        let Envelope { span, msg } = envelope;
+        let _entered = span.enter();
         match msg {
             ShardMsg::Produce { items, wait, reply } => self.on_produce(items, wait, reply),
             other => {
                 let shard = self.clone();
-                glommio::spawn_local(async move { shard.on_request(other).await }).detach();
+                let task = async move { shard.on_request(other).await };
+                glommio::spawn_local(task.instrument(span.clone())).detach();
             }
         }
     }
@@ -586,11 +592,11 @@ impl Shard {
             .map(|(p, records)| self.append_local(&p.topic, p.partition, records))
             .collect();
         if wait {
-            glommio::spawn_local(async move {
+            let task = async move {
                 let outcomes = join_all(appends.into_iter().map(|a| a.outcome())).await;
                 let _ = reply.send(outcomes);
-            })
-            .detach();
+            };
+            glommio::spawn_local(task.in_current_span()).detach();
         }
     }
 

@@ -150,6 +150,11 @@ impl Conn {
         Conn { stream, correlation: 0 }
     }
 
+    /// The correlation id of the last request sent with [`Conn::call`].
+    pub fn last_correlation_id(&self) -> i32 {
+        self.correlation
+    }
+
     /// Sends a request and returns its decoded response.
     pub fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
         self.correlation += 1;
