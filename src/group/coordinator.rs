@@ -58,6 +58,10 @@ pub struct Coordinator {
     pub(super) this: Weak<Coordinator>,
     pub(super) partitions: RefCell<HashMap<i32, OffsetsPartition>>,
     pub(super) groups: RefCell<HashMap<String, Slot>>,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by (`__consumer_offsets`
+    /// partition, producer id), in commit order: applied by the commit marker, dropped by
+    /// the abort marker.
+    pub(super) pending_txn: RefCell<HashMap<(i32, i64), Vec<OffsetsRecord>>>,
 }
 
 pub(super) fn str_bytes(s: &str) -> StrBytes {
@@ -71,6 +75,7 @@ impl Coordinator {
             this: this.clone(),
             partitions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
+            pending_txn: RefCell::new(HashMap::new()),
         })
     }
 
@@ -121,6 +126,9 @@ impl Coordinator {
                 GroupReply::OffsetDelete(self.offset_delete(partition, req).await)
             }
             GroupOp::List { states, types } => GroupReply::List(self.list(&states, &types)),
+            GroupOp::TxnCommit { req } => {
+                GroupReply::TxnCommit(self.txn_commit(partition, req).await)
+            }
         }
     }
 
