@@ -19,9 +19,10 @@
 //! (producer id i64, epoch i16, first seq i32, last seq i32, base offset i64, last offset
 //! i64); from magic "STP2" on, then open-transaction count u32 with (producer id i64, first
 //! offset i64) each and aborted-transaction count u32 with (producer id i64, first offset
-//! i64, last offset i64) each; then CRC-32C u32 of everything before it; all big-endian. A snapshot that fails its
-//! CRC is ignored (it is written at roll time without fdatasync: losing it only weakens
-//! deduplication of batches older than the active segment, never correctness of the log).
+//! i64, last offset i64) each; then CRC-32C u32 of everything before it; all big-endian.
+//! A snapshot that fails its CRC is ignored (it is written at roll time without fdatasync:
+//! losing it only weakens deduplication of batches older than the active segment, and the
+//! transaction state of those segments).
 
 use std::collections::{HashMap, VecDeque};
 
