@@ -238,6 +238,8 @@ fn a_raw_transaction_is_checked_aborted_and_described() {
     assert_eq!(produce_txn(&mut conn, "tx-a", 1, b()), code(E::InvalidTxnState));
     let stale = txn_batch(pid, 7, 0, &[b"z"]);
     assert_eq!(produce_txn(&mut conn, "tx-a", 0, stale), code(E::InvalidProducerEpoch));
+    let untracked = common::produce(&mut conn, TOPIC, 0, b(), -1).0;
+    assert_eq!(untracked, code(E::InvalidRecord), "transactional batches need a transactional id");
     let marker = Bytes::from(strata::record_batch::marker_batch(pid, 0, true, 0, 0));
     assert_eq!(common::produce(&mut conn, TOPIC, 0, marker, -1).0, code(E::InvalidRecord));
     assert_eq!(produce_txn(&mut conn, "tx-a", 0, b()), 0);

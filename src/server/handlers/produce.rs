@@ -59,7 +59,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
                 Slot::Done(refused(E::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
             } else if verdict != 0 {
                 let error = E::try_from_code(verdict).unwrap_or(E::InvalidTxnState);
-                Slot::Done(refused(error, "not part of the producer's ongoing transaction"))
+                Slot::Done(refused(error, "transactional batch refused by its coordinator"))
             } else if let Some(owner) = meta.shard_of(name, p.index) {
                 let records = p.records.clone().unwrap_or_default();
                 if owner == shard.id {
@@ -123,7 +123,6 @@ async fn verify_transactional(
     req: &ProduceRequest,
 ) -> HashMap<(String, i32), i16> {
     let mut verdicts = HashMap::new();
-    let Some(id) = req.transactional_id.as_ref() else { return verdicts };
     let mut producer = None;
     let mut partitions = Vec::new();
     for topic in &req.topic_data {
@@ -133,11 +132,21 @@ async fn verify_transactional(
             if !header.is_transactional() {
                 continue;
             }
-            producer.get_or_insert((header.producer_id, header.producer_epoch));
-            partitions.push((topic.name.0.to_string(), p.index));
+            let key = (topic.name.0.to_string(), p.index);
+            let this = (header.producer_id, header.producer_epoch);
+            if req.transactional_id.is_none() {
+                // A transaction nobody coordinates would never end.
+                verdicts.insert(key, E::InvalidRecord.code());
+            } else if *producer.get_or_insert(this) != this {
+                verdicts.insert(key, E::InvalidProducerIdMapping.code());
+            } else {
+                partitions.push(key);
+            }
         }
     }
-    let Some((producer_id, epoch)) = producer else { return verdicts };
+    let (Some(id), Some((producer_id, epoch))) = (req.transactional_id.as_ref(), producer) else {
+        return verdicts;
+    };
     let op =
         TxnOp::Verify { id: id.0.to_string(), producer_id, epoch, partitions: partitions.clone() };
     let codes = match super::txn::route(shard, &id.0, op).await {
