@@ -135,3 +135,26 @@ def test_a_transaction_open_at_a_crash_is_aborted_after_its_timeout(make_broker)
     got = consume(broker.bootstrap, "crash", "read_committed", lambda v: want <= set(v))
     assert set(got) == want
     assert any("aborting a timed-out transaction" in line for line in broker.lines)
+
+
+def test_a_restarted_producer_aborts_what_its_crashed_broker_left_open(make_broker):
+    broker = make_broker("--shards", "2")
+    create_topic(broker.bootstrap, "fence", PARTITIONS)
+    p = txn_producer(broker.bootstrap, "phoenix")  # default timeout: a minute, never reached
+    p.begin_transaction()
+    produce_all(p, "fence", "lost")
+    broker.kill9()
+    broker.restart()
+
+    # The same transactional id comes back: InitProducerId aborts the open transaction at
+    # once (the coordinator's state was replayed), then the new transaction commits.
+    again = txn_producer(broker.bootstrap, "phoenix")
+    again.begin_transaction()
+    produce_all(again, "fence", "kept")
+    again.commit_transaction(30)
+    want = expected("kept")
+    got = consume(broker.bootstrap, "fence", "read_committed", lambda v: want <= set(v))
+    assert set(got) == want
+    everything = want | expected("lost")
+    ru = consume(broker.bootstrap, "fence", "read_uncommitted", lambda v: everything <= set(v))
+    assert set(ru) == everything, "the aborted records are still in the log"
