@@ -158,3 +158,38 @@ def test_a_restarted_producer_aborts_what_its_crashed_broker_left_open(make_brok
     everything = want | expected("lost")
     ru = consume(broker.bootstrap, "fence", "read_uncommitted", lambda v: everything <= set(v))
     assert set(ru) == everything, "the aborted records are still in the log"
+
+
+def test_consume_transform_produce_commits_the_group_offsets_with_the_output(broker):
+    create_topic(broker.bootstrap, "eos-in", 1)
+    create_topic(broker.bootstrap, "eos-out", PARTITIONS)
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        plain.produce("eos-in", value=str(i).encode(), partition=0)
+    assert plain.flush(30) == 0
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "eos",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})
+    consumer.subscribe(["eos-in"])
+    p = txn_producer(broker.bootstrap, "eos-1")
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 10 and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen.append(int(m.value()))
+    assert seen == list(range(10))
+    p.begin_transaction()
+    for i in seen:
+        p.produce("eos-out", value=f"out-{i}".encode(), partition=i % PARTITIONS)
+    # The group is a real one here (generation and member id are checked, KIP-447).
+    positions = consumer.position(consumer.assignment())
+    p.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+    p.commit_transaction(30)
+    consumer.close()
+    assert committed_offset(broker.bootstrap, "eos", "eos-in") == 10
+    want = {f"out-{i}" for i in range(10)}
+    got = consume(broker.bootstrap, "eos-out", "read_committed", lambda v: want <= set(v))
+    assert set(got) == want
