@@ -84,3 +84,24 @@ pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], timestamp_ms
         .collect();
     encode(&records, Compression::None)
 }
+
+/// A transactional producer's batch: `count` records of 100 bytes with sequences
+/// `base_sequence..`.
+pub(crate) fn transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    count: usize,
+) -> Bytes {
+    let value = Bytes::from(vec![b't'; 100]);
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: true,
+            producer_id,
+            producer_epoch: epoch,
+            sequence: base_sequence + i as i32,
+            ..record(i, 1_000 + i as i64, Some(value.clone()))
+        })
+        .collect();
+    encode(&records, Compression::None)
+}
