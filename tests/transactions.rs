@@ -344,3 +344,39 @@ fn strata_txn_lists_and_describes_transactions() {
     assert!(!ok, "an unknown transactional id is an error");
     assert!(err.contains("TransactionalIdNotFound"), "{err}");
 }
+
+#[test]
+fn random_transaction_requests_get_answers_or_disconnects_never_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut state: u64 = 0x7a11_5eed_0000_0001;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // (api key, highest version): InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+    // TxnOffsetCommit, DescribeProducers, DescribeTransactions, ListTransactions.
+    let apis = [(22i16, 5u64), (24, 3), (25, 4), (26, 4), (28, 4), (61, 0), (65, 0), (66, 1)];
+    for round in 0..400 {
+        let (key, max) = apis[round % apis.len()];
+        let len = (next() % 120) as usize + 10;
+        let mut frame: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        frame[0..2].copy_from_slice(&key.to_be_bytes());
+        frame[2..4].copy_from_slice(&((next() % (max + 1)) as i16).to_be_bytes());
+        // A null client id, so the body decoder sees the random bytes.
+        frame[8..10].copy_from_slice(&(-1i16).to_be_bytes());
+        let mut conn = Conn::connect(broker.addr);
+        conn.send_frame(&frame);
+        let _ = conn.read_frame();
+    }
+    let mut conn = Conn::connect(broker.addr);
+    let ResponseKind::ApiVersions(r) =
+        conn.call(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(ApiVersionsRequest::default()))
+    else {
+        panic!("not an ApiVersions response")
+    };
+    assert_eq!(r.error_code, 0, "the broker still serves");
+    assert!(list(&mut conn, &[]).error_code == 0);
+}
