@@ -13,8 +13,9 @@
 //! not be written leaves the id in Prepare*, and [`TxnCoordinator::run_periodic`] retries it;
 //! that task also finishes Prepare* states found by the replay after a crash and aborts
 //! Ongoing transactions older than their timeout (bumping the epoch, which fences the
-//! producer). Mutations of the shard's ids are serialised by one lock, held across the
-//! marker writes (markers never need this lock, so this cannot deadlock).
+//! producer). Mutations of one transactional id are serialised by that id's lock, held
+//! across its marker writes (markers never need a coordinator lock, so this cannot
+//! deadlock); different ids proceed concurrently.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -50,7 +51,8 @@ struct Entry {
 pub struct TxnCoordinator {
     partitions: RefCell<HashMap<i32, TxnPartition>>,
     txns: RefCell<HashMap<String, Entry>>,
-    lock: Semaphore,
+    /// One lock per transactional id (kept while the id is known).
+    locks: RefCell<HashMap<String, Rc<Semaphore>>>,
 }
 
 fn now_ms() -> i64 {
@@ -63,7 +65,7 @@ impl TxnCoordinator {
         Rc::new(TxnCoordinator {
             partitions: RefCell::new(HashMap::new()),
             txns: RefCell::new(HashMap::new()),
-            lock: Semaphore::new(1),
+            locks: RefCell::new(HashMap::new()),
         })
     }
 
@@ -73,6 +75,11 @@ impl TxnCoordinator {
             Some(p) if !p.loaded => Err(E::CoordinatorLoadInProgress),
             Some(p) => Ok(p.log.clone()),
         }
+    }
+
+    fn lock_of(&self, id: &str) -> Rc<Semaphore> {
+        let mut locks = self.locks.borrow_mut();
+        locks.entry(id.to_owned()).or_insert_with(|| Rc::new(Semaphore::new(1))).clone()
     }
 
     fn meta(&self, id: &str) -> Option<TxnMeta> {
@@ -89,7 +96,14 @@ impl TxnCoordinator {
             TxnOp::Describe { id } => TxnReply::Describe(self.describe(partition, &id)),
             TxnOp::List => TxnReply::List(self.list()),
             op => {
-                let Ok(_guard) = self.lock.acquire_permit(1).await else {
+                let id = match &op {
+                    TxnOp::InitProducerId { id, .. }
+                    | TxnOp::AddPartitions { id, .. }
+                    | TxnOp::End { id, .. } => id.clone(),
+                    _ => String::new(),
+                };
+                let lock = self.lock_of(&id);
+                let Ok(_guard) = lock.acquire_permit(1).await else {
                     return TxnReply::Code(E::CoordinatorNotAvailable.code());
                 };
                 self.mutate(shard, partition, op).await
@@ -308,7 +322,6 @@ impl TxnCoordinator {
     pub async fn run_periodic(self: Rc<Self>, shard: Rc<Shard>) {
         loop {
             glommio::timer::sleep(Duration::from_millis(TXN_CHECK_INTERVAL_MS)).await;
-            let Ok(_guard) = self.lock.acquire_permit(1).await else { return };
             let now = now_ms();
             let due: Vec<(String, i32, TxnMeta)> = self
                 .txns
@@ -317,8 +330,15 @@ impl TxnCoordinator {
                 .filter(|(_, e)| e.meta.state.is_prepare() || e.meta.timed_out(now))
                 .map(|(id, e)| (id.clone(), e.partition, e.meta.clone()))
                 .collect();
-            for (id, partition, meta) in due {
-                if self.ready_log(partition).is_err() {
+            for (id, partition, _) in due {
+                let lock = self.lock_of(&id);
+                let Ok(_guard) = lock.acquire_permit(1).await else { continue };
+                // Re-read under the lock: a request may have moved it on meanwhile.
+                let now = now_ms();
+                let Some(meta) = self.meta(&id) else { continue };
+                if self.ready_log(partition).is_err()
+                    || !(meta.state.is_prepare() || meta.timed_out(now))
+                {
                     continue;
                 }
                 let prepared = if meta.state.is_prepare() {
