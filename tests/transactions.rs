@@ -71,11 +71,16 @@ fn produce_txn(conn: &mut Conn, id: &str, partition: i32, records: Bytes) -> i16
 }
 
 fn init(conn: &mut Conn, id: &str) -> (i16, i64, i16) {
+    init_with(conn, id, 60_000, (-1, -1))
+}
+
+/// InitProducerId v4 with a timeout and the (producer id, epoch) the client has.
+fn init_with(conn: &mut Conn, id: &str, timeout_ms: i32, has: (i64, i16)) -> (i16, i64, i16) {
     let req = InitProducerIdRequest::default()
         .with_transactional_id(Some(txn_id(id)))
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(has.0))
+        .with_producer_epoch(has.1);
     let ResponseKind::InitProducerId(r) =
         conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
     else {
@@ -298,6 +303,38 @@ fn a_raw_transaction_is_checked_aborted_and_described() {
     aborted(&mut conn);
     let (error, again, epoch) = init(&mut conn, "tx-a");
     assert_eq!((error, again, epoch), (0, pid, 1), "same producer id, next epoch");
+}
+
+#[test]
+fn a_timed_out_transaction_is_aborted_and_its_producer_may_reinitialise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, TOPIC, 1);
+    let (_, pid, epoch) = init_with(&mut conn, "hasty", 500, (-1, -1));
+    assert_eq!(add(&mut conn, "hasty", (pid, epoch), &[(TOPIC, 0)]), [0]);
+    assert_eq!(produce_txn(&mut conn, "hasty", 0, txn_batch(pid, epoch, 0, &[b"x"])), 0);
+    broker.wait_for_log("aborting a timed-out transaction");
+    let mut aborted = describe(&mut conn, "hasty");
+    for _ in 0..10_000 {
+        if aborted.transaction_state.as_str() == "CompleteAbort" {
+            break;
+        }
+        aborted = describe(&mut conn, "hasty");
+    }
+    assert_eq!(aborted.transaction_state.as_str(), "CompleteAbort");
+    assert_eq!(aborted.producer_epoch, epoch + 1, "the abort bumped the epoch");
+    let fenced = end(&mut conn, "hasty", (pid, epoch), true);
+    assert_eq!(fenced, code(E::ProducerFenced), "its commit comes too late");
+    assert_eq!(end(&mut conn, "hasty", (pid, epoch), false), 0, "its abort is already done");
+    let late = produce_txn(&mut conn, "hasty", 0, txn_batch(pid, epoch, 1, &[b"y"]));
+    assert_eq!(late, code(E::InvalidProducerEpoch));
+    // KIP-360: the producer re-initialises with the epoch it had and gets the next one.
+    assert_eq!(init_with(&mut conn, "hasty", 60_000, (pid, epoch)), (0, pid, epoch + 2));
+    assert_eq!(init_with(&mut conn, "hasty", 60_000, (pid, epoch)).0, code(E::ProducerFenced));
+    let done = fetch(&mut conn, 0, 1);
+    assert_eq!(done.aborted_transactions.unwrap_or_default().len(), 1);
+    assert_eq!(done.last_stable_offset, done.high_watermark);
 }
 
 fn strata_txn(broker: &Broker, args: &[&str]) -> (bool, String, String) {

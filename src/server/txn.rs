@@ -169,7 +169,7 @@ impl TxnCoordinator {
             self.persist(partition, id, meta).await?;
             return Ok((new_id, 0));
         };
-        if producer_id >= 0 && meta.check_producer(producer_id, epoch).is_err() {
+        if producer_id >= 0 && !meta.may_reinit(producer_id, epoch) {
             return Err(E::ProducerFenced);
         }
         if meta.state.is_prepare() {
@@ -198,6 +198,7 @@ impl TxnCoordinator {
         next.partitions.clear();
         next.start_ms = -1;
         next.update_ms = now_ms();
+        next.last_epoch = -1;
         let answer = (next.producer_id, next.epoch);
         self.persist(partition, id, next).await?;
         Ok(answer)
@@ -231,6 +232,11 @@ impl TxnCoordinator {
     ) -> Result<(), E> {
         self.ready_log(partition)?;
         let meta = self.meta(id).ok_or(E::InvalidProducerIdMapping)?;
+        let timed_out = meta.last_epoch >= 0 && epoch == meta.last_epoch;
+        if timed_out && producer_id == meta.producer_id && !commit && !meta.state.is_prepare() {
+            // Its transaction was already aborted for it (the timeout).
+            return Ok(());
+        }
         meta.check_producer(producer_id, epoch)?;
         let Some(prepared) = meta.end(commit, now_ms())? else {
             return Ok(());
@@ -347,6 +353,7 @@ impl TxnCoordinator {
                     tracing::info!(transactional_id = %id, "aborting a timed-out transaction");
                     let mut prepared = meta.prepare(false, now);
                     prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
+                    prepared.last_epoch = meta.epoch;
                     if self.persist(partition, &id, prepared.clone()).await.is_err() {
                         continue;
                     }

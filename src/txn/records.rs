@@ -96,7 +96,16 @@ pub fn decode(
     }
     let update_ms = v.i64()?;
     let start_ms = v.i64()?;
-    let meta = TxnMeta { producer_id, epoch, timeout_ms, state, partitions, start_ms, update_ms };
+    let meta = TxnMeta {
+        producer_id,
+        epoch,
+        timeout_ms,
+        state,
+        partitions,
+        start_ms,
+        update_ms,
+        last_epoch: -1,
+    };
     Ok((id, Some(meta)))
 }
 

@@ -82,6 +82,10 @@ pub struct TxnMeta {
     pub start_ms: i64,
     /// Last change.
     pub update_ms: i64,
+    /// The epoch before the coordinator bumped it to abort a timed-out transaction, or -1
+    /// (KIP-360: that producer may re-initialise with it instead of being fenced). Kept in
+    /// memory only (TransactionLogValue v0 has no field for it).
+    pub last_epoch: i16,
 }
 
 impl TxnMeta {
@@ -95,7 +99,14 @@ impl TxnMeta {
             partitions: BTreeSet::new(),
             start_ms: -1,
             update_ms: now_ms,
+            last_epoch: -1,
         }
+    }
+
+    /// Whether `(producer_id, epoch)` may re-initialise: the current epoch, or the one a
+    /// timeout abort replaced.
+    pub fn may_reinit(&self, producer_id: i64, epoch: i16) -> bool {
+        producer_id == self.producer_id && (epoch == self.epoch || epoch == self.last_epoch)
     }
 
     /// Checks the producer id and epoch a request carries: INVALID_PRODUCER_ID_MAPPING for

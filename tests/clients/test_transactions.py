@@ -193,3 +193,33 @@ def test_consume_transform_produce_commits_the_group_offsets_with_the_output(bro
     want = {f"out-{i}" for i in range(10)}
     got = consume(broker.bootstrap, "eos-out", "read_committed", lambda v: want <= set(v))
     assert set(got) == want
+
+
+def wait_for_line(broker, needle):
+    """Waits (60 s safety limit) until the broker logged `needle`."""
+    deadline = time.monotonic() + 60
+    while not any(needle in line for line in broker.lines):
+        assert time.monotonic() < deadline, f"never logged {needle!r}"
+        time.sleep(0.05)
+
+
+def test_a_transaction_past_its_timeout_is_aborted_under_a_live_producer(broker):
+    create_topic(broker.bootstrap, "slow", PARTITIONS)
+    timeouts = {"transaction.timeout.ms": 2000, "message.timeout.ms": 2000}
+    p = txn_producer(broker.bootstrap, "slowpoke", **timeouts)
+    p.begin_transaction()
+    produce_all(p, "slow", "expired")
+    wait_for_line(broker, "aborting a timed-out transaction")
+
+    # The coordinator aborted it, bumping the epoch: the producer cannot commit it.
+    # (librdkafka treats the bumped epoch as a fence; a Java client would re-initialise with
+    # its old epoch, which the coordinator accepts: tests/transactions.rs checks that.)
+    with pytest.raises(KafkaException):
+        p.commit_transaction(30)
+    again = txn_producer(broker.bootstrap, "slowpoke", **timeouts)
+    again.begin_transaction()
+    produce_all(again, "slow", "next")
+    again.commit_transaction(30)
+    want = expected("next")
+    got = consume(broker.bootstrap, "slow", "read_committed", lambda v: want <= set(v))
+    assert set(got) == want
