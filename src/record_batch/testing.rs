@@ -105,3 +105,22 @@ pub(crate) fn transactional_batch(
         .collect();
     encode(&records, Compression::None)
 }
+
+/// ONE transactional batch of one keyed record from (producer, epoch) at sequence `seq`.
+pub(crate) fn keyed_transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    seq: i32,
+    key: &str,
+    value: &str,
+) -> Bytes {
+    let record = Record {
+        transactional: true,
+        producer_id,
+        producer_epoch: epoch,
+        sequence: seq,
+        key: Some(Bytes::copy_from_slice(key.as_bytes())),
+        ..record(0, 1_000, Some(Bytes::copy_from_slice(value.as_bytes())))
+    };
+    encode(&[record], Compression::None)
+}

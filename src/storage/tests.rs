@@ -615,6 +615,46 @@ async fn read_records(log: &PartitionLog, from: i64) -> Vec<(i64, Option<Vec<u8>
 }
 
 #[test]
+fn compaction_drops_aborted_records_and_stops_at_open_transactions() {
+    use crate::record_batch::testing::{keyed_batch, keyed_transactional_batch};
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleanup: CleanupConfig { compact: true, delete: false, ..CleanupConfig::default() },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path().to_path_buf(), config).await.unwrap();
+        let v = "value-value-value-value";
+        log.append(&keyed_batch(&[(Some("k"), Some("committed"))], 1_000)).unwrap();
+        log.append(&keyed_transactional_batch(7, 0, 0, "k", "aborted")).unwrap();
+        log.append_marker(7, 0, false, 0).unwrap();
+        let mut last = None;
+        for i in 0..1000 {
+            let key = format!("filler-{}", i % 10);
+            last = Some(log.append(&keyed_batch(&[(Some(&key), Some(v))], 1_000)).unwrap());
+        }
+        // An open transaction from here on: nothing at or after it may be cleaned.
+        let open = log.append(&keyed_transactional_batch(8, 0, 0, "k", "open")).unwrap();
+        for i in 0..400 {
+            let key = format!("filler-{}", i % 10);
+            last = Some(log.append(&keyed_batch(&[(Some(&key), Some(v))], 1_000)).unwrap());
+        }
+        last.unwrap().durable().await.unwrap();
+        let logs = log_files(dir.path()).iter().filter(|p| p.extension().unwrap() == "log").count();
+        assert!(logs >= 4, "several closed segments");
+        // Markers carry the broker's clock.
+        log.compact(now_ms() + 1_000).await.unwrap();
+        let records = read_records(&log, 0).await;
+        assert!(records.iter().any(|r| r.0 == 0), "the committed value of k stays");
+        assert!(!records.iter().any(|r| r.0 == 1), "the aborted value of k is gone");
+        assert!(records.iter().any(|r| r.0 == open.base_offset()), "the open value stays");
+        let after_open = records.iter().filter(|r| r.0 > open.base_offset()).count();
+        assert_eq!(after_open, 400, "nothing at or after the last stable offset was cleaned");
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn compaction_keeps_latest_per_key_and_survives_reopen_without_indexes() {
     use crate::record_batch::testing::keyed_batch;
     run(|| async {
