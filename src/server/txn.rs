@@ -359,8 +359,12 @@ impl TxnCoordinator {
                     }
                     prepared
                 };
-                if let Err(e) = self.finish(&shard, partition, &id, prepared).await {
-                    tracing::warn!(transactional_id = %id, "completing transaction: {e:?}");
+                match self.finish(&shard, partition, &id, prepared).await {
+                    Ok(done) => tracing::info!(transactional_id = %id, state = done.state.name(),
+                        "completed a transaction in the background"),
+                    Err(e) => {
+                        tracing::warn!(transactional_id = %id, "completing transaction: {e:?}")
+                    }
                 }
             }
         }
