@@ -9,6 +9,7 @@
 //! | `runtime`      | pinned executors, the shard mesh, partition-to-shard placement      |
 //! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
 //! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
+//! | `txn`          | transactions: pure state machine, `__transaction_state` records     |
 //! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
 //! | `server`       | listeners, connections, dispatch, one handler per API, admin HTTP   |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
@@ -25,6 +26,7 @@
 //! | `runtime`      | nothing (knows nothing about Kafka)             |
 //! | `storage`      | `record_batch`, `runtime`                       |
 //! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
+//! | `txn`          | `protocol`                                      |
 //! | `controller`   | `storage`, `runtime`, `protocol`                |
 //! | `server`       | everything above                                |
 //! | `bench`        | `protocol`, `record_batch`, `runtime`           |
@@ -43,3 +45,4 @@ pub mod record_batch;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod txn;

@@ -193,7 +193,7 @@ fn commits_check_partitions_members_and_generations() {
 }
 
 #[test]
-fn find_coordinator_answers_groups_and_refuses_transactions() {
+fn find_coordinator_answers_groups_and_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path());
     let mut conn = Conn::connect(broker.addr);
@@ -210,11 +210,17 @@ fn find_coordinator_answers_groups_and_refuses_transactions() {
     let codes: Vec<i16> = r.coordinators.iter().map(|c| c.error_code).collect();
     assert_eq!(codes, vec![0, 0, E::InvalidRequest.code()]);
     assert_eq!(r.coordinators[0].port, i32::from(broker.addr.port()));
-    let req = FindCoordinatorRequest::default().with_key_type(1).with_key(s("txn"));
-    let ResponseKind::FindCoordinator(r) =
-        conn.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req))
-    else {
-        panic!("not a FindCoordinator response")
+    let mut find = |key_type: i8| {
+        let req = FindCoordinatorRequest::default().with_key_type(key_type).with_key(s("txn"));
+        let ResponseKind::FindCoordinator(r) =
+            conn.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req))
+        else {
+            panic!("not a FindCoordinator response")
+        };
+        r
     };
-    assert_eq!(r.error_code, E::CoordinatorNotAvailable.code());
+    let r = find(1);
+    assert_eq!(r.error_code, 0, "transactional ids have a coordinator");
+    assert_eq!(r.port, i32::from(broker.addr.port()));
+    assert_eq!(find(2).error_code, E::InvalidRequest.code(), "no such key type");
 }

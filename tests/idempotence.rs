@@ -70,18 +70,27 @@ fn retries_are_stored_once_across_a_crash_and_gaps_are_refused() {
 }
 
 #[test]
-fn transactional_ids_are_refused_until_transactions_exist() {
+fn transactional_ids_keep_their_producer_id_and_bump_the_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &["--shards", "1"]);
     let mut conn = Conn::connect(broker.addr);
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
-        .with_transaction_timeout_ms(60_000);
-    let ResponseKind::InitProducerId(r) =
-        conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
-    else {
-        panic!("not an InitProducerId response")
+    let mut init = |timeout_ms: i32| {
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let ResponseKind::InitProducerId(r) =
+            conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+        else {
+            panic!("not an InitProducerId response")
+        };
+        (r.error_code, r.producer_id.0, r.producer_epoch)
     };
-    assert_eq!(r.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
-    assert_eq!(r.producer_id.0, -1);
+    let (code, first, epoch) = init(60_000);
+    assert_eq!((code, epoch), (0, 0));
+    assert!(first >= 0);
+    assert_eq!(init(60_000), (0, first, 1), "same producer id, next epoch");
+    let (code, id, _) = init(0);
+    assert_eq!((code, id), (50, -1), "INVALID_TRANSACTION_TIMEOUT");
 }

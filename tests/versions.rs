@@ -221,6 +221,66 @@ fn group_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> 
                 OffsetDeleteRequest::default().with_group_id(group).with_topics(vec![t]),
             )
         }
+        _ => return txn_request(key, version, topic),
+    })
+}
+
+/// A typical transaction request of `key` at `version`, each version with its own
+/// transactional id (unknown to the coordinator: the answer is an error, well encoded).
+fn txn_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
+    let txn = TransactionalId(StrBytes::from_string(format!("vt-{key:?}-{version}")));
+    let group = GroupId(StrBytes::from_string(format!("vtg-{key:?}-{version}")));
+    Some(match key {
+        ApiKey::AddPartitionsToTxn => {
+            let t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![0]);
+            let req = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn)
+                .with_v3_and_below_producer_id(ProducerId(1))
+                .with_v3_and_below_topics(vec![t]);
+            RequestKind::AddPartitionsToTxn(req)
+        }
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn)
+                .with_producer_id(ProducerId(1))
+                .with_group_id(group),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default().with_transactional_id(txn).with_producer_id(ProducerId(1)),
+        ),
+        ApiKey::TxnOffsetCommit => {
+            let p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0);
+            let t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            let req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn)
+                .with_group_id(group)
+                .with_producer_id(ProducerId(1))
+                .with_generation_id(-1)
+                .with_topics(vec![t]);
+            RequestKind::TxnOffsetCommit(req)
+        }
+        ApiKey::DescribeProducers => {
+            let t = describe_producers_request::TopicRequest::default()
+                .with_name(name(topic))
+                .with_partition_indexes(vec![0]);
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![t]))
+        }
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![txn]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default().with_duration_filter(if version >= 1 {
+                0
+            } else {
+                -1
+            }),
+        ),
         _ => return None,
     })
 }

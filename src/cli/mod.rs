@@ -3,6 +3,7 @@
 pub mod group;
 pub mod serve;
 pub mod topic;
+pub mod txn;
 
 /// Logs go to stderr through `tracing`, as text or one JSON object per line; the `log` crate
 /// (used by glommio) is bridged in, so its warnings (e.g. io_uring buffer registration

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod topics;
+pub mod txn;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -7,7 +7,8 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, SyncGroupRequest, SyncGroupResponse,
+    OffsetDeleteResponse, SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 
 /// A request for one group (or, for `List`, for every group of one shard).
@@ -77,6 +78,11 @@ pub enum GroupOp {
         /// The request.
         req: OffsetDeleteRequest,
     },
+    /// TxnOffsetCommit; the handler already removed partitions that do not exist.
+    TxnCommit {
+        /// The request.
+        req: TxnOffsetCommitRequest,
+    },
     /// ListGroups on this shard.
     List {
         /// State names wanted (empty = all), case-insensitive.
@@ -133,4 +139,6 @@ pub enum GroupReply {
     OffsetDelete(OffsetDeleteResponse),
     /// ListGroups of one shard.
     List(Vec<ListedGroup>),
+    /// TxnOffsetCommit response.
+    TxnCommit(TxnOffsetCommitResponse),
 }

@@ -60,6 +60,10 @@ pub struct Coordinator {
     pub(super) groups: RefCell<HashMap<String, Slot>>,
     /// `group.initial.rebalance.delay.ms` of new groups.
     initial_delay_ms: i64,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by (`__consumer_offsets`
+    /// partition, producer id), in commit order: applied by the commit marker, dropped by
+    /// the abort marker.
+    pub(super) pending_txn: RefCell<HashMap<(i32, i64), Vec<OffsetsRecord>>>,
 }
 
 pub(super) fn str_bytes(s: &str) -> StrBytes {
@@ -75,6 +79,7 @@ impl Coordinator {
             partitions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
             initial_delay_ms,
+            pending_txn: RefCell::new(HashMap::new()),
         })
     }
 
@@ -130,6 +135,9 @@ impl Coordinator {
                 GroupReply::OffsetDelete(self.offset_delete(partition, req).await)
             }
             GroupOp::List { states, types } => GroupReply::List(self.list(&states, &types)),
+            GroupOp::TxnCommit { req } => {
+                GroupReply::TxnCommit(self.txn_commit(partition, req).await)
+            }
         }
     }
 

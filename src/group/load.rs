@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use super::coordinator::{Coordinator, OffsetsPartition, Slot};
 use super::now_ms;
-use super::records::{self, OffsetsRecord};
+use super::records::{self, LogItem, OffsetsRecord};
 use crate::record_batch::Batches;
 use crate::storage::PartitionLog;
 
@@ -49,20 +49,8 @@ impl Coordinator {
                 tracing::error!(partition, offset, "replay made no progress; stopping");
                 break;
             }
-            match records::decode_batches(&read.records) {
-                Ok(decoded) => {
-                    for (at, record) in decoded.into_iter().filter(|(at, _)| *at >= offset) {
-                        match record {
-                            Ok(record) => {
-                                self.apply_replayed(partition, record);
-                                applied += 1;
-                            }
-                            Err(e) => {
-                                tracing::warn!(partition, offset = at, "skipping record: {e}")
-                            }
-                        }
-                    }
-                }
+            match records::decode_log(&read.records) {
+                Ok(items) => applied += self.replay_items(partition, offset, items),
                 Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
             }
             offset = next;
@@ -70,7 +58,48 @@ impl Coordinator {
         applied
     }
 
-    fn apply_replayed(&self, partition: i32, record: OffsetsRecord) {
+    fn replay_items(&self, partition: i32, from: i64, items: Vec<LogItem>) -> usize {
+        let mut applied = 0;
+        for item in items {
+            match item {
+                LogItem::Record { offset, .. } | LogItem::Marker { offset, .. }
+                    if offset < from => {}
+                LogItem::Record { record: Err(e), offset, .. } => {
+                    tracing::warn!(partition, offset, "skipping record: {e}")
+                }
+                LogItem::Record { record: Ok(record), producer: None, .. } => {
+                    self.apply_replayed(partition, record);
+                    applied += 1;
+                }
+                LogItem::Record { record: Ok(record), producer: Some(producer), .. } => {
+                    let mut pending = self.pending_txn.borrow_mut();
+                    pending.entry((partition, producer)).or_default().push(record);
+                }
+                LogItem::Marker { producer, commit, .. } => {
+                    applied += self.complete_txn(partition, producer, commit);
+                }
+            }
+        }
+        applied
+    }
+
+    /// A transaction marker of `producer` was written to (or replayed from) `partition`:
+    /// applies (commit) or drops (abort) the offsets it committed there. Returns how many
+    /// records were applied.
+    pub fn complete_txn(&self, partition: i32, producer: i64, commit: bool) -> usize {
+        let records = self.pending_txn.borrow_mut().remove(&(partition, producer));
+        let records = records.unwrap_or_default();
+        if !commit {
+            return 0;
+        }
+        let count = records.len();
+        for record in records {
+            self.apply_replayed(partition, record);
+        }
+        count
+    }
+
+    pub(super) fn apply_replayed(&self, partition: i32, record: OffsetsRecord) {
         let group_id = record.group().to_owned();
         let mut groups = self.groups.borrow_mut();
         match record {

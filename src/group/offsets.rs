@@ -11,9 +11,12 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     ConsumerProtocolSubscription, GroupId, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -399,4 +402,121 @@ fn commit_response(req: &OffsetCommitRequest, codes: Vec<Vec<i16>>) -> OffsetCom
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+impl Coordinator {
+    /// Checks a TxnOffsetCommit's committer against the group (KIP-447: generation and
+    /// member are checked when given; a group unknown here is created, as for simple
+    /// commits).
+    fn check_txn_commit(&self, partition: i32, req: &TxnOffsetCommitRequest) -> Result<(), E> {
+        self.ready_log(partition)?;
+        let group_id = req.group_id.0.to_string();
+        let mut groups = self.groups.borrow_mut();
+        match groups.get_mut(&group_id) {
+            None => {
+                let slot = Slot::new(self.new_group(&group_id), partition);
+                groups.insert(group_id, slot);
+                Ok(())
+            }
+            Some(_) if req.generation_id < 0 => Ok(()),
+            Some(slot) => slot.group.check_commit(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                req.generation_id,
+                now_ms(),
+            ),
+        }
+    }
+
+    /// TxnOffsetCommit: writes the offsets as a transactional batch of the producer; they
+    /// apply when the producer's commit marker reaches this partition
+    /// ([`Coordinator::complete_txn`]) and are dropped by an abort marker.
+    pub(super) async fn txn_commit(
+        &self,
+        partition: i32,
+        req: TxnOffsetCommitRequest,
+    ) -> TxnOffsetCommitResponse {
+        let group_id = req.group_id.0.to_string();
+        let checked = self.check_txn_commit(partition, &req);
+        let now = now_ms();
+        let mut records = Vec::new();
+        let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
+        for topic in &req.topics {
+            let mut topic_codes = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let metadata = p.committed_metadata.as_deref().unwrap_or("");
+                let code = match &checked {
+                    Err(e) => e.code(),
+                    Ok(()) if metadata.len() > OFFSET_METADATA_BYTES_MAX => {
+                        E::OffsetMetadataTooLarge.code()
+                    }
+                    Ok(()) => {
+                        records.push(OffsetsRecord::Offset {
+                            group: group_id.clone(),
+                            topic: topic.name.0.to_string(),
+                            partition: p.partition_index,
+                            value: Some(Committed {
+                                offset: p.committed_offset,
+                                leader_epoch: p.committed_leader_epoch,
+                                metadata: metadata.to_owned(),
+                                commit_timestamp_ms: now,
+                            }),
+                        });
+                        0
+                    }
+                };
+                topic_codes.push(code);
+            }
+            codes.push(topic_codes);
+        }
+        if !records.is_empty() {
+            let producer = (req.producer_id.0, req.producer_epoch);
+            match self.append_txn_offsets(partition, &records, producer).await {
+                Ok(()) => {
+                    let mut pending = self.pending_txn.borrow_mut();
+                    pending.entry((partition, producer.0)).or_default().extend(records);
+                }
+                Err(e) => {
+                    tracing::error!(group = %group_id, "persisting txn offsets failed: {e}");
+                    let failed = E::CoordinatorNotAvailable.code();
+                    codes.iter_mut().flatten().filter(|c| **c == 0).for_each(|c| *c = failed);
+                }
+            }
+        }
+        let topics = req
+            .topics
+            .iter()
+            .zip(codes)
+            .map(|(t, codes)| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .zip(codes)
+                    .map(|(p, code)| {
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        TxnOffsetCommitResponse::default().with_topics(topics)
+    }
+
+    async fn append_txn_offsets(
+        &self,
+        partition: i32,
+        records: &[OffsetsRecord],
+        producer: (i64, i16),
+    ) -> Result<(), String> {
+        let log = self.ready_log(partition).map_err(|e| format!("{e:?}"))?;
+        let batch = super::records::encode_batch_for(records, now_ms(), Some(producer))
+            .map_err(|e| e.to_string())?;
+        let pending = log.append(&batch).map_err(|e| e.to_string())?;
+        pending.durable().await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }

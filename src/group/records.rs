@@ -275,17 +275,28 @@ impl<'a> Reader<'a> {
 /// Encodes records as one uncompressed RecordBatch v2 (offsets relative to 0; the log assigns
 /// the real ones).
 pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64) -> Result<Bytes, RecordError> {
+    encode_batch_for(records, timestamp_ms, None)
+}
+
+/// Like [`encode_batch`], as a transactional batch of producer `(id, epoch)` without
+/// sequence numbers (TxnOffsetCommit: the offsets apply when the commit marker follows).
+pub fn encode_batch_for(
+    records: &[OffsetsRecord],
+    timestamp_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, RecordError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let (key, value) = r.encode();
             Record {
-                transactional: false,
+                transactional: producer.is_some(),
                 control: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 // sequence = offset - 1 keeps every record in one batch (see platform notes).
@@ -311,6 +322,41 @@ pub type DecodedRecord = (i64, Result<OffsetsRecord, RecordError>);
 /// Decodes every record of the whole batches in `data`, with its offset. Records without a
 /// key are skipped; a record that does not decode is returned as an error in its place.
 pub fn decode_batches(data: &Bytes) -> Result<Vec<DecodedRecord>, RecordError> {
+    let items = decode_log(data)?;
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match item {
+            LogItem::Record { offset, producer: None, record } => Some((offset, record)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One thing found in `__consumer_offsets`.
+#[derive(Debug)]
+pub enum LogItem {
+    /// A record; `producer` is the producer id of a transactional batch.
+    Record {
+        /// Its offset.
+        offset: i64,
+        /// Producer id of a transactional record (TxnOffsetCommit), else `None`.
+        producer: Option<i64>,
+        /// What it decoded to.
+        record: Result<OffsetsRecord, RecordError>,
+    },
+    /// A transaction marker of `producer`: commit (true) or abort.
+    Marker {
+        /// Its offset.
+        offset: i64,
+        /// The producer id.
+        producer: i64,
+        /// Commit or abort.
+        commit: bool,
+    },
+}
+
+/// Decodes every record and transaction marker of the whole batches in `data`.
+pub fn decode_log(data: &Bytes) -> Result<Vec<LogItem>, RecordError> {
     let mut buf = data.clone();
     let mut out = Vec::new();
     while !buf.is_empty() {
@@ -320,8 +366,21 @@ pub fn decode_batches(data: &Bytes) -> Result<Vec<DecodedRecord>, RecordError> {
             let Some(key) = record.key else {
                 continue;
             };
+            let offset = record.offset;
+            if record.control {
+                let kind = key.get(2..4).map(|k| i16::from_be_bytes([k[0], k[1]]));
+                if let Some(kind @ 0..=1) = kind {
+                    out.push(LogItem::Marker {
+                        offset,
+                        producer: record.producer_id,
+                        commit: kind == 1,
+                    });
+                }
+                continue;
+            }
+            let producer = record.transactional.then_some(record.producer_id);
             let decoded = OffsetsRecord::decode(&key, record.value.as_deref());
-            out.push((record.offset, decoded));
+            out.push(LogItem::Record { offset, producer, record: decoded });
         }
     }
     Ok(out)

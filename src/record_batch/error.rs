@@ -81,6 +81,9 @@ pub enum BatchError {
     /// A produce carried no batch at all.
     #[error("no record batch in the request")]
     Empty,
+    /// A client sent a control batch (only transaction coordinators write markers).
+    #[error("clients may not write control batches")]
+    ControlFromClient,
     /// The records inside the batch could not be decoded (or decompressed).
     #[error("records do not decode: {reason}")]
     Records {
@@ -104,7 +107,9 @@ impl BatchError {
             | BatchError::Records { .. } => CORRUPT_MESSAGE,
             BatchError::TooLarge { .. } => MESSAGE_TOO_LARGE,
             BatchError::UnsupportedMagic { .. } => UNSUPPORTED_FOR_MESSAGE_FORMAT,
-            BatchError::InvalidRecordCount { .. } | BatchError::Empty => INVALID_RECORD,
+            BatchError::InvalidRecordCount { .. }
+            | BatchError::Empty
+            | BatchError::ControlFromClient => INVALID_RECORD,
         }
     }
 }

@@ -15,6 +15,7 @@
 )]
 
 mod batches;
+mod control;
 mod error;
 mod records;
 mod rewrite;
@@ -26,6 +27,9 @@ pub(crate) mod testing;
 mod tests;
 
 pub use batches::Batches;
+pub use control::{
+    check_client_batch, marker_batch, marker_kind, MARKER_ABORT, MARKER_BATCH_BYTES, MARKER_COMMIT,
+};
 pub use error::{
     BatchError, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE, UNSUPPORTED_FOR_MESSAGE_FORMAT,
 };
@@ -62,8 +66,8 @@ const _: () = assert!(BATCH_LENGTH_AT + 4 == LOG_OVERHEAD_BYTES);
 
 const ATTR_COMPRESSION_MASK: i16 = 0b111;
 pub(crate) const ATTR_TIMESTAMP_TYPE: i16 = 1 << 3;
-const ATTR_TRANSACTIONAL: i16 = 1 << 4;
-const ATTR_CONTROL: i16 = 1 << 5;
+pub(crate) const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+pub(crate) const ATTR_CONTROL: i16 = 1 << 5;
 
 /// Compression codec of a batch (attributes bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,3 +84,43 @@ pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], timestamp_ms
         .collect();
     encode(&records, Compression::None)
 }
+
+/// A transactional producer's batch: `count` records of 100 bytes with sequences
+/// `base_sequence..`.
+pub(crate) fn transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    count: usize,
+) -> Bytes {
+    let value = Bytes::from(vec![b't'; 100]);
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: true,
+            producer_id,
+            producer_epoch: epoch,
+            sequence: base_sequence + i as i32,
+            ..record(i, 1_000 + i as i64, Some(value.clone()))
+        })
+        .collect();
+    encode(&records, Compression::None)
+}
+
+/// ONE transactional batch of one keyed record from (producer, epoch) at sequence `seq`.
+pub(crate) fn keyed_transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    seq: i32,
+    key: &str,
+    value: &str,
+) -> Bytes {
+    let record = Record {
+        transactional: true,
+        producer_id,
+        producer_epoch: epoch,
+        sequence: seq,
+        key: Some(Bytes::copy_from_slice(key.as_bytes())),
+        ..record(0, 1_000, Some(Bytes::copy_from_slice(value.as_bytes())))
+    };
+    encode(&[record], Compression::None)
+}

@@ -17,6 +17,10 @@ use futures::channel::oneshot;
 
 use crate::controller::{ClusterMetadata, ConfigChange, ControlError};
 use crate::group::api::{GroupReply, GroupRequest};
+use crate::storage::{AbortedTxn, ProducerInfo};
+use crate::txn::api::{TxnReply, TxnRequest};
+
+pub use super::txn::Marker;
 
 /// A partition named across shards.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +55,9 @@ pub struct FetchItem {
     pub offset: i64,
     /// Most bytes wanted (the first batch is returned whole regardless, KIP-74).
     pub max_bytes: usize,
+    /// read_committed (isolation level 1): only below the last stable offset, with the
+    /// aborted transactions of what is returned.
+    pub read_committed: bool,
 }
 
 /// What a read from one partition returned.
@@ -64,6 +71,10 @@ pub struct FetchOutcome {
     pub log_start_offset: i64,
     /// Whole record batches, verbatim.
     pub records: Bytes,
+    /// The partition's last stable offset.
+    pub last_stable_offset: i64,
+    /// read_committed reads: aborted transactions with data in `records`.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// One ListOffsets query.
@@ -73,6 +84,8 @@ pub struct OffsetQuery {
     pub partition: PartitionRef,
     /// -2 earliest, -1 latest, otherwise a timestamp in ms.
     pub timestamp: i64,
+    /// read_committed: "latest" is the last stable offset.
+    pub read_committed: bool,
 }
 
 /// Answer to one ListOffsets query.
@@ -211,6 +224,31 @@ pub enum ShardMsg {
     Metrics {
         /// The snapshot.
         reply: oneshot::Sender<crate::metrics::ShardSnapshot>,
+    },
+    /// To the shard coordinating a transactional id (the owner of its `__transaction_state`
+    /// partition), or to every shard for ListTransactions: run a transaction request.
+    Txn {
+        /// The request.
+        request: Box<TxnRequest>,
+        /// Its reply.
+        reply: oneshot::Sender<TxnReply>,
+    },
+    /// From a transaction coordinator: write this marker to these partitions; reply with one
+    /// error code per partition once durable.
+    WriteMarkers {
+        /// Partitions of the transaction owned by the receiver.
+        items: Vec<PartitionRef>,
+        /// The marker.
+        marker: Marker,
+        /// Error codes, one per item.
+        reply: oneshot::Sender<Vec<i16>>,
+    },
+    /// DescribeProducers; reply in the same order.
+    DescribeProducers {
+        /// Partitions.
+        items: Vec<PartitionRef>,
+        /// Each partition's producers, or its error code.
+        reply: oneshot::Sender<Vec<Result<Vec<ProducerInfo>, i16>>>,
     },
     /// From shard 0: open, configure and delete partition logs to match this snapshot.
     ApplyMetadata {

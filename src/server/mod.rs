@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod mesh;
 mod router;
 pub mod shard;
+pub mod txn;
 
 use std::path::Path;
 use std::rc::Rc;
@@ -230,6 +231,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     glommio::spawn_local_into(shard.clone().housekeeping(), background)
         .map_err(|e| anyhow::anyhow!("spawning housekeeping: {e}"))?
         .detach();
+    glommio::spawn_local(shard.txns.clone().run_periodic(shard.clone())).detach();
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     health.shard_ready();
@@ -282,20 +284,35 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
     if !meta.topics.contains_key(crate::group::OFFSETS_TOPIC) {
         meta = create_offsets_topic(&meta, shard)?;
     }
+    if !meta.topics.contains_key(crate::txn::TXN_TOPIC) {
+        meta = create_internal_topic(&meta, shard, crate::txn::TXN_TOPIC, TXN_PARTITIONS)?;
+    }
     remove_orphan_partitions(data_dir, &meta);
     controller::store(data_dir, &meta).await?;
     shard.publish(Arc::new(meta)).await;
     Ok(())
 }
 
+/// Partitions of `__transaction_state`.
+const TXN_PARTITIONS: i32 = crate::txn::TXN_TOPIC_PARTITIONS;
+
 /// `__consumer_offsets`, compacted, with `--offsets-topic-partitions` partitions.
 fn create_offsets_topic(meta: &ClusterMetadata, shard: &Shard) -> anyhow::Result<ClusterMetadata> {
+    let partitions = shard.config.offsets_topic_partitions;
+    create_internal_topic(meta, shard, crate::group::OFFSETS_TOPIC, partitions)
+}
+
+/// An internal topic, compacted, with 100 MiB segments.
+fn create_internal_topic(
+    meta: &ClusterMetadata,
+    shard: &Shard,
+    name: &str,
+    partitions: i32,
+) -> anyhow::Result<ClusterMetadata> {
     let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let partitions = shard.config.offsets_topic_partitions;
-    let name = crate::group::OFFSETS_TOPIC;
     let next = meta
         .create_topic(name, partitions, configs, shard.count)
         .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;

@@ -20,6 +20,7 @@ use glommio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::mesh::*;
+use super::txn::TxnCoordinator;
 use crate::config::{BrokerConfig, FlushPolicy};
 use crate::controller::producer_ids::ProducerIds;
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
@@ -65,6 +66,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<Coordinator>,
+    /// The transactional ids this shard coordinates.
+    pub txns: Rc<TxnCoordinator>,
     /// Produce requests answered so far (for `fault_drop_produce_every`).
     pub produce_count: Cell<u64>,
     /// Shard 0's producer id allocator, loaded on first use.
@@ -111,7 +114,8 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
     };
     // The internal offsets topic holds small records: small extents keep its many
     // partitions from reserving much disk.
-    let prealloc_bytes = if topic.name == group::OFFSETS_TOPIC {
+    let internal = topic.name == group::OFFSETS_TOPIC || topic.name == crate::txn::TXN_TOPIC;
+    let prealloc_bytes = if internal {
         broker.segment_prealloc_bytes.min(OFFSETS_PREALLOC_BYTES)
     } else {
         broker.segment_prealloc_bytes
@@ -172,6 +176,7 @@ impl Shard {
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
             groups: Coordinator::new(initial_delay_ms),
+            txns: TxnCoordinator::new(),
             producer_ids: RefCell::new(None),
             produce_count: Cell::new(0),
             ready: RefCell::new(Some(ready)),
@@ -279,6 +284,9 @@ impl Shard {
                 Ok(log) => {
                     if topic.name == group::OFFSETS_TOPIC {
                         self.groups.add_partition(number, log.clone());
+                    }
+                    if topic.name == crate::txn::TXN_TOPIC {
+                        self.txns.add_partition(number, log.clone());
                     }
                     self.insert_log(topic, index, log)
                 }
@@ -459,14 +467,24 @@ impl Shard {
                 ..FetchOutcome::default()
             };
         };
+        let last_stable_offset = log.last_stable_offset();
         match log.read(item.offset, item.max_bytes).await {
             Ok(read) => {
-                counters.record_out(read.records.len() as u64, record_count(&read.records));
+                let (records, aborted) = if item.read_committed {
+                    let records = below(read.records, last_stable_offset);
+                    let end = next_offset(&records).unwrap_or(item.offset);
+                    (records, Some(log.aborted_transactions(item.offset, end)))
+                } else {
+                    (read.records, None)
+                };
+                counters.record_out(records.len() as u64, record_count(&records));
                 FetchOutcome {
                     error_code: 0,
                     high_watermark: read.high_watermark,
                     log_start_offset: read.log_start_offset,
-                    records: read.records,
+                    records,
+                    last_stable_offset: last_stable_offset.min(read.high_watermark),
+                    aborted,
                 }
             }
             Err(ReadError::OffsetOutOfRange { log_start, high_watermark }) => FetchOutcome {
@@ -502,6 +520,35 @@ impl Shard {
         })
     }
 
+    /// Writes a transaction marker to a partition this shard owns and waits until durable;
+    /// a marker in `__consumer_offsets` also applies or drops the transaction's offsets.
+    pub async fn write_marker_local(&self, p: &PartitionRef, marker: Marker) -> i16 {
+        let Some(log) = self.log(&p.topic, p.partition) else {
+            return E::UnknownTopicOrPartition.code();
+        };
+        let Marker { producer_id, epoch, commit } = marker;
+        let pending = match log.append_marker(producer_id, epoch, commit, 0) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.partition, "marker refused: {e}");
+                return e.kafka_error_code();
+            }
+        };
+        if let Err(e) = pending.durable().await {
+            return e.kafka_error_code();
+        }
+        if &*p.topic == group::OFFSETS_TOPIC {
+            self.groups.complete_txn(p.partition, producer_id, commit);
+        }
+        0
+    }
+
+    /// DescribeProducers of a partition this shard owns.
+    pub fn producers_local(&self, p: &PartitionRef) -> Result<Vec<storage::ProducerInfo>, i16> {
+        let log = self.log(&p.topic, p.partition).ok_or(E::NotLeaderOrFollower.code())?;
+        Ok(log.producers())
+    }
+
     /// Answers a ListOffsets query for a partition this shard owns.
     pub async fn offsets_local(&self, query: OffsetQuery) -> OffsetAnswer {
         let missing =
@@ -512,6 +559,7 @@ impl Shard {
         let found = |offset| OffsetAnswer { error_code: 0, offset, timestamp: -1 };
         match query.timestamp {
             -2 => found(log.log_start_offset()),
+            -1 if query.read_committed => found(log.last_stable_offset()),
             -1 => found(log.high_watermark()),
             ts if ts < 0 => OffsetAnswer { error_code: E::InvalidRequest.code(), ..missing },
             ts => match log.offset_for_timestamp(ts).await {
@@ -635,6 +683,16 @@ impl Shard {
             ShardMsg::Group { request, reply } => {
                 let _ = reply.send(self.groups.handle(*request).await);
             }
+            ShardMsg::Txn { request, reply } => {
+                let _ = reply.send(self.txns.handle(&self, *request).await);
+            }
+            ShardMsg::WriteMarkers { items, marker, reply } => {
+                let writes = items.iter().map(|p| self.write_marker_local(p, marker));
+                let _ = reply.send(join_all(writes).await);
+            }
+            ShardMsg::DescribeProducers { items, reply } => {
+                let _ = reply.send(items.iter().map(|p| self.producers_local(p)).collect());
+            }
             ShardMsg::ApplyMetadata { meta, reply } => {
                 self.apply_metadata(meta).await;
                 let _ = reply.send(());
@@ -644,6 +702,26 @@ impl Shard {
             }
         }
     }
+}
+
+/// The whole batches of `records` that start below `offset` (a prefix).
+fn below(records: bytes::Bytes, offset: i64) -> bytes::Bytes {
+    let mut end = 0;
+    for item in crate::record_batch::Batches::new(&records) {
+        match item {
+            Ok((header, range)) if header.base_offset < offset => end = range.end,
+            _ => break,
+        }
+    }
+    records.slice(..end)
+}
+
+/// The offset after the last whole batch of `records`.
+fn next_offset(records: &[u8]) -> Option<i64> {
+    crate::record_batch::Batches::new(records)
+        .map_while(Result::ok)
+        .map(|(h, _)| h.last_offset() + 1)
+        .last()
 }
 
 /// Records in whole record batches (their headers' record counts).

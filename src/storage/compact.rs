@@ -7,8 +7,11 @@
 //! batch (kept batches verbatim, partly kept ones rebuilt with the same base offset and
 //! lastOffsetDelta and a new CRC), then swap it in. Offsets never change; gaps appear.
 //! Records with a null key are always kept. Compressed batches are kept whole while any of
-//! their records is live. The work yields to the executor between batches and runs in the
-//! shard's low-priority housekeeping queue, so appends on the shard are not held up.
+//! their records is live. Transactions: only segments wholly below the last stable
+//! offset are cleaned (an open transaction may still abort), and records of aborted
+//! transactions are removed and never count as a key's latest value (as Kafka's cleaner).
+//! The work yields to the executor between batches and runs in the shard's low-priority
+//! housekeeping queue, so appends on the shard are not held up.
 //!
 //! Crash safety: the `.cleaned` file is complete and fdatasync'ed before anything else
 //! changes; then the old segment's index files are removed (a crash now leaves the old
@@ -28,7 +31,7 @@ use glommio::io::DmaStreamWriterBuilder;
 use super::index::SegmentIndex;
 use super::segment::{self, file_path, Segment};
 use super::shared::Shared;
-use super::{CleanupConfig, StorageError};
+use super::{AbortedTxn, CleanupConfig, StorageError};
 use crate::record_batch::{self, BatchHeader, Batches, Compacted, RecordKey};
 
 /// Suffix of a segment being rewritten by compaction.
@@ -68,7 +71,8 @@ pub(crate) async fn compact(
         // The cache holds batches as appended; compacted ranges must be read from disk.
         shared.cache.borrow_mut().drop_below(*first_dirty);
     }
-    let latest = latest_offsets(&candidates).await?;
+    let aborted = shared.producers.borrow().aborted_between(0, i64::MAX);
+    let latest = latest_offsets(&candidates, &aborted).await?;
     let lag = i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX);
     let horizon = now_ms.saturating_sub(lag);
     let mut stats = CompactionStats::default();
@@ -77,7 +81,7 @@ pub(crate) async fn compact(
         if shared.closing.get() || shared.closed.get() {
             return Ok(stats);
         }
-        let plan = Plan { latest: &latest, horizon, next_base: *next_base };
+        let plan = Plan { latest: &latest, horizon, next_base: *next_base, aborted: &aborted };
         let outcome = rewrite(shared, segment, &plan).await?;
         tombstones_left |= outcome.tombstones_left;
         if outcome.removed > 0 {
@@ -93,11 +97,15 @@ pub(crate) async fn compact(
 fn cleanable(shared: &Shared, config: &CleanupConfig, now_ms: i64) -> Vec<(Rc<Segment>, i64)> {
     let lag = i64::try_from(config.min_compaction_lag_ms).unwrap_or(i64::MAX);
     let newest_allowed = now_ms.saturating_sub(lag);
+    let stable = shared.producers.borrow().first_unstable_offset().unwrap_or(i64::MAX);
     let segments = shared.segments.borrow();
     segments
         .windows(2)
         .map_while(|pair| match pair {
-            [segment, next] if segment.index.borrow().max_timestamp() <= newest_allowed => {
+            [segment, next]
+                if segment.index.borrow().max_timestamp() <= newest_allowed
+                    && next.base_offset <= stable =>
+            {
                 Some((segment.clone(), next.base_offset))
             }
             _ => None,
@@ -158,16 +166,30 @@ fn keys_of(segment: &Segment, batch: &[u8]) -> Result<Vec<RecordKey>, StorageErr
     record_batch::record_keys(batch).map_err(|e| corrupt(segment, 0, e))
 }
 
-/// Key → offset of its latest record over `candidates`.
+/// Whether `header`'s batch belongs to one of the `aborted` transactions.
+fn in_aborted(header: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+    let at = header.base_offset;
+    header.is_transactional()
+        && !header.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == header.producer_id && a.first_offset <= at && at <= a.last_offset
+        })
+}
+
+/// Key → offset of its latest record over `candidates` (aborted records do not count).
 async fn latest_offsets(
     candidates: &[(Rc<Segment>, i64)],
+    aborted: &[AbortedTxn],
 ) -> Result<HashMap<Vec<u8>, i64>, StorageError> {
     let mut latest = HashMap::new();
     for (segment, _) in candidates {
         let mut chunks = Chunks { segment: segment.clone(), position: 0 };
         while let Some(chunk) = chunks.next().await? {
             for item in Batches::new(&chunk) {
-                let (_, range) = item.map_err(|e| corrupt(segment, 0, e))?;
+                let (header, range) = item.map_err(|e| corrupt(segment, 0, e))?;
+                if in_aborted(&header, aborted) {
+                    continue;
+                }
                 let batch = chunk.get(range).unwrap_or_default();
                 for record in keys_of(segment, batch)? {
                     if let Some(key) = record.key {
@@ -188,10 +210,15 @@ struct Plan<'a> {
     horizon: i64,
     /// First offset of the following segment.
     next_base: i64,
+    /// Aborted transactions: their records go.
+    aborted: &'a [AbortedTxn],
 }
 
 impl Plan<'_> {
     fn keep(&self, header: &BatchHeader, record: &RecordKey) -> bool {
+        if in_aborted(header, self.aborted) {
+            return false;
+        }
         let Some(key) = &record.key else {
             return true;
         };

@@ -44,7 +44,9 @@ use glommio::TaskQueueHandle;
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
 pub use compact::CompactionStats;
 use producers::Verdict;
-pub use producers::{ProducerError, BATCHES_KEPT, PRODUCER_EXPIRATION_MS};
+pub use producers::{
+    AbortedTxn, ProducerError, ProducerInfo, BATCHES_KEPT, PRODUCER_EXPIRATION_MS,
+};
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::Shared;
 use wait::Until;
@@ -403,6 +405,26 @@ impl PartitionLog {
     /// nothing is appended. A retry of one of an idempotent producer's last
     /// [`BATCHES_KEPT`] batches appends nothing and answers with the offsets of the original.
     pub fn append(&self, records: &[u8]) -> Result<PendingAppend, AppendError> {
+        self.append_from(records, false)
+    }
+
+    /// Appends a transaction marker (control batch) for `producer_id` at `epoch`, as the
+    /// transaction coordinator does to commit or abort the producer's transaction here.
+    /// A marker from an epoch older than the producer's is refused (INVALID_PRODUCER_EPOCH).
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<PendingAppend, AppendError> {
+        self.shared().producers.borrow().check_marker(producer_id, epoch)?;
+        let batch =
+            record_batch::marker_batch(producer_id, epoch, commit, coordinator_epoch, now_ms());
+        self.append_from(&batch, true)
+    }
+
+    fn append_from(&self, records: &[u8], control: bool) -> Result<PendingAppend, AppendError> {
         let shared = self.shared();
         if shared.poisoned.get() {
             return Err(AppendError::Poisoned);
@@ -419,6 +441,9 @@ impl PartitionLog {
             let (_, range) = item?;
             let batch = records.get(range.clone()).unwrap_or_default();
             let header = record_batch::validate(batch, max_batch_bytes)?;
+            if !control {
+                record_batch::check_client_batch(&header)?;
+            }
             ranges.push((header, range));
         }
         if ranges.is_empty() {
@@ -445,7 +470,8 @@ impl PartitionLog {
             if header.producer_id >= 0 {
                 // Only idempotent batches pay for the clock (one per request: see above).
                 let now = if log_append_time >= 0 { log_append_time } else { now_ms() };
-                shared.producers.borrow_mut().record(&header, next_offset, now);
+                let marker = record_batch::marker_kind(batch, &header);
+                shared.producers.borrow_mut().record(&header, marker, next_offset, now);
             }
             next_offset += i64::from(header.last_offset_delta) + 1;
             assigned.push(bytes);
@@ -478,7 +504,33 @@ impl PartitionLog {
     /// Forgets idempotent producers idle for [`PRODUCER_EXPIRATION_MS`] (called by the
     /// shard's housekeeping). Returns how many were forgotten.
     pub fn expire_producers(&self, now_ms: i64) -> usize {
-        self.shared().producers.borrow_mut().expire(now_ms, PRODUCER_EXPIRATION_MS)
+        let mut producers = self.shared().producers.borrow_mut();
+        producers.prune_aborted(self.shared().log_start.get());
+        producers.expire(now_ms, PRODUCER_EXPIRATION_MS)
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark when it is lower (or no transaction is open). read_committed readers see
+    /// only offsets below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        let first_open = self.shared().producers.borrow().first_unstable_offset();
+        first_open.map_or(hw, |first| first.min(hw))
+    }
+
+    /// Aborted transactions with data in offsets `[from, to)`, for read_committed fetches.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.shared().producers.borrow().aborted_between(from, to)
+    }
+
+    /// Open transactions in this partition: (producer id, first offset), oldest first.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.shared().producers.borrow().open_transactions()
+    }
+
+    /// Every producer this partition knows (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.shared().producers.borrow().describe()
     }
 
     /// Replaces the topic config (sanitized). Takes effect for later appends and writes.

@@ -9,11 +9,20 @@
 //! created (state below its base offset) plus the recovery scan of the active segment, so a
 //! retry that crosses a broker restart is still recognised.
 //!
+//! Transactions: the table also keeps each producer's open transaction (the offset of its
+//! first transactional batch here) and the list of aborted transactions (first offset and the
+//! offset of the abort marker), which give the last stable offset and the aborted-transaction
+//! lists of read_committed fetches. A commit or abort marker (control batch) closes the
+//! producer's open transaction and fences older epochs.
+//!
 //! Snapshot file `<20-digit base offset>.producers`: magic u32, entry count u32, entries of
 //! (producer id i64, epoch i16, first seq i32, last seq i32, base offset i64, last offset
-//! i64), then CRC-32C u32 of everything before it; all big-endian. A snapshot that fails its
-//! CRC is ignored (it is written at roll time without fdatasync: losing it only weakens
-//! deduplication of batches older than the active segment, never correctness of the log).
+//! i64); from magic "STP2" on, then open-transaction count u32 with (producer id i64, first
+//! offset i64) each and aborted-transaction count u32 with (producer id i64, first offset
+//! i64, last offset i64) each; then CRC-32C u32 of everything before it; all big-endian.
+//! A snapshot that fails its CRC is ignored (it is written at roll time without fdatasync:
+//! losing it only weakens deduplication of batches older than the active segment, and the
+//! transaction state of those segments).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -30,7 +39,8 @@ pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 /// INVALID_PRODUCER_EPOCH.
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 
-const SNAPSHOT_MAGIC: u32 = 0x5354_5031; // "STP1"
+const SNAPSHOT_MAGIC_V1: u32 = 0x5354_5031; // "STP1": no transaction sections
+const SNAPSHOT_MAGIC: u32 = 0x5354_5032; // "STP2"
 const ENTRY_BYTES: usize = 8 + 2 + 4 + 4 + 8 + 8;
 
 /// Why a producer's batch was refused.
@@ -87,6 +97,21 @@ struct Producer {
     batches: VecDeque<BatchRecord>,
 }
 
+/// What DescribeProducers reports of one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// Last sequence appended, or -1.
+    pub last_sequence: i32,
+    /// Wall-clock time of its last append (0 when only known from a restart).
+    pub last_append_ms: i64,
+    /// First offset of its open transaction, or -1.
+    pub txn_start_offset: i64,
+}
+
 /// What to do with a batch.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -96,10 +121,28 @@ pub(crate) enum Verdict {
     Duplicate(BatchRecord),
 }
 
+/// A transaction aborted in this partition (Kafka's `AbortedTxn` of the `.txnindex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer that ran it.
+    pub producer_id: i64,
+    /// Offset of its first batch in this partition.
+    pub first_offset: i64,
+    /// Offset of its abort marker.
+    pub last_offset: i64,
+}
+
 /// Every producer's state in one partition.
 #[derive(Debug, Default)]
 pub(crate) struct ProducerTable {
     producers: HashMap<i64, Producer>,
+    /// Producer id → offset of the first batch of its open transaction.
+    ongoing: HashMap<i64, i64>,
+    /// Aborted transactions, in marker order.
+    aborted: Vec<AbortedTxn>,
+    /// Recovery scans only (`Some`): markers whose transaction began before the scanned
+    /// range, as (producer id, commit, marker offset), resolved by [`ProducerTable::absorb`].
+    unmatched: Option<Vec<(i64, bool, i64)>>,
 }
 
 fn last_seq(header: &BatchHeader) -> i32 {
@@ -107,9 +150,15 @@ fn last_seq(header: &BatchHeader) -> i32 {
 }
 
 impl ProducerTable {
-    /// Kafka's `checkSequence`, for a batch about to be appended.
+    /// An empty table for a recovery scan (it remembers markers it cannot match).
+    pub(crate) fn for_scan() -> ProducerTable {
+        ProducerTable { unmatched: Some(Vec::new()), ..ProducerTable::default() }
+    }
+
+    /// Kafka's `checkSequence`, for a batch about to be appended. Batches without a sequence
+    /// (written by a coordinator, like transactional offset commits) are not checked.
     pub(crate) fn check(&self, header: &BatchHeader) -> Result<Verdict, ProducerError> {
-        if header.producer_id < 0 || header.is_control() {
+        if header.producer_id < 0 || header.is_control() || header.base_sequence < 0 {
             return Ok(Verdict::Append);
         }
         let producer_id = header.producer_id;
@@ -138,17 +187,44 @@ impl ProducerTable {
         Ok(Verdict::Append)
     }
 
+    /// A marker's epoch check: markers from an epoch older than the producer's are refused.
+    pub(crate) fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(p) if epoch < p.epoch => {
+                Err(ProducerError::StaleEpoch { producer_id, got: epoch, current: p.epoch })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records a batch appended at `base_offset` (after [`ProducerTable::check`], or replayed
-    /// from the log by recovery).
-    pub(crate) fn record(&mut self, header: &BatchHeader, base_offset: i64, now_ms: i64) {
-        if header.producer_id < 0 || header.is_control() {
+    /// from the log by recovery). `marker` is the batch's [`crate::record_batch::marker_kind`].
+    pub(crate) fn record(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<bool>,
+        base_offset: i64,
+        now_ms: i64,
+    ) {
+        if header.producer_id < 0 {
             return;
         }
-        let p = self.producers.entry(header.producer_id).or_default();
+        if header.is_control() {
+            self.end_txn(header, marker, base_offset, now_ms);
+            return;
+        }
+        let producer_id = header.producer_id;
+        if header.is_transactional() {
+            self.ongoing.entry(producer_id).or_insert(base_offset);
+        }
+        let p = self.producers.entry(producer_id).or_default();
         p.last_append_ms = now_ms;
         if header.producer_epoch != p.epoch {
             p.epoch = header.producer_epoch;
             p.batches.clear();
+        }
+        if header.base_sequence < 0 {
+            return;
         }
         if p.batches.len() == BATCHES_KEPT {
             p.batches.pop_front();
@@ -161,11 +237,79 @@ impl ProducerTable {
         });
     }
 
+    /// A marker at `offset`: closes the producer's open transaction (an abort is listed) and
+    /// moves the producer to the marker's epoch.
+    fn end_txn(&mut self, header: &BatchHeader, marker: Option<bool>, offset: i64, now_ms: i64) {
+        let producer_id = header.producer_id;
+        let p = self.producers.entry(producer_id).or_default();
+        p.last_append_ms = now_ms;
+        if header.producer_epoch > p.epoch {
+            p.epoch = header.producer_epoch;
+            p.batches.clear();
+        }
+        let Some(commit) = marker else { return };
+        match self.ongoing.remove(&producer_id) {
+            Some(first_offset) if !commit => {
+                self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset: offset })
+            }
+            Some(_) => {}
+            None => {
+                if let Some(unmatched) = self.unmatched.as_mut() {
+                    unmatched.push((producer_id, commit, offset));
+                }
+            }
+        }
+    }
+
+    /// First offset of the oldest open transaction, if any.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.values().copied().min()
+    }
+
+    /// Aborted transactions overlapping offsets `[from, to)`, oldest first.
+    pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..].iter().filter(|a| a.first_offset < to).copied().collect()
+    }
+
+    /// Open transactions: (producer id, first offset).
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
+        let mut open: Vec<(i64, i64)> = self.ongoing.iter().map(|(p, o)| (*p, *o)).collect();
+        open.sort_by_key(|(_, offset)| *offset);
+        open
+    }
+
+    /// Every known producer: (id, epoch, last sequence, last timestamp ms, open txn start).
+    pub(crate) fn describe(&self) -> Vec<ProducerInfo> {
+        let mut out: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(id, p)| ProducerInfo {
+                producer_id: *id,
+                epoch: p.epoch,
+                last_sequence: p.batches.back().map_or(-1, |b| b.last_seq),
+                last_append_ms: p.last_append_ms,
+                txn_start_offset: self.ongoing.get(id).copied().unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Drops aborted-transaction entries wholly below `log_start`.
+    pub(crate) fn prune_aborted(&mut self, log_start: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start);
+    }
+
     /// Forgets producers that appended nothing for `max_age_ms`, so the table does not grow
     /// with every producer id ever seen. Returns how many were dropped.
     pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, p| {
+        let ongoing = &self.ongoing;
+        self.producers.retain(|id, p| {
+            if ongoing.contains_key(id) {
+                return true;
+            }
             if p.last_append_ms == 0 {
                 // Loaded at start-up: start its clock now.
                 p.last_append_ms = now_ms;
@@ -177,6 +321,16 @@ impl ProducerTable {
 
     /// Replays `later` (state from batches after this table's) on top of this table.
     pub(crate) fn absorb(&mut self, later: ProducerTable) {
+        for (producer_id, commit, last_offset) in later.unmatched.unwrap_or_default() {
+            if let Some(first_offset) = self.ongoing.remove(&producer_id) {
+                if !commit {
+                    self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset });
+                }
+            }
+        }
+        self.ongoing.extend(later.ongoing);
+        self.aborted.extend(later.aborted);
+        self.aborted.sort_by_key(|a| a.last_offset);
         for (id, p) in later.producers {
             let entry = self.producers.entry(id).or_default();
             if entry.epoch != p.epoch {
@@ -211,6 +365,27 @@ impl ProducerTable {
             out.extend_from_slice(&b.base_offset.to_be_bytes());
             out.extend_from_slice(&b.last_offset.to_be_bytes());
         }
+        // Open at `offset`: transactions still open that began below it, and aborted ones
+        // whose marker is at or after it (the scan from `offset` will see that marker).
+        let mut open: Vec<(i64, i64)> =
+            self.ongoing.iter().filter(|(_, f)| **f < offset).map(|(p, f)| (*p, *f)).collect();
+        let spanning = self.aborted.iter().filter(|a| a.first_offset < offset);
+        open.extend(
+            spanning.filter(|a| a.last_offset >= offset).map(|a| (a.producer_id, a.first_offset)),
+        );
+        out.extend_from_slice(&(open.len() as u32).to_be_bytes());
+        for (producer_id, first) in open {
+            out.extend_from_slice(&producer_id.to_be_bytes());
+            out.extend_from_slice(&first.to_be_bytes());
+        }
+        let aborted: Vec<&AbortedTxn> =
+            self.aborted.iter().filter(|a| a.last_offset < offset).collect();
+        out.extend_from_slice(&(aborted.len() as u32).to_be_bytes());
+        for a in aborted {
+            out.extend_from_slice(&a.producer_id.to_be_bytes());
+            out.extend_from_slice(&a.first_offset.to_be_bytes());
+            out.extend_from_slice(&a.last_offset.to_be_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
@@ -224,11 +399,14 @@ impl ProducerTable {
             return None;
         }
         let mut r = Reader(body);
-        if r.u32()? != SNAPSHOT_MAGIC {
+        let magic = r.u32()?;
+        if magic != SNAPSHOT_MAGIC && magic != SNAPSHOT_MAGIC_V1 {
             return None;
         }
         let count = r.u32()? as usize;
-        if r.0.len() != count.checked_mul(ENTRY_BYTES)? {
+        let entries_bytes = count.checked_mul(ENTRY_BYTES)?;
+        let exact = r.0.len() == entries_bytes;
+        if (magic == SNAPSHOT_MAGIC_V1 && !exact) || r.0.len() < entries_bytes {
             return None;
         }
         let mut table = ProducerTable::default();
@@ -247,7 +425,30 @@ impl ProducerTable {
             }
             p.batches.push_back(b);
         }
+        if magic == SNAPSHOT_MAGIC {
+            table.read_transactions(&mut r)?;
+        }
         Some(table)
+    }
+
+    fn read_transactions(&mut self, r: &mut Reader<'_>) -> Option<()> {
+        let open = r.u32()? as usize;
+        if r.0.len() < open.checked_mul(16)? {
+            return None;
+        }
+        for _ in 0..open {
+            let (producer_id, first) = (r.i64()?, r.i64()?);
+            self.ongoing.insert(producer_id, first);
+        }
+        let aborted = r.u32()? as usize;
+        if r.0.len() != aborted.checked_mul(24)? {
+            return None;
+        }
+        for _ in 0..aborted {
+            let (producer_id, first_offset, last_offset) = (r.i64()?, r.i64()?, r.i64()?);
+            self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset });
+        }
+        Some(())
     }
 
     /// Number of producers known.
@@ -305,7 +506,7 @@ mod tests {
     ) -> Result<Verdict, ProducerError> {
         let v = t.check(h)?;
         if v == Verdict::Append {
-            t.record(h, offset, 1_000);
+            t.record(h, None, offset, 1_000);
         }
         Ok(v)
     }
@@ -347,7 +548,7 @@ mod tests {
     fn idle_producers_expire() {
         let mut t = ProducerTable::default();
         append(&mut t, &header(1, 0, 0, 1), 0).unwrap();
-        t.record(&header(2, 0, 0, 1), 1, 5_000);
+        t.record(&header(2, 0, 0, 1), None, 1, 5_000);
         assert_eq!(t.expire(1_000 + PRODUCER_EXPIRATION_MS, PRODUCER_EXPIRATION_MS), 1);
         assert_eq!(t.len(), 1);
         // Producer 1 is forgotten: its old sequence is accepted as a new producer's.
@@ -379,5 +580,60 @@ mod tests {
         assert!(ProducerTable::from_snapshot(&torn).is_none());
         assert!(ProducerTable::from_snapshot(&bytes[..bytes.len() - 1]).is_none());
         assert!(ProducerTable::from_snapshot(&[]).is_none());
+    }
+
+    fn txn_header(producer_id: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+        BatchHeader { attributes: 1 << 4, ..header(producer_id, epoch, seq, records) }
+    }
+
+    fn marker(producer_id: i64, epoch: i16) -> BatchHeader {
+        BatchHeader { attributes: (1 << 4) | (1 << 5), ..header(producer_id, epoch, -1, 1) }
+    }
+
+    #[test]
+    fn transactions_open_close_and_list_aborts() {
+        let mut t = ProducerTable::default();
+        t.record(&txn_header(1, 0, 0, 5), None, 10, 1);
+        t.record(&txn_header(2, 0, 0, 5), None, 15, 1);
+        t.record(&txn_header(1, 0, 5, 5), None, 20, 1);
+        assert_eq!(t.first_unstable_offset(), Some(10));
+        t.record(&marker(1, 0), Some(false), 25, 1);
+        assert_eq!(t.first_unstable_offset(), Some(15));
+        t.record(&marker(2, 0), Some(true), 26, 1);
+        assert_eq!(t.first_unstable_offset(), None);
+        let aborted = AbortedTxn { producer_id: 1, first_offset: 10, last_offset: 25 };
+        assert_eq!(t.aborted_between(0, 100), vec![aborted]);
+        assert_eq!(t.aborted_between(26, 100), vec![]);
+        assert_eq!(t.aborted_between(0, 10), vec![]);
+        // A marker at a newer epoch fences the old one.
+        t.record(&marker(2, 1), Some(false), 27, 1);
+        assert!(t.check(&txn_header(2, 0, 5, 1)).is_err());
+        assert!(t.check_marker(2, 0).is_err());
+        assert!(t.check_marker(2, 1).is_ok());
+    }
+
+    #[test]
+    fn transaction_state_survives_snapshot_and_scan() {
+        let mut t = ProducerTable::default();
+        t.record(&txn_header(1, 0, 0, 5), None, 0, 1);
+        t.record(&txn_header(2, 0, 0, 5), None, 5, 1);
+        t.record(&marker(2, 0), Some(false), 10, 1);
+        let bytes = t.snapshot_below(11);
+        let mut back = ProducerTable::from_snapshot(&bytes).unwrap();
+        assert_eq!(back.first_unstable_offset(), Some(0));
+        assert_eq!(back.aborted_between(0, 100).len(), 1);
+        // The active segment (scanned from 11) aborts producer 1's transaction.
+        let mut scan = ProducerTable::for_scan();
+        scan.record(&marker(1, 0), Some(false), 11, 0);
+        scan.record(&txn_header(3, 0, 0, 1), None, 12, 0);
+        back.absorb(scan);
+        assert_eq!(back.first_unstable_offset(), Some(12));
+        let firsts: Vec<i64> =
+            back.aborted_between(0, 100).iter().map(|a| a.first_offset).collect();
+        assert_eq!(firsts, vec![5, 0]);
+        // A snapshot taken between the first batch and the abort keeps it open.
+        let spanning = t.snapshot_below(7);
+        let back = ProducerTable::from_snapshot(&spanning).unwrap();
+        assert_eq!(back.open_transactions(), vec![(1, 0), (2, 5)]);
     }
 }

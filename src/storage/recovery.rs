@@ -313,7 +313,7 @@ pub(crate) async fn scan(
     gaps: Gaps,
 ) -> Result<Scan, StorageError> {
     let index = SegmentIndex::new(base);
-    let producers = ProducerTable::default();
+    let producers = ProducerTable::for_scan();
     let mut scan = Scan { end: 0, next_offset: base, index, producers, stop: None };
     let mut read_len = SCAN_CHUNK_BYTES;
     while scan.end < file_bytes {
@@ -380,7 +380,8 @@ fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64, gaps: Gap
             return Walk::Stop(e.to_string());
         }
         scan.index.on_batch(&header, scan.end, interval);
-        scan.producers.record(&header, header.base_offset, 0);
+        let marker = record_batch::marker_kind(batch, &header);
+        scan.producers.record(&header, marker, header.base_offset, 0);
         scan.end += total as u64;
         scan.next_offset = header.last_offset() + 1;
         at += total;

@@ -552,6 +552,46 @@ fn idempotent_retries_are_answered_from_the_log_across_rolls_and_restarts() {
     });
 }
 
+#[test]
+fn transaction_state_survives_rolls_and_restarts() {
+    use crate::record_batch::testing::{idempotent_batch, transactional_batch};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        log.append(&transactional_batch(1, 0, 0, 5)).unwrap();
+        // Another producer fills segments: producer 1's transaction spans rolls.
+        for i in 0..40 {
+            log.append(&idempotent_batch(2, 0, i * 5, 5)).unwrap();
+        }
+        let abort = log.append_marker(1, 0, false, 0).unwrap().durable().await.unwrap();
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        let open = log.append(&transactional_batch(3, 0, 0, 5)).unwrap();
+        let open_at = open.base_offset();
+        for i in 40..80 {
+            log.append(&idempotent_batch(2, 0, i * 5, 5)).unwrap();
+        }
+        append_batches(&log, 0, 1).await;
+        assert!(log_files(&dir).iter().filter(|p| p.extension().unwrap() == "log").count() >= 3);
+        assert_eq!(log.last_stable_offset(), open_at);
+        assert!(log.append_marker(3, -1, true, 0).is_err(), "a marker from an older epoch");
+        log.close().await.unwrap();
+
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        let aborted = log.aborted_transactions(0, log.high_watermark());
+        let want = AbortedTxn { producer_id: 1, first_offset: 0, last_offset: abort.base_offset };
+        assert_eq!(aborted, vec![want]);
+        assert_eq!(log.open_transactions(), vec![(3, open_at)]);
+        assert_eq!(log.last_stable_offset(), open_at);
+        log.append_marker(3, 0, true, 0).unwrap().durable().await.unwrap();
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        assert_eq!(log.aborted_transactions(0, log.high_watermark()).len(), 1, "a commit");
+        let control = crate::record_batch::marker_batch(3, 0, true, 0, 0);
+        assert_eq!(log.append(&control).unwrap_err().kafka_error_code(), 87);
+        log.close().await.unwrap();
+    });
+}
+
 /// Reads every record from `from` to the high watermark: (offset, key, value).
 async fn read_records(log: &PartitionLog, from: i64) -> Vec<(i64, Option<Vec<u8>>, bool)> {
     let mut out = Vec::new();
@@ -572,6 +612,46 @@ async fn read_records(log: &PartitionLog, from: i64) -> Vec<(i64, Option<Vec<u8>
         }
     }
     out
+}
+
+#[test]
+fn compaction_drops_aborted_records_and_stops_at_open_transactions() {
+    use crate::record_batch::testing::{keyed_batch, keyed_transactional_batch};
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleanup: CleanupConfig { compact: true, delete: false, ..CleanupConfig::default() },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path().to_path_buf(), config).await.unwrap();
+        let v = "value-value-value-value";
+        log.append(&keyed_batch(&[(Some("k"), Some("committed"))], 1_000)).unwrap();
+        log.append(&keyed_transactional_batch(7, 0, 0, "k", "aborted")).unwrap();
+        log.append_marker(7, 0, false, 0).unwrap();
+        let mut last = None;
+        for i in 0..1000 {
+            let key = format!("filler-{}", i % 10);
+            last = Some(log.append(&keyed_batch(&[(Some(&key), Some(v))], 1_000)).unwrap());
+        }
+        // An open transaction from here on: nothing at or after it may be cleaned.
+        let open = log.append(&keyed_transactional_batch(8, 0, 0, "k", "open")).unwrap();
+        for i in 0..400 {
+            let key = format!("filler-{}", i % 10);
+            last = Some(log.append(&keyed_batch(&[(Some(&key), Some(v))], 1_000)).unwrap());
+        }
+        last.unwrap().durable().await.unwrap();
+        let logs = log_files(dir.path()).iter().filter(|p| p.extension().unwrap() == "log").count();
+        assert!(logs >= 4, "several closed segments");
+        // Markers carry the broker's clock.
+        log.compact(now_ms() + 1_000).await.unwrap();
+        let records = read_records(&log, 0).await;
+        assert!(records.iter().any(|r| r.0 == 0), "the committed value of k stays");
+        assert!(!records.iter().any(|r| r.0 == 1), "the aborted value of k is gone");
+        assert!(records.iter().any(|r| r.0 == open.base_offset()), "the open value stays");
+        let after_open = records.iter().filter(|r| r.0 > open.base_offset()).count();
+        assert_eq!(after_open, 400, "nothing at or after the last stable offset was cleaned");
+        log.close().await.unwrap();
+    });
 }
 
 #[test]

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 
 use super::str_bytes;
 use crate::config::limits;
@@ -37,6 +39,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = req.min_bytes.max(0) as usize;
     let (topics, wanted) = resolve(shard, &req, version);
+    let read_committed = req.isolation_level == 1;
     let mut outcomes = read_all(shard, &wanted).await;
     loop {
         let bytes: usize = outcomes.iter().map(|o| o.records.len()).sum();
@@ -53,7 +56,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
         }
     }
     trim_to_budget(&mut outcomes, req.max_bytes.max(0) as usize);
-    respond(topics, wanted, outcomes, version)
+    respond(topics, wanted, outcomes, version, read_committed)
 }
 
 fn resolve(
@@ -84,6 +87,7 @@ fn resolve(
                         partition: PartitionRef { topic: topic.clone(), partition: p.partition },
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        read_committed: req.isolation_level == 1,
                     },
                 )),
                 (Some(_), None) => Err(E::UnknownTopicOrPartition.code()),
@@ -188,14 +192,31 @@ fn respond(
     wanted: Vec<Wanted>,
     outcomes: Vec<FetchOutcome>,
     version: i16,
+    read_committed: bool,
 ) -> FetchResponse {
     for (w, outcome) in wanted.into_iter().zip(outcomes) {
+        let aborted = outcome.aborted.map(|list| {
+            list.into_iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        });
+        let failed = outcome.error_code != 0;
+        let lso = if failed { -1 } else { outcome.last_stable_offset };
         let data = PartitionData::default()
             .with_partition_index(w.partition)
             .with_error_code(outcome.error_code)
             .with_high_watermark(outcome.high_watermark)
-            .with_last_stable_offset(outcome.high_watermark)
+            .with_last_stable_offset(lso)
             .with_log_start_offset(outcome.log_start_offset)
+            .with_aborted_transactions(if read_committed {
+                Some(aborted.unwrap_or_default())
+            } else {
+                None
+            })
             .with_records(Some(outcome.records));
         if let Some(topic) = topics.get_mut(w.topic) {
             topic.partitions.push(data);

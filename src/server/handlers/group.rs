@@ -106,7 +106,8 @@ fn find_coordinator(
             let error = match req.key_type {
                 KEY_TYPE_GROUP if !valid_group_id(&key) => Some(E::InvalidRequest),
                 KEY_TYPE_GROUP => locate(shard, &key).err(),
-                KEY_TYPE_TRANSACTION => Some(E::CoordinatorNotAvailable),
+                KEY_TYPE_TRANSACTION if !crate::txn::valid_id(&key) => Some(E::InvalidRequest),
+                KEY_TYPE_TRANSACTION => super::txn::locate(shard, &key).err(),
                 _ => Some(E::InvalidRequest),
             };
             let found = Coordinator::default().with_key(key);

@@ -33,7 +33,9 @@ pub async fn handle(
                 Some(owner) => {
                     let partition =
                         PartitionRef { topic: name.clone(), partition: p.partition_index };
-                    queries.push((owner, OffsetQuery { partition, timestamp: p.timestamp }));
+                    let read_committed = req.isolation_level == 1;
+                    let query = OffsetQuery { partition, timestamp: p.timestamp, read_committed };
+                    queries.push((owner, query));
                     parts.push((p.partition_index, None));
                 }
                 None => {

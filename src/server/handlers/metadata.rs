@@ -113,6 +113,8 @@ fn describe(topic: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&topic.name))))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name == crate::group::OFFSETS_TOPIC)
+        .with_is_internal(
+            topic.name == crate::group::OFFSETS_TOPIC || topic.name == crate::txn::TXN_TOPIC,
+        )
         .with_partitions(partitions)
 }

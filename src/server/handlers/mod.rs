@@ -13,6 +13,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer;
+pub(crate) mod txn;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -50,6 +51,16 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
     ApiRange { key: ApiKey::InitProducerId, min: 0, max: 5 },
+    // v4+ is the broker-to-broker batched form (KAFKA-15757: not for clients).
+    ApiRange { key: ApiKey::AddPartitionsToTxn, min: 0, max: 3 },
+    ApiRange { key: ApiKey::AddOffsetsToTxn, min: 0, max: 4 },
+    // v5 is transactions v2 (KIP-890 part 2, per-transaction epoch bumps): not implemented.
+    ApiRange { key: ApiKey::EndTxn, min: 0, max: 4 },
+    ApiRange { key: ApiKey::TxnOffsetCommit, min: 0, max: 4 },
+    ApiRange { key: ApiKey::DescribeProducers, min: 0, max: 0 },
+    ApiRange { key: ApiKey::DescribeTransactions, min: 0, max: 0 },
+    // v2 adds a transactional id pattern: not implemented.
+    ApiRange { key: ApiKey::ListTransactions, min: 0, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -134,7 +145,10 @@ async fn handle(
             configs::incremental_alter_configs(shard, req).await,
         ),
         // parse_request only lets through what APIS lists; a test checks each has a handler.
-        other => return group::handle(shard, other, version).await,
+        other => match group::handle(shard, other, version).await {
+            Ok(response) => response,
+            Err(other) => return txn::handle(shard, other, version).await,
+        },
     })
 }
 

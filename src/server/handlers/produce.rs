@@ -4,6 +4,7 @@
 //! shards are sent, in order, before [`start`] returns. The connection awaits [`start`] before
 //! reading its next request, so pipelined produce requests append in the order they were sent.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -14,8 +15,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 
 use super::{str_bytes, Reply};
 use crate::protocol::ResponseError as E;
+use crate::record_batch::BatchHeader;
 use crate::server::mesh::{PartitionRef, ProduceOutcome, ShardMsg};
 use crate::server::shard::{LocalAppend, LocalFuture, Shard};
+use crate::txn::api::{TxnOp, TxnReply};
 
 /// Where one partition's outcome comes from.
 enum Slot {
@@ -42,6 +45,7 @@ fn refused(error: E, message: &str) -> ProduceOutcome {
 /// response. See the module docs for the ordering guarantee.
 pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply> {
     let acks = req.acks;
+    let verdicts = verify_transactional(shard, &req).await;
     let meta = shard.meta();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
     let mut remote: Vec<Vec<(PartitionRef, Bytes)>> =
@@ -50,8 +54,12 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
         let name: &str = &topic.name.0;
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for p in &topic.partition_data {
+            let verdict = verdicts.get(&(name.to_owned(), p.index)).copied().unwrap_or(0);
             let slot = if !matches!(acks, -1..=1) {
                 Slot::Done(refused(E::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
+            } else if verdict != 0 {
+                let error = E::try_from_code(verdict).unwrap_or(E::InvalidTxnState);
+                Slot::Done(refused(error, "transactional batch refused by its coordinator"))
             } else if let Some(owner) = meta.shard_of(name, p.index) {
                 let records = p.records.clone().unwrap_or_default();
                 if owner == shard.id {
@@ -104,6 +112,50 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
         let response = ProduceResponse::default().with_responses(topics);
         Reply::Response(Box::new(ResponseKind::Produce(response)))
     })
+}
+
+/// For a transactional produce, asks the transaction coordinator whether each partition is
+/// in the producer's ongoing transaction (and the epoch current): partition → error code.
+/// Kafka 3.6+ verifies the same way (KIP-890 part 1), so a zombie or a late batch cannot
+/// open a transaction nobody will end.
+async fn verify_transactional(
+    shard: &Rc<Shard>,
+    req: &ProduceRequest,
+) -> HashMap<(String, i32), i16> {
+    let mut verdicts = HashMap::new();
+    let mut producer = None;
+    let mut partitions = Vec::new();
+    for topic in &req.topic_data {
+        for p in &topic.partition_data {
+            let records = p.records.as_deref().unwrap_or_default();
+            let Ok(header) = BatchHeader::parse(records) else { continue };
+            if !header.is_transactional() {
+                continue;
+            }
+            let key = (topic.name.0.to_string(), p.index);
+            let this = (header.producer_id, header.producer_epoch);
+            if req.transactional_id.is_none() {
+                // A transaction nobody coordinates would never end.
+                verdicts.insert(key, E::InvalidRecord.code());
+            } else if *producer.get_or_insert(this) != this {
+                verdicts.insert(key, E::InvalidProducerIdMapping.code());
+            } else {
+                partitions.push(key);
+            }
+        }
+    }
+    let (Some(id), Some((producer_id, epoch))) = (req.transactional_id.as_ref(), producer) else {
+        return verdicts;
+    };
+    let op =
+        TxnOp::Verify { id: id.0.to_string(), producer_id, epoch, partitions: partitions.clone() };
+    let codes = match super::txn::route(shard, &id.0, op).await {
+        Ok(TxnReply::Codes(codes)) => codes,
+        Ok(_) => vec![E::UnknownServerError.code(); partitions.len()],
+        Err(e) => vec![e.code(); partitions.len()],
+    };
+    verdicts.extend(partitions.into_iter().zip(codes));
+    verdicts
 }
 
 /// Whether to drop this request's response (see `BrokerConfig::fault_drop_produce_every`).

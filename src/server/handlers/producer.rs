@@ -2,9 +2,9 @@
 //!
 //! A producer without a transactional id gets a fresh id and epoch 0 every time it asks, as
 //! from Kafka (the id and epoch a v3+ request carries matter only to transactional
-//! producers). Sequence checking happens in the partition logs (`storage`). Transactional ids
-//! need the transaction coordinator, which Strata does not have yet: they get
-//! COORDINATOR_NOT_AVAILABLE, as FindCoordinator answers for transactions.
+//! producers). Sequence checking happens in the partition logs (`storage`). A transactional
+//! id goes to its transaction coordinator (`server::txn`), which bumps the epoch, aborting
+//! any transaction the previous producer left open (fencing it).
 
 use std::rc::Rc;
 
@@ -28,8 +28,14 @@ pub async fn init_producer_id(
         return refused(E::InvalidRequest);
     }
     if let Some(id) = &req.transactional_id {
-        tracing::warn!(transactional_id = %id.0, "InitProducerId: transactions are not supported");
-        return refused(E::CoordinatorNotAvailable);
+        let (producer_id, epoch) = (req.producer_id.0, req.producer_epoch);
+        let timeout = req.transaction_timeout_ms;
+        return match super::txn::init_producer_id(shard, id, timeout, producer_id, epoch).await {
+            Ok((id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
+            Err(e) => refused(e),
+        };
     }
     match shard.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()

@@ -1,0 +1,468 @@
+//! Transaction APIs: route each request to the shard coordinating its transactional id
+//! (the owner of its `__transaction_state` partition, see `server::txn`), validating what
+//! needs cluster metadata here. DescribeProducers goes to the partitions' shards;
+//! ListTransactions asks every shard.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+
+use super::str_bytes;
+use crate::group::api::{GroupOp, GroupReply, GroupRequest};
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::{PartitionRef, ShardMsg};
+use crate::server::router::{scatter, Buckets};
+use crate::server::shard::Shard;
+use crate::txn::api::{TxnOp, TxnReply, TxnRequest};
+use crate::txn::state::TxnMeta;
+use crate::txn::{partition_for, valid_id, TXN_TIMEOUT_MS_MAX, TXN_TOPIC};
+
+/// Runs the transaction APIs; gives back any other request.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    body: RequestKind,
+    _version: i16,
+) -> Result<ResponseKind, RequestKind> {
+    Ok(match body {
+        RequestKind::AddPartitionsToTxn(req) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions(shard, req).await)
+        }
+        RequestKind::AddOffsetsToTxn(req) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets(shard, req).await)
+        }
+        RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn(shard, req).await),
+        RequestKind::TxnOffsetCommit(req) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit(shard, req).await)
+        }
+        RequestKind::DescribeProducers(req) => {
+            ResponseKind::DescribeProducers(describe_producers(shard, req).await)
+        }
+        RequestKind::DescribeTransactions(req) => {
+            ResponseKind::DescribeTransactions(describe_transactions(shard, req).await)
+        }
+        RequestKind::ListTransactions(req) => {
+            ResponseKind::ListTransactions(list_transactions(shard, req).await)
+        }
+        other => return Err(other),
+    })
+}
+
+/// The `__transaction_state` partition of a transactional id and the shard owning it.
+pub fn locate(shard: &Shard, id: &str) -> Result<(i32, usize), E> {
+    let meta = shard.meta();
+    let topic = meta.topics.get(TXN_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
+    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    let partition = partition_for(id, count);
+    let owner = meta.shard_of(TXN_TOPIC, partition).ok_or(E::CoordinatorNotAvailable)?;
+    Ok((partition, owner))
+}
+
+/// Runs `op` on the shard coordinating `id`.
+pub async fn route(shard: &Rc<Shard>, id: &str, op: TxnOp) -> Result<TxnReply, E> {
+    if !valid_id(id) {
+        return Err(E::InvalidRequest);
+    }
+    let (partition, owner) = locate(shard, id)?;
+    run_on(shard, owner, TxnRequest { partition, op }).await
+}
+
+async fn run_on(shard: &Rc<Shard>, owner: usize, request: TxnRequest) -> Result<TxnReply, E> {
+    if owner == shard.id {
+        return Ok(shard.txns.handle(shard, request).await);
+    }
+    let (reply, answer) = oneshot::channel();
+    if !shard.send(owner, ShardMsg::Txn { request: Box::new(request), reply }).await {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    answer.await.map_err(|_| E::CoordinatorNotAvailable)
+}
+
+fn code_of(reply: Result<TxnReply, E>) -> i16 {
+    match reply {
+        Ok(TxnReply::Code(code)) => code,
+        Ok(_) => E::UnknownServerError.code(),
+        Err(e) => e.code(),
+    }
+}
+
+/// InitProducerId with a transactional id (called by the InitProducerId handler).
+pub async fn init_producer_id(
+    shard: &Rc<Shard>,
+    id: &str,
+    timeout_ms: i32,
+    producer_id: i64,
+    epoch: i16,
+) -> Result<(i64, i16), E> {
+    if !(1..=TXN_TIMEOUT_MS_MAX).contains(&timeout_ms) {
+        return Err(E::InvalidTransactionTimeout);
+    }
+    let op = TxnOp::InitProducerId { id: id.to_owned(), timeout_ms, producer_id, epoch };
+    match route(shard, id, op).await? {
+        TxnReply::Producer(Ok(found)) => Ok(found),
+        TxnReply::Producer(Err(code)) => {
+            Err(E::try_from_code(code).unwrap_or(E::UnknownServerError))
+        }
+        _ => Err(E::UnknownServerError),
+    }
+}
+
+/// AddPartitionsToTxn v0-3 (one transaction). Unknown partitions fail with
+/// UNKNOWN_TOPIC_OR_PARTITION and the rest with OPERATION_NOT_ATTEMPTED, as in Kafka.
+async fn add_partitions(
+    shard: &Rc<Shard>,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let meta = shard.meta();
+    let mut wanted = Vec::new();
+    let mut unknown = false;
+    for t in &req.v3_and_below_topics {
+        for p in &t.partitions {
+            unknown |= meta.shard_of(&t.name, *p).is_none();
+            wanted.push((t.name.0.to_string(), *p));
+        }
+    }
+    let id = req.v3_and_below_transactional_id.0.to_string();
+    let shared_code = if unknown {
+        E::OperationNotAttempted.code()
+    } else if wanted.is_empty() {
+        0
+    } else {
+        let producer_id = req.v3_and_below_producer_id.0;
+        let epoch = req.v3_and_below_producer_epoch;
+        let op = TxnOp::AddPartitions { id: id.clone(), producer_id, epoch, partitions: wanted };
+        code_of(route(shard, &id, op).await)
+    };
+    let results = req
+        .v3_and_below_topics
+        .iter()
+        .map(|t| {
+            let results = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let missing = meta.shard_of(&t.name, *p).is_none();
+                    let code =
+                        if missing { E::UnknownTopicOrPartition.code() } else { shared_code };
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(code)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(results)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+/// AddOffsetsToTxn: adds the group's `__consumer_offsets` partition to the transaction.
+async fn add_offsets(shard: &Rc<Shard>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let respond = |code: i16| AddOffsetsToTxnResponse::default().with_error_code(code);
+    let group = req.group_id.0.to_string();
+    if group.is_empty() || group.len() > crate::group::GROUP_ID_BYTES_MAX {
+        return respond(E::InvalidGroupId.code());
+    }
+    let meta = shard.meta();
+    let Some(offsets) = meta.topics.get(crate::group::OFFSETS_TOPIC) else {
+        return respond(E::CoordinatorNotAvailable.code());
+    };
+    let count = offsets.partitions.len() as i32;
+    if count == 0 {
+        return respond(E::CoordinatorNotAvailable.code());
+    }
+    let partition = crate::group::partition_for(&group, count);
+    let id = req.transactional_id.0.to_string();
+    let partitions = vec![(crate::group::OFFSETS_TOPIC.to_owned(), partition)];
+    let op = TxnOp::AddPartitions {
+        id: id.clone(),
+        producer_id: req.producer_id.0,
+        epoch: req.producer_epoch,
+        partitions,
+    };
+    respond(code_of(route(shard, &id, op).await))
+}
+
+async fn end_txn(shard: &Rc<Shard>, req: EndTxnRequest) -> EndTxnResponse {
+    let id = req.transactional_id.0.to_string();
+    let op = TxnOp::End {
+        id: id.clone(),
+        producer_id: req.producer_id.0,
+        epoch: req.producer_epoch,
+        commit: req.committed,
+    };
+    EndTxnResponse::default()
+        .with_error_code(code_of(route(shard, &id, op).await))
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+}
+
+/// TxnOffsetCommit: goes to the group's coordinator, which holds the offsets until the
+/// transaction's marker reaches the group's `__consumer_offsets` partition.
+async fn txn_offset_commit(
+    shard: &Rc<Shard>,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let meta = shard.meta();
+    let mut codes: HashMap<(String, i32), i16> = HashMap::new();
+    let mut forwarded = req.clone();
+    for topic in forwarded.topics.iter_mut() {
+        topic.partitions.retain(|p| {
+            let known = meta.shard_of(&topic.name, p.partition_index).is_some();
+            if !known {
+                let key = (topic.name.0.to_string(), p.partition_index);
+                codes.insert(key, E::UnknownTopicOrPartition.code());
+            }
+            known
+        });
+    }
+    forwarded.topics.retain(|t| !t.partitions.is_empty());
+    let group = req.group_id.0.to_string();
+    let valid_group = !group.is_empty() && group.len() <= crate::group::GROUP_ID_BYTES_MAX;
+    let outcome = if !valid_group {
+        Err(E::InvalidGroupId)
+    } else if !valid_id(&req.transactional_id) {
+        Err(E::InvalidRequest)
+    } else if forwarded.topics.is_empty() {
+        Ok(TxnOffsetCommitResponse::default())
+    } else {
+        route_group(shard, &group, GroupOp::TxnCommit { req: forwarded }).await
+    };
+    let fallback = match &outcome {
+        Ok(_) => E::UnknownServerError.code(),
+        Err(e) => e.code(),
+    };
+    for t in outcome.into_iter().flat_map(|r| r.topics) {
+        for p in t.partitions {
+            codes.insert((t.name.0.to_string(), p.partition_index), p.error_code);
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let key = (t.name.0.to_string(), p.partition_index);
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(codes.get(&key).copied().unwrap_or(fallback))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+async fn route_group(
+    shard: &Rc<Shard>,
+    group: &str,
+    op: GroupOp,
+) -> Result<TxnOffsetCommitResponse, E> {
+    let meta = shard.meta();
+    let topic = meta.topics.get(crate::group::OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
+    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    let partition = crate::group::partition_for(group, count);
+    let owner =
+        meta.shard_of(crate::group::OFFSETS_TOPIC, partition).ok_or(E::CoordinatorNotAvailable)?;
+    let request = GroupRequest { partition, op };
+    let reply = if owner == shard.id {
+        shard.groups.handle(request).await
+    } else {
+        let (reply, answer) = oneshot::channel();
+        if !shard.send(owner, ShardMsg::Group { request: Box::new(request), reply }).await {
+            return Err(E::CoordinatorNotAvailable);
+        }
+        answer.await.map_err(|_| E::CoordinatorNotAvailable)?
+    };
+    match reply {
+        GroupReply::TxnCommit(r) => Ok(r),
+        _ => Err(E::UnknownServerError),
+    }
+}
+
+async fn describe_producers(
+    shard: &Rc<Shard>,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    use kafka_protocol::messages::describe_producers_response::{
+        PartitionResponse, ProducerState, TopicResponse,
+    };
+    let meta = shard.meta();
+    let mut queries = Vec::new();
+    for t in &req.topics {
+        for p in &t.partition_indexes {
+            if let Some(owner) = meta.shard_of(&t.name, *p) {
+                queries
+                    .push((owner, PartitionRef { topic: t.name.0.as_str().into(), partition: *p }));
+            }
+        }
+    }
+    let answers = scatter(
+        shard,
+        Buckets::new(shard.count, queries),
+        |s, p| Box::pin(async move { s.producers_local(&p) }),
+        |items, reply| ShardMsg::DescribeProducers { items, reply },
+        || Err(E::NotLeaderOrFollower.code()),
+    )
+    .await;
+    let mut answers = answers.into_iter();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|p| {
+                    let found = if meta.shard_of(&t.name, *p).is_some() {
+                        answers.next().unwrap_or(Err(E::UnknownServerError.code()))
+                    } else {
+                        Err(E::UnknownTopicOrPartition.code())
+                    };
+                    let base = PartitionResponse::default().with_partition_index(*p);
+                    match found {
+                        Err(code) => base.with_error_code(code),
+                        Ok(producers) => base.with_active_producers(
+                            producers
+                                .into_iter()
+                                .map(|p| {
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(p.producer_id))
+                                        .with_producer_epoch(i32::from(p.epoch))
+                                        .with_last_sequence(p.last_sequence)
+                                        .with_last_timestamp(if p.last_append_ms > 0 {
+                                            p.last_append_ms
+                                        } else {
+                                            -1
+                                        })
+                                        .with_coordinator_epoch(-1)
+                                        .with_current_txn_start_offset(p.txn_start_offset)
+                                })
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect();
+            TopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
+
+fn describe_one(
+    id: &TransactionalId,
+    meta: TxnMeta,
+) -> describe_transactions_response::TransactionState {
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    let mut topics: Vec<TopicData> = Vec::new();
+    for (topic, partition) in &meta.partitions {
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(*partition),
+            _ => topics.push(
+                TopicData::default()
+                    .with_topic(TopicName(str_bytes(topic)))
+                    .with_partitions(vec![*partition]),
+            ),
+        }
+    }
+    TransactionState::default()
+        .with_transactional_id(id.clone())
+        .with_transaction_state(str_bytes(meta.state.name()))
+        .with_transaction_timeout_ms(meta.timeout_ms)
+        .with_transaction_start_time_ms(meta.start_ms)
+        .with_producer_id(ProducerId(meta.producer_id))
+        .with_producer_epoch(meta.epoch)
+        .with_topics(topics)
+}
+
+async fn describe_transactions(
+    shard: &Rc<Shard>,
+    req: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    use kafka_protocol::messages::describe_transactions_response::TransactionState;
+    let mut states = Vec::with_capacity(req.transactional_ids.len());
+    for id in &req.transactional_ids {
+        let failed = |code: i16| {
+            TransactionState::default()
+                .with_transactional_id(id.clone())
+                .with_error_code(code)
+                .with_transaction_state(str_bytes(""))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_timeout_ms(-1)
+                .with_transaction_start_time_ms(-1)
+        };
+        let op = TxnOp::Describe { id: id.0.to_string() };
+        states.push(match route(shard, &id.0, op).await {
+            Ok(TxnReply::Describe(Ok(meta))) => describe_one(id, meta),
+            Ok(TxnReply::Describe(Err(code))) => failed(code),
+            Ok(_) => failed(E::UnknownServerError.code()),
+            Err(E::InvalidRequest) => failed(E::TransactionalIdNotFound.code()),
+            Err(e) => failed(e.code()),
+        });
+    }
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// Kafka's state names, for ListTransactions filters.
+const STATE_NAMES: &[&str] =
+    &["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort"];
+
+async fn list_transactions(
+    shard: &Rc<Shard>,
+    req: ListTransactionsRequest,
+) -> ListTransactionsResponse {
+    use kafka_protocol::messages::list_transactions_response::TransactionState;
+    let unknown: Vec<_> =
+        req.state_filters.iter().filter(|s| !STATE_NAMES.contains(&s.as_str())).cloned().collect();
+    let now = crate::storage::now_ms();
+    let wanted = |meta: &TxnMeta| {
+        let state_ok = req.state_filters.is_empty()
+            || req.state_filters.iter().any(|s| s.as_str() == meta.state.name());
+        let producer_ok = req.producer_id_filters.is_empty()
+            || req.producer_id_filters.iter().any(|p| p.0 == meta.producer_id);
+        let duration_ok = req.duration_filter < 0
+            || (meta.start_ms >= 0 && now - meta.start_ms >= req.duration_filter);
+        state_ok && producer_ok && duration_ok
+    };
+    let mut error = 0;
+    let mut states = Vec::new();
+    for owner in 0..shard.count {
+        match run_on(shard, owner, TxnRequest { partition: -1, op: TxnOp::List }).await {
+            Ok(TxnReply::List(found)) => {
+                states.extend(found.into_iter().filter(|(_, m)| wanted(m)).map(|(id, m)| {
+                    TransactionState::default()
+                        .with_transactional_id(TransactionalId(str_bytes(&id)))
+                        .with_producer_id(ProducerId(m.producer_id))
+                        .with_transaction_state(str_bytes(m.state.name()))
+                }))
+            }
+            Ok(_) => error = E::UnknownServerError.code(),
+            Err(e) => error = e.code(),
+        }
+    }
+    ListTransactionsResponse::default()
+        .with_error_code(error)
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(states)
+}

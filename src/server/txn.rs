@@ -1,0 +1,477 @@
+//! The transaction coordinator of one shard.
+//!
+//! A [`TxnCoordinator`] lives on ONE shard (`Rc`). It owns the partitions of
+//! `__transaction_state` that this shard owns and coordinates exactly the transactional ids
+//! that hash to them (as groups do with `__consumer_offsets`). Every change of an id's
+//! metadata is appended to its partition and applied in memory only once durable; at
+//! start-up each partition is replayed ([`TxnCoordinator::add_partition`]), and until that
+//! finished its ids answer COORDINATOR_LOAD_IN_PROGRESS.
+//!
+//! Ending a transaction: PrepareCommit/PrepareAbort is made durable (the decision), then a
+//! marker is written to every partition of the transaction over the shard mesh
+//! ([`Shard::write_marker_local`]), then CompleteCommit/CompleteAbort. A marker that could
+//! not be written leaves the id in Prepare*, and [`TxnCoordinator::run_periodic`] retries it;
+//! that task also finishes Prepare* states found by the replay after a crash and aborts
+//! Ongoing transactions older than their timeout (bumping the epoch, which fences the
+//! producer). Mutations of one transactional id are serialised by that id's lock, held
+//! across its marker writes (markers never need a coordinator lock, so this cannot
+//! deadlock); different ids proceed concurrently.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use glommio::sync::Semaphore;
+
+use super::mesh::{PartitionRef, ShardMsg};
+use super::shard::Shard;
+use crate::protocol::ResponseError as E;
+use crate::record_batch::Batches;
+use crate::storage::PartitionLog;
+use crate::txn::api::{TxnOp, TxnReply, TxnRequest};
+use crate::txn::state::{TxnMeta, TxnState};
+use crate::txn::{records, TXN_CHECK_INTERVAL_MS};
+
+/// Bytes read per step of the replay.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+struct TxnPartition {
+    log: PartitionLog,
+    loaded: bool,
+}
+
+struct Entry {
+    meta: TxnMeta,
+    partition: i32,
+}
+
+/// The transactional ids of one shard. See the module docs.
+pub struct TxnCoordinator {
+    partitions: RefCell<HashMap<i32, TxnPartition>>,
+    txns: RefCell<HashMap<String, Entry>>,
+    /// One lock per transactional id (kept while the id is known).
+    locks: RefCell<HashMap<String, Rc<Semaphore>>>,
+}
+
+fn now_ms() -> i64 {
+    crate::storage::now_ms()
+}
+
+impl TxnCoordinator {
+    /// A coordinator with no partitions yet.
+    pub fn new() -> Rc<TxnCoordinator> {
+        Rc::new(TxnCoordinator {
+            partitions: RefCell::new(HashMap::new()),
+            txns: RefCell::new(HashMap::new()),
+            locks: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn ready_log(&self, partition: i32) -> Result<PartitionLog, E> {
+        match self.partitions.borrow().get(&partition) {
+            None => Err(E::NotCoordinator),
+            Some(p) if !p.loaded => Err(E::CoordinatorLoadInProgress),
+            Some(p) => Ok(p.log.clone()),
+        }
+    }
+
+    fn lock_of(&self, id: &str) -> Rc<Semaphore> {
+        let mut locks = self.locks.borrow_mut();
+        locks.entry(id.to_owned()).or_insert_with(|| Rc::new(Semaphore::new(1))).clone()
+    }
+
+    fn meta(&self, id: &str) -> Option<TxnMeta> {
+        self.txns.borrow().get(id).map(|e| e.meta.clone())
+    }
+
+    /// Handles one request for an id this shard coordinates.
+    pub async fn handle(&self, shard: &Rc<Shard>, request: TxnRequest) -> TxnReply {
+        let partition = request.partition;
+        match request.op {
+            TxnOp::Verify { id, producer_id, epoch, partitions } => {
+                TxnReply::Codes(self.verify(partition, &id, producer_id, epoch, &partitions))
+            }
+            TxnOp::Describe { id } => TxnReply::Describe(self.describe(partition, &id)),
+            TxnOp::List => TxnReply::List(self.list()),
+            op => {
+                let id = match &op {
+                    TxnOp::InitProducerId { id, .. }
+                    | TxnOp::AddPartitions { id, .. }
+                    | TxnOp::End { id, .. } => id.clone(),
+                    _ => String::new(),
+                };
+                let lock = self.lock_of(&id);
+                let Ok(_guard) = lock.acquire_permit(1).await else {
+                    return TxnReply::Code(E::CoordinatorNotAvailable.code());
+                };
+                self.mutate(shard, partition, op).await
+            }
+        }
+    }
+
+    async fn mutate(&self, shard: &Rc<Shard>, partition: i32, op: TxnOp) -> TxnReply {
+        match op {
+            TxnOp::InitProducerId { id, timeout_ms, producer_id, epoch } => {
+                let asked = (producer_id, epoch);
+                let result = self.init_producer(shard, partition, &id, timeout_ms, asked).await;
+                TxnReply::Producer(result.map_err(|e| e.code()))
+            }
+            TxnOp::AddPartitions { id, producer_id, epoch, partitions } => {
+                let added = self.add_partitions(partition, &id, producer_id, epoch, &partitions);
+                TxnReply::Code(added.await.err().map_or(0, |e| e.code()))
+            }
+            TxnOp::End { id, producer_id, epoch, commit } => {
+                let ended = self.end_txn(shard, partition, &id, producer_id, epoch, commit);
+                TxnReply::Code(ended.await.err().map_or(0, |e| e.code()))
+            }
+            TxnOp::Verify { .. } | TxnOp::Describe { .. } | TxnOp::List => {
+                TxnReply::Code(E::UnknownServerError.code())
+            }
+        }
+    }
+
+    /// Appends `meta` for `id` to `partition` and, once durable, adopts it in memory.
+    async fn persist(&self, partition: i32, id: &str, meta: TxnMeta) -> Result<(), E> {
+        let log = self.ready_log(partition)?;
+        let batch = records::encode_batch(id, &meta, now_ms()).map_err(|e| {
+            tracing::error!(transactional_id = id, "encoding transaction state failed: {e}");
+            E::UnknownServerError
+        })?;
+        let written = match log.append(&batch) {
+            Ok(pending) => pending.durable().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::error!(transactional_id = id, "persisting transaction state failed: {e}");
+            return Err(E::CoordinatorNotAvailable);
+        }
+        self.txns.borrow_mut().insert(id.to_owned(), Entry { meta, partition });
+        Ok(())
+    }
+
+    async fn init_producer(
+        &self,
+        shard: &Rc<Shard>,
+        partition: i32,
+        id: &str,
+        timeout_ms: i32,
+        (producer_id, epoch): (i64, i16),
+    ) -> Result<(i64, i16), E> {
+        self.ready_log(partition)?;
+        let Some(mut meta) = self.meta(id) else {
+            let new_id = shard.allocate_producer_id().await.map_err(|e| {
+                tracing::error!("InitProducerId: {e}");
+                E::CoordinatorNotAvailable
+            })?;
+            let meta = TxnMeta::new(new_id, timeout_ms, now_ms());
+            self.persist(partition, id, meta).await?;
+            return Ok((new_id, 0));
+        };
+        if producer_id >= 0 && !meta.may_reinit(producer_id, epoch) {
+            return Err(E::ProducerFenced);
+        }
+        if meta.state.is_prepare() {
+            meta = self.finish(shard, partition, id, meta).await?;
+        }
+        if meta.state == TxnState::Ongoing {
+            // Fence the previous producer: abort its transaction at a newer epoch.
+            let mut prepared = meta.prepare(false, now_ms());
+            prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
+            self.persist(partition, id, prepared.clone()).await?;
+            meta = self.finish(shard, partition, id, prepared).await?;
+        }
+        let mut next = meta.clone();
+        match meta.next_epoch() {
+            Some(epoch) => next.epoch = epoch,
+            None => {
+                next.producer_id = shard.allocate_producer_id().await.map_err(|e| {
+                    tracing::error!("InitProducerId: {e}");
+                    E::CoordinatorNotAvailable
+                })?;
+                next.epoch = 0;
+            }
+        }
+        next.timeout_ms = timeout_ms;
+        next.state = TxnState::Empty;
+        next.partitions.clear();
+        next.start_ms = -1;
+        next.update_ms = now_ms();
+        next.last_epoch = -1;
+        let answer = (next.producer_id, next.epoch);
+        self.persist(partition, id, next).await?;
+        Ok(answer)
+    }
+
+    async fn add_partitions(
+        &self,
+        partition: i32,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), E> {
+        self.ready_log(partition)?;
+        let meta = self.meta(id).ok_or(E::InvalidProducerIdMapping)?;
+        meta.check_producer(producer_id, epoch)?;
+        match meta.add_partitions(partitions, now_ms())? {
+            Some(next) => self.persist(partition, id, next).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn end_txn(
+        &self,
+        shard: &Rc<Shard>,
+        partition: i32,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), E> {
+        self.ready_log(partition)?;
+        let meta = self.meta(id).ok_or(E::InvalidProducerIdMapping)?;
+        let timed_out = meta.last_epoch >= 0 && epoch == meta.last_epoch;
+        if timed_out && producer_id == meta.producer_id && !commit && !meta.state.is_prepare() {
+            // Its transaction was already aborted for it (the timeout).
+            return Ok(());
+        }
+        meta.check_producer(producer_id, epoch)?;
+        let Some(prepared) = meta.end(commit, now_ms())? else {
+            return Ok(());
+        };
+        self.persist(partition, id, prepared.clone()).await?;
+        // The decision is durable: a marker failure is retried by `run_periodic`, and the
+        // client's next operation waits for it (CONCURRENT_TRANSACTIONS).
+        if let Err(e) = self.finish(shard, partition, id, prepared).await {
+            tracing::warn!(transactional_id = id, "markers not all written yet: {e:?}");
+        }
+        Ok(())
+    }
+
+    /// Writes the markers of a Prepare* `meta` and records its completion. Returns the
+    /// completed metadata, or CONCURRENT_TRANSACTIONS when some marker is still missing.
+    async fn finish(
+        &self,
+        shard: &Rc<Shard>,
+        partition: i32,
+        id: &str,
+        meta: TxnMeta,
+    ) -> Result<TxnMeta, E> {
+        debug_assert!(meta.state.is_prepare());
+        let commit = meta.state == TxnState::PrepareCommit;
+        if !write_markers(shard, &meta, commit).await {
+            return Err(E::ConcurrentTransactions);
+        }
+        let done = meta.complete(now_ms());
+        self.persist(partition, id, done.clone()).await?;
+        Ok(done)
+    }
+
+    fn verify(
+        &self,
+        partition: i32,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Vec<i16> {
+        let all = |e: E| vec![e.code(); partitions.len()];
+        if let Err(e) = self.ready_log(partition) {
+            return all(e);
+        }
+        let txns = self.txns.borrow();
+        let Some(entry) = txns.get(id) else { return all(E::InvalidProducerIdMapping) };
+        let meta = &entry.meta;
+        if meta.producer_id != producer_id {
+            return all(E::InvalidProducerIdMapping);
+        }
+        if meta.epoch != epoch {
+            return all(E::InvalidProducerEpoch);
+        }
+        let ongoing = meta.state == TxnState::Ongoing;
+        partitions
+            .iter()
+            .map(
+                |p| {
+                    if ongoing && meta.partitions.contains(p) {
+                        0
+                    } else {
+                        E::InvalidTxnState.code()
+                    }
+                },
+            )
+            .collect()
+    }
+
+    fn describe(&self, partition: i32, id: &str) -> Result<TxnMeta, i16> {
+        self.ready_log(partition).map_err(|e| e.code())?;
+        self.meta(id).ok_or(E::TransactionalIdNotFound.code())
+    }
+
+    fn list(&self) -> Vec<(String, TxnMeta)> {
+        let loaded: Vec<i32> =
+            self.partitions.borrow().iter().filter(|(_, p)| p.loaded).map(|(n, _)| *n).collect();
+        let txns = self.txns.borrow();
+        let mut out: Vec<(String, TxnMeta)> = txns
+            .iter()
+            .filter(|(_, e)| loaded.contains(&e.partition))
+            .map(|(id, e)| (id.clone(), e.meta.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Forever, every [`TXN_CHECK_INTERVAL_MS`]: finishes transactions left in Prepare*
+    /// (a crash, or a marker that failed) and aborts Ongoing ones past their timeout.
+    pub async fn run_periodic(self: Rc<Self>, shard: Rc<Shard>) {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(TXN_CHECK_INTERVAL_MS)).await;
+            let now = now_ms();
+            let due: Vec<(String, i32, TxnMeta)> = self
+                .txns
+                .borrow()
+                .iter()
+                .filter(|(_, e)| e.meta.state.is_prepare() || e.meta.timed_out(now))
+                .map(|(id, e)| (id.clone(), e.partition, e.meta.clone()))
+                .collect();
+            for (id, partition, _) in due {
+                let lock = self.lock_of(&id);
+                let Ok(_guard) = lock.acquire_permit(1).await else { continue };
+                // Re-read under the lock: a request may have moved it on meanwhile.
+                let now = now_ms();
+                let Some(meta) = self.meta(&id) else { continue };
+                if self.ready_log(partition).is_err()
+                    || !(meta.state.is_prepare() || meta.timed_out(now))
+                {
+                    continue;
+                }
+                let prepared = if meta.state.is_prepare() {
+                    meta
+                } else {
+                    tracing::info!(transactional_id = %id, "aborting a timed-out transaction");
+                    let mut prepared = meta.prepare(false, now);
+                    prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
+                    prepared.last_epoch = meta.epoch;
+                    if self.persist(partition, &id, prepared.clone()).await.is_err() {
+                        continue;
+                    }
+                    prepared
+                };
+                match self.finish(&shard, partition, &id, prepared).await {
+                    Ok(done) => tracing::info!(transactional_id = %id, state = done.state.name(),
+                        "completed a transaction in the background"),
+                    Err(e) => {
+                        tracing::warn!(transactional_id = %id, "completing transaction: {e:?}")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes ownership of `partition` of `__transaction_state` and replays it in a task.
+    pub fn add_partition(self: &Rc<Self>, partition: i32, log: PartitionLog) {
+        let entry = TxnPartition { log: log.clone(), loaded: false };
+        self.partitions.borrow_mut().insert(partition, entry);
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            let count = this.replay(partition, &log).await;
+            if let Some(p) = this.partitions.borrow_mut().get_mut(&partition) {
+                p.loaded = true;
+            }
+            tracing::info!(partition, records = count, "loaded transaction state partition");
+        })
+        .detach();
+    }
+
+    async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {
+        let mut offset = log.log_start_offset();
+        let mut applied = 0;
+        while offset < log.high_watermark() {
+            let read = match log.read(offset, REPLAY_READ_BYTES).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!(partition, offset, "replaying transaction state failed: {e}");
+                    break;
+                }
+            };
+            let next = Batches::new(&read.records)
+                .map_while(Result::ok)
+                .map(|(h, _)| h.last_offset() + 1)
+                .last()
+                .unwrap_or(0);
+            if next <= offset {
+                tracing::error!(partition, offset, "replay made no progress; stopping");
+                break;
+            }
+            match records::decode_batches(&read.records) {
+                Ok(decoded) => {
+                    for (at, record) in decoded.into_iter().filter(|(at, _)| *at >= offset) {
+                        match record {
+                            Ok((id, Some(meta))) => {
+                                self.txns.borrow_mut().insert(id, Entry { meta, partition });
+                                applied += 1;
+                            }
+                            Ok((id, None)) => {
+                                self.txns.borrow_mut().remove(&id);
+                            }
+                            Err(e) => tracing::warn!(partition, offset = at, "skipping: {e}"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
+            }
+            offset = next;
+        }
+        applied
+    }
+}
+
+/// Writes `meta`'s markers to every partition of its transaction, on their shards. True
+/// when every one is written (or its partition no longer exists).
+async fn write_markers(shard: &Rc<Shard>, meta: &TxnMeta, commit: bool) -> bool {
+    let cluster = shard.meta();
+    let mut per_shard: Vec<Vec<PartitionRef>> = (0..shard.count).map(|_| Vec::new()).collect();
+    for (topic, partition) in &meta.partitions {
+        let Some(owner) = cluster.shard_of(topic, *partition) else { continue };
+        if let Some(bucket) = per_shard.get_mut(owner) {
+            bucket.push(PartitionRef { topic: topic.as_str().into(), partition: *partition });
+        }
+    }
+    let marker = Marker { producer_id: meta.producer_id, epoch: meta.epoch, commit };
+    let mut work = Vec::new();
+    for (owner, items) in per_shard.into_iter().enumerate().filter(|(_, i)| !i.is_empty()) {
+        let shard = shard.clone();
+        work.push(async move {
+            if owner == shard.id {
+                let writes = items.iter().map(|p| shard.write_marker_local(p, marker));
+                return join_all(writes).await;
+            }
+            let (reply, answer) = futures::channel::oneshot::channel();
+            let count = items.len();
+            if !shard.send(owner, ShardMsg::WriteMarkers { items, marker, reply }).await {
+                return vec![E::CoordinatorNotAvailable.code(); count];
+            }
+            answer.await.unwrap_or_else(|_| vec![E::CoordinatorNotAvailable.code(); count])
+        });
+    }
+    let codes: Vec<i16> = join_all(work).await.into_iter().flatten().collect();
+    let done = |c: &i16| *c == 0 || *c == E::UnknownTopicOrPartition.code();
+    let ok = codes.iter().all(done);
+    if !ok {
+        tracing::warn!(producer_id = meta.producer_id, ?codes, "some markers were not written");
+    }
+    ok
+}
+
+/// A transaction marker to write: whose, at which epoch, commit or abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// Commit (true) or abort.
+    pub commit: bool,
+}

@@ -1,0 +1,414 @@
+//! Transactions over the raw protocol: the coordinator's checks and error codes, produce
+//! verification, read_committed fetches and ListOffsets, the operator APIs
+//! (DescribeProducers, DescribeTransactions, ListTransactions), state surviving a restart,
+//! and `strata txn list|describe`.
+
+mod common;
+
+use std::process::Command;
+
+use bytes::{Bytes, BytesMut};
+use common::{create_topic, records, Broker, Conn};
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+const TOPIC: &str = "tt";
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+fn txn_id(v: &str) -> TransactionalId {
+    TransactionalId(s(v))
+}
+
+/// One transactional batch of `values` from (producer, epoch), sequences from `seq`.
+fn txn_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Bytes {
+    use kafka_protocol::records::*;
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+    out.freeze()
+}
+
+/// Produce v9 with a transactional id: the partition's error code.
+fn produce_txn(conn: &mut Conn, id: &str, partition: i32, records: Bytes) -> i16 {
+    let data = produce_request::PartitionProduceData::default()
+        .with_index(partition)
+        .with_records(Some(records));
+    let topic = produce_request::TopicProduceData::default()
+        .with_name(TopicName(s(TOPIC)))
+        .with_partition_data(vec![data]);
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![topic]);
+    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+        panic!("not a Produce response")
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
+fn init(conn: &mut Conn, id: &str) -> (i16, i64, i16) {
+    init_with(conn, id, 60_000, (-1, -1))
+}
+
+/// InitProducerId v4 with a timeout and the (producer id, epoch) the client has.
+fn init_with(conn: &mut Conn, id: &str, timeout_ms: i32, has: (i64, i16)) -> (i16, i64, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(has.0))
+        .with_producer_epoch(has.1);
+    let ResponseKind::InitProducerId(r) =
+        conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+    else {
+        panic!("not an InitProducerId response")
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// AddPartitionsToTxn v3: error code of each (topic, partition) asked.
+fn add(conn: &mut Conn, id: &str, producer: (i64, i16), parts: &[(&str, i32)]) -> Vec<i16> {
+    let topics = parts
+        .iter()
+        .map(|(t, p)| {
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(s(t)))
+                .with_partitions(vec![*p])
+        })
+        .collect();
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(txn_id(id))
+        .with_v3_and_below_producer_id(ProducerId(producer.0))
+        .with_v3_and_below_producer_epoch(producer.1)
+        .with_v3_and_below_topics(topics);
+    let ResponseKind::AddPartitionsToTxn(r) =
+        conn.call(ApiKey::AddPartitionsToTxn, 3, RequestKind::AddPartitionsToTxn(req))
+    else {
+        panic!("not an AddPartitionsToTxn response")
+    };
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code))
+        .collect()
+}
+
+fn end(conn: &mut Conn, id: &str, producer: (i64, i16), commit: bool) -> i16 {
+    let req = EndTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(commit);
+    let ResponseKind::EndTxn(r) = conn.call(ApiKey::EndTxn, 3, RequestKind::EndTxn(req)) else {
+        panic!("not an EndTxn response")
+    };
+    r.error_code
+}
+
+fn describe(conn: &mut Conn, id: &str) -> describe_transactions_response::TransactionState {
+    let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id(id)]);
+    let ResponseKind::DescribeTransactions(r) =
+        conn.call(ApiKey::DescribeTransactions, 0, RequestKind::DescribeTransactions(req))
+    else {
+        panic!("not a DescribeTransactions response")
+    };
+    r.transaction_states[0].clone()
+}
+
+fn list(conn: &mut Conn, states: &[&str]) -> ListTransactionsResponse {
+    let req = ListTransactionsRequest::default()
+        .with_state_filters(states.iter().map(|v| s(v)).collect())
+        .with_duration_filter(-1);
+    let ResponseKind::ListTransactions(r) =
+        conn.call(ApiKey::ListTransactions, 1, RequestKind::ListTransactions(req))
+    else {
+        panic!("not a ListTransactions response")
+    };
+    r
+}
+
+/// Fetch v12 of partition 0 from `offset` at `isolation` (0 or 1).
+fn fetch(conn: &mut Conn, offset: i64, isolation: i8) -> fetch_response::PartitionData {
+    let p = fetch_request::FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20);
+    let t = fetch_request::FetchTopic::default()
+        .with_topic(TopicName(s(TOPIC)))
+        .with_partitions(vec![p]);
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation)
+        .with_topics(vec![t]);
+    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+        panic!("not a Fetch response")
+    };
+    r.responses[0].partitions[0].clone()
+}
+
+fn latest(conn: &mut Conn, isolation: i8) -> i64 {
+    let p = list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1);
+    let t = list_offsets_request::ListOffsetsTopic::default()
+        .with_name(TopicName(s(TOPIC)))
+        .with_partitions(vec![p]);
+    let req = ListOffsetsRequest::default().with_isolation_level(isolation).with_topics(vec![t]);
+    let ResponseKind::ListOffsets(r) =
+        conn.call(ApiKey::ListOffsets, 5, RequestKind::ListOffsets(req))
+    else {
+        panic!("not a ListOffsets response")
+    };
+    r.topics[0].partitions[0].offset
+}
+
+fn producers(conn: &mut Conn) -> Vec<describe_producers_response::ProducerState> {
+    let t = describe_producers_request::TopicRequest::default()
+        .with_name(TopicName(s(TOPIC)))
+        .with_partition_indexes(vec![0]);
+    let req = DescribeProducersRequest::default().with_topics(vec![t]);
+    let ResponseKind::DescribeProducers(r) =
+        conn.call(ApiKey::DescribeProducers, 0, RequestKind::DescribeProducers(req))
+    else {
+        panic!("not a DescribeProducers response")
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    r.topics[0].partitions[0].active_producers.clone()
+}
+
+fn find_txn_coordinator(conn: &mut Conn, key: &str) -> i16 {
+    let req = FindCoordinatorRequest::default().with_key_type(1).with_key(s(key));
+    let ResponseKind::FindCoordinator(r) =
+        conn.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req))
+    else {
+        panic!("not a FindCoordinator response")
+    };
+    r.error_code
+}
+
+fn code(e: E) -> i16 {
+    e.code()
+}
+
+#[test]
+fn a_raw_transaction_is_checked_aborted_and_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, TOPIC, 2);
+    assert_eq!(find_txn_coordinator(&mut conn, "tx-a"), 0);
+    assert_eq!(find_txn_coordinator(&mut conn, ""), code(E::InvalidRequest));
+
+    let (error, pid, epoch) = init(&mut conn, "tx-a");
+    assert_eq!((error, epoch), (0, 0));
+    let me = (pid, epoch);
+    assert_eq!(add(&mut conn, "tx-a", (pid, 1), &[(TOPIC, 0)]), [code(E::ProducerFenced)]);
+    assert_eq!(
+        add(&mut conn, "tx-a", (pid + 1, 0), &[(TOPIC, 0)]),
+        [code(E::InvalidProducerIdMapping)]
+    );
+    assert_eq!(add(&mut conn, "nobody", me, &[(TOPIC, 0)]), [code(E::InvalidProducerIdMapping)]);
+    assert_eq!(
+        add(&mut conn, "tx-a", me, &[(TOPIC, 0), ("missing", 0)]),
+        [code(E::OperationNotAttempted), code(E::UnknownTopicOrPartition)]
+    );
+    assert_eq!(end(&mut conn, "tx-a", me, true), code(E::InvalidTxnState), "nothing to end");
+    assert_eq!(add(&mut conn, "tx-a", me, &[(TOPIC, 0)]), [0]);
+
+    // Partition 1 is not in the transaction; a zombie epoch is refused; clients never write
+    // control batches.
+    let b = || txn_batch(pid, 0, 0, &[b"a", b"b", b"c"]);
+    assert_eq!(produce_txn(&mut conn, "tx-a", 1, b()), code(E::InvalidTxnState));
+    let stale = txn_batch(pid, 7, 0, &[b"z"]);
+    assert_eq!(produce_txn(&mut conn, "tx-a", 0, stale), code(E::InvalidProducerEpoch));
+    let untracked = common::produce(&mut conn, TOPIC, 0, b(), -1).0;
+    assert_eq!(untracked, code(E::InvalidRecord), "transactional batches need a transactional id");
+    let marker = Bytes::from(strata::record_batch::marker_batch(pid, 0, true, 0, 0));
+    assert_eq!(common::produce(&mut conn, TOPIC, 0, marker, -1).0, code(E::InvalidRecord));
+    assert_eq!(produce_txn(&mut conn, "tx-a", 0, b()), 0);
+
+    // Open: read_committed sees nothing, the LSO stays at the transaction's first offset.
+    let open = fetch(&mut conn, 0, 1);
+    assert_eq!((open.high_watermark, open.last_stable_offset), (3, 0));
+    assert!(open.records.unwrap_or_default().is_empty());
+    assert_eq!(records(&fetch(&mut conn, 0, 0).records.unwrap()).len(), 3);
+    assert_eq!((latest(&mut conn, 1), latest(&mut conn, 0)), (0, 3));
+    let seen = producers(&mut conn);
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].producer_id.0, seen[0].current_txn_start_offset), (pid, 0));
+    let d = describe(&mut conn, "tx-a");
+    assert_eq!((d.error_code, d.transaction_state.as_str()), (0, "Ongoing"));
+    assert_eq!(d.topics.len(), 1);
+    assert_eq!(d.topics[0].partitions, [0]);
+    assert!(d.transaction_start_time_ms > 0);
+    assert_eq!(describe(&mut conn, "unknown").error_code, code(E::TransactionalIdNotFound));
+    let listed = list(&mut conn, &[]);
+    assert!(listed
+        .transaction_states
+        .iter()
+        .any(|t| t.transactional_id.0.as_str() == "tx-a"
+            && t.transaction_state.as_str() == "Ongoing"));
+    let filtered = list(&mut conn, &["CompleteCommit", "Bogus"]);
+    assert!(filtered.transaction_states.iter().all(|t| t.transactional_id.0.as_str() != "tx-a"));
+    assert_eq!(filtered.unknown_state_filters, [s("Bogus")]);
+
+    assert_eq!(end(&mut conn, "tx-a", me, false), 0);
+    assert_eq!(end(&mut conn, "tx-a", me, false), 0, "a retried abort succeeds");
+    assert_eq!(end(&mut conn, "tx-a", me, true), code(E::InvalidTxnState));
+    let aborted = |conn: &mut Conn| {
+        let done = fetch(conn, 0, 1);
+        assert_eq!((done.high_watermark, done.last_stable_offset), (4, 4), "3 records + marker");
+        let list = done.aborted_transactions.unwrap_or_default();
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].producer_id.0, list[0].first_offset), (pid, 0));
+    };
+    aborted(&mut conn);
+    assert_eq!(describe(&mut conn, "tx-a").transaction_state.as_str(), "CompleteAbort");
+
+    // Everything survives a restart: the coordinator's state and the partition's abort list.
+    broker.stop();
+    broker.restart();
+    let mut conn = Conn::connect(broker.addr);
+    // The coordinator replays its partition after the broker is ready (60 s safety limit).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut after = describe(&mut conn, "tx-a");
+    while after.error_code == code(E::CoordinatorLoadInProgress) {
+        assert!(std::time::Instant::now() < deadline, "the coordinator never loaded");
+        after = describe(&mut conn, "tx-a");
+    }
+    assert_eq!((after.error_code, after.transaction_state.as_str()), (0, "CompleteAbort"));
+    assert_eq!((after.producer_id.0, after.producer_epoch), me);
+    aborted(&mut conn);
+    let (error, again, epoch) = init(&mut conn, "tx-a");
+    assert_eq!((error, again, epoch), (0, pid, 1), "same producer id, next epoch");
+}
+
+#[test]
+fn a_timed_out_transaction_is_aborted_and_its_producer_may_reinitialise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, TOPIC, 1);
+    let (_, pid, epoch) = init_with(&mut conn, "hasty", 500, (-1, -1));
+    assert_eq!(add(&mut conn, "hasty", (pid, epoch), &[(TOPIC, 0)]), [0]);
+    assert_eq!(produce_txn(&mut conn, "hasty", 0, txn_batch(pid, epoch, 0, &[b"x"])), 0);
+    broker.wait_for_log("aborting a timed-out transaction");
+    broker.wait_for_log("completed a transaction in the background");
+    let aborted = describe(&mut conn, "hasty");
+    assert_eq!(aborted.transaction_state.as_str(), "CompleteAbort");
+    assert_eq!(aborted.producer_epoch, epoch + 1, "the abort bumped the epoch");
+    let fenced = end(&mut conn, "hasty", (pid, epoch), true);
+    assert_eq!(fenced, code(E::ProducerFenced), "its commit comes too late");
+    assert_eq!(end(&mut conn, "hasty", (pid, epoch), false), 0, "its abort is already done");
+    let late = produce_txn(&mut conn, "hasty", 0, txn_batch(pid, epoch, 1, &[b"y"]));
+    assert_eq!(late, code(E::InvalidProducerEpoch));
+    // KIP-360: the producer re-initialises with the epoch it had and gets the next one.
+    assert_eq!(init_with(&mut conn, "hasty", 60_000, (pid, epoch)), (0, pid, epoch + 2));
+    assert_eq!(init_with(&mut conn, "hasty", 60_000, (pid, epoch)).0, code(E::ProducerFenced));
+    let done = fetch(&mut conn, 0, 1);
+    assert_eq!(done.aborted_transactions.unwrap_or_default().len(), 1);
+    assert_eq!(done.last_stable_offset, done.high_watermark);
+}
+
+fn strata_txn(broker: &Broker, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["txn", "--bootstrap-server", &broker.bootstrap()])
+        .args(args)
+        .output()
+        .expect("strata runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn strata_txn_lists_and_describes_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, TOPIC, 1);
+    let (_, pid, epoch) = init(&mut conn, "cli-open");
+    assert_eq!(add(&mut conn, "cli-open", (pid, epoch), &[(TOPIC, 0)]), [0]);
+    let (_, done_pid, done_epoch) = init(&mut conn, "cli-done");
+    assert_eq!(add(&mut conn, "cli-done", (done_pid, done_epoch), &[(TOPIC, 0)]), [0]);
+    assert_eq!(end(&mut conn, "cli-done", (done_pid, done_epoch), true), 0);
+
+    let (ok, table, err) = strata_txn(&broker, &["list"]);
+    assert!(ok, "{err}");
+    assert!(table.lines().any(|l| l.starts_with("cli-open") && l.contains("Ongoing")), "{table}");
+    let (ok, json, err) = strata_txn(&broker, &["--output", "json", "list"]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let done = rows.as_array().unwrap().iter().find(|r| r["transactional_id"] == "cli-done");
+    assert_eq!(done.unwrap()["state"], "CompleteCommit");
+    assert_eq!(done.unwrap()["producer_id"], done_pid);
+
+    let (ok, json, err) = strata_txn(&broker, &["--output", "json", "describe", "cli-open"]);
+    assert!(ok, "{err}");
+    let described: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(described["state"], "Ongoing");
+    assert_eq!(described["producer_id"], pid);
+    assert_eq!(described["partitions"], serde_json::json!([format!("{TOPIC}-0")]));
+    let (ok, table, _) = strata_txn(&broker, &["describe", "cli-open"]);
+    assert!(ok && table.contains("Ongoing") && table.contains("tt-0"), "{table}");
+    let (ok, _, err) = strata_txn(&broker, &["describe", "nobody"]);
+    assert!(!ok, "an unknown transactional id is an error");
+    assert!(err.contains("TransactionalIdNotFound"), "{err}");
+}
+
+#[test]
+fn random_transaction_requests_get_answers_or_disconnects_never_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut state: u64 = 0x7a11_5eed_0000_0001;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // (api key, highest version): InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+    // TxnOffsetCommit, DescribeProducers, DescribeTransactions, ListTransactions.
+    let apis = [(22i16, 5u64), (24, 3), (25, 4), (26, 4), (28, 4), (61, 0), (65, 0), (66, 1)];
+    for round in 0..400 {
+        let (key, max) = apis[round % apis.len()];
+        let len = (next() % 120) as usize + 10;
+        let mut frame: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        frame[0..2].copy_from_slice(&key.to_be_bytes());
+        frame[2..4].copy_from_slice(&((next() % (max + 1)) as i16).to_be_bytes());
+        // A null client id, so the body decoder sees the random bytes.
+        frame[8..10].copy_from_slice(&(-1i16).to_be_bytes());
+        let mut conn = Conn::connect(broker.addr);
+        conn.send_frame(&frame);
+        let _ = conn.read_frame();
+    }
+    let mut conn = Conn::connect(broker.addr);
+    let ResponseKind::ApiVersions(r) =
+        conn.call(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(ApiVersionsRequest::default()))
+    else {
+        panic!("not an ApiVersions response")
+    };
+    assert_eq!(r.error_code, 0, "the broker still serves");
+    assert!(list(&mut conn, &[]).error_code == 0);
+}
