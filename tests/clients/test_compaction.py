@@ -19,7 +19,14 @@ PAD = b"p" * 100
 def produce(bootstrap, topic, items):
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for n, (key, value) in enumerate(items):
-        p.produce(topic, key=key, value=value)
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                # The client's queue is full (a slow broker on a busy machine): serve
+                # delivery reports until there is room, as librdkafka's docs advise.
+                p.poll(1)
         if n % 1000 == 0:
             p.poll(0)
     assert p.flush(60) == 0
