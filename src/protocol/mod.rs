@@ -188,7 +188,8 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeGroups,
         DeleteGroups,
         OffsetDelete,
-        InitProducerId
+        InitProducerId,
+        DescribeCluster
     )
 }
 

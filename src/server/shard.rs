@@ -20,7 +20,9 @@ use glommio::sync::Semaphore;
 
 use super::mesh::*;
 use crate::config::{BrokerConfig, FlushPolicy};
+use crate::controller::placement::Command;
 use crate::controller::producer_ids::ProducerIds;
+use crate::controller::quorum::QuorumHandle;
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::metrics::{PartitionCounters, PartitionSnapshot, ShardMetrics, ShardSnapshot};
@@ -74,6 +76,11 @@ pub struct Shard {
     pub metrics: Rc<ShardMetrics>,
     /// Closed when the shard starts shutting down: connections stop reading requests.
     pub draining: Semaphore,
+    /// The controller quorum, when this broker is part of a cluster.
+    pub quorum: Option<QuorumHandle>,
+    /// Shard 0 in a cluster: proposals waiting until the metadata they changed is published
+    /// (version reached, and the signal).
+    version_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -159,6 +166,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         mesh: Senders<ShardMsg>,
         ready: oneshot::Sender<()>,
+        quorum: Option<QuorumHandle>,
     ) -> Self {
         Shard {
             id,
@@ -175,6 +183,8 @@ impl Shard {
             ready: RefCell::new(Some(ready)),
             metrics: Rc::new(ShardMetrics::new(super::handlers::APIS.len())),
             draining: Semaphore::new(0),
+            quorum,
+            version_waiters: RefCell::new(Vec::new()),
         }
     }
 
@@ -315,11 +325,14 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err(unavailable()));
         }
+        if let Some(quorum) = self.quorum.clone() {
+            return self.control_clustered(&quorum, op).await;
+        }
         let _guard = self.control_lock.acquire_permit(1).await.map_err(|_| unavailable())?;
         let meta = self.meta();
         let shards = self.count;
         let (next, validate_only) = match op {
-            ControlOp::CreateTopic { name, partitions, configs, validate_only } => {
+            ControlOp::CreateTopic { name, partitions, configs, validate_only, .. } => {
                 (meta.create_topic(&name, partitions, configs, shards)?, validate_only)
             }
             ControlOp::DeleteTopic { name } => (meta.delete_topic(&name)?, false),
@@ -340,6 +353,77 @@ impl Shard {
         }
         self.publish(Arc::new(next)).await;
         Ok(())
+    }
+
+    /// Shard 0 in a cluster: turns `op` into a command checked against the current metadata,
+    /// writes it through the controller quorum, and returns once this broker published the
+    /// metadata it produced.
+    async fn control_clustered(
+        &self,
+        quorum: &QuorumHandle,
+        op: ControlOp,
+    ) -> Result<(), ControlError> {
+        let meta = self.meta();
+        let (command, validate_only) = match op {
+            ControlOp::CreateTopic {
+                name,
+                partitions,
+                configs,
+                validate_only,
+                replication_factor,
+            } => {
+                let replication_factor =
+                    if replication_factor < 0 { 1 } else { replication_factor };
+                meta.check_new_topic(&name, partitions, replication_factor, &configs)?;
+                let id = uuid::Uuid::new_v4();
+                (
+                    Command::CreateTopic { name, id, partitions, replication_factor, configs },
+                    validate_only,
+                )
+            }
+            ControlOp::DeleteTopic { name } => (Command::DeleteTopic { name }, false),
+            ControlOp::CreatePartitions { name, total, validate_only } => {
+                (Command::CreatePartitions { name, total }, validate_only)
+            }
+            ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
+                let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
+                let configs = next.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
+                (Command::SetTopicConfigs { name, configs }, validate_only)
+            }
+        };
+        if validate_only {
+            return meta.apply(&command).map(drop);
+        }
+        let index = quorum.propose(command).await?;
+        self.published(index).await;
+        Ok(())
+    }
+
+    /// Resolves once metadata of `version` or later has been published to every shard.
+    async fn published(&self, version: u64) {
+        if self.meta().version >= version {
+            return;
+        }
+        let (reply, done) = oneshot::channel();
+        self.version_waiters.borrow_mut().push((version, reply));
+        let _ = done.await;
+    }
+
+    /// Shard 0 in a cluster: publishes replicated metadata as this broker sees it (the
+    /// shards of the partitions it leads), then wakes the proposals it completes.
+    pub async fn publish_replicated(&self, meta: &ClusterMetadata) {
+        let local = meta.localize(self.config.node_id, self.count);
+        let version = local.version;
+        self.publish(Arc::new(local)).await;
+        let ready: Vec<oneshot::Sender<()>> = {
+            let mut waiters = self.version_waiters.borrow_mut();
+            let (done, waiting) = waiters.drain(..).partition(|(v, _)| *v <= version);
+            *waiters = waiting;
+            done.into_iter().map(|(_, reply)| reply).collect()
+        };
+        for reply in ready {
+            let _ = reply.send(());
+        }
     }
 
     /// Shard 0: hands `meta` to every shard and waits until all applied it.

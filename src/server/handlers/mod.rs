@@ -5,6 +5,7 @@
 //! connection lives on, and returns the response body.
 
 mod admin;
+mod cluster;
 mod configs;
 mod delete_records;
 mod fetch;
@@ -50,6 +51,7 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
     ApiRange { key: ApiKey::InitProducerId, min: 0, max: 5 },
+    ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -129,6 +131,9 @@ async fn handle(
         }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(cluster::handle(shard, req))
         }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,

@@ -52,18 +52,27 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
         for p in &topic.partition_data {
             let slot = if !matches!(acks, -1..=1) {
                 Slot::Done(refused(E::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
-            } else if let Some(owner) = meta.shard_of(name, p.index) {
-                let records = p.records.clone().unwrap_or_default();
-                if owner == shard.id {
-                    Slot::Local(shard.append_local(name, p.index, &records))
-                } else {
-                    let bucket = &mut remote[owner];
-                    let partition = PartitionRef { topic: name.into(), partition: p.index };
-                    bucket.push((partition, records));
-                    Slot::Remote { shard: owner, index: bucket.len() - 1 }
-                }
             } else {
-                Slot::Done(refused(E::UnknownTopicOrPartition, "unknown topic or partition"))
+                match meta.owner(name, p.index) {
+                    Ok(owner) if owner == shard.id => {
+                        let records = p.records.clone().unwrap_or_default();
+                        Slot::Local(shard.append_local(name, p.index, &records))
+                    }
+                    Ok(owner) => {
+                        let records = p.records.clone().unwrap_or_default();
+                        let bucket = &mut remote[owner];
+                        let partition = PartitionRef { topic: name.into(), partition: p.index };
+                        bucket.push((partition, records));
+                        Slot::Remote { shard: owner, index: bucket.len() - 1 }
+                    }
+                    Err(E::NotLeaderOrFollower) => {
+                        Slot::Done(refused(E::NotLeaderOrFollower, "another broker leads it"))
+                    }
+                    Err(_) => Slot::Done(refused(
+                        E::UnknownTopicOrPartition,
+                        "unknown topic or partition",
+                    )),
+                }
             };
             parts.push((p.index, slot));
         }
