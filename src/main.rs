@@ -23,6 +23,8 @@ enum Command {
     Topic(cli::topic::TopicArgs),
     /// List, describe, delete consumer groups and reset their offsets.
     Group(cli::group::GroupArgs),
+    /// Describe a cluster: brokers, controller, under-replicated partitions.
+    Cluster(cli::cluster::ClusterArgs),
     /// Load-test a Kafka-compatible broker (produce, consume, end-to-end).
     Bench(Box<strata::bench::BenchArgs>),
     /// Inspect broker settings.
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => cli::serve::run(*args, cli.log),
         Command::Topic(args) => cli::topic::run(args),
         Command::Group(args) => cli::group::run(args),
+        Command::Cluster(args) => cli::cluster::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {
             print!("{}", cli::serve::defaults_toml());
