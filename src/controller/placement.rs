@@ -234,6 +234,21 @@ mod tests {
     }
 
     #[test]
+    fn a_single_broker_metadata_file_from_before_clusters_still_loads() {
+        let old = r#"{"cluster_id":"c","version":3,"next_shard":1,"topics":{"t":{"name":"t",
+            "id":"00000000-0000-0000-0000-000000000007","configs":{},
+            "partitions":[{"shard":0,"leader_epoch":0}]}}}"#;
+        let meta: ClusterMetadata = serde_json::from_str(old).unwrap();
+        assert!(meta.brokers.is_empty());
+        let partition = meta.partition("t", 0).unwrap();
+        assert_eq!((partition.leader, partition.replicas.len()), (None, 0));
+        assert_eq!(meta.owner("t", 0), Ok(0));
+        // And it is written back in the same shape: no cluster fields on a single broker.
+        let written = serde_json::to_string(&meta).unwrap();
+        assert!(!written.contains("replicas") && !written.contains("brokers"), "{written}");
+    }
+
+    #[test]
     fn refusals_name_the_reason() {
         let meta = register(&ClusterMetadata::default(), 1);
         let err = meta.apply(&create("t", 1, 2)).unwrap_err();

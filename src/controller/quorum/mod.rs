@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
+use kafka_protocol::error::ResponseError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft};
 use tokio::net::{TcpListener, TcpStream};
@@ -98,7 +99,7 @@ impl QuorumHandle {
 }
 
 fn not_controller(message: impl Into<String>) -> ControlError {
-    ControlError::new(kafka_protocol::error::ResponseError::NotController, message)
+    ControlError::new(ResponseError::NotController, message)
 }
 
 /// What [`start`] gives shard 0.
@@ -234,7 +235,14 @@ async fn register(raft: ControllerRaft, me: BrokerMeta) {
 async fn propose(raft: &ControllerRaft, command: Command) -> Result<u64, ControlError> {
     let deadline = Instant::now() + PROPOSE_TIMEOUT;
     loop {
-        let leader = match raft.client_write(command.clone()).await {
+        // Without a quorum a leader cannot commit, and openraft would wait forever.
+        let Ok(written) =
+            tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(command.clone())).await
+        else {
+            let msg = "the change was not committed in time (is a quorum of voters up?)";
+            return Err(ControlError::new(ResponseError::RequestTimedOut, msg));
+        };
+        let leader = match written {
             Ok(written) => return written.data.map(|()| written.log_id.index),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => to.leader_node,
             Err(e) => return Err(not_controller(format!("the controller failed: {e}"))),
@@ -259,6 +267,20 @@ async fn propose(raft: &ControllerRaft, command: Command) -> Result<u64, Control
             return Err(not_controller("no controller leader is available"));
         }
         tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// A write on behalf of a peer, bounded by the proposer's forwarding timeout.
+async fn write_for_peer(raft: &ControllerRaft, command: Command) -> WriteReply {
+    match tokio::time::timeout(FORWARD_TIMEOUT, raft.client_write(command)).await {
+        Err(_) => WriteReply::Failed("the change was not committed in time".into()),
+        Ok(Ok(written)) => {
+            WriteReply::Committed { index: written.log_id.index, result: written.data }
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
+            WriteReply::NotLeader(to.leader_id.zip(to.leader_node.map(|n| n.addr)))
+        }
+        Ok(Err(e)) => WriteReply::Failed(e.to_string()),
     }
 }
 
@@ -292,15 +314,7 @@ async fn serve_peer(raft: ControllerRaft, mut stream: TcpStream) {
             Rpc::Append(request) => RpcReply::Append(raft.append_entries(request).await),
             Rpc::Vote(request) => RpcReply::Vote(raft.vote(request).await),
             Rpc::Snapshot(request) => RpcReply::Snapshot(raft.install_snapshot(request).await),
-            Rpc::Write(command) => RpcReply::Write(match raft.client_write(command).await {
-                Ok(written) => {
-                    WriteReply::Committed { index: written.log_id.index, result: written.data }
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-                    WriteReply::NotLeader(to.leader_id.zip(to.leader_node.map(|n| n.addr)))
-                }
-                Err(e) => WriteReply::Failed(e.to_string()),
-            }),
+            Rpc::Write(command) => RpcReply::Write(write_for_peer(&raft, command).await),
         };
         if net::write_frame(&mut stream, &reply).await.is_err() {
             return;
