@@ -205,3 +205,16 @@ fn bad_cluster_settings_fail_start_up_naming_the_key() {
     let stderr = serve_fails(&["--controller-voters", "1@127.0.0.1:19093", "--node-id", "1"]);
     assert!(stderr.contains("controller-listen"), "{stderr}");
 }
+
+#[test]
+fn a_minority_cannot_change_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    cluster.node(2).kill9();
+    cluster.node(3).kill9();
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    let (code, message) = create(&mut conn, "split", 1, 1);
+    // REQUEST_TIMED_OUT (7) if node 1 still thinks it leads, NOT_CONTROLLER (41) otherwise.
+    assert!(matches!(code, 7 | 41), "code {code}: {message:?}");
+    assert_eq!(layout(&mut conn, "split"), None);
+}
