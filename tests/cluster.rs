@@ -218,3 +218,33 @@ fn a_minority_cannot_change_metadata() {
     assert!(matches!(code, 7 | 41), "code {code}: {message:?}");
     assert_eq!(layout(&mut conn, "split"), None);
 }
+
+#[test]
+fn a_single_broker_data_directory_joins_a_cluster_with_its_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut single = Broker::start(dir.path(), &[]);
+    let mut conn = Conn::connect(single.addr);
+    let id = common::create_topic(&mut conn, "legacy", 2);
+    assert_eq!(produce(&mut conn, "legacy", 1, batch(&[(b"k", b"kept")]), -1), (0, 0));
+    drop(conn);
+    single.stop();
+
+    // The same data directory, now node 1 of a one-voter cluster.
+    let controller = format!("127.0.0.1:{}", common::free_port());
+    let args = ["--node-id", "1", "--controller-listen", &controller, "--controller-voters"];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(format!("1@{controller}"));
+    let mut clustered = Broker::launch(single.addr, single.data_dir.clone(), args);
+    clustered.wait_ready();
+    let mut conn = Conn::connect(clustered.addr);
+    let seen = layout(&mut conn, "legacy").expect("the topic was imported");
+    assert_eq!(seen, vec![(0, 1, vec![1], vec![1]), (1, 1, vec![1], vec![1])]);
+    let r = metadata(&mut conn);
+    let legacy = r.topics.iter().find(|t| t.topic_id == id).expect("same topic id");
+    assert_eq!(legacy.name.as_ref().unwrap().0.as_str(), "legacy");
+    let data = fetch_one(&mut conn, "legacy", 1, 0);
+    let got = common::records(&data.records.unwrap());
+    assert_eq!(got, vec![(0, b"k".to_vec(), b"kept".to_vec())]);
+    assert!(clustered.data_dir.join("metadata.json.imported").exists());
+    clustered.stop();
+}

@@ -56,6 +56,14 @@ pub enum Command {
         /// New partition count.
         total: i32,
     },
+    /// A topic of a single broker's metadata.json, adopted as it is (same id, partitions and
+    /// configs) with that broker as the only replica and leader of every partition.
+    ImportTopic {
+        /// The topic, as the single broker had it.
+        topic: TopicMeta,
+        /// The broker whose data directory holds its logs.
+        broker: i32,
+    },
     /// AlterConfigs / IncrementalAlterConfigs: the topic's complete new overrides.
     SetTopicConfigs {
         /// Topic name.
@@ -108,6 +116,23 @@ impl ClusterMetadata {
                 if let Some(topic) = next.topics.get_mut(name) {
                     topic.partitions.extend(added);
                 }
+            }
+            Command::ImportTopic { topic, broker } => {
+                if next.topics.contains_key(&topic.name) {
+                    let msg = format!("topic {:?} already exists", topic.name);
+                    return Err(ControlError::new(E::TopicAlreadyExists, msg));
+                }
+                if !next.brokers.contains_key(broker) {
+                    let msg = format!("broker {broker} is not registered");
+                    return Err(ControlError::new(E::InvalidReplicaAssignment, msg));
+                }
+                let mut topic = topic.clone();
+                for partition in &mut topic.partitions {
+                    partition.shard = 0;
+                    partition.replicas = vec![*broker];
+                    partition.leader = Some(*broker);
+                }
+                next.topics.insert(topic.name.clone(), topic);
             }
             Command::SetTopicConfigs { name, configs } => {
                 topic_config::validate_all(configs)?;

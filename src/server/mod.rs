@@ -331,13 +331,6 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
 /// Shard 0 in a cluster: publishes what the controller applies, from now on; returns once
 /// this broker's own registration has been applied.
 async fn bootstrap_cluster(shard: &Rc<Shard>, mut updates: Updates) -> anyhow::Result<()> {
-    let old = controller::load(&shard.config.data_dir)?;
-    if old.is_some_and(|m| m.topics.keys().any(|t| t != crate::group::OFFSETS_TOPIC)) {
-        tracing::warn!(
-            "{} of a single broker is not migrated into the cluster: its topics are ignored",
-            controller::METADATA_FILE
-        );
-    }
     let node = shard.config.node_id;
     loop {
         let Some(meta) = updates.next().await else {
@@ -348,16 +341,51 @@ async fn bootstrap_cluster(shard: &Rc<Shard>, mut updates: Updates) -> anyhow::R
             break;
         }
     }
-    let creating = Rc::new(std::cell::Cell::new(false));
-    ensure_offsets_topic(shard, &creating);
-    let shard = shard.clone();
+    // Held until the import is done, so an imported __consumer_offsets wins.
+    let creating = Rc::new(std::cell::Cell::new(true));
+    let (pump, pump_creating) = (shard.clone(), creating.clone());
     glommio::spawn_local(async move {
         while let Some(meta) = updates.next().await {
-            shard.publish_replicated(&meta).await;
-            ensure_offsets_topic(&shard, &creating);
+            pump.publish_replicated(&meta).await;
+            ensure_offsets_topic(&pump, &pump_creating);
         }
     })
     .detach();
+    import_single_broker_topics(shard).await?;
+    creating.set(false);
+    ensure_offsets_topic(shard, &creating);
+    Ok(())
+}
+
+/// A data directory that a single broker used (it has `metadata.json`) joins a cluster with
+/// its topics: each is imported through the controller with this broker as its only replica,
+/// keeping its id, partitions, configs and logs (including `__consumer_offsets`, so committed
+/// offsets survive, unless the cluster already has one). The file is then renamed to
+/// `metadata.json.imported`, so this happens once; a failure stops start-up and is retried
+/// at the next start.
+async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    let data_dir = &shard.config.data_dir;
+    let Some(old) = controller::load(data_dir)? else {
+        return Ok(());
+    };
+    let node = shard.config.node_id;
+    for topic in old.topics.into_values() {
+        let name = topic.name.clone();
+        let id = topic.id;
+        let command = controller::placement::Command::ImportTopic { topic, broker: node };
+        match shard.control_command(command).await {
+            Ok(()) => {
+                tracing::info!(topic = %name, "imported a single-broker topic into the cluster")
+            }
+            Err(e) if shard.meta().topics.get(&name).is_some_and(|t| t.id == id) => {
+                tracing::info!(topic = %name, "already imported: {e}")
+            }
+            Err(e) => tracing::warn!(topic = %name, "not imported, its logs are ignored: {e}"),
+        }
+    }
+    let from = data_dir.join(controller::METADATA_FILE);
+    let to = data_dir.join(format!("{}.imported", controller::METADATA_FILE));
+    std::fs::rename(&from, &to).map_err(|e| anyhow::anyhow!("renaming {}: {e}", from.display()))?;
     Ok(())
 }
 

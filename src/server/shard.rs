@@ -325,8 +325,8 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err(unavailable()));
         }
-        if let Some(quorum) = self.quorum.clone() {
-            return self.control_clustered(&quorum, op).await;
+        if self.quorum.is_some() {
+            return self.control_clustered(op).await;
         }
         let _guard = self.control_lock.acquire_permit(1).await.map_err(|_| unavailable())?;
         let meta = self.meta();
@@ -358,11 +358,7 @@ impl Shard {
     /// Shard 0 in a cluster: turns `op` into a command checked against the current metadata,
     /// writes it through the controller quorum, and returns once this broker published the
     /// metadata it produced.
-    async fn control_clustered(
-        &self,
-        quorum: &QuorumHandle,
-        op: ControlOp,
-    ) -> Result<(), ControlError> {
+    async fn control_clustered(&self, op: ControlOp) -> Result<(), ControlError> {
         let meta = self.meta();
         let (command, validate_only) = match op {
             ControlOp::CreateTopic {
@@ -394,6 +390,16 @@ impl Shard {
         if validate_only {
             return meta.apply(&command).map(drop);
         }
+        self.control_command(command).await
+    }
+
+    /// Shard 0 in a cluster: writes `command` through the controller quorum and returns once
+    /// this broker published the metadata it produced.
+    pub async fn control_command(&self, command: Command) -> Result<(), ControlError> {
+        let Some(quorum) = &self.quorum else {
+            return Err(unavailable());
+        };
+        assert_eq!(self.id, 0, "metadata changes go through shard 0");
         let index = quorum.propose(command).await?;
         self.published(index).await;
         Ok(())
