@@ -26,6 +26,8 @@
 
 pub mod net;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -170,6 +172,8 @@ impl Node {
             heartbeat_interval: 100,
             election_timeout_min: 500,
             election_timeout_max: 1000,
+            // One file per entry: keep the log directory small.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
             ..Default::default()
         };
         let config = Arc::new(config.validate()?);
