@@ -129,6 +129,19 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     assert!((1..=3).contains(&info["controller"].as_i64().unwrap()), "{info}");
     let under = info["under_replicated_partitions"].as_array().unwrap();
     assert_eq!(under.iter().filter(|p| p["topic"] == "six").count(), 6, "{info}");
+
+    // `strata topic create --replication-factor` through another broker.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["topic", "create", "cli", "--partitions", "3", "--replication-factor", "2"])
+        .arg("--bootstrap-server")
+        .arg(cluster.brokers[1].addr.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut conn = Conn::connect(cluster.brokers[1].addr);
+    let cli = layout(&mut conn, "cli").expect("created");
+    assert!(cli.iter().all(|(_, _, replicas, _)| replicas.len() == 2), "{cli:?}");
+    drop(conn);
     cluster.brokers.iter_mut().for_each(Broker::stop);
 }
 
