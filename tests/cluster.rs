@@ -69,6 +69,17 @@ fn controller(conn: &mut Conn) -> i32 {
     r.controller_id.0
 }
 
+/// Brokers DescribeCluster v2 reports as fenced (not heard from by the controller lately).
+fn fenced(conn: &mut Conn) -> Vec<i32> {
+    let req = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+    let ResponseKind::DescribeCluster(r) =
+        conn.call(ApiKey::DescribeCluster, 2, RequestKind::DescribeCluster(req))
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    r.brokers.iter().filter(|b| b.is_fenced).map(|b| b.broker_id.0).collect()
+}
+
 #[test]
 fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,6 +137,7 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
+    assert!(info["brokers"].as_array().unwrap().iter().all(|b| b["alive"] == true), "{info}");
     assert!((1..=3).contains(&info["controller"].as_i64().unwrap()), "{info}");
     let under = info["under_replicated_partitions"].as_array().unwrap();
     assert_eq!(under.iter().filter(|p| p["topic"] == "six").count(), 6, "{info}");
@@ -167,8 +179,14 @@ fn a_new_controller_is_elected_when_the_controller_is_killed() {
         poll("the other survivor to see the topic", || layout(&mut conns[1], "after-failover"));
     assert_eq!(seen.len(), 4);
 
+    // Its heartbeats stopped: the new controller reports it dead, on every survivor.
+    for conn in &mut conns {
+        poll("the killed broker to be reported dead", || (fenced(conn) == vec![old]).then_some(()));
+    }
+
     // The killed broker comes back from its Raft log and catches up.
     cluster.node(old).restart();
+    poll("the restarted broker to be alive", || fenced(&mut conns[0]).is_empty().then_some(()));
     let mut back = Conn::connect(cluster.node(old).addr);
     poll("the restarted broker to catch up", || layout(&mut back, "after-failover"));
     assert_eq!(create(&mut back, "after-restart", 1, 3), (0, None));

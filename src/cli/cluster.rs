@@ -24,7 +24,8 @@ pub struct ClusterArgs {
 
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
-    /// Brokers, the controller, and partitions with fewer in-sync replicas than replicas.
+    /// Brokers (alive: heard from by the controller lately), the controller, and partitions
+    /// with fewer in-sync replicas than replicas.
     Info,
 }
 
@@ -44,7 +45,8 @@ fn info(client: &mut Client, output: Output) -> anyhow::Result<()> {
             .iter()
             .map(|b| {
                 let controller = b.id == info.controller;
-                json!({"id": b.id, "host": b.host, "port": b.port, "controller": controller})
+                json!({"id": b.id, "host": b.host, "port": b.port, "controller": controller,
+                    "alive": b.alive})
             })
             .collect();
         let under: Vec<_> = info
@@ -66,10 +68,12 @@ fn info(client: &mut Client, output: Output) -> anyhow::Result<()> {
         .iter()
         .map(|b| {
             let role = if b.id == info.controller { "controller" } else { "" };
-            vec![b.id.to_string(), format!("{}:{}", b.host, b.port), role.to_owned()]
+            let state = if b.alive { "alive" } else { "dead" };
+            let address = format!("{}:{}", b.host, b.port);
+            vec![b.id.to_string(), address, state.to_owned(), role.to_owned()]
         })
         .collect();
-    print_table(&["BROKER", "ADDRESS", "ROLE"], rows);
+    print_table(&["BROKER", "ADDRESS", "STATE", "ROLE"], rows);
     println!("\n{} under-replicated partition(s)", info.under_replicated.len());
     if !info.under_replicated.is_empty() {
         let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");

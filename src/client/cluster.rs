@@ -13,6 +13,8 @@ pub struct BrokerInfo {
     pub host: String,
     /// Advertised port.
     pub port: i32,
+    /// Whether the controller heard from it lately (false: fenced).
+    pub alive: bool,
 }
 
 /// A partition with fewer in-sync replicas than replicas.
@@ -46,8 +48,9 @@ pub struct ClusterInfo {
 impl Client {
     /// DescribeCluster plus Metadata of every topic.
     pub fn cluster_info(&mut self) -> Result<ClusterInfo, ClientError> {
-        let req = RequestKind::DescribeCluster(DescribeClusterRequest::default());
-        let (_, ResponseKind::DescribeCluster(d)) = self.call(ApiKey::DescribeCluster, 1, req)?
+        let req = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+        let req = RequestKind::DescribeCluster(req);
+        let (_, ResponseKind::DescribeCluster(d)) = self.call(ApiKey::DescribeCluster, 2, req)?
         else {
             return Err(protocol("DescribeCluster answered with another message"));
         };
@@ -55,7 +58,12 @@ impl Client {
         let mut brokers: Vec<BrokerInfo> = d
             .brokers
             .iter()
-            .map(|b| BrokerInfo { id: b.broker_id.0, host: b.host.to_string(), port: b.port })
+            .map(|b| BrokerInfo {
+                id: b.broker_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                alive: !b.is_fenced,
+            })
             .collect();
         brokers.sort_by_key(|b| b.id);
         let req = RequestKind::Metadata(MetadataRequest::default().with_topics(None));

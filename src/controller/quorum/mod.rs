@@ -24,6 +24,7 @@
 //! Without voters there is no controller thread: shard 0 keeps the metadata alone, in
 //! `<data>/metadata.json`, exactly as before clusters existed.
 
+pub mod liveness;
 pub mod net;
 pub mod store;
 #[cfg(test)]
@@ -81,9 +82,16 @@ struct Proposal {
 pub struct QuorumHandle {
     proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
     leader: Arc<AtomicI32>,
+    liveness: liveness::Liveness,
 }
 
 impl QuorumHandle {
+    /// The brokers the controller heard from lately, as last learnt from it; `None` before
+    /// the first answer or while no controller is reachable.
+    pub fn alive_brokers(&self) -> Option<Vec<i32>> {
+        self.liveness.alive.lock().ok().and_then(|alive| alive.clone())
+    }
+
     /// The current controller (Raft leader), if one is known.
     pub fn controller_id(&self) -> Option<i32> {
         Some(self.leader.load(Ordering::Relaxed)).filter(|&id| id >= 0)
@@ -137,7 +145,8 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
         host: config.advertised_host.clone(),
         port: config.advertised_port,
     };
-    let node = Node { me, members, leader: leader.clone() };
+    let liveness = liveness::Liveness::new();
+    let node = Node { me, members, leader: leader.clone(), liveness: liveness.clone() };
     std::thread::Builder::new().name("controller".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match runtime {
@@ -149,7 +158,7 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
             Err(e) => tracing::error!("cannot start the controller runtime: {e}"),
         }
     })?;
-    Ok(Started { handle: QuorumHandle { proposals, leader }, updates })
+    Ok(Started { handle: QuorumHandle { proposals, leader, liveness }, updates })
 }
 
 /// The controller thread's state.
@@ -157,6 +166,7 @@ struct Node {
     me: BrokerMeta,
     members: BTreeMap<NodeId, BasicNode>,
     leader: Arc<AtomicI32>,
+    liveness: liveness::Liveness,
 }
 
 impl Node {
@@ -180,7 +190,8 @@ impl Node {
         let id = self.me.id as NodeId;
         let raft = Raft::new(id, config, Network, log, machine).await?;
         let listener = TcpListener::from_std(listener)?;
-        tokio::spawn(serve(raft.clone(), listener));
+        let sessions = Served { raft: raft.clone(), liveness: self.liveness.clone() };
+        tokio::spawn(serve(sessions, listener));
         if !raft.is_initialized().await? {
             match raft.initialize(self.members.clone()).await {
                 Ok(()) => {
@@ -191,6 +202,9 @@ impl Node {
         }
         tokio::spawn(watch_leader(raft.clone(), self.leader.clone()));
         tokio::spawn(register(raft.clone(), self.me.clone()));
+        let heartbeats =
+            liveness::run(raft.clone(), self.me.id, self.members.clone(), self.liveness.clone());
+        tokio::spawn(heartbeats);
         while let Some(Proposal { command, reply }) = proposals.recv().await {
             let raft = raft.clone();
             tokio::spawn(async move {
@@ -288,13 +302,30 @@ async fn write_for_peer(raft: &ControllerRaft, command: Command) -> WriteReply {
     }
 }
 
+/// What the controller listener serves.
+#[derive(Clone)]
+struct Served {
+    raft: ControllerRaft,
+    liveness: liveness::Liveness,
+}
+
+/// A heartbeat from broker `id`: recorded if this node leads; answered with the alive set.
+async fn heartbeat(served: &Served, id: i32) -> Option<Vec<i32>> {
+    let me = served.raft.metrics().borrow().id;
+    if served.raft.current_leader().await != Some(me) {
+        return None;
+    }
+    served.liveness.sessions.lock().ok()?.beat(id);
+    served.liveness.alive.lock().ok()?.clone()
+}
+
 /// Accepts peer controllers' connections.
-async fn serve(raft: ControllerRaft, listener: TcpListener) {
+async fn serve(served: Served, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_peer(raft.clone(), stream));
+                tokio::spawn(serve_peer(served.clone(), stream));
             }
             Err(e) => {
                 tracing::warn!("controller accept failed: {e}");
@@ -304,7 +335,8 @@ async fn serve(raft: ControllerRaft, listener: TcpListener) {
     }
 }
 
-async fn serve_peer(raft: ControllerRaft, mut stream: TcpStream) {
+async fn serve_peer(served: Served, mut stream: TcpStream) {
+    let raft = &served.raft;
     loop {
         let rpc: Rpc = match net::read_frame(&mut stream).await {
             Ok(Some(rpc)) => rpc,
@@ -318,7 +350,8 @@ async fn serve_peer(raft: ControllerRaft, mut stream: TcpStream) {
             Rpc::Append(request) => RpcReply::Append(raft.append_entries(request).await),
             Rpc::Vote(request) => RpcReply::Vote(raft.vote(request).await),
             Rpc::Snapshot(request) => RpcReply::Snapshot(raft.install_snapshot(request).await),
-            Rpc::Write(command) => RpcReply::Write(write_for_peer(&raft, command).await),
+            Rpc::Write(command) => RpcReply::Write(write_for_peer(raft, command).await),
+            Rpc::Heartbeat { id } => RpcReply::Heartbeat { alive: heartbeat(&served, id).await },
         };
         if net::write_frame(&mut stream, &reply).await.is_err() {
             return;

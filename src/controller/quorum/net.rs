@@ -35,6 +35,11 @@ pub enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A metadata change forwarded to the leader.
     Write(Command),
+    /// A broker's heartbeat to the leader.
+    Heartbeat {
+        /// The broker.
+        id: i32,
+    },
 }
 
 /// What a forwarded write came to.
@@ -64,6 +69,11 @@ pub enum RpcReply {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     /// To `Write`.
     Write(WriteReply),
+    /// To `Heartbeat`: the brokers the leader heard from lately; `None` if not the leader.
+    Heartbeat {
+        /// Alive broker ids.
+        alive: Option<Vec<i32>>,
+    },
 }
 
 /// Writes one frame.

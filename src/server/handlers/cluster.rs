@@ -13,8 +13,14 @@ const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// Handles one DescribeCluster request. Unlike Metadata (whose `controller_id` is this broker:
 /// any broker takes and forwards metadata changes, as in KRaft), this names the real
-/// controller, -1 while an election is running.
-pub fn handle(shard: &Rc<Shard>, req: DescribeClusterRequest) -> DescribeClusterResponse {
+/// controller, -1 while an election is running. From v2 a broker the controller has not
+/// heard from within its session timeout is `is_fenced`, and listed only when the request
+/// asks for fenced brokers.
+pub fn handle(
+    shard: &Rc<Shard>,
+    req: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
     let config = &shard.config;
     let meta = shard.meta();
     let brokers: Vec<DescribeClusterBroker> = if meta.brokers.is_empty() {
@@ -23,13 +29,17 @@ pub fn handle(shard: &Rc<Shard>, req: DescribeClusterRequest) -> DescribeCluster
             .with_host(str_bytes(&config.advertised_host))
             .with_port(config.advertised_port.into())]
     } else {
+        let alive = shard.quorum.as_ref().and_then(|q| q.alive_brokers());
+        let fenced = |id: i32| version >= 2 && alive.as_ref().is_some_and(|a| !a.contains(&id));
         meta.brokers
             .values()
+            .filter(|b| req.include_fenced_brokers || !fenced(b.id))
             .map(|b| {
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))
                     .with_host(str_bytes(&b.host))
                     .with_port(b.port.into())
+                    .with_is_fenced(fenced(b.id))
             })
             .collect()
     };

@@ -51,7 +51,7 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
     ApiRange { key: ApiKey::InitProducerId, min: 0, max: 5 },
-    ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 1 },
+    ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -133,7 +133,7 @@ async fn handle(
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
         }
         RequestKind::DescribeCluster(req) => {
-            ResponseKind::DescribeCluster(cluster::handle(shard, req))
+            ResponseKind::DescribeCluster(cluster::handle(shard, req, version))
         }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,
