@@ -81,6 +81,9 @@ pub struct Shard {
     /// Shard 0 in a cluster: proposals waiting until the metadata they changed is published
     /// (version reached, and the signal).
     version_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    /// Shard 0 in a cluster: the version every shard has applied (shard 0's own `meta` is
+    /// updated before the other shards acknowledge, so it does not tell).
+    published_version: Cell<u64>,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -185,6 +188,7 @@ impl Shard {
             draining: Semaphore::new(0),
             quorum,
             version_waiters: RefCell::new(Vec::new()),
+            published_version: Cell::new(0),
         }
     }
 
@@ -407,7 +411,7 @@ impl Shard {
 
     /// Resolves once metadata of `version` or later has been published to every shard.
     async fn published(&self, version: u64) {
-        if self.meta().version >= version {
+        if self.published_version.get() >= version {
             return;
         }
         let (reply, done) = oneshot::channel();
@@ -421,6 +425,7 @@ impl Shard {
         let local = meta.localize(self.config.node_id, self.count);
         let version = local.version;
         self.publish(Arc::new(local)).await;
+        self.published_version.set(version);
         let ready: Vec<oneshot::Sender<()>> = {
             let mut waiters = self.version_waiters.borrow_mut();
             let (done, waiting) = waiters.drain(..).partition(|(v, _)| *v <= version);
