@@ -61,6 +61,37 @@ pub enum FlushPolicy {
     },
 }
 
+/// One member of the controller quorum (`id@host:port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Voter {
+    /// The broker's node id.
+    pub id: i32,
+    /// Host of its controller listener.
+    pub host: String,
+    /// Port of its controller listener.
+    pub port: u16,
+}
+
+/// Parses KRaft's `controller.quorum.voters` form: `1@host:9093,2@host:9094`; empty = none.
+pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
+    let mut voters: Vec<Voter> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let shape = || format!("expected id@host:port, got {item:?}");
+        let (id, address) = item.split_once('@').ok_or_else(shape)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(shape)?;
+        let id: i32 = id.trim().parse().map_err(|_| shape())?;
+        let port: u16 = port.parse().map_err(|_| shape())?;
+        if id < 0 || host.is_empty() || port == 0 {
+            return Err(shape());
+        }
+        if voters.iter().any(|v| v.id == id) {
+            return Err(format!("node id {id} is listed twice"));
+        }
+        voters.push(Voter { id, host: host.trim_matches(['[', ']']).to_owned(), port });
+    }
+    Ok(voters)
+}
+
 /// The whole configuration of one broker process.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -128,6 +159,12 @@ pub struct BrokerConfig {
     /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
     /// consumer group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Address of this broker's controller listener (Raft between controllers); required
+    /// with `controller_voters`.
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum (every broker of a cluster); empty = a single broker with no
+    /// peers, which keeps its metadata alone.
+    pub controller_voters: Vec<Voter>,
 }
 
 impl Default for BrokerConfig {
@@ -162,6 +199,8 @@ impl Default for BrokerConfig {
             min_compaction_lag_ms: 0,
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
+            controller_listen: None,
+            controller_voters: Vec::new(),
         }
     }
 }
@@ -232,6 +271,31 @@ impl BrokerConfig {
         }
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));
+        }
+        self.validate_cluster()
+    }
+
+    /// Whether this broker is part of a multi-broker cluster (has controller voters).
+    pub fn is_clustered(&self) -> bool {
+        !self.controller_voters.is_empty()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let Some(listen) = self.controller_listen else {
+            if self.is_clustered() {
+                return Err(bad("controller-listen", "is required with controller-voters"));
+            }
+            return Ok(());
+        };
+        if !self.is_clustered() {
+            return Err(bad("controller-listen", "needs controller-voters"));
+        }
+        if !self.controller_voters.iter().any(|v| v.id == self.node_id) {
+            let msg = format!("must list this broker's node-id {}", self.node_id);
+            return Err(bad("controller-voters", msg));
+        }
+        if listen == self.listen || Some(listen) == self.admin_listen {
+            return Err(bad("controller-listen", "must differ from listen and admin-listen"));
         }
         Ok(())
     }

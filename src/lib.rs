@@ -10,7 +10,7 @@
 //! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
 //! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
 //! | `txn`          | transactions: pure state machine, `__transaction_state` records     |
-//! | `controller`   | cluster metadata kept by the coordinator shard (shard 0)            |
+//! | `controller`   | cluster metadata: shard 0 alone, or a Raft quorum of brokers        |
 //! | `server`       | listeners, connections, dispatch, one handler per API, admin HTTP   |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
 //! | `client`       | a small blocking admin client for the `strata` commands             |

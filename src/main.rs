@@ -25,6 +25,8 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// List and describe transactions.
     Txn(cli::txn::TxnArgs),
+    /// Describe a cluster: brokers, controller, under-replicated partitions.
+    Cluster(cli::cluster::ClusterArgs),
     /// Load-test a Kafka-compatible broker (produce, consume, end-to-end).
     Bench(Box<strata::bench::BenchArgs>),
     /// Inspect broker settings.
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Topic(args) => cli::topic::run(args),
         Command::Group(args) => cli::group::run(args),
         Command::Txn(args) => cli::txn::run(args),
+        Command::Cluster(args) => cli::cluster::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {
             print!("{}", cli::serve::defaults_toml());

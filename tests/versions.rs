@@ -208,6 +208,7 @@ fn group_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> 
                 .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000),
         ),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
         ApiKey::DeleteGroups => {
             RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![group]))
         }

@@ -1,5 +1,6 @@
 //! Subcommands of the `strata` binary: argument parsing and wiring only.
 
+pub mod cluster;
 pub mod group;
 pub mod serve;
 pub mod topic;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
-use strata::config::{BrokerConfig, FlushPolicy};
+use strata::config::{parse_voters, BrokerConfig, FlushPolicy, Voter};
 use strata::runtime::PoolOptions;
 
 /// `strata serve` flags.
@@ -43,6 +43,19 @@ pub struct Settings {
     /// Port advertised to clients in Metadata [default: the listen port].
     #[arg(long, env = "STRATA_ADVERTISED_PORT")]
     pub advertised_port: Option<u16>,
+    /// `host:port` clients should use for this broker (sets advertised-host and
+    /// advertised-port, which win when also given). [default: the listen address]
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<HostPort>,
+    /// Controller quorum voters, `id@host:port,...` (KRaft's controller.quorum.voters): every
+    /// broker of a cluster, with its controller-listen address. Empty: a single broker with no
+    /// peers, which needs no setup. [default: ""]
+    #[arg(long, env = "STRATA_CONTROLLER_VOTERS")]
+    pub controller_voters: Option<Voters>,
+    /// Address this broker's controller (Raft) listener binds, like KRaft's 9093; required
+    /// with controller-voters. [default: unset]
+    #[arg(long, env = "STRATA_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
     /// Directory holding partition logs and cluster metadata. [default: ./data]
     #[arg(long, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -185,6 +198,73 @@ impl From<AdminListen> for String {
     }
 }
 
+/// `host:port` (written so in flags, env and file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostPort {
+    /// Host name or IP.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let shape = || format!("expected host:port, got {s:?}");
+        let (host, port) = s.trim().rsplit_once(':').ok_or_else(shape)?;
+        let port = port.parse().map_err(|_| shape())?;
+        if host.is_empty() {
+            return Err(shape());
+        }
+        Ok(HostPort { host: host.trim_matches(['[', ']']).to_owned(), port })
+    }
+}
+
+impl TryFrom<String> for HostPort {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<HostPort> for String {
+    fn from(h: HostPort) -> String {
+        format!("{}:{}", h.host, h.port)
+    }
+}
+
+/// The controller voters, `id@host:port,...` (written so in flags, env and file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Voters(pub Vec<Voter>);
+
+impl std::str::FromStr for Voters {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_voters(s).map(Voters)
+    }
+}
+
+impl TryFrom<String> for Voters {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Voters> for String {
+    fn from(v: Voters) -> String {
+        let items: Vec<String> =
+            v.0.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect();
+        items.join(",")
+    }
+}
+
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -212,6 +292,9 @@ impl Settings {
             listen,
             advertised_host,
             advertised_port,
+            advertised_listener,
+            controller_voters,
+            controller_listen,
             data_dir,
             shards,
             cpus,
@@ -251,6 +334,9 @@ impl Settings {
             listen: Some(d.listen),
             advertised_host: None,
             advertised_port: None,
+            advertised_listener: None,
+            controller_voters: Some(Voters(d.controller_voters)),
+            controller_listen: d.controller_listen,
             data_dir: Some(d.data_dir),
             shards: Some(d.shards),
             cpus: None,
@@ -308,10 +394,13 @@ impl Settings {
         };
         let cpus = self.cpus.unwrap_or_default();
         let shards = self.shards.unwrap_or(d.shards);
+        let advertised = self
+            .advertised_listener
+            .unwrap_or(HostPort { host: listen.ip().to_string(), port: listen.port() });
         let config = BrokerConfig {
             listen,
-            advertised_host: self.advertised_host.unwrap_or_else(|| listen.ip().to_string()),
-            advertised_port: self.advertised_port.unwrap_or(listen.port()),
+            advertised_host: self.advertised_host.unwrap_or(advertised.host),
+            advertised_port: self.advertised_port.unwrap_or(advertised.port),
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             shards,
             cpus: cpus.clone(),
@@ -342,6 +431,8 @@ impl Settings {
             delete_retention_ms: self.delete_retention_ms.unwrap_or(d.delete_retention_ms),
             min_compaction_lag_ms: self.min_compaction_lag_ms.unwrap_or(d.min_compaction_lag_ms),
             retention_check_ms: self.retention_check_ms.unwrap_or(d.retention_check_ms),
+            controller_listen: self.controller_listen.or(d.controller_listen),
+            controller_voters: self.controller_voters.map_or(d.controller_voters, |v| v.0),
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })
@@ -445,6 +536,23 @@ mod tests {
         let parsed: Settings = toml::from_str(&text).unwrap();
         assert_eq!(parsed.or(Settings::defaults()), Settings::defaults());
         assert!(text.contains("listen = \"127.0.0.1:9092\""));
+    }
+
+    #[test]
+    fn voters_parse_and_print_back() {
+        let text = "controller_voters = \"1@127.0.0.1:19093, 2@localhost:19094\"";
+        let parsed: Settings = toml::from_str(text).unwrap();
+        let voters = parsed.controller_voters.clone().unwrap().0;
+        assert_eq!(voters.len(), 2);
+        assert_eq!(voters[1].host, "localhost");
+        assert_eq!(
+            String::from(parsed.controller_voters.unwrap()),
+            "1@127.0.0.1:19093,2@localhost:19094"
+        );
+        let err = toml::from_str::<Settings>("controller_voters = \"1@nowhere\"").unwrap_err();
+        assert!(err.to_string().contains("controller_voters"), "{err}");
+        let err = toml::from_str::<Settings>("controller_voters = \"1@a:1,1@b:2\"").unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ enum TopicCommand {
         /// Partitions [default: the broker's --default-partitions].
         #[arg(long)]
         partitions: Option<i32>,
+        /// Replicas per partition, at most the cluster's brokers [default: 1].
+        #[arg(long)]
+        replication_factor: Option<i16>,
         /// A topic config, `name=value` (repeatable), e.g. `--config retention.ms=3600000`.
         #[arg(long = "config", value_name = "NAME=VALUE")]
         configs: Vec<String>,
@@ -76,9 +79,10 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     let mut client = Client::connect(&args.bootstrap_server, "strata-topic")?;
     let output = args.output;
     match args.command {
-        TopicCommand::Create { topic, partitions, configs } => {
+        TopicCommand::Create { topic, partitions, replication_factor, configs } => {
             let configs = configs.iter().map(|c| pair(c)).collect::<anyhow::Result<Vec<_>>>()?;
-            client.create_topic(&topic, partitions.unwrap_or(-1), &configs)?;
+            let (partitions, factor) = (partitions.unwrap_or(-1), replication_factor.unwrap_or(-1));
+            client.create_replicated_topic(&topic, partitions, factor, &configs)?;
             done(output, "created", &topic)
         }
         TopicCommand::List => list(&mut client, output),

@@ -79,11 +79,24 @@ impl Client {
         Ok(topics)
     }
 
-    /// CreateTopics for one topic (`partitions` -1: the broker default).
+    /// CreateTopics for one topic (`partitions` -1: the broker default), with the broker's
+    /// default replication factor.
     pub fn create_topic(
         &mut self,
         name: &str,
         partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        self.create_replicated_topic(name, partitions, -1, configs)
+    }
+
+    /// CreateTopics for one topic with `replication_factor` replicas per partition (-1: the
+    /// broker default).
+    pub fn create_replicated_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
         configs: &[(String, String)],
     ) -> Result<(), ClientError> {
         let configs = configs
@@ -97,7 +110,7 @@ impl Client {
         let topic = create_topics_request::CreatableTopic::default()
             .with_name(TopicName(s(name)))
             .with_num_partitions(partitions)
-            .with_replication_factor(-1)
+            .with_replication_factor(replication_factor)
             .with_configs(configs);
         let req =
             CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(TIMEOUT_MS);

@@ -9,8 +9,14 @@
 //!
 //! On disk: `<data>/metadata.json`, replaced atomically (write temp, fdatasync, rename, sync
 //! the directory).
+//!
+//! In a cluster (`controller_voters` set) the metadata is instead a Raft-replicated state
+//! machine ([`quorum`]), changed by [`placement::Command`]s; shard 0 publishes each applied
+//! snapshot, localized ([`ClusterMetadata::localize`]), and metadata.json is not used.
 
+pub mod placement;
 pub mod producer_ids;
+pub mod quorum;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -26,13 +32,37 @@ use crate::config::BrokerConfig;
 /// File name of the metadata snapshot inside the data directory.
 pub const METADATA_FILE: &str = "metadata.json";
 
+/// `PartitionMeta::shard` of a partition whose log this broker does not hold (cluster mode:
+/// another broker leads it). [`ClusterMetadata::shard_of`] answers `None` for it.
+pub const NOT_LOCAL: usize = usize::MAX;
+
 /// One partition of a topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionMeta {
-    /// The shard that owns the partition's log.
+    /// The shard of this broker that owns the partition's log, or [`NOT_LOCAL`]. In the
+    /// replicated (cluster) metadata it is a placeholder: each broker fills it in with
+    /// [`ClusterMetadata::localize`].
     pub shard: usize,
     /// Leader epoch, bumped when leadership changes (always 0 on a single broker).
     pub leader_epoch: i32,
+    /// Broker ids holding a replica, preferred leader first. Empty on a single broker (whose
+    /// metadata.json predates clusters): the one broker holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<i32>,
+    /// The leading broker; `None` on a single broker (this one leads everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<i32>,
+}
+
+/// A broker registered with the controller quorum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    /// Node id.
+    pub id: i32,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
 }
 
 /// One topic.
@@ -59,10 +89,16 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMeta>,
     /// Round-robin cursor: the shard the next partition goes to.
     pub next_shard: usize,
+    /// Registered brokers by id (cluster mode; empty on a single broker).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub brokers: BTreeMap<i32, BrokerMeta>,
+    /// Round-robin cursor over brokers: where the next partition's replica list starts.
+    #[serde(default)]
+    pub next_broker: usize,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct ControlError {
     /// Kafka error code.
@@ -72,7 +108,10 @@ pub struct ControlError {
 }
 
 impl ControlError {
-    fn new(error: kafka_protocol::error::ResponseError, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        error: kafka_protocol::error::ResponseError,
+        message: impl Into<String>,
+    ) -> Self {
         ControlError { code: error.code(), message: message.into() }
     }
 }
@@ -120,11 +159,27 @@ impl ClusterMetadata {
         self.topics.values().find(|t| t.id == id)
     }
 
-    /// The shard owning `topic`/`partition`, or `None` if no such partition exists.
+    /// The shard owning `topic`/`partition` on this broker, or `None` if no such partition
+    /// exists or another broker leads it (see [`ClusterMetadata::partition`]).
     pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.partition(topic, partition).map(|p| p.shard).filter(|&s| s != NOT_LOCAL)
+    }
+
+    /// The shard owning `topic`/`partition` here, or the error to answer: NOT_LEADER_OR_FOLLOWER
+    /// when another broker leads it, UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
+    pub fn owner(&self, topic: &str, partition: i32) -> Result<usize, E> {
+        match self.partition(topic, partition) {
+            None => Err(E::UnknownTopicOrPartition),
+            Some(p) if p.shard == NOT_LOCAL => Err(E::NotLeaderOrFollower),
+            Some(p) => Ok(p.shard),
+        }
+    }
+
+    /// The partition, wherever it is led.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
         let topic = self.topics.get(topic)?;
         let index = usize::try_from(partition).ok()?;
-        topic.partitions.get(index).map(|p| p.shard)
+        topic.partitions.get(index)
     }
 
     /// Folds shard numbers that do not exist in a pool of `shards` onto existing ones, so a
@@ -132,7 +187,7 @@ impl ClusterMetadata {
     pub fn fold_shards(&mut self, shards: usize) -> usize {
         let mut moved = 0;
         for partition in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-            if partition.shard >= shards {
+            if partition.shard >= shards && partition.shard != NOT_LOCAL {
                 partition.shard %= shards;
                 moved += 1;
             }
@@ -144,7 +199,14 @@ impl ClusterMetadata {
     fn take_shards(&mut self, count: usize, shards: usize) -> Vec<PartitionMeta> {
         let first = self.next_shard;
         self.next_shard = (first + count) % shards;
-        (0..count).map(|i| PartitionMeta { shard: (first + i) % shards, leader_epoch: 0 }).collect()
+        (0..count)
+            .map(|i| PartitionMeta {
+                shard: (first + i) % shards,
+                leader_epoch: 0,
+                replicas: Vec::new(),
+                leader: None,
+            })
+            .collect()
     }
 
     /// Returns a copy with the topic added; `configs` are validated overrides.

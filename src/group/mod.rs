@@ -42,20 +42,7 @@ pub const GROUP_ID_BYTES_MAX: usize = 4096;
 /// Members one group may have (Kafka's `group.max.size` default is unlimited; we bound it).
 pub const GROUP_MEMBERS_MAX: usize = 10_000;
 
-/// Java's `String.hashCode` (over UTF-16 code units, wrapping arithmetic), as Kafka uses to
-/// place a group on a partition of `__consumer_offsets`.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-/// The `__consumer_offsets` partition of `group_id` among `partitions` (Kafka's
-/// `Utils.abs(hashCode) % partitions`, where `abs(i32::MIN)` is 0).
-pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    assert!(partitions > 0);
-    let hash = java_string_hash(group_id);
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions
-}
+pub use crate::protocol::{coordinator_partition as partition_for, java_string_hash};
 
 /// Wall-clock milliseconds since the Unix epoch (the coordinator's time source).
 pub fn now_ms() -> i64 {

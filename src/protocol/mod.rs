@@ -195,7 +195,8 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         TxnOffsetCommit,
         DescribeProducers,
         DescribeTransactions,
-        ListTransactions
+        ListTransactions,
+        DescribeCluster
     )
 }
 
@@ -226,3 +227,19 @@ pub fn api_versions_response(apis: &[ApiRange], error_code: i16) -> ApiVersionsR
 
 #[cfg(test)]
 mod tests;
+
+/// Java's `String.hashCode` (over UTF-16 code units, wrapping arithmetic), as Kafka uses to
+/// place a coordinator key on a partition of its internal topic.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The partition of an internal topic (`__consumer_offsets`, `__transaction_state`) that
+/// coordinates `key` (a group id or a transactional id) among `partitions`: Kafka's
+/// `Utils.abs(key.hashCode) % partitions`, where `abs(i32::MIN)` is 0.
+pub fn coordinator_partition(key: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0);
+    let hash = java_string_hash(key);
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions
+}

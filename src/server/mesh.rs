@@ -126,6 +126,8 @@ pub enum ControlOp {
         name: String,
         /// Partition count (already defaulted).
         partitions: i32,
+        /// Replicas per partition; -1 for the default (clusters only; 1 on a single broker).
+        replication_factor: i32,
         /// Config overrides.
         configs: BTreeMap<String, String>,
         /// Only check, change nothing.

@@ -29,7 +29,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 
 use crate::config::{limits, BrokerConfig};
-use crate::controller::{self, ClusterMetadata};
+use crate::controller::{self, quorum, ClusterMetadata};
 use crate::runtime::{self, PoolOptions};
 use admin_http::Health;
 use mesh::Envelope;
@@ -52,6 +52,11 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     let count = runtime::placement(&pool)?.len();
     let mesh: MeshBuilder<Envelope, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
     let admin = bind_admin(&config)?;
+    let (quorum, updates) = match start_controller(&config)? {
+        Some(started) => (Some(started.handle), Some(started.updates)),
+        None => (None, None),
+    };
+    let updates = Arc::new(Mutex::new(updates));
     let stops = shutdown_on_signals(count, Duration::from_millis(config.shutdown_timeout_ms))?;
     let config = Arc::new(config);
     let health = Arc::new(Health::new(count));
@@ -67,7 +72,16 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     runtime::run_shards(&pool, move |index, _count| {
         let stop = stops.lock().ok().and_then(|mut s| s.get_mut(index).and_then(Option::take));
         let admin = if index == 0 { admin.lock().ok().and_then(|mut a| a.take()) } else { None };
-        let start = ShardStart { config: config.clone(), health: health.clone(), admin, stop };
+        let updates =
+            if index == 0 { updates.lock().ok().and_then(|mut u| u.take()) } else { None };
+        let start = ShardStart {
+            config: config.clone(),
+            health: health.clone(),
+            admin,
+            stop,
+            quorum: quorum.clone(),
+            updates,
+        };
         let main = shard_main(start, mesh.clone());
         async move {
             let result = main.await;
@@ -100,6 +114,24 @@ fn bind_admin(config: &BrokerConfig) -> anyhow::Result<Option<std::net::TcpListe
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| anyhow::anyhow!("binding the admin listener (admin-listen) {address}: {e}"))?;
     Ok(Some(listener))
+}
+
+/// In a cluster, binds the controller listener (here, so a busy port fails start-up with a
+/// message naming the setting) and starts the controller thread.
+fn start_controller(config: &BrokerConfig) -> anyhow::Result<Option<quorum::Started>> {
+    let Some(address) = config.controller_listen.filter(|_| config.is_clustered()) else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(address).map_err(|e| {
+        anyhow::anyhow!("binding the controller listener (controller-listen) {address}: {e}")
+    })?;
+    tracing::info!(
+        node_id = config.node_id,
+        controller = %address,
+        voters = config.controller_voters.len(),
+        "starting the controller"
+    );
+    Ok(Some(quorum::start(config, listener)?))
 }
 
 fn admin_address(admin: &Option<std::net::TcpListener>) -> String {
@@ -175,10 +207,16 @@ struct ShardStart {
     /// The admin listener, for shard 0 when enabled.
     admin: Option<std::net::TcpListener>,
     stop: Option<oneshot::Receiver<()>>,
+    /// The controller quorum, in a cluster.
+    quorum: Option<quorum::QuorumHandle>,
+    /// Shard 0 in a cluster: the metadata the controller applies.
+    updates: Option<Updates>,
 }
 
+type Updates = futures::channel::mpsc::UnboundedReceiver<Arc<ClusterMetadata>>;
+
 async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> anyhow::Result<()> {
-    let ShardStart { config, health, admin, stop } = start;
+    let ShardStart { config, health, admin, stop, quorum, updates } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
@@ -186,7 +224,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     crate::storage::prime_dma_probe(&config.data_dir).await?;
     let count = senders.nr_consumers();
     let (ready, is_ready) = oneshot::channel();
-    let shard = Rc::new(Shard::new(id, count, config.clone(), senders, ready));
+    let shard = Rc::new(Shard::new(id, count, config.clone(), senders, ready, quorum));
     for (_peer, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -209,7 +247,9 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
         }
     };
     futures::pin_mut!(stop);
-    if id == 0 {
+    if let Some(updates) = updates {
+        bootstrap_cluster(&shard, updates).await?;
+    } else if id == 0 {
         bootstrap(&shard).await?;
     } else {
         match futures::future::select(is_ready, stop.as_mut()).await {
@@ -296,23 +336,128 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
 /// Partitions of `__transaction_state`.
 const TXN_PARTITIONS: i32 = crate::txn::TXN_TOPIC_PARTITIONS;
 
+/// Shard 0 in a cluster: publishes what the controller applies, from now on; returns once
+/// this broker's own registration has been applied.
+async fn bootstrap_cluster(shard: &Rc<Shard>, mut updates: Updates) -> anyhow::Result<()> {
+    let node = shard.config.node_id;
+    loop {
+        let Some(meta) = updates.next().await else {
+            anyhow::bail!("the controller stopped before this broker was registered");
+        };
+        shard.publish_replicated(&meta).await;
+        if meta.brokers.contains_key(&node) {
+            break;
+        }
+    }
+    // Held until the import is done, so an imported __consumer_offsets wins.
+    let creating = Rc::new(std::cell::Cell::new(true));
+    let (pump, pump_creating) = (shard.clone(), creating.clone());
+    glommio::spawn_local(async move {
+        while let Some(meta) = updates.next().await {
+            pump.publish_replicated(&meta).await;
+            ensure_internal_topics(&pump, &pump_creating);
+        }
+    })
+    .detach();
+    import_single_broker_topics(shard).await?;
+    creating.set(false);
+    ensure_internal_topics(shard, &creating);
+    Ok(())
+}
+
+/// A data directory that a single broker used (it has `metadata.json`) joins a cluster with
+/// its topics: each is imported through the controller with this broker as its only replica,
+/// keeping its id, partitions, configs and logs (including `__consumer_offsets`, so committed
+/// offsets survive, unless the cluster already has one). The file is then renamed to
+/// `metadata.json.imported`, so this happens once; a failure stops start-up and is retried
+/// at the next start.
+async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    let data_dir = &shard.config.data_dir;
+    let Some(old) = controller::load(data_dir)? else {
+        return Ok(());
+    };
+    let node = shard.config.node_id;
+    for topic in old.topics.into_values() {
+        let name = topic.name.clone();
+        let id = topic.id;
+        let command = controller::placement::Command::ImportTopic { topic, broker: node };
+        match shard.control_command(command).await {
+            Ok(()) => {
+                tracing::info!(topic = %name, "imported a single-broker topic into the cluster")
+            }
+            Err(e) if shard.meta().topics.get(&name).is_some_and(|t| t.id == id) => {
+                tracing::info!(topic = %name, "already imported: {e}")
+            }
+            Err(e) => tracing::warn!(topic = %name, "not imported, its logs are ignored: {e}"),
+        }
+    }
+    let from = data_dir.join(controller::METADATA_FILE);
+    let to = data_dir.join(format!("{}.imported", controller::METADATA_FILE));
+    std::fs::rename(&from, &to).map_err(|e| anyhow::anyhow!("renaming {}: {e}", from.display()))?;
+    Ok(())
+}
+
+/// In a cluster, the internal topics (`__consumer_offsets`, `__transaction_state`) are created
+/// once every voter has registered (so that their partitions spread over all of them), by
+/// whichever broker gets there first.
+fn ensure_internal_topics(shard: &Rc<Shard>, creating: &Rc<std::cell::Cell<bool>>) {
+    let meta = shard.meta();
+    let registered = meta.brokers.len();
+    let wanted = [
+        (crate::group::OFFSETS_TOPIC, shard.config.offsets_topic_partitions),
+        (crate::txn::TXN_TOPIC, TXN_PARTITIONS),
+    ];
+    let missing: Vec<(&'static str, i32)> =
+        wanted.into_iter().filter(|(name, _)| !meta.topics.contains_key(*name)).collect();
+    if missing.is_empty()
+        || registered < shard.config.controller_voters.len()
+        || creating.replace(true)
+    {
+        return;
+    }
+    let (shard, creating) = (shard.clone(), creating.clone());
+    glommio::spawn_local(async move {
+        for (name, partitions) in missing {
+            let op = mesh::ControlOp::CreateTopic {
+                name: name.to_owned(),
+                partitions,
+                replication_factor: registered.min(3) as i32,
+                configs: internal_topic_configs(),
+                validate_only: false,
+            };
+            match shard.control(op).await {
+                Ok(()) => tracing::info!("created the internal topic {name}"),
+                Err(e) if e.code == crate::protocol::ResponseError::TopicAlreadyExists.code() => {}
+                Err(e) => tracing::warn!("creating {name}: {e}; will retry"),
+            }
+        }
+        creating.set(false);
+    })
+    .detach();
+}
+
+/// Configs of the internal topics: compacted, 100 MiB segments.
+fn internal_topic_configs() -> std::collections::BTreeMap<String, String> {
+    [("cleanup.policy", "compact"), ("segment.bytes", "104857600")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// `__consumer_offsets`, compacted, with `--offsets-topic-partitions` partitions.
 fn create_offsets_topic(meta: &ClusterMetadata, shard: &Shard) -> anyhow::Result<ClusterMetadata> {
     let partitions = shard.config.offsets_topic_partitions;
     create_internal_topic(meta, shard, crate::group::OFFSETS_TOPIC, partitions)
 }
 
-/// An internal topic, compacted, with 100 MiB segments.
+/// An internal topic (single broker), compacted, with 100 MiB segments.
 fn create_internal_topic(
     meta: &ClusterMetadata,
     shard: &Shard,
     name: &str,
     partitions: i32,
 ) -> anyhow::Result<ClusterMetadata> {
-    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let configs = internal_topic_configs();
     let next = meta
         .create_topic(name, partitions, configs, shard.count)
         .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
@@ -338,7 +483,7 @@ fn remove_orphan_partitions(data_dir: &Path, meta: &ClusterMetadata) {
         if !is_dir || controller::validate_topic_name(topic).is_err() {
             continue;
         }
-        if meta.shard_of(topic, partition).is_none() {
+        if meta.partition(topic, partition).is_none() {
             tracing::warn!(dir = %name, "removing the log of a deleted partition");
             if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                 tracing::error!(dir = %name, "cannot remove: {e}");

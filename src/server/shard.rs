@@ -22,7 +22,9 @@ use tracing::Instrument;
 use super::mesh::*;
 use super::txn::TxnCoordinator;
 use crate::config::{BrokerConfig, FlushPolicy};
+use crate::controller::placement::Command;
 use crate::controller::producer_ids::ProducerIds;
+use crate::controller::quorum::QuorumHandle;
 use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::metrics::{PartitionCounters, PartitionSnapshot, ShardMetrics, ShardSnapshot};
@@ -78,6 +80,14 @@ pub struct Shard {
     pub metrics: Rc<ShardMetrics>,
     /// Closed when the shard starts shutting down: connections stop reading requests.
     pub draining: Semaphore,
+    /// The controller quorum, when this broker is part of a cluster.
+    pub quorum: Option<QuorumHandle>,
+    /// Shard 0 in a cluster: proposals waiting until the metadata they changed is published
+    /// (version reached, and the signal).
+    version_waiters: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    /// Shard 0 in a cluster: the version every shard has applied (shard 0's own `meta` is
+    /// updated before the other shards acknowledge, so it does not tell).
+    published_version: Cell<u64>,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -164,6 +174,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         mesh: Senders<Envelope>,
         ready: oneshot::Sender<()>,
+        quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
         Shard {
@@ -182,6 +193,9 @@ impl Shard {
             ready: RefCell::new(Some(ready)),
             metrics: Rc::new(ShardMetrics::new(super::handlers::APIS.len())),
             draining: Semaphore::new(0),
+            quorum,
+            version_waiters: RefCell::new(Vec::new()),
+            published_version: Cell::new(0),
         }
     }
 
@@ -326,11 +340,14 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err(unavailable()));
         }
+        if self.quorum.is_some() {
+            return self.control_clustered(op).await;
+        }
         let _guard = self.control_lock.acquire_permit(1).await.map_err(|_| unavailable())?;
         let meta = self.meta();
         let shards = self.count;
         let (next, validate_only) = match op {
-            ControlOp::CreateTopic { name, partitions, configs, validate_only } => {
+            ControlOp::CreateTopic { name, partitions, configs, validate_only, .. } => {
                 (meta.create_topic(&name, partitions, configs, shards)?, validate_only)
             }
             ControlOp::DeleteTopic { name } => (meta.delete_topic(&name)?, false),
@@ -351,6 +368,84 @@ impl Shard {
         }
         self.publish(Arc::new(next)).await;
         Ok(())
+    }
+
+    /// Shard 0 in a cluster: turns `op` into a command checked against the current metadata,
+    /// writes it through the controller quorum, and returns once this broker published the
+    /// metadata it produced.
+    async fn control_clustered(&self, op: ControlOp) -> Result<(), ControlError> {
+        let meta = self.meta();
+        let (command, validate_only) = match op {
+            ControlOp::CreateTopic {
+                name,
+                partitions,
+                configs,
+                validate_only,
+                replication_factor,
+            } => {
+                let replication_factor =
+                    if replication_factor < 0 { 1 } else { replication_factor };
+                meta.check_new_topic(&name, partitions, replication_factor, &configs)?;
+                let id = uuid::Uuid::new_v4();
+                (
+                    Command::CreateTopic { name, id, partitions, replication_factor, configs },
+                    validate_only,
+                )
+            }
+            ControlOp::DeleteTopic { name } => (Command::DeleteTopic { name }, false),
+            ControlOp::CreatePartitions { name, total, validate_only } => {
+                (Command::CreatePartitions { name, total }, validate_only)
+            }
+            ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
+                let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
+                let configs = next.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
+                (Command::SetTopicConfigs { name, configs }, validate_only)
+            }
+        };
+        if validate_only {
+            return meta.apply(&command).map(drop);
+        }
+        self.control_command(command).await
+    }
+
+    /// Shard 0 in a cluster: writes `command` through the controller quorum and returns once
+    /// this broker published the metadata it produced.
+    pub async fn control_command(&self, command: Command) -> Result<(), ControlError> {
+        let Some(quorum) = &self.quorum else {
+            return Err(unavailable());
+        };
+        assert_eq!(self.id, 0, "metadata changes go through shard 0");
+        let index = quorum.propose(command).await?;
+        self.published(index).await;
+        Ok(())
+    }
+
+    /// Resolves once metadata of `version` or later has been published to every shard.
+    async fn published(&self, version: u64) {
+        if self.published_version.get() >= version {
+            return;
+        }
+        let (reply, done) = oneshot::channel();
+        self.version_waiters.borrow_mut().push((version, reply));
+        let _ = done.await;
+    }
+
+    /// Shard 0 in a cluster: publishes replicated metadata as this broker sees it (the
+    /// shards of the partitions it leads), then wakes the proposals it completes.
+    pub async fn publish_replicated(&self, meta: &ClusterMetadata) {
+        let local = meta.localize(self.config.node_id, self.count);
+        let version = local.version;
+        self.publish(Arc::new(local)).await;
+        self.published_version.set(version);
+        let ready: Vec<oneshot::Sender<()>> = {
+            let mut waiters = self.version_waiters.borrow_mut();
+            let (done, waiting) = waiters.drain(..).partition(|(v, _)| *v <= version);
+            *waiters = waiting;
+            done.into_iter().map(|(_, reply)| reply).collect()
+        };
+        for reply in ready {
+            let _ = reply.send(());
+        }
     }
 
     /// Shard 0: hands `meta` to every shard and waits until all applied it.

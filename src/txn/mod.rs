@@ -34,14 +34,10 @@ pub const TXN_PARTITIONS_MAX: usize = 100_000;
 /// (Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s).
 pub const TXN_CHECK_INTERVAL_MS: u64 = 1_000;
 
-/// The [`TXN_TOPIC`] partition of a transactional id (the same hash as groups use).
+/// The [`TXN_TOPIC`] partition of a transactional id: the same hash as groups use (Kafka's
+/// `Utils.abs(id.hashCode) % partitions`).
 pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
-    assert!(partitions > 0);
-    let hash = transactional_id
-        .encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions
+    crate::protocol::coordinator_partition(transactional_id, partitions)
 }
 
 /// Whether a transactional id is acceptable.

@@ -36,14 +36,31 @@ impl Broker {
     /// Starts a broker with `args` on a new data directory inside `dir`.
     pub fn start(dir: &Path, args: &[&str]) -> Broker {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let data_dir = dir.join("data");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut broker = Broker { child: None, addr, data_dir, admin: None, args, log_lines: None };
-        broker.spawn();
+        let mut broker = Broker::launch(addr, dir.join("data"), args);
+        broker.wait_ready();
         broker
     }
 
+    /// Starts a broker process without waiting for it to be ready (see [`Broker::wait_ready`]).
+    pub fn launch(addr: SocketAddr, data_dir: PathBuf, args: Vec<String>) -> Broker {
+        let mut broker = Broker { child: None, addr, data_dir, admin: None, args, log_lines: None };
+        broker.launch_process();
+        broker
+    }
+
+    /// Waits for the ready line of a launched broker.
+    pub fn wait_ready(&mut self) {
+        let ready = self.wait_for_log("strata ready");
+        self.admin = ready_field(&ready, "admin").and_then(|a| a.parse().ok());
+    }
+
     fn spawn(&mut self) {
+        self.launch_process();
+        self.wait_ready();
+    }
+
+    fn launch_process(&mut self) {
         // Many brokers run at once: never the fixed default admin port.
         let admin: &[&str] = if self.args.iter().any(|a| a == "--admin-listen") {
             &[]
@@ -76,8 +93,11 @@ impl Broker {
         });
         self.child = Some(child);
         self.log_lines = Some(lines_rx);
-        let ready = self.wait_for_log("strata ready");
-        self.admin = ready_field(&ready, "admin").and_then(|a| a.parse().ok());
+    }
+
+    /// True while the process runs (not stopped or killed by the test).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Waits until the broker logs a line containing `needle` (fails after a timeout).
@@ -129,6 +149,80 @@ impl Drop for Broker {
         }
     }
 }
+
+/// Brokers of one cluster on loopback, each a controller voter (node ids 1..=n).
+pub struct Cluster {
+    pub brokers: Vec<Broker>,
+}
+
+impl Cluster {
+    /// Starts `n` brokers with data directories `dir/data<id>`, all at once (none is ready
+    /// before a quorum is up), then waits for every ready line. `args` go to each broker.
+    pub fn start(dir: &Path, n: usize, args: &[&str]) -> Cluster {
+        let controller_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters: Vec<String> = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect();
+        let voters = voters.join(",");
+        let mut brokers: Vec<Broker> = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let id = (i + 1).to_string();
+                let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                let mut own = vec![
+                    "--node-id".to_string(),
+                    id.clone(),
+                    "--controller-listen".into(),
+                    format!("127.0.0.1:{port}"),
+                    "--controller-voters".into(),
+                    voters.clone(),
+                ];
+                own.extend(args.iter().map(|s| s.to_string()));
+                Broker::launch(addr, dir.join(format!("data{id}")), own)
+            })
+            .collect();
+        brokers.iter_mut().for_each(Broker::wait_ready);
+        // Ready means registered itself; wait until every broker knows every other one.
+        for broker in &brokers {
+            let mut conn = Conn::connect(broker.addr);
+            poll("every broker to be registered", || {
+                let req = kafka_protocol::messages::MetadataRequest::default().with_topics(None);
+                let ResponseKind::Metadata(r) =
+                    conn.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
+                else {
+                    panic!("not a Metadata response")
+                };
+                (r.brokers.len() == n).then_some(())
+            });
+        }
+        Cluster { brokers }
+    }
+
+    /// The broker with node id `id`.
+    pub fn node(&mut self, id: i32) -> &mut Broker {
+        &mut self.brokers[(id - 1) as usize]
+    }
+}
+
+/// Polls `check` until it gives a value or `POLL_TIMEOUT` passes (then panics with `what`).
+pub fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + POLL_TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+        // Not a synchronisation sleep: a pause between polls of a condition with a deadline.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How long [`poll`] waits.
+const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The value of `key=value` in a text log line (up to the next space), unquoted.
 pub fn ready_field(line: &str, key: &str) -> Option<String> {

@@ -16,6 +16,7 @@ use kafka_protocol::messages::*;
 
 use super::str_bytes;
 use crate::config::BrokerConfig;
+use crate::controller::placement::replication_factor;
 use crate::controller::topic_config::{
     broker_default, broker_default_is_static, broker_synonym, is_list, Kind, TOPIC_CONFIGS,
 };
@@ -40,19 +41,28 @@ fn control_error(e: ControlError) -> (i16, Option<String>) {
     (e.code, Some(e.message))
 }
 
+/// A checked CreateTopics entry: partitions, replication factor (-1: the default), configs.
+type Creation = (i32, i32, BTreeMap<String, String>);
+
 fn creation_request(
     broker: &BrokerConfig,
     topic: &CreatableTopic,
-) -> Result<(i32, BTreeMap<String, String>), ControlError> {
+) -> Result<Creation, ControlError> {
     let refuse =
         |error: E, message: &str| ControlError { code: error.code(), message: message.into() };
-    if !matches!(topic.replication_factor, -1 | 1) {
+    let replication_factor = i32::from(topic.replication_factor);
+    // A cluster checks the factor against its registered brokers (see `placement`).
+    if !broker.is_clustered() && !matches!(replication_factor, -1 | 1) {
         let msg = "replication factor must be 1 (or -1 for the default) on a single broker";
         return Err(refuse(E::InvalidReplicationFactor, msg));
     }
     let partitions = match (topic.num_partitions, topic.assignments.is_empty()) {
         (-1, true) => broker.default_partitions,
         (n, true) => n,
+        (-1, false) if broker.is_clustered() => {
+            let msg = "manual replica assignment is not supported in a cluster yet";
+            return Err(refuse(E::InvalidReplicaAssignment, msg));
+        }
         (-1, false) => {
             let node = broker.node_id;
             let ours = topic.assignments.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node));
@@ -74,7 +84,7 @@ fn creation_request(
         .iter()
         .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
         .collect();
-    Ok((partitions, configs))
+    Ok((partitions, replication_factor, configs))
 }
 
 /// CreateTopics.
@@ -97,11 +107,12 @@ pub async fn create_topics(
             Err((E::InvalidRequest.code(), Some("topic named twice in one request".to_owned())))
         } else {
             match creation_request(&shard.config, topic) {
-                Ok((partitions, configs)) => {
+                Ok((partitions, replication_factor, configs)) => {
                     let validate_only = req.validate_only;
                     let op = ControlOp::CreateTopic {
                         name: name.clone(),
                         partitions,
+                        replication_factor,
                         configs,
                         validate_only,
                     };
@@ -135,7 +146,8 @@ fn creation_result(
     let meta = shard.meta();
     let Some(created) = meta.topics.get(topic.name.0.as_str()) else {
         // validate_only: nothing was created; report what would have been.
-        return result.with_num_partitions(topic.num_partitions).with_replication_factor(1);
+        let factor = topic.replication_factor.max(1);
+        return result.with_num_partitions(topic.num_partitions).with_replication_factor(factor);
     };
     let configs = (version >= 5).then(|| {
         config_entries(&shard.config, created)
@@ -151,7 +163,7 @@ fn creation_result(
     result
         .with_topic_id(created.id)
         .with_num_partitions(created.partitions.len() as i32)
-        .with_replication_factor(1)
+        .with_replication_factor(replication_factor(created) as i16)
         .with_configs(configs)
 }
 

@@ -23,14 +23,14 @@ pub async fn handle(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecor
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let index = p.partition_index;
-            match meta.shard_of(&name, index) {
-                Some(owner) => {
+            match meta.owner(&name, index) {
+                Ok(owner) => {
                     let partition = PartitionRef { topic: name.clone(), partition: index };
                     items.push((owner, DeleteRecordsItem { partition, offset: p.offset }));
                     parts.push((index, None));
                 }
-                None => {
-                    let code = E::UnknownTopicOrPartition.code();
+                Err(error) => {
+                    let code = error.code();
                     let unknown = DeleteRecordsOutcome { error_code: code, low_watermark: -1 };
                     parts.push((index, Some(unknown)));
                 }

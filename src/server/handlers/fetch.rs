@@ -79,9 +79,9 @@ fn resolve(
         );
         let topic: Option<Arc<str>> = name.map(Arc::from);
         for p in &t.partitions {
-            let owner = topic.as_ref().and_then(|n| meta.shard_of(n, p.partition));
+            let owner = topic.as_ref().map(|n| meta.owner(n, p.partition));
             let target = match (&topic, owner) {
-                (Some(topic), Some(owner)) => Ok((
+                (Some(topic), Some(Ok(owner))) => Ok((
                     owner,
                     FetchItem {
                         partition: PartitionRef { topic: topic.clone(), partition: p.partition },
@@ -90,8 +90,8 @@ fn resolve(
                         read_committed: req.isolation_level == 1,
                     },
                 )),
-                (Some(_), None) => Err(E::UnknownTopicOrPartition.code()),
-                (None, _) => Err(unknown),
+                (Some(_), Some(Err(error))) => Err(error.code()),
+                _ => Err(unknown),
             };
             wanted.push(Wanted { topic: index, partition: p.partition, target });
         }

@@ -71,8 +71,38 @@ fn locate(shard: &Shard, group: &str) -> Result<(i32, usize), E> {
         return Err(E::CoordinatorNotAvailable);
     }
     let partition = partition_for(group, count);
-    let owner = meta.shard_of(OFFSETS_TOPIC, partition).ok_or(E::CoordinatorNotAvailable)?;
+    let owner = match meta.owner(OFFSETS_TOPIC, partition) {
+        Ok(owner) => owner,
+        Err(E::NotLeaderOrFollower) => return Err(E::NotCoordinator),
+        Err(_) => return Err(E::CoordinatorNotAvailable),
+    };
     Ok((partition, owner))
+}
+
+/// The broker coordinating `key`, a group id in [`OFFSETS_TOPIC`] or a transactional id in
+/// the transaction state topic (both hash the same way): the leader of its partition of
+/// `topic` (this broker on a single node), as (node id, host, port).
+fn coordinator_of(shard: &Shard, topic: &str, key: &str) -> Result<(i32, String, u16), E> {
+    let meta = shard.meta();
+    let count = meta.topics.get(topic).map_or(0, |t| t.partitions.len());
+    let count = i32::try_from(count).map_err(|_| E::CoordinatorNotAvailable)?;
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    let partition = partition_for(key, count);
+    match meta.owner(topic, partition) {
+        Ok(_) => {
+            let config = &shard.config;
+            Ok((config.node_id, config.advertised_host.clone(), config.advertised_port))
+        }
+        Err(E::NotLeaderOrFollower) => {
+            let leader = meta.partition(topic, partition).and_then(|p| p.leader);
+            let broker = leader.and_then(|id| meta.brokers.get(&id));
+            let broker = broker.ok_or(E::CoordinatorNotAvailable)?;
+            Ok((broker.id, broker.host.clone(), broker.port))
+        }
+        Err(_) => Err(E::CoordinatorNotAvailable),
+    }
 }
 
 /// Runs `op` on the shard coordinating `group`.
@@ -97,30 +127,29 @@ fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let config = &shard.config;
     let keys: Vec<StrBytes> =
         if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
-            let error = match req.key_type {
-                KEY_TYPE_GROUP if !valid_group_id(&key) => Some(E::InvalidRequest),
-                KEY_TYPE_GROUP => locate(shard, &key).err(),
-                KEY_TYPE_TRANSACTION if !crate::txn::valid_id(&key) => Some(E::InvalidRequest),
-                KEY_TYPE_TRANSACTION => super::txn::locate(shard, &key).err(),
-                _ => Some(E::InvalidRequest),
+            let located = match req.key_type {
+                KEY_TYPE_GROUP if !valid_group_id(&key) => Err(E::InvalidRequest),
+                KEY_TYPE_GROUP => coordinator_of(shard, OFFSETS_TOPIC, &key),
+                KEY_TYPE_TRANSACTION if !crate::txn::valid_id(&key) => Err(E::InvalidRequest),
+                KEY_TYPE_TRANSACTION => coordinator_of(shard, crate::txn::TXN_TOPIC, &key),
+                _ => Err(E::InvalidRequest),
             };
             let found = Coordinator::default().with_key(key);
-            match error {
-                Some(e) => found
+            match located {
+                Err(e) => found
                     .with_error_code(e.code())
                     .with_error_message(Some(str_bytes(&format!("{e}"))))
                     .with_node_id(BrokerId(-1))
                     .with_port(-1),
-                None => found
-                    .with_node_id(BrokerId(config.node_id))
-                    .with_host(str_bytes(&config.advertised_host))
-                    .with_port(config.advertised_port.into()),
+                Ok((node, host, port)) => found
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(&host))
+                    .with_port(port.into()),
             }
         })
         .collect();
@@ -207,7 +236,7 @@ async fn commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResp
     let mut forwarded = req.clone();
     for topic in forwarded.topics.iter_mut() {
         topic.partitions.retain(|p| {
-            let known = meta.shard_of(&topic.name, p.partition_index).is_some();
+            let known = meta.partition(&topic.name, p.partition_index).is_some();
             if !known {
                 let key = (topic.name.0.to_string(), p.partition_index);
                 codes.insert(key, E::UnknownTopicOrPartition.code());

@@ -29,8 +29,8 @@ pub async fn handle(
         let name: Arc<str> = Arc::from(topic.name.0.as_str());
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
-            match meta.shard_of(&name, p.partition_index) {
-                Some(owner) => {
+            match meta.owner(&name, p.partition_index) {
+                Ok(owner) => {
                     let partition =
                         PartitionRef { topic: name.clone(), partition: p.partition_index };
                     let read_committed = req.isolation_level == 1;
@@ -38,12 +38,9 @@ pub async fn handle(
                     queries.push((owner, query));
                     parts.push((p.partition_index, None));
                 }
-                None => {
-                    let unknown = OffsetAnswer {
-                        error_code: E::UnknownTopicOrPartition.code(),
-                        offset: -1,
-                        timestamp: -1,
-                    };
+                Err(error) => {
+                    let unknown =
+                        OffsetAnswer { error_code: error.code(), offset: -1, timestamp: -1 };
                     parts.push((p.partition_index, Some(unknown)));
                 }
             }

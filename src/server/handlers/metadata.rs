@@ -8,7 +8,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::str_bytes;
-use crate::controller::{validate_topic_name, TopicMeta};
+use crate::controller::{validate_topic_name, BrokerMeta, TopicMeta};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::ControlOp;
 use crate::server::shard::Shard;
@@ -39,13 +39,27 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             topics
         }
     };
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(&config.advertised_host))
-        .with_port(config.advertised_port.into());
+    let meta = shard.meta();
+    let brokers = if meta.brokers.is_empty() {
+        vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(str_bytes(&config.advertised_host))
+            .with_port(config.advertised_port.into())]
+    } else {
+        let broker = |b: &BrokerMeta| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port.into())
+        };
+        meta.brokers.values().map(broker).collect()
+    };
+    // As in KRaft, clients send metadata changes to this broker, which forwards them to the
+    // real controller (DescribeCluster names that one): an election never leaves them
+    // waiting for a dead controller.
     MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_cluster_id(Some(str_bytes(&shard.meta().cluster_id)))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&meta.cluster_id)))
         .with_controller_id(node)
         .with_topics(topics)
 }
@@ -75,6 +89,7 @@ async fn lookup(
     let op = ControlOp::CreateTopic {
         name: name.clone(),
         partitions: shard.config.default_partitions,
+        replication_factor: -1,
         configs: Default::default(),
         validate_only: false,
     };
@@ -102,12 +117,18 @@ fn describe(topic: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            let leader = p.leader.map_or(node, BrokerId);
+            let replicas = match p.replicas.is_empty() {
+                true => vec![node],
+                false => p.replicas.iter().copied().map(BrokerId).collect(),
+            };
+            // No replication yet: only the leader's copy is in sync.
             MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_id(node)
+                .with_leader_id(leader)
                 .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(vec![leader])
         })
         .collect();
     MetadataResponseTopic::default()

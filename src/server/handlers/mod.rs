@@ -5,6 +5,7 @@
 //! connection lives on, and returns the response body.
 
 mod admin;
+mod cluster;
 mod configs;
 mod delete_records;
 mod fetch;
@@ -61,6 +62,7 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeTransactions, min: 0, max: 0 },
     // v2 adds a transactional id pattern: not implemented.
     ApiRange { key: ApiKey::ListTransactions, min: 0, max: 1 },
+    ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -140,6 +142,9 @@ async fn handle(
         }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(cluster::handle(shard, req, version))
         }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,

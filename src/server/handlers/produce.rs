@@ -60,18 +60,27 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
             } else if verdict != 0 {
                 let error = E::try_from_code(verdict).unwrap_or(E::InvalidTxnState);
                 Slot::Done(refused(error, "transactional batch refused by its coordinator"))
-            } else if let Some(owner) = meta.shard_of(name, p.index) {
-                let records = p.records.clone().unwrap_or_default();
-                if owner == shard.id {
-                    Slot::Local(shard.append_local(name, p.index, &records))
-                } else {
-                    let bucket = &mut remote[owner];
-                    let partition = PartitionRef { topic: name.into(), partition: p.index };
-                    bucket.push((partition, records));
-                    Slot::Remote { shard: owner, index: bucket.len() - 1 }
-                }
             } else {
-                Slot::Done(refused(E::UnknownTopicOrPartition, "unknown topic or partition"))
+                match meta.owner(name, p.index) {
+                    Ok(owner) if owner == shard.id => {
+                        let records = p.records.clone().unwrap_or_default();
+                        Slot::Local(shard.append_local(name, p.index, &records))
+                    }
+                    Ok(owner) => {
+                        let records = p.records.clone().unwrap_or_default();
+                        let bucket = &mut remote[owner];
+                        let partition = PartitionRef { topic: name.into(), partition: p.index };
+                        bucket.push((partition, records));
+                        Slot::Remote { shard: owner, index: bucket.len() - 1 }
+                    }
+                    Err(E::NotLeaderOrFollower) => {
+                        Slot::Done(refused(E::NotLeaderOrFollower, "another broker leads it"))
+                    }
+                    Err(_) => Slot::Done(refused(
+                        E::UnknownTopicOrPartition,
+                        "unknown topic or partition",
+                    )),
+                }
             };
             parts.push((p.index, slot));
         }

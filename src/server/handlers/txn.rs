@@ -64,7 +64,12 @@ pub fn locate(shard: &Shard, id: &str) -> Result<(i32, usize), E> {
         return Err(E::CoordinatorNotAvailable);
     }
     let partition = partition_for(id, count);
-    let owner = meta.shard_of(TXN_TOPIC, partition).ok_or(E::CoordinatorNotAvailable)?;
+    let owner = match meta.owner(TXN_TOPIC, partition) {
+        Ok(owner) => owner,
+        // Another broker leads it (a cluster): the client looks the coordinator up again.
+        Err(E::NotLeaderOrFollower) => return Err(E::NotCoordinator),
+        Err(_) => return Err(E::CoordinatorNotAvailable),
+    };
     Ok((partition, owner))
 }
 

@@ -1,0 +1,96 @@
+//! `strata cluster info`: brokers, the controller and under-replicated partitions, over the
+//! Kafka protocol (DescribeCluster and Metadata), like `kafka-metadata-quorum.sh` and
+//! `kafka-topics.sh --under-replicated-partitions`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use strata::client::Client;
+
+use super::group::{print_table, Output};
+
+/// Flags of `strata cluster`.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Broker to talk to (any broker of the cluster).
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+    bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Brokers (alive: heard from by the controller lately), the controller, and partitions
+    /// with fewer in-sync replicas than replicas.
+    Info,
+}
+
+/// Runs `strata cluster ...`.
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let mut client = Client::connect(&args.bootstrap_server, "strata-cluster")?;
+    match args.command {
+        ClusterCommand::Info => info(&mut client, args.output),
+    }
+}
+
+fn info(client: &mut Client, output: Output) -> anyhow::Result<()> {
+    let info = client.cluster_info().context("describing the cluster")?;
+    if output == Output::Json {
+        let brokers: Vec<_> = info
+            .brokers
+            .iter()
+            .map(|b| {
+                let controller = b.id == info.controller;
+                json!({"id": b.id, "host": b.host, "port": b.port, "controller": controller,
+                    "alive": b.alive})
+            })
+            .collect();
+        let under: Vec<_> = info
+            .under_replicated
+            .iter()
+            .map(|p| {
+                json!({"topic": p.topic, "partition": p.partition, "leader": p.leader,
+                "replicas": p.replicas, "isr": p.isr})
+            })
+            .collect();
+        let out = json!({"cluster_id": info.cluster_id, "controller": info.controller,
+            "brokers": brokers, "under_replicated_partitions": under});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("cluster {}  controller {}\n", info.cluster_id, info.controller);
+    let rows = info
+        .brokers
+        .iter()
+        .map(|b| {
+            let role = if b.id == info.controller { "controller" } else { "" };
+            let state = if b.alive { "alive" } else { "dead" };
+            let address = format!("{}:{}", b.host, b.port);
+            vec![b.id.to_string(), address, state.to_owned(), role.to_owned()]
+        })
+        .collect();
+    print_table(&["BROKER", "ADDRESS", "STATE", "ROLE"], rows);
+    println!("\n{} under-replicated partition(s)", info.under_replicated.len());
+    if !info.under_replicated.is_empty() {
+        let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        let rows = info
+            .under_replicated
+            .iter()
+            .map(|p| {
+                vec![
+                    p.topic.clone(),
+                    p.partition.to_string(),
+                    p.leader.to_string(),
+                    list(&p.replicas),
+                    list(&p.isr),
+                ]
+            })
+            .collect();
+        print_table(&["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"], rows);
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The controller quorum: cluster metadata as a Raft-replicated state machine (openraft).
+//!
+//! Design. The controller is not on the data path, and openraft wants a tokio runtime, so
+//! each broker runs it on one dedicated OS thread ("controller") with a current-thread tokio
+//! runtime, beside the glommio shards. Every broker listed in `controller_voters` (KRaft's
+//! `controller.quorum.voters`, `id@host:port`) is a voter; in this phase every broker of a
+//! cluster must be a voter. Controllers talk over their own TCP port (`controller_listen`,
+//! like KRaft's 9093) with JSON frames ([`net`]). Raft's log, vote and snapshots live under
+//! `<data>/controller/` ([`store`]), fsynced before openraft is told they are durable.
+//!
+//! Shard 0 talks to the controller thread through channels only:
+//! - [`QuorumHandle::propose`] sends a [`Command`]; the thread writes it through Raft (on the
+//!   leader directly, otherwise forwarded to the leader's controller over RPC) and answers
+//!   with the log index once this broker has applied it, or the state machine's refusal;
+//! - every applied change is sent as a new [`ClusterMetadata`] on the `updates` channel;
+//!   shard 0 localizes it (which shard owns which led partition) and publishes it to every
+//!   shard, as it does on a single broker.
+//!
+//! At start-up the thread initializes the Raft group with the voters (safe on every node
+//! with the same voter set; refused and ignored once the group exists), then registers the
+//! broker (id and advertised address) through Raft, retrying until a leader commits it.
+//! The Raft leader is the cluster's controller (Metadata's `controller_id`).
+//!
+//! Without voters there is no controller thread: shard 0 keeps the metadata alone, in
+//! `<data>/metadata.json`, exactly as before clusters existed.
+
+pub mod liveness;
+pub mod net;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use kafka_protocol::error::ResponseError;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::BrokerConfig;
+use crate::controller::placement::Command;
+use crate::controller::{BrokerMeta, ClusterMetadata, ControlError};
+use net::{Network, Peer, Rpc, RpcReply, WriteReply};
+
+/// Raft node ids: the broker's node id.
+pub type NodeId = u64;
+/// What applying one entry gave: nothing, or the state machine's refusal.
+pub type Applied = Result<(), ControlError>;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the controller.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+);
+
+/// The controller's Raft node.
+pub type ControllerRaft = Raft<TypeConfig>;
+
+/// Directory of the controller's files inside the data directory.
+pub const CONTROLLER_DIR: &str = "controller";
+/// How long a proposal may wait for a leader before the client gets NOT_CONTROLLER.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Timeout of one forwarded write.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts when no leader is known yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A metadata change on its way to the controller thread.
+struct Proposal {
+    command: Command,
+    reply: oneshot::Sender<Result<u64, ControlError>>,
+}
+
+/// Shard 0's handle on the controller thread. Cheap to clone, `Send`.
+#[derive(Clone)]
+pub struct QuorumHandle {
+    proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
+    leader: Arc<AtomicI32>,
+    liveness: liveness::Liveness,
+}
+
+impl QuorumHandle {
+    /// The brokers the controller heard from lately, as last learnt from it; `None` before
+    /// the first answer or while no controller is reachable.
+    pub fn alive_brokers(&self) -> Option<Vec<i32>> {
+        self.liveness.alive.lock().ok().and_then(|alive| alive.clone())
+    }
+
+    /// The current controller (Raft leader), if one is known.
+    pub fn controller_id(&self) -> Option<i32> {
+        Some(self.leader.load(Ordering::Relaxed)).filter(|&id| id >= 0)
+    }
+
+    /// Writes `command` through Raft. `Ok(index)` once this broker's state machine applied
+    /// it (its metadata has `version >= index` on the updates channel).
+    pub async fn propose(&self, command: Command) -> Result<u64, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        if self.proposals.send(Proposal { command, reply }).is_err() {
+            return Err(not_controller("the controller thread has stopped"));
+        }
+        answer.await.unwrap_or_else(|_| Err(not_controller("the controller dropped the change")))
+    }
+}
+
+fn not_controller(message: impl Into<String>) -> ControlError {
+    ControlError::new(ResponseError::NotController, message)
+}
+
+/// What [`start`] gives shard 0.
+pub struct Started {
+    /// Proposals and the controller id.
+    pub handle: QuorumHandle,
+    /// Every applied metadata change, in order.
+    pub updates: mpsc::UnboundedReceiver<Arc<ClusterMetadata>>,
+}
+
+/// Starts the controller thread on `listener` (bound by the caller so that a busy port fails
+/// start-up with a clear message).
+pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::Result<Started> {
+    let dir = config.data_dir.join(CONTROLLER_DIR);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    let (publish, updates) = mpsc::unbounded();
+    let log = store::LogStore::open(&dir)
+        .map_err(|e| anyhow::anyhow!("opening the controller log in {}: {e}", dir.display()))?;
+    let machine = store::StateMachine::open(&dir, publish).map_err(|e| {
+        anyhow::anyhow!("opening the controller snapshot in {}: {e}", dir.display())
+    })?;
+    listener.set_nonblocking(true)?;
+    let (proposals, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let leader = Arc::new(AtomicI32::new(-1));
+    let members: BTreeMap<NodeId, BasicNode> = config
+        .controller_voters
+        .iter()
+        .map(|v| (v.id as NodeId, BasicNode::new(format!("{}:{}", v.host, v.port))))
+        .collect();
+    let me = BrokerMeta {
+        id: config.node_id,
+        host: config.advertised_host.clone(),
+        port: config.advertised_port,
+    };
+    let liveness = liveness::Liveness::new();
+    let node = Node { me, members, leader: leader.clone(), liveness: liveness.clone() };
+    std::thread::Builder::new().name("controller".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match runtime {
+            Ok(runtime) => {
+                if let Err(e) = runtime.block_on(node.run(log, machine, listener, receiver)) {
+                    tracing::error!("the controller stopped: {e:#}");
+                }
+            }
+            Err(e) => tracing::error!("cannot start the controller runtime: {e}"),
+        }
+    })?;
+    Ok(Started { handle: QuorumHandle { proposals, leader, liveness }, updates })
+}
+
+/// The controller thread's state.
+struct Node {
+    me: BrokerMeta,
+    members: BTreeMap<NodeId, BasicNode>,
+    leader: Arc<AtomicI32>,
+    liveness: liveness::Liveness,
+}
+
+impl Node {
+    async fn run(
+        self,
+        log: store::LogStore,
+        machine: store::StateMachine,
+        listener: std::net::TcpListener,
+        mut proposals: tokio::sync::mpsc::UnboundedReceiver<Proposal>,
+    ) -> anyhow::Result<()> {
+        let config = openraft::Config {
+            cluster_name: "strata".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            // One file per entry: keep the log directory small.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate()?);
+        let id = self.me.id as NodeId;
+        let raft = Raft::new(id, config, Network, log, machine).await?;
+        let listener = TcpListener::from_std(listener)?;
+        let sessions = Served { raft: raft.clone(), liveness: self.liveness.clone() };
+        tokio::spawn(serve(sessions, listener));
+        if !raft.is_initialized().await? {
+            match raft.initialize(self.members.clone()).await {
+                Ok(()) => {
+                    tracing::info!(voters = self.members.len(), "controller quorum initialized")
+                }
+                Err(e) => tracing::info!("controller quorum already initialized: {e}"),
+            }
+        }
+        tokio::spawn(watch_leader(raft.clone(), self.leader.clone()));
+        tokio::spawn(register(raft.clone(), self.me.clone()));
+        let heartbeats =
+            liveness::run(raft.clone(), self.me.id, self.members.clone(), self.liveness.clone());
+        tokio::spawn(heartbeats);
+        while let Some(Proposal { command, reply }) = proposals.recv().await {
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                let _ = reply.send(propose(&raft, command).await);
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Keeps `leader` equal to the Raft leader, and logs each change.
+async fn watch_leader(raft: ControllerRaft, leader: Arc<AtomicI32>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let current = metrics.borrow().current_leader;
+        let id = current.map_or(-1, |id| id as i32);
+        if leader.swap(id, Ordering::Relaxed) != id {
+            let term = metrics.borrow().current_term;
+            tracing::info!(controller = id, term, "controller leader changed");
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Registers this broker through Raft, retrying until it is committed.
+async fn register(raft: ControllerRaft, me: BrokerMeta) {
+    let cluster_id = uuid::Uuid::new_v4().to_string();
+    loop {
+        let command =
+            Command::RegisterBroker { broker: me.clone(), cluster_id: cluster_id.clone() };
+        match propose(&raft, command).await {
+            Ok(index) => {
+                tracing::info!(node_id = me.id, index, "broker registered with the controller");
+                return;
+            }
+            Err(e) => tracing::info!("registering with the controller: {e}; retrying"),
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Writes `command` through Raft, forwarding to the leader when this node is not it, and
+/// waits until this node applied it.
+async fn propose(raft: &ControllerRaft, command: Command) -> Result<u64, ControlError> {
+    let deadline = Instant::now() + PROPOSE_TIMEOUT;
+    loop {
+        // Without a quorum a leader cannot commit, and openraft would wait forever.
+        let Ok(written) =
+            tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(command.clone())).await
+        else {
+            let msg = "the change was not committed in time (is a quorum of voters up?)";
+            return Err(ControlError::new(ResponseError::RequestTimedOut, msg));
+        };
+        let leader = match written {
+            Ok(written) => return written.data.map(|()| written.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => to.leader_node,
+            Err(e) => return Err(not_controller(format!("the controller failed: {e}"))),
+        };
+        if let Some(leader) = leader {
+            let mut peer = Peer::new(leader.addr.clone());
+            match peer.call(&Rpc::Write(command.clone()), FORWARD_TIMEOUT).await {
+                Ok(RpcReply::Write(WriteReply::Committed { index, result })) => {
+                    result?;
+                    let wait = raft.wait(Some(PROPOSE_TIMEOUT));
+                    wait.applied_index_at_least(Some(index), "forwarded change")
+                        .await
+                        .map_err(|e| not_controller(format!("applying the change: {e}")))?;
+                    return Ok(index);
+                }
+                Ok(RpcReply::Write(reply)) => tracing::debug!(?reply, "forwarding failed"),
+                Ok(_) => tracing::warn!("the leader answered a forwarded change oddly"),
+                Err(e) => tracing::debug!(addr = %leader.addr, "forwarding failed: {e}"),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(not_controller("no controller leader is available"));
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// A write on behalf of a peer, bounded by the proposer's forwarding timeout.
+async fn write_for_peer(raft: &ControllerRaft, command: Command) -> WriteReply {
+    match tokio::time::timeout(FORWARD_TIMEOUT, raft.client_write(command)).await {
+        Err(_) => WriteReply::Failed("the change was not committed in time".into()),
+        Ok(Ok(written)) => {
+            WriteReply::Committed { index: written.log_id.index, result: written.data }
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
+            WriteReply::NotLeader(to.leader_id.zip(to.leader_node.map(|n| n.addr)))
+        }
+        Ok(Err(e)) => WriteReply::Failed(e.to_string()),
+    }
+}
+
+/// What the controller listener serves.
+#[derive(Clone)]
+struct Served {
+    raft: ControllerRaft,
+    liveness: liveness::Liveness,
+}
+
+/// A heartbeat from broker `id`: recorded if this node leads; answered with the alive set.
+async fn heartbeat(served: &Served, id: i32) -> Option<Vec<i32>> {
+    let me = served.raft.metrics().borrow().id;
+    if served.raft.current_leader().await != Some(me) {
+        return None;
+    }
+    served.liveness.sessions.lock().ok()?.beat(id);
+    served.liveness.alive.lock().ok()?.clone()
+}
+
+/// Accepts peer controllers' connections.
+async fn serve(served: Served, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_peer(served.clone(), stream));
+            }
+            Err(e) => {
+                tracing::warn!("controller accept failed: {e}");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+async fn serve_peer(served: Served, mut stream: TcpStream) {
+    let raft = &served.raft;
+    loop {
+        let rpc: Rpc = match net::read_frame(&mut stream).await {
+            Ok(Some(rpc)) => rpc,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("controller peer connection: {e}");
+                return;
+            }
+        };
+        let reply = match rpc {
+            Rpc::Append(request) => RpcReply::Append(raft.append_entries(request).await),
+            Rpc::Vote(request) => RpcReply::Vote(raft.vote(request).await),
+            Rpc::Snapshot(request) => RpcReply::Snapshot(raft.install_snapshot(request).await),
+            Rpc::Write(command) => RpcReply::Write(write_for_peer(raft, command).await),
+            Rpc::Heartbeat { id } => RpcReply::Heartbeat { alive: heartbeat(&served, id).await },
+        };
+        if net::write_frame(&mut stream, &reply).await.is_err() {
+            return;
+        }
+    }
+}

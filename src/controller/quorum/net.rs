@@ -1,0 +1,230 @@
+//! The controllers' RPC: one TCP connection per peer, frames of a 4-byte big-endian length
+//! and a JSON body. Requests are Raft's (AppendEntries, Vote, InstallSnapshot) plus `Write`,
+//! a metadata change forwarded by a broker to the Raft leader.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{NodeId, TypeConfig};
+use crate::controller::placement::Command;
+use crate::controller::ControlError;
+
+/// Largest frame accepted (snapshots are sent in chunks well below it).
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
+
+/// A request from one controller to another.
+#[derive(Serialize, Deserialize)]
+pub enum Rpc {
+    /// Raft AppendEntries.
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// Raft RequestVote.
+    Vote(VoteRequest<NodeId>),
+    /// Raft InstallSnapshot (one chunk).
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A metadata change forwarded to the leader.
+    Write(Command),
+    /// A broker's heartbeat to the leader.
+    Heartbeat {
+        /// The broker.
+        id: i32,
+    },
+}
+
+/// What a forwarded write came to.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WriteReply {
+    /// Committed at this log index (applied or refused by the state machine).
+    Committed {
+        /// Log index of the entry.
+        index: u64,
+        /// The state machine's verdict.
+        result: Result<(), ControlError>,
+    },
+    /// The receiver is not the leader; the leader it knows of, if any.
+    NotLeader(Option<(NodeId, String)>),
+    /// Raft failed otherwise.
+    Failed(String),
+}
+
+/// The answer to an [`Rpc`].
+#[derive(Serialize, Deserialize)]
+pub enum RpcReply {
+    /// To `Append`.
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// To `Vote`.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// To `Snapshot`.
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// To `Write`.
+    Write(WriteReply),
+    /// To `Heartbeat`: the brokers the leader heard from lately; `None` if not the leader.
+    Heartbeat {
+        /// Alive broker ids.
+        alive: Option<Vec<i32>>,
+    },
+}
+
+/// Writes one frame.
+pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    if body.len() > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other("controller frame too large"));
+    }
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<T: serde::de::DeserializeOwned>(
+    stream: &mut TcpStream,
+) -> std::io::Result<Option<T>> {
+    let mut size = [0u8; 4];
+    match stream.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let size = u32::from_be_bytes(size) as usize;
+    if size > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("controller frame of {size} bytes")));
+    }
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map(Some).map_err(std::io::Error::other)
+}
+
+/// A connection to one peer controller, opened on first use and again after a failure.
+pub struct Peer {
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl Peer {
+    /// A peer at `addr` (host:port), not connected yet.
+    pub fn new(addr: String) -> Peer {
+        Peer { addr, stream: None }
+    }
+
+    /// Sends `rpc` and waits for its reply, at most `timeout`.
+    pub async fn call(&mut self, rpc: &Rpc, timeout: Duration) -> std::io::Result<RpcReply> {
+        let result = tokio::time::timeout(timeout, self.exchange(rpc)).await;
+        let result = result.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+        if result.is_err() {
+            self.stream = None; // a late reply must not be taken for the next request's
+        }
+        result
+    }
+
+    async fn exchange(&mut self, rpc: &Rpc) -> std::io::Result<RpcReply> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(&self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        write_frame(stream, rpc).await?;
+        match read_frame(stream).await? {
+            Some(reply) => Ok(reply),
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+/// Makes [`Client`]s for openraft.
+pub struct Network;
+
+/// openraft's handle on one peer.
+pub struct Client {
+    target: NodeId,
+    node: BasicNode,
+    peer: Peer,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Client;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Client {
+        Client { target, node: node.clone(), peer: Peer::new(node.addr.clone()) }
+    }
+}
+
+fn protocol_error(what: &str) -> std::io::Error {
+    std::io::Error::other(format!("peer answered {what} with another reply"))
+}
+
+impl Client {
+    async fn call<E: std::error::Error>(
+        &mut self,
+        rpc: Rpc,
+        option: &RPCOption,
+    ) -> Result<RpcReply, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        self.peer.call(&rpc, option.hard_ttl()).await.map_err(|e| {
+            if matches!(e.kind(), std::io::ErrorKind::ConnectionRefused) {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })
+    }
+
+    fn remote<E: std::error::Error>(
+        &self,
+        e: RaftError<NodeId, E>,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Client {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(Rpc::Append(rpc), &option).await? {
+            RpcReply::Append(reply) => reply.map_err(|e| self.remote(e)),
+            _ => Err(RPCError::Network(NetworkError::new(&protocol_error("AppendEntries")))),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self.call(Rpc::Snapshot(rpc), &option).await? {
+            RpcReply::Snapshot(reply) => reply.map_err(|e| self.remote(e)),
+            _ => Err(RPCError::Network(NetworkError::new(&protocol_error("InstallSnapshot")))),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(Rpc::Vote(rpc), &option).await? {
+            RpcReply::Vote(reply) => reply.map_err(|e| self.remote(e)),
+            _ => Err(RPCError::Network(NetworkError::new(&protocol_error("Vote")))),
+        }
+    }
+}

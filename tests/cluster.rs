@@ -1,0 +1,338 @@
+//! Multi-broker clusters on loopback: placement, Metadata from every broker, NOT_LEADER on
+//! non-leaders, controller failover, and start-up checks of the cluster settings.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{batch, fetch_one, poll, produce, Broker, Cluster, Conn};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.into()))
+}
+
+/// CreateTopics v7 of one topic: (error code, message).
+fn create(conn: &mut Conn, topic: &str, partitions: i32, factor: i16) -> (i16, Option<String>) {
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(factor);
+    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000);
+    let ResponseKind::CreateTopics(r) =
+        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+    else {
+        panic!("not a CreateTopics response")
+    };
+    let t = &r.topics[0];
+    (t.error_code, t.error_message.as_ref().filter(|_| t.error_code != 0).map(|m| m.to_string()))
+}
+
+fn metadata(conn: &mut Conn) -> MetadataResponse {
+    let req = MetadataRequest::default().with_topics(None);
+    let ResponseKind::Metadata(r) = conn.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
+    else {
+        panic!("not a Metadata response")
+    };
+    r
+}
+
+/// (partition, leader, replicas, isr) of `topic`, sorted by partition; None if unknown.
+type Layout = Vec<(i32, i32, Vec<i32>, Vec<i32>)>;
+
+fn layout(conn: &mut Conn, topic: &str) -> Option<Layout> {
+    let r = metadata(conn);
+    let t = r.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))?;
+    let mut parts: Layout = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let ids = |v: &Vec<BrokerId>| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+            (p.partition_index, p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes))
+        })
+        .collect();
+    parts.sort();
+    Some(parts)
+}
+
+fn controller(conn: &mut Conn) -> i32 {
+    let req = DescribeClusterRequest::default();
+    let ResponseKind::DescribeCluster(r) =
+        conn.call(ApiKey::DescribeCluster, 0, RequestKind::DescribeCluster(req))
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    assert_eq!(r.error_code, 0);
+    r.controller_id.0
+}
+
+/// Brokers DescribeCluster v2 reports as fenced (not heard from by the controller lately).
+fn fenced(conn: &mut Conn) -> Vec<i32> {
+    let req = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+    let ResponseKind::DescribeCluster(r) =
+        conn.call(ApiKey::DescribeCluster, 2, RequestKind::DescribeCluster(req))
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    r.brokers.iter().filter(|b| b.is_fenced).map(|b| b.broker_id.0).collect()
+}
+
+#[test]
+fn six_partitions_with_three_replicas_are_led_by_every_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "2"]);
+    let mut conns: Vec<Conn> = cluster.brokers.iter().map(|b| Conn::connect(b.addr)).collect();
+    assert_eq!(create(&mut conns[1], "six", 6, 3), (0, None));
+
+    // Metadata from every broker lists the three brokers and the same placement.
+    let expected = layout(&mut conns[1], "six").expect("the proposer knows the topic");
+    for conn in &mut conns {
+        let seen = poll("every broker to see the topic", || layout(conn, "six"));
+        assert_eq!(seen, expected);
+        let r = metadata(conn);
+        let brokers: BTreeMap<i32, i32> = r.brokers.iter().map(|b| (b.node_id.0, b.port)).collect();
+        let ports: BTreeMap<i32, i32> = cluster
+            .brokers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as i32 + 1, b.addr.port() as i32))
+            .collect();
+        assert_eq!(brokers, ports);
+    }
+    let mut leads = BTreeMap::new();
+    for (_, leader, replicas, isr) in &expected {
+        *leads.entry(*leader).or_insert(0) += 1;
+        assert_eq!(replicas.len(), 3);
+        assert_eq!(replicas[0], *leader, "the preferred leader leads");
+        assert_eq!(isr, &vec![*leader], "no replication yet: only the leader is in sync");
+    }
+    assert_eq!(leads, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+
+    // Produce to each partition's leader and read it back; other brokers refuse it.
+    for (partition, leader, _, _) in &expected {
+        let value = format!("value-{partition}");
+        let records = batch(&[(b"k", value.as_bytes())]);
+        let leader_conn = &mut conns[(*leader - 1) as usize];
+        assert_eq!(produce(leader_conn, "six", *partition, records.clone(), -1), (0, 0));
+        let data = fetch_one(leader_conn, "six", *partition, 0);
+        assert_eq!(data.error_code, 0);
+        let got = common::records(&data.records.unwrap());
+        assert_eq!(got, vec![(0, b"k".to_vec(), value.into_bytes())]);
+        let other = &mut conns[(*leader % 3) as usize];
+        assert_eq!(produce(other, "six", *partition, records, -1).0, NOT_LEADER_OR_FOLLOWER);
+        assert_eq!(fetch_one(other, "six", *partition, 0).error_code, NOT_LEADER_OR_FOLLOWER);
+    }
+    drop(conns);
+
+    // `strata cluster info` from any broker: three brokers, one controller, and every
+    // partition of "six" under-replicated (ISR = leader only, without replication).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cluster", "info", "--output", "json", "--bootstrap-server"])
+        .arg(cluster.brokers[2].addr.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
+    assert!(info["brokers"].as_array().unwrap().iter().all(|b| b["alive"] == true), "{info}");
+    assert!((1..=3).contains(&info["controller"].as_i64().unwrap()), "{info}");
+    let under = info["under_replicated_partitions"].as_array().unwrap();
+    assert_eq!(under.iter().filter(|p| p["topic"] == "six").count(), 6, "{info}");
+
+    // `strata topic create --replication-factor` through another broker.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["topic", "create", "cli", "--partitions", "3", "--replication-factor", "2"])
+        .arg("--bootstrap-server")
+        .arg(cluster.brokers[1].addr.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut conn = Conn::connect(cluster.brokers[1].addr);
+    let cli = layout(&mut conn, "cli").expect("created");
+    assert!(cli.iter().all(|(_, _, replicas, _)| replicas.len() == 2), "{cli:?}");
+    drop(conn);
+    cluster.brokers.iter_mut().for_each(Broker::stop);
+}
+
+#[test]
+fn a_new_controller_is_elected_when_the_controller_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    let mut first = Conn::connect(cluster.brokers[0].addr);
+    let old = poll("a controller", || Some(controller(&mut first)).filter(|&id| id > 0));
+    drop(first);
+    cluster.node(old).kill9();
+
+    let survivors: Vec<i32> = (1..=3).filter(|&id| id != old).collect();
+    let mut conns: Vec<Conn> =
+        survivors.iter().map(|&id| Conn::connect(cluster.node(id).addr)).collect();
+    // Forwarded to whichever controller wins the election.
+    assert_eq!(create(&mut conns[0], "after-failover", 4, 1), (0, None));
+    let new = poll("a new controller", || {
+        Some(controller(&mut conns[1])).filter(|id| survivors.contains(id))
+    });
+    assert_ne!(new, old);
+    let seen =
+        poll("the other survivor to see the topic", || layout(&mut conns[1], "after-failover"));
+    assert_eq!(seen.len(), 4);
+
+    // Its heartbeats stopped: the new controller reports it dead, on every survivor.
+    for conn in &mut conns {
+        poll("the killed broker to be reported dead", || (fenced(conn) == vec![old]).then_some(()));
+    }
+
+    // The killed broker comes back from its Raft log and catches up.
+    cluster.node(old).restart();
+    poll("the restarted broker to be alive", || fenced(&mut conns[0]).is_empty().then_some(()));
+    let mut back = Conn::connect(cluster.node(old).addr);
+    poll("the restarted broker to catch up", || layout(&mut back, "after-failover"));
+    assert_eq!(create(&mut back, "after-restart", 1, 3), (0, None));
+}
+
+#[test]
+fn a_single_broker_needs_no_cluster_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--node-id", "4"]);
+    let mut conn = Conn::connect(broker.addr);
+    let r = metadata(&mut conn);
+    assert_eq!(r.brokers.len(), 1);
+    assert_eq!(r.brokers[0].node_id.0, 4);
+    assert_eq!(r.controller_id.0, 4);
+    assert_eq!(controller(&mut conn), 4);
+    assert!(!dir.path().join("data").join("controller").exists());
+    let (code, message) = create(&mut conn, "two-replicas", 1, 2);
+    assert_eq!(code, 38, "INVALID_REPLICATION_FACTOR: {message:?}");
+}
+
+fn serve_fails(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "strata serve {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_cluster_settings_fail_start_up_naming_the_key() {
+    let stderr = serve_fails(&["--controller-voters", "1@nowhere"]);
+    assert!(stderr.contains("controller-voters"), "{stderr}");
+    let stderr = serve_fails(&[
+        "--node-id",
+        "5",
+        "--controller-listen",
+        "127.0.0.1:0",
+        "--controller-voters",
+        "1@127.0.0.1:19093",
+    ]);
+    assert!(stderr.contains("controller-voters") && stderr.contains("node-id 5"), "{stderr}");
+    let stderr = serve_fails(&["--controller-voters", "1@127.0.0.1:19093", "--node-id", "1"]);
+    assert!(stderr.contains("controller-listen"), "{stderr}");
+}
+
+#[test]
+fn a_minority_cannot_change_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    cluster.node(2).kill9();
+    cluster.node(3).kill9();
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    let (code, message) = create(&mut conn, "split", 1, 1);
+    // REQUEST_TIMED_OUT (7) if node 1 still thinks it leads, NOT_CONTROLLER (41) otherwise.
+    assert!(matches!(code, 7 | 41), "code {code}: {message:?}");
+    assert_eq!(layout(&mut conn, "split"), None);
+}
+
+#[test]
+fn a_single_broker_data_directory_joins_a_cluster_with_its_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut single = Broker::start(dir.path(), &[]);
+    let mut conn = Conn::connect(single.addr);
+    let id = common::create_topic(&mut conn, "legacy", 2);
+    assert_eq!(produce(&mut conn, "legacy", 1, batch(&[(b"k", b"kept")]), -1), (0, 0));
+    drop(conn);
+    single.stop();
+
+    // The same data directory, now node 1 of a one-voter cluster.
+    let controller = format!("127.0.0.1:{}", common::free_port());
+    let args = ["--node-id", "1", "--controller-listen", &controller, "--controller-voters"];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(format!("1@{controller}"));
+    let mut clustered = Broker::launch(single.addr, single.data_dir.clone(), args);
+    clustered.wait_ready();
+    let mut conn = Conn::connect(clustered.addr);
+    let seen = layout(&mut conn, "legacy").expect("the topic was imported");
+    assert_eq!(seen, vec![(0, 1, vec![1], vec![1]), (1, 1, vec![1], vec![1])]);
+    let r = metadata(&mut conn);
+    let legacy = r.topics.iter().find(|t| t.topic_id == id).expect("same topic id");
+    assert_eq!(legacy.name.as_ref().unwrap().0.as_str(), "legacy");
+    let data = fetch_one(&mut conn, "legacy", 1, 0);
+    let got = common::records(&data.records.unwrap());
+    assert_eq!(got, vec![(0, b"k".to_vec(), b"kept".to_vec())]);
+    assert!(clustered.data_dir.join("metadata.json.imported").exists());
+    clustered.stop();
+}
+
+/// FindCoordinator v3 for a transactional id: (error code, node id).
+fn txn_coordinator(conn: &mut Conn, id: &str) -> (i16, i32) {
+    let req = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(id.into()))
+        .with_key_type(1);
+    let ResponseKind::FindCoordinator(r) =
+        conn.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req))
+    else {
+        panic!("not a FindCoordinator response")
+    };
+    (r.error_code, r.node_id.0)
+}
+
+/// InitProducerId v4 with a transactional id: (error code, producer id).
+fn init_transactional(conn: &mut Conn, id: &str) -> (i16, i64) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let ResponseKind::InitProducerId(r) =
+        conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+    else {
+        panic!("not an InitProducerId response")
+    };
+    (r.error_code, r.producer_id.0)
+}
+
+#[test]
+fn a_transactional_id_is_coordinated_by_the_leader_of_its_state_partition() {
+    const NOT_COORDINATOR: i16 = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    let mut conns: Vec<Conn> = cluster.brokers.iter().map(|b| Conn::connect(b.addr)).collect();
+    // __transaction_state is created once every broker registered; then all brokers agree.
+    let coordinator = poll("a transaction coordinator", || {
+        let (error, node) = txn_coordinator(&mut conns[0], "tx-cluster");
+        (error == 0).then_some(node)
+    });
+    for conn in &mut conns {
+        let seen = poll("every broker to name it", || {
+            let (error, node) = txn_coordinator(conn, "tx-cluster");
+            (error == 0).then_some(node)
+        });
+        assert_eq!(seen, coordinator);
+    }
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let (error, producer_id) = init_transactional(conn, "tx-cluster");
+        if i as i32 + 1 == coordinator {
+            assert_eq!(error, 0, "the coordinator answers");
+            assert!(producer_id >= 0);
+        } else {
+            assert_eq!(error, NOT_COORDINATOR, "broker {} is not the coordinator", i + 1);
+        }
+    }
+}
