@@ -2,7 +2,7 @@
 # Validates everything in deploy/ with real tools, as CI runs it (`bash deploy/check.sh`):
 #   - systemd unit: `systemd-analyze verify` in a scratch root (skipped only if missing)
 #   - Kubernetes manifests: kubernetes-validate --strict against the bundled API schemas
-#   - strata.toml files (image and ConfigMap): `strata config check`
+#   - strata.toml files (image and every manifest's ConfigMap): `strata config check`
 #   - seccomp profile: JSON, and io_uring_setup/enter/register allowed unconditionally
 #   - Grafana dashboard: JSON with queries (tests/clients/test_admin.py checks its metric names)
 # Needs target/debug/strata (or $STRATA_BIN) for the config checks.
@@ -57,13 +57,16 @@ fi
 
 # Config files shipped in the image and the ConfigMap parse and validate as the broker would.
 if [ -x "$STRATA_BIN" ]; then
-    python3 - "$scratch/configmap.toml" <<'PY'
-import sys, yaml
-docs = yaml.safe_load_all(open("kubernetes/strata-1node.yaml"))
-config = next(d for d in docs if d and d["kind"] == "ConfigMap")
-open(sys.argv[1], "w").write(config["data"]["strata.toml"])
+    # Each manifest's ConfigMap, as the broker of node id 0 reads it.
+    python3 - "$scratch" <<'PY'
+import glob, os, sys, yaml
+for path in sorted(glob.glob("kubernetes/*.yaml")):
+    for doc in yaml.safe_load_all(open(path)):
+        if doc and doc["kind"] == "ConfigMap":
+            name = os.path.basename(path).replace(".yaml", ".toml")
+            open(os.path.join(sys.argv[1], name), "w").write(doc["data"]["strata.toml"])
 PY
-    for config in docker/strata.toml "$scratch/configmap.toml"; do
+    for config in docker/strata.toml "$scratch"/*.toml; do
         if out=$("$STRATA_BIN" config check "$config" 2>&1); then
             ok "strata config check $config"
         else
