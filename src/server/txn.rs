@@ -433,8 +433,19 @@ impl TxnCoordinator {
 async fn write_markers(shard: &Rc<Shard>, meta: &TxnMeta, commit: bool) -> bool {
     let cluster = shard.meta();
     let mut per_shard: Vec<Vec<PartitionRef>> = (0..shard.count).map(|_| Vec::new()).collect();
+    let mut elsewhere = 0;
     for (topic, partition) in &meta.partitions {
-        let Some(owner) = cluster.shard_of(topic, *partition) else { continue };
+        let owner = match cluster.owner(topic, *partition) {
+            Ok(owner) => owner,
+            // Deleted since it joined the transaction: nothing left to mark.
+            Err(E::UnknownTopicOrPartition) => continue,
+            // Led by another broker: markers between brokers (WriteTxnMarkers) are not
+            // implemented, and skipping it would break atomicity, so it counts as unwritten.
+            Err(_) => {
+                elsewhere += 1;
+                continue;
+            }
+        };
         if let Some(bucket) = per_shard.get_mut(owner) {
             bucket.push(PartitionRef { topic: topic.as_str().into(), partition: *partition });
         }
@@ -458,7 +469,14 @@ async fn write_markers(shard: &Rc<Shard>, meta: &TxnMeta, commit: bool) -> bool 
     }
     let codes: Vec<i16> = join_all(work).await.into_iter().flatten().collect();
     let done = |c: &i16| *c == 0 || *c == E::UnknownTopicOrPartition.code();
-    let ok = codes.iter().all(done);
+    if elsewhere > 0 {
+        tracing::warn!(
+            producer_id = meta.producer_id,
+            elsewhere,
+            "partitions of this transaction are led by other brokers: their markers cannot be written"
+        );
+    }
+    let ok = elsewhere == 0 && codes.iter().all(done);
     if !ok {
         tracing::warn!(producer_id = meta.producer_id, ?codes, "some markers were not written");
     }

@@ -105,8 +105,8 @@ fn coordinator_of(shard: &Shard, topic: &str, key: &str) -> Result<(i32, String,
     }
 }
 
-/// Runs `op` on the shard coordinating `group`.
-async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Result<GroupReply, E> {
+/// Runs `op` on the shard coordinating `group` (NOT_COORDINATOR when another broker does).
+pub(super) async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Result<GroupReply, E> {
     let (partition, owner) = locate(shard, group)?;
     run_on(shard, owner, GroupRequest { partition, op }).await
 }

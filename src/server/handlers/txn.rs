@@ -16,7 +16,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 
 use super::str_bytes;
-use crate::group::api::{GroupOp, GroupReply, GroupRequest};
+use crate::group::api::{GroupOp, GroupReply};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{PartitionRef, ShardMsg};
 use crate::server::router::{scatter, Buckets};
@@ -188,6 +188,13 @@ async fn add_offsets(shard: &Rc<Shard>, req: AddOffsetsToTxnRequest) -> AddOffse
         return respond(E::CoordinatorNotAvailable.code());
     }
     let partition = crate::group::partition_for(&group, count);
+    if meta.owner(crate::group::OFFSETS_TOPIC, partition).is_err() {
+        // Another broker coordinates the group: markers between brokers are not implemented,
+        // so the transaction could not commit its offsets atomically. Refused, as
+        // AddPartitionsToTxn refuses partitions led elsewhere.
+        tracing::warn!(group, "AddOffsetsToTxn refused: the group's coordinator is another broker");
+        return respond(E::UnknownTopicOrPartition.code());
+    }
     let id = req.transactional_id.0.to_string();
     let partitions = vec![(crate::group::OFFSETS_TOPIC.to_owned(), partition)];
     let op = TxnOp::AddPartitions {
@@ -280,26 +287,7 @@ async fn route_group(
     group: &str,
     op: GroupOp,
 ) -> Result<TxnOffsetCommitResponse, E> {
-    let meta = shard.meta();
-    let topic = meta.topics.get(crate::group::OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
-    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable);
-    }
-    let partition = crate::group::partition_for(group, count);
-    let owner =
-        meta.shard_of(crate::group::OFFSETS_TOPIC, partition).ok_or(E::CoordinatorNotAvailable)?;
-    let request = GroupRequest { partition, op };
-    let reply = if owner == shard.id {
-        shard.groups.handle(request).await
-    } else {
-        let (reply, answer) = oneshot::channel();
-        if !shard.send(owner, ShardMsg::Group { request: Box::new(request), reply }).await {
-            return Err(E::CoordinatorNotAvailable);
-        }
-        answer.await.map_err(|_| E::CoordinatorNotAvailable)?
-    };
-    match reply {
+    match super::group::route(shard, group, op).await? {
         GroupReply::TxnCommit(r) => Ok(r),
         _ => Err(E::UnknownServerError),
     }
