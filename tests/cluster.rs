@@ -69,6 +69,18 @@ fn controller(conn: &mut Conn) -> i32 {
     r.controller_id.0
 }
 
+/// The admin listener's `/metrics` text (HTTP/1.0, so the body ends with the connection).
+fn scrape(admin: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: strata\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
+    body.to_owned()
+}
+
 /// Brokers DescribeCluster v2 reports as fenced (not heard from by the controller lately).
 fn fenced(conn: &mut Conn) -> Vec<i32> {
     let req = DescribeClusterRequest::default().with_include_fenced_brokers(true);
@@ -126,6 +138,23 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
         assert_eq!(fetch_one(other, "six", *partition, 0).error_code, NOT_LEADER_OR_FOLLOWER);
     }
     drop(conns);
+
+    // Each broker's /metrics flags the two partitions of "six" it leads as under-replicated.
+    for broker in &cluster.brokers {
+        let text = scrape(broker.admin.expect("an admin listener"));
+        let flagged = text
+            .lines()
+            .filter(|l| l.starts_with("strata_partition_under_replicated{"))
+            .filter(|l| l.contains("topic=\"six\"") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(flagged, 2, "{text}");
+        let total: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("strata_under_replicated_partitions "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the node-wide gauge");
+        assert!(total >= 2, "{total}: internal topics with three replicas count too");
+    }
 
     // `strata cluster info` from any broker: three brokers, one controller, and every
     // partition of "six" under-replicated (ISR = leader only, without replication).

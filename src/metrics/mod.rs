@@ -159,6 +159,8 @@ pub struct PartitionSnapshot {
     pub high_watermark: i64,
     /// Segment files.
     pub segments: u64,
+    /// Whether the partition has fewer in-sync replicas than replicas.
+    pub under_replicated: bool,
 }
 
 /// A consumer group's committed offset for one partition.

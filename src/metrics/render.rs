@@ -95,8 +95,8 @@ const GAUGES: [Family<PartitionSnapshot, i64>; 5] = [
     ("strata_partition_segments", "Segment files of the partition.", |p| p.segments as i64),
     (
         "strata_partition_under_replicated",
-        "1 if the partition lacks replicas (single node: 0).",
-        |_| 0,
+        "1 if the partition has fewer in-sync replicas than replicas.",
+        |p| i64::from(p.under_replicated),
     ),
 ];
 
@@ -112,10 +112,11 @@ impl Scrape {
         let mut m =
             encoder.encode_descriptor("strata_uptime_seconds", help, None, MetricType::Gauge)?;
         m.encode_gauge(&self.node.uptime_seconds)?;
-        let help = "Partitions lacking replicas (single node: always 0).";
+        let help = "Partitions led here with fewer in-sync replicas than replicas.";
         let name = "strata_under_replicated_partitions";
         let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        m.encode_gauge(&0i64)?;
+        let under = partitions(&self.shards).filter(|(_, p)| p.under_replicated).count();
+        m.encode_gauge(&(under as i64))?;
         let help = "Open client connections.";
         let mut m =
             encoder.encode_descriptor("strata_connections", help, None, MetricType::Gauge)?;

@@ -28,6 +28,7 @@ fn sample() -> Vec<ShardSnapshot> {
         log_end_offset: 10,
         high_watermark: 10,
         segments: 1,
+        under_replicated: false,
     };
     let committed =
         CommittedOffset { group: "g\"1".into(), topic: "t".into(), partition: 3, offset: 4 };

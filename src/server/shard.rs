@@ -830,6 +830,7 @@ fn record_count(records: &[u8]) -> u64 {
 impl Shard {
     /// What this shard reports to a metrics scrape.
     pub fn metrics_snapshot(&self) -> ShardSnapshot {
+        let meta = self.meta();
         let partitions: Vec<PartitionSnapshot> = {
             let logs = self.logs.borrow();
             let owned = logs.iter().flat_map(|(topic, t)| {
@@ -847,6 +848,11 @@ impl Shard {
                     log_end_offset: o.log.log_end_offset(),
                     high_watermark: o.log.high_watermark(),
                     segments: o.log.segment_count() as u64,
+                    // Until replication exists the ISR is the leader alone (see Metadata),
+                    // so a partition with more replicas than that is under-replicated.
+                    under_replicated: meta
+                        .partition(topic, index as i32)
+                        .is_some_and(|p| p.replicas.len() > 1),
                 })
                 .collect()
         };
