@@ -473,7 +473,7 @@ async fn write_markers(shard: &Rc<Shard>, meta: &TxnMeta, commit: bool) -> bool 
         tracing::warn!(
             producer_id = meta.producer_id,
             elsewhere,
-            "partitions of this transaction are led by other brokers: their markers cannot be written"
+            "markers cannot be written to partitions led by other brokers"
         );
     }
     let ok = elsewhere == 0 && codes.iter().all(done);
