@@ -7,8 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use bytes::{Bytes, BytesMut};
-use common::{create_topic, records, Broker, Conn};
+use bytes::Bytes;
+use common::{create_topic, records, transactional_batch, Broker, Conn};
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -21,34 +21,6 @@ fn s(v: &str) -> StrBytes {
 
 fn txn_id(v: &str) -> TransactionalId {
     TransactionalId(s(v))
-}
-
-/// One transactional batch of `values` from (producer, epoch), sequences from `seq`.
-fn txn_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Bytes {
-    use kafka_protocol::records::*;
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: true,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
-    out.freeze()
 }
 
 /// Produce v9 with a transactional id: the partition's error code.
@@ -239,9 +211,9 @@ fn a_raw_transaction_is_checked_aborted_and_described() {
 
     // Partition 1 is not in the transaction; a zombie epoch is refused; clients never write
     // control batches.
-    let b = || txn_batch(pid, 0, 0, &[b"a", b"b", b"c"]);
+    let b = || transactional_batch(pid, 0, 0, &[b"a", b"b", b"c"]);
     assert_eq!(produce_txn(&mut conn, "tx-a", 1, b()), code(E::InvalidTxnState));
-    let stale = txn_batch(pid, 7, 0, &[b"z"]);
+    let stale = transactional_batch(pid, 7, 0, &[b"z"]);
     assert_eq!(produce_txn(&mut conn, "tx-a", 0, stale), code(E::InvalidProducerEpoch));
     let untracked = common::produce(&mut conn, TOPIC, 0, b(), -1).0;
     assert_eq!(untracked, code(E::InvalidRecord), "transactional batches need a transactional id");
@@ -313,7 +285,7 @@ fn a_timed_out_transaction_is_aborted_and_its_producer_may_reinitialise() {
     create_topic(&mut conn, TOPIC, 1);
     let (_, pid, epoch) = init_with(&mut conn, "hasty", 500, (-1, -1));
     assert_eq!(add(&mut conn, "hasty", (pid, epoch), &[(TOPIC, 0)]), [0]);
-    assert_eq!(produce_txn(&mut conn, "hasty", 0, txn_batch(pid, epoch, 0, &[b"x"])), 0);
+    assert_eq!(produce_txn(&mut conn, "hasty", 0, transactional_batch(pid, epoch, 0, &[b"x"])), 0);
     broker.wait_for_log("aborting a timed-out transaction");
     broker.wait_for_log("completed a transaction in the background");
     let aborted = describe(&mut conn, "hasty");
@@ -322,7 +294,7 @@ fn a_timed_out_transaction_is_aborted_and_its_producer_may_reinitialise() {
     let fenced = end(&mut conn, "hasty", (pid, epoch), true);
     assert_eq!(fenced, code(E::ProducerFenced), "its commit comes too late");
     assert_eq!(end(&mut conn, "hasty", (pid, epoch), false), 0, "its abort is already done");
-    let late = produce_txn(&mut conn, "hasty", 0, txn_batch(pid, epoch, 1, &[b"y"]));
+    let late = produce_txn(&mut conn, "hasty", 0, transactional_batch(pid, epoch, 1, &[b"y"]));
     assert_eq!(late, code(E::InvalidProducerEpoch));
     // KIP-360: the producer re-initialises with the epoch it had and gets the next one.
     assert_eq!(init_with(&mut conn, "hasty", 60_000, (pid, epoch)), (0, pid, epoch + 2));

@@ -303,7 +303,7 @@ impl Conn {
 /// Builds one RecordBatch v2 holding `records` (key, value) with kafka-protocol's encoder.
 pub fn batch(records: &[(&[u8], &[u8])]) -> Bytes {
     let records: Vec<_> = records.iter().map(|(k, v)| (Some(*k), *v)).collect();
-    encode_batch(&records, (-1, -1, -1))
+    encode_batch(&records, (-1, -1, -1), false)
 }
 
 /// One batch from an idempotent producer: `values` with sequences `base_sequence..`.
@@ -314,19 +314,34 @@ pub fn idempotent_batch(
     values: &[&[u8]],
 ) -> Bytes {
     let records: Vec<_> = values.iter().map(|v| (None, *v)).collect();
-    encode_batch(&records, (producer_id, epoch, base_sequence))
+    encode_batch(&records, (producer_id, epoch, base_sequence), false)
+}
+
+/// One batch of a transactional producer: `values` with sequences `base_sequence..`.
+pub fn transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    values: &[&[u8]],
+) -> Bytes {
+    let records: Vec<_> = values.iter().map(|v| (None, *v)).collect();
+    encode_batch(&records, (producer_id, epoch, base_sequence), true)
 }
 
 /// One batch of `(key, value)` records from `producer` = (id, epoch, first sequence), all -1
-/// for a producer without idempotence.
-fn encode_batch(records: &[(Option<&[u8]>, &[u8])], producer: (i64, i16, i32)) -> Bytes {
+/// for a producer without idempotence; `transactional` sets the batch's transactional bit.
+fn encode_batch(
+    records: &[(Option<&[u8]>, &[u8])],
+    producer: (i64, i16, i32),
+    transactional: bool,
+) -> Bytes {
     use kafka_protocol::records::*;
     let (producer_id, producer_epoch, base_sequence) = producer;
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional,
             control: false,
             partition_leader_epoch: 0,
             producer_id,
