@@ -159,6 +159,15 @@ pub struct BrokerConfig {
     /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
     /// consumer group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with the leader's
+    /// log end within this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// KRaft's `broker.session.timeout.ms`: a broker whose heartbeats stop for this long is
+    /// fenced, and the partitions it led get new leaders from their ISR.
+    pub broker_session_timeout_ms: u64,
+    /// Kafka's `auto.leader.rebalance.enable`: hand leadership back to each partition's
+    /// preferred replica once it is in sync again.
+    pub auto_leader_rebalance: bool,
     /// Address of this broker's controller listener (Raft between controllers); required
     /// with `controller_voters`.
     pub controller_listen: Option<SocketAddr>,
@@ -199,6 +208,9 @@ impl Default for BrokerConfig {
             min_compaction_lag_ms: 0,
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
+            replica_lag_time_max_ms: 10_000,
+            broker_session_timeout_ms: 6_000,
+            auto_leader_rebalance: true,
             controller_listen: None,
             controller_voters: Vec::new(),
         }
@@ -268,6 +280,12 @@ impl BrokerConfig {
                 "group-initial-rebalance-delay-ms",
                 "must be at most 300000 (5 minutes)",
             ));
+        }
+        if self.replica_lag_time_max_ms == 0 {
+            return Err(bad("replica-lag-time-max-ms", "must be at least 1"));
+        }
+        if self.broker_session_timeout_ms < 1_000 {
+            return Err(bad("broker-session-timeout-ms", "must be at least 1000"));
         }
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));

@@ -156,6 +156,18 @@ pub struct Settings {
     /// (group.initial.rebalance.delay.ms); 0 completes it at once. [default: 3000]
     #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// A follower not caught up with its leader for this long leaves the ISR
+    /// (replica.lag.time.max.ms). [default: 10000]
+    #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
+    /// A broker silent for this long is fenced and its partitions get new leaders
+    /// (broker.session.timeout.ms). [default: 6000]
+    #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// Hand leadership back to preferred replicas once in sync (auto.leader.rebalance.enable).
+    /// [default: true]
+    #[arg(long, env = "STRATA_AUTO_LEADER_REBALANCE")]
+    pub auto_leader_rebalance: Option<bool>,
     /// Log line format: `text` or `json` (one JSON object per line). [default: text]
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -316,6 +328,9 @@ impl Settings {
             admin_listen,
             shutdown_timeout_ms,
             group_initial_rebalance_delay_ms,
+            replica_lag_time_max_ms,
+            broker_session_timeout_ms,
+            auto_leader_rebalance,
             log_format,
             log_level,
             retention_ms,
@@ -358,6 +373,9 @@ impl Settings {
             admin_listen: Some(AdminListen(d.admin_listen)),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: Some(d.group_initial_rebalance_delay_ms),
+            replica_lag_time_max_ms: Some(d.replica_lag_time_max_ms),
+            broker_session_timeout_ms: Some(d.broker_session_timeout_ms),
+            auto_leader_rebalance: Some(d.auto_leader_rebalance),
             log_format: Some(LogFormat::Text),
             log_level: None,
             retention_ms: Some(d.retention_ms),
@@ -425,6 +443,13 @@ impl Settings {
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .unwrap_or(d.group_initial_rebalance_delay_ms),
+            replica_lag_time_max_ms: self
+                .replica_lag_time_max_ms
+                .unwrap_or(d.replica_lag_time_max_ms),
+            broker_session_timeout_ms: self
+                .broker_session_timeout_ms
+                .unwrap_or(d.broker_session_timeout_ms),
+            auto_leader_rebalance: self.auto_leader_rebalance.unwrap_or(d.auto_leader_rebalance),
             retention_ms: self.retention_ms.unwrap_or(d.retention_ms),
             retention_bytes: self.retention_bytes.unwrap_or(d.retention_bytes),
             cleanup_policy: self.cleanup_policy.unwrap_or(d.cleanup_policy),
