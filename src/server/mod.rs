@@ -14,6 +14,7 @@ pub mod admin_http;
 mod connection;
 pub mod handlers;
 pub mod mesh;
+pub mod peer;
 mod router;
 pub mod shard;
 pub mod txn;

@@ -1,0 +1,156 @@
+//! Inter-broker requests: one Kafka-protocol connection from a shard to another broker.
+//!
+//! Brokers of a cluster talk to each other with the Kafka protocol on the client listener,
+//! as Kafka brokers do: followers fetch from leaders (Fetch with a replica id), transaction
+//! coordinators write markers (WriteTxnMarkers). A [`PeerConnection`] is a glommio TCP
+//! stream owned by one task, one request in flight at a time (a long-poll fetch occupies its
+//! connection, so each user keeps its own). Every broker runs the same binary, so requests
+//! go at fixed versions without an ApiVersions round trip. Codecs come from `kafka-protocol`.
+//!
+//! Hand-written rather than a crate: the Rust Kafka clients are tokio-based (rdkafka wraps
+//! librdkafka's own threads), and this must run inside a glommio executor.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Largest response frame accepted from a peer.
+pub const PEER_RESPONSE_BYTES_MAX: usize = 256 << 20;
+
+/// Why a peer call failed. Any failure leaves the connection unusable: drop it and connect
+/// again.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Connecting, writing or reading failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Encoding or decoding failed, or the answer did not match the request.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+fn protocol(e: impl std::fmt::Display) -> PeerError {
+    PeerError::Protocol(e.to_string())
+}
+
+/// A connection to one broker. See the module docs.
+pub struct PeerConnection {
+    stream: TcpStream,
+    addr: String,
+    correlation: i32,
+    client_id: StrBytes,
+}
+
+impl PeerConnection {
+    /// Connects to `addr` (`host:port`, a broker's advertised listener). `client_id` names
+    /// this broker in the peer's logs (e.g. `strata-broker-2`).
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<PeerConnection, PeerError> {
+        let connecting = TcpStream::connect(addr);
+        let stream = with_timeout(timeout, async {
+            connecting.await.map_err(|e| PeerError::Io { context: "connecting", source: e.into() })
+        })
+        .await?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| PeerError::Io { context: "configuring", source: e.into() })?;
+        Ok(PeerConnection {
+            stream,
+            addr: addr.to_owned(),
+            correlation: 0,
+            client_id: StrBytes::from_string(client_id.to_owned()),
+        })
+    }
+
+    /// The address this connection goes to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `body` as `key` at `version` and returns the decoded answer, or fails after
+    /// `timeout` (which must cover a long-poll's max wait).
+    pub async fn call(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: RequestKind,
+        timeout: Duration,
+    ) -> Result<ResponseKind, PeerError> {
+        with_timeout(timeout, self.call_inner(key, version, body)).await
+    }
+
+    async fn call_inner(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, PeerError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header.encode(&mut frame, key.request_header_version(version)).map_err(protocol)?;
+        body.encode(&mut frame, version).map_err(protocol)?;
+        let size = i32::try_from(frame.len() - 4).map_err(protocol)?;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let io = |source| PeerError::Io { context: "sending a request", source };
+        self.stream.write_all(&frame).await.map_err(io)?;
+        let mut response = self.read_frame().await?;
+        let header_version =
+            if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+        let header = ResponseHeader::decode(&mut response, header_version).map_err(protocol)?;
+        if header.correlation_id != self.correlation {
+            return Err(protocol(format!(
+                "correlation id {} answered request {}",
+                header.correlation_id, self.correlation
+            )));
+        }
+        ResponseKind::decode(key, &mut response, version).map_err(protocol)
+    }
+
+    async fn read_frame(&mut self) -> Result<Bytes, PeerError> {
+        let io = |source| PeerError::Io { context: "reading a response", source };
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).await.map_err(io)?;
+        let size = usize::try_from(i32::from_be_bytes(size)).map_err(protocol)?;
+        if size > PEER_RESPONSE_BYTES_MAX {
+            return Err(protocol(format!("response of {size} bytes is too large")));
+        }
+        let mut body = BytesMut::zeroed(size);
+        self.stream.read_exact(&mut body).await.map_err(io)?;
+        Ok(body.freeze())
+    }
+}
+
+/// `work`, or `PeerError::Timeout` once `limit` passed.
+async fn with_timeout<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
+    let work = std::pin::pin!(work);
+    let timer = std::pin::pin!(glommio::timer::sleep(limit));
+    match futures::future::select(work, timer).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(_) => Err(PeerError::Timeout(limit)),
+    }
+}
