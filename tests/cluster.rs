@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{batch, fetch_one, poll, produce, Broker, Cluster, Conn};
+use common::{batch, create, fetch_one, layout, metadata, poll, produce, Broker, Cluster, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -13,49 +13,6 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.into()))
-}
-
-/// CreateTopics v7 of one topic: (error code, message).
-fn create(conn: &mut Conn, topic: &str, partitions: i32, factor: i16) -> (i16, Option<String>) {
-    let t = create_topics_request::CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(factor);
-    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000);
-    let ResponseKind::CreateTopics(r) =
-        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-    else {
-        panic!("not a CreateTopics response")
-    };
-    let t = &r.topics[0];
-    (t.error_code, t.error_message.as_ref().filter(|_| t.error_code != 0).map(|m| m.to_string()))
-}
-
-fn metadata(conn: &mut Conn) -> MetadataResponse {
-    let req = MetadataRequest::default().with_topics(None);
-    let ResponseKind::Metadata(r) = conn.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
-    else {
-        panic!("not a Metadata response")
-    };
-    r
-}
-
-/// (partition, leader, replicas, isr) of `topic`, sorted by partition; None if unknown.
-type Layout = Vec<(i32, i32, Vec<i32>, Vec<i32>)>;
-
-fn layout(conn: &mut Conn, topic: &str) -> Option<Layout> {
-    let r = metadata(conn);
-    let t = r.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))?;
-    let mut parts: Layout = t
-        .partitions
-        .iter()
-        .map(|p| {
-            let ids = |v: &Vec<BrokerId>| v.iter().map(|b| b.0).collect::<Vec<i32>>();
-            (p.partition_index, p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes))
-        })
-        .collect();
-    parts.sort();
-    Some(parts)
 }
 
 fn controller(conn: &mut Conn) -> i32 {

@@ -95,6 +95,12 @@ pub struct ClusterMetadata {
     /// Round-robin cursor over brokers: where the next partition's replica list starts.
     #[serde(default)]
     pub next_broker: usize,
+    /// In a broker's localized copy of cluster metadata: that broker's id. Client requests
+    /// are served only for the partitions it leads ([`ClusterMetadata::owner`]); the
+    /// partitions it follows have a shard too ([`ClusterMetadata::host_shard`]). Not
+    /// replicated; `None` on a single broker (which leads everything it has).
+    #[serde(skip)]
+    pub local_node: Option<i32>,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.
@@ -162,7 +168,17 @@ impl ClusterMetadata {
     /// The shard owning `topic`/`partition` on this broker, or `None` if no such partition
     /// exists or another broker leads it (see [`ClusterMetadata::partition`]).
     pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.owner(topic, partition).ok()
+    }
+
+    /// The shard holding a replica of `topic`/`partition` on this broker, led here or not.
+    pub fn host_shard(&self, topic: &str, partition: i32) -> Option<usize> {
         self.partition(topic, partition).map(|p| p.shard).filter(|&s| s != NOT_LOCAL)
+    }
+
+    /// Whether this broker leads the partition (always on a single broker).
+    pub fn leads(&self, p: &PartitionMeta) -> bool {
+        self.local_node.is_none() || p.leader == self.local_node
     }
 
     /// The shard owning `topic`/`partition` here, or the error to answer: NOT_LEADER_OR_FOLLOWER
@@ -170,7 +186,7 @@ impl ClusterMetadata {
     pub fn owner(&self, topic: &str, partition: i32) -> Result<usize, E> {
         match self.partition(topic, partition) {
             None => Err(E::UnknownTopicOrPartition),
-            Some(p) if p.shard == NOT_LOCAL => Err(E::NotLeaderOrFollower),
+            Some(p) if p.shard == NOT_LOCAL || !self.leads(p) => Err(E::NotLeaderOrFollower),
             Some(p) => Ok(p.shard),
         }
     }

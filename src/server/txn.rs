@@ -385,6 +385,16 @@ impl TxnCoordinator {
         .detach();
     }
 
+    /// Stops coordinating `partition` (its leadership moved to another broker): forgets its
+    /// transactional ids, which the new leader replays from the replicated log.
+    pub fn remove_partition(&self, partition: i32) {
+        if self.partitions.borrow_mut().remove(&partition).is_none() {
+            return;
+        }
+        self.txns.borrow_mut().retain(|_, entry| entry.partition != partition);
+        tracing::info!(partition, "no longer coordinating transaction state partition");
+    }
+
     async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {
         let mut offset = log.log_start_offset();
         let mut applied = 0;

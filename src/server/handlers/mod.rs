@@ -8,6 +8,7 @@ mod admin;
 mod cluster;
 mod configs;
 mod delete_records;
+mod epochs;
 mod fetch;
 mod group;
 mod list_offsets;
@@ -30,6 +31,8 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::Produce, min: 3, max: 11 },
     ApiRange { key: ApiKey::Fetch, min: 4, max: 16 },
     ApiRange { key: ApiKey::ListOffsets, min: 1, max: 6 },
+    // v0-1 were removed by Kafka 4.0 (KIP-896).
+    ApiRange { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
     ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
     ApiRange { key: ApiKey::ApiVersions, min: 0, max: 4 },
     ApiRange { key: ApiKey::CreateTopics, min: 2, max: 7 },
@@ -139,6 +142,9 @@ async fn handle(
         }
         RequestKind::AlterConfigs(req) => {
             ResponseKind::AlterConfigs(configs::alter_configs(shard, req).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(epochs::handle(shard, req).await)
         }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
