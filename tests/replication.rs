@@ -18,13 +18,25 @@ use kafka_protocol::protocol::StrBytes;
 const FAST: &[&str] =
     &["--shards", "1", "--broker-session-timeout-ms", "2000", "--replica-lag-time-max-ms", "3000"];
 
-/// The leader of partition 0 of `topic` as broker `via` reports it, when it has one and
-/// every replica is in sync (`full`) or not.
-fn leader(cluster: &mut Cluster, via: i32, topic: &str, full: bool) -> Option<i32> {
-    let mut conn = Conn::connect(cluster.node(via).addr);
-    let parts = layout(&mut conn, topic)?;
-    let (_, leader, replicas, isr) = parts.into_iter().next()?;
-    (leader >= 0 && (!full || isr.len() == replicas.len())).then_some(leader)
+/// The leader of partition 0 of `topic` when every broker in `via` reports the same one
+/// and, if `full`, every replica in sync.
+fn leader(cluster: &mut Cluster, via: &[i32], topic: &str, full: bool) -> Option<i32> {
+    let mut seen = BTreeSet::new();
+    for &id in via {
+        let mut conn = Conn::connect(cluster.node(id).addr);
+        let parts = layout(&mut conn, topic)?;
+        let (_, leader, replicas, isr) = parts.into_iter().next()?;
+        if leader < 0 || (full && isr.len() != replicas.len()) {
+            return None;
+        }
+        seen.insert(leader);
+    }
+    (seen.len() == 1).then(|| seen.into_iter().next()).flatten()
+}
+
+/// The brokers of a 3-node cluster other than `id`.
+fn others(id: i32) -> Vec<i32> {
+    (1..=3).filter(|&n| n != id).collect()
 }
 
 /// The record batches of a partition's log files, concatenated in offset order (segment
@@ -86,15 +98,17 @@ fn a_partitioned_leader_never_acknowledges_and_is_truncated() {
     let mut cluster = Cluster::start(dir.path(), 3, FAST);
     let mut conn = Conn::connect(cluster.node(1).addr);
     assert_eq!(create_with(&mut conn, "split", 1, 3, &[("min.insync.replicas", "2")]).0, 0);
-    let old = poll("a leader with every replica in sync", || leader(&mut cluster, 1, "split", true));
+    let old = poll("a leader with every replica in sync", || {
+        leader(&mut cluster, &[1, 2, 3], "split", true)
+    });
     let mut to_old = Conn::connect(cluster.node(old).addr);
     assert_eq!(produce(&mut to_old, "split", 0, batch(&[(b"k", b"before")]), -1), (0, 0));
 
     // Partition the leader away: the others fence it and elect one of themselves.
     cluster.node(old).signal("STOP");
-    let other = if old == 1 { 2 } else { 1 };
+    let rest = others(old);
     let new = poll("a new leader", || {
-        leader(&mut cluster, other, "split", false).filter(|&l| l != old)
+        leader(&mut cluster, &rest, "split", false).filter(|&l| l != old)
     });
     let mut to_new = Conn::connect(cluster.node(new).addr);
     assert_eq!(produce(&mut to_new, "split", 0, batch(&[(b"k", b"after")]), -1), (0, 1));
@@ -106,7 +120,7 @@ fn a_partitioned_leader_never_acknowledges_and_is_truncated() {
     assert_ne!(code, 0, "the old leader acknowledged an acks=all write");
 
     // It becomes a follower, truncates what it took alone and catches up.
-    poll("all replicas in sync again", || leader(&mut cluster, new, "split", true));
+    poll("all replicas in sync again", || leader(&mut cluster, &[1, 2, 3], "split", true));
     assert_eq!(values(&mut to_new, "split"), vec![b"before".to_vec(), b"after".to_vec()]);
     let dirs: Vec<_> = cluster.brokers.iter().map(|b| b.data_dir.clone()).collect();
     poll("identical logs on the three brokers", || {
@@ -129,20 +143,21 @@ fn the_preferred_leader_gets_its_partitions_back() {
     let mut cluster = Cluster::start(dir.path(), 3, FAST);
     let mut conn = Conn::connect(cluster.node(1).addr);
     assert_eq!(create(&mut conn, "pref", 1, 3).0, 0);
-    let preferred = poll("a leader", || leader(&mut cluster, 1, "pref", true));
+    let preferred = poll("a leader", || leader(&mut cluster, &[1, 2, 3], "pref", true));
     let mut to_leader = Conn::connect(cluster.node(preferred).addr);
     assert_eq!(produce(&mut to_leader, "pref", 0, batch(&[(b"k", b"one")]), -1), (0, 0));
 
     cluster.node(preferred).kill9();
-    let via = if preferred == 1 { 2 } else { 1 };
-    let interim =
-        poll("a new leader", || leader(&mut cluster, via, "pref", false).filter(|&l| l != preferred));
+    let rest = others(preferred);
+    let interim = poll("a new leader", || {
+        leader(&mut cluster, &rest, "pref", false).filter(|&l| l != preferred)
+    });
     let mut to_interim = Conn::connect(cluster.node(interim).addr);
     assert_eq!(produce(&mut to_interim, "pref", 0, batch(&[(b"k", b"two")]), -1), (0, 1));
 
     cluster.node(preferred).restart();
     poll("the preferred replica to lead again, in sync", || {
-        leader(&mut cluster, via, "pref", true).filter(|&l| l == preferred)
+        leader(&mut cluster, &[1, 2, 3], "pref", true).filter(|&l| l == preferred)
     });
     let mut to_leader = Conn::connect(cluster.node(preferred).addr);
     assert_eq!(values(&mut to_leader, "pref"), vec![b"one".to_vec(), b"two".to_vec()]);

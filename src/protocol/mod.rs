@@ -170,6 +170,7 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         Produce,
         Fetch,
         ListOffsets,
+        OffsetForLeaderEpoch,
         CreateTopics,
         DeleteTopics,
         CreatePartitions,

@@ -53,6 +53,8 @@ pub struct Followed {
 
 struct Session {
     leader: i32,
+    /// Whether a task runs the session (it ends once no partition is left).
+    running: std::cell::Cell<bool>,
     partitions: RefCell<HashMap<PartitionRef, Followed>>,
 }
 
@@ -73,15 +75,24 @@ impl Fetchers {
     ) {
         self.unfollow(&partition);
         let Some(leader) = leader else { return };
-        let mut sessions = self.sessions.borrow_mut();
-        let session = sessions.entry(leader).or_insert_with(|| {
-            let session =
-                Rc::new(Session { leader, partitions: RefCell::new(HashMap::new()) });
-            let task = run(Rc::downgrade(shard), session.clone());
-            glommio::spawn_local(task).detach();
-            session
-        });
+        let existing = self.sessions.borrow().get(&leader).cloned();
+        let session = match existing {
+            Some(session) => session,
+            None => {
+                let session =
+                    Rc::new(Session {
+                    leader,
+                    running: std::cell::Cell::new(false),
+                    partitions: RefCell::new(HashMap::new()),
+                });
+                self.sessions.borrow_mut().insert(leader, session.clone());
+                session
+            }
+        };
         session.partitions.borrow_mut().insert(partition, followed);
+        if !session.running.replace(true) {
+            glommio::spawn_local(run(Rc::downgrade(shard), session)).detach();
+        }
     }
 
     /// Stops fetching `partition`.
