@@ -126,9 +126,8 @@ pub(crate) fn checkpoint_hw(shared: &Shared, force: bool) {
     if shared.hw_checkpoint.get() == Some(hw) {
         return;
     }
-    let recent = shared.hw_checkpoint_at.get().is_some_and(|at| {
-        at.elapsed() < HW_CHECKPOINT_INTERVAL
-    });
+    let recent =
+        shared.hw_checkpoint_at.get().is_some_and(|at| at.elapsed() < HW_CHECKPOINT_INTERVAL);
     if recent && !force {
         return;
     }
