@@ -378,3 +378,67 @@ fn producer_state_follows_truncation() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn truncation_survives_a_crash_and_interrupted_truncations_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (dir2, dir3) = (dir.clone(), dir.clone());
+    run(move || async move {
+        for (name, cut) in [("active", 88), ("closed", 20)] {
+            let log = PartitionLog::open(dir.join(name), small_config()).await.unwrap();
+            append_batches(&log, 0, 90).await;
+            log.truncate_to(cut * 5).await.unwrap();
+            append_batches(&log, 100, 103).await;
+            // kill -9: no close.
+            std::mem::forget(log);
+        }
+    });
+    run(move || async move {
+        for (name, cut) in [("active", 88), ("closed", 20)] {
+            let log = PartitionLog::open(dir2.join(name), small_config()).await.unwrap();
+            let want = reference(dir2.join(format!("{name}-ref")), cut, 100..103).await;
+            assert_eq!(bytes_of(&read_all(&log).await), want, "{name}");
+            log.close().await.unwrap();
+        }
+    });
+    // The state a crash leaves in the middle of a truncation into closed segment 1: it is cut
+    // (index files gone), an empty segment starts at the new end, later segments remain.
+    run(move || async move {
+        let log = PartitionLog::open(dir3.join("mid"), small_config()).await.unwrap();
+        append_batches(&log, 0, 90).await;
+        let (base, next_base) = {
+            let segments = log.shared().segments.borrow();
+            (segments[1].base_offset, segments[2].base_offset)
+        };
+        log.close().await.unwrap();
+        let dir = dir3.join("mid");
+        let path = |base: i64, ext: &str| super::segment::file_path(&dir, base, ext);
+        let bytes = std::fs::read(path(base, "log")).unwrap();
+        let (mut position, mut end) = (0usize, base);
+        for item in Batches::new(&bytes).take(3) {
+            let (header, range) = item.unwrap();
+            (position, end) = (range.end, header.last_offset() + 1);
+        }
+        assert!(end < next_base);
+        std::fs::remove_file(path(base, "index")).unwrap();
+        std::fs::remove_file(path(base, "timeindex")).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(path(base, "log")).unwrap();
+        file.set_len(position as u64).unwrap();
+        std::fs::File::create(path(end, "log")).unwrap();
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        // A hole from `end` to the next segment: the dropped suffix, partly still there.
+        let offsets: Vec<i64> =
+            replica_bytes(&log).await.iter().map(|b| header_of(b).unwrap().base_offset).collect();
+        let kept: Vec<i64> = offsets.iter().copied().take_while(|&o| o < end).collect();
+        assert_eq!(offsets.get(kept.len()), Some(&next_base));
+        assert_eq!(kept, (0..end / 5).map(|i| i * 5).collect::<Vec<_>>());
+        log.truncate_to(end).await.unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        append_batches(&log, 100, 101).await;
+        log.close().await.unwrap();
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        assert_eq!(read_all(&log).await.len() as i64, end / 5 + 1);
+        log.close().await.unwrap();
+    });
+}
