@@ -4,7 +4,16 @@
 //! A [`PartitionLog`] lives on ONE glommio executor (`!Send`, `Rc` inside, no locks). Appends
 //! are synchronous (they validate, assign offsets and queue); one writer task per partition
 //! writes everything queued in one DMA write, fdatasyncs per [`FlushPolicy`], then advances the
-//! high watermark and wakes `durable()` and `wait_for_data` futures.
+//! durable end and wakes `durable()` and `wait_for_data` futures.
+//!
+//! Replication (see `docs/replication.md`): off by default, the high watermark consumers read
+//! up to is the durable end. [`PartitionLog::set_replicated`] separates them: the high
+//! watermark is then set by the replication layer ([`PartitionLog::set_high_watermark`]) and
+//! checkpointed in `<dir>/high-watermark`. Followers append leader batches verbatim
+//! ([`PartitionLog::append_replica`]), read past the high watermark
+//! ([`PartitionLog::read_replica`]), and drop divergent suffixes ([`PartitionLog::truncate_to`],
+//! [`PartitionLog::reset_to`], see `truncate`). The leader epoch cache (`replica`) lives in
+//! `<dir>/leader-epoch-checkpoint`.
 //!
 //! On-disk layout of the partition directory given by the caller (like Kafka):
 //! `<20-digit zero-padded base offset>.log` with `.index` (relative offset u32 → position u32,

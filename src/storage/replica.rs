@@ -61,16 +61,18 @@ pub(crate) fn load_epochs(dir: &Path, log_end: i64) -> Vec<(i32, i64)> {
     }
 }
 
-/// Replaces `path` with `bytes` atomically (tmp, fdatasync, rename). Blocking: for small,
-/// rare writes only.
-pub(crate) fn write_small_file(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+/// Replaces `path` with `bytes` atomically (tmp, fdatasync if `sync`, rename). Blocking: for
+/// small, rare writes only.
+pub(crate) fn write_small_file(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_data()?;
+        if sync {
+            file.sync_data()?;
+        }
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| StorageError::io("write checkpoint", path, e))
@@ -80,7 +82,7 @@ pub(crate) fn write_small_file(path: &Path, bytes: &[u8]) -> Result<(), StorageE
 /// only as far as a follower re-fetches them).
 pub(crate) fn store_epochs(shared: &Shared) {
     let bytes = encode_epochs(&shared.epochs.borrow());
-    if let Err(e) = write_small_file(&shared.dir.join(EPOCH_FILE), &bytes) {
+    if let Err(e) = write_small_file(&shared.dir.join(EPOCH_FILE), &bytes, true) {
         tracing::warn!(dir = %shared.dir.display(), "leader epoch cache not persisted: {e}");
     }
 }
@@ -117,7 +119,9 @@ pub(crate) fn load_hw(dir: &Path) -> Option<i64> {
 }
 
 /// Writes the high watermark checkpoint of a replicated log if it changed (unless `force`,
-/// only if the last write is older than the interval). Failures are logged.
+/// only if the last write is older than the interval). Forced writes (truncation, flush,
+/// close) are fdatasync'ed; periodic ones are not, to keep fsyncs off the executor: a lost
+/// or torn one only restarts the high watermark lower, which is safe. Failures are logged.
 pub(crate) fn checkpoint_hw(shared: &Shared, force: bool) {
     if !shared.replicated.get() {
         return;
@@ -126,13 +130,12 @@ pub(crate) fn checkpoint_hw(shared: &Shared, force: bool) {
     if shared.hw_checkpoint.get() == Some(hw) {
         return;
     }
-    let recent = shared.hw_checkpoint_at.get().is_some_and(|at| {
-        at.elapsed() < HW_CHECKPOINT_INTERVAL
-    });
+    let recent =
+        shared.hw_checkpoint_at.get().is_some_and(|at| at.elapsed() < HW_CHECKPOINT_INTERVAL);
     if recent && !force {
         return;
     }
-    match write_small_file(&shared.dir.join(HW_FILE), hw.to_string().as_bytes()) {
+    match write_small_file(&shared.dir.join(HW_FILE), hw.to_string().as_bytes(), force) {
         Ok(()) => {
             shared.hw_checkpoint.set(Some(hw));
             shared.hw_checkpoint_at.set(Some(Instant::now()));

@@ -117,7 +117,8 @@ impl Writer {
             .map_err(|e| StorageError::io("fallocate", path, e))?;
         let interval = self.shared.config.borrow().index_interval_bytes;
         let base = segment.base_offset;
-        let mut scan = recovery::scan(file, path, base, position, interval, Gaps::Forbidden).await?;
+        let mut scan =
+            recovery::scan(file, path, base, position, interval, Gaps::Forbidden).await?;
         if scan.end != position || scan.next_offset != end {
             let reason = format!("rescan after truncation ended at offset {}", scan.next_offset);
             return Err(StorageError::Corrupt { path: path.clone(), position: scan.end, reason });
@@ -164,7 +165,8 @@ impl Writer {
             // A new handle: a compaction pass that read the uncut segment must not swap it in.
             let path = target.path.clone();
             let file = segment::open_log_file(&path).await?;
-            let scan = recovery::scan(&file, &path, base, position, interval, Gaps::Allowed).await?;
+            let scan =
+                recovery::scan(&file, &path, base, position, interval, Gaps::Allowed).await?;
             if scan.end != position {
                 let reason = scan.stop.unwrap_or_default();
                 return Err(StorageError::Corrupt { path, position: scan.end, reason });
