@@ -84,6 +84,8 @@ struct State {
 /// One partition's replication state. See the module docs.
 pub struct Replica {
     node: i32,
+    /// replica.lag.time.max.ms.
+    max_lag: Duration,
     topic: std::sync::Arc<str>,
     partition: i32,
     state: RefCell<State>,
@@ -111,9 +113,15 @@ pub fn min_insync_replicas(topic: &TopicMeta) -> usize {
 
 impl Replica {
     /// A replica in no role yet (the first [`Replica::update`] sets it).
-    pub fn new(node: i32, topic: std::sync::Arc<str>, partition: i32) -> Replica {
+    pub fn new(
+        node: i32,
+        max_lag: Duration,
+        topic: std::sync::Arc<str>,
+        partition: i32,
+    ) -> Replica {
         Replica {
             node,
+            max_lag,
             topic,
             partition,
             state: RefCell::new(State {
@@ -217,16 +225,34 @@ impl Replica {
         }
     }
 
-    /// Before an `acks=all` append: whether it may go ahead.
+    /// Before an `acks=all` append: whether it may go ahead. Counts the ISR members that
+    /// are caught up now: a follower lagging past `replica.lag.time.max.ms` is about to
+    /// leave the ISR, and while the controller cannot commit that (no quorum) a write it
+    /// would have to wait for is refused, not left to time out half-written.
     pub fn check_acks_all(&self) -> Result<(), NotReplicated> {
         let state = self.state.borrow();
         match state.role {
             Role::Single => Ok(()),
             Role::Follower { .. } => Err(NotReplicated::NotLeader),
-            Role::Leader if state.isr.len() < state.min_insync => {
-                Err(NotReplicated::NotEnoughReplicas)
+            Role::Leader => {
+                let now = Instant::now();
+                let live = state
+                    .isr
+                    .iter()
+                    .filter(|id| {
+                        **id == self.node
+                            || state
+                                .followers
+                                .get(id)
+                                .is_some_and(|p| now.duration_since(p.caught_up) <= self.max_lag)
+                    })
+                    .count();
+                if live < state.min_insync {
+                    Err(NotReplicated::NotEnoughReplicas)
+                } else {
+                    Ok(())
+                }
             }
-            Role::Leader => Ok(()),
         }
     }
 

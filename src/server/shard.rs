@@ -337,7 +337,8 @@ impl Shard {
         }
         let counters = Rc::new(PartitionCounters::default());
         let name: Arc<str> = Arc::from(topic.name.as_str());
-        let replica = Rc::new(Replica::new(self.config.node_id, name, index as i32));
+        let max_lag = std::time::Duration::from_millis(self.config.replica_lag_time_max_ms);
+        let replica = Rc::new(Replica::new(self.config.node_id, max_lag, name, index as i32));
         entry.partitions[index] = Some(Owned { log, counters, replica });
     }
 
