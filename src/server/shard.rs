@@ -852,7 +852,7 @@ impl Shard {
                     // so a partition with more replicas than that is under-replicated.
                     under_replicated: meta
                         .partition(topic, index as i32)
-                        .is_some_and(|p| p.replicas.len() > 1),
+                        .is_some_and(|p| meta.leads(p) && p.replicas.len() > 1),
                 })
                 .collect()
         };
