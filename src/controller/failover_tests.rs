@@ -114,6 +114,14 @@ fn unclean_election_needs_the_topic_config() {
     let fenced = fence(&unclean, 1);
     let p0 = part(&fenced, 0);
     assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (Some(2), vec![2], 1));
+
+    // Allowing it later elects a leader for a partition left without one.
+    let stuck = fence(&meta, 1);
+    let configs = BTreeMap::from([(UNCLEAN_LEADER_ELECTION.to_string(), "true".to_string())]);
+    let set = Command::SetTopicConfigs { name: "t".into(), configs };
+    let freed = stuck.apply(&set).unwrap();
+    let p0 = part(&freed, 0);
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (Some(2), vec![2], 2));
 }
 
 #[test]

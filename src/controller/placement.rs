@@ -184,6 +184,8 @@ impl ClusterMetadata {
                 topic_config::validate_all(configs)?;
                 let topic = next.topics.get_mut(name).ok_or_else(|| unknown_topic(name))?;
                 topic.configs = configs.clone();
+                // Allowing unclean election may give leaderless partitions a leader.
+                next.elect_leaderless();
             }
             Command::AlterPartition { .. } => next.alter_partition(command)?,
             Command::FenceBroker { id } => next.fence(*id),
@@ -346,7 +348,7 @@ impl ClusterMetadata {
         self.fenced.insert(id);
         let fenced = self.fenced.clone();
         for topic in self.topics.values_mut() {
-            let unclean = topic.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v == "true");
+            let unclean = unclean_allowed(topic);
             for partition in &mut topic.partitions {
                 let mut changed = false;
                 if partition.isr.len() > 1 && partition.isr.contains(&id) {
@@ -354,14 +356,8 @@ impl ClusterMetadata {
                     changed = true;
                 }
                 if partition.leader == Some(id) {
-                    partition.leader = in_sync_candidate(partition, &fenced);
-                    if partition.leader.is_none() && unclean {
-                        let up = partition.replicas.iter().find(|r| !fenced.contains(r));
-                        if let Some(&up) = up {
-                            partition.leader = Some(up);
-                            partition.isr = vec![up];
-                        }
-                    }
+                    partition.leader = None;
+                    elect(partition, &fenced, unclean);
                     partition.leader_epoch += 1;
                     changed = true;
                 }
@@ -375,15 +371,23 @@ impl ClusterMetadata {
     /// Unfences broker `id` ([`Command::UnfenceBroker`]).
     fn unfence(&mut self, id: i32) {
         self.fenced.remove(&id);
+        self.elect_leaderless();
+    }
+
+    /// Gives a leader to every partition without one that can have one: an in-sync unfenced
+    /// replica, or any unfenced one where the topic allows unclean election.
+    fn elect_leaderless(&mut self) {
         let fenced = self.fenced.clone();
-        for partition in self.partitions_mut() {
-            if partition.leader.is_some() || partition.replicas.is_empty() {
-                continue;
-            }
-            if let Some(leader) = in_sync_candidate(partition, &fenced) {
-                partition.leader = Some(leader);
-                partition.leader_epoch += 1;
-                partition.partition_epoch += 1;
+        for topic in self.topics.values_mut() {
+            let unclean = unclean_allowed(topic);
+            for partition in &mut topic.partitions {
+                if partition.leader.is_none()
+                    && !partition.replicas.is_empty()
+                    && elect(partition, &fenced, unclean)
+                {
+                    partition.leader_epoch += 1;
+                    partition.partition_epoch += 1;
+                }
             }
         }
     }
@@ -412,10 +416,25 @@ impl ClusterMetadata {
     }
 }
 
-/// The first replica, in `replicas` order, that is in the ISR and not fenced.
-fn in_sync_candidate(partition: &PartitionMeta, fenced: &BTreeSet<i32>) -> Option<i32> {
-    let mut replicas = partition.replicas.iter();
-    replicas.find(|r| partition.isr.contains(r) && !fenced.contains(r)).copied()
+/// Whether the topic allows electing an out-of-sync replica.
+fn unclean_allowed(topic: &TopicMeta) -> bool {
+    topic.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v == "true")
+}
+
+/// Sets the leader of a partition without one: the first replica, in `replicas` order, that
+/// is in the ISR and not fenced; failing that, with `unclean`, the first unfenced replica,
+/// which becomes the whole ISR. Whether a leader was found (leader epoch not bumped here).
+fn elect(partition: &mut PartitionMeta, fenced: &BTreeSet<i32>, unclean: bool) -> bool {
+    let replicas = &partition.replicas;
+    let in_sync = replicas.iter().find(|r| partition.isr.contains(r) && !fenced.contains(r));
+    if let Some(&leader) = in_sync {
+        partition.leader = Some(leader);
+    } else if let Some(&leader) = replicas.iter().find(|r| !fenced.contains(r)).filter(|_| unclean)
+    {
+        partition.leader = Some(leader);
+        partition.isr = vec![leader];
+    }
+    partition.leader.is_some()
 }
 
 /// Whether the preferred (first) replica is in sync, unfenced and not leading.
