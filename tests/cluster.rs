@@ -76,7 +76,7 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
         *leads.entry(*leader).or_insert(0) += 1;
         assert_eq!(replicas.len(), 3);
         assert_eq!(replicas[0], *leader, "the preferred leader leads");
-        assert_eq!(isr, &vec![*leader], "no replication yet: only the leader is in sync");
+        assert_eq!(isr, replicas, "a new partition's replicas are all in sync");
     }
     assert_eq!(leads, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
 
@@ -96,38 +96,6 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     }
     drop(conns);
 
-    // Each broker's /metrics flags the two partitions of "six" it leads as under-replicated.
-    for broker in &cluster.brokers {
-        let text = scrape(broker.admin.expect("an admin listener"));
-        let flagged = text
-            .lines()
-            .filter(|l| l.starts_with("strata_partition_under_replicated{"))
-            .filter(|l| l.contains("topic=\"six\"") && l.ends_with(" 1"))
-            .count();
-        assert_eq!(flagged, 2, "{text}");
-        let total: i64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("strata_under_replicated_partitions "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("the node-wide gauge");
-        assert!(total >= 2, "{total}: internal topics with three replicas count too");
-    }
-
-    // `strata cluster info` from any broker: three brokers, one controller, and every
-    // partition of "six" under-replicated (ISR = leader only, without replication).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["cluster", "info", "--output", "json", "--bootstrap-server"])
-        .arg(cluster.brokers[2].addr.to_string())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
-    assert!(info["brokers"].as_array().unwrap().iter().all(|b| b["alive"] == true), "{info}");
-    assert!((1..=3).contains(&info["controller"].as_i64().unwrap()), "{info}");
-    let under = info["under_replicated_partitions"].as_array().unwrap();
-    assert_eq!(under.iter().filter(|p| p["topic"] == "six").count(), 6, "{info}");
-
     // `strata topic create --replication-factor` through another broker.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["topic", "create", "cli", "--partitions", "3", "--replication-factor", "2"])
@@ -140,7 +108,49 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     let cli = layout(&mut conn, "cli").expect("created");
     assert!(cli.iter().all(|(_, _, replicas, _)| replicas.len() == 2), "{cli:?}");
     drop(conn);
-    cluster.brokers.iter_mut().for_each(Broker::stop);
+    // In sync, nothing is under-replicated. With broker 3 gone (fenced, so dropped from
+    // every ISR), each survivor's /metrics flags the partitions of "six" it now leads, and
+    // `strata cluster info` lists all six.
+    let flagged = |broker: &Broker| {
+        let text = scrape(broker.admin.expect("an admin listener"));
+        let count = text
+            .lines()
+            .filter(|l| l.starts_with("strata_partition_under_replicated{"))
+            .filter(|l| l.contains("topic=\"six\"") && l.ends_with(" 1"))
+            .count();
+        let total: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("strata_under_replicated_partitions "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the node-wide gauge");
+        (count, total)
+    };
+    for broker in &cluster.brokers {
+        poll("every replica in sync", || (flagged(broker).0 == 0).then_some(()));
+    }
+    cluster.node(3).kill9();
+    poll("the survivors to flag all six partitions", || {
+        let counts: Vec<(usize, i64)> = cluster.brokers[..2].iter().map(flagged).collect();
+        let six: usize = counts.iter().map(|c| c.0).sum();
+        (six == 6 && counts.iter().all(|c| c.1 >= c.0 as i64)).then_some(())
+    });
+    let info = poll("cluster info to list the six partitions", || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["cluster", "info", "--output", "json", "--bootstrap-server"])
+            .arg(cluster.brokers[0].addr.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let under = info["under_replicated_partitions"].as_array().unwrap();
+        (under.iter().filter(|p| p["topic"] == "six").count() == 6).then_some(info)
+    });
+    assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
+    let alive: Vec<bool> =
+        info["brokers"].as_array().unwrap().iter().map(|b| b["alive"].as_bool().unwrap()).collect();
+    assert_eq!(alive.iter().filter(|a| **a).count(), 2, "{info}");
+    assert!((1..=2).contains(&info["controller"].as_i64().unwrap()), "{info}");
+    cluster.brokers[..2].iter_mut().for_each(Broker::stop);
 }
 
 #[test]

@@ -82,7 +82,8 @@ fn epoch_end(conn: &mut Conn, topic: &str, epoch: i32) -> (i16, i32, i64) {
     let t = OffsetForLeaderTopic::default()
         .with_topic(TopicName(StrBytes::from_string(topic.into())))
         .with_partitions(vec![p]);
-    let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![t]);
+    let req =
+        OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![t]);
     let ResponseKind::OffsetForLeaderEpoch(r) =
         conn.call(ApiKey::OffsetForLeaderEpoch, 4, RequestKind::OffsetForLeaderEpoch(req))
     else {
@@ -107,9 +108,8 @@ fn a_partitioned_leader_never_acknowledges_and_is_truncated() {
     // Partition the leader away: the others fence it and elect one of themselves.
     cluster.node(old).signal("STOP");
     let rest = others(old);
-    let new = poll("a new leader", || {
-        leader(&mut cluster, &rest, "split", false).filter(|&l| l != old)
-    });
+    let new =
+        poll("a new leader", || leader(&mut cluster, &rest, "split", false).filter(|&l| l != old));
     let mut to_new = Conn::connect(cluster.node(new).addr);
     assert_eq!(produce(&mut to_new, "split", 0, batch(&[(b"k", b"after")]), -1), (0, 1));
 

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind};
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind};
 
 use super::mesh::PartitionRef;
 use super::peer::PeerConnection;
@@ -79,8 +79,7 @@ impl Fetchers {
         let session = match existing {
             Some(session) => session,
             None => {
-                let session =
-                    Rc::new(Session {
+                let session = Rc::new(Session {
                     leader,
                     running: std::cell::Cell::new(false),
                     partitions: RefCell::new(HashMap::new()),
@@ -135,8 +134,11 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
         match conn.call(ApiKey::Fetch, FETCH_VERSION, body, CALL_TIMEOUT).await {
             Ok(ResponseKind::Fetch(response)) => {
                 if response.error_code != 0 {
-                    tracing::warn!(leader = session.leader, code = response.error_code,
-                        "replica fetch refused");
+                    tracing::warn!(
+                        leader = session.leader,
+                        code = response.error_code,
+                        "replica fetch refused"
+                    );
                     glommio::timer::sleep(BACKOFF).await;
                     continue;
                 }
@@ -144,7 +146,8 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
                 for topic in response.responses {
                     let name: std::sync::Arc<str> = topic.topic.0.as_str().into();
                     for data in topic.partitions {
-                        let p = PartitionRef { topic: name.clone(), partition: data.partition_index };
+                        let p =
+                            PartitionRef { topic: name.clone(), partition: data.partition_index };
                         let Some(followed) = sent.get(&p).cloned() else { continue };
                         stalled |= !apply(&session, &p, followed, data).await;
                     }
@@ -181,7 +184,10 @@ async fn connect(shard: &Shard, leader: i32) -> Option<PeerConnection> {
 }
 
 /// The fetch request for every partition of the session, and what each was sent with.
-fn build_request(shard: &Shard, session: &Session) -> (FetchRequest, HashMap<PartitionRef, Followed>) {
+fn build_request(
+    shard: &Shard,
+    session: &Session,
+) -> (FetchRequest, HashMap<PartitionRef, Followed>) {
     let sent = session.partitions.borrow().clone();
     let mut by_topic: HashMap<std::sync::Arc<str>, Vec<FetchPartition>> = HashMap::new();
     for (p, followed) in &sent {
@@ -216,12 +222,16 @@ fn build_request(shard: &Shard, session: &Session) -> (FetchRequest, HashMap<Par
 
 /// Applies one partition's answer. False when the partition cannot progress now (the
 /// leader moved, or storage failed): the session pauses before fetching again.
-async fn apply(session: &Session, p: &PartitionRef, followed: Followed, data: PartitionData) -> bool {
+async fn apply(
+    session: &Session,
+    p: &PartitionRef,
+    followed: Followed,
+    data: PartitionData,
+) -> bool {
     let Followed { log, replica } = followed;
     let generation = replica.generation();
-    let still_followed = || {
-        session.partitions.borrow().contains_key(p) && replica.generation() == generation
-    };
+    let still_followed =
+        || session.partitions.borrow().contains_key(p) && replica.generation() == generation;
     match E::try_from_code(data.error_code) {
         None => {}
         Some(E::OffsetOutOfRange) => {

@@ -11,8 +11,8 @@
 //! after the timeout; a second signal exits at once.
 
 pub mod admin_http;
-mod fetcher;
 mod connection;
+mod fetcher;
 pub mod handlers;
 pub mod mesh;
 pub mod peer;

@@ -212,8 +212,12 @@ impl Replica {
                 // watermark before its first fetch.
                 let now = Instant::now();
                 for &f in state.replicas.clone().iter().filter(|&&f| f != self.node) {
-                    let progress =
-                        Progress { leo: -1, caught_up: now, last_fetch: now, last_fetch_leader_end: 0 };
+                    let progress = Progress {
+                        leo: -1,
+                        caught_up: now,
+                        last_fetch: now,
+                        last_fetch_leader_end: 0,
+                    };
                     state.followers.insert(f, progress);
                 }
                 Change::Leader

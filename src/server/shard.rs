@@ -364,7 +364,8 @@ impl Shard {
             }
             let Some(owned) = self.owned(&topic.name, number) else { continue };
             let change = owned.replica.update(meta, min_insync, clustered, &owned.log);
-            let partition = PartitionRef { topic: Arc::from(topic.name.as_str()), partition: number };
+            let partition =
+                PartitionRef { topic: Arc::from(topic.name.as_str()), partition: number };
             match change {
                 Change::None => {}
                 Change::Leader => {
@@ -613,36 +614,35 @@ impl LocalAppend {
     pub async fn outcome(self) -> ProduceOutcome {
         match self {
             LocalAppend::Failed(outcome) => outcome,
-            LocalAppend::Pending { pending, queued, metrics, replicated } => match pending
-                .durable()
-                .await
-            {
-                Ok(info) => {
-                    if let Some(isr) = replicated {
-                        let (code, why) = isr.wait(info.last_offset).await;
-                        if code != 0 {
-                            return ProduceOutcome {
-                                error_code: code,
-                                error_message: Some(why.into()),
-                                ..error_outcome(E::RequestTimedOut, "")
-                            };
+            LocalAppend::Pending { pending, queued, metrics, replicated } => {
+                match pending.durable().await {
+                    Ok(info) => {
+                        if let Some(isr) = replicated {
+                            let (code, why) = isr.wait(info.last_offset).await;
+                            if code != 0 {
+                                return ProduceOutcome {
+                                    error_code: code,
+                                    error_message: Some(why.into()),
+                                    ..error_outcome(E::RequestTimedOut, "")
+                                };
+                            }
+                        }
+                        metrics.append_latency.observe(queued.elapsed());
+                        ProduceOutcome {
+                            error_code: 0,
+                            error_message: None,
+                            base_offset: info.base_offset,
+                            log_append_time: info.log_append_time,
+                            log_start_offset: info.log_start_offset,
                         }
                     }
-                    metrics.append_latency.observe(queued.elapsed());
-                    ProduceOutcome {
-                        error_code: 0,
-                        error_message: None,
-                        base_offset: info.base_offset,
-                        log_append_time: info.log_append_time,
-                        log_start_offset: info.log_start_offset,
-                    }
+                    Err(e) => ProduceOutcome {
+                        error_code: e.kafka_error_code(),
+                        error_message: Some(e.to_string()),
+                        ..error_outcome(E::KafkaStorageError, "")
+                    },
                 }
-                Err(e) => ProduceOutcome {
-                    error_code: e.kafka_error_code(),
-                    error_message: Some(e.to_string()),
-                    ..error_outcome(E::KafkaStorageError, "")
-                },
-            },
+            }
         }
     }
 }
@@ -721,7 +721,8 @@ impl Shard {
         let last_stable_offset = log.last_stable_offset();
         let read = match item.replica {
             Some(fetch) => {
-                if let Some(diverging) = diverging_epoch(&log, fetch.last_fetched_epoch, item.offset)
+                if let Some(diverging) =
+                    diverging_epoch(&log, fetch.last_fetched_epoch, item.offset)
                 {
                     return FetchOutcome {
                         high_watermark: log.high_watermark(),
@@ -731,7 +732,8 @@ impl Shard {
                         ..FetchOutcome::default()
                     };
                 }
-                if let Some(command) = replica.on_follower_fetch(fetch.replica_id, item.offset, &log)
+                if let Some(command) =
+                    replica.on_follower_fetch(fetch.replica_id, item.offset, &log)
                 {
                     self.propose_isr(replica.clone(), command);
                 }

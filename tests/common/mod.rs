@@ -133,7 +133,8 @@ impl Broker {
     /// Sends a signal (`STOP`, `CONT`, ...) to the running process.
     pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("a running broker");
-        let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+        let sent =
+            Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
         assert!(sent.unwrap().success());
     }
 
@@ -486,7 +487,9 @@ pub fn create_with(
         .with_name(topic_name(topic))
         .with_num_partitions(partitions)
         .with_replication_factor(factor);
-    let req = kafka_protocol::messages::CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000);
+    let req = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_topics(vec![t])
+        .with_timeout_ms(30_000);
     let ResponseKind::CreateTopics(r) =
         conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
     else {
@@ -515,11 +518,12 @@ pub fn layout(conn: &mut Conn, topic: &str) -> Option<Layout> {
         .partitions
         .iter()
         .map(|p| {
-            let ids = |v: &Vec<kafka_protocol::messages::BrokerId>| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+            let ids = |v: &Vec<kafka_protocol::messages::BrokerId>| {
+                v.iter().map(|b| b.0).collect::<Vec<i32>>()
+            };
             (p.partition_index, p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes))
         })
         .collect();
     parts.sort();
     Some(parts)
 }
-
