@@ -11,10 +11,6 @@ use kafka_protocol::protocol::StrBytes;
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.into()))
-}
-
 fn controller(conn: &mut Conn) -> i32 {
     let req = DescribeClusterRequest::default();
     let ResponseKind::DescribeCluster(r) =
