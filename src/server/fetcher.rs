@@ -238,11 +238,13 @@ async fn apply(
             let end = log.log_end_offset();
             let result = if end < data.log_start_offset {
                 tracing::info!(topic = %p.topic, partition = p.partition, end,
-                    leader_start = data.log_start_offset, "behind the leader's log start; resetting");
+                    leader_start = data.log_start_offset,
+                    "behind the leader's log start; resetting");
                 log.reset_to(data.log_start_offset).await
             } else {
                 tracing::info!(topic = %p.topic, partition = p.partition, end,
-                    hw = data.high_watermark, "ahead of the leader; truncating to its high watermark");
+                    hw = data.high_watermark,
+                    "ahead of the leader; truncating to its high watermark");
                 log.truncate_to(data.high_watermark.max(log.log_start_offset())).await
             };
             if let Err(e) = result {
