@@ -116,3 +116,48 @@ def create_topic(bootstrap, name, partitions, config=None):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])
     futures[name].result(timeout=30)
+
+
+def start_cluster(base_dir, n, *extra):
+    """Starts `n` brokers, each a controller voter (node ids 1..n), all at once: none is ready
+    before a quorum is up. Returns them once every one lists all `n` brokers in Metadata."""
+    import time
+    from confluent_kafka.admin import AdminClient
+    ports = [free_port() for _ in range(n)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(ports))
+    brokers = [None] * n
+    errors = []
+
+    def start(i):
+        try:
+            brokers[i] = Broker(Path(base_dir) / f"node{i + 1}", "--node-id", str(i + 1),
+                                "--controller-listen", f"127.0.0.1:{ports[i]}",
+                                "--controller-voters", voters, *extra)
+        except Exception as e:  # reported below, after every thread ended
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        for b in brokers:
+            if b is not None:
+                b.close()
+        raise errors[0]
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    for b in brokers:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        while len(admin.list_topics(timeout=10).brokers) < n:
+            assert time.monotonic() < deadline, "brokers did not all register"
+            time.sleep(0.05)  # a pause between polls of a condition with a deadline
+    return brokers
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    brokers = start_cluster(tmp_path, 3, "--shards", "2")
+    yield brokers
+    for b in brokers:
+        b.close()
