@@ -529,10 +529,18 @@ async fn write_markers(
     let local_ok = local.iter().flatten().all(done);
     // A broker's UNKNOWN_TOPIC_OR_PARTITION may be metadata it has not caught up with: only
     // our own metadata (checked above, on every retry) may drop a partition.
-    let remote_ok = remote.iter().all(|(_, codes)| codes.iter().all(|c| *c == 0));
+    let remote_ok = remote.iter().all(|(_, r)| r.as_ref().is_ok_and(|c| c.iter().all(|c| *c == 0)));
     let ok = leaderless == 0 && local_ok && remote_ok;
     if !ok {
+        // One line per attempt, with every reason (the periodic finisher retries each second).
         let local: Vec<i16> = local.into_iter().flatten().collect();
+        let remote: Vec<String> = remote
+            .iter()
+            .map(|(broker, r)| match r {
+                Ok(codes) => format!("broker {broker}: {codes:?}"),
+                Err(e) => format!("broker {broker}: {e}"),
+            })
+            .collect();
         tracing::warn!(
             producer_id = meta.producer_id,
             ?local,
@@ -552,18 +560,16 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const PEER_IDLE_MAX: usize = 4;
 
 /// Sends `marker` for `items` to `broker` (their leader) as one WriteTxnMarkers v1 request:
-/// one error code per item, in order. A failed call answers NETWORK_EXCEPTION for all.
+/// one error code per item, in order, or why the call failed (the caller logs it).
 async fn write_remote(
     shard: &Rc<Shard>,
     cluster: &ClusterMetadata,
     broker: i32,
     items: &[(String, i32)],
     marker: Marker,
-) -> Vec<i16> {
-    let failed = |e: E| vec![e.code(); items.len()];
+) -> Result<Vec<i16>, String> {
     let Some(addr) = cluster.brokers.get(&broker).map(|b| format!("{}:{}", b.host, b.port)) else {
-        tracing::warn!(broker, "markers: the leading broker is not registered");
-        return failed(E::BrokerNotAvailable);
+        return Err("not registered".into());
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in items {
@@ -591,24 +597,15 @@ async fn write_remote(
             let client_id = format!("strata-broker-{}-txn", shard.config.node_id);
             match PeerConnection::connect(&addr, &client_id, PEER_CONNECT_TIMEOUT).await {
                 Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(broker, addr, "markers: connecting failed: {e}");
-                    return failed(E::NetworkException);
-                }
+                Err(e) => return Err(format!("{addr}: {e}")),
             }
         }
     };
     let body = RequestKind::WriteTxnMarkers(request);
     let response = match conn.call(ApiKey::WriteTxnMarkers, 1, body, PEER_CALL_TIMEOUT).await {
         Ok(ResponseKind::WriteTxnMarkers(response)) => response,
-        Ok(other) => {
-            tracing::warn!(broker, addr, "markers: unexpected answer {other:?}");
-            return failed(E::UnknownServerError);
-        }
-        Err(e) => {
-            tracing::warn!(broker, addr, "markers: WriteTxnMarkers failed: {e}");
-            return failed(E::NetworkException);
-        }
+        Ok(other) => return Err(format!("{addr}: not a WriteTxnMarkers answer: {other:?}")),
+        Err(e) => return Err(format!("{addr}: WriteTxnMarkers: {e}")),
     };
     coordinator.return_peer(broker, conn);
     let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
@@ -617,10 +614,11 @@ async fn write_remote(
             codes.insert((topic.name.0.as_str(), p.partition_index), p.error_code);
         }
     }
-    items
+    let missing = E::UnknownServerError.code();
+    Ok(items
         .iter()
-        .map(|(t, p)| codes.get(&(t.as_str(), *p)).copied().unwrap_or(E::UnknownServerError.code()))
-        .collect()
+        .map(|(t, p)| codes.get(&(t.as_str(), *p)).copied().unwrap_or(missing))
+        .collect())
 }
 
 /// A transaction marker to write: whose, at which epoch, commit or abort.

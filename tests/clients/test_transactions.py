@@ -294,3 +294,39 @@ def test_transactions_span_brokers(cluster):
     assert set(ru) == everything, "read_uncommitted sees aborted messages too"
     assert committed_offset(boot, group, "xb-src") == 5, \
         "the committed transaction's offsets apply, the aborted one's do not"
+
+
+def test_a_commit_completes_once_a_stopped_leader_is_back(cluster):
+    """The coordinator keeps retrying a marker to a broker that is down: once the broker is
+    back, its partition's committed messages become visible to read_committed readers."""
+    boot = ",".join(b.bootstrap for b in cluster)
+    create_topic(boot, "xr", PARTITIONS)
+    placed = leaders(boot, "xr")
+    txn_id = "xr-txn"
+    txn_node = coordinator(boot, "__transaction_state", txn_id)
+    down_part, down_node = next((p, n) for p, n in sorted(placed.items()) if n != txn_node)
+    p = txn_producer(boot, txn_id)
+    p.begin_transaction()
+    produce_all(p, "xr", "late")
+    down = cluster[down_node - 1]
+    down.stop()
+    p.commit_transaction(30)  # the decision is durable; one marker is still to be written
+
+    up = [b.bootstrap for b in cluster if b is not down]
+    others = {f"late-{q}-{i}" for q in placed if q != down_part for i in range(PER_PARTITION)}
+    c = Consumer({"bootstrap.servers": ",".join(up), "group.id": "xr-reader",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.assign([TopicPartition("xr", q, 0) for q in placed if q != down_part])
+    got = set()
+    deadline = time.monotonic() + 60
+    while not others <= got and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.add(m.value().decode())
+    c.close()
+    assert got == others, "the partitions of live brokers are committed meanwhile"
+
+    down.restart()
+    committed = expected("late")
+    rc = consume(boot, "xr", "read_committed", lambda v: committed <= set(v))
+    assert set(rc) == committed, "the restarted broker's partition got its marker"
