@@ -34,11 +34,12 @@ use kafka_protocol::messages::write_txn_markers_request::{
 };
 use kafka_protocol::messages::{
     ApiKey, ProducerId, RequestKind, ResponseKind, TopicName, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::mesh::{PartitionRef, ShardMsg};
-use super::peer::PeerConnection;
+use super::peer::{PeerConnection, PeerError};
 use super::shard::Shard;
 use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
@@ -559,6 +560,41 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections kept per broker (one call in flight per connection).
 const PEER_IDLE_MAX: usize = 4;
 
+/// Calls WriteTxnMarkers v1 on `broker` at `addr`: over an idle connection if one is kept
+/// (again over a new one if that fails to send or read: the peer may have restarted since),
+/// else over a new one, which is kept afterwards.
+async fn call_peer(
+    shard: &Rc<Shard>,
+    broker: i32,
+    addr: &str,
+    request: WriteTxnMarkersRequest,
+) -> Result<WriteTxnMarkersResponse, String> {
+    let coordinator = &shard.txns;
+    let mut kept = coordinator.take_peer(broker, addr);
+    loop {
+        let reused = kept.is_some();
+        let mut conn = match kept.take() {
+            Some(conn) => conn,
+            None => {
+                let client_id = format!("strata-broker-{}-txn", shard.config.node_id);
+                PeerConnection::connect(addr, &client_id, PEER_CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| format!("{addr}: {e}"))?
+            }
+        };
+        let body = RequestKind::WriteTxnMarkers(request.clone());
+        match conn.call(ApiKey::WriteTxnMarkers, 1, body, PEER_CALL_TIMEOUT).await {
+            Ok(ResponseKind::WriteTxnMarkers(response)) => {
+                coordinator.return_peer(broker, conn);
+                return Ok(response);
+            }
+            Ok(other) => return Err(format!("{addr}: not a WriteTxnMarkers answer: {other:?}")),
+            Err(PeerError::Io { .. }) if reused => continue,
+            Err(e) => return Err(format!("{addr}: WriteTxnMarkers: {e}")),
+        }
+    }
+}
+
 /// Sends `marker` for `items` to `broker` (their leader) as one WriteTxnMarkers v1 request:
 /// one error code per item, in order, or why the call failed (the caller logs it).
 async fn write_remote(
@@ -590,24 +626,7 @@ async fn write_remote(
             .with_transaction_result(marker.commit)
             .with_coordinator_epoch(marker.coordinator_epoch)
             .with_topics(topics)]);
-    let coordinator = &shard.txns;
-    let mut conn = match coordinator.take_peer(broker, &addr) {
-        Some(conn) => conn,
-        None => {
-            let client_id = format!("strata-broker-{}-txn", shard.config.node_id);
-            match PeerConnection::connect(&addr, &client_id, PEER_CONNECT_TIMEOUT).await {
-                Ok(conn) => conn,
-                Err(e) => return Err(format!("{addr}: {e}")),
-            }
-        }
-    };
-    let body = RequestKind::WriteTxnMarkers(request);
-    let response = match conn.call(ApiKey::WriteTxnMarkers, 1, body, PEER_CALL_TIMEOUT).await {
-        Ok(ResponseKind::WriteTxnMarkers(response)) => response,
-        Ok(other) => return Err(format!("{addr}: not a WriteTxnMarkers answer: {other:?}")),
-        Err(e) => return Err(format!("{addr}: WriteTxnMarkers: {e}")),
-    };
-    coordinator.return_peer(broker, conn);
+    let response = call_peer(shard, broker, &addr, request).await?;
     let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
     for topic in response.markers.iter().flat_map(|m| &m.topics) {
         for p in &topic.partitions {
