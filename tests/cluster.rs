@@ -328,3 +328,75 @@ fn a_transactional_id_is_coordinated_by_the_leader_of_its_state_partition() {
         }
     }
 }
+
+/// WriteTxnMarkers v1 of one marker (commit) for `partitions` of `topic`: their error codes.
+fn write_markers(
+    conn: &mut Conn,
+    producer: (i64, i16),
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<i16> {
+    let t = write_txn_markers_request::WritableTxnMarkerTopic::default()
+        .with_name(name(topic))
+        .with_partition_indexes(partitions.to_vec());
+    let m = write_txn_markers_request::WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_transaction_result(true)
+        .with_coordinator_epoch(0)
+        .with_topics(vec![t]);
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![m]);
+    let ResponseKind::WriteTxnMarkers(r) =
+        conn.call(ApiKey::WriteTxnMarkers, 1, RequestKind::WriteTxnMarkers(req))
+    else {
+        panic!("not a WriteTxnMarkers response")
+    };
+    assert_eq!(r.markers.len(), 1);
+    assert_eq!(r.markers[0].producer_id.0, producer.0);
+    let t = &r.markers[0].topics[0];
+    assert_eq!(t.name.0.as_str(), topic);
+    let indexes: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!(indexes, partitions, "one answer per partition, in request order");
+    t.partitions.iter().map(|p| p.error_code).collect()
+}
+
+#[test]
+fn write_txn_markers_writes_only_what_this_broker_leads() {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "2"]);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    assert_eq!(create(&mut conn, "wm", 3, 1).0, 0);
+    let parts = poll("every partition to have a leader", || {
+        layout(&mut conn, "wm").filter(|l| l.len() == 3 && l.iter().all(|p| p.1 > 0))
+    });
+    let leaders: Vec<i32> = parts.iter().map(|p| p.1).collect();
+    let (led, elsewhere): (Vec<i32>, Vec<i32>) = (0..3).partition(|p| leaders[*p as usize] == 1);
+    assert!(!led.is_empty() && !elsewhere.is_empty(), "placement: {leaders:?}");
+    // A producer's record on a partition broker 1 leads (its epoch is then known there).
+    let local = led[0];
+    let records = common::idempotent_batch(4242, 3, 0, &[b"v"]);
+    assert_eq!(produce(&mut conn, "wm", local, records, -1).0, 0);
+
+    let mut asked: Vec<i32> = (0..3).collect();
+    asked.push(9);
+    let codes = write_markers(&mut conn, (4242, 3), "wm", &asked);
+    for (p, code) in asked.iter().zip(&codes) {
+        let want = match *p {
+            9 => UNKNOWN_TOPIC_OR_PARTITION,
+            p if leaders[p as usize] == 1 => 0,
+            _ => NOT_LEADER_OR_FOLLOWER,
+        };
+        assert_eq!(*code, want, "partition {p} (leaders {leaders:?})");
+    }
+    assert_eq!(write_markers(&mut conn, (4242, 3), "no-such-topic", &[0]), vec![3]);
+    // The marker is in the log (a control batch after the record), and only there.
+    assert_eq!(fetch_one(&mut conn, "wm", local, 0).high_watermark, 2);
+    for p in elsewhere {
+        let leader = cluster.node(leaders[p as usize]).addr;
+        assert_eq!(fetch_one(&mut Conn::connect(leader), "wm", p, 0).high_watermark, 0);
+    }
+    // A marker of an older epoch than the partition's producer is refused.
+    assert_eq!(write_markers(&mut conn, (4242, 2), "wm", &[local]), vec![INVALID_PRODUCER_EPOCH]);
+}

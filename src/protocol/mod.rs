@@ -197,7 +197,8 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeProducers,
         DescribeTransactions,
         ListTransactions,
-        DescribeCluster
+        DescribeCluster,
+        WriteTxnMarkers
     )
 }
 

@@ -806,8 +806,8 @@ impl Shard {
         let Some(log) = self.log(&p.topic, p.partition) else {
             return E::UnknownTopicOrPartition.code();
         };
-        let Marker { producer_id, epoch, commit } = marker;
-        let pending = match log.append_marker(producer_id, epoch, commit, 0) {
+        let Marker { producer_id, epoch, commit, coordinator_epoch } = marker;
+        let pending = match log.append_marker(producer_id, epoch, commit, coordinator_epoch) {
             Ok(pending) => pending,
             Err(e) => {
                 tracing::warn!(topic = %p.topic, partition = p.partition, "marker refused: {e}");

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,14 @@ def make_cluster(tmp_path):
         made.extend(nodes)
         for node in nodes:
             node._wait_ready()
+        # Ready means registered itself; wait until every broker knows every other one.
+        from confluent_kafka.admin import AdminClient
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for node in nodes:
+            admin = AdminClient({"bootstrap.servers": node.bootstrap})
+            while len(admin.list_topics(timeout=10).brokers) < n:
+                assert time.monotonic() < deadline, "brokers did not all register"
+                time.sleep(0.05)  # a pause between polls of a condition with a deadline
         return nodes
 
     yield make
@@ -170,3 +179,9 @@ def make_cluster(tmp_path):
         if b.proc is not None:
             b.resume()
         b.close()
+
+
+@pytest.fixture
+def cluster(make_cluster):
+    """Three brokers, two shards each."""
+    return make_cluster(3, "--shards", "2")

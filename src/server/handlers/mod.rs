@@ -12,6 +12,7 @@ mod epochs;
 mod fetch;
 mod group;
 mod list_offsets;
+mod markers;
 mod metadata;
 mod produce;
 mod producer;
@@ -66,6 +67,8 @@ pub const APIS: &[ApiRange] = &[
     // v2 adds a transactional id pattern: not implemented.
     ApiRange { key: ApiKey::ListTransactions, min: 0, max: 1 },
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
+    // Broker to broker: a transaction coordinator's markers (v1 is the only version).
+    ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -155,6 +158,9 @@ async fn handle(
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,
         ),
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
             Ok(response) => response,
