@@ -337,7 +337,7 @@ fn write_markers(
     partitions: &[i32],
 ) -> Vec<i16> {
     let t = write_txn_markers_request::WritableTxnMarkerTopic::default()
-        .with_name(name(topic))
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
         .with_partition_indexes(partitions.to_vec());
     let m = write_txn_markers_request::WritableTxnMarker::default()
         .with_producer_id(ProducerId(producer.0))
