@@ -5,58 +5,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{batch, fetch_one, poll, produce, Broker, Cluster, Conn};
+use common::{batch, create, fetch_one, layout, metadata, poll, produce, Broker, Cluster, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.into()))
-}
-
-/// CreateTopics v7 of one topic: (error code, message).
-fn create(conn: &mut Conn, topic: &str, partitions: i32, factor: i16) -> (i16, Option<String>) {
-    let t = create_topics_request::CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(factor);
-    let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000);
-    let ResponseKind::CreateTopics(r) =
-        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-    else {
-        panic!("not a CreateTopics response")
-    };
-    let t = &r.topics[0];
-    (t.error_code, t.error_message.as_ref().filter(|_| t.error_code != 0).map(|m| m.to_string()))
-}
-
-fn metadata(conn: &mut Conn) -> MetadataResponse {
-    let req = MetadataRequest::default().with_topics(None);
-    let ResponseKind::Metadata(r) = conn.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
-    else {
-        panic!("not a Metadata response")
-    };
-    r
-}
-
-/// (partition, leader, replicas, isr) of `topic`, sorted by partition; None if unknown.
-type Layout = Vec<(i32, i32, Vec<i32>, Vec<i32>)>;
-
-fn layout(conn: &mut Conn, topic: &str) -> Option<Layout> {
-    let r = metadata(conn);
-    let t = r.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))?;
-    let mut parts: Layout = t
-        .partitions
-        .iter()
-        .map(|p| {
-            let ids = |v: &Vec<BrokerId>| v.iter().map(|b| b.0).collect::<Vec<i32>>();
-            (p.partition_index, p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes))
-        })
-        .collect();
-    parts.sort();
-    Some(parts)
-}
 
 fn controller(conn: &mut Conn) -> i32 {
     let req = DescribeClusterRequest::default();
@@ -119,7 +72,7 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
         *leads.entry(*leader).or_insert(0) += 1;
         assert_eq!(replicas.len(), 3);
         assert_eq!(replicas[0], *leader, "the preferred leader leads");
-        assert_eq!(isr, &vec![*leader], "no replication yet: only the leader is in sync");
+        assert_eq!(isr, replicas, "a new partition's replicas are all in sync");
     }
     assert_eq!(leads, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
 
@@ -139,38 +92,6 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     }
     drop(conns);
 
-    // Each broker's /metrics flags the two partitions of "six" it leads as under-replicated.
-    for broker in &cluster.brokers {
-        let text = scrape(broker.admin.expect("an admin listener"));
-        let flagged = text
-            .lines()
-            .filter(|l| l.starts_with("strata_partition_under_replicated{"))
-            .filter(|l| l.contains("topic=\"six\"") && l.ends_with(" 1"))
-            .count();
-        assert_eq!(flagged, 2, "{text}");
-        let total: i64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("strata_under_replicated_partitions "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("the node-wide gauge");
-        assert!(total >= 2, "{total}: internal topics with three replicas count too");
-    }
-
-    // `strata cluster info` from any broker: three brokers, one controller, and every
-    // partition of "six" under-replicated (ISR = leader only, without replication).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["cluster", "info", "--output", "json", "--bootstrap-server"])
-        .arg(cluster.brokers[2].addr.to_string())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
-    assert!(info["brokers"].as_array().unwrap().iter().all(|b| b["alive"] == true), "{info}");
-    assert!((1..=3).contains(&info["controller"].as_i64().unwrap()), "{info}");
-    let under = info["under_replicated_partitions"].as_array().unwrap();
-    assert_eq!(under.iter().filter(|p| p["topic"] == "six").count(), 6, "{info}");
-
     // `strata topic create --replication-factor` through another broker.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["topic", "create", "cli", "--partitions", "3", "--replication-factor", "2"])
@@ -183,7 +104,49 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     let cli = layout(&mut conn, "cli").expect("created");
     assert!(cli.iter().all(|(_, _, replicas, _)| replicas.len() == 2), "{cli:?}");
     drop(conn);
-    cluster.brokers.iter_mut().for_each(Broker::stop);
+    // In sync, nothing is under-replicated. With broker 3 gone (fenced, so dropped from
+    // every ISR), each survivor's /metrics flags the partitions of "six" it now leads, and
+    // `strata cluster info` lists all six.
+    let flagged = |broker: &Broker| {
+        let text = scrape(broker.admin.expect("an admin listener"));
+        let count = text
+            .lines()
+            .filter(|l| l.starts_with("strata_partition_under_replicated{"))
+            .filter(|l| l.contains("topic=\"six\"") && l.ends_with(" 1"))
+            .count();
+        let total: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("strata_under_replicated_partitions "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the node-wide gauge");
+        (count, total)
+    };
+    for broker in &cluster.brokers {
+        poll("every replica in sync", || (flagged(broker).0 == 0).then_some(()));
+    }
+    cluster.node(3).kill9();
+    poll("the survivors to flag all six partitions", || {
+        let counts: Vec<(usize, i64)> = cluster.brokers[..2].iter().map(flagged).collect();
+        let six: usize = counts.iter().map(|c| c.0).sum();
+        (six == 6 && counts.iter().all(|c| c.1 >= c.0 as i64)).then_some(())
+    });
+    let info = poll("cluster info to list the six partitions", || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["cluster", "info", "--output", "json", "--bootstrap-server"])
+            .arg(cluster.brokers[0].addr.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let under = info["under_replicated_partitions"].as_array().unwrap();
+        (under.iter().filter(|p| p["topic"] == "six").count() == 6).then_some(info)
+    });
+    assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
+    let alive: Vec<bool> =
+        info["brokers"].as_array().unwrap().iter().map(|b| b["alive"].as_bool().unwrap()).collect();
+    assert_eq!(alive.iter().filter(|a| **a).count(), 2, "{info}");
+    assert!((1..=2).contains(&info["controller"].as_i64().unwrap()), "{info}");
+    cluster.brokers[..2].iter_mut().for_each(Broker::stop);
 }
 
 #[test]
@@ -364,4 +327,76 @@ fn a_transactional_id_is_coordinated_by_the_leader_of_its_state_partition() {
             assert_eq!(error, NOT_COORDINATOR, "broker {} is not the coordinator", i + 1);
         }
     }
+}
+
+/// WriteTxnMarkers v1 of one marker (commit) for `partitions` of `topic`: their error codes.
+fn write_markers(
+    conn: &mut Conn,
+    producer: (i64, i16),
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<i16> {
+    let t = write_txn_markers_request::WritableTxnMarkerTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_indexes(partitions.to_vec());
+    let m = write_txn_markers_request::WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_transaction_result(true)
+        .with_coordinator_epoch(0)
+        .with_topics(vec![t]);
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![m]);
+    let ResponseKind::WriteTxnMarkers(r) =
+        conn.call(ApiKey::WriteTxnMarkers, 1, RequestKind::WriteTxnMarkers(req))
+    else {
+        panic!("not a WriteTxnMarkers response")
+    };
+    assert_eq!(r.markers.len(), 1);
+    assert_eq!(r.markers[0].producer_id.0, producer.0);
+    let t = &r.markers[0].topics[0];
+    assert_eq!(t.name.0.as_str(), topic);
+    let indexes: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!(indexes, partitions, "one answer per partition, in request order");
+    t.partitions.iter().map(|p| p.error_code).collect()
+}
+
+#[test]
+fn write_txn_markers_writes_only_what_this_broker_leads() {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "2"]);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    assert_eq!(create(&mut conn, "wm", 3, 1).0, 0);
+    let parts = poll("every partition to have a leader", || {
+        layout(&mut conn, "wm").filter(|l| l.len() == 3 && l.iter().all(|p| p.1 > 0))
+    });
+    let leaders: Vec<i32> = parts.iter().map(|p| p.1).collect();
+    let (led, elsewhere): (Vec<i32>, Vec<i32>) = (0..3).partition(|p| leaders[*p as usize] == 1);
+    assert!(!led.is_empty() && !elsewhere.is_empty(), "placement: {leaders:?}");
+    // A producer's record on a partition broker 1 leads (its epoch is then known there).
+    let local = led[0];
+    let records = common::idempotent_batch(4242, 3, 0, &[b"v"]);
+    assert_eq!(produce(&mut conn, "wm", local, records, -1).0, 0);
+
+    let mut asked: Vec<i32> = (0..3).collect();
+    asked.push(9);
+    let codes = write_markers(&mut conn, (4242, 3), "wm", &asked);
+    for (p, code) in asked.iter().zip(&codes) {
+        let want = match *p {
+            9 => UNKNOWN_TOPIC_OR_PARTITION,
+            p if leaders[p as usize] == 1 => 0,
+            _ => NOT_LEADER_OR_FOLLOWER,
+        };
+        assert_eq!(*code, want, "partition {p} (leaders {leaders:?})");
+    }
+    assert_eq!(write_markers(&mut conn, (4242, 3), "no-such-topic", &[0]), vec![3]);
+    // The marker is in the log (a control batch after the record), and only there.
+    assert_eq!(fetch_one(&mut conn, "wm", local, 0).high_watermark, 2);
+    for p in elsewhere {
+        let leader = cluster.node(leaders[p as usize]).addr;
+        assert_eq!(fetch_one(&mut Conn::connect(leader), "wm", p, 0).high_watermark, 0);
+    }
+    // A marker of an older epoch than the partition's producer is refused.
+    assert_eq!(write_markers(&mut conn, (4242, 2), "wm", &[local]), vec![INVALID_PRODUCER_EPOCH]);
 }

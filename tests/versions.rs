@@ -275,6 +275,15 @@ fn txn_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
         ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
             DescribeTransactionsRequest::default().with_transactional_ids(vec![txn]),
         ),
+        ApiKey::WriteTxnMarkers => {
+            let t = write_txn_markers_request::WritableTxnMarkerTopic::default()
+                .with_name(name(topic))
+                .with_partition_indexes(vec![0]);
+            let m = write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(ProducerId(1))
+                .with_topics(vec![t]);
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![m]))
+        }
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_duration_filter(if version >= 1 {
                 0

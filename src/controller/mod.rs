@@ -19,7 +19,7 @@ pub mod producer_ids;
 pub mod quorum;
 pub mod topic_config;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,9 +49,23 @@ pub struct PartitionMeta {
     /// metadata.json predates clusters): the one broker holds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<i32>,
-    /// The leading broker; `None` on a single broker (this one leads everything).
+    /// The leading broker; `None` on a single broker (this one leads everything), and in a
+    /// cluster while no in-sync replica is available to lead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<i32>,
+    /// In-sync replicas (cluster mode), in the order the leader sent them. Empty in data
+    /// written before ISRs existed, which means every replica: [`ClusterMetadata::apply`] and
+    /// [`ClusterMetadata::localize`] normalise it to `replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isr: Vec<i32>,
+    /// Bumped by every leader or ISR change (KIP-497's partition epoch): an AlterPartition
+    /// carrying an older one is refused.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub partition_epoch: i32,
+}
+
+fn is_zero(value: &i32) -> bool {
+    *value == 0
 }
 
 /// A broker registered with the controller quorum.
@@ -95,6 +109,14 @@ pub struct ClusterMetadata {
     /// Round-robin cursor over brokers: where the next partition's replica list starts.
     #[serde(default)]
     pub next_broker: usize,
+    /// Fenced brokers: registered, but their heartbeats stopped (cluster mode). They lead
+    /// nothing and are dropped from ISRs (see [`placement::Command::FenceBroker`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub fenced: BTreeSet<i32>,
+    /// The broker this snapshot was localized for ([`ClusterMetadata::localize`]); `None` on
+    /// a single broker and in the replicated state. Not stored.
+    #[serde(skip)]
+    pub local_node: Option<i32>,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.
@@ -160,17 +182,30 @@ impl ClusterMetadata {
     }
 
     /// The shard owning `topic`/`partition` on this broker, or `None` if no such partition
-    /// exists or another broker leads it (see [`ClusterMetadata::partition`]).
+    /// exists or this broker does not lead it (see [`ClusterMetadata::partition`]).
     pub fn shard_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.owner(topic, partition).ok()
+    }
+
+    /// The shard holding the log of `topic`/`partition` on this broker, leader or follower;
+    /// `None` if no such partition exists or this broker holds no replica of it.
+    pub fn hosted_shard(&self, topic: &str, partition: i32) -> Option<usize> {
         self.partition(topic, partition).map(|p| p.shard).filter(|&s| s != NOT_LOCAL)
     }
 
+    /// Whether this broker leads the partition (always, on a single broker).
+    pub fn leads(&self, partition: &PartitionMeta) -> bool {
+        partition.shard != NOT_LOCAL
+            && (self.local_node.is_none() || partition.leader == self.local_node)
+    }
+
     /// The shard owning `topic`/`partition` here, or the error to answer: NOT_LEADER_OR_FOLLOWER
-    /// when another broker leads it, UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
+    /// when this broker does not lead it (a follower, or no replica here),
+    /// UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
     pub fn owner(&self, topic: &str, partition: i32) -> Result<usize, E> {
         match self.partition(topic, partition) {
             None => Err(E::UnknownTopicOrPartition),
-            Some(p) if p.shard == NOT_LOCAL => Err(E::NotLeaderOrFollower),
+            Some(p) if !self.leads(p) => Err(E::NotLeaderOrFollower),
             Some(p) => Ok(p.shard),
         }
     }
@@ -205,6 +240,8 @@ impl ClusterMetadata {
                 leader_epoch: 0,
                 replicas: Vec::new(),
                 leader: None,
+                isr: Vec::new(),
+                partition_epoch: 0,
             })
             .collect()
     }
@@ -339,5 +376,7 @@ pub async fn replace_file(data_dir: &Path, name: &str, bytes: Vec<u8>) -> std::i
     Ok(())
 }
 
+#[cfg(test)]
+mod failover_tests;
 #[cfg(test)]
 mod tests;

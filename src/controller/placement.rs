@@ -9,9 +9,16 @@
 //! partition's replica list starting one broker further than the previous one's (a cursor
 //! kept in the metadata), its first replica the preferred leader. Leaders thus spread
 //! evenly over brokers. Inside a broker, [`ClusterMetadata::localize`] spreads the
-//! partitions it leads over its shards.
+//! partitions it holds a replica of over its shards.
+//!
+//! Failover (see docs/replication.md): each partition has an ISR and a partition epoch,
+//! changed by its leader ([`Command::AlterPartition`]) and by the controller leader's
+//! liveness tracker ([`Command::FenceBroker`], [`Command::UnfenceBroker`],
+//! [`Command::ElectPreferredLeaders`]). A new leader is always the first replica, in
+//! `replicas` order, that is in the ISR and not fenced; without one the partition has no
+//! leader (unless the topic allows unclean election) until one comes back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +78,42 @@ pub enum Command {
         /// Every override after the change.
         configs: BTreeMap<String, String>,
     },
+    /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition). Refused unless
+    /// `leader`, `leader_epoch` and `partition_epoch` are current; bumps `partition_epoch`.
+    AlterPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition number.
+        partition: i32,
+        /// The proposing leader.
+        leader: i32,
+        /// Its leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch its ISR view is based on.
+        partition_epoch: i32,
+        /// The new ISR (must contain the leader; replicas only).
+        isr: Vec<i32>,
+    },
+    /// The controller leader lost a broker's heartbeats: it leads nothing any more (each of
+    /// its partitions gets the first in-sync unfenced replica, or no leader) and leaves every
+    /// ISR where it is not the last member.
+    FenceBroker {
+        /// The broker.
+        id: i32,
+    },
+    /// A fenced broker heartbeats again: partitions without a leader whose ISR holds an
+    /// unfenced replica get one.
+    UnfenceBroker {
+        /// The broker.
+        id: i32,
+    },
+    /// Leadership goes back to each partition's preferred (first) replica when it is in sync,
+    /// unfenced and not leading (Kafka's auto.leader.rebalance.enable).
+    ElectPreferredLeaders,
 }
+
+/// The topic config that allows electing an out-of-sync replica when no in-sync one is left.
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 fn unknown_topic(name: &str) -> ControlError {
     ControlError::new(E::UnknownTopicOrPartition, format!("topic {name:?} does not exist"))
@@ -81,11 +123,13 @@ impl ClusterMetadata {
     /// Returns a copy with `command` applied, or why it is refused. Deterministic.
     pub fn apply(&self, command: &Command) -> Result<ClusterMetadata, ControlError> {
         let mut next = self.clone();
+        next.normalize_isr();
         match command {
             Command::RegisterBroker { broker, cluster_id } => {
                 if next.cluster_id.is_empty() {
                     next.cluster_id = cluster_id.clone();
                 }
+                // A fenced broker stays fenced until the controller hears its heartbeats.
                 next.brokers.insert(broker.id, broker.clone());
             }
             Command::CreateTopic { name, id, partitions, replication_factor, configs } => {
@@ -131,6 +175,8 @@ impl ClusterMetadata {
                     partition.shard = 0;
                     partition.replicas = vec![*broker];
                     partition.leader = Some(*broker);
+                    partition.isr = vec![*broker];
+                    partition.partition_epoch = 0;
                 }
                 next.topics.insert(topic.name.clone(), topic);
             }
@@ -138,10 +184,45 @@ impl ClusterMetadata {
                 topic_config::validate_all(configs)?;
                 let topic = next.topics.get_mut(name).ok_or_else(|| unknown_topic(name))?;
                 topic.configs = configs.clone();
+                // Allowing unclean election may give leaderless partitions a leader.
+                next.elect_leaderless();
+            }
+            Command::AlterPartition { .. } => next.alter_partition(command)?,
+            Command::FenceBroker { id } => next.fence(*id),
+            Command::UnfenceBroker { id } => next.unfence(*id),
+            Command::ElectPreferredLeaders => {
+                let fenced = next.fenced.clone();
+                for partition in next.partitions_mut() {
+                    if preferred_eligible(partition, &fenced) {
+                        partition.leader = Some(partition.replicas[0]);
+                        partition.leader_epoch += 1;
+                        partition.partition_epoch += 1;
+                    }
+                }
             }
         }
         next.version += 1;
         Ok(next)
+    }
+
+    /// Replaces the empty ISR of data written before ISRs existed with every replica.
+    pub fn normalize_isr(&mut self) {
+        for partition in self.partitions_mut() {
+            if partition.isr.is_empty() && !partition.replicas.is_empty() {
+                partition.isr = partition.replicas.clone();
+            }
+        }
+    }
+
+    fn partitions_mut(&mut self) -> impl Iterator<Item = &mut PartitionMeta> {
+        self.topics.values_mut().flat_map(|t| t.partitions.iter_mut())
+    }
+
+    /// Whether some partition's preferred replica could lead it and does not
+    /// ([`Command::ElectPreferredLeaders`] would change something).
+    pub fn preferred_leaders_eligible(&self) -> bool {
+        let mut partitions = self.topics.values().flat_map(|t| t.partitions.iter());
+        partitions.any(|p| preferred_eligible(p, &self.fenced))
     }
 
     /// The checks of a CreateTopic command, without applying it (also used for
@@ -177,6 +258,8 @@ impl ClusterMetadata {
     }
 
     /// Replica lists for `count` new partitions; `replication_factor` must be checked.
+    /// Round-robin over the registered brokers; a list whose first broker is fenced is
+    /// rotated to start with its first unfenced one (no leader if all are fenced).
     fn place(&mut self, count: usize, replication_factor: usize) -> Vec<PartitionMeta> {
         let ids: Vec<i32> = self.brokers.keys().copied().collect();
         assert!(!ids.is_empty());
@@ -186,23 +269,142 @@ impl ClusterMetadata {
         (0..count)
             .map(|i| {
                 let start = first + i;
-                let replicas: Vec<i32> =
+                let mut replicas: Vec<i32> =
                     (0..replication_factor).map(|j| ids[(start + j) % ids.len()]).collect();
-                PartitionMeta { shard: 0, leader_epoch: 0, leader: Some(replicas[0]), replicas }
+                if let Some(up) = replicas.iter().position(|id| !self.fenced.contains(id)) {
+                    replicas.rotate_left(up);
+                }
+                let leader = Some(replicas[0]).filter(|id| !self.fenced.contains(id));
+                PartitionMeta {
+                    shard: 0,
+                    leader_epoch: 0,
+                    leader,
+                    isr: replicas.clone(),
+                    replicas,
+                    partition_epoch: 0,
+                }
             })
             .collect()
     }
 
-    /// This broker's view of replicated metadata: the partitions `node` leads get a shard
-    /// (round-robin inside each topic, starting at a shard derived from the topic id, so the
-    /// mapping is the same after a restart), the others [`NOT_LOCAL`].
+    /// An ISR change proposed by a partition leader ([`Command::AlterPartition`]).
+    fn alter_partition(&mut self, command: &Command) -> Result<(), ControlError> {
+        let Command::AlterPartition {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } = command
+        else {
+            unreachable!("alter_partition applies AlterPartition only");
+        };
+        let fenced = &self.fenced;
+        let Some(current) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+        else {
+            let msg = format!("partition {topic}-{partition} does not exist");
+            return Err(ControlError::new(E::UnknownTopicOrPartition, msg));
+        };
+        if current.leader != Some(*leader) || current.leader_epoch != *leader_epoch {
+            let msg = format!(
+                "broker {leader} at leader epoch {leader_epoch} does not lead {topic}-{partition} \
+                 (leader {:?}, epoch {})",
+                current.leader, current.leader_epoch
+            );
+            return Err(ControlError::new(E::FencedLeaderEpoch, msg));
+        }
+        if current.partition_epoch != *partition_epoch {
+            let msg = format!(
+                "partition epoch {partition_epoch} of {topic}-{partition} is not the current {}",
+                current.partition_epoch
+            );
+            return Err(ControlError::new(E::InvalidUpdateVersion, msg));
+        }
+        let unique: BTreeSet<i32> = isr.iter().copied().collect();
+        if !isr.contains(leader) || unique.len() != isr.len() {
+            let msg = format!("ISR {isr:?} must list the leader {leader} once, without repeats");
+            return Err(ControlError::new(E::InvalidRequest, msg));
+        }
+        if let Some(stranger) = isr.iter().find(|id| !current.replicas.contains(id)) {
+            let msg = format!("broker {stranger} holds no replica of {topic}-{partition}");
+            return Err(ControlError::new(E::InvalidRequest, msg));
+        }
+        let added = isr.iter().filter(|id| !current.isr.contains(id));
+        if let Some(id) = added.clone().find(|id| fenced.contains(id)) {
+            let msg = format!("broker {id} is fenced and cannot join the ISR");
+            return Err(ControlError::new(E::IneligibleReplica, msg));
+        }
+        current.isr = isr.clone();
+        current.partition_epoch += 1;
+        Ok(())
+    }
+
+    /// Fences broker `id` ([`Command::FenceBroker`]).
+    fn fence(&mut self, id: i32) {
+        self.fenced.insert(id);
+        let fenced = self.fenced.clone();
+        for topic in self.topics.values_mut() {
+            let unclean = unclean_allowed(topic);
+            for partition in &mut topic.partitions {
+                let mut changed = false;
+                if partition.isr.len() > 1 && partition.isr.contains(&id) {
+                    partition.isr.retain(|&r| r != id);
+                    changed = true;
+                }
+                if partition.leader == Some(id) {
+                    partition.leader = None;
+                    elect(partition, &fenced, unclean);
+                    partition.leader_epoch += 1;
+                    changed = true;
+                }
+                if changed {
+                    partition.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// Unfences broker `id` ([`Command::UnfenceBroker`]).
+    fn unfence(&mut self, id: i32) {
+        self.fenced.remove(&id);
+        self.elect_leaderless();
+    }
+
+    /// Gives a leader to every partition without one that can have one: an in-sync unfenced
+    /// replica, or any unfenced one where the topic allows unclean election.
+    fn elect_leaderless(&mut self) {
+        let fenced = self.fenced.clone();
+        for topic in self.topics.values_mut() {
+            let unclean = unclean_allowed(topic);
+            for partition in &mut topic.partitions {
+                if partition.leader.is_none()
+                    && !partition.replicas.is_empty()
+                    && elect(partition, &fenced, unclean)
+                {
+                    partition.leader_epoch += 1;
+                    partition.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// This broker's view of replicated metadata: every partition with a replica on `node`
+    /// (led or followed) gets a shard, the others [`NOT_LOCAL`]. Shards go round-robin over
+    /// the partitions of each topic that `node` hosts, starting at a shard derived from the
+    /// topic id: the same after a restart, and unchanged when leadership moves.
     pub fn localize(&self, node: i32, shards: usize) -> ClusterMetadata {
         assert!(shards > 0);
         let mut local = self.clone();
+        local.normalize_isr();
+        local.local_node = Some(node);
         for topic in local.topics.values_mut() {
             let mut next = (topic.id.as_u128() % shards as u128) as usize;
             for partition in &mut topic.partitions {
-                partition.shard = if partition.leader == Some(node) {
+                partition.shard = if partition.replicas.contains(&node) {
                     next = (next + 1) % shards;
                     next
                 } else {
@@ -212,6 +414,36 @@ impl ClusterMetadata {
         }
         local
     }
+}
+
+/// Whether the topic allows electing an out-of-sync replica.
+fn unclean_allowed(topic: &TopicMeta) -> bool {
+    topic.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v == "true")
+}
+
+/// Sets the leader of a partition without one: the first replica, in `replicas` order, that
+/// is in the ISR and not fenced; failing that, with `unclean`, the first unfenced replica,
+/// which becomes the whole ISR. Whether a leader was found (leader epoch not bumped here).
+fn elect(partition: &mut PartitionMeta, fenced: &BTreeSet<i32>, unclean: bool) -> bool {
+    let replicas = &partition.replicas;
+    let in_sync = replicas.iter().find(|r| partition.isr.contains(r) && !fenced.contains(r));
+    if let Some(&leader) = in_sync {
+        partition.leader = Some(leader);
+    } else if let Some(&leader) = replicas.iter().find(|r| !fenced.contains(r)).filter(|_| unclean)
+    {
+        partition.leader = Some(leader);
+        partition.isr = vec![leader];
+    }
+    partition.leader.is_some()
+}
+
+/// Whether the preferred (first) replica is in sync, unfenced and not leading.
+fn preferred_eligible(partition: &PartitionMeta, fenced: &BTreeSet<i32>) -> bool {
+    partition.replicas.first().is_some_and(|&first| {
+        partition.leader != Some(first)
+            && partition.isr.contains(&first)
+            && !fenced.contains(&first)
+    })
 }
 
 /// Replicas per partition of `topic` (that of its first partition; 1 if it has none).
@@ -252,9 +484,11 @@ mod tests {
         assert_eq!(meta.cluster_id, "c");
         let local = meta.localize(2, 2);
         let shards: Vec<usize> = local.topics["t"].partitions.iter().map(|p| p.shard).collect();
-        assert_eq!(shards.iter().filter(|&&s| s != NOT_LOCAL).count(), 2);
+        assert_eq!(shards.iter().filter(|&&s| s != NOT_LOCAL).count(), 6, "2 holds every one");
         assert_ne!(shards[1], shards[4], "the two partitions led by 2 go to different shards");
-        assert_eq!(local.shard_of("t", 0), None);
+        assert_eq!(local.shard_of("t", 0), None, "2 only follows partition 0");
+        assert_eq!(local.owner("t", 0), Err(E::NotLeaderOrFollower));
+        assert_eq!(local.owner("t", 1), Ok(shards[1]));
         assert!(local.partition("t", 0).is_some());
     }
 

@@ -53,6 +53,12 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     long("min.compaction.lag.ms", 0, i64::MAX, true),
     // Stored now, enforced with replication.
     long("min.insync.replicas", 1, i32::MAX as i64, false),
+    // The controller elects an out-of-sync replica when no in-sync one is left.
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Choice(&["true", "false"]),
+        enforced: true,
+    },
 ];
 
 /// Legal `cleanup.policy` values (a list in Kafka: both orders of the pair are accepted).
@@ -78,6 +84,7 @@ pub fn broker_synonym(name: &str) -> Option<&'static str> {
         "delete.retention.ms" => "log.cleaner.delete.retention.ms",
         "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "min.insync.replicas" => "min.insync.replicas",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
         _ => return None,
     })
 }
@@ -233,6 +240,7 @@ pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
         "retention.bytes" => broker.retention_bytes.to_string(),
         "cleanup.policy" => broker.cleanup_policy.clone(),
         "min.insync.replicas" => "1".into(),
+        "unclean.leader.election.enable" => "false".into(),
         "delete.retention.ms" => broker.delete_retention_ms.to_string(),
         "min.compaction.lag.ms" => broker.min_compaction_lag_ms.to_string(),
         _ => return None,

@@ -31,6 +31,25 @@ impl Coordinator {
         .detach();
     }
 
+    /// Stops coordinating `partition` (its leadership moved to another broker): drops its
+    /// groups, whose members find the new coordinator; the new leader replays the log.
+    pub fn remove_partition(&self, partition: i32) {
+        if self.partitions.borrow_mut().remove(&partition).is_none() {
+            return;
+        }
+        let dropped: Vec<Slot> = {
+            let mut groups = self.groups.borrow_mut();
+            let ids: Vec<String> = groups
+                .iter()
+                .filter(|(_, slot)| slot.partition == partition)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter().filter_map(|id| groups.remove(&id)).collect()
+        };
+        self.pending_txn.borrow_mut().retain(|(p, _), _| *p != partition);
+        tracing::info!(partition, groups = dropped.len(), "no longer coordinating partition");
+    }
+
     /// Applies every record below the high watermark; returns how many were applied. A
     /// record that does not decode is logged and skipped.
     async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {

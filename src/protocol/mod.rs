@@ -170,6 +170,7 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         Produce,
         Fetch,
         ListOffsets,
+        OffsetForLeaderEpoch,
         CreateTopics,
         DeleteTopics,
         CreatePartitions,
@@ -196,7 +197,8 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeProducers,
         DescribeTransactions,
         ListTransactions,
-        DescribeCluster
+        DescribeCluster,
+        WriteTxnMarkers
     )
 }
 

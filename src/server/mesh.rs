@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use crate::controller::placement::Command;
 use crate::controller::{ClusterMetadata, ConfigChange, ControlError};
 use crate::group::api::{GroupReply, GroupRequest};
 use crate::storage::{AbortedTxn, ProducerInfo};
@@ -46,6 +47,24 @@ pub struct ProduceOutcome {
     pub log_start_offset: i64,
 }
 
+/// A produce request's durability demand, per partition.
+#[derive(Clone, Copy, Debug)]
+pub struct Acks {
+    /// 0, 1 or -1 (all in-sync replicas).
+    pub acks: i16,
+    /// How long an acks=-1 append may wait for the in-sync replicas.
+    pub timeout_ms: i32,
+}
+
+/// A follower's fetch (Fetch with a replica id).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaFetch {
+    /// The follower's broker id.
+    pub replica_id: i32,
+    /// Epoch of the follower's last batch (-1: none), to find where its log diverges.
+    pub last_fetched_epoch: i32,
+}
+
 /// A read from one partition.
 #[derive(Clone, Debug)]
 pub struct FetchItem {
@@ -58,6 +77,10 @@ pub struct FetchItem {
     /// read_committed (isolation level 1): only below the last stable offset, with the
     /// aborted transactions of what is returned.
     pub read_committed: bool,
+    /// The leader epoch the fetcher knows (-1: unchecked).
+    pub current_leader_epoch: i32,
+    /// Set when a follower fetches: reads go up to the leader's durable end, not the HW.
+    pub replica: Option<ReplicaFetch>,
 }
 
 /// What a read from one partition returned.
@@ -75,6 +98,8 @@ pub struct FetchOutcome {
     pub last_stable_offset: i64,
     /// read_committed reads: aborted transactions with data in `records`.
     pub aborted: Option<Vec<AbortedTxn>>,
+    /// Follower fetches: the (epoch, end offset) to truncate to (KIP-320).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// One ListOffsets query.
@@ -97,6 +122,35 @@ pub struct OffsetAnswer {
     pub offset: i64,
     /// The timestamp of that offset, or -1.
     pub timestamp: i64,
+}
+
+/// One OffsetForLeaderEpoch query.
+#[derive(Clone, Debug)]
+pub struct EpochQuery {
+    /// The partition.
+    pub partition: PartitionRef,
+    /// The leader epoch the asker knows (-1: unchecked).
+    pub current_leader_epoch: i32,
+    /// The epoch whose end is wanted.
+    pub leader_epoch: i32,
+}
+
+/// Answer to one OffsetForLeaderEpoch query.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochAnswer {
+    /// Kafka error code.
+    pub error_code: i16,
+    /// The largest epoch at most the one asked for, or -1.
+    pub leader_epoch: i32,
+    /// Where that epoch ends, or -1.
+    pub end_offset: i64,
+}
+
+impl EpochAnswer {
+    /// A refusal.
+    pub fn failed(error: crate::protocol::ResponseError) -> EpochAnswer {
+        EpochAnswer { error_code: error.code(), leader_epoch: -1, end_offset: -1 }
+    }
 }
 
 /// DeleteRecords for one partition: move its log start offset up to `offset`.
@@ -158,6 +212,8 @@ pub enum ControlOp {
         /// Only check, change nothing.
         validate_only: bool,
     },
+    /// Cluster mode: a command for the controller as it is (AlterPartition).
+    Replicated(Command),
 }
 
 /// A message from one shard to another.
@@ -166,8 +222,8 @@ pub enum ShardMsg {
     Produce {
         /// Partitions and their record batches.
         items: Vec<(PartitionRef, Bytes)>,
-        /// Whether the sender waits for the acknowledgement (acks != 0).
-        wait: bool,
+        /// The request's acks and timeout.
+        acks: Acks,
         /// Outcomes, one per item.
         reply: oneshot::Sender<Vec<ProduceOutcome>>,
     },
@@ -183,6 +239,8 @@ pub enum ShardMsg {
     WaitForData {
         /// Partitions and the offsets the fetch waits beyond.
         items: Vec<(PartitionRef, i64)>,
+        /// A follower's fetch: wait for durable data, not for the high watermark.
+        replica: bool,
         /// When to give up.
         deadline: Instant,
         /// Signalled when data arrived or the deadline passed.
@@ -194,6 +252,13 @@ pub enum ShardMsg {
         items: Vec<OffsetQuery>,
         /// Answers, one per query.
         reply: oneshot::Sender<Vec<OffsetAnswer>>,
+    },
+    /// OffsetForLeaderEpoch queries; reply in the same order.
+    EpochEnds {
+        /// Queries.
+        items: Vec<EpochQuery>,
+        /// Answers, one per query.
+        reply: oneshot::Sender<Vec<EpochAnswer>>,
     },
     /// To shard 0: allocate a producer id (InitProducerId).
     AllocateProducerId {

@@ -12,9 +12,11 @@
 
 pub mod admin_http;
 mod connection;
+mod fetcher;
 pub mod handlers;
 pub mod mesh;
 pub mod peer;
+pub mod replica;
 mod router;
 pub mod shard;
 pub mod txn;
@@ -226,6 +228,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     let count = senders.nr_consumers();
     let (ready, is_ready) = oneshot::channel();
     let shard = Rc::new(Shard::new(id, count, config.clone(), senders, ready, quorum));
+    shard.init();
     for (_peer, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -273,6 +276,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
         .map_err(|e| anyhow::anyhow!("spawning housekeeping: {e}"))?
         .detach();
     glommio::spawn_local(shard.txns.clone().run_periodic(shard.clone())).detach();
+    glommio::spawn_local(shard.clone().replication_upkeep()).detach();
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     health.shard_ready();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +19,9 @@ use glommio::channels::channel_mesh::Senders;
 use glommio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::fetcher::{Fetchers, Followed};
 use super::mesh::*;
+use super::replica::{self, Change, NotReplicated, Replica, Role};
 use super::txn::TxnCoordinator;
 use crate::config::{BrokerConfig, FlushPolicy};
 use crate::controller::placement::Command;
@@ -42,6 +44,7 @@ pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 struct Owned {
     log: PartitionLog,
     counters: Rc<PartitionCounters>,
+    replica: Rc<Replica>,
 }
 
 /// The logs of one topic that this shard owns.
@@ -88,6 +91,10 @@ pub struct Shard {
     /// Shard 0 in a cluster: the version every shard has applied (shard 0's own `meta` is
     /// updated before the other shards acknowledge, so it does not tell).
     published_version: Cell<u64>,
+    /// The follower fetch sessions of this shard.
+    pub fetchers: Fetchers,
+    /// This shard, for the tasks it starts from `&self` methods.
+    me: RefCell<Weak<Shard>>,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -196,7 +203,14 @@ impl Shard {
             quorum,
             version_waiters: RefCell::new(Vec::new()),
             published_version: Cell::new(0),
+            fetchers: Fetchers::default(),
+            me: RefCell::new(Weak::new()),
         }
+    }
+
+    /// Lets the shard start tasks that hold it; call once, right after `Rc::new`.
+    pub fn init(self: &Rc<Self>) {
+        *self.me.borrow_mut() = Rc::downgrade(self);
     }
 
     /// The current metadata snapshot.
@@ -254,13 +268,16 @@ impl Shard {
         let old = self.meta();
         self.drop_stale_topics(&meta).await;
         for topic in meta.topics.values() {
-            self.open_topic(topic).await;
+            self.open_topic(topic, meta.local_node.is_none()).await;
             let changed = old.topics.get(&topic.name).map(|t| &t.configs) != Some(&topic.configs);
             if changed {
                 self.reconfigure(topic);
             }
         }
-        *self.meta.borrow_mut() = meta;
+        *self.meta.borrow_mut() = meta.clone();
+        for topic in meta.topics.values() {
+            self.sync_roles(topic, meta.local_node.is_some());
+        }
         if let Some(ready) = self.ready.borrow_mut().take() {
             let _ = ready.send(());
         }
@@ -286,7 +303,10 @@ impl Shard {
         }
     }
 
-    async fn open_topic(&self, topic: &TopicMeta) {
+    /// Opens the logs of `topic` this shard holds. `coordinate`: a single broker, which
+    /// coordinates the groups and transactions of every internal partition it opens (in a
+    /// cluster, only of those it leads: see `sync_roles`).
+    async fn open_topic(&self, topic: &TopicMeta, coordinate: bool) {
         for (index, partition) in topic.partitions.iter().enumerate() {
             let number = index as i32;
             if partition.shard != self.id || self.log(&topic.name, number).is_some() {
@@ -296,11 +316,8 @@ impl Shard {
             let config = log_config(&self.config, topic);
             match PartitionLog::open(dir, config).await {
                 Ok(log) => {
-                    if topic.name == group::OFFSETS_TOPIC {
-                        self.groups.add_partition(number, log.clone());
-                    }
-                    if topic.name == crate::txn::TXN_TOPIC {
-                        self.txns.add_partition(number, log.clone());
+                    if coordinate {
+                        self.coordinate(&topic.name, number, &log, true);
                     }
                     self.insert_log(topic, index, log)
                 }
@@ -319,7 +336,61 @@ impl Shard {
             entry.partitions.resize(index + 1, None);
         }
         let counters = Rc::new(PartitionCounters::default());
-        entry.partitions[index] = Some(Owned { log, counters });
+        let name: Arc<str> = Arc::from(topic.name.as_str());
+        let max_lag = std::time::Duration::from_millis(self.config.replica_lag_time_max_ms);
+        let replica = Rc::new(Replica::new(self.config.node_id, max_lag, name, index as i32));
+        entry.partitions[index] = Some(Owned { log, counters, replica });
+    }
+
+    /// Starts or stops coordinating the groups or transactions of an internal partition.
+    fn coordinate(&self, topic: &str, partition: i32, log: &PartitionLog, lead: bool) {
+        match (topic, lead) {
+            (group::OFFSETS_TOPIC, true) => self.groups.add_partition(partition, log.clone()),
+            (group::OFFSETS_TOPIC, false) => self.groups.remove_partition(partition),
+            (crate::txn::TXN_TOPIC, true) => self.txns.add_partition(partition, log.clone()),
+            (crate::txn::TXN_TOPIC, false) => self.txns.remove_partition(partition),
+            _ => {}
+        }
+    }
+
+    /// Cluster mode: brings every replica of `topic` on this shard in line with its role in
+    /// the metadata: leaders serve and track their followers, followers fetch.
+    fn sync_roles(&self, topic: &TopicMeta, clustered: bool) {
+        let min_insync = replica::min_insync_replicas(topic);
+        for (index, meta) in topic.partitions.iter().enumerate() {
+            let number = index as i32;
+            if meta.shard != self.id {
+                continue;
+            }
+            let Some(owned) = self.owned(&topic.name, number) else { continue };
+            let change = owned.replica.update(meta, min_insync, clustered, &owned.log);
+            let partition =
+                PartitionRef { topic: Arc::from(topic.name.as_str()), partition: number };
+            match change {
+                Change::None => {}
+                Change::Leader => {
+                    tracing::info!(topic = %topic.name, partition = number,
+                        epoch = meta.leader_epoch, "leading");
+                    self.fetchers.unfollow(&partition);
+                    self.coordinate(&topic.name, number, &owned.log, true);
+                    if owned.replica.role() == Role::Leader {
+                        spawn_high_watermark_task(&owned);
+                    }
+                }
+                Change::Follower { leader } => {
+                    tracing::info!(topic = %topic.name, partition = number, ?leader,
+                        epoch = meta.leader_epoch, "following");
+                    self.coordinate(&topic.name, number, &owned.log, false);
+                    if let Some(me) = self.me.borrow().upgrade() {
+                        let followed = Followed { log: owned.log.clone(), replica: owned.replica };
+                        self.fetchers.follow(&me, partition, leader, followed);
+                    }
+                }
+            }
+            if let Some(owned) = self.owned(&topic.name, number) {
+                owned.replica.advance_high_watermark(&owned.log);
+            }
+        }
     }
 
     fn reconfigure(&self, topic: &TopicMeta) {
@@ -358,6 +429,7 @@ impl Shard {
                 let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
                 (next, validate_only)
             }
+            ControlOp::Replicated(_) => return Err(unavailable()),
         };
         if validate_only {
             return Ok(());
@@ -401,6 +473,7 @@ impl Shard {
                 let configs = next.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
                 (Command::SetTopicConfigs { name, configs }, validate_only)
             }
+            ControlOp::Replicated(command) => (command, false),
         };
         if validate_only {
             return meta.apply(&command).map(drop);
@@ -433,7 +506,8 @@ impl Shard {
     /// Shard 0 in a cluster: publishes replicated metadata as this broker sees it (the
     /// shards of the partitions it leads), then wakes the proposals it completes.
     pub async fn publish_replicated(&self, meta: &ClusterMetadata) {
-        let local = meta.localize(self.config.node_id, self.count);
+        let mut local = meta.localize(self.config.node_id, self.count);
+        local.local_node = Some(self.config.node_id);
         let version = local.version;
         self.publish(Arc::new(local)).await;
         self.published_version.set(version);
@@ -492,9 +566,47 @@ pub enum LocalAppend {
         queued: Instant,
         /// Where its latency is recorded.
         metrics: Rc<ShardMetrics>,
+        /// acks=all on a replicated partition: also wait for the high watermark.
+        replicated: Option<AwaitIsr>,
     },
     /// Refused.
     Failed(ProduceOutcome),
+}
+
+/// An acks=all append waiting for the in-sync replicas.
+pub struct AwaitIsr {
+    log: PartitionLog,
+    replica: Rc<Replica>,
+    timeout: std::time::Duration,
+}
+
+impl AwaitIsr {
+    /// Waits until the high watermark passes `last_offset`: the error code to answer, or 0.
+    async fn wait(self, last_offset: i64) -> (i16, &'static str) {
+        let AwaitIsr { log, replica, timeout } = self;
+        let role_changed = replica.role_changed();
+        let replicated = log.wait_for_high_watermark(last_offset);
+        let timer = glommio::timer::sleep(timeout);
+        futures::pin_mut!(replicated, timer);
+        let stop = futures::future::select(role_changed, timer);
+        futures::future::select(replicated, stop).await;
+        if log.high_watermark() > last_offset {
+            return match replica.check_after_append() {
+                Ok(()) => (0, ""),
+                Err(NotReplicated::NotLeader) => {
+                    (E::NotLeaderOrFollower.code(), "leadership moved during the append")
+                }
+                Err(NotReplicated::NotEnoughReplicas) => (
+                    E::NotEnoughReplicasAfterAppend.code(),
+                    "appended, but fewer in-sync replicas than min.insync.replicas",
+                ),
+            };
+        }
+        if replica.role() != Role::Leader {
+            return (E::NotLeaderOrFollower.code(), "leadership moved before replication");
+        }
+        (E::RequestTimedOut.code(), "not replicated to the in-sync replicas in time")
+    }
 }
 
 impl LocalAppend {
@@ -502,35 +614,72 @@ impl LocalAppend {
     pub async fn outcome(self) -> ProduceOutcome {
         match self {
             LocalAppend::Failed(outcome) => outcome,
-            LocalAppend::Pending { pending, queued, metrics } => match pending.durable().await {
-                Ok(info) => {
-                    metrics.append_latency.observe(queued.elapsed());
-                    ProduceOutcome {
-                        error_code: 0,
-                        error_message: None,
-                        base_offset: info.base_offset,
-                        log_append_time: info.log_append_time,
-                        log_start_offset: info.log_start_offset,
+            LocalAppend::Pending { pending, queued, metrics, replicated } => {
+                match pending.durable().await {
+                    Ok(info) => {
+                        if let Some(isr) = replicated {
+                            let (code, why) = isr.wait(info.last_offset).await;
+                            if code != 0 {
+                                return ProduceOutcome {
+                                    error_code: code,
+                                    error_message: Some(why.into()),
+                                    ..error_outcome(E::RequestTimedOut, "")
+                                };
+                            }
+                        }
+                        metrics.append_latency.observe(queued.elapsed());
+                        ProduceOutcome {
+                            error_code: 0,
+                            error_message: None,
+                            base_offset: info.base_offset,
+                            log_append_time: info.log_append_time,
+                            log_start_offset: info.log_start_offset,
+                        }
                     }
+                    Err(e) => ProduceOutcome {
+                        error_code: e.kafka_error_code(),
+                        error_message: Some(e.to_string()),
+                        ..error_outcome(E::KafkaStorageError, "")
+                    },
                 }
-                Err(e) => ProduceOutcome {
-                    error_code: e.kafka_error_code(),
-                    error_message: Some(e.to_string()),
-                    ..error_outcome(E::KafkaStorageError, "")
-                },
-            },
+            }
         }
     }
 }
 
 impl Shard {
     /// Appends to a partition this shard owns, synchronously (call order = log order).
-    pub fn append_local(&self, topic: &str, partition: i32, records: &[u8]) -> LocalAppend {
-        let Some(Owned { log, counters }) = self.owned(topic, partition) else {
+    pub fn append_local(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+        acks: Acks,
+    ) -> LocalAppend {
+        let Some(Owned { log, counters, replica }) = self.owned(topic, partition) else {
             return LocalAppend::Failed(error_outcome(
                 E::NotLeaderOrFollower,
                 "partition is not on this shard",
             ));
+        };
+        let role = replica.role();
+        if matches!(role, Role::Follower { .. }) {
+            return LocalAppend::Failed(error_outcome(
+                E::NotLeaderOrFollower,
+                "this broker follows the partition",
+            ));
+        }
+        let replicated = if acks.acks == -1 && role == Role::Leader {
+            if let Err(NotReplicated::NotEnoughReplicas) = replica.check_acks_all() {
+                return LocalAppend::Failed(error_outcome(
+                    E::NotEnoughReplicas,
+                    "fewer in-sync replicas than min.insync.replicas",
+                ));
+            }
+            let timeout = std::time::Duration::from_millis(acks.timeout_ms.max(0) as u64);
+            Some(AwaitIsr { log: log.clone(), replica, timeout })
+        } else {
+            None
         };
         let queued = Instant::now();
         match log.append(records) {
@@ -538,7 +687,7 @@ impl Shard {
                 let messages = pending.last_offset() - pending.base_offset() + 1;
                 counters.record_in(records.len() as u64, messages.max(0) as u64);
                 let metrics = self.metrics.clone();
-                LocalAppend::Pending { pending, queued, metrics }
+                LocalAppend::Pending { pending, queued, metrics, replicated }
             }
             Err(e) => {
                 tracing::warn!(topic, partition, "refused produce: {e}");
@@ -554,16 +703,45 @@ impl Shard {
     /// Reads from a partition this shard owns.
     pub async fn read_local(&self, item: FetchItem) -> FetchOutcome {
         let owned = self.owned(&item.partition.topic, item.partition.partition);
-        let Some(Owned { log, counters }) = owned else {
-            return FetchOutcome {
-                error_code: E::NotLeaderOrFollower.code(),
-                high_watermark: -1,
-                log_start_offset: -1,
-                ..FetchOutcome::default()
-            };
+        let failed = |error: E| FetchOutcome {
+            error_code: error.code(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..FetchOutcome::default()
         };
+        let Some(Owned { log, counters, replica }) = owned else {
+            return failed(E::NotLeaderOrFollower);
+        };
+        if matches!(replica.role(), Role::Follower { .. }) {
+            return failed(E::NotLeaderOrFollower);
+        }
+        if let Err(error) = check_leader_epoch(&replica, item.current_leader_epoch) {
+            return failed(error);
+        }
         let last_stable_offset = log.last_stable_offset();
-        match log.read(item.offset, item.max_bytes).await {
+        let read = match item.replica {
+            Some(fetch) => {
+                if let Some(diverging) =
+                    diverging_epoch(&log, fetch.last_fetched_epoch, item.offset)
+                {
+                    return FetchOutcome {
+                        high_watermark: log.high_watermark(),
+                        log_start_offset: log.log_start_offset(),
+                        last_stable_offset,
+                        diverging_epoch: Some(diverging),
+                        ..FetchOutcome::default()
+                    };
+                }
+                if let Some(command) =
+                    replica.on_follower_fetch(fetch.replica_id, item.offset, &log)
+                {
+                    self.propose_isr(replica.clone(), command);
+                }
+                log.read_replica(item.offset, item.max_bytes).await
+            }
+            None => log.read(item.offset, item.max_bytes).await,
+        };
+        match read {
             Ok(read) => {
                 let (records, aborted) = if item.read_committed {
                     let records = below(read.records, last_stable_offset);
@@ -580,6 +758,7 @@ impl Shard {
                     records,
                     last_stable_offset: last_stable_offset.min(read.high_watermark),
                     aborted,
+                    diverging_epoch: None,
                 }
             }
             Err(ReadError::OffsetOutOfRange { log_start, high_watermark }) => FetchOutcome {
@@ -599,12 +778,18 @@ impl Shard {
 
     /// Resolves when any owned partition among `items` has data past its offset. Never
     /// resolves when none of them is owned here (the caller's deadline ends the wait).
-    pub fn wait_local(&self, items: &[(PartitionRef, i64)]) -> LocalFuture<()> {
+    /// `replica`: a follower's fetch, which waits for durable data rather than the high
+    /// watermark.
+    pub fn wait_local(&self, items: &[(PartitionRef, i64)], replica: bool) -> LocalFuture<()> {
         let waits: Vec<_> = items
             .iter()
             .filter_map(|(p, offset)| {
                 let log = self.log(&p.topic, p.partition)?;
-                Some(Box::pin(log.wait_for_data(*offset)))
+                Some(Box::pin(if replica {
+                    log.wait_for_durable(*offset)
+                } else {
+                    log.wait_for_data(*offset)
+                }))
             })
             .collect();
         if waits.is_empty() {
@@ -621,8 +806,8 @@ impl Shard {
         let Some(log) = self.log(&p.topic, p.partition) else {
             return E::UnknownTopicOrPartition.code();
         };
-        let Marker { producer_id, epoch, commit } = marker;
-        let pending = match log.append_marker(producer_id, epoch, commit, 0) {
+        let Marker { producer_id, epoch, commit, coordinator_epoch } = marker;
+        let pending = match log.append_marker(producer_id, epoch, commit, coordinator_epoch) {
             Ok(pending) => pending,
             Err(e) => {
                 tracing::warn!(topic = %p.topic, partition = p.partition, "marker refused: {e}");
@@ -636,6 +821,29 @@ impl Shard {
             self.groups.complete_txn(p.partition, producer_id, commit);
         }
         0
+    }
+
+    /// OffsetForLeaderEpoch for a partition this shard leads.
+    pub fn epoch_end_local(&self, query: &EpochQuery) -> EpochAnswer {
+        let p = &query.partition;
+        let Some(Owned { log, replica, .. }) = self.owned(&p.topic, p.partition) else {
+            return EpochAnswer::failed(E::NotLeaderOrFollower);
+        };
+        if matches!(replica.role(), Role::Follower { .. }) {
+            return EpochAnswer::failed(E::NotLeaderOrFollower);
+        }
+        if let Err(error) = check_leader_epoch(&replica, query.current_leader_epoch) {
+            return EpochAnswer::failed(error);
+        }
+        let (leader_epoch, end_offset) = match log.latest_epoch() {
+            // No epoch recorded (a single broker, epoch 0 throughout): the whole log.
+            None if query.leader_epoch >= replica.leader_epoch() => {
+                (replica.leader_epoch(), log.log_end_offset())
+            }
+            None => (-1, -1),
+            Some(_) => log.end_offset_for_epoch(query.leader_epoch),
+        };
+        EpochAnswer { error_code: 0, leader_epoch, end_offset }
     }
 
     /// DescribeProducers of a partition this shard owns.
@@ -709,13 +917,48 @@ impl Shard {
         }
     }
 
+    /// Leader: sends an ISR change to the controller in the background.
+    fn propose_isr(&self, replica: Rc<Replica>, command: Command) {
+        let Some(me) = self.me.borrow().upgrade() else { return };
+        let task = async move {
+            tracing::info!(?command, "proposing an ISR change");
+            if let Err(e) = me.control(ControlOp::Replicated(command)).await {
+                tracing::info!("ISR change refused: {e}");
+                replica.proposal_failed();
+            }
+        };
+        glommio::spawn_local(task.in_current_span()).detach();
+    }
+
+    /// Forever: every quarter of `replica_lag_time_max_ms`, asks the controller to drop
+    /// followers that have lagged longer than that from the ISR of each partition led here.
+    pub async fn replication_upkeep(self: Rc<Self>) {
+        let max_lag = std::time::Duration::from_millis(self.config.replica_lag_time_max_ms);
+        let period = (max_lag / 4).max(std::time::Duration::from_millis(50));
+        loop {
+            glommio::timer::sleep(period).await;
+            let replicas: Vec<Rc<Replica>> = {
+                let logs = self.logs.borrow();
+                logs.values()
+                    .flat_map(|t| t.partitions.iter().flatten().map(|o| o.replica.clone()))
+                    .filter(|r| r.role() == Role::Leader)
+                    .collect()
+            };
+            for replica in replicas {
+                if let Some(command) = replica.check_lagging(max_lag) {
+                    self.propose_isr(replica, command);
+                }
+            }
+        }
+    }
+
     /// Handles a message from another shard. Produce appends happen before this returns, so
     /// one peer's produce messages append in arrival order; everything else runs as a task.
     pub fn on_message(self: &Rc<Self>, envelope: Envelope) {
         let Envelope { span, msg } = envelope;
         let _entered = span.enter();
         match msg {
-            ShardMsg::Produce { items, wait, reply } => self.on_produce(items, wait, reply),
+            ShardMsg::Produce { items, acks, reply } => self.on_produce(items, acks, reply),
             other => {
                 let shard = self.clone();
                 let task = async move { shard.on_request(other).await };
@@ -727,14 +970,14 @@ impl Shard {
     fn on_produce(
         &self,
         items: Vec<(PartitionRef, bytes::Bytes)>,
-        wait: bool,
+        acks: Acks,
         reply: oneshot::Sender<Vec<ProduceOutcome>>,
     ) {
         let appends: Vec<LocalAppend> = items
             .iter()
-            .map(|(p, records)| self.append_local(&p.topic, p.partition, records))
+            .map(|(p, records)| self.append_local(&p.topic, p.partition, records, acks))
             .collect();
-        if wait {
+        if acks.acks != 0 {
             let task = async move {
                 let outcomes = join_all(appends.into_iter().map(|a| a.outcome())).await;
                 let _ = reply.send(outcomes);
@@ -745,13 +988,13 @@ impl Shard {
 
     async fn on_request(self: Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Produce { items, wait, reply } => self.on_produce(items, wait, reply),
+            ShardMsg::Produce { items, acks, reply } => self.on_produce(items, acks, reply),
             ShardMsg::Fetch { items, reply } => {
                 let outcomes = join_all(items.into_iter().map(|i| self.read_local(i))).await;
                 let _ = reply.send(outcomes);
             }
-            ShardMsg::WaitForData { items, deadline, mut reply } => {
-                let wait = self.wait_local(&items);
+            ShardMsg::WaitForData { items, replica, deadline, mut reply } => {
+                let wait = self.wait_local(&items, replica);
                 let timeout = glommio::timer::sleep(
                     deadline.saturating_duration_since(std::time::Instant::now()),
                 );
@@ -785,6 +1028,9 @@ impl Shard {
                 let writes = items.iter().map(|p| self.write_marker_local(p, marker));
                 let _ = reply.send(join_all(writes).await);
             }
+            ShardMsg::EpochEnds { items, reply } => {
+                let _ = reply.send(items.iter().map(|q| self.epoch_end_local(q)).collect());
+            }
             ShardMsg::DescribeProducers { items, reply } => {
                 let _ = reply.send(items.iter().map(|p| self.producers_local(p)).collect());
             }
@@ -797,6 +1043,58 @@ impl Shard {
             }
         }
     }
+}
+
+/// A fetch's `current_leader_epoch` against the epoch this broker knows (-1: not checked):
+/// FENCED_LEADER_EPOCH when the sender is behind, UNKNOWN_LEADER_EPOCH when this broker is.
+fn check_leader_epoch(replica: &Replica, current: i32) -> Result<(), E> {
+    let known = replica.leader_epoch();
+    if current < 0 || current == known {
+        Ok(())
+    } else if current < known {
+        Err(E::FencedLeaderEpoch)
+    } else {
+        Err(E::UnknownLeaderEpoch)
+    }
+}
+
+/// Leader, for a follower's fetch: where the follower's log diverges from this one, if it
+/// does (KIP-320). The follower's last batch has epoch `last_fetched_epoch` and it fetches
+/// at `offset`; if this log ends that epoch earlier, or never had it, the follower must
+/// truncate to the returned end offset.
+fn diverging_epoch(log: &PartitionLog, last_fetched_epoch: i32, offset: i64) -> Option<(i32, i64)> {
+    if last_fetched_epoch < 0 {
+        return None;
+    }
+    let (epoch, end) = log.end_offset_for_epoch(last_fetched_epoch);
+    if epoch < 0 {
+        return None;
+    }
+    (epoch < last_fetched_epoch || end < offset).then_some((epoch, end))
+}
+
+/// Leader of a replicated partition: moves the high watermark whenever this broker's own
+/// durable end moves (followers move it when they fetch), until the leadership ends.
+fn spawn_high_watermark_task(owned: &Owned) {
+    let replica = Rc::downgrade(&owned.replica);
+    let generation = owned.replica.generation();
+    let log = owned.log.clone();
+    let task = async move {
+        loop {
+            let seen = log.durable_end();
+            log.wait_for_durable(seen).await;
+            let Some(replica) = replica.upgrade() else { return };
+            if replica.generation() != generation {
+                return;
+            }
+            replica.advance_high_watermark(&log);
+            if log.durable_end() == seen {
+                // Closed or poisoned: nothing will move any more.
+                return;
+            }
+        }
+    };
+    glommio::spawn_local(task).detach();
 }
 
 /// The whole batches of `records` that start below `offset` (a prefix).
@@ -848,11 +1146,10 @@ impl Shard {
                     log_end_offset: o.log.log_end_offset(),
                     high_watermark: o.log.high_watermark(),
                     segments: o.log.segment_count() as u64,
-                    // Until replication exists the ISR is the leader alone (see Metadata),
-                    // so a partition with more replicas than that is under-replicated.
-                    under_replicated: meta
-                        .partition(topic, index as i32)
-                        .is_some_and(|p| p.replicas.len() > 1),
+                    // Reported by the leader only, as Kafka does.
+                    under_replicated: meta.partition(topic, index as i32).is_some_and(|p| {
+                        o.replica.role() == Role::Leader && p.isr.len() < p.replicas.len()
+                    }),
                 })
                 .collect()
         };

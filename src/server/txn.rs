@@ -8,9 +8,14 @@
 //! finished its ids answer COORDINATOR_LOAD_IN_PROGRESS.
 //!
 //! Ending a transaction: PrepareCommit/PrepareAbort is made durable (the decision), then a
-//! marker is written to every partition of the transaction over the shard mesh
-//! ([`Shard::write_marker_local`]), then CompleteCommit/CompleteAbort. A marker that could
-//! not be written leaves the id in Prepare*, and [`TxnCoordinator::run_periodic`] retries it;
+//! marker is written to every partition of the transaction, then CompleteCommit/
+//! CompleteAbort. Partitions this broker leads get theirs over the shard mesh
+//! ([`Shard::write_marker_local`]); those led by other brokers (cluster metadata) get one
+//! WriteTxnMarkers request per leading broker, sent at the same time over
+//! [`PeerConnection`]s kept idle per broker on this shard. Only a 0 from every partition
+//! completes the transaction. A marker that could not be written (no leader, a moved leader
+//! answering NOT_LEADER_OR_FOLLOWER, a broker down) leaves the id in Prepare*, and
+//! [`TxnCoordinator::run_periodic`] retries it with the metadata of that moment;
 //! that task also finishes Prepare* states found by the replay after a crash and aborts
 //! Ongoing transactions older than their timeout (bumping the epoch, which fences the
 //! producer). Mutations of one transactional id are serialised by that id's lock, held
@@ -18,21 +23,31 @@
 //! deadlock); different ids proceed concurrently.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::join_all;
 use glommio::sync::Semaphore;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ProducerId, RequestKind, ResponseKind, TopicName, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use super::mesh::{PartitionRef, ShardMsg};
+use super::peer::{PeerConnection, PeerError};
 use super::shard::Shard;
+use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
 use crate::record_batch::Batches;
 use crate::storage::PartitionLog;
 use crate::txn::api::{TxnOp, TxnReply, TxnRequest};
 use crate::txn::state::{TxnMeta, TxnState};
-use crate::txn::{records, TXN_CHECK_INTERVAL_MS};
+use crate::txn::{records, TXN_CHECK_INTERVAL_MS, TXN_TOPIC};
 
 /// Bytes read per step of the replay.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -53,6 +68,8 @@ pub struct TxnCoordinator {
     txns: RefCell<HashMap<String, Entry>>,
     /// One lock per transactional id (kept while the id is known).
     locks: RefCell<HashMap<String, Rc<Semaphore>>>,
+    /// Idle connections to other brokers, for WriteTxnMarkers, by broker id.
+    peers: RefCell<HashMap<i32, Vec<PeerConnection>>>,
 }
 
 fn now_ms() -> i64 {
@@ -66,7 +83,26 @@ impl TxnCoordinator {
             partitions: RefCell::new(HashMap::new()),
             txns: RefCell::new(HashMap::new()),
             locks: RefCell::new(HashMap::new()),
+            peers: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// An idle connection to `broker` at `addr`, if one is kept (those to an older address
+    /// of it are dropped).
+    fn take_peer(&self, broker: i32, addr: &str) -> Option<PeerConnection> {
+        let mut peers = self.peers.borrow_mut();
+        let idle = peers.get_mut(&broker)?;
+        idle.retain(|c| c.addr() == addr);
+        idle.pop()
+    }
+
+    /// Keeps a connection that answered for the next markers to `broker`.
+    fn return_peer(&self, broker: i32, conn: PeerConnection) {
+        let mut peers = self.peers.borrow_mut();
+        let idle = peers.entry(broker).or_default();
+        if idle.len() < PEER_IDLE_MAX {
+            idle.push(conn);
+        }
     }
 
     fn ready_log(&self, partition: i32) -> Result<PartitionLog, E> {
@@ -261,7 +297,7 @@ impl TxnCoordinator {
     ) -> Result<TxnMeta, E> {
         debug_assert!(meta.state.is_prepare());
         let commit = meta.state == TxnState::PrepareCommit;
-        if !write_markers(shard, &meta, commit).await {
+        if !write_markers(shard, partition, &meta, commit).await {
             return Err(E::ConcurrentTransactions);
         }
         let done = meta.complete(now_ms());
@@ -385,6 +421,16 @@ impl TxnCoordinator {
         .detach();
     }
 
+    /// Stops coordinating `partition` (its leadership moved to another broker): forgets its
+    /// transactional ids, which the new leader replays from the replicated log.
+    pub fn remove_partition(&self, partition: i32) {
+        if self.partitions.borrow_mut().remove(&partition).is_none() {
+            return;
+        }
+        self.txns.borrow_mut().retain(|_, entry| entry.partition != partition);
+        tracing::info!(partition, "no longer coordinating transaction state partition");
+    }
+
     async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {
         let mut offset = log.log_start_offset();
         let mut applied = 0;
@@ -428,33 +474,48 @@ impl TxnCoordinator {
     }
 }
 
-/// Writes `meta`'s markers to every partition of its transaction, on their shards. True
-/// when every one is written (or its partition no longer exists).
-async fn write_markers(shard: &Rc<Shard>, meta: &TxnMeta, commit: bool) -> bool {
+/// Writes `meta`'s markers to every partition of its transaction: on this broker's shards
+/// over the mesh, and with one WriteTxnMarkers request per other leading broker, all at once.
+/// True when every one is written (or its partition no longer exists). `txn_partition` is the
+/// `__transaction_state` partition of the id; its leader epoch is the coordinator epoch.
+async fn write_markers(
+    shard: &Rc<Shard>,
+    txn_partition: i32,
+    meta: &TxnMeta,
+    commit: bool,
+) -> bool {
     let cluster = shard.meta();
+    let node = shard.config.node_id;
     let mut per_shard: Vec<Vec<PartitionRef>> = (0..shard.count).map(|_| Vec::new()).collect();
-    let mut elsewhere = 0;
+    let mut per_broker: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    let mut leaderless = 0;
     for (topic, partition) in &meta.partitions {
-        let owner = match cluster.owner(topic, *partition) {
-            Ok(owner) => owner,
-            // Deleted since it joined the transaction: nothing left to mark.
-            Err(E::UnknownTopicOrPartition) => continue,
-            // Led by another broker: markers between brokers (WriteTxnMarkers) are not
-            // implemented, and skipping it would break atomicity, so it counts as unwritten.
-            Err(_) => {
-                elsewhere += 1;
-                continue;
+        // Deleted since it joined the transaction: nothing left to mark.
+        let Some(found) = cluster.partition(topic, *partition) else { continue };
+        match found.leader {
+            Some(leader) if leader != node => {
+                per_broker.entry(leader).or_default().push((topic.clone(), *partition));
             }
-        };
-        if let Some(bucket) = per_shard.get_mut(owner) {
-            bucket.push(PartitionRef { topic: topic.as_str().into(), partition: *partition });
+            _ => match cluster.owner(topic, *partition) {
+                Ok(owner) => {
+                    if let Some(bucket) = per_shard.get_mut(owner) {
+                        let topic = topic.as_str().into();
+                        bucket.push(PartitionRef { topic, partition: *partition });
+                    }
+                }
+                // No leader right now: unwritten, retried once one is elected.
+                Err(_) => leaderless += 1,
+            },
         }
     }
-    let marker = Marker { producer_id: meta.producer_id, epoch: meta.epoch, commit };
-    let mut work = Vec::new();
+    let coordinator_epoch =
+        cluster.partition(TXN_TOPIC, txn_partition).map_or(0, |p| p.leader_epoch);
+    let marker =
+        Marker { producer_id: meta.producer_id, epoch: meta.epoch, commit, coordinator_epoch };
+    let mut local = Vec::new();
     for (owner, items) in per_shard.into_iter().enumerate().filter(|(_, i)| !i.is_empty()) {
         let shard = shard.clone();
-        work.push(async move {
+        local.push(async move {
             if owner == shard.id {
                 let writes = items.iter().map(|p| shard.write_marker_local(p, marker));
                 return join_all(writes).await;
@@ -467,20 +528,126 @@ async fn write_markers(shard: &Rc<Shard>, meta: &TxnMeta, commit: bool) -> bool 
             answer.await.unwrap_or_else(|_| vec![E::CoordinatorNotAvailable.code(); count])
         });
     }
-    let codes: Vec<i16> = join_all(work).await.into_iter().flatten().collect();
+    let remote = per_broker.into_iter().map(|(broker, items)| {
+        let cluster = cluster.clone();
+        async move {
+            let codes = write_remote(shard, &cluster, broker, &items, marker).await;
+            (broker, codes)
+        }
+    });
+    let (local, remote) = futures::join!(join_all(local), join_all(remote));
     let done = |c: &i16| *c == 0 || *c == E::UnknownTopicOrPartition.code();
-    if elsewhere > 0 {
+    let local_ok = local.iter().flatten().all(done);
+    // A broker's UNKNOWN_TOPIC_OR_PARTITION may be metadata it has not caught up with: only
+    // our own metadata (checked above, on every retry) may drop a partition.
+    let remote_ok = remote.iter().all(|(_, r)| r.as_ref().is_ok_and(|c| c.iter().all(|c| *c == 0)));
+    let ok = leaderless == 0 && local_ok && remote_ok;
+    if !ok {
+        // One line per attempt, with every reason (the periodic finisher retries each second).
+        let local: Vec<i16> = local.into_iter().flatten().collect();
+        let remote: Vec<String> = remote
+            .iter()
+            .map(|(broker, r)| match r {
+                Ok(codes) => format!("broker {broker}: {codes:?}"),
+                Err(e) => format!("broker {broker}: {e}"),
+            })
+            .collect();
         tracing::warn!(
             producer_id = meta.producer_id,
-            elsewhere,
-            "markers cannot be written to partitions led by other brokers"
+            ?local,
+            ?remote,
+            leaderless,
+            "some markers were not written yet"
         );
     }
-    let ok = elsewhere == 0 && codes.iter().all(done);
-    if !ok {
-        tracing::warn!(producer_id = meta.producer_id, ?codes, "some markers were not written");
-    }
     ok
+}
+
+/// Timeout of connecting to another broker for markers.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one WriteTxnMarkers call to another broker.
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections kept per broker (one call in flight per connection).
+const PEER_IDLE_MAX: usize = 4;
+
+/// Calls WriteTxnMarkers v1 on `broker` at `addr`: over an idle connection if one is kept
+/// (again over a new one if that fails to send or read: the peer may have restarted since),
+/// else over a new one, which is kept afterwards.
+async fn call_peer(
+    shard: &Rc<Shard>,
+    broker: i32,
+    addr: &str,
+    request: WriteTxnMarkersRequest,
+) -> Result<WriteTxnMarkersResponse, String> {
+    let coordinator = &shard.txns;
+    let mut kept = coordinator.take_peer(broker, addr);
+    loop {
+        let reused = kept.is_some();
+        let mut conn = match kept.take() {
+            Some(conn) => conn,
+            None => {
+                let client_id = format!("strata-broker-{}-txn", shard.config.node_id);
+                PeerConnection::connect(addr, &client_id, PEER_CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| format!("{addr}: {e}"))?
+            }
+        };
+        let body = RequestKind::WriteTxnMarkers(request.clone());
+        match conn.call(ApiKey::WriteTxnMarkers, 1, body, PEER_CALL_TIMEOUT).await {
+            Ok(ResponseKind::WriteTxnMarkers(response)) => {
+                coordinator.return_peer(broker, conn);
+                return Ok(response);
+            }
+            Ok(other) => return Err(format!("{addr}: not a WriteTxnMarkers answer: {other:?}")),
+            Err(PeerError::Io { .. }) if reused => continue,
+            Err(e) => return Err(format!("{addr}: WriteTxnMarkers: {e}")),
+        }
+    }
+}
+
+/// Sends `marker` for `items` to `broker` (their leader) as one WriteTxnMarkers v1 request:
+/// one error code per item, in order, or why the call failed (the caller logs it).
+async fn write_remote(
+    shard: &Rc<Shard>,
+    cluster: &ClusterMetadata,
+    broker: i32,
+    items: &[(String, i32)],
+    marker: Marker,
+) -> Result<Vec<i16>, String> {
+    let Some(addr) = cluster.brokers.get(&broker).map(|b| format!("{}:{}", b.host, b.port)) else {
+        return Err("not registered".into());
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in items {
+        topics.entry(topic.as_str()).or_default().push(*partition);
+    }
+    let topics = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+                .with_partition_indexes(partitions)
+        })
+        .collect();
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(marker.producer_id))
+            .with_producer_epoch(marker.epoch)
+            .with_transaction_result(marker.commit)
+            .with_coordinator_epoch(marker.coordinator_epoch)
+            .with_topics(topics)]);
+    let response = call_peer(shard, broker, &addr, request).await?;
+    let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
+    for topic in response.markers.iter().flat_map(|m| &m.topics) {
+        for p in &topic.partitions {
+            codes.insert((topic.name.0.as_str(), p.partition_index), p.error_code);
+        }
+    }
+    let missing = E::UnknownServerError.code();
+    Ok(items
+        .iter()
+        .map(|(t, p)| codes.get(&(t.as_str(), *p)).copied().unwrap_or(missing))
+        .collect())
 }
 
 /// A transaction marker to write: whose, at which epoch, commit or abort.
@@ -492,4 +659,7 @@ pub struct Marker {
     pub epoch: i16,
     /// Commit (true) or abort.
     pub commit: bool,
+    /// The coordinator epoch (leader epoch of the id's `__transaction_state` partition),
+    /// stored in the marker.
+    pub coordinator_epoch: i32,
 }

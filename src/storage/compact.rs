@@ -98,6 +98,7 @@ fn cleanable(shared: &Shared, config: &CleanupConfig, now_ms: i64) -> Vec<(Rc<Se
     let lag = i64::try_from(config.min_compaction_lag_ms).unwrap_or(i64::MAX);
     let newest_allowed = now_ms.saturating_sub(lag);
     let stable = shared.producers.borrow().first_unstable_offset().unwrap_or(i64::MAX);
+    let stable = stable.min(shared.visible_end());
     let segments = shared.segments.borrow();
     segments
         .windows(2)

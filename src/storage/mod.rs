@@ -4,7 +4,16 @@
 //! A [`PartitionLog`] lives on ONE glommio executor (`!Send`, `Rc` inside, no locks). Appends
 //! are synchronous (they validate, assign offsets and queue); one writer task per partition
 //! writes everything queued in one DMA write, fdatasyncs per [`FlushPolicy`], then advances the
-//! high watermark and wakes `durable()` and `wait_for_data` futures.
+//! durable end and wakes `durable()` and `wait_for_data` futures.
+//!
+//! Replication (see `docs/replication.md`): off by default, the high watermark consumers read
+//! up to is the durable end. [`PartitionLog::set_replicated`] separates them: the high
+//! watermark is then set by the replication layer ([`PartitionLog::set_high_watermark`]) and
+//! checkpointed in `<dir>/high-watermark`. Followers append leader batches verbatim
+//! ([`PartitionLog::append_replica`]), read past the high watermark
+//! ([`PartitionLog::read_replica`]), and drop divergent suffixes ([`PartitionLog::truncate_to`],
+//! [`PartitionLog::reset_to`], see `truncate`). The leader epoch cache (`replica`) lives in
+//! `<dir>/leader-epoch-checkpoint`.
 //!
 //! On-disk layout of the partition directory given by the caller (like Kafka):
 //! `<20-digit zero-padded base offset>.log` with `.index` (relative offset u32 → position u32,
@@ -23,12 +32,16 @@ mod index;
 mod producers;
 mod read;
 mod recovery;
+mod replica;
 mod retention;
 mod segment;
 mod shared;
+mod truncate;
 mod wait;
 mod writer;
 
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;
 
@@ -48,7 +61,7 @@ pub use producers::{
     AbortedTxn, ProducerError, ProducerInfo, BATCHES_KEPT, PRODUCER_EXPIRATION_MS,
 };
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
-use shared::Shared;
+use shared::{Shared, TruncateKind, Truncation};
 use wait::Until;
 
 /// Required alignment of every write and of preallocation extents (O_DIRECT, 4 KiB pages).
@@ -261,6 +274,17 @@ pub enum AppendError {
     /// The log is closing or closed.
     #[error("log closed")]
     Closed,
+    /// A replica append does not start at the log end offset or its batches leave a gap.
+    #[error("replica batch at offset {got}, expected {expected}")]
+    NotContiguous {
+        /// The offset the batch had to start at.
+        expected: i64,
+        /// Its base offset.
+        got: i64,
+    },
+    /// The log is being truncated (`truncate_to`/`reset_to`); retry after it.
+    #[error("log is being truncated")]
+    Truncating,
 }
 
 impl AppendError {
@@ -272,6 +296,8 @@ impl AppendError {
             AppendError::IdempotentBatchCount => record_batch::INVALID_RECORD,
             AppendError::Poisoned => KAFKA_STORAGE_ERROR,
             AppendError::Closed => NOT_LEADER_OR_FOLLOWER,
+            AppendError::NotContiguous { .. } => OFFSET_OUT_OF_RANGE,
+            AppendError::Truncating => NOT_LEADER_OR_FOLLOWER,
         }
     }
 }
@@ -377,10 +403,216 @@ impl PartitionLog {
         self.shared().leo.get()
     }
 
-    /// End of acknowledged data (written, and fdatasync'ed if the policy says so). Readers see
-    /// only offsets below it.
+    /// What consumers may read up to (reads, `wait_for_data`, the last stable offset,
+    /// retention and compaction bounds): [`PartitionLog::durable_end`] unless replicated, else
+    /// the replicated high watermark (see [`PartitionLog::set_high_watermark`]).
     pub fn high_watermark(&self) -> i64 {
-        self.shared().hw.get()
+        self.shared().visible_end()
+    }
+
+    /// End of acknowledged data: written, and fdatasync'ed if the flush policy says so (the
+    /// acks=1 point; [`PendingAppend::durable`] resolves there).
+    pub fn durable_end(&self) -> i64 {
+        self.shared().durable.get()
+    }
+
+    /// Replication mode, off by default. Off: `high_watermark() == durable_end()`. Turning it
+    /// on starts the high watermark at the `high-watermark` checkpoint of the partition dir
+    /// (clamped to `[log start, durable end]`), or at the log start if there is none.
+    pub fn set_replicated(&self, on: bool) {
+        let shared = self.shared();
+        if shared.replicated.get() == on {
+            return;
+        }
+        if on {
+            let start = shared.log_start.get();
+            let checkpoint = shared.hw_checkpoint.get().unwrap_or(start);
+            shared.high_watermark.set(checkpoint.clamp(start, shared.durable.get()));
+        }
+        shared.replicated.set(on);
+        shared.progress.wake_all();
+    }
+
+    /// Replicated mode: moves the high watermark to `min(hw, durable_end())` if that is
+    /// higher (only truncation lowers it), wakes `wait_for_data`/`wait_for_high_watermark`
+    /// and checkpoints it every few seconds. Ignored when not replicated.
+    pub fn set_high_watermark(&self, hw: i64) {
+        let shared = self.shared();
+        if !shared.replicated.get() {
+            return;
+        }
+        let hw = hw.min(shared.durable.get());
+        if hw <= shared.high_watermark.get() {
+            return;
+        }
+        shared.high_watermark.set(hw);
+        shared.progress.wake_all();
+        replica::checkpoint_hw(shared, false);
+    }
+
+    /// Resolves when `high_watermark() > offset`, or the log is closed, deleted or poisoned.
+    pub fn wait_for_high_watermark(&self, offset: i64) -> WaitForData {
+        self.wait_for_data(offset)
+    }
+
+    /// Resolves when `durable_end() > offset`, or the log is closed, deleted or poisoned (the
+    /// leader side of a follower's long-poll fetch).
+    pub fn wait_for_durable(&self, offset: i64) -> WaitForData {
+        let until = Until::new(self.shared().clone(), move |s: &Shared| {
+            s.durable.get() > offset || s.closed.get() || s.poisoned.get()
+        });
+        WaitForData { until }
+    }
+
+    /// Like [`PartitionLog::read`], but up to `durable_end()` instead of the high watermark
+    /// (followers fetch beyond it). `ReadBatches::high_watermark` is still the high watermark.
+    pub async fn read_replica(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadBatches, ReadError> {
+        read::read_until(self.shared(), offset, max_bytes, true).await
+    }
+
+    /// Becoming leader at `epoch`: later appends stamp `partitionLeaderEpoch = epoch` (not
+    /// covered by the CRC), and a new epoch enters the epoch cache at `log_end_offset()`
+    /// (persisted).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        let shared = self.shared();
+        shared.leader_epoch.set(epoch);
+        replica::add_epoch(shared, epoch, shared.leo.get());
+    }
+
+    /// Latest epoch in the leader epoch cache, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.shared().epochs.borrow().last().map(|&(epoch, _)| epoch)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer from the epoch cache: the largest cached epoch
+    /// `<= epoch` and the start offset of the next cached epoch, or `log_end_offset()` if it
+    /// is the latest. `(-1, -1)` when `epoch` is below every cached epoch or the cache is
+    /// empty.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let shared = self.shared();
+        replica::end_offset_for(&shared.epochs.borrow(), epoch, shared.leo.get())
+    }
+
+    /// The leader epoch cache: (epoch, start offset), oldest first.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.shared().epochs.borrow().clone()
+    }
+
+    /// Follower append: `records` are whole batches copied from the leader with offsets
+    /// assigned. The first must start at `log_end_offset()` and the rest follow without gaps
+    /// (else `NotContiguous`). Each batch is validated (CRC included; control batches
+    /// allowed) and stored verbatim. Producer sequences are not checked but producer and
+    /// transaction state is updated as by a leader append; a batch whose
+    /// `partitionLeaderEpoch` is newer than the epoch cache's latest enters the cache.
+    pub fn append_replica(&self, records: &[u8]) -> Result<PendingAppend, AppendError> {
+        let shared = self.shared();
+        self.check_appendable()?;
+        let mut headers = Vec::new();
+        let mut next_offset = shared.leo.get();
+        for item in Batches::new(records) {
+            let (_, range) = item?;
+            let batch = records.get(range.clone()).unwrap_or_default();
+            let header = record_batch::validate_stored(batch, BATCH_BYTES_MAX)?;
+            if header.base_offset != next_offset {
+                let got = header.base_offset;
+                return Err(AppendError::NotContiguous { expected: next_offset, got });
+            }
+            next_offset = header.last_offset() + 1;
+            headers.push((header, range));
+        }
+        if headers.is_empty() {
+            return Err(AppendError::Batch(BatchError::Empty));
+        }
+        let base_offset = shared.leo.get();
+        let all = Bytes::copy_from_slice(records);
+        let mut batches = Vec::with_capacity(headers.len());
+        let now = now_ms();
+        for (header, range) in headers {
+            let batch = records.get(range.clone()).unwrap_or_default();
+            if header.producer_id >= 0 {
+                let marker = record_batch::marker_kind(batch, &header);
+                shared.producers.borrow_mut().record(&header, marker, header.base_offset, now);
+            }
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0 && self.latest_epoch().is_none_or(|latest| epoch > latest) {
+                replica::add_epoch(shared, epoch, header.base_offset);
+            }
+            batches.push(all.slice(range));
+        }
+        shared.enqueue(batches, next_offset);
+        Ok(PendingAppend {
+            shared: shared.clone(),
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time: -1,
+        })
+    }
+
+    fn check_appendable(&self) -> Result<(), AppendError> {
+        let shared = self.shared();
+        if shared.poisoned.get() {
+            return Err(AppendError::Poisoned);
+        }
+        if shared.closing.get() {
+            return Err(AppendError::Closed);
+        }
+        if shared.truncation.borrow().is_some() {
+            return Err(AppendError::Truncating);
+        }
+        Ok(())
+    }
+
+    /// Drops every record at or above `offset` (nothing if `offset >= log_end_offset()`).
+    /// Truncation works on whole batches: a batch containing `offset` goes entirely, so the
+    /// log then ends at its base offset (appends continue at `log_end_offset()`). Waits for
+    /// queued writes; appends meanwhile fail with `Truncating`. Later segments go, the one
+    /// holding `offset` is cut, indexes, tail cache, producer state, epoch cache (entries
+    /// starting at or after the new end) and the high watermark (`min(hw, new end)`)
+    /// follow. Crash-safe: an interrupted truncation leaves a log that opens with its data
+    /// below `offset` intact. Below the log start it is [`PartitionLog::reset_to`].
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.shared().leo.get() && !self.shared().closed.get() {
+            return Ok(());
+        }
+        self.truncate(TruncateKind::To(offset)).await
+    }
+
+    /// Empties the log so that it starts (and ends) at `offset`: every segment goes, the epoch
+    /// cache and producer state are cleared, the high watermark is `offset`.
+    pub async fn reset_to(&self, offset: i64) -> Result<(), StorageError> {
+        self.truncate(TruncateKind::Reset(offset.max(0))).await
+    }
+
+    async fn truncate(&self, kind: TruncateKind) -> Result<(), StorageError> {
+        let shared = self.shared();
+        let _permit = shared.checkpoint_lock.acquire_permit(1).await;
+        if shared.closing.get() || shared.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        if shared.poisoned.get() {
+            return Err(StorageError::Poisoned);
+        }
+        if shared.truncation.borrow().is_some() {
+            // Cannot happen: the permit serializes truncations.
+            return Err(StorageError::Closed);
+        }
+        *shared.truncation.borrow_mut() = Some(Truncation { kind, result: None });
+        shared.wake_writer();
+        Until::new(shared.clone(), |s: &Shared| {
+            let done = s.truncation.borrow().as_ref().is_some_and(|t| t.result.is_some());
+            done || s.writer_done.get()
+        })
+        .await;
+        let result = shared.truncation.borrow_mut().take().and_then(|t| t.result);
+        match result {
+            Some(result) => result,
+            None if shared.poisoned.get() => Err(StorageError::Poisoned),
+            None => Err(StorageError::Closed),
+        }
     }
 
     /// Segment files of the log (0 once closed).
@@ -399,7 +631,8 @@ impl PartitionLog {
     }
 
     /// Validates every batch in `records` (one or more concatenated batches), assigns offsets
-    /// (rewrites baseOffset; LogAppendTime when configured; partitionLeaderEpoch = 0 for now)
+    /// (rewrites baseOffset; LogAppendTime when configured; partitionLeaderEpoch as set by
+    /// [`PartitionLog::set_leader_epoch`], else 0)
     /// and queues it for writing. SYNCHRONOUS on purpose: appends from the same task happen in
     /// call order, so the server can pipeline requests. A bad batch rejects the whole call,
     /// nothing is appended. A retry of one of an idempotent producer's last
@@ -426,12 +659,7 @@ impl PartitionLog {
 
     fn append_from(&self, records: &[u8], control: bool) -> Result<PendingAppend, AppendError> {
         let shared = self.shared();
-        if shared.poisoned.get() {
-            return Err(AppendError::Poisoned);
-        }
-        if shared.closing.get() {
-            return Err(AppendError::Closed);
-        }
+        self.check_appendable()?;
         let (max_batch_bytes, timestamp_type) = {
             let config = shared.config.borrow();
             (config.max_batch_bytes, config.timestamp_type)
@@ -457,6 +685,7 @@ impl PartitionLog {
                 log_append_time: -1,
             });
         }
+        let epoch = shared.leader_epoch.get();
         let log_append_time = match timestamp_type {
             TimestampType::LogAppendTime => now_ms(),
             TimestampType::CreateTime => -1,
@@ -466,7 +695,7 @@ impl PartitionLog {
         let mut assigned = Vec::with_capacity(ranges.len());
         for (header, range) in ranges {
             let batch = records.get(range).unwrap_or_default();
-            let bytes = assign(batch, next_offset, log_append_time)?;
+            let bytes = assign(batch, next_offset, epoch, log_append_time)?;
             if header.producer_id >= 0 {
                 // Only idempotent batches pay for the clock (one per request: see above).
                 let now = if log_append_time >= 0 { log_append_time } else { now_ms() };
@@ -569,7 +798,7 @@ impl PartitionLog {
     /// one whole batch (KIP-74); only batches below the high watermark. Empty if
     /// `offset == high_watermark`; `OffsetOutOfRange` below the log start or above the HW.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
-        read::read(self.shared(), offset, max_bytes).await
+        read::read_until(self.shared(), offset, max_bytes, false).await
     }
 
     /// Resolves when `high_watermark() > offset`, or the log is closed, deleted or poisoned.
@@ -577,7 +806,7 @@ impl PartitionLog {
     /// the log, so it may outlive `self`.
     pub fn wait_for_data(&self, offset: i64) -> WaitForData {
         let until = Until::new(self.shared().clone(), move |s: &Shared| {
-            s.hw.get() > offset || s.closed.get() || s.poisoned.get()
+            s.visible_end() > offset || s.closed.get() || s.poisoned.get()
         });
         WaitForData { until }
     }
@@ -600,6 +829,7 @@ impl PartitionLog {
             s.synced.get() >= target || s.poisoned.get() || s.writer_done.get()
         })
         .await;
+        replica::checkpoint_hw(shared, true);
         if shared.synced.get() >= target {
             Ok(())
         } else if shared.poisoned.get() {
@@ -617,6 +847,7 @@ impl PartitionLog {
         shared.closing.set(true);
         shared.wake_writer();
         Until::new(shared.clone(), |s: &Shared| s.writer_done.get()).await;
+        replica::checkpoint_hw(shared, true);
         shared.closed.set(true);
         shared.segments.borrow_mut().clear();
         shared.cache.borrow_mut().clear();
@@ -643,12 +874,17 @@ impl PartitionLog {
     }
 }
 
-/// Copies one validated batch and rewrites it for the log: base offset, leader epoch 0 and,
+/// Copies one validated batch and rewrites it for the log: base offset, leader epoch and,
 /// when `log_append_time >= 0`, LogAppendTime (which recomputes the CRC).
-fn assign(batch: &[u8], base_offset: i64, log_append_time: i64) -> Result<Bytes, BatchError> {
+fn assign(
+    batch: &[u8],
+    base_offset: i64,
+    epoch: i32,
+    log_append_time: i64,
+) -> Result<Bytes, BatchError> {
     let mut bytes = BytesMut::from(batch);
     record_batch::set_base_offset(&mut bytes, base_offset)?;
-    record_batch::set_partition_leader_epoch(&mut bytes, 0)?;
+    record_batch::set_partition_leader_epoch(&mut bytes, epoch)?;
     if log_append_time >= 0 {
         record_batch::set_log_append_time(&mut bytes, log_append_time)?;
     }
@@ -694,11 +930,11 @@ impl PendingAppend {
     pub async fn durable(self) -> Result<AppendInfo, StorageError> {
         let last_offset = self.last_offset;
         Until::new(self.shared.clone(), move |s: &Shared| {
-            s.hw.get() > last_offset || s.poisoned.get() || s.writer_done.get()
+            s.durable.get() > last_offset || s.poisoned.get() || s.writer_done.get()
         })
         .await;
         let shared = &self.shared;
-        if shared.hw.get() > last_offset {
+        if shared.durable.get() > last_offset {
             return Ok(AppendInfo {
                 base_offset: self.base_offset,
                 last_offset,

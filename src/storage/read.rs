@@ -16,32 +16,35 @@ const READ_BYTES_MAX: u64 = WRITE_BYTES_MAX;
 /// Bytes fetched per step of a timestamp search.
 const TIME_SCAN_BYTES: usize = 1 << 20;
 
-/// See [`super::PartitionLog::read`].
-pub(crate) async fn read(
+/// See [`super::PartitionLog::read`], and [`super::PartitionLog::read_replica`] when
+/// `replica` (up to the durable end instead of the high watermark).
+pub(crate) async fn read_until(
     shared: &Rc<Shared>,
     offset: i64,
     max_bytes: usize,
+    replica: bool,
 ) -> Result<ReadBatches, ReadError> {
     if shared.closed.get() {
         return Err(StorageError::Closed.into());
     }
-    let high_watermark = shared.hw.get();
+    let high_watermark = shared.visible_end();
+    let end = if replica { shared.durable.get() } else { high_watermark };
     let log_start_offset = shared.log_start.get();
     let out_of_range = ReadError::OffsetOutOfRange { log_start: log_start_offset, high_watermark };
-    if offset < log_start_offset || offset > high_watermark {
+    if offset < log_start_offset || offset > end {
         return Err(out_of_range);
     }
     let done = |records| ReadBatches { records, high_watermark, log_start_offset };
-    if offset == high_watermark {
+    if offset == end {
         return Ok(done(Bytes::new()));
     }
-    let cached = shared.cache.borrow().read(offset, max_bytes, high_watermark);
+    let cached = shared.cache.borrow().read(offset, max_bytes, end);
     if let Some(records) = cached {
         return Ok(done(records));
     }
     let mut segment = segment_for(shared, offset).ok_or(out_of_range)?;
     loop {
-        if let Some(records) = read_segment(&segment, offset, max_bytes, high_watermark).await? {
+        if let Some(records) = read_segment(&segment, offset, max_bytes, end).await? {
             return Ok(done(records));
         }
         // Compaction removed every batch at or after `offset` from this segment: the next
@@ -113,7 +116,7 @@ async fn read_segment(
 
 /// Walks batch headers from `position` (an index entry) to the batch containing `offset`, or
 /// the first one after it (compacted segments have gaps); `None` past the segment's end.
-async fn locate(
+pub(crate) async fn locate(
     segment: &Segment,
     mut position: u64,
     offset: i64,
@@ -149,8 +152,8 @@ pub(crate) async fn offset_for_timestamp(
         return Ok(None);
     };
     let mut offset = start.max(shared.log_start.get());
-    while offset < shared.hw.get() {
-        let records = read(shared, offset, TIME_SCAN_BYTES).await?.records;
+    while offset < shared.visible_end() {
+        let records = read_until(shared, offset, TIME_SCAN_BYTES, false).await?.records;
         if records.is_empty() {
             break;
         }

@@ -76,6 +76,8 @@ pub(crate) async fn open(
         let start = start.clamp(shared.log_start.get(), next_offset);
         shared.log_start.set(start);
     }
+    *shared.epochs.borrow_mut() = super::replica::load_epochs(&shared.dir, next_offset);
+    shared.hw_checkpoint.set(super::replica::load_hw(&shared.dir));
     let writer = Writer {
         shared: shared.clone(),
         segment: writer_parts.segment,
@@ -218,7 +220,7 @@ async fn recover_active(
 
 /// Producer state at the end of the log: the snapshot taken when segment `base` became active
 /// (state below `base`), then the active segment's batches, `scanned`, replayed on top.
-fn producers_at(dir: &Path, base: i64, scanned: &mut ProducerTable) -> ProducerTable {
+pub(crate) fn producers_at(dir: &Path, base: i64, scanned: &mut ProducerTable) -> ProducerTable {
     let path = file_path(dir, base, "producers");
     let mut table = match std::fs::read(&path) {
         Ok(bytes) => ProducerTable::from_snapshot(&bytes).unwrap_or_else(|| {
@@ -231,7 +233,7 @@ fn producers_at(dir: &Path, base: i64, scanned: &mut ProducerTable) -> ProducerT
     table
 }
 
-async fn read_exact(
+pub(crate) async fn read_exact(
     file: &DmaFile,
     path: &Path,
     position: u64,

@@ -24,7 +24,7 @@ pub(crate) async fn load_log_start(dir: &Path) -> Result<Option<i64>, StorageErr
     Ok(bytes.and_then(|b| String::from_utf8(b).ok()?.trim().parse().ok()))
 }
 
-async fn store_log_start(shared: &Shared, offset: i64) -> Result<(), StorageError> {
+pub(crate) async fn store_log_start(shared: &Shared, offset: i64) -> Result<(), StorageError> {
     let path = shared.dir.join(LOG_START_FILE);
     segment::write_file_atomic(&path, offset.to_string().into_bytes()).await
 }
@@ -36,7 +36,7 @@ pub(crate) async fn delete_records(shared: &Rc<Shared>, offset: i64) -> Result<i
         return Err(StorageError::Closed.into());
     }
     let _permit = shared.checkpoint_lock.acquire_permit(1).await;
-    let high_watermark = shared.hw.get();
+    let high_watermark = shared.visible_end();
     let log_start = shared.log_start.get();
     let target = if offset == -1 { high_watermark } else { offset };
     if target < 0 || target > high_watermark {
@@ -52,7 +52,14 @@ pub(crate) async fn delete_records(shared: &Rc<Shared>, offset: i64) -> Result<i
 
 /// How many leading closed segments may go: those below the log start, and under the delete
 /// policy those expired by `retention_ms` or beyond `retention_bytes`.
-fn deletable(segments: &[Rc<Segment>], log_start: i64, config: &CleanupConfig, now: i64) -> usize {
+/// Only segments wholly below `hw` (the high watermark) ever go.
+fn deletable(
+    segments: &[Rc<Segment>],
+    log_start: i64,
+    hw: i64,
+    config: &CleanupConfig,
+    now: i64,
+) -> usize {
     let closed = segments.len().saturating_sub(1);
     let mut total: u64 = segments.iter().map(|s| s.size.get()).sum();
     let mut count = 0;
@@ -68,7 +75,7 @@ fn deletable(segments: &[Rc<Segment>], log_start: i64, config: &CleanupConfig, n
         let size = segment.size.get();
         let oversize = config.delete
             && config.retention_bytes.is_some_and(|cap| total.saturating_sub(size) >= cap);
-        if !(below_start || expired || oversize) {
+        if next_base > hw || !(below_start || expired || oversize) {
             break;
         }
         total -= size;
@@ -86,7 +93,8 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
     let config = shared.config.borrow().cleanup.clone();
     let doomed: Vec<Rc<Segment>> = {
         let segments = shared.segments.borrow();
-        let count = deletable(&segments, shared.log_start.get(), &config, now_ms);
+        let (start, hw) = (shared.log_start.get(), shared.visible_end());
+        let count = deletable(&segments, start, hw, &config, now_ms);
         segments.iter().take(count).cloned().collect()
     };
     let Some(last) = doomed.last() else {

@@ -14,8 +14,10 @@ use super::segment::Segment;
 use super::wait::WaitList;
 use super::LogConfig;
 
-/// Offsets obey `log_start <= hw <= written <= leo` and `synced <= written`; the writer alone
-/// advances `written`, `synced` and `hw`, appends alone advance `leo`.
+/// Offsets obey `log_start <= high_watermark <= durable <= written <= leo` and
+/// `synced <= written`; the writer alone advances `written`, `synced` and `durable`, appends
+/// alone advance `leo`, `set_high_watermark` alone advances `high_watermark`. Only a
+/// truncation (the writer, on request) moves them back.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) config: RefCell<LogConfig>,
@@ -26,8 +28,21 @@ pub(crate) struct Shared {
     pub(crate) written: Cell<i64>,
     /// Offsets below are fdatasync'ed.
     pub(crate) synced: Cell<i64>,
-    /// Offsets below are acknowledged and readable.
-    pub(crate) hw: Cell<i64>,
+    /// Offsets below are acknowledged (per the flush policy); readable when not replicated.
+    pub(crate) durable: Cell<i64>,
+    /// Replication mode: consumers see only offsets below `high_watermark`.
+    pub(crate) replicated: Cell<bool>,
+    /// The replicated high watermark (`<= durable`), set by the leader or from its fetches.
+    pub(crate) high_watermark: Cell<i64>,
+    /// The last high watermark checkpointed (or loaded), and when it was written.
+    pub(crate) hw_checkpoint: Cell<Option<i64>>,
+    pub(crate) hw_checkpoint_at: Cell<Option<std::time::Instant>>,
+    /// partitionLeaderEpoch stamped on appended batches.
+    pub(crate) leader_epoch: Cell<i32>,
+    /// The leader epoch cache: (epoch, start offset), both increasing.
+    pub(crate) epochs: RefCell<Vec<(i32, i64)>>,
+    /// A truncation asked of the writer, and its outcome once done.
+    pub(crate) truncation: RefCell<Option<Truncation>>,
     /// `flush` wants `synced >= sync_wanted`.
     pub(crate) sync_wanted: Cell<i64>,
     pub(crate) poisoned: Cell<bool>,
@@ -76,7 +91,14 @@ impl Shared {
             leo: Cell::new(next_offset),
             written: Cell::new(next_offset),
             synced: Cell::new(next_offset),
-            hw: Cell::new(next_offset),
+            durable: Cell::new(next_offset),
+            replicated: Cell::new(false),
+            high_watermark: Cell::new(next_offset),
+            hw_checkpoint: Cell::new(None),
+            hw_checkpoint_at: Cell::new(None),
+            leader_epoch: Cell::new(0),
+            epochs: RefCell::new(Vec::new()),
+            truncation: RefCell::new(None),
             sync_wanted: Cell::new(next_offset),
             poisoned: Cell::new(false),
             closing: Cell::new(false),
@@ -131,17 +153,41 @@ impl Shared {
         self.progress.wake_all();
     }
 
-    /// Moves `hw` to what the flush policy allows and wakes waiters if anything moved.
+    /// End of what consumers may read: the high watermark when replicated, else `durable`.
+    pub(crate) fn visible_end(&self) -> i64 {
+        if self.replicated.get() {
+            self.high_watermark.get()
+        } else {
+            self.durable.get()
+        }
+    }
+
+    /// Moves `durable` to what the flush policy allows and wakes waiters if anything moved.
     pub(crate) fn publish(&self) {
         let every_append = self.config.borrow().flush.every_append;
         let acked = if every_append { self.synced.get() } else { self.written.get() };
         assert!(self.synced.get() <= self.written.get());
         assert!(self.written.get() <= self.leo.get());
-        if acked > self.hw.get() {
-            self.hw.set(acked);
+        if acked > self.durable.get() {
+            self.durable.set(acked);
         }
         let cap = self.config.borrow().tail_cache_bytes;
         self.cache.borrow_mut().evict(cap, self.written.get());
         self.progress.wake_all();
     }
+}
+
+/// What a truncation request asks of the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TruncateKind {
+    /// Drop every record at or above the offset.
+    To(i64),
+    /// Drop everything; the log restarts empty at the offset.
+    Reset(i64),
+}
+
+/// A truncation request and, once the writer did it, its outcome.
+pub(crate) struct Truncation {
+    pub(crate) kind: TruncateKind,
+    pub(crate) result: Option<Result<(), super::StorageError>>,
 }

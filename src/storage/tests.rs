@@ -14,7 +14,7 @@ use crate::record_batch::{self, BatchTimestampType, Batches};
 
 const RECORDS_PER_BATCH: usize = 5;
 
-fn run<F, Fut>(f: F)
+pub(super) fn run<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -22,7 +22,7 @@ where
     LocalExecutorBuilder::default().io_memory(1 << 20).spawn(f).unwrap().join().unwrap();
 }
 
-fn small_config() -> LogConfig {
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 16 << 10,
         prealloc_bytes: 1 << 20,
@@ -33,11 +33,11 @@ fn small_config() -> LogConfig {
 }
 
 /// Batch `i` of the tests: 5 records, timestamps 1000 * i + j.
-fn test_batch(i: i64) -> Bytes {
+pub(super) fn test_batch(i: i64) -> Bytes {
     batch(RECORDS_PER_BATCH, 100, 1000 * i)
 }
 
-async fn append_batches(log: &PartitionLog, from: i64, to: i64) -> Option<AppendInfo> {
+pub(super) async fn append_batches(log: &PartitionLog, from: i64, to: i64) -> Option<AppendInfo> {
     let mut last = None;
     for i in from..to {
         last = Some(log.append(&test_batch(i)).unwrap());
@@ -49,7 +49,7 @@ async fn append_batches(log: &PartitionLog, from: i64, to: i64) -> Option<Append
 }
 
 /// Every batch from the log start to the high watermark, validated.
-async fn read_all(log: &PartitionLog) -> Vec<(record_batch::BatchHeader, Bytes)> {
+pub(super) async fn read_all(log: &PartitionLog) -> Vec<(record_batch::BatchHeader, Bytes)> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {

@@ -63,6 +63,25 @@ impl Writer {
                 self.sync().await?;
             }
             self.shared.publish();
+            if let Some(kind) = self.truncation_wanted() {
+                let result = self.truncate(kind).await;
+                self.shared.publish();
+                let failed = result.as_ref().err().map(ToString::to_string);
+                if let Some(t) = self.shared.truncation.borrow_mut().as_mut() {
+                    t.result = Some(result);
+                }
+                self.shared.progress.wake_all();
+                if let Some(error) = failed {
+                    // The files may be half cut: accept nothing more.
+                    let error = StorageError::Io {
+                        op: "truncate log",
+                        path: self.shared.dir.clone(),
+                        source: std::io::Error::other(error),
+                    };
+                    self.shared.poison(&error);
+                    return Err(StorageError::Poisoned);
+                }
+            }
             if self.shared.closing.get() && self.shared.pending.borrow().is_empty() {
                 return self.finish().await;
             }
@@ -249,7 +268,7 @@ impl Writer {
         policy.every_append || by_count || by_time || wanted || shared.closing.get()
     }
 
-    async fn sync(&mut self) -> Result<(), StorageError> {
+    pub(crate) async fn sync(&mut self) -> Result<(), StorageError> {
         let written = self.shared.written.get();
         let segment = &self.segment;
         segment
@@ -273,7 +292,7 @@ impl Writer {
         let dir = self.shared.dir.clone();
         segment::persist_index(&dir, &old).await?;
         self.shared.publish();
-        write_producer_snapshot(&self.shared, &dir, old.base_offset, next_offset);
+        write_producer_snapshot(&self.shared, &dir, next_offset);
         let (extent, segment_bytes) = {
             let config = self.shared.config.borrow();
             (config.prealloc_bytes, config.segment_bytes)
@@ -301,7 +320,7 @@ impl Writer {
     }
 }
 
-async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageError> {
+pub(crate) async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageError> {
     let file = &segment.file;
     let path = &segment.path;
     file.truncate(segment.size.get()).await.map_err(|e| StorageError::io("truncate", path, e))?;
@@ -325,14 +344,11 @@ pub(crate) async fn create_segment(
 }
 
 /// Saves the idempotent-producer state below `next_offset` as the new active segment's
-/// snapshot (see `producers`) and removes the previous one. Small and rare (once per roll), so
-/// plain blocking file calls; a failure only costs deduplication across a restart: logged.
-fn write_producer_snapshot(
-    shared: &Shared,
-    dir: &std::path::Path,
-    old_base: i64,
-    next_offset: i64,
-) {
+/// snapshot (see `producers`). Earlier segments keep theirs (removed with the segment), so a
+/// truncation into a closed segment rebuilds the state from its snapshot. Small and rare
+/// (once per roll), so plain blocking file calls; a failure only costs deduplication across a
+/// restart (or a rescan on truncation): logged.
+pub(crate) fn write_producer_snapshot(shared: &Shared, dir: &std::path::Path, next_offset: i64) {
     let bytes = shared.producers.borrow().snapshot_below(next_offset);
     let path = segment::file_path(dir, next_offset, "producers");
     let tmp = path.with_extension("producers.tmp");
@@ -340,7 +356,6 @@ fn write_producer_snapshot(
     if let Err(e) = result {
         tracing::warn!(path = %path.display(), "producer state snapshot not written: {e}");
     }
-    let _ = std::fs::remove_file(segment::file_path(dir, old_base, "producers"));
 }
 
 /// Ready when the writer has something to do.
@@ -355,7 +370,8 @@ impl Future for WorkReady<'_> {
         let s = self.shared;
         let sync_wanted = s.sync_wanted.get() > s.synced.get() && s.written.get() > s.synced.get();
         let has_pending = !s.pending.borrow().is_empty();
-        if has_pending || sync_wanted || s.closing.get() || s.poisoned.get() {
+        let truncation = s.truncation.borrow().as_ref().is_some_and(|t| t.result.is_none());
+        if has_pending || truncation || sync_wanted || s.closing.get() || s.poisoned.get() {
             return Poll::Ready(());
         }
         s.writer_waker.set(Some(cx.waker().clone()));

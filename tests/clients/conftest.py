@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ class Broker:
         self.proc = None
         self.lines = []
         self.admin = None  # "127.0.0.1:PORT" of the admin HTTP listener, from the ready line
+        self._ready = None
         self._start()
 
     @property
@@ -48,6 +50,10 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def _start(self):
+        self._launch()
+        self._wait_ready()
+
+    def _launch(self):
         # Many brokers run at once: an ephemeral admin port unless the test picks one.
         admin = [] if "--admin-listen" in self.extra else ["--admin-listen", "127.0.0.1:0"]
         cmd = [strata_bin(), "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
@@ -66,7 +72,10 @@ class Broker:
             ready.set()  # exited: unblock the waiter, which then sees the process is gone
 
         threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(READY_TIMEOUT_S) or self.proc.poll() is not None:
+        self._ready = ready
+
+    def _wait_ready(self):
+        if not self._ready.wait(READY_TIMEOUT_S) or self.proc.poll() is not None:
             raise RuntimeError("broker did not start:\n" + "\n".join(self.lines))
 
     def stop(self):
@@ -74,6 +83,13 @@ class Broker:
         code = self.proc.wait(timeout=60)
         assert code == 0, "broker exited with %s:\n%s" % (code, "\n".join(self.lines[-20:]))
         self.proc = None
+
+    def pause(self):
+        """SIGSTOP: the process stays, silent, as behind a network partition."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill9(self):
         self.proc.kill()
@@ -116,3 +132,56 @@ def create_topic(bootstrap, name, partitions, config=None):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])
     futures[name].result(timeout=30)
+
+
+class ClusterNode(Broker):
+    """A broker of a cluster: started with the others (no quorum before they all run)."""
+
+    def __init__(self, data_dir, *extra):
+        self.port = free_port()
+        self.data_dir = Path(data_dir)
+        self.extra = list(extra)
+        self.proc = None
+        self.lines = []
+        self.admin = None
+        self._ready = None
+        self._launch()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """make_cluster(n, *extra): n brokers (node ids 1..n), every one a controller voter."""
+    made = []
+
+    def make(n, *extra):
+        ports = [free_port() for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(ports))
+        nodes = []
+        for i, port in enumerate(ports):
+            own = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{port}",
+                   "--controller-voters", voters, *extra]
+            nodes.append(ClusterNode(tmp_path / f"node{i + 1}", *own))
+        made.extend(nodes)
+        for node in nodes:
+            node._wait_ready()
+        # Ready means registered itself; wait until every broker knows every other one.
+        from confluent_kafka.admin import AdminClient
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for node in nodes:
+            admin = AdminClient({"bootstrap.servers": node.bootstrap})
+            while len(admin.list_topics(timeout=10).brokers) < n:
+                assert time.monotonic() < deadline, "brokers did not all register"
+                time.sleep(0.05)  # a pause between polls of a condition with a deadline
+        return nodes
+
+    yield make
+    for b in made:
+        if b.proc is not None:
+            b.resume()
+        b.close()
+
+
+@pytest.fixture
+def cluster(make_cluster):
+    """Three brokers, two shards each."""
+    return make_cluster(3, "--shards", "2")

@@ -223,3 +223,110 @@ def test_a_transaction_past_its_timeout_is_aborted_under_a_live_producer(broker)
     want = expected("next")
     got = consume(broker.bootstrap, "slow", "read_committed", lambda v: want <= set(v))
     assert set(got) == want
+
+
+def java_hash_partition(key, partitions):
+    """Kafka's coordinator partition of `key`: abs(String.hashCode) % partitions."""
+    h = 0
+    for unit in key.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def leaders(bootstrap, topic):
+    """partition → leader broker id of `topic`, once it exists and every partition has one."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 60
+    while True:
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if t is not None and t.error is None and t.partitions and \
+                all(p.leader > 0 for p in t.partitions.values()):
+            return {n: p.leader for n, p in t.partitions.items()}
+        assert time.monotonic() < deadline, f"{topic} has no leaders"
+        time.sleep(0.05)  # a pause between polls of a condition with a deadline
+
+
+def coordinator(bootstrap, internal_topic, key):
+    found = leaders(bootstrap, internal_topic)
+    return found[java_hash_partition(key, len(found))]
+
+
+def test_transactions_span_brokers(cluster):
+    """Partitions led by all three brokers in one transaction, the group's offsets on a
+    broker other than the transaction coordinator: markers travel between brokers."""
+    boot = ",".join(b.bootstrap for b in cluster)
+    create_topic(boot, "xb", PARTITIONS)
+    create_topic(boot, "xb-src", 1)
+    assert set(leaders(boot, "xb").values()) == {1, 2, 3}, "every broker leads a partition"
+    group = "xb-group"
+    group_node = coordinator(boot, "__consumer_offsets", group)
+    txn_id = next(t for t in (f"xb-txn-{i}" for i in range(100))
+                  if coordinator(boot, "__transaction_state", t) != group_node)
+
+    source = Consumer({"bootstrap.servers": boot, "group.id": group,
+                       "enable.auto.commit": False})
+    source.assign([TopicPartition("xb-src", 0, 0)])
+    group_meta = source.consumer_group_metadata()
+    p = txn_producer(boot, txn_id)
+    p.begin_transaction()
+    produce_all(p, "xb", "commit1")
+    p.send_offsets_to_transaction([TopicPartition("xb-src", 0, 5)], group_meta, 30)
+    p.commit_transaction(30)
+
+    p.begin_transaction()
+    produce_all(p, "xb", "abort")
+    p.send_offsets_to_transaction([TopicPartition("xb-src", 0, 10)], group_meta, 30)
+    p.abort_transaction(30)
+
+    p.begin_transaction()
+    produce_all(p, "xb", "commit2")
+    p.commit_transaction(30)
+    source.close()
+
+    committed = expected("commit1", "commit2")
+    everything = committed | expected("abort")
+    rc = consume(boot, "xb", "read_committed", lambda v: committed <= set(v))
+    assert set(rc) == committed, "read_committed sees exactly the committed messages"
+    assert len(rc) == len(committed)
+    ru = consume(boot, "xb", "read_uncommitted", lambda v: everything <= set(v))
+    assert set(ru) == everything, "read_uncommitted sees aborted messages too"
+    assert committed_offset(boot, group, "xb-src") == 5, \
+        "the committed transaction's offsets apply, the aborted one's do not"
+
+
+def test_a_commit_completes_once_a_stopped_leader_is_back(cluster):
+    """The coordinator keeps retrying a marker to a broker that is down: once the broker is
+    back, its partition's committed messages become visible to read_committed readers."""
+    boot = ",".join(b.bootstrap for b in cluster)
+    create_topic(boot, "xr", PARTITIONS)
+    placed = leaders(boot, "xr")
+    txn_id = "xr-txn"
+    txn_node = coordinator(boot, "__transaction_state", txn_id)
+    down_part, down_node = next((p, n) for p, n in sorted(placed.items()) if n != txn_node)
+    p = txn_producer(boot, txn_id)
+    p.begin_transaction()
+    produce_all(p, "xr", "late")
+    down = cluster[down_node - 1]
+    down.stop()
+    p.commit_transaction(30)  # the decision is durable; one marker is still to be written
+
+    up = [b.bootstrap for b in cluster if b is not down]
+    others = {f"late-{q}-{i}" for q in placed if q != down_part for i in range(PER_PARTITION)}
+    c = Consumer({"bootstrap.servers": ",".join(up), "group.id": "xr-reader",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.assign([TopicPartition("xr", q, 0) for q in placed if q != down_part])
+    got = set()
+    deadline = time.monotonic() + 60
+    while not others <= got and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.add(m.value().decode())
+    c.close()
+    assert got == others, "the partitions of live brokers are committed meanwhile"
+
+    down.restart()
+    committed = expected("late")
+    rc = consume(boot, "xr", "read_committed", lambda v: committed <= set(v))
+    assert set(rc) == committed, "the restarted broker's partition got its marker"

@@ -130,6 +130,14 @@ impl Broker {
         child.wait().unwrap();
     }
 
+    /// Sends a signal (`STOP`, `CONT`, ...) to the running process.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("a running broker");
+        let sent =
+            Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+        assert!(sent.unwrap().success());
+    }
+
     /// Starts the broker again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
@@ -448,4 +456,74 @@ pub fn fetch_one(
         panic!("not a Fetch response")
     };
     r.responses[0].partitions[0].clone()
+}
+
+// ---- clusters ------------------------------------------------------------------------
+
+/// CreateTopics v7 of one topic: (error code, message).
+pub fn create(conn: &mut Conn, topic: &str, partitions: i32, factor: i16) -> (i16, Option<String>) {
+    create_with(conn, topic, partitions, factor, &[])
+}
+
+/// CreateTopics v7 of one topic with config overrides: (error code, message).
+pub fn create_with(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: i32,
+    factor: i16,
+    configs: &[(&str, &str)],
+) -> (i16, Option<String>) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(kafka_protocol::protocol::StrBytes::from_string(k.to_string()))
+                .with_value(Some(kafka_protocol::protocol::StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let t = kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+        .with_configs(configs)
+        .with_name(topic_name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(factor);
+    let req = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_topics(vec![t])
+        .with_timeout_ms(30_000);
+    let ResponseKind::CreateTopics(r) =
+        conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+    else {
+        panic!("not a CreateTopics response")
+    };
+    let t = &r.topics[0];
+    (t.error_code, t.error_message.as_ref().filter(|_| t.error_code != 0).map(|m| m.to_string()))
+}
+
+pub fn metadata(conn: &mut Conn) -> kafka_protocol::messages::MetadataResponse {
+    let req = kafka_protocol::messages::MetadataRequest::default().with_topics(None);
+    let ResponseKind::Metadata(r) = conn.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
+    else {
+        panic!("not a Metadata response")
+    };
+    r
+}
+
+/// (partition, leader, replicas, isr) of `topic`, sorted by partition; None if unknown.
+pub type Layout = Vec<(i32, i32, Vec<i32>, Vec<i32>)>;
+
+pub fn layout(conn: &mut Conn, topic: &str) -> Option<Layout> {
+    let r = metadata(conn);
+    let t = r.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))?;
+    let mut parts: Layout = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let ids = |v: &Vec<kafka_protocol::messages::BrokerId>| {
+                v.iter().map(|b| b.0).collect::<Vec<i32>>()
+            };
+            (p.partition_index, p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes))
+        })
+        .collect();
+    parts.sort();
+    Some(parts)
 }

@@ -13,8 +13,11 @@
 //!   leader directly, otherwise forwarded to the leader's controller over RPC) and answers
 //!   with the log index once this broker has applied it, or the state machine's refusal;
 //! - every applied change is sent as a new [`ClusterMetadata`] on the `updates` channel;
-//!   shard 0 localizes it (which shard owns which led partition) and publishes it to every
-//!   shard, as it does on a single broker.
+//!   shard 0 localizes it (which shard holds which of its replicas) and publishes it to
+//!   every shard, as it does on a single broker.
+//!
+//! The Raft leader also fences brokers whose heartbeats stop, which moves leadership of
+//! their partitions to in-sync replicas ([`liveness`]).
 //!
 //! At start-up the thread initializes the Raft group with the voters (safe on every node
 //! with the same voter set; refused and ignored once the group exists), then registers the
@@ -145,8 +148,15 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
         host: config.advertised_host.clone(),
         port: config.advertised_port,
     };
-    let liveness = liveness::Liveness::new();
-    let node = Node { me, members, leader: leader.clone(), liveness: liveness.clone() };
+    let timeout = Duration::from_millis(config.broker_session_timeout_ms);
+    let liveness = liveness::Liveness::new(timeout);
+    let node = Node {
+        me,
+        members,
+        leader: leader.clone(),
+        liveness: liveness.clone(),
+        auto_leader_rebalance: config.auto_leader_rebalance,
+    };
     std::thread::Builder::new().name("controller".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match runtime {
@@ -167,6 +177,7 @@ struct Node {
     members: BTreeMap<NodeId, BasicNode>,
     leader: Arc<AtomicI32>,
     liveness: liveness::Liveness,
+    auto_leader_rebalance: bool,
 }
 
 impl Node {
@@ -188,7 +199,7 @@ impl Node {
         };
         let config = Arc::new(config.validate()?);
         let id = self.me.id as NodeId;
-        let raft = Raft::new(id, config, Network, log, machine).await?;
+        let raft = Raft::new(id, config, Network, log, machine.clone()).await?;
         let listener = TcpListener::from_std(listener)?;
         let sessions = Served { raft: raft.clone(), liveness: self.liveness.clone() };
         tokio::spawn(serve(sessions, listener));
@@ -202,8 +213,14 @@ impl Node {
         }
         tokio::spawn(watch_leader(raft.clone(), self.leader.clone()));
         tokio::spawn(register(raft.clone(), self.me.clone()));
-        let heartbeats =
-            liveness::run(raft.clone(), self.me.id, self.members.clone(), self.liveness.clone());
+        let heartbeats = liveness::run(liveness::Context {
+            raft: raft.clone(),
+            machine,
+            me: self.me.id,
+            members: self.members.clone(),
+            liveness: self.liveness.clone(),
+            auto_leader_rebalance: self.auto_leader_rebalance,
+        });
         tokio::spawn(heartbeats);
         while let Some(Proposal { command, reply }) = proposals.recv().await {
             let raft = raft.clone();

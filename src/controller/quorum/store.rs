@@ -277,6 +277,12 @@ impl StateMachine {
     fn lock(&self) -> MutexGuard<'_, MachineInner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Runs `read` on the metadata as last applied here (keep it short: it holds the lock
+    /// that applying takes).
+    pub fn with_metadata<R>(&self, read: impl FnOnce(&ClusterMetadata) -> R) -> R {
+        read(&self.lock().metadata)
+    }
 }
 
 impl MachineInner {

@@ -88,3 +88,91 @@ fn a_snapshot_restores_the_metadata() {
         assert!(again.get_current_snapshot().await.unwrap().is_some());
     });
 }
+
+/// Starts voter `id` of a quorum whose controller listeners are `listeners` (ids 1, 2, ...).
+fn start_voter(
+    id: i32,
+    listeners: &[std::net::SocketAddr],
+    listener: std::net::TcpListener,
+    data_dir: &std::path::Path,
+) -> super::Started {
+    let config = crate::config::BrokerConfig {
+        node_id: id,
+        data_dir: data_dir.to_owned(),
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9000 + id as u16,
+        broker_session_timeout_ms: 1_000,
+        controller_voters: listeners
+            .iter()
+            .enumerate()
+            .map(|(i, a)| crate::config::Voter {
+                id: i as i32 + 1,
+                host: a.ip().to_string(),
+                port: a.port(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    super::start(&config, listener).unwrap()
+}
+
+#[test]
+fn a_broker_whose_heartbeats_stop_is_fenced_and_its_partitions_re_led() {
+    use futures::StreamExt;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let listeners: Vec<_> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let mut started: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| start_voter(i as i32 + 1, &addrs, l, dirs[i].path()))
+        .collect();
+    // Dropping a handle would stop its controller: keep both.
+    let handles: Vec<_> = started.iter().map(|s| s.handle.clone()).collect();
+    let mut updates = started.remove(0).updates;
+    let handle = handles[1].clone();
+    runtime().block_on(async move {
+        // Broker 3 registers (through broker 2's controller) but never heartbeats.
+        let ghost = BrokerMeta { id: 3, host: "127.0.0.1".into(), port: 9003 };
+        handle
+            .propose(Command::RegisterBroker { broker: ghost, cluster_id: "c".into() })
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(1),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::new(),
+        };
+        // Until brokers 1 and 2 have registered too, a factor of 3 is refused.
+        while handle.propose(create.clone()).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the topic was never created");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut led_by_3 = false;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let meta = tokio::time::timeout(left, updates.next())
+                .await
+                .expect("broker 3 was never fenced")
+                .expect("the controller stopped");
+            let Some(topic) = meta.topics.get("t") else { continue };
+            if !meta.fenced.contains(&3) {
+                led_by_3 |= topic.partitions.iter().any(|p| p.leader == Some(3));
+                continue;
+            }
+            assert!(led_by_3, "broker 3 led a partition before it was fenced");
+            assert_eq!(meta.fenced.iter().copied().collect::<Vec<_>>(), vec![3]);
+            for p in &topic.partitions {
+                assert!(matches!(p.leader, Some(1 | 2)), "{p:?}");
+                assert!(!p.isr.contains(&3), "{p:?}");
+                let was_led_by_3 = p.replicas[0] == 3;
+                assert_eq!(p.leader_epoch, i32::from(was_led_by_3), "{p:?}");
+            }
+            return;
+        }
+    });
+}

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 
 use super::str_bytes;
 use crate::config::limits;
 use crate::protocol::ResponseError as E;
-use crate::server::mesh::{FetchItem, FetchOutcome, PartitionRef, ShardMsg};
+use crate::server::mesh::{FetchItem, FetchOutcome, PartitionRef, ReplicaFetch, ShardMsg};
 use crate::server::router::{scatter, Buckets};
 use crate::server::shard::{LocalFuture, Shard};
 
@@ -38,18 +38,20 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let wait_ms = req.max_wait_ms.clamp(0, limits::FETCH_WAIT_MS_MAX) as u64;
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let (topics, wanted) = resolve(shard, &req, version);
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let replica = replica_id >= 0;
+    let (topics, wanted) = resolve(shard, &req, version, replica_id);
     let read_committed = req.isolation_level == 1;
     let mut outcomes = read_all(shard, &wanted).await;
     loop {
         let bytes: usize = outcomes.iter().map(|o| o.records.len()).sum();
-        let failed = outcomes.iter().any(|o| o.error_code != 0);
+        let failed = outcomes.iter().any(|o| o.error_code != 0 || o.diverging_epoch.is_some());
         if bytes >= min_bytes || failed || Instant::now() >= deadline {
             break;
         }
         // Read again whether woken by data or by the deadline: at the deadline the answer is
         // whatever is there by then.
-        let woken = wait_for_data(shard, &wanted, &outcomes, deadline).await;
+        let woken = wait_for_data(shard, &wanted, &outcomes, deadline, replica).await;
         outcomes = read_all(shard, &wanted).await;
         if !woken {
             break;
@@ -59,10 +61,12 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     respond(topics, wanted, outcomes, version, read_committed)
 }
 
+/// `replica_id`: the fetching follower's broker id, or -1 for a consumer.
 fn resolve(
     shard: &Shard,
     req: &FetchRequest,
     version: i16,
+    replica_id: i32,
 ) -> (Vec<FetchableTopicResponse>, Vec<Wanted>) {
     let meta = shard.meta();
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -88,6 +92,11 @@ fn resolve(
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
                         read_committed: req.isolation_level == 1,
+                        current_leader_epoch: p.current_leader_epoch,
+                        replica: (replica_id >= 0).then_some(ReplicaFetch {
+                            replica_id,
+                            last_fetched_epoch: p.last_fetched_epoch,
+                        }),
                     },
                 )),
                 (Some(_), Some(Err(error))) => Err(error.code()),
@@ -139,12 +148,15 @@ async fn wait_for_data(
     wanted: &[Wanted],
     seen: &[FetchOutcome],
     deadline: Instant,
+    replica: bool,
 ) -> bool {
     let mut per_shard: Vec<Vec<(PartitionRef, i64)>> =
         (0..shard.count).map(|_| Vec::new()).collect();
     for (w, outcome) in wanted.iter().zip(seen) {
         if let Ok((owner, item)) = &w.target {
-            let beyond = item.offset.max(outcome.high_watermark);
+            // A follower waits for data past its fetch offset (it reads beyond the HW).
+            let beyond =
+                if replica { item.offset } else { item.offset.max(outcome.high_watermark) };
             per_shard[*owner].push((item.partition.clone(), beyond));
         }
     }
@@ -154,11 +166,11 @@ async fn wait_for_data(
             continue;
         }
         if owner == shard.id {
-            waits.push(Box::pin(shard.wait_local(&items)));
+            waits.push(Box::pin(shard.wait_local(&items, replica)));
             continue;
         }
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMsg::WaitForData { items, deadline, reply };
+        let msg = ShardMsg::WaitForData { items, replica, deadline, reply };
         if shard.send(owner, msg).await {
             waits.push(Box::pin(async move {
                 let _ = answer.await;
@@ -206,7 +218,12 @@ fn respond(
         });
         let failed = outcome.error_code != 0;
         let lso = if failed { -1 } else { outcome.last_stable_offset };
+        let mut diverging = EpochEndOffset::default();
+        if let Some((epoch, end_offset)) = outcome.diverging_epoch {
+            diverging = diverging.with_epoch(epoch).with_end_offset(end_offset);
+        }
         let data = PartitionData::default()
+            .with_diverging_epoch(diverging)
             .with_partition_index(w.partition)
             .with_error_code(outcome.error_code)
             .with_high_watermark(outcome.high_watermark)

@@ -65,12 +65,13 @@ pub async fn handle(
                 .into_iter()
                 .map(|(index, known)| {
                     let answer = known.or_else(|| answers.next()).unwrap_or_default();
+                    let epoch = meta.partition(&topic.name.0, index).map_or(-1, |p| p.leader_epoch);
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(index)
                         .with_error_code(answer.error_code)
                         .with_offset(answer.offset)
                         .with_timestamp(answer.timestamp)
-                        .with_leader_epoch(if version >= LEADER_EPOCH_VERSION { 0 } else { -1 })
+                        .with_leader_epoch(if version >= LEADER_EPOCH_VERSION { epoch } else { -1 })
                 })
                 .collect();
             ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)

@@ -30,7 +30,10 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
     let auto_create = config.auto_create_topics
         && (version < AUTO_CREATE_FLAG_VERSION || req.allow_auto_topic_creation);
     let topics = match wanted {
-        None => shard.meta().topics.values().map(|t| describe(t, node)).collect(),
+        None => {
+            let meta = shard.meta();
+            meta.topics.values().map(|t| describe(t, node, &meta.fenced)).collect()
+        }
         Some(wanted) => {
             let mut topics = Vec::with_capacity(wanted.len());
             for (name, id) in wanted {
@@ -73,12 +76,12 @@ async fn lookup(
 ) -> MetadataResponseTopic {
     let Some(name) = name else {
         return match shard.meta().topic_by_id(id) {
-            Some(topic) => describe(topic, node),
+            Some(topic) => describe(topic, node, &shard.meta().fenced),
             None => error_topic(None, id, E::UnknownTopicId),
         };
     };
     if let Some(topic) = shard.meta().topics.get(&name) {
-        return describe(topic, node);
+        return describe(topic, node, &shard.meta().fenced);
     }
     if validate_topic_name(&name).is_err() {
         return error_topic(Some(&name), id, E::InvalidTopicException);
@@ -99,7 +102,7 @@ async fn lookup(
         Err(e) => tracing::warn!(topic = %name, "auto-creating topic failed: {e}"),
     }
     match shard.meta().topics.get(&name) {
-        Some(topic) => describe(topic, node),
+        Some(topic) => describe(topic, node, &shard.meta().fenced),
         None => error_topic(Some(&name), id, E::LeaderNotAvailable),
     }
 }
@@ -111,24 +114,41 @@ fn error_topic(name: Option<&str>, id: uuid::Uuid, error: E) -> MetadataResponse
         .with_topic_id(id)
 }
 
-fn describe(topic: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
+fn describe(
+    topic: &TopicMeta,
+    node: BrokerId,
+    fenced: &std::collections::BTreeSet<i32>,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let leader = p.leader.map_or(node, BrokerId);
-            let replicas = match p.replicas.is_empty() {
-                true => vec![node],
-                false => p.replicas.iter().copied().map(BrokerId).collect(),
-            };
-            // No replication yet: only the leader's copy is in sync.
-            MetadataResponsePartition::default()
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_id(leader)
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(replicas)
-                .with_isr_nodes(vec![leader])
+                .with_leader_epoch(p.leader_epoch);
+            if p.replicas.is_empty() {
+                // A single broker: it holds and leads everything.
+                return partition
+                    .with_leader_id(node)
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node]);
+            }
+            let ids = |list: &[i32]| list.iter().copied().map(BrokerId).collect::<Vec<_>>();
+            let isr = if p.isr.is_empty() { &p.replicas } else { &p.isr };
+            let offline: Vec<i32> =
+                p.replicas.iter().copied().filter(|id| fenced.contains(id)).collect();
+            let partition = partition
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(isr))
+                .with_offline_replicas(ids(&offline));
+            match p.leader {
+                Some(leader) => partition.with_leader_id(BrokerId(leader)),
+                // No in-sync replica is alive: clients wait (unclean election is off).
+                None => partition
+                    .with_leader_id(BrokerId(-1))
+                    .with_error_code(E::LeaderNotAvailable.code()),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

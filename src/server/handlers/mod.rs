@@ -8,9 +8,11 @@ mod admin;
 mod cluster;
 mod configs;
 mod delete_records;
+mod epochs;
 mod fetch;
 mod group;
 mod list_offsets;
+mod markers;
 mod metadata;
 mod produce;
 mod producer;
@@ -30,6 +32,8 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::Produce, min: 3, max: 11 },
     ApiRange { key: ApiKey::Fetch, min: 4, max: 16 },
     ApiRange { key: ApiKey::ListOffsets, min: 1, max: 6 },
+    // v0-1 were removed by Kafka 4.0 (KIP-896).
+    ApiRange { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
     ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
     ApiRange { key: ApiKey::ApiVersions, min: 0, max: 4 },
     ApiRange { key: ApiKey::CreateTopics, min: 2, max: 7 },
@@ -63,6 +67,8 @@ pub const APIS: &[ApiRange] = &[
     // v2 adds a transactional id pattern: not implemented.
     ApiRange { key: ApiKey::ListTransactions, min: 0, max: 1 },
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
+    // Broker to broker: a transaction coordinator's markers (v1 is the only version).
+    ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -140,6 +146,9 @@ async fn handle(
         RequestKind::AlterConfigs(req) => {
             ResponseKind::AlterConfigs(configs::alter_configs(shard, req).await)
         }
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(epochs::handle(shard, req).await)
+        }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
         }
@@ -149,6 +158,9 @@ async fn handle(
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,
         ),
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
             Ok(response) => response,

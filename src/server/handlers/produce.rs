@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use super::{str_bytes, Reply};
 use crate::protocol::ResponseError as E;
 use crate::record_batch::BatchHeader;
-use crate::server::mesh::{PartitionRef, ProduceOutcome, ShardMsg};
+use crate::server::mesh::{Acks, PartitionRef, ProduceOutcome, ShardMsg};
 use crate::server::shard::{LocalAppend, LocalFuture, Shard};
 use crate::txn::api::{TxnOp, TxnReply};
 
@@ -45,6 +45,7 @@ fn refused(error: E, message: &str) -> ProduceOutcome {
 /// response. See the module docs for the ordering guarantee.
 pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply> {
     let acks = req.acks;
+    let demand = Acks { acks, timeout_ms: req.timeout_ms };
     let verdicts = verify_transactional(shard, &req).await;
     let meta = shard.meta();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
@@ -64,7 +65,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
                 match meta.owner(name, p.index) {
                     Ok(owner) if owner == shard.id => {
                         let records = p.records.clone().unwrap_or_default();
-                        Slot::Local(shard.append_local(name, p.index, &records))
+                        Slot::Local(shard.append_local(name, p.index, &records, demand))
                     }
                     Ok(owner) => {
                         let records = p.records.clone().unwrap_or_default();
@@ -86,7 +87,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
         }
         slots.push((topic_index, parts));
     }
-    let replies = send_remote(shard, remote, acks != 0).await;
+    let replies = send_remote(shard, remote, demand).await;
     let names: Vec<_> = req.topic_data.into_iter().map(|t| t.name).collect();
     let drop_response = injected_fault(shard);
     Box::pin(async move {
@@ -178,7 +179,7 @@ fn injected_fault(shard: &Shard) -> bool {
 async fn send_remote(
     shard: &Rc<Shard>,
     remote: Vec<Vec<(PartitionRef, Bytes)>>,
-    wait: bool,
+    acks: Acks,
 ) -> Vec<Option<oneshot::Receiver<Vec<ProduceOutcome>>>> {
     let mut replies = Vec::with_capacity(remote.len());
     for (owner, items) in remote.into_iter().enumerate() {
@@ -187,7 +188,7 @@ async fn send_remote(
             continue;
         }
         let (reply, answer) = oneshot::channel();
-        let sent = shard.send(owner, ShardMsg::Produce { items, wait, reply }).await;
+        let sent = shard.send(owner, ShardMsg::Produce { items, acks, reply }).await;
         replies.push(sent.then_some(answer));
     }
     replies

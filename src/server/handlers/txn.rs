@@ -1,7 +1,9 @@
 //! Transaction APIs: route each request to the shard coordinating its transactional id
 //! (the owner of its `__transaction_state` partition, see `server::txn`), validating what
 //! needs cluster metadata here. DescribeProducers goes to the partitions' shards;
-//! ListTransactions asks every shard.
+//! ListTransactions asks every shard. In a cluster, partitions and groups led by other
+//! brokers join a transaction like local ones: the coordinator only records them, and its
+//! markers reach them with WriteTxnMarkers (see `server::txn`).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -74,11 +76,23 @@ pub fn locate(shard: &Shard, id: &str) -> Result<(i32, usize), E> {
 }
 
 /// Runs `op` on the shard coordinating `id`.
+///
+/// A produce's verification ([`TxnOp::Verify`]) of an id coordinated by another broker is
+/// skipped (every partition passes): asking that broker needs AddPartitionsToTxn v4
+/// (`verify_only`), the broker-to-broker form that is not in `APIS` (advertising it would
+/// offer clients the batched form, KAFKA-15757). Such a produce is accepted as Kafka did
+/// before 3.6 (KIP-890): a late batch of a fenced producer to a partition outside its
+/// transaction can then leave that partition with an open transaction nobody ends.
 pub async fn route(shard: &Rc<Shard>, id: &str, op: TxnOp) -> Result<TxnReply, E> {
     if !valid_id(id) {
         return Err(E::InvalidRequest);
     }
-    let (partition, owner) = locate(shard, id)?;
+    let (partition, owner) = match (locate(shard, id), &op) {
+        (Err(E::NotCoordinator), TxnOp::Verify { partitions, .. }) => {
+            return Ok(TxnReply::Codes(vec![0; partitions.len()]));
+        }
+        (located, _) => located?,
+    };
     run_on(shard, owner, TxnRequest { partition, op }).await
 }
 
@@ -124,6 +138,8 @@ pub async fn init_producer_id(
 
 /// AddPartitionsToTxn v0-3 (one transaction). Unknown partitions fail with
 /// UNKNOWN_TOPIC_OR_PARTITION and the rest with OPERATION_NOT_ATTEMPTED, as in Kafka.
+/// Partitions led by other brokers are accepted: the coordinator only records them, and its
+/// markers reach them with WriteTxnMarkers.
 async fn add_partitions(
     shard: &Rc<Shard>,
     req: AddPartitionsToTxnRequest,
@@ -133,7 +149,7 @@ async fn add_partitions(
     let mut unknown = false;
     for t in &req.v3_and_below_topics {
         for p in &t.partitions {
-            unknown |= meta.shard_of(&t.name, *p).is_none();
+            unknown |= meta.partition(&t.name, *p).is_none();
             wanted.push((t.name.0.to_string(), *p));
         }
     }
@@ -156,7 +172,7 @@ async fn add_partitions(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let missing = meta.shard_of(&t.name, *p).is_none();
+                    let missing = meta.partition(&t.name, *p).is_none();
                     let code =
                         if missing { E::UnknownTopicOrPartition.code() } else { shared_code };
                     AddPartitionsToTxnPartitionResult::default()
@@ -172,7 +188,9 @@ async fn add_partitions(
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
 }
 
-/// AddOffsetsToTxn: adds the group's `__consumer_offsets` partition to the transaction.
+/// AddOffsetsToTxn: adds the group's `__consumer_offsets` partition to the transaction,
+/// whichever broker leads it (coordinates the group): the client sends TxnOffsetCommit
+/// there, and the transaction's marker applies or drops those offsets there.
 async fn add_offsets(shard: &Rc<Shard>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let respond = |code: i16| AddOffsetsToTxnResponse::default().with_error_code(code);
     let group = req.group_id.0.to_string();
@@ -188,13 +206,6 @@ async fn add_offsets(shard: &Rc<Shard>, req: AddOffsetsToTxnRequest) -> AddOffse
         return respond(E::CoordinatorNotAvailable.code());
     }
     let partition = crate::group::partition_for(&group, count);
-    if meta.owner(crate::group::OFFSETS_TOPIC, partition).is_err() {
-        // Another broker coordinates the group: markers between brokers are not implemented,
-        // so the transaction could not commit its offsets atomically. Refused, as
-        // AddPartitionsToTxn refuses partitions led elsewhere.
-        tracing::warn!(group, "AddOffsetsToTxn refused: the group's coordinator is another broker");
-        return respond(E::UnknownTopicOrPartition.code());
-    }
     let id = req.transactional_id.0.to_string();
     let partitions = vec![(crate::group::OFFSETS_TOPIC.to_owned(), partition)];
     let op = TxnOp::AddPartitions {
@@ -231,7 +242,8 @@ async fn txn_offset_commit(
     let mut forwarded = req.clone();
     for topic in forwarded.topics.iter_mut() {
         topic.partitions.retain(|p| {
-            let known = meta.shard_of(&topic.name, p.partition_index).is_some();
+            // Offsets of partitions led anywhere (the group's coordinator keeps them).
+            let known = meta.partition(&topic.name, p.partition_index).is_some();
             if !known {
                 let key = (topic.name.0.to_string(), p.partition_index);
                 codes.insert(key, E::UnknownTopicOrPartition.code());

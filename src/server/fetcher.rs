@@ -1,0 +1,293 @@
+//! Follower fetchers: each shard copies the partitions it follows from their leaders.
+//!
+//! One fetch session per (shard, leading broker), as Kafka's replica fetcher threads: a task
+//! with its own [`PeerConnection`] that long-polls the leader with Fetch v12 and this
+//! broker's id as `replica_id`, for every partition this shard follows there. Per partition
+//! it sends the log end offset, the leader epoch it knows and the epoch of its last batch
+//! (`last_fetched_epoch`); the leader answers with records, or with a diverging epoch when
+//! this log has a suffix the leader does not (KIP-320), which the follower truncates before
+//! fetching on. Records are appended verbatim ([`PartitionLog::append_replica`]) and made
+//! durable before the next fetch, whose offset tells the leader they are here. The follower
+//! keeps the leader's high watermark, capped at its own log end.
+//!
+//! The set of partitions changes with the metadata ([`Fetchers::follow`]); a session whose
+//! set empties ends.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind};
+
+use super::mesh::PartitionRef;
+use super::peer::PeerConnection;
+use super::replica::Replica;
+use super::shard::Shard;
+use crate::protocol::ResponseError as E;
+use crate::storage::PartitionLog;
+
+/// Fetch version the followers speak (v12: diverging epochs, topics by name).
+const FETCH_VERSION: i16 = 12;
+/// How long the leader may hold a follower's fetch.
+const MAX_WAIT_MS: i32 = 500;
+/// Most bytes per partition and per response.
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const RESPONSE_MAX_BYTES: i32 = 16 << 20;
+/// Connect and call timeouts, and the pause after a failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF: Duration = Duration::from_millis(200);
+
+/// A partition this shard follows.
+#[derive(Clone)]
+pub struct Followed {
+    /// Its log.
+    pub log: PartitionLog,
+    /// Its replication state.
+    pub replica: Rc<Replica>,
+}
+
+struct Session {
+    leader: i32,
+    /// Whether a task runs the session (it ends once no partition is left).
+    running: std::cell::Cell<bool>,
+    partitions: RefCell<HashMap<PartitionRef, Followed>>,
+}
+
+/// The fetch sessions of one shard.
+#[derive(Default)]
+pub struct Fetchers {
+    sessions: RefCell<HashMap<i32, Rc<Session>>>,
+}
+
+impl Fetchers {
+    /// Fetches `partition` from `leader` from now on (from nobody if `None`).
+    pub fn follow(
+        &self,
+        shard: &Rc<Shard>,
+        partition: PartitionRef,
+        leader: Option<i32>,
+        followed: Followed,
+    ) {
+        self.unfollow(&partition);
+        let Some(leader) = leader else { return };
+        let existing = self.sessions.borrow().get(&leader).cloned();
+        let session = match existing {
+            Some(session) => session,
+            None => {
+                let session = Rc::new(Session {
+                    leader,
+                    running: std::cell::Cell::new(false),
+                    partitions: RefCell::new(HashMap::new()),
+                });
+                self.sessions.borrow_mut().insert(leader, session.clone());
+                session
+            }
+        };
+        session.partitions.borrow_mut().insert(partition, followed);
+        if !session.running.replace(true) {
+            glommio::spawn_local(run(Rc::downgrade(shard), session)).detach();
+        }
+    }
+
+    /// Stops fetching `partition`.
+    pub fn unfollow(&self, partition: &PartitionRef) {
+        for session in self.sessions.borrow().values() {
+            session.partitions.borrow_mut().remove(partition);
+        }
+    }
+
+    fn end(&self, session: &Rc<Session>) {
+        let mut sessions = self.sessions.borrow_mut();
+        if sessions.get(&session.leader).is_some_and(|s| Rc::ptr_eq(s, session)) {
+            sessions.remove(&session.leader);
+        }
+    }
+}
+
+async fn run(shard: Weak<Shard>, session: Rc<Session>) {
+    let mut connection: Option<PeerConnection> = None;
+    tracing::info!(leader = session.leader, "replica fetcher started");
+    loop {
+        let Some(shard) = shard.upgrade() else { return };
+        if session.partitions.borrow().is_empty() {
+            shard.fetchers.end(&session);
+            tracing::info!(leader = session.leader, "replica fetcher stopped");
+            return;
+        }
+        if connection.is_none() {
+            connection = connect(&shard, session.leader).await;
+            if connection.is_none() {
+                drop(shard);
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        }
+        let Some(conn) = connection.as_mut() else { continue };
+        let (request, sent) = build_request(&shard, &session);
+        drop(shard);
+        let body = RequestKind::Fetch(request);
+        match conn.call(ApiKey::Fetch, FETCH_VERSION, body, CALL_TIMEOUT).await {
+            Ok(ResponseKind::Fetch(response)) => {
+                if response.error_code != 0 {
+                    tracing::warn!(
+                        leader = session.leader,
+                        code = response.error_code,
+                        "replica fetch refused"
+                    );
+                    glommio::timer::sleep(BACKOFF).await;
+                    continue;
+                }
+                let mut stalled = false;
+                for topic in response.responses {
+                    let name: std::sync::Arc<str> = topic.topic.0.as_str().into();
+                    for data in topic.partitions {
+                        let p =
+                            PartitionRef { topic: name.clone(), partition: data.partition_index };
+                        let Some(followed) = sent.get(&p).cloned() else { continue };
+                        stalled |= !apply(&session, &p, followed, data).await;
+                    }
+                }
+                if stalled {
+                    glommio::timer::sleep(BACKOFF).await;
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(leader = session.leader, "Fetch answered with another message");
+                connection = None;
+            }
+            Err(e) => {
+                tracing::warn!(leader = session.leader, "replica fetch failed: {e}");
+                connection = None;
+                glommio::timer::sleep(BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn connect(shard: &Shard, leader: i32) -> Option<PeerConnection> {
+    let meta = shard.meta();
+    let broker = meta.brokers.get(&leader)?;
+    let addr = format!("{}:{}", broker.host, broker.port);
+    let client_id = format!("strata-replica-{}", shard.config.node_id);
+    match PeerConnection::connect(&addr, &client_id, CONNECT_TIMEOUT).await {
+        Ok(connection) => Some(connection),
+        Err(e) => {
+            tracing::debug!(leader, addr, "cannot reach the leader: {e}");
+            None
+        }
+    }
+}
+
+/// The fetch request for every partition of the session, and what each was sent with.
+fn build_request(
+    shard: &Shard,
+    session: &Session,
+) -> (FetchRequest, HashMap<PartitionRef, Followed>) {
+    let sent = session.partitions.borrow().clone();
+    let mut by_topic: HashMap<std::sync::Arc<str>, Vec<FetchPartition>> = HashMap::new();
+    for (p, followed) in &sent {
+        let log = &followed.log;
+        let partition = FetchPartition::default()
+            .with_partition(p.partition)
+            .with_current_leader_epoch(followed.replica.leader_epoch())
+            .with_fetch_offset(log.log_end_offset())
+            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
+            .with_log_start_offset(log.log_start_offset())
+            .with_partition_max_bytes(PARTITION_MAX_BYTES);
+        by_topic.entry(p.topic.clone()).or_default().push(partition);
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, partitions)| {
+            let name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
+            FetchTopic::default().with_topic(TopicName(name)).with_partitions(partitions)
+        })
+        .collect();
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(shard.config.node_id))
+        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    (request, sent)
+}
+
+/// Applies one partition's answer. False when the partition cannot progress now (the
+/// leader moved, or storage failed): the session pauses before fetching again.
+async fn apply(
+    session: &Session,
+    p: &PartitionRef,
+    followed: Followed,
+    data: PartitionData,
+) -> bool {
+    let Followed { log, replica } = followed;
+    let generation = replica.generation();
+    let still_followed =
+        || session.partitions.borrow().contains_key(p) && replica.generation() == generation;
+    match E::try_from_code(data.error_code) {
+        None => {}
+        Some(E::OffsetOutOfRange) => {
+            let end = log.log_end_offset();
+            let result = if end < data.log_start_offset {
+                tracing::info!(topic = %p.topic, partition = p.partition, end,
+                    leader_start = data.log_start_offset,
+                    "behind the leader's log start; resetting");
+                log.reset_to(data.log_start_offset).await
+            } else {
+                tracing::info!(topic = %p.topic, partition = p.partition, end,
+                    hw = data.high_watermark,
+                    "ahead of the leader; truncating to its high watermark");
+                log.truncate_to(data.high_watermark.max(log.log_start_offset())).await
+            };
+            if let Err(e) = result {
+                tracing::error!(topic = %p.topic, partition = p.partition, "{e}");
+                return false;
+            }
+            return true;
+        }
+        Some(error) => {
+            tracing::debug!(topic = %p.topic, partition = p.partition, ?error, "replica fetch");
+            return false;
+        }
+    }
+    if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
+        let end = data.diverging_epoch.end_offset.min(log.log_end_offset());
+        if !still_followed() {
+            return true;
+        }
+        tracing::info!(topic = %p.topic, partition = p.partition, end,
+            epoch = data.diverging_epoch.epoch, "log diverged from the leader's; truncating");
+        if let Err(e) = log.truncate_to(end.max(0)).await {
+            tracing::error!(topic = %p.topic, partition = p.partition, "truncation failed: {e}");
+            return false;
+        }
+        return true;
+    }
+    let records = data.records.unwrap_or_default();
+    if !records.is_empty() {
+        if !still_followed() {
+            return true;
+        }
+        let pending = match log.append_replica(&records) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.partition, "replica append: {e}");
+                return false;
+            }
+        };
+        if let Err(e) = pending.durable().await {
+            tracing::error!(topic = %p.topic, partition = p.partition, "replica append: {e}");
+            return false;
+        }
+    }
+    log.set_high_watermark(data.high_watermark.min(log.log_end_offset()));
+    true
+}

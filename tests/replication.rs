@@ -1,0 +1,168 @@
+//! Replication between three brokers on loopback, driven with raw Kafka requests so a test
+//! can talk to one chosen broker: a partitioned (SIGSTOPped) leader never acknowledges an
+//! acks=all write after another broker took over and loses what it took alone; leader
+//! epochs answer OffsetForLeaderEpoch; the preferred leader gets its partitions back.
+//! (Real-client checks, acks=all through a kill -9 and min.insync.replicas, are in
+//! tests/clients/test_replication.py.)
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{batch, create, create_with, layout, poll, produce, records, Cluster, Conn};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+/// Fast failover: fenced 2 s after the last heartbeat, out of the ISR after 3 s of lag.
+const FAST: &[&str] =
+    &["--shards", "1", "--broker-session-timeout-ms", "2000", "--replica-lag-time-max-ms", "3000"];
+
+/// The leader of partition 0 of `topic` when every broker in `via` reports the same one
+/// and, if `full`, every replica in sync.
+fn leader(cluster: &mut Cluster, via: &[i32], topic: &str, full: bool) -> Option<i32> {
+    let mut seen = BTreeSet::new();
+    for &id in via {
+        let mut conn = Conn::connect(cluster.node(id).addr);
+        let parts = layout(&mut conn, topic)?;
+        let (_, leader, replicas, isr) = parts.into_iter().next()?;
+        if leader < 0 || (full && isr.len() != replicas.len()) {
+            return None;
+        }
+        seen.insert(leader);
+    }
+    (seen.len() == 1).then(|| seen.into_iter().next()).flatten()
+}
+
+/// The brokers of a 3-node cluster other than `id`.
+fn others(id: i32) -> Vec<i32> {
+    (1..=3).filter(|&n| n != id).collect()
+}
+
+/// The record batches of a partition's log files, concatenated in offset order (segment
+/// files are preallocated: a batch length of 0 ends the data).
+fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Vec<u8> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let data = std::fs::read(file).unwrap();
+        let mut pos = 0;
+        while pos + 12 <= data.len() {
+            let length = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().unwrap());
+            if length <= 0 || pos + 12 + length as usize > data.len() {
+                break;
+            }
+            out.extend_from_slice(&data[pos..pos + 12 + length as usize]);
+            pos += 12 + length as usize;
+        }
+    }
+    out
+}
+
+/// Values of every record of partition 0 read from `conn` (a leader), from offset 0.
+fn values(conn: &mut Conn, topic: &str) -> Vec<Vec<u8>> {
+    let data = common::fetch_one(conn, topic, 0, 0);
+    assert_eq!(data.error_code, 0);
+    records(&data.records.unwrap_or_default()).into_iter().map(|(_, _, v)| v).collect()
+}
+
+/// OffsetForLeaderEpoch v4 for partition 0 of `topic`: (error, epoch, end offset).
+fn epoch_end(conn: &mut Conn, topic: &str, epoch: i32) -> (i16, i32, i64) {
+    use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    let p = OffsetForLeaderPartition::default()
+        .with_partition(0)
+        .with_current_leader_epoch(-1)
+        .with_leader_epoch(epoch);
+    let t = OffsetForLeaderTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.into())))
+        .with_partitions(vec![p]);
+    let req =
+        OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![t]);
+    let ResponseKind::OffsetForLeaderEpoch(r) =
+        conn.call(ApiKey::OffsetForLeaderEpoch, 4, RequestKind::OffsetForLeaderEpoch(req))
+    else {
+        panic!("not an OffsetForLeaderEpoch response")
+    };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+#[test]
+fn a_partitioned_leader_never_acknowledges_and_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, FAST);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    assert_eq!(create_with(&mut conn, "split", 1, 3, &[("min.insync.replicas", "2")]).0, 0);
+    let old = poll("a leader with every replica in sync", || {
+        leader(&mut cluster, &[1, 2, 3], "split", true)
+    });
+    let mut to_old = Conn::connect(cluster.node(old).addr);
+    assert_eq!(produce(&mut to_old, "split", 0, batch(&[(b"k", b"before")]), -1), (0, 0));
+
+    // Partition the leader away: the others fence it and elect one of themselves.
+    cluster.node(old).signal("STOP");
+    let rest = others(old);
+    let new =
+        poll("a new leader", || leader(&mut cluster, &rest, "split", false).filter(|&l| l != old));
+    let mut to_new = Conn::connect(cluster.node(new).addr);
+    assert_eq!(produce(&mut to_new, "split", 0, batch(&[(b"k", b"after")]), -1), (0, 1));
+
+    // Back, the old leader may still believe it leads for a moment: an acks=all write sent
+    // straight to it must fail, never be acknowledged (its followers follow the new leader).
+    cluster.node(old).signal("CONT");
+    let (code, _) = produce(&mut to_old, "split", 0, batch(&[(b"k", b"stale")]), -1);
+    assert_ne!(code, 0, "the old leader acknowledged an acks=all write");
+
+    // It becomes a follower, truncates what it took alone and catches up.
+    poll("all replicas in sync again", || leader(&mut cluster, &[1, 2, 3], "split", true));
+    assert_eq!(values(&mut to_new, "split"), vec![b"before".to_vec(), b"after".to_vec()]);
+    let dirs: Vec<_> = cluster.brokers.iter().map(|b| b.data_dir.clone()).collect();
+    poll("identical logs on the three brokers", || {
+        let copies: BTreeSet<Vec<u8>> = dirs.iter().map(|d| log_bytes(d, "split", 0)).collect();
+        (copies.len() == 1).then_some(())
+    });
+
+    // Leader epochs: the first leader's epoch ended where the new leader's began.
+    let mut conn = Conn::connect(cluster.node(new).addr);
+    let (error, _, end) = epoch_end(&mut conn, "split", 0);
+    assert_eq!((error, end), (0, 1));
+    // A follower does not answer for the partition.
+    let mut conn = Conn::connect(cluster.node(old).addr);
+    assert_eq!(epoch_end(&mut conn, "split", 0).0, 6, "NOT_LEADER_OR_FOLLOWER");
+}
+
+#[test]
+fn the_preferred_leader_gets_its_partitions_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, FAST);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    assert_eq!(create(&mut conn, "pref", 1, 3).0, 0);
+    let preferred = poll("a leader", || leader(&mut cluster, &[1, 2, 3], "pref", true));
+    let mut to_leader = Conn::connect(cluster.node(preferred).addr);
+    assert_eq!(produce(&mut to_leader, "pref", 0, batch(&[(b"k", b"one")]), -1), (0, 0));
+
+    cluster.node(preferred).kill9();
+    let rest = others(preferred);
+    let interim = poll("a new leader", || {
+        leader(&mut cluster, &rest, "pref", false).filter(|&l| l != preferred)
+    });
+    let mut to_interim = Conn::connect(cluster.node(interim).addr);
+    assert_eq!(produce(&mut to_interim, "pref", 0, batch(&[(b"k", b"two")]), -1), (0, 1));
+
+    cluster.node(preferred).restart();
+    poll("the preferred replica to lead again, in sync", || {
+        leader(&mut cluster, &[1, 2, 3], "pref", true).filter(|&l| l == preferred)
+    });
+    let mut to_leader = Conn::connect(cluster.node(preferred).addr);
+    assert_eq!(values(&mut to_leader, "pref"), vec![b"one".to_vec(), b"two".to_vec()]);
+    // The old leader refuses produce now that it follows.
+    let mut to_interim = Conn::connect(cluster.node(interim).addr);
+    let (code, _) = produce(&mut to_interim, "pref", 0, batch(&[(b"k", b"x")]), 1);
+    assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
+}
