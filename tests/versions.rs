@@ -51,6 +51,14 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
                 .with_partitions(vec![p]);
             RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![t]))
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+            let p = OffsetForLeaderPartition::default().with_current_leader_epoch(-1);
+            let t =
+                OffsetForLeaderTopic::default().with_topic(name(topic)).with_partitions(vec![p]);
+            let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1));
+            RequestKind::OffsetForLeaderEpoch(req.with_topics(vec![t]))
+        }
         ApiKey::CreateTopics => {
             let t = create_topics_request::CreatableTopic::default()
                 .with_name(name(&scratch))
