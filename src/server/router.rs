@@ -73,3 +73,39 @@ pub async fn scatter<I, O>(
     }
     outcomes.into_iter().map(|o| o.unwrap_or_else(&unreachable)).collect()
 }
+
+/// One query per requested partition, run on the shard that owns it: `requested` holds, per
+/// topic and per partition in request order, the owning shard and the query, or the outcome
+/// already known (the routing error). The outcomes come back in the same shape, so a handler
+/// zips them with its request to build the response.
+pub async fn per_partition<Q, O>(
+    shard: &Rc<Shard>,
+    requested: Vec<Vec<Result<(usize, Q), O>>>,
+    local: impl Fn(Rc<Shard>, Q) -> LocalFuture<O>,
+    message: impl Fn(Vec<Q>, oneshot::Sender<Vec<O>>) -> ShardMsg,
+    unreachable: impl Fn() -> O,
+) -> Vec<Vec<O>> {
+    let mut items = Vec::new();
+    let known: Vec<Vec<Option<O>>> = requested
+        .into_iter()
+        .map(|topic| {
+            let known = topic.into_iter().map(|partition| match partition {
+                Ok(item) => {
+                    items.push(item);
+                    None
+                }
+                Err(outcome) => Some(outcome),
+            });
+            known.collect()
+        })
+        .collect();
+    let routed = scatter(shard, Buckets::new(shard.count, items), local, message, &unreachable);
+    let mut routed = routed.await.into_iter();
+    known
+        .into_iter()
+        .map(|topic| {
+            let outcomes = topic.into_iter().map(|k| k.or_else(|| routed.next()));
+            outcomes.map(|o| o.unwrap_or_else(&unreachable)).collect()
+        })
+        .collect()
+}

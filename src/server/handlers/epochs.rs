@@ -7,6 +7,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -14,7 +15,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{EpochAnswer, EpochQuery, PartitionRef, ShardMsg};
-use crate::server::router::{scatter, Buckets};
+use crate::server::router::per_partition;
 use crate::server::shard::Shard;
 
 /// Handles one OffsetForLeaderEpoch request.
@@ -23,52 +24,43 @@ pub async fn handle(
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let meta = shard.meta();
-    let mut queries = Vec::new();
-    let mut slots: Vec<Vec<(i32, Option<EpochAnswer>)>> = Vec::with_capacity(req.topics.len());
-    for topic in &req.topics {
-        let name: Arc<str> = Arc::from(topic.topic.0.as_str());
-        let mut parts = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            match meta.owner(&name, p.partition) {
-                Ok(owner) => {
-                    let partition = PartitionRef { topic: name.clone(), partition: p.partition };
-                    queries.push((
-                        owner,
-                        EpochQuery {
-                            partition,
-                            current_leader_epoch: p.current_leader_epoch,
-                            leader_epoch: p.leader_epoch,
-                        },
-                    ));
-                    parts.push((p.partition, None));
-                }
-                Err(error) => parts.push((p.partition, Some(EpochAnswer::failed(error)))),
-            }
-        }
-        slots.push(parts);
-    }
-    let answers = scatter(
+    let requested = req
+        .topics
+        .iter()
+        .map(|topic| {
+            let name: Arc<str> = Arc::from(topic.topic.0.as_str());
+            let route = |p: &OffsetForLeaderPartition| {
+                let owner = meta.owner(&name, p.partition).map_err(EpochAnswer::failed)?;
+                let query = EpochQuery {
+                    partition: PartitionRef { topic: name.clone(), partition: p.partition },
+                    current_leader_epoch: p.current_leader_epoch,
+                    leader_epoch: p.leader_epoch,
+                };
+                Ok((owner, query))
+            };
+            topic.partitions.iter().map(route).collect()
+        })
+        .collect();
+    let answers = per_partition(
         shard,
-        Buckets::new(shard.count, queries),
+        requested,
         |s, query| Box::pin(async move { s.epoch_end_local(&query) }),
         |items, reply| ShardMsg::EpochEnds { items, reply },
         || EpochAnswer::failed(E::NotLeaderOrFollower),
     )
     .await;
-    let mut answers = answers.into_iter();
     let topics = req
         .topics
         .into_iter()
-        .zip(slots)
-        .map(|(topic, parts)| {
-            let partitions = parts
-                .into_iter()
-                .map(|(index, known)| {
-                    let answer = known
-                        .or_else(|| answers.next())
-                        .unwrap_or(EpochAnswer::failed(E::NotLeaderOrFollower));
+        .zip(answers)
+        .map(|(topic, answers)| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(answers)
+                .map(|(p, answer)| {
                     EpochEndOffset::default()
-                        .with_partition(index)
+                        .with_partition(p.partition)
                         .with_error_code(answer.error_code)
                         .with_leader_epoch(answer.leader_epoch)
                         .with_end_offset(answer.end_offset)

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -10,7 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{OffsetAnswer, OffsetQuery, PartitionRef, ShardMsg};
-use crate::server::router::{scatter, Buckets};
+use crate::server::router::per_partition;
 use crate::server::shard::Shard;
 
 /// ListOffsets v4 added the leader epoch of the offset found.
@@ -23,48 +24,39 @@ pub async fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let meta = shard.meta();
-    let mut queries = Vec::new();
-    let mut slots: Vec<Vec<(i32, Option<OffsetAnswer>)>> = Vec::with_capacity(req.topics.len());
-    for topic in &req.topics {
-        let name: Arc<str> = Arc::from(topic.name.0.as_str());
-        let mut parts = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            match meta.owner(&name, p.partition_index) {
-                Ok(owner) => {
-                    let partition =
-                        PartitionRef { topic: name.clone(), partition: p.partition_index };
-                    let read_committed = req.isolation_level == 1;
-                    let query = OffsetQuery { partition, timestamp: p.timestamp, read_committed };
-                    queries.push((owner, query));
-                    parts.push((p.partition_index, None));
-                }
-                Err(error) => {
-                    let unknown =
-                        OffsetAnswer { error_code: error.code(), offset: -1, timestamp: -1 };
-                    parts.push((p.partition_index, Some(unknown)));
-                }
-            }
-        }
-        slots.push(parts);
-    }
-    let answers = scatter(
+    let read_committed = req.isolation_level == 1;
+    let requested = req
+        .topics
+        .iter()
+        .map(|topic| {
+            let name: Arc<str> = Arc::from(topic.name.0.as_str());
+            let route = |p: &ListOffsetsPartition| {
+                let owner = meta.owner(&name, p.partition_index).map_err(|e| failed(e.code()))?;
+                let partition = PartitionRef { topic: name.clone(), partition: p.partition_index };
+                Ok((owner, OffsetQuery { partition, timestamp: p.timestamp, read_committed }))
+            };
+            topic.partitions.iter().map(route).collect()
+        })
+        .collect();
+    let answers = per_partition(
         shard,
-        Buckets::new(shard.count, queries),
+        requested,
         |s, query| Box::pin(async move { s.offsets_local(query).await }),
         |items, reply| ShardMsg::ListOffsets { items, reply },
-        || OffsetAnswer { error_code: E::NotLeaderOrFollower.code(), offset: -1, timestamp: -1 },
+        || failed(E::NotLeaderOrFollower.code()),
     )
     .await;
-    let mut answers = answers.into_iter();
     let topics = req
         .topics
         .into_iter()
-        .zip(slots)
-        .map(|(topic, parts)| {
-            let partitions = parts
-                .into_iter()
-                .map(|(index, known)| {
-                    let answer = known.or_else(|| answers.next()).unwrap_or_default();
+        .zip(answers)
+        .map(|(topic, answers)| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(answers)
+                .map(|(p, answer)| {
+                    let index = p.partition_index;
                     let epoch = meta.partition(&topic.name.0, index).map_or(-1, |p| p.leader_epoch);
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(index)
@@ -78,4 +70,8 @@ pub async fn handle(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn failed(error_code: i16) -> OffsetAnswer {
+    OffsetAnswer { error_code, offset: -1, timestamp: -1 }
 }

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{PartitionRef, ShardMsg};
-use crate::server::router::{scatter, Buckets};
+use crate::server::router::per_partition;
 use crate::server::shard::Shard;
 use crate::server::txn::Marker;
 
@@ -31,21 +31,6 @@ pub async fn handle(shard: &Rc<Shard>, req: WriteTxnMarkersRequest) -> WriteTxnM
     let meta = shard.meta();
     let markers = join_all(req.markers.iter().map(|m| write_one(shard, &meta, m))).await;
     WriteTxnMarkersResponse::default().with_markers(markers)
-}
-
-/// The shard of this broker leading `topic`/`partition`, or the error to answer.
-fn leading_shard(
-    shard: &Shard,
-    meta: &ClusterMetadata,
-    topic: &str,
-    partition: i32,
-) -> Result<usize, E> {
-    let found = meta.partition(topic, partition).ok_or(E::UnknownTopicOrPartition)?;
-    if found.leader.is_some_and(|leader| leader != shard.config.node_id) {
-        // Replicas may hold a log of it, but only its leader writes markers.
-        return Err(E::NotLeaderOrFollower);
-    }
-    meta.owner(topic, partition)
 }
 
 async fn write_one(
@@ -59,46 +44,37 @@ async fn write_one(
         commit: m.transaction_result,
         coordinator_epoch: m.coordinator_epoch,
     };
-    // Per partition, in request order: where it is written, or its error.
-    let placed: Vec<Vec<Result<usize, E>>> = m
+    // Only the leader writes markers (followers hold a log too): `owner` answers
+    // NOT_LEADER_OR_FOLLOWER elsewhere.
+    let requested = m
         .topics
         .iter()
         .map(|t| {
-            t.partition_indexes.iter().map(|p| leading_shard(shard, meta, &t.name, *p)).collect()
+            let route = |p: &i32| {
+                let owner = meta.owner(&t.name, *p).map_err(|e| e.code())?;
+                Ok((owner, PartitionRef { topic: t.name.0.as_str().into(), partition: *p }))
+            };
+            t.partition_indexes.iter().map(route).collect()
         })
         .collect();
-    let mut queries = Vec::new();
-    for (t, places) in m.topics.iter().zip(&placed) {
-        for (p, place) in t.partition_indexes.iter().zip(places) {
-            if let Ok(owner) = place {
-                let item = PartitionRef { topic: t.name.0.as_str().into(), partition: *p };
-                queries.push((*owner, item));
-            }
-        }
-    }
-    let written = scatter(
+    let written = per_partition(
         shard,
-        Buckets::new(shard.count, queries),
+        requested,
         |s, p| Box::pin(async move { s.write_marker_local(&p, marker).await }),
         |items, reply| ShardMsg::WriteMarkers { items, marker, reply },
         || E::NotLeaderOrFollower.code(),
     )
     .await;
-    let mut written = written.into_iter();
     let topics = m
         .topics
         .iter()
-        .zip(placed)
-        .map(|(t, places)| {
+        .zip(written)
+        .map(|(t, codes)| {
             let partitions = t
                 .partition_indexes
                 .iter()
-                .zip(places)
-                .map(|(p, place)| {
-                    let code = match place {
-                        Ok(_) => written.next().unwrap_or(E::UnknownServerError.code()),
-                        Err(e) => e.code(),
-                    };
+                .zip(codes)
+                .map(|(p, code)| {
                     WritableTxnMarkerPartitionResult::default()
                         .with_partition_index(*p)
                         .with_error_code(code)
