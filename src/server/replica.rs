@@ -179,7 +179,8 @@ impl Replica {
         };
         let moved = role != state.role || meta.leader_epoch != state.leader_epoch;
         state.replicas = meta.replicas.clone();
-        state.isr = if meta.isr.is_empty() { meta.replicas.clone() } else { meta.isr.clone() };
+        // Localized metadata always has the ISR filled in (`normalize_isr`).
+        state.isr = meta.isr.clone();
         state.partition_epoch = meta.partition_epoch;
         if state.proposed.as_ref().is_some_and(|p| *p == state.isr) {
             state.proposed = None;
@@ -211,7 +212,7 @@ impl Replica {
                 // `replica.lag.time.max.ms` to show it is, and none counts towards the high
                 // watermark before its first fetch.
                 let now = Instant::now();
-                for &f in state.replicas.clone().iter().filter(|&&f| f != self.node) {
+                for &f in meta.replicas.iter().filter(|&&f| f != self.node) {
                     let progress = Progress {
                         leo: -1,
                         caught_up: now,
@@ -276,7 +277,11 @@ impl Replica {
     /// Resolves at the next role or epoch change.
     pub fn role_changed(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.role_waiters.borrow_mut().push(tx);
+        let mut waiters = self.role_waiters.borrow_mut();
+        // Every acks=all append registers one; drop those whose produce has been answered,
+        // or the list would grow until the next leadership change.
+        waiters.retain(|w| !w.is_canceled());
+        waiters.push(tx);
         rx
     }
 

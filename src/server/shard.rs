@@ -382,14 +382,14 @@ impl Shard {
                         epoch = meta.leader_epoch, "following");
                     self.coordinate(&topic.name, number, &owned.log, false);
                     if let Some(me) = self.me.borrow().upgrade() {
-                        let followed = Followed { log: owned.log.clone(), replica: owned.replica };
+                        let replica = owned.replica.clone();
+                        let followed = Followed { log: owned.log.clone(), replica };
                         self.fetchers.follow(&me, partition, leader, followed);
                     }
                 }
             }
-            if let Some(owned) = self.owned(&topic.name, number) {
-                owned.replica.advance_high_watermark(&owned.log);
-            }
+            // An ISR shrink in this metadata may let the high watermark move.
+            owned.replica.advance_high_watermark(&owned.log);
         }
     }
 

@@ -135,12 +135,11 @@ fn describe(
                     .with_isr_nodes(vec![node]);
             }
             let ids = |list: &[i32]| list.iter().copied().map(BrokerId).collect::<Vec<_>>();
-            let isr = if p.isr.is_empty() { &p.replicas } else { &p.isr };
             let offline: Vec<i32> =
                 p.replicas.iter().copied().filter(|id| fenced.contains(id)).collect();
             let partition = partition
                 .with_replica_nodes(ids(&p.replicas))
-                .with_isr_nodes(ids(isr))
+                .with_isr_nodes(ids(&p.isr))
                 .with_offline_replicas(ids(&offline));
             match p.leader {
                 Some(leader) => partition.with_leader_id(BrokerId(leader)),
