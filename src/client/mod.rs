@@ -19,11 +19,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 
 /// Largest response frame accepted.
 pub const RESPONSE_BYTES_MAX: usize = 256 << 20;
@@ -140,30 +138,14 @@ impl Client {
         body: RequestKind,
     ) -> Result<ResponseKind, ClientError> {
         self.correlation = self.correlation.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header.encode(&mut frame, key.request_header_version(version)).map_err(protocol)?;
-        body.encode(&mut frame, version).map_err(protocol)?;
-        let size = i32::try_from(frame.len() - 4).map_err(protocol)?;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let client_id = Some(StrBytes::from_string(self.client_id.clone()));
+        let frame =
+            crate::protocol::encode_request(key, version, self.correlation, client_id, &body)
+                .map_err(protocol)?;
         let io = |source| ClientError::Io { context: format!("{key:?} request"), source };
         self.stream.write_all(&frame).map_err(io)?;
-        let mut response = self.read_frame()?;
-        let header_version =
-            if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
-        let header = ResponseHeader::decode(&mut response, header_version).map_err(protocol)?;
-        if header.correlation_id != self.correlation {
-            return Err(protocol(format!(
-                "correlation id {} answered request {}",
-                header.correlation_id, self.correlation
-            )));
-        }
-        ResponseKind::decode(key, &mut response, version).map_err(protocol)
+        let response = self.read_frame()?;
+        crate::protocol::decode_response(key, version, self.correlation, response).map_err(protocol)
     }
 
     fn read_frame(&mut self) -> Result<Bytes, ClientError> {

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub use kafka_protocol::error::ResponseError;
 
@@ -134,6 +134,44 @@ fn response_header_version(key: ApiKey, version: i16) -> i16 {
     } else {
         key.response_header_version(version)
     }
+}
+
+/// Encodes a request frame, size prefix included (the client side: admin commands and
+/// broker-to-broker calls).
+pub fn encode_request(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: Option<StrBytes>,
+    body: &RequestKind,
+) -> anyhow::Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(client_id);
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header.encode(&mut frame, key.request_header_version(version))?;
+    body.encode(&mut frame, version)?;
+    let size = i32::try_from(frame.len() - FRAME_PREFIX_BYTES)?;
+    frame[..FRAME_PREFIX_BYTES].copy_from_slice(&size.to_be_bytes());
+    Ok(frame)
+}
+
+/// Decodes a response frame (without its size prefix) to the request `key`/`version` with
+/// `correlation_id`; an answer to another request is an error.
+pub fn decode_response(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    mut frame: Bytes,
+) -> anyhow::Result<ResponseKind> {
+    let header = ResponseHeader::decode(&mut frame, response_header_version(key, version))?;
+    if header.correlation_id != correlation_id {
+        anyhow::bail!("correlation id {} answered request {correlation_id}", header.correlation_id);
+    }
+    ResponseKind::decode(key, &mut frame, version)
 }
 
 /// Encodes a response frame, size prefix included.

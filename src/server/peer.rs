@@ -12,11 +12,13 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::protocol;
 
 /// Largest response frame accepted from a peer.
 pub const PEER_RESPONSE_BYTES_MAX: usize = 256 << 20;
@@ -42,7 +44,7 @@ pub enum PeerError {
     Protocol(String),
 }
 
-fn protocol(e: impl std::fmt::Display) -> PeerError {
+fn protocol_error(e: impl std::fmt::Display) -> PeerError {
     PeerError::Protocol(e.to_string())
 }
 
@@ -102,39 +104,22 @@ impl PeerConnection {
         body: RequestKind,
     ) -> Result<ResponseKind, PeerError> {
         self.correlation = self.correlation.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(self.client_id.clone()));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header.encode(&mut frame, key.request_header_version(version)).map_err(protocol)?;
-        body.encode(&mut frame, version).map_err(protocol)?;
-        let size = i32::try_from(frame.len() - 4).map_err(protocol)?;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let client_id = Some(self.client_id.clone());
+        let frame = protocol::encode_request(key, version, self.correlation, client_id, &body)
+            .map_err(protocol_error)?;
         let io = |source| PeerError::Io { context: "sending a request", source };
         self.stream.write_all(&frame).await.map_err(io)?;
-        let mut response = self.read_frame().await?;
-        let header_version =
-            if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
-        let header = ResponseHeader::decode(&mut response, header_version).map_err(protocol)?;
-        if header.correlation_id != self.correlation {
-            return Err(protocol(format!(
-                "correlation id {} answered request {}",
-                header.correlation_id, self.correlation
-            )));
-        }
-        ResponseKind::decode(key, &mut response, version).map_err(protocol)
+        let response = self.read_frame().await?;
+        protocol::decode_response(key, version, self.correlation, response).map_err(protocol_error)
     }
 
     async fn read_frame(&mut self) -> Result<Bytes, PeerError> {
         let io = |source| PeerError::Io { context: "reading a response", source };
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).await.map_err(io)?;
-        let size = usize::try_from(i32::from_be_bytes(size)).map_err(protocol)?;
+        let size = usize::try_from(i32::from_be_bytes(size)).map_err(protocol_error)?;
         if size > PEER_RESPONSE_BYTES_MAX {
-            return Err(protocol(format!("response of {size} bytes is too large")));
+            return Err(protocol_error(format!("response of {size} bytes is too large")));
         }
         let mut body = BytesMut::zeroed(size);
         self.stream.read_exact(&mut body).await.map_err(io)?;
