@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use super::placement::{Command, UNCLEAN_LEADER_ELECTION};
 use super::{BrokerMeta, ClusterMetadata, PartitionMeta, E, NOT_LOCAL};
 
-fn register(meta: &ClusterMetadata, id: i32) -> ClusterMetadata {
+/// `meta` with broker `id` registered (also used by `placement`'s tests).
+pub(super) fn register(meta: &ClusterMetadata, id: i32) -> ClusterMetadata {
     let broker = BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16 };
     meta.apply(&Command::RegisterBroker { broker, cluster_id: "c".into() }).unwrap()
 }
 
-fn create(name: &str, partitions: i32, replication_factor: i32) -> Command {
+/// CreateTopic of `name` with no configs (also used by `placement`'s tests).
+pub(super) fn create(name: &str, partitions: i32, replication_factor: i32) -> Command {
     Command::CreateTopic {
         name: name.into(),
         id: uuid::Uuid::from_u128(7),

@@ -454,21 +454,7 @@ pub fn replication_factor(topic: &TopicMeta) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn register(meta: &ClusterMetadata, id: i32) -> ClusterMetadata {
-        let broker = BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16 };
-        meta.apply(&Command::RegisterBroker { broker, cluster_id: "c".into() }).unwrap()
-    }
-
-    fn create(name: &str, partitions: i32, replication_factor: i32) -> Command {
-        Command::CreateTopic {
-            name: name.into(),
-            id: uuid::Uuid::from_u128(7),
-            partitions,
-            replication_factor,
-            configs: BTreeMap::new(),
-        }
-    }
+    use crate::controller::failover_tests::{create, register};
 
     #[test]
     fn leaders_and_replicas_spread_round_robin() {

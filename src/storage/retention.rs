@@ -123,7 +123,12 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
 /// Unlinks a segment's `.log`, `.index`, `.timeindex` and any `.producers` snapshot (the
 /// idempotent-producer state written at its creation); missing files are fine.
 pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
-    for extension in ["log", "index", "timeindex", "producers"] {
+    remove_files(dir, base, &["log", "index", "timeindex", "producers"])
+}
+
+/// Unlinks the files of segment `base` with these extensions; missing files are fine.
+pub(crate) fn remove_files(dir: &Path, base: i64, extensions: &[&str]) -> Result<(), StorageError> {
+    for extension in extensions {
         let path = file_path(dir, base, extension);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

@@ -254,15 +254,7 @@ async fn create_empty(dir: &std::path::Path, base: i64) -> Result<Rc<Segment>, S
 }
 
 fn remove_index_files(dir: &std::path::Path, base: i64) -> Result<(), StorageError> {
-    for extension in ["index", "timeindex"] {
-        let path = file_path(dir, base, extension);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::io("remove", &path, e)),
-        }
-    }
-    Ok(())
+    super::retention::remove_files(dir, base, &["index", "timeindex"])
 }
 
 /// Producer state at the end of `kept`: the newest producer snapshot of a kept segment, then
