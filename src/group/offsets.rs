@@ -27,6 +27,19 @@ use super::state::{Committed, Group, GroupState};
 use super::{now_ms, OFFSET_METADATA_BYTES_MAX};
 use crate::protocol::ResponseError as E;
 
+/// The entries of OffsetCommit or TxnOffsetCommit topics (their fields are the same).
+macro_rules! entries {
+    ($topics:expr) => {
+        $topics.iter().map(|t| {
+            let partitions = t.partitions.iter().map(|p| {
+                let metadata = p.committed_metadata.as_deref().unwrap_or("");
+                (p.partition_index, p.committed_offset, p.committed_leader_epoch, metadata)
+            });
+            (t.name.0.as_str(), partitions.collect::<Vec<OffsetEntry>>())
+        })
+    };
+}
+
 /// The group type of every group here (KIP-848 names the classic protocol "classic").
 const GROUP_TYPE: &str = "classic";
 
@@ -62,36 +75,7 @@ impl Coordinator {
         let checked = self.check_commit(partition, &req);
         self.reschedule(&group_id);
         let now = now_ms();
-        let mut records = Vec::new();
-        let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
-        for topic in &req.topics {
-            let mut topic_codes = Vec::with_capacity(topic.partitions.len());
-            for p in &topic.partitions {
-                let metadata = p.committed_metadata.as_deref().unwrap_or("");
-                let code = match &checked {
-                    Err(e) => e.code(),
-                    Ok(()) if metadata.len() > OFFSET_METADATA_BYTES_MAX => {
-                        E::OffsetMetadataTooLarge.code()
-                    }
-                    Ok(()) => {
-                        records.push(OffsetsRecord::Offset {
-                            group: group_id.clone(),
-                            topic: topic.name.0.to_string(),
-                            partition: p.partition_index,
-                            value: Some(Committed {
-                                offset: p.committed_offset,
-                                leader_epoch: p.committed_leader_epoch,
-                                metadata: metadata.to_owned(),
-                                commit_timestamp_ms: now,
-                            }),
-                        });
-                        0
-                    }
-                };
-                topic_codes.push(code);
-            }
-            codes.push(topic_codes);
-        }
+        let (records, mut codes) = commit_records(&group_id, &checked, now, entries!(req.topics));
         if !records.is_empty() {
             let written = match self.ready_log(partition) {
                 Ok(log) => append_durable(&log, &records).await,
@@ -439,36 +423,7 @@ impl Coordinator {
         let group_id = req.group_id.0.to_string();
         let checked = self.check_txn_commit(partition, &req);
         let now = now_ms();
-        let mut records = Vec::new();
-        let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
-        for topic in &req.topics {
-            let mut topic_codes = Vec::with_capacity(topic.partitions.len());
-            for p in &topic.partitions {
-                let metadata = p.committed_metadata.as_deref().unwrap_or("");
-                let code = match &checked {
-                    Err(e) => e.code(),
-                    Ok(()) if metadata.len() > OFFSET_METADATA_BYTES_MAX => {
-                        E::OffsetMetadataTooLarge.code()
-                    }
-                    Ok(()) => {
-                        records.push(OffsetsRecord::Offset {
-                            group: group_id.clone(),
-                            topic: topic.name.0.to_string(),
-                            partition: p.partition_index,
-                            value: Some(Committed {
-                                offset: p.committed_offset,
-                                leader_epoch: p.committed_leader_epoch,
-                                metadata: metadata.to_owned(),
-                                commit_timestamp_ms: now,
-                            }),
-                        });
-                        0
-                    }
-                };
-                topic_codes.push(code);
-            }
-            codes.push(topic_codes);
-        }
+        let (records, mut codes) = commit_records(&group_id, &checked, now, entries!(req.topics));
         if !records.is_empty() {
             let producer = (req.producer_id.0, req.producer_epoch);
             match self.append_txn_offsets(partition, &records, producer).await {
@@ -519,4 +474,47 @@ impl Coordinator {
         pending.durable().await.map_err(|e| e.to_string())?;
         Ok(())
     }
+}
+
+/// One committed offset as a request carries it: partition, offset, leader epoch, metadata.
+type OffsetEntry<'a> = (i32, i64, i32, &'a str);
+
+/// The offset records of a commit and one error code per partition, in request order:
+/// `checked` refuses every partition, metadata over the limit refuses its own.
+fn commit_records<'a>(
+    group_id: &str,
+    checked: &Result<(), E>,
+    now: i64,
+    topics: impl Iterator<Item = (&'a str, Vec<OffsetEntry<'a>>)>,
+) -> (Vec<OffsetsRecord>, Vec<Vec<i16>>) {
+    let mut records = Vec::new();
+    let codes = topics
+        .map(|(topic, partitions)| {
+            let codes =
+                partitions.into_iter().map(|(partition, offset, leader_epoch, metadata)| {
+                    match checked {
+                        Err(e) => e.code(),
+                        Ok(()) if metadata.len() > OFFSET_METADATA_BYTES_MAX => {
+                            E::OffsetMetadataTooLarge.code()
+                        }
+                        Ok(()) => {
+                            records.push(OffsetsRecord::Offset {
+                                group: group_id.to_owned(),
+                                topic: topic.to_owned(),
+                                partition,
+                                value: Some(Committed {
+                                    offset,
+                                    leader_epoch,
+                                    metadata: metadata.to_owned(),
+                                    commit_timestamp_ms: now,
+                                }),
+                            });
+                            0
+                        }
+                    }
+                });
+            codes.collect()
+        })
+        .collect();
+    (records, codes)
 }
