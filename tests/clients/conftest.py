@@ -4,6 +4,7 @@ The broker binary comes from $STRATA_BIN, else target/debug/strata (built by `.c
 Each broker gets a free loopback port and its own data directory, and is waited for by its
 "strata ready" log line, never by sleeping.
 """
+import itertools
 import os
 import re
 import signal
@@ -26,16 +27,39 @@ def strata_bin():
     return path
 
 
+_LOWEST_PORT = 10000
+_next_port = itertools.count()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a broker, below the kernel's ephemeral range: outgoing
+    connections (brokers hold many: followers fetch from leaders) draw from that range and
+    could take a port between this probe and the broker's bind. A counter keeps this
+    process's picks apart, the pid other processes'."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    span = max(ephemeral - _LOWEST_PORT, 1000)
+    start = os.getpid() * 97 % span
+    for _ in range(span):
+        port = _LOWEST_PORT + (start + next(_next_port)) % span
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 class Broker:
     """A strata broker process. `stop()` is SIGTERM + clean exit; `kill9()` is SIGKILL."""
 
-    def __init__(self, data_dir, *extra):
+    def __init__(self, data_dir, *extra, wait=True):
+        """wait=False: launched only (a cluster's brokers start together; none is ready
+        before a quorum is up): call _wait_ready() later."""
         self.port = free_port()
         self.data_dir = Path(data_dir)
         self.extra = list(extra)
@@ -43,7 +67,9 @@ class Broker:
         self.lines = []
         self.admin = None  # "127.0.0.1:PORT" of the admin HTTP listener, from the ready line
         self._ready = None
-        self._start()
+        self._launch()
+        if wait:
+            self._wait_ready()
 
     @property
     def bootstrap(self):
@@ -134,20 +160,6 @@ def create_topic(bootstrap, name, partitions, config=None):
     futures[name].result(timeout=30)
 
 
-class ClusterNode(Broker):
-    """A broker of a cluster: started with the others (no quorum before they all run)."""
-
-    def __init__(self, data_dir, *extra):
-        self.port = free_port()
-        self.data_dir = Path(data_dir)
-        self.extra = list(extra)
-        self.proc = None
-        self.lines = []
-        self.admin = None
-        self._ready = None
-        self._launch()
-
-
 @pytest.fixture
 def make_cluster(tmp_path):
     """make_cluster(n, *extra): n brokers (node ids 1..n), every one a controller voter."""
@@ -160,7 +172,7 @@ def make_cluster(tmp_path):
         for i, port in enumerate(ports):
             own = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{port}",
                    "--controller-voters", voters, *extra]
-            nodes.append(ClusterNode(tmp_path / f"node{i + 1}", *own))
+            nodes.append(Broker(tmp_path / f"node{i + 1}", *own, wait=False))
         made.extend(nodes)
         for node in nodes:
             node._wait_ready()

@@ -17,8 +17,26 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A free loopback port (bound, then released for the broker to take).
+/// A free loopback port for a broker to listen on. Taken below the kernel's ephemeral range
+/// (`ip_local_port_range`), which outgoing connections draw from: brokers hold many (followers
+/// fetch from leaders), and one of them could take an ephemeral port between this probe and
+/// the broker's bind. A counter keeps the tests of this process apart, the pid other processes.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let ephemeral = range.ok().and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok());
+    let span = ephemeral.unwrap_or(32_768).saturating_sub(LOWEST).max(1_000);
+    let start = std::process::id().wrapping_mul(97) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range");
 }
 
 /// A broker process; killed when dropped.
