@@ -17,6 +17,18 @@ use kafka_protocol::protocol::StrBytes;
 /// Fast failover: fenced 2 s after the last heartbeat, out of the ISR after 3 s of lag.
 const FAST: &[&str] =
     &["--shards", "1", "--broker-session-timeout-ms", "2000", "--replica-lag-time-max-ms", "3000"];
+/// [`FAST`], with leadership staying where failover put it: the test talks to the new leader
+/// after the old (preferred) one is back in sync.
+const FAST_NO_REBALANCE: &[&str] = &[
+    "--shards",
+    "1",
+    "--broker-session-timeout-ms",
+    "2000",
+    "--replica-lag-time-max-ms",
+    "3000",
+    "--auto-leader-rebalance",
+    "false",
+];
 
 /// The leader of partition 0 of `topic` when every broker in `via` reports the same one
 /// and, if `full`, every replica in sync.
@@ -96,7 +108,7 @@ fn epoch_end(conn: &mut Conn, topic: &str, epoch: i32) -> (i16, i32, i64) {
 #[test]
 fn a_partitioned_leader_never_acknowledges_and_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(dir.path(), 3, FAST);
+    let mut cluster = Cluster::start(dir.path(), 3, FAST_NO_REBALANCE);
     let mut conn = Conn::connect(cluster.node(1).addr);
     assert_eq!(create_with(&mut conn, "split", 1, 3, &[("min.insync.replicas", "2")]).0, 0);
     let old = poll("a leader with every replica in sync", || {

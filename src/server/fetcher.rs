@@ -288,6 +288,9 @@ async fn apply(
             return false;
         }
     }
-    log.set_high_watermark(data.high_watermark.min(log.log_end_offset()));
+    // A late answer from a leader this partition no longer follows says nothing about it.
+    if still_followed() {
+        log.set_high_watermark(data.high_watermark.min(log.log_end_offset()));
+    }
     true
 }
