@@ -178,3 +178,56 @@ fn the_preferred_leader_gets_its_partitions_back() {
     let (code, _) = produce(&mut to_interim, "pref", 0, batch(&[(b"k", b"x")]), 1);
     assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
 }
+
+#[test]
+fn a_returning_follower_copies_a_compacted_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [FAST_NO_REBALANCE, &["--retention-check-ms", "100"]].concat();
+    let mut cluster = Cluster::start(dir.path(), 3, &args);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "1048576")];
+    assert_eq!(create_with(&mut conn, "compacted", 1, 3, &configs).0, 0);
+    let lead = poll("a leader with every replica in sync", || {
+        leader(&mut cluster, &[1, 2, 3], "compacted", true)
+    });
+    let follower = others(lead)[0];
+    cluster.node(follower).kill9();
+
+    // 4 MiB in batches of 100 records: the even batches rewrite the same 100 keys, so
+    // compaction removes all but the last of them whole; the odd ones have keys of their own.
+    let mut to_leader = Conn::connect(cluster.node(lead).addr);
+    let value = vec![b'v'; 1000];
+    for i in 0..40 {
+        let keys: Vec<Vec<u8>> = (0..100)
+            .map(|j| if i % 2 == 0 { format!("hot-{j}") } else { format!("own-{i}-{j}") })
+            .map(String::into_bytes)
+            .collect();
+        let records: Vec<(&[u8], &[u8])> =
+            keys.iter().map(|k| (k.as_slice(), value.as_slice())).collect();
+        assert_eq!(produce(&mut to_leader, "compacted", 0, batch(&records), 1), (0, i * 100));
+    }
+    poll("the leader to compact away the first batch", || {
+        let data = common::fetch_one(&mut to_leader, "compacted", 0, 0);
+        records(&data.records.unwrap_or_default()).first().filter(|r| r.0 > 0).map(|_| ())
+    });
+
+    // Back, the follower fetches from offset 0 and gets batches with gaps between them.
+    cluster.node(follower).restart();
+    poll("the follower back in sync", || leader(&mut cluster, &[1, 2, 3], "compacted", true));
+    let latest = |dir: &Path| {
+        let bytes = log_bytes(dir, "compacted", 0);
+        let mut latest = std::collections::BTreeMap::new();
+        for (offset, key, value) in records(&bytes.into()) {
+            latest.insert(key, (offset, value));
+        }
+        latest
+    };
+    let leader_dir = cluster.node(lead).data_dir.clone();
+    let follower_dir = cluster.node(follower).data_dir.clone();
+    let on_leader = latest(&leader_dir);
+    assert_eq!(on_leader.len(), 100 + 20 * 100);
+    assert_eq!(on_leader.values().map(|v| v.0).max(), Some(3999));
+    poll("the follower's copy to reach the end", || {
+        (latest(&follower_dir) == on_leader).then_some(())
+    });
+}

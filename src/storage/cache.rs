@@ -12,7 +12,8 @@ struct CachedBatch {
     bytes: Bytes,
 }
 
-/// Recent batches in offset order, contiguous. Bounded by a byte budget, except that batches
+/// Recent batches in increasing offset order (contiguous, except where a follower copied a
+/// leader's compacted batches). Bounded by a byte budget, except that batches
 /// not yet written to disk are never evicted (they are the only copy).
 pub(crate) struct TailCache {
     batches: VecDeque<CachedBatch>,
@@ -25,14 +26,14 @@ impl TailCache {
         TailCache { batches: VecDeque::new(), bytes: 0, capacity }
     }
 
-    /// Adds the next batch (its base offset follows the previous batch's last offset).
+    /// Adds the next batch (its base offset is past the previous batch's last offset).
     /// Batches whose header does not parse are not cached (cannot happen after `validate`).
     pub(crate) fn push(&mut self, bytes: Bytes) {
         let Some(header) = header_of(&bytes) else {
             return;
         };
         if let Some(back) = self.batches.back() {
-            assert_eq!(back.last_offset + 1, header.base_offset);
+            assert!(back.last_offset < header.base_offset);
         }
         self.bytes += bytes.len();
         self.batches.push_back(CachedBatch {

@@ -274,10 +274,11 @@ pub enum AppendError {
     /// The log is closing or closed.
     #[error("log closed")]
     Closed,
-    /// A replica append does not start at the log end offset or its batches leave a gap.
-    #[error("replica batch at offset {got}, expected {expected}")]
-    NotContiguous {
-        /// The offset the batch had to start at.
+    /// A replica batch starts below the log end offset, or below the end of the batch
+    /// before it in the same append.
+    #[error("replica batch at offset {got}, below the next offset {expected}")]
+    OffsetBehind {
+        /// The lowest offset the batch could start at.
         expected: i64,
         /// Its base offset.
         got: i64,
@@ -296,7 +297,7 @@ impl AppendError {
             AppendError::IdempotentBatchCount => record_batch::INVALID_RECORD,
             AppendError::Poisoned => KAFKA_STORAGE_ERROR,
             AppendError::Closed => NOT_LEADER_OR_FOLLOWER,
-            AppendError::NotContiguous { .. } => OFFSET_OUT_OF_RANGE,
+            AppendError::OffsetBehind { .. } => OFFSET_OUT_OF_RANGE,
             AppendError::Truncating => NOT_LEADER_OR_FOLLOWER,
         }
     }
@@ -503,8 +504,10 @@ impl PartitionLog {
     }
 
     /// Follower append: `records` are whole batches copied from the leader with offsets
-    /// assigned. The first must start at `log_end_offset()` and the rest follow without gaps
-    /// (else `NotContiguous`). Each batch is validated (CRC included; control batches
+    /// assigned. Offsets only go up: the first batch starts at or after `log_end_offset()`,
+    /// each next one after the one before (else `OffsetBehind`). Gaps are allowed, as in
+    /// Kafka: they are what a leader's compacted segments look like, and a follower copies
+    /// them as they are. Each batch is validated (CRC included; control batches
     /// allowed) and stored verbatim. Producer sequences are not checked but producer and
     /// transaction state is updated as by a leader append; a batch whose
     /// `partitionLeaderEpoch` is newer than the epoch cache's latest enters the cache.
@@ -517,9 +520,9 @@ impl PartitionLog {
             let (_, range) = item?;
             let batch = records.get(range.clone()).unwrap_or_default();
             let header = record_batch::validate_stored(batch, BATCH_BYTES_MAX)?;
-            if header.base_offset != next_offset {
+            if header.base_offset < next_offset {
                 let got = header.base_offset;
-                return Err(AppendError::NotContiguous { expected: next_offset, got });
+                return Err(AppendError::OffsetBehind { expected: next_offset, got });
             }
             next_offset = header.last_offset() + 1;
             headers.push((header, range));

@@ -2,8 +2,9 @@
 //! recover the active (last) segment by scanning it, then start the writer.
 //!
 //! Active segment recovery stops at the first batch that is invalid: a zero header
-//! (preallocated space), bad magic, bad CRC, a length beyond the file, or a base offset other
-//! than the expected next offset. The logical end is set there, non-zero garbage after it is
+//! (preallocated space), bad magic, bad CRC, a length beyond the file, or a base offset below
+//! the expected next offset (offsets go up; a follower's active segment has gaps where it
+//! copied a leader's compacted batches). The logical end is set there, non-zero garbage after it is
 //! reported with `tracing::warn!`, and `RECOVERY_ZERO_BYTES` after the end are zeroed so stale
 //! bytes of an earlier, longer tail can never be mistaken for data after later appends.
 //! Closed segments are trusted up to their file size.
@@ -148,8 +149,7 @@ async fn rebuild_index(
     tracing::warn!(path = %path.display(), "index missing or invalid, rebuilding");
     let size = segment.size.get();
     let interval = config.index_interval_bytes;
-    let scan =
-        scan(&segment.file, path, segment.base_offset, size, interval, Gaps::Allowed).await?;
+    let scan = scan(&segment.file, path, segment.base_offset, size, interval).await?;
     if scan.end != size {
         return Err(StorageError::Corrupt {
             path: path.clone(),
@@ -188,7 +188,7 @@ async fn recover_active(
     let file = segment::open_log_file(&path).await?;
     let file_bytes = file_size(&file, &path).await?;
     let interval = config.index_interval_bytes;
-    let mut scan = scan(&file, &path, base, file_bytes, interval, Gaps::Forbidden).await?;
+    let mut scan = scan(&file, &path, base, file_bytes, interval).await?;
     let end = scan.end;
     let cap = align_up(config.segment_bytes).max(align_up(end));
     let allocated = align_up(file_bytes).max((align_up(end) + config.prealloc_bytes).min(cap));
@@ -294,25 +294,15 @@ async fn write_zeros(
     Ok(())
 }
 
-/// Whether a scan accepts offset gaps between batches (closed segments, after compaction)
-/// or wants consecutive offsets (the active segment, never compacted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Gaps {
-    /// Consecutive offsets only.
-    Forbidden,
-    /// Increasing offsets.
-    Allowed,
-}
-
 /// Scans `[0, file_bytes)` batch by batch, validating each (CRC included) and checking that
-/// offsets are consecutive from `base`. Stops at the first invalid batch.
+/// offsets increase from `base` (gaps allowed: compaction leaves them in closed segments,
+/// and followers copy them into their active segment). Stops at the first invalid batch.
 pub(crate) async fn scan(
     file: &DmaFile,
     path: &Path,
     base: i64,
     file_bytes: u64,
     interval: u32,
-    gaps: Gaps,
 ) -> Result<Scan, StorageError> {
     let index = SegmentIndex::new(base);
     let producers = ProducerTable::for_scan();
@@ -327,7 +317,7 @@ pub(crate) async fn scan(
             scan.stop = Some("short read".into());
             break;
         }
-        match walk(&chunk, &mut scan, interval, file_bytes, gaps) {
+        match walk(&chunk, &mut scan, interval, file_bytes) {
             Walk::Consumed => read_len = SCAN_CHUNK_BYTES,
             Walk::NeedMore(bytes) if scan.end == start && read_len >= bytes => {
                 scan.stop = Some("short read".into());
@@ -345,7 +335,7 @@ pub(crate) async fn scan(
 }
 
 /// Walks the batches of `chunk`, which starts at `scan.end`.
-fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64, gaps: Gaps) -> Walk {
+fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64) -> Walk {
     let mut at = 0usize;
     loop {
         let rest = chunk.get(at..).unwrap_or_default();
@@ -370,13 +360,9 @@ fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64, gaps: Gap
         let Some(batch) = rest.get(..total) else {
             return Walk::NeedMore(total as u64);
         };
-        let in_order = match gaps {
-            Gaps::Forbidden => header.base_offset == scan.next_offset,
-            Gaps::Allowed => header.base_offset >= scan.next_offset,
-        };
-        if !in_order {
+        if header.base_offset < scan.next_offset {
             let expected = scan.next_offset;
-            return Walk::Stop(format!("base offset {} != {expected}", header.base_offset));
+            return Walk::Stop(format!("base offset {} below {expected}", header.base_offset));
         }
         if let Err(e) = record_batch::validate_stored(batch, BATCH_BYTES_MAX) {
             return Walk::Stop(e.to_string());

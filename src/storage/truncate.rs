@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::producers::ProducerTable;
-use super::recovery::{self, Gaps};
+use super::recovery;
 use super::retention::{remove_segment_files, store_log_start};
 use super::segment::{self, align_down, align_up, file_path, Segment};
 use super::shared::TruncateKind;
@@ -117,9 +117,10 @@ impl Writer {
             .map_err(|e| StorageError::io("fallocate", path, e))?;
         let interval = self.shared.config.borrow().index_interval_bytes;
         let base = segment.base_offset;
-        let mut scan =
-            recovery::scan(file, path, base, position, interval, Gaps::Forbidden).await?;
-        if scan.end != position || scan.next_offset != end {
+        let mut scan = recovery::scan(file, path, base, position, interval).await?;
+        // The cut may fall in a gap (compacted batches copied from a leader): the data then
+        // ends below `end`, never above.
+        if scan.end != position || scan.next_offset > end {
             let reason = format!("rescan after truncation ended at offset {}", scan.next_offset);
             return Err(StorageError::Corrupt { path: path.clone(), position: scan.end, reason });
         }
@@ -165,8 +166,7 @@ impl Writer {
             // A new handle: a compaction pass that read the uncut segment must not swap it in.
             let path = target.path.clone();
             let file = segment::open_log_file(&path).await?;
-            let scan =
-                recovery::scan(&file, &path, base, position, interval, Gaps::Allowed).await?;
+            let scan = recovery::scan(&file, &path, base, position, interval).await?;
             if scan.end != position {
                 let reason = scan.stop.unwrap_or_default();
                 return Err(StorageError::Corrupt { path, position: scan.end, reason });
@@ -275,7 +275,7 @@ async fn rebuild_producers(
     for segment in kept.iter().take(scanned).skip(from) {
         let size = segment.size.get();
         let (file, path, base) = (&segment.file, &segment.path, segment.base_offset);
-        let scan = recovery::scan(file, path, base, size, interval, Gaps::Allowed).await?;
+        let scan = recovery::scan(file, path, base, size, interval).await?;
         table.absorb(scan.producers);
     }
     if let Some(last) = last_scan {

@@ -200,7 +200,7 @@ impl Writer {
         let mut next_offset = self.shared.written.get();
         let mut index = self.segment.index.borrow_mut();
         for header in batches.iter().filter_map(|b| header_of(b)) {
-            assert_eq!(header.base_offset, next_offset);
+            assert!(header.base_offset >= next_offset);
             index.on_batch(&header, position, interval);
             position += header.total_bytes() as u64;
             self.unsynced_records += header.record_count.max(0) as u64;
