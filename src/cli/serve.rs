@@ -172,7 +172,7 @@ pub struct Settings {
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Log filter (e.g. `info`, `strata=debug`). The global --log / STRATA_LOG wins over it,
-    /// and it wins over RUST_LOG. [default: RUST_LOG, else info]
+    /// and it wins over RUST_LOG. [default: RUST_LOG, else `info,openraft=error`]
     #[arg(long, env = "STRATA_LOG_LEVEL")]
     pub log_level: Option<String>,
 }
