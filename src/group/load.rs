@@ -5,7 +5,6 @@ use std::rc::Rc;
 use super::coordinator::{Coordinator, OffsetsPartition, Slot};
 use super::now_ms;
 use super::records::{self, LogItem, OffsetsRecord};
-use crate::record_batch::Batches;
 use crate::storage::PartitionLog;
 
 /// Bytes read per step of the replay.
@@ -53,27 +52,12 @@ impl Coordinator {
     /// Applies every record below the high watermark; returns how many were applied. A
     /// record that does not decode is logged and skipped.
     async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {
-        let mut offset = log.log_start_offset();
         let mut applied = 0;
-        while offset < log.high_watermark() {
-            let read = match log.read(offset, REPLAY_READ_BYTES).await {
-                Ok(read) => read,
-                Err(e) => {
-                    tracing::error!(partition, offset, "replaying consumer offsets failed: {e}");
-                    break;
-                }
-            };
-            let next = next_offset(&read.records);
-            if next <= offset {
-                tracing::error!(partition, offset, "replay made no progress; stopping");
-                break;
-            }
-            match records::decode_log(&read.records) {
-                Ok(items) => applied += self.replay_items(partition, offset, items),
-                Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
-            }
-            offset = next;
-        }
+        log.replay(REPLAY_READ_BYTES, |offset, data| match records::decode_log(data) {
+            Ok(items) => applied += self.replay_items(partition, offset, items),
+            Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
+        })
+        .await;
         applied
     }
 
@@ -159,13 +143,4 @@ impl Coordinator {
             self.reschedule(&id);
         }
     }
-}
-
-/// The offset after the last whole batch in `data` (0 when there is none).
-fn next_offset(data: &[u8]) -> i64 {
-    Batches::new(data)
-        .map_while(Result::ok)
-        .map(|(h, _)| h.base_offset + i64::from(h.last_offset_delta) + 1)
-        .last()
-        .unwrap_or(0)
 }

@@ -43,7 +43,6 @@ use super::peer::{PeerConnection, PeerError};
 use super::shard::Shard;
 use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
-use crate::record_batch::Batches;
 use crate::storage::PartitionLog;
 use crate::txn::api::{TxnOp, TxnReply, TxnRequest};
 use crate::txn::state::{TxnMeta, TxnState};
@@ -432,44 +431,25 @@ impl TxnCoordinator {
     }
 
     async fn replay(&self, partition: i32, log: &PartitionLog) -> usize {
-        let mut offset = log.log_start_offset();
         let mut applied = 0;
-        while offset < log.high_watermark() {
-            let read = match log.read(offset, REPLAY_READ_BYTES).await {
-                Ok(read) => read,
-                Err(e) => {
-                    tracing::error!(partition, offset, "replaying transaction state failed: {e}");
-                    break;
-                }
-            };
-            let next = Batches::new(&read.records)
-                .map_while(Result::ok)
-                .map(|(h, _)| h.last_offset() + 1)
-                .last()
-                .unwrap_or(0);
-            if next <= offset {
-                tracing::error!(partition, offset, "replay made no progress; stopping");
-                break;
-            }
-            match records::decode_batches(&read.records) {
-                Ok(decoded) => {
-                    for (at, record) in decoded.into_iter().filter(|(at, _)| *at >= offset) {
-                        match record {
-                            Ok((id, Some(meta))) => {
-                                self.txns.borrow_mut().insert(id, Entry { meta, partition });
-                                applied += 1;
-                            }
-                            Ok((id, None)) => {
-                                self.txns.borrow_mut().remove(&id);
-                            }
-                            Err(e) => tracing::warn!(partition, offset = at, "skipping: {e}"),
+        log.replay(REPLAY_READ_BYTES, |offset, data| match records::decode_batches(data) {
+            Ok(decoded) => {
+                for (at, record) in decoded.into_iter().filter(|(at, _)| *at >= offset) {
+                    match record {
+                        Ok((id, Some(meta))) => {
+                            self.txns.borrow_mut().insert(id, Entry { meta, partition });
+                            applied += 1;
                         }
+                        Ok((id, None)) => {
+                            self.txns.borrow_mut().remove(&id);
+                        }
+                        Err(e) => tracing::warn!(partition, offset = at, "skipping: {e}"),
                     }
                 }
-                Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
             }
-            offset = next;
-        }
+            Err(e) => tracing::warn!(partition, offset, "skipping undecodable batches: {e}"),
+        })
+        .await;
         applied
     }
 }

@@ -804,6 +804,40 @@ impl PartitionLog {
         read::read_until(self.shared(), offset, max_bytes, false).await
     }
 
+    /// Reads the log from its start to the high watermark, `chunk_bytes` at a time, and
+    /// hands each read (whole batches) to `apply` with the offset it was asked from (its
+    /// first batch may start below). For state kept in a log and rebuilt from it: consumer
+    /// offsets, transaction state. A read error or a read that makes no progress is logged
+    /// and ends the replay early.
+    pub async fn replay(&self, chunk_bytes: usize, mut apply: impl FnMut(i64, &Bytes)) {
+        let dir = self.shared().dir.clone();
+        let mut offset = self.log_start_offset();
+        while offset < self.high_watermark() {
+            let read = match self.read(offset, chunk_bytes).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), offset, "replay stopped: {e}");
+                    return;
+                }
+            };
+            if read.records.is_empty() {
+                // The log ends inside a gap (truncated there): nothing more to read.
+                return;
+            }
+            let next = Batches::new(&read.records)
+                .map_while(Result::ok)
+                .map(|(header, _)| header.last_offset() + 1)
+                .last()
+                .unwrap_or(offset);
+            if next <= offset {
+                tracing::error!(dir = %dir.display(), offset, "replay made no progress; stopping");
+                return;
+            }
+            apply(offset, &read.records);
+            offset = next;
+        }
+    }
+
     /// Resolves when `high_watermark() > offset`, or the log is closed, deleted or poisoned.
     /// Woken by the writer when it advances the high watermark (no polling). Owns a handle on
     /// the log, so it may outlive `self`.
