@@ -58,7 +58,8 @@ pub async fn handle(
     })
 }
 
-fn valid_group_id(id: &str) -> bool {
+/// A group id a coordinator accepts: not empty, at most `GROUP_ID_BYTES_MAX` bytes.
+pub(super) fn valid_group_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= GROUP_ID_BYTES_MAX
 }
 

@@ -194,7 +194,7 @@ async fn add_partitions(
 async fn add_offsets(shard: &Rc<Shard>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let respond = |code: i16| AddOffsetsToTxnResponse::default().with_error_code(code);
     let group = req.group_id.0.to_string();
-    if group.is_empty() || group.len() > crate::group::GROUP_ID_BYTES_MAX {
+    if !super::group::valid_group_id(&group) {
         return respond(E::InvalidGroupId.code());
     }
     let meta = shard.meta();
@@ -253,8 +253,7 @@ async fn txn_offset_commit(
     }
     forwarded.topics.retain(|t| !t.partitions.is_empty());
     let group = req.group_id.0.to_string();
-    let valid_group = !group.is_empty() && group.len() <= crate::group::GROUP_ID_BYTES_MAX;
-    let outcome = if !valid_group {
+    let outcome = if !super::group::valid_group_id(&group) {
         Err(E::InvalidGroupId)
     } else if !valid_id(&req.transactional_id) {
         Err(E::InvalidRequest)
