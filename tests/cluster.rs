@@ -406,3 +406,128 @@ fn write_txn_markers_writes_only_what_this_broker_leads() {
     // A marker of an older epoch than the partition's producer is refused.
     assert_eq!(write_markers(&mut conn, (4242, 2), "wm", &[local]), vec![INVALID_PRODUCER_EPOCH]);
 }
+
+/// FindCoordinator v3 of `key` (`key_type` 0: group, 1: transactional id) asked of `conn`,
+/// once the cluster has one: its node id.
+fn coordinator_of(conn: &mut Conn, key_type: i8, key: &str) -> i32 {
+    poll("a coordinator", || {
+        let req = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(key.into()))
+            .with_key_type(key_type);
+        let ResponseKind::FindCoordinator(r) =
+            conn.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req))
+        else {
+            panic!("not a FindCoordinator response")
+        };
+        (r.error_code == 0).then_some(r.node_id.0)
+    })
+}
+
+/// One key of `prefix` coordinated by each broker: node id → key.
+fn one_key_per_broker(conn: &mut Conn, key_type: i8, prefix: &str) -> BTreeMap<i32, String> {
+    let mut keys = BTreeMap::new();
+    for i in 0..1000 {
+        let key = format!("{prefix}-{i}");
+        keys.entry(coordinator_of(conn, key_type, &key)).or_insert(key);
+        if keys.len() == 3 {
+            return keys;
+        }
+    }
+    panic!("no key for every broker: {keys:?}")
+}
+
+/// `strata <args> --output json --bootstrap-server <addr>`, its stdout parsed.
+fn cli_json(addr: std::net::SocketAddr, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .args(["--output", "json", "--bootstrap-server", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn group_and_txn_commands_reach_every_coordinator_and_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    let first = cluster.brokers[0].addr;
+    let mut conn = Conn::connect(first);
+    // Three partitions led by the three brokers, each holding i + 1 records.
+    assert_eq!(create(&mut conn, "spread", 3, 1), (0, None));
+    let parts = poll("the topic's leaders", || layout(&mut conn, "spread"));
+    for (partition, leader, _, _) in parts {
+        let mut to_leader = Conn::connect(cluster.node(leader).addr);
+        // Broker 1 may learn the placement before the leader itself has applied it.
+        poll("the leader to serve its partition", || {
+            (fetch_one(&mut to_leader, "spread", partition, 0).error_code == 0).then_some(())
+        });
+        for i in 0..=partition {
+            let produced = produce(&mut to_leader, "spread", partition, batch(&[(b"k", b"v")]), 1);
+            assert_eq!(produced, (0, i64::from(i)));
+        }
+    }
+
+    let described = cli_json(first, &["topic", "describe", "spread"]);
+    let ends: Vec<i64> = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latest"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ends, vec![1, 2, 3], "offsets asked of each partition's leader");
+
+    // Groups coordinated by each broker get offsets through broker 1: the commit goes to the
+    // coordinator, the log end offsets come from each partition's leader.
+    let groups = one_key_per_broker(&mut conn, 0, "g");
+    for group in groups.values() {
+        let args = ["group", "reset-offsets", group, "--topic", "spread", "--to-latest"];
+        cli_json(first, &[&args[..], &["--execute"]].concat());
+    }
+    let listed = cli_json(first, &["group", "list"]);
+    let mut names: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    let mut wanted: Vec<&str> = groups.values().map(String::as_str).collect();
+    wanted.sort_unstable();
+    assert_eq!(names, wanted, "every broker's groups are listed");
+    for group in groups.values() {
+        let described = cli_json(first, &["group", "describe", group]);
+        let offsets: Vec<(i64, i64, i64)> = described["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let field = |name: &str| p[name].as_i64().unwrap();
+                (field("partition"), field("committed_offset"), field("log_end_offset"))
+            })
+            .collect();
+        assert_eq!(offsets, vec![(0, 1, 1), (1, 2, 2), (2, 3, 3)], "{group}");
+    }
+
+    // Transactional ids coordinated by each broker.
+    let ids = one_key_per_broker(&mut conn, 1, "tx");
+    for (node, id) in &ids {
+        let mut coordinator = Conn::connect(cluster.node(*node).addr);
+        // Broker 1 may name it before it has applied its leadership and loaded the partition.
+        let (error, _) = poll("the coordinator to take the id", || {
+            let answer = init_transactional(&mut coordinator, id);
+            (![14, 15, 16].contains(&answer.0)).then_some(answer)
+        });
+        assert_eq!(error, 0);
+    }
+    let listed = cli_json(first, &["txn", "list"]);
+    let mut names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["transactional_id"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    let mut wanted: Vec<&str> = ids.values().map(String::as_str).collect();
+    wanted.sort_unstable();
+    assert_eq!(names, wanted, "every broker's transactional ids are listed");
+    for id in ids.values() {
+        assert_eq!(cli_json(first, &["txn", "describe", id])["state"], "Empty", "{id}");
+    }
+}

@@ -10,6 +10,7 @@ use kafka_protocol::messages::ConsumerProtocolAssignment;
 use kafka_protocol::protocol::Decodable;
 use serde_json::json;
 use strata::client::admin::{Offsets, EARLIEST, LATEST};
+use strata::client::routing::{Coordinator, Unanswered};
 use strata::client::Client;
 
 /// Flags of `strata group`.
@@ -93,7 +94,7 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
         GroupCommand::Describe { group } => describe(&mut client, &group, args.output),
         GroupCommand::Delete { groups } => {
             for group in groups {
-                client.delete_group(&group)?;
+                client.with_coordinator(Coordinator::Group, &group, |c| c.delete_group(&group))?;
                 println!("deleted group {group}");
             }
             Ok(())
@@ -102,8 +103,12 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     }
 }
 
+/// ListGroups on every broker (each lists the groups it coordinates).
 fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
-    let groups = client.list_groups()?;
+    let (mut groups, failed) = client.on_every_broker(Client::list_groups)?;
+    warn_unreachable(&failed, "groups");
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    groups.dedup_by(|a, b| a.group_id == b.group_id);
     if output == Output::Json {
         let rows: Vec<_> = groups
             .iter()
@@ -122,6 +127,13 @@ fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
         groups.iter().map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()]);
     print_table(&["GROUP", "STATE", "PROTOCOL-TYPE"], rows.collect());
     Ok(())
+}
+
+/// Tells on stderr which brokers did not answer a cluster-wide listing of `what`.
+pub(super) fn warn_unreachable(failed: &[Unanswered], what: &str) {
+    for (broker, e) in failed {
+        eprintln!("warning: broker {broker} did not answer ({e}); its {what} are not listed");
+    }
 }
 
 /// One member's id, client id, host and assigned partitions.
@@ -149,7 +161,9 @@ fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
 }
 
 fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<()> {
-    let described = client.describe_group(group)?;
+    let (described, committed) = client.with_coordinator(Coordinator::Group, group, |c| {
+        Ok((c.describe_group(group)?, c.committed(group)?))
+    })?;
     let state = described.group_state.to_string();
     let members: Vec<MemberView> = described
         .members
@@ -161,7 +175,6 @@ fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<
             assigned: decode_assignment(&m.member_assignment),
         })
         .collect();
-    let committed = client.committed(group)?;
     let mut partitions: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
     partitions.extend(members.iter().flat_map(|m| m.assigned.iter().cloned()));
     let ends = log_end_offsets(client, &partitions)?;
@@ -254,7 +267,7 @@ fn log_end_offsets(
     }
     let mut out = Offsets::new();
     for (topic, parts) in by_topic {
-        for (p, offset) in client.list_offsets(topic, &parts, LATEST)? {
+        for (p, offset) in client.leader_offsets(topic, &parts, LATEST)? {
             out.insert((topic.to_owned(), p), offset);
         }
     }
@@ -262,15 +275,16 @@ fn log_end_offsets(
 }
 
 fn reset_offsets(client: &mut Client, args: ResetArgs, output: Output) -> anyhow::Result<()> {
-    let committed = client.committed(&args.group)?;
+    let group = args.group.as_str();
+    let committed = client.with_coordinator(Coordinator::Group, group, |c| c.committed(group))?;
     let mut plan = Offsets::new();
     for topic in &args.topic {
         let partitions = client.partitions(topic)?;
-        let low = client.list_offsets(topic, &partitions, EARLIEST)?;
-        let high = client.list_offsets(topic, &partitions, LATEST)?;
+        let low = client.leader_offsets(topic, &partitions, EARLIEST)?;
+        let high = client.leader_offsets(topic, &partitions, LATEST)?;
         let at_time = match &args.to.to_datetime {
             Some(text) => {
-                Some(client.list_offsets(topic, &partitions, parse_datetime_ms(text)?)?)
+                Some(client.leader_offsets(topic, &partitions, parse_datetime_ms(text)?)?)
             }
             None => None,
         };
@@ -299,11 +313,17 @@ fn reset_offsets(client: &mut Client, args: ResetArgs, output: Output) -> anyhow
         }
         return Ok(());
     }
-    let state = client.describe_group(&args.group)?.group_state.to_string();
-    if state != "Empty" && state != "Dead" {
-        bail!("group {} is {state}: stop its consumers first (it must be empty)", args.group);
+    let commit = |c: &mut Client| {
+        let state = c.describe_group(group)?.group_state.to_string();
+        if state != "Empty" && state != "Dead" {
+            return Ok(Err(state));
+        }
+        c.commit(group, &plan).map(Ok)
+    };
+    let committed = client.with_coordinator(Coordinator::Group, group, commit);
+    if let Err(state) = committed.context("committing the new offsets")? {
+        bail!("group {group} is {state}: stop its consumers first (it must be empty)");
     }
-    client.commit(&args.group, &plan).context("committing the new offsets")?;
     if output == Output::Table {
         println!("\ncommitted");
     }

@@ -160,8 +160,8 @@ fn source_name(source: i8) -> &'static str {
 
 fn describe(client: &mut Client, topic: &str, output: Output) -> anyhow::Result<()> {
     let partitions = client.partitions(topic)?;
-    let earliest = client.list_offsets(topic, &partitions, EARLIEST)?;
-    let latest = client.list_offsets(topic, &partitions, LATEST)?;
+    let earliest = client.leader_offsets(topic, &partitions, EARLIEST)?;
+    let latest = client.leader_offsets(topic, &partitions, LATEST)?;
     let configs = client.describe_topic_configs(topic)?;
     let offsets = |p: &i32| (earliest.get(p).copied(), latest.get(p).copied());
     if output == Output::Json {

@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::json;
+use strata::client::routing::Coordinator;
 use strata::client::Client;
 
 use super::group::{print_table, Output};
@@ -42,8 +43,12 @@ pub fn run(args: TxnArgs) -> anyhow::Result<()> {
     }
 }
 
+/// ListTransactions on every broker (each lists the transactional ids it coordinates).
 fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
-    let txns = client.list_transactions()?;
+    let (mut txns, failed) = client.on_every_broker(Client::list_transactions)?;
+    super::group::warn_unreachable(&failed, "transactions");
+    txns.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    txns.dedup_by(|a, b| a.transactional_id == b.transactional_id);
     if output == Output::Json {
         let rows: Vec<_> = txns
             .iter()
@@ -66,7 +71,8 @@ fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
 }
 
 fn describe(client: &mut Client, id: &str, output: Output) -> anyhow::Result<()> {
-    let t = client.describe_transaction(id)?;
+    let t =
+        client.with_coordinator(Coordinator::Transaction, id, |c| c.describe_transaction(id))?;
     let partitions: Vec<String> = t.partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect();
     if output == Output::Json {
         let described = json!({

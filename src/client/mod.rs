@@ -2,8 +2,9 @@
 //!
 //! [`Client`] is one `std::net::TcpStream` to one broker, used from one thread: it negotiates
 //! versions with ApiVersions on connect, numbers requests with correlation ids and checks
-//! them on the way back. Codecs come from `kafka-protocol`. It talks to the bootstrap broker
-//! only (Strata is a single broker: every coordinator and leader is that broker).
+//! them on the way back. Codecs come from `kafka-protocol`. Calls go to the broker connected
+//! to; [`routing`] finds the coordinator, leader or brokers a call must go to in a cluster
+//! and connects there.
 //!
 //! Imports `protocol`, `record_batch` and `config` only.
 #![warn(missing_docs)]
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod routing;
 pub mod topics;
 pub mod txn;
 
