@@ -103,7 +103,9 @@ impl Client {
             Coordinator::Transaction => 1,
         };
         let context = format!("finding the coordinator of {key}");
-        for attempt in 1.. {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let req = FindCoordinatorRequest::default().with_key(s(key)).with_key_type(key_type);
             let (_, ResponseKind::FindCoordinator(r)) =
                 self.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req))?
@@ -117,7 +119,6 @@ impl Client {
             ClientError::check(r.error_code, context)?;
             return self.connect_to(&format!("{}:{}", r.host, r.port));
         }
-        unreachable!("the loop returns by its last attempt")
     }
 
     /// `call` on a connection to the coordinator of `key`, found again and retried while the
@@ -128,9 +129,11 @@ impl Client {
         key: &str,
         mut call: impl FnMut(&mut Client) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        for attempt in 1.. {
-            let result = self.coordinator(kind, key).and_then(|mut c| call(&mut c));
-            match result {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut coordinator = self.coordinator(kind, key)?;
+            match call(&mut coordinator) {
                 Err(ClientError::Kafka { code, .. })
                     if COORDINATOR_RETRIABLE.contains(&code) && attempt < COORDINATOR_ATTEMPTS =>
                 {
@@ -139,7 +142,6 @@ impl Client {
                 other => return other,
             }
         }
-        unreachable!("the loop returns by its last attempt")
     }
 
     /// [`Client::list_offsets`] asked of each partition's leader.
