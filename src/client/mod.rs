@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod records;
 pub mod topics;
 pub mod txn;
 
