@@ -251,12 +251,91 @@ fn errors_end_the_commands() {
     assert!(ok, "{stderr}");
     assert!(stdout.is_empty());
 
-    // Empty input produces nothing; a broker that is not there is a clear error.
+    // Empty input produces nothing; acks 0 and 1 work; a broker that is not there is a clear
+    // error.
     let summary = produce(&bootstrap, "two", &[], "");
     assert!(summary.contains("produced 0 records"), "{summary}");
+    produce(&bootstrap, "two", &["--acks", "0", "--partition", "0"], "a0\nb0\n");
+    let summary = produce(&bootstrap, "two", &["--acks", "1", "--partition", "0"], "c1\n");
+    assert!(summary.contains("partition 0: 1 records, last offset 2"), "{summary}");
+    let got = consume_json(&bootstrap, "two", &["--partition", "0", "--num", "3"]);
+    let values: Vec<_> = got.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["a0", "b0", "c1"]);
     drop(conn);
     drop(broker);
     let (ok, _, stderr) = strata(&["produce", "two", "--bootstrap-server", &bootstrap], "x\n");
     assert!(!ok);
     assert!(stderr.contains("connecting to"), "{stderr}");
+}
+
+/// An aborted transaction's records are skipped with `--isolation read-committed`.
+#[test]
+fn read_committed_skips_aborted_transactions() {
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let bootstrap = broker.bootstrap();
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(create(&mut conn, "tx", 1, 1), (0, None));
+    let s = |v: &str| kafka_protocol::protocol::StrBytes::from_string(v.to_owned());
+    let id = || TransactionalId(s("t1"));
+
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(id()))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let ResponseKind::InitProducerId(r) =
+        conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+    else {
+        panic!("not an InitProducerId response")
+    };
+    assert_eq!(r.error_code, 0);
+    let (pid, epoch) = (r.producer_id, r.producer_epoch);
+    let topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+        .with_name(TopicName(s("tx")))
+        .with_partitions(vec![0]);
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(id())
+        .with_v3_and_below_producer_id(pid)
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![topic]);
+    let ResponseKind::AddPartitionsToTxn(_) =
+        conn.call(ApiKey::AddPartitionsToTxn, 3, RequestKind::AddPartitionsToTxn(req))
+    else {
+        panic!("not an AddPartitionsToTxn response")
+    };
+    let batch = common::transactional_batch(pid.0, epoch, 0, &[b"t-a", b"t-b"]);
+    let data =
+        produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch));
+    let topic = produce_request::TopicProduceData::default()
+        .with_name(TopicName(s("tx")))
+        .with_partition_data(vec![data]);
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(id()))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![topic]);
+    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+        panic!("not a Produce response")
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let req = EndTxnRequest::default()
+        .with_transactional_id(id())
+        .with_producer_id(pid)
+        .with_producer_epoch(epoch)
+        .with_committed(false);
+    let ResponseKind::EndTxn(r) = conn.call(ApiKey::EndTxn, 3, RequestKind::EndTxn(req)) else {
+        panic!("not an EndTxn response")
+    };
+    assert_eq!(r.error_code, 0);
+
+    produce(&bootstrap, "tx", &[], "after\n");
+    let values = |isolation: &str, num: &str| -> Vec<String> {
+        let args = ["--isolation", isolation, "--num", num];
+        let got = consume_json(&bootstrap, "tx", &args);
+        got.iter().map(|r| r["value"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(values("read-committed", "1"), ["after"]);
+    assert_eq!(values("read-uncommitted", "3"), ["t-a", "t-b", "after"]);
 }
