@@ -27,6 +27,10 @@ enum Command {
     Txn(cli::txn::TxnArgs),
     /// Describe a cluster: brokers, controller, under-replicated partitions.
     Cluster(cli::cluster::ClusterArgs),
+    /// Produce records read from stdin, one per line (like `rpk topic produce`).
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records (like `rpk topic consume` or `kcat -C`).
+    Consume(cli::consume::ConsumeArgs),
     /// Load-test a Kafka-compatible broker (produce, consume, end-to-end).
     Bench(Box<strata::bench::BenchArgs>),
     /// Inspect broker settings.
@@ -57,6 +61,8 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => cli::group::run(args),
         Command::Txn(args) => cli::txn::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
+        Command::Produce(args) => cli::produce::run(args),
+        Command::Consume(args) => cli::consume::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {
             print!("{}", cli::serve::defaults_toml());

@@ -1,50 +1,8 @@
 //! The Java client's default partitioning: `toPositive(murmur2(key)) % partitions` for keyed
-//! records, and a sticky partition for null keys that moves on when its batch is closed.
+//! records (from [`crate::record_batch::partition`]), and a sticky partition for null keys
+//! that moves on when its batch is closed.
 
-/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), bit for bit.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h: u32 = SEED ^ (data.len() as u32);
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// Java's `Utils.toPositive`: clears the sign bit (not `abs`).
-#[inline]
-pub fn to_positive(n: i32) -> i32 {
-    n & 0x7fff_ffff
-}
-
-/// Partition of a keyed record, as the Java client computes it.
-#[inline]
-pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
-    assert!(partitions > 0);
-    to_positive(murmur2(key)) % partitions
-}
+pub use crate::record_batch::partition::{murmur2, partition_for_key, to_positive};
 
 /// A small, fast, seedable PRNG (SplitMix64); not for cryptography.
 #[derive(Debug, Clone)]
@@ -103,33 +61,6 @@ impl Sticky {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Reference values from Apache Kafka's `UtilsTest.testMurmur2`.
-    #[test]
-    fn murmur2_matches_java() {
-        let cases: [(&[u8], i32); 6] = [
-            (b"21", -973_932_308),
-            (b"foobar", -790_332_482),
-            (b"a-little-bit-long-string", -985_981_536),
-            (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
-            (b"abc", 479_470_107),
-        ];
-        for (key, expected) in cases {
-            assert_eq!(murmur2(key), expected, "{:?}", std::str::from_utf8(key));
-        }
-    }
-
-    #[test]
-    fn keyed_partition_is_positive_modulo() {
-        // toPositive(-973932308) = 1173551340; 1173551340 % 16 = 12.
-        assert_eq!(to_positive(-973_932_308), 1_173_551_340);
-        assert_eq!(partition_for_key(b"21", 16), 12);
-        for n in 1..50 {
-            let p = partition_for_key(format!("key-{n}").as_bytes(), 7);
-            assert!((0..7).contains(&p));
-        }
-    }
 
     #[test]
     fn sticky_moves_only_when_its_batch_closes() {

@@ -1,7 +1,9 @@
 //! Subcommands of the `strata` binary: argument parsing and wiring only.
 
 pub mod cluster;
+pub mod consume;
 pub mod group;
+pub mod produce;
 pub mod serve;
 pub mod topic;
 pub mod txn;

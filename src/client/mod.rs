@@ -1,4 +1,4 @@
-//! A small blocking Kafka client for the `strata` admin commands.
+//! A small blocking Kafka client for the `strata` admin, produce and consume commands.
 //!
 //! [`Client`] is one `std::net::TcpStream` to one broker, used from one thread: it negotiates
 //! versions with ApiVersions on connect, numbers requests with correlation ids and checks
@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod records;
 pub mod routing;
 pub mod topics;
 pub mod txn;

@@ -17,6 +17,7 @@
 mod batches;
 mod control;
 mod error;
+pub mod partition;
 mod records;
 mod rewrite;
 mod timestamp;
