@@ -56,8 +56,10 @@ enum ConsumeOutput {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Isolation {
     /// Every record, including those of open and aborted transactions.
+    #[value(alias = "read_uncommitted")]
     ReadUncommitted,
     /// Only committed records, up to the last stable offset.
+    #[value(alias = "read_committed")]
     ReadCommitted,
 }
 
