@@ -469,13 +469,18 @@ fn group_and_txn_commands_reach_every_coordinator_and_leader() {
     }
 
     let described = cli_json(first, &["topic", "describe", "spread"]);
-    let ends: Vec<i64> = described["partitions"]
+    let shown: Vec<(i64, i64, serde_json::Value)> = described["partitions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["latest"].as_i64().unwrap())
+        .map(|p| (p["latest"].as_i64().unwrap(), p["leader"].as_i64().unwrap(), p["isr"].clone()))
         .collect();
-    assert_eq!(ends, vec![1, 2, 3], "offsets asked of each partition's leader");
+    let wanted: Vec<(i64, i64, serde_json::Value)> = layout(&mut conn, "spread")
+        .unwrap()
+        .into_iter()
+        .map(|(p, leader, _, _)| (i64::from(p) + 1, i64::from(leader), serde_json::json!([leader])))
+        .collect();
+    assert_eq!(shown, wanted, "leaders and offsets asked of each partition's leader");
 
     // Groups coordinated by each broker get offsets through broker 1: the commit goes to the
     // coordinator, the log end offsets come from each partition's leader.

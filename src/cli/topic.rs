@@ -159,7 +159,8 @@ fn source_name(source: i8) -> &'static str {
 }
 
 fn describe(client: &mut Client, topic: &str, output: Output) -> anyhow::Result<()> {
-    let partitions = client.partitions(topic)?;
+    let layout = client.layout(topic)?;
+    let partitions: Vec<i32> = layout.keys().copied().collect();
     let earliest = client.leader_offsets(topic, &partitions, EARLIEST)?;
     let latest = client.leader_offsets(topic, &partitions, LATEST)?;
     let configs = client.describe_topic_configs(topic)?;
@@ -169,7 +170,12 @@ fn describe(client: &mut Client, topic: &str, output: Output) -> anyhow::Result<
             .iter()
             .map(|p| {
                 let (low, high) = offsets(p);
-                json!({ "partition": p, "earliest": low, "latest": high })
+                let place = layout.get(p);
+                json!({
+                    "partition": p, "leader": place.map(|l| l.leader),
+                    "replicas": place.map(|l| &l.replicas), "isr": place.map(|l| &l.isr),
+                    "earliest": low, "latest": high,
+                })
             })
             .collect();
         let configs: Vec<_> = configs
@@ -186,10 +192,15 @@ fn describe(client: &mut Client, topic: &str, output: Output) -> anyhow::Result<
         .iter()
         .map(|p| {
             let (low, high) = offsets(p);
-            vec![p.to_string(), opt(low), opt(high)]
+            let ids = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+            let (leader, replicas, isr) = match layout.get(p) {
+                Some(l) => (l.leader.to_string(), ids(&l.replicas), ids(&l.isr)),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            vec![p.to_string(), leader, replicas, isr, opt(low), opt(high)]
         })
         .collect();
-    print_table(&["PARTITION", "EARLIEST", "LATEST"], rows);
+    print_table(&["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"], rows);
     println!();
     let rows = configs
         .iter()

@@ -11,6 +11,17 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{protocol, Client, ClientError};
 
+/// Where a partition lives, as Metadata reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLayout {
+    /// The leader's node id (-1 if none).
+    pub leader: i32,
+    /// Node ids of its replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// Node ids of its in-sync replicas.
+    pub isr: Vec<i32>,
+}
+
 /// A broker (`host:port`) that did not answer, and why.
 pub type Unanswered = (String, ClientError);
 
@@ -93,6 +104,27 @@ impl Client {
             leaders.insert(p.partition_index, addr.clone());
         }
         Ok(leaders)
+    }
+
+    /// The leader, replicas and ISR of each partition of `topic`.
+    pub fn layout(&mut self, topic: &str) -> Result<BTreeMap<i32, PartitionLayout>, ClientError> {
+        let wanted =
+            metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))));
+        let r = self.metadata(Some(vec![wanted]))?;
+        let t = r.topics.first().ok_or_else(|| protocol("no topic in Metadata answer"))?;
+        ClientError::check(t.error_code, format!("topic {topic}"))?;
+        let ids = |ids: &[BrokerId]| ids.iter().map(|id| id.0).collect();
+        Ok(t.partitions
+            .iter()
+            .map(|p| {
+                let layout = PartitionLayout {
+                    leader: p.leader_id.0,
+                    replicas: ids(&p.replica_nodes),
+                    isr: ids(&p.isr_nodes),
+                };
+                (p.partition_index, layout)
+            })
+            .collect())
     }
 
     /// A connection to the broker coordinating `key`, retrying while the coordinator is
