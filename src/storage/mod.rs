@@ -578,7 +578,14 @@ impl PartitionLog {
     /// follow. Crash-safe: an interrupted truncation leaves a log that opens with its data
     /// below `offset` intact. Below the log start it is [`PartitionLog::reset_to`].
     pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
-        if offset >= self.shared().leo.get() && !self.shared().closed.get() {
+        let shared = self.shared();
+        if offset >= shared.leo.get() && !shared.closed.get() {
+            // Nothing to cut, but as Kafka's truncateTo, drop epochs that start at the log
+            // end: a broker that became leader and lost leadership before appending anything
+            // has such an entry, which its new leader never had. Kept, it would be this
+            // follower's `last_fetched_epoch`, and the leader would answer "diverging" to
+            // every fetch.
+            replica::trim_epochs(shared, shared.leo.get());
             return Ok(());
         }
         self.truncate(TruncateKind::To(offset)).await

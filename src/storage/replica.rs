@@ -101,6 +101,20 @@ pub(crate) fn add_epoch(shared: &Shared, epoch: i32, start: i64) -> bool {
     true
 }
 
+/// Drops the cached epochs that start at or after `end` (Kafka's `truncateFromEnd`);
+/// persists if any went.
+pub(crate) fn trim_epochs(shared: &Shared, end: i64) {
+    let trimmed = {
+        let mut epochs = shared.epochs.borrow_mut();
+        let before = epochs.len();
+        epochs.retain(|&(_, start)| start < end);
+        epochs.len() != before
+    };
+    if trimmed {
+        store_epochs(shared);
+    }
+}
+
 /// Kafka's OffsetForLeaderEpoch answer, see `PartitionLog::end_offset_for_epoch`.
 pub(crate) fn end_offset_for(epochs: &[(i32, i64)], epoch: i32, log_end: i64) -> (i32, i64) {
     let after = epochs.partition_point(|&(e, _)| e <= epoch);

@@ -372,6 +372,29 @@ fn truncate_at_a_segment_base_and_no_op_truncation() {
 }
 
 #[test]
+fn a_no_op_truncation_drops_an_epoch_that_led_no_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir.join("t"), small_config()).await.unwrap();
+        log.set_leader_epoch(0);
+        append_batches(&log, 0, 2).await;
+        // Led epoch 1 without appending, then the new leader (epoch 2) says the log
+        // diverges at its end: the cut is a no-op, but epoch 1 must go.
+        log.set_leader_epoch(1);
+        assert_eq!(log.epoch_entries(), vec![(0, 0), (1, 10)]);
+        log.truncate_to(10).await.unwrap();
+        assert_eq!(log.log_end_offset(), 10);
+        assert_eq!(log.epoch_entries(), vec![(0, 0)]);
+        assert_eq!(log.latest_epoch(), Some(0));
+        log.close().await.unwrap();
+        let log = PartitionLog::open(dir.join("t"), small_config()).await.unwrap();
+        assert_eq!(log.epoch_entries(), vec![(0, 0)], "persisted");
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn reset_to_empties_the_log_at_an_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();

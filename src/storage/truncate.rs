@@ -72,15 +72,7 @@ impl Writer {
         shared.cache.borrow_mut().clear();
         shared.compacted.set(None);
         self.unsynced_records = 0;
-        let trimmed = {
-            let mut epochs = shared.epochs.borrow_mut();
-            let before = epochs.len();
-            epochs.retain(|&(_, start)| start < end);
-            epochs.len() != before
-        };
-        if trimmed {
-            replica::store_epochs(shared);
-        }
+        replica::trim_epochs(shared, end);
         replica::checkpoint_hw(shared, true);
     }
 
