@@ -29,7 +29,14 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> (Child, String) {
         .expect("strata runs");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
-    let ready = lines.find(|l| l.contains("strata ready")).expect("broker became ready");
+    let mut seen = Vec::new();
+    let Some(ready) = lines.find(|l| {
+        seen.push(l.clone());
+        l.contains("strata ready")
+    }) else {
+        let status = child.wait().expect("the broker exited");
+        panic!("the broker exited ({status}) before it was ready:\n{}", seen.join("\n"));
+    };
     // Keep draining stderr so the broker never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (child, ready)
