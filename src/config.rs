@@ -168,11 +168,13 @@ pub struct BrokerConfig {
     /// Kafka's `auto.leader.rebalance.enable`: hand leadership back to each partition's
     /// preferred replica once it is in sync again.
     pub auto_leader_rebalance: bool,
-    /// Address of this broker's controller listener (Raft between controllers); required
-    /// with `controller_voters`.
+    /// Address of this broker's controller listener (Raft between controllers, and the
+    /// metadata log the leader sends to observers); required with `controller_voters`.
     pub controller_listen: Option<SocketAddr>,
-    /// The controller quorum (every broker of a cluster); empty = a single broker with no
-    /// peers, which keeps its metadata alone.
+    /// The controller quorum; empty = a single broker with no peers, which keeps its
+    /// metadata alone. A broker whose node id is not listed joins the cluster as an
+    /// observer (a Raft learner, as KRaft's broker-only nodes): it gets the metadata log
+    /// but does not vote.
     pub controller_voters: Vec<Voter>,
 }
 
@@ -298,6 +300,21 @@ impl BrokerConfig {
         !self.controller_voters.is_empty()
     }
 
+    /// Whether this broker votes in the controller quorum (else, in a cluster, it observes).
+    pub fn is_voter(&self) -> bool {
+        self.controller_voters.iter().any(|v| v.id == self.node_id)
+    }
+
+    /// Where the controller leader reaches this broker's controller listener: its voter
+    /// entry, or for an observer the advertised host with the controller listener's port.
+    pub fn controller_address(&self) -> Option<String> {
+        if let Some(voter) = self.controller_voters.iter().find(|v| v.id == self.node_id) {
+            return Some(format!("{}:{}", voter.host, voter.port));
+        }
+        let port = self.controller_listen?.port();
+        Some(format!("{}:{port}", self.advertised_host))
+    }
+
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let Some(listen) = self.controller_listen else {
             if self.is_clustered() {
@@ -307,10 +324,6 @@ impl BrokerConfig {
         };
         if !self.is_clustered() {
             return Err(bad("controller-listen", "needs controller-voters"));
-        }
-        if !self.controller_voters.iter().any(|v| v.id == self.node_id) {
-            let msg = format!("must list this broker's node-id {}", self.node_id);
-            return Err(bad("controller-voters", msg));
         }
         if listen == self.listen || Some(listen) == self.admin_listen {
             return Err(bad("controller-listen", "must differ from listen and admin-listen"));

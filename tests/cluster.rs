@@ -217,17 +217,105 @@ fn serve_fails(args: &[&str]) -> String {
 fn bad_cluster_settings_fail_start_up_naming_the_key() {
     let stderr = serve_fails(&["--controller-voters", "1@nowhere"]);
     assert!(stderr.contains("controller-voters"), "{stderr}");
-    let stderr = serve_fails(&[
-        "--node-id",
-        "5",
-        "--controller-listen",
-        "127.0.0.1:0",
-        "--controller-voters",
-        "1@127.0.0.1:19093",
-    ]);
-    assert!(stderr.contains("controller-voters") && stderr.contains("node-id 5"), "{stderr}");
     let stderr = serve_fails(&["--controller-voters", "1@127.0.0.1:19093", "--node-id", "1"]);
     assert!(stderr.contains("controller-listen"), "{stderr}");
+}
+
+#[test]
+fn an_observer_broker_leads_and_follows_but_never_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three voters and broker 4, which is not in the voter list (a KRaft broker-only node).
+    let mut cluster = Cluster::start_with_observers(dir.path(), 3, 1, &["--shards", "1"]);
+    let mut observer = Conn::connect(cluster.node(4).addr);
+    assert_eq!(metadata(&mut observer).brokers.len(), 4);
+    // Created through the observer (forwarded to the controller), placed on all four.
+    assert_eq!(create(&mut observer, "wide", 8, 3), (0, None));
+    let wide = layout(&mut observer, "wide").expect("the proposer knows the topic");
+    let mut leads = BTreeMap::new();
+    for (_, leader, _, _) in &wide {
+        *leads.entry(*leader).or_insert(0) += 1;
+    }
+    assert_eq!(leads, BTreeMap::from([(1, 2), (2, 2), (3, 2), (4, 2)]));
+    let (partition, _, replicas, _) = wide.iter().find(|p| p.1 == 4).unwrap().clone();
+    let value = b"on the observer";
+    assert_eq!(produce(&mut observer, "wide", partition, batch(&[(b"k", value)]), -1), (0, 0));
+    let data = fetch_one(&mut observer, "wide", partition, 0);
+    assert_eq!(common::records(&data.records.unwrap()), vec![(0, b"k".to_vec(), value.to_vec())]);
+
+    // Killed, the observer is fenced and its partitions move to their ISR; restarted, it
+    // comes back from its own copy of the metadata log, is unfenced and leads again.
+    cluster.node(4).kill9();
+    let mut voter = Conn::connect(cluster.node(replicas[1]).addr);
+    poll("the observer to be fenced", || (fenced(&mut voter) == vec![4]).then_some(()));
+    let moved = poll("its partitions to get new leaders", || {
+        let now = layout(&mut voter, "wide")?;
+        now.iter().all(|p| p.1 != 4).then_some(now)
+    });
+    let new_leader = moved.iter().find(|p| p.0 == partition).unwrap().1;
+    let mut conn = Conn::connect(cluster.node(new_leader).addr);
+    // Readable once the new leader's high watermark passes it (its followers report in).
+    let read = poll("the acknowledged record at the new leader", || {
+        let data = fetch_one(&mut conn, "wide", partition, 0);
+        Some(common::records(&data.records?)).filter(|r| !r.is_empty())
+    });
+    assert_eq!(read, vec![(0, b"k".to_vec(), value.to_vec())]);
+    cluster.node(4).restart();
+    poll("the observer to be unfenced", || fenced(&mut voter).is_empty().then_some(()));
+    let mut observer = Conn::connect(cluster.node(4).addr);
+    let leaders = |layout: &common::Layout| -> Vec<(i32, i32)> {
+        layout.iter().map(|(partition, leader, _, _)| (*partition, *leader)).collect()
+    };
+    poll("the observer to lead its preferred partitions again", || {
+        let now = layout(&mut observer, "wide")?;
+        (leaders(&now) == leaders(&wide)).then_some(())
+    });
+
+    // The observer never becomes the controller: with the controller killed, a voter takes
+    // over, and the observer's metadata changes still go through.
+    let old = poll("a controller", || Some(controller(&mut observer)).filter(|&id| id > 0));
+    assert!((1..=3).contains(&old), "controller {old}");
+    cluster.node(old).kill9();
+    assert_eq!(create(&mut observer, "after-failover", 2, 2), (0, None));
+    let new = poll("a new controller", || {
+        Some(controller(&mut observer)).filter(|&id| id > 0 && id != old)
+    });
+    assert!((1..=3).contains(&new), "controller {new}");
+    let mut voter = Conn::connect(cluster.node(new).addr);
+    poll("a voter to see the topic", || layout(&mut voter, "after-failover"));
+}
+
+#[test]
+fn a_restarted_broker_serves_nothing_before_it_caught_up_with_the_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    assert_eq!(create(&mut conn, "stale", 3, 3), (0, None));
+    poll("every replica in sync", || {
+        let now = layout(&mut conn, "stale")?;
+        now.iter().all(|p| p.3.len() == 3).then_some(())
+    });
+    drop(conn);
+    // Everyone down, broker 1 last: its own controller log says it leads partition 0.
+    for id in [2, 3, 1] {
+        cluster.node(id).kill9();
+    }
+    cluster.node(1).relaunch();
+    cluster.node(2).restart();
+    // Until its registration went through the new quorum, its metadata may be stale: it
+    // must neither lead nor follow anything before that.
+    let early = cluster.node(1).log_until("broker registered with the controller");
+    let served: Vec<&String> = early.iter().filter(|l| l.contains("topic=stale")).collect();
+    assert!(served.is_empty(), "served before catching up: {served:?}");
+    cluster.node(1).wait_ready();
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    let records = batch(&[(b"k", b"after the restart")]);
+    let leader = poll("a leader for partition 0", || {
+        layout(&mut conn, "stale")?.iter().find(|p| p.0 == 0).map(|p| p.1).filter(|&l| l > 0)
+    });
+    let mut at_leader = Conn::connect(cluster.node(leader).addr);
+    poll("the leader to take the write", || {
+        (produce(&mut at_leader, "stale", 0, records.clone(), 1).0 == 0).then_some(())
+    });
 }
 
 #[test]

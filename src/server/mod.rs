@@ -132,6 +132,7 @@ fn start_controller(config: &BrokerConfig) -> anyhow::Result<Option<quorum::Star
         node_id = config.node_id,
         controller = %address,
         voters = config.controller_voters.len(),
+        role = if config.is_voter() { "voter" } else { "observer" },
         "starting the controller"
     );
     Ok(Some(quorum::start(config, listener)?))
@@ -341,17 +342,30 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
 /// Partitions of `__transaction_state`.
 const TXN_PARTITIONS: i32 = crate::txn::TXN_TOPIC_PARTITIONS;
 
-/// Shard 0 in a cluster: publishes what the controller applies, from now on; returns once
-/// this broker's own registration has been applied.
+/// Shard 0 in a cluster: once this start of the broker has registered and its metadata is
+/// at least as new as that registration, publishes it and everything the controller applies
+/// from then on. Until then nothing is published: after a restart the local controller log
+/// may be behind, and its leaders stale (as KRaft brokers, which wait until they caught up
+/// with the metadata log before they serve partitions).
 async fn bootstrap_cluster(shard: &Rc<Shard>, mut updates: Updates) -> anyhow::Result<()> {
-    let node = shard.config.node_id;
+    let quorum = shard.quorum.clone().ok_or_else(|| anyhow::anyhow!("no controller"))?;
+    let mut latest: Option<Arc<ClusterMetadata>> = None;
     loop {
-        let Some(meta) = updates.next().await else {
-            anyhow::bail!("the controller stopped before this broker was registered");
-        };
-        shard.publish_replicated(&meta).await;
-        if meta.brokers.contains_key(&node) {
-            break;
+        if let (Some(index), Some(meta)) = (quorum.registered_index(), &latest) {
+            if meta.version >= index {
+                shard.publish_replicated(meta).await;
+                break;
+            }
+        }
+        // The registration may be marked after its update arrived: look again now and then.
+        let next = updates.next();
+        let tick = glommio::timer::sleep(Duration::from_millis(20));
+        match futures::future::select(next, std::pin::pin!(tick)).await {
+            futures::future::Either::Left((Some(meta), _)) => latest = Some(meta),
+            futures::future::Either::Left((None, _)) => {
+                anyhow::bail!("the controller stopped before this broker was registered")
+            }
+            futures::future::Either::Right(_) => {}
         }
     }
     // Held until the import is done, so an imported __consumer_offsets wins.
@@ -403,8 +417,8 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
 }
 
 /// In a cluster, the internal topics (`__consumer_offsets`, `__transaction_state`) are created
-/// once every voter has registered (so that their partitions spread over all of them), by
-/// whichever broker gets there first.
+/// once every voter has registered (so that their partitions spread over at least all of
+/// them), by whichever broker gets there first.
 fn ensure_internal_topics(shard: &Rc<Shard>, creating: &Rc<std::cell::Cell<bool>>) {
     let meta = shard.meta();
     let registered = meta.brokers.len();
@@ -414,10 +428,9 @@ fn ensure_internal_topics(shard: &Rc<Shard>, creating: &Rc<std::cell::Cell<bool>
     ];
     let missing: Vec<(&'static str, i32)> =
         wanted.into_iter().filter(|(name, _)| !meta.topics.contains_key(*name)).collect();
-    if missing.is_empty()
-        || registered < shard.config.controller_voters.len()
-        || creating.replace(true)
-    {
+    let voters_registered =
+        shard.config.controller_voters.iter().all(|v| meta.brokers.contains_key(&v.id));
+    if missing.is_empty() || !voters_registered || creating.replace(true) {
         return;
     }
     let (shard, creating) = (shard.clone(), creating.clone());

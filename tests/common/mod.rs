@@ -120,13 +120,24 @@ impl Broker {
 
     /// Waits until the broker logs a line containing `needle` (fails after a timeout).
     pub fn wait_for_log(&mut self, needle: &str) -> String {
+        self.log_until(needle).pop().expect("the needle's line")
+    }
+
+    /// Every line the broker logs from now up to the first containing `needle`, included.
+    pub fn log_until(&mut self, needle: &str) -> Vec<String> {
         let lines = self.log_lines.as_ref().unwrap();
         let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
                 Err(e) => panic!("broker never logged {needle:?}: {e}"),
             }
         }
@@ -162,6 +173,12 @@ impl Broker {
         self.spawn();
     }
 
+    /// As [`Broker::restart`], without waiting for the ready line.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.launch_process();
+    }
+
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
@@ -176,17 +193,30 @@ impl Drop for Broker {
     }
 }
 
-/// Brokers of one cluster on loopback, each a controller voter (node ids 1..=n).
+/// Brokers of one cluster on loopback (node ids 1..=n): controller voters, then observers.
 pub struct Cluster {
     pub brokers: Vec<Broker>,
 }
 
 impl Cluster {
-    /// Starts `n` brokers with data directories `dir/data<id>`, all at once (none is ready
-    /// before a quorum is up), then waits for every ready line. `args` go to each broker.
+    /// Starts `n` brokers with data directories `dir/data<id>`, all voters, all at once
+    /// (none is ready before a quorum is up), then waits for every ready line. `args` go to
+    /// each broker.
     pub fn start(dir: &Path, n: usize, args: &[&str]) -> Cluster {
+        Cluster::start_with_observers(dir, n, 0, args)
+    }
+
+    /// As [`Cluster::start`], with `observers` more brokers (ids after the voters') that
+    /// are not controller voters.
+    pub fn start_with_observers(
+        dir: &Path,
+        voters: usize,
+        observers: usize,
+        args: &[&str],
+    ) -> Cluster {
+        let n = voters + observers;
         let controller_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let voters: Vec<String> = controller_ports
+        let voters: Vec<String> = controller_ports[..voters]
             .iter()
             .enumerate()
             .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))

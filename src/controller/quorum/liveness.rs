@@ -11,7 +11,7 @@
 //! Heartbeat times are not replicated: a new leader starts every broker's timer afresh, so it
 //! never fences a broker on stale information, and never fences itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,7 @@ pub struct Context {
     pub machine: StateMachine,
     /// This broker.
     pub me: i32,
-    /// The voters (heartbeat targets).
+    /// The voters (the leader is one of them: heartbeat targets).
     pub members: BTreeMap<NodeId, BasicNode>,
     /// Shared liveness state.
     pub liveness: Liveness,
@@ -153,11 +153,12 @@ pub async fn run(context: Context) {
         }
         was_leader = is_leader;
         let alive = match leader {
-            Some(_) if is_leader => liveness
-                .sessions
-                .lock()
-                .ok()
-                .map(|s| s.alive(members.keys().map(|&id| id as i32), me)),
+            Some(_) if is_leader => {
+                // Voters, and every registered broker (observers included).
+                let mut ids: BTreeSet<i32> = members.keys().map(|&id| id as i32).collect();
+                machine.with_metadata(|meta| ids.extend(meta.brokers.keys().copied()));
+                liveness.sessions.lock().ok().map(|s| s.alive(ids.into_iter(), me))
+            }
             Some(leader) => heartbeat(&mut peer, leader, &members, me, interval).await,
             None => None,
         };

@@ -3,9 +3,11 @@
 //! Design. The controller is not on the data path, and openraft wants a tokio runtime, so
 //! each broker runs it on one dedicated OS thread ("controller") with a current-thread tokio
 //! runtime, beside the glommio shards. Every broker listed in `controller_voters` (KRaft's
-//! `controller.quorum.voters`, `id@host:port`) is a voter; in this phase every broker of a
-//! cluster must be a voter. Controllers talk over their own TCP port (`controller_listen`,
-//! like KRaft's 9093) with JSON frames ([`net`]). Raft's log, vote and snapshots live under
+//! `controller.quorum.voters`, `id@host:port`) is a voter; any other broker of the cluster
+//! is an observer, a Raft learner that the leader sends the log to but that never votes
+//! (KRaft's broker-only nodes), so a cluster can grow without growing its quorum.
+//! Controllers talk over their own TCP port (`controller_listen`, like KRaft's 9093) with
+//! JSON frames ([`net`]). Raft's log, vote and snapshots live under
 //! `<data>/controller/` ([`store`]), fsynced before openraft is told they are durable.
 //!
 //! Shard 0 talks to the controller thread through channels only:
@@ -19,9 +21,10 @@
 //! The Raft leader also fences brokers whose heartbeats stop, which moves leadership of
 //! their partitions to in-sync replicas ([`liveness`]).
 //!
-//! At start-up the thread initializes the Raft group with the voters (safe on every node
-//! with the same voter set; refused and ignored once the group exists), then registers the
-//! broker (id and advertised address) through Raft, retrying until a leader commits it.
+//! At start-up a voter initializes the Raft group with the voters (safe on every node with
+//! the same voter set; refused and ignored once the group exists); an observer asks the
+//! voters, until the leader agrees, to add it as a learner ([`Rpc::Join`]). Then the broker
+//! registers (id and advertised address) through Raft, retrying until a leader commits it.
 //! The Raft leader is the cluster's controller (Metadata's `controller_id`).
 //!
 //! Without voters there is no controller thread: shard 0 keeps the metadata alone, in
@@ -35,7 +38,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,6 +88,7 @@ struct Proposal {
 pub struct QuorumHandle {
     proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
     leader: Arc<AtomicI32>,
+    registered: Arc<AtomicU64>,
     liveness: liveness::Liveness,
 }
 
@@ -93,6 +97,12 @@ impl QuorumHandle {
     /// the first answer or while no controller is reachable.
     pub fn alive_brokers(&self) -> Option<Vec<i32>> {
         self.liveness.alive.lock().ok().and_then(|alive| alive.clone())
+    }
+
+    /// The log index at which this start of the broker registered, once this broker applied
+    /// it: its metadata from that version on is current, not left over from before a restart.
+    pub fn registered_index(&self) -> Option<u64> {
+        Some(self.registered.load(Ordering::Acquire)).filter(|&index| index > 0)
     }
 
     /// The current controller (Raft leader), if one is known.
@@ -138,6 +148,7 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
     listener.set_nonblocking(true)?;
     let (proposals, receiver) = tokio::sync::mpsc::unbounded_channel();
     let leader = Arc::new(AtomicI32::new(-1));
+    let registered = Arc::new(AtomicU64::new(0));
     let members: BTreeMap<NodeId, BasicNode> = config
         .controller_voters
         .iter()
@@ -152,8 +163,10 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
     let liveness = liveness::Liveness::new(timeout);
     let node = Node {
         me,
+        observer_address: (!config.is_voter()).then(|| config.controller_address()).flatten(),
         members,
         leader: leader.clone(),
+        registered: registered.clone(),
         liveness: liveness.clone(),
         auto_leader_rebalance: config.auto_leader_rebalance,
     };
@@ -168,14 +181,17 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
             Err(e) => tracing::error!("cannot start the controller runtime: {e}"),
         }
     })?;
-    Ok(Started { handle: QuorumHandle { proposals, leader, liveness }, updates })
+    Ok(Started { handle: QuorumHandle { proposals, leader, registered, liveness }, updates })
 }
 
 /// The controller thread's state.
 struct Node {
     me: BrokerMeta,
+    /// For an observer, the address the leader reaches its controller listener at.
+    observer_address: Option<String>,
     members: BTreeMap<NodeId, BasicNode>,
     leader: Arc<AtomicI32>,
+    registered: Arc<AtomicU64>,
     liveness: liveness::Liveness,
     auto_leader_rebalance: bool,
 }
@@ -203,7 +219,9 @@ impl Node {
         let listener = TcpListener::from_std(listener)?;
         let sessions = Served { raft: raft.clone(), liveness: self.liveness.clone() };
         tokio::spawn(serve(sessions, listener));
-        if !raft.is_initialized().await? {
+        if let Some(address) = &self.observer_address {
+            tokio::spawn(join(id, address.clone(), self.members.clone()));
+        } else if !raft.is_initialized().await? {
             match raft.initialize(self.members.clone()).await {
                 Ok(()) => {
                     tracing::info!(voters = self.members.len(), "controller quorum initialized")
@@ -212,7 +230,7 @@ impl Node {
             }
         }
         tokio::spawn(watch_leader(raft.clone(), self.leader.clone()));
-        tokio::spawn(register(raft.clone(), self.me.clone()));
+        tokio::spawn(register(raft.clone(), self.me.clone(), self.registered.clone()));
         let heartbeats = liveness::run(liveness::Context {
             raft: raft.clone(),
             machine,
@@ -248,8 +266,71 @@ async fn watch_leader(raft: ControllerRaft, leader: Arc<AtomicI32>) {
     }
 }
 
-/// Registers this broker through Raft, retrying until it is committed.
-async fn register(raft: ControllerRaft, me: BrokerMeta) {
+/// Asks the voters, in turn, to add this observer as a learner at `address` until the leader
+/// has committed it (or it already was, at that address).
+async fn join(id: NodeId, address: String, voters: BTreeMap<NodeId, BasicNode>) {
+    let request = Rpc::Join { id, address: address.clone() };
+    let (mut waited, mut refused) = (false, false);
+    for voter in voters.values().cycle() {
+        let mut peer = Peer::new(voter.addr.clone());
+        match peer.call(&request, FORWARD_TIMEOUT).await {
+            Ok(RpcReply::Write(WriteReply::Committed { result: Ok(()), index })) => {
+                tracing::info!(node_id = id, %address, index, "joined the cluster as an observer");
+                return;
+            }
+            // Refused for good (this node id votes there): say so once, keep asking, as the
+            // operator may be mending the voter lists.
+            Ok(RpcReply::Write(WriteReply::Committed { result: Err(e), .. })) if !refused => {
+                tracing::error!("the controller refuses this observer: {e}");
+                refused = true;
+            }
+            Ok(RpcReply::Write(reply)) if !waited => {
+                tracing::info!(?reply, voter = %voter.addr, "joining the controller quorum");
+                waited = true;
+            }
+            Err(e) if !waited => {
+                tracing::info!(voter = %voter.addr, "joining the controller quorum: {e}");
+                waited = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Adds observer `id` as a Raft learner at `address`, if this node leads: at once when it is
+/// already one at that address (a restart), otherwise through a membership change. A node
+/// id that votes is refused: two brokers would share it.
+async fn join_for_peer(raft: &ControllerRaft, id: NodeId, address: String) -> WriteReply {
+    let (me, membership) = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.id, metrics.membership_config.clone())
+    };
+    let leader = raft.current_leader().await;
+    if leader != Some(me) {
+        let known = leader.and_then(|l| membership.membership().get_node(&l).map(|n| (l, n)));
+        return WriteReply::NotLeader(known.map(|(l, n)| (l, n.addr.clone())));
+    }
+    let index = membership.log_id().map_or(0, |log_id| log_id.index);
+    if membership.membership().voter_ids().any(|voter| voter == id) {
+        let msg = format!("node id {id} is a controller voter; observers need their own id");
+        return WriteReply::Committed { index, result: Err(not_controller(msg)) };
+    }
+    if membership.membership().get_node(&id).is_some_and(|n| n.addr == address) {
+        return WriteReply::Committed { index, result: Ok(()) };
+    }
+    let change = openraft::ChangeMembers::SetNodes(BTreeMap::from([(id, BasicNode::new(address))]));
+    match tokio::time::timeout(FORWARD_TIMEOUT, raft.change_membership(change, true)).await {
+        Err(_) => WriteReply::Failed("the new observer was not committed in time".into()),
+        Ok(Ok(written)) => WriteReply::Committed { index: written.log_id.index, result: Ok(()) },
+        Ok(Err(e)) => WriteReply::Failed(e.to_string()),
+    }
+}
+
+/// Registers this broker through Raft, retrying until it is committed and applied here;
+/// then sets `registered` to its log index.
+async fn register(raft: ControllerRaft, me: BrokerMeta, registered: Arc<AtomicU64>) {
     let cluster_id = uuid::Uuid::new_v4().to_string();
     loop {
         let command =
@@ -257,6 +338,7 @@ async fn register(raft: ControllerRaft, me: BrokerMeta) {
         match propose(&raft, command).await {
             Ok(index) => {
                 tracing::info!(node_id = me.id, index, "broker registered with the controller");
+                registered.store(index, Ordering::Release);
                 return;
             }
             Err(e) => tracing::info!("registering with the controller: {e}; retrying"),
@@ -369,6 +451,7 @@ async fn serve_peer(served: Served, mut stream: TcpStream) {
             Rpc::Snapshot(request) => RpcReply::Snapshot(raft.install_snapshot(request).await),
             Rpc::Write(command) => RpcReply::Write(write_for_peer(raft, command).await),
             Rpc::Heartbeat { id } => RpcReply::Heartbeat { alive: heartbeat(&served, id).await },
+            Rpc::Join { id, address } => RpcReply::Write(join_for_peer(raft, id, address).await),
         };
         if net::write_frame(&mut stream, &reply).await.is_err() {
             return;

@@ -40,6 +40,13 @@ pub enum Rpc {
         /// The broker.
         id: i32,
     },
+    /// An observer (a broker that is not a voter) asks to be added as a Raft learner.
+    Join {
+        /// The observer's node id.
+        id: NodeId,
+        /// Its controller listener, as the leader should reach it.
+        address: String,
+    },
 }
 
 /// What a forwarded write came to.
