@@ -165,6 +165,12 @@ pub struct BrokerConfig {
     /// KRaft's `broker.session.timeout.ms`: a broker whose heartbeats stop for this long is
     /// fenced, and the partitions it led get new leaders from their ISR.
     pub broker_session_timeout_ms: u64,
+    /// Kafka's `transactional.id.expiration.ms`: a transactional id with no transaction open
+    /// (Empty, CompleteCommit or CompleteAbort) and no update for this long is forgotten.
+    pub transactional_id_expiration_ms: u64,
+    /// Kafka's `producer.id.expiration.ms`: an idempotent producer that appended nothing to a
+    /// partition for this long is forgotten by that partition.
+    pub producer_id_expiration_ms: u64,
     /// Kafka's `auto.leader.rebalance.enable`: hand leadership back to each partition's
     /// preferred replica once it is in sync again.
     pub auto_leader_rebalance: bool,
@@ -212,6 +218,9 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             replica_lag_time_max_ms: 10_000,
             broker_session_timeout_ms: 6_000,
+            transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
+            // storage::PRODUCER_EXPIRATION_MS (config imports nothing; a test there checks).
+            producer_id_expiration_ms: 24 * 3600 * 1000,
             auto_leader_rebalance: true,
             controller_listen: None,
             controller_voters: Vec::new(),
@@ -288,6 +297,12 @@ impl BrokerConfig {
         }
         if self.broker_session_timeout_ms < 1_000 {
             return Err(bad("broker-session-timeout-ms", "must be at least 1000"));
+        }
+        if self.transactional_id_expiration_ms == 0 {
+            return Err(bad("transactional-id-expiration-ms", "must be at least 1"));
+        }
+        if self.producer_id_expiration_ms == 0 {
+            return Err(bad("producer-id-expiration-ms", "must be at least 1"));
         }
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));

@@ -131,12 +131,16 @@ fn bad_keys_and_values_fail_start_up_naming_the_key() {
         ("admin_listen = \"nowhere\"\n", "admin_listen"),
         ("default_partitions = 0\n", "default-partitions"),
         ("shutdown_timeout_ms = 999999999\n", "shutdown-timeout-ms"),
+        ("transactional_id_expiration_ms = 0\n", "transactional-id-expiration-ms"),
+        ("producer_id_expiration_ms = 0\n", "producer-id-expiration-ms"),
     ];
     for (text, key) in cases {
         let config = write_config(dir.path(), text);
         let stderr = refused(&[&base[..], &["--config", &config]].concat(), &[]);
         assert!(stderr.contains(key), "{text:?}: error does not name {key}:\n{stderr}");
     }
+    let stderr = refused(&base, &[("STRATA_PRODUCER_ID_EXPIRATION_MS", "0")]);
+    assert!(stderr.contains("producer-id-expiration-ms"), "{stderr}");
     let stderr = refused(&base, &[("STRATA_SHARDS", "many")]);
     assert!(stderr.contains("--shards"), "{stderr}");
     let stderr = refused(&[&base[..], &["--log-format", "xml"]].concat(), &[]);

@@ -304,6 +304,70 @@ fn a_timed_out_transaction_is_aborted_and_its_producer_may_reinitialise() {
     assert_eq!(done.last_stable_offset, done.high_watermark);
 }
 
+/// Whether ListTransactions lists `id`, and in which state.
+fn listed(conn: &mut Conn, id: &str) -> Option<String> {
+    let all = list(conn, &[]);
+    assert_eq!(all.error_code, 0);
+    let found = all.transaction_states.iter().find(|t| t.transactional_id.0.as_str() == id);
+    found.map(|t| t.transaction_state.as_str().to_owned())
+}
+
+/// InitProducerId, AddPartitionsToTxn and a committing EndTxn: the (producer id, epoch).
+fn commit_one(conn: &mut Conn, id: &str) -> (i64, i16) {
+    let (error, pid, epoch) = init(conn, id);
+    assert_eq!(error, 0);
+    assert_eq!(add(conn, id, (pid, epoch), &[(TOPIC, 0)]), [0]);
+    assert_eq!(end(conn, id, (pid, epoch), true), 0);
+    (pid, epoch)
+}
+
+fn poll_until_unlisted(conn: &mut Conn, id: &str) {
+    common::poll(&format!("{id} to expire"), || listed(conn, id).is_none().then_some(()));
+}
+
+#[test]
+fn idle_transactional_ids_expire_for_good_but_open_transactions_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    // One shard: every id on the same coordinator, so its periodic passes order them.
+    let args = ["--shards", "1", "--transactional-id-expiration-ms", "1000"];
+    let mut broker = Broker::start(dir.path(), &args);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, TOPIC, 1);
+    // Updated before the committed ids below, and open far longer than the expiration.
+    let (_, open_pid, open_epoch) = init_with(&mut conn, "exp-open", 600_000, (-1, -1));
+    assert_eq!(add(&mut conn, "exp-open", (open_pid, open_epoch), &[(TOPIC, 0)]), [0]);
+    let (done_pid, _) = commit_one(&mut conn, "exp-done");
+    poll_until_unlisted(&mut conn, "exp-done");
+    let gone = describe(&mut conn, "exp-done");
+    assert_eq!(gone.error_code, code(E::TransactionalIdNotFound));
+    // An id completed after that expiry goes in a later pass, which saw the open id as well.
+    commit_one(&mut conn, "exp-later");
+    poll_until_unlisted(&mut conn, "exp-later");
+    assert_eq!(listed(&mut conn, "exp-open").as_deref(), Some("Ongoing"));
+
+    // Restarted with an expiration that never comes: only the tombstones can keep the
+    // expired ids away.
+    broker.stop();
+    drop(broker);
+    let args = ["--shards", "1", "--transactional-id-expiration-ms", "3600000"];
+    let broker = Broker::start(dir.path(), &args);
+    let mut conn = Conn::connect(broker.addr);
+    let after = common::poll("the coordinator to load", || {
+        let d = describe(&mut conn, "exp-done");
+        (d.error_code != code(E::CoordinatorLoadInProgress)).then_some(d)
+    });
+    assert_eq!(after.error_code, code(E::TransactionalIdNotFound), "replay forgets it");
+    assert_eq!(describe(&mut conn, "exp-later").error_code, code(E::TransactionalIdNotFound));
+    assert_eq!(listed(&mut conn, "exp-done"), None);
+    assert_eq!(listed(&mut conn, "exp-open").as_deref(), Some("Ongoing"));
+
+    // The id starts afresh, as a new one: a new producer id at epoch 0.
+    let (error, pid, epoch) = init(&mut conn, "exp-done");
+    assert_eq!((error, epoch), (0, 0));
+    assert_ne!(pid, done_pid, "not the expired id's producer id");
+    assert_eq!(listed(&mut conn, "exp-done").as_deref(), Some("Empty"));
+}
+
 fn strata_txn(broker: &Broker, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["txn", "--bootstrap-server", &broker.bootstrap()])

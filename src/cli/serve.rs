@@ -164,6 +164,14 @@ pub struct Settings {
     /// (broker.session.timeout.ms). [default: 6000]
     #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
+    /// A transactional id with no open transaction and no update for this long is forgotten
+    /// (transactional.id.expiration.ms). [default: 604800000]
+    #[arg(long, env = "STRATA_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    pub transactional_id_expiration_ms: Option<u64>,
+    /// A partition forgets an idempotent producer that appended nothing for this long
+    /// (producer.id.expiration.ms). [default: 86400000]
+    #[arg(long, env = "STRATA_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
     /// Hand leadership back to preferred replicas once in sync (auto.leader.rebalance.enable).
     /// [default: true]
     #[arg(long, env = "STRATA_AUTO_LEADER_REBALANCE")]
@@ -330,6 +338,8 @@ impl Settings {
             group_initial_rebalance_delay_ms,
             replica_lag_time_max_ms,
             broker_session_timeout_ms,
+            transactional_id_expiration_ms,
+            producer_id_expiration_ms,
             auto_leader_rebalance,
             log_format,
             log_level,
@@ -375,6 +385,8 @@ impl Settings {
             group_initial_rebalance_delay_ms: Some(d.group_initial_rebalance_delay_ms),
             replica_lag_time_max_ms: Some(d.replica_lag_time_max_ms),
             broker_session_timeout_ms: Some(d.broker_session_timeout_ms),
+            transactional_id_expiration_ms: Some(d.transactional_id_expiration_ms),
+            producer_id_expiration_ms: Some(d.producer_id_expiration_ms),
             auto_leader_rebalance: Some(d.auto_leader_rebalance),
             log_format: Some(LogFormat::Text),
             log_level: None,
@@ -449,6 +461,12 @@ impl Settings {
             broker_session_timeout_ms: self
                 .broker_session_timeout_ms
                 .unwrap_or(d.broker_session_timeout_ms),
+            transactional_id_expiration_ms: self
+                .transactional_id_expiration_ms
+                .unwrap_or(d.transactional_id_expiration_ms),
+            producer_id_expiration_ms: self
+                .producer_id_expiration_ms
+                .unwrap_or(d.producer_id_expiration_ms),
             auto_leader_rebalance: self.auto_leader_rebalance.unwrap_or(d.auto_leader_rebalance),
             retention_ms: self.retention_ms.unwrap_or(d.retention_ms),
             retention_bytes: self.retention_bytes.unwrap_or(d.retention_bytes),

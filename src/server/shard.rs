@@ -896,11 +896,13 @@ impl Shard {
     /// work yields to the executor often, so produce and fetch stay responsive.
     pub async fn housekeeping(self: Rc<Self>) {
         let interval = std::time::Duration::from_millis(self.config.retention_check_ms);
+        let producer_max_age =
+            i64::try_from(self.config.producer_id_expiration_ms).unwrap_or(i64::MAX);
         loop {
             glommio::timer::sleep(interval).await;
             for log in self.local_logs() {
                 let now = storage::now_ms();
-                log.expire_producers(now);
+                log.expire_producers(now, producer_max_age);
                 if let Err(e) = log.enforce_retention(now).await {
                     tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
                 }

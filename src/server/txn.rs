@@ -18,7 +18,9 @@
 //! [`TxnCoordinator::run_periodic`] retries it with the metadata of that moment;
 //! that task also finishes Prepare* states found by the replay after a crash and aborts
 //! Ongoing transactions older than their timeout (bumping the epoch, which fences the
-//! producer). Mutations of one transactional id are serialised by that id's lock, held
+//! producer); it also expires ids with no open transaction that were not updated for
+//! `--transactional-id-expiration-ms` (a tombstone in their partition, then forgotten).
+//! Mutations of one transactional id are serialised by that id's lock, held
 //! across its marker writes (markers never need a coordinator lock, so this cannot
 //! deadlock); different ids proceed concurrently.
 
@@ -169,8 +171,35 @@ impl TxnCoordinator {
 
     /// Appends `meta` for `id` to `partition` and, once durable, adopts it in memory.
     async fn persist(&self, partition: i32, id: &str, meta: TxnMeta) -> Result<(), E> {
+        let batch = records::encode_batch(id, &meta, now_ms());
+        self.append(partition, id, batch).await?;
+        self.txns.borrow_mut().insert(id.to_owned(), Entry { meta, partition });
+        Ok(())
+    }
+
+    /// Appends `id`'s tombstone to `partition` and, once durable, forgets the id in memory
+    /// (its lock too, unless a request is waiting for it). The caller holds the id's lock.
+    async fn forget(&self, partition: i32, id: &str, lock: &Rc<Semaphore>) -> Result<(), E> {
+        let batch = records::encode_tombstone_batch(id, now_ms());
+        self.append(partition, id, batch).await?;
+        self.txns.borrow_mut().remove(id);
+        // Held by the map and the caller only: no request waits for it, so a later one may
+        // start a new lock.
+        if Rc::strong_count(lock) == 2 {
+            self.locks.borrow_mut().remove(id);
+        }
+        Ok(())
+    }
+
+    /// Appends one encoded batch of `id` to `partition` and waits until it is durable.
+    async fn append(
+        &self,
+        partition: i32,
+        id: &str,
+        batch: Result<bytes::Bytes, records::TxnRecordError>,
+    ) -> Result<(), E> {
         let log = self.ready_log(partition)?;
-        let batch = records::encode_batch(id, &meta, now_ms()).map_err(|e| {
+        let batch = batch.map_err(|e| {
             tracing::error!(transactional_id = id, "encoding transaction state failed: {e}");
             E::UnknownServerError
         })?;
@@ -182,7 +211,6 @@ impl TxnCoordinator {
             tracing::error!(transactional_id = id, "persisting transaction state failed: {e}");
             return Err(E::CoordinatorNotAvailable);
         }
-        self.txns.borrow_mut().insert(id.to_owned(), Entry { meta, partition });
         Ok(())
     }
 
@@ -359,47 +387,85 @@ impl TxnCoordinator {
     }
 
     /// Forever, every [`TXN_CHECK_INTERVAL_MS`]: finishes transactions left in Prepare*
-    /// (a crash, or a marker that failed) and aborts Ongoing ones past their timeout.
+    /// (a crash, or a marker that failed), aborts Ongoing ones past their timeout and
+    /// expires ids idle past `--transactional-id-expiration-ms`.
     pub async fn run_periodic(self: Rc<Self>, shard: Rc<Shard>) {
+        let expiration_ms =
+            i64::try_from(shard.config.transactional_id_expiration_ms).unwrap_or(i64::MAX);
         loop {
             glommio::timer::sleep(Duration::from_millis(TXN_CHECK_INTERVAL_MS)).await;
+            self.complete_due(&shard).await;
+            self.expire_idle(expiration_ms).await;
+        }
+    }
+
+    /// Forgets every transactional id with no transaction open whose last update is at least
+    /// `expiration_ms` old (Kafka's `removeExpiredTransactionalIds`): a tombstone is
+    /// appended to its partition first, so a restart's replay forgets it too.
+    async fn expire_idle(&self, expiration_ms: i64) {
+        let now = now_ms();
+        let due: Vec<(String, i32)> = self
+            .txns
+            .borrow()
+            .iter()
+            .filter(|(_, e)| e.meta.expired(now, expiration_ms))
+            .map(|(id, e)| (id.clone(), e.partition))
+            .collect();
+        for (id, partition) in due {
+            let lock = self.lock_of(&id);
+            let Ok(_guard) = lock.acquire_permit(1).await else { continue };
+            // Re-read under the lock: a request may have used the id meanwhile.
+            let still = self.txns.borrow().get(&id).is_some_and(|e| {
+                e.partition == partition && e.meta.expired(now_ms(), expiration_ms)
+            });
+            if !still || self.ready_log(partition).is_err() {
+                continue;
+            }
+            match self.forget(partition, &id, &lock).await {
+                Ok(()) => tracing::info!(transactional_id = %id, "expired transactional id"),
+                Err(e) => tracing::warn!(transactional_id = %id, "expiring: {e:?}"),
+            }
+        }
+    }
+
+    /// Finishes transactions left in Prepare* and aborts Ongoing ones past their timeout.
+    async fn complete_due(&self, shard: &Rc<Shard>) {
+        let now = now_ms();
+        let due: Vec<(String, i32, TxnMeta)> = self
+            .txns
+            .borrow()
+            .iter()
+            .filter(|(_, e)| e.meta.state.is_prepare() || e.meta.timed_out(now))
+            .map(|(id, e)| (id.clone(), e.partition, e.meta.clone()))
+            .collect();
+        for (id, partition, _) in due {
+            let lock = self.lock_of(&id);
+            let Ok(_guard) = lock.acquire_permit(1).await else { continue };
+            // Re-read under the lock: a request may have moved it on meanwhile.
             let now = now_ms();
-            let due: Vec<(String, i32, TxnMeta)> = self
-                .txns
-                .borrow()
-                .iter()
-                .filter(|(_, e)| e.meta.state.is_prepare() || e.meta.timed_out(now))
-                .map(|(id, e)| (id.clone(), e.partition, e.meta.clone()))
-                .collect();
-            for (id, partition, _) in due {
-                let lock = self.lock_of(&id);
-                let Ok(_guard) = lock.acquire_permit(1).await else { continue };
-                // Re-read under the lock: a request may have moved it on meanwhile.
-                let now = now_ms();
-                let Some(meta) = self.meta(&id) else { continue };
-                if self.ready_log(partition).is_err()
-                    || !(meta.state.is_prepare() || meta.timed_out(now))
-                {
+            let Some(meta) = self.meta(&id) else { continue };
+            if self.ready_log(partition).is_err()
+                || !(meta.state.is_prepare() || meta.timed_out(now))
+            {
+                continue;
+            }
+            let prepared = if meta.state.is_prepare() {
+                meta
+            } else {
+                tracing::info!(transactional_id = %id, "aborting a timed-out transaction");
+                let mut prepared = meta.prepare(false, now);
+                prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
+                prepared.last_epoch = meta.epoch;
+                if self.persist(partition, &id, prepared.clone()).await.is_err() {
                     continue;
                 }
-                let prepared = if meta.state.is_prepare() {
-                    meta
-                } else {
-                    tracing::info!(transactional_id = %id, "aborting a timed-out transaction");
-                    let mut prepared = meta.prepare(false, now);
-                    prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
-                    prepared.last_epoch = meta.epoch;
-                    if self.persist(partition, &id, prepared.clone()).await.is_err() {
-                        continue;
-                    }
-                    prepared
-                };
-                match self.finish(&shard, partition, &id, prepared).await {
-                    Ok(done) => tracing::info!(transactional_id = %id, state = done.state.name(),
-                        "completed a transaction in the background"),
-                    Err(e) => {
-                        tracing::warn!(transactional_id = %id, "completing transaction: {e:?}")
-                    }
+                prepared
+            };
+            match self.finish(shard, partition, &id, prepared).await {
+                Ok(done) => tracing::info!(transactional_id = %id, state = done.state.name(),
+                    "completed a transaction in the background"),
+                Err(e) => {
+                    tracing::warn!(transactional_id = %id, "completing transaction: {e:?}")
                 }
             }
         }

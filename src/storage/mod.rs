@@ -740,12 +740,13 @@ impl PartitionLog {
         }
     }
 
-    /// Forgets idempotent producers idle for [`PRODUCER_EXPIRATION_MS`] (called by the
+    /// Forgets idempotent producers idle for `max_age_ms` (Kafka's
+    /// `producer.id.expiration.ms`, by default [`PRODUCER_EXPIRATION_MS`]; called by the
     /// shard's housekeeping). Returns how many were forgotten.
-    pub fn expire_producers(&self, now_ms: i64) -> usize {
+    pub fn expire_producers(&self, now_ms: i64, max_age_ms: i64) -> usize {
         let mut producers = self.shared().producers.borrow_mut();
         producers.prune_aborted(self.shared().log_start.get());
-        producers.expire(now_ms, PRODUCER_EXPIRATION_MS)
+        producers.expire(now_ms, max_age_ms)
     }
 
     /// The last stable offset: the first offset of the oldest open transaction, or the high

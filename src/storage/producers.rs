@@ -31,8 +31,9 @@ use crate::record_batch::BatchHeader;
 /// Batches remembered per producer (Kafka's max.in.flight.requests.per.connection limit for
 /// idempotence).
 pub const BATCHES_KEPT: usize = 5;
-/// How long a producer that appends nothing stays known (Kafka's producer.id.expiration.ms
-/// default): after that its retries are no longer recognised, as in Kafka.
+/// How long a producer that appends nothing stays known by default (Kafka's
+/// producer.id.expiration.ms default; the broker's `--producer-id-expiration-ms` overrides
+/// it): after that its retries are no longer recognised, as in Kafka.
 pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
 /// OUT_OF_ORDER_SEQUENCE_NUMBER.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
@@ -554,6 +555,12 @@ mod tests {
         // Producer 1 is forgotten: its old sequence is accepted as a new producer's.
         assert_eq!(t.check(&header(1, 0, 0, 1)), Ok(Verdict::Append));
         assert!(matches!(t.check(&header(2, 0, 0, 1)), Ok(Verdict::Duplicate(_))));
+    }
+
+    #[test]
+    fn the_broker_default_is_the_constant() {
+        let configured = crate::config::BrokerConfig::default().producer_id_expiration_ms;
+        assert_eq!(i64::try_from(configured), Ok(PRODUCER_EXPIRATION_MS));
     }
 
     #[test]

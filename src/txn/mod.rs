@@ -30,8 +30,10 @@ pub const TXN_TIMEOUT_MS_MAX: i32 = 900_000;
 pub const TXN_ID_BYTES_MAX: usize = 4096;
 /// Partitions one transaction may touch.
 pub const TXN_PARTITIONS_MAX: usize = 100_000;
-/// How often each shard looks for timed-out transactions and unfinished commits/aborts
-/// (Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s).
+/// How often each shard looks for timed-out transactions, unfinished commits/aborts and
+/// expired transactional ids (Kafka looks for timeouts every 10 s and for expired ids every
+/// hour: `transaction.abort.timed.out.transaction.cleanup.interval.ms`,
+/// `transaction.remove.expired.transaction.cleanup.interval.ms`).
 pub const TXN_CHECK_INTERVAL_MS: u64 = 1_000;
 
 /// The [`TXN_TOPIC`] partition of a transactional id: the same hash as groups use (Kafka's

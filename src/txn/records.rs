@@ -112,6 +112,19 @@ pub fn decode(
 /// One record batch holding `id`'s metadata.
 pub fn encode_batch(id: &str, meta: &TxnMeta, timestamp_ms: i64) -> Result<Bytes, TxnRecordError> {
     let (key, value) = encode(id, meta);
+    batch_of(key, Some(value), timestamp_ms)
+}
+
+/// One record batch holding `id`'s tombstone (its key and a null value): the id expired.
+/// Replay forgets the id, and compaction drops the id's records (and then the tombstone).
+pub fn encode_tombstone_batch(id: &str, timestamp_ms: i64) -> Result<Bytes, TxnRecordError> {
+    let mut key = BytesMut::new();
+    key.put_i16(KEY_VERSION);
+    put_str(&mut key, id);
+    batch_of(key.freeze(), None, timestamp_ms)
+}
+
+fn batch_of(key: Bytes, value: Option<Bytes>, timestamp_ms: i64) -> Result<Bytes, TxnRecordError> {
     let record = Record {
         transactional: false,
         control: false,
@@ -123,7 +136,7 @@ pub fn encode_batch(id: &str, meta: &TxnMeta, timestamp_ms: i64) -> Result<Bytes
         sequence: -1,
         timestamp: timestamp_ms,
         key: Some(key),
-        value: Some(value),
+        value,
         headers: Default::default(),
         delete_horizon: false,
     };
@@ -212,5 +225,18 @@ mod tests {
         let decoded = decode_batches(&batch).unwrap();
         assert_eq!(decoded.len(), 1);
         assert_eq!(decoded[0].1.as_ref().unwrap().1, Some(meta));
+    }
+
+    #[test]
+    fn a_tombstone_is_the_key_with_a_null_value() {
+        let batch = encode_tombstone_batch("txn-1", 5).unwrap();
+        let decoded = decode_batches(&batch).unwrap();
+        assert_eq!(decoded.len(), 1);
+        let (id, meta) = decoded[0].1.as_ref().unwrap();
+        assert_eq!((id.as_str(), meta), ("txn-1", &None));
+        let (key, _) = encode("txn-1", &TxnMeta::new(1, 1, 1));
+        let set = RecordBatchDecoder::decode(&mut batch.clone()).unwrap();
+        assert_eq!(set.records[0].key.as_deref(), Some(&key[..]), "the same key as its values");
+        assert!(set.records[0].value.is_none());
     }
 }

@@ -183,6 +183,17 @@ impl TxnMeta {
         next
     }
 
+    /// Whether the id may be forgotten at `now_ms` (Kafka's transactional id expiration): no
+    /// transaction is open or ending (Empty, CompleteCommit, CompleteAbort) and its last
+    /// update (Kafka's `txnLastUpdateTimestamp`) is at least `expiration_ms` old.
+    pub fn expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        let idle = matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        );
+        idle && self.update_ms <= now_ms.saturating_sub(expiration_ms)
+    }
+
     /// Whether the open transaction outlived its timeout at `now_ms`.
     pub fn timed_out(&self, now_ms: i64) -> bool {
         self.state == TxnState::Ongoing && now_ms > self.start_ms + i64::from(self.timeout_ms)
@@ -221,6 +232,26 @@ mod tests {
         assert!(done.partitions.is_empty());
         assert_eq!(done.end(true, 10), Ok(None), "a retried commit succeeds");
         assert_eq!(done.end(false, 10), Err(E::InvalidTxnState));
+    }
+
+    #[test]
+    fn only_ids_without_a_transaction_expire_once_idle_long_enough() {
+        let empty = TxnMeta::new(7, 60_000, 1_000);
+        assert!(!empty.expired(1_999, 1_000), "updated less than the expiration ago");
+        assert!(empty.expired(2_000, 1_000));
+        let ongoing = empty.add_partitions(&[p("t", 0)], 1_000).unwrap().unwrap();
+        let prepared = ongoing.end(true, 1_000).unwrap().unwrap();
+        let aborting = ongoing.end(false, 1_000).unwrap().unwrap();
+        for open in [&ongoing, &prepared, &aborting] {
+            assert!(!open.expired(i64::MAX, 1_000), "{:?} never expires", open.state);
+        }
+        let committed = prepared.complete(1_000);
+        let aborted = aborting.complete(1_000);
+        for done in [&committed, &aborted] {
+            assert!(!done.expired(1_999, 1_000));
+            assert!(done.expired(2_000, 1_000), "{:?} expires", done.state);
+        }
+        assert!(!committed.expired(i64::MIN, i64::MAX), "no overflow");
     }
 
     #[test]

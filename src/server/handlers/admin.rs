@@ -350,6 +350,8 @@ fn broker_entries(broker: &BrokerConfig) -> Vec<DescribeConfigsResourceResult> {
         ("log.cleaner.delete.retention.ms", broker.delete_retention_ms.to_string()),
         ("log.cleaner.min.compaction.lag.ms", broker.min_compaction_lag_ms.to_string()),
         ("log.retention.check.interval.ms", broker.retention_check_ms.to_string()),
+        ("transactional.id.expiration.ms", broker.transactional_id_expiration_ms.to_string()),
+        ("producer.id.expiration.ms", broker.producer_id_expiration_ms.to_string()),
         ("log.dirs", broker.data_dir.display().to_string()),
         ("node.id", broker.node_id.to_string()),
     ];
