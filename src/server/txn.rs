@@ -431,14 +431,14 @@ impl TxnCoordinator {
     /// Finishes transactions left in Prepare* and aborts Ongoing ones past their timeout.
     async fn complete_due(&self, shard: &Rc<Shard>) {
         let now = now_ms();
-        let due: Vec<(String, i32, TxnMeta)> = self
+        let due: Vec<(String, i32)> = self
             .txns
             .borrow()
             .iter()
             .filter(|(_, e)| e.meta.state.is_prepare() || e.meta.timed_out(now))
-            .map(|(id, e)| (id.clone(), e.partition, e.meta.clone()))
+            .map(|(id, e)| (id.clone(), e.partition))
             .collect();
-        for (id, partition, _) in due {
+        for (id, partition) in due {
             let lock = self.lock_of(&id);
             let Ok(_guard) = lock.acquire_permit(1).await else { continue };
             // Re-read under the lock: a request may have moved it on meanwhile.
