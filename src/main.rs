@@ -51,6 +51,9 @@ enum ConfigCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Bench(_)) {
+        end_quietly_on_a_closed_stdout();
+    }
     if !matches!(cli.command, Command::Serve(_)) {
         cli::init_logging(cli.log.as_deref(), false);
     }
@@ -77,5 +80,17 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Printing into a closed pipe (`strata consume t | head`) ends the command quietly, as Unix
+/// tools do, instead of panicking in `println!` (Rust ignores SIGPIPE). Not for `serve` and
+/// `bench`, which write to sockets with io_uring and must see EPIPE rather than die; the
+/// admin tools' std `TcpStream`s send with MSG_NOSIGNAL, so they are unaffected.
+fn end_quietly_on_a_closed_stdout() {
+    // SAFETY: restoring a signal's default disposition, before any thread is started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

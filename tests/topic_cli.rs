@@ -72,3 +72,22 @@ fn topic_commands_manage_topics_and_configs() {
     let rows = json(&broker, &["list"]);
     assert!(rows.as_array().unwrap().iter().all(|t| t["topic"] != "orders"));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--shards", "1"]);
+    ok(&broker, &["create", "piped", "--partitions", "64"]);
+    // `strata topic describe piped | head -0`: the reader is gone before anything is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["topic", "--bootstrap-server", &broker.bootstrap(), "describe", "piped"])
+        .stdout(writer)
+        .output()
+        .expect("strata runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "ended as `head` users expect");
+}
