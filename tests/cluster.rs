@@ -290,12 +290,13 @@ fn a_restarted_broker_serves_nothing_before_it_caught_up_with_the_controller() {
     let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
     let mut conn = Conn::connect(cluster.node(1).addr);
     assert_eq!(create(&mut conn, "stale", 3, 3), (0, None));
-    poll("every replica in sync", || {
+    let synced = poll("every replica in sync", || {
         let now = layout(&mut conn, "stale")?;
-        now.iter().all(|p| p.3.len() == 3).then_some(())
+        now.iter().all(|p| p.3.len() == 3).then_some(now)
     });
+    let mine = synced.iter().find(|p| p.1 == 1).expect("broker 1 leads one partition").0;
     drop(conn);
-    // Everyone down, broker 1 last: its own controller log says it leads partition 0.
+    // Everyone down, broker 1 last: its own controller log says it leads `mine`.
     for id in [2, 3, 1] {
         cluster.node(id).kill9();
     }
@@ -309,12 +310,14 @@ fn a_restarted_broker_serves_nothing_before_it_caught_up_with_the_controller() {
     cluster.node(1).wait_ready();
     let mut conn = Conn::connect(cluster.node(1).addr);
     let records = batch(&[(b"k", b"after the restart")]);
-    let leader = poll("a leader for partition 0", || {
-        layout(&mut conn, "stale")?.iter().find(|p| p.0 == 0).map(|p| p.1).filter(|&l| l > 0)
+    // Broker 3 stays down: once fenced, its partitions are led by 1 or 2.
+    let leader = poll("a live leader of broker 1's partition", || {
+        let now = layout(&mut conn, "stale")?;
+        now.iter().find(|p| p.0 == mine).map(|p| p.1).filter(|l| [1, 2].contains(l))
     });
     let mut at_leader = Conn::connect(cluster.node(leader).addr);
     poll("the leader to take the write", || {
-        (produce(&mut at_leader, "stale", 0, records.clone(), 1).0 == 0).then_some(())
+        (produce(&mut at_leader, "stale", mine, records.clone(), 1).0 == 0).then_some(())
     });
 }
 
