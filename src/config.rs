@@ -320,11 +320,12 @@ impl BrokerConfig {
         self.controller_voters.iter().any(|v| v.id == self.node_id)
     }
 
-    /// Where the controller leader reaches this broker's controller listener: its voter
-    /// entry, or for an observer the advertised host with the controller listener's port.
-    pub fn controller_address(&self) -> Option<String> {
-        if let Some(voter) = self.controller_voters.iter().find(|v| v.id == self.node_id) {
-            return Some(format!("{}:{}", voter.host, voter.port));
+    /// For an observer (in a cluster, not a voter), where the controller leader reaches its
+    /// controller listener: the advertised host with the listener's port. `None` for voters,
+    /// whose address is their voter entry, and without a controller listener.
+    pub fn observer_address(&self) -> Option<String> {
+        if self.is_voter() {
+            return None;
         }
         let port = self.controller_listen?.port();
         Some(format!("{}:{port}", self.advertised_host))

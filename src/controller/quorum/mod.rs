@@ -163,7 +163,7 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
     let liveness = liveness::Liveness::new(timeout);
     let node = Node {
         me,
-        observer_address: (!config.is_voter()).then(|| config.controller_address()).flatten(),
+        observer_address: config.observer_address(),
         members,
         leader: leader.clone(),
         registered: registered.clone(),
