@@ -11,6 +11,7 @@
 //! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
 //! | `txn`          | transactions: pure state machine, `__transaction_state` records     |
 //! | `controller`   | cluster metadata: shard 0 alone, or a Raft quorum of brokers        |
+//! | `security`     | principals, TLS, SASL, the authorizer and quotas (pure where it can) |
 //! | `server`       | listeners, connections, dispatch, one handler per API, admin HTTP   |
 //! | `bench`        | the load generator behind `strata bench` (an external client)       |
 //! | `client`       | a small blocking admin client for the `strata` commands             |
@@ -28,6 +29,7 @@
 //! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
 //! | `txn`          | `protocol`                                      |
 //! | `controller`   | `storage`, `runtime`, `protocol`                |
+//! | `security`     | `protocol`                                      |
 //! | `server`       | everything above                                |
 //! | `bench`        | `protocol`, `record_batch`, `runtime`           |
 //! | `client`       | `protocol`, `record_batch`                      |
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod record_batch;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod storage;
 pub mod txn;

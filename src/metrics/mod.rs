@@ -10,6 +10,7 @@
 //!
 //! This module imports nothing from the crate: it knows neither Kafka nor glommio.
 
+mod limited;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ mod tests;
 use std::cell::Cell;
 use std::time::Duration;
 
+pub use limited::{count_refusal, refusals, LogLimiter, LOG_INTERVAL};
 pub use render::{render, NodeInfo};
 
 /// Upper bounds (µs) of the latency histogram buckets; a last `+Inf` bucket is implied.

@@ -123,6 +123,13 @@ impl Scrape {
         for s in &self.shards {
             encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], s.connections as i64)?;
         }
+        let help = "Client requests, connections or frames refused, by reason (a limit hit, \
+                    a malformed request, ...).";
+        let mut m =
+            encoder.encode_descriptor("strata_refusals", help, None, MetricType::Counter)?;
+        for (reason, count) in super::refusals() {
+            encode_counter(&mut m, &vec![("reason", escape(reason))], count)?;
+        }
         Ok(())
     }
 

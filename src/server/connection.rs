@@ -25,6 +25,7 @@ use glommio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::handlers::{self, Reply};
+use super::session::{Session, DEFAULT_LISTENER};
 use super::shard::Shard;
 use crate::config::limits;
 use crate::metrics::ShardMetrics;
@@ -57,7 +58,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let metrics = shard.metrics.clone();
     let writing = write_loop(writer, pending, peer, metrics);
     let writing = glommio::spawn_local(writing.instrument(tracing::Span::current()));
-    let reading = read_loop(&shard, reader, queue, peer);
+    let session = Rc::new(Session::new(peer, DEFAULT_LISTENER));
+    let reading = read_loop(&shard, reader, queue, &session);
     let drained = shard.draining.acquire(1);
     let reading = async move {
         futures::pin_mut!(reading, drained);
@@ -76,8 +78,9 @@ async fn read_loop(
     shard: &Rc<Shard>,
     mut reader: impl AsyncRead + Unpin,
     queue: LocalSender<Queued>,
-    peer: SocketAddr,
+    session: &Rc<Session>,
 ) {
+    let peer = session.peer;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let max = shard.config.max_request_bytes;
     loop {
@@ -102,7 +105,7 @@ async fn read_loop(
                 // The request's span: its log lines, here and on the shards it is forwarded
                 // to, carry the connection id and this correlation id.
                 let span = tracing::info_span!("req", correlation_id, api = ?key);
-                let handling = handlers::dispatch(shard, request, peer).instrument(span.clone());
+                let handling = handlers::dispatch(shard, request, session).instrument(span.clone());
                 let handling = handling.await;
                 let reply = glommio::spawn_local(handling.instrument(span)).detach();
                 Queued::Pending { key, version, correlation_id, reply, started }

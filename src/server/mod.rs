@@ -18,6 +18,7 @@ pub mod mesh;
 pub mod peer;
 pub mod replica;
 mod router;
+pub mod session;
 pub mod shard;
 pub mod txn;
 

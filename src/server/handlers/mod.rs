@@ -18,12 +18,12 @@ mod produce;
 mod producer;
 pub(crate) mod txn;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use super::session::Session;
 use super::shard::{LocalFuture, Shard};
 use crate::protocol::{self, ApiRange, Request};
 
@@ -89,14 +89,18 @@ pub enum Reply {
 /// Starts handling a request. Work that must happen in request order (produce appends, and
 /// the forwarding of appends to other shards) is done before this returns; the returned
 /// future yields what to answer.
-pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: SocketAddr) -> LocalFuture<Reply> {
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    request: Request,
+    session: &Rc<Session>,
+) -> LocalFuture<Reply> {
     let version = request.version;
     let shard = shard.clone();
     match request.body {
         RequestKind::Produce(req) => produce::start(&shard, req).await,
         RequestKind::JoinGroup(req) => {
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
-            let host = format!("/{}", peer.ip());
+            let host = session.client_host();
             Box::pin(async move {
                 let response = group::join(&shard, req, version, client_id, host).await;
                 Reply::Response(Box::new(ResponseKind::JoinGroup(response)))
