@@ -71,7 +71,7 @@ def cycle(nodes, kill_controller):
     # Back in sync, and the preferred leaders lead again (auto.leader.rebalance).
     poll("preferred leaders back", lambda: (layout(nodes, "failover") or {}) and all(
         leader == before[p][0] and len(isr) == 3
-        for p, (leader, _, isr) in layout(nodes, "failover").items()))
+        for p, (leader, _, isr) in layout(nodes, "failover").items()), deadline_s=180)
     return victim, ctrl == victim, sorted(re_led.values())
 
 
