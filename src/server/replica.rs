@@ -195,10 +195,16 @@ impl Replica {
         state.replicas = meta.replicas.clone();
         // Localized metadata always has the ISR filled in (`normalize_isr`).
         state.isr = meta.isr.clone();
-        state.partition_epoch = meta.partition_epoch;
-        if state.proposed.as_ref().is_some_and(|p| *p == state.isr) {
+        // A new partition epoch answers any proposal in flight: it was applied (perhaps with
+        // more, e.g. a reassignment completing and removing replicas, so the ISR differs
+        // from the one proposed) or it is now stale and will be refused. Either way the
+        // next change may be proposed.
+        if meta.partition_epoch != state.partition_epoch
+            || state.proposed.as_ref().is_some_and(|p| *p == state.isr)
+        {
             state.proposed = None;
         }
+        state.partition_epoch = meta.partition_epoch;
         if !moved {
             return Change::None;
         }
