@@ -61,6 +61,9 @@ pub enum FlushPolicy {
     },
 }
 
+/// Shortest cluster secret accepted (bytes); `security::peer_auth` checks the same.
+pub const SECRET_BYTES_MIN: usize = 16;
+
 /// One member of the controller quorum (`id@host:port`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Voter {
@@ -182,6 +185,44 @@ pub struct BrokerConfig {
     /// observer (a Raft learner, as KRaft's broker-only nodes): it gets the metadata log
     /// but does not vote.
     pub controller_voters: Vec<Voter>,
+    // ---- controller authentication and liveness (issue 15 item 5, issue 19) ----
+    /// The cluster's shared secret: every controller-port connection proves knowledge of it
+    /// (HMAC challenge both ways). Required in a cluster unless `controller_insecure`.
+    pub cluster_secret: Option<Secret>,
+    /// A file holding the cluster secret (trailing newline ignored), instead of
+    /// `cluster_secret`.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Development only: the controller port accepts peers without authentication.
+    pub controller_insecure: bool,
+    /// KRaft's `broker.heartbeat.interval.ms`: how often a broker heartbeats the controllers.
+    pub broker_heartbeat_interval_ms: u64,
+    /// After the controller connection a broker heartbeats on closes (its process died and
+    /// the kernel reset its sockets, or it shut down), the broker is fenced unless it
+    /// heartbeats again within this long. Silent failures (a hung host, a partition) are
+    /// caught by `broker_session_timeout_ms` instead.
+    pub broker_disconnect_timeout_ms: u64,
+    /// Kafka's `unclean.leader.election.enable`, the default of topics that do not set it
+    /// (the controller leader's value applies cluster-wide).
+    pub unclean_leader_election: bool,
+    /// Kafka's `broker.rack`: replicas of a partition are spread over racks, and Metadata
+    /// and DescribeCluster report it.
+    pub broker_rack: Option<String>,
+    /// Kafka's `leader.replication.throttled.rate` (bytes/s per broker): what a leader sends
+    /// to replicas being added by a reassignment; `None` is unlimited.
+    pub leader_replication_throttled_rate: Option<u64>,
+    /// Kafka's `follower.replication.throttled.rate` (bytes/s per broker): what a replica
+    /// being added by a reassignment fetches; `None` is unlimited.
+    pub follower_replication_throttled_rate: Option<u64>,
+}
+
+/// A secret setting: its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl Default for BrokerConfig {
@@ -217,13 +258,22 @@ impl Default for BrokerConfig {
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
             replica_lag_time_max_ms: 10_000,
-            broker_session_timeout_ms: 6_000,
+            broker_session_timeout_ms: 3_000,
             transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
             // storage::PRODUCER_EXPIRATION_MS (config imports nothing; a test there checks).
             producer_id_expiration_ms: 24 * 3600 * 1000,
             auto_leader_rebalance: true,
             controller_listen: None,
             controller_voters: Vec::new(),
+            cluster_secret: None,
+            cluster_secret_file: None,
+            controller_insecure: false,
+            broker_heartbeat_interval_ms: 250,
+            broker_disconnect_timeout_ms: 750,
+            unclean_leader_election: false,
+            broker_rack: None,
+            leader_replication_throttled_rate: None,
+            follower_replication_throttled_rate: None,
         }
     }
 }
@@ -298,6 +348,16 @@ impl BrokerConfig {
         if self.broker_session_timeout_ms < 1_000 {
             return Err(bad("broker-session-timeout-ms", "must be at least 1000"));
         }
+        if self.broker_heartbeat_interval_ms < 10
+            || self.broker_heartbeat_interval_ms * 2 > self.broker_session_timeout_ms
+        {
+            let reason = "must be at least 10 and at most half of broker-session-timeout-ms";
+            return Err(bad("broker-heartbeat-interval-ms", reason));
+        }
+        if self.broker_disconnect_timeout_ms < 2 * self.broker_heartbeat_interval_ms {
+            let reason = "must be at least twice broker-heartbeat-interval-ms";
+            return Err(bad("broker-disconnect-timeout-ms", reason));
+        }
         if self.transactional_id_expiration_ms == 0 {
             return Err(bad("transactional-id-expiration-ms", "must be at least 1"));
         }
@@ -343,6 +403,26 @@ impl BrokerConfig {
         }
         if listen == self.listen || Some(listen) == self.admin_listen {
             return Err(bad("controller-listen", "must differ from listen and admin-listen"));
+        }
+        let secret = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
+        if self.cluster_secret.is_some() && self.cluster_secret_file.is_some() {
+            return Err(bad(
+                "cluster-secret",
+                "give cluster-secret or cluster-secret-file, not both",
+            ));
+        }
+        if !secret && !self.controller_insecure {
+            return Err(bad(
+                "cluster-secret",
+                "a cluster needs a shared secret for its controller port: set cluster-secret \
+                 or cluster-secret-file on every broker (or controller-insecure=true, for \
+                 development only)",
+            ));
+        }
+        if let Some(Secret(text)) = &self.cluster_secret {
+            if text.len() < SECRET_BYTES_MIN {
+                return Err(bad("cluster-secret", "must be at least 16 bytes"));
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
-use strata::config::{parse_voters, BrokerConfig, FlushPolicy, Voter};
+use strata::config::{parse_voters, BrokerConfig, FlushPolicy, Secret, Voter};
 use strata::runtime::PoolOptions;
 
 /// `strata serve` flags.
@@ -161,7 +161,7 @@ pub struct Settings {
     #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<u64>,
     /// A broker silent for this long is fenced and its partitions get new leaders
-    /// (broker.session.timeout.ms). [default: 6000]
+    /// (broker.session.timeout.ms). [default: 3000]
     #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
     /// A transactional id with no open transaction and no update for this long is forgotten
@@ -176,6 +176,45 @@ pub struct Settings {
     /// [default: true]
     #[arg(long, env = "STRATA_AUTO_LEADER_REBALANCE")]
     pub auto_leader_rebalance: Option<bool>,
+    /// The cluster's shared secret (at least 16 bytes): every controller-port connection
+    /// proves it knows it (HMAC challenge both ways). Required with controller-voters unless
+    /// controller-insecure. Prefer cluster-secret-file or STRATA_CLUSTER_SECRET to a flag.
+    /// [default: unset]
+    #[arg(long, env = "STRATA_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<SecretArg>,
+    /// File holding the cluster secret (a trailing newline is ignored). [default: unset]
+    #[arg(long, env = "STRATA_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Development only: the controller port accepts any peer, unauthenticated.
+    /// [default: false]
+    #[arg(long, env = "STRATA_CONTROLLER_INSECURE", action = clap::ArgAction::Set)]
+    pub controller_insecure: Option<bool>,
+    /// How often a broker heartbeats the controllers (broker.heartbeat.interval.ms).
+    /// [default: 250]
+    #[arg(long, env = "STRATA_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A broker whose controller connection closed (process died, shutdown) is fenced
+    /// unless it heartbeats again within this many ms. [default: 750]
+    #[arg(long, env = "STRATA_BROKER_DISCONNECT_TIMEOUT_MS")]
+    pub broker_disconnect_timeout_ms: Option<u64>,
+    /// Default unclean.leader.election.enable of topics: elect an out-of-sync replica when no
+    /// in-sync one is alive (availability over durability). The controller's value applies.
+    /// [default: false]
+    #[arg(long, env = "STRATA_UNCLEAN_LEADER_ELECTION", action = clap::ArgAction::Set)]
+    pub unclean_leader_election: Option<bool>,
+    /// This broker's rack (broker.rack): replicas of a partition go to different racks, and
+    /// Metadata and DescribeCluster report it. [default: unset]
+    #[arg(long, env = "STRATA_BROKER_RACK")]
+    pub broker_rack: Option<String>,
+    /// Bytes/s a leader sends to replicas being added by a reassignment
+    /// (leader.replication.throttled.rate), so a move does not starve clients.
+    /// [default: unlimited]
+    #[arg(long, env = "STRATA_LEADER_REPLICATION_THROTTLED_RATE")]
+    pub leader_replication_throttled_rate: Option<u64>,
+    /// Bytes/s a replica being added by a reassignment fetches
+    /// (follower.replication.throttled.rate). [default: unlimited]
+    #[arg(long, env = "STRATA_FOLLOWER_REPLICATION_THROTTLED_RATE")]
+    pub follower_replication_throttled_rate: Option<u64>,
     /// Log line format: `text` or `json` (one JSON object per line). [default: text]
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -183,6 +222,37 @@ pub struct Settings {
     /// and it wins over RUST_LOG. [default: RUST_LOG, else `info,openraft=error`]
     #[arg(long, env = "STRATA_LOG_LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// A secret value (written as a plain string in flags, env and file); never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct SecretArg(pub String);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(s.to_owned()))
+    }
+}
+
+impl From<String> for SecretArg {
+    fn from(s: String) -> Self {
+        SecretArg(s)
+    }
+}
+
+impl From<SecretArg> for String {
+    fn from(s: SecretArg) -> String {
+        s.0
+    }
 }
 
 /// The admin listener's address, or `off` (written so in flags, env and file).
@@ -349,6 +419,15 @@ impl Settings {
             delete_retention_ms,
             min_compaction_lag_ms,
             retention_check_ms,
+            cluster_secret,
+            cluster_secret_file,
+            controller_insecure,
+            broker_heartbeat_interval_ms,
+            broker_disconnect_timeout_ms,
+            unclean_leader_election,
+            broker_rack,
+            leader_replication_throttled_rate,
+            follower_replication_throttled_rate,
         )
     }
 
@@ -396,6 +475,15 @@ impl Settings {
             delete_retention_ms: Some(d.delete_retention_ms),
             min_compaction_lag_ms: Some(d.min_compaction_lag_ms),
             retention_check_ms: Some(d.retention_check_ms),
+            cluster_secret: None,
+            cluster_secret_file: None,
+            controller_insecure: Some(d.controller_insecure),
+            broker_heartbeat_interval_ms: Some(d.broker_heartbeat_interval_ms),
+            broker_disconnect_timeout_ms: Some(d.broker_disconnect_timeout_ms),
+            unclean_leader_election: Some(d.unclean_leader_election),
+            broker_rack: None,
+            leader_replication_throttled_rate: None,
+            follower_replication_throttled_rate: None,
         }
     }
 
@@ -476,6 +564,21 @@ impl Settings {
             retention_check_ms: self.retention_check_ms.unwrap_or(d.retention_check_ms),
             controller_listen: self.controller_listen.or(d.controller_listen),
             controller_voters: self.controller_voters.map_or(d.controller_voters, |v| v.0),
+            cluster_secret: self.cluster_secret.map(|s| Secret(s.0)),
+            cluster_secret_file: self.cluster_secret_file,
+            controller_insecure: self.controller_insecure.unwrap_or(d.controller_insecure),
+            broker_heartbeat_interval_ms: self
+                .broker_heartbeat_interval_ms
+                .unwrap_or(d.broker_heartbeat_interval_ms),
+            broker_disconnect_timeout_ms: self
+                .broker_disconnect_timeout_ms
+                .unwrap_or(d.broker_disconnect_timeout_ms),
+            unclean_leader_election: self
+                .unclean_leader_election
+                .unwrap_or(d.unclean_leader_election),
+            broker_rack: self.broker_rack.filter(|r| !r.trim().is_empty()),
+            leader_replication_throttled_rate: self.leader_replication_throttled_rate,
+            follower_replication_throttled_rate: self.follower_replication_throttled_rate,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         (config, PoolOptions { shards, cpus, spin_before_park: spin })

@@ -93,6 +93,8 @@ pub struct Shard {
     published_version: Cell<u64>,
     /// The follower fetch sessions of this shard.
     pub fetchers: Fetchers,
+    /// This shard's share of `leader_replication_throttled_rate` (reassignment traffic).
+    leader_throttle: Option<replica::Throttle>,
     /// This shard, for the tasks it starts from `&self` methods.
     me: RefCell<Weak<Shard>>,
 }
@@ -184,6 +186,9 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let share = |rate: Option<u64>| rate.map(|r| replica::Throttle::new(r / count as u64));
+        let leader_throttle = share(config.leader_replication_throttled_rate);
+        let follower_throttle = share(config.follower_replication_throttled_rate);
         Shard {
             id,
             count,
@@ -203,7 +208,8 @@ impl Shard {
             quorum,
             version_waiters: RefCell::new(Vec::new()),
             published_version: Cell::new(0),
-            fetchers: Fetchers::default(),
+            fetchers: Fetchers::new(follower_throttle),
+            leader_throttle,
             me: RefCell::new(Weak::new()),
         }
     }
@@ -267,6 +273,7 @@ impl Shard {
     pub async fn apply_metadata(&self, meta: Arc<ClusterMetadata>) {
         let old = self.meta();
         self.drop_stale_topics(&meta).await;
+        self.drop_moved_replicas(&meta).await;
         for topic in meta.topics.values() {
             self.open_topic(topic, meta.local_node.is_none()).await;
             let changed = old.topics.get(&topic.name).map(|t| &t.configs) != Some(&topic.configs);
@@ -300,6 +307,40 @@ impl Shard {
                 }
             }
             tracing::info!(shard = self.id, topic = %name, "deleted topic's logs");
+        }
+    }
+
+    /// Cluster mode: closes and deletes this shard's logs of partitions whose replicas no
+    /// longer include this broker (reassigned away, KIP-455), as Kafka's StopReplica does.
+    async fn drop_moved_replicas(&self, meta: &ClusterMetadata) {
+        let Some(node) = meta.local_node else { return };
+        let moved: Vec<(PartitionRef, Owned)> = {
+            let mut logs = self.logs.borrow_mut();
+            let mut moved = Vec::new();
+            for (name, topic) in logs.iter_mut() {
+                for (index, slot) in topic.partitions.iter_mut().enumerate() {
+                    let gone = slot.is_some()
+                        && meta
+                            .partition(name, index as i32)
+                            .is_some_and(|p| !p.replicas.contains(&node));
+                    if let Some(owned) = slot.take_if(|_| gone) {
+                        let p = PartitionRef { topic: name.clone(), partition: index as i32 };
+                        moved.push((p, owned));
+                    }
+                }
+            }
+            moved
+        };
+        for (p, owned) in moved {
+            self.fetchers.unfollow(&p);
+            self.coordinate(&p.topic, p.partition, &owned.log, false);
+            owned.replica.stop();
+            match owned.log.delete().await {
+                Ok(()) => tracing::info!(topic = %p.topic, partition = p.partition,
+                    "replica moved away: deleted its log"),
+                Err(e) => tracing::error!(topic = %p.topic, partition = p.partition,
+                    "deleting a moved replica's log failed: {e}"),
+            }
         }
     }
 
@@ -737,7 +778,19 @@ impl Shard {
                 {
                     self.propose_isr(replica.clone(), command);
                 }
-                log.read_replica(item.offset, item.max_bytes).await
+                let throttle = self.leader_throttle.as_ref().filter(|_| {
+                    let meta = self.meta();
+                    let p = meta.partition(&item.partition.topic, item.partition.partition);
+                    p.is_some_and(|p| p.adding.contains(&fetch.replica_id))
+                });
+                if let Some(throttle) = throttle {
+                    throttle.wait().await;
+                }
+                let read = log.read_replica(item.offset, item.max_bytes).await;
+                if let (Some(throttle), Ok(read)) = (throttle, &read) {
+                    throttle.charge(read.records.len());
+                }
+                read
             }
             None => log.read(item.offset, item.max_bytes).await,
         };

@@ -14,6 +14,7 @@ mod group;
 mod list_offsets;
 mod markers;
 mod metadata;
+mod operations;
 mod produce;
 mod producer;
 pub(crate) mod txn;
@@ -71,6 +72,10 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
     // Broker to broker: a transaction coordinator's markers (v1 is the only version).
     ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
+    // Cluster operations (issue 19): every version Kafka 4.x and kafka-protocol 0.18 share.
+    ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 },
+    ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 },
+    ApiRange { key: ApiKey::ListPartitionReassignments, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -166,6 +171,15 @@ async fn handle(
         ),
         RequestKind::WriteTxnMarkers(req) => {
             ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
+        RequestKind::ElectLeaders(req) => {
+            ResponseKind::ElectLeaders(operations::elect_leaders(shard, req, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            operations::alter_reassignments(shard, req, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => {
+            ResponseKind::ListPartitionReassignments(operations::list_reassignments(shard, req))
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
