@@ -249,6 +249,7 @@ impl Coordinator {
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         let member_id = args.member_id.clone();
         if let Err(e) = self.ready_log(partition) {
@@ -548,6 +549,7 @@ fn join_response(o: JoinOutcome) -> JoinGroupResponse {
         .with_leader(str_bytes(&o.leader))
         .with_member_id(str_bytes(&o.member_id))
         .with_members(members)
+        .with_skip_assignment(o.skip_assignment)
 }
 
 fn sync_response(o: SyncOutcome) -> SyncGroupResponse {

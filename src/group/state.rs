@@ -114,6 +114,8 @@ pub struct JoinArgs {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new dynamic member must rejoin with the id it is given.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a rejoining static leader can be told to skip the assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// One member as the leader sees it in its JoinGroup answer.
@@ -144,6 +146,9 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// Every member, for the leader only.
     pub members: Vec<JoinMember>,
+    /// KIP-814: the leader gets the members but must not compute a new assignment (a static
+    /// leader that rejoined a Stable group). JoinGroup v9+ only.
+    pub skip_assignment: bool,
 }
 
 impl JoinOutcome {
@@ -157,6 +162,7 @@ impl JoinOutcome {
             leader: String::new(),
             member_id: member_id.to_owned(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }
@@ -513,14 +519,28 @@ impl Group {
         member.awaiting_join = false;
         member.awaiting_sync = false;
         self.members.insert(new_id.clone(), member);
+        let skip = args.supports_skip_assignment;
         let join = JoinArgs { member_id: new_id.clone(), ..args };
-        if self.state == GroupState::Stable && !changed && !was_leader {
+        if self.state == GroupState::Stable && !changed {
+            // Same subscription: the member gets its old assignment back at SyncGroup, and no
+            // other member is disturbed, leader or not (Kafka's static rejoin).
             self.update_member(&join, now_ms);
             if let Some(m) = self.members.get_mut(&new_id) {
                 m.awaiting_join = false;
             }
             out.persist = true;
-            return Reply::Now(self.current_outcome(&new_id));
+            let mut outcome = self.current_outcome(&new_id);
+            if was_leader && skip {
+                // KIP-814: the leader learns the members (to watch their subscriptions) but
+                // keeps the current assignment.
+                outcome.skip_assignment = true;
+            } else if was_leader {
+                // Before JoinGroup v9 a leader would compute and send a new assignment: name
+                // the old id as leader so the client acts as a follower (as Kafka does).
+                outcome.leader = old_id.to_owned();
+                outcome.members.clear();
+            }
+            return Reply::Now(outcome);
         }
         self.update_member(&join, now_ms);
         self.rebalance_for_change(now_ms, out);
@@ -551,6 +571,7 @@ impl Group {
             leader,
             member_id: member_id.to_owned(),
             members,
+            skip_assignment: false,
         }
     }
 

@@ -20,6 +20,7 @@ fn args(member_id: &str) -> JoinArgs {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
         require_known_member_id: true,
+        supports_skip_assignment: true,
         ..JoinArgs::default()
     }
 }
@@ -235,6 +236,7 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     let static_args = |id: &str| JoinArgs {
         instance_id: Some("i1".into()),
         require_known_member_id: false,
+        supports_skip_assignment: true,
         ..args(id)
     };
     let Reply::Later(leader) = g.join(static_args(""), 0, "1", &mut out) else { panic!() };
@@ -244,12 +246,31 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     let assignments = vec![(leader.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"B"))];
     g.sync(sync_args(&leader, 2, assignments), 0, &mut out);
     g.sync(sync_args(&b, 2, vec![]), 0, &mut out);
-    // The static leader restarts with a new member id: the old id is fenced, and (being the
-    // leader, which must hand out assignments again) it triggers a rebalance.
-    let Reply::Later(new_id) = g.join(static_args(""), 100, "3", &mut out) else { panic!() };
+    // The static leader restarts with a new member id: the old id is fenced, and the group
+    // stays Stable at generation 2 (KIP-814): the leader gets the members but is told to
+    // skip the assignment, and the other member keeps consuming undisturbed.
+    let Reply::Now(rejoined) = g.join(static_args(""), 100, "3", &mut out) else { panic!() };
+    let new_id = rejoined.member_id.clone();
     assert_ne!(new_id, leader);
+    assert_eq!((rejoined.error, rejoined.generation), (0, 2));
+    assert!(rejoined.skip_assignment);
+    assert_eq!(rejoined.leader, new_id);
+    assert_eq!(rejoined.members.len(), 2);
+    assert_eq!(g.state, GroupState::Stable);
+    assert_eq!(g.heartbeat(&b, None, 2, 150), 0);
     assert_eq!(g.heartbeat(&leader, Some("i1"), 2, 200), E::UnknownMemberId.code());
-    assert_eq!(g.static_member("i1"), Some(new_id));
+    assert_eq!(g.static_member("i1"), Some(new_id.clone()));
+    // Its SyncGroup gets its old assignment back.
+    let Reply::Now(synced) = g.sync(sync_args(&new_id, 2, vec![]), 200, &mut out) else { panic!() };
+    assert_eq!(synced.assignment, Bytes::new());
+    // Before JoinGroup v9 there is no skip flag: the rejoined leader is named a follower
+    // (the old id as leader, no members), so it does not compute an assignment either.
+    let old_client = JoinArgs { supports_skip_assignment: false, ..static_args("") };
+    let Reply::Now(rejoined) = g.join(old_client, 300, "4", &mut out) else { panic!() };
+    assert_eq!((rejoined.generation, rejoined.skip_assignment), (2, false));
+    assert_eq!(rejoined.leader, new_id);
+    assert!(rejoined.members.is_empty());
+    assert_eq!(g.heartbeat(&b, None, 2, 350), 0);
 }
 
 #[test]

@@ -862,16 +862,25 @@ impl Shard {
             return missing;
         };
         let found = |offset| OffsetAnswer { error_code: 0, offset, timestamp: -1 };
-        match query.timestamp {
-            -2 => found(log.log_start_offset()),
-            -1 if query.read_committed => found(log.last_stable_offset()),
-            -1 => found(log.high_watermark()),
-            ts if ts < 0 => OffsetAnswer { error_code: E::InvalidRequest.code(), ..missing },
-            ts => match log.offset_for_timestamp(ts).await {
-                Ok(Some((offset, timestamp))) => OffsetAnswer { error_code: 0, offset, timestamp },
-                Ok(None) => found(-1),
-                Err(_) => OffsetAnswer { error_code: E::KafkaStorageError.code(), ..missing },
-            },
+        let search = match query.timestamp {
+            // EARLIEST, and EARLIEST_LOCAL (KIP-1005): without tiered storage the local log is
+            // the whole log.
+            -2 | -4 => return found(log.log_start_offset()),
+            -1 if query.read_committed => return found(log.last_stable_offset()),
+            -1 => return found(log.high_watermark()),
+            // LATEST_TIERED (KIP-1005): nothing is tiered, Kafka answers offset -1.
+            -5 => return found(-1),
+            // MAX_TIMESTAMP (KIP-734).
+            -3 => log.offset_of_max_timestamp().await,
+            ts if ts < 0 => {
+                return OffsetAnswer { error_code: E::InvalidRequest.code(), ..missing }
+            }
+            ts => log.offset_for_timestamp(ts).await,
+        };
+        match search {
+            Ok(Some((offset, timestamp))) => OffsetAnswer { error_code: 0, offset, timestamp },
+            Ok(None) => found(-1),
+            Err(_) => OffsetAnswer { error_code: E::KafkaStorageError.code(), ..missing },
         }
     }
 

@@ -34,7 +34,9 @@ use crate::protocol::{self, ApiRange, Request};
 pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::Produce, min: 3, max: 11 },
     ApiRange { key: ApiKey::Fetch, min: 4, max: 16 },
-    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 6 },
+    // v7: MAX_TIMESTAMP (KIP-734); v8: EARLIEST_LOCAL, v9: LATEST_TIERED (KIP-1005); v10:
+    // a timeout for tiered lookups, which there are none of.
+    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 10 },
     // v0-1 were removed by Kafka 4.0 (KIP-896).
     ApiRange { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
     ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
