@@ -141,6 +141,14 @@ pub struct BrokerConfig {
     /// produce request is appended and made durable, then its connection is closed instead
     /// of answered, as a network fault would, so clients retry. `None` in production.
     pub fault_drop_produce_every: Option<u64>,
+    /// Fault injection for tests (hidden flag `--fault-panic-on-client-id ID`): every request
+    /// whose header carries this client id panics in its handler, as a bug would; the panic
+    /// must be contained to that request's connection. `None` in production.
+    pub fault_panic_on_client_id: Option<String>,
+    /// Fault injection for tests (hidden flag `--fault-panic-on-group ID`): the first
+    /// Heartbeat of this group panics inside its coordinator, as a bug in the group state
+    /// machine would; the group must recover. `None` in production.
+    pub fault_panic_on_group: Option<String>,
     /// Address of the admin HTTP listener (`/metrics`, `/health/*`, `/v1/status`); `None`
     /// disables it.
     pub admin_listen: Option<SocketAddr>,
@@ -248,6 +256,8 @@ impl Default for BrokerConfig {
             log_append_time: false,
             offsets_topic_partitions: 16,
             fault_drop_produce_every: None,
+            fault_panic_on_client_id: None,
+            fault_panic_on_group: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], limits::ADMIN_PORT_DEFAULT))),
             shutdown_timeout_ms: 30_000,
             retention_ms: 7 * 24 * 3600 * 1000,

@@ -27,6 +27,14 @@ pub struct ServeArgs {
     /// (after its data is durable), so that clients retry.
     #[arg(long, hide = true)]
     fault_drop_produce_every: Option<u64>,
+    /// Testing only: every request from this client id panics in its handler (the panic is
+    /// contained: that connection closes, the broker keeps serving).
+    #[arg(long, hide = true)]
+    fault_panic_on_client_id: Option<String>,
+    /// Testing only: the first Heartbeat of this group panics inside its coordinator (the
+    /// group is reset and its members rejoin).
+    #[arg(long, hide = true)]
+    fault_panic_on_group: Option<String>,
 }
 
 /// Every broker setting. The defaults are those of [`BrokerConfig::default`].
@@ -538,6 +546,8 @@ impl Settings {
                 .offsets_topic_partitions
                 .unwrap_or(d.offsets_topic_partitions),
             fault_drop_produce_every: None,
+            fault_panic_on_client_id: None,
+            fault_panic_on_group: None,
             admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
             shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: self
@@ -597,6 +607,8 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
 /// Runs the broker until SIGINT/SIGTERM. `log` is the global --log / STRATA_LOG filter.
 pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     let fault_drop_produce_every = args.fault_drop_produce_every.filter(|&n| n > 0);
+    let fault_panic_on_client_id = args.fault_panic_on_client_id.clone();
+    let fault_panic_on_group = args.fault_panic_on_group.clone();
     let settings = match resolve(args) {
         Ok(settings) => settings,
         Err(e) => {
@@ -609,6 +621,8 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     super::init_logging(filter.as_deref(), json);
     let (mut config, pool) = settings.into_config();
     config.fault_drop_produce_every = fault_drop_produce_every;
+    config.fault_panic_on_client_id = fault_panic_on_client_id;
+    config.fault_panic_on_group = fault_panic_on_group;
     strata::server::serve(config, pool)
 }
 

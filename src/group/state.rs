@@ -447,7 +447,13 @@ impl Group {
 
     fn join_known(&mut self, args: JoinArgs, now_ms: i64, out: &mut Outbox) -> Reply<JoinOutcome> {
         let id = args.member_id.clone();
-        if self.pending.remove(&id).is_some() {
+        if self.pending.contains_key(&id) {
+            // Pending ids go to dynamic members only (Kafka throws here): rejoining with one
+            // and an instance id could make two members of one group.instance.id.
+            if args.instance_id.is_some() {
+                return outcome_error(E::UnknownMemberId, &id);
+            }
+            self.pending.remove(&id);
             return self.add_member(id, args, now_ms, out);
         }
         let Some(member) = self.members.get(&id) else {
@@ -844,9 +850,15 @@ impl Group {
 
     /// Applies every timeout due at `now_ms`: evicts members whose session expired and pending
     /// members that never rejoined, ends a join phase whose rebalance timeout passed (dropping
-    /// members that did not rejoin) and a sync phase whose leader never sent the assignment.
+    /// members that did not rejoin) and a sync phase whose leader never sent the assignment,
+    /// and ends the first join phase once its initial delay is over.
+    ///
+    /// Every deadline due is consumed: right after `tick(now)`, [`Group::next_deadline_ms`]
+    /// is later than `now`, unless a member asked for a rebalance timeout of 0 or less (then
+    /// one more tick ends that phase too).
     pub fn tick(&mut self, now_ms: i64, out: &mut Outbox) {
         self.pending.retain(|_, deadline| *deadline > now_ms);
+        let hold_over = self.initial_hold_ms.is_some_and(|(until, _)| until <= now_ms);
         let expired: Vec<String> = self
             .members
             .values()
@@ -871,9 +883,16 @@ impl Group {
                 }
                 self.rebalance_for_change(now_ms, out);
             }
+            // Kafka's InitialDelayedJoin: once the delay is over the join phase completes with
+            // the members that joined, without waiting for members given an id that have not
+            // rejoined with it (they may never: a consumer closed right after its first join).
+            GroupState::PreparingRebalance if hold_over => self.complete_join(now_ms, out),
             _ if !expired.is_empty() => self.after_removal(now_ms, out),
             GroupState::PreparingRebalance => self.try_complete_join(now_ms, out),
             _ => {}
+        }
+        if self.initial_hold_ms.is_some_and(|(until, _)| until <= now_ms) {
+            self.initial_hold_ms = None;
         }
     }
 

@@ -120,6 +120,46 @@ fn the_first_join_phase_waits_the_initial_delay_for_more_members() {
 }
 
 #[test]
+fn the_initial_delay_ends_the_join_phase_without_members_that_never_rejoined() {
+    // Issue 15, finding 1: a consumer given its id and closed before rejoining left the held
+    // join phase with a deadline already past, and the coordinator's timer re-fired at once.
+    let mut g = Group::new("g", 0).with_initial_delay(3_000);
+    let mut out = Outbox::default();
+    let a = join_new(&mut g, "1", 0, &mut out);
+    let Reply::Now(gone) = g.join(args(""), 100, "2", &mut out) else { panic!("an answer") };
+    assert_eq!(gone.error, E::MemberIdRequired.code());
+    let mut out = Outbox::default();
+    g.tick(3_000, &mut out);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(out.joins.len(), 1);
+    assert_eq!(out.joins[0].1.members.len(), 1, "only the member that rejoined");
+    assert_eq!(out.joins[0].1.leader, a);
+    assert!(g.next_deadline_ms().is_some_and(|at| at > 3_000), "every due deadline consumed");
+}
+
+#[test]
+fn a_pending_member_id_cannot_be_taken_by_a_static_member() {
+    // Found by tests/fuzz_groups.rs: a dynamic member's pending id, rejoined with an instance
+    // id already in use, made two members of one group.instance.id.
+    let mut g = Group::new("g", 0);
+    let mut out = Outbox::default();
+    let static_args = |id: &str| JoinArgs { instance_id: Some("i1".into()), ..args(id) };
+    let Reply::Later(first) = g.join(static_args(""), 0, "1", &mut out) else {
+        panic!("a static member joins at once")
+    };
+    let Reply::Now(given) = g.join(args(""), 0, "2", &mut out) else { panic!("an answer") };
+    assert_eq!(given.error, E::MemberIdRequired.code());
+    let Reply::Now(refused) = g.join(static_args(&given.member_id), 0, "3", &mut out) else {
+        panic!("an answer")
+    };
+    assert_eq!(refused.error, E::UnknownMemberId.code());
+    assert_eq!(g.static_member("i1"), Some(first));
+    assert_eq!(g.members.len(), 1);
+    // The id still works for the dynamic member it was given to.
+    assert!(matches!(g.join(args(&given.member_id), 0, "4", &mut out), Reply::Later(_)));
+}
+
+#[test]
 fn the_initial_delay_never_outlasts_the_rebalance_timeout() {
     let mut g = Group::new("g", 0).with_initial_delay(20_000);
     let mut out = Outbox::default();

@@ -97,7 +97,7 @@ impl Fetchers {
         };
         session.partitions.borrow_mut().insert(partition, followed);
         if !session.running.replace(true) {
-            glommio::spawn_local(run(Rc::downgrade(shard), session)).detach();
+            glommio::spawn_local(run_contained(Rc::downgrade(shard), session)).detach();
         }
     }
 
@@ -113,6 +113,18 @@ impl Fetchers {
         if sessions.get(&session.leader).is_some_and(|s| Rc::ptr_eq(s, session)) {
             sessions.remove(&session.leader);
         }
+    }
+}
+
+/// [`run`], started again from scratch after [`BACKOFF`] when it panics (the panic is
+/// contained: counted and logged, see `runtime::contain`).
+async fn run_contained(shard: Weak<Shard>, session: Rc<Session>) {
+    let what = format!("the replica fetcher from broker {}", session.leader);
+    while crate::runtime::contain::contained(&what, run(shard.clone(), session.clone()))
+        .await
+        .is_err()
+    {
+        glommio::timer::sleep(BACKOFF).await;
     }
 }
 

@@ -31,6 +31,7 @@ use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::metrics::{PartitionCounters, PartitionSnapshot, ShardMetrics, ShardSnapshot};
 use crate::protocol::ResponseError as E;
+use crate::runtime::contain::{contained, contained_sync, spawn_contained};
 use crate::storage::{
     self, CleanupConfig, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType,
 };
@@ -217,6 +218,7 @@ impl Shard {
     /// Lets the shard start tasks that hold it; call once, right after `Rc::new`.
     pub fn init(self: &Rc<Self>) {
         *self.me.borrow_mut() = Rc::downgrade(self);
+        self.groups.inject_panic_on_group(self.config.fault_panic_on_group.clone());
     }
 
     /// The current metadata snapshot.
@@ -963,19 +965,9 @@ impl Shard {
         loop {
             glommio::timer::sleep(interval).await;
             for log in self.local_logs() {
-                let now = storage::now_ms();
-                log.expire_producers(now, producer_max_age);
-                if let Err(e) = log.enforce_retention(now).await {
-                    tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
-                }
-                match log.compact(now).await {
-                    Ok(stats) if stats.segments > 0 => tracing::info!(
-                        dir = %log.dir().display(), segments = stats.segments,
-                        records = stats.records, "compacted"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(dir = %log.dir().display(), "compaction failed: {e}"),
-                }
+                // A panic (compacting client records, say) skips this log until the next round.
+                let what = format!("housekeeping of {}", log.dir().display());
+                let _ = contained(what, housekeep(&log, producer_max_age)).await;
                 glommio::executor().yield_if_needed().await;
             }
         }
@@ -991,7 +983,7 @@ impl Shard {
                 replica.proposal_failed();
             }
         };
-        glommio::spawn_local(task.in_current_span()).detach();
+        spawn_contained("an ISR change proposal", task.in_current_span()).detach();
     }
 
     /// Forever: every quarter of `replica_lag_time_max_ms`, asks the controller to drop
@@ -1009,7 +1001,10 @@ impl Shard {
                     .collect()
             };
             for replica in replicas {
-                if let Some(command) = replica.check_lagging(max_lag) {
+                let lagging = contained_sync("the ISR check of a partition", || {
+                    replica.check_lagging(max_lag)
+                });
+                if let Ok(Some(command)) = lagging {
                     self.propose_isr(replica, command);
                 }
             }
@@ -1018,15 +1013,21 @@ impl Shard {
 
     /// Handles a message from another shard. Produce appends happen before this returns, so
     /// one peer's produce messages append in arrival order; everything else runs as a task.
+    /// A panic handling a message is contained: its reply channel closes, so the sender
+    /// answers its client with an error, and the next messages are handled as usual.
     pub fn on_message(self: &Rc<Self>, envelope: Envelope) {
         let Envelope { span, msg } = envelope;
         let _entered = span.enter();
         match msg {
-            ShardMsg::Produce { items, acks, reply } => self.on_produce(items, acks, reply),
+            ShardMsg::Produce { items, acks, reply } => {
+                let appended = || self.on_produce(items, acks, reply);
+                let _ = contained_sync("a produce from another shard", appended);
+            }
             other => {
                 let shard = self.clone();
                 let task = async move { shard.on_request(other).await };
-                glommio::spawn_local(task.instrument(span.clone())).detach();
+                let what = "a request from another shard";
+                spawn_contained(what, task.instrument(span.clone())).detach();
             }
         }
     }
@@ -1046,7 +1047,7 @@ impl Shard {
                 let outcomes = join_all(appends.into_iter().map(|a| a.outcome())).await;
                 let _ = reply.send(outcomes);
             };
-            glommio::spawn_local(task.in_current_span()).detach();
+            spawn_contained("a produce from another shard", task.in_current_span()).detach();
         }
     }
 
@@ -1082,11 +1083,16 @@ impl Shard {
             ShardMsg::AllocateProducerId { reply } => {
                 let _ = reply.send(self.allocate_producer_id().await);
             }
+            // A contained panic drops `reply`: the sender answers COORDINATOR_NOT_AVAILABLE.
             ShardMsg::Group { request, reply } => {
-                let _ = reply.send(self.groups.handle(*request).await);
+                if let Ok(answer) = self.groups.handle(*request).await {
+                    let _ = reply.send(answer);
+                }
             }
             ShardMsg::Txn { request, reply } => {
-                let _ = reply.send(self.txns.handle(&self, *request).await);
+                if let Ok(answer) = self.txns.handle(&self, *request).await {
+                    let _ = reply.send(answer);
+                }
             }
             ShardMsg::WriteMarkers { items, marker, reply } => {
                 let writes = items.iter().map(|p| self.write_marker_local(p, marker));
@@ -1158,7 +1164,24 @@ fn spawn_high_watermark_task(owned: &Owned) {
             }
         }
     };
-    glommio::spawn_local(task).detach();
+    spawn_contained("the high watermark task of a partition", task).detach();
+}
+
+/// Retention, then compaction, of one log (a step of [`Shard::housekeeping`]).
+async fn housekeep(log: &PartitionLog, producer_max_age: i64) {
+    let now = storage::now_ms();
+    log.expire_producers(now, producer_max_age);
+    if let Err(e) = log.enforce_retention(now).await {
+        tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
+    }
+    match log.compact(now).await {
+        Ok(stats) if stats.segments > 0 => tracing::info!(
+            dir = %log.dir().display(), segments = stats.segments,
+            records = stats.records, "compacted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(dir = %log.dir().display(), "compaction failed: {e}"),
+    }
 }
 
 /// The whole batches of `records` that start below `offset` (a prefix).

@@ -2,7 +2,9 @@
 //!
 //! [`APIS`] is the single source of truth: ApiVersions answers from it and the connection
 //! refuses anything outside it. Each handler takes the decoded request and the shard the
-//! connection lives on, and returns the response body.
+//! connection lives on, and returns the response body. A handler runs [`contained`]: a panic
+//! in it closes that request's connection (the client reconnects and retries), is counted
+//! and logged, and the broker keeps serving everyone else.
 
 mod admin;
 mod cluster;
@@ -19,6 +21,7 @@ mod produce;
 mod producer;
 pub(crate) mod txn;
 
+use std::future::Future;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -93,15 +96,64 @@ pub enum Reply {
     Close(String),
 }
 
-/// Starts handling a request. Work that must happen in request order (produce appends, and
-/// the forwarding of appends to other shards) is done before this returns; the returned
-/// future yields what to answer.
+/// The handler of one request, for the log line of a panic: `request Metadata`.
+struct RequestTask(ApiKey);
+
+impl std::fmt::Display for RequestTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request {:?}", self.0)
+    }
+}
+
+/// Awaits the handler future of a `key` request with a panic contained: the answer is then
+/// to close the connection.
+pub async fn contained(key: ApiKey, handling: impl Future<Output = Reply>) -> Reply {
+    match crate::runtime::contain::contained(RequestTask(key), handling).await {
+        Ok(reply) => reply,
+        Err(panic) => Reply::Close(format!("the {key:?} handler panicked: {}", panic.message)),
+    }
+}
+
+/// Starts handling a request (see [`start`]), with a panic contained: the request's future
+/// then answers by closing the connection.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     request: Request,
     session: &Rc<Session>,
 ) -> LocalFuture<Reply> {
+    let key = request.key;
+    match crate::runtime::contain::contained(RequestTask(key), start(shard, request, session)).await
+    {
+        Ok(handling) => handling,
+        Err(panic) => {
+            let why = format!("starting a {key:?} request panicked: {}", panic.message);
+            Box::pin(async move { Reply::Close(why) })
+        }
+    }
+}
+
+/// Testing only (`--fault-panic-on-client-id`): whether this request must panic.
+fn injected_panic(shard: &Shard, request: &Request) -> bool {
+    let Some(faulty) = shard.config.fault_panic_on_client_id.as_deref() else {
+        return false;
+    };
+    request.header.client_id.as_deref() == Some(faulty)
+}
+
+/// Starts handling a request. Work that must happen in request order (produce appends, and
+/// the forwarding of appends to other shards) is done before this returns; the returned
+/// future yields what to answer.
+async fn start(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
     let version = request.version;
+    if injected_panic(shard, &request) {
+        // A produce panics while it is started, in the connection's reader; any other
+        // request in its handler task: both places a bug could be.
+        let key = request.key;
+        if key == ApiKey::Produce {
+            panic!("fault injection: a panic starting a Produce request");
+        }
+        return Box::pin(async move { panic!("fault injection: a panic in the {key:?} handler") });
+    }
     let shard = shard.clone();
     match request.body {
         RequestKind::Produce(req) => produce::start(&shard, req).await,
