@@ -16,6 +16,7 @@ mod markers;
 mod metadata;
 mod produce;
 mod producer;
+mod topic_rules;
 pub(crate) mod txn;
 
 use std::rc::Rc;
@@ -97,7 +98,7 @@ pub async fn dispatch(
     let version = request.version;
     let shard = shard.clone();
     match request.body {
-        RequestKind::Produce(req) => produce::start(&shard, req).await,
+        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
         RequestKind::JoinGroup(req) => {
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
             let host = session.client_host();
