@@ -146,7 +146,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), TopicConfigError> {
     };
     match def.kind {
         // Kafka: 1-9, or -1 for zlib's default; 0 (stored, not compressed) is not a level.
-        Kind::Long { .. } if name == "compression.gzip.level" && value.trim() == "0" => {
+        Kind::Long { .. }
+            if name == "compression.gzip.level" && value.trim().parse::<i64>() == Ok(0) =>
+        {
             Err(invalid("must be between 1 and 9, or -1".into()))
         }
         Kind::Long { min, max } => match value.trim().parse::<i64>() {
