@@ -28,6 +28,12 @@ pub mod limits {
     /// Longest a fetch may wait, whatever the client asks (Kafka clamps similarly).
     pub const FETCH_WAIT_MS_MAX: i32 = 60_000;
 
+    /// A compressed batch may decompress to at most this many times its topic's
+    /// `max.message.bytes`: the leader walks every record of a compressed batch, and this
+    /// bounds the work and memory a zip bomb costs (Kafka has no such bound; a producer's
+    /// uncompressed batch is normally at most its `batch.size`, far below this).
+    pub const DECOMPRESSED_BATCH_RATIO_MAX: usize = 64;
+
     /// Most partitions `__consumer_offsets` may be created with.
     pub const OFFSETS_TOPIC_PARTITIONS_MAX: i32 = 1000;
 
@@ -134,6 +140,21 @@ pub struct BrokerConfig {
     pub tail_cache_bytes: usize,
     /// Kafka's `log.message.timestamp.type` is `LogAppendTime`.
     pub log_append_time: bool,
+    /// Kafka's `log.message.timestamp.before.max.ms`: how far in the past a CreateTime record's
+    /// timestamp may be (default `message.timestamp.before.max.ms` of topics).
+    pub message_timestamp_before_max_ms: i64,
+    /// Kafka's `log.message.timestamp.after.max.ms`: how far in the future (Kafka 4.0's
+    /// default: one hour).
+    pub message_timestamp_after_max_ms: i64,
+    /// Kafka's `compression.type`: `producer` keeps each batch's codec; `uncompressed`,
+    /// `gzip`, `snappy`, `lz4` or `zstd` recompress batches that arrive in another codec.
+    pub compression_type: String,
+    /// Kafka's `compression.gzip.level`: 1-9, or -1 for zlib's default (6).
+    pub compression_gzip_level: i32,
+    /// Kafka's `compression.lz4.level`: 1-17.
+    pub compression_lz4_level: i32,
+    /// Kafka's `compression.zstd.level`: -131072 to 22.
+    pub compression_zstd_level: i32,
     /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is
     /// created (an existing topic keeps its count).
     pub offsets_topic_partitions: i32,
@@ -254,6 +275,12 @@ impl Default for BrokerConfig {
             flush: FlushPolicy::EveryProduce,
             tail_cache_bytes: 8 << 20,
             log_append_time: false,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
+            compression_type: "producer".into(),
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
             offsets_topic_partitions: 16,
             fault_drop_produce_every: None,
             fault_panic_on_client_id: None,
@@ -297,6 +324,10 @@ pub struct ConfigError {
     /// Why the value was refused.
     pub reason: String,
 }
+
+/// Kafka's `compression.type` values (broker and topic).
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError { key, reason: reason.into() }
@@ -343,6 +374,7 @@ impl BrokerConfig {
         if !policies.contains(&self.cleanup_policy.as_str()) {
             return Err(bad("cleanup-policy", "must be delete, compact or compact,delete"));
         }
+        self.validate_records()?;
         if self.retention_check_ms == 0 {
             return Err(bad("retention-check-ms", "must be at least 1"));
         }
@@ -378,6 +410,30 @@ impl BrokerConfig {
             return Err(bad("advertised-host", "must not be empty"));
         }
         self.validate_cluster()
+    }
+
+    /// The record settings: timestamps window and compression.
+    fn validate_records(&self) -> Result<(), ConfigError> {
+        if self.message_timestamp_before_max_ms < 0 {
+            return Err(bad("message-timestamp-before-max-ms", "must be at least 0"));
+        }
+        if self.message_timestamp_after_max_ms < 0 {
+            return Err(bad("message-timestamp-after-max-ms", "must be at least 0"));
+        }
+        if !COMPRESSION_TYPES.contains(&self.compression_type.as_str()) {
+            return Err(bad("compression-type", format!("must be one of {COMPRESSION_TYPES:?}")));
+        }
+        let gzip = self.compression_gzip_level;
+        if gzip != -1 && !(1..=9).contains(&gzip) {
+            return Err(bad("compression-gzip-level", "must be 1 to 9, or -1 (the default)"));
+        }
+        if !(1..=17).contains(&self.compression_lz4_level) {
+            return Err(bad("compression-lz4-level", "must be 1 to 17"));
+        }
+        if !(-131_072..=22).contains(&self.compression_zstd_level) {
+            return Err(bad("compression-zstd-level", "must be -131072 to 22"));
+        }
+        Ok(())
     }
 
     /// Whether this broker is part of a multi-broker cluster (has controller voters).

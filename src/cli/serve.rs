@@ -125,6 +125,27 @@ pub struct Settings {
     /// [default: false]
     #[arg(long, env = "STRATA_LOG_APPEND_TIME", action = clap::ArgAction::Set)]
     pub log_append_time: Option<bool>,
+    /// Refuse CreateTime records stamped more than this many ms in the past
+    /// (log.message.timestamp.before.max.ms). [default: 9223372036854775807]
+    #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_BEFORE_MAX_MS")]
+    pub message_timestamp_before_max_ms: Option<i64>,
+    /// Refuse CreateTime records stamped more than this many ms in the future
+    /// (log.message.timestamp.after.max.ms). [default: 3600000]
+    #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_AFTER_MAX_MS")]
+    pub message_timestamp_after_max_ms: Option<i64>,
+    /// Default compression.type of topics: producer (keep the producer's codec), or
+    /// uncompressed, gzip, snappy, lz4, zstd (recompress to it). [default: producer]
+    #[arg(long, env = "STRATA_COMPRESSION_TYPE")]
+    pub compression_type: Option<String>,
+    /// Default compression.gzip.level: 1-9, or -1 for the codec's default. [default: -1]
+    #[arg(long, env = "STRATA_COMPRESSION_GZIP_LEVEL", allow_negative_numbers = true)]
+    pub compression_gzip_level: Option<i32>,
+    /// Default compression.lz4.level: 1-17. [default: 9]
+    #[arg(long, env = "STRATA_COMPRESSION_LZ4_LEVEL")]
+    pub compression_lz4_level: Option<i32>,
+    /// Default compression.zstd.level: -131072 to 22. [default: 3]
+    #[arg(long, env = "STRATA_COMPRESSION_ZSTD_LEVEL", allow_negative_numbers = true)]
+    pub compression_zstd_level: Option<i32>,
     /// Partitions of the internal `__consumer_offsets` topic when it is first created
     /// (offsets.topic.num.partitions; Kafka's default is 50). [default: 16]
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS")]
@@ -410,6 +431,12 @@ impl Settings {
             flush_ms,
             tail_cache_bytes,
             log_append_time,
+            message_timestamp_before_max_ms,
+            message_timestamp_after_max_ms,
+            compression_type,
+            compression_gzip_level,
+            compression_lz4_level,
+            compression_zstd_level,
             offsets_topic_partitions,
             admin_listen,
             shutdown_timeout_ms,
@@ -466,6 +493,12 @@ impl Settings {
             flush_ms: None,
             tail_cache_bytes: Some(d.tail_cache_bytes),
             log_append_time: Some(d.log_append_time),
+            message_timestamp_before_max_ms: Some(d.message_timestamp_before_max_ms),
+            message_timestamp_after_max_ms: Some(d.message_timestamp_after_max_ms),
+            compression_type: Some(d.compression_type),
+            compression_gzip_level: Some(d.compression_gzip_level),
+            compression_lz4_level: Some(d.compression_lz4_level),
+            compression_zstd_level: Some(d.compression_zstd_level),
             offsets_topic_partitions: Some(d.offsets_topic_partitions),
             admin_listen: Some(AdminListen(d.admin_listen)),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
@@ -542,6 +575,16 @@ impl Settings {
             flush,
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),
+            message_timestamp_before_max_ms: self
+                .message_timestamp_before_max_ms
+                .unwrap_or(d.message_timestamp_before_max_ms),
+            message_timestamp_after_max_ms: self
+                .message_timestamp_after_max_ms
+                .unwrap_or(d.message_timestamp_after_max_ms),
+            compression_type: self.compression_type.unwrap_or(d.compression_type),
+            compression_gzip_level: self.compression_gzip_level.unwrap_or(d.compression_gzip_level),
+            compression_lz4_level: self.compression_lz4_level.unwrap_or(d.compression_lz4_level),
+            compression_zstd_level: self.compression_zstd_level.unwrap_or(d.compression_zstd_level),
             offsets_topic_partitions: self
                 .offsets_topic_partitions
                 .unwrap_or(d.offsets_topic_partitions),

@@ -19,6 +19,7 @@ mod metadata;
 mod operations;
 mod produce;
 mod producer;
+mod topic_rules;
 pub(crate) mod txn;
 
 use std::future::Future;
@@ -156,7 +157,7 @@ async fn start(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Lo
     }
     let shard = shard.clone();
     match request.body {
-        RequestKind::Produce(req) => produce::start(&shard, req).await,
+        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
         RequestKind::JoinGroup(req) => {
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
             let host = session.client_host();
