@@ -19,7 +19,6 @@
 #[path = "fuzz/mod.rs"]
 mod fuzz;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -27,45 +26,6 @@ use kafka_protocol::records::RecordBatchDecoder;
 use strata::record_batch::{
     validate, validate_produce, Accepted, BatchHeader, Codec, Compression, Rules,
 };
-
-/// Counts live heap bytes and their peak, for the allocation bound.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            if new_size >= layout.size() {
-                let grown = new_size - layout.size();
-                let live = LIVE.fetch_add(grown, Ordering::Relaxed) + grown;
-                PEAK.fetch_max(live, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 const MAX_BATCH_BYTES: usize = 2 << 20;
 const MAX_DECOMPRESSED_BYTES: usize = 4 << 20;
@@ -134,10 +94,8 @@ fn check(input: &[u8]) {
 
 fn check_one(input: &[u8]) {
     for rules in rule_sets() {
-        let start = LIVE.load(Ordering::Relaxed);
-        PEAK.store(start, Ordering::Relaxed);
-        let verdict = validate_produce(input, &rules);
-        let used = PEAK.load(Ordering::Relaxed).saturating_sub(start);
+        // The harness's counting allocator measures this thread's peak.
+        let (verdict, used) = fuzz::peak_heap(|| validate_produce(input, &rules));
         assert!(
             used <= ALLOCATION_BOUND,
             "allocated {used} bytes for a {} byte input",
