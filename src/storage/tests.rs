@@ -394,7 +394,7 @@ fn log_append_time_is_stamped() {
 }
 
 #[test]
-fn failed_write_poisons_the_log() {
+fn failed_write_poisons_the_log_until_it_recovers_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     run(move || async move {
@@ -409,6 +409,29 @@ fn failed_write_poisons_the_log() {
         assert_eq!(err.kafka_error_code(), KAFKA_STORAGE_ERROR);
         assert!(matches!(log.flush().await, Err(StorageError::Poisoned)));
         assert_eq!(log.high_watermark(), 5);
+        // The failed write is retried once the log recovered: batch 1 was kept.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.is_poisoned() {
+            assert!(std::time::Instant::now() < deadline, "the log never recovered");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let info = append_batches(&log, 2, 3).await.unwrap();
+        assert_eq!(info.base_offset, 10);
+        assert_eq!(read_all(&log).await.len(), 3);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_poisoned_log_closes_without_recovering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        append_batches(&log, 0, 1).await;
+        log.faults().set(1, super::faults::FaultRates { write_fail: 1000, ..Default::default() });
+        let pending = log.append(&test_batch(1)).unwrap();
+        assert!(matches!(pending.durable().await, Err(StorageError::Poisoned)));
         assert!(matches!(log.close().await, Err(StorageError::Poisoned)));
     });
 }
