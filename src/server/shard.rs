@@ -95,6 +95,8 @@ pub struct Shard {
     pub fetchers: Fetchers,
     /// This shard, for the tasks it starts from `&self` methods.
     me: RefCell<Weak<Shard>>,
+    /// Free space of the data directory's filesystem, refreshed by `watch_free_space`.
+    pub space: storage::space::FreeSpace,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -109,6 +111,13 @@ fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
 
 /// Preallocation extent of `__consumer_offsets` segments.
 const OFFSETS_PREALLOC_BYTES: u64 = 1 << 20;
+/// How often each shard reads the data directory's free space.
+const FREE_SPACE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Disk taken by a new partition's directory, besides its first preallocation extent.
+const PARTITION_DIR_BYTES: u64 = 4096;
+/// What a produce refused for lack of disk space says (as Redpanda's).
+const DISK_FULL_MESSAGE: &str =
+    "no disk space: free space is below the broker's headroom (storage-min-free-bytes)";
 
 /// The storage settings of one topic: broker defaults overridden by topic configs.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
@@ -141,6 +150,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         segment_bytes: get("segment.bytes").unwrap_or(broker.segment_bytes),
         segment_ms: get("segment.ms").or(broker.segment_ms),
         prealloc_bytes,
+        prealloc_min_bytes: broker.segment_prealloc_min_bytes,
         max_batch_bytes: get("max.message.bytes").map_or(broker.max_message_bytes, |v| v as usize),
         timestamp_type: if append_time {
             TimestampType::LogAppendTime
@@ -184,6 +194,10 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let headroom = storage::space::Headroom {
+            min_free_bytes: config.storage_min_free_bytes,
+            min_free_percent: config.storage_min_free_percent,
+        };
         Shard {
             id,
             count,
@@ -205,6 +219,7 @@ impl Shard {
             published_version: Cell::new(0),
             fetchers: Fetchers::default(),
             me: RefCell::new(Weak::new()),
+            space: storage::space::FreeSpace::new(headroom),
         }
     }
 
@@ -248,17 +263,109 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err("the coordinator shard dropped it".into()));
         }
+        let ids = self.producer_ids()?;
+        ids.allocate().await.map_err(|e| format!("reserving producer ids: {e}"))
+    }
+
+    /// Shard 0's producer id allocator, loaded on first use.
+    fn producer_ids(&self) -> Result<Rc<ProducerIds>, String> {
         let existing = self.producer_ids.borrow().clone();
-        let ids = match existing {
-            Some(ids) => ids,
+        match existing {
+            Some(ids) => Ok(ids),
             None => {
                 let ids = ProducerIds::load(&self.config.data_dir).map_err(|e| e.to_string())?;
                 let ids = Rc::new(ids);
                 *self.producer_ids.borrow_mut() = Some(ids.clone());
-                ids
+                Ok(ids)
             }
+        }
+    }
+
+    /// Shard 0 at start: creates the producer id mark's file while there is space, so that
+    /// reserving ids later needs none (see `controller::producer_ids`).
+    pub async fn prepare_producer_ids(&self) {
+        let prepared = match self.producer_ids() {
+            Ok(ids) => ids.prepare().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
-        ids.allocate().await.map_err(|e| format!("reserving producer ids: {e}"))
+        if let Err(e) = prepared {
+            tracing::warn!(
+                "producer id mark not prepared (retried at the first InitProducerId): {e}"
+            );
+        }
+    }
+
+    /// Forever: every [`FREE_SPACE_CHECK`], reads the free space of the data directory's
+    /// filesystem; produce and new partitions are refused while it is below the headroom
+    /// (`storage_min_free_bytes` / `_percent`). Shard 0 logs each change.
+    pub async fn watch_free_space(self: Rc<Self>) {
+        loop {
+            let was_low = self.space.low();
+            match self.space.refresh(&self.config.data_dir) {
+                Ok(low) if low != was_low && self.id == 0 => {
+                    let usage = self.space.last();
+                    let free = usage.map_or(0, |u| u.available_bytes);
+                    let keep = usage.map_or(0, |u| self.space.headroom().bytes(u.total_bytes));
+                    if low {
+                        tracing::warn!(
+                            free_bytes = free,
+                            min_free_bytes = keep,
+                            "disk space below the headroom: refusing produce and new partitions"
+                        );
+                    } else {
+                        tracing::info!(
+                            free_bytes = free,
+                            min_free_bytes = keep,
+                            "disk space above the headroom again: accepting produce"
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    crate::log_limited!(WARN, "cannot read the data directory's free space: {e}")
+                }
+            }
+            glommio::timer::sleep(FREE_SPACE_CHECK).await;
+        }
+    }
+
+    /// Refuses new partitions that would take the data directory's filesystem below the
+    /// headroom: each may reserve a directory and a first preallocation extent.
+    fn check_space_for(&self, op: &ControlOp) -> Result<(), ControlError> {
+        let added = match op {
+            ControlOp::CreateTopic { partitions, .. } => i64::from(*partitions),
+            ControlOp::CreatePartitions { name, total, .. } => {
+                let current = self.meta().topics.get(name).map_or(0, |t| t.partitions.len());
+                i64::from(*total) - current as i64
+            }
+            _ => return Ok(()),
+        };
+        if added <= 0 {
+            return Ok(());
+        }
+        // A fresh reading: this is rare, and the answer should not be up to a second old.
+        let _ = self.space.refresh(&self.config.data_dir);
+        let per_partition = PARTITION_DIR_BYTES + self.config.segment_prealloc_min_bytes;
+        let needed = added as u64 * per_partition;
+        if self.space.allows(needed) {
+            return Ok(());
+        }
+        let usage = self.space.last();
+        let free = usage.map_or(0, |u| u.available_bytes);
+        let keep = usage.map_or(0, |u| self.space.headroom().bytes(u.total_bytes));
+        crate::refused!(
+            WARN,
+            "disk_full",
+            partitions = added,
+            free_bytes = free,
+            "refused new partitions: disk space below the headroom"
+        );
+        let message = format!(
+            "not enough disk space for {added} new partition(s): {free} bytes free, about \
+             {needed} needed, and {keep} bytes are kept free (storage-min-free-bytes, \
+             storage-min-free-percent)"
+        );
+        Err(ControlError { code: E::PolicyViolation.code(), message })
     }
 
     // ---- metadata -------------------------------------------------------------------------
@@ -411,6 +518,7 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err(unavailable()));
         }
+        self.check_space_for(&op)?;
         if self.quorum.is_some() {
             return self.control_clustered(op).await;
         }
@@ -669,6 +777,16 @@ impl Shard {
                 "this broker follows the partition",
             ));
         }
+        if self.space.low() {
+            crate::refused!(
+                WARN,
+                "disk_full",
+                topic,
+                partition,
+                "refused produce: {DISK_FULL_MESSAGE}"
+            );
+            return LocalAppend::Failed(error_outcome(E::KafkaStorageError, DISK_FULL_MESSAGE));
+        }
         let replicated = if acks.acks == -1 && role == Role::Leader {
             if let Err(NotReplicated::NotEnoughReplicas) = replica.check_acks_all() {
                 return LocalAppend::Failed(error_outcome(
@@ -690,7 +808,7 @@ impl Shard {
                 LocalAppend::Pending { pending, queued, metrics, replicated }
             }
             Err(e) => {
-                tracing::warn!(topic, partition, "refused produce: {e}");
+                crate::log_limited!(WARN, topic, partition, "refused produce: {e}");
                 LocalAppend::Failed(ProduceOutcome {
                     error_code: e.kafka_error_code(),
                     error_message: Some(e.to_string()),
