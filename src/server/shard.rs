@@ -97,6 +97,10 @@ pub struct Shard {
     me: RefCell<Weak<Shard>>,
     /// Free space of the data directory's filesystem, refreshed by `watch_free_space`.
     pub space: storage::space::FreeSpace,
+    /// A partition log failed to open (a full disk): `watch_free_space` tries again.
+    open_failed: Cell<bool>,
+    /// Held while logs are opened or closed to match the metadata (one at a time, in order).
+    applying: Semaphore,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -113,6 +117,8 @@ fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
 const OFFSETS_PREALLOC_BYTES: u64 = 1 << 20;
 /// How often each shard reads the data directory's free space.
 const FREE_SPACE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Logs that failed to open are tried again every this many free-space checks.
+const REOPEN_EVERY_CHECKS: u64 = 6;
 /// Disk taken by a new partition's directory, besides its first preallocation extent.
 const PARTITION_DIR_BYTES: u64 = 4096;
 /// What a produce refused for lack of disk space says (as Redpanda's).
@@ -220,6 +226,8 @@ impl Shard {
             fetchers: Fetchers::default(),
             me: RefCell::new(Weak::new()),
             space: storage::space::FreeSpace::new(headroom),
+            open_failed: Cell::new(false),
+            applying: Semaphore::new(1),
         }
     }
 
@@ -297,9 +305,16 @@ impl Shard {
 
     /// Forever: every [`FREE_SPACE_CHECK`], reads the free space of the data directory's
     /// filesystem; produce and new partitions are refused while it is below the headroom
-    /// (`storage_min_free_bytes` / `_percent`). Shard 0 logs each change.
+    /// (`storage_min_free_bytes` / `_percent`). Shard 0 logs each change. Every few checks,
+    /// while above the headroom, opens the logs that failed to open (a full disk).
     pub async fn watch_free_space(self: Rc<Self>) {
+        let mut rounds: u64 = 0;
         loop {
+            rounds += 1;
+            let due = rounds.is_multiple_of(REOPEN_EVERY_CHECKS) && !self.space.low();
+            if due && self.open_failed.take() {
+                self.reopen_failed_logs().await;
+            }
             let was_low = self.space.low();
             match self.space.refresh(&self.config.data_dir) {
                 Ok(low) if low != was_low && self.id == 0 => {
@@ -372,6 +387,7 @@ impl Shard {
 
     /// Opens, reconfigures and deletes logs so this shard matches `meta`, then adopts it.
     pub async fn apply_metadata(&self, meta: Arc<ClusterMetadata>) {
+        let _applying = self.applying.acquire_permit(1).await;
         let old = self.meta();
         self.drop_stale_topics(&meta).await;
         for topic in meta.topics.values() {
@@ -387,6 +403,18 @@ impl Shard {
         }
         if let Some(ready) = self.ready.borrow_mut().take() {
             let _ = ready.send(());
+        }
+    }
+
+    /// Opens the logs of the current metadata that failed to open before (a full disk).
+    async fn reopen_failed_logs(&self) {
+        let _applying = self.applying.acquire_permit(1).await;
+        let meta = self.meta();
+        for topic in meta.topics.values() {
+            self.open_topic(topic, meta.local_node.is_none()).await;
+        }
+        for topic in meta.topics.values() {
+            self.sync_roles(topic, meta.local_node.is_some());
         }
     }
 
@@ -428,8 +456,11 @@ impl Shard {
                     }
                     self.insert_log(topic, index, log)
                 }
-                Err(e) => tracing::error!(topic = %topic.name, partition = number,
-                    "cannot open partition log: {e}"),
+                Err(e) => {
+                    self.open_failed.set(true);
+                    crate::log_limited!(ERROR, topic = %topic.name, partition = number,
+                        "cannot open partition log (retried every few seconds): {e}");
+                }
             }
         }
     }

@@ -761,3 +761,29 @@ fn retention_deletes_closed_segments_and_persists_the_log_start() {
         log.close().await.unwrap();
     });
 }
+
+/// 10,000 partitions live on one broker: what each costs in memory at rest stays bounded
+/// (the writer task's future holds only the states of an idle writer; rare steps are boxed).
+#[test]
+fn an_idle_partition_log_stays_small_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = small_config();
+        let loaded = super::recovery::load(&dir, &config).await.unwrap();
+        let next = loaded.active.next_offset;
+        let shared = Rc::new(super::shared::Shared::new(
+            dir.clone(),
+            config,
+            loaded.segments.clone(),
+            next,
+            Default::default(),
+        ));
+        let writer = super::writer::Writer::new(shared.clone(), &loaded.active);
+        let future = super::writer::run(writer);
+        let (task, state) = (std::mem::size_of_val(&future), std::mem::size_of_val(&*shared));
+        eprintln!("writer future {task} bytes, shared state {state} bytes");
+        assert!(task <= 1536, "the writer's future is {task} bytes");
+        assert!(state <= 1024, "a log's shared state is {state} bytes");
+    });
+}

@@ -82,7 +82,9 @@ pub(crate) async fn run(mut writer: Writer) {
                 if !writer.shared.poisoned.get() {
                     writer.shared.poison(&error);
                 }
-                if !writer.recover().await {
+                // Boxed, as the other rare steps: an idle writer's future stays small (one
+                // per partition, 10,000 partitions on a broker).
+                if !Box::pin(writer.recover()).await {
                     break;
                 }
             }
@@ -126,7 +128,7 @@ impl Writer {
             self.shared.publish();
             if let Some(kind) = self.truncation_wanted() {
                 self.settle_growth().await;
-                let result = self.truncate(kind).await;
+                let result = Box::pin(self.truncate(kind)).await;
                 self.shared.publish();
                 let failed = result.as_ref().err().map(ToString::to_string);
                 if let Some(t) = self.shared.truncation.borrow_mut().as_mut() {
@@ -144,7 +146,7 @@ impl Writer {
                 }
             }
             if self.shared.closing.get() && self.shared.pending.borrow().is_empty() {
-                return self.finish().await;
+                return Box::pin(self.finish()).await;
             }
         }
     }
@@ -175,7 +177,7 @@ impl Writer {
     async fn write_queued(&mut self, mut count: usize) -> Result<(), StorageError> {
         while count > 0 {
             let Some(batches) = self.gather(count) else {
-                self.roll().await?;
+                Box::pin(self.roll()).await?;
                 continue;
             };
             self.write(&batches).await?;
