@@ -96,7 +96,11 @@ pub(crate) async fn load(dir: &Path, config: &LogConfig) -> Result<Loaded, Stora
     let fresh = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create dir", dir, e))?;
     segment::prime_dma_probe(dir).await?;
-    let bases = list_segments(dir)?;
+    let (bases, removed) = list_segments(dir)?;
+    // Names created (a new directory, a first segment) or removed (leftovers) here are made
+    // durable by the writer before its first fdatasync acknowledges anything: opening many
+    // partitions then costs no directory fsync each.
+    let dir_unsynced = fresh || removed || bases.is_empty();
     let (last_base, closed) = match bases.split_last() {
         Some((last, closed)) => (*last, closed),
         None => (0, &[][..]),
@@ -106,21 +110,18 @@ pub(crate) async fn load(dir: &Path, config: &LogConfig) -> Result<Loaded, Stora
         segments.push(open_closed(dir, base, config).await?);
     }
     let mut active = recover_active(dir, last_base, config).await?;
-    active.dir_unsynced = fresh;
-    if !fresh {
-        // A new, empty log needs no directory sync now: the writer syncs the directory
-        // before its first fdatasync acknowledges anything.
-        segment::sync_dir(dir).await?;
-    }
+    active.dir_unsynced = dir_unsynced;
     segments.push(active.segment.clone());
     let log_start = super::retention::load_log_start(dir).await?;
     Ok(Loaded { segments, active, log_start })
 }
 
-/// Base offsets of the `.log` files in `dir`, ascending. Removes leftover `.tmp` files.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+/// Base offsets of the `.log` files in `dir`, ascending, and whether leftover `.tmp` files
+/// were removed.
+fn list_segments(dir: &Path) -> Result<(Vec<i64>, bool), StorageError> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list dir", dir, e))?;
     let mut bases = Vec::new();
+    let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list dir", dir, e))?;
         let name = entry.file_name();
@@ -128,12 +129,13 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
         if name.ends_with(".tmp") || name.ends_with(super::compact::CLEANED_SUFFIX) {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
+            removed = true;
         } else if let Some(base) = segment::parse_log_name(name) {
             bases.push(base);
         }
     }
     bases.sort_unstable();
-    Ok(bases)
+    Ok((bases, removed))
 }
 
 /// A closed segment: size from the file, indexes from their files or rebuilt by a scan.
@@ -199,7 +201,7 @@ pub(crate) struct ActiveParts {
     pub(crate) allocated: u64,
     pub(crate) tail: Vec<u8>,
     pub(crate) producers: ProducerTable,
-    /// The log directory was just created: sync it before acknowledging anything.
+    /// Names in the log directory changed at open: sync it before acknowledging anything.
     pub(crate) dir_unsynced: bool,
 }
 
