@@ -629,7 +629,8 @@ pub(crate) fn write_producer_snapshot(shared: &Shared, dir: &std::path::Path, ne
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        crate::log_limited!(WARN, path = %path.display(), "producer state snapshot not written: {e}");
+        let path = path.display();
+        crate::log_limited!(WARN, path = %path, "producer state snapshot not written: {e}");
     }
 }
 

@@ -304,7 +304,8 @@ impl Node {
         tokio::spawn(heartbeats);
         while let Some(Proposal { command, reply }) = proposals.recv().await {
             if self.disk_full.load(Ordering::Relaxed) {
-                let msg = "this broker's controller store is out of disk space; retry once space is freed";
+                let msg = "this broker's controller store is out of disk space; \
+                    retry once space is freed";
                 let _ = reply.send(Err(ControlError::new(ResponseError::KafkaStorageError, msg)));
                 continue;
             }
