@@ -132,8 +132,16 @@ pub struct BrokerConfig {
     pub segment_bytes: u64,
     /// Kafka's `log.roll.ms`; `None` rolls by size only.
     pub segment_ms: Option<u64>,
-    /// Segment files grow by preallocated extents of this size.
+    /// Largest preallocation extent of segment files (the extent adapts to each
+    /// partition's write rate, from `segment_prealloc_min_bytes` up to this).
     pub segment_prealloc_bytes: u64,
+    /// First and smallest preallocation extent of a partition's segment files.
+    pub segment_prealloc_min_bytes: u64,
+    /// Redpanda's `storage_min_free_bytes`: free space kept on the data directory's
+    /// filesystem (the smaller of this and `storage_min_free_percent` applies; 0: off).
+    pub storage_min_free_bytes: u64,
+    /// Free space kept, in percent of the filesystem (0: off).
+    pub storage_min_free_percent: u8,
     /// Default flush policy of topics.
     pub flush: FlushPolicy,
     /// Recent data kept in memory per partition to serve fetches without disk reads.
@@ -272,6 +280,9 @@ impl Default for BrokerConfig {
             segment_bytes: 1 << 30,
             segment_ms: None,
             segment_prealloc_bytes: 64 << 20,
+            segment_prealloc_min_bytes: 64 << 10,
+            storage_min_free_bytes: 1 << 30,
+            storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,
             tail_cache_bytes: 8 << 20,
             log_append_time: false,
@@ -351,6 +362,16 @@ impl BrokerConfig {
         }
         if self.segment_prealloc_bytes < 4096 || !self.segment_prealloc_bytes.is_multiple_of(4096) {
             return Err(bad("segment-prealloc-bytes", "must be a multiple of 4096"));
+        }
+        let min = self.segment_prealloc_min_bytes;
+        if min < 4096 || !min.is_multiple_of(4096) || min > self.segment_prealloc_bytes {
+            return Err(bad(
+                "segment-prealloc-min-bytes",
+                "must be a multiple of 4096 and at most segment-prealloc-bytes",
+            ));
+        }
+        if self.storage_min_free_percent > 100 {
+            return Err(bad("storage-min-free-percent", "must be between 0 and 100"));
         }
         if !(1..=limits::OFFSETS_TOPIC_PARTITIONS_MAX).contains(&self.offsets_topic_partitions) {
             return Err(bad("offsets-topic-partitions", "must be between 1 and 1000"));

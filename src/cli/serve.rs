@@ -105,9 +105,24 @@ pub struct Settings {
     /// Roll a segment older than this many ms (log.roll.ms) [default: roll by size only].
     #[arg(long, env = "STRATA_SEGMENT_MS")]
     pub segment_ms: Option<u64>,
-    /// Segment files grow by preallocated extents of this many bytes. [default: 67108864]
+    /// Largest extent segment files grow by (fallocate): a partition's extent doubles with
+    /// its write rate from segment-prealloc-min-bytes up to this. [default: 67108864]
     #[arg(long, env = "STRATA_SEGMENT_PREALLOC_BYTES")]
     pub segment_prealloc_bytes: Option<u64>,
+    /// First and smallest preallocation extent: what a new or idle partition reserves once
+    /// written (nothing before its first write). [default: 65536]
+    #[arg(long, env = "STRATA_SEGMENT_PREALLOC_MIN_BYTES")]
+    pub segment_prealloc_min_bytes: Option<u64>,
+    /// Free space kept on the data directory's filesystem (Redpanda's
+    /// storage_min_free_bytes): below the smaller of this and storage-min-free-percent,
+    /// produce is refused with KAFKA_STORAGE_ERROR and new partitions are not created;
+    /// 0 turns it off. [default: 1073741824]
+    #[arg(long, env = "STRATA_STORAGE_MIN_FREE_BYTES")]
+    pub storage_min_free_bytes: Option<u64>,
+    /// Free space kept, as a percentage of the filesystem (see storage-min-free-bytes; the
+    /// smaller of the two applies); 0 turns it off. [default: 5]
+    #[arg(long, env = "STRATA_STORAGE_MIN_FREE_PERCENT")]
+    pub storage_min_free_percent: Option<u8>,
     /// fdatasync after this many messages instead of before every acknowledgement
     /// (flush.messages). With neither this nor flush-ms, every produce is fdatasync'ed
     /// before it is acknowledged. [default: unset]
@@ -427,6 +442,9 @@ impl Settings {
             segment_bytes,
             segment_ms,
             segment_prealloc_bytes,
+            segment_prealloc_min_bytes,
+            storage_min_free_bytes,
+            storage_min_free_percent,
             flush_messages,
             flush_ms,
             tail_cache_bytes,
@@ -489,6 +507,9 @@ impl Settings {
             segment_bytes: Some(d.segment_bytes),
             segment_ms: d.segment_ms,
             segment_prealloc_bytes: Some(d.segment_prealloc_bytes),
+            segment_prealloc_min_bytes: Some(d.segment_prealloc_min_bytes),
+            storage_min_free_bytes: Some(d.storage_min_free_bytes),
+            storage_min_free_percent: Some(d.storage_min_free_percent),
             flush_messages: None,
             flush_ms: None,
             tail_cache_bytes: Some(d.tail_cache_bytes),
@@ -572,6 +593,13 @@ impl Settings {
             segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes),
             segment_ms: self.segment_ms.or(d.segment_ms),
             segment_prealloc_bytes: self.segment_prealloc_bytes.unwrap_or(d.segment_prealloc_bytes),
+            segment_prealloc_min_bytes: self
+                .segment_prealloc_min_bytes
+                .unwrap_or(d.segment_prealloc_min_bytes),
+            storage_min_free_bytes: self.storage_min_free_bytes.unwrap_or(d.storage_min_free_bytes),
+            storage_min_free_percent: self
+                .storage_min_free_percent
+                .unwrap_or(d.storage_min_free_percent),
             flush,
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),

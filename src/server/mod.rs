@@ -253,6 +253,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
         }
     };
     futures::pin_mut!(stop);
+    glommio::spawn_local(shard.clone().watch_free_space()).detach();
     if let Some(updates) = updates {
         bootstrap_cluster(&shard, updates).await?;
     } else if id == 0 {
@@ -268,6 +269,9 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
                 return Ok(());
             }
         }
+    }
+    if id == 0 {
+        shard.prepare_producer_ids().await;
     }
     let background = glommio::executor().create_task_queue(
         glommio::Shares::Static(HOUSEKEEPING_SHARES),
@@ -335,7 +339,7 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
         meta = create_internal_topic(&meta, shard, crate::txn::TXN_TOPIC, TXN_PARTITIONS)?;
     }
     remove_orphan_partitions(data_dir, &meta);
-    controller::store(data_dir, &meta).await?;
+    controller::store_at_start(data_dir, &meta).await?;
     shard.publish(Arc::new(meta)).await;
     Ok(())
 }
