@@ -69,6 +69,9 @@ pub struct Shard {
     control_lock: Semaphore,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
+    /// This shard's memory budget for requests and responses (`queued_max_request_bytes`
+    /// split evenly per shard).
+    pub budget: Rc<super::budget::Budget>,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<Coordinator>,
     /// The transactional ids this shard coordinates.
@@ -184,6 +187,7 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let budget = config.memory_budget_bytes(None) / count.max(1);
         Shard {
             id,
             count,
@@ -193,6 +197,7 @@ impl Shard {
             mesh,
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
+            budget: Rc::new(super::budget::Budget::new(budget)),
             groups: Coordinator::new(initial_delay_ms),
             txns: TxnCoordinator::new(),
             producer_ids: RefCell::new(None),
@@ -690,7 +695,7 @@ impl Shard {
                 LocalAppend::Pending { pending, queued, metrics, replicated }
             }
             Err(e) => {
-                tracing::warn!(topic, partition, "refused produce: {e}");
+                crate::refused!(WARN, "produce_refused", topic, partition, "refused produce: {e}");
                 LocalAppend::Failed(ProduceOutcome {
                     error_code: e.kafka_error_code(),
                     error_message: Some(e.to_string()),
@@ -810,7 +815,8 @@ impl Shard {
         let pending = match log.append_marker(producer_id, epoch, commit, coordinator_epoch) {
             Ok(pending) => pending,
             Err(e) => {
-                tracing::warn!(topic = %p.topic, partition = p.partition, "marker refused: {e}");
+                let (topic, partition) = (&p.topic, p.partition);
+                crate::log_limited!(WARN, %topic, partition, "marker refused: {e}");
                 return e.kafka_error_code();
             }
         };
@@ -1164,6 +1170,8 @@ impl Shard {
         ShardSnapshot {
             shard: self.id,
             connections: self.connections.get() as u64,
+            budget_bytes: self.budget.capacity() as u64,
+            budget_used_bytes: self.budget.used() as u64,
             apis,
             append_latency: self.metrics.append_latency.snapshot(),
             partitions,
