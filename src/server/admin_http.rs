@@ -261,7 +261,8 @@ pub async fn serve(shard: Rc<Shard>, health: Arc<Health>, listener: TcpListener)
         admin.open.borrow_mut().push(conn.clone());
         let admin = admin.clone();
         glommio::spawn_local(async move {
-            connection(&admin, &conn, stream).await;
+            let served = connection(&admin, &conn, stream);
+            let _ = crate::runtime::contain::contained("an admin HTTP connection", served).await;
             admin.forget(&conn);
         })
         .detach();

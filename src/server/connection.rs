@@ -28,6 +28,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -108,7 +109,8 @@ where
     // `IN_FLIGHT_PER_CONNECTION_MAX` requests.
     let (queue, pending) = local_channel::new_unbounded();
     let writing = write_loop(writer, pending, conn.clone(), shard.metrics.clone());
-    let writing = glommio::spawn_local(writing.instrument(tracing::Span::current()));
+    let writing = writing.instrument(tracing::Span::current());
+    let writing = crate::runtime::contain::spawn_contained("a connection's writer", writing);
     // Boxed once per connection, so that the connection's task (and the futures around it)
     // does not carry the reader's state, which is large, several times over.
     let reading = Box::pin(read_loop(conn, FrameReader::new(reader), queue));
@@ -123,10 +125,17 @@ where
     }
 }
 
-/// `future`, or `None` once `deadline` passed.
+/// `future`, or `None` once `deadline` passed. A future that is ready at once (the bytes
+/// are already here, the socket takes the write) costs no timer: the hot path of a busy
+/// connection arms none.
 async fn within<F: Future>(deadline: Instant, future: F) -> Option<F::Output> {
+    futures::pin_mut!(future);
+    let first = futures::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    if let Poll::Ready(output) = first {
+        return Some(output);
+    }
     let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-    futures::pin_mut!(future, timer);
+    futures::pin_mut!(timer);
     match futures::future::select(future, timer).await {
         Either::Left((output, _)) => Some(output),
         Either::Right(_) => None,
@@ -261,7 +270,8 @@ async fn start_request(conn: &Rc<Conn>, frame: bytes::Bytes, mut held: Held) -> 
             let handling = handlers::dispatch(&conn.shard, request, &conn.session)
                 .instrument(span.clone())
                 .await;
-            let reply = glommio::spawn_local(handling.instrument(span)).detach();
+            let handling = handlers::contained(key, handling).instrument(span);
+            let reply = glommio::spawn_local(handling).detach();
             Some(Queued::Pending { key, version, correlation_id, reply, started, held })
         }
         Err(ProtocolError::UnsupportedVersion {
