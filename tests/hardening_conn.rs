@@ -422,7 +422,10 @@ fn a_killed_broker_restarts_at_once_on_the_same_ports() {
     let controller = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
     let voters = format!("1@{controller}");
+    let secret = common::random_secret();
     let args = [
+        "--cluster-secret",
+        &secret,
         "--node-id",
         "1",
         "--controller-listen",

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
-use strata::config::{
-    parse_ip_overrides, parse_voters, BrokerConfig, FlushPolicy, Secret, Voter,
-};
+use strata::config::{parse_ip_overrides, parse_voters, BrokerConfig, FlushPolicy, Secret, Voter};
 use strata::runtime::PoolOptions;
 
 /// `strata serve` flags.

@@ -211,7 +211,8 @@ impl Admin {
         let conn = open.remove(victim);
         drop(open);
         conn.evict();
-        crate::refused!(DEBUG, "admin_connection_evicted", %ip, "closed an idle admin connection for a new one");
+        let why = "closed an idle admin connection for a new one";
+        crate::refused!(DEBUG, "admin_connection_evicted", %ip, "{why}");
         true
     }
 

@@ -131,8 +131,11 @@ mod tests {
         let _b = limits.admit(ip).unwrap();
         assert_eq!(limits.admit(ip).unwrap_err(), Refusal::Broker { limit: 2 });
         drop(a);
-        assert!(limits.admit(ip).is_ok());
+        let c = limits.admit(ip);
+        assert!(c.is_ok());
         assert_eq!(limits.open(), 2);
+        drop(c);
+        assert_eq!(limits.open(), 1);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! writer awaits the queue head, resizes its hold to the encoded response, writes it and gives
 //! the bytes back. The reader stops reading (pushing back on the client through TCP) while
 //! the budget, the connection's share of it, or its requests in flight
-//! (`IN_FLIGHT_PER_CONNECTION_MAX`) are spent. A Fetch is given room for its response before it is dispatched,
-//! and shrunk to that room.
+//! (`IN_FLIGHT_PER_CONNECTION_MAX`) are spent. A Fetch is given room for its response before
+//! it is dispatched, and shrunk to that room.
 //!
 //! Deadlines: a connection with nothing in flight that sends nothing for
 //! `connections_max_idle_ms` is closed; a frame must arrive whole within `frame_timeout_ms`
@@ -328,7 +328,8 @@ async fn response(
         Some(Reply::Response(response)) => response,
         Some(Reply::Nothing) => return Ok(None),
         Some(Reply::Close(why)) => {
-            crate::refused!(WARN, "request_refused", %peer, correlation_id, "closing connection: {why}");
+            let what = "closing connection";
+            crate::refused!(WARN, "request_refused", %peer, correlation_id, "{what}: {why}");
             return Err(());
         }
         None => {
@@ -368,7 +369,8 @@ async fn write_loop(
             None => {
                 let timeout_ms = conn.frame_timeout.as_millis() as u64;
                 let what = "closing connection: the client did not take its response in time";
-                crate::refused!(WARN, "response_timeout", %peer, timeout_ms, bytes = bytes.len(), "{what}");
+                let bytes = bytes.len();
+                crate::refused!(WARN, "response_timeout", %peer, timeout_ms, bytes, "{what}");
                 return;
             }
         }
