@@ -388,8 +388,9 @@ pub fn machine_memory_bytes() -> Option<u64> {
 
 /// How often [`trim_when_released`] looks.
 const TRIM_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
-/// A peak of budget use below this is not worth returning memory for.
-const TRIM_PEAK_BYTES_MIN: usize = 64 << 20;
+/// A peak of budget use below this is not worth returning memory for. (A few clients that
+/// never read, each holding its connection's share, reach it: their memory must come back.)
+const TRIM_PEAK_BYTES_MIN: usize = 16 << 20;
 /// This many connections closed is worth returning memory for.
 const TRIM_CONNECTIONS_MIN: usize = 1000;
 
