@@ -70,6 +70,9 @@ pub struct Shard {
     control_lock: Semaphore,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
+    /// This shard's memory budget for requests and responses (`queued_max_request_bytes`
+    /// split evenly per shard).
+    pub budget: Rc<super::budget::Budget>,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<Coordinator>,
     /// The transactional ids this shard coordinates.
@@ -209,6 +212,7 @@ impl Shard {
             min_free_bytes: config.storage_min_free_bytes,
             min_free_percent: config.storage_min_free_percent,
         };
+        let budget = config.memory_budget_bytes(None) / count.max(1);
         let share = |rate: Option<u64>| rate.map(|r| replica::Throttle::new(r / count as u64));
         let leader_throttle = share(config.leader_replication_throttled_rate);
         let follower_throttle = share(config.follower_replication_throttled_rate);
@@ -221,6 +225,7 @@ impl Shard {
             mesh,
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
+            budget: Rc::new(super::budget::Budget::new(budget)),
             groups: Coordinator::new(initial_delay_ms),
             txns: TxnCoordinator::new(),
             producer_ids: RefCell::new(None),
@@ -1033,7 +1038,8 @@ impl Shard {
         let pending = match log.append_marker(producer_id, epoch, commit, coordinator_epoch) {
             Ok(pending) => pending,
             Err(e) => {
-                tracing::warn!(topic = %p.topic, partition = p.partition, "marker refused: {e}");
+                let (topic, partition) = (&p.topic, p.partition);
+                crate::log_limited!(WARN, %topic, partition, "marker refused: {e}");
                 return e.kafka_error_code();
             }
         };
@@ -1417,6 +1423,8 @@ impl Shard {
         ShardSnapshot {
             shard: self.id,
             connections: self.connections.get() as u64,
+            budget_bytes: self.budget.capacity() as u64,
+            budget_used_bytes: self.budget.used() as u64,
             apis,
             append_latency: self.metrics.append_latency.snapshot(),
             partitions,
