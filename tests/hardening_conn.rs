@@ -397,7 +397,9 @@ fn idle_connections_are_cheap_and_their_memory_returns() {
             mib(baseline),
             mib(held_rss)
         );
-        assert!(each < 16 * 1024, "an idle connection costs {each} bytes");
+        // Measured ≈15 KB (socket, task, span, a small read buffer); the bound leaves room for
+        // another allocator or kernel and still fails the old 64 KiB zero-filled buffer.
+        assert!(each < 32 * 1024, "an idle connection costs {each} bytes");
         drop(held);
         poll("every connection to be closed", || (open_connections(&broker) == 0).then_some(()));
         // It goes back, but for allocator fragmentation (measured ≈4 KB per connection of the
@@ -566,4 +568,28 @@ fn check2_memory_stays_within_the_budget_under_claims_and_unread_fetches() {
     });
     eprintln!("check 2: RSS after the clients closed {}", mib(after));
     produce_and_fetch(&broker, "bulk", 99);
+}
+
+/// SIGTERM closes idle connections at once: a client that keeps its connection open and sends
+/// nothing must not hold the shutdown until `shutdown_timeout_ms` (here 10 minutes; the log line
+/// is awaited for at most a minute).
+#[test]
+fn an_idle_client_does_not_hold_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--shards", "2", "--shutdown-timeout-ms", "600000"];
+    let mut broker = Broker::start(dir.path(), &args);
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(broker.addr).unwrap();
+        assert!(answers(&mut stream), "ApiVersions answered");
+        idle.push(stream);
+    }
+    poll("the connections to be open", || (open_connections(&broker) == 4).then_some(()));
+    broker.signal("TERM");
+    let lines = broker.log_until("logs closed");
+    assert!(!lines.iter().any(|l| l.contains("still busy")), "{lines:?}");
+    assert!(broker.wait_exit().success());
+    for mut stream in idle {
+        assert!(closed_by_broker(&mut stream), "the broker closed the idle connection");
+    }
 }

@@ -115,11 +115,17 @@ where
     // does not carry the reader's state, which is large, several times over.
     let reading = Box::pin(read_loop(conn, FrameReader::new(reader), queue));
     let drained = shard.draining.acquire(1);
-    futures::pin_mut!(drained);
-    let reading = futures::future::select(reading, drained);
+    // The block drops the reader when the shard drains, and with it the queue's sender: the
+    // writer then ends once the responses already queued are written (kept alive, the reader
+    // would hold an idle connection open until the shutdown timeout).
+    let reading = async move {
+        futures::pin_mut!(drained);
+        futures::future::select(reading, drained).await;
+    };
+    futures::pin_mut!(reading);
     match futures::future::select(reading, writing).await {
         // The client stopped sending: finish the responses already queued, then close.
-        Either::Left((_, writing)) => writing.await,
+        Either::Left(((), writing)) => writing.await,
         // The writer failed or was told to close: stop reading too.
         Either::Right(((), _)) => {}
     }

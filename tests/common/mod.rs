@@ -175,6 +175,12 @@ impl Broker {
         assert!(status.success(), "broker exited with {status}");
     }
 
+    /// Waits for the broker to exit on its own (after a signal sent with [`Broker::signal`]);
+    /// its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("a running broker").wait().unwrap()
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
