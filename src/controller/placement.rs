@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{AclRule, QuotaChange};
 use super::{
     topic_config, validate_partition_count, validate_topic_name, BrokerMeta, ClusterMetadata,
     ControlError, PartitionMeta, TopicMeta, E, NOT_LOCAL,
@@ -110,6 +111,22 @@ pub enum Command {
     /// Leadership goes back to each partition's preferred (first) replica when it is in sync,
     /// unfenced and not leading (Kafka's auto.leader.rebalance.enable).
     ElectPreferredLeaders,
+    // ---- access settings (see `super::access`) ----
+    /// CreateAcls: these checked rules (those already present are skipped).
+    CreateAcls {
+        /// The rules.
+        rules: Vec<AclRule>,
+    },
+    /// DeleteAcls: exactly these rules, which the proposer matched against the filters.
+    DeleteAcls {
+        /// The rules.
+        rules: Vec<AclRule>,
+    },
+    /// AlterClientQuotas: these checked changes, in order.
+    AlterClientQuotas {
+        /// The changes.
+        changes: Vec<QuotaChange>,
+    },
 }
 
 /// The topic config that allows electing an out-of-sync replica when no in-sync one is left.
@@ -190,6 +207,9 @@ impl ClusterMetadata {
             Command::AlterPartition { .. } => next.alter_partition(command)?,
             Command::FenceBroker { id } => next.fence(*id),
             Command::UnfenceBroker { id } => next.unfence(*id),
+            Command::CreateAcls { rules } => next.create_acls(rules)?,
+            Command::DeleteAcls { rules } => next.delete_acls(rules),
+            Command::AlterClientQuotas { changes } => next.alter_client_quotas(changes)?,
             Command::ElectPreferredLeaders => {
                 let fenced = next.fenced.clone();
                 for partition in next.partitions_mut() {
