@@ -236,7 +236,12 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeTransactions,
         ListTransactions,
         DescribeCluster,
-        WriteTxnMarkers
+        WriteTxnMarkers,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas
     )
 }
 

@@ -84,6 +84,8 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let max = shard.config.max_request_bytes;
     loop {
+        // A client over its quota is muted: nothing is read until its throttle time ends.
+        session.unmuted().await;
         if !fill(&mut reader, &mut buf, protocol::FRAME_PREFIX_BYTES, peer).await {
             return;
         }

@@ -95,6 +95,8 @@ pub struct Shard {
     pub fetchers: Fetchers,
     /// This shard, for the tasks it starts from `&self` methods.
     me: RefCell<Weak<Shard>>,
+    /// The authorizer and client quotas of this shard.
+    pub access: super::access::ShardAccess,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -184,6 +186,7 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let access = super::access::ShardAccess::new(&config);
         Shard {
             id,
             count,
@@ -205,6 +208,7 @@ impl Shard {
             published_version: Cell::new(0),
             fetchers: Fetchers::default(),
             me: RefCell::new(Weak::new()),
+            access,
         }
     }
 
@@ -275,6 +279,7 @@ impl Shard {
             }
         }
         *self.meta.borrow_mut() = meta.clone();
+        self.access.refresh(&meta);
         for topic in meta.topics.values() {
             self.sync_roles(topic, meta.local_node.is_some());
         }
@@ -430,6 +435,7 @@ impl Shard {
                 (next, validate_only)
             }
             ControlOp::Replicated(_) => return Err(unavailable()),
+            ControlOp::Metadata(command) => (meta.apply(&command)?, false),
         };
         if validate_only {
             return Ok(());
@@ -473,7 +479,7 @@ impl Shard {
                 let configs = next.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
                 (Command::SetTopicConfigs { name, configs }, validate_only)
             }
-            ControlOp::Replicated(command) => (command, false),
+            ControlOp::Replicated(command) | ControlOp::Metadata(command) => (command, false),
         };
         if validate_only {
             return meta.apply(&command).map(drop);

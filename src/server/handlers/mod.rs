@@ -4,6 +4,7 @@
 //! refuses anything outside it. Each handler takes the decoded request and the shard the
 //! connection lives on, and returns the response body.
 
+mod acls;
 mod admin;
 mod cluster;
 mod configs;
@@ -11,11 +12,14 @@ mod delete_records;
 mod epochs;
 mod fetch;
 mod group;
+pub mod guard;
 mod list_offsets;
 mod markers;
 mod metadata;
+mod metering;
 mod produce;
 mod producer;
+mod quotas;
 pub(crate) mod txn;
 
 use std::rc::Rc;
@@ -69,6 +73,12 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
     // Broker to broker: a transaction coordinator's markers (v1 is the only version).
     ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
+    // v0 was removed by Kafka 4.0 (KIP-896).
+    ApiRange { key: ApiKey::DescribeAcls, min: 1, max: 3 },
+    ApiRange { key: ApiKey::CreateAcls, min: 1, max: 3 },
+    ApiRange { key: ApiKey::DeleteAcls, min: 1, max: 3 },
+    ApiRange { key: ApiKey::DescribeClientQuotas, min: 0, max: 1 },
+    ApiRange { key: ApiKey::AlterClientQuotas, min: 0, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -88,12 +98,31 @@ pub enum Reply {
 
 /// Starts handling a request. Work that must happen in request order (produce appends, and
 /// the forwarding of appends to other shards) is done before this returns; the returned
-/// future yields what to answer.
+/// future yields what to answer. The request is authorized first ([`guard`]) and metered
+/// against client quotas ([`metering`]).
 pub async fn dispatch(
     shard: &Rc<Shard>,
     request: Request,
     session: &Rc<Session>,
 ) -> LocalFuture<Reply> {
+    let started = std::time::Instant::now();
+    let (mut request, finish) = match guard::check(shard, session, request) {
+        guard::Guarded::Run(request, finish) => (request, finish),
+        guard::Guarded::Answer(reply) => return Box::pin(std::future::ready(reply)),
+    };
+    let metering = metering::Metering::start(shard, session, &mut request);
+    let handling = run(shard, request, session).await;
+    let handling = match finish {
+        None => handling,
+        Some(finish) => Box::pin(async move { finish(handling.await) }),
+    };
+    match metering {
+        None => handling,
+        Some(metering) => metering.finish(started, handling),
+    }
+}
+
+async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
     let version = request.version;
     let shard = shard.clone();
     match request.body {
@@ -164,6 +193,15 @@ async fn handle(
         ),
         RequestKind::WriteTxnMarkers(req) => {
             ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
+        RequestKind::DescribeAcls(req) => ResponseKind::DescribeAcls(acls::describe(shard, req)),
+        RequestKind::CreateAcls(req) => ResponseKind::CreateAcls(acls::create(shard, req).await),
+        RequestKind::DeleteAcls(req) => ResponseKind::DeleteAcls(acls::delete(shard, req).await),
+        RequestKind::DescribeClientQuotas(req) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(shard, req))
+        }
+        RequestKind::AlterClientQuotas(req) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(shard, req).await)
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
