@@ -185,7 +185,10 @@ fn create(client: &mut Client, s: &Selection, output: Output) -> anyhow::Result<
     let resources = resources(s);
     let principals = who(s, Some("*"));
     if ops.is_empty() || resources.is_empty() || principals.is_empty() {
-        bail!("give --operation, a resource (--topic, --group, --transactional-id, --cluster) and --allow-principal or --deny-principal");
+        bail!(
+            "give --operation, a resource (--topic, --group, --transactional-id, --cluster) \
+             and --allow-principal or --deny-principal"
+        );
     }
     let mut acls = Vec::new();
     for (principal, host, permission) in &principals {
@@ -285,9 +288,16 @@ fn print_rows(rows: &[(Acl, String)], output: Output) -> anyhow::Result<()> {
         let items: Vec<_> = rows
             .iter()
             .map(|(a, error)| {
-                json!({"principal": a.principal, "host": a.host, "resource_type": rt(a.resource_type),
-                    "resource_name": a.resource_name, "resource_pattern_type": pt(a.pattern_type),
-                    "operation": op(a.operation), "permission": perm(a.permission), "error": error})
+                json!({
+                    "principal": a.principal,
+                    "host": a.host,
+                    "resource_type": rt(a.resource_type),
+                    "resource_name": a.resource_name,
+                    "resource_pattern_type": pt(a.pattern_type),
+                    "operation": op(a.operation),
+                    "permission": perm(a.permission),
+                    "error": error,
+                })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&items)?);

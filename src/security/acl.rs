@@ -21,7 +21,10 @@ pub const WILDCARD_PRINCIPAL: &str = "User:*";
 
 /// Writes one `enum` with its Kafka codes and names, and the conversions between them.
 macro_rules! kafka_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal, $text:literal;)* }) => {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal, $text:literal;)* }
+    ) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name {

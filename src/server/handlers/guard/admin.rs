@@ -1,17 +1,24 @@
 //! Authorization of topic and config administration, ACLs and client quotas, as Kafka 3.x's
 //! `KafkaApis` and `AclApis`:
 //!
-//! | API | needs | a denial answers |
-//! |---|---|---|
-//! | CreateTopics | CREATE on the cluster or on the topic (configs shown with DESCRIBE_CONFIGS on it) | TOPIC_AUTHORIZATION_FAILED per topic (`topic_config_error_code` likewise) |
-//! | DeleteTopics | DELETE on the topic (by id: DESCRIBE too, else no name is returned) | TOPIC_AUTHORIZATION_FAILED per topic |
-//! | CreatePartitions | ALTER on the topic | TOPIC_AUTHORIZATION_FAILED per topic |
-//! | DescribeConfigs | DESCRIBE_CONFIGS on the topic, or on the cluster for a broker | TOPIC_ or CLUSTER_AUTHORIZATION_FAILED per resource |
-//! | AlterConfigs, IncrementalAlterConfigs | ALTER_CONFIGS likewise | likewise |
-//! | DescribeAcls | DESCRIBE on the cluster | CLUSTER_AUTHORIZATION_FAILED |
-//! | CreateAcls, DeleteAcls | ALTER on the cluster | CLUSTER_AUTHORIZATION_FAILED per creation / filter |
-//! | DescribeClientQuotas | DESCRIBE_CONFIGS on the cluster | CLUSTER_AUTHORIZATION_FAILED |
-//! | AlterClientQuotas | ALTER_CONFIGS on the cluster | CLUSTER_AUTHORIZATION_FAILED per entity |
+//! - CreateTopics: needs CREATE on the cluster or on the topic (configs shown with DESCRIBE_CONFIGS
+//!   on it); a denial answers TOPIC_AUTHORIZATION_FAILED per topic (`topic_config_error_code`
+//!   likewise).
+//! - DeleteTopics: needs DELETE on the topic (by id: DESCRIBE too, else no name is returned); a
+//!   denial answers TOPIC_AUTHORIZATION_FAILED per topic.
+//! - CreatePartitions: needs ALTER on the topic; a denial answers TOPIC_AUTHORIZATION_FAILED per
+//!   topic.
+//! - DescribeConfigs: needs DESCRIBE_CONFIGS on the topic, or on the cluster for a broker; a denial
+//!   answers TOPIC_ or CLUSTER_AUTHORIZATION_FAILED per resource.
+//! - AlterConfigs, IncrementalAlterConfigs: needs ALTER_CONFIGS likewise; a denial answers
+//!   likewise.
+//! - DescribeAcls: needs DESCRIBE on the cluster; a denial answers CLUSTER_AUTHORIZATION_FAILED.
+//! - CreateAcls, DeleteAcls: needs ALTER on the cluster; a denial answers
+//!   CLUSTER_AUTHORIZATION_FAILED per creation / filter.
+//! - DescribeClientQuotas: needs DESCRIBE_CONFIGS on the cluster; a denial answers
+//!   CLUSTER_AUTHORIZATION_FAILED.
+//! - AlterClientQuotas: needs ALTER_CONFIGS on the cluster; a denial answers
+//!   CLUSTER_AUTHORIZATION_FAILED per entity.
 //!
 //! Duplicated topics in CreateTopics and CreatePartitions are left to the handler, which
 //! answers INVALID_REQUEST first, as Kafka does.

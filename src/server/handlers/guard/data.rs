@@ -1,15 +1,22 @@
 //! Authorization of the partition data APIs, as Kafka 3.x's `KafkaApis`:
 //!
-//! | API | needs | a denial answers |
-//! |---|---|---|
-//! | Produce | WRITE on each topic; with transactional batches, WRITE on the transactional id | TOPIC_AUTHORIZATION_FAILED per partition; TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition (acks=0: the connection closes) |
-//! | Fetch (consumer) | READ on each topic | TOPIC_AUTHORIZATION_FAILED per partition |
-//! | Fetch (replica, `replica_id` ≥ 0) | CLUSTER_ACTION on the cluster | TOPIC_AUTHORIZATION_FAILED for every partition |
-//! | ListOffsets | DESCRIBE on each topic | TOPIC_AUTHORIZATION_FAILED per partition |
-//! | OffsetForLeaderEpoch | CLUSTER_ACTION on the cluster, else DESCRIBE on each topic | TOPIC_AUTHORIZATION_FAILED per partition |
-//! | DeleteRecords | DELETE on each topic | TOPIC_AUTHORIZATION_FAILED per partition |
-//! | DescribeProducers | READ on each topic | TOPIC_AUTHORIZATION_FAILED per partition |
-//! | WriteTxnMarkers | CLUSTER_ACTION on the cluster | CLUSTER_AUTHORIZATION_FAILED for every partition |
+//! - Produce: needs WRITE on each topic; with transactional batches, WRITE on the transactional id;
+//!   a denial answers TOPIC_AUTHORIZATION_FAILED per partition;
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition (acks=0: the connection closes).
+//! - Fetch (consumer): needs READ on each topic; a denial answers TOPIC_AUTHORIZATION_FAILED per
+//!   partition.
+//! - Fetch (replica, `replica_id` ≥ 0): needs CLUSTER_ACTION on the cluster; a denial answers
+//!   TOPIC_AUTHORIZATION_FAILED for every partition.
+//! - ListOffsets: needs DESCRIBE on each topic; a denial answers TOPIC_AUTHORIZATION_FAILED per
+//!   partition.
+//! - OffsetForLeaderEpoch: needs CLUSTER_ACTION on the cluster, else DESCRIBE on each topic; a
+//!   denial answers TOPIC_AUTHORIZATION_FAILED per partition.
+//! - DeleteRecords: needs DELETE on each topic; a denial answers TOPIC_AUTHORIZATION_FAILED per
+//!   partition.
+//! - DescribeProducers: needs READ on each topic; a denial answers TOPIC_AUTHORIZATION_FAILED per
+//!   partition.
+//! - WriteTxnMarkers: needs CLUSTER_ACTION on the cluster; a denial answers
+//!   CLUSTER_AUTHORIZATION_FAILED for every partition.
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;

@@ -1,14 +1,19 @@
 //! Authorization of the consumer group APIs, as Kafka 3.x's `KafkaApis`:
 //!
-//! | API | needs | a denial answers |
-//! |---|---|---|
-//! | FindCoordinator | DESCRIBE on the group, or on the transactional id | GROUP_ or TRANSACTIONAL_ID_AUTHORIZATION_FAILED (per key from v4) |
-//! | JoinGroup, SyncGroup, Heartbeat, LeaveGroup | READ on the group | GROUP_AUTHORIZATION_FAILED |
-//! | OffsetCommit | READ on the group, then READ on each topic | GROUP_AUTHORIZATION_FAILED for every partition; TOPIC_AUTHORIZATION_FAILED per partition |
-//! | OffsetFetch | DESCRIBE on the group, then DESCRIBE on each topic (all partitions: only describable topics) | GROUP_AUTHORIZATION_FAILED (per group from v8); TOPIC_AUTHORIZATION_FAILED per partition |
-//! | ListGroups | DESCRIBE on the cluster, else only groups it may DESCRIBE | (filtered) |
-//! | DeleteGroups | DELETE on each group | GROUP_AUTHORIZATION_FAILED per group |
-//! | OffsetDelete | DELETE on the group, then READ on each topic | GROUP_AUTHORIZATION_FAILED; TOPIC_AUTHORIZATION_FAILED per partition |
+//! - FindCoordinator: needs DESCRIBE on the group, or on the transactional id; a denial answers
+//!   GROUP_ or TRANSACTIONAL_ID_AUTHORIZATION_FAILED (per key from v4).
+//! - JoinGroup, SyncGroup, Heartbeat, LeaveGroup: needs READ on the group; a denial answers
+//!   GROUP_AUTHORIZATION_FAILED.
+//! - OffsetCommit: needs READ on the group, then READ on each topic; a denial answers
+//!   GROUP_AUTHORIZATION_FAILED for every partition; TOPIC_AUTHORIZATION_FAILED per partition.
+//! - OffsetFetch: needs DESCRIBE on the group, then DESCRIBE on each topic (all partitions: only
+//!   describable topics); a denial answers GROUP_AUTHORIZATION_FAILED (per group from v8);
+//!   TOPIC_AUTHORIZATION_FAILED per partition.
+//! - ListGroups: all groups with DESCRIBE on the cluster, else only the groups it may DESCRIBE.
+//! - DeleteGroups: needs DELETE on each group; a denial answers GROUP_AUTHORIZATION_FAILED per
+//!   group.
+//! - OffsetDelete: needs DELETE on the group, then READ on each topic; a denial answers
+//!   GROUP_AUTHORIZATION_FAILED; TOPIC_AUTHORIZATION_FAILED per partition.
 
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;

@@ -1,15 +1,23 @@
 //! Authorization of producer ids and transactions, as Kafka 3.x's `KafkaApis`:
 //!
-//! | API | needs | a denial answers |
-//! |---|---|---|
-//! | InitProducerId (transactional) | WRITE on the transactional id | TRANSACTIONAL_ID_AUTHORIZATION_FAILED |
-//! | InitProducerId (idempotent) | IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679) | CLUSTER_AUTHORIZATION_FAILED |
-//! | AddPartitionsToTxn | WRITE on the transactional id, then WRITE on each topic (never internal ones) | TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition; else TOPIC_AUTHORIZATION_FAILED for refused partitions, UNKNOWN_TOPIC_OR_PARTITION for unknown ones, OPERATION_NOT_ATTEMPTED for the rest |
-//! | AddOffsetsToTxn | WRITE on the transactional id, READ on the group | TRANSACTIONAL_ID_ / GROUP_AUTHORIZATION_FAILED |
-//! | EndTxn | WRITE on the transactional id | TRANSACTIONAL_ID_AUTHORIZATION_FAILED |
-//! | TxnOffsetCommit | WRITE on the transactional id, READ on the group, READ on each topic | TRANSACTIONAL_ID_ / GROUP_AUTHORIZATION_FAILED for every partition; TOPIC_AUTHORIZATION_FAILED per partition |
-//! | DescribeTransactions | DESCRIBE on each transactional id (its topics: only those it may DESCRIBE) | TRANSACTIONAL_ID_AUTHORIZATION_FAILED per id |
-//! | ListTransactions | only ids it may DESCRIBE | (filtered) |
+//! - InitProducerId (transactional): needs WRITE on the transactional id; a denial answers
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//! - InitProducerId (idempotent): needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+//!   (KIP-679); a denial answers CLUSTER_AUTHORIZATION_FAILED.
+//! - AddPartitionsToTxn: needs WRITE on the transactional id, then WRITE on each topic (never
+//!   internal ones); a denial answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition;
+//!   else TOPIC_AUTHORIZATION_FAILED for refused partitions, UNKNOWN_TOPIC_OR_PARTITION for unknown
+//!   ones, OPERATION_NOT_ATTEMPTED for the rest.
+//! - AddOffsetsToTxn: needs WRITE on the transactional id, READ on the group; a denial answers
+//!   TRANSACTIONAL_ID_ / GROUP_AUTHORIZATION_FAILED.
+//! - EndTxn: needs WRITE on the transactional id; a denial answers
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//! - TxnOffsetCommit: needs WRITE on the transactional id, READ on the group, READ on each topic; a
+//!   denial answers TRANSACTIONAL_ID_ / GROUP_AUTHORIZATION_FAILED for every partition;
+//!   TOPIC_AUTHORIZATION_FAILED per partition.
+//! - DescribeTransactions: needs DESCRIBE on each transactional id (its topics: only those it may
+//!   DESCRIBE); a denial answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED per id.
+//! - ListTransactions: lists only the ids the principal may DESCRIBE.
 
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
