@@ -185,6 +185,19 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
         K::DeleteAcls(r) => out.extend(r.filter_results.iter().map(|f| f.error_code)),
         K::DescribeClientQuotas(r) => out.push(r.error_code),
         K::AlterClientQuotas(r) => out.extend(r.entries.iter().map(|e| e.error_code)),
+        K::ElectLeaders(r) => {
+            out.push(r.error_code);
+            out.extend(
+                r.replica_election_results
+                    .iter()
+                    .flat_map(|t| t.partition_result.iter().map(|p| p.error_code)),
+            );
+        }
+        K::AlterPartitionReassignments(r) => {
+            out.push(r.error_code);
+            out.extend(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
+        }
+        K::ListPartitionReassignments(r) => out.push(r.error_code),
         other => panic!("no error codes known for {other:?}"),
     }
     out
@@ -742,6 +755,49 @@ fn cases() -> Vec<Case> {
                     AlterClientQuotasRequest::default()
                         .with_entries(vec![entry])
                         .with_validate_only(true),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::ElectLeaders,
+            2,
+            || {
+                let t = elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![0]);
+                RequestKind::ElectLeaders(
+                    ElectLeadersRequest::default()
+                        .with_topic_partitions(Some(vec![t]))
+                        .with_timeout_ms(10_000),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::AlterPartitionReassignments,
+            0,
+            || {
+                use alter_partition_reassignments_request::{
+                    ReassignablePartition, ReassignableTopic,
+                };
+                // A cancellation (no target): nothing moves.
+                let p = ReassignablePartition::default().with_replicas(None);
+                let t = ReassignableTopic::default().with_name(name("t")).with_partitions(vec![p]);
+                RequestKind::AlterPartitionReassignments(
+                    AlterPartitionReassignmentsRequest::default()
+                        .with_topics(vec![t])
+                        .with_timeout_ms(10_000),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::ListPartitionReassignments,
+            0,
+            || {
+                RequestKind::ListPartitionReassignments(
+                    ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
                 )
             },
             Some(CLUSTER_DENIED),

@@ -6,6 +6,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod quota;
+pub mod reassign;
 pub mod serve;
 pub mod topic;
 pub mod txn;

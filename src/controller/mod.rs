@@ -15,6 +15,7 @@
 //! snapshot, localized ([`ClusterMetadata::localize`]), and metadata.json is not used.
 
 pub mod access;
+pub mod operations;
 pub mod placement;
 pub mod producer_ids;
 pub mod quorum;
@@ -63,6 +64,12 @@ pub struct PartitionMeta {
     /// carrying an older one is refused.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub partition_epoch: i32,
+    /// Reassignment in progress (KIP-455): target replicas not in the original set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// Reassignment in progress: original replicas not in the target set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 fn is_zero(value: &i32) -> bool {
@@ -78,6 +85,17 @@ pub struct BrokerMeta {
     pub host: String,
     /// Port clients connect to.
     pub port: u16,
+    /// Kafka's `broker.rack`, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    /// The broker epoch (KRaft's): set by the controller when this incarnation registered,
+    /// the same on every broker; heartbeats carrying another one are refused.
+    #[serde(default)]
+    pub epoch: i64,
+    /// Chosen by the broker process at start-up: a registration of the same incarnation again
+    /// (a retry) keeps the epoch, a new one gets a new epoch.
+    #[serde(default)]
+    pub incarnation: uuid::Uuid,
 }
 
 /// One topic.
@@ -114,6 +132,10 @@ pub struct ClusterMetadata {
     /// nothing and are dropped from ISRs (see [`placement::Command::FenceBroker`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub fenced: BTreeSet<i32>,
+    /// The controller's `unclean.leader.election.enable` default, for topics that do not set
+    /// it (see [`placement::Command::SetClusterDefaults`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unclean_leader_election: bool,
     /// The broker this snapshot was localized for ([`ClusterMetadata::localize`]); `None` on
     /// a single broker and in the replicated state. Not stored.
     #[serde(skip)]
@@ -249,6 +271,8 @@ impl ClusterMetadata {
                 leader: None,
                 isr: Vec::new(),
                 partition_epoch: 0,
+                adding: Vec::new(),
+                removing: Vec::new(),
             })
             .collect()
     }

@@ -241,7 +241,11 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         CreateAcls,
         DeleteAcls,
         DescribeClientQuotas,
-        AlterClientQuotas
+        AlterClientQuotas,
+        // Cluster operations (issue 19).
+        ElectLeaders,
+        AlterPartitionReassignments,
+        ListPartitionReassignments
     )
 }
 

@@ -543,7 +543,9 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, gate: &glommio::
         shard.connections.set(shard.connections.get() + 1);
         let shard = shard.clone();
         let serving = async move {
-            connection::serve(shard.clone(), stream, peer).await;
+            // A panic in the connection (its reader, a request being started) closes it only.
+            let served = connection::serve(shard.clone(), stream, peer);
+            let _ = crate::runtime::contain::contained("a client connection", served).await;
             shard.connections.set(shard.connections.get() - 1);
             drop(pass);
         };

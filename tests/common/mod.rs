@@ -48,6 +48,8 @@ pub struct Broker {
     pub admin: Option<SocketAddr>,
     args: Vec<String>,
     log_lines: Option<mpsc::Receiver<String>>,
+    /// Lines logged by the latest start up to its ready line.
+    pub startup_log: Vec<String>,
 }
 
 impl Broker {
@@ -62,15 +64,36 @@ impl Broker {
 
     /// Starts a broker process without waiting for it to be ready (see [`Broker::wait_ready`]).
     pub fn launch(addr: SocketAddr, data_dir: PathBuf, args: Vec<String>) -> Broker {
-        let mut broker = Broker { child: None, addr, data_dir, admin: None, args, log_lines: None };
+        let mut broker = Broker {
+            child: None,
+            addr,
+            data_dir,
+            admin: None,
+            args,
+            log_lines: None,
+            startup_log: Vec::new(),
+        };
         broker.launch_process();
         broker
     }
 
     /// Waits for the ready line of a launched broker.
     pub fn wait_ready(&mut self) {
-        let ready = self.wait_for_log("strata ready");
+        let lines = self.log_until("strata ready");
+        let ready = lines.last().expect("the ready line").clone();
         self.admin = ready_field(&ready, "admin").and_then(|a| a.parse().ok());
+        self.startup_log = lines;
+    }
+
+    /// The broker epoch this start of the broker registered with (cluster mode), from its
+    /// start-up log.
+    pub fn broker_epoch(&self) -> i64 {
+        let line = self
+            .startup_log
+            .iter()
+            .find(|l| l.contains("broker registered with the controller"))
+            .expect("a registration line before the ready line");
+        ready_field(line, "broker_epoch").and_then(|e| e.parse().ok()).expect("broker_epoch=")
     }
 
     fn spawn(&mut self) {
@@ -196,6 +219,19 @@ impl Drop for Broker {
 /// Brokers of one cluster on loopback (node ids 1..=n): controller voters, then observers.
 pub struct Cluster {
     pub brokers: Vec<Broker>,
+    /// The cluster secret every broker was given (`--cluster-secret`).
+    pub secret: String,
+    /// The controller listener of each broker, by node id - 1.
+    pub controller_ports: Vec<u16>,
+    /// `--controller-voters` as given to every broker.
+    pub voters: String,
+}
+
+/// A fresh random cluster secret (32 hex digits).
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Cluster {
@@ -222,6 +258,7 @@ impl Cluster {
             .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
             .collect();
         let voters = voters.join(",");
+        let secret = random_secret();
         let mut brokers: Vec<Broker> = controller_ports
             .iter()
             .enumerate()
@@ -235,6 +272,8 @@ impl Cluster {
                     format!("127.0.0.1:{port}"),
                     "--controller-voters".into(),
                     voters.clone(),
+                    "--cluster-secret".into(),
+                    secret.clone(),
                 ];
                 own.extend(args.iter().map(|s| s.to_string()));
                 Broker::launch(addr, dir.join(format!("data{id}")), own)
@@ -254,7 +293,7 @@ impl Cluster {
                 (r.brokers.len() == n).then_some(())
             });
         }
-        Cluster { brokers }
+        Cluster { brokers, secret, controller_ports, voters }
     }
 
     /// The broker with node id `id`.

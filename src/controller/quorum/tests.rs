@@ -23,7 +23,14 @@ fn entry(index: u64, command: Option<Command>) -> Entry<TypeConfig> {
 }
 
 fn register(id: i32) -> Command {
-    let broker = BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 };
+    let broker = BrokerMeta {
+        id,
+        host: "127.0.0.1".into(),
+        port: 9000,
+        rack: None,
+        epoch: 0,
+        incarnation: uuid::Uuid::nil(),
+    };
     Command::RegisterBroker { broker, cluster_id: "c".into() }
 }
 
@@ -134,7 +141,14 @@ fn a_broker_whose_heartbeats_stop_is_fenced_and_its_partitions_re_led() {
     let handle = handles[1].clone();
     runtime().block_on(async move {
         // Broker 3 registers (through broker 2's controller) but never heartbeats.
-        let ghost = BrokerMeta { id: 3, host: "127.0.0.1".into(), port: 9003 };
+        let ghost = BrokerMeta {
+            id: 3,
+            host: "127.0.0.1".into(),
+            port: 9003,
+            rack: None,
+            epoch: 0,
+            incarnation: uuid::Uuid::nil(),
+        };
         handle
             .propose(Command::RegisterBroker { broker: ghost, cluster_id: "c".into() })
             .await

@@ -39,6 +39,7 @@ pub fn handle(
                     .with_broker_id(BrokerId(b.id))
                     .with_host(str_bytes(&b.host))
                     .with_port(b.port.into())
+                    .with_rack(b.rack.as_deref().map(str_bytes))
                     .with_is_fenced(fenced(b.id))
             })
             .collect()

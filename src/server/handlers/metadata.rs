@@ -49,11 +49,13 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             .with_host(str_bytes(&config.advertised_host))
             .with_port(config.advertised_port.into())]
     } else {
+        // Racks from v1 (v0 has no such field).
         let broker = |b: &BrokerMeta| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
                 .with_host(str_bytes(&b.host))
                 .with_port(b.port.into())
+                .with_rack(b.rack.as_deref().filter(|_| version >= 1).map(str_bytes))
         };
         meta.brokers.values().map(broker).collect()
     };

@@ -2,7 +2,9 @@
 //!
 //! [`APIS`] is the single source of truth: ApiVersions answers from it and the connection
 //! refuses anything outside it. Each handler takes the decoded request and the shard the
-//! connection lives on, and returns the response body.
+//! connection lives on, and returns the response body. A handler runs [`contained`]: a panic
+//! in it closes that request's connection (the client reconnects and retries), is counted
+//! and logged, and the broker keeps serving everyone else.
 
 mod acls;
 mod admin;
@@ -17,11 +19,14 @@ mod list_offsets;
 mod markers;
 mod metadata;
 mod metering;
+mod operations;
 mod produce;
 mod producer;
 mod quotas;
+mod topic_rules;
 pub(crate) mod txn;
 
+use std::future::Future;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -35,7 +40,9 @@ use crate::protocol::{self, ApiRange, Request};
 pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::Produce, min: 3, max: 11 },
     ApiRange { key: ApiKey::Fetch, min: 4, max: 16 },
-    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 6 },
+    // v7: MAX_TIMESTAMP (KIP-734); v8: EARLIEST_LOCAL, v9: LATEST_TIERED (KIP-1005); v10:
+    // a timeout for tiered lookups, which there are none of.
+    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 10 },
     // v0-1 were removed by Kafka 4.0 (KIP-896).
     ApiRange { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
     ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
@@ -79,6 +86,10 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteAcls, min: 1, max: 3 },
     ApiRange { key: ApiKey::DescribeClientQuotas, min: 0, max: 1 },
     ApiRange { key: ApiKey::AlterClientQuotas, min: 0, max: 1 },
+    // Cluster operations (issue 19): every version Kafka 4.x and kafka-protocol 0.18 share.
+    ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 },
+    ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 },
+    ApiRange { key: ApiKey::ListPartitionReassignments, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -96,15 +107,55 @@ pub enum Reply {
     Close(String),
 }
 
-/// Starts handling a request. Work that must happen in request order (produce appends, and
-/// the forwarding of appends to other shards) is done before this returns; the returned
-/// future yields what to answer. The request is authorized first ([`guard`]) and metered
-/// against client quotas ([`metering`]).
+/// The handler of one request, for the log line of a panic: `request Metadata`.
+struct RequestTask(ApiKey);
+
+impl std::fmt::Display for RequestTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request {:?}", self.0)
+    }
+}
+
+/// Awaits the handler future of a `key` request with a panic contained: the answer is then
+/// to close the connection.
+pub async fn contained(key: ApiKey, handling: impl Future<Output = Reply>) -> Reply {
+    match crate::runtime::contain::contained(RequestTask(key), handling).await {
+        Ok(reply) => reply,
+        Err(panic) => Reply::Close(format!("the {key:?} handler panicked: {}", panic.message)),
+    }
+}
+
+/// Starts handling a request (see [`start`]), with a panic contained: the request's future
+/// then answers by closing the connection.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     request: Request,
     session: &Rc<Session>,
 ) -> LocalFuture<Reply> {
+    let key = request.key;
+    match crate::runtime::contain::contained(RequestTask(key), start(shard, request, session)).await
+    {
+        Ok(handling) => handling,
+        Err(panic) => {
+            let why = format!("starting a {key:?} request panicked: {}", panic.message);
+            Box::pin(async move { Reply::Close(why) })
+        }
+    }
+}
+
+/// Testing only (`--fault-panic-on-client-id`): whether this request must panic.
+fn injected_panic(shard: &Shard, request: &Request) -> bool {
+    let Some(faulty) = shard.config.fault_panic_on_client_id.as_deref() else {
+        return false;
+    };
+    request.header.client_id.as_deref() == Some(faulty)
+}
+
+/// Starts handling a request. Work that must happen in request order (produce appends, and
+/// the forwarding of appends to other shards) is done before this returns; the returned
+/// future yields what to answer. The request is authorized first ([`guard`]) and metered
+/// against client quotas ([`metering`]).
+async fn start(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
     // With no quota configured the hot path reads no clock: a branch on a flag.
     let started = shard.access.metering_any().then(std::time::Instant::now);
     let (mut request, finish) = match guard::check(shard, session, request) {
@@ -125,11 +176,21 @@ pub async fn dispatch(
     }
 }
 
+/// Runs the handler of an authorized request (see [`start`]).
 async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
     let version = request.version;
+    if injected_panic(shard, &request) {
+        // A produce panics while it is started, in the connection's reader; any other
+        // request in its handler task: both places a bug could be.
+        let key = request.key;
+        if key == ApiKey::Produce {
+            panic!("fault injection: a panic starting a Produce request");
+        }
+        return Box::pin(async move { panic!("fault injection: a panic in the {key:?} handler") });
+    }
     let shard = shard.clone();
     match request.body {
-        RequestKind::Produce(req) => produce::start(&shard, req).await,
+        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
         RequestKind::JoinGroup(req) => {
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
             let host = session.client_host();
@@ -205,6 +266,15 @@ async fn handle(
         }
         RequestKind::AlterClientQuotas(req) => {
             ResponseKind::AlterClientQuotas(quotas::alter(shard, req).await)
+        }
+        RequestKind::ElectLeaders(req) => {
+            ResponseKind::ElectLeaders(operations::elect_leaders(shard, req, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            operations::alter_reassignments(shard, req, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => {
+            ResponseKind::ListPartitionReassignments(operations::list_reassignments(shard, req))
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {

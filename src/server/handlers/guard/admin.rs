@@ -1,5 +1,5 @@
-//! Authorization of topic and config administration, ACLs and client quotas, as Kafka 3.x's
-//! `KafkaApis` and `AclApis`:
+//! Authorization of topic and config administration, ACLs, client quotas and cluster
+//! operations, as Kafka 3.x's `KafkaApis` and `AclApis`:
 //!
 //! - CreateTopics: needs CREATE on the cluster or on the topic (configs shown with DESCRIBE_CONFIGS
 //!   on it); a denial answers TOPIC_AUTHORIZATION_FAILED per topic (`topic_config_error_code`
@@ -19,6 +19,9 @@
 //!   CLUSTER_AUTHORIZATION_FAILED.
 //! - AlterClientQuotas: needs ALTER_CONFIGS on the cluster; a denial answers
 //!   CLUSTER_AUTHORIZATION_FAILED per entity.
+//! - ElectLeaders, AlterPartitionReassignments: need ALTER on the cluster;
+//!   ListPartitionReassignments: DESCRIBE on the cluster; a denial answers
+//!   CLUSTER_AUTHORIZATION_FAILED (and for each partition named).
 //!
 //! Duplicated topics in CreateTopics and CreatePartitions are left to the handler, which
 //! answers INVALID_REQUEST first, as Kafka does.
@@ -284,6 +287,62 @@ fn security(gate: &Gate, body: RequestKind) -> Checked {
             });
             let r = AlterClientQuotasResponse::default().with_entries(entries.collect());
             answer(ResponseKind::AlterClientQuotas(r))
+        }
+        body => operations(gate, body),
+    }
+}
+
+/// The cluster operations (elections, reassignments): ALTER or DESCRIBE on the cluster, whole
+/// request, as Kafka's `handleElectLeaders` and its controller's reassignment APIs.
+fn operations(gate: &Gate, body: RequestKind) -> Checked {
+    let denied = E::ClusterAuthorizationFailed;
+    let code = denied.code();
+    let refuse = |op| !gate.cluster(op);
+    match body {
+        RequestKind::ElectLeaders(req) if refuse(Operation::Alter) => {
+            use elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+            let topics = req.topic_partitions.unwrap_or_default().into_iter().map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    PartitionResult::default()
+                        .with_partition_id(*p)
+                        .with_error_code(code)
+                        .with_error_message(message(denied))
+                });
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic)
+                    .with_partition_result(partitions.collect())
+            });
+            let r = ElectLeadersResponse::default()
+                .with_error_code(code)
+                .with_replica_election_results(topics.collect());
+            answer(ResponseKind::ElectLeaders(r))
+        }
+        RequestKind::AlterPartitionReassignments(req) if refuse(Operation::Alter) => {
+            use alter_partition_reassignments_response::{
+                ReassignablePartitionResponse, ReassignableTopicResponse,
+            };
+            let topics = req.topics.into_iter().map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    ReassignablePartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                        .with_error_message(message(denied))
+                });
+                ReassignableTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions.collect())
+            });
+            let r = AlterPartitionReassignmentsResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(denied))
+                .with_responses(topics.collect());
+            answer(ResponseKind::AlterPartitionReassignments(r))
+        }
+        RequestKind::ListPartitionReassignments(_) if refuse(Operation::Describe) => {
+            let r = ListPartitionReassignmentsResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(denied));
+            answer(ResponseKind::ListPartitionReassignments(r))
         }
         body => Ok((body, None)),
     }

@@ -64,7 +64,7 @@ pub enum Rule {
     Data,
     /// Metadata and the APIs reporting authorized operations: [`metadata::check`].
     Metadata,
-    /// Topic and config administration, ACLs, quotas: [`admin::check`].
+    /// Topic and config administration, ACLs, quotas, cluster operations: [`admin::check`].
     Admin,
     /// Transactions and producer ids: [`txn::check`].
     Txn,
@@ -93,7 +93,10 @@ pub fn rule(key: ApiKey) -> Rule {
         | CreateAcls
         | DeleteAcls
         | DescribeClientQuotas
-        | AlterClientQuotas => Rule::Admin,
+        | AlterClientQuotas
+        | ElectLeaders
+        | AlterPartitionReassignments
+        | ListPartitionReassignments => Rule::Admin,
         InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit
         | DescribeTransactions | ListTransactions => Rule::Txn,
         FindCoordinator | JoinGroup | SyncGroup | Heartbeat | LeaveGroup | OffsetCommit
