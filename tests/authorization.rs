@@ -95,6 +95,8 @@ fn setup(dir: &std::path::Path) -> Broker {
     let (code, _) = common::produce(&mut admin, "t", 0, batch(&[(b"k", b"v")]), 1);
     assert_eq!(code, 0);
     create_acls(&mut admin, ACLS);
+    // A stop waits for open connections (up to the shutdown timeout): close ours first.
+    drop(admin);
     broker.stop();
     let args = ["--authorizer", "standard", "--shards", "2", "--auto-create-topics", "true"];
     let args = args.iter().map(|a| a.to_string()).collect();
