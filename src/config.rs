@@ -44,6 +44,17 @@ pub mod limits {
     /// Port of the admin HTTP listener (Redpanda's admin port).
     pub const ADMIN_PORT_DEFAULT: u16 = 9644;
 
+    /// Authorization answers each shard caches; the cache starts over when full.
+    pub const AUTHORIZATION_CACHE_ENTRIES_MAX: usize = 100_000;
+    /// ACLs the cluster may hold (CreateAcls past it is refused).
+    pub const ACLS_MAX: usize = 100_000;
+    /// Client quota entities the cluster may hold (AlterClientQuotas past it is refused).
+    pub const CLIENT_QUOTA_ENTITIES_MAX: usize = 100_000;
+    /// Quota sensors (user/client-id pairs being metered) a broker keeps; past it, sensors
+    /// idle for a whole quota window are dropped first, then new clients share an overflow one.
+    pub const QUOTA_SENSORS_MAX: usize = 100_000;
+    /// Most samples `quota.window.num` may ask for.
+    pub const QUOTA_WINDOW_NUM_MAX: u32 = 1_000;
     /// Default memory budget (`queued.max.request.bytes`): this fraction of the machine's
     /// memory (or of the cgroup's limit, if lower).
     pub const MEMORY_BUDGET_DIVISOR: u64 = 4;
@@ -282,6 +293,17 @@ pub struct BrokerConfig {
     /// observer (a Raft learner, as KRaft's broker-only nodes): it gets the metadata log
     /// but does not vote.
     pub controller_voters: Vec<Voter>,
+    /// Whether ACLs are enforced by the standard authorizer (Kafka's `authorizer.class.name`
+    /// set to `StandardAuthorizer`); off by default, as in Kafka: everything is allowed.
+    pub authorizer: bool,
+    /// Kafka's `super.users`: principals (`User:admin`) allowed everything.
+    pub super_users: Vec<String>,
+    /// Kafka's `allow.everyone.if.no.acl.found`: a resource with no ACL at all is open.
+    pub allow_everyone_if_no_acl_found: bool,
+    /// Kafka's `quota.window.num`: samples a client quota's rate is measured over.
+    pub quota_window_num: u32,
+    /// Kafka's `quota.window.size.seconds`: length of one quota sample.
+    pub quota_window_size_seconds: u64,
     // ---- controller authentication and liveness (issue 15 item 5, issue 19) ----
     /// The cluster's shared secret: every controller-port connection proves knowledge of it
     /// (HMAC challenge both ways). Required in a cluster unless `controller_insecure`.
@@ -381,6 +403,11 @@ impl Default for BrokerConfig {
             auto_leader_rebalance: true,
             controller_listen: None,
             controller_voters: Vec::new(),
+            authorizer: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             cluster_secret: None,
             cluster_secret_file: None,
             controller_insecure: false,
@@ -499,6 +526,7 @@ impl BrokerConfig {
         if self.advertised_host.is_empty() {
             return Err(bad("advertised-host", "must not be empty"));
         }
+        self.validate_access()?;
         self.validate_cluster()
     }
 
@@ -545,6 +573,22 @@ impl BrokerConfig {
         }
         let port = self.controller_listen?.port();
         Some(format!("{}:{port}", self.advertised_host))
+    }
+
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let principal = |p: &String| {
+            p.split_once(':').is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())
+        };
+        if let Some(p) = self.super_users.iter().find(|p| !principal(p)) {
+            return Err(bad("super-users", format!("{p:?} is not a principal (Type:name)")));
+        }
+        if !(1..=limits::QUOTA_WINDOW_NUM_MAX).contains(&self.quota_window_num) {
+            return Err(bad("quota-window-num", "must be between 1 and 1000"));
+        }
+        if !(1..=3600).contains(&self.quota_window_size_seconds) {
+            return Err(bad("quota-window-size-seconds", "must be between 1 and 3600"));
+        }
+        Ok(())
     }
 
     fn validate_connections(&self) -> Result<(), ConfigError> {

@@ -31,6 +31,10 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Print a topic's records (like `rpk topic consume` or `kcat -C`).
     Consume(cli::consume::ConsumeArgs),
+    /// Create, list and delete ACLs (like `rpk acl`).
+    Acl(cli::acl::AclArgs),
+    /// Describe and alter client quotas (like `rpk cluster quotas`).
+    Quota(cli::quota::QuotaArgs),
     /// Load-test a Kafka-compatible broker (produce, consume, end-to-end).
     Bench(Box<strata::bench::BenchArgs>),
     /// Inspect broker settings.
@@ -66,6 +70,8 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Produce(args) => cli::produce::run(args),
         Command::Consume(args) => cli::consume::run(args),
+        Command::Acl(args) => cli::acl::run(args),
+        Command::Quota(args) => cli::quota::run(args),
         Command::Bench(args) => strata::bench::run_cli(*args),
         Command::Config(ConfigCommand::PrintDefaults) => {
             print!("{}", cli::serve::defaults_toml());

@@ -742,6 +742,76 @@ fn write_txn_markers(_v: i16) -> RequestKind {
     RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![marker]))
 }
 
+fn describe_acls(_v: i16) -> RequestKind {
+    RequestKind::DescribeAcls(
+        DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders")))
+            .with_pattern_type_filter(4)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(Some(s("*")))
+            .with_operation(3)
+            .with_permission_type(3),
+    )
+}
+
+fn create_acls(_v: i16) -> RequestKind {
+    use create_acls_request::AclCreation;
+    let acl = |name: &str, pattern: i8, permission: i8| {
+        AclCreation::default()
+            .with_resource_type(2)
+            .with_resource_name(s(name))
+            .with_resource_pattern_type(pattern)
+            .with_principal(s("User:alice"))
+            .with_host(s("*"))
+            .with_operation(3)
+            .with_permission_type(permission)
+    };
+    let creations = vec![acl("orders", 3, 3), acl("pay", 4, 2)];
+    RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(creations))
+}
+
+fn delete_acls(_v: i16) -> RequestKind {
+    use delete_acls_request::DeleteAclsFilter;
+    let filter = DeleteAclsFilter::default()
+        .with_resource_type_filter(2)
+        .with_resource_name_filter(Some(s("orders")))
+        .with_pattern_type_filter(3)
+        .with_principal_filter(Some(s("User:alice")))
+        .with_host_filter(None)
+        .with_operation(1)
+        .with_permission_type(1);
+    RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![filter]))
+}
+
+fn describe_client_quotas(_v: i16) -> RequestKind {
+    use describe_client_quotas_request::ComponentData;
+    let user = ComponentData::default().with_entity_type(s("user")).with_match_type(0);
+    let user = user.with_match(Some(s("alice")));
+    let client = ComponentData::default().with_entity_type(s("client-id")).with_match_type(1);
+    RequestKind::DescribeClientQuotas(
+        DescribeClientQuotasRequest::default()
+            .with_components(vec![user, client])
+            .with_strict(true),
+    )
+}
+
+fn alter_client_quotas(_v: i16) -> RequestKind {
+    use alter_client_quotas_request::{EntityData, EntryData, OpData};
+    let entity = vec![
+        EntityData::default().with_entity_type(s("user")).with_entity_name(Some(s("alice"))),
+        EntityData::default().with_entity_type(s("client-id")).with_entity_name(None),
+    ];
+    let ops = vec![
+        OpData::default().with_key(s("producer_byte_rate")).with_value(1_048_576.0),
+        OpData::default().with_key(s("request_percentage")).with_remove(true),
+    ];
+    let entry = EntryData::default().with_entity(entity).with_ops(ops);
+    RequestKind::AlterClientQuotas(
+        AlterClientQuotasRequest::default().with_entries(vec![entry]).with_validate_only(true),
+    )
+}
+
 /// A realistic request of `key` at `version`: every field that version has, set.
 fn sample(key: ApiKey, v: i16) -> RequestKind {
     match key {
@@ -782,6 +852,11 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
         ApiKey::ElectLeaders => elect_leaders(v),
         ApiKey::AlterPartitionReassignments => alter_partition_reassignments(v),
         ApiKey::ListPartitionReassignments => list_partition_reassignments(v),
+        ApiKey::DescribeAcls => describe_acls(v),
+        ApiKey::CreateAcls => create_acls(v),
+        ApiKey::DeleteAcls => delete_acls(v),
+        ApiKey::DescribeClientQuotas => describe_client_quotas(v),
+        ApiKey::AlterClientQuotas => alter_client_quotas(v),
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
 }

@@ -299,7 +299,69 @@ fn txn_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
                 -1
             }),
         ),
-        _ => return operations_request(key, version, topic, None),
+        _ => {
+            return access_request(key, version)
+                .or_else(|| operations_request(key, version, topic, None))
+        }
+    })
+}
+
+/// A typical ACL or client quota request of `key` at `version` (the broker runs the standard
+/// authorizer with User:ANONYMOUS as a super user, so ACL requests do real work).
+fn access_request(key: ApiKey, version: i16) -> Option<RequestKind> {
+    let resource = StrBytes::from_string(format!("vt-acl-{version}"));
+    Some(match key {
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(None)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::CreateAcls => {
+            let c = create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(resource)
+                .with_resource_pattern_type(3)
+                .with_principal(StrBytes::from_static_str("User:alice"))
+                .with_host(StrBytes::from_static_str("*"))
+                .with_operation(3)
+                .with_permission_type(3);
+            RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(vec![c]))
+        }
+        ApiKey::DeleteAcls => {
+            let f = delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(None)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_resource_name_filter(Some(resource))
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1);
+            RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![f]))
+        }
+        ApiKey::DescribeClientQuotas => {
+            RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default())
+        }
+        ApiKey::AlterClientQuotas => {
+            use alter_client_quotas_request::{EntityData, EntryData, OpData};
+            let name = StrBytes::from_string(format!("vq-{version}"));
+            let entity = EntityData::default()
+                .with_entity_type(StrBytes::from_static_str("client-id"))
+                .with_entity_name(Some(name));
+            let op = OpData::default()
+                .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                .with_value(1e9);
+            let entry = EntryData::default().with_entity(vec![entity]).with_ops(vec![op]);
+            RequestKind::AlterClientQuotas(
+                AlterClientQuotasRequest::default().with_entries(vec![entry]),
+            )
+        }
+        _ => return None,
     })
 }
 
@@ -342,6 +404,8 @@ fn order(key: i16) -> i16 {
         Ok(ApiKey::CreateTopics) => -3,
         Ok(ApiKey::CreatePartitions) => -2,
         Ok(ApiKey::DeleteTopics) => 100,
+        // ACLs exist when DescribeAcls describes them.
+        Ok(ApiKey::CreateAcls) => 28,
         _ => key,
     }
 }
@@ -349,7 +413,19 @@ fn order(key: i16) -> i16 {
 #[test]
 fn every_advertised_version_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--shards", "2", "--auto-create-topics", "false"]);
+    let broker = Broker::start(
+        dir.path(),
+        &[
+            "--shards",
+            "2",
+            "--auto-create-topics",
+            "false",
+            "--authorizer",
+            "standard",
+            "--super-users",
+            "User:ANONYMOUS",
+        ],
+    );
     let mut conn = Conn::connect(broker.addr);
     let id = create_topic(&mut conn, "vt", 1);
     let mut apis = advertised(&mut conn);

@@ -1,9 +1,11 @@
 //! Subcommands of the `strata` binary: argument parsing and wiring only.
 
+pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod quota;
 pub mod reassign;
 pub mod serve;
 pub mod topic;

@@ -256,6 +256,25 @@ pub struct Settings {
     /// [default: true]
     #[arg(long, env = "STRATA_AUTO_LEADER_REBALANCE")]
     pub auto_leader_rebalance: Option<bool>,
+    /// Authorizer enforcing ACLs: `none` (everything allowed, as Kafka without
+    /// authorizer.class.name) or `standard` (Kafka's StandardAuthorizer semantics; Kafka's
+    /// class names are accepted too). [default: none]
+    #[arg(long, env = "STRATA_AUTHORIZER")]
+    pub authorizer: Option<AuthorizerSetting>,
+    /// Principals allowed everything, `;`-separated (super.users), e.g. `User:admin;User:ops`.
+    /// [default: ""]
+    #[arg(long, env = "STRATA_SUPER_USERS")]
+    pub super_users: Option<SuperUsers>,
+    /// Let everyone use a resource that has no ACL at all (allow.everyone.if.no.acl.found).
+    /// [default: false]
+    #[arg(long, env = "STRATA_ALLOW_EVERYONE_IF_NO_ACL_FOUND", action = clap::ArgAction::Set)]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// Samples a client quota's rate is measured over (quota.window.num). [default: 11]
+    #[arg(long, env = "STRATA_QUOTA_WINDOW_NUM")]
+    pub quota_window_num: Option<u32>,
+    /// Seconds per client quota sample (quota.window.size.seconds). [default: 1]
+    #[arg(long, env = "STRATA_QUOTA_WINDOW_SIZE_SECONDS")]
+    pub quota_window_size_seconds: Option<u64>,
     /// The cluster's shared secret (at least 16 bytes): every controller-port connection
     /// proves it knows it (HMAC challenge both ways). Required with controller-voters unless
     /// controller-insecure. Prefer cluster-secret-file or STRATA_CLUSTER_SECRET to a flag.
@@ -469,6 +488,74 @@ impl From<Voters> for String {
     }
 }
 
+/// The authorizer setting: `none` or `standard` (written so in flags, env and file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AuthorizerSetting(pub bool);
+
+impl std::str::FromStr for AuthorizerSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" | "none" | "off" => Ok(AuthorizerSetting(false)),
+            "standard"
+            | "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            | "kafka.security.authorizer.AclAuthorizer" => Ok(AuthorizerSetting(true)),
+            other => Err(format!("expected `none` or `standard`, got {other:?}")),
+        }
+    }
+}
+
+impl TryFrom<String> for AuthorizerSetting {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<AuthorizerSetting> for String {
+    fn from(a: AuthorizerSetting) -> String {
+        if a.0 { "standard" } else { "none" }.to_owned()
+    }
+}
+
+/// Super users, `;`-separated as in Kafka's super.users (written so in flags, env and file).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SuperUsers(pub Vec<String>);
+
+impl std::str::FromStr for SuperUsers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let users: Vec<String> =
+            s.split(';').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        match users
+            .iter()
+            .find(|u| u.split_once(':').is_none_or(|(k, n)| k.is_empty() || n.is_empty()))
+        {
+            Some(bad) => Err(format!("{bad:?} is not a principal (Type:name)")),
+            None => Ok(SuperUsers(users)),
+        }
+    }
+}
+
+impl TryFrom<String> for SuperUsers {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<SuperUsers> for String {
+    fn from(u: SuperUsers) -> String {
+        u.0.join(";")
+    }
+}
+
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -544,6 +631,11 @@ impl Settings {
             auto_leader_rebalance,
             log_format,
             log_level,
+            authorizer,
+            super_users,
+            allow_everyone_if_no_acl_found,
+            quota_window_num,
+            quota_window_size_seconds,
             retention_ms,
             retention_bytes,
             cleanup_policy,
@@ -617,6 +709,11 @@ impl Settings {
             auto_leader_rebalance: Some(d.auto_leader_rebalance),
             log_format: Some(LogFormat::Text),
             log_level: None,
+            authorizer: Some(AuthorizerSetting(d.authorizer)),
+            super_users: Some(SuperUsers(d.super_users)),
+            allow_everyone_if_no_acl_found: Some(d.allow_everyone_if_no_acl_found),
+            quota_window_num: Some(d.quota_window_num),
+            quota_window_size_seconds: Some(d.quota_window_size_seconds),
             retention_ms: Some(d.retention_ms),
             retention_bytes: Some(d.retention_bytes),
             cleanup_policy: Some(d.cleanup_policy),
@@ -745,6 +842,15 @@ impl Settings {
             retention_check_ms: self.retention_check_ms.unwrap_or(d.retention_check_ms),
             controller_listen: self.controller_listen.or(d.controller_listen),
             controller_voters: self.controller_voters.map_or(d.controller_voters, |v| v.0),
+            authorizer: self.authorizer.map_or(d.authorizer, |a| a.0),
+            super_users: self.super_users.map_or(d.super_users, |u| u.0),
+            allow_everyone_if_no_acl_found: self
+                .allow_everyone_if_no_acl_found
+                .unwrap_or(d.allow_everyone_if_no_acl_found),
+            quota_window_num: self.quota_window_num.unwrap_or(d.quota_window_num),
+            quota_window_size_seconds: self
+                .quota_window_size_seconds
+                .unwrap_or(d.quota_window_size_seconds),
             cluster_secret: self.cluster_secret.map(|s| Secret(s.0)),
             cluster_secret_file: self.cluster_secret_file,
             controller_insecure: self.controller_insecure.unwrap_or(d.controller_insecure),

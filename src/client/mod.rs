@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod acls;
 pub mod admin;
 pub mod cluster;
 pub mod records;

@@ -14,6 +14,7 @@
 //! machine ([`quorum`]), changed by [`placement::Command`]s; shard 0 publishes each applied
 //! snapshot, localized ([`ClusterMetadata::localize`]), and metadata.json is not used.
 
+pub mod access;
 pub mod operations;
 pub mod placement;
 pub mod producer_ids;
@@ -140,6 +141,12 @@ pub struct ClusterMetadata {
     /// a single broker and in the replicated state. Not stored.
     #[serde(skip)]
     pub local_node: Option<i32>,
+    /// ACLs, in creation order (see [`access`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acls: Vec<access::AclRule>,
+    /// Client quota overrides, sorted by entity (see [`access`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_quotas: Vec<access::ClientQuota>,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{AclRule, QuotaChange};
 use super::{
     topic_config, validate_partition_count, validate_topic_name, BrokerMeta, ClusterMetadata,
     ControlError, PartitionMeta, TopicMeta, E, NOT_LOCAL,
@@ -110,6 +111,22 @@ pub enum Command {
     /// Leadership goes back to each partition's preferred (first) replica when it is in sync,
     /// unfenced and not leading (Kafka's auto.leader.rebalance.enable).
     ElectPreferredLeaders,
+    // ---- access settings (see `super::access`) ----
+    /// CreateAcls: these checked rules (those already present are skipped).
+    CreateAcls {
+        /// The rules.
+        rules: Vec<AclRule>,
+    },
+    /// DeleteAcls: exactly these rules, which the proposer matched against the filters.
+    DeleteAcls {
+        /// The rules.
+        rules: Vec<AclRule>,
+    },
+    /// AlterClientQuotas: these checked changes, in order.
+    AlterClientQuotas {
+        /// The changes.
+        changes: Vec<QuotaChange>,
+    },
     // ---- cluster operations (issue 19): see `controller::operations` ----
     /// ElectLeaders (KIP-460) of these partitions: the preferred replica, or with `unclean`
     /// any live replica of a partition without a leader. Partitions where that is not
@@ -221,6 +238,9 @@ impl ClusterMetadata {
             }
             Command::FenceBroker { id } => next.fence(*id),
             Command::UnfenceBroker { id } => next.unfence(*id),
+            Command::CreateAcls { rules } => next.create_acls(rules)?,
+            Command::DeleteAcls { rules } => next.delete_acls(rules),
+            Command::AlterClientQuotas { changes } => next.alter_client_quotas(changes)?,
             Command::ElectLeaders { partitions, unclean } => {
                 next.elect_leaders(partitions, *unclean)
             }

@@ -10,6 +10,7 @@
 //!
 //! This module imports nothing from the crate: it knows neither Kafka nor glommio.
 
+mod access;
 mod limited;
 mod render;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod tests;
 use std::cell::Cell;
 use std::time::Duration;
 
+pub use access::{count_denial, count_throttle, denial_counts, throttle_counts, Throttled};
 pub use limited::{count_refusal, refusals, LogLimiter, LOG_INTERVAL};
 pub use render::{render, NodeInfo};
 

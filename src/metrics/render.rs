@@ -217,9 +217,44 @@ impl Scrape {
     }
 }
 
+impl Scrape {
+    fn access(&self, encoder: &mut DescriptorEncoder) -> FmtResult {
+        let help = "Requests or parts of requests the authorizer denied, by operation and \
+                    resource type.";
+        let name = "strata_authorization_denied";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for ((operation, resource_type), count) in super::denial_counts() {
+            let labels = vec![
+                ("operation", operation.to_owned()),
+                ("resource_type", resource_type.to_owned()),
+            ];
+            encode_counter(&mut m, &labels, count)?;
+        }
+        let throttles = super::throttle_counts();
+        let labels = |kind: &str, user: &str, client: &str| -> Labels {
+            vec![("quota", kind.to_owned()), ("user", escape(user)), ("client_id", escape(client))]
+        };
+        let help = "Requests throttled by a client quota, by quota (produce, fetch, request), \
+                    user and client id (as the quota's entity distinguishes them).";
+        let name = "strata_quota_throttled_requests";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for ((kind, user, client), t) in &throttles {
+            encode_counter(&mut m, &labels(kind, user, client), t.count)?;
+        }
+        let help = "Total time clients were throttled (their connections muted) for, ms.";
+        let name = "strata_quota_throttle_time_ms";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for ((kind, user, client), t) in &throttles {
+            encode_counter(&mut m, &labels(kind, user, client), t.ms)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> FmtResult {
         self.node(&mut encoder)?;
+        self.access(&mut encoder)?;
         self.partitions(&mut encoder)?;
         self.latency(&mut encoder)?;
         self.groups(&mut encoder)

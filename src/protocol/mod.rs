@@ -237,6 +237,11 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ListTransactions,
         DescribeCluster,
         WriteTxnMarkers,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
         // Cluster operations (issue 19).
         ElectLeaders,
         AlterPartitionReassignments,

@@ -6,8 +6,18 @@
 //! cache lookup, not a walk over rules.
 //!
 //! This module knows nothing of glommio or of the broker's shards.
+//!
+//! | file            | job                                                                  |
+//! |-----------------|----------------------------------------------------------------------|
+//! | `acl`           | Kafka's ACL vocabulary: codes, names, bindings, filters, validation  |
+//! | `authorizer`    | StandardAuthorizer semantics over the ACLs, with a per-shard cache   |
+//! | `quota`         | client quota resolution and the broker-wide rate sensors             |
+//! | `peer_auth`     | the controller port's mutual HMAC challenge over the cluster secret  |
 
+pub mod acl;
+pub mod authorizer;
 pub mod peer_auth;
+pub mod quota;
 
 use std::fmt;
 

@@ -7,7 +7,8 @@
 //! the bytes back. The reader stops reading (pushing back on the client through TCP) while
 //! the budget, the connection's share of it, or its requests in flight
 //! (`IN_FLIGHT_PER_CONNECTION_MAX`) are spent. A Fetch is given room for its response before
-//! it is dispatched, and shrunk to that room.
+//! it is dispatched, and shrunk to that room. A client over one of its quotas is muted: the
+//! reader reads nothing more until its throttle time ends (as Kafka mutes the channel).
 //!
 //! Deadlines: a connection with nothing in flight that sends nothing for
 //! `connections_max_idle_ms` is closed; a frame must arrive whole within `frame_timeout_ms`
@@ -234,6 +235,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let peer = conn.session.peer;
     let timeout_ms = conn.frame_timeout.as_millis() as u64;
     let stop = loop {
+        // A client over its quota is muted: nothing is read until its throttle time ends.
+        conn.session.unmuted().await;
         if let Err(stop) = wait_for_frame(conn, &mut frames).await {
             break stop;
         }

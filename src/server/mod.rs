@@ -10,6 +10,7 @@
 //! logs. A watchdog exits the process with an error if that has not finished some seconds
 //! after the timeout; a second signal exits at once.
 
+pub mod access;
 pub mod admin_http;
 pub mod budget;
 mod conn_limits;

@@ -101,6 +101,8 @@ pub struct Shard {
     leader_throttle: Option<replica::Throttle>,
     /// This shard, for the tasks it starts from `&self` methods.
     me: RefCell<Weak<Shard>>,
+    /// The authorizer and client quotas of this shard.
+    pub access: super::access::ShardAccess,
     /// Free space of the data directory's filesystem, refreshed by `watch_free_space`.
     pub space: storage::space::FreeSpace,
     /// A partition log failed to open (a full disk): `watch_free_space` tries again.
@@ -208,6 +210,7 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let access = super::access::ShardAccess::new(&config);
         let headroom = storage::space::Headroom {
             min_free_bytes: config.storage_min_free_bytes,
             min_free_percent: config.storage_min_free_percent,
@@ -239,6 +242,7 @@ impl Shard {
             fetchers: Fetchers::new(follower_throttle),
             leader_throttle,
             me: RefCell::new(Weak::new()),
+            access,
             space: storage::space::FreeSpace::new(headroom),
             open_failed: Cell::new(false),
             applying: Semaphore::new(1),
@@ -414,6 +418,7 @@ impl Shard {
             }
         }
         *self.meta.borrow_mut() = meta.clone();
+        self.access.refresh(&meta);
         for topic in meta.topics.values() {
             self.sync_roles(topic, meta.local_node.is_some());
         }
@@ -631,6 +636,7 @@ impl Shard {
                 (next, validate_only)
             }
             ControlOp::Replicated(_) => return Err(unavailable()),
+            ControlOp::Metadata(command) => (meta.apply(&command)?, false),
         };
         if validate_only {
             return Ok(());
@@ -674,7 +680,7 @@ impl Shard {
                 let configs = next.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
                 (Command::SetTopicConfigs { name, configs }, validate_only)
             }
-            ControlOp::Replicated(command) => (command, false),
+            ControlOp::Replicated(command) | ControlOp::Metadata(command) => (command, false),
         };
         if validate_only {
             return meta.apply(&command).map(drop);

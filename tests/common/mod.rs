@@ -347,13 +347,27 @@ pub fn ready_field(line: &str, key: &str) -> Option<String> {
 pub struct Conn {
     pub stream: TcpStream,
     correlation: i32,
+    /// The client id requests carry (`test` unless changed).
+    pub client_id: &'static str,
 }
 
 impl Conn {
     pub fn connect(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Conn { stream, correlation: 0 }
+        Conn { stream, correlation: 0, client_id: "test" }
+    }
+
+    /// Connects from the local address `source`: another loopback address (127.0.0.2) is
+    /// another host to the broker's ACLs.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Conn {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn { stream, correlation: 0, client_id: "test" }
     }
 
     /// The correlation id of the last request sent with [`Conn::call`].
@@ -368,7 +382,9 @@ impl Conn {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation)
-            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("test")));
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                self.client_id,
+            )));
         let mut frame = BytesMut::new();
         header.encode(&mut frame, key.request_header_version(version)).unwrap();
         body.encode(&mut frame, version).unwrap();

@@ -6,6 +6,7 @@
 //! in it closes that request's connection (the client reconnects and retries), is counted
 //! and logged, and the broker keeps serving everyone else.
 
+mod acls;
 mod admin;
 mod cluster;
 mod configs;
@@ -13,12 +14,15 @@ mod delete_records;
 mod epochs;
 mod fetch;
 mod group;
+pub mod guard;
 mod list_offsets;
 mod markers;
 mod metadata;
+mod metering;
 mod operations;
 mod produce;
 mod producer;
+mod quotas;
 mod topic_rules;
 pub(crate) mod txn;
 
@@ -76,6 +80,12 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
     // Broker to broker: a transaction coordinator's markers (v1 is the only version).
     ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
+    // v0 was removed by Kafka 4.0 (KIP-896).
+    ApiRange { key: ApiKey::DescribeAcls, min: 1, max: 3 },
+    ApiRange { key: ApiKey::CreateAcls, min: 1, max: 3 },
+    ApiRange { key: ApiKey::DeleteAcls, min: 1, max: 3 },
+    ApiRange { key: ApiKey::DescribeClientQuotas, min: 0, max: 1 },
+    ApiRange { key: ApiKey::AlterClientQuotas, min: 0, max: 1 },
     // Cluster operations (issue 19): every version Kafka 4.x and kafka-protocol 0.18 share.
     ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 },
     ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 },
@@ -143,8 +153,31 @@ fn injected_panic(shard: &Shard, request: &Request) -> bool {
 
 /// Starts handling a request. Work that must happen in request order (produce appends, and
 /// the forwarding of appends to other shards) is done before this returns; the returned
-/// future yields what to answer.
+/// future yields what to answer. The request is authorized first ([`guard`]) and metered
+/// against client quotas ([`metering`]).
 async fn start(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
+    // With no quota configured the hot path reads no clock: a branch on a flag.
+    let started = shard.access.metering_any().then(std::time::Instant::now);
+    let (mut request, finish) = match guard::check(shard, session, request) {
+        guard::Guarded::Run(request, finish) => (request, finish),
+        guard::Guarded::Answer(reply) => return Box::pin(std::future::ready(reply)),
+    };
+    let metering = metering::Metering::start(shard, session, &mut request);
+    let handling = run(shard, request, session).await;
+    let handling = match finish {
+        None => handling,
+        Some(finish) => Box::pin(async move { finish(handling.await) }),
+    };
+    match metering {
+        None => handling,
+        Some(metering) => {
+            metering.finish(started.unwrap_or_else(std::time::Instant::now), handling)
+        }
+    }
+}
+
+/// Runs the handler of an authorized request (see [`start`]).
+async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
     let version = request.version;
     if injected_panic(shard, &request) {
         // A produce panics while it is started, in the connection's reader; any other
@@ -224,6 +257,15 @@ async fn handle(
         ),
         RequestKind::WriteTxnMarkers(req) => {
             ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
+        RequestKind::DescribeAcls(req) => ResponseKind::DescribeAcls(acls::describe(shard, req)),
+        RequestKind::CreateAcls(req) => ResponseKind::CreateAcls(acls::create(shard, req).await),
+        RequestKind::DeleteAcls(req) => ResponseKind::DeleteAcls(acls::delete(shard, req).await),
+        RequestKind::DescribeClientQuotas(req) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(shard, req))
+        }
+        RequestKind::AlterClientQuotas(req) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(shard, req).await)
         }
         RequestKind::ElectLeaders(req) => {
             ResponseKind::ElectLeaders(operations::elect_leaders(shard, req, version).await)
