@@ -4,8 +4,12 @@
 //! [`BrokerConfig::validate`] before any shard starts. Limits that are constants of the
 //! implementation live in [`limits`].
 
+pub mod listener;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub use listener::{Listener, SecurityProtocol, SslConfig};
 
 /// Named constants that bound what the broker accepts or allocates.
 pub mod limits {
@@ -95,12 +99,14 @@ pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
 /// The whole configuration of one broker process.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// Address the Kafka listener binds on every shard (SO_REUSEPORT).
-    pub listen: SocketAddr,
-    /// Host and port put in Metadata responses; defaults to `listen`.
-    pub advertised_host: String,
-    /// Port put in Metadata responses.
-    pub advertised_port: u16,
+    /// The Kafka listeners (Kafka's `listeners`, `advertised.listeners` and
+    /// `listener.security.protocol.map`): every shard binds each (SO_REUSEPORT). Never empty.
+    pub listeners: Vec<Listener>,
+    /// Kafka's `inter.broker.listener.name`: the listener other brokers connect to (its
+    /// advertised address is the one registered with the controller as this broker's).
+    pub inter_broker_listener: String,
+    /// TLS settings of the SSL and SASL_SSL listeners and of TLS connections to other brokers.
+    pub ssl: SslConfig,
     /// Root of all partition logs and the cluster metadata file.
     pub data_dir: PathBuf,
     /// Number of shards (pinned executors); 0 means one per CPU the process may run on.
@@ -187,9 +193,9 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
+            listeners: vec![Listener::plaintext(SocketAddr::from(([127, 0, 0, 1], 9092)))],
+            inter_broker_listener: listener::SecurityProtocol::Plaintext.name().to_owned(),
+            ssl: SslConfig::default(),
             data_dir: PathBuf::from("./data"),
             shards: 0,
             cpus: Vec::new(),
@@ -227,6 +233,11 @@ impl Default for BrokerConfig {
         }
     }
 }
+
+/// What [`BrokerConfig::inter_broker`] answers for a config with no listener (which
+/// [`BrokerConfig::validate`] refuses).
+static FALLBACK_LISTENER: std::sync::LazyLock<Listener> =
+    std::sync::LazyLock::new(|| Listener::plaintext(SocketAddr::from(([127, 0, 0, 1], 9092))));
 
 /// A configuration value that cannot work, naming the setting.
 #[derive(Debug, thiserror::Error)]
@@ -270,8 +281,8 @@ impl BrokerConfig {
         if self.shutdown_timeout_ms > limits::SHUTDOWN_TIMEOUT_MS_MAX {
             return Err(bad("shutdown-timeout-ms", "must be at most 600000 (10 minutes)"));
         }
-        if self.admin_listen == Some(self.listen) {
-            return Err(bad("admin-listen", "must differ from listen"));
+        if self.listeners.iter().any(|l| Some(l.bind) == self.admin_listen) {
+            return Err(bad("admin-listen", "must differ from every listener's address"));
         }
         if self.retention_ms < -1 {
             return Err(bad("retention-ms", "must be -1 (forever) or at least 0"));
@@ -304,9 +315,7 @@ impl BrokerConfig {
         if self.producer_id_expiration_ms == 0 {
             return Err(bad("producer-id-expiration-ms", "must be at least 1"));
         }
-        if self.advertised_host.is_empty() {
-            return Err(bad("advertised-host", "must not be empty"));
-        }
+        self.validate_listeners()?;
         self.validate_cluster()
     }
 
@@ -321,14 +330,64 @@ impl BrokerConfig {
     }
 
     /// For an observer (in a cluster, not a voter), where the controller leader reaches its
-    /// controller listener: the advertised host with the listener's port. `None` for voters,
-    /// whose address is their voter entry, and without a controller listener.
+    /// controller listener: the inter-broker listener's advertised host with the controller
+    /// listener's port. `None` for voters, whose address is their voter entry, and without a
+    /// controller listener.
     pub fn observer_address(&self) -> Option<String> {
         if self.is_voter() {
             return None;
         }
         let port = self.controller_listen?.port();
-        Some(format!("{}:{port}", self.advertised_host))
+        Some(listener::host_port(&self.inter_broker().advertised_host, port))
+    }
+
+    /// The inter-broker listener (validated to exist; the first listener otherwise).
+    pub fn inter_broker(&self) -> &Listener {
+        let named = self.listeners.iter().find(|l| l.name == self.inter_broker_listener);
+        named.or(self.listeners.first()).unwrap_or(&FALLBACK_LISTENER)
+    }
+
+    /// The listener called `name`.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(bad("listeners", "at least one listener is needed"));
+        }
+        if let Some(l) = self.listeners.iter().find(|l| l.advertised_host.is_empty()) {
+            return Err(bad("advertised-listeners", format!("{}: empty host", l.name)));
+        }
+        if self.listener(&self.inter_broker_listener).is_none() {
+            let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+            let reason = format!(
+                "{:?} is not a listener (listeners: {})",
+                self.inter_broker_listener,
+                names.join(", ")
+            );
+            return Err(bad("inter-broker-listener-name", reason));
+        }
+        let tls = self.listeners.iter().any(|l| l.protocol.uses_tls());
+        if tls && self.ssl.keystore_location.is_none() {
+            return Err(bad("ssl-keystore-location", "an SSL or SASL_SSL listener needs one"));
+        }
+        let asks_certificates = self.ssl.client_auth != listener::ClientAuth::None;
+        if tls && asks_certificates && self.ssl.truststore_location.is_none() {
+            return Err(bad("ssl-truststore-location", "ssl-client-auth needs a CA to check with"));
+        }
+        if self.inter_broker().protocol.uses_tls() && self.ssl.truststore_location.is_none() {
+            let reason = "the inter-broker listener uses TLS: other brokers' certificates are \
+                          checked against it";
+            return Err(bad("ssl-truststore-location", reason));
+        }
+        let known = ["TLSv1.2", "TLSv1.3"];
+        if self.ssl.enabled_protocols.is_empty()
+            || self.ssl.enabled_protocols.iter().any(|p| !known.contains(&p.as_str()))
+        {
+            return Err(bad("ssl-enabled-protocols", "must be TLSv1.2, TLSv1.3 or both"));
+        }
+        Ok(())
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
@@ -341,8 +400,11 @@ impl BrokerConfig {
         if !self.is_clustered() {
             return Err(bad("controller-listen", "needs controller-voters"));
         }
-        if listen == self.listen || Some(listen) == self.admin_listen {
-            return Err(bad("controller-listen", "must differ from listen and admin-listen"));
+        if self.listeners.iter().any(|l| l.bind == listen) || Some(listen) == self.admin_listen {
+            return Err(bad(
+                "controller-listen",
+                "must differ from the listeners and admin-listen",
+            ));
         }
         Ok(())
     }

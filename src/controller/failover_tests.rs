@@ -8,7 +8,7 @@ use super::{BrokerMeta, ClusterMetadata, PartitionMeta, E, NOT_LOCAL};
 
 /// `meta` with broker `id` registered (also used by `placement`'s tests).
 pub(super) fn register(meta: &ClusterMetadata, id: i32) -> ClusterMetadata {
-    let broker = BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16 };
+    let broker = BrokerMeta::new(id, "127.0.0.1", 9000 + id as u16);
     meta.apply(&Command::RegisterBroker { broker, cluster_id: "c".into() }).unwrap()
 }
 

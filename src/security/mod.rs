@@ -7,7 +7,14 @@
 //!
 //! This module knows nothing of glommio or of the broker's shards.
 
+pub mod client;
+pub mod listener;
+pub mod principal_mapping;
+pub mod tls;
+
 use std::fmt;
+
+pub use listener::SecurityProtocol;
 
 /// Kafka's principal type for users (`User:alice`).
 pub const USER_TYPE: &str = "User";

@@ -6,6 +6,11 @@
 //! reading, which pushes back on the client through TCP. A bad frame closes the connection
 //! with a log line; the rest of the broker is unaffected.
 //!
+//! The loops are generic over the byte stream: a PLAINTEXT listener hands them the TCP
+//! stream itself (no indirection per read), a TLS listener a rustls stream over it (see
+//! `security::tls`); what a listener does before (TLS handshake, principal from the client
+//! certificate) is done by the accept loop in `server`, which builds the [`Session`].
+//!
 //! Each connection runs inside a `conn` tracing span (`id` = `shard.sequence`, `peer`), so
 //! its log lines, and those of its requests' handlers on this shard, carry the connection id;
 //! error lines about a request add its `correlation_id`. Together they are the request id.
@@ -20,12 +25,11 @@ use bytes::{Buf, BytesMut};
 use futures::future::Either;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::handlers::{self, Reply};
-use super::session::{Session, DEFAULT_LISTENER};
+use super::session::Session;
 use super::shard::Shard;
 use crate::config::limits;
 use crate::metrics::ShardMetrics;
@@ -49,16 +53,18 @@ enum Queued {
 }
 
 /// Serves one connection until the client closes it or sends something unacceptable.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, "set_nodelay failed: {e}");
-    }
+/// `stream` is the TCP stream itself or a TLS stream over it; `session` says who the client
+/// is and which listener it came in on.
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, session: Rc<Session>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let peer = session.peer;
     let (reader, writer) = stream.split();
     let (queue, pending) = local_channel::new_bounded(limits::IN_FLIGHT_PER_CONNECTION_MAX);
     let metrics = shard.metrics.clone();
     let writing = write_loop(writer, pending, peer, metrics);
     let writing = glommio::spawn_local(writing.instrument(tracing::Span::current()));
-    let session = Rc::new(Session::new(peer, DEFAULT_LISTENER));
     let reading = read_loop(&shard, reader, queue, &session);
     let drained = shard.draining.acquire(1);
     let reading = async move {

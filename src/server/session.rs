@@ -7,10 +7,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
-use crate::security::Principal;
-
-/// Name of the listener when the broker has one unnamed listener (Kafka's default name).
-pub const DEFAULT_LISTENER: &str = "PLAINTEXT";
+use crate::security::{Principal, SecurityProtocol};
 
 /// One client connection's identity. See the module docs.
 #[derive(Debug)]
@@ -19,16 +16,20 @@ pub struct Session {
     pub peer: SocketAddr,
     /// The listener the connection came in on (`PLAINTEXT`, `SASL_SSL`, a custom name...).
     pub listener: String,
+    /// That listener's security protocol: TLS underneath or not, SASL required or not.
+    pub protocol: SecurityProtocol,
     /// Who the client is: `User:ANONYMOUS` until it authenticates.
     principal: RefCell<Principal>,
 }
 
 impl Session {
-    /// A session for a connection from `peer` on `listener`, not yet authenticated.
-    pub fn new(peer: SocketAddr, listener: &str) -> Self {
+    /// A session for a connection from `peer` on `listener` (which speaks `protocol`), not
+    /// yet authenticated.
+    pub fn new(peer: SocketAddr, listener: &str, protocol: SecurityProtocol) -> Self {
         Session {
             peer,
             listener: listener.to_owned(),
+            protocol,
             principal: RefCell::new(Principal::anonymous()),
         }
     }

@@ -110,16 +110,42 @@ pub async fn dispatch(
             let body = protocol::api_versions_response(APIS, 0);
             Box::pin(async move { Reply::Response(Box::new(ResponseKind::ApiVersions(body))) })
         }
-        body => Box::pin(async move {
-            match handle(&shard, body, version).await {
-                Ok(response) => Reply::Response(Box::new(response)),
-                Err(other) => Reply::Close(format!("no handler for {other:?}")),
-            }
-        }),
+        body => {
+            let session = session.clone();
+            Box::pin(async move {
+                match handle(&shard, body, version, &session).await {
+                    Ok(response) => Reply::Response(Box::new(response)),
+                    Err(other) => Reply::Close(format!("no handler for {other:?}")),
+                }
+            })
+        }
     }
 }
 
+/// The APIs whose answer depends on the listener the request came in on (addresses), then
+/// every other one.
 async fn handle(
+    shard: &Rc<Shard>,
+    body: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Result<ResponseKind, RequestKind> {
+    let listener = session.listener.as_str();
+    Ok(match body {
+        RequestKind::Metadata(req) => {
+            ResponseKind::Metadata(metadata::handle(shard, req, version, listener).await)
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(cluster::handle(shard, req, version, listener))
+        }
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(group::find_coordinator(shard, req, version, listener))
+        }
+        other => return handle_any(shard, other, version).await,
+    })
+}
+
+async fn handle_any(
     shard: &Rc<Shard>,
     body: RequestKind,
     version: i16,
@@ -128,9 +154,6 @@ async fn handle(
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(shard, req, version).await),
         RequestKind::ListOffsets(req) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, req, version).await)
-        }
-        RequestKind::Metadata(req) => {
-            ResponseKind::Metadata(metadata::handle(shard, req, version).await)
         }
         RequestKind::CreateTopics(req) => {
             ResponseKind::CreateTopics(admin::create_topics(shard, req, version).await)
@@ -155,9 +178,6 @@ async fn handle(
         }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
-        }
-        RequestKind::DescribeCluster(req) => {
-            ResponseKind::DescribeCluster(cluster::handle(shard, req, version))
         }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,
