@@ -30,6 +30,9 @@ impl TestCa {
     ) -> PathBuf {
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let mut params = rcgen::CertificateParams::new(names).unwrap();
+        // rcgen starts with a CN ("rcgen self signed cert"): pushing a CN later would keep
+        // that first position, so the subject is built from scratch in the order given.
+        params.distinguished_name = rcgen::DistinguishedName::new();
         for (kind, value) in subject {
             params.distinguished_name.push(kind.clone(), *value);
         }
