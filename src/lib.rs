@@ -28,11 +28,11 @@
 //! | `storage`      | `record_batch`, `runtime`                       |
 //! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
 //! | `txn`          | `protocol`                                      |
-//! | `controller`   | `storage`, `runtime`, `protocol`                |
+//! | `controller`   | `storage`, `runtime`, `protocol`, `security`    |
 //! | `security`     | `protocol`                                      |
 //! | `server`       | everything above                                |
-//! | `bench`        | `protocol`, `record_batch`, `runtime`           |
-//! | `client`       | `protocol`, `record_batch`                      |
+//! | `bench`        | `protocol`, `record_batch`, `runtime`, `security` |
+//! | `client`       | `protocol`, `record_batch`, `security`          |
 //!
 //! `tests/tidy.rs` checks this table.
 

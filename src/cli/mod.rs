@@ -7,6 +7,7 @@ pub mod produce;
 pub mod serve;
 pub mod topic;
 pub mod txn;
+pub mod user;
 
 /// The default log filter: `info`, except openraft's own `info` and `warn` lines (a dozen
 /// per election, several per second while a controller voter is down). Strata logs the

@@ -6,7 +6,8 @@
 //! to; [`routing`] finds the coordinator, leader or brokers a call must go to in a cluster
 //! and connects there.
 //!
-//! Imports `protocol`, `record_batch` and `config` only.
+//! Imports `protocol`, `record_batch`, `security` (SCRAM's salted passwords) and `config`
+//! only.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -16,6 +17,7 @@ pub mod records;
 pub mod routing;
 pub mod topics;
 pub mod txn;
+pub mod users;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

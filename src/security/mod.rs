@@ -7,6 +7,8 @@
 //!
 //! This module knows nothing of glommio or of the broker's shards.
 
+pub mod sasl;
+
 use std::fmt;
 
 /// Kafka's principal type for users (`User:alice`).

@@ -47,6 +47,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
     config.validate()?;
+    // A JWKS file that cannot be read or parsed stops start-up here, naming the file.
+    handlers::sasl::load_config(&config.sasl).map_err(|e| anyhow::anyhow!("SASL settings: {e}"))?;
     // glommio opens directories with no base fd, so a relative path fails with EBADF.
     config.data_dir = std::path::absolute(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
@@ -255,8 +257,10 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     futures::pin_mut!(stop);
     if let Some(updates) = updates {
         bootstrap_cluster(&shard, updates).await?;
+        handlers::sasl::ensure_bootstrap_user(&shard).await?;
     } else if id == 0 {
         bootstrap(&shard).await?;
+        handlers::sasl::ensure_bootstrap_user(&shard).await?;
     } else {
         match futures::future::select(is_ready, stop.as_mut()).await {
             futures::future::Either::Left((Ok(()), _)) => {}
