@@ -265,11 +265,15 @@ impl SaslSettings {
         if self.enabled_mechanisms.is_empty() {
             return Err(bad("sasl-enabled-mechanisms", "must name at least one mechanism"));
         }
-        if let Some(m) = self.enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str())) {
+        if let Some(m) =
+            self.enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str()))
+        {
             let known = SASL_MECHANISMS.join(", ");
             return Err(bad("sasl-enabled-mechanisms", format!("{m:?} is not one of {known}")));
         }
-        if self.connection_failed_authentication_delay_ms > limits::FAILED_AUTHENTICATION_DELAY_MS_MAX {
+        if self.connection_failed_authentication_delay_ms
+            > limits::FAILED_AUTHENTICATION_DELAY_MS_MAX
+        {
             return Err(bad("connection-failed-authentication-delay-ms", "must be at most 60000"));
         }
         if self.server_max_receive_size < 1024 {

@@ -49,7 +49,7 @@ fn connection(input: &[u8], config: &SaslConfig) {
     let mut conn = SaslConnection::default();
     let (mechanism, tokens) = input.split_at(input.len().min(1));
     let mechanism = Mechanism::ALL[usize::from(mechanism.first().copied().unwrap_or(0)) % 4];
-    let version = i16::from(input.len() % 3 != 0);
+    let version = i16::from(!input.len().is_multiple_of(3));
     conn.handshake(mechanism.name(), version, config);
     let ctx = AuthContext {
         config,

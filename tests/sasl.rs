@@ -62,7 +62,12 @@ fn authenticate(conn: &mut Conn, token: Vec<u8>, version: i16) -> SaslAuthentica
 }
 
 /// A SCRAM login on `conn` (handshake included): the last SaslAuthenticate response.
-fn scram_login(conn: &mut Conn, m: ScramMechanism, user: &str, password: &str) -> SaslAuthenticateResponse {
+fn scram_login(
+    conn: &mut Conn,
+    m: ScramMechanism,
+    user: &str,
+    password: &str,
+) -> SaslAuthenticateResponse {
     assert_eq!(handshake(conn, m.name(), 1).error_code, 0);
     let mut client = ScramClient::new(m, user, password, "fyko+d2lbbFgONRv9qkxdawL");
     let first = authenticate(conn, client.first_message(), 2);
@@ -134,11 +139,13 @@ fn before_a_login_only_api_versions_and_the_handshake_pass() {
     let before = refusals(&broker, "sasl_unauthenticated_request");
     // An unauthenticated Produce is not answered: the connection closes.
     let records = common::batch(&[(b"k", b"sneaky")]);
-    let data = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records));
+    let data =
+        produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records));
     let topic = produce_request::TopicProduceData::default()
         .with_name(TopicName(s("t")))
         .with_partition_data(vec![data]);
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![topic]);
+    let req =
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![topic]);
     send(&mut conn, ApiKey::Produce, 9, RequestKind::Produce(req));
     assert!(conn.read_frame().is_none(), "an unauthenticated Produce is never answered");
     assert_eq!(refusals(&broker, "sasl_unauthenticated_request"), before + 1);
@@ -254,7 +261,12 @@ fn sessions_end_unless_the_client_reauthenticates() {
     assert_eq!(refusals(&broker, "sasl_session_expired"), before + 1);
 }
 
-fn upsertion(user: &str, m: ScramMechanism, password: &str, iterations: i32) -> ScramCredentialUpsertion {
+fn upsertion(
+    user: &str,
+    m: ScramMechanism,
+    password: &str,
+    iterations: i32,
+) -> ScramCredentialUpsertion {
     let salt = b"0123456789abcdef".to_vec();
     let salted = m.salted_password(password.as_bytes(), &salt, iterations.max(1) as u32);
     ScramCredentialUpsertion::default()
@@ -267,7 +279,8 @@ fn upsertion(user: &str, m: ScramMechanism, password: &str, iterations: i32) -> 
 
 fn alter(conn: &mut Conn, req: AlterUserScramCredentialsRequest) -> Vec<(String, i16)> {
     let body = RequestKind::AlterUserScramCredentials(req);
-    let ResponseKind::AlterUserScramCredentials(r) = conn.call(ApiKey::AlterUserScramCredentials, 0, body)
+    let ResponseKind::AlterUserScramCredentials(r) =
+        conn.call(ApiKey::AlterUserScramCredentials, 0, body)
     else {
         panic!("not an AlterUserScramCredentials response")
     };
@@ -313,10 +326,14 @@ fn scram_users_are_managed_with_kip_554_and_survive_a_restart() {
     );
     let unknown = ScramCredentialDeletion::default().with_name(s("ghost")).with_mechanism(1);
     let bad_mechanism = ScramCredentialDeletion::default().with_name(s("alice")).with_mechanism(0);
-    let req = AlterUserScramCredentialsRequest::default().with_deletions(vec![unknown, bad_mechanism]);
+    let req =
+        AlterUserScramCredentialsRequest::default().with_deletions(vec![unknown, bad_mechanism]);
     assert_eq!(
         alter(&mut admin, req),
-        vec![("ghost".into(), E::ResourceNotFound.code()), ("alice".into(), E::UnsupportedSaslMechanism.code())]
+        vec![
+            ("ghost".into(), E::ResourceNotFound.code()),
+            ("alice".into(), E::UnsupportedSaslMechanism.code())
+        ]
     );
 
     let all = describe(&mut admin, None);
@@ -335,7 +352,9 @@ fn scram_users_are_managed_with_kip_554_and_survive_a_restart() {
     broker.restart();
     let mut admin = logged_in(&broker, sha256, ADMIN, ADMIN_PASSWORD);
     drop(logged_in(&broker, sha256, "alice", "alice-pw"));
-    let gone = ScramCredentialDeletion::default().with_name(s("alice")).with_mechanism(sha256.kafka_type());
+    let gone = ScramCredentialDeletion::default()
+        .with_name(s("alice"))
+        .with_mechanism(sha256.kafka_type());
     let req = AlterUserScramCredentialsRequest::default().with_deletions(vec![gone]);
     assert_eq!(alter(&mut admin, req), vec![("alice".into(), 0)]);
     let mut conn = Conn::connect(broker.addr);
@@ -349,8 +368,12 @@ fn the_bootstrap_user_is_created_once_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = sasl_broker(dir.path(), &[]);
     let mut admin = logged_in(&broker, ScramMechanism::Sha256, ADMIN, ADMIN_PASSWORD);
-    let req = AlterUserScramCredentialsRequest::default()
-        .with_upsertions(vec![upsertion(ADMIN, ScramMechanism::Sha256, "rotated", 4096)]);
+    let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion(
+        ADMIN,
+        ScramMechanism::Sha256,
+        "rotated",
+        4096,
+    )]);
     assert_eq!(alter(&mut admin, req), vec![(ADMIN.into(), 0)]);
     broker.stop();
     broker.restart();
@@ -367,7 +390,8 @@ fn oauthbearer_unsecured_tokens_when_enabled() {
         dir.path(),
         &["--sasl-enabled-mechanisms", "OAUTHBEARER", "--sasl-oauthbearer-unsecured", "true"],
     );
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
     let mut conn = Conn::connect(broker.addr);
     assert_eq!(handshake(&mut conn, "OAUTHBEARER", 1).error_code, 0);
     let token = oauthbearer::unsecured_token("carol", now, now + 3600);

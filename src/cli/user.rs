@@ -11,7 +11,9 @@ use std::io::{BufRead, IsTerminal};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use strata::client::Client;
-use strata::security::sasl::scram::{ScramMechanism, ITERATIONS_DEFAULT, ITERATIONS_MAX, ITERATIONS_MIN};
+use strata::security::sasl::scram::{
+    ScramMechanism, ITERATIONS_DEFAULT, ITERATIONS_MAX, ITERATIONS_MIN,
+};
 
 use super::group::{print_table, Output};
 
@@ -98,9 +100,13 @@ fn set(client: &mut Client, credential: Credential, create: bool) -> anyhow::Res
     let mechanism = mechanism.scram();
     if create {
         let existing = client.describe_users(&[])?;
-        let taken = existing.iter().any(|u| u.name == name && u.credentials.iter().any(|(m, _)| *m == mechanism));
+        let taken = existing
+            .iter()
+            .any(|u| u.name == name && u.credentials.iter().any(|(m, _)| *m == mechanism));
         if taken {
-            anyhow::bail!("user {name:?} already has a {mechanism} credential (use `strata user update`)");
+            anyhow::bail!(
+                "user {name:?} already has a {mechanism} credential (use `strata user update`)"
+            );
         }
     }
     let password = match password {

@@ -76,7 +76,11 @@ impl Client {
     }
 
     /// Deletes `user`'s credential for `mechanism` (the user goes with its last one).
-    pub fn delete_user(&mut self, user: &str, mechanism: ScramMechanism) -> Result<(), ClientError> {
+    pub fn delete_user(
+        &mut self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<(), ClientError> {
         let deletion = ScramCredentialDeletion::default()
             .with_name(s(user))
             .with_mechanism(mechanism.kafka_type());

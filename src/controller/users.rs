@@ -48,13 +48,21 @@ pub fn validate_user_name(user: &str) -> Result<(), ControlError> {
 
 impl ClusterMetadata {
     /// The credential of `user` for `mechanism`, if any.
-    pub fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
         self.users.get(user)?.get(&mechanism)
     }
 
     /// Applies one user's changes, all or none (the change of a
     /// [`super::placement::Command::AlterScramCredentials`]).
-    pub(super) fn alter_scram(&mut self, user: &str, changes: &[ScramChange]) -> Result<(), ControlError> {
+    pub(super) fn alter_scram(
+        &mut self,
+        user: &str,
+        changes: &[ScramChange],
+    ) -> Result<(), ControlError> {
         validate_user_name(user)?;
         let mut credentials = self.users.get(user).cloned().unwrap_or_default();
         for change in changes {
@@ -91,7 +99,11 @@ mod tests {
         ScramCredential::from_password(m, password, b"salt", 4096)
     }
 
-    fn alter(meta: &ClusterMetadata, user: &str, changes: Vec<ScramChange>) -> Result<ClusterMetadata, ControlError> {
+    fn alter(
+        meta: &ClusterMetadata,
+        user: &str,
+        changes: Vec<ScramChange>,
+    ) -> Result<ClusterMetadata, ControlError> {
         meta.apply(&Command::AlterScramCredentials { user: user.into(), changes })
     }
 
@@ -100,16 +112,21 @@ mod tests {
         let sha256 = ScramMechanism::Sha256;
         let upsert = |m, p| ScramChange::Upsert { mechanism: m, credential: credential(m, p) };
         let meta = ClusterMetadata::default();
-        let meta = alter(&meta, "alice", vec![upsert(sha256, "a"), upsert(ScramMechanism::Sha512, "b")]).unwrap();
+        let meta =
+            alter(&meta, "alice", vec![upsert(sha256, "a"), upsert(ScramMechanism::Sha512, "b")])
+                .unwrap();
         assert_eq!(meta.users["alice"].len(), 2);
         assert_eq!(meta.version, 1);
         let meta = alter(&meta, "alice", vec![upsert(sha256, "c")]).unwrap();
         assert!(meta.scram_credential("alice", sha256).unwrap().matches_password(sha256, "c"));
         let meta = alter(&meta, "alice", vec![ScramChange::Delete { mechanism: sha256 }]).unwrap();
         assert!(meta.scram_credential("alice", sha256).is_none());
-        let err = alter(&meta, "alice", vec![ScramChange::Delete { mechanism: sha256 }]).unwrap_err();
+        let err =
+            alter(&meta, "alice", vec![ScramChange::Delete { mechanism: sha256 }]).unwrap_err();
         assert_eq!(err.code, E::ResourceNotFound.code());
-        let gone = alter(&meta, "alice", vec![ScramChange::Delete { mechanism: ScramMechanism::Sha512 }]).unwrap();
+        let gone =
+            alter(&meta, "alice", vec![ScramChange::Delete { mechanism: ScramMechanism::Sha512 }])
+                .unwrap();
         assert!(gone.users.is_empty(), "the last credential takes the user with it");
     }
 
@@ -117,7 +134,10 @@ mod tests {
     fn bad_changes_change_nothing() {
         let weak = ScramCredential { iterations: 1, ..credential(ScramMechanism::Sha256, "a") };
         let changes = vec![
-            ScramChange::Upsert { mechanism: ScramMechanism::Sha512, credential: credential(ScramMechanism::Sha512, "a") },
+            ScramChange::Upsert {
+                mechanism: ScramMechanism::Sha512,
+                credential: credential(ScramMechanism::Sha512, "a"),
+            },
             ScramChange::Upsert { mechanism: ScramMechanism::Sha256, credential: weak },
         ];
         let err = alter(&ClusterMetadata::default(), "bob", changes).unwrap_err();

@@ -271,7 +271,12 @@ impl SaslConnection {
     }
 
     /// Handles a SaslHandshake naming `mechanism` at `version`.
-    pub fn handshake(&mut self, mechanism: &str, version: i16, config: &SaslConfig) -> HandshakeAnswer {
+    pub fn handshake(
+        &mut self,
+        mechanism: &str,
+        version: i16,
+        config: &SaslConfig,
+    ) -> HandshakeAnswer {
         use kafka_protocol::error::ResponseError as E;
         let enabled = Mechanism::from_name(mechanism).filter(|m| config.mechanisms.contains(m));
         let reauth = match (&self.phase, &self.session) {
@@ -330,13 +335,17 @@ impl SaslConnection {
                 session.reauth_capable = true;
             }
         }
-        let reauth_capable = version >= 1 || self.session.as_ref().is_some_and(|s| s.reauth_capable);
+        let reauth_capable =
+            version >= 1 || self.session.as_ref().is_some_and(|s| s.reauth_capable);
         let step = match &mut exchange {
             Exchange::Plain => {
                 let message = plain::parse(token)?;
                 self.attempted_user = Some(message.user.clone());
                 self.phase = Phase::Checking { mechanism };
-                return Ok(Outcome::CheckPassword { user: message.user, password: message.password });
+                return Ok(Outcome::CheckPassword {
+                    user: message.user,
+                    password: message.password,
+                });
             }
             Exchange::Scram(server) => {
                 let step = scram_step(server, token, ctx);
@@ -368,8 +377,13 @@ impl SaslConnection {
                 self.attempted_user = Some(principal.clone());
                 self.phase = Phase::Checking { mechanism };
                 let max_reauth_ms = ctx.config.max_reauth_ms;
-                let lifetime =
-                    self.complete(&principal, expires_at_ms, reauth_capable, max_reauth_ms, ctx.clock)?;
+                let lifetime = self.complete(
+                    &principal,
+                    expires_at_ms,
+                    reauth_capable,
+                    max_reauth_ms,
+                    ctx.clock,
+                )?;
                 Ok(Outcome::Success { principal, response, session_lifetime_ms: lifetime })
             }
         }
@@ -386,7 +400,8 @@ impl SaslConnection {
         max_reauth_ms: u64,
         clock: Clock,
     ) -> Result<i64, SaslError> {
-        let Phase::Checking { mechanism } = std::mem::replace(&mut self.phase, Phase::Failed) else {
+        let Phase::Checking { mechanism } = std::mem::replace(&mut self.phase, Phase::Failed)
+        else {
             return Err(SaslError::State("no credential was being checked".into()));
         };
         if let Some(previous) = &self.session {
@@ -399,9 +414,14 @@ impl SaslConnection {
         }
         let lifetime = session_lifetime_ms(max_reauth_ms, credential_expires_at_ms, clock.now_ms);
         let expires_at_ms = lifetime.map(|ms| clock.monotonic_ms.saturating_add(ms as u64));
-        let reauth_capable = reauth_capable || self.session.as_ref().is_some_and(|s| s.reauth_capable);
-        self.session =
-            Some(Authenticated { principal: principal.to_owned(), mechanism, expires_at_ms, reauth_capable });
+        let reauth_capable =
+            reauth_capable || self.session.as_ref().is_some_and(|s| s.reauth_capable);
+        self.session = Some(Authenticated {
+            principal: principal.to_owned(),
+            mechanism,
+            expires_at_ms,
+            reauth_capable,
+        });
         self.phase = Phase::Complete;
         Ok(lifetime.unwrap_or(0))
     }
@@ -431,12 +451,20 @@ fn new_exchange(mechanism: Mechanism, reauth: bool) -> Exchange {
     }
 }
 
-fn scram_step(server: &mut ScramServer, token: &[u8], ctx: &AuthContext<'_>) -> Result<Step, SaslError> {
+fn scram_step(
+    server: &mut ScramServer,
+    token: &[u8],
+    ctx: &AuthContext<'_>,
+) -> Result<Step, SaslError> {
     let mechanism = server.mechanism();
     // The first message names the user; the second proves it.
     if !server.awaits_client_first() {
         let done = server.client_final(token)?;
-        return Ok(Step::Done { principal: done.user, response: done.server_final, expires_at_ms: None });
+        return Ok(Step::Done {
+            principal: done.user,
+            response: done.server_final,
+            expires_at_ms: None,
+        });
     }
     let lookup = |user: &str| (ctx.lookup)(user, mechanism);
     let first = server.client_first(token, lookup, ctx.nonce, ctx.mock_secret)?;

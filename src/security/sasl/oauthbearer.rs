@@ -76,7 +76,8 @@ impl std::fmt::Debug for OAuthSettings {
 
 /// Parses a JWKS document (RFC 7517 §5).
 pub fn parse_jwks(text: &str) -> Result<JwkSet, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let set: JwkSet =
+        serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
     if set.keys.is_empty() {
         return Err("the JWKS document has no keys".into());
     }
@@ -99,19 +100,14 @@ pub fn parse_client_response(message: &[u8]) -> Result<ClientResponse, SaslError
     let malformed = |why: &str| SaslError::Malformed(format!("invalid OAUTHBEARER message: {why}"));
     let text = std::str::from_utf8(message).map_err(|_| malformed("not UTF-8"))?;
     let (gs2, rest) = text.split_once(KVSEP).ok_or_else(|| malformed("no separator"))?;
-    let authzid = match gs2.strip_prefix("n,").or_else(|| gs2.strip_prefix("y,")) {
-        Some("") => None,
-        Some(a) => {
-            let name = a.strip_prefix("a=").and_then(|a| a.strip_suffix(','));
-            Some(name.ok_or_else(|| malformed("bad GS2 header"))?.to_owned())
-        }
-        None => return Err(malformed("bad GS2 header")),
+    let flagged = gs2.strip_prefix("n,").or_else(|| gs2.strip_prefix("y,"));
+    let authz =
+        flagged.and_then(|f| f.strip_suffix(',')).ok_or_else(|| malformed("bad GS2 header"))?;
+    let authzid = match authz {
+        "" => None,
+        a => Some(a.strip_prefix("a=").ok_or_else(|| malformed("bad authzid"))?.to_owned()),
     };
-    if gs2.starts_with("y,") && authzid.is_none() && gs2 != "y,," {
-        return Err(malformed("bad GS2 header"));
-    }
-    let pairs = rest.strip_suffix(KVSEP).ok_or_else(|| malformed("no final separator"))?;
-    let pairs = pairs.strip_suffix(KVSEP).unwrap_or(pairs);
+    let pairs = rest.strip_suffix("\u{1}\u{1}").ok_or_else(|| malformed("no final separator"))?;
     let mut token = None;
     let mut extensions = Vec::new();
     for pair in pairs.split(KVSEP) {
@@ -154,7 +150,11 @@ fn invalid(why: impl Into<String>) -> SaslError {
 }
 
 /// Checks `token` with `settings` at `now_ms` (ms since the Unix epoch).
-pub fn validate(token: &str, settings: &OAuthSettings, now_ms: i64) -> Result<ValidToken, SaslError> {
+pub fn validate(
+    token: &str,
+    settings: &OAuthSettings,
+    now_ms: i64,
+) -> Result<ValidToken, SaslError> {
     let claims = match &settings.validator {
         Validator::Jwks(keys) => verify_signed(token, keys)?,
         Validator::Unsecured => decode_unsecured(token)?,

@@ -60,10 +60,7 @@ pub fn parse(message: &[u8]) -> Result<PlainMessage, SaslError> {
 
 /// Whether `password` matches one of the user's SCRAM credentials (the strongest first).
 /// Runs PBKDF2 once per credential tried: call it off the shard's executor.
-pub fn check_password(
-    credentials: &[(ScramMechanism, ScramCredential)],
-    password: &str,
-) -> bool {
+pub fn check_password(credentials: &[(ScramMechanism, ScramCredential)], password: &str) -> bool {
     let mut sorted: Vec<&(ScramMechanism, ScramCredential)> = credentials.iter().collect();
     sorted.sort_by_key(|(m, _)| std::cmp::Reverse(*m));
     // One credential decides: trying the other too would double the cost of a wrong guess
@@ -86,7 +83,8 @@ mod tests {
         assert_eq!(parsed, PlainMessage { user: "alice".into(), password: "secret".into() });
         assert!(parse(b"alice\0alice\0secret").is_ok());
         assert!(!format!("{parsed:?}").contains("secret"));
-        for bad in [&b""[..], b"\0", b"\0a", b"\0\0p", b"\0a\0", b"b\0a\0p", b"\0a\0p\0x", b"\xff\0a\0p"]
+        for bad in
+            [&b""[..], b"\0", b"\0a", b"\0\0p", b"\0a\0", b"b\0a\0p", b"\0a\0p\0x", b"\xff\0a\0p"]
         {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -186,7 +186,8 @@ impl ScramCredential {
     /// Whether `password` is this credential's (PLAIN against SCRAM credentials, as Redpanda
     /// does). Runs PBKDF2: keep it off a shard's executor. Constant-time comparison.
     pub fn matches_password(&self, mechanism: ScramMechanism, password: &str) -> bool {
-        let derived = ScramCredential::from_password(mechanism, password, &self.salt, self.iterations);
+        let derived =
+            ScramCredential::from_password(mechanism, password, &self.salt, self.iterations);
         derived.stored_key.ct_eq(&self.stored_key).into()
     }
 
@@ -305,7 +306,8 @@ pub struct ClientFirst {
 /// authorization id must name the user itself, as Kafka requires.
 pub fn parse_client_first(message: &[u8]) -> Result<ClientFirst, SaslError> {
     let text = utf8(message)?;
-    let malformed = |why: &str| SaslError::Malformed(format!("invalid client-first message: {why}"));
+    let malformed =
+        |why: &str| SaslError::Malformed(format!("invalid client-first message: {why}"));
     let (flag, rest) = text.split_once(',').ok_or_else(|| malformed("no GS2 header"))?;
     match flag {
         "n" | "y" => {}
@@ -314,8 +316,7 @@ pub fn parse_client_first(message: &[u8]) -> Result<ClientFirst, SaslError> {
         }
         _ => return Err(malformed("bad channel binding flag")),
     }
-    let (authzid_raw, bare) =
-        rest.split_once(',').ok_or_else(|| malformed("no GS2 header end"))?;
+    let (authzid_raw, bare) = rest.split_once(',').ok_or_else(|| malformed("no GS2 header end"))?;
     let authzid = match authzid_raw {
         "" => None,
         a => Some(decode_saslname(a.strip_prefix("a=").ok_or_else(|| malformed("bad authzid"))?)?),
@@ -428,7 +429,9 @@ impl ScramServer {
         let credential = lookup(&first.user);
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => (self.mechanism.hmac(mock_secret, &[first.user.as_bytes()]), ITERATIONS_DEFAULT),
+            None => {
+                (self.mechanism.hmac(mock_secret, &[first.user.as_bytes()]), ITERATIONS_DEFAULT)
+            }
         };
         let nonce = format!("{}{server_nonce}", first.nonce);
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(&salt));
@@ -450,13 +453,15 @@ impl ScramServer {
             return Err(SaslError::State("unexpected client-final message".into()));
         };
         let text = utf8(message)?;
-        let malformed = |why: &str| SaslError::Malformed(format!("invalid client-final message: {why}"));
+        let malformed =
+            |why: &str| SaslError::Malformed(format!("invalid client-final message: {why}"));
         let (without_proof, proof) =
             text.rsplit_once(",p=").ok_or_else(|| malformed("no proof"))?;
         let attrs = attributes(without_proof)?;
         let mut attrs = attrs.iter();
         match attrs.next() {
-            Some(("c", binding)) if B64.decode(binding).ok().as_deref() == Some(gs2_header.as_bytes()) => {}
+            Some(("c", binding))
+                if B64.decode(binding).ok().as_deref() == Some(gs2_header.as_bytes()) => {}
             _ => return Err(malformed("channel binding does not echo the GS2 header")),
         }
         match attrs.next() {
@@ -514,14 +519,16 @@ impl ScramClient {
     /// Answers the server-first message with the client-final one (runs PBKDF2).
     pub fn final_message(&mut self, server_first: &[u8]) -> Result<Vec<u8>, SaslError> {
         let text = utf8(server_first)?;
-        let malformed = |why: &str| SaslError::Malformed(format!("invalid server-first message: {why}"));
+        let malformed =
+            |why: &str| SaslError::Malformed(format!("invalid server-first message: {why}"));
         let attrs = attributes(text)?;
         let get = |key: &str| attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         let nonce = get("r").ok_or_else(|| malformed("no nonce"))?;
         if !nonce.starts_with(&self.client_nonce) || nonce.len() == self.client_nonce.len() {
             return Err(malformed("the nonce does not extend ours"));
         }
-        let salt = B64.decode(get("s").ok_or_else(|| malformed("no salt"))?)
+        let salt = B64
+            .decode(get("s").ok_or_else(|| malformed("no salt"))?)
             .map_err(|_| malformed("salt is not base64"))?;
         let iterations: u32 = get("i")
             .and_then(|i| i.parse().ok())

@@ -38,11 +38,18 @@ fn ctx(config: &SaslConfig, monotonic_ms: u64) -> AuthContext<'_> {
 }
 
 /// A full SCRAM login at `at` ms; the session lifetime announced.
-fn scram_login(conn: &mut SaslConnection, config: &SaslConfig, password: &str, at: u64) -> Result<i64, SaslError> {
+fn scram_login(
+    conn: &mut SaslConnection,
+    config: &SaslConfig,
+    password: &str,
+    at: u64,
+) -> Result<i64, SaslError> {
     let m = ScramMechanism::Sha256;
     assert_eq!(conn.handshake("SCRAM-SHA-256", 1, config).error_code, 0);
     let mut client = ScramClient::new(m, "alice", password, "clientnonce");
-    let Outcome::Challenge(first) = conn.authenticate(&client.first_message(), 2, &ctx(config, at))? else {
+    let Outcome::Challenge(first) =
+        conn.authenticate(&client.first_message(), 2, &ctx(config, at))?
+    else {
         panic!("a challenge first");
     };
     let last = client.final_message(&first).unwrap();
@@ -65,7 +72,10 @@ fn before_authenticating_only_api_versions_and_sasl_handshake_pass() {
     assert_eq!(conn.admit(ApiKey::ApiVersions, 0), Admit::Close("sasl_failed_connection"));
 
     let mut conn = SaslConnection::default();
-    assert_eq!(conn.admit(ApiKey::SaslAuthenticate, 0), Admit::Close("sasl_unauthenticated_request"));
+    assert_eq!(
+        conn.admit(ApiKey::SaslAuthenticate, 0),
+        Admit::Close("sasl_unauthenticated_request")
+    );
 
     let config = config(0);
     let mut conn = SaslConnection::default();
@@ -100,11 +110,15 @@ fn a_wrong_password_fails_the_connection() {
 
 #[test]
 fn unknown_or_disabled_mechanisms_are_refused_and_close() {
-    let only_scram = SaslConfig { mechanisms: vec![Mechanism::Scram(ScramMechanism::Sha512)], ..config(0) };
+    let only_scram =
+        SaslConfig { mechanisms: vec![Mechanism::Scram(ScramMechanism::Sha512)], ..config(0) };
     for name in ["PLAIN", "GSSAPI", "scram-sha-512", ""] {
         let mut conn = SaslConnection::default();
         let answer = conn.handshake(name, 1, &only_scram);
-        assert_eq!(answer, HandshakeAnswer { error_code: E::UnsupportedSaslMechanism.code(), close: true });
+        assert_eq!(
+            answer,
+            HandshakeAnswer { error_code: E::UnsupportedSaslMechanism.code(), close: true }
+        );
     }
     let mut conn = SaslConnection::default();
     conn.handshake("SCRAM-SHA-512", 1, &only_scram);
@@ -183,8 +197,11 @@ fn an_oauth_token_bounds_the_session() {
     conn.handshake("OAUTHBEARER", 1, &config);
     let now_s = NOW_MS / 1000;
     let token = oauthbearer::unsecured_token("carol", now_s, now_s + 10);
-    let outcome = conn.authenticate(&oauthbearer::client_message(&token), 1, &ctx(&config, 0)).unwrap();
-    let Outcome::Success { principal, session_lifetime_ms, .. } = outcome else { panic!("{outcome:?}") };
+    let outcome =
+        conn.authenticate(&oauthbearer::client_message(&token), 1, &ctx(&config, 0)).unwrap();
+    let Outcome::Success { principal, session_lifetime_ms, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!((principal.as_str(), session_lifetime_ms), ("carol", 10_000));
     assert_eq!(conn.admit(ApiKey::Produce, 10_000), Admit::Close("sasl_session_expired"));
 }
@@ -197,4 +214,10 @@ fn session_lifetimes_follow_kip_368() {
     assert_eq!(session_lifetime_ms(300, Some(700), 200), Some(300));
     assert_eq!(session_lifetime_ms(300, Some(100), 200), Some(0));
     assert_eq!(Mechanism::from_name("OAUTHBEARER"), Some(Mechanism::OAuthBearer));
+}
+
+#[test]
+fn the_config_lists_the_same_mechanisms() {
+    let names: Vec<&str> = Mechanism::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(names, crate::config::SASL_MECHANISMS);
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::alter_user_scram_credentials_response as alter_response;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
 };
@@ -39,7 +39,9 @@ use crate::controller::users::{validate_user_name, ScramChange};
 use crate::controller::ControlError;
 use crate::protocol::ResponseError as E;
 use crate::security::sasl::oauthbearer::{self, OAuthSettings, Validator};
-use crate::security::sasl::scram::{ScramCredential, ScramMechanism, ITERATIONS_DEFAULT, SALT_BYTES};
+use crate::security::sasl::scram::{
+    ScramCredential, ScramMechanism, ITERATIONS_DEFAULT, SALT_BYTES,
+};
 use crate::security::sasl::{
     plain, Admit, AuthContext, Clock, Mechanism, Outcome, SaslConfig, SaslError,
 };
@@ -167,10 +169,13 @@ fn mock_secret() -> &'static [u8] {
 pub fn gate(session: &Session, key: ApiKey) -> Option<Reply> {
     match session.admit(key, monotonic_ms()) {
         Admit::Pass => None,
-        Admit::Close("sasl_failed_connection") => Some(Reply::Close("SASL authentication failed".into())),
+        Admit::Close("sasl_failed_connection") => {
+            Some(Reply::Close("SASL authentication failed".into()))
+        }
         Admit::Close(reason) => {
             let peer = session.peer;
-            crate::refused!(WARN, reason, %peer, api = ?key, "closing connection: {key:?} before SASL authentication");
+            let what = "closing connection: a request before SASL authentication";
+            crate::refused!(WARN, reason, %peer, api = ?key, "{what}");
             Some(Reply::Close(format!("{reason}: {key:?}")))
         }
     }
@@ -179,7 +184,12 @@ pub fn gate(session: &Session, key: ApiKey) -> Option<Reply> {
 // ---- SaslHandshake ------------------------------------------------------------------------
 
 /// SaslHandshake. On a non-SASL listener Kafka answers ILLEGAL_SASL_STATE and goes on.
-pub fn handshake(shard: &Shard, session: &Session, req: SaslHandshakeRequest, version: i16) -> Reply {
+pub fn handshake(
+    shard: &Shard,
+    session: &Session,
+    req: SaslHandshakeRequest,
+    version: i16,
+) -> Reply {
     let config = config(&shard.config);
     let mechanisms: Vec<StrBytes> = config.mechanisms.iter().map(|m| str_bytes(m.name())).collect();
     let answer = session.with_sasl(|sasl| sasl.handshake(req.mechanism.as_str(), version, &config));
@@ -195,7 +205,8 @@ pub fn handshake(shard: &Shard, session: &Session, req: SaslHandshakeRequest, ve
         let peer = session.peer;
         let mechanism = req.mechanism.as_str();
         let reason = "sasl_handshake_refused";
-        crate::refused!(WARN, reason, %peer, mechanism, code = answer.error_code, "SASL handshake refused");
+        let code = answer.error_code;
+        crate::refused!(WARN, reason, %peer, mechanism, code, "SASL handshake refused");
         return Reply::Last(response);
     }
     Reply::Response(response)
@@ -230,7 +241,8 @@ pub async fn authenticate(
             Reply::Response(Box::new(ResponseKind::SaslAuthenticate(response)))
         }
         TokenResult::Err { code, message, fatal } => {
-            let response = response.with_error_code(code).with_error_message(Some(str_bytes(&message)));
+            let response =
+                response.with_error_code(code).with_error_message(Some(str_bytes(&message)));
             let response = Box::new(ResponseKind::SaslAuthenticate(response));
             if fatal {
                 failure_delay(shard).await;
@@ -268,13 +280,24 @@ async fn failure_delay(shard: &Shard) {
 }
 
 /// Feeds one token to the connection's SASL state.
-async fn token(shard: &Rc<Shard>, session: &Rc<Session>, token: &[u8], version: i16) -> TokenResult {
+async fn token(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    token: &[u8],
+    version: i16,
+) -> TokenResult {
     let config = config(&shard.config);
     let reauthenticating = session.with_sasl(|s| s.is_reauthenticating()).unwrap_or(false);
     let meta = shard.meta();
     let lookup = move |user: &str, m: ScramMechanism| meta.scram_credential(user, m).cloned();
     let nonce = nonce();
-    let ctx = AuthContext { config: &config, lookup: &lookup, nonce: &nonce, mock_secret: mock_secret(), clock: clock() };
+    let ctx = AuthContext {
+        config: &config,
+        lookup: &lookup,
+        nonce: &nonce,
+        mock_secret: mock_secret(),
+        clock: clock(),
+    };
     let Some(outcome) = session.with_sasl(|sasl| sasl.authenticate(token, version, &ctx)) else {
         let message = "SaslAuthenticate on a listener without SASL".to_owned();
         return TokenResult::Err { code: E::IllegalSaslState.code(), message, fatal: false };
@@ -292,7 +315,9 @@ async fn token(shard: &Rc<Shard>, session: &Rc<Session>, token: &[u8], version: 
             session.set_principal(Principal::user(principal));
             TokenResult::Ok { bytes: response, session_lifetime_ms }
         }
-        Ok(Outcome::CheckPassword { .. }) => refuse(session, SaslError::State("password check pending".into())),
+        Ok(Outcome::CheckPassword { .. }) => {
+            refuse(session, SaslError::State("password check pending".into()))
+        }
         Err(e) => refuse(session, e),
     }
 }
@@ -320,21 +345,24 @@ async fn check_plain(
         let m = ScramMechanism::Sha512;
         vec![(m, ScramCredential::from_salted_password(m, b"none", ITERATIONS_DEFAULT, b"none"))]
     };
-    let checking = glommio::executor()
-        .spawn_blocking(move || plain::check_password(&credentials, &password));
+    let checking =
+        glommio::executor().spawn_blocking(move || plain::check_password(&credentials, &password));
     let matches = checking.await && exists;
     let reauth = session.with_sasl(|s| s.is_reauthenticating()).unwrap_or(false);
     if !matches {
         session.with_sasl(|s| s.fail());
         let phase = if reauth { "re-authentication" } else { "authentication" };
         return Err(SaslError::Credentials(format!(
-            "Authentication failed during {phase} due to invalid credentials with SASL mechanism PLAIN"
+            "Authentication failed during {phase} due to invalid credentials with SASL \
+             mechanism PLAIN"
         )));
     }
     let clock = clock();
     let max_reauth_ms = config.max_reauth_ms;
-    let completed = session.with_sasl(|s| s.complete(&user, None, version >= 1, max_reauth_ms, clock));
-    let lifetime = completed.unwrap_or_else(|| Err(SaslError::State("not a SASL listener".into())))?;
+    let completed =
+        session.with_sasl(|s| s.complete(&user, None, version >= 1, max_reauth_ms, clock));
+    let lifetime =
+        completed.unwrap_or_else(|| Err(SaslError::State("not a SASL listener".into())))?;
     Ok(Outcome::Success { principal: user, response: Vec::new(), session_lifetime_ms: lifetime })
 }
 
@@ -349,7 +377,8 @@ fn refuse(session: &Session, error: SaslError) -> TokenResult {
     let peer = session.peer;
     let user = session.with_sasl(|s| s.attempted_user().map(str::to_owned)).flatten();
     let user = user.as_deref().unwrap_or("-");
-    crate::refused!(WARN, "sasl_authentication_failed", %peer, user, "SASL authentication failed: {error}");
+    let reason = "sasl_authentication_failed";
+    crate::refused!(WARN, reason, %peer, user, "SASL authentication failed: {error}");
     let code = match error {
         SaslError::State(_) => E::IllegalSaslState.code(),
         _ => E::SaslAuthenticationFailed.code(),
@@ -375,7 +404,8 @@ pub async fn ensure_bootstrap_user(shard: &Rc<Shard>) -> anyhow::Result<()> {
             .into_iter()
             .map(|m| {
                 let salt = random_bytes(SALT_BYTES);
-                let credential = ScramCredential::from_password(m, &password, &salt, ITERATIONS_DEFAULT);
+                let credential =
+                    ScramCredential::from_password(m, &password, &salt, ITERATIONS_DEFAULT);
                 ScramChange::Upsert { mechanism: m, credential }
             })
             .collect::<Vec<_>>()
@@ -404,7 +434,10 @@ pub async fn ensure_bootstrap_user(shard: &Rc<Shard>) -> anyhow::Result<()> {
 
 /// DescribeUserScramCredentials: every user (no names given) or the named ones, with their
 /// mechanisms and iteration counts (never keys or salts).
-pub fn describe_users(shard: &Shard, req: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+pub fn describe_users(
+    shard: &Shard,
+    req: DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
     let meta = shard.meta();
     let describe = |name: &str| {
         let result = DescribeUserScramCredentialsResult::default().with_user(str_bytes(name));
@@ -412,12 +445,16 @@ pub fn describe_users(shard: &Shard, req: DescribeUserScramCredentialsRequest) -
             Some(credentials) => result.with_credential_infos(
                 credentials
                     .iter()
-                    .map(|(m, c)| CredentialInfo::default().with_mechanism(m.kafka_type()).with_iterations(c.iterations))
+                    .map(|(m, c)| {
+                        CredentialInfo::default()
+                            .with_mechanism(m.kafka_type())
+                            .with_iterations(c.iterations)
+                    })
                     .collect(),
             ),
-            None => result
-                .with_error_code(E::ResourceNotFound.code())
-                .with_error_message(Some(str_bytes("Attempt to describe a user credential that does not exist"))),
+            None => result.with_error_code(E::ResourceNotFound.code()).with_error_message(Some(
+                str_bytes("Attempt to describe a user credential that does not exist"),
+            )),
         }
     };
     let names: Vec<String> = match &req.users {
@@ -431,13 +468,13 @@ pub fn describe_users(shard: &Shard, req: DescribeUserScramCredentialsRequest) -
             continue;
         }
         if names.iter().filter(|n| *n == name).count() > 1 {
+            let twice = "Cannot describe SCRAM credentials for the same user twice in a single \
+                         request";
             results.push(
                 DescribeUserScramCredentialsResult::default()
                     .with_user(str_bytes(name))
                     .with_error_code(E::DuplicateResource.code())
-                    .with_error_message(Some(str_bytes(
-                        "Cannot describe SCRAM credentials for the same user twice in a single request",
-                    ))),
+                    .with_error_message(Some(str_bytes(twice))),
             );
         } else {
             results.push(describe(name));
@@ -451,7 +488,10 @@ pub fn describe_users(shard: &Shard, req: DescribeUserScramCredentialsRequest) -
 /// AlterUserScramCredentials: per user, its deletions and upsertions go through the
 /// controller as one change (all or none); each user gets its own result. The client sends
 /// salted passwords; the broker keeps only the keys derived from them.
-pub async fn alter_users(shard: &Rc<Shard>, req: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+pub async fn alter_users(
+    shard: &Rc<Shard>,
+    req: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
     let mut order: Vec<String> = Vec::new();
     let mut per_user: BTreeMap<String, Result<Vec<ScramChange>, ControlError>> = BTreeMap::new();
     let mut add = |user: &str, change: Result<(ScramMechanism, ScramChange), ControlError>| {
@@ -474,7 +514,8 @@ pub async fn alter_users(shard: &Rc<Shard>, req: AlterUserScramCredentialsReques
         }
     };
     for deletion in &req.deletions {
-        let change = mechanism(deletion.mechanism).map(|m| (m, ScramChange::Delete { mechanism: m }));
+        let change =
+            mechanism(deletion.mechanism).map(|m| (m, ScramChange::Delete { mechanism: m }));
         add(deletion.name.as_str(), change);
     }
     for upsertion in &req.upsertions {
@@ -493,10 +534,13 @@ pub async fn alter_users(shard: &Rc<Shard>, req: AlterUserScramCredentialsReques
             Some(Err(e)) => Err(e),
             None => continue,
         };
-        let result = AlterUserScramCredentialsResult::default().with_user(str_bytes(&user));
+        let result =
+            alter_response::AlterUserScramCredentialsResult::default().with_user(str_bytes(&user));
         results.push(match outcome {
             Ok(()) => result,
-            Err(e) => result.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message))),
+            Err(e) => {
+                result.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message)))
+            }
         });
     }
     AlterUserScramCredentialsResponse::default().with_results(results)
@@ -520,7 +564,8 @@ fn upsert(
     if u.salted_password.is_empty() {
         return Err(ControlError::new(E::UnacceptableCredential, "the salted password is empty"));
     }
-    let credential = ScramCredential::from_salted_password(m, &u.salt, u.iterations, &u.salted_password);
+    let credential =
+        ScramCredential::from_salted_password(m, &u.salt, u.iterations, &u.salted_password);
     credential.validate(m).map_err(|why| ControlError::new(E::UnacceptableCredential, why))?;
     Ok((m, ScramChange::Upsert { mechanism: m, credential }))
 }

@@ -41,7 +41,10 @@ fn rs256_and_es256_tokens_signed_by_a_jwks_key_pass() {
     for (alg, kid) in [(Algorithm::RS256, "rsa1"), (Algorithm::ES256, "ec1")] {
         let token = sign(alg, Some(kid), claims());
         let valid = validate(&token, &signed(), NOW_MS).unwrap();
-        assert_eq!(valid, ValidToken { principal: "alice".into(), expires_at_ms: (NOW_S + 3600) * 1000 });
+        assert_eq!(
+            valid,
+            ValidToken { principal: "alice".into(), expires_at_ms: (NOW_S + 3600) * 1000 }
+        );
     }
 }
 
@@ -54,10 +57,8 @@ fn a_token_signed_by_another_key_or_naming_an_unknown_kid_fails() {
     let no_kid = sign(Algorithm::RS256, None, claims());
     assert!(validate(&no_kid, &signed(), NOW_MS).is_err(), "three keys: a kid is needed");
     // A token re-labelled as another algorithm of the same key is refused.
-    let mut parts: Vec<String> = sign(Algorithm::RS256, Some("rsa1"), claims())
-        .split('.')
-        .map(str::to_owned)
-        .collect();
+    let mut parts: Vec<String> =
+        sign(Algorithm::RS256, Some("rsa1"), claims()).split('.').map(str::to_owned).collect();
     parts[0] = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS512","kid":"rsa1"}"#);
     assert!(validate(&parts.join("."), &signed(), NOW_MS).is_err());
 }
@@ -87,7 +88,8 @@ fn time_issuer_audience_and_subject_claims_are_checked() {
     assert!(check(no_iat, &base).is_err());
     let future = serde_json::json!({ "sub": "a", "iat": NOW_S + 100, "exp": NOW_S + 600 });
     assert!(check(future, &base).is_err());
-    let not_yet = serde_json::json!({ "sub": "a", "iat": NOW_S, "nbf": NOW_S + 100, "exp": NOW_S + 600 });
+    let not_yet =
+        serde_json::json!({ "sub": "a", "iat": NOW_S, "nbf": NOW_S + 100, "exp": NOW_S + 600 });
     assert!(check(not_yet, &base).unwrap_err().to_string().contains("nbf"));
     let no_sub = serde_json::json!({ "iat": NOW_S, "exp": NOW_S + 600 });
     assert!(check(no_sub, &base).is_err());
