@@ -401,6 +401,7 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
         return Ok(());
     };
     let node = shard.config.node_id;
+    import_single_broker_users(shard, &old).await;
     for topic in old.topics.into_values() {
         let name = topic.name.clone();
         let id = topic.id;
@@ -419,6 +420,27 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let to = data_dir.join(format!("{}.imported", controller::METADATA_FILE));
     std::fs::rename(&from, &to).map_err(|e| anyhow::anyhow!("renaming {}: {e}", from.display()))?;
     Ok(())
+}
+
+/// The SCRAM users of a single broker's metadata.json that the cluster does not have yet
+/// (a user the cluster knows keeps the cluster's credentials).
+async fn import_single_broker_users(shard: &Rc<Shard>, old: &ClusterMetadata) {
+    use controller::users::ScramChange;
+    for (user, credentials) in &old.users {
+        if shard.meta().users.contains_key(user) {
+            continue;
+        }
+        let changes = credentials
+            .iter()
+            .map(|(m, c)| ScramChange::Upsert { mechanism: *m, credential: c.clone() })
+            .collect();
+        let command =
+            controller::placement::Command::AlterScramCredentials { user: user.clone(), changes };
+        match shard.control_command(command).await {
+            Ok(()) => tracing::info!(user = %user, "imported a single-broker SCRAM user"),
+            Err(e) => tracing::warn!(user = %user, "SCRAM user not imported: {e}"),
+        }
+    }
 }
 
 /// In a cluster, the internal topics (`__consumer_offsets`, `__transaction_state`) are created

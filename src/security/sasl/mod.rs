@@ -18,6 +18,7 @@
 //!
 //! Mechanisms: [`plain`], [`scram`] (SHA-256 and SHA-512), [`oauthbearer`].
 
+pub mod client;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;

@@ -167,6 +167,9 @@ fn mock_secret() -> &'static [u8] {
 /// Whether `key` may be handled on this connection now; `Some(reply)` closes it (a request
 /// before authentication on a SASL listener, or after the session expired).
 pub fn gate(session: &Session, key: ApiKey) -> Option<Reply> {
+    if !session.is_sasl() {
+        return None; // PLAINTEXT and SSL listeners: nothing to check, no clock read.
+    }
     match session.admit(key, monotonic_ms()) {
         Admit::Pass => None,
         Admit::Close("sasl_failed_connection") => {
