@@ -39,6 +39,8 @@ pub mod limits {
     pub const SHUTDOWN_TIMEOUT_MS_MAX: u64 = 600_000;
     /// Longest `group.initial.rebalance.delay.ms` accepted (Kafka's default rebalance timeout).
     pub const INITIAL_REBALANCE_DELAY_MS_MAX: u64 = 300_000;
+    /// Longest `connection.failed.authentication.delay.ms` accepted (a minute).
+    pub const FAILED_AUTHENTICATION_DELAY_MS_MAX: u64 = 60_000;
     /// Port of the admin HTTP listener (Redpanda's admin port).
     pub const ADMIN_PORT_DEFAULT: u16 = 9644;
 
@@ -188,6 +190,123 @@ pub struct BrokerConfig {
     /// observer (a Raft learner, as KRaft's broker-only nodes): it gets the metadata log
     /// but does not vote.
     pub controller_voters: Vec<Voter>,
+    /// SASL settings of SASL listeners (see [`SaslSettings`]).
+    pub sasl: SaslSettings,
+}
+
+/// SASL mechanisms the broker implements, by their SASL names (`security::sasl::Mechanism`;
+/// a test there checks both lists agree: this module imports nothing).
+pub const SASL_MECHANISMS: [&str; 4] = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"];
+
+/// A secret setting (a bootstrap password): printed as `***` in debug output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// SASL settings, named after Kafka's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaslSettings {
+    /// `sasl.enabled.mechanisms`: what clients of SASL listeners may use.
+    pub enabled_mechanisms: Vec<String>,
+    /// `connections.max.reauth.ms`: a SASL session lasts at most this long, then the client
+    /// must re-authenticate (KIP-368) or be disconnected; 0 = no limit.
+    pub connections_max_reauth_ms: u64,
+    /// `connection.failed.authentication.delay.ms`: how long a failed login waits before
+    /// its answer and the close (slows password guessing).
+    pub connection_failed_authentication_delay_ms: u64,
+    /// `sasl.server.max.receive.size`: the largest frame accepted on a SASL listener before
+    /// the client has authenticated.
+    pub server_max_receive_size: usize,
+    /// `name:password` of a SCRAM user created at start-up if it does not exist yet.
+    pub bootstrap_user: Option<Secret>,
+    /// `sasl.oauthbearer.jwks.endpoint.url`: a JWKS file (path or `file://` URL) whose keys
+    /// sign OAUTHBEARER tokens.
+    pub oauthbearer_jwks_endpoint_url: Option<String>,
+    /// `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the JWKS file is read again.
+    pub oauthbearer_jwks_endpoint_refresh_ms: u64,
+    /// `sasl.oauthbearer.expected.issuer`: the `iss` tokens must carry, if set.
+    pub oauthbearer_expected_issuer: Option<String>,
+    /// `sasl.oauthbearer.expected.audience`: tokens must carry one of these in `aud`.
+    pub oauthbearer_expected_audience: Vec<String>,
+    /// `sasl.oauthbearer.sub.claim.name`: the claim naming the principal.
+    pub oauthbearer_sub_claim_name: String,
+    /// `sasl.oauthbearer.clock.skew.seconds`: allowed clock difference with the issuer.
+    pub oauthbearer_clock_skew_seconds: u64,
+    /// Accept unsigned OAUTHBEARER tokens (`alg: none`), as Kafka's default unsecured
+    /// validator: development only.
+    pub oauthbearer_unsecured: bool,
+}
+
+impl Default for SaslSettings {
+    fn default() -> Self {
+        SaslSettings {
+            enabled_mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
+            server_max_receive_size: 512 * 1024,
+            bootstrap_user: None,
+            oauthbearer_jwks_endpoint_url: None,
+            oauthbearer_jwks_endpoint_refresh_ms: 3_600_000,
+            oauthbearer_expected_issuer: None,
+            oauthbearer_expected_audience: Vec::new(),
+            oauthbearer_sub_claim_name: "sub".into(),
+            oauthbearer_clock_skew_seconds: 30,
+            oauthbearer_unsecured: false,
+        }
+    }
+}
+
+impl SaslSettings {
+    /// The `name` and `password` of the bootstrap user, if one is set.
+    pub fn bootstrap_credentials(&self) -> Option<(&str, &str)> {
+        self.bootstrap_user.as_ref()?.0.split_once(':')
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled_mechanisms.is_empty() {
+            return Err(bad("sasl-enabled-mechanisms", "must name at least one mechanism"));
+        }
+        if let Some(m) =
+            self.enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str()))
+        {
+            let known = SASL_MECHANISMS.join(", ");
+            return Err(bad("sasl-enabled-mechanisms", format!("{m:?} is not one of {known}")));
+        }
+        if self.connection_failed_authentication_delay_ms
+            > limits::FAILED_AUTHENTICATION_DELAY_MS_MAX
+        {
+            return Err(bad("connection-failed-authentication-delay-ms", "must be at most 60000"));
+        }
+        if self.server_max_receive_size < 1024 {
+            return Err(bad("sasl-server-max-receive-size", "must be at least 1024"));
+        }
+        if let Some(user) = &self.bootstrap_user {
+            let shape = user.0.split_once(':').filter(|(n, p)| !n.is_empty() && !p.is_empty());
+            if shape.is_none() {
+                return Err(bad("sasl-bootstrap-user", "must be `name:password`"));
+            }
+        }
+        let oauth = self.enabled_mechanisms.iter().any(|m| m == "OAUTHBEARER");
+        let jwks = self.oauthbearer_jwks_endpoint_url.is_some();
+        if oauth && jwks == self.oauthbearer_unsecured {
+            return Err(bad(
+                "sasl-oauthbearer-jwks-endpoint-url",
+                "OAUTHBEARER needs either a JWKS file or sasl-oauthbearer-unsecured (not both)",
+            ));
+        }
+        if self.oauthbearer_sub_claim_name.is_empty() {
+            return Err(bad("sasl-oauthbearer-sub-claim-name", "must not be empty"));
+        }
+        if self.oauthbearer_jwks_endpoint_refresh_ms < 1_000 {
+            return Err(bad("sasl-oauthbearer-jwks-endpoint-refresh-ms", "must be at least 1000"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for BrokerConfig {
@@ -230,6 +349,7 @@ impl Default for BrokerConfig {
             auto_leader_rebalance: true,
             controller_listen: None,
             controller_voters: Vec::new(),
+            sasl: SaslSettings::default(),
         }
     }
 }
@@ -316,6 +436,7 @@ impl BrokerConfig {
             return Err(bad("producer-id-expiration-ms", "must be at least 1"));
         }
         self.validate_listeners()?;
+        self.sasl.validate()?;
         self.validate_cluster()
     }
 
@@ -366,6 +487,13 @@ impl BrokerConfig {
                 self.inter_broker_listener,
                 names.join(", ")
             );
+            return Err(bad("inter-broker-listener-name", reason));
+        }
+        if self.is_clustered() && self.inter_broker().protocol.uses_sasl() {
+            // Brokers do not log in to each other with SASL (yet): they use TLS client
+            // certificates, so a SASL inter-broker listener would refuse every replica fetch.
+            let reason = "brokers authenticate to each other with TLS client certificates, not \
+                          SASL: name an SSL or PLAINTEXT listener";
             return Err(bad("inter-broker-listener-name", reason));
         }
         let tls = self.listeners.iter().any(|l| l.protocol.uses_tls());

@@ -28,7 +28,7 @@
 //! | `storage`      | `record_batch`, `runtime`                       |
 //! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
 //! | `txn`          | `protocol`                                      |
-//! | `controller`   | `storage`, `runtime`, `protocol`                |
+//! | `controller`   | `storage`, `runtime`, `protocol`, `security`    |
 //! | `security`     | `protocol`                                      |
 //! | `server`       | everything above                                |
 //! | `bench`        | `protocol`, `record_batch`, `runtime`, `security` |

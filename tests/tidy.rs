@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("protocol", &["record_batch"]),
     ("runtime", &[]),
     ("storage", &["record_batch", "runtime"]),
-    ("controller", &["storage", "runtime", "protocol"]),
+    ("controller", &["storage", "runtime", "protocol", "security"]),
     ("group", &["storage", "runtime", "protocol", "record_batch"]),
     ("txn", &["protocol"]),
     ("security", &["protocol"]),

@@ -7,6 +7,7 @@ pub mod produce;
 pub mod serve;
 pub mod topic;
 pub mod txn;
+pub mod user;
 
 /// Security settings every tool takes (librdkafka's property names): `-X key=value` and a
 /// Java properties file, `--command-config` (Kafka tools' flag). `-X` wins over the file.

@@ -13,8 +13,8 @@ use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
 use strata::config::listener::{build_listeners, ClientAuth};
 use strata::config::{
-    parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener, SecurityProtocol, SslConfig,
-    Voter,
+    parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener, SaslSettings, Secret,
+    SecurityProtocol, SslConfig, Voter,
 };
 use strata::runtime::PoolOptions;
 
@@ -241,6 +241,54 @@ pub struct Settings {
     /// [default: true]
     #[arg(long, env = "STRATA_AUTO_LEADER_REBALANCE")]
     pub auto_leader_rebalance: Option<bool>,
+    /// SASL mechanisms clients of SASL listeners may use (sasl.enabled.mechanisms):
+    /// SCRAM-SHA-256, SCRAM-SHA-512, PLAIN (checked against the users' SCRAM credentials),
+    /// OAUTHBEARER. [default: SCRAM-SHA-256,SCRAM-SHA-512]
+    #[arg(long, env = "STRATA_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
+    pub sasl_enabled_mechanisms: Option<Vec<String>>,
+    /// A SASL session lasts at most this many ms; clients must re-authenticate before, or
+    /// are disconnected (connections.max.reauth.ms, KIP-368); 0 = no limit. [default: 0]
+    #[arg(long, env = "STRATA_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    /// A failed SASL login is answered, and its connection closed, after this many ms
+    /// (connection.failed.authentication.delay.ms). [default: 100]
+    #[arg(long, env = "STRATA_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS")]
+    pub connection_failed_authentication_delay_ms: Option<u64>,
+    /// Largest frame accepted on a SASL listener before the client authenticated
+    /// (sasl.server.max.receive.size). [default: 524288]
+    #[arg(long, env = "STRATA_SASL_SERVER_MAX_RECEIVE_SIZE")]
+    pub sasl_server_max_receive_size: Option<usize>,
+    /// `name:password` of a SCRAM user (SHA-256 and SHA-512) created at start-up when no user
+    /// of that name exists: the first admin of a new cluster. [default: unset]
+    #[arg(long, env = "STRATA_SASL_BOOTSTRAP_USER")]
+    pub sasl_bootstrap_user: Option<SecretText>,
+    /// JWKS file (path or file:// URL) whose keys sign OAUTHBEARER tokens
+    /// (sasl.oauthbearer.jwks.endpoint.url). [default: unset]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
+    pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+    /// Re-read the JWKS file this often, in ms (sasl.oauthbearer.jwks.endpoint.refresh.ms).
+    /// [default: 3600000]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS")]
+    pub sasl_oauthbearer_jwks_endpoint_refresh_ms: Option<u64>,
+    /// The `iss` OAUTHBEARER tokens must carry (sasl.oauthbearer.expected.issuer).
+    /// [default: unset]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Tokens must carry one of these in `aud` (sasl.oauthbearer.expected.audience).
+    /// [default: unset]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", value_delimiter = ',')]
+    pub sasl_oauthbearer_expected_audience: Option<Vec<String>>,
+    /// The token claim naming the principal (sasl.oauthbearer.sub.claim.name). [default: sub]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_SUB_CLAIM_NAME")]
+    pub sasl_oauthbearer_sub_claim_name: Option<String>,
+    /// Allowed clock difference with the token issuer, in seconds
+    /// (sasl.oauthbearer.clock.skew.seconds). [default: 30]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS")]
+    pub sasl_oauthbearer_clock_skew_seconds: Option<u64>,
+    /// Accept unsigned OAUTHBEARER tokens (alg none), as Kafka's unsecured validator:
+    /// development only, anyone can mint one. [default: false]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_UNSECURED", action = clap::ArgAction::Set)]
+    pub sasl_oauthbearer_unsecured: Option<bool>,
     /// Log line format: `text` or `json` (one JSON object per line). [default: text]
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -350,6 +398,25 @@ impl From<Voters> for String {
     }
 }
 
+/// A secret setting (written as is in flags, env and file; `***` in debug output).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretText(s.to_owned()))
+    }
+}
+
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -428,6 +495,18 @@ impl Settings {
             delete_retention_ms,
             min_compaction_lag_ms,
             retention_check_ms,
+            sasl_enabled_mechanisms,
+            connections_max_reauth_ms,
+            connection_failed_authentication_delay_ms,
+            sasl_server_max_receive_size,
+            sasl_bootstrap_user,
+            sasl_oauthbearer_jwks_endpoint_url,
+            sasl_oauthbearer_jwks_endpoint_refresh_ms,
+            sasl_oauthbearer_expected_issuer,
+            sasl_oauthbearer_expected_audience,
+            sasl_oauthbearer_sub_claim_name,
+            sasl_oauthbearer_clock_skew_seconds,
+            sasl_oauthbearer_unsecured,
         )
     }
 
@@ -490,6 +569,22 @@ impl Settings {
             delete_retention_ms: Some(d.delete_retention_ms),
             min_compaction_lag_ms: Some(d.min_compaction_lag_ms),
             retention_check_ms: Some(d.retention_check_ms),
+            sasl_enabled_mechanisms: Some(d.sasl.enabled_mechanisms),
+            connections_max_reauth_ms: Some(d.sasl.connections_max_reauth_ms),
+            connection_failed_authentication_delay_ms: Some(
+                d.sasl.connection_failed_authentication_delay_ms,
+            ),
+            sasl_server_max_receive_size: Some(d.sasl.server_max_receive_size),
+            sasl_bootstrap_user: None,
+            sasl_oauthbearer_jwks_endpoint_url: None,
+            sasl_oauthbearer_jwks_endpoint_refresh_ms: Some(
+                d.sasl.oauthbearer_jwks_endpoint_refresh_ms,
+            ),
+            sasl_oauthbearer_expected_issuer: None,
+            sasl_oauthbearer_expected_audience: None,
+            sasl_oauthbearer_sub_claim_name: Some(d.sasl.oauthbearer_sub_claim_name),
+            sasl_oauthbearer_clock_skew_seconds: Some(d.sasl.oauthbearer_clock_skew_seconds),
+            sasl_oauthbearer_unsecured: Some(d.sasl.oauthbearer_unsecured),
         }
     }
 
@@ -618,6 +713,7 @@ impl Settings {
                 named.or(listeners.first()).map_or(plaintext.to_owned(), |l| l.name.clone())
             }
         };
+        let sasl = self.sasl_settings(d.sasl.clone());
         let flush = match (self.flush_messages, self.flush_ms) {
             (None, None) | (Some(1), None) => FlushPolicy::EveryProduce,
             (messages, interval_ms) => FlushPolicy::Periodic { messages, interval_ms },
@@ -673,9 +769,43 @@ impl Settings {
             retention_check_ms: self.retention_check_ms.unwrap_or(d.retention_check_ms),
             controller_listen: self.controller_listen.or(d.controller_listen),
             controller_voters: self.controller_voters.map_or(d.controller_voters, |v| v.0),
+            sasl,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         Ok((config, PoolOptions { shards, cpus, spin_before_park: spin }))
+    }
+}
+
+impl Settings {
+    /// The SASL part of the config (`d`: the defaults).
+    fn sasl_settings(&self, d: SaslSettings) -> SaslSettings {
+        let s = self.clone();
+        SaslSettings {
+            enabled_mechanisms: s.sasl_enabled_mechanisms.unwrap_or(d.enabled_mechanisms),
+            connections_max_reauth_ms: s
+                .connections_max_reauth_ms
+                .unwrap_or(d.connections_max_reauth_ms),
+            connection_failed_authentication_delay_ms: s
+                .connection_failed_authentication_delay_ms
+                .unwrap_or(d.connection_failed_authentication_delay_ms),
+            server_max_receive_size: s
+                .sasl_server_max_receive_size
+                .unwrap_or(d.server_max_receive_size),
+            bootstrap_user: s.sasl_bootstrap_user.map(|u| Secret(u.0)),
+            oauthbearer_jwks_endpoint_url: s.sasl_oauthbearer_jwks_endpoint_url,
+            oauthbearer_jwks_endpoint_refresh_ms: s
+                .sasl_oauthbearer_jwks_endpoint_refresh_ms
+                .unwrap_or(d.oauthbearer_jwks_endpoint_refresh_ms),
+            oauthbearer_expected_issuer: s.sasl_oauthbearer_expected_issuer,
+            oauthbearer_expected_audience: s.sasl_oauthbearer_expected_audience.unwrap_or_default(),
+            oauthbearer_sub_claim_name: s
+                .sasl_oauthbearer_sub_claim_name
+                .unwrap_or(d.oauthbearer_sub_claim_name),
+            oauthbearer_clock_skew_seconds: s
+                .sasl_oauthbearer_clock_skew_seconds
+                .unwrap_or(d.oauthbearer_clock_skew_seconds),
+            oauthbearer_unsecured: s.sasl_oauthbearer_unsecured.unwrap_or(d.oauthbearer_unsecured),
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 //! runs right after ApiVersions ([`sasl`]). Connections opened from a client
 //! ([`Client::connect_to`]) use the same settings.
 //!
-//! Imports `protocol`, `record_batch`, `security` and `config` only.
+//! Imports `protocol`, `record_batch`, `security` (TLS, SASL clients, SCRAM's salted
+//! passwords) and `config` only.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -22,6 +23,7 @@ pub mod routing;
 pub mod sasl;
 pub mod topics;
 pub mod txn;
+pub mod users;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

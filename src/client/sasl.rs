@@ -1,10 +1,12 @@
 //! SASL on the tools' connections (KIP-43 framing): SaslHandshake v1 names the mechanism,
 //! then SaslAuthenticate v2 carries the mechanism's messages until it is done.
 //!
-//! PLAIN (RFC 4616) is written here: one message, `\0user\0password`. SCRAM-SHA-256/512
-//! (RFC 5802) belong to the `security::sasl` module the SASL work adds: its client side
-//! plugs in at [`mechanism`], the one place that maps a mechanism name to its messages.
+//! The messages themselves (PLAIN, SCRAM-SHA-256/512, the broker's SCRAM signature checked at
+//! the end) come from `security::sasl::client`, the one client step function the tools and
+//! the tests share; this file only frames them and draws the SCRAM nonce.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use kafka_protocol::messages::{
     ApiKey, RequestKind, ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
@@ -12,45 +14,27 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Client, ClientError};
 use crate::security::client::SaslCredentials;
+use crate::security::sasl::client::ClientExchange;
 
-/// The client side of one SASL mechanism: the first message, then an answer to each
-/// server message, until it returns `None` (done).
-pub trait ClientMechanism {
-    /// The next message to send, given the server's last one (empty before the first).
-    fn step(&mut self, server: &[u8]) -> Result<Option<Vec<u8>>, ClientError>;
-}
+/// Random bytes in a SCRAM client nonce (RFC 5802 asks for a fresh, unpredictable one).
+const NONCE_BYTES: usize = 24;
 
-/// PLAIN: authzid empty, then the user name and password, NUL-separated.
-struct Plain {
-    message: Option<Vec<u8>>,
-}
-
-impl ClientMechanism for Plain {
-    fn step(&mut self, _server: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        Ok(self.message.take())
-    }
-}
-
-/// The client side of `credentials.mechanism`.
-pub fn mechanism(credentials: &SaslCredentials) -> Result<Box<dyn ClientMechanism>, ClientError> {
-    match credentials.mechanism.as_str() {
-        "PLAIN" => {
-            let mut message = vec![0u8];
-            message.extend_from_slice(credentials.username.as_bytes());
-            message.push(0);
-            message.extend_from_slice(credentials.password.as_bytes());
-            Ok(Box::new(Plain { message: Some(message) }))
-        }
-        other => Err(ClientError::Protocol(format!(
-            "SASL mechanism {other} is not available in the strata tools yet (PLAIN is)"
-        ))),
-    }
+/// The client side of `credentials.mechanism`, with a fresh nonce.
+fn exchange(credentials: &SaslCredentials) -> Result<ClientExchange, ClientError> {
+    let mut random = [0u8; NONCE_BYTES];
+    getrandom::fill(&mut random)
+        .map_err(|e| ClientError::Protocol(format!("no random numbers for a nonce: {e}")))?;
+    // Base64 is printable and has no comma, as a SCRAM nonce must be.
+    let nonce = B64.encode(random);
+    let (user, password) = (&credentials.username, &credentials.password);
+    ClientExchange::new(&credentials.mechanism, user, password, &nonce)
+        .map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
 /// Authenticates `client` with `credentials`: SASL_AUTHENTICATION_FAILED and the broker's
 /// message when it refuses.
 pub fn authenticate(client: &mut Client, credentials: &SaslCredentials) -> Result<(), ClientError> {
-    let mut mechanism = mechanism(credentials)?;
+    let mut exchange = exchange(credentials)?;
     let name = StrBytes::from_string(credentials.mechanism.clone());
     let body = RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(name));
     let ResponseKind::SaslHandshake(r) = client.call_at(ApiKey::SaslHandshake, 1, body)? else {
@@ -59,7 +43,10 @@ pub fn authenticate(client: &mut Client, credentials: &SaslCredentials) -> Resul
     let offered: Vec<String> = r.mechanisms.iter().map(|m| m.to_string()).collect();
     ClientError::check(r.error_code, format!("SASL mechanism (broker offers {offered:?})"))?;
     let mut server = Vec::new();
-    while let Some(message) = mechanism.step(&server)? {
+    let step_failed = |e: crate::security::sasl::SaslError| {
+        ClientError::Protocol(format!("SASL {}: {e}", credentials.mechanism))
+    };
+    while let Some(message) = exchange.step(&server).map_err(step_failed)? {
         let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
         let body = RequestKind::SaslAuthenticate(request);
         let ResponseKind::SaslAuthenticate(r) =

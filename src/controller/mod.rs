@@ -18,6 +18,7 @@ pub mod placement;
 pub mod producer_ids;
 pub mod quorum;
 pub mod topic_config;
+pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -146,6 +147,9 @@ pub struct ClusterMetadata {
     /// nothing and are dropped from ISRs (see [`placement::Command::FenceBroker`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub fenced: BTreeSet<i32>,
+    /// SCRAM users and their credentials, by name (KIP-554; see [`users`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, users::UserCredentials>,
     /// The broker this snapshot was localized for ([`ClusterMetadata::localize`]); `None` on
     /// a single broker and in the replicated state. Not stored.
     #[serde(skip)]

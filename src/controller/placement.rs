@@ -110,6 +110,13 @@ pub enum Command {
     /// Leadership goes back to each partition's preferred (first) replica when it is in sync,
     /// unfenced and not leading (Kafka's auto.leader.rebalance.enable).
     ElectPreferredLeaders,
+    /// AlterUserScramCredentials, one user: its upsertions and deletions, all or none.
+    AlterScramCredentials {
+        /// The user.
+        user: String,
+        /// The changes, in request order.
+        changes: Vec<super::users::ScramChange>,
+    },
 }
 
 /// The topic config that allows electing an out-of-sync replica when no in-sync one is left.
@@ -200,6 +207,7 @@ impl ClusterMetadata {
                     }
                 }
             }
+            Command::AlterScramCredentials { user, changes } => next.alter_scram(user, changes)?,
         }
         next.version += 1;
         Ok(next)

@@ -236,7 +236,11 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeTransactions,
         ListTransactions,
         DescribeCluster,
-        WriteTxnMarkers
+        WriteTxnMarkers,
+        SaslHandshake,
+        SaslAuthenticate,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials
     )
 }
 

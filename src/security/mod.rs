@@ -10,6 +10,7 @@
 pub mod client;
 pub mod listener;
 pub mod principal_mapping;
+pub mod sasl;
 pub mod tls;
 
 use std::fmt;

@@ -88,12 +88,14 @@ async fn read_loop(
 ) {
     let peer = session.peer;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let max = shard.config.max_request_bytes;
+    let (max, max_before_auth) =
+        (shard.config.max_request_bytes, shard.config.sasl.server_max_receive_size);
     loop {
         if !fill(&mut reader, &mut buf, protocol::FRAME_PREFIX_BYTES, peer).await {
             return;
         }
         let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let max = session.frame_bytes_max(max, max_before_auth);
         let size = match protocol::check_frame_size(size, max) {
             Ok(size) => size,
             Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
@@ -103,6 +105,16 @@ async fn read_loop(
         }
         buf.advance(protocol::FRAME_PREFIX_BYTES);
         let frame = buf.split_to(size).freeze();
+        if session.expects_raw_sasl_token() {
+            // After a v0 SaslHandshake: a bare SASL token, not a request (see handlers::sasl).
+            let Some(answer) = handlers::sasl::raw_token(shard, session, frame).await else {
+                return;
+            };
+            if queue.send(Queued::Ready(answer)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let queued = match protocol::parse_request(frame, handlers::supported) {
             Ok(request) => {
                 let (key, version) = (request.key, request.version);
@@ -191,8 +203,10 @@ async fn write_loop(
             Queued::Pending { key, version, correlation_id, reply, started } => {
                 let reply = reply.await;
                 metrics.observe_request(api_slot(key), started.elapsed());
-                let response = match reply {
-                    Some(Reply::Response(response)) => response,
+                let (response, last) = match reply {
+                    Some(Reply::Response(response)) => (response, false),
+                    // A refused SASL login: answered, then closed (already logged).
+                    Some(Reply::Last(response)) => (response, true),
                     Some(Reply::Nothing) => continue,
                     Some(Reply::Close(why)) => {
                         return tracing::warn!(%peer, correlation_id, "closing connection: {why}")
@@ -202,6 +216,11 @@ async fn write_loop(
                     }
                 };
                 match protocol::encode_response(key, version, correlation_id, &response) {
+                    Ok(bytes) if last => {
+                        let _ = writer.write_all(&bytes).await;
+                        let _ = writer.close().await;
+                        return;
+                    }
                     Ok(bytes) => bytes,
                     Err(e) => {
                         let what = "encoding the response failed";

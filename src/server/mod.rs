@@ -49,9 +49,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
     config.validate()?;
-    if let Some(l) = config.listeners.iter().find(|l| l.protocol.uses_sasl()) {
-        anyhow::bail!("listener {}: {} is not supported yet (SASL)", l.name, l.protocol);
-    }
+    // A JWKS file that cannot be read or parsed stops start-up here, naming the file.
+    handlers::sasl::load_config(&config.sasl).map_err(|e| anyhow::anyhow!("SASL settings: {e}"))?;
     let tls = start_tls(&config)?;
     // glommio opens directories with no base fd, so a relative path fails with EBADF.
     config.data_dir = std::path::absolute(&config.data_dir)
@@ -304,8 +303,10 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     futures::pin_mut!(stop);
     if let Some(updates) = updates {
         bootstrap_cluster(&shard, updates).await?;
+        handlers::sasl::ensure_bootstrap_user(&shard).await?;
     } else if id == 0 {
         bootstrap(&shard).await?;
+        handlers::sasl::ensure_bootstrap_user(&shard).await?;
     } else {
         match futures::future::select(is_ready, stop.as_mut()).await {
             futures::future::Either::Left((Ok(()), _)) => {}
@@ -459,6 +460,7 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
         return Ok(());
     };
     let node = shard.config.node_id;
+    import_single_broker_users(shard, &old).await;
     for topic in old.topics.into_values() {
         let name = topic.name.clone();
         let id = topic.id;
@@ -477,6 +479,27 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let to = data_dir.join(format!("{}.imported", controller::METADATA_FILE));
     std::fs::rename(&from, &to).map_err(|e| anyhow::anyhow!("renaming {}: {e}", from.display()))?;
     Ok(())
+}
+
+/// The SCRAM users of a single broker's metadata.json that the cluster does not have yet
+/// (a user the cluster knows keeps the cluster's credentials).
+async fn import_single_broker_users(shard: &Rc<Shard>, old: &ClusterMetadata) {
+    use controller::users::ScramChange;
+    for (user, credentials) in &old.users {
+        if shard.meta().users.contains_key(user) {
+            continue;
+        }
+        let changes = credentials
+            .iter()
+            .map(|(m, c)| ScramChange::Upsert { mechanism: *m, credential: c.clone() })
+            .collect();
+        let command =
+            controller::placement::Command::AlterScramCredentials { user: user.clone(), changes };
+        match shard.control_command(command).await {
+            Ok(()) => tracing::info!(user = %user, "imported a single-broker SCRAM user"),
+            Err(e) => tracing::warn!(user = %user, "SCRAM user not imported: {e}"),
+        }
+    }
 }
 
 /// In a cluster, the internal topics (`__consumer_offsets`, `__transaction_state`) are created

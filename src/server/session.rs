@@ -3,10 +3,16 @@
 //!
 //! A `Session` lives on the shard that accepted the connection (`Rc`, never sent across
 //! threads); requests forwarded to other shards carry what they need of it by value.
+//!
+//! On a SASL listener the session also holds the connection's SASL state
+//! ([`SaslConnection`]): the connection asks [`Session::admit`] before handling each request,
+//! and the SASL handlers drive the exchange. Its `RefCell` is only borrowed inside
+//! [`Session::with_sasl`]'s closure, which cannot await.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
+use crate::security::sasl::{Admit, SaslConnection};
 use crate::security::{Principal, SecurityProtocol};
 
 /// One client connection's identity. See the module docs.
@@ -20,17 +26,53 @@ pub struct Session {
     pub protocol: SecurityProtocol,
     /// Who the client is: `User:ANONYMOUS` until it authenticates.
     principal: RefCell<Principal>,
+    /// SASL state, on connections of SASL listeners only.
+    sasl: Option<RefCell<SaslConnection>>,
 }
 
 impl Session {
     /// A session for a connection from `peer` on `listener` (which speaks `protocol`), not
-    /// yet authenticated.
+    /// yet authenticated; on a SASL listener it must authenticate before anything else.
     pub fn new(peer: SocketAddr, listener: &str, protocol: SecurityProtocol) -> Self {
+        let sasl = protocol.uses_sasl().then(|| RefCell::new(SaslConnection::default()));
         Session {
             peer,
             listener: listener.to_owned(),
             protocol,
             principal: RefCell::new(Principal::anonymous()),
+            sasl,
+        }
+    }
+
+    /// Whether the connection came in on a SASL listener.
+    pub fn is_sasl(&self) -> bool {
+        self.sasl.is_some()
+    }
+
+    /// Whether a request of `key` may be handled now: always on non-SASL listeners; on SASL
+    /// ones, as [`SaslConnection::admit`] says (`monotonic_ms` for session expiry).
+    pub fn admit(&self, key: kafka_protocol::messages::ApiKey, monotonic_ms: u64) -> Admit {
+        self.with_sasl(|sasl| sasl.admit(key, monotonic_ms)).unwrap_or(Admit::Pass)
+    }
+
+    /// Runs `f` on the SASL state (`None` on a non-SASL listener). `f` cannot await, so the
+    /// borrow never outlives it.
+    pub fn with_sasl<R>(&self, f: impl FnOnce(&mut SaslConnection) -> R) -> Option<R> {
+        self.sasl.as_ref().map(|sasl| f(&mut sasl.borrow_mut()))
+    }
+
+    /// Whether the next frame is a raw SASL token (after a v0 SaslHandshake).
+    pub fn expects_raw_sasl_token(&self) -> bool {
+        self.with_sasl(|sasl| sasl.expects_raw_token()).unwrap_or(false)
+    }
+
+    /// The largest request frame to accept now: `configured`, or `before_auth` when the
+    /// connection has yet to authenticate on a SASL listener (Kafka's
+    /// `sasl.server.max.receive.size`).
+    pub fn frame_bytes_max(&self, configured: usize, before_auth: usize) -> usize {
+        match self.with_sasl(|sasl| sasl.is_authenticated()) {
+            Some(false) => configured.min(before_auth),
+            _ => configured,
         }
     }
 

@@ -109,7 +109,8 @@ pub fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
             4 => out.truncate(rng.below(out.len() + 1)),
             5 => {
                 let at = rng.below(out.len() + 1);
-                let extra = rng.bytes(1 + rng.below(64));
+                let len = 1 + rng.below(64);
+                let extra = rng.bytes(len);
                 out.splice(at..at, extra);
             }
             6 if !out.is_empty() => {
@@ -182,5 +183,7 @@ pub fn run(target: &str, check: impl Fn(&[u8])) {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }

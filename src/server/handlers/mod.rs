@@ -16,6 +16,7 @@ mod markers;
 mod metadata;
 mod produce;
 mod producer;
+pub(crate) mod sasl;
 pub(crate) mod txn;
 
 use std::rc::Rc;
@@ -69,6 +70,11 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
     // Broker to broker: a transaction coordinator's markers (v1 is the only version).
     ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
+    // SASL (KIP-43, KIP-152, KIP-368) and SCRAM users (KIP-554).
+    ApiRange { key: ApiKey::SaslHandshake, min: 0, max: 1 },
+    ApiRange { key: ApiKey::SaslAuthenticate, min: 0, max: 2 },
+    ApiRange { key: ApiKey::DescribeUserScramCredentials, min: 0, max: 0 },
+    ApiRange { key: ApiKey::AlterUserScramCredentials, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -80,6 +86,8 @@ pub fn supported(key: ApiKey) -> Option<ApiRange> {
 pub enum Reply {
     /// Send this response.
     Response(Box<ResponseKind>),
+    /// Send this response, then close the connection (a refused SASL login).
+    Last(Box<ResponseKind>),
     /// Send nothing (produce with acks=0).
     Nothing,
     /// Close the connection, logging why.
@@ -95,6 +103,9 @@ pub async fn dispatch(
     session: &Rc<Session>,
 ) -> LocalFuture<Reply> {
     let version = request.version;
+    if let Some(refused) = sasl::gate(session, request.key) {
+        return Box::pin(async move { refused });
+    }
     let shard = shard.clone();
     match request.body {
         RequestKind::Produce(req) => produce::start(&shard, req).await,
@@ -105,6 +116,15 @@ pub async fn dispatch(
                 let response = group::join(&shard, req, version, client_id, host).await;
                 Reply::Response(Box::new(ResponseKind::JoinGroup(response)))
             })
+        }
+        RequestKind::SaslHandshake(req) => {
+            let reply = sasl::handshake(&shard, session, req, version);
+            Box::pin(async move { reply })
+        }
+        // Awaited here, before the connection reads its next request (see `sasl`).
+        RequestKind::SaslAuthenticate(req) => {
+            let reply = sasl::authenticate(&shard, session, req, version).await;
+            Box::pin(async move { reply })
         }
         RequestKind::ApiVersions(_) => {
             let body = protocol::api_versions_response(APIS, 0);
@@ -184,6 +204,12 @@ async fn handle_any(
         ),
         RequestKind::WriteTxnMarkers(req) => {
             ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            ResponseKind::DescribeUserScramCredentials(sasl::describe_users(shard, req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            ResponseKind::AlterUserScramCredentials(sasl::alter_users(shard, req).await)
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
