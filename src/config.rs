@@ -32,6 +32,12 @@ pub mod limits {
     /// Longest a fetch may wait, whatever the client asks (Kafka clamps similarly).
     pub const FETCH_WAIT_MS_MAX: i32 = 60_000;
 
+    /// A compressed batch may decompress to at most this many times its topic's
+    /// `max.message.bytes`: the leader walks every record of a compressed batch, and this
+    /// bounds the work and memory a zip bomb costs (Kafka has no such bound; a producer's
+    /// uncompressed batch is normally at most its `batch.size`, far below this).
+    pub const DECOMPRESSED_BATCH_RATIO_MAX: usize = 64;
+
     /// Most partitions `__consumer_offsets` may be created with.
     pub const OFFSETS_TOPIC_PARTITIONS_MAX: i32 = 1000;
 
@@ -66,6 +72,9 @@ pub enum FlushPolicy {
         interval_ms: Option<u64>,
     },
 }
+
+/// Shortest cluster secret accepted (bytes); `security::peer_auth` checks the same.
+pub const SECRET_BYTES_MIN: usize = 16;
 
 /// One member of the controller quorum (`id@host:port`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +148,21 @@ pub struct BrokerConfig {
     pub tail_cache_bytes: usize,
     /// Kafka's `log.message.timestamp.type` is `LogAppendTime`.
     pub log_append_time: bool,
+    /// Kafka's `log.message.timestamp.before.max.ms`: how far in the past a CreateTime record's
+    /// timestamp may be (default `message.timestamp.before.max.ms` of topics).
+    pub message_timestamp_before_max_ms: i64,
+    /// Kafka's `log.message.timestamp.after.max.ms`: how far in the future (Kafka 4.0's
+    /// default: one hour).
+    pub message_timestamp_after_max_ms: i64,
+    /// Kafka's `compression.type`: `producer` keeps each batch's codec; `uncompressed`,
+    /// `gzip`, `snappy`, `lz4` or `zstd` recompress batches that arrive in another codec.
+    pub compression_type: String,
+    /// Kafka's `compression.gzip.level`: 1-9, or -1 for zlib's default (6).
+    pub compression_gzip_level: i32,
+    /// Kafka's `compression.lz4.level`: 1-17.
+    pub compression_lz4_level: i32,
+    /// Kafka's `compression.zstd.level`: -131072 to 22.
+    pub compression_zstd_level: i32,
     /// Kafka's `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is
     /// created (an existing topic keeps its count).
     pub offsets_topic_partitions: i32,
@@ -146,6 +170,14 @@ pub struct BrokerConfig {
     /// produce request is appended and made durable, then its connection is closed instead
     /// of answered, as a network fault would, so clients retry. `None` in production.
     pub fault_drop_produce_every: Option<u64>,
+    /// Fault injection for tests (hidden flag `--fault-panic-on-client-id ID`): every request
+    /// whose header carries this client id panics in its handler, as a bug would; the panic
+    /// must be contained to that request's connection. `None` in production.
+    pub fault_panic_on_client_id: Option<String>,
+    /// Fault injection for tests (hidden flag `--fault-panic-on-group ID`): the first
+    /// Heartbeat of this group panics inside its coordinator, as a bug in the group state
+    /// machine would; the group must recover. `None` in production.
+    pub fault_panic_on_group: Option<String>,
     /// Address of the admin HTTP listener (`/metrics`, `/health/*`, `/v1/status`); `None`
     /// disables it.
     pub admin_listen: Option<SocketAddr>,
@@ -190,6 +222,34 @@ pub struct BrokerConfig {
     /// observer (a Raft learner, as KRaft's broker-only nodes): it gets the metadata log
     /// but does not vote.
     pub controller_voters: Vec<Voter>,
+    // ---- controller authentication and liveness (issue 15 item 5, issue 19) ----
+    /// The cluster's shared secret: every controller-port connection proves knowledge of it
+    /// (HMAC challenge both ways). Required in a cluster unless `controller_insecure`.
+    pub cluster_secret: Option<Secret>,
+    /// A file holding the cluster secret (trailing newline ignored), instead of
+    /// `cluster_secret`.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Development only: the controller port accepts peers without authentication.
+    pub controller_insecure: bool,
+    /// KRaft's `broker.heartbeat.interval.ms`: how often a broker heartbeats the controllers.
+    pub broker_heartbeat_interval_ms: u64,
+    /// After the controller connection a broker heartbeats on closes (its process died and
+    /// the kernel reset its sockets, or it shut down), the broker is fenced unless it
+    /// heartbeats again within this long. Silent failures (a hung host, a partition) are
+    /// caught by `broker_session_timeout_ms` instead.
+    pub broker_disconnect_timeout_ms: u64,
+    /// Kafka's `unclean.leader.election.enable`, the default of topics that do not set it
+    /// (the controller leader's value applies cluster-wide).
+    pub unclean_leader_election: bool,
+    /// Kafka's `broker.rack`: replicas of a partition are spread over racks, and Metadata
+    /// and DescribeCluster report it.
+    pub broker_rack: Option<String>,
+    /// Kafka's `leader.replication.throttled.rate` (bytes/s per broker): what a leader sends
+    /// to replicas being added by a reassignment; `None` is unlimited.
+    pub leader_replication_throttled_rate: Option<u64>,
+    /// Kafka's `follower.replication.throttled.rate` (bytes/s per broker): what a replica
+    /// being added by a reassignment fetches; `None` is unlimited.
+    pub follower_replication_throttled_rate: Option<u64>,
     /// SASL settings of SASL listeners (see [`SaslSettings`]).
     pub sasl: SaslSettings,
 }
@@ -198,13 +258,13 @@ pub struct BrokerConfig {
 /// a test there checks both lists agree: this module imports nothing).
 pub const SASL_MECHANISMS: [&str; 4] = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"];
 
-/// A secret setting (a bootstrap password): printed as `***` in debug output.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A secret setting: its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
+        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -330,8 +390,16 @@ impl Default for BrokerConfig {
             flush: FlushPolicy::EveryProduce,
             tail_cache_bytes: 8 << 20,
             log_append_time: false,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
+            compression_type: "producer".into(),
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
             offsets_topic_partitions: 16,
             fault_drop_produce_every: None,
+            fault_panic_on_client_id: None,
+            fault_panic_on_group: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], limits::ADMIN_PORT_DEFAULT))),
             shutdown_timeout_ms: 30_000,
             retention_ms: 7 * 24 * 3600 * 1000,
@@ -342,13 +410,22 @@ impl Default for BrokerConfig {
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
             replica_lag_time_max_ms: 10_000,
-            broker_session_timeout_ms: 6_000,
+            broker_session_timeout_ms: 3_000,
             transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
             // storage::PRODUCER_EXPIRATION_MS (config imports nothing; a test there checks).
             producer_id_expiration_ms: 24 * 3600 * 1000,
             auto_leader_rebalance: true,
             controller_listen: None,
             controller_voters: Vec::new(),
+            cluster_secret: None,
+            cluster_secret_file: None,
+            controller_insecure: false,
+            broker_heartbeat_interval_ms: 250,
+            broker_disconnect_timeout_ms: 750,
+            unclean_leader_election: false,
+            broker_rack: None,
+            leader_replication_throttled_rate: None,
+            follower_replication_throttled_rate: None,
             sasl: SaslSettings::default(),
         }
     }
@@ -368,6 +445,10 @@ pub struct ConfigError {
     /// Why the value was refused.
     pub reason: String,
 }
+
+/// Kafka's `compression.type` values (broker and topic).
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError { key, reason: reason.into() }
@@ -414,6 +495,7 @@ impl BrokerConfig {
         if !policies.contains(&self.cleanup_policy.as_str()) {
             return Err(bad("cleanup-policy", "must be delete, compact or compact,delete"));
         }
+        self.validate_records()?;
         if self.retention_check_ms == 0 {
             return Err(bad("retention-check-ms", "must be at least 1"));
         }
@@ -429,6 +511,16 @@ impl BrokerConfig {
         if self.broker_session_timeout_ms < 1_000 {
             return Err(bad("broker-session-timeout-ms", "must be at least 1000"));
         }
+        if self.broker_heartbeat_interval_ms < 10
+            || self.broker_heartbeat_interval_ms * 2 > self.broker_session_timeout_ms
+        {
+            let reason = "must be at least 10 and at most half of broker-session-timeout-ms";
+            return Err(bad("broker-heartbeat-interval-ms", reason));
+        }
+        if self.broker_disconnect_timeout_ms < 2 * self.broker_heartbeat_interval_ms {
+            let reason = "must be at least twice broker-heartbeat-interval-ms";
+            return Err(bad("broker-disconnect-timeout-ms", reason));
+        }
         if self.transactional_id_expiration_ms == 0 {
             return Err(bad("transactional-id-expiration-ms", "must be at least 1"));
         }
@@ -438,6 +530,30 @@ impl BrokerConfig {
         self.validate_listeners()?;
         self.sasl.validate()?;
         self.validate_cluster()
+    }
+
+    /// The record settings: timestamps window and compression.
+    fn validate_records(&self) -> Result<(), ConfigError> {
+        if self.message_timestamp_before_max_ms < 0 {
+            return Err(bad("message-timestamp-before-max-ms", "must be at least 0"));
+        }
+        if self.message_timestamp_after_max_ms < 0 {
+            return Err(bad("message-timestamp-after-max-ms", "must be at least 0"));
+        }
+        if !COMPRESSION_TYPES.contains(&self.compression_type.as_str()) {
+            return Err(bad("compression-type", format!("must be one of {COMPRESSION_TYPES:?}")));
+        }
+        let gzip = self.compression_gzip_level;
+        if gzip != -1 && !(1..=9).contains(&gzip) {
+            return Err(bad("compression-gzip-level", "must be 1 to 9, or -1 (the default)"));
+        }
+        if !(1..=17).contains(&self.compression_lz4_level) {
+            return Err(bad("compression-lz4-level", "must be 1 to 17"));
+        }
+        if !(-131_072..=22).contains(&self.compression_zstd_level) {
+            return Err(bad("compression-zstd-level", "must be -131072 to 22"));
+        }
+        Ok(())
     }
 
     /// Whether this broker is part of a multi-broker cluster (has controller voters).
@@ -533,6 +649,26 @@ impl BrokerConfig {
                 "controller-listen",
                 "must differ from the listeners and admin-listen",
             ));
+        }
+        let secret = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
+        if self.cluster_secret.is_some() && self.cluster_secret_file.is_some() {
+            return Err(bad(
+                "cluster-secret",
+                "give cluster-secret or cluster-secret-file, not both",
+            ));
+        }
+        if !secret && !self.controller_insecure {
+            return Err(bad(
+                "cluster-secret",
+                "a cluster needs a shared secret for its controller port: set cluster-secret \
+                 or cluster-secret-file on every broker (or controller-insecure=true, for \
+                 development only)",
+            ));
+        }
+        if let Some(Secret(text)) = &self.cluster_secret {
+            if text.len() < SECRET_BYTES_MIN {
+                return Err(bad("cluster-secret", "must be at least 16 bytes"));
+            }
         }
         Ok(())
     }

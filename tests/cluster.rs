@@ -349,6 +349,7 @@ fn a_single_broker_data_directory_joins_a_cluster_with_its_topics() {
     let args = ["--node-id", "1", "--controller-listen", &controller, "--controller-voters"];
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(format!("1@{controller}"));
+    args.extend(["--cluster-secret".to_owned(), common::random_secret()]);
     let mut clustered = Broker::launch(single.addr, single.data_dir.clone(), args);
     clustered.wait_ready();
     let mut conn = Conn::connect(clustered.addr);

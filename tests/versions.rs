@@ -299,6 +299,39 @@ fn txn_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> {
                 -1
             }),
         ),
+        _ => return operations_request(key, version, topic, None),
+    })
+}
+
+/// A cluster operation of `key` at `version` on partition 0 of `topic`: a preferred
+/// election, a move to `target` (a cancellation without one), a listing.
+fn operations_request(
+    key: ApiKey,
+    version: i16,
+    topic: &str,
+    target: Option<Vec<i32>>,
+) -> Option<RequestKind> {
+    Some(match key {
+        ApiKey::ElectLeaders => {
+            let t = elect_leaders_request::TopicPartitions::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![0]);
+            let req = ElectLeadersRequest::default().with_topic_partitions(Some(vec![t]));
+            RequestKind::ElectLeaders(req.with_timeout_ms(10_000))
+        }
+        ApiKey::AlterPartitionReassignments => {
+            use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+            let replicas = target.map(|t| t.into_iter().map(BrokerId).collect());
+            let p = ReassignablePartition::default().with_replicas(replicas);
+            let t = ReassignableTopic::default().with_name(name(topic)).with_partitions(vec![p]);
+            let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![t]);
+            let req =
+                if version >= 1 { req.with_allow_replication_factor_change(true) } else { req };
+            RequestKind::AlterPartitionReassignments(req.with_timeout_ms(10_000))
+        }
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+        ),
         _ => return None,
     })
 }
@@ -335,4 +368,63 @@ fn every_advertised_version_answers() {
         }
     }
     assert!(untested.is_empty(), "advertised but not covered here: {untested:?}");
+}
+
+/// The cluster operations at every version they are advertised at, on a cluster where they
+/// do something: a preferred election that is not needed, moves that start and are
+/// cancelled, the listing that shows them.
+#[test]
+fn every_cluster_operation_version_answers_on_a_cluster() {
+    use common::{create, layout, poll, Cluster};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["--shards", "1"]);
+    let mut conn = Conn::connect(cluster.brokers[0].addr);
+    assert_eq!(create(&mut conn, "ops", 1, 2), (0, None));
+    let replicas = poll("the partition in sync", || {
+        let now = layout(&mut conn, "ops")?;
+        (now[0].3.len() == 2).then(|| now[0].2.clone())
+    });
+    let spare = (1..=3).find(|id| !replicas.contains(id)).unwrap();
+    for (key, min, max) in advertised(&mut conn) {
+        let key = ApiKey::try_from(key).unwrap();
+        for version in min..=max {
+            match key {
+                ApiKey::ElectLeaders => {
+                    let body = operations_request(key, version, "ops", None).unwrap();
+                    let ResponseKind::ElectLeaders(r) = conn.call(key, version, body) else {
+                        panic!("not an ElectLeaders response")
+                    };
+                    let code = r.replica_election_results[0].partition_result[0].error_code;
+                    assert_eq!(code, 84, "ELECTION_NOT_NEEDED at v{version}");
+                }
+                ApiKey::AlterPartitionReassignments => {
+                    // A move to the spare broker, one back, then a cancellation: of the move
+                    // back if it is still in progress (0), else NO_REASSIGNMENT_IN_PROGRESS.
+                    for (target, want) in [
+                        (Some(vec![replicas[0], spare]), &[0][..]),
+                        (Some(replicas.clone()), &[0][..]),
+                        (None, &[0, 85][..]),
+                    ] {
+                        let body = operations_request(key, version, "ops", target).unwrap();
+                        let ResponseKind::AlterPartitionReassignments(r) =
+                            conn.call(key, version, body)
+                        else {
+                            panic!("not an AlterPartitionReassignments response")
+                        };
+                        let code = r.responses[0].partitions[0].error_code;
+                        assert!(want.contains(&code), "code {code} at v{version}");
+                    }
+                }
+                ApiKey::ListPartitionReassignments => {
+                    let body = operations_request(key, version, "ops", None).unwrap();
+                    let ResponseKind::ListPartitionReassignments(r) = conn.call(key, version, body)
+                    else {
+                        panic!("not a ListPartitionReassignments response")
+                    };
+                    assert_eq!(r.error_code, 0);
+                }
+                _ => {}
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! `strata cluster info`: brokers, the controller and under-replicated partitions, over the
 //! Kafka protocol (DescribeCluster and Metadata), like `kafka-metadata-quorum.sh` and
-//! `kafka-topics.sh --under-replicated-partitions`.
+//! `kafka-topics.sh --under-replicated-partitions`; `strata cluster reassign`: partition
+//! moves from a JSON plan, like `kafka-reassign-partitions.sh` (generate, execute, verify,
+//! cancel, list).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -29,6 +31,10 @@ enum ClusterCommand {
     /// Brokers (alive: heard from by the controller lately), the controller, and partitions
     /// with fewer in-sync replicas than replicas.
     Info,
+    /// Move partitions between brokers (AlterPartitionReassignments) from a JSON plan
+    /// `{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,3,4]}]}`.
+    #[command(subcommand)]
+    Reassign(super::reassign::ReassignCommand),
 }
 
 /// Runs `strata cluster ...`.
@@ -40,6 +46,9 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     )?;
     match args.command {
         ClusterCommand::Info => info(&mut client, args.output),
+        ClusterCommand::Reassign(command) => {
+            super::reassign::run(&mut client, command, args.output)
+        }
     }
 }
 

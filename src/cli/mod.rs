@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod reassign;
 pub mod serve;
 pub mod topic;
 pub mod txn;

@@ -31,6 +31,14 @@ pub struct ServeArgs {
     /// (after its data is durable), so that clients retry.
     #[arg(long, hide = true)]
     fault_drop_produce_every: Option<u64>,
+    /// Testing only: every request from this client id panics in its handler (the panic is
+    /// contained: that connection closes, the broker keeps serving).
+    #[arg(long, hide = true)]
+    fault_panic_on_client_id: Option<String>,
+    /// Testing only: the first Heartbeat of this group panics inside its coordinator (the
+    /// group is reset and its members rejoin).
+    #[arg(long, hide = true)]
+    fault_panic_on_group: Option<String>,
 }
 
 /// Every broker setting. The defaults are those of [`BrokerConfig::default`].
@@ -182,6 +190,27 @@ pub struct Settings {
     /// [default: false]
     #[arg(long, env = "STRATA_LOG_APPEND_TIME", action = clap::ArgAction::Set)]
     pub log_append_time: Option<bool>,
+    /// Refuse CreateTime records stamped more than this many ms in the past
+    /// (log.message.timestamp.before.max.ms). [default: 9223372036854775807]
+    #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_BEFORE_MAX_MS")]
+    pub message_timestamp_before_max_ms: Option<i64>,
+    /// Refuse CreateTime records stamped more than this many ms in the future
+    /// (log.message.timestamp.after.max.ms). [default: 3600000]
+    #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_AFTER_MAX_MS")]
+    pub message_timestamp_after_max_ms: Option<i64>,
+    /// Default compression.type of topics: producer (keep the producer's codec), or
+    /// uncompressed, gzip, snappy, lz4, zstd (recompress to it). [default: producer]
+    #[arg(long, env = "STRATA_COMPRESSION_TYPE")]
+    pub compression_type: Option<String>,
+    /// Default compression.gzip.level: 1-9, or -1 for the codec's default. [default: -1]
+    #[arg(long, env = "STRATA_COMPRESSION_GZIP_LEVEL", allow_negative_numbers = true)]
+    pub compression_gzip_level: Option<i32>,
+    /// Default compression.lz4.level: 1-17. [default: 9]
+    #[arg(long, env = "STRATA_COMPRESSION_LZ4_LEVEL")]
+    pub compression_lz4_level: Option<i32>,
+    /// Default compression.zstd.level: -131072 to 22. [default: 3]
+    #[arg(long, env = "STRATA_COMPRESSION_ZSTD_LEVEL", allow_negative_numbers = true)]
+    pub compression_zstd_level: Option<i32>,
     /// Partitions of the internal `__consumer_offsets` topic when it is first created
     /// (offsets.topic.num.partitions; Kafka's default is 50). [default: 16]
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_PARTITIONS")]
@@ -226,7 +255,7 @@ pub struct Settings {
     #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<u64>,
     /// A broker silent for this long is fenced and its partitions get new leaders
-    /// (broker.session.timeout.ms). [default: 6000]
+    /// (broker.session.timeout.ms). [default: 3000]
     #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
     /// A transactional id with no open transaction and no update for this long is forgotten
@@ -261,7 +290,7 @@ pub struct Settings {
     /// `name:password` of a SCRAM user (SHA-256 and SHA-512) created at start-up when no user
     /// of that name exists: the first admin of a new cluster. [default: unset]
     #[arg(long, env = "STRATA_SASL_BOOTSTRAP_USER")]
-    pub sasl_bootstrap_user: Option<SecretText>,
+    pub sasl_bootstrap_user: Option<SecretArg>,
     /// JWKS file (path or file:// URL) whose keys sign OAUTHBEARER tokens
     /// (sasl.oauthbearer.jwks.endpoint.url). [default: unset]
     #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
@@ -289,6 +318,45 @@ pub struct Settings {
     /// development only, anyone can mint one. [default: false]
     #[arg(long, env = "STRATA_SASL_OAUTHBEARER_UNSECURED", action = clap::ArgAction::Set)]
     pub sasl_oauthbearer_unsecured: Option<bool>,
+    /// The cluster's shared secret (at least 16 bytes): every controller-port connection
+    /// proves it knows it (HMAC challenge both ways). Required with controller-voters unless
+    /// controller-insecure. Prefer cluster-secret-file or STRATA_CLUSTER_SECRET to a flag.
+    /// [default: unset]
+    #[arg(long, env = "STRATA_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<SecretArg>,
+    /// File holding the cluster secret (a trailing newline is ignored). [default: unset]
+    #[arg(long, env = "STRATA_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Development only: the controller port accepts any peer, unauthenticated.
+    /// [default: false]
+    #[arg(long, env = "STRATA_CONTROLLER_INSECURE", action = clap::ArgAction::Set)]
+    pub controller_insecure: Option<bool>,
+    /// How often a broker heartbeats the controllers (broker.heartbeat.interval.ms).
+    /// [default: 250]
+    #[arg(long, env = "STRATA_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A broker whose controller connection closed (process died, shutdown) is fenced
+    /// unless it heartbeats again within this many ms. [default: 750]
+    #[arg(long, env = "STRATA_BROKER_DISCONNECT_TIMEOUT_MS")]
+    pub broker_disconnect_timeout_ms: Option<u64>,
+    /// Default unclean.leader.election.enable of topics: elect an out-of-sync replica when no
+    /// in-sync one is alive (availability over durability). The controller's value applies.
+    /// [default: false]
+    #[arg(long, env = "STRATA_UNCLEAN_LEADER_ELECTION", action = clap::ArgAction::Set)]
+    pub unclean_leader_election: Option<bool>,
+    /// This broker's rack (broker.rack): replicas of a partition go to different racks, and
+    /// Metadata and DescribeCluster report it. [default: unset]
+    #[arg(long, env = "STRATA_BROKER_RACK")]
+    pub broker_rack: Option<String>,
+    /// Bytes/s a leader sends to replicas being added by a reassignment
+    /// (leader.replication.throttled.rate), so a move does not starve clients.
+    /// [default: unlimited]
+    #[arg(long, env = "STRATA_LEADER_REPLICATION_THROTTLED_RATE")]
+    pub leader_replication_throttled_rate: Option<u64>,
+    /// Bytes/s a replica being added by a reassignment fetches
+    /// (follower.replication.throttled.rate). [default: unlimited]
+    #[arg(long, env = "STRATA_FOLLOWER_REPLICATION_THROTTLED_RATE")]
+    pub follower_replication_throttled_rate: Option<u64>,
     /// Log line format: `text` or `json` (one JSON object per line). [default: text]
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -296,6 +364,37 @@ pub struct Settings {
     /// and it wins over RUST_LOG. [default: RUST_LOG, else `info,openraft=error`]
     #[arg(long, env = "STRATA_LOG_LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// A secret value (written as a plain string in flags, env and file); never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct SecretArg(pub String);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(s.to_owned()))
+    }
+}
+
+impl From<String> for SecretArg {
+    fn from(s: String) -> Self {
+        SecretArg(s)
+    }
+}
+
+impl From<SecretArg> for String {
+    fn from(s: SecretArg) -> String {
+        s.0
+    }
 }
 
 /// The admin listener's address, or `off` (written so in flags, env and file).
@@ -398,25 +497,6 @@ impl From<Voters> for String {
     }
 }
 
-/// A secret setting (written as is in flags, env and file; `***` in debug output).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecretText(pub String);
-
-impl std::fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::str::FromStr for SecretText {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(SecretText(s.to_owned()))
-    }
-}
-
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -478,6 +558,12 @@ impl Settings {
             flush_ms,
             tail_cache_bytes,
             log_append_time,
+            message_timestamp_before_max_ms,
+            message_timestamp_after_max_ms,
+            compression_type,
+            compression_gzip_level,
+            compression_lz4_level,
+            compression_zstd_level,
             offsets_topic_partitions,
             admin_listen,
             shutdown_timeout_ms,
@@ -507,6 +593,15 @@ impl Settings {
             sasl_oauthbearer_sub_claim_name,
             sasl_oauthbearer_clock_skew_seconds,
             sasl_oauthbearer_unsecured,
+            cluster_secret,
+            cluster_secret_file,
+            controller_insecure,
+            broker_heartbeat_interval_ms,
+            broker_disconnect_timeout_ms,
+            unclean_leader_election,
+            broker_rack,
+            leader_replication_throttled_rate,
+            follower_replication_throttled_rate,
         )
     }
 
@@ -552,6 +647,12 @@ impl Settings {
             flush_ms: None,
             tail_cache_bytes: Some(d.tail_cache_bytes),
             log_append_time: Some(d.log_append_time),
+            message_timestamp_before_max_ms: Some(d.message_timestamp_before_max_ms),
+            message_timestamp_after_max_ms: Some(d.message_timestamp_after_max_ms),
+            compression_type: Some(d.compression_type),
+            compression_gzip_level: Some(d.compression_gzip_level),
+            compression_lz4_level: Some(d.compression_lz4_level),
+            compression_zstd_level: Some(d.compression_zstd_level),
             offsets_topic_partitions: Some(d.offsets_topic_partitions),
             admin_listen: Some(AdminListen(d.admin_listen)),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
@@ -585,6 +686,15 @@ impl Settings {
             sasl_oauthbearer_sub_claim_name: Some(d.sasl.oauthbearer_sub_claim_name),
             sasl_oauthbearer_clock_skew_seconds: Some(d.sasl.oauthbearer_clock_skew_seconds),
             sasl_oauthbearer_unsecured: Some(d.sasl.oauthbearer_unsecured),
+            cluster_secret: None,
+            cluster_secret_file: None,
+            controller_insecure: Some(d.controller_insecure),
+            broker_heartbeat_interval_ms: Some(d.broker_heartbeat_interval_ms),
+            broker_disconnect_timeout_ms: Some(d.broker_disconnect_timeout_ms),
+            unclean_leader_election: Some(d.unclean_leader_election),
+            broker_rack: None,
+            leader_replication_throttled_rate: None,
+            follower_replication_throttled_rate: None,
         }
     }
 
@@ -739,10 +849,22 @@ impl Settings {
             flush,
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),
+            message_timestamp_before_max_ms: self
+                .message_timestamp_before_max_ms
+                .unwrap_or(d.message_timestamp_before_max_ms),
+            message_timestamp_after_max_ms: self
+                .message_timestamp_after_max_ms
+                .unwrap_or(d.message_timestamp_after_max_ms),
+            compression_type: self.compression_type.unwrap_or(d.compression_type),
+            compression_gzip_level: self.compression_gzip_level.unwrap_or(d.compression_gzip_level),
+            compression_lz4_level: self.compression_lz4_level.unwrap_or(d.compression_lz4_level),
+            compression_zstd_level: self.compression_zstd_level.unwrap_or(d.compression_zstd_level),
             offsets_topic_partitions: self
                 .offsets_topic_partitions
                 .unwrap_or(d.offsets_topic_partitions),
             fault_drop_produce_every: None,
+            fault_panic_on_client_id: None,
+            fault_panic_on_group: None,
             admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
             shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: self
@@ -770,6 +892,21 @@ impl Settings {
             controller_listen: self.controller_listen.or(d.controller_listen),
             controller_voters: self.controller_voters.map_or(d.controller_voters, |v| v.0),
             sasl,
+            cluster_secret: self.cluster_secret.map(|s| Secret(s.0)),
+            cluster_secret_file: self.cluster_secret_file,
+            controller_insecure: self.controller_insecure.unwrap_or(d.controller_insecure),
+            broker_heartbeat_interval_ms: self
+                .broker_heartbeat_interval_ms
+                .unwrap_or(d.broker_heartbeat_interval_ms),
+            broker_disconnect_timeout_ms: self
+                .broker_disconnect_timeout_ms
+                .unwrap_or(d.broker_disconnect_timeout_ms),
+            unclean_leader_election: self
+                .unclean_leader_election
+                .unwrap_or(d.unclean_leader_election),
+            broker_rack: self.broker_rack.filter(|r| !r.trim().is_empty()),
+            leader_replication_throttled_rate: self.leader_replication_throttled_rate,
+            follower_replication_throttled_rate: self.follower_replication_throttled_rate,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         Ok((config, PoolOptions { shards, cpus, spin_before_park: spin }))
@@ -823,6 +960,8 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
 /// Runs the broker until SIGINT/SIGTERM. `log` is the global --log / STRATA_LOG filter.
 pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     let fault_drop_produce_every = args.fault_drop_produce_every.filter(|&n| n > 0);
+    let fault_panic_on_client_id = args.fault_panic_on_client_id.clone();
+    let fault_panic_on_group = args.fault_panic_on_group.clone();
     let settings = match resolve(args) {
         Ok(settings) => settings,
         Err(e) => {
@@ -835,6 +974,8 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     super::init_logging(filter.as_deref(), json);
     let (mut config, pool) = settings.into_config()?;
     config.fault_drop_produce_every = fault_drop_produce_every;
+    config.fault_panic_on_client_id = fault_panic_on_client_id;
+    config.fault_panic_on_group = fault_panic_on_group;
     strata::server::serve(config, pool)
 }
 

@@ -1,4 +1,4 @@
-//! `strata topic create|list|describe|delete|alter-config|add-partitions`: topic
+//! `strata topic create|list|describe|delete|alter-config|add-partitions|elect-leaders|move`: topic
 //! administration over the Kafka protocol ([`strata::client`]), like Kafka's
 //! `kafka-topics.sh` and `kafka-configs.sh`.
 
@@ -74,6 +74,30 @@ enum TopicCommand {
         #[arg(long)]
         total: i32,
     },
+    /// Elect leaders (ElectLeaders, KIP-460): the preferred replica, or with `--unclean` any
+    /// live replica of a partition that has no leader (may lose acknowledged data).
+    ElectLeaders {
+        /// Topic [default: every topic].
+        topic: Option<String>,
+        /// Partitions of the topic (repeatable) [default: all of them].
+        #[arg(long = "partition", requires = "topic")]
+        partitions: Vec<i32>,
+        /// Unclean election instead of preferred.
+        #[arg(long)]
+        unclean: bool,
+    },
+    /// Move partitions of a topic to other brokers (a reassignment; see `strata cluster
+    /// reassign` for plans over many topics).
+    Move {
+        /// Topic name.
+        topic: String,
+        /// Partitions to move (repeatable) [default: all of them].
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
+        /// Target replicas, comma-separated, preferred leader first.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicas: Vec<i32>,
+    },
 }
 
 /// Runs a `strata topic` command.
@@ -115,7 +139,61 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             client.add_partitions(&topic, total)?;
             done(output, "grew", &topic)
         }
+        TopicCommand::ElectLeaders { topic, partitions, unclean } => {
+            elect_leaders(&mut client, topic, partitions, unclean, output)
+        }
+        TopicCommand::Move { topic, partitions, replicas } => {
+            let partitions =
+                if partitions.is_empty() { client.partitions(&topic)? } else { partitions };
+            let moves: Vec<_> =
+                partitions.iter().map(|p| (topic.clone(), *p, Some(replicas.clone()))).collect();
+            super::reassign::answer(&mut client, &moves, output, "moving")
+        }
     }
+}
+
+fn elect_leaders(
+    client: &mut Client,
+    topic: Option<String>,
+    partitions: Vec<i32>,
+    unclean: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    let wanted: Option<Vec<(String, i32)>> = match topic {
+        None => None,
+        Some(topic) => {
+            let partitions =
+                if partitions.is_empty() { client.partitions(&topic)? } else { partitions };
+            Some(partitions.into_iter().map(|p| (topic.clone(), p)).collect())
+        }
+    };
+    let answers = client.elect_leaders(wanted.as_deref(), unclean)?;
+    // ELECTION_NOT_NEEDED (84) is not a failure: the wanted leader leads.
+    let failed = answers.iter().filter(|a| a.2 != 0 && a.2 != 84).count();
+    if output == Output::Json {
+        let rows: Vec<_> = answers
+            .iter()
+            .map(|(t, p, code, message)| {
+                json!({"topic": t, "partition": p, "error_code": code, "error_message": message})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        let rows = answers
+            .iter()
+            .map(|(t, p, code, message)| {
+                let result = match code {
+                    0 => "elected".to_owned(),
+                    84 => "not needed".to_owned(),
+                    code => format!("error {code}"),
+                };
+                vec![t.clone(), p.to_string(), result, message.clone().unwrap_or_default()]
+            })
+            .collect();
+        print_table(&["TOPIC", "PARTITION", "RESULT", "MESSAGE"], rows);
+    }
+    anyhow::ensure!(failed == 0, "{failed} partition(s) could not be elected");
+    Ok(())
 }
 
 fn pair(text: &str) -> anyhow::Result<(String, String)> {

@@ -96,3 +96,185 @@ impl Client {
         })
     }
 }
+
+/// One partition's answer to an operation: (topic, partition, error code, message).
+pub type PartitionAnswer = (String, i32, i16, Option<String>);
+
+/// A partition's replica set as Metadata reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Leader (-1 if none).
+    pub leader: i32,
+    /// Replica node ids, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// In-sync replica node ids.
+    pub isr: Vec<i32>,
+}
+
+/// A reassignment in progress (ListPartitionReassignments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Every replica during the move (target first).
+    pub replicas: Vec<i32>,
+    /// Replicas being added.
+    pub adding: Vec<i32>,
+    /// Replicas being removed.
+    pub removing: Vec<i32>,
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(kafka_protocol::protocol::StrBytes::from_string(name.to_owned()))
+}
+
+impl Client {
+    /// Every partition of `topics` (every topic when empty), by topic and partition.
+    pub fn placements(&mut self, topics: &[String]) -> Result<Vec<Placement>, ClientError> {
+        let wanted = (!topics.is_empty()).then(|| {
+            topics
+                .iter()
+                .map(|t| {
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(t)))
+                })
+                .collect()
+        });
+        let req = RequestKind::Metadata(MetadataRequest::default().with_topics(wanted));
+        let (_, ResponseKind::Metadata(m)) = self.call(ApiKey::Metadata, 12, req)? else {
+            return Err(protocol("Metadata answered with another message"));
+        };
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        let mut out = Vec::new();
+        for t in &m.topics {
+            let topic = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code != 0 && t.error_code != 5 {
+                ClientError::check(t.error_code, format!("topic {topic}"))?;
+            }
+            for p in &t.partitions {
+                out.push(Placement {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    replicas: ids(&p.replica_nodes),
+                    isr: ids(&p.isr_nodes),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    /// ElectLeaders of `partitions` (every partition when `None`): preferred, or `unclean`.
+    pub fn elect_leaders(
+        &mut self,
+        partitions: Option<&[(String, i32)]>,
+        unclean: bool,
+    ) -> Result<Vec<PartitionAnswer>, ClientError> {
+        let topics = partitions.map(|list| {
+            let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+            for (topic, p) in list {
+                by_topic.entry(topic).or_default().push(*p);
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect()
+        });
+        let req = ElectLeadersRequest::default()
+            .with_election_type(i8::from(unclean))
+            .with_topic_partitions(topics)
+            .with_timeout_ms(30_000);
+        let (_, ResponseKind::ElectLeaders(r)) =
+            self.call(ApiKey::ElectLeaders, 2, RequestKind::ElectLeaders(req))?
+        else {
+            return Err(protocol("ElectLeaders answered with another message"));
+        };
+        ClientError::check(r.error_code, "ElectLeaders")?;
+        let mut out = Vec::new();
+        for t in r.replica_election_results {
+            for p in t.partition_result {
+                let message = p.error_message.map(|m| m.to_string());
+                out.push((t.topic.0.to_string(), p.partition_id, p.error_code, message));
+            }
+        }
+        Ok(out)
+    }
+
+    /// AlterPartitionReassignments: (topic, partition, target replicas or `None` to cancel).
+    pub fn alter_reassignments(
+        &mut self,
+        moves: &[(String, i32, Option<Vec<i32>>)],
+    ) -> Result<Vec<PartitionAnswer>, ClientError> {
+        use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<ReassignablePartition>> =
+            Default::default();
+        for (topic, partition, target) in moves {
+            let replicas = target.as_ref().map(|t| t.iter().copied().map(BrokerId).collect());
+            let p = ReassignablePartition::default()
+                .with_partition_index(*partition)
+                .with_replicas(replicas);
+            by_topic.entry(topic).or_default().push(p);
+        }
+        let topics = by_topic
+            .into_iter()
+            .map(|(t, ps)| {
+                ReassignableTopic::default().with_name(topic_name(t)).with_partitions(ps)
+            })
+            .collect();
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_allow_replication_factor_change(true)
+            .with_topics(topics);
+        let req = RequestKind::AlterPartitionReassignments(req);
+        let (_, ResponseKind::AlterPartitionReassignments(r)) =
+            self.call(ApiKey::AlterPartitionReassignments, 1, req)?
+        else {
+            return Err(protocol("AlterPartitionReassignments answered with another message"));
+        };
+        ClientError::check(r.error_code, "AlterPartitionReassignments")?;
+        let mut out = Vec::new();
+        for t in r.responses {
+            for p in t.partitions {
+                let message = p.error_message.map(|m| m.to_string());
+                out.push((t.name.0.to_string(), p.partition_index, p.error_code, message));
+            }
+        }
+        Ok(out)
+    }
+
+    /// ListPartitionReassignments of every partition.
+    pub fn list_reassignments(&mut self) -> Result<Vec<Reassignment>, ClientError> {
+        let req = ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000);
+        let req = RequestKind::ListPartitionReassignments(req);
+        let (_, ResponseKind::ListPartitionReassignments(r)) =
+            self.call(ApiKey::ListPartitionReassignments, 0, req)?
+        else {
+            return Err(protocol("ListPartitionReassignments answered with another message"));
+        };
+        ClientError::check(r.error_code, "ListPartitionReassignments")?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        let mut out = Vec::new();
+        for t in r.topics {
+            for p in t.partitions {
+                out.push(Reassignment {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -259,3 +259,116 @@ fn data_from_before_isrs_and_fencing_still_loads() {
     let read: ClusterMetadata = serde_json::from_str(&written).unwrap();
     assert_eq!(read, fenced);
 }
+
+// ---- cluster operations (issue 19) ----
+
+fn reassign(meta: &ClusterMetadata, index: i32, target: Option<Vec<i32>>) -> ClusterMetadata {
+    meta.apply(&Command::Reassign { moves: vec![("t".into(), index, target)] }).unwrap()
+}
+
+#[test]
+fn a_reassignment_adds_waits_for_the_isr_moves_leadership_then_removes() {
+    let mut meta = cluster();
+    meta = register(&meta, 4);
+    // Partition 0: [1,2,3] led by 1, moved to [4,2,3].
+    let moving = reassign(&meta, 0, Some(vec![4, 2, 3]));
+    let p = part(&moving, 0);
+    assert_eq!(
+        (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
+        (vec![4, 2, 3, 1], vec![4], vec![1])
+    );
+    assert_eq!((p.leader, p.isr.clone()), (Some(1), vec![1, 2, 3]), "nothing moves yet");
+    assert_eq!(moving.reassignments().len(), 1);
+    // The leader adds 4 to the ISR once it caught up: the move completes at once.
+    let done = moving.apply(&alter(&moving, 0, &[1, 2, 3, 4])).unwrap();
+    let p = part(&done, 0);
+    assert_eq!((p.replicas.clone(), p.isr.clone()), (vec![4, 2, 3], vec![2, 3, 4]));
+    assert_eq!(p.leader, Some(4), "the removed leader hands over to the first in-sync target");
+    assert_eq!(p.leader_epoch, 1);
+    assert!(p.adding.is_empty() && p.removing.is_empty() && done.reassignments().is_empty());
+}
+
+#[test]
+fn a_reassignment_can_be_cancelled_or_replaced_and_checks_its_target() {
+    let meta = register(&cluster(), 4);
+    let moving = reassign(&meta, 1, Some(vec![4, 1]));
+    assert_eq!(part(&moving, 1).replicas, vec![4, 1, 2, 3]);
+    // Replaced: the original replicas are still 1, 2 and 3 (in the order of the current
+    // list, as in KRaft: replicas minus adding), whatever the first target was.
+    let replaced = reassign(&moving, 1, Some(vec![2, 4, 1]));
+    let p = part(&replaced, 1);
+    assert_eq!(
+        (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
+        (vec![2, 4, 1, 3], vec![4], vec![3])
+    );
+    let cancelled = reassign(&replaced, 1, None);
+    let p = part(&cancelled, 1);
+    // Back to 1, 2 and 3, in the order of the replaced move's list.
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2, 1, 3], vec![2, 3, 1], Some(2))
+    );
+    assert!(cancelled.reassignments().is_empty());
+    let none = cancelled.check_reassignment("t", 1, None).unwrap_err();
+    assert_eq!(none.code, E::NoReassignmentInProgress.code());
+    let stranger = cancelled.check_reassignment("t", 1, Some(&[9])).unwrap_err();
+    assert_eq!(stranger.code, E::InvalidReplicaAssignment.code());
+    let repeated = cancelled.check_reassignment("t", 1, Some(&[1, 1])).unwrap_err();
+    assert_eq!(repeated.code, E::InvalidReplicaAssignment.code());
+}
+
+#[test]
+fn elect_leaders_preferred_and_unclean_and_the_cluster_default() {
+    use crate::controller::operations::{election, ElectionRefusal};
+    let meta = cluster();
+    // Partition 0 [1,2,3]: 1 fenced, 2 leads; back and in sync, 1 can be elected again.
+    let meta = unfence(&fence(&meta, 1), 1);
+    let meta = meta.apply(&alter(&meta, 0, &[2, 3, 1])).unwrap();
+    assert_eq!(part(&meta, 0).leader, Some(2));
+    assert_eq!(election(part(&meta, 0), &meta.fenced, false), Ok(1));
+    let elected = meta
+        .apply(&Command::ElectLeaders { partitions: vec![("t".into(), 0)], unclean: false })
+        .unwrap();
+    assert_eq!(part(&elected, 0).leader, Some(1));
+    assert_eq!(
+        election(part(&elected, 0), &elected.fenced, false),
+        Err(ElectionRefusal::NotNeeded)
+    );
+    // Leaderless: every in-sync replica fenced; the out-of-sync one is alive.
+    let meta = elected.apply(&alter(&elected, 0, &[1])).unwrap();
+    let meta = fence(&fence(&meta, 2), 1);
+    assert_eq!(part(&meta, 0).leader, None);
+    assert_eq!(
+        election(part(&meta, 0), &meta.fenced, false),
+        Err(ElectionRefusal::PreferredNotAvailable)
+    );
+    let unclean = meta
+        .apply(&Command::ElectLeaders { partitions: vec![("t".into(), 0)], unclean: true })
+        .unwrap();
+    assert_eq!((part(&unclean, 0).leader, part(&unclean, 0).isr.clone()), (Some(3), vec![3]));
+    // The controller's default allows it too, for topics that do not say.
+    let defaulted =
+        meta.apply(&Command::SetClusterDefaults { unclean_leader_election: true }).unwrap();
+    assert_eq!(part(&defaulted, 0).leader, Some(3));
+}
+
+#[test]
+fn replicas_spread_over_racks() {
+    let mut meta = ClusterMetadata::default();
+    // Six brokers, two per rack, ids not in rack order.
+    for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+        let broker =
+            BrokerMeta { rack: Some(rack.into()), ..BrokerMeta::new(id, "127.0.0.1", 9000) };
+        meta = meta.apply(&Command::RegisterBroker { broker, cluster_id: "c".into() }).unwrap();
+    }
+    let meta = meta.apply(&create("t", 12, 3)).unwrap();
+    let rack = |id: i32| meta.brokers[&id].rack.clone().unwrap();
+    let mut leaders = BTreeMap::new();
+    for p in &meta.topics["t"].partitions {
+        let racks: std::collections::BTreeSet<String> =
+            p.replicas.iter().map(|&r| rack(r)).collect();
+        assert_eq!(racks.len(), 3, "{:?} spans every rack", p.replicas);
+        *leaders.entry(p.leader.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(leaders.len(), 6, "leaders spread over every broker: {leaders:?}");
+}

@@ -14,6 +14,7 @@
 //! machine ([`quorum`]), changed by [`placement::Command`]s; shard 0 publishes each applied
 //! snapshot, localized ([`ClusterMetadata::localize`]), and metadata.json is not used.
 
+pub mod operations;
 pub mod placement;
 pub mod producer_ids;
 pub mod quorum;
@@ -63,6 +64,12 @@ pub struct PartitionMeta {
     /// carrying an older one is refused.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub partition_epoch: i32,
+    /// Reassignment in progress (KIP-455): target replicas not in the original set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// Reassignment in progress: original replicas not in the target set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 fn is_zero(value: &i32) -> bool {
@@ -78,6 +85,17 @@ pub struct BrokerMeta {
     pub host: String,
     /// Port of its inter-broker listener.
     pub port: u16,
+    /// Kafka's `broker.rack`, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    /// The broker epoch (KRaft's): set by the controller when this incarnation registered,
+    /// the same on every broker; heartbeats carrying another one are refused.
+    #[serde(default)]
+    pub epoch: i64,
+    /// Chosen by the broker process at start-up: a registration of the same incarnation again
+    /// (a retry) keeps the epoch, a new one gets a new epoch.
+    #[serde(default)]
+    pub incarnation: uuid::Uuid,
     /// The advertised address of each of its listeners, which Metadata answers with to a
     /// client of that listener. Empty in registrations made before named listeners: their
     /// one endpoint is `host:port`, on every listener.
@@ -99,7 +117,15 @@ pub struct BrokerEndpoint {
 impl BrokerMeta {
     /// A broker reachable at `host:port` on every listener (tests, old registrations).
     pub fn new(id: i32, host: impl Into<String>, port: u16) -> BrokerMeta {
-        BrokerMeta { id, host: host.into(), port, endpoints: Vec::new() }
+        BrokerMeta {
+            id,
+            host: host.into(),
+            port,
+            rack: None,
+            epoch: 0,
+            incarnation: uuid::Uuid::nil(),
+            endpoints: Vec::new(),
+        }
     }
 
     /// This broker's advertised `(host, port)` on `listener`; `None` if it has no such
@@ -150,6 +176,10 @@ pub struct ClusterMetadata {
     /// SCRAM users and their credentials, by name (KIP-554; see [`users`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub users: BTreeMap<String, users::UserCredentials>,
+    /// The controller's `unclean.leader.election.enable` default, for topics that do not set
+    /// it (see [`placement::Command::SetClusterDefaults`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unclean_leader_election: bool,
     /// The broker this snapshot was localized for ([`ClusterMetadata::localize`]); `None` on
     /// a single broker and in the replicated state. Not stored.
     #[serde(skip)]
@@ -279,6 +309,8 @@ impl ClusterMetadata {
                 leader: None,
                 isr: Vec::new(),
                 partition_epoch: 0,
+                adding: Vec::new(),
+                removing: Vec::new(),
             })
             .collect()
     }

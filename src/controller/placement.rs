@@ -117,6 +117,27 @@ pub enum Command {
         /// The changes, in request order.
         changes: Vec<super::users::ScramChange>,
     },
+    // ---- cluster operations (issue 19): see `controller::operations` ----
+    /// ElectLeaders (KIP-460) of these partitions: the preferred replica, or with `unclean`
+    /// any live replica of a partition without a leader. Partitions where that is not
+    /// possible are left as they are.
+    ElectLeaders {
+        /// (topic, partition) pairs.
+        partitions: Vec<(String, i32)>,
+        /// Unclean election (any live replica, for leaderless partitions only).
+        unclean: bool,
+    },
+    /// AlterPartitionReassignments (KIP-455): (topic, partition, target replicas), `None`
+    /// cancelling the reassignment in progress.
+    Reassign {
+        /// The moves.
+        moves: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
+    /// The controller leader's cluster-wide defaults for topics that do not override them.
+    SetClusterDefaults {
+        /// `unclean.leader.election.enable`.
+        unclean_leader_election: bool,
+    },
 }
 
 /// The topic config that allows electing an out-of-sync replica when no in-sync one is left.
@@ -137,7 +158,14 @@ impl ClusterMetadata {
                     next.cluster_id = cluster_id.clone();
                 }
                 // A fenced broker stays fenced until the controller hears its heartbeats.
-                next.brokers.insert(broker.id, broker.clone());
+                // A new incarnation gets a new epoch: above every epoch handed out before
+                // (`version` only grows), and the same on every broker (log order).
+                let mut broker = broker.clone();
+                broker.epoch = match next.brokers.get(&broker.id) {
+                    Some(old) if old.incarnation == broker.incarnation => old.epoch,
+                    _ => i64::try_from(self.version).unwrap_or(i64::MAX - 1) + 1,
+                };
+                next.brokers.insert(broker.id, broker);
             }
             Command::CreateTopic { name, id, partitions, replication_factor, configs } => {
                 next.check_new_topic(name, *partitions, *replication_factor, configs)?;
@@ -194,9 +222,20 @@ impl ClusterMetadata {
                 // Allowing unclean election may give leaderless partitions a leader.
                 next.elect_leaderless();
             }
-            Command::AlterPartition { .. } => next.alter_partition(command)?,
+            Command::AlterPartition { .. } => {
+                next.alter_partition(command)?;
+                next.complete_reassignments();
+            }
             Command::FenceBroker { id } => next.fence(*id),
             Command::UnfenceBroker { id } => next.unfence(*id),
+            Command::ElectLeaders { partitions, unclean } => {
+                next.elect_leaders(partitions, *unclean)
+            }
+            Command::Reassign { moves } => next.reassign(moves),
+            Command::SetClusterDefaults { unclean_leader_election } => {
+                next.unclean_leader_election = *unclean_leader_election;
+                next.elect_leaderless();
+            }
             Command::ElectPreferredLeaders => {
                 let fenced = next.fenced.clone();
                 for partition in next.partitions_mut() {
@@ -266,19 +305,19 @@ impl ClusterMetadata {
     }
 
     /// Replica lists for `count` new partitions; `replication_factor` must be checked.
-    /// Round-robin over the registered brokers; a list whose first broker is fenced is
-    /// rotated to start with its first unfenced one (no leader if all are fenced).
+    /// Round-robin over the registered brokers in rack-alternating order
+    /// ([`rack_alternated`]), each replica list skipping brokers of racks it already has
+    /// until every rack has one (Kafka's rack-aware assignment); a list whose first broker
+    /// is fenced is rotated to start with its first unfenced one (no leader if all are).
     fn place(&mut self, count: usize, replication_factor: usize) -> Vec<PartitionMeta> {
-        let ids: Vec<i32> = self.brokers.keys().copied().collect();
+        let ids = rack_alternated(&self.brokers);
         assert!(!ids.is_empty());
         assert!(replication_factor <= ids.len());
         let first = self.next_broker % ids.len();
         self.next_broker = (first + count) % ids.len();
         (0..count)
             .map(|i| {
-                let start = first + i;
-                let mut replicas: Vec<i32> =
-                    (0..replication_factor).map(|j| ids[(start + j) % ids.len()]).collect();
+                let mut replicas = spread(&ids, &self.brokers, first + i, replication_factor);
                 if let Some(up) = replicas.iter().position(|id| !self.fenced.contains(id)) {
                     replicas.rotate_left(up);
                 }
@@ -290,6 +329,8 @@ impl ClusterMetadata {
                     isr: replicas.clone(),
                     replicas,
                     partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
                 }
             })
             .collect()
@@ -355,8 +396,9 @@ impl ClusterMetadata {
     fn fence(&mut self, id: i32) {
         self.fenced.insert(id);
         let fenced = self.fenced.clone();
+        let default = self.unclean_leader_election;
         for topic in self.topics.values_mut() {
-            let unclean = unclean_allowed(topic);
+            let unclean = unclean_allowed(topic, default);
             for partition in &mut topic.partitions {
                 let mut changed = false;
                 if partition.isr.len() > 1 && partition.isr.contains(&id) {
@@ -386,8 +428,9 @@ impl ClusterMetadata {
     /// replica, or any unfenced one where the topic allows unclean election.
     fn elect_leaderless(&mut self) {
         let fenced = self.fenced.clone();
+        let default = self.unclean_leader_election;
         for topic in self.topics.values_mut() {
-            let unclean = unclean_allowed(topic);
+            let unclean = unclean_allowed(topic, default);
             for partition in &mut topic.partitions {
                 if partition.leader.is_none()
                     && !partition.replicas.is_empty()
@@ -401,20 +444,20 @@ impl ClusterMetadata {
     }
 
     /// This broker's view of replicated metadata: every partition with a replica on `node`
-    /// (led or followed) gets a shard, the others [`NOT_LOCAL`]. Shards go round-robin over
-    /// the partitions of each topic that `node` hosts, starting at a shard derived from the
-    /// topic id: the same after a restart, and unchanged when leadership moves.
+    /// (led or followed) gets a shard, the others [`NOT_LOCAL`]. Partition `i` of a topic
+    /// goes to shard `(h + i + 1) % shards`, `h` derived from the topic id: the same after a
+    /// restart, and unchanged when leadership moves or replicas are reassigned (a log never
+    /// moves between shards while the broker runs).
     pub fn localize(&self, node: i32, shards: usize) -> ClusterMetadata {
         assert!(shards > 0);
         let mut local = self.clone();
         local.normalize_isr();
         local.local_node = Some(node);
         for topic in local.topics.values_mut() {
-            let mut next = (topic.id.as_u128() % shards as u128) as usize;
-            for partition in &mut topic.partitions {
+            let base = (topic.id.as_u128() % shards as u128) as usize;
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
                 partition.shard = if partition.replicas.contains(&node) {
-                    next = (next + 1) % shards;
-                    next
+                    (base + index + 1) % shards
                 } else {
                     NOT_LOCAL
                 };
@@ -424,9 +467,53 @@ impl ClusterMetadata {
     }
 }
 
-/// Whether the topic allows electing an out-of-sync replica.
-fn unclean_allowed(topic: &TopicMeta) -> bool {
-    topic.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v == "true")
+/// Registered brokers ordered so that racks alternate: the first broker (by id) of each rack
+/// (racks by name; brokers without one form one rack), then the second of each, and so on.
+/// Without racks: the brokers by id.
+fn rack_alternated(brokers: &BTreeMap<i32, BrokerMeta>) -> Vec<i32> {
+    let mut racks: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for b in brokers.values() {
+        racks.entry(b.rack.as_deref().unwrap_or("")).or_default().push(b.id);
+    }
+    let deepest = racks.values().map(Vec::len).max().unwrap_or(0);
+    (0..deepest)
+        .flat_map(|depth| racks.values().filter_map(move |r| r.get(depth).copied()))
+        .collect()
+}
+
+/// `count` replicas from `ids` starting at `start` (round-robin): a broker of a rack already
+/// chosen is skipped while some rack has none.
+fn spread(
+    ids: &[i32],
+    brokers: &BTreeMap<i32, BrokerMeta>,
+    start: usize,
+    count: usize,
+) -> Vec<i32> {
+    let rack = |id: &i32| brokers.get(id).and_then(|b| b.rack.clone());
+    let racks: BTreeSet<Option<String>> = ids.iter().map(rack).collect();
+    let mut chosen: Vec<i32> = Vec::with_capacity(count);
+    let mut used: BTreeSet<Option<String>> = BTreeSet::new();
+    for pass in 0..2 {
+        for k in 0..ids.len() {
+            let id = ids[(start + k) % ids.len()];
+            if chosen.len() == count || chosen.contains(&id) {
+                continue;
+            }
+            // First pass: new racks only (until all are used); second: whatever is left.
+            if pass == 0 && used.len() < racks.len() && used.contains(&rack(&id)) {
+                continue;
+            }
+            used.insert(rack(&id));
+            chosen.push(id);
+        }
+    }
+    chosen
+}
+
+/// Whether the topic allows electing an out-of-sync replica: its config, else the cluster's
+/// default.
+fn unclean_allowed(topic: &TopicMeta, default: bool) -> bool {
+    topic.configs.get(UNCLEAN_LEADER_ELECTION).map_or(default, |v| v.trim() == "true")
 }
 
 /// Sets the leader of a partition without one: the first replica, in `replicas` order, that

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{limits, BrokerConfig, FlushPolicy};
+use crate::config::{limits, BrokerConfig, FlushPolicy, COMPRESSION_TYPES};
 
 /// What values a config takes.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +51,18 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "cleanup.policy", kind: Kind::Choice(CLEANUP_POLICIES), enforced: true },
     long("delete.retention.ms", 0, i64::MAX, true),
     long("min.compaction.lag.ms", 0, i64::MAX, true),
+    // Kafka 3.6+ (KIP-937): CreateTime records outside [now - before, now + after] are refused.
+    long("message.timestamp.before.max.ms", 0, i64::MAX, true),
+    long("message.timestamp.after.max.ms", 0, i64::MAX, true),
+    // KIP-390: the leader recompresses batches that arrive in another codec.
+    TopicConfigDef {
+        name: "compression.type",
+        kind: Kind::Choice(COMPRESSION_TYPES),
+        enforced: true,
+    },
+    long("compression.gzip.level", -1, 9, true),
+    long("compression.lz4.level", 1, 17, true),
+    long("compression.zstd.level", -131_072, 22, true),
     // Stored now, enforced with replication.
     long("min.insync.replicas", 1, i32::MAX as i64, false),
     // The controller elects an out-of-sync replica when no in-sync one is left.
@@ -85,6 +97,12 @@ pub fn broker_synonym(name: &str) -> Option<&'static str> {
         "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "min.insync.replicas" => "min.insync.replicas",
         "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "compression.type" => "compression.type",
+        "compression.gzip.level" => "compression.gzip.level",
+        "compression.lz4.level" => "compression.lz4.level",
+        "compression.zstd.level" => "compression.zstd.level",
         _ => return None,
     })
 }
@@ -127,6 +145,12 @@ pub fn validate(name: &str, value: &str) -> Result<(), TopicConfigError> {
         reason,
     };
     match def.kind {
+        // Kafka: 1-9, or -1 for zlib's default; 0 (stored, not compressed) is not a level.
+        Kind::Long { .. }
+            if name == "compression.gzip.level" && value.trim().parse::<i64>() == Ok(0) =>
+        {
+            Err(invalid("must be between 1 and 9, or -1".into()))
+        }
         Kind::Long { min, max } => match value.trim().parse::<i64>() {
             Ok(v) if (min..=max).contains(&v) => Ok(()),
             Ok(_) => Err(invalid(format!("must be between {min} and {max}"))),
@@ -243,6 +267,12 @@ pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
         "unclean.leader.election.enable" => "false".into(),
         "delete.retention.ms" => broker.delete_retention_ms.to_string(),
         "min.compaction.lag.ms" => broker.min_compaction_lag_ms.to_string(),
+        "message.timestamp.before.max.ms" => broker.message_timestamp_before_max_ms.to_string(),
+        "message.timestamp.after.max.ms" => broker.message_timestamp_after_max_ms.to_string(),
+        "compression.type" => broker.compression_type.clone(),
+        "compression.gzip.level" => broker.compression_gzip_level.to_string(),
+        "compression.lz4.level" => broker.compression_lz4_level.to_string(),
+        "compression.zstd.level" => broker.compression_zstd_level.to_string(),
         _ => return None,
     };
     Some(value)
@@ -270,6 +300,16 @@ mod tests {
         assert_eq!(validate("message.timestamp.type", "LogAppendTime"), Ok(()));
         assert_eq!(validate("cleanup.policy", "compact,delete"), Ok(()));
         assert_eq!(validate("retention.ms", "-1"), Ok(()));
+        assert_eq!(validate("compression.type", "zstd"), Ok(()));
+        assert_eq!(validate("compression.type", "producer"), Ok(()));
+        assert!(validate("compression.type", "brotli").is_err());
+        assert_eq!(validate("compression.gzip.level", "-1"), Ok(()));
+        assert!(validate("compression.gzip.level", "0").is_err());
+        assert!(validate("compression.gzip.level", "10").is_err());
+        assert_eq!(validate("compression.zstd.level", "-5"), Ok(()));
+        assert!(validate("compression.lz4.level", "18").is_err());
+        assert_eq!(validate("message.timestamp.after.max.ms", "0"), Ok(()));
+        assert!(validate("message.timestamp.before.max.ms", "-1").is_err());
     }
 
     #[test]

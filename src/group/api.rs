@@ -92,6 +92,25 @@ pub enum GroupOp {
     },
 }
 
+impl GroupOp {
+    /// The group the operation is about (`None` for `List`, which is about every group).
+    pub fn group_id(&self) -> Option<&str> {
+        Some(match self {
+            GroupOp::Join { req, .. } => req.group_id.0.as_str(),
+            GroupOp::Sync { req } => req.group_id.0.as_str(),
+            GroupOp::Heartbeat { req } => req.group_id.0.as_str(),
+            GroupOp::Leave { req, .. } => req.group_id.0.as_str(),
+            GroupOp::Commit { req } => req.group_id.0.as_str(),
+            GroupOp::OffsetDelete { req } => req.group_id.0.as_str(),
+            GroupOp::TxnCommit { req } => req.group_id.0.as_str(),
+            GroupOp::Fetch { group, .. }
+            | GroupOp::Describe { group }
+            | GroupOp::Delete { group } => group.as_str(),
+            GroupOp::List { .. } => return None,
+        })
+    }
+}
+
 /// Committed offsets of one group.
 #[derive(Debug, Default)]
 pub struct FetchedOffsets {

@@ -9,7 +9,17 @@
 //!
 //! Timers: each group has at most one timer task, armed for [`Group::next_deadline_ms`] and
 //! re-armed whenever an operation moves that deadline (a heartbeat, a join, ...). Nothing
-//! polls.
+//! polls. A timer task is spawned with no borrow of the groups held, and it yields before it
+//! touches them (glommio's `spawn_local` runs a new task at once, inside its spawner).
+//!
+//! Panics: every operation and every timer of a group runs contained
+//! ([`crate::runtime::contain`]). When one panics, the group's in-memory state may be half
+//! changed, so the group is reset ([`Coordinator::reset_group`]): its members are dropped
+//! (those waiting for a join or sync answer, and the panicking request itself, get
+//! COORDINATOR_NOT_AVAILABLE; the others find out at their next heartbeat and rejoin), while
+//! its generation, protocol type and committed offsets stay. Offsets change only by applying
+//! records already durable in `__consumer_offsets`, outside the state machine, so they match
+//! the log. Other groups, and the shard, are not affected.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +39,7 @@ use super::records::{self, OffsetsRecord};
 use super::state::{Group, JoinArgs, JoinOutcome, Outbox, Reply, SyncArgs, SyncOutcome};
 use super::{now_ms, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
 use crate::protocol::ResponseError as E;
+use crate::runtime::contain::contained;
 use crate::storage::PartitionLog;
 
 /// One owned partition of `__consumer_offsets`.
@@ -64,6 +75,21 @@ pub struct Coordinator {
     /// partition, producer id), in commit order: applied by the commit marker, dropped by
     /// the abort marker.
     pub(super) pending_txn: RefCell<HashMap<(i32, i64), Vec<OffsetsRecord>>>,
+    /// Testing only (`--fault-panic-on-group`): the group whose next Heartbeat panics inside
+    /// the coordinator, once. `None` in production.
+    fault_panic_group: RefCell<Option<String>>,
+}
+
+/// What a contained group task is, for the log line of a panic: `group g1`.
+struct GroupTask<'a> {
+    kind: &'static str,
+    id: &'a str,
+}
+
+impl std::fmt::Display for GroupTask<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.id)
+    }
 }
 
 pub(super) fn str_bytes(s: &str) -> StrBytes {
@@ -80,7 +106,23 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             initial_delay_ms,
             pending_txn: RefCell::new(HashMap::new()),
+            fault_panic_group: RefCell::new(None),
         })
+    }
+
+    /// Testing only: the next Heartbeat of `group` panics inside the coordinator (once), as a
+    /// bug in the group state machine would.
+    pub fn inject_panic_on_group(&self, group: Option<String>) {
+        *self.fault_panic_group.borrow_mut() = group;
+    }
+
+    #[allow(clippy::panic)]
+    fn injected_panic(&self, group_id: &str) {
+        let armed = self.fault_panic_group.borrow().as_deref() == Some(group_id);
+        if armed {
+            self.fault_panic_group.borrow_mut().take();
+            panic!("fault injection: a panic in the state machine of group {group_id}");
+        }
     }
 
     /// A new, empty group with this coordinator's settings.
@@ -113,8 +155,45 @@ impl Coordinator {
         commits.collect()
     }
 
-    /// Handles one group request on this shard.
-    pub async fn handle(&self, request: GroupRequest) -> GroupReply {
+    /// Handles one group request on this shard. A panic while handling it is contained: the
+    /// group is reset ([`Coordinator::reset_group`]) and the request gets
+    /// COORDINATOR_NOT_AVAILABLE, which clients retry after looking the coordinator up again.
+    pub async fn handle(&self, request: GroupRequest) -> Result<GroupReply, E> {
+        let group = request.op.group_id().map(str::to_owned);
+        let what = GroupTask { kind: "group", id: group.as_deref().unwrap_or("(all)") };
+        match contained(what, self.run(request)).await {
+            Ok(reply) => Ok(reply),
+            Err(_) => {
+                if let Some(group) = &group {
+                    self.reset_group(group);
+                }
+                Err(E::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// After a panic in the code of `group_id`: replaces the group with an empty one that
+    /// keeps its generation, protocol type and committed offsets (see the module docs). The
+    /// old slot is dropped outside the borrow: its waiting members' answer channels close
+    /// (they get COORDINATOR_NOT_AVAILABLE) and its timer is cancelled.
+    pub(super) fn reset_group(&self, group_id: &str) {
+        let old = self.groups.borrow_mut().remove(group_id);
+        let Some(mut old) = old else {
+            return;
+        };
+        if old.group.state != super::state::GroupState::Dead {
+            let mut group = self.new_group(group_id);
+            group.generation = old.group.generation;
+            group.protocol_type = old.group.protocol_type.take();
+            group.offsets = std::mem::take(&mut old.group.offsets);
+            let members = old.group.members.len();
+            tracing::warn!(group = group_id, members, "reset the group after a panic");
+            self.groups.borrow_mut().insert(group_id.to_owned(), Slot::new(group, old.partition));
+        }
+        drop(old);
+    }
+
+    async fn run(&self, request: GroupRequest) -> GroupReply {
         let partition = request.partition;
         match request.op {
             GroupOp::Join { req, version, client_id, client_host } => {
@@ -170,6 +249,7 @@ impl Coordinator {
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         let member_id = args.member_id.clone();
         if let Err(e) = self.ready_log(partition) {
@@ -256,6 +336,7 @@ impl Coordinator {
             Ok(_) => {
                 let group_id = req.group_id.0.to_string();
                 let mut groups = self.groups.borrow_mut();
+                self.injected_panic(&group_id);
                 match groups.get_mut(&group_id) {
                     None => E::UnknownMemberId.code(),
                     Some(slot) => slot.group.heartbeat(
@@ -356,27 +437,54 @@ impl Coordinator {
     }
 
     /// Arms the group's timer for its next deadline (dropping a timer that no longer fits).
+    ///
+    /// No borrow of the groups is held while the old task is dropped or the new one spawned
+    /// (issue 15: `spawn_local` ran a timer already due at once, whose `on_timer` borrowed the
+    /// groups again and panicked the shard).
     pub(super) fn reschedule(&self, group_id: &str) {
-        let mut groups = self.groups.borrow_mut();
-        let Some(slot) = groups.get_mut(group_id) else {
+        let (next, replaced) = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(slot) = groups.get_mut(group_id) else {
+                return;
+            };
+            let next = slot.group.next_deadline_ms();
+            if slot.timer.as_ref().map(|(at, _)| *at) == next {
+                return;
+            }
+            (next, slot.timer.take())
+        };
+        drop(replaced);
+        let Some(at) = next else {
             return;
         };
-        let next = slot.group.next_deadline_ms();
-        if slot.timer.as_ref().map(|(at, _)| *at) == next {
-            return;
-        }
-        slot.timer = next.map(|at| {
-            let this = self.this.clone();
-            let id = group_id.to_owned();
-            let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
-            let task = glommio::spawn_local(async move {
-                glommio::timer::sleep(wait).await;
-                if let Some(this) = this.upgrade() {
-                    this.on_timer(&id).await;
-                }
-            });
-            (at, task)
-        });
+        let task = self.spawn_timer(group_id, at);
+        // The new task has not touched the groups yet (it yields first): store it. Whatever
+        // it displaces, or the task itself when the group is gone, is dropped (cancelled)
+        // after the borrow ends.
+        let displaced = match self.groups.borrow_mut().get_mut(group_id) {
+            Some(slot) => slot.timer.replace((at, task)),
+            None => Some((at, task)),
+        };
+        drop(displaced);
+    }
+
+    /// Spawns the timer task of `group_id` for deadline `at`; a panic in it resets the group.
+    fn spawn_timer(&self, group_id: &str, at: i64) -> glommio::Task<()> {
+        let this = self.this.clone();
+        let id = group_id.to_owned();
+        let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+        glommio::spawn_local(async move {
+            // spawn_local polls this at once, inside the caller: yield before anything else.
+            glommio::executor().yield_now().await;
+            glommio::timer::sleep(wait).await;
+            let Some(this) = this.upgrade() else {
+                return;
+            };
+            let what = GroupTask { kind: "timer of group", id: &id };
+            if contained(what, this.on_timer(&id)).await.is_err() {
+                this.reset_group(&id);
+            }
+        })
     }
 
     async fn on_timer(&self, group_id: &str) {
@@ -441,6 +549,7 @@ fn join_response(o: JoinOutcome) -> JoinGroupResponse {
         .with_leader(str_bytes(&o.leader))
         .with_member_id(str_bytes(&o.member_id))
         .with_members(members)
+        .with_skip_assignment(o.skip_assignment)
 }
 
 fn sync_response(o: SyncOutcome) -> SyncGroupResponse {

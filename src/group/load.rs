@@ -19,7 +19,10 @@ impl Coordinator {
             tracing::warn!(partition, "offsets partition added twice; replaying again");
         }
         let this = self.clone();
-        glommio::spawn_local(async move {
+        // A panic while replaying leaves the partition loading (its groups answer
+        // COORDINATOR_LOAD_IN_PROGRESS) rather than serving offsets it did not finish reading.
+        let what = format!("loading {} partition {partition}", super::OFFSETS_TOPIC);
+        crate::runtime::contain::spawn_contained(what, async move {
             let count = this.replay(partition, &log).await;
             if let Some(p) = this.partitions.borrow_mut().get_mut(&partition) {
                 p.loaded = true;

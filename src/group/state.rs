@@ -114,6 +114,8 @@ pub struct JoinArgs {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new dynamic member must rejoin with the id it is given.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a rejoining static leader can be told to skip the assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// One member as the leader sees it in its JoinGroup answer.
@@ -144,6 +146,9 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// Every member, for the leader only.
     pub members: Vec<JoinMember>,
+    /// KIP-814: the leader gets the members but must not compute a new assignment (a static
+    /// leader that rejoined a Stable group). JoinGroup v9+ only.
+    pub skip_assignment: bool,
 }
 
 impl JoinOutcome {
@@ -157,6 +162,7 @@ impl JoinOutcome {
             leader: String::new(),
             member_id: member_id.to_owned(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }
@@ -441,7 +447,13 @@ impl Group {
 
     fn join_known(&mut self, args: JoinArgs, now_ms: i64, out: &mut Outbox) -> Reply<JoinOutcome> {
         let id = args.member_id.clone();
-        if self.pending.remove(&id).is_some() {
+        if self.pending.contains_key(&id) {
+            // Pending ids go to dynamic members only (Kafka throws here): rejoining with one
+            // and an instance id could make two members of one group.instance.id.
+            if args.instance_id.is_some() {
+                return outcome_error(E::UnknownMemberId, &id);
+            }
+            self.pending.remove(&id);
             return self.add_member(id, args, now_ms, out);
         }
         let Some(member) = self.members.get(&id) else {
@@ -507,14 +519,28 @@ impl Group {
         member.awaiting_join = false;
         member.awaiting_sync = false;
         self.members.insert(new_id.clone(), member);
+        let skip = args.supports_skip_assignment;
         let join = JoinArgs { member_id: new_id.clone(), ..args };
-        if self.state == GroupState::Stable && !changed && !was_leader {
+        if self.state == GroupState::Stable && !changed {
+            // Same subscription: the member gets its old assignment back at SyncGroup, and no
+            // other member is disturbed, leader or not (Kafka's static rejoin).
             self.update_member(&join, now_ms);
             if let Some(m) = self.members.get_mut(&new_id) {
                 m.awaiting_join = false;
             }
             out.persist = true;
-            return Reply::Now(self.current_outcome(&new_id));
+            let mut outcome = self.current_outcome(&new_id);
+            if was_leader && skip {
+                // KIP-814: the leader learns the members (to watch their subscriptions) but
+                // keeps the current assignment.
+                outcome.skip_assignment = true;
+            } else if was_leader {
+                // Before JoinGroup v9 a leader would compute and send a new assignment: name
+                // the old id as leader so the client acts as a follower (as Kafka does).
+                outcome.leader = old_id.to_owned();
+                outcome.members.clear();
+            }
+            return Reply::Now(outcome);
         }
         self.update_member(&join, now_ms);
         self.rebalance_for_change(now_ms, out);
@@ -545,6 +571,7 @@ impl Group {
             leader,
             member_id: member_id.to_owned(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -823,9 +850,15 @@ impl Group {
 
     /// Applies every timeout due at `now_ms`: evicts members whose session expired and pending
     /// members that never rejoined, ends a join phase whose rebalance timeout passed (dropping
-    /// members that did not rejoin) and a sync phase whose leader never sent the assignment.
+    /// members that did not rejoin) and a sync phase whose leader never sent the assignment,
+    /// and ends the first join phase once its initial delay is over.
+    ///
+    /// Every deadline due is consumed: right after `tick(now)`, [`Group::next_deadline_ms`]
+    /// is later than `now`, unless a member asked for a rebalance timeout of 0 or less (then
+    /// one more tick ends that phase too).
     pub fn tick(&mut self, now_ms: i64, out: &mut Outbox) {
         self.pending.retain(|_, deadline| *deadline > now_ms);
+        let hold_over = self.initial_hold_ms.is_some_and(|(until, _)| until <= now_ms);
         let expired: Vec<String> = self
             .members
             .values()
@@ -850,9 +883,16 @@ impl Group {
                 }
                 self.rebalance_for_change(now_ms, out);
             }
+            // Kafka's InitialDelayedJoin: once the delay is over the join phase completes with
+            // the members that joined, without waiting for members given an id that have not
+            // rejoined with it (they may never: a consumer closed right after its first join).
+            GroupState::PreparingRebalance if hold_over => self.complete_join(now_ms, out),
             _ if !expired.is_empty() => self.after_removal(now_ms, out),
             GroupState::PreparingRebalance => self.try_complete_join(now_ms, out),
             _ => {}
+        }
+        if self.initial_hold_ms.is_some_and(|(until, _)| until <= now_ms) {
+            self.initial_hold_ms = None;
         }
     }
 

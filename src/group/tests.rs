@@ -20,6 +20,7 @@ fn args(member_id: &str) -> JoinArgs {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
         require_known_member_id: true,
+        supports_skip_assignment: true,
         ..JoinArgs::default()
     }
 }
@@ -119,6 +120,46 @@ fn the_first_join_phase_waits_the_initial_delay_for_more_members() {
 }
 
 #[test]
+fn the_initial_delay_ends_the_join_phase_without_members_that_never_rejoined() {
+    // Issue 15, finding 1: a consumer given its id and closed before rejoining left the held
+    // join phase with a deadline already past, and the coordinator's timer re-fired at once.
+    let mut g = Group::new("g", 0).with_initial_delay(3_000);
+    let mut out = Outbox::default();
+    let a = join_new(&mut g, "1", 0, &mut out);
+    let Reply::Now(gone) = g.join(args(""), 100, "2", &mut out) else { panic!("an answer") };
+    assert_eq!(gone.error, E::MemberIdRequired.code());
+    let mut out = Outbox::default();
+    g.tick(3_000, &mut out);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(out.joins.len(), 1);
+    assert_eq!(out.joins[0].1.members.len(), 1, "only the member that rejoined");
+    assert_eq!(out.joins[0].1.leader, a);
+    assert!(g.next_deadline_ms().is_some_and(|at| at > 3_000), "every due deadline consumed");
+}
+
+#[test]
+fn a_pending_member_id_cannot_be_taken_by_a_static_member() {
+    // Found by tests/fuzz_groups.rs: a dynamic member's pending id, rejoined with an instance
+    // id already in use, made two members of one group.instance.id.
+    let mut g = Group::new("g", 0);
+    let mut out = Outbox::default();
+    let static_args = |id: &str| JoinArgs { instance_id: Some("i1".into()), ..args(id) };
+    let Reply::Later(first) = g.join(static_args(""), 0, "1", &mut out) else {
+        panic!("a static member joins at once")
+    };
+    let Reply::Now(given) = g.join(args(""), 0, "2", &mut out) else { panic!("an answer") };
+    assert_eq!(given.error, E::MemberIdRequired.code());
+    let Reply::Now(refused) = g.join(static_args(&given.member_id), 0, "3", &mut out) else {
+        panic!("an answer")
+    };
+    assert_eq!(refused.error, E::UnknownMemberId.code());
+    assert_eq!(g.static_member("i1"), Some(first));
+    assert_eq!(g.members.len(), 1);
+    // The id still works for the dynamic member it was given to.
+    assert!(matches!(g.join(args(&given.member_id), 0, "4", &mut out), Reply::Later(_)));
+}
+
+#[test]
 fn the_initial_delay_never_outlasts_the_rebalance_timeout() {
     let mut g = Group::new("g", 0).with_initial_delay(20_000);
     let mut out = Outbox::default();
@@ -195,6 +236,7 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     let static_args = |id: &str| JoinArgs {
         instance_id: Some("i1".into()),
         require_known_member_id: false,
+        supports_skip_assignment: true,
         ..args(id)
     };
     let Reply::Later(leader) = g.join(static_args(""), 0, "1", &mut out) else { panic!() };
@@ -204,12 +246,31 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     let assignments = vec![(leader.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"B"))];
     g.sync(sync_args(&leader, 2, assignments), 0, &mut out);
     g.sync(sync_args(&b, 2, vec![]), 0, &mut out);
-    // The static leader restarts with a new member id: the old id is fenced, and (being the
-    // leader, which must hand out assignments again) it triggers a rebalance.
-    let Reply::Later(new_id) = g.join(static_args(""), 100, "3", &mut out) else { panic!() };
+    // The static leader restarts with a new member id: the old id is fenced, and the group
+    // stays Stable at generation 2 (KIP-814): the leader gets the members but is told to
+    // skip the assignment, and the other member keeps consuming undisturbed.
+    let Reply::Now(rejoined) = g.join(static_args(""), 100, "3", &mut out) else { panic!() };
+    let new_id = rejoined.member_id.clone();
     assert_ne!(new_id, leader);
+    assert_eq!((rejoined.error, rejoined.generation), (0, 2));
+    assert!(rejoined.skip_assignment);
+    assert_eq!(rejoined.leader, new_id);
+    assert_eq!(rejoined.members.len(), 2);
+    assert_eq!(g.state, GroupState::Stable);
+    assert_eq!(g.heartbeat(&b, None, 2, 150), 0);
     assert_eq!(g.heartbeat(&leader, Some("i1"), 2, 200), E::UnknownMemberId.code());
-    assert_eq!(g.static_member("i1"), Some(new_id));
+    assert_eq!(g.static_member("i1"), Some(new_id.clone()));
+    // Its SyncGroup gets its old assignment back.
+    let Reply::Now(synced) = g.sync(sync_args(&new_id, 2, vec![]), 200, &mut out) else { panic!() };
+    assert_eq!(synced.assignment, Bytes::new());
+    // Before JoinGroup v9 there is no skip flag: the rejoined leader is named a follower
+    // (the old id as leader, no members), so it does not compute an assignment either.
+    let old_client = JoinArgs { supports_skip_assignment: false, ..static_args("") };
+    let Reply::Now(rejoined) = g.join(old_client, 300, "4", &mut out) else { panic!() };
+    assert_eq!((rejoined.generation, rejoined.skip_assignment), (2, false));
+    assert_eq!(rejoined.leader, new_id);
+    assert!(rejoined.members.is_empty());
+    assert_eq!(g.heartbeat(&b, None, 2, 350), 0);
 }
 
 #[test]

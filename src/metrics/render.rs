@@ -124,7 +124,8 @@ impl Scrape {
             encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], s.connections as i64)?;
         }
         let help = "Client requests, connections or frames refused, by reason (a limit hit, \
-                    a malformed request, ...).";
+                    a malformed request, ...; handler_panic: a bug contained to one request, \
+                    group or transaction).";
         let mut m =
             encoder.encode_descriptor("strata_refusals", help, None, MetricType::Counter)?;
         for (reason, count) in super::refusals() {

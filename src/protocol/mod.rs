@@ -240,7 +240,11 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         SaslHandshake,
         SaslAuthenticate,
         DescribeUserScramCredentials,
-        AlterUserScramCredentials
+        AlterUserScramCredentials,
+        // Cluster operations (issue 19).
+        ElectLeaders,
+        AlterPartitionReassignments,
+        ListPartitionReassignments
     )
 }
 

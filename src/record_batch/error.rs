@@ -4,6 +4,10 @@
 pub const CORRUPT_MESSAGE: i16 = 2;
 /// Kafka error code MESSAGE_TOO_LARGE.
 pub const MESSAGE_TOO_LARGE: i16 = 10;
+/// Kafka error code INVALID_TIMESTAMP.
+pub const INVALID_TIMESTAMP: i16 = 32;
+/// Kafka error code UNSUPPORTED_COMPRESSION_TYPE.
+pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 /// Kafka error code UNSUPPORTED_FOR_MESSAGE_FORMAT.
 pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 /// Kafka error code INVALID_RECORD.

@@ -1,5 +1,10 @@
 //! Kafka RecordBatch v2 (magic 2): header parsing, broker-side validation, and in-place rewrites.
 //!
+//! Two levels of validation: [`validate`] checks one batch's framing and CRC (every append,
+//! leader or follower); [`validate_produce`] is what a leader checks of a client's batch
+//! before that (every record walked, compressed batches decompressed under a bound, topic
+//! rules applied, recompression for `compression.type`), see `leader.rs`.
+//!
 //! Pure and synchronous: no I/O, imports nothing from the crate. The same bytes travel on the
 //! wire and on disk, so the storage layer and the protocol layer share this module.
 //!
@@ -15,25 +20,33 @@
 )]
 
 mod batches;
+mod codec;
 mod control;
 mod error;
+mod leader;
 pub mod partition;
 mod records;
 mod rewrite;
 mod timestamp;
+mod walk;
 
+#[cfg(test)]
+mod leader_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use batches::Batches;
+pub use codec::Codec;
 pub use control::{
     check_client_batch, marker_batch, marker_kind, MARKER_ABORT, MARKER_BATCH_BYTES, MARKER_COMMIT,
 };
 pub use error::{
-    BatchError, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE, UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    BatchError, CORRUPT_MESSAGE, INVALID_RECORD, INVALID_TIMESTAMP, MESSAGE_TOO_LARGE,
+    UNSUPPORTED_COMPRESSION_TYPE, UNSUPPORTED_FOR_MESSAGE_FORMAT,
 };
+pub use leader::{validate_produce, Accepted, RecordError, Refusal, Rules};
 pub use records::{record_keys, retain, Compacted, RecordKey};
 pub use rewrite::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
 pub use timestamp::first_offset_with_timestamp_at_or_after;
@@ -83,6 +96,42 @@ pub enum Compression {
     Lz4,
     /// Zstandard.
     Zstd,
+}
+
+impl Compression {
+    /// The codec's value in attributes bits 0-2.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Kafka's name of the codec (`compression.type`); `uncompressed` for none.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The codec named so (`none` also means uncompressed, as on the producer side).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        Some(match name {
+            "uncompressed" | "none" => Compression::None,
+            "gzip" => Compression::Gzip,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            "zstd" => Compression::Zstd,
+            _ => return None,
+        })
+    }
 }
 
 /// Meaning of the batch timestamps (attributes bit 3).

@@ -2,12 +2,15 @@
 //!
 //! This module knows nothing about Kafka. It decides which CPUs the shards run on, how much
 //! memory each executor may register with io_uring, and starts and joins the executors.
-//! Shards talk to each other over a glommio channel mesh built by the caller.
+//! Shards talk to each other over a glommio channel mesh built by the caller. [`contain`]
+//! keeps a panic in one task from ending its shard's executor.
 
 use std::future::Future;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
+
+pub mod contain;
 
 /// Smallest `io_memory` glommio accepts.
 const IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
@@ -72,6 +75,7 @@ where
     F: Future<Output = anyhow::Result<()>> + 'static,
 {
     let cpus = placement(options)?;
+    contain::install_panic_hook();
     let count = cpus.len();
     let io_memory = io_memory_bytes(count);
     let mut handles = Vec::with_capacity(count);

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod listener;
+pub mod peer_auth;
 pub mod principal_mapping;
 pub mod sasl;
 pub mod tls;

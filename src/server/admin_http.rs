@@ -154,7 +154,8 @@ pub async fn serve(shard: Rc<Shard>, health: Arc<Health>, listener: TcpListener)
         admin.open.set(admin.open.get() + 1);
         let admin = admin.clone();
         glommio::spawn_local(async move {
-            connection(&admin, stream).await;
+            let served = connection(&admin, stream);
+            let _ = crate::runtime::contain::contained("an admin HTTP connection", served).await;
             admin.open.set(admin.open.get() - 1);
         })
         .detach();

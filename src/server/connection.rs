@@ -64,7 +64,8 @@ where
     let (queue, pending) = local_channel::new_bounded(limits::IN_FLIGHT_PER_CONNECTION_MAX);
     let metrics = shard.metrics.clone();
     let writing = write_loop(writer, pending, peer, metrics);
-    let writing = glommio::spawn_local(writing.instrument(tracing::Span::current()));
+    let writing = writing.instrument(tracing::Span::current());
+    let writing = crate::runtime::contain::spawn_contained("a connection's writer", writing);
     let reading = read_loop(&shard, reader, queue, &session);
     let drained = shard.draining.acquire(1);
     let reading = async move {
@@ -124,8 +125,8 @@ async fn read_loop(
                 // to, carry the connection id and this correlation id.
                 let span = tracing::info_span!("req", correlation_id, api = ?key);
                 let handling = handlers::dispatch(shard, request, session).instrument(span.clone());
-                let handling = handling.await;
-                let reply = glommio::spawn_local(handling.instrument(span)).detach();
+                let handling = handlers::contained(key, handling.await).instrument(span);
+                let reply = glommio::spawn_local(handling).detach();
                 Queued::Pending { key, version, correlation_id, reply, started }
             }
             Err(ProtocolError::UnsupportedVersion {

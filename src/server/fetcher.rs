@@ -59,12 +59,19 @@ struct Session {
 }
 
 /// The fetch sessions of one shard.
-#[derive(Default)]
 pub struct Fetchers {
     sessions: RefCell<HashMap<i32, Rc<Session>>>,
+    /// This shard's share of `follower_replication_throttled_rate`, for the partitions this
+    /// broker is being added to by a reassignment.
+    throttle: Option<super::replica::Throttle>,
 }
 
 impl Fetchers {
+    /// No sessions yet; `throttle` limits the copying of replicas being added.
+    pub fn new(throttle: Option<super::replica::Throttle>) -> Fetchers {
+        Fetchers { sessions: RefCell::new(HashMap::new()), throttle }
+    }
+
     /// Fetches `partition` from `leader` from now on (from nobody if `None`).
     pub fn follow(
         &self,
@@ -90,7 +97,7 @@ impl Fetchers {
         };
         session.partitions.borrow_mut().insert(partition, followed);
         if !session.running.replace(true) {
-            glommio::spawn_local(run(Rc::downgrade(shard), session)).detach();
+            glommio::spawn_local(run_contained(Rc::downgrade(shard), session)).detach();
         }
     }
 
@@ -109,7 +116,20 @@ impl Fetchers {
     }
 }
 
+/// [`run`], started again from scratch after [`BACKOFF`] when it panics (the panic is
+/// contained: counted and logged, see `runtime::contain`).
+async fn run_contained(shard: Weak<Shard>, session: Rc<Session>) {
+    let what = format!("the replica fetcher from broker {}", session.leader);
+    while crate::runtime::contain::contained(&what, run(shard.clone(), session.clone()))
+        .await
+        .is_err()
+    {
+        glommio::timer::sleep(BACKOFF).await;
+    }
+}
+
 async fn run(shard: Weak<Shard>, session: Rc<Session>) {
+    let shard_ref = shard.clone();
     let mut connection: Option<PeerConnection> = None;
     tracing::info!(leader = session.leader, "replica fetcher started");
     loop {
@@ -128,7 +148,20 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
             }
         }
         let Some(conn) = connection.as_mut() else { continue };
-        let (request, sent) = build_request(&shard, &session);
+        // Partitions being added by a reassignment sit out the rounds while their byte-rate
+        // limit is in debt; the others (clients' traffic) are fetched as usual.
+        let throttled = throttled_partitions(&shard, &session);
+        let debt = match &shard.fetchers.throttle {
+            Some(throttle) if !throttled.is_empty() => throttle.delay(),
+            _ => Duration::ZERO,
+        };
+        if !debt.is_zero() && session.partitions.borrow().len() == throttled.len() {
+            drop(shard);
+            glommio::timer::sleep(debt).await;
+            continue;
+        }
+        let skip: &[PartitionRef] = if debt.is_zero() { &[] } else { &throttled };
+        let (request, sent) = build_request(&shard, &session, skip);
         drop(shard);
         let body = RequestKind::Fetch(request);
         match conn.call(ApiKey::Fetch, FETCH_VERSION, body, CALL_TIMEOUT).await {
@@ -143,13 +176,22 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
                     continue;
                 }
                 let mut stalled = false;
+                let mut throttled_bytes = 0;
                 for topic in response.responses {
                     let name: std::sync::Arc<str> = topic.topic.0.as_str().into();
                     for data in topic.partitions {
                         let p =
                             PartitionRef { topic: name.clone(), partition: data.partition_index };
+                        if throttled.contains(&p) {
+                            throttled_bytes += data.records.as_ref().map_or(0, |r| r.len());
+                        }
                         let Some(followed) = sent.get(&p).cloned() else { continue };
                         stalled |= !apply(&session, &p, followed, data).await;
+                    }
+                }
+                if let (Some(shard), true) = (shard_ref.upgrade(), throttled_bytes > 0) {
+                    if let Some(throttle) = &shard.fetchers.throttle {
+                        throttle.charge(throttled_bytes);
                     }
                 }
                 if stalled {
@@ -183,12 +225,30 @@ async fn connect(shard: &Shard, leader: i32) -> Option<PeerConnection> {
     }
 }
 
+/// The partitions of the session this broker is being added to by a reassignment (their
+/// copying counts against `follower_replication_throttled_rate`).
+fn throttled_partitions(shard: &Shard, session: &Session) -> Vec<PartitionRef> {
+    if shard.fetchers.throttle.is_none() {
+        return Vec::new();
+    }
+    let meta = shard.meta();
+    let node = shard.config.node_id;
+    let partitions = session.partitions.borrow();
+    partitions
+        .keys()
+        .filter(|p| meta.partition(&p.topic, p.partition).is_some_and(|m| m.adding.contains(&node)))
+        .cloned()
+        .collect()
+}
+
 /// The fetch request for every partition of the session, and what each was sent with.
 fn build_request(
     shard: &Shard,
     session: &Session,
+    skip: &[PartitionRef],
 ) -> (FetchRequest, HashMap<PartitionRef, Followed>) {
-    let sent = session.partitions.borrow().clone();
+    let mut sent = session.partitions.borrow().clone();
+    sent.retain(|p, _| !skip.contains(p));
     let mut by_topic: HashMap<std::sync::Arc<str>, Vec<FetchPartition>> = HashMap::new();
     for (p, followed) in &sent {
         let log = &followed.log;

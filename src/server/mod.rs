@@ -647,7 +647,9 @@ async fn accept_loop(
         shard.connections.set(shard.connections.get() + 1);
         let (shard, on) = (shard.clone(), on.clone());
         let serving = async move {
-            transport::serve(shard.clone(), stream, peer, &on).await;
+            // A panic in the connection (its reader, a request being started) closes it only.
+            let served = transport::serve(shard.clone(), stream, peer, &on);
+            let _ = crate::runtime::contain::contained("a client connection", served).await;
             shard.connections.set(shard.connections.get() - 1);
             drop(pass);
         };

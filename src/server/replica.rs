@@ -178,13 +178,33 @@ impl Replica {
             Role::Follower { leader: meta.leader }
         };
         let moved = role != state.role || meta.leader_epoch != state.leader_epoch;
+        if !moved && state.role == Role::Leader && state.replicas != meta.replicas {
+            // Reassignment: new replicas start being tracked (not in the ISR, so they do not
+            // hold the high watermark back), removed ones stop.
+            let now = Instant::now();
+            state.followers.retain(|id, _| meta.replicas.contains(id));
+            for &f in meta.replicas.iter().filter(|&&f| f != self.node) {
+                state.followers.entry(f).or_insert(Progress {
+                    leo: -1,
+                    caught_up: now,
+                    last_fetch: now,
+                    last_fetch_leader_end: 0,
+                });
+            }
+        }
         state.replicas = meta.replicas.clone();
         // Localized metadata always has the ISR filled in (`normalize_isr`).
         state.isr = meta.isr.clone();
-        state.partition_epoch = meta.partition_epoch;
-        if state.proposed.as_ref().is_some_and(|p| *p == state.isr) {
+        // A new partition epoch answers any proposal in flight: it was applied (perhaps with
+        // more, e.g. a reassignment completing and removing replicas, so the ISR differs
+        // from the one proposed) or it is now stale and will be refused. Either way the
+        // next change may be proposed.
+        if meta.partition_epoch != state.partition_epoch
+            || state.proposed.as_ref().is_some_and(|p| *p == state.isr)
+        {
             state.proposed = None;
         }
+        state.partition_epoch = meta.partition_epoch;
         if !moved {
             return Change::None;
         }
@@ -227,6 +247,17 @@ impl Replica {
                 log.set_replicated(true);
                 Change::Follower { leader }
             }
+        }
+    }
+
+    /// This broker no longer holds a replica: ends the role (waiting produces fail, tasks of
+    /// the leadership stop).
+    pub fn stop(&self) {
+        self.state.borrow_mut().role = Role::Follower { leader: None };
+        self.generation.set(self.generation.get() + 1);
+        let waiters: Vec<_> = self.role_waiters.borrow_mut().drain(..).collect();
+        for waiter in waiters {
+            let _ = waiter.send(());
         }
     }
 
@@ -380,5 +411,74 @@ impl Replica {
     /// The controller refused or lost a proposal: allow the next one.
     pub fn proposal_failed(&self) {
         self.state.borrow_mut().proposed = None;
+    }
+}
+
+/// A replication byte-rate limit on one shard (Kafka's `leader.replication.throttled.rate`
+/// and `follower.replication.throttled.rate`, divided among the shards), for the traffic of
+/// replicas being added by a reassignment. A token bucket that may go into debt: a transfer
+/// is charged after it happened, and the next one waits until the debt is paid, so a
+/// throttled copy proceeds at the rate on average without splitting batches.
+pub struct Throttle {
+    rate: f64,
+    available: Cell<f64>,
+    last: Cell<Instant>,
+}
+
+impl Throttle {
+    /// A limit of `bytes_per_s` (at least 1), with a burst of one second's worth.
+    pub fn new(bytes_per_s: u64) -> Throttle {
+        let rate = bytes_per_s.max(1) as f64;
+        Throttle { rate, available: Cell::new(rate), last: Cell::new(Instant::now()) }
+    }
+
+    fn refill(&self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last.get()).as_secs_f64();
+        self.last.set(now);
+        self.available.set((self.available.get() + elapsed * self.rate).min(self.rate));
+    }
+
+    /// How long the next transfer must wait (zero when the bucket is not in debt).
+    pub fn delay(&self) -> Duration {
+        self.refill();
+        let debt = -self.available.get();
+        if debt <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(debt / self.rate)
+        }
+    }
+
+    /// Records a transfer of `bytes`.
+    pub fn charge(&self, bytes: usize) {
+        self.refill();
+        self.available.set(self.available.get() - bytes as f64);
+    }
+
+    /// Waits until the next transfer may go.
+    pub async fn wait(&self) {
+        let delay = self.delay();
+        if !delay.is_zero() {
+            glommio::timer::sleep(delay).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    #[test]
+    fn a_transfer_over_the_rate_makes_the_next_wait_in_proportion() {
+        let throttle = Throttle::new(1000);
+        assert_eq!(throttle.delay(), Duration::ZERO, "a second's burst to start with");
+        throttle.charge(1000);
+        throttle.charge(2000);
+        let delay = throttle.delay();
+        assert!(
+            delay > Duration::from_millis(1500) && delay <= Duration::from_secs(2),
+            "{delay:?}"
+        );
     }
 }

@@ -31,6 +31,7 @@ use crate::controller::{self, ClusterMetadata, ControlError, TopicMeta};
 use crate::group::{self, Coordinator};
 use crate::metrics::{PartitionCounters, PartitionSnapshot, ShardMetrics, ShardSnapshot};
 use crate::protocol::ResponseError as E;
+use crate::runtime::contain::{contained, contained_sync, spawn_contained};
 use crate::storage::{
     self, CleanupConfig, LogConfig, PartitionLog, PendingAppend, ReadError, TimestampType,
 };
@@ -93,6 +94,8 @@ pub struct Shard {
     published_version: Cell<u64>,
     /// The follower fetch sessions of this shard.
     pub fetchers: Fetchers,
+    /// This shard's share of `leader_replication_throttled_rate` (reassignment traffic).
+    leader_throttle: Option<replica::Throttle>,
     /// This shard, for the tasks it starts from `&self` methods.
     me: RefCell<Weak<Shard>>,
 }
@@ -184,6 +187,9 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let share = |rate: Option<u64>| rate.map(|r| replica::Throttle::new(r / count as u64));
+        let leader_throttle = share(config.leader_replication_throttled_rate);
+        let follower_throttle = share(config.follower_replication_throttled_rate);
         Shard {
             id,
             count,
@@ -203,7 +209,8 @@ impl Shard {
             quorum,
             version_waiters: RefCell::new(Vec::new()),
             published_version: Cell::new(0),
-            fetchers: Fetchers::default(),
+            fetchers: Fetchers::new(follower_throttle),
+            leader_throttle,
             me: RefCell::new(Weak::new()),
         }
     }
@@ -211,6 +218,7 @@ impl Shard {
     /// Lets the shard start tasks that hold it; call once, right after `Rc::new`.
     pub fn init(self: &Rc<Self>) {
         *self.me.borrow_mut() = Rc::downgrade(self);
+        self.groups.inject_panic_on_group(self.config.fault_panic_on_group.clone());
     }
 
     /// The current metadata snapshot.
@@ -267,6 +275,7 @@ impl Shard {
     pub async fn apply_metadata(&self, meta: Arc<ClusterMetadata>) {
         let old = self.meta();
         self.drop_stale_topics(&meta).await;
+        self.drop_moved_replicas(&meta).await;
         for topic in meta.topics.values() {
             self.open_topic(topic, meta.local_node.is_none()).await;
             let changed = old.topics.get(&topic.name).map(|t| &t.configs) != Some(&topic.configs);
@@ -300,6 +309,40 @@ impl Shard {
                 }
             }
             tracing::info!(shard = self.id, topic = %name, "deleted topic's logs");
+        }
+    }
+
+    /// Cluster mode: closes and deletes this shard's logs of partitions whose replicas no
+    /// longer include this broker (reassigned away, KIP-455), as Kafka's StopReplica does.
+    async fn drop_moved_replicas(&self, meta: &ClusterMetadata) {
+        let Some(node) = meta.local_node else { return };
+        let moved: Vec<(PartitionRef, Owned)> = {
+            let mut logs = self.logs.borrow_mut();
+            let mut moved = Vec::new();
+            for (name, topic) in logs.iter_mut() {
+                for (index, slot) in topic.partitions.iter_mut().enumerate() {
+                    let gone = slot.is_some()
+                        && meta
+                            .partition(name, index as i32)
+                            .is_some_and(|p| !p.replicas.contains(&node));
+                    if let Some(owned) = slot.take_if(|_| gone) {
+                        let p = PartitionRef { topic: name.clone(), partition: index as i32 };
+                        moved.push((p, owned));
+                    }
+                }
+            }
+            moved
+        };
+        for (p, owned) in moved {
+            self.fetchers.unfollow(&p);
+            self.coordinate(&p.topic, p.partition, &owned.log, false);
+            owned.replica.stop();
+            match owned.log.delete().await {
+                Ok(()) => tracing::info!(topic = %p.topic, partition = p.partition,
+                    "replica moved away: deleted its log"),
+                Err(e) => tracing::error!(topic = %p.topic, partition = p.partition,
+                    "deleting a moved replica's log failed: {e}"),
+            }
         }
     }
 
@@ -741,7 +784,19 @@ impl Shard {
                 {
                     self.propose_isr(replica.clone(), command);
                 }
-                log.read_replica(item.offset, item.max_bytes).await
+                let throttle = self.leader_throttle.as_ref().filter(|_| {
+                    let meta = self.meta();
+                    let p = meta.partition(&item.partition.topic, item.partition.partition);
+                    p.is_some_and(|p| p.adding.contains(&fetch.replica_id))
+                });
+                if let Some(throttle) = throttle {
+                    throttle.wait().await;
+                }
+                let read = log.read_replica(item.offset, item.max_bytes).await;
+                if let (Some(throttle), Ok(read)) = (throttle, &read) {
+                    throttle.charge(read.records.len());
+                }
+                read
             }
             None => log.read(item.offset, item.max_bytes).await,
         };
@@ -864,16 +919,25 @@ impl Shard {
             return missing;
         };
         let found = |offset| OffsetAnswer { error_code: 0, offset, timestamp: -1 };
-        match query.timestamp {
-            -2 => found(log.log_start_offset()),
-            -1 if query.read_committed => found(log.last_stable_offset()),
-            -1 => found(log.high_watermark()),
-            ts if ts < 0 => OffsetAnswer { error_code: E::InvalidRequest.code(), ..missing },
-            ts => match log.offset_for_timestamp(ts).await {
-                Ok(Some((offset, timestamp))) => OffsetAnswer { error_code: 0, offset, timestamp },
-                Ok(None) => found(-1),
-                Err(_) => OffsetAnswer { error_code: E::KafkaStorageError.code(), ..missing },
-            },
+        let search = match query.timestamp {
+            // EARLIEST, and EARLIEST_LOCAL (KIP-1005): without tiered storage the local log is
+            // the whole log.
+            -2 | -4 => return found(log.log_start_offset()),
+            -1 if query.read_committed => return found(log.last_stable_offset()),
+            -1 => return found(log.high_watermark()),
+            // LATEST_TIERED (KIP-1005): nothing is tiered, Kafka answers offset -1.
+            -5 => return found(-1),
+            // MAX_TIMESTAMP (KIP-734).
+            -3 => log.offset_of_max_timestamp().await,
+            ts if ts < 0 => {
+                return OffsetAnswer { error_code: E::InvalidRequest.code(), ..missing }
+            }
+            ts => log.offset_for_timestamp(ts).await,
+        };
+        match search {
+            Ok(Some((offset, timestamp))) => OffsetAnswer { error_code: 0, offset, timestamp },
+            Ok(None) => found(-1),
+            Err(_) => OffsetAnswer { error_code: E::KafkaStorageError.code(), ..missing },
         }
     }
 
@@ -905,19 +969,9 @@ impl Shard {
         loop {
             glommio::timer::sleep(interval).await;
             for log in self.local_logs() {
-                let now = storage::now_ms();
-                log.expire_producers(now, producer_max_age);
-                if let Err(e) = log.enforce_retention(now).await {
-                    tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
-                }
-                match log.compact(now).await {
-                    Ok(stats) if stats.segments > 0 => tracing::info!(
-                        dir = %log.dir().display(), segments = stats.segments,
-                        records = stats.records, "compacted"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(dir = %log.dir().display(), "compaction failed: {e}"),
-                }
+                // A panic (compacting client records, say) skips this log until the next round.
+                let what = format!("housekeeping of {}", log.dir().display());
+                let _ = contained(what, housekeep(&log, producer_max_age)).await;
                 glommio::executor().yield_if_needed().await;
             }
         }
@@ -933,7 +987,7 @@ impl Shard {
                 replica.proposal_failed();
             }
         };
-        glommio::spawn_local(task.in_current_span()).detach();
+        spawn_contained("an ISR change proposal", task.in_current_span()).detach();
     }
 
     /// Forever: every quarter of `replica_lag_time_max_ms`, asks the controller to drop
@@ -951,7 +1005,10 @@ impl Shard {
                     .collect()
             };
             for replica in replicas {
-                if let Some(command) = replica.check_lagging(max_lag) {
+                let lagging = contained_sync("the ISR check of a partition", || {
+                    replica.check_lagging(max_lag)
+                });
+                if let Ok(Some(command)) = lagging {
                     self.propose_isr(replica, command);
                 }
             }
@@ -960,15 +1017,21 @@ impl Shard {
 
     /// Handles a message from another shard. Produce appends happen before this returns, so
     /// one peer's produce messages append in arrival order; everything else runs as a task.
+    /// A panic handling a message is contained: its reply channel closes, so the sender
+    /// answers its client with an error, and the next messages are handled as usual.
     pub fn on_message(self: &Rc<Self>, envelope: Envelope) {
         let Envelope { span, msg } = envelope;
         let _entered = span.enter();
         match msg {
-            ShardMsg::Produce { items, acks, reply } => self.on_produce(items, acks, reply),
+            ShardMsg::Produce { items, acks, reply } => {
+                let appended = || self.on_produce(items, acks, reply);
+                let _ = contained_sync("a produce from another shard", appended);
+            }
             other => {
                 let shard = self.clone();
                 let task = async move { shard.on_request(other).await };
-                glommio::spawn_local(task.instrument(span.clone())).detach();
+                let what = "a request from another shard";
+                spawn_contained(what, task.instrument(span.clone())).detach();
             }
         }
     }
@@ -988,7 +1051,7 @@ impl Shard {
                 let outcomes = join_all(appends.into_iter().map(|a| a.outcome())).await;
                 let _ = reply.send(outcomes);
             };
-            glommio::spawn_local(task.in_current_span()).detach();
+            spawn_contained("a produce from another shard", task.in_current_span()).detach();
         }
     }
 
@@ -1024,11 +1087,16 @@ impl Shard {
             ShardMsg::AllocateProducerId { reply } => {
                 let _ = reply.send(self.allocate_producer_id().await);
             }
+            // A contained panic drops `reply`: the sender answers COORDINATOR_NOT_AVAILABLE.
             ShardMsg::Group { request, reply } => {
-                let _ = reply.send(self.groups.handle(*request).await);
+                if let Ok(answer) = self.groups.handle(*request).await {
+                    let _ = reply.send(answer);
+                }
             }
             ShardMsg::Txn { request, reply } => {
-                let _ = reply.send(self.txns.handle(&self, *request).await);
+                if let Ok(answer) = self.txns.handle(&self, *request).await {
+                    let _ = reply.send(answer);
+                }
             }
             ShardMsg::WriteMarkers { items, marker, reply } => {
                 let writes = items.iter().map(|p| self.write_marker_local(p, marker));
@@ -1100,7 +1168,24 @@ fn spawn_high_watermark_task(owned: &Owned) {
             }
         }
     };
-    glommio::spawn_local(task).detach();
+    spawn_contained("the high watermark task of a partition", task).detach();
+}
+
+/// Retention, then compaction, of one log (a step of [`Shard::housekeeping`]).
+async fn housekeep(log: &PartitionLog, producer_max_age: i64) {
+    let now = storage::now_ms();
+    log.expire_producers(now, producer_max_age);
+    if let Err(e) = log.enforce_retention(now).await {
+        tracing::warn!(dir = %log.dir().display(), "retention failed: {e}");
+    }
+    match log.compact(now).await {
+        Ok(stats) if stats.segments > 0 => tracing::info!(
+            dir = %log.dir().display(), segments = stats.segments,
+            records = stats.records, "compacted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(dir = %log.dir().display(), "compaction failed: {e}"),
+    }
 }
 
 /// The whole batches of `records` that start below `offset` (a prefix).

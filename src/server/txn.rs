@@ -23,6 +23,13 @@
 //! Mutations of one transactional id are serialised by that id's lock, held
 //! across its marker writes (markers never need a coordinator lock, so this cannot
 //! deadlock); different ids proceed concurrently.
+//!
+//! Panics: each request and each id's background step runs contained
+//! ([`crate::runtime::contain`]). An id's metadata changes in memory only by replacing it
+//! whole with a value computed by the pure [`TxnMeta`] transitions and made durable first,
+//! so a panic leaves the id at its last durable state; its lock is released as the
+//! panicking future is dropped. The client gets COORDINATOR_NOT_AVAILABLE and retries, and
+//! [`TxnCoordinator::run_periodic`] finishes a transaction left in Prepare*.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +52,7 @@ use super::peer::{PeerConnection, PeerError};
 use super::shard::Shard;
 use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
+use crate::runtime::contain::{contained, contained_sync, spawn_contained};
 use crate::storage::PartitionLog;
 use crate::txn::api::{TxnOp, TxnReply, TxnRequest};
 use crate::txn::state::{TxnMeta, TxnState};
@@ -75,6 +83,15 @@ pub struct TxnCoordinator {
 
 fn now_ms() -> i64 {
     crate::storage::now_ms()
+}
+
+/// A contained task of one transactional id, for the log line of a panic.
+struct TxnTask<'a>(&'a str);
+
+impl std::fmt::Display for TxnTask<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "transactional id {}", self.0)
+    }
 }
 
 impl TxnCoordinator {
@@ -123,15 +140,23 @@ impl TxnCoordinator {
         self.txns.borrow().get(id).map(|e| e.meta.clone())
     }
 
-    /// Handles one request for an id this shard coordinates.
-    pub async fn handle(&self, shard: &Rc<Shard>, request: TxnRequest) -> TxnReply {
+    /// Handles one request for an id this shard coordinates. A panic while handling it is
+    /// contained (see the module docs) and answered COORDINATOR_NOT_AVAILABLE.
+    pub async fn handle(&self, shard: &Rc<Shard>, request: TxnRequest) -> Result<TxnReply, E> {
         let partition = request.partition;
+        let failed = |_| E::CoordinatorNotAvailable;
         match request.op {
             TxnOp::Verify { id, producer_id, epoch, partitions } => {
-                TxnReply::Codes(self.verify(partition, &id, producer_id, epoch, &partitions))
+                let verify = || self.verify(partition, &id, producer_id, epoch, &partitions);
+                contained_sync(TxnTask(&id), verify).map(TxnReply::Codes).map_err(failed)
             }
-            TxnOp::Describe { id } => TxnReply::Describe(self.describe(partition, &id)),
-            TxnOp::List => TxnReply::List(self.list()),
+            TxnOp::Describe { id } => {
+                let describe = || self.describe(partition, &id);
+                contained_sync(TxnTask(&id), describe).map(TxnReply::Describe).map_err(failed)
+            }
+            TxnOp::List => {
+                contained_sync(TxnTask("(all)"), || self.list()).map(TxnReply::List).map_err(failed)
+            }
             op => {
                 let id = match &op {
                     TxnOp::InitProducerId { id, .. }
@@ -141,9 +166,9 @@ impl TxnCoordinator {
                 };
                 let lock = self.lock_of(&id);
                 let Ok(_guard) = lock.acquire_permit(1).await else {
-                    return TxnReply::Code(E::CoordinatorNotAvailable.code());
+                    return Ok(TxnReply::Code(E::CoordinatorNotAvailable.code()));
                 };
-                self.mutate(shard, partition, op).await
+                contained(TxnTask(&id), self.mutate(shard, partition, op)).await.map_err(failed)
             }
         }
     }
@@ -240,28 +265,20 @@ impl TxnCoordinator {
         }
         if meta.state == TxnState::Ongoing {
             // Fence the previous producer: abort its transaction at a newer epoch.
-            let mut prepared = meta.prepare(false, now_ms());
-            prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
+            let prepared = meta.fence(now_ms());
             self.persist(partition, id, prepared.clone()).await?;
             meta = self.finish(shard, partition, id, prepared).await?;
         }
-        let mut next = meta.clone();
-        match meta.next_epoch() {
-            Some(epoch) => next.epoch = epoch,
+        let next = match meta.initialized(timeout_ms, now_ms()) {
+            Some(next) => next,
             None => {
-                next.producer_id = shard.allocate_producer_id().await.map_err(|e| {
+                let producer_id = shard.allocate_producer_id().await.map_err(|e| {
                     tracing::error!("InitProducerId: {e}");
                     E::CoordinatorNotAvailable
                 })?;
-                next.epoch = 0;
+                TxnMeta::new(producer_id, timeout_ms, now_ms())
             }
-        }
-        next.timeout_ms = timeout_ms;
-        next.state = TxnState::Empty;
-        next.partitions.clear();
-        next.start_ms = -1;
-        next.update_ms = now_ms();
-        next.last_epoch = -1;
+        };
         let answer = (next.producer_id, next.epoch);
         self.persist(partition, id, next).await?;
         Ok(answer)
@@ -412,19 +429,24 @@ impl TxnCoordinator {
             .map(|(id, e)| (id.clone(), e.partition))
             .collect();
         for (id, partition) in due {
-            let lock = self.lock_of(&id);
-            let Ok(_guard) = lock.acquire_permit(1).await else { continue };
-            // Re-read under the lock: a request may have used the id meanwhile.
-            let still = self.txns.borrow().get(&id).is_some_and(|e| {
+            let _ = contained(TxnTask(&id), self.expire_one(&id, partition, expiration_ms)).await;
+        }
+    }
+
+    async fn expire_one(&self, id: &str, partition: i32, expiration_ms: i64) {
+        let lock = self.lock_of(id);
+        let Ok(_guard) = lock.acquire_permit(1).await else { return };
+        // Re-read under the lock: a request may have used the id meanwhile.
+        let still =
+            self.txns.borrow().get(id).is_some_and(|e| {
                 e.partition == partition && e.meta.expired(now_ms(), expiration_ms)
             });
-            if !still || self.ready_log(partition).is_err() {
-                continue;
-            }
-            match self.forget(partition, &id, &lock).await {
-                Ok(()) => tracing::info!(transactional_id = %id, "expired transactional id"),
-                Err(e) => tracing::warn!(transactional_id = %id, "expiring: {e:?}"),
-            }
+        if !still || self.ready_log(partition).is_err() {
+            return;
+        }
+        match self.forget(partition, id, &lock).await {
+            Ok(()) => tracing::info!(transactional_id = %id, "expired transactional id"),
+            Err(e) => tracing::warn!(transactional_id = %id, "expiring: {e:?}"),
         }
     }
 
@@ -439,35 +461,33 @@ impl TxnCoordinator {
             .map(|(id, e)| (id.clone(), e.partition))
             .collect();
         for (id, partition) in due {
-            let lock = self.lock_of(&id);
-            let Ok(_guard) = lock.acquire_permit(1).await else { continue };
-            // Re-read under the lock: a request may have moved it on meanwhile.
-            let now = now_ms();
-            let Some(meta) = self.meta(&id) else { continue };
-            if self.ready_log(partition).is_err()
-                || !(meta.state.is_prepare() || meta.timed_out(now))
-            {
-                continue;
+            let _ = contained(TxnTask(&id), self.complete_one(shard, &id, partition)).await;
+        }
+    }
+
+    async fn complete_one(&self, shard: &Rc<Shard>, id: &str, partition: i32) {
+        let lock = self.lock_of(id);
+        let Ok(_guard) = lock.acquire_permit(1).await else { return };
+        // Re-read under the lock: a request may have moved it on meanwhile.
+        let now = now_ms();
+        let Some(meta) = self.meta(id) else { return };
+        if self.ready_log(partition).is_err() || !(meta.state.is_prepare() || meta.timed_out(now)) {
+            return;
+        }
+        let prepared = if meta.state.is_prepare() {
+            meta
+        } else {
+            tracing::info!(transactional_id = %id, "aborting a timed-out transaction");
+            let prepared = meta.timeout_abort(now);
+            if self.persist(partition, id, prepared.clone()).await.is_err() {
+                return;
             }
-            let prepared = if meta.state.is_prepare() {
-                meta
-            } else {
-                tracing::info!(transactional_id = %id, "aborting a timed-out transaction");
-                let mut prepared = meta.prepare(false, now);
-                prepared.epoch = meta.next_epoch().unwrap_or(meta.epoch);
-                prepared.last_epoch = meta.epoch;
-                if self.persist(partition, &id, prepared.clone()).await.is_err() {
-                    continue;
-                }
-                prepared
-            };
-            match self.finish(shard, partition, &id, prepared).await {
-                Ok(done) => tracing::info!(transactional_id = %id, state = done.state.name(),
-                    "completed a transaction in the background"),
-                Err(e) => {
-                    tracing::warn!(transactional_id = %id, "completing transaction: {e:?}")
-                }
-            }
+            prepared
+        };
+        match self.finish(shard, partition, id, prepared).await {
+            Ok(done) => tracing::info!(transactional_id = %id, state = done.state.name(),
+                "completed a transaction in the background"),
+            Err(e) => tracing::warn!(transactional_id = %id, "completing transaction: {e:?}"),
         }
     }
 
@@ -476,7 +496,9 @@ impl TxnCoordinator {
         let entry = TxnPartition { log: log.clone(), loaded: false };
         self.partitions.borrow_mut().insert(partition, entry);
         let this = self.clone();
-        glommio::spawn_local(async move {
+        // A panic while replaying leaves the partition loading (COORDINATOR_LOAD_IN_PROGRESS).
+        let what = format!("loading {TXN_TOPIC} partition {partition}");
+        spawn_contained(what, async move {
             let count = this.replay(partition, &log).await;
             if let Some(p) = this.partitions.borrow_mut().get_mut(&partition) {
                 p.loaded = true;

@@ -865,6 +865,13 @@ impl PartitionLog {
         read::offset_for_timestamp(self.shared(), timestamp_ms).await
     }
 
+    /// `(offset, timestamp)` of the first record carrying the largest timestamp in the log, as
+    /// ListOffsets MAX_TIMESTAMP (KIP-734) answers; `None` when the log is empty or that record
+    /// is not below the high watermark yet (Kafka answers nothing then too).
+    pub async fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, ReadError> {
+        read::offset_of_max_timestamp(self.shared()).await
+    }
+
     /// Resolves when everything appended before the call is written and fdatasync'ed.
     pub async fn flush(&self) -> Result<(), StorageError> {
         let shared = self.shared();

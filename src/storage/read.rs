@@ -170,6 +170,19 @@ pub(crate) async fn offset_for_timestamp(
     Ok(None)
 }
 
+/// See [`super::PartitionLog::offset_of_max_timestamp`]: the largest timestamp any segment
+/// holds (its index tracks it), then the first record at or after it, which is the first one
+/// carrying it.
+pub(crate) async fn offset_of_max_timestamp(
+    shared: &Rc<Shared>,
+) -> Result<Option<(i64, i64)>, ReadError> {
+    let max = shared.segments.borrow().iter().map(|s| s.index.borrow().max_timestamp()).max();
+    match max {
+        Some(max) if max != i64::MIN => offset_for_timestamp(shared, max).await,
+        _ => Ok(None),
+    }
+}
+
 fn log_corrupt(shared: &Shared, error: record_batch::BatchError) -> ReadError {
     ReadError::Storage(StorageError::Corrupt {
         path: shared.dir.clone(),

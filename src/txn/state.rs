@@ -170,6 +170,33 @@ impl TxnMeta {
         next
     }
 
+    /// The PrepareAbort that fences the producer of this Ongoing transaction (InitProducerId
+    /// from a new producer instance): the abort is written at the next epoch (the same one
+    /// when the epoch is exhausted).
+    pub fn fence(&self, now_ms: i64) -> TxnMeta {
+        let mut next = self.prepare(false, now_ms);
+        next.epoch = self.next_epoch().unwrap_or(self.epoch);
+        next
+    }
+
+    /// The PrepareAbort of an Ongoing transaction past its timeout: as [`TxnMeta::fence`],
+    /// remembering the producer's epoch so that it may re-initialise with it (KIP-360).
+    pub fn timeout_abort(&self, now_ms: i64) -> TxnMeta {
+        let mut next = self.fence(now_ms);
+        next.last_epoch = self.epoch;
+        next
+    }
+
+    /// InitProducerId of an id with no transaction open or ending: the next epoch, Empty, the
+    /// new timeout. `None` when the epoch is exhausted: the id then needs a new producer id
+    /// ([`TxnMeta::new`]).
+    pub fn initialized(&self, timeout_ms: i32, now_ms: i64) -> Option<TxnMeta> {
+        let epoch = self.next_epoch()?;
+        let mut next = TxnMeta::new(self.producer_id, timeout_ms, now_ms);
+        next.epoch = epoch;
+        Some(next)
+    }
+
     /// The CompleteCommit / CompleteAbort metadata after a prepare's markers are written.
     pub fn complete(&self, now_ms: i64) -> TxnMeta {
         let mut next = self.clone();

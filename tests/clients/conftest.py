@@ -167,16 +167,19 @@ def create_topic(bootstrap, name, partitions, config=None):
 
 @pytest.fixture
 def make_cluster(tmp_path):
-    """make_cluster(n, *extra): n brokers (node ids 1..n), every one a controller voter."""
+    """make_cluster(n, *extra, observers=0): n brokers (node ids 1..n), the first
+    n - observers controller voters, the others observers."""
     made = []
 
-    def make(n, *extra):
+    def make(n, *extra, observers=0):
         ports = [free_port() for _ in range(n)]
-        voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(ports))
+        voters = ",".join(f"{i + 1}@127.0.0.1:{port}"
+                          for i, port in enumerate(ports[:n - observers]))
+        secret = os.urandom(16).hex()  # the controller port's shared secret
         nodes = []
         for i, port in enumerate(ports):
             own = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{port}",
-                   "--controller-voters", voters, *extra]
+                   "--controller-voters", voters, "--cluster-secret", secret, *extra]
             nodes.append(Broker(tmp_path / f"node{i + 1}", *own, wait=False))
         made.extend(nodes)
         for node in nodes:

@@ -52,6 +52,8 @@ pub struct Broker {
     pub ready_line: String,
     args: Vec<String>,
     log_lines: Option<mpsc::Receiver<String>>,
+    /// Lines logged by the latest start up to its ready line.
+    pub startup_log: Vec<String>,
 }
 
 impl Broker {
@@ -79,6 +81,7 @@ impl Broker {
             ready_line: String::new(),
             args,
             log_lines: None,
+            startup_log: Vec::new(),
         };
         broker.launch_process();
         broker
@@ -86,9 +89,22 @@ impl Broker {
 
     /// Waits for the ready line of a launched broker.
     pub fn wait_ready(&mut self) {
-        let ready = self.wait_for_log("strata ready");
+        let lines = self.log_until("strata ready");
+        let ready = lines.last().expect("the ready line").clone();
         self.admin = ready_field(&ready, "admin").and_then(|a| a.parse().ok());
         self.ready_line = ready;
+        self.startup_log = lines;
+    }
+
+    /// The broker epoch this start of the broker registered with (cluster mode), from its
+    /// start-up log.
+    pub fn broker_epoch(&self) -> i64 {
+        let line = self
+            .startup_log
+            .iter()
+            .find(|l| l.contains("broker registered with the controller"))
+            .expect("a registration line before the ready line");
+        ready_field(line, "broker_epoch").and_then(|e| e.parse().ok()).expect("broker_epoch=")
     }
 
     fn spawn(&mut self) {
@@ -246,6 +262,19 @@ fn substitute_ports(addr: SocketAddr, args: Vec<String>) -> Vec<String> {
 /// Brokers of one cluster on loopback (node ids 1..=n): controller voters, then observers.
 pub struct Cluster {
     pub brokers: Vec<Broker>,
+    /// The cluster secret every broker was given (`--cluster-secret`).
+    pub secret: String,
+    /// The controller listener of each broker, by node id - 1.
+    pub controller_ports: Vec<u16>,
+    /// `--controller-voters` as given to every broker.
+    pub voters: String,
+}
+
+/// A fresh random cluster secret (32 hex digits).
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Cluster {
@@ -272,6 +301,7 @@ impl Cluster {
             .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
             .collect();
         let voters = voters.join(",");
+        let secret = random_secret();
         let mut brokers: Vec<Broker> = controller_ports
             .iter()
             .enumerate()
@@ -285,6 +315,8 @@ impl Cluster {
                     format!("127.0.0.1:{port}"),
                     "--controller-voters".into(),
                     voters.clone(),
+                    "--cluster-secret".into(),
+                    secret.clone(),
                 ];
                 own.extend(args.iter().map(|s| s.to_string()));
                 Broker::launch(addr, dir.join(format!("data{id}")), own)
@@ -304,7 +336,7 @@ impl Cluster {
                 (r.brokers.len() == n).then_some(())
             });
         }
-        Cluster { brokers }
+        Cluster { brokers, secret, controller_ports, voters }
     }
 
     /// The broker with node id `id`.

@@ -12,8 +12,16 @@
 //! bounded run); `STRATA_FUZZ_SEED` replays one run. An input that panics the target is saved
 //! as `corpus/<target>/crash-<hash>` (commit it: it becomes a regression input) and the test
 //! fails naming the seed and the file.
+//!
+//! Besides mutated corpus entries, one input in [`FRESH_ONE_IN`] is fresh random bytes, which
+//! is what drives targets that decode their input as a sequence of operations (state
+//! machines). [`peak_heap`] measures the heap a closure uses on this thread (every fuzz
+//! binary counts allocations, through [`Counting`]), for targets whose property bounds
+//! memory.
 #![allow(dead_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,6 +31,67 @@ pub const ITERATIONS_DEFAULT: u64 = 3_000;
 
 /// Largest input the mutator produces (keeps a run's memory small).
 const INPUT_BYTES_MAX: usize = 1 << 20;
+
+/// One input in this many is fresh random bytes instead of a mutated corpus entry.
+const FRESH_ONE_IN: usize = 8;
+
+/// Longest fresh random input.
+const FRESH_BYTES_MAX: usize = 4096;
+
+/// The system allocator, counting the bytes each thread has live and its peak.
+pub struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_alloc(size: usize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().saturating_add(size);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+fn count_free(size: usize) {
+    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(size)));
+}
+
+// SAFETY: every call goes to the system allocator unchanged; the counting only touches
+// const-initialised thread locals without destructors (no allocation, no re-entry).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_alloc(layout.size());
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_alloc(layout.size());
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_free(layout.size());
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_alloc(new_size);
+        count_free(layout.size());
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f` and returns its result with the most heap it had allocated at once on this
+/// thread (bytes above what was live before; realloc counts old and new at its peak).
+pub fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let out = f();
+    let peak = PEAK.with(Cell::get);
+    (out, peak.saturating_sub(base))
+}
 
 /// splitmix64: tiny, seedable, good enough to pick mutations.
 pub struct Rng(u64);
@@ -163,8 +232,6 @@ pub fn run(target: &str, check: impl Fn(&[u8])) {
     for (i, input) in corpus.iter().enumerate() {
         attempt(input, &format!("corpus entry {i}"));
     }
-    let empty = vec![Vec::new()];
-    let bases = if corpus.is_empty() { &empty } else { &corpus };
     let mut done: u64 = 0;
     loop {
         let more = match deadline {
@@ -174,8 +241,13 @@ pub fn run(target: &str, check: impl Fn(&[u8])) {
         if !more {
             break;
         }
-        let base = &bases[rng.below(bases.len())];
-        let input = mutate(&mut rng, base, &corpus);
+        let input = if corpus.is_empty() || rng.below(FRESH_ONE_IN) == 0 {
+            let len = rng.below(FRESH_BYTES_MAX + 1);
+            rng.bytes(len)
+        } else {
+            let base = rng.below(corpus.len());
+            mutate(&mut rng, &corpus[base], &corpus)
+        };
         attempt(&input, &format!("mutated input {done}"));
         done += 1;
     }
@@ -186,4 +258,73 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Reads choices out of a fuzz input, for targets that decode it as a sequence of operations
+/// (state machines). Once the input is used up every read answers `None`, which ends the
+/// sequence.
+pub struct Choices<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Choices<'a> {
+    pub fn new(bytes: &'a [u8]) -> Choices<'a> {
+        Choices { bytes }
+    }
+
+    pub fn byte(&mut self) -> Option<u8> {
+        let (first, rest) = self.bytes.split_first()?;
+        self.bytes = rest;
+        Some(*first)
+    }
+
+    /// A number in `0..n` (`n` at most 256).
+    pub fn below(&mut self, n: usize) -> Option<usize> {
+        Some(usize::from(self.byte()?) % n.max(1))
+    }
+
+    pub fn flag(&mut self) -> Option<bool> {
+        Some(self.byte()? & 1 == 1)
+    }
+
+    pub fn pick<'b, T>(&mut self, from: &'b [T]) -> Option<&'b T> {
+        from.get(self.below(from.len())?)
+    }
+
+    pub fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes([self.byte()?, self.byte()?]))
+    }
+
+    /// Up to `n` bytes (fewer when the input ends).
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.bytes.split_at(n.min(self.bytes.len()));
+        self.bytes = rest;
+        head
+    }
+
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.take(self.bytes.len())
+    }
+}
+
+/// Recomputes the CRC-32C of every whole RecordBatch v2 in `data` (after a mutation broke
+/// it), so that decoders get past the checksum to the records; also clears the compression
+/// bits (decompression is the batch validator's target, and garbage claiming a large
+/// uncompressed size would make this run allocate it).
+pub fn fix_batch_crcs(data: &mut [u8]) {
+    const ATTRIBUTES_AT: usize = 21;
+    const CRC_AT: usize = 17;
+    let mut at = 0;
+    while let Some(len) = data.get(at + 8..at + 12) {
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let Ok(len) = usize::try_from(len) else { return };
+        let end = at + 12 + len;
+        if len < ATTRIBUTES_AT - 12 + 2 || end > data.len() {
+            return;
+        }
+        data[at + ATTRIBUTES_AT + 1] &= !0x07;
+        let crc = crc32c::crc32c(&data[at + ATTRIBUTES_AT..end]);
+        data[at + CRC_AT..at + ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+        at = end;
+    }
 }

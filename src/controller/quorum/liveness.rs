@@ -1,15 +1,29 @@
-//! Broker heartbeats and fencing: every broker's controller tells the Raft leader it is
-//! alive, and learns from the answer which brokers the leader has heard from lately.
+//! Broker heartbeats and fencing: every broker tells every controller voter it is alive, and
+//! learns from the Raft leader's answer which brokers the leader has heard from lately.
 //!
-//! The leader fences a registered broker not heard from within the session timeout
-//! (`broker_session_timeout_ms`, KRaft's broker.session.timeout.ms) by proposing
-//! [`Command::FenceBroker`], which moves the leadership of its partitions to in-sync
-//! replicas, and unfences it ([`Command::UnfenceBroker`]) when it heartbeats again. With
+//! A heartbeat carries the broker's epoch, handed out when this incarnation of the broker
+//! registered; a voter counts it only when that is the broker's current epoch, so a
+//! heartbeat of a previous incarnation (or a replayed one) keeps nobody alive.
+//!
+//! The leader fences a registered broker ([`Command::FenceBroker`], which moves the
+//! leadership of its partitions to in-sync replicas) when either
+//! - it has not heard from it within the session timeout (`broker_session_timeout_ms`,
+//!   KRaft's broker.session.timeout.ms): a hung host, a network partition; or
+//! - the connection its heartbeats came on closed, and no heartbeat came on another one
+//!   within `broker_disconnect_timeout_ms`: a dead process (the kernel resets its sockets)
+//!   or a shutdown. This is what makes failover after a crash take well under a second
+//!   instead of a whole session timeout; a live broker whose connection merely broke
+//!   reconnects and heartbeats within an interval.
+//!
+//! It unfences a fenced broker ([`Command::UnfenceBroker`]) when it heartbeats again. With
 //! `auto_leader_rebalance` it also hands leadership back to preferred replicas
 //! ([`Command::ElectPreferredLeaders`]) whenever one is eligible.
 //!
-//! Heartbeat times are not replicated: a new leader starts every broker's timer afresh, so it
-//! never fences a broker on stale information, and never fences itself.
+//! Heartbeat times are not replicated, but every voter records them, so a voter that becomes
+//! leader after the previous one died already knows who was alive (a leader's death does not
+//! cost a second session timeout). Brokers this node never heard from count from the moment
+//! it became leader: it never fences on information it does not have, and never fences
+//! itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -20,61 +34,98 @@ use openraft::BasicNode;
 
 use super::net::{Peer, Rpc, RpcReply};
 use super::store::StateMachine;
+use super::transport::Transport;
 use super::{ControllerRaft, NodeId};
-use crate::config::BrokerConfig;
 use crate::controller::placement::Command;
 use crate::controller::ClusterMetadata;
 
-/// The longest pause between two heartbeats of a broker.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 /// How long the leader waits for one of its fencing proposals to commit.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often a broker heartbeats the controller: a sixth of the session timeout, at most
-/// [`HEARTBEAT_INTERVAL`].
-pub fn heartbeat_interval(session_timeout: Duration) -> Duration {
-    (session_timeout / 6).min(HEARTBEAT_INTERVAL)
+/// The timing of liveness, from the broker's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// `broker_session_timeout_ms`.
+    pub session_timeout: Duration,
+    /// `broker_heartbeat_interval_ms`.
+    pub interval: Duration,
+    /// `broker_disconnect_timeout_ms`.
+    pub disconnect_timeout: Duration,
 }
 
-/// The leader's record of heartbeats.
+/// A voter's record of heartbeats.
 pub struct Sessions {
-    /// When this node last became leader: brokers not heard from since get until then plus
-    /// the timeout.
+    /// When this node last became leader: brokers it never heard from count from then.
     since: Instant,
     seen: HashMap<i32, Instant>,
-    timeout: Duration,
+    /// The connection that carried each broker's latest heartbeat.
+    carriers: HashMap<i32, u64>,
+    /// Brokers whose heartbeat connection closed: fenced at this instant unless they
+    /// heartbeat again before.
+    suspects: HashMap<i32, Instant>,
+    timing: Timing,
 }
 
 impl Sessions {
-    fn new(timeout: Duration) -> Sessions {
-        Sessions { since: Instant::now(), seen: HashMap::new(), timeout }
+    fn new(timing: Timing) -> Sessions {
+        Sessions {
+            since: Instant::now(),
+            seen: HashMap::new(),
+            carriers: HashMap::new(),
+            suspects: HashMap::new(),
+            timing,
+        }
     }
 
-    /// Records a heartbeat of `id`.
-    pub fn beat(&mut self, id: i32) {
+    /// This node became leader now.
+    pub fn lead(&mut self, now: Instant) {
+        self.since = now;
+    }
+
+    /// Records a heartbeat of `id` that came on connection `connection`.
+    pub fn beat(&mut self, id: i32, connection: u64) {
         self.seen.insert(id, Instant::now());
+        self.carriers.insert(id, connection);
+        self.suspects.remove(&id);
     }
 
-    /// Whether `id` counts as alive: heard from (or, if not since this node leads, the
-    /// leadership began) within the session timeout; `me` always.
+    /// Connection `connection` closed: the brokers whose heartbeats it carried are suspects.
+    /// Whether any was.
+    pub fn closed(&mut self, connection: u64) -> bool {
+        let deadline = Instant::now() + self.timing.disconnect_timeout;
+        let gone: Vec<i32> =
+            self.carriers.iter().filter(|(_, &c)| c == connection).map(|(&id, _)| id).collect();
+        for id in &gone {
+            self.carriers.remove(id);
+            self.suspects.insert(*id, deadline);
+        }
+        !gone.is_empty()
+    }
+
+    /// Whether `id` counts as alive at `now` (`me` always).
     fn live(&self, id: i32, me: i32, now: Instant) -> bool {
-        let last = self.seen.get(&id).copied().unwrap_or(self.since).max(self.since);
-        id == me || now.duration_since(last) < self.timeout
+        if id == me {
+            return true;
+        }
+        let last = self.seen.get(&id).copied().unwrap_or(self.since);
+        let expired = now.duration_since(last) >= self.timing.session_timeout;
+        let dropped = self.suspects.get(&id).is_some_and(|&deadline| now >= deadline);
+        !expired && !dropped
     }
 
-    /// Whether `id` actually heartbeat this leader within the session timeout (`me` always).
+    /// Whether `id` actually heartbeat this node lately and is not a dropped suspect.
     fn heard(&self, id: i32, me: i32, now: Instant) -> bool {
-        id == me || self.seen.get(&id).is_some_and(|&t| now.duration_since(t) < self.timeout)
+        id == me || (self.seen.contains_key(&id) && self.live(id, me, now))
     }
 
-    /// The brokers among `ids` heard from within the session timeout (`me` always).
+    /// The brokers among `ids` that count as alive (`me` always).
     pub fn alive(&self, ids: impl Iterator<Item = i32>, me: i32) -> Vec<i32> {
         let now = Instant::now();
         ids.filter(|&id| self.live(id, me, now)).collect()
     }
 
     /// The fencing change the leader should propose now, if any: the first registered
-    /// unfenced broker whose session expired, else the first fenced one heard from again.
+    /// unfenced broker not alive, else the first fenced one heard from again.
     pub fn fencing_change(&self, meta: &ClusterMetadata, me: i32) -> Option<Command> {
         let now = Instant::now();
         let mut registered = meta.brokers.keys().copied();
@@ -92,19 +143,21 @@ impl Sessions {
 /// What the controller thread shares about liveness.
 #[derive(Clone)]
 pub struct Liveness {
-    /// Heartbeats received while leader.
+    /// Heartbeats received.
     pub sessions: Arc<Mutex<Sessions>>,
     /// The latest alive set known here (from the leader); `None` until one is known.
     pub alive: Arc<Mutex<Option<Vec<i32>>>>,
-    /// The session timeout.
-    timeout: Duration,
+    /// Woken when a heartbeat connection closes, so the leader looks at once.
+    pub wake: Arc<tokio::sync::Notify>,
+    timing: Timing,
 }
 
 impl Liveness {
-    /// Nothing known yet; brokers are fenced after `session_timeout` without heartbeats.
-    pub fn new(session_timeout: Duration) -> Liveness {
-        let sessions = Arc::new(Mutex::new(Sessions::new(session_timeout)));
-        Liveness { sessions, alive: Arc::default(), timeout: session_timeout }
+    /// Nothing known yet.
+    pub fn new(timing: Timing) -> Liveness {
+        let sessions = Arc::new(Mutex::new(Sessions::new(timing)));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        Liveness { sessions, alive: Arc::default(), wake, timing }
     }
 
     fn set_alive(&self, alive: Option<Vec<i32>>) {
@@ -112,11 +165,13 @@ impl Liveness {
             *slot = alive;
         }
     }
-}
 
-impl Default for Liveness {
-    fn default() -> Self {
-        Liveness::new(Duration::from_millis(BrokerConfig::default().broker_session_timeout_ms))
+    /// A heartbeat connection closed (see [`Sessions::closed`]).
+    pub fn connection_closed(&self, connection: u64) {
+        let suspects = self.sessions.lock().map(|mut s| s.closed(connection)).unwrap_or(false);
+        if suspects {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -128,56 +183,83 @@ pub struct Context {
     pub machine: StateMachine,
     /// This broker.
     pub me: i32,
-    /// The voters (the leader is one of them: heartbeat targets).
+    /// This process's incarnation (its registration carries it).
+    pub incarnation: uuid::Uuid,
+    /// The voters (heartbeat targets).
     pub members: BTreeMap<NodeId, BasicNode>,
     /// Shared liveness state.
     pub liveness: Liveness,
+    /// How peers are reached.
+    pub transport: Transport,
     /// Whether to propose [`Command::ElectPreferredLeaders`].
     pub auto_leader_rebalance: bool,
+    /// This broker's `unclean.leader.election.enable` default, made the cluster's while it
+    /// leads ([`Command::SetClusterDefaults`]).
+    pub unclean_leader_election: bool,
 }
 
-/// Forever: heartbeat the leader (or, as leader, read the sessions, fence and unfence
-/// brokers, restore preferred leaders) and keep `alive` current.
+/// Forever: heartbeat every voter (one task each); as leader, read the sessions, fence and
+/// unfence brokers, restore preferred leaders; keep `alive` current.
 pub async fn run(context: Context) {
-    let Context { raft, machine, me, members, liveness, auto_leader_rebalance } = context;
-    let interval = heartbeat_interval(liveness.timeout);
-    let mut peer: Option<(NodeId, Peer)> = None;
+    let Context { raft, machine, me, incarnation, members, liveness, transport, .. } = &context;
+    for (&voter, node) in members.iter().filter(|(&id, _)| id != *me as NodeId) {
+        let beat = Beat {
+            voter,
+            peer: Peer::new(node.addr.clone(), transport),
+            raft: raft.clone(),
+            machine: machine.clone(),
+            me: *me,
+            incarnation: *incarnation,
+            liveness: liveness.clone(),
+        };
+        tokio::spawn(beat.run());
+    }
+    let interval = liveness.timing.interval;
     let mut was_leader = false;
     loop {
         let leader = raft.current_leader().await;
-        let is_leader = leader == Some(me as NodeId);
+        let is_leader = leader == Some(*me as NodeId);
         if is_leader && !was_leader {
             if let Ok(mut sessions) = liveness.sessions.lock() {
-                *sessions = Sessions::new(liveness.timeout);
+                sessions.lead(Instant::now());
             }
         }
         was_leader = is_leader;
-        let alive = match leader {
-            Some(_) if is_leader => {
-                // Voters, and every registered broker (observers included).
-                let mut ids: BTreeSet<i32> = members.keys().map(|&id| id as i32).collect();
-                machine.with_metadata(|meta| ids.extend(meta.brokers.keys().copied()));
-                liveness.sessions.lock().ok().map(|s| s.alive(ids.into_iter(), me))
-            }
-            Some(leader) => heartbeat(&mut peer, leader, &members, me, interval).await,
-            None => None,
-        };
-        liveness.set_alive(alive);
         if is_leader {
-            let change = machine.with_metadata(|meta| {
-                let fencing = liveness.sessions.lock().ok()?.fencing_change(meta, me);
-                let rebalance = auto_leader_rebalance && meta.preferred_leaders_eligible();
-                fencing.or_else(|| rebalance.then_some(Command::ElectPreferredLeaders))
-            });
+            // Voters, and every registered broker (observers included).
+            let mut ids: BTreeSet<i32> = members.keys().map(|&id| id as i32).collect();
+            machine.with_metadata(|meta| ids.extend(meta.brokers.keys().copied()));
+            liveness
+                .set_alive(liveness.sessions.lock().ok().map(|s| s.alive(ids.into_iter(), *me)));
             // After a change, the next one (if any) at once: brokers may fail together.
-            if let Some(command) = change {
-                if propose(&raft, command).await {
+            if let Some(command) = leader_change(&context) {
+                if propose(raft, command).await {
                     continue;
                 }
             }
+        } else if leader.is_none() {
+            liveness.set_alive(None);
         }
-        tokio::time::sleep(interval).await;
+        let sleep = tokio::time::sleep(interval);
+        tokio::select! {
+            _ = sleep => {}
+            _ = liveness.wake.notified() => {}
+        }
     }
+}
+
+/// The change the leader should propose now: fencing first, then the cluster defaults, then
+/// preferred leaders.
+fn leader_change(context: &Context) -> Option<Command> {
+    let Context { machine, me, liveness, auto_leader_rebalance, .. } = context;
+    let unclean = context.unclean_leader_election;
+    machine.with_metadata(|meta| {
+        let fencing = liveness.sessions.lock().ok()?.fencing_change(meta, *me);
+        let defaults = (meta.unclean_leader_election != unclean)
+            .then_some(Command::SetClusterDefaults { unclean_leader_election: unclean });
+        let rebalance = *auto_leader_rebalance && meta.preferred_leaders_eligible();
+        fencing.or(defaults).or_else(|| rebalance.then_some(Command::ElectPreferredLeaders))
+    })
 }
 
 /// Writes a change of the leader's own (this node leads); whether it was applied. Failures
@@ -200,24 +282,59 @@ async fn propose(raft: &ControllerRaft, command: Command) -> bool {
     false
 }
 
-async fn heartbeat(
-    peer: &mut Option<(NodeId, Peer)>,
-    leader: NodeId,
-    members: &BTreeMap<NodeId, BasicNode>,
+/// This broker's heartbeats to one voter.
+struct Beat {
+    voter: NodeId,
+    peer: Peer,
+    raft: ControllerRaft,
+    machine: StateMachine,
     me: i32,
-    interval: Duration,
-) -> Option<Vec<i32>> {
-    if peer.as_ref().map(|(id, _)| *id) != Some(leader) {
-        let addr = members.get(&leader)?.addr.clone();
-        *peer = Some((leader, Peer::new(addr)));
+    incarnation: uuid::Uuid,
+    liveness: Liveness,
+}
+
+impl Beat {
+    /// This incarnation's broker epoch, once its registration is applied here.
+    fn epoch(&self) -> Option<i64> {
+        self.machine.with_metadata(|meta| {
+            let me = meta.brokers.get(&self.me)?;
+            (me.incarnation == self.incarnation).then_some(me.epoch)
+        })
     }
-    let (_, connection) = peer.as_mut()?;
-    match connection.call(&Rpc::Heartbeat { id: me }, interval).await {
-        Ok(RpcReply::Heartbeat { alive }) => alive,
-        Ok(_) => None,
-        Err(e) => {
-            tracing::debug!(leader, "heartbeat failed: {e}");
-            None
+
+    async fn run(mut self) {
+        let timing = self.liveness.timing;
+        // A slow voter must not make this broker drop its connection (the voter would take
+        // that for a death): wait up to half a session for an answer.
+        let call_timeout = timing.session_timeout / 2;
+        loop {
+            let started = Instant::now();
+            if let Some(epoch) = self.epoch() {
+                let request = Rpc::Heartbeat { id: self.me, epoch };
+                let answer = self.peer.call(&request, call_timeout).await;
+                let leads = self.raft.current_leader().await == Some(self.voter);
+                match answer {
+                    Ok(RpcReply::Heartbeat { alive: Some(alive), .. }) => {
+                        self.liveness.set_alive(Some(alive))
+                    }
+                    Ok(RpcReply::Heartbeat { refused: Some(why), .. }) => {
+                        crate::log_limited!(WARN, voter = self.voter, "heartbeat refused: {why}")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(
+                            voter = self.voter,
+                            addr = self.peer.addr(),
+                            "heartbeat failed: {e}"
+                        );
+                        if leads {
+                            self.liveness.set_alive(None);
+                        }
+                    }
+                }
+            }
+            let next = started + timing.interval;
+            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
         }
     }
 }

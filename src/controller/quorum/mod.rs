@@ -7,7 +7,9 @@
 //! is an observer, a Raft learner that the leader sends the log to but that never votes
 //! (KRaft's broker-only nodes), so a cluster can grow without growing its quorum.
 //! Controllers talk over their own TCP port (`controller_listen`, like KRaft's 9093) with
-//! JSON frames ([`net`]). Raft's log, vote and snapshots live under
+//! JSON frames ([`net`]); every connection proves both ends know the cluster secret first
+//! ([`transport`]), and a peer that does not is refused (`controller_auth` in
+//! `strata_refusals_total`, and a rate-limited log line). Raft's log, vote and snapshots live under
 //! `<data>/controller/` ([`store`]), fsynced before openraft is told they are durable.
 //!
 //! Shard 0 talks to the controller thread through channels only:
@@ -35,6 +37,7 @@ pub mod net;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -46,12 +49,13 @@ use futures::channel::{mpsc, oneshot};
 use kafka_protocol::error::ResponseError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::config::BrokerConfig;
 use crate::controller::placement::Command;
 use crate::controller::{BrokerMeta, ClusterMetadata, ControlError};
 use net::{Network, Peer, Rpc, RpcReply, WriteReply};
+use transport::Transport;
 
 /// Raft node ids: the broker's node id.
 pub type NodeId = u64;
@@ -169,17 +173,26 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
         host: inter_broker.advertised_host.clone(),
         port: inter_broker.advertised_port,
         endpoints,
+        rack: config.broker_rack.clone(),
+        epoch: 0,
+        incarnation: uuid::Uuid::new_v4(),
     };
-    let timeout = Duration::from_millis(config.broker_session_timeout_ms);
-    let liveness = liveness::Liveness::new(timeout);
+    let liveness = liveness::Liveness::new(liveness::Timing {
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        disconnect_timeout: Duration::from_millis(config.broker_disconnect_timeout_ms),
+    });
+    let transport = Transport::new(cluster_secret(config)?, config.node_id);
     let node = Node {
         me,
+        transport,
         observer_address: config.observer_address(),
         members,
         leader: leader.clone(),
         registered: registered.clone(),
         liveness: liveness.clone(),
         auto_leader_rebalance: config.auto_leader_rebalance,
+        unclean_leader_election: config.unclean_leader_election,
     };
     std::thread::Builder::new().name("controller".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
@@ -195,9 +208,36 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
     Ok(Started { handle: QuorumHandle { proposals, leader, registered, liveness }, updates })
 }
 
+/// The cluster secret from the settings (`cluster_secret` or `cluster_secret_file`); `None`
+/// with `controller_insecure` (validation made sure one of them is set).
+fn cluster_secret(
+    config: &BrokerConfig,
+) -> anyhow::Result<Option<crate::security::peer_auth::ClusterSecret>> {
+    use crate::security::peer_auth::ClusterSecret;
+    let bytes = match (&config.cluster_secret, &config.cluster_secret_file) {
+        (Some(secret), _) => secret.0.as_bytes().to_vec(),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("reading cluster-secret-file {}: {e}", path.display())
+            })?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            bytes
+        }
+        (None, None) => {
+            tracing::warn!("controller-insecure: the controller port accepts any peer");
+            return Ok(None);
+        }
+    };
+    let secret = ClusterSecret::new(bytes).map_err(|e| anyhow::anyhow!("cluster-secret: {e}"))?;
+    Ok(Some(secret))
+}
+
 /// The controller thread's state.
 struct Node {
     me: BrokerMeta,
+    transport: Transport,
     /// For an observer, the address the leader reaches its controller listener at.
     observer_address: Option<String>,
     members: BTreeMap<NodeId, BasicNode>,
@@ -205,6 +245,7 @@ struct Node {
     registered: Arc<AtomicU64>,
     liveness: liveness::Liveness,
     auto_leader_rebalance: bool,
+    unclean_leader_election: bool,
 }
 
 impl Node {
@@ -226,12 +267,20 @@ impl Node {
         };
         let config = Arc::new(config.validate()?);
         let id = self.me.id as NodeId;
-        let raft = Raft::new(id, config, Network, log, machine.clone()).await?;
+        let network = Network { transport: self.transport.clone() };
+        let raft = Raft::new(id, config, network, log, machine.clone()).await?;
         let listener = TcpListener::from_std(listener)?;
-        let sessions = Served { raft: raft.clone(), liveness: self.liveness.clone() };
-        tokio::spawn(serve(sessions, listener));
+        let served = Served {
+            raft: raft.clone(),
+            machine: machine.clone(),
+            liveness: self.liveness.clone(),
+            transport: self.transport.clone(),
+            connections: Arc::default(),
+        };
+        tokio::spawn(serve(served, listener));
         if let Some(address) = &self.observer_address {
-            tokio::spawn(join(id, address.clone(), self.members.clone()));
+            let transport = self.transport.clone();
+            tokio::spawn(join(id, address.clone(), self.members.clone(), transport));
         } else if !raft.is_initialized().await? {
             match raft.initialize(self.members.clone()).await {
                 Ok(()) => {
@@ -241,20 +290,30 @@ impl Node {
             }
         }
         tokio::spawn(watch_leader(raft.clone(), self.leader.clone()));
-        tokio::spawn(register(raft.clone(), self.me.clone(), self.registered.clone()));
+        let registering = Registering {
+            raft: raft.clone(),
+            machine: machine.clone(),
+            transport: self.transport.clone(),
+            me: self.me.clone(),
+            registered: self.registered.clone(),
+        };
+        tokio::spawn(registering.run());
         let heartbeats = liveness::run(liveness::Context {
             raft: raft.clone(),
             machine,
             me: self.me.id,
+            incarnation: self.me.incarnation,
             members: self.members.clone(),
             liveness: self.liveness.clone(),
+            transport: self.transport.clone(),
             auto_leader_rebalance: self.auto_leader_rebalance,
+            unclean_leader_election: self.unclean_leader_election,
         });
         tokio::spawn(heartbeats);
         while let Some(Proposal { command, reply }) = proposals.recv().await {
-            let raft = raft.clone();
+            let (raft, transport) = (raft.clone(), self.transport.clone());
             tokio::spawn(async move {
-                let _ = reply.send(propose(&raft, command).await);
+                let _ = reply.send(propose(&raft, &transport, command).await);
             });
         }
         Ok(())
@@ -279,11 +338,16 @@ async fn watch_leader(raft: ControllerRaft, leader: Arc<AtomicI32>) {
 
 /// Asks the voters, in turn, to add this observer as a learner at `address` until the leader
 /// has committed it (or it already was, at that address).
-async fn join(id: NodeId, address: String, voters: BTreeMap<NodeId, BasicNode>) {
+async fn join(
+    id: NodeId,
+    address: String,
+    voters: BTreeMap<NodeId, BasicNode>,
+    transport: Transport,
+) {
     let request = Rpc::Join { id, address: address.clone() };
     let (mut waited, mut refused) = (false, false);
     for voter in voters.values().cycle() {
-        let mut peer = Peer::new(voter.addr.clone());
+        let mut peer = Peer::new(voter.addr.clone(), &transport);
         match peer.call(&request, FORWARD_TIMEOUT).await {
             Ok(RpcReply::Write(WriteReply::Committed { result: Ok(()), index })) => {
                 tracing::info!(node_id = id, %address, index, "joined the cluster as an observer");
@@ -339,28 +403,51 @@ async fn join_for_peer(raft: &ControllerRaft, id: NodeId, address: String) -> Wr
     }
 }
 
-/// Registers this broker through Raft, retrying until it is committed and applied here;
-/// then sets `registered` to its log index.
-async fn register(raft: ControllerRaft, me: BrokerMeta, registered: Arc<AtomicU64>) {
-    let cluster_id = uuid::Uuid::new_v4().to_string();
-    loop {
-        let command =
-            Command::RegisterBroker { broker: me.clone(), cluster_id: cluster_id.clone() };
-        match propose(&raft, command).await {
-            Ok(index) => {
-                tracing::info!(node_id = me.id, index, "broker registered with the controller");
-                registered.store(index, Ordering::Release);
-                return;
+/// What registering this broker needs.
+struct Registering {
+    raft: ControllerRaft,
+    machine: store::StateMachine,
+    transport: Transport,
+    me: BrokerMeta,
+    registered: Arc<AtomicU64>,
+}
+
+impl Registering {
+    /// Registers this broker through Raft, retrying until it is committed and applied here;
+    /// then sets `registered` to its log index.
+    async fn run(self) {
+        let Registering { raft, machine, transport, me, registered } = self;
+        let cluster_id = uuid::Uuid::new_v4().to_string();
+        loop {
+            let command =
+                Command::RegisterBroker { broker: me.clone(), cluster_id: cluster_id.clone() };
+            match propose(&raft, &transport, command).await {
+                Ok(index) => {
+                    let epoch = machine.with_metadata(|m| m.brokers.get(&me.id).map(|b| b.epoch));
+                    let epoch = epoch.unwrap_or(-1);
+                    tracing::info!(
+                        node_id = me.id,
+                        index,
+                        broker_epoch = epoch,
+                        "broker registered with the controller"
+                    );
+                    registered.store(index, Ordering::Release);
+                    return;
+                }
+                Err(e) => tracing::info!("registering with the controller: {e}; retrying"),
             }
-            Err(e) => tracing::info!("registering with the controller: {e}; retrying"),
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
 /// Writes `command` through Raft, forwarding to the leader when this node is not it, and
 /// waits until this node applied it.
-async fn propose(raft: &ControllerRaft, command: Command) -> Result<u64, ControlError> {
+async fn propose(
+    raft: &ControllerRaft,
+    transport: &Transport,
+    command: Command,
+) -> Result<u64, ControlError> {
     let deadline = Instant::now() + PROPOSE_TIMEOUT;
     loop {
         // Without a quorum a leader cannot commit, and openraft would wait forever.
@@ -376,7 +463,7 @@ async fn propose(raft: &ControllerRaft, command: Command) -> Result<u64, Control
             Err(e) => return Err(not_controller(format!("the controller failed: {e}"))),
         };
         if let Some(leader) = leader {
-            let mut peer = Peer::new(leader.addr.clone());
+            let mut peer = Peer::new(leader.addr.clone(), transport);
             match peer.call(&Rpc::Write(command.clone()), FORWARD_TIMEOUT).await {
                 Ok(RpcReply::Write(WriteReply::Committed { index, result })) => {
                     result?;
@@ -416,26 +503,63 @@ async fn write_for_peer(raft: &ControllerRaft, command: Command) -> WriteReply {
 #[derive(Clone)]
 struct Served {
     raft: ControllerRaft,
+    machine: store::StateMachine,
     liveness: liveness::Liveness,
+    transport: Transport,
+    /// Numbers accepted connections (heartbeats remember which one carried them).
+    connections: Arc<AtomicU64>,
 }
 
-/// A heartbeat from broker `id`: recorded if this node leads; answered with the alive set.
-async fn heartbeat(served: &Served, id: i32) -> Option<Vec<i32>> {
-    let me = served.raft.metrics().borrow().id;
-    if served.raft.current_leader().await != Some(me) {
-        return None;
+/// A heartbeat of broker `id` at `epoch` on connection `connection`: recorded when `epoch`
+/// is the broker's current one (any voter records it: see [`liveness`]); answered with the
+/// alive set by the leader.
+async fn heartbeat(served: &Served, id: i32, epoch: i64, connection: u64) -> RpcReply {
+    let current = served.machine.with_metadata(|m| m.brokers.get(&id).map(|b| b.epoch));
+    if current != Some(epoch) {
+        let why = match current {
+            Some(current) => format!("broker {id} epoch {epoch} is not its current {current}"),
+            None => format!("broker {id} is not registered here (yet)"),
+        };
+        if current.is_some() {
+            crate::refused!(
+                WARN,
+                "controller_stale_broker_epoch",
+                broker = id,
+                epoch,
+                "heartbeat of an old broker incarnation refused: {why}"
+            );
+        }
+        return RpcReply::Heartbeat { alive: None, refused: Some(why) };
     }
-    served.liveness.sessions.lock().ok()?.beat(id);
-    served.liveness.alive.lock().ok()?.clone()
+    if let Ok(mut sessions) = served.liveness.sessions.lock() {
+        sessions.beat(id, connection);
+    }
+    let me = served.raft.metrics().borrow().id;
+    let alive = if served.raft.current_leader().await == Some(me) {
+        served.liveness.alive.lock().ok().and_then(|a| a.clone())
+    } else {
+        None
+    };
+    RpcReply::Heartbeat { alive, refused: None }
 }
 
 /// Accepts peer controllers' connections.
 async fn serve(served: Served, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_peer(served.clone(), stream));
+            Ok((stream, peer)) => {
+                let served = served.clone();
+                tokio::spawn(async move {
+                    match served.transport.accept(stream).await {
+                        Ok((channel, _)) => serve_peer(served, channel).await,
+                        Err(e) if transport::is_auth_error(&e) => {
+                            crate::refused!(WARN, "controller_auth", %peer,
+                                "controller connection refused: {e}")
+                        }
+                        Err(e) => crate::refused!(WARN, "controller_handshake", %peer,
+                            "controller connection dropped during the handshake: {e}"),
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!("controller accept failed: {e}");
@@ -445,15 +569,20 @@ async fn serve(served: Served, listener: TcpListener) {
     }
 }
 
-async fn serve_peer(served: Served, mut stream: TcpStream) {
+async fn serve_peer(served: Served, mut channel: transport::Channel) {
+    let connection = served.connections.fetch_add(1, Ordering::Relaxed);
     let raft = &served.raft;
     loop {
-        let rpc: Rpc = match net::read_frame(&mut stream).await {
+        let rpc: Rpc = match channel.recv().await {
             Ok(Some(rpc)) => rpc,
-            Ok(None) => return,
+            Ok(None) => break,
+            Err(e) if transport::is_auth_error(&e) => {
+                crate::refused!(WARN, "controller_auth", "controller frame refused: {e}");
+                break;
+            }
             Err(e) => {
                 tracing::debug!("controller peer connection: {e}");
-                return;
+                break;
             }
         };
         let reply = match rpc {
@@ -461,11 +590,12 @@ async fn serve_peer(served: Served, mut stream: TcpStream) {
             Rpc::Vote(request) => RpcReply::Vote(raft.vote(request).await),
             Rpc::Snapshot(request) => RpcReply::Snapshot(raft.install_snapshot(request).await),
             Rpc::Write(command) => RpcReply::Write(write_for_peer(raft, command).await),
-            Rpc::Heartbeat { id } => RpcReply::Heartbeat { alive: heartbeat(&served, id).await },
+            Rpc::Heartbeat { id, epoch } => heartbeat(&served, id, epoch, connection).await,
             Rpc::Join { id, address } => RpcReply::Write(join_for_peer(raft, id, address).await),
         };
-        if net::write_frame(&mut stream, &reply).await.is_err() {
-            return;
+        if channel.send(&reply).await.is_err() {
+            break;
         }
     }
+    served.liveness.connection_closed(connection);
 }

@@ -1,9 +1,13 @@
-//! The controllers' RPC: one TCP connection per peer, frames of a 4-byte big-endian length
-//! and a JSON body. Requests are Raft's (AppendEntries, Vote, InstallSnapshot) plus `Write`,
-//! a metadata change forwarded by a broker to the Raft leader.
+//! The controllers' RPC: one authenticated connection per peer ([`super::transport`]), JSON
+//! frames. Requests are Raft's (AppendEntries, Vote, InstallSnapshot) plus `Write`, a
+//! metadata change forwarded by a broker to the Raft leader, `Heartbeat` and `Join`.
 
 use std::time::Duration;
 
+use super::transport::{Channel, Transport};
+use super::{NodeId, TypeConfig};
+use crate::controller::placement::Command;
+use crate::controller::ControlError;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -14,15 +18,6 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use super::{NodeId, TypeConfig};
-use crate::controller::placement::Command;
-use crate::controller::ControlError;
-
-/// Largest frame accepted (snapshots are sent in chunks well below it).
-pub const FRAME_BYTES_MAX: usize = 64 << 20;
 
 /// A request from one controller to another.
 #[derive(Serialize, Deserialize)]
@@ -35,10 +30,13 @@ pub enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A metadata change forwarded to the leader.
     Write(Command),
-    /// A broker's heartbeat to the leader.
+    /// A broker's heartbeat, sent to every voter (the leader answers it; the others keep
+    /// the time, so that one of them taking over knows who was alive).
     Heartbeat {
         /// The broker.
         id: i32,
+        /// Its broker epoch (from its registration): an older incarnation's is refused.
+        epoch: i64,
     },
     /// An observer (a broker that is not a voter) asks to be added as a Raft learner.
     Join {
@@ -80,73 +78,52 @@ pub enum RpcReply {
     Heartbeat {
         /// Alive broker ids.
         alive: Option<Vec<i32>>,
+        /// Why the heartbeat was not counted (a stale broker epoch), if it was not.
+        refused: Option<String>,
     },
-}
-
-/// Writes one frame.
-pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
-    let body = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    if body.len() > FRAME_BYTES_MAX {
-        return Err(std::io::Error::other("controller frame too large"));
-    }
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).await
-}
-
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame<T: serde::de::DeserializeOwned>(
-    stream: &mut TcpStream,
-) -> std::io::Result<Option<T>> {
-    let mut size = [0u8; 4];
-    match stream.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let size = u32::from_be_bytes(size) as usize;
-    if size > FRAME_BYTES_MAX {
-        return Err(std::io::Error::other(format!("controller frame of {size} bytes")));
-    }
-    let mut body = vec![0u8; size];
-    stream.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map(Some).map_err(std::io::Error::other)
 }
 
 /// A connection to one peer controller, opened on first use and again after a failure.
 pub struct Peer {
     addr: String,
-    stream: Option<TcpStream>,
+    transport: Transport,
+    channel: Option<Channel>,
 }
 
 impl Peer {
     /// A peer at `addr` (host:port), not connected yet.
-    pub fn new(addr: String) -> Peer {
-        Peer { addr, stream: None }
+    pub fn new(addr: String, transport: &Transport) -> Peer {
+        Peer { addr, transport: transport.clone(), channel: None }
+    }
+
+    /// The peer's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Sends `rpc` and waits for its reply, at most `timeout`.
     pub async fn call(&mut self, rpc: &Rpc, timeout: Duration) -> std::io::Result<RpcReply> {
         let result = tokio::time::timeout(timeout, self.exchange(rpc)).await;
         let result = result.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
-        if result.is_err() {
-            self.stream = None; // a late reply must not be taken for the next request's
+        if let Err(e) = &result {
+            self.channel = None; // a late reply must not be taken for the next request's
+            if super::transport::is_auth_error(e) {
+                crate::refused!(WARN, "controller_auth", peer = %self.addr,
+                    "controller peer refused: {e}");
+            }
         }
         result
     }
 
     async fn exchange(&mut self, rpc: &Rpc) -> std::io::Result<RpcReply> {
-        if self.stream.is_none() {
-            let stream = TcpStream::connect(&self.addr).await?;
-            stream.set_nodelay(true)?;
-            self.stream = Some(stream);
+        if self.channel.is_none() {
+            self.channel = Some(self.transport.connect(&self.addr).await?);
         }
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(channel) = self.channel.as_mut() else {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
-        write_frame(stream, rpc).await?;
-        match read_frame(stream).await? {
+        channel.send(rpc).await?;
+        match channel.recv().await? {
             Some(reply) => Ok(reply),
             None => Err(std::io::ErrorKind::UnexpectedEof.into()),
         }
@@ -154,7 +131,10 @@ impl Peer {
 }
 
 /// Makes [`Client`]s for openraft.
-pub struct Network;
+pub struct Network {
+    /// How peers are reached.
+    pub transport: Transport,
+}
 
 /// openraft's handle on one peer.
 pub struct Client {
@@ -167,7 +147,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Client;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Client {
-        Client { target, node: node.clone(), peer: Peer::new(node.addr.clone()) }
+        Client { target, node: node.clone(), peer: Peer::new(node.addr.clone(), &self.transport) }
     }
 }
 

@@ -1,4 +1,11 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+//!
+//! The internal topics (`__consumer_offsets`, `__transaction_state`) hold the broker's own
+//! state: DeleteTopics and CreatePartitions refuse them with TOPIC_AUTHORIZATION_FAILED and a
+//! message saying why. Kafka's brokers leave this to its tools (`kafka-topics.sh` refuses both
+//! client-side) and to ACLs; any client could otherwise drop every group's offsets, or remap
+//! every group to another offsets partition. Redpanda answers the same way for its protected
+//! topics.
 
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
@@ -15,6 +22,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::*;
 
 use super::str_bytes;
+use super::topic_rules::is_internal;
 use crate::config::BrokerConfig;
 use crate::controller::placement::replication_factor;
 use crate::controller::topic_config::{
@@ -195,6 +203,14 @@ pub async fn delete_topics(
         let (topic_name, topic_id) = (topic.name.clone(), topic.id);
         let result =
             result.with_name(Some(TopicName(str_bytes(&topic_name)))).with_topic_id(topic_id);
+        if let Some(message) = internal_refusal(&topic_name, "deleted") {
+            responses.push(
+                result
+                    .with_error_code(E::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes(&message))),
+            );
+            continue;
+        }
         match shard.control(ControlOp::DeleteTopic { name: topic_name.clone() }).await {
             Ok(()) => {
                 tracing::info!(topic = %topic_name, "deleted topic");
@@ -221,6 +237,14 @@ pub async fn create_partitions(
             validate_only: req.validate_only,
         };
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if let Some(message) = internal_refusal(&topic.name.0, "given partitions") {
+            results.push(
+                result
+                    .with_error_code(E::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes(&message))),
+            );
+            continue;
+        }
         results.push(match shard.control(op).await {
             Ok(()) => result,
             Err(e) => {
@@ -229,6 +253,20 @@ pub async fn create_partitions(
         });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// For an internal topic, why a client may not have it `what` (counted and logged).
+fn internal_refusal(topic: &str, what: &str) -> Option<String> {
+    if !is_internal(topic) {
+        return None;
+    }
+    crate::refused!(
+        WARN,
+        "admin_on_internal_topic",
+        topic,
+        "refused: internal topics cannot be {what}"
+    );
+    Some(format!("{topic} is an internal topic of the broker and cannot be {what} by clients"))
 }
 
 /// DescribeConfigs for topics and this broker.

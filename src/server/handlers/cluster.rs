@@ -46,6 +46,7 @@ pub fn handle(
                         .with_broker_id(BrokerId(b.id))
                         .with_host(str_bytes(host))
                         .with_port(port.into())
+                        .with_rack(b.rack.as_deref().map(str_bytes))
                         .with_is_fenced(fenced(b.id)),
                 )
             })

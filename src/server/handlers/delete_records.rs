@@ -1,4 +1,7 @@
 //! DeleteRecords: moves partitions' log start offsets forward (on their owning shards).
+//!
+//! Not on the internal topics: INVALID_TOPIC_EXCEPTION, as Kafka ("Cannot delete records of
+//! internal topic").
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use super::topic_rules::is_internal;
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{DeleteRecordsItem, DeleteRecordsOutcome, PartitionRef, ShardMsg};
 use crate::server::router::per_partition;
@@ -24,6 +28,11 @@ pub async fn handle(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecor
             let name: Arc<str> = Arc::from(topic.name.0.as_str());
             let route = |p: &DeleteRecordsPartition| {
                 let index = p.partition_index;
+                if is_internal(&name) {
+                    crate::refused!(WARN, "delete_records_internal_topic", topic = %name,
+                        partition = index, "refused DeleteRecords on an internal topic");
+                    return Err(failed(E::InvalidTopicException.code()));
+                }
                 let owner = meta.owner(&name, index).map_err(|e| failed(e.code()))?;
                 let partition = PartitionRef { topic: name.clone(), partition: index };
                 Ok((owner, DeleteRecordsItem { partition, offset: p.offset }))

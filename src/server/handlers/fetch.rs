@@ -29,6 +29,8 @@ const TOPIC_ID_VERSION: i16 = 13;
 struct Wanted {
     topic: usize,
     partition: i32,
+    /// The request's `partition_max_bytes` for it.
+    partition_max_bytes: usize,
     /// `Ok((owner shard, item))`, or the error code to answer.
     target: Result<(usize, FetchItem), i16>,
 }
@@ -40,7 +42,8 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let min_bytes = req.min_bytes.max(0) as usize;
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let replica = replica_id >= 0;
-    let (topics, wanted) = resolve(shard, &req, version, replica_id);
+    let max_bytes = req.max_bytes.max(0) as usize;
+    let (topics, wanted) = resolve(shard, &req, version, replica_id, max_bytes);
     let read_committed = req.isolation_level == 1;
     let mut outcomes = read_all(shard, &wanted).await;
     loop {
@@ -57,16 +60,19 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
             break;
         }
     }
-    trim_to_budget(&mut outcomes, req.max_bytes.max(0) as usize);
+    let limits: Vec<usize> = wanted.iter().map(|w| w.partition_max_bytes).collect();
+    trim_to_budget(&mut outcomes, &limits, max_bytes);
     respond(topics, wanted, outcomes, version, read_committed)
 }
 
-/// `replica_id`: the fetching follower's broker id, or -1 for a consumer.
+/// `replica_id`: the fetching follower's broker id, or -1 for a consumer. No partition reads
+/// more than the whole response may hold (`max_bytes`), whatever its own limit says.
 fn resolve(
     shard: &Shard,
     req: &FetchRequest,
     version: i16,
     replica_id: i32,
+    max_bytes: usize,
 ) -> (Vec<FetchableTopicResponse>, Vec<Wanted>) {
     let meta = shard.meta();
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -83,6 +89,7 @@ fn resolve(
         );
         let topic: Option<Arc<str>> = name.map(Arc::from);
         for p in &t.partitions {
+            let partition_max_bytes = p.partition_max_bytes.max(0) as usize;
             let owner = topic.as_ref().map(|n| meta.owner(n, p.partition));
             let target = match (&topic, owner) {
                 (Some(topic), Some(Ok(owner))) => Ok((
@@ -90,7 +97,7 @@ fn resolve(
                     FetchItem {
                         partition: PartitionRef { topic: topic.clone(), partition: p.partition },
                         offset: p.fetch_offset,
-                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                        max_bytes: partition_max_bytes.min(max_bytes),
                         read_committed: req.isolation_level == 1,
                         current_leader_epoch: p.current_leader_epoch,
                         replica: (replica_id >= 0).then_some(ReplicaFetch {
@@ -102,7 +109,8 @@ fn resolve(
                 (Some(_), Some(Err(error))) => Err(error.code()),
                 _ => Err(unknown),
             };
-            wanted.push(Wanted { topic: index, partition: p.partition, target });
+            let partition = p.partition;
+            wanted.push(Wanted { topic: index, partition, partition_max_bytes, target });
         }
     }
     if version < TOPIC_ID_VERSION {
@@ -186,17 +194,42 @@ async fn wait_for_data(
     matches!(futures::future::select(any, timeout).await, futures::future::Either::Left(_))
 }
 
-/// Keeps the response within the request's `max_bytes`: the first non-empty partition is
-/// always kept whole (KIP-74); later ones are emptied once the budget is spent.
-fn trim_to_budget(outcomes: &mut [FetchOutcome], max_bytes: usize) {
-    let mut used = 0usize;
-    for outcome in outcomes.iter_mut().filter(|o| !o.records.is_empty()) {
-        if used > 0 && used + outcome.records.len() > max_bytes {
-            outcome.records = bytes::Bytes::new();
-        } else {
-            used += outcome.records.len();
+/// Keeps the response within the request's `max_bytes`, as Kafka's `readFromLocalLog`
+/// (KIP-74): partitions are filled in request order, each with whole batches up to the
+/// smaller of its `partition_max_bytes` and what is left of `max_bytes`. Only the first
+/// partition that returns data may exceed those limits, and only by its first batch, so a
+/// consumer always makes progress past a batch larger than its limits; a later partition whose
+/// next batch does not fit returns nothing this time.
+fn trim_to_budget(outcomes: &mut [FetchOutcome], partition_limits: &[usize], max_bytes: usize) {
+    let mut left = max_bytes;
+    let mut first = true;
+    for (outcome, limit) in outcomes.iter_mut().zip(partition_limits) {
+        if outcome.records.is_empty() {
+            continue;
+        }
+        let keep = whole_batches_within(&outcome.records, (*limit).min(left), first);
+        if keep < outcome.records.len() {
+            outcome.records = outcome.records.slice(..keep);
+        }
+        if keep > 0 {
+            first = false;
+            left = left.saturating_sub(keep);
         }
     }
+}
+
+/// Length of the longest run of whole batches at the start of `records` within `budget`
+/// bytes; with `at_least_one`, the first batch counts even when it alone is larger.
+fn whole_batches_within(records: &bytes::Bytes, budget: usize, at_least_one: bool) -> usize {
+    let mut taken = 0usize;
+    for item in crate::record_batch::Batches::new(records) {
+        let Ok((_, range)) = item else { break };
+        if range.end > budget && !(at_least_one && taken == 0) {
+            break;
+        }
+        taken = range.end;
+    }
+    taken
 }
 
 fn respond(

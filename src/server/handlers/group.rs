@@ -118,7 +118,7 @@ pub(super) async fn route(shard: &Rc<Shard>, group: &str, op: GroupOp) -> Result
 
 async fn run_on(shard: &Rc<Shard>, owner: usize, request: GroupRequest) -> Result<GroupReply, E> {
     if owner == shard.id {
-        return Ok(shard.groups.handle(request).await);
+        return shard.groups.handle(request).await;
     }
     let (reply, answer) = oneshot::channel();
     if !shard.send(owner, ShardMsg::Group { request: Box::new(request), reply }).await {

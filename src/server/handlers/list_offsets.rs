@@ -1,4 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1) and first offset at or after a timestamp.
+//! ListOffsets: earliest (-2), latest (-1), the record with the largest timestamp (-3,
+//! KIP-734), earliest local (-4) and latest tiered (-5, KIP-1005; no tiered storage here, so
+//! the log start and -1), and the first offset at or after a timestamp.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use crate::server::shard::Shard;
 
 /// ListOffsets v4 added the leader epoch of the offset found.
 const LEADER_EPOCH_VERSION: i16 = 4;
+/// KIP-1005's LATEST_TIERED_TIMESTAMP.
+const LATEST_TIERED: i64 = -5;
 
 /// Handles one ListOffsets request.
 pub async fn handle(
@@ -58,6 +62,8 @@ pub async fn handle(
                 .map(|(p, answer)| {
                     let index = p.partition_index;
                     let epoch = meta.partition(&topic.name.0, index).map_or(-1, |p| p.leader_epoch);
+                    // Nothing tiered: no offset, and no epoch for it (as Kafka).
+                    let epoch = if p.timestamp == LATEST_TIERED { -1 } else { epoch };
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(index)
                         .with_error_code(answer.error_code)

@@ -61,13 +61,15 @@ pub async fn handle(
             .with_host(str_bytes(&own.advertised_host))
             .with_port(own.advertised_port.into())]
     } else {
+        // Racks from v1 (v0 has no such field).
         let broker = |b: &BrokerMeta| {
             let (host, port) = b.endpoint(listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))
                     .with_host(str_bytes(host))
-                    .with_port(port.into()),
+                    .with_port(port.into())
+                    .with_rack(b.rack.as_deref().filter(|_| version >= 1).map(str_bytes)),
             )
         };
         let listed: Vec<MetadataResponseBroker> =

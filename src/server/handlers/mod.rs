@@ -2,7 +2,9 @@
 //!
 //! [`APIS`] is the single source of truth: ApiVersions answers from it and the connection
 //! refuses anything outside it. Each handler takes the decoded request and the shard the
-//! connection lives on, and returns the response body.
+//! connection lives on, and returns the response body. A handler runs [`contained`]: a panic
+//! in it closes that request's connection (the client reconnects and retries), is counted
+//! and logged, and the broker keeps serving everyone else.
 
 mod admin;
 mod cluster;
@@ -14,11 +16,14 @@ mod group;
 mod list_offsets;
 mod markers;
 mod metadata;
+mod operations;
 mod produce;
 mod producer;
 pub(crate) mod sasl;
+mod topic_rules;
 pub(crate) mod txn;
 
+use std::future::Future;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -32,7 +37,9 @@ use crate::protocol::{self, ApiRange, Request};
 pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::Produce, min: 3, max: 11 },
     ApiRange { key: ApiKey::Fetch, min: 4, max: 16 },
-    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 6 },
+    // v7: MAX_TIMESTAMP (KIP-734); v8: EARLIEST_LOCAL, v9: LATEST_TIERED (KIP-1005); v10:
+    // a timeout for tiered lookups, which there are none of.
+    ApiRange { key: ApiKey::ListOffsets, min: 1, max: 10 },
     // v0-1 were removed by Kafka 4.0 (KIP-896).
     ApiRange { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
     ApiRange { key: ApiKey::Metadata, min: 0, max: 12 },
@@ -75,6 +82,10 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::SaslAuthenticate, min: 0, max: 2 },
     ApiRange { key: ApiKey::DescribeUserScramCredentials, min: 0, max: 0 },
     ApiRange { key: ApiKey::AlterUserScramCredentials, min: 0, max: 0 },
+    // Cluster operations (issue 19): every version Kafka 4.x and kafka-protocol 0.18 share.
+    ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 },
+    ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 },
+    ApiRange { key: ApiKey::ListPartitionReassignments, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -94,21 +105,70 @@ pub enum Reply {
     Close(String),
 }
 
-/// Starts handling a request. Work that must happen in request order (produce appends, and
-/// the forwarding of appends to other shards) is done before this returns; the returned
-/// future yields what to answer.
+/// The handler of one request, for the log line of a panic: `request Metadata`.
+struct RequestTask(ApiKey);
+
+impl std::fmt::Display for RequestTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request {:?}", self.0)
+    }
+}
+
+/// Awaits the handler future of a `key` request with a panic contained: the answer is then
+/// to close the connection.
+pub async fn contained(key: ApiKey, handling: impl Future<Output = Reply>) -> Reply {
+    match crate::runtime::contain::contained(RequestTask(key), handling).await {
+        Ok(reply) => reply,
+        Err(panic) => Reply::Close(format!("the {key:?} handler panicked: {}", panic.message)),
+    }
+}
+
+/// Starts handling a request (see [`start`]), with a panic contained: the request's future
+/// then answers by closing the connection.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     request: Request,
     session: &Rc<Session>,
 ) -> LocalFuture<Reply> {
+    let key = request.key;
+    match crate::runtime::contain::contained(RequestTask(key), start(shard, request, session)).await
+    {
+        Ok(handling) => handling,
+        Err(panic) => {
+            let why = format!("starting a {key:?} request panicked: {}", panic.message);
+            Box::pin(async move { Reply::Close(why) })
+        }
+    }
+}
+
+/// Testing only (`--fault-panic-on-client-id`): whether this request must panic.
+fn injected_panic(shard: &Shard, request: &Request) -> bool {
+    let Some(faulty) = shard.config.fault_panic_on_client_id.as_deref() else {
+        return false;
+    };
+    request.header.client_id.as_deref() == Some(faulty)
+}
+
+/// Starts handling a request. Work that must happen in request order (produce appends, and
+/// the forwarding of appends to other shards) is done before this returns; the returned
+/// future yields what to answer.
+async fn start(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
     let version = request.version;
     if let Some(refused) = sasl::gate(session, request.key) {
         return Box::pin(async move { refused });
     }
+    if injected_panic(shard, &request) {
+        // A produce panics while it is started, in the connection's reader; any other
+        // request in its handler task: both places a bug could be.
+        let key = request.key;
+        if key == ApiKey::Produce {
+            panic!("fault injection: a panic starting a Produce request");
+        }
+        return Box::pin(async move { panic!("fault injection: a panic in the {key:?} handler") });
+    }
     let shard = shard.clone();
     match request.body {
-        RequestKind::Produce(req) => produce::start(&shard, req).await,
+        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
         RequestKind::JoinGroup(req) => {
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
             let host = session.client_host();
@@ -210,6 +270,15 @@ async fn handle_any(
         }
         RequestKind::AlterUserScramCredentials(req) => {
             ResponseKind::AlterUserScramCredentials(sasl::alter_users(shard, req).await)
+        }
+        RequestKind::ElectLeaders(req) => {
+            ResponseKind::ElectLeaders(operations::elect_leaders(shard, req, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            operations::alter_reassignments(shard, req, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => {
+            ResponseKind::ListPartitionReassignments(operations::list_reassignments(shard, req))
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {

@@ -1,8 +1,14 @@
 //! Produce: validate, append in request order, answer when acknowledged.
 //!
-//! Appends to this shard's partitions happen synchronously inside [`start`]; appends to other
-//! shards are sent, in order, before [`start`] returns. The connection awaits [`start`] before
-//! reading its next request, so pipelined produce requests append in the order they were sent.
+//! Each partition's records are admitted first ([`topic_rules::admit`]: internal topics
+//! refused, every record checked as Kafka's leader does, recompressed for the topic's
+//! `compression.type`), on this shard, whichever shard owns the partition. Appends to this
+//! shard's partitions happen synchronously inside [`start`]; appends to other shards are sent,
+//! in order, before [`start`] returns. The connection awaits [`start`] before reading its next
+//! request, so pipelined produce requests append in the order they were sent.
+//!
+//! acks=0 gets no response, so a refusal known at once (a bad batch, an unknown partition)
+//! closes the connection instead, as Kafka does: the only signal such a producer gets.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -10,12 +16,15 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 
-use super::{str_bytes, Reply};
+use super::{str_bytes, topic_rules, Reply};
 use crate::protocol::ResponseError as E;
-use crate::record_batch::BatchHeader;
+use crate::record_batch::{BatchHeader, Refusal};
 use crate::server::mesh::{Acks, PartitionRef, ProduceOutcome, ShardMsg};
 use crate::server::shard::{LocalAppend, LocalFuture, Shard};
 use crate::txn::api::{TxnOp, TxnReply};
@@ -23,6 +32,8 @@ use crate::txn::api::{TxnOp, TxnReply};
 /// Where one partition's outcome comes from.
 enum Slot {
     Done(ProduceOutcome),
+    /// Refused by [`topic_rules::admit`], with per-record errors.
+    Refused(Refusal),
     Local(LocalAppend),
     /// Index into the reply of the message sent to a shard.
     Remote {
@@ -43,11 +54,12 @@ fn refused(error: E, message: &str) -> ProduceOutcome {
 
 /// Appends every partition's batches (locally or by message) and returns the future of the
 /// response. See the module docs for the ordering guarantee.
-pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply> {
+pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> LocalFuture<Reply> {
     let acks = req.acks;
     let demand = Acks { acks, timeout_ms: req.timeout_ms };
     let verdicts = verify_transactional(shard, &req).await;
     let meta = shard.meta();
+    let now_ms = crate::storage::now_ms();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
     let mut remote: Vec<Vec<(PartitionRef, Bytes)>> =
         (0..shard.count).map(|_| Vec::new()).collect();
@@ -62,13 +74,17 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
                 let error = E::try_from_code(verdict).unwrap_or(E::InvalidTxnState);
                 Slot::Done(refused(error, "transactional batch refused by its coordinator"))
             } else {
-                match meta.owner(name, p.index) {
-                    Ok(owner) if owner == shard.id => {
-                        let records = p.records.clone().unwrap_or_default();
+                let admitted = |topic| {
+                    let records = p.records.clone().unwrap_or_default();
+                    topic_rules::admit(&shard.config, topic, p.index, &records, version, now_ms)
+                };
+                let owner = meta.owner(name, p.index);
+                match owner.map(|owner| (owner, meta.topics.get(name).map(admitted))) {
+                    Ok((_, Some(Err(refusal)))) => Slot::Refused(refusal),
+                    Ok((owner, Some(Ok(records)))) if owner == shard.id => {
                         Slot::Local(shard.append_local(name, p.index, &records, demand))
                     }
-                    Ok(owner) => {
-                        let records = p.records.clone().unwrap_or_default();
+                    Ok((owner, Some(Ok(records)))) => {
                         let bucket = &mut remote[owner];
                         let partition = PartitionRef { topic: name.into(), partition: p.index };
                         bucket.push((partition, records));
@@ -77,7 +93,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
                     Err(E::NotLeaderOrFollower) => {
                         Slot::Done(refused(E::NotLeaderOrFollower, "another broker leads it"))
                     }
-                    Err(_) => Slot::Done(refused(
+                    Ok((_, None)) | Err(_) => Slot::Done(refused(
                         E::UnknownTopicOrPartition,
                         "unknown topic or partition",
                     )),
@@ -89,11 +105,12 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
     }
     let replies = send_remote(shard, remote, demand).await;
     let names: Vec<_> = req.topic_data.into_iter().map(|t| t.name).collect();
+    if acks == 0 {
+        let reply = unanswerable_failure(&slots, &names).map_or(Reply::Nothing, Reply::Close);
+        return Box::pin(async move { reply });
+    }
     let drop_response = injected_fault(shard);
     Box::pin(async move {
-        if acks == 0 {
-            return Reply::Nothing;
-        }
         let answers = gather_remote(replies).await;
         let answers = &answers;
         let mut topics = Vec::with_capacity(slots.len());
@@ -101,6 +118,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
             let outcomes = join_all(parts.into_iter().map(|(index, slot)| async move {
                 let outcome = match slot {
                     Slot::Done(outcome) => outcome,
+                    Slot::Refused(refusal) => return refused_response(index, refusal),
                     Slot::Local(append) => append.outcome().await,
                     Slot::Remote { shard, index } => {
                         answers[shard].get(index).cloned().unwrap_or_else(|| {
@@ -122,6 +140,40 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> LocalFuture<Reply>
         let response = ProduceResponse::default().with_responses(topics);
         Reply::Response(Box::new(ResponseKind::Produce(response)))
     })
+}
+
+/// acks=0: the first partition refused at once, as the reason to close the connection (counted
+/// and logged, rate-limited); `None` when every partition was appended or queued.
+fn unanswerable_failure(
+    slots: &[(usize, Vec<(i32, Slot)>)],
+    names: &[kafka_protocol::messages::TopicName],
+) -> Option<String> {
+    let (topic, partition, code, message) = slots
+        .iter()
+        .flat_map(|(t, parts)| parts.iter().map(move |(p, s)| (*t, *p, s)))
+        .find_map(|(topic, partition, slot)| {
+            let (code, message) = match slot {
+                Slot::Refused(r) => (r.code, r.message.clone()),
+                Slot::Done(o) | Slot::Local(LocalAppend::Failed(o)) if o.error_code != 0 => {
+                    (o.error_code, o.error_message.clone().unwrap_or_default())
+                }
+                _ => return None,
+            };
+            Some((topic, partition, code, message))
+        })?;
+    let topic = names.get(topic).map_or("?", |n| n.0.as_str());
+    crate::refused!(
+        WARN,
+        "produce_acks0_failed",
+        topic,
+        partition,
+        code,
+        "acks=0 produce failed: closing the connection, as Kafka does: {message}"
+    );
+    Some(format!(
+        "acks=0 produce to {topic}-{partition} failed with error {code} ({message}): closing the \
+         connection, the only way to tell an acks=0 producer"
+    ))
 }
 
 /// For a transactional produce, asks the transaction coordinator whether each partition is
@@ -204,6 +256,28 @@ async fn gather_remote(
         }
     }))
     .await
+}
+
+/// A partition refused by [`topic_rules::admit`]: error code, message and (Produce v8+, the
+/// encoder drops them below) the per-record errors.
+fn refused_response(index: i32, refusal: Refusal) -> PartitionProduceResponse {
+    let record_errors = refusal
+        .record_errors
+        .into_iter()
+        .map(|e| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(e.batch_index)
+                .with_batch_index_error_message(Some(StrBytes::from_string(e.message)))
+        })
+        .collect();
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(refusal.code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_record_errors(record_errors)
+        .with_error_message(Some(StrBytes::from_string(refusal.message)))
 }
 
 fn partition_response(index: i32, outcome: ProduceOutcome) -> PartitionProduceResponse {

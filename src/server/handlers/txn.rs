@@ -98,7 +98,7 @@ pub async fn route(shard: &Rc<Shard>, id: &str, op: TxnOp) -> Result<TxnReply, E
 
 async fn run_on(shard: &Rc<Shard>, owner: usize, request: TxnRequest) -> Result<TxnReply, E> {
     if owner == shard.id {
-        return Ok(shard.txns.handle(shard, request).await);
+        return shard.txns.handle(shard, request).await;
     }
     let (reply, answer) = oneshot::channel();
     if !shard.send(owner, ShardMsg::Txn { request: Box::new(request), reply }).await {

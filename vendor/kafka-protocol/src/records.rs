@@ -515,7 +515,8 @@ impl RecordBatchDecoder {
         records: &mut Vec<Record>,
     ) -> Result<()> {
         // strata patch: the count comes from the wire; cap the pre-allocation.
-        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
+        let claimed = batch_decode_info.record_count.max(0) as usize;
+        records.reserve(types::capped_capacity::<Record>(claimed, buf.remaining()));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -860,11 +861,13 @@ impl Record {
 
         // Timestamp delta
         let timestamp_delta: i64 = types::VarLong.decode(buf)?;
-        let timestamp = batch_decode_info.min_timestamp + timestamp_delta;
+        // strata patch: both come from the wire; Kafka's long arithmetic wraps, and an
+        // overflow must not panic (debug builds check it).
+        let timestamp = batch_decode_info.min_timestamp.wrapping_add(timestamp_delta);
 
         // Offset delta
         let offset_delta: i32 = types::VarInt.decode(buf)?;
-        let offset = batch_decode_info.min_offset + offset_delta as i64;
+        let offset = batch_decode_info.min_offset.wrapping_add(offset_delta as i64);
         let sequence = batch_decode_info.base_sequence.wrapping_add(offset_delta);
 
         // Key
@@ -895,7 +898,9 @@ impl Record {
         let num_headers = num_headers as usize;
 
         // strata patch: the count comes from the wire; cap the pre-allocation.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        let remaining = bytes::Buf::remaining(buf);
+        let capacity = types::capped_capacity::<(StrBytes, Option<Bytes>)>(num_headers, remaining);
+        let mut headers = IndexMap::with_capacity(capacity);
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -243,7 +243,13 @@ pub(crate) fn write_unknown_tagged_fields<B: ByteBufMut, R: RangeBounds<i32>>(
     range: R,
     unknown_tagged_fields: &BTreeMap<i32, Bytes>,
 ) -> Result<()> {
-    for (&k, v) in unknown_tagged_fields.range(range) {
+    // strata patch: decoders keep a tag of 2^31 or more as a negative key (`tag as i32`), which
+    // no range of tags the encoders write covered: it was counted, but never written, so the
+    // message re-encoded malformed. Such tags sort last (as u32): the last range, open above,
+    // writes them.
+    let last = matches!(range.end_bound(), std::ops::Bound::Unbounded);
+    let high = unknown_tagged_fields.range(..0).filter(|_| last);
+    for (&k, v) in unknown_tagged_fields.range(range).chain(high) {
         if v.len() > u32::MAX as usize {
             bail!("Tagged field is too long to encode ({} bytes)", v.len());
         }

@@ -10,6 +10,15 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+/// strata patch: the capacity to pre-allocate for `claimed` elements of `T` read off the wire,
+/// with `remaining` bytes left in the buffer: never more memory than those bytes, so a lying
+/// count costs at most the size of the frame itself (capping the count alone still let one
+/// reserve `size_of::<T>()` times the frame). A true count that needs more grows the vector
+/// as its elements decode.
+pub(crate) fn capped_capacity<T>(claimed: usize, remaining: usize) -> usize {
+    claimed.min(remaining / std::mem::size_of::<T>().max(1))
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -1002,7 +1011,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
             -1 => Ok(None),
             n if n >= 0 => {
                 // strata patch: never trust a length from the wire for a pre-allocation.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(capped_capacity::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1111,7 +1120,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // strata patch: never trust a length from the wire for a pre-allocation.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let capacity = capped_capacity::<T>((n - 1) as usize, buf.remaining());
+                let mut result = Vec::with_capacity(capacity);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The cost of leader-side record validation (issue 15 check 5) and of compressed produce
+# (issue 20 item 7): max-rate produce, side by side, one broker binary without validation
+# (BASE) and one with it (NEW), alternating runs in one invocation so both see the same
+# machine. Writes perf/results/<date>-validation.md (+ one raw report directory per run).
+#
+# Usage: perf/validation.sh BASE_BIN NEW_BIN
+# Environment:
+#   ROUNDS=3             alternations per scenario (BASE, NEW, BASE, NEW, ...)
+#   DURATION=20s WARMUP=3s
+#   SCENARIOS="100b 1kb 1kb-lz4 1kb-zstd"
+#   BROKER_CPU=0 BENCH_CPU=1
+#   STRATA_ARGS=...      extra `strata serve` flags (run.sh's: 256 MiB segments, 1 GiB retention
+#                        per partition checked every second, so a run does not fill the disk)
+# Scenarios: the shipped max-rate workloads (16 partitions, 2 producers, acks=1, fdatasync
+# before every ack); `1kb-lz4` / `1kb-zstd` are the 1 KiB one with the producer compressing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE=${1:?usage: perf/validation.sh BASE_BIN NEW_BIN}
+NEW=${2:?usage: perf/validation.sh BASE_BIN NEW_BIN}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-3s}
+SCENARIOS=${SCENARIOS:-"100b 1kb 1kb-lz4 1kb-zstd"}
+BROKER_CPU=${BROKER_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
+DATE=$(date -u +%Y-%m-%d)
+TMP=perf/tmp
+OUT=perf/results/$DATE-validation
+mkdir -p "$TMP" "$OUT"
+
+log() { echo "[validation.sh] $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
+for k in sys.argv[2].split("."): v=(v or {}).get(k)
+print("" if v is None else v)' "$1" "$2"; }
+
+workload() {
+  case $1 in
+    100b) echo "perf/workloads/max-rate-1t-16p-100b.yaml" ;;
+    1kb*) echo "perf/workloads/max-rate-1t-16p-1kb.toml" ;;
+  esac
+}
+
+compression() {
+  case $1 in
+    *-lz4) echo lz4 ;;
+    *-zstd) echo zstd ;;
+    *) echo none ;;
+  esac
+}
+
+BROKER_PID=""
+stop_broker() {
+  if [[ -n $BROKER_PID ]]; then
+    kill "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+  fi
+}
+trap stop_broker EXIT
+
+# run BIN LABEL SCENARIO ROUND: one broker, one bench run; the report goes to $OUT/<...>.
+run() {
+  local bin=$1 label=$2 scenario=$3 round=$4 port data report cmd
+  port=$(free_port)
+  data=$TMP/validation-data
+  rm -rf "$data"
+  report=$OUT/$scenario-$label-$round
+  rm -rf "$report"
+  BROKER_CMD="taskset -c $BROKER_CPU $bin serve --listen 127.0.0.1:$port --data-dir $data --shards 1 --admin-listen 127.0.0.1:0 $STRATA_ARGS"
+  $BROKER_CMD >"$TMP/validation-broker.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 200); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  cmd="taskset -c $BENCH_CPU $NEW bench produce --workload $(workload "$scenario") --brokers 127.0.0.1:$port --cores 1 --cpus $BENCH_CPU --compression $(compression "$scenario") --duration $DURATION --warmup $WARMUP --report $report"
+  log "$scenario $label #$round: $cmd"
+  $cmd >"$report.table" 2>/dev/null
+  echo "$cmd" >"$report.command"
+  echo "$BROKER_CMD" >"$report.broker"
+  stop_broker
+  rm -rf "$data"
+}
+
+for scenario in $SCENARIOS; do
+  for round in $(seq "$ROUNDS"); do
+    run "$BASE" base "$scenario" "$round"
+    run "$NEW" new "$scenario" "$round"
+  done
+done
+
+python3 - "$OUT" "$SCENARIOS" "$ROUNDS" "$BASE" "$NEW" >"$OUT.md" <<'PY'
+import json, os, statistics, subprocess, sys
+out, scenarios, rounds, base, new = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+def summary(s, label, r):
+    return json.load(open(f"{out}/{s}-{label}-{r}/summary.json"))
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+print(f"# Record validation: produce throughput side by side, {os.path.basename(out)[:10]}\n")
+print("BASE = broker without leader-side record validation, NEW = with it (every record walked, "
+      "compressed batches decompressed while walked). Alternating runs in one invocation: "
+      + ", ".join(f"BASE #{r}, NEW #{r}" for r in range(1, rounds + 1)) + " per scenario.\n")
+print(f"- BASE binary: `{base}`\n- NEW binary: `{new}`")
+print(f"- CPU: {sh('lscpu | sed -n s/^Model\\ name:\\ *//p')}, {sh('nproc')} CPUs; broker pinned to CPU 0 "
+      f"(`--shards 1`), `strata bench` pinned to CPU 1; kernel {sh('uname -r')}")
+print(f"- load average at the end: {sh('cat /proc/loadavg')} (other sessions share this VM: see the spread)\n")
+print("| scenario | BASE msgs/s (runs) | NEW msgs/s (runs) | NEW/BASE (medians) | BASE MB/s | NEW MB/s | ack p50 / p99 / max ms BASE | NEW |")
+print("|---|---|---|---|---|---|---|---|")
+for s in scenarios:
+    rows = {}
+    for label in ("base", "new"):
+        runs = [summary(s, label, r) for r in range(1, rounds + 1)]
+        rows[label] = runs
+    med = {l: statistics.median(x["produce"]["msgs_per_s"] for x in rows[l]) for l in rows}
+    mb = {l: statistics.median(x["produce"]["mb_per_s"] for x in rows[l]) for l in rows}
+    def lat(l):
+        x = sorted(rows[l], key=lambda x: x["produce"]["msgs_per_s"])[len(rows[l]) // 2]["ack_latency"]
+        return f"{x['p50_us']/1000:.1f} / {x['p99_us']/1000:.1f} / {x['max_us']/1000:.1f}"
+    runs = {l: ", ".join(f"{x['produce']['msgs_per_s']/1e3:.0f}k" for x in rows[l]) for l in rows}
+    print(f"| `{s}` | {med['base']/1e3:.0f}k ({runs['base']}) | {med['new']/1e3:.0f}k ({runs['new']}) | "
+          f"**{med['new']/med['base']*100:.1f}%** | {mb['base']:.1f} | {mb['new']:.1f} | {lat('base')} | {lat('new')} |")
+print("\nErrors reported by the load tool (records whose produce failed): "
+      + ", ".join(f"{s}: {sum(summary(s, l, r)['produce']['errors'] for l in ('base','new') for r in range(1, rounds + 1))}" for s in scenarios) + ".\n")
+print("## Commands\n")
+for s in scenarios:
+    print(f"- `{s}`: broker `{open(f'{out}/{s}-new-1.broker').read().strip()}`; "
+          f"load tool `{open(f'{out}/{s}-new-1.command').read().strip()}`")
+print("\n## Full latency distributions (median run of each)\n")
+for s in scenarios:
+    for label in ("base", "new"):
+        runs = sorted(range(1, rounds + 1), key=lambda r: summary(s, label, r)["produce"]["msgs_per_s"])
+        r = runs[len(runs) // 2]
+        print(f"### {s}, {label.upper()} run #{r}: ack latency (values in ms)\n")
+        print("```\n" + open(f"{out}/{s}-{label}-{r}/ack.hgrm").read().rstrip() + "\n```\n")
+print(f"Raw reports of every run: `{out}/` (summary.json, ack.hgrm, report.html per run).")
+PY
+log "wrote $OUT.md"

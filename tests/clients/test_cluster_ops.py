@@ -1,0 +1,147 @@
+"""Cluster operations with real clients (issue 19): partitions reassigned under
+confluent-kafka acks=all load lose nothing and end where the plan says (check 1); a killed
+leader's partitions all get new leaders under load, with nothing acknowledged lost, and the
+time each took is printed (check 3; the 2 s figure is measured by perf/failover.py, since
+tests assert no wall-clock thresholds).
+"""
+import json
+import subprocess
+import threading
+import time
+
+from confluent_kafka import Producer
+
+from conftest import strata_bin
+from test_replication import bootstrap, create, layout, poll, read_all, wait_in_sync
+
+
+def strata(nodes, *args):
+    """`strata <args> --output json --bootstrap-server <a live broker>`, parsed."""
+    out = subprocess.run([strata_bin(), *args, "--output", "json", "--bootstrap-server",
+                          bootstrap(nodes).split(",")[0]], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+class Load:
+    """An idempotent acks=all producer writing numbered records to every partition of a
+    topic from a thread until stopped; remembers what was acknowledged."""
+
+    def __init__(self, nodes, topic, partitions):
+        self.topic, self.partitions = topic, partitions
+        self.acked = {p: set() for p in range(partitions)}
+        self.errors = []
+        self.stop = threading.Event()
+        self.producer = Producer({"bootstrap.servers": bootstrap(nodes), "acks": "all",
+                                  "enable.idempotence": True, "linger.ms": 5,
+                                  "message.timeout.ms": 120000})
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def delivered(self, err, msg):
+        if err is not None:
+            self.errors.append(err)
+        else:
+            self.acked[msg.partition()].add(msg.value())
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            try:
+                self.producer.produce(self.topic, value=b"%d" % i,
+                                      partition=i % self.partitions, on_delivery=self.delivered)
+                i += 1
+            except BufferError:
+                pass
+            # Paces the load (about 2,000 records/s) so the shared machine keeps up.
+            self.producer.poll(0.0005 if i % 10 else 0.005)
+
+    def acknowledged(self):
+        return sum(map(len, self.acked.values()))
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        assert self.producer.flush(120) == 0, "records still in flight"
+        assert not self.errors, self.errors[:5]
+
+    def check_nothing_lost(self, nodes):
+        for p in range(self.partitions):
+            values = {v for _, v in read_all(nodes, self.topic, p)}
+            lost = self.acked[p] - values
+            assert not lost, f"partition {p} lost {len(lost)} acknowledged records"
+
+
+def plan(partitions, brokers, topic):
+    """Replicas of partition i: 3 brokers round-robin from brokers[i % n]."""
+    n = len(brokers)
+    return {"version": 1, "partitions": [
+        {"topic": topic, "partition": p, "replicas": [brokers[(p + j) % n] for j in range(3)]}
+        for p in range(partitions)]}
+
+
+def test_reassignment_under_load_moves_every_partition_as_planned(make_cluster, tmp_path):
+    nodes = make_cluster(4, "--shards", "1", observers=1)
+    create(nodes, "moving", 12, 3)
+    wait_in_sync(nodes, "moving", 12)
+    # Start from brokers 1-3 only.
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(plan(12, [1, 2, 3], "moving")))
+    strata(nodes, "cluster", "reassign", "execute", "--plan", str(first))
+    poll("the first plan to complete",
+         lambda: strata(nodes, "cluster", "reassign", "verify", "--plan", str(first))["complete"])
+    assert all(4 not in replicas for _, replicas, _ in layout(nodes, "moving").values())
+
+    load = Load(nodes, "moving", 12)
+    poll("records to be acknowledged", lambda: load.acknowledged() >= 500)
+    second = tmp_path / "second.json"
+    wanted = plan(12, [2, 3, 4], "moving")
+    second.write_text(json.dumps(wanted))
+    strata(nodes, "cluster", "reassign", "execute", "--plan", str(second))
+    # ListPartitionReassignments shows the moves in progress: broker 4 added, 1 removed.
+    seen = strata(nodes, "cluster", "reassign", "list")
+    for move in seen:
+        assert set(move["adding"]) <= {4} and set(move["removing"]) <= {1}, move
+    poll("the second plan to complete",
+         lambda: strata(nodes, "cluster", "reassign", "verify", "--plan", str(second))["complete"])
+    before = load.acknowledged()
+    poll("records to keep being acknowledged", lambda: load.acknowledged() >= before + 500)
+    load.finish()
+    assert strata(nodes, "cluster", "reassign", "list") == []
+    final = wait_in_sync(nodes, "moving", 12)
+    for p in wanted["partitions"]:
+        assert final[p["partition"]][1] == sorted(p["replicas"]), final
+    load.check_nothing_lost(nodes)
+    # Broker 1 holds no copy of any moved partition any more.
+    poll("broker 1 to delete its moved replicas",
+         lambda: not any((nodes[0].data_dir / f"moving-{p}").exists() for p in range(12)))
+
+
+def test_killed_leader_partitions_are_all_re_led_under_load(make_cluster):
+    # Default liveness settings: what the failover time depends on.
+    nodes = make_cluster(3, "--shards", "1")
+    create(nodes, "failover", 12, 3)
+    before = wait_in_sync(nodes, "failover", 12)
+    victim = before[0][0]
+    led = [p for p, (leader, _, _) in before.items() if leader == victim]
+    load = Load(nodes, "failover", 12)
+    poll("records to be acknowledged", lambda: load.acknowledged() >= 500)
+    nodes[victim - 1].kill9()
+    killed = time.monotonic()
+    re_led = {}
+
+    def all_re_led():
+        now = layout(nodes, "failover") or {}
+        for p in led:
+            leader = now.get(p, (-1,))[0]
+            if p not in re_led and leader not in (-1, victim):
+                re_led[p] = time.monotonic() - killed
+        return len(re_led) == len(led)
+    poll("every partition the victim led to have a new leader", all_re_led)
+    times = sorted(re_led.values())
+    print(f"\nfailover: broker {victim} killed; {len(led)} partitions re-led after "
+          f"min {times[0]:.3f} s, median {times[len(times) // 2]:.3f} s, max {times[-1]:.3f} s")
+    before = load.acknowledged()
+    poll("records to keep being acknowledged", lambda: load.acknowledged() >= before + 500)
+    load.finish()
+    load.check_nothing_lost(nodes)
