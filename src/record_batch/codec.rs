@@ -5,7 +5,8 @@
 //! decompressor, and no decompressed copy of the batch is kept. Snappy has no streaming form
 //! in Kafka (raw snappy from librdkafka, xerial-framed blocks from Java), so its output is
 //! decompressed whole, after its declared size was checked against the bound. The bound
-//! (`WalkRules::max_bytes`) caps the work and memory a zip bomb can cost. Every stream must end exactly where the compressed data ends (trailing
+//! (`WalkRules::max_bytes`) caps the work and memory a zip bomb can cost. Every stream must
+//! end exactly where the compressed data ends (trailing
 //! garbage, a second gzip member or an unterminated lz4 frame are corrupt), so whatever is
 //! accepted here decodes the same with any consumer's decoder.
 //!

@@ -5,8 +5,8 @@
 //! | property (librdkafka) | also read (Kafka client) | meaning |
 //! |---|---|---|
 //! | `security.protocol` | | PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL |
-//! | `ssl.ca.location` | `ssl.truststore.location` (PEM) | CAs the broker's certificate must chain to |
-//! | `ssl.certificate.location` | `ssl.keystore.location` (PEM) | this client's certificate (chain) |
+//! | `ssl.ca.location` | `ssl.truststore.location` (PEM) | the CAs to trust |
+//! | `ssl.certificate.location` | `ssl.keystore.location` (PEM) | the client's certificate chain |
 //! | `ssl.key.location` | | its private key (default: the certificate file) |
 //! | `ssl.endpoint.identification.algorithm` | same | `https` (default) or `none` |
 //! | `enable.ssl.certificate.verification` | | `false` skips all checks (tests only) |
@@ -259,7 +259,8 @@ mod tests {
         let text = "# client.properties\nsecurity.protocol=SASL_PLAINTEXT\n\
                     ! another comment\nsasl.mechanism : PLAIN\n\
                     sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \\\n\
-                    \x20   required username=\"bob\" password=\"p=w\";\nkey\\=with\\:escapes = v\\tx\n";
+                    \x20   required username=\"bob\" password=\"p=w\";\n\
+                    key\\=with\\:escapes = v\\tx\n";
         let entries = parse_properties(text);
         assert_eq!(entries[0], ("security.protocol".into(), "SASL_PLAINTEXT".into()));
         assert_eq!(entries[1], ("sasl.mechanism".into(), "PLAIN".into()));

@@ -239,11 +239,13 @@ fn status(admin: &Admin) -> serde_json::Value {
         .listeners
         .iter()
         .map(|l| {
+            let advertised =
+                crate::config::listener::host_port(&l.advertised_host, l.advertised_port);
             serde_json::json!({
                 "name": l.name,
                 "protocol": l.protocol.name(),
                 "bind": l.bind.to_string(),
-                "advertised": crate::config::listener::host_port(&l.advertised_host, l.advertised_port),
+                "advertised": advertised,
             })
         })
         .collect();

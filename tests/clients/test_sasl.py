@@ -44,7 +44,9 @@ def client_config(bootstrap, mechanism, user=ADMIN, password=ADMIN_PASSWORD,
 
 
 def create_topic(config, name, partitions=1):
-    AdminClient(config).create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
+    # Keep the client referenced until the result is in: a collected AdminClient cancels it.
+    admin = AdminClient(config)
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
 
 
 def produce(config, topic, n):

@@ -282,6 +282,19 @@ fn utf8(bytes: &[u8]) -> Result<&str, SaslError> {
     std::str::from_utf8(bytes).map_err(|_| SaslError::Malformed("message is not UTF-8".into()))
 }
 
+/// Whether the client-final message's `r=` echoes the combined nonce (client's, then
+/// server's). librdkafka before 2.6.1 (confluentinc/librdkafka#4895; Debian's kcat links 2.0.2)
+/// sends the client's nonce once more in front of it; Kafka 3.8.1 to 3.9 accept that form too
+/// (`endsWith`), so it is accepted here in exactly that shape: the server's nonce is still
+/// checked in full, which is what guards against a replayed exchange.
+fn nonce_echoed(echoed: &str, nonce: &str, client_nonce_bytes: usize) -> bool {
+    if echoed == nonce {
+        return true;
+    }
+    let client_nonce = nonce.get(..client_nonce_bytes).unwrap_or(nonce);
+    echoed.strip_prefix(client_nonce) == Some(nonce)
+}
+
 /// A valid RFC 5802 nonce: printable ASCII except `,`.
 fn valid_nonce(nonce: &str) -> bool {
     !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
@@ -355,6 +368,8 @@ enum ServerState {
         user: String,
         gs2_header: String,
         nonce: String,
+        /// How many leading bytes of `nonce` are the client's.
+        client_nonce_bytes: usize,
         /// client-first-message-bare "," server-first-message.
         auth_prefix: String,
         /// `None` for a user that does not exist: the proof fails whatever it is.
@@ -438,6 +453,7 @@ impl ScramServer {
         self.state = ServerState::Final {
             user: first.user,
             gs2_header: first.gs2_header,
+            client_nonce_bytes: first.nonce.len(),
             nonce,
             auth_prefix: format!("{},{server_first}", first.bare),
             credential,
@@ -449,7 +465,15 @@ impl ScramServer {
     /// proof; returns the user and the server-final message.
     pub fn client_final(&mut self, message: &[u8]) -> Result<ScramSuccess, SaslError> {
         let state = std::mem::replace(&mut self.state, ServerState::Done);
-        let ServerState::Final { user, gs2_header, nonce, auth_prefix, credential } = state else {
+        let ServerState::Final {
+            user,
+            gs2_header,
+            nonce,
+            client_nonce_bytes,
+            auth_prefix,
+            credential,
+        } = state
+        else {
             return Err(SaslError::State("unexpected client-final message".into()));
         };
         let text = utf8(message)?;
@@ -465,7 +489,7 @@ impl ScramServer {
             _ => return Err(malformed("channel binding does not echo the GS2 header")),
         }
         match attrs.next() {
-            Some(("r", echoed)) if *echoed == nonce => {}
+            Some(("r", echoed)) if nonce_echoed(echoed, &nonce, client_nonce_bytes) => {}
             _ => return Err(malformed("nonce mismatch")),
         }
         let proof = B64.decode(proof).map_err(|_| malformed("proof is not base64"))?;

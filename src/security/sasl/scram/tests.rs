@@ -154,3 +154,18 @@ fn saslnames_escape_commas_and_equals() {
     assert_eq!(ScramMechanism::from_name("SCRAM-SHA-256"), Some(ScramMechanism::Sha256));
     assert_eq!(ScramMechanism::from_name("scram-sha-256"), None);
 }
+
+#[test]
+fn librdkafkas_doubled_client_nonce_is_accepted_and_nothing_else() {
+    let (client, server) = ("rOprNGfwEbeRWgbNEkqO", SERVER_NONCE);
+    let nonce = format!("{client}{server}");
+    let bytes = client.len();
+    assert!(nonce_echoed(&nonce, &nonce, bytes));
+    // librdkafka < 2.6.1: the client's nonce once more in front (confluentinc/librdkafka#4895).
+    assert!(nonce_echoed(&format!("{client}{nonce}"), &nonce, bytes));
+    // The server's part must still be there in full, and nothing else may be prepended.
+    assert!(!nonce_echoed(client, &nonce, bytes));
+    assert!(!nonce_echoed(&format!("x{nonce}"), &nonce, bytes));
+    assert!(!nonce_echoed(&format!("{nonce}{nonce}"), &nonce, bytes));
+    assert!(!nonce_echoed(&format!("{client}{client}"), &nonce, bytes));
+}
