@@ -261,6 +261,42 @@ fn list_offsets(v: i16) -> RequestKind {
     RequestKind::ListOffsets(r)
 }
 
+fn elect_leaders(v: i16) -> RequestKind {
+    use elect_leaders_request::*;
+    let t = TopicPartitions::default().with_topic(topic("t")).with_partitions(vec![0, 1]);
+    let mut r = ElectLeadersRequest::default().with_topic_partitions(Some(vec![t]));
+    r.timeout_ms = 30_000;
+    if v >= 1 {
+        r.election_type = 1;
+    }
+    RequestKind::ElectLeaders(r)
+}
+
+fn alter_partition_reassignments(v: i16) -> RequestKind {
+    use alter_partition_reassignments_request::*;
+    let p = ReassignablePartition::default()
+        .with_partition_index(0)
+        .with_replicas(Some(vec![BrokerId(1), BrokerId(2)]));
+    let t = ReassignableTopic::default()
+        .with_name(topic("t"))
+        .with_partitions(vec![p, ReassignablePartition::default().with_partition_index(1)]);
+    let mut r = AlterPartitionReassignmentsRequest::default().with_topics(vec![t]);
+    r.timeout_ms = 30_000;
+    if v >= 1 {
+        r.allow_replication_factor_change = false;
+    }
+    RequestKind::AlterPartitionReassignments(r)
+}
+
+fn list_partition_reassignments(_v: i16) -> RequestKind {
+    use list_partition_reassignments_request::*;
+    let t = ListPartitionReassignmentsTopics::default()
+        .with_name(topic("t"))
+        .with_partition_indexes(vec![0]);
+    let r = ListPartitionReassignmentsRequest::default().with_topics(Some(vec![t]));
+    RequestKind::ListPartitionReassignments(r.with_timeout_ms(30_000))
+}
+
 fn offset_for_leader_epoch(v: i16) -> RequestKind {
     use offset_for_leader_epoch_request::*;
     let p = OffsetForLeaderPartition::default()
@@ -743,6 +779,9 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
         ApiKey::ListTransactions => list_transactions(v),
         ApiKey::DescribeCluster => describe_cluster(v),
         ApiKey::WriteTxnMarkers => write_txn_markers(v),
+        ApiKey::ElectLeaders => elect_leaders(v),
+        ApiKey::AlterPartitionReassignments => alter_partition_reassignments(v),
+        ApiKey::ListPartitionReassignments => list_partition_reassignments(v),
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::thread;
 
 use bytes::Bytes;
-use common::{batch, create_topic, Broker, Conn};
+use common::{batch, create_topic, idempotent_batch, Broker, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -185,17 +185,30 @@ fn log_lines_of_a_request_carry_its_ids_on_every_shard() {
     let shards = shards_of(&broker, "ids");
     assert!(shards.contains(&0) && shards.contains(&1), "partitions on {shards:?}");
 
-    // A batch with a broken CRC to both partitions: each owning shard refuses it and logs why,
-    // one of them on behalf of a connection that another shard accepted.
-    let mut corrupt = batch(&[(b"k", b"v")]).to_vec();
-    let last = corrupt.len() - 1;
-    corrupt[last] ^= 0xff;
-    let req = produce_all("ids", 2, &Bytes::from(corrupt));
-    let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req)) else {
+    // An idempotent producer's first batch to both partitions, then one with a sequence gap:
+    // each owning shard refuses it (OUT_OF_ORDER_SEQUENCE_NUMBER) and logs why, one of them on
+    // behalf of a connection that another shard accepted. (A corrupt batch would not do: it is
+    // refused by the validator on the accepting shard, before any forwarding.)
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let ResponseKind::InitProducerId(init) =
+        conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+    else {
         panic!()
     };
-    let codes: Vec<i16> = r.responses[0].partition_responses.iter().map(|p| p.error_code).collect();
-    assert_eq!(codes, [2, 2], "CORRUPT_MESSAGE for both partitions");
+    let pid = init.producer_id.0;
+    for (sequence, want) in [(0, 0), (9, 45)] {
+        let records = idempotent_batch(pid, init.producer_epoch, sequence, &[b"v"]);
+        let req = produce_all("ids", 2, &records);
+        let ResponseKind::Produce(r) = conn.call(ApiKey::Produce, 9, RequestKind::Produce(req))
+        else {
+            panic!()
+        };
+        let codes: Vec<i16> =
+            r.responses[0].partition_responses.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes, [want, want], "sequence {sequence}");
+    }
 
     let correlation = format!("correlation_id={}", conn.last_correlation_id());
     let lines = [broker.wait_for_log("refused produce"), broker.wait_for_log("refused produce")];

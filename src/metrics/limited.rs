@@ -3,8 +3,10 @@
 //! A client can make the broker refuse things as fast as it can send them (bad frames,
 //! connections over a limit, produces to a poisoned log); one log line per refusal would let
 //! it fill the disk with logs. Each call site of [`refused!`](crate::refused) or
-//! [`log_limited!`](crate::log_limited) owns a [`LogLimiter`]: at most one line per
-//! [`LOG_INTERVAL`], and the next line written says how many were `suppressed` meanwhile.
+//! [`log_limited!`](crate::log_limited) owns a [`LogLimiter`] per thread (each shard logs on
+//! its own, so no cache line is shared between cores and a refusal seen by another shard is
+//! still logged there): at most one line per [`LOG_INTERVAL`] per call site and shard, and the
+//! next line written says how many were `suppressed` meanwhile.
 //!
 //! Refusals are also counted per reason, process-wide ([`count_refusal`]), and exported as
 //! `strata_refusals_total{reason}`. These counters are touched only when something is refused,
@@ -93,13 +95,18 @@ pub fn refusals() -> Vec<(&'static str, u64)> {
     }
 }
 
-/// A log line at most once per [`LOG_INTERVAL`] from this call site, with the count of lines
-/// suppressed since the last one: `log_limited!(WARN, %peer, "read failed: {e}")`.
+/// A log line at most once per [`LOG_INTERVAL`] from this call site on this thread (shard),
+/// with the count of lines suppressed since the last one:
+/// `log_limited!(WARN, %peer, "read failed: {e}")`.
 #[macro_export]
 macro_rules! log_limited {
     ($level:ident, $($arg:tt)+) => {{
-        static LIMIT: $crate::metrics::LogLimiter = $crate::metrics::LogLimiter::new();
-        if let Some(suppressed) = LIMIT.admit($crate::metrics::LOG_INTERVAL) {
+        ::std::thread_local! {
+            static LIMIT: $crate::metrics::LogLimiter =
+                const { $crate::metrics::LogLimiter::new() };
+        }
+        let admitted = LIMIT.with(|limit| limit.admit($crate::metrics::LOG_INTERVAL));
+        if let Some(suppressed) = admitted {
             ::tracing::event!(::tracing::Level::$level, suppressed, $($arg)+);
         }
     }};

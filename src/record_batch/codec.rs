@@ -6,9 +6,9 @@
 //! in Kafka (raw snappy from librdkafka, xerial-framed blocks from Java), so its output is
 //! decompressed whole, after its declared size was checked against the bound. The bound
 //! (`WalkRules::max_bytes`) caps the work and memory a zip bomb can cost. Every stream must
-//! end exactly where the compressed data ends (trailing
-//! garbage, a second gzip member or an unterminated lz4 frame are corrupt), so whatever is
-//! accepted here decodes the same with any consumer's decoder.
+//! end exactly where the compressed data ends (trailing garbage, a second gzip member or an
+//! unterminated lz4 frame are corrupt), so whatever is accepted here decodes the same with any
+//! consumer's decoder.
 //!
 //! Formats written: gzip (RFC 1952), snappy in xerial framing with 32 KiB blocks (Java's
 //! `SnappyOutputStream`), LZ4 frames with independent 64 KiB blocks and no checksums (what

@@ -108,8 +108,18 @@ fn timestamp_search_decodes_records() {
     assert_eq!(first_offset_with_timestamp_at_or_after(&b, 0).unwrap(), Some((50, 100)));
     assert_eq!(first_offset_with_timestamp_at_or_after(&b, 104).unwrap(), Some((54, 104)));
     assert_eq!(first_offset_with_timestamp_at_or_after(&b, 110).unwrap(), None);
-    let lz4 = batch_with(10, 10, 100, KCompression::Lz4);
-    assert_eq!(first_offset_with_timestamp_at_or_after(&lz4, 109).unwrap(), Some((9, 109)));
+    for codec in [KCompression::Gzip, KCompression::Snappy, KCompression::Lz4, KCompression::Zstd] {
+        let compressed = batch_with(10, 10, 100, codec);
+        let found = first_offset_with_timestamp_at_or_after(&compressed, 109);
+        assert_eq!(found.unwrap(), Some((9, 109)), "{codec:?}");
+        let found = first_offset_with_timestamp_at_or_after(&compressed, 103);
+        assert_eq!(found.unwrap(), Some((3, 103)), "{codec:?}");
+    }
+    // A compressed body that does not decompress is an error, not a wrong answer: past the
+    // 10-byte gzip header, 0xFF starts a deflate block of the reserved type 3.
+    let mut garbage = batch_with(10, 10, 100, KCompression::Gzip).to_vec();
+    garbage[HEADER_BYTES + 10..HEADER_BYTES + 20].fill(0xFF);
+    assert!(first_offset_with_timestamp_at_or_after(&garbage, 109).is_err());
 }
 
 #[test]

@@ -737,7 +737,7 @@ impl Shard {
                 LocalAppend::Pending { pending, queued, metrics, replicated }
             }
             Err(e) => {
-                tracing::warn!(topic, partition, "refused produce: {e}");
+                crate::refused!(WARN, "append_refused", topic, partition, "refused produce: {e}");
                 LocalAppend::Failed(ProduceOutcome {
                     error_code: e.kafka_error_code(),
                     error_message: Some(e.to_string()),
