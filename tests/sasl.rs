@@ -437,3 +437,56 @@ fn a_large_frame_before_the_login_closes_the_connection() {
     let (code, _) = common::produce(&mut conn, "big", 0, common::batch(&[(b"k", &value)]), -1);
     assert_eq!(code, 0);
 }
+
+/// `strata bench` takes the tools' security settings: a short e2e run over SASL_SSL with
+/// SCRAM-SHA-512 consumes every record it produced; with a wrong password it stops, naming
+/// the failed login.
+#[test]
+fn the_bench_runs_over_sasl_ssl_with_scram() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new(dir.path(), "ca");
+    ca.issue("broker", &[(rcgen::DnType::CommonName, "broker")], true);
+    let keystore = dir.path().join("broker.pem").display().to_string();
+    let broker = Broker::start(
+        dir.path(),
+        &[
+            "--listeners",
+            "PLAINTEXT://{addr},SASL_SSL://127.0.0.1:{free0}",
+            "--ssl-keystore-location",
+            &keystore,
+            "--sasl-bootstrap-user",
+            "admin:admin-secret",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-512",
+            "--connection-failed-authentication-delay-ms",
+            "10",
+        ],
+    );
+    let listeners = common::ready_field(&broker.ready_line, "listeners").unwrap();
+    let secure = listeners.split(',').find_map(|l| l.strip_prefix("SASL_SSL://")).unwrap();
+    let ca_location = format!("ssl.ca.location={}", dir.path().join("ca.pem").display());
+    let bench = |password: &str, report: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["bench", "e2e", "--brokers", secure, "--topic", "secure-bench"])
+            .args(["--partitions", "2", "--rate", "5k", "--duration", "1s", "--warmup", "200ms"])
+            .args(["-X", "security.protocol=SASL_SSL", "-X", &ca_location])
+            .args(["-X", "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=admin"])
+            .args(["-X", &format!("sasl.password={password}")])
+            .arg("--report")
+            .arg(report)
+            .output()
+            .unwrap()
+    };
+    let report = tempfile::tempdir().unwrap();
+    let out = bench("admin-secret", report.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = std::fs::read_to_string(report.path().join("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let produced = summary["produced_total"].as_u64().unwrap();
+    assert!(produced > 0);
+    assert_eq!(summary["consumed_total"].as_u64(), Some(produced));
+    let out = bench("wrong", report.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SASL authentication failed"), "{stderr}");
+}
