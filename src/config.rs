@@ -6,7 +6,7 @@
 
 pub mod listener;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub use listener::{Listener, SecurityProtocol, SslConfig};
@@ -50,6 +50,27 @@ pub mod limits {
     /// Port of the admin HTTP listener (Redpanda's admin port).
     pub const ADMIN_PORT_DEFAULT: u16 = 9644;
 
+    /// Default memory budget (`queued.max.request.bytes`): this fraction of the machine's
+    /// memory (or of the cgroup's limit, if lower).
+    pub const MEMORY_BUDGET_DIVISOR: u64 = 4;
+    /// Smallest memory budget accepted, and the default when the machine's memory is unknown
+    /// or tiny.
+    pub const MEMORY_BUDGET_BYTES_MIN: usize = 16 << 20;
+    /// Kafka's `connections.max.idle.ms` default (10 minutes).
+    pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+    /// Default deadline for a request frame to arrive whole, and for a response to be taken.
+    pub const FRAME_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+    /// Kafka's `max.connections.per.ip` default (`Int.MaxValue`: no limit).
+    pub const CONNECTIONS_PER_IP_DEFAULT: usize = i32::MAX as usize;
+    /// Admin HTTP connections open at once, and per client address.
+    pub const ADMIN_CONNECTIONS_DEFAULT: usize = 64;
+    /// Admin HTTP connections per client address.
+    pub const ADMIN_CONNECTIONS_PER_IP_DEFAULT: usize = 16;
+    /// An admin connection that has not sent a whole request head for this long is closed.
+    pub const ADMIN_IDLE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+    const _: () = assert!(MEMORY_BUDGET_BYTES_MIN >= 8 << 20);
+
     const _: () = assert!(REQUEST_BYTES_DEFAULT <= REQUEST_BYTES_CEILING);
     const _: () = assert!(BATCH_BYTES_DEFAULT < REQUEST_BYTES_DEFAULT);
 }
@@ -71,6 +92,23 @@ pub enum FlushPolicy {
         /// `flush.ms`.
         interval_ms: Option<u64>,
     },
+}
+
+/// Parses Kafka's `max.connections.per.ip.overrides` form: `127.0.0.1:200,10.0.0.5:50` (IP
+/// addresses; an IPv6 address as `[::1]:200` or `::1:200`); empty = none.
+pub fn parse_ip_overrides(text: &str) -> Result<Vec<(IpAddr, usize)>, String> {
+    let mut out: Vec<(IpAddr, usize)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let shape = || format!("expected ip:count, got {item:?}");
+        let (ip, count) = item.rsplit_once(':').ok_or_else(shape)?;
+        let ip: IpAddr = ip.trim_matches(['[', ']']).parse().map_err(|_| shape())?;
+        let count: usize = count.trim().parse().map_err(|_| shape())?;
+        if out.iter().any(|(seen, _)| *seen == ip) {
+            return Err(format!("{ip} is listed twice"));
+        }
+        out.push((ip, count));
+    }
+    Ok(out)
 }
 
 /// Shortest cluster secret accepted (bytes); `security::peer_auth` checks the same.
@@ -134,14 +172,44 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     /// Kafka's `message.max.bytes`: default `max.message.bytes` of topics.
     pub max_message_bytes: usize,
-    /// Connections accepted per broker; more are closed right after accept.
+    /// Client connections open at once on the whole broker (all shards); more are closed
+    /// right after accept.
     pub max_connections: usize,
+    /// Kafka's `max.connections.per.ip`: client connections per client address.
+    pub max_connections_per_ip: usize,
+    /// Kafka's `max.connections.per.ip.overrides`: per-address exceptions.
+    pub max_connections_per_ip_overrides: Vec<(IpAddr, usize)>,
+    /// Kafka's `queued.max.request.bytes`: the memory budget for requests being read or
+    /// handled and responses not yet written, for the whole broker, split evenly per shard.
+    /// `None`: a quarter of the machine's memory, resolved at start-up.
+    pub queued_max_request_bytes: Option<usize>,
+    /// Kafka's `connections.max.idle.ms`: a connection with nothing in flight that sent
+    /// nothing for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// A request frame must arrive whole within this long of its first byte (of its body:
+    /// of the memory budget admitting it), and a response must be written within this long
+    /// of starting; otherwise the connection is closed. No Kafka equivalent.
+    pub frame_timeout_ms: u64,
+    /// Admin HTTP connections open at once.
+    pub admin_max_connections: usize,
+    /// Admin HTTP connections per client address.
+    pub admin_max_connections_per_ip: usize,
+    /// An admin connection idle (or still sending its request head) this long is closed.
+    pub admin_idle_timeout_ms: u64,
     /// Kafka's `log.segment.bytes`.
     pub segment_bytes: u64,
     /// Kafka's `log.roll.ms`; `None` rolls by size only.
     pub segment_ms: Option<u64>,
-    /// Segment files grow by preallocated extents of this size.
+    /// Largest preallocation extent of segment files (the extent adapts to each
+    /// partition's write rate, from `segment_prealloc_min_bytes` up to this).
     pub segment_prealloc_bytes: u64,
+    /// First and smallest preallocation extent of a partition's segment files.
+    pub segment_prealloc_min_bytes: u64,
+    /// Redpanda's `storage_min_free_bytes`: free space kept on the data directory's
+    /// filesystem (the smaller of this and `storage_min_free_percent` applies; 0: off).
+    pub storage_min_free_bytes: u64,
+    /// Free space kept, in percent of the filesystem (0: off).
+    pub storage_min_free_percent: u8,
     /// Default flush policy of topics.
     pub flush: FlushPolicy,
     /// Recent data kept in memory per partition to serve fetches without disk reads.
@@ -384,9 +452,20 @@ impl Default for BrokerConfig {
             max_request_bytes: limits::REQUEST_BYTES_DEFAULT,
             max_message_bytes: limits::BATCH_BYTES_DEFAULT,
             max_connections: 10_000,
+            max_connections_per_ip: limits::CONNECTIONS_PER_IP_DEFAULT,
+            max_connections_per_ip_overrides: Vec::new(),
+            queued_max_request_bytes: None,
+            connections_max_idle_ms: limits::CONNECTIONS_MAX_IDLE_MS_DEFAULT,
+            frame_timeout_ms: limits::FRAME_TIMEOUT_MS_DEFAULT,
+            admin_max_connections: limits::ADMIN_CONNECTIONS_DEFAULT,
+            admin_max_connections_per_ip: limits::ADMIN_CONNECTIONS_PER_IP_DEFAULT,
+            admin_idle_timeout_ms: limits::ADMIN_IDLE_TIMEOUT_MS_DEFAULT,
             segment_bytes: 1 << 30,
             segment_ms: None,
             segment_prealloc_bytes: 64 << 20,
+            segment_prealloc_min_bytes: 64 << 10,
+            storage_min_free_bytes: 1 << 30,
+            storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,
             tail_cache_bytes: 8 << 20,
             log_append_time: false,
@@ -473,12 +552,23 @@ impl BrokerConfig {
         if self.segment_prealloc_bytes < 4096 || !self.segment_prealloc_bytes.is_multiple_of(4096) {
             return Err(bad("segment-prealloc-bytes", "must be a multiple of 4096"));
         }
+        let min = self.segment_prealloc_min_bytes;
+        if min < 4096 || !min.is_multiple_of(4096) || min > self.segment_prealloc_bytes {
+            return Err(bad(
+                "segment-prealloc-min-bytes",
+                "must be a multiple of 4096 and at most segment-prealloc-bytes",
+            ));
+        }
+        if self.storage_min_free_percent > 100 {
+            return Err(bad("storage-min-free-percent", "must be between 0 and 100"));
+        }
         if !(1..=limits::OFFSETS_TOPIC_PARTITIONS_MAX).contains(&self.offsets_topic_partitions) {
             return Err(bad("offsets-topic-partitions", "must be between 1 and 1000"));
         }
         if self.max_connections == 0 {
             return Err(bad("max-connections", "must be at least 1"));
         }
+        self.validate_connections()?;
         if self.shutdown_timeout_ms > limits::SHUTDOWN_TIMEOUT_MS_MAX {
             return Err(bad("shutdown-timeout-ms", "must be at most 600000 (10 minutes)"));
         }
@@ -634,6 +724,40 @@ impl BrokerConfig {
         Ok(())
     }
 
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        if self.queued_max_request_bytes.is_some_and(|b| b < limits::MEMORY_BUDGET_BYTES_MIN) {
+            return Err(bad("queued-max-request-bytes", "must be at least 16 MiB"));
+        }
+        if self.connections_max_idle_ms == 0 {
+            return Err(bad("connections-max-idle-ms", "must be at least 1"));
+        }
+        if self.frame_timeout_ms == 0 {
+            return Err(bad("frame-timeout-ms", "must be at least 1"));
+        }
+        if self.admin_max_connections == 0 || self.admin_max_connections_per_ip == 0 {
+            let key = if self.admin_max_connections == 0 {
+                "admin-max-connections"
+            } else {
+                "admin-max-connections-per-ip"
+            };
+            return Err(bad(key, "must be at least 1"));
+        }
+        if self.admin_idle_timeout_ms == 0 {
+            return Err(bad("admin-idle-timeout-ms", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The whole broker's memory budget: `queued_max_request_bytes`, or a quarter of
+    /// `machine_bytes` (the machine's memory, `None` if unknown).
+    pub fn memory_budget_bytes(&self, machine_bytes: Option<u64>) -> usize {
+        if let Some(bytes) = self.queued_max_request_bytes {
+            return bytes;
+        }
+        let quarter = machine_bytes.map_or(0, |m| m / limits::MEMORY_BUDGET_DIVISOR);
+        usize::try_from(quarter).unwrap_or(usize::MAX).max(limits::MEMORY_BUDGET_BYTES_MIN)
+    }
+
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let Some(listen) = self.controller_listen else {
             if self.is_clustered() {
@@ -671,5 +795,38 @@ impl BrokerConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_overrides_parse_as_kafka_writes_them() {
+        let parsed = parse_ip_overrides("127.0.0.1:200, 10.0.0.5:50,[::1]:3").unwrap();
+        let want: Vec<(IpAddr, usize)> = vec![
+            ([127, 0, 0, 1].into(), 200),
+            ([10, 0, 0, 5].into(), 50),
+            ("::1".parse().unwrap(), 3),
+        ];
+        assert_eq!(parsed, want);
+        assert_eq!(parse_ip_overrides("").unwrap(), vec![]);
+        assert!(parse_ip_overrides("127.0.0.1").is_err());
+        assert!(parse_ip_overrides("host:x").is_err());
+        assert!(parse_ip_overrides("1.2.3.4:1,1.2.3.4:2").unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn the_memory_budget_defaults_to_a_quarter_of_the_machine() {
+        let config = BrokerConfig::default();
+        assert_eq!(config.memory_budget_bytes(Some(8 << 30)), 2 << 30);
+        assert_eq!(config.memory_budget_bytes(None), limits::MEMORY_BUDGET_BYTES_MIN);
+        assert_eq!(config.memory_budget_bytes(Some(1 << 20)), limits::MEMORY_BUDGET_BYTES_MIN);
+        let set = BrokerConfig { queued_max_request_bytes: Some(64 << 20), ..config };
+        assert_eq!(set.memory_budget_bytes(Some(8 << 30)), 64 << 20);
+        assert!(set.validate().is_ok());
+        let tiny = BrokerConfig { queued_max_request_bytes: Some(1 << 20), ..set };
+        assert!(tiny.validate().is_err());
     }
 }

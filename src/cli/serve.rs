@@ -13,8 +13,8 @@ use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
 use strata::config::listener::{build_listeners, ClientAuth};
 use strata::config::{
-    parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener, SaslSettings, Secret,
-    SecurityProtocol, SslConfig, Voter,
+    parse_ip_overrides, parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener,
+    SaslSettings, Secret, SecurityProtocol, SslConfig, Voter,
 };
 use strata::runtime::PoolOptions;
 
@@ -160,9 +160,45 @@ pub struct Settings {
     /// max.message.bytes. [default: 1048588]
     #[arg(long, env = "STRATA_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
-    /// Most client connections open at once. [default: 10000]
+    /// Most client connections open at once on the whole broker (all shards together).
+    /// [default: 10000]
     #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most client connections from one IP address (max.connections.per.ip).
+    /// [default: 2147483647]
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Per-address exceptions to max-connections-per-ip, `ip:count,...`, e.g.
+    /// `127.0.0.1:200,10.0.0.5:50` (max.connections.per.ip.overrides). [default: ""]
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_PER_IP_OVERRIDES")]
+    pub max_connections_per_ip_overrides: Option<IpOverrides>,
+    /// Memory budget, in bytes, for requests being read or handled and responses not yet
+    /// written, for the whole broker, split evenly per shard (queued.max.request.bytes). When
+    /// it is spent the broker stops reading from sockets. [default: a quarter of the
+    /// machine's memory, or of the cgroup's memory limit if lower]
+    #[arg(long, env = "STRATA_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+    /// Close a connection with nothing in flight that sent nothing for this many ms
+    /// (connections.max.idle.ms). [default: 600000]
+    #[arg(long, env = "STRATA_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Close a connection whose request frame has not arrived whole this many ms after it
+    /// began (or after the memory budget admitted its body), or whose response has not been
+    /// taken this many ms after its write began. [default: 60000]
+    #[arg(long, env = "STRATA_FRAME_TIMEOUT_MS")]
+    pub frame_timeout_ms: Option<u64>,
+    /// Admin HTTP connections open at once; past it, the oldest idle one is closed for a new
+    /// one. [default: 64]
+    #[arg(long, env = "STRATA_ADMIN_MAX_CONNECTIONS")]
+    pub admin_max_connections: Option<usize>,
+    /// Admin HTTP connections per client address; past it, that address's oldest idle one is
+    /// closed for a new one. [default: 16]
+    #[arg(long, env = "STRATA_ADMIN_MAX_CONNECTIONS_PER_IP")]
+    pub admin_max_connections_per_ip: Option<usize>,
+    /// Close an admin HTTP connection idle, or still sending its request head, for this many
+    /// ms. [default: 10000]
+    #[arg(long, env = "STRATA_ADMIN_IDLE_TIMEOUT_MS")]
+    pub admin_idle_timeout_ms: Option<u64>,
     /// Roll to a new segment when the active one would exceed this (log.segment.bytes).
     /// [default: 1073741824]
     #[arg(long, env = "STRATA_SEGMENT_BYTES")]
@@ -170,9 +206,24 @@ pub struct Settings {
     /// Roll a segment older than this many ms (log.roll.ms) [default: roll by size only].
     #[arg(long, env = "STRATA_SEGMENT_MS")]
     pub segment_ms: Option<u64>,
-    /// Segment files grow by preallocated extents of this many bytes. [default: 67108864]
+    /// Largest extent segment files grow by (fallocate): a partition's extent doubles with
+    /// its write rate from segment-prealloc-min-bytes up to this. [default: 67108864]
     #[arg(long, env = "STRATA_SEGMENT_PREALLOC_BYTES")]
     pub segment_prealloc_bytes: Option<u64>,
+    /// First and smallest preallocation extent: what a new or idle partition reserves once
+    /// written (nothing before its first write). [default: 65536]
+    #[arg(long, env = "STRATA_SEGMENT_PREALLOC_MIN_BYTES")]
+    pub segment_prealloc_min_bytes: Option<u64>,
+    /// Free space kept on the data directory's filesystem (Redpanda's
+    /// storage_min_free_bytes): below the smaller of this and storage-min-free-percent,
+    /// produce is refused with KAFKA_STORAGE_ERROR and new partitions are not created;
+    /// 0 turns it off. [default: 1073741824]
+    #[arg(long, env = "STRATA_STORAGE_MIN_FREE_BYTES")]
+    pub storage_min_free_bytes: Option<u64>,
+    /// Free space kept, as a percentage of the filesystem (see storage-min-free-bytes; the
+    /// smaller of the two applies); 0 turns it off. [default: 5]
+    #[arg(long, env = "STRATA_STORAGE_MIN_FREE_PERCENT")]
+    pub storage_min_free_percent: Option<u8>,
     /// fdatasync after this many messages instead of before every acknowledgement
     /// (flush.messages). With neither this nor flush-ms, every produce is fdatasync'ed
     /// before it is acknowledged. [default: unset]
@@ -430,6 +481,40 @@ impl From<AdminListen> for String {
     }
 }
 
+/// `ip:count,...` per-address connection limits (written so in flags, env and file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IpOverrides(pub Vec<(std::net::IpAddr, usize)>);
+
+impl std::str::FromStr for IpOverrides {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_ip_overrides(s).map(IpOverrides)
+    }
+}
+
+impl TryFrom<String> for IpOverrides {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<IpOverrides> for String {
+    fn from(o: IpOverrides) -> String {
+        let items: Vec<String> =
+            o.0.iter()
+                .map(|(ip, n)| match ip {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]:{n}"),
+                    std::net::IpAddr::V4(v4) => format!("{v4}:{n}"),
+                })
+                .collect();
+        items.join(",")
+    }
+}
+
 /// `host:port` (written so in flags, env and file).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -551,9 +636,20 @@ impl Settings {
             max_request_bytes,
             max_message_bytes,
             max_connections,
+            max_connections_per_ip,
+            max_connections_per_ip_overrides,
+            queued_max_request_bytes,
+            connections_max_idle_ms,
+            frame_timeout_ms,
+            admin_max_connections,
+            admin_max_connections_per_ip,
+            admin_idle_timeout_ms,
             segment_bytes,
             segment_ms,
             segment_prealloc_bytes,
+            segment_prealloc_min_bytes,
+            storage_min_free_bytes,
+            storage_min_free_percent,
             flush_messages,
             flush_ms,
             tail_cache_bytes,
@@ -640,9 +736,20 @@ impl Settings {
             max_request_bytes: Some(d.max_request_bytes),
             max_message_bytes: Some(d.max_message_bytes),
             max_connections: Some(d.max_connections),
+            max_connections_per_ip: Some(d.max_connections_per_ip),
+            max_connections_per_ip_overrides: Some(IpOverrides(d.max_connections_per_ip_overrides)),
+            queued_max_request_bytes: d.queued_max_request_bytes,
+            connections_max_idle_ms: Some(d.connections_max_idle_ms),
+            frame_timeout_ms: Some(d.frame_timeout_ms),
+            admin_max_connections: Some(d.admin_max_connections),
+            admin_max_connections_per_ip: Some(d.admin_max_connections_per_ip),
+            admin_idle_timeout_ms: Some(d.admin_idle_timeout_ms),
             segment_bytes: Some(d.segment_bytes),
             segment_ms: d.segment_ms,
             segment_prealloc_bytes: Some(d.segment_prealloc_bytes),
+            segment_prealloc_min_bytes: Some(d.segment_prealloc_min_bytes),
+            storage_min_free_bytes: Some(d.storage_min_free_bytes),
+            storage_min_free_percent: Some(d.storage_min_free_percent),
             flush_messages: None,
             flush_ms: None,
             tail_cache_bytes: Some(d.tail_cache_bytes),
@@ -843,9 +950,30 @@ impl Settings {
             max_request_bytes: self.max_request_bytes.unwrap_or(d.max_request_bytes),
             max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+            max_connections_per_ip_overrides: self
+                .max_connections_per_ip_overrides
+                .map_or(d.max_connections_per_ip_overrides, |o| o.0),
+            queued_max_request_bytes: self.queued_max_request_bytes.or(d.queued_max_request_bytes),
+            connections_max_idle_ms: self
+                .connections_max_idle_ms
+                .unwrap_or(d.connections_max_idle_ms),
+            frame_timeout_ms: self.frame_timeout_ms.unwrap_or(d.frame_timeout_ms),
+            admin_max_connections: self.admin_max_connections.unwrap_or(d.admin_max_connections),
+            admin_max_connections_per_ip: self
+                .admin_max_connections_per_ip
+                .unwrap_or(d.admin_max_connections_per_ip),
+            admin_idle_timeout_ms: self.admin_idle_timeout_ms.unwrap_or(d.admin_idle_timeout_ms),
             segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes),
             segment_ms: self.segment_ms.or(d.segment_ms),
             segment_prealloc_bytes: self.segment_prealloc_bytes.unwrap_or(d.segment_prealloc_bytes),
+            segment_prealloc_min_bytes: self
+                .segment_prealloc_min_bytes
+                .unwrap_or(d.segment_prealloc_min_bytes),
+            storage_min_free_bytes: self.storage_min_free_bytes.unwrap_or(d.storage_min_free_bytes),
+            storage_min_free_percent: self
+                .storage_min_free_percent
+                .unwrap_or(d.storage_min_free_percent),
             flush,
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),

@@ -18,6 +18,7 @@ pub mod operations;
 pub mod placement;
 pub mod producer_ids;
 pub mod quorum;
+pub mod slots;
 pub mod topic_config;
 pub mod users;
 
@@ -426,6 +427,30 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Option<ClusterMetadata>> {
 pub async fn store(data_dir: &Path, meta: &ClusterMetadata) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
     replace_file(data_dir, METADATA_FILE, bytes).await
+}
+
+/// As [`store`], but writes nothing when the file already holds exactly this metadata (a
+/// broker restarting on a full disk must not need space to say what it already says), and
+/// waits for space when the disk is full: a full disk retries every second, with a warning
+/// now and then, until the write succeeds. Other errors are returned.
+pub async fn store_at_start(data_dir: &Path, meta: &ClusterMetadata) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    if std::fs::read(data_dir.join(METADATA_FILE)).is_ok_and(|stored| stored == bytes) {
+        return Ok(());
+    }
+    loop {
+        match replace_file(data_dir, METADATA_FILE, bytes.clone()).await {
+            Err(e) if crate::storage::space::is_no_space(&e) => {
+                crate::log_limited!(
+                    WARN,
+                    "cluster metadata not saved, the disk is full \
+                    (waiting for space before serving): {e}"
+                );
+                glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Durably replaces `data_dir/name` with `bytes`: temp file, fdatasync, rename, directory sync.

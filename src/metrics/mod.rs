@@ -202,6 +202,10 @@ pub struct ShardSnapshot {
     pub shard: usize,
     /// Open client connections.
     pub connections: u64,
+    /// The shard's memory budget for requests and responses.
+    pub budget_bytes: u64,
+    /// Bytes of that budget in use.
+    pub budget_used_bytes: u64,
     /// Request latency per API name (only APIs that saw requests).
     pub apis: Vec<(String, HistogramSnapshot)>,
     /// Append-to-acknowledgement latency of this shard's partitions.

@@ -123,6 +123,21 @@ impl Scrape {
         for s in &self.shards {
             encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], s.connections as i64)?;
         }
+        let help = "Memory budget of the shard for requests and responses \
+                    (queued-max-request-bytes split per shard).";
+        let name = "strata_memory_budget_bytes";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for s in &self.shards {
+            encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], s.budget_bytes as i64)?;
+        }
+        let help = "Bytes of the shard's memory budget held by requests being read or handled \
+                    and responses not yet written.";
+        let name = "strata_memory_budget_used_bytes";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for s in &self.shards {
+            let used = s.budget_used_bytes as i64;
+            encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], used)?;
+        }
         let help = "Client requests, connections or frames refused, by reason (a limit hit, \
                     a malformed request, ...; handler_panic: a bug contained to one request, \
                     group or transaction).";

@@ -37,6 +37,8 @@ fn sample() -> Vec<ShardSnapshot> {
     vec![ShardSnapshot {
         shard: 1,
         connections: 2,
+        budget_bytes: 64 << 20,
+        budget_used_bytes: 1024,
         apis: vec![("Produce".into(), api.snapshot())],
         append_latency: HistogramSnapshot::default(),
         partitions: vec![partition],

@@ -11,11 +11,20 @@
 //! hyper runs over glommio's TCP stream through a small adapter ([`Io`]), as glommio's own
 //! `hyper_compat` example does. hyper parses the requests (malformed ones get 400) and bounds
 //! the buffered head ([`HEAD_BYTES_MAX`]); each connection is cut after
-//! [`CONNECTION_TIME_MAX`] and at most [`CONNECTIONS_MAX`] are served at once.
+//! [`CONNECTION_TIME_MAX`].
+//!
+//! Health checks must get through a flood of idle connections (an orchestrator would restart
+//! a healthy broker otherwise), so connections are limited in all (`admin_max_connections`)
+//! and per client address (`admin_max_connections_per_ip`), and a new connection over a limit
+//! closes the OLDEST IDLE one (idle: no request being answered) instead of being refused; it
+//! is refused only when every connection is busy. A connection idle, or still sending its
+//! request head, for `admin_idle_timeout_ms` is closed. Health answers need nothing but this
+//! shard, so they never wait behind a scrape.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,8 +47,6 @@ use crate::metrics::{self, NodeInfo};
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// A connection is closed this long after it was accepted, idle or not.
 const CONNECTION_TIME_MAX: Duration = Duration::from_secs(60);
-/// Admin connections served at once; more are closed right after accept.
-const CONNECTIONS_MAX: usize = 64;
 
 /// Start-up and shutdown state shared by every shard (written a few times per process life,
 /// read by the admin listener).
@@ -131,49 +138,160 @@ struct Admin {
     health: Arc<Health>,
     /// The admin listener's bound address.
     address: String,
-    open: Cell<usize>,
+    /// Open connections, oldest first.
+    open: RefCell<Vec<Rc<AdminConn>>>,
+    max: usize,
+    per_ip_max: usize,
+    idle: Duration,
+}
+
+/// One open admin connection, as the accept loop sees it.
+struct AdminConn {
+    ip: IpAddr,
+    /// A request is being answered.
+    busy: Cell<bool>,
+    /// Accepted, or last answered a request.
+    since: Cell<Instant>,
+    /// Set to close the connection (evicted for a newer one).
+    evicted: Cell<bool>,
+    waker: Cell<Option<std::task::Waker>>,
+}
+
+impl AdminConn {
+    fn evict(&self) {
+        self.evicted.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once evicted.
+    async fn evicted(&self) {
+        futures::future::poll_fn(|cx| {
+            if self.evicted.get() {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Resolves once idle (not answering a request) for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let due = self.since.get() + idle;
+            glommio::timer::sleep(due.saturating_duration_since(Instant::now())).await;
+            if !self.busy.get() && self.since.get().elapsed() >= idle {
+                return;
+            }
+            if self.busy.get() {
+                // Answering takes little; look again shortly after.
+                glommio::timer::sleep(idle.min(Duration::from_secs(1))).await;
+            }
+        }
+    }
+}
+
+impl Admin {
+    /// Makes room for a connection from `ip`: closes the oldest idle connection (of `ip` when
+    /// its own limit binds). False when every candidate is busy.
+    fn make_room(&self, ip: IpAddr) -> bool {
+        let mut open = self.open.borrow_mut();
+        let from_ip = open.iter().filter(|c| c.ip == ip).count();
+        let per_ip_full = from_ip >= self.per_ip_max;
+        if !per_ip_full && open.len() < self.max {
+            return true;
+        }
+        let victim = open.iter().position(|c| !c.busy.get() && (!per_ip_full || c.ip == ip));
+        let Some(victim) = victim else {
+            return false;
+        };
+        let conn = open.remove(victim);
+        drop(open);
+        conn.evict();
+        let why = "closed an idle admin connection for a new one";
+        crate::refused!(DEBUG, "admin_connection_evicted", %ip, "{why}");
+        true
+    }
+
+    fn forget(&self, conn: &Rc<AdminConn>) {
+        self.open.borrow_mut().retain(|c| !Rc::ptr_eq(c, conn));
+    }
 }
 
 /// Serves the admin listener until the task is dropped (shard 0 shutting down).
 pub async fn serve(shard: Rc<Shard>, health: Arc<Health>, listener: TcpListener) {
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let admin = Rc::new(Admin { shard, health, address, open: Cell::new(0) });
+    let config = shard.config.clone();
+    let admin = Rc::new(Admin {
+        shard,
+        health,
+        address,
+        open: RefCell::new(Vec::new()),
+        max: config.admin_max_connections,
+        per_ip_max: config.admin_max_connections_per_ip,
+        idle: Duration::from_millis(config.admin_idle_timeout_ms),
+    });
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!("admin accept failed: {e}");
+                crate::log_limited!(WARN, "admin accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        if admin.open.get() >= CONNECTIONS_MAX {
-            tracing::warn!(limit = CONNECTIONS_MAX, "too many admin connections; closing");
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        if !admin.make_room(peer.ip()) {
+            let limit = admin.max;
+            let why = "too many busy admin connections; closing";
+            crate::refused!(WARN, "admin_connections", %peer, limit, "{why}");
             continue;
         }
-        admin.open.set(admin.open.get() + 1);
+        let conn = Rc::new(AdminConn {
+            ip: peer.ip(),
+            busy: Cell::new(false),
+            since: Cell::new(Instant::now()),
+            evicted: Cell::new(false),
+            waker: Cell::new(None),
+        });
+        admin.open.borrow_mut().push(conn.clone());
         let admin = admin.clone();
         glommio::spawn_local(async move {
-            let served = connection(&admin, stream);
+            let served = connection(&admin, &conn, stream);
             let _ = crate::runtime::contain::contained("an admin HTTP connection", served).await;
-            admin.open.set(admin.open.get() - 1);
+            admin.forget(&conn);
         })
         .detach();
     }
 }
 
-async fn connection(admin: &Rc<Admin>, stream: TcpStream) {
+async fn connection(admin: &Rc<Admin>, conn: &Rc<AdminConn>, stream: TcpStream) {
     let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| {
-        let admin = admin.clone();
-        async move { Ok::<_, Infallible>(route(&admin, request).await) }
+        let (admin, conn) = (admin.clone(), conn.clone());
+        async move {
+            conn.busy.set(true);
+            let response = route(&admin, request).await;
+            conn.busy.set(false);
+            conn.since.set(Instant::now());
+            Ok::<_, Infallible>(response)
+        }
     });
     let serving = hyper::server::conn::http1::Builder::new()
         .max_buf_size(HEAD_BYTES_MAX)
         .serve_connection(Io(stream), service);
     let deadline = glommio::timer::sleep(CONNECTION_TIME_MAX);
-    futures::pin_mut!(serving, deadline);
+    let idle = conn.idle_for(admin.idle);
+    let evicted = conn.evicted();
+    futures::pin_mut!(serving, deadline, idle, evicted);
+    let ended = futures::future::select(idle, evicted);
+    let ended = futures::future::select(deadline, ended);
     if let futures::future::Either::Left((Err(e), _)) =
-        futures::future::select(serving, deadline).await
+        futures::future::select(serving, ended).await
     {
         tracing::debug!("admin connection failed: {e}");
     }

@@ -1,47 +1,63 @@
 //! One client connection: read frames, dispatch in order, write responses in order.
 //!
-//! The reader parses a frame, starts its request ([`handlers::dispatch`]) and queues the
-//! pending response; the writer awaits the queue head and writes it. At most
-//! [`limits::IN_FLIGHT_PER_CONNECTION_MAX`] requests are queued; past that the reader stops
-//! reading, which pushes back on the client through TCP. A bad frame closes the connection
-//! with a log line; the rest of the broker is unaffected.
+//! The reader waits for a frame's size prefix, has the shard's memory budget admit the frame
+//! ([`budget`]), reads its body ([`FrameReader`]), starts its request
+//! ([`handlers::dispatch`]) and queues the pending response with the bytes it holds; the
+//! writer awaits the queue head, resizes its hold to the encoded response, writes it and gives
+//! the bytes back. The reader stops reading (pushing back on the client through TCP) while
+//! the budget, the connection's share of it, or its requests in flight
+//! (`IN_FLIGHT_PER_CONNECTION_MAX`) are spent. A Fetch is given room for its response before
+//! it is dispatched, and shrunk to that room.
 //!
-//! The loops are generic over the byte stream: a PLAINTEXT listener hands them the TCP
-//! stream itself (no indirection per read), a TLS listener a rustls stream over it (see
-//! `security::tls`); what a listener does before (TLS handshake, principal from the client
-//! certificate) is done by the accept loop in `server`, which builds the [`Session`].
+//! Deadlines: a connection with nothing in flight that sends nothing for
+//! `connections_max_idle_ms` is closed; a frame must arrive whole within `frame_timeout_ms`
+//! of its first byte (its body: of being admitted), and a response must be written within
+//! `frame_timeout_ms`. A bad frame, a timeout or a refused request closes the connection with
+//! a rate-limited log line and a count in `strata_refusals_total`; the rest of the broker is
+//! unaffected.
 //!
 //! Each connection runs inside a `conn` tracing span (`id` = `shard.sequence`, `peer`), so
 //! its log lines, and those of its requests' handlers on this shard, carry the connection id;
 //! error lines about a request add its `correlation_id`. Together they are the request id.
 //! When the shard drains ([`Shard::draining`] closed), the reader stops taking requests and
 //! the writer finishes the responses already queued, then closes.
+//!
+//! The read and write loops are generic over the byte stream: a PLAINTEXT listener hands
+//! them the TCP stream itself (no indirection per read), a TLS listener a rustls stream over
+//! it (see `security::tls`); what a listener does before (TLS handshake, principal from the
+//! client certificate) is done by `server::transport`, which builds the [`Session`]. On a
+//! SASL listener frames are limited to `sasl.server.max.receive.size` until the client has
+//! logged in, the frames after a v0 SaslHandshake are raw SASL tokens (see
+//! `handlers::sasl`), and a refused login is answered, then the connection closes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures::future::Either;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::task::JoinHandle;
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use tracing::Instrument;
 
+use super::budget::{self, ConnShare, Held};
+use super::frame_reader::{FrameReader, ReadError};
 use super::handlers::{self, Reply};
 use super::session::Session;
 use super::shard::Shard;
-use crate::config::limits;
 use crate::metrics::ShardMetrics;
-use crate::protocol::{self, ProtocolError};
-use kafka_protocol::messages::ApiKey;
+use crate::protocol::{self, ProtocolError, Request};
 
-/// Bytes asked of the socket per read when no larger frame is pending.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// How often a connection with requests in flight, and otherwise idle too long, looks again.
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
-/// A response in the queue: already encoded, or still being computed.
+/// A response in the queue, with the budget bytes its request holds.
 enum Queued {
-    Ready(BytesMut),
+    Ready(BytesMut, Held),
     Pending {
         key: ApiKey,
         version: i16,
@@ -49,7 +65,25 @@ enum Queued {
         reply: JoinHandle<Reply>,
         /// When the request was parsed, for the latency histogram of its API.
         started: Instant,
+        held: Held,
     },
+}
+
+/// What both loops of one connection share.
+struct Conn {
+    shard: Rc<Shard>,
+    session: Rc<Session>,
+    share: Rc<ConnShare>,
+    /// Last time a byte was read or written.
+    active: std::cell::Cell<Instant>,
+    idle: Duration,
+    frame_timeout: Duration,
+}
+
+impl Conn {
+    fn touch(&self) {
+        self.active.set(Instant::now());
+    }
 }
 
 /// Serves one connection until the client closes it or sends something unacceptable.
@@ -59,132 +93,227 @@ pub async fn serve<S>(shard: Rc<Shard>, stream: S, session: Rc<Session>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let peer = session.peer;
     let (reader, writer) = stream.split();
-    let (queue, pending) = local_channel::new_bounded(limits::IN_FLIGHT_PER_CONNECTION_MAX);
-    let metrics = shard.metrics.clone();
-    let writing = write_loop(writer, pending, peer, metrics);
+    let config = &shard.config;
+    let conn = Rc::new(Conn {
+        share: ConnShare::new(&shard.budget),
+        session,
+        active: std::cell::Cell::new(Instant::now()),
+        idle: Duration::from_millis(config.connections_max_idle_ms),
+        frame_timeout: Duration::from_millis(config.frame_timeout_ms),
+        shard: shard.clone(),
+    });
+    // Unbounded, and so unallocated while idle: admission ([`ConnShare::admit`]) bounds it to
+    // `IN_FLIGHT_PER_CONNECTION_MAX` requests.
+    let (queue, pending) = local_channel::new_unbounded();
+    let writing = write_loop(writer, pending, conn.clone(), shard.metrics.clone());
     let writing = writing.instrument(tracing::Span::current());
     let writing = crate::runtime::contain::spawn_contained("a connection's writer", writing);
-    let reading = read_loop(&shard, reader, queue, &session);
+    // Boxed once per connection, so that the connection's task (and the futures around it)
+    // does not carry the reader's state, which is large, several times over.
+    let reading = Box::pin(read_loop(conn, FrameReader::new(reader), queue));
     let drained = shard.draining.acquire(1);
-    let reading = async move {
-        futures::pin_mut!(reading, drained);
-        futures::future::select(reading, drained).await;
-    };
-    futures::pin_mut!(reading);
+    futures::pin_mut!(drained);
+    let reading = futures::future::select(reading, drained);
     match futures::future::select(reading, writing).await {
         // The client stopped sending: finish the responses already queued, then close.
-        Either::Left(((), writing)) => writing.await,
+        Either::Left((_, writing)) => writing.await,
         // The writer failed or was told to close: stop reading too.
         Either::Right(((), _)) => {}
     }
 }
 
-async fn read_loop(
-    shard: &Rc<Shard>,
-    mut reader: impl AsyncRead + Unpin,
-    queue: LocalSender<Queued>,
-    session: &Rc<Session>,
-) {
-    let peer = session.peer;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let (max, max_before_auth) =
-        (shard.config.max_request_bytes, shard.config.sasl.server_max_receive_size);
+/// `future`, or `None` once `deadline` passed. A future that is ready at once (the bytes
+/// are already here, the socket takes the write) costs no timer: the hot path of a busy
+/// connection arms none.
+async fn within<F: Future>(deadline: Instant, future: F) -> Option<F::Output> {
+    futures::pin_mut!(future);
+    let first = futures::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    if let Poll::Ready(output) = first {
+        return Some(output);
+    }
+    let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    futures::pin_mut!(timer);
+    match futures::future::select(future, timer).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+/// Why the reader stopped.
+enum Stop {
+    /// The client closed the connection or the socket failed (already logged if worth it).
+    Closed,
+    /// Idle past `connections_max_idle_ms`.
+    Idle,
+    /// A frame did not arrive whole in time.
+    FrameTimeout,
+}
+
+/// Waits for the first byte of the next frame; closes the connection once it has had nothing
+/// in flight and sent nothing for `idle`.
+async fn wait_for_frame<R: AsyncRead + Unpin>(
+    conn: &Conn,
+    frames: &mut FrameReader<R>,
+) -> Result<(), Stop> {
     loop {
-        if !fill(&mut reader, &mut buf, protocol::FRAME_PREFIX_BYTES, peer).await {
-            return;
-        }
-        let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        let max = session.frame_bytes_max(max, max_before_auth);
-        let size = match protocol::check_frame_size(size, max) {
-            Ok(size) => size,
-            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
-        };
-        if !fill(&mut reader, &mut buf, protocol::FRAME_PREFIX_BYTES + size, peer).await {
-            return;
-        }
-        buf.advance(protocol::FRAME_PREFIX_BYTES);
-        let frame = buf.split_to(size).freeze();
-        if session.expects_raw_sasl_token() {
-            // After a v0 SaslHandshake: a bare SASL token, not a request (see handlers::sasl).
-            let Some(answer) = handlers::sasl::raw_token(shard, session, frame).await else {
-                return;
-            };
-            if queue.send(Queued::Ready(answer)).await.is_err() {
-                return;
+        // With requests in flight the connection is not idle: look again a little later.
+        let recheck = Instant::now() + conn.idle.min(IDLE_RECHECK);
+        let deadline = (conn.active.get() + conn.idle).max(recheck);
+        match within(deadline, frames.wait_for_data()).await {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(e)) => return Err(closed(conn, e)),
+            None if conn.share.held() == 0 && conn.active.get().elapsed() >= conn.idle => {
+                return Err(Stop::Idle)
             }
-            continue;
-        }
-        let queued = match protocol::parse_request(frame, handlers::supported) {
-            Ok(request) => {
-                let (key, version) = (request.key, request.version);
-                let correlation_id = request.header.correlation_id;
-                let started = Instant::now();
-                // The request's span: its log lines, here and on the shards it is forwarded
-                // to, carry the connection id and this correlation id.
-                let span = tracing::info_span!("req", correlation_id, api = ?key);
-                let handling = handlers::dispatch(shard, request, session).instrument(span.clone());
-                let handling = handlers::contained(key, handling.await).instrument(span);
-                let reply = glommio::spawn_local(handling).detach();
-                Queued::Pending { key, version, correlation_id, reply, started }
-            }
-            Err(ProtocolError::UnsupportedVersion {
-                key: ApiKey::ApiVersions,
-                version,
-                correlation_id,
-            }) => {
-                tracing::debug!(%peer, version, "ApiVersions version not supported; answering v0");
-                match protocol::unsupported_api_versions(correlation_id, handlers::APIS) {
-                    Ok(bytes) => Queued::Ready(bytes),
-                    Err(e) => return tracing::error!(%peer, "encoding ApiVersions failed: {e}"),
-                }
-            }
-            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
-        };
-        if queue.send(queued).await.is_err() {
-            return;
+            None => {}
         }
     }
 }
 
-/// Reads until `buf` holds `want` bytes. False on end of stream or error (logged).
-///
-/// The spare room is zeroed once per call (reads need initialised memory) and then filled by
-/// as many reads as it takes; zeroing again after every short read made a large frame cost
-/// a memset per read of everything still missing (quadratic, 9% of a 1 KiB produce profile).
-async fn fill(
-    reader: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-    want: usize,
-    peer: SocketAddr,
-) -> bool {
-    let have = buf.len();
-    if have >= want {
-        return true;
+fn closed(conn: &Conn, e: ReadError) -> Stop {
+    let peer = conn.session.peer;
+    match e {
+        ReadError::Closed { inside_frame: false } => {}
+        e => tracing::debug!(%peer, "{e}"),
     }
-    buf.resize(have + (want - have).max(READ_CHUNK_BYTES), 0);
-    let mut filled = have;
-    let complete = loop {
-        if filled >= want {
-            break true;
-        }
-        match reader.read(&mut buf[filled..]).await {
-            Ok(0) => {
-                if filled > 0 {
-                    tracing::debug!(%peer, have = filled, "connection closed inside a frame");
-                }
-                break false;
-            }
-            Ok(n) => filled += n,
-            Err(e) => {
-                tracing::debug!(%peer, "read failed: {e}");
-                break false;
-            }
+    Stop::Closed
+}
+
+/// Reads one frame within the frame deadline and the memory budget: the bytes it holds and
+/// its body. `None` when the connection must close (logged).
+async fn read_frame<R: AsyncRead + Unpin>(
+    conn: &Conn,
+    frames: &mut FrameReader<R>,
+) -> Result<(Held, bytes::Bytes), Stop> {
+    let peer = conn.session.peer;
+    let size = match within(Instant::now() + conn.frame_timeout, frames.read_size()).await {
+        Some(Ok(size)) => size,
+        Some(Err(e)) => return Err(closed(conn, e)),
+        None => return Err(Stop::FrameTimeout),
+    };
+    conn.touch();
+    let config = &conn.shard.config;
+    let max =
+        conn.session.frame_bytes_max(config.max_request_bytes, config.sasl.server_max_receive_size);
+    let size = match protocol::check_frame_size(size, max) {
+        Ok(size) => size,
+        Err(e) => {
+            crate::refused!(WARN, "frame_size", %peer, "closing connection: {e}");
+            return Err(Stop::Closed);
         }
     };
-    buf.truncate(filled);
-    complete
+    let budget = conn.share.budget();
+    if !budget.can_ever_grant(size) {
+        let most = budget.grant_bytes_max();
+        let why = "frame larger than this shard's memory budget can ever hold; closing connection";
+        crate::refused!(WARN, "memory_budget", %peer, size, most, "{why}");
+        return Err(Stop::Closed);
+    }
+    let held = conn.share.admit(size).await;
+    let body = match within(Instant::now() + conn.frame_timeout, frames.read_body(size)).await {
+        Some(Ok(body)) => body,
+        Some(Err(e)) => return Err(closed(conn, e)),
+        None => return Err(Stop::FrameTimeout),
+    };
+    conn.touch();
+    Ok((held, body))
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    conn: Rc<Conn>,
+    mut frames: FrameReader<R>,
+    queue: LocalSender<Queued>,
+) {
+    let conn = &conn;
+    let peer = conn.session.peer;
+    let timeout_ms = conn.frame_timeout.as_millis() as u64;
+    let stop = loop {
+        if let Err(stop) = wait_for_frame(conn, &mut frames).await {
+            break stop;
+        }
+        let (held, frame) = match read_frame(conn, &mut frames).await {
+            Ok(read) => read,
+            Err(stop) => break stop,
+        };
+        if conn.session.expects_raw_sasl_token() {
+            // After a v0 SaslHandshake: a bare SASL token, not a request (see handlers::sasl).
+            let answer = handlers::sasl::raw_token(&conn.shard, &conn.session, frame).await;
+            let Some(answer) = answer else {
+                break Stop::Closed;
+            };
+            if queue.send(Queued::Ready(answer, held)).await.is_err() {
+                break Stop::Closed;
+            }
+            continue;
+        }
+        let Some(queued) = start_request(conn, frame, held).await else {
+            break Stop::Closed;
+        };
+        if queue.send(queued).await.is_err() {
+            break Stop::Closed;
+        }
+    };
+    match stop {
+        Stop::Closed => {}
+        Stop::Idle => {
+            let idle_ms = conn.idle.as_millis() as u64;
+            crate::refused!(DEBUG, "idle_timeout", %peer, idle_ms, "closing an idle connection");
+        }
+        Stop::FrameTimeout => {
+            let what = "closing connection: a request frame did not arrive whole in time";
+            crate::refused!(WARN, "frame_timeout", %peer, timeout_ms, "{what}");
+        }
+    }
+}
+
+/// Parses a frame and starts its request. `None` when the connection must close (logged).
+async fn start_request(conn: &Rc<Conn>, frame: bytes::Bytes, mut held: Held) -> Option<Queued> {
+    let peer = conn.session.peer;
+    match protocol::parse_request(frame, handlers::supported) {
+        Ok(mut request) => {
+            reserve_response(conn, &mut request, &mut held).await;
+            let (key, version) = (request.key, request.version);
+            let correlation_id = request.header.correlation_id;
+            let started = Instant::now();
+            // The request's span: its log lines, here and on the shards it is forwarded to,
+            // carry the connection id and this correlation id.
+            let span = tracing::info_span!("req", correlation_id, api = ?key);
+            let handling = handlers::dispatch(&conn.shard, request, &conn.session)
+                .instrument(span.clone())
+                .await;
+            let handling = handlers::contained(key, handling).instrument(span);
+            let reply = glommio::spawn_local(handling).detach();
+            Some(Queued::Pending { key, version, correlation_id, reply, started, held })
+        }
+        Err(ProtocolError::UnsupportedVersion {
+            key: ApiKey::ApiVersions,
+            version,
+            correlation_id,
+        }) => {
+            tracing::debug!(%peer, version, "ApiVersions version not supported; answering v0");
+            match protocol::unsupported_api_versions(correlation_id, handlers::APIS) {
+                Ok(bytes) => Some(Queued::Ready(bytes, held)),
+                Err(e) => {
+                    crate::log_limited!(ERROR, %peer, "encoding ApiVersions failed: {e}");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            crate::refused!(WARN, "bad_frame", %peer, "closing connection: {e}");
+            None
+        }
+    }
+}
+
+/// Gives a Fetch room in the budget for its response, and shrinks it to that room.
+async fn reserve_response(conn: &Rc<Conn>, request: &mut Request, held: &mut Held) {
+    if let RequestKind::Fetch(fetch) = &mut request.body {
+        let want = budget::fetch_response_bytes_max(fetch);
+        let granted = conn.share.reserve_response(held, want).await;
+        budget::shrink_fetch(fetch, granted);
+    }
 }
 
 /// Position of `key` in [`handlers::APIS`]: its slot in the latency histograms.
@@ -192,46 +321,80 @@ fn api_slot(key: ApiKey) -> usize {
     handlers::APIS.iter().position(|a| a.key == key).unwrap_or(usize::MAX)
 }
 
+/// A response ready to write: its bytes, their hold, and whether the connection closes after
+/// it (a refused SASL login).
+type Ready = (BytesMut, Held, bool);
+
+/// The response to write for a queued request, and its hold; `None` when there is nothing to
+/// write (acks=0). `Err` when the connection must close (logged).
+async fn response(
+    queued: Queued,
+    metrics: &ShardMetrics,
+    peer: SocketAddr,
+) -> Result<Option<Ready>, ()> {
+    let (key, version, correlation_id, reply, started, held) = match queued {
+        Queued::Ready(bytes, held) => return Ok(Some((bytes, held, false))),
+        Queued::Pending { key, version, correlation_id, reply, started, held } => {
+            (key, version, correlation_id, reply, started, held)
+        }
+    };
+    let reply = reply.await;
+    metrics.observe_request(api_slot(key), started.elapsed());
+    let (response, last) = match reply {
+        Some(Reply::Response(response)) => (response, false),
+        // A refused SASL login: answered, then closed (already logged).
+        Some(Reply::Last(response)) => (response, true),
+        Some(Reply::Nothing) => return Ok(None),
+        Some(Reply::Close(why)) => {
+            let what = "closing connection";
+            crate::refused!(WARN, "request_refused", %peer, correlation_id, "{what}: {why}");
+            return Err(());
+        }
+        None => {
+            crate::log_limited!(ERROR, %peer, correlation_id, "request task was cancelled");
+            return Err(());
+        }
+    };
+    match protocol::encode_response(key, version, correlation_id, &response) {
+        Ok(bytes) => Ok(Some((bytes, held, last))),
+        Err(e) => {
+            let what = "encoding the response failed";
+            crate::log_limited!(ERROR, %peer, correlation_id, ?key, "{what}: {e}");
+            Err(())
+        }
+    }
+}
+
 async fn write_loop(
     mut writer: impl AsyncWrite + Unpin,
     queue: LocalReceiver<Queued>,
-    peer: SocketAddr,
+    conn: Rc<Conn>,
     metrics: Rc<ShardMetrics>,
 ) {
+    let peer = conn.session.peer;
     while let Some(queued) = queue.recv().await {
-        let bytes = match queued {
-            Queued::Ready(bytes) => bytes,
-            Queued::Pending { key, version, correlation_id, reply, started } => {
-                let reply = reply.await;
-                metrics.observe_request(api_slot(key), started.elapsed());
-                let (response, last) = match reply {
-                    Some(Reply::Response(response)) => (response, false),
-                    // A refused SASL login: answered, then closed (already logged).
-                    Some(Reply::Last(response)) => (response, true),
-                    Some(Reply::Nothing) => continue,
-                    Some(Reply::Close(why)) => {
-                        return tracing::warn!(%peer, correlation_id, "closing connection: {why}")
-                    }
-                    None => {
-                        return tracing::error!(%peer, correlation_id, "request task was cancelled")
-                    }
-                };
-                match protocol::encode_response(key, version, correlation_id, &response) {
-                    Ok(bytes) if last => {
-                        let _ = writer.write_all(&bytes).await;
-                        let _ = writer.close().await;
-                        return;
-                    }
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        let what = "encoding the response failed";
-                        return tracing::error!(%peer, correlation_id, ?key, "{what}: {e}");
-                    }
-                }
-            }
+        let Ok(ready) = response(queued, &metrics, peer).await else {
+            return;
         };
-        if let Err(e) = writer.write_all(&bytes).await {
-            return tracing::debug!(%peer, "write failed: {e}");
+        let Some((bytes, mut held, last)) = ready else {
+            continue;
+        };
+        // The request's bytes are gone (its handler finished); the response's are counted.
+        held.resize(bytes.len());
+        match within(Instant::now() + conn.frame_timeout, writer.write_all(&bytes)).await {
+            Some(Ok(())) => conn.touch(),
+            Some(Err(e)) => return tracing::debug!(%peer, "write failed: {e}"),
+            None => {
+                let timeout_ms = conn.frame_timeout.as_millis() as u64;
+                let what = "closing connection: the client did not take its response in time";
+                let bytes = bytes.len();
+                crate::refused!(WARN, "response_timeout", %peer, timeout_ms, bytes, "{what}");
+                return;
+            }
+        }
+        drop(held);
+        if last {
+            break;
         }
     }
     let _ = writer.close().await;

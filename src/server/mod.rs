@@ -11,8 +11,11 @@
 //! after the timeout; a second signal exits at once.
 
 pub mod admin_http;
+pub mod budget;
+mod conn_limits;
 mod connection;
 mod fetcher;
+mod frame_reader;
 pub mod handlers;
 pub mod mesh;
 pub mod peer;
@@ -23,6 +26,7 @@ pub mod shard;
 mod transport;
 pub mod txn;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -38,6 +42,7 @@ use crate::controller::{self, quorum, ClusterMetadata};
 use crate::runtime::{self, PoolOptions};
 use crate::security::tls::BrokerTls;
 use admin_http::Health;
+use conn_limits::{ConnLimits, Refusal};
 use mesh::Envelope;
 use shard::Shard;
 
@@ -59,6 +64,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let count = runtime::placement(&pool)?.len();
+    resolve_memory_budget(&mut config, count);
     let mesh: MeshBuilder<Envelope, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
     let admin = bind_admin(&config)?;
     let (quorum, updates) = match start_controller(&config)? {
@@ -67,6 +73,11 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     };
     let updates = Arc::new(Mutex::new(updates));
     let stops = shutdown_on_signals(count, Duration::from_millis(config.shutdown_timeout_ms))?;
+    let limits = ConnLimits::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+        &config.max_connections_per_ip_overrides,
+    );
     let config = Arc::new(config);
     let health = Arc::new(Health::new(count));
     tracing::info!(
@@ -91,6 +102,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
             stop,
             quorum: quorum.clone(),
             updates,
+            limits: limits.clone(),
         };
         let main = shard_main(start, mesh.clone());
         async move {
@@ -152,13 +164,79 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Resolves the memory budget (`queued_max_request_bytes`, or a quarter of the machine's
+/// memory) into the config, so every shard takes its even part of the same figure.
+fn resolve_memory_budget(config: &mut BrokerConfig, shards: usize) {
+    let machine = budget::machine_memory_bytes();
+    let total = config.memory_budget_bytes(machine);
+    config.queued_max_request_bytes = Some(total);
+    let per_shard = budget::Budget::new(total / shards.max(1));
+    let largest = per_shard.grant_bytes_max();
+    tracing::info!(
+        budget_bytes = total,
+        per_shard_bytes = per_shard.capacity(),
+        machine_bytes = machine.unwrap_or(0),
+        "memory budget for requests and responses (queued-max-request-bytes)"
+    );
+    if largest < config.max_request_bytes {
+        tracing::warn!(
+            max_request_bytes = config.max_request_bytes,
+            largest,
+            "the memory budget per shard admits no request larger than {largest} bytes; \
+             larger ones close their connection (raise queued-max-request-bytes)"
+        );
+    }
+}
+
+/// A listening TCP socket with SO_REUSEADDR, so a restart right after a crash binds even
+/// while connections of the old process linger (FIN_WAIT, TIME_WAIT); with SO_REUSEPORT too
+/// when every shard listens on the address (which also lets it bind next to the listener a
+/// killed process still holds for a moment, see [`bind_exclusive`]).
+fn bind_listener(address: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if address.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Pending connections the kernel queues per listener before they are accepted.
+const LISTEN_BACKLOG: i32 = 1024;
+/// How long binding the admin or controller listener is retried while the address is in use.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(2);
+
+/// [`bind_listener`] without SO_REUSEPORT (one process owns the address), retried for
+/// [`BIND_RETRY_FOR`] while the address is in use: a process killed a moment ago still holds
+/// its listeners for tens of milliseconds (its io_uring instance, which references them, is
+/// torn down after the process is reaped), and SO_REUSEADDR does not let a socket bind next to
+/// one still listening. A port another process keeps using fails after the retries.
+fn bind_exclusive(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let started = std::time::Instant::now();
+    loop {
+        match bind_listener(address, false) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if started.elapsed() >= BIND_RETRY_FOR {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Binds the admin listener here, on the main thread, so a bad or busy address fails start-up
 /// with a clear message before any shard starts.
 fn bind_admin(config: &BrokerConfig) -> anyhow::Result<Option<std::net::TcpListener>> {
     let Some(address) = config.admin_listen else {
         return Ok(None);
     };
-    let listener = std::net::TcpListener::bind(address)
+    let listener = bind_exclusive(address)
         .map_err(|e| anyhow::anyhow!("binding the admin listener (admin-listen) {address}: {e}"))?;
     Ok(Some(listener))
 }
@@ -169,7 +247,7 @@ fn start_controller(config: &BrokerConfig) -> anyhow::Result<Option<quorum::Star
     let Some(address) = config.controller_listen.filter(|_| config.is_clustered()) else {
         return Ok(None);
     };
-    let listener = std::net::TcpListener::bind(address).map_err(|e| {
+    let listener = bind_exclusive(address).map_err(|e| {
         anyhow::anyhow!("binding the controller listener (controller-listen) {address}: {e}")
     })?;
     tracing::info!(
@@ -261,12 +339,14 @@ struct ShardStart {
     quorum: Option<quorum::QuorumHandle>,
     /// Shard 0 in a cluster: the metadata the controller applies.
     updates: Option<Updates>,
+    /// The broker-wide connection limits.
+    limits: Arc<ConnLimits>,
 }
 
 type Updates = futures::channel::mpsc::UnboundedReceiver<Arc<ClusterMetadata>>;
 
 async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> anyhow::Result<()> {
-    let ShardStart { config, tls, health, admin, stop, quorum, updates } = start;
+    let ShardStart { config, tls, health, admin, stop, quorum, updates, limits } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
@@ -301,6 +381,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
         }
     };
     futures::pin_mut!(stop);
+    glommio::spawn_local(shard.clone().watch_free_space()).detach();
     if let Some(updates) = updates {
         bootstrap_cluster(&shard, updates).await?;
         handlers::sasl::ensure_bootstrap_user(&shard).await?;
@@ -319,6 +400,9 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
             }
         }
     }
+    if id == 0 {
+        shard.prepare_producer_ids().await;
+    }
     let background = glommio::executor().create_task_queue(
         glommio::Shares::Static(HOUSEKEEPING_SHARES),
         glommio::Latency::NotImportant,
@@ -329,9 +413,13 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
         .detach();
     glommio::spawn_local(shard.txns.clone().run_periodic(shard.clone())).detach();
     glommio::spawn_local(shard.clone().replication_upkeep()).detach();
+    let trimming = budget::trim_when_released(shard.budget.clone());
+    glommio::spawn_local_into(trimming, background)
+        .map_err(|e| anyhow::anyhow!("spawning the memory trimmer: {e}"))?
+        .detach();
     let mut sockets = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
-        let socket = TcpListener::bind(listener.bind).map_err(|e| {
+        let socket = bind_listener(listener.bind, true).map(into_glommio).map_err(|e| {
             anyhow::anyhow!("binding listener {} ({}): {e}", listener.name, listener.bind)
         })?;
         sockets.push((Rc::new(transport::Accepting::new(listener, &tls)), socket));
@@ -356,7 +444,8 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
         );
     }
     let gate = glommio::sync::Gate::new();
-    let accepting = sockets.iter().map(|(on, socket)| accept_loop(&shard, on, socket, &gate));
+    let accepting =
+        sockets.iter().map(|(on, socket)| accept_loop(&shard, on, socket, &gate, &limits));
     let accepting = futures::future::join_all(accepting);
     futures::future::select(Box::pin(accepting), stop).await;
     health.start_draining();
@@ -398,7 +487,7 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
         meta = create_internal_topic(&meta, shard, crate::txn::TXN_TOPIC, TXN_PARTITIONS)?;
     }
     remove_orphan_partitions(data_dir, &meta);
-    controller::store(data_dir, &meta).await?;
+    controller::store_at_start(data_dir, &meta).await?;
     shard.publish(Arc::new(meta)).await;
     Ok(())
 }
@@ -616,14 +705,14 @@ async fn accept_loop(
     on: &Rc<transport::Accepting>,
     listener: &TcpListener,
     gate: &glommio::sync::Gate,
+    limits: &Arc<ConnLimits>,
 ) {
-    let per_shard_max = shard.config.max_connections.div_ceil(shard.count);
     let mut sequence: u64 = 0;
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                crate::log_limited!(WARN, shard = shard.id, "accept failed: {e}");
                 // Out of file descriptors and the like: back off instead of spinning.
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
@@ -633,11 +722,19 @@ async fn accept_loop(
             Ok(peer) => peer,
             Err(_) => continue,
         };
-        if shard.connections.get() >= per_shard_max {
-            let limit = shard.config.max_connections;
-            tracing::warn!(%peer, limit, "too many connections; closing");
-            continue;
-        }
+        let slot = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(Refusal::Broker { limit }) => {
+                let (why, open) = ("too many connections on this broker; closing", limits.open());
+                crate::refused!(WARN, "max_connections", %peer, limit, open, "{why}");
+                continue;
+            }
+            Err(Refusal::PerIp { limit }) => {
+                let why = "too many connections from this address; closing";
+                crate::refused!(WARN, "max_connections_per_ip", %peer, limit, "{why}");
+                continue;
+            }
+        };
         sequence += 1;
         let id = format_args!("{}.{sequence}", shard.id);
         let span = tracing::info_span!("conn", %id, %peer, listener = %on.name);
@@ -651,6 +748,8 @@ async fn accept_loop(
             let served = transport::serve(shard.clone(), stream, peer, &on);
             let _ = crate::runtime::contain::contained("a client connection", served).await;
             shard.connections.set(shard.connections.get() - 1);
+            shard.budget.connection_closed();
+            drop(slot);
             drop(pass);
         };
         glommio::spawn_local(tracing::Instrument::instrument(serving, span)).detach();

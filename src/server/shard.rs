@@ -70,6 +70,9 @@ pub struct Shard {
     control_lock: Semaphore,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
+    /// This shard's memory budget for requests and responses (`queued_max_request_bytes`
+    /// split evenly per shard).
+    pub budget: Rc<super::budget::Budget>,
     /// The consumer groups this shard coordinates.
     pub groups: Rc<Coordinator>,
     /// The transactional ids this shard coordinates.
@@ -98,6 +101,12 @@ pub struct Shard {
     leader_throttle: Option<replica::Throttle>,
     /// This shard, for the tasks it starts from `&self` methods.
     me: RefCell<Weak<Shard>>,
+    /// Free space of the data directory's filesystem, refreshed by `watch_free_space`.
+    pub space: storage::space::FreeSpace,
+    /// A partition log failed to open (a full disk): `watch_free_space` tries again.
+    open_failed: Cell<bool>,
+    /// Held while logs are opened or closed to match the metadata (one at a time, in order).
+    applying: Semaphore,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -112,6 +121,17 @@ fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
 
 /// Preallocation extent of `__consumer_offsets` segments.
 const OFFSETS_PREALLOC_BYTES: u64 = 1 << 20;
+/// How often each shard reads the data directory's free space.
+const FREE_SPACE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Partition logs one shard opens (or closes) at once (10,000 partitions: see perf/).
+const OPEN_CONCURRENCY: usize = 32;
+/// Logs that failed to open are tried again every this many free-space checks.
+const REOPEN_EVERY_CHECKS: u64 = 6;
+/// Disk taken by a new partition's directory, besides its first preallocation extent.
+const PARTITION_DIR_BYTES: u64 = 4096;
+/// What a produce refused for lack of disk space says (as Redpanda's).
+const DISK_FULL_MESSAGE: &str =
+    "no disk space: free space is below the broker's headroom (storage-min-free-bytes)";
 
 /// The storage settings of one topic: broker defaults overridden by topic configs.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
@@ -144,6 +164,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         segment_bytes: get("segment.bytes").unwrap_or(broker.segment_bytes),
         segment_ms: get("segment.ms").or(broker.segment_ms),
         prealloc_bytes,
+        prealloc_min_bytes: broker.segment_prealloc_min_bytes,
         max_batch_bytes: get("max.message.bytes").map_or(broker.max_message_bytes, |v| v as usize),
         timestamp_type: if append_time {
             TimestampType::LogAppendTime
@@ -187,6 +208,11 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let headroom = storage::space::Headroom {
+            min_free_bytes: config.storage_min_free_bytes,
+            min_free_percent: config.storage_min_free_percent,
+        };
+        let budget = config.memory_budget_bytes(None) / count.max(1);
         let share = |rate: Option<u64>| rate.map(|r| replica::Throttle::new(r / count as u64));
         let leader_throttle = share(config.leader_replication_throttled_rate);
         let follower_throttle = share(config.follower_replication_throttled_rate);
@@ -199,6 +225,7 @@ impl Shard {
             mesh,
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
+            budget: Rc::new(super::budget::Budget::new(budget)),
             groups: Coordinator::new(initial_delay_ms),
             txns: TxnCoordinator::new(),
             producer_ids: RefCell::new(None),
@@ -212,6 +239,9 @@ impl Shard {
             fetchers: Fetchers::new(follower_throttle),
             leader_throttle,
             me: RefCell::new(Weak::new()),
+            space: storage::space::FreeSpace::new(headroom),
+            open_failed: Cell::new(false),
+            applying: Semaphore::new(1),
         }
     }
 
@@ -256,23 +286,123 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err("the coordinator shard dropped it".into()));
         }
+        let ids = self.producer_ids()?;
+        ids.allocate().await.map_err(|e| format!("reserving producer ids: {e}"))
+    }
+
+    /// Shard 0's producer id allocator, loaded on first use.
+    fn producer_ids(&self) -> Result<Rc<ProducerIds>, String> {
         let existing = self.producer_ids.borrow().clone();
-        let ids = match existing {
-            Some(ids) => ids,
+        match existing {
+            Some(ids) => Ok(ids),
             None => {
                 let ids = ProducerIds::load(&self.config.data_dir).map_err(|e| e.to_string())?;
                 let ids = Rc::new(ids);
                 *self.producer_ids.borrow_mut() = Some(ids.clone());
-                ids
+                Ok(ids)
             }
+        }
+    }
+
+    /// Shard 0 at start: creates the producer id mark's file while there is space, so that
+    /// reserving ids later needs none (see `controller::producer_ids`).
+    pub async fn prepare_producer_ids(&self) {
+        let prepared = match self.producer_ids() {
+            Ok(ids) => ids.prepare().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
-        ids.allocate().await.map_err(|e| format!("reserving producer ids: {e}"))
+        if let Err(e) = prepared {
+            tracing::warn!(
+                "producer id mark not prepared (retried at the first InitProducerId): {e}"
+            );
+        }
+    }
+
+    /// Forever: every [`FREE_SPACE_CHECK`], reads the free space of the data directory's
+    /// filesystem; produce and new partitions are refused while it is below the headroom
+    /// (`storage_min_free_bytes` / `_percent`). Shard 0 logs each change. Every few checks,
+    /// while above the headroom, opens the logs that failed to open (a full disk).
+    pub async fn watch_free_space(self: Rc<Self>) {
+        let mut rounds: u64 = 0;
+        loop {
+            rounds += 1;
+            let due = rounds.is_multiple_of(REOPEN_EVERY_CHECKS) && !self.space.low();
+            if due && self.open_failed.take() {
+                self.reopen_failed_logs().await;
+            }
+            let was_low = self.space.low();
+            match self.space.refresh(&self.config.data_dir) {
+                Ok(low) if low != was_low && self.id == 0 => {
+                    let usage = self.space.last();
+                    let free = usage.map_or(0, |u| u.available_bytes);
+                    let keep = usage.map_or(0, |u| self.space.headroom().bytes(u.total_bytes));
+                    if low {
+                        tracing::warn!(
+                            free_bytes = free,
+                            min_free_bytes = keep,
+                            "disk space below the headroom: refusing produce and new partitions"
+                        );
+                    } else {
+                        tracing::info!(
+                            free_bytes = free,
+                            min_free_bytes = keep,
+                            "disk space above the headroom again: accepting produce"
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    crate::log_limited!(WARN, "cannot read the data directory's free space: {e}")
+                }
+            }
+            glommio::timer::sleep(FREE_SPACE_CHECK).await;
+        }
+    }
+
+    /// Refuses new partitions that would take the data directory's filesystem below the
+    /// headroom: each may reserve a directory and a first preallocation extent.
+    fn check_space_for(&self, op: &ControlOp) -> Result<(), ControlError> {
+        let added = match op {
+            ControlOp::CreateTopic { partitions, .. } => i64::from(*partitions),
+            ControlOp::CreatePartitions { name, total, .. } => {
+                let current = self.meta().topics.get(name).map_or(0, |t| t.partitions.len());
+                i64::from(*total) - current as i64
+            }
+            _ => return Ok(()),
+        };
+        if added <= 0 {
+            return Ok(());
+        }
+        // A fresh reading: this is rare, and the answer should not be up to a second old.
+        let _ = self.space.refresh(&self.config.data_dir);
+        let per_partition = PARTITION_DIR_BYTES + self.config.segment_prealloc_min_bytes;
+        let needed = added as u64 * per_partition;
+        if self.space.allows(needed) {
+            return Ok(());
+        }
+        let usage = self.space.last();
+        let free = usage.map_or(0, |u| u.available_bytes);
+        let keep = usage.map_or(0, |u| self.space.headroom().bytes(u.total_bytes));
+        crate::refused!(
+            WARN,
+            "disk_full",
+            partitions = added,
+            free_bytes = free,
+            "refused new partitions: disk space below the headroom"
+        );
+        let message = format!(
+            "not enough disk space for {added} new partition(s): {free} bytes free, about \
+             {needed} needed, and {keep} bytes are kept free (storage-min-free-bytes, \
+             storage-min-free-percent)"
+        );
+        Err(ControlError { code: E::PolicyViolation.code(), message })
     }
 
     // ---- metadata -------------------------------------------------------------------------
 
     /// Opens, reconfigures and deletes logs so this shard matches `meta`, then adopts it.
     pub async fn apply_metadata(&self, meta: Arc<ClusterMetadata>) {
+        let _applying = self.applying.acquire_permit(1).await;
         let old = self.meta();
         self.drop_stale_topics(&meta).await;
         self.drop_moved_replicas(&meta).await;
@@ -289,6 +419,18 @@ impl Shard {
         }
         if let Some(ready) = self.ready.borrow_mut().take() {
             let _ = ready.send(());
+        }
+    }
+
+    /// Opens the logs of the current metadata that failed to open before (a full disk).
+    async fn reopen_failed_logs(&self) {
+        let _applying = self.applying.acquire_permit(1).await;
+        let meta = self.meta();
+        for topic in meta.topics.values() {
+            self.open_topic(topic, meta.local_node.is_none()).await;
+        }
+        for topic in meta.topics.values() {
+            self.sync_roles(topic, meta.local_node.is_some());
         }
     }
 
@@ -350,22 +492,37 @@ impl Shard {
     /// coordinates the groups and transactions of every internal partition it opens (in a
     /// cluster, only of those it leads: see `sync_roles`).
     async fn open_topic(&self, topic: &TopicMeta, coordinate: bool) {
-        for (index, partition) in topic.partitions.iter().enumerate() {
+        use futures::StreamExt;
+        let config = log_config(&self.config, topic);
+        let wanted: Vec<usize> = (topic.partitions.iter().enumerate())
+            .filter(|(index, p)| {
+                p.shard == self.id && self.log(&topic.name, *index as i32).is_none()
+            })
+            .map(|(index, _)| index)
+            .collect();
+        // Several at once: opening is mostly waiting for the filesystem.
+        let opens = futures::stream::iter(wanted)
+            .map(|index| {
+                let dir = self.partition_dir(&topic.name, index as i32);
+                let config = config.clone();
+                async move { (index, PartitionLog::open(dir, config).await) }
+            })
+            .buffer_unordered(OPEN_CONCURRENCY);
+        futures::pin_mut!(opens);
+        while let Some((index, opened)) = opens.next().await {
             let number = index as i32;
-            if partition.shard != self.id || self.log(&topic.name, number).is_some() {
-                continue;
-            }
-            let dir = self.partition_dir(&topic.name, number);
-            let config = log_config(&self.config, topic);
-            match PartitionLog::open(dir, config).await {
+            match opened {
                 Ok(log) => {
                     if coordinate {
                         self.coordinate(&topic.name, number, &log, true);
                     }
                     self.insert_log(topic, index, log)
                 }
-                Err(e) => tracing::error!(topic = %topic.name, partition = number,
-                    "cannot open partition log: {e}"),
+                Err(e) => {
+                    self.open_failed.set(true);
+                    crate::log_limited!(ERROR, topic = %topic.name, partition = number,
+                        "cannot open partition log (retried every few seconds): {e}");
+                }
             }
         }
     }
@@ -454,6 +611,7 @@ impl Shard {
             }
             return answer.await.unwrap_or_else(|_| Err(unavailable()));
         }
+        self.check_space_for(&op)?;
         if self.quorum.is_some() {
             return self.control_clustered(op).await;
         }
@@ -583,11 +741,16 @@ impl Shard {
         join_all(acks).await;
     }
 
-    /// Flushes and closes every log (clean shutdown).
+    /// Flushes and closes every log (clean shutdown), several at once.
     pub async fn close_logs(&self) {
-        for log in self.local_logs() {
-            if let Err(e) = log.close().await {
-                tracing::error!(shard = self.id, "closing a partition log failed: {e}");
+        use futures::StreamExt;
+        let closes = futures::stream::iter(self.local_logs())
+            .map(|log| async move { log.close().await })
+            .buffer_unordered(OPEN_CONCURRENCY);
+        futures::pin_mut!(closes);
+        while let Some(closed) = closes.next().await {
+            if let Err(e) = closed {
+                crate::log_limited!(ERROR, shard = self.id, "closing a partition log failed: {e}");
             }
         }
     }
@@ -715,6 +878,16 @@ impl Shard {
                 E::NotLeaderOrFollower,
                 "this broker follows the partition",
             ));
+        }
+        if self.space.low() {
+            crate::refused!(
+                WARN,
+                "disk_full",
+                topic,
+                partition,
+                "refused produce: {DISK_FULL_MESSAGE}"
+            );
+            return LocalAppend::Failed(error_outcome(E::KafkaStorageError, DISK_FULL_MESSAGE));
         }
         let replicated = if acks.acks == -1 && role == Role::Leader {
             if let Err(NotReplicated::NotEnoughReplicas) = replica.check_acks_all() {
@@ -869,7 +1042,8 @@ impl Shard {
         let pending = match log.append_marker(producer_id, epoch, commit, coordinator_epoch) {
             Ok(pending) => pending,
             Err(e) => {
-                tracing::warn!(topic = %p.topic, partition = p.partition, "marker refused: {e}");
+                let (topic, partition) = (&p.topic, p.partition);
+                crate::log_limited!(WARN, %topic, partition, "marker refused: {e}");
                 return e.kafka_error_code();
             }
         };
@@ -1253,6 +1427,8 @@ impl Shard {
         ShardSnapshot {
             shard: self.id,
             connections: self.connections.get() as u64,
+            budget_bytes: self.budget.capacity() as u64,
+            budget_used_bytes: self.budget.used() as u64,
             apis,
             append_latency: self.metrics.append_latency.snapshot(),
             partitions,

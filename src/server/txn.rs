@@ -225,7 +225,11 @@ impl TxnCoordinator {
     ) -> Result<(), E> {
         let log = self.ready_log(partition)?;
         let batch = batch.map_err(|e| {
-            tracing::error!(transactional_id = id, "encoding transaction state failed: {e}");
+            crate::log_limited!(
+                ERROR,
+                transactional_id = id,
+                "encoding transaction state failed: {e}"
+            );
             E::UnknownServerError
         })?;
         let written = match log.append(&batch) {
@@ -233,7 +237,11 @@ impl TxnCoordinator {
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = written {
-            tracing::error!(transactional_id = id, "persisting transaction state failed: {e}");
+            crate::log_limited!(
+                ERROR,
+                transactional_id = id,
+                "persisting transaction state failed: {e}"
+            );
             return Err(E::CoordinatorNotAvailable);
         }
         Ok(())
@@ -250,7 +258,7 @@ impl TxnCoordinator {
         self.ready_log(partition)?;
         let Some(mut meta) = self.meta(id) else {
             let new_id = shard.allocate_producer_id().await.map_err(|e| {
-                tracing::error!("InitProducerId: {e}");
+                crate::log_limited!(ERROR, "InitProducerId: {e}");
                 E::CoordinatorNotAvailable
             })?;
             let meta = TxnMeta::new(new_id, timeout_ms, now_ms());
@@ -273,7 +281,7 @@ impl TxnCoordinator {
             Some(next) => next,
             None => {
                 let producer_id = shard.allocate_producer_id().await.map_err(|e| {
-                    tracing::error!("InitProducerId: {e}");
+                    crate::log_limited!(ERROR, "InitProducerId: {e}");
                     E::CoordinatorNotAvailable
                 })?;
                 TxnMeta::new(producer_id, timeout_ms, now_ms())
@@ -325,7 +333,7 @@ impl TxnCoordinator {
         // The decision is durable: a marker failure is retried by `run_periodic`, and the
         // client's next operation waits for it (CONCURRENT_TRANSACTIONS).
         if let Err(e) = self.finish(shard, partition, id, prepared).await {
-            tracing::warn!(transactional_id = id, "markers not all written yet: {e:?}");
+            crate::log_limited!(WARN, transactional_id = id, "markers not all written yet: {e:?}");
         }
         Ok(())
     }

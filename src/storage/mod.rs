@@ -28,7 +28,10 @@
 
 mod cache;
 mod compact;
+#[cfg(test)]
+mod faults;
 mod index;
+mod prealloc;
 mod producers;
 mod read;
 mod recovery;
@@ -36,10 +39,13 @@ mod replica;
 mod retention;
 mod segment;
 mod shared;
+pub mod space;
 mod truncate;
 mod wait;
 mod writer;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
@@ -73,8 +79,11 @@ pub const WRITE_BYTES_MAX: u64 = 8 << 20;
 pub const BATCH_BYTES_MAX: usize = (WRITE_BYTES_MAX - BLOCK_BYTES) as usize;
 /// Largest `segment_bytes`; file positions in the index are u32.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
-/// Bytes zeroed (and checked for garbage) after the recovered end of the active segment.
+/// Bytes checked for garbage after the recovered end of the active segment (the file is cut
+/// at the end if any is found).
 pub const RECOVERY_ZERO_BYTES: u64 = WRITE_BYTES_MAX + BLOCK_BYTES;
+/// Default first (and smallest) preallocation extent of a log.
+pub const PREALLOC_MIN_BYTES_DEFAULT: u64 = 64 << 10;
 
 const _: () = assert!(WRITE_BYTES_MAX.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(SEGMENT_BYTES_MAX.is_multiple_of(BLOCK_BYTES));
@@ -96,8 +105,11 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// Roll before writing into an active segment whose first write is older than this.
     pub segment_ms: Option<u64>,
-    /// Preallocation extent for segment files (default 64 MiB).
+    /// Largest preallocation extent of segment files (default 64 MiB): the extent grows
+    /// with the write rate up to this (see `prealloc`).
     pub prealloc_bytes: u64,
+    /// Smallest preallocation extent, the first one of a log (default 64 KiB).
+    pub prealloc_min_bytes: u64,
     /// Bytes of log between sparse index entries (Kafka default 4096).
     pub index_interval_bytes: u32,
     /// Largest accepted batch, `message.max.bytes` (default 1 MiB + 12).
@@ -149,6 +161,7 @@ impl Default for LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: None,
             prealloc_bytes: 64 << 20,
+            prealloc_min_bytes: PREALLOC_MIN_BYTES_DEFAULT,
             index_interval_bytes: 4096,
             max_batch_bytes: (1 << 20) + 12,
             timestamp_type: TimestampType::CreateTime,
@@ -162,11 +175,14 @@ impl Default for LogConfig {
 impl LogConfig {
     /// The config with every value clamped to what the log supports: `segment_bytes` to
     /// `[BLOCK_BYTES, SEGMENT_BYTES_MAX]`, `prealloc_bytes` to a non-zero multiple of
-    /// `BLOCK_BYTES`, `max_batch_bytes` to `BATCH_BYTES_MAX`, `index_interval_bytes` ≥ 1.
+    /// `BLOCK_BYTES` (`prealloc_min_bytes` at most `prealloc_bytes`), `max_batch_bytes` to
+    /// `BATCH_BYTES_MAX`, `index_interval_bytes` ≥ 1.
     pub fn sanitized(mut self) -> LogConfig {
         self.segment_bytes = self.segment_bytes.clamp(BLOCK_BYTES, SEGMENT_BYTES_MAX);
         let prealloc = self.prealloc_bytes.clamp(BLOCK_BYTES, SEGMENT_BYTES_MAX);
         self.prealloc_bytes = prealloc.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        let min = self.prealloc_min_bytes.clamp(BLOCK_BYTES, self.prealloc_bytes);
+        self.prealloc_min_bytes = min.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
         self.max_batch_bytes = self.max_batch_bytes.min(BATCH_BYTES_MAX);
         self.index_interval_bytes = self.index_interval_bytes.max(1);
         self
@@ -207,7 +223,8 @@ impl Default for FlushPolicy {
 }
 
 /// A storage failure. A failed write or fdatasync poisons the log (fsyncgate: the page state
-/// after a failed fsync is unknown), after which every append and flush fails with `Poisoned`.
+/// after a failed fsync is unknown): every append and flush fails with `Poisoned` until the
+/// writer has verified and synced the log again (see `writer`), which it retries by itself.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -232,8 +249,8 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
-    /// An earlier write or fdatasync failed; the log accepts nothing more.
-    #[error("log poisoned by an earlier write or fdatasync failure")]
+    /// An earlier write or fdatasync failed; the log accepts nothing until it recovered.
+    #[error("log poisoned by a write or fdatasync failure (recovering)")]
     Poisoned,
     /// The log was closed or deleted.
     #[error("log closed")]
@@ -451,16 +468,16 @@ impl PartitionLog {
         replica::checkpoint_hw(shared, false);
     }
 
-    /// Resolves when `high_watermark() > offset`, or the log is closed, deleted or poisoned.
+    /// Resolves when `high_watermark() > offset`, or the log is closed or deleted.
     pub fn wait_for_high_watermark(&self, offset: i64) -> WaitForData {
         self.wait_for_data(offset)
     }
 
-    /// Resolves when `durable_end() > offset`, or the log is closed, deleted or poisoned (the
-    /// leader side of a follower's long-poll fetch).
+    /// Resolves when `durable_end() > offset`, or the log is closed or deleted (the leader
+    /// side of a follower's long-poll fetch). A poisoned log is waited on: it recovers.
     pub fn wait_for_durable(&self, offset: i64) -> WaitForData {
         let until = Until::new(self.shared().clone(), move |s: &Shared| {
-            s.durable.get() > offset || s.closed.get() || s.poisoned.get()
+            s.durable.get() > offset || s.closed.get()
         });
         WaitForData { until }
     }
@@ -552,6 +569,7 @@ impl PartitionLog {
             base_offset,
             last_offset: next_offset - 1,
             log_append_time: -1,
+            reloads_seen: shared.reloads.borrow().len(),
         })
     }
 
@@ -693,6 +711,7 @@ impl PartitionLog {
                 base_offset: original.base_offset,
                 last_offset: original.last_offset,
                 log_append_time: -1,
+                reloads_seen: shared.reloads.borrow().len(),
             });
         }
         let epoch = shared.leader_epoch.get();
@@ -721,6 +740,7 @@ impl PartitionLog {
             base_offset,
             last_offset: next_offset - 1,
             log_append_time,
+            reloads_seen: shared.reloads.borrow().len(),
         })
     }
 
@@ -846,12 +866,12 @@ impl PartitionLog {
         }
     }
 
-    /// Resolves when `high_watermark() > offset`, or the log is closed, deleted or poisoned.
-    /// Woken by the writer when it advances the high watermark (no polling). Owns a handle on
-    /// the log, so it may outlive `self`.
+    /// Resolves when `high_watermark() > offset`, or the log is closed or deleted (a
+    /// poisoned log is waited on: it recovers). Woken by the writer when it advances the high
+    /// watermark (no polling). Owns a handle on the log, so it may outlive `self`.
     pub fn wait_for_data(&self, offset: i64) -> WaitForData {
         let until = Until::new(self.shared().clone(), move |s: &Shared| {
-            s.visible_end() > offset || s.closed.get() || s.poisoned.get()
+            s.visible_end() > offset || s.closed.get()
         });
         WaitForData { until }
     }
@@ -922,7 +942,12 @@ impl PartitionLog {
 
     #[cfg(test)]
     pub(crate) fn fail_next_write(&self) {
-        self.shared().fail_writes.set(true);
+        self.shared().faults.fail_next_write();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &faults::Faults {
+        &self.shared().faults
     }
 }
 
@@ -950,6 +975,8 @@ pub struct PendingAppend {
     base_offset: i64,
     last_offset: i64,
     log_append_time: i64,
+    /// Reloads of the log before this append (see `Shared::reloads`).
+    reloads_seen: usize,
 }
 
 impl std::fmt::Debug for PendingAppend {
@@ -978,7 +1005,8 @@ impl PendingAppend {
     }
 
     /// Resolves when the append is acknowledged per the flush policy (high watermark passed
-    /// it): `Ok`, or `Poisoned`/`Closed` if the log failed or closed before that.
+    /// it): `Ok`, or `Poisoned`/`Closed` if the log failed or closed before that (or a
+    /// reload after a failure dropped it).
     pub async fn durable(self) -> Result<AppendInfo, StorageError> {
         let last_offset = self.last_offset;
         Until::new(self.shared.clone(), move |s: &Shared| {
@@ -986,6 +1014,11 @@ impl PendingAppend {
         })
         .await;
         let shared = &self.shared;
+        let dropped =
+            shared.reloads.borrow().iter().skip(self.reloads_seen).any(|&end| end <= last_offset);
+        if dropped {
+            return Err(StorageError::Poisoned);
+        }
         if shared.durable.get() > last_offset {
             return Ok(AppendInfo {
                 base_offset: self.base_offset,

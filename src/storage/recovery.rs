@@ -1,24 +1,28 @@
 //! Opening a partition directory: list segments, load or rebuild closed segments' indexes,
-//! recover the active (last) segment by scanning it, then start the writer.
+//! recover the active (last) segment by scanning it, then start the writer. The same load
+//! ([`load`]) is what the writer runs to rebuild a log after an I/O failure it cannot verify
+//! its way out of.
 //!
 //! Active segment recovery stops at the first batch that is invalid: a zero header
 //! (preallocated space), bad magic, bad CRC, a length beyond the file, or a base offset below
 //! the expected next offset (offsets go up; a follower's active segment has gaps where it
-//! copied a leader's compacted batches). The logical end is set there, non-zero garbage after it is
-//! reported with `tracing::warn!`, and `RECOVERY_ZERO_BYTES` after the end are zeroed so stale
-//! bytes of an earlier, longer tail can never be mistaken for data after later appends.
-//! Closed segments are trusted up to their file size.
+//! copied a leader's compacted batches). The logical end is set there. Non-zero bytes in the
+//! `RECOVERY_ZERO_BYTES` after the end (a torn or corrupt tail, reported with
+//! `tracing::warn!`) are cut off by truncating the file at the end, so stale bytes of an
+//! earlier, longer tail can never be mistaken for data after later appends. Recovery
+//! preallocates nothing and writes nothing else, so a log opens on a full disk; the writer
+//! grows the file before its first write. Closed segments are trusted up to their file size;
+//! an index that cannot be saved (a full disk) is kept in memory and rebuilt at next open.
 
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Instant;
 
 use glommio::io::DmaFile;
 use glommio::TaskQueueHandle;
 
 use super::index::SegmentIndex;
 use super::producers::ProducerTable;
-use super::segment::{self, align_down, align_up, file_path, Segment};
+use super::segment::{self, align_down, file_path, Segment};
 use super::shared::Shared;
 use super::writer::{self, Writer};
 use super::{LogConfig, StorageError, BATCH_BYTES_MAX, RECOVERY_ZERO_BYTES};
@@ -30,6 +34,8 @@ const _: () = assert!(SCAN_CHUNK_BYTES.is_multiple_of(super::BLOCK_BYTES));
 
 /// Result of scanning a segment from its start.
 pub(crate) struct Scan {
+    /// Base offset of the segment scanned: offsets past `base + u32::MAX` do not fit it.
+    pub(crate) base: i64,
     /// Position after the last valid batch.
     pub(crate) end: u64,
     /// Offset after the last valid batch.
@@ -49,45 +55,32 @@ enum Walk {
     Stop(String),
 }
 
+/// A log as found on disk.
+pub(crate) struct Loaded {
+    /// Every segment, the active one last.
+    pub(crate) segments: Vec<Rc<Segment>>,
+    pub(crate) active: ActiveParts,
+    /// The checkpointed log start offset, if any.
+    pub(crate) log_start: Option<i64>,
+}
+
 /// Opens or creates the log in `dir` and spawns its writer (on `queue` if given).
 pub(crate) async fn open(
     dir: std::path::PathBuf,
     config: LogConfig,
     queue: Option<TaskQueueHandle>,
 ) -> Result<Rc<Shared>, StorageError> {
-    std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
-    segment::prime_dma_probe(&dir).await?;
-    let bases = list_segments(&dir)?;
-    let (last_base, closed) = match bases.split_last() {
-        Some((last, closed)) => (*last, closed),
-        None => (0, &[][..]),
-    };
-    let mut segments = Vec::with_capacity(bases.len().max(1));
-    for &base in closed {
-        segments.push(open_closed(&dir, base, &config).await?);
-    }
-    let writer_parts = recover_active(&dir, last_base, &config).await?;
-    segment::sync_dir(&dir).await?;
-    let next_offset = writer_parts.next_offset;
-    segments.push(writer_parts.segment.clone());
-    let producers = writer_parts.producers;
-    let checkpoint = super::retention::load_log_start(&dir).await?;
+    let Loaded { segments, mut active, log_start } = load(&dir, &config).await?;
+    let next_offset = active.next_offset;
+    let producers = std::mem::take(&mut active.producers);
     let shared = Rc::new(Shared::new(dir, config, segments, next_offset, producers));
-    if let Some(start) = checkpoint {
+    if let Some(start) = log_start {
         let start = start.clamp(shared.log_start.get(), next_offset);
         shared.log_start.set(start);
     }
     *shared.epochs.borrow_mut() = super::replica::load_epochs(&shared.dir, next_offset);
     shared.hw_checkpoint.set(super::replica::load_hw(&shared.dir));
-    let writer = Writer {
-        shared: shared.clone(),
-        segment: writer_parts.segment,
-        allocated: writer_parts.allocated,
-        tail: writer_parts.tail,
-        unsynced_records: 0,
-        last_sync: Instant::now(),
-        first_write: None,
-    };
+    let writer = Writer::new(shared.clone(), &active);
     let task = match queue {
         Some(queue) => glommio::spawn_local_into(writer::run(writer), queue)
             .map_err(|e| StorageError::io("spawn writer", &shared.dir, e))?,
@@ -97,10 +90,38 @@ pub(crate) async fn open(
     Ok(shared)
 }
 
-/// Base offsets of the `.log` files in `dir`, ascending. Removes leftover `.tmp` files.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+/// Reads the log in `dir` (created if missing) as recovery leaves it: closed segments, the
+/// recovered active segment (cut at its last valid batch), the log start checkpoint.
+pub(crate) async fn load(dir: &Path, config: &LogConfig) -> Result<Loaded, StorageError> {
+    let fresh = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create dir", dir, e))?;
+    segment::prime_dma_probe(dir).await?;
+    let (bases, removed) = list_segments(dir)?;
+    // Names created (a new directory, a first segment) or removed (leftovers) here are made
+    // durable by the writer before its first fdatasync acknowledges anything: opening many
+    // partitions then costs no directory fsync each.
+    let dir_unsynced = fresh || removed || bases.is_empty();
+    let (last_base, closed) = match bases.split_last() {
+        Some((last, closed)) => (*last, closed),
+        None => (0, &[][..]),
+    };
+    let mut segments = Vec::with_capacity(bases.len().max(1));
+    for &base in closed {
+        segments.push(open_closed(dir, base, config).await?);
+    }
+    let mut active = recover_active(dir, last_base, config).await?;
+    active.dir_unsynced = dir_unsynced;
+    segments.push(active.segment.clone());
+    let log_start = super::retention::load_log_start(dir).await?;
+    Ok(Loaded { segments, active, log_start })
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending, and whether leftover `.tmp` files
+/// were removed.
+fn list_segments(dir: &Path) -> Result<(Vec<i64>, bool), StorageError> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list dir", dir, e))?;
     let mut bases = Vec::new();
+    let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list dir", dir, e))?;
         let name = entry.file_name();
@@ -108,12 +129,13 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
         if name.ends_with(".tmp") || name.ends_with(super::compact::CLEANED_SUFFIX) {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
+            removed = true;
         } else if let Some(base) = segment::parse_log_name(name) {
             bases.push(base);
         }
     }
     bases.sort_unstable();
-    Ok(bases)
+    Ok((bases, removed))
 }
 
 /// A closed segment: size from the file, indexes from their files or rebuilt by a scan.
@@ -160,7 +182,10 @@ async fn rebuild_index(
     let mut index = scan.index;
     index.seal(scan.next_offset);
     *segment.index.borrow_mut() = index.clone();
-    segment::persist_index(dir, segment).await?;
+    if let Err(e) = segment::persist_index(dir, segment).await {
+        // Kept in memory; rebuilt again at the next open (a full disk must not stop it).
+        crate::log_limited!(WARN, path = %path.display(), "rebuilt index not saved: {e}");
+    }
     Ok(index)
 }
 
@@ -169,16 +194,19 @@ async fn file_size(file: &DmaFile, path: &Path) -> Result<u64, StorageError> {
 }
 
 /// What the writer needs to continue the active segment.
-struct ActiveParts {
-    segment: Rc<Segment>,
-    next_offset: i64,
-    allocated: u64,
-    tail: Vec<u8>,
-    producers: ProducerTable,
+pub(crate) struct ActiveParts {
+    pub(crate) segment: Rc<Segment>,
+    pub(crate) next_offset: i64,
+    /// The file's size: what is allocated (preallocated space included).
+    pub(crate) allocated: u64,
+    pub(crate) tail: Vec<u8>,
+    pub(crate) producers: ProducerTable,
+    /// Names in the log directory changed at open: sync it before acknowledging anything.
+    pub(crate) dir_unsynced: bool,
 }
 
-/// Scans the active segment, cuts it at the last valid batch, preallocates, zeroes stale
-/// bytes after the end and syncs.
+/// Scans the active segment and cuts it at the last valid batch (truncating the file there
+/// if non-zero bytes follow, see the module docs).
 async fn recover_active(
     dir: &Path,
     base: i64,
@@ -190,15 +218,11 @@ async fn recover_active(
     let interval = config.index_interval_bytes;
     let mut scan = scan(&file, &path, base, file_bytes, interval).await?;
     let end = scan.end;
-    let cap = align_up(config.segment_bytes).max(align_up(end));
-    let allocated = align_up(file_bytes).max((align_up(end) + config.prealloc_bytes).min(cap));
-    file.pre_allocate(allocated, false)
-        .await
-        .map_err(|e| StorageError::io("fallocate", &path, e))?;
     let tail_start = align_down(end);
     let tail = read_exact(&file, &path, tail_start, (end - tail_start) as usize).await?;
     let stale_end = file_bytes.min(tail_start + RECOVERY_ZERO_BYTES);
     let garbage = garbage_after(&file, &path, end, stale_end).await?;
+    let mut allocated = file_bytes;
     if garbage > 0 {
         tracing::warn!(
             path = %path.display(),
@@ -207,15 +231,16 @@ async fn recover_active(
             reason = scan.stop.as_deref().unwrap_or(""),
             "truncated a torn or corrupt tail of the active segment"
         );
-        let zero_end = allocated.min(tail_start + RECOVERY_ZERO_BYTES);
-        write_zeros(&file, &path, tail_start, zero_end, &tail).await?;
+        file.truncate(end).await.map_err(|e| StorageError::io("truncate", &path, e))?;
+        file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", &path, e))?;
+        allocated = end;
     }
-    file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", &path, e))?;
     let segment = Segment::new(base, file, path, end);
     *segment.index.borrow_mut() = scan.index;
     let producers = producers_at(dir, base, &mut scan.producers);
     let next_offset = scan.next_offset;
-    Ok(ActiveParts { segment: Rc::new(segment), next_offset, allocated, tail, producers })
+    let segment = Rc::new(segment);
+    Ok(ActiveParts { segment, next_offset, allocated, tail, producers, dir_unsynced: false })
 }
 
 /// Producer state at the end of the log: the snapshot taken when segment `base` became active
@@ -269,31 +294,6 @@ async fn garbage_after(
     Ok(region.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1))
 }
 
-/// Writes `tail` at `from` (block aligned) followed by zeros up to `to` (block aligned, within
-/// the preallocated size, so the write does not grow the file).
-async fn write_zeros(
-    file: &DmaFile,
-    path: &Path,
-    from: u64,
-    to: u64,
-    tail: &[u8],
-) -> Result<(), StorageError> {
-    assert_eq!(from, align_down(from));
-    assert_eq!(to, align_down(to));
-    let len = (to - from) as usize;
-    let mut buf = file.alloc_dma_buffer(len);
-    let bytes = buf.as_bytes_mut();
-    bytes.fill(0);
-    bytes[..tail.len()].copy_from_slice(tail);
-    let written = file.write_at(buf, from).await;
-    let written = written.map_err(|e| StorageError::io("zero tail", path, e))?;
-    if written != len {
-        let short = std::io::Error::new(std::io::ErrorKind::WriteZero, "short write");
-        return Err(StorageError::io("zero tail", path, short));
-    }
-    Ok(())
-}
-
 /// Scans `[0, file_bytes)` batch by batch, validating each (CRC included) and checking that
 /// offsets increase from `base` (gaps allowed: compaction leaves them in closed segments,
 /// and followers copy them into their active segment). Stops at the first invalid batch.
@@ -306,7 +306,34 @@ pub(crate) async fn scan(
 ) -> Result<Scan, StorageError> {
     let index = SegmentIndex::new(base);
     let producers = ProducerTable::for_scan();
-    let mut scan = Scan { end: 0, next_offset: base, index, producers, stop: None };
+    let scan = Scan { base, end: 0, next_offset: base, index, producers, stop: None };
+    scan_on(file, path, scan, file_bytes, interval).await
+}
+
+/// As [`scan`] of the segment at `base`, from `start` = (position, next offset) of a batch
+/// boundary; the index it returns covers only the batches from there.
+pub(crate) async fn scan_from(
+    file: &DmaFile,
+    path: &Path,
+    base: i64,
+    start: (u64, i64),
+    file_bytes: u64,
+    interval: u32,
+) -> Result<Scan, StorageError> {
+    let (end, next_offset) = start;
+    let index = SegmentIndex::new(next_offset);
+    let producers = ProducerTable::for_scan();
+    let scan = Scan { base, end, next_offset, index, producers, stop: None };
+    scan_on(file, path, scan, file_bytes, interval).await
+}
+
+async fn scan_on(
+    file: &DmaFile,
+    path: &Path,
+    mut scan: Scan,
+    file_bytes: u64,
+    interval: u32,
+) -> Result<Scan, StorageError> {
     let mut read_len = SCAN_CHUNK_BYTES;
     while scan.end < file_bytes {
         let len = read_len.min(file_bytes - scan.end);
@@ -363,6 +390,9 @@ fn walk(chunk: &[u8], scan: &mut Scan, interval: u32, file_bytes: u64) -> Walk {
         if header.base_offset < scan.next_offset {
             let expected = scan.next_offset;
             return Walk::Stop(format!("base offset {} below {expected}", header.base_offset));
+        }
+        if header.last_offset() - scan.base > i64::from(u32::MAX) {
+            return Walk::Stop(format!("offset {} beyond the segment", header.last_offset()));
         }
         if let Err(e) = record_batch::validate_stored(batch, BATCH_BYTES_MAX) {
             return Walk::Stop(e.to_string());

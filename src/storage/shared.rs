@@ -68,8 +68,11 @@ pub(crate) struct Shared {
     /// (last base offset, count) of the segments the last compaction pass left with nothing
     /// to do later (no tombstones kept); `None` when the next pass must look again.
     pub(crate) compacted: Cell<Option<(i64, usize)>>,
+    /// The log end after each reload from disk (see `writer`), oldest first: an append made
+    /// before reload `i` whose offsets reach `reloads[i..]`'s lowest end was dropped.
+    pub(crate) reloads: RefCell<Vec<i64>>,
     #[cfg(test)]
-    pub(crate) fail_writes: Cell<bool>,
+    pub(crate) faults: super::faults::Faults,
 }
 
 impl Shared {
@@ -112,8 +115,9 @@ impl Shared {
             progress: WaitList::default(),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             compacted: Cell::new(None),
+            reloads: RefCell::new(Vec::new()),
             #[cfg(test)]
-            fail_writes: Cell::new(false),
+            faults: super::faults::Faults::default(),
         }
     }
 
@@ -146,9 +150,11 @@ impl Shared {
         }
     }
 
-    /// Marks the log poisoned after a failed write or fdatasync and wakes every waiter.
+    /// Marks the log poisoned after a failed write or fdatasync and wakes every waiter (the
+    /// writer then tries to recover it).
     pub(crate) fn poison(&self, error: &super::StorageError) {
-        tracing::error!(dir = %self.dir.display(), "partition log poisoned: {error}");
+        crate::log_limited!(ERROR, dir = %self.dir.display(),
+            "partition log poisoned, refusing appends until it recovers: {error}");
         self.poisoned.set(true);
         self.progress.wake_all();
     }

@@ -394,7 +394,7 @@ fn log_append_time_is_stamped() {
 }
 
 #[test]
-fn failed_write_poisons_the_log() {
+fn failed_write_poisons_the_log_until_it_recovers_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     run(move || async move {
@@ -409,6 +409,29 @@ fn failed_write_poisons_the_log() {
         assert_eq!(err.kafka_error_code(), KAFKA_STORAGE_ERROR);
         assert!(matches!(log.flush().await, Err(StorageError::Poisoned)));
         assert_eq!(log.high_watermark(), 5);
+        // The failed write is retried once the log recovered: batch 1 was kept.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.is_poisoned() {
+            assert!(std::time::Instant::now() < deadline, "the log never recovered");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let info = append_batches(&log, 2, 3).await.unwrap();
+        assert_eq!(info.base_offset, 10);
+        assert_eq!(read_all(&log).await.len(), 3);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_poisoned_log_closes_without_recovering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
+        append_batches(&log, 0, 1).await;
+        log.faults().set(1, super::faults::FaultRates { write_fail: 1000, ..Default::default() });
+        let pending = log.append(&test_batch(1)).unwrap();
+        assert!(matches!(pending.durable().await, Err(StorageError::Poisoned)));
         assert!(matches!(log.close().await, Err(StorageError::Poisoned)));
     });
 }
@@ -736,5 +759,31 @@ fn retention_deletes_closed_segments_and_persists_the_log_start() {
         assert_eq!(log_files(dir.path()).len(), 1);
         assert_eq!(log.high_watermark(), 500);
         log.close().await.unwrap();
+    });
+}
+
+/// 10,000 partitions live on one broker: what each costs in memory at rest stays bounded
+/// (the writer task's future holds only the states of an idle writer; rare steps are boxed).
+#[test]
+fn an_idle_partition_log_stays_small_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = small_config();
+        let loaded = super::recovery::load(&dir, &config).await.unwrap();
+        let next = loaded.active.next_offset;
+        let shared = Rc::new(super::shared::Shared::new(
+            dir.clone(),
+            config,
+            loaded.segments.clone(),
+            next,
+            Default::default(),
+        ));
+        let writer = super::writer::Writer::new(shared.clone(), &loaded.active);
+        let future = super::writer::run(writer);
+        let (task, state) = (std::mem::size_of_val(&future), std::mem::size_of_val(&*shared));
+        eprintln!("writer future {task} bytes, shared state {state} bytes");
+        assert!(task <= 1536, "the writer's future is {task} bytes");
+        assert!(state <= 1024, "a log's shared state is {state} bytes");
     });
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 use super::producers::ProducerTable;
 use super::recovery;
 use super::retention::{remove_segment_files, store_log_start};
-use super::segment::{self, align_down, align_up, file_path, Segment};
+use super::segment::{self, align_down, file_path, Segment};
 use super::shared::TruncateKind;
 use super::writer::{truncate_and_sync, write_producer_snapshot, Writer};
 use super::{read, replica, StorageError};
@@ -101,12 +101,12 @@ impl Writer {
     async fn cut_active(&mut self, position: u64, end: i64) -> Result<(), StorageError> {
         let segment = self.segment.clone();
         let (file, path) = (&segment.file, &segment.path);
+        self.settle_growth().await;
+        self.allocated = self.allocated.min(position);
         file.truncate(position).await.map_err(|e| StorageError::io("truncate", path, e))?;
         file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", path, e))?;
         segment.size.set(position);
-        file.pre_allocate(self.allocated, false)
-            .await
-            .map_err(|e| StorageError::io("fallocate", path, e))?;
+        self.synced_position = position;
         let interval = self.shared.config.borrow().index_interval_bytes;
         let base = segment.base_offset;
         let mut scan = recovery::scan(file, path, base, position, interval).await?;
@@ -135,6 +135,7 @@ impl Writer {
         let dir = self.shared.dir.clone();
         let target = &segments[k];
         let base = target.base_offset;
+        self.allocated = self.allocated.min(self.segment.size.get());
         truncate_and_sync(&self.segment).await?;
         let keep_target = position > 0;
         if keep_target {
@@ -183,19 +184,12 @@ impl Writer {
         new: Rc<Segment>,
         mut kept: Vec<Rc<Segment>>,
     ) -> Result<(), StorageError> {
-        let (extent, segment_bytes) = {
-            let config = self.shared.config.borrow();
-            (config.prealloc_bytes, config.segment_bytes)
-        };
-        let allocated = extent.min(align_up(segment_bytes));
-        new.file
-            .pre_allocate(allocated, false)
-            .await
-            .map_err(|e| StorageError::io("fallocate", &new.path, e))?;
+        // Nothing preallocated: the writer grows the file before its first write.
         kept.push(new.clone());
         *self.shared.segments.borrow_mut() = kept;
         self.segment = new;
-        self.allocated = allocated;
+        self.allocated = 0;
+        self.synced_position = 0;
         self.tail.clear();
         self.first_write = None;
         self.last_sync = Instant::now();
@@ -218,6 +212,7 @@ impl Writer {
         replica::store_epochs(shared);
         replica::checkpoint_hw(shared, true);
         *shared.producers.borrow_mut() = ProducerTable::default();
+        self.allocated = self.allocated.min(self.segment.size.get());
         truncate_and_sync(&self.segment).await?;
         let (above, below): (Vec<_>, Vec<_>) =
             segments.iter().partition(|s| s.base_offset >= offset);

@@ -3,8 +3,18 @@
 //! Loop: wait for work; write every batch queued at that moment in DMA writes of at most
 //! `WRITE_BYTES_MAX` starting at the aligned end (re-writing the partial last block from a
 //! copy), one write in flight; fdatasync per policy; publish the new high watermark. Appends
-//! that arrive meanwhile are written by the next round: group commit. Any write, fdatasync,
-//! truncate or roll failure poisons the log and ends the task.
+//! that arrive meanwhile are written by the next round: group commit. A batch leaves the
+//! queue only once written. Space ahead of the data is preallocated adaptively (`prealloc`).
+//!
+//! Any write, fdatasync, preallocation, roll or truncation failure poisons the log (fsyncgate:
+//! after a failed fsync nothing unsynced can be trusted): appends are refused and waiting
+//! acknowledgements fail. The writer then retries recovery with backoff until it succeeds or
+//! the log closes: it reads back what was written since the last good fdatasync and checks
+//! it (CRC and offsets) before syncing it again, and makes sure the next queued write has its
+//! space; if the read-back shows damage, or a truncation failed half way, it reloads the log
+//! from disk as a restart would (`recovery::load`), dropping what is not verifiably there
+//! (those appends were never acknowledged under the every-append policy). Only then does the
+//! log take appends again.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -14,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::prealloc::Prealloc;
+use super::recovery::{self, Loaded};
 use super::segment::{self, align_down, align_up, Segment};
 use super::shared::Shared;
 use super::{header_of, StorageError, BLOCK_BYTES, WRITE_BYTES_MAX};
@@ -22,11 +34,27 @@ use super::{header_of, StorageError, BLOCK_BYTES, WRITE_BYTES_MAX};
 const WRITE_DATA_BYTES_MAX: usize = (WRITE_BYTES_MAX - BLOCK_BYTES) as usize;
 const _: () = assert!(super::BATCH_BYTES_MAX <= WRITE_DATA_BYTES_MAX);
 
+/// First pause before a recovery attempt; doubles up to [`RECOVERY_RETRY_MAX`].
+#[cfg(not(test))]
+const RECOVERY_RETRY_MIN: Duration = Duration::from_millis(100);
+#[cfg(test)]
+const RECOVERY_RETRY_MIN: Duration = Duration::from_millis(1);
+/// Longest pause between two recovery attempts.
+const RECOVERY_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// A preallocation running in the background.
+pub(crate) struct Growth {
+    segment: Rc<Segment>,
+    /// The file size it sets.
+    target: u64,
+    task: glommio::Task<Result<(), std::io::Error>>,
+}
+
 /// State owned by the writer task for the active segment.
 pub(crate) struct Writer {
     pub(crate) shared: Rc<Shared>,
     pub(crate) segment: Rc<Segment>,
-    /// File size set by preallocation; writes never go beyond it.
+    /// File size set by preallocation (never more than the file has): writes end below it.
     pub(crate) allocated: u64,
     /// Copy of the bytes `[align_down(size), size)` of the active segment.
     pub(crate) tail: Vec<u8>,
@@ -34,29 +62,65 @@ pub(crate) struct Writer {
     pub(crate) last_sync: Instant,
     /// When the first batch went into the active segment (this process), for `segment_ms`.
     pub(crate) first_write: Option<Instant>,
+    /// Position in the active segment below which its data is fdatasync'ed.
+    pub(crate) synced_position: u64,
+    pub(crate) prealloc: Prealloc,
+    pub(crate) growing: Option<Growth>,
+    /// A truncation failed part way: recovery reloads the log from disk.
+    pub(crate) reload_needed: bool,
+    /// Names in the log directory changed at open: sync it (and its parent) before the
+    /// first fdatasync acknowledges anything (opening a log syncs nothing, so that brokers
+    /// with many partitions create and open them fast).
+    pub(crate) dir_unsynced: bool,
 }
 
-/// Runs the writer until the log closes or is poisoned.
+/// Runs the writer until the log closes (recovering from failures meanwhile).
 pub(crate) async fn run(mut writer: Writer) {
-    let result = writer.work().await;
-    let shared = writer.shared.clone();
-    if let Err(error) = result {
-        if !matches!(error, StorageError::Poisoned) {
-            shared.poison(&error);
+    loop {
+        match writer.work().await {
+            Ok(()) => break,
+            Err(error) => {
+                if !writer.shared.poisoned.get() {
+                    writer.shared.poison(&error);
+                }
+                // Boxed, as the other rare steps: an idle writer's future stays small (one
+                // per partition, 10,000 partitions on a broker).
+                if !Box::pin(writer.recover()).await {
+                    break;
+                }
+            }
         }
     }
+    writer.settle_growth().await;
+    let shared = writer.shared.clone();
     drop(writer);
     shared.writer_done.set(true);
     shared.progress.wake_all();
 }
 
 impl Writer {
+    /// The writer of a freshly loaded log.
+    pub(crate) fn new(shared: Rc<Shared>, active: &recovery::ActiveParts) -> Writer {
+        let min = shared.config.borrow().prealloc_min_bytes;
+        Writer {
+            shared,
+            segment: active.segment.clone(),
+            allocated: active.allocated,
+            tail: active.tail.clone(),
+            unsynced_records: 0,
+            last_sync: Instant::now(),
+            first_write: None,
+            synced_position: active.segment.size.get(),
+            prealloc: Prealloc::new(min),
+            growing: None,
+            reload_needed: false,
+            dir_unsynced: active.dir_unsynced,
+        }
+    }
+
     async fn work(&mut self) -> Result<(), StorageError> {
         loop {
             self.wait_for_work().await;
-            if self.shared.poisoned.get() {
-                return Err(StorageError::Poisoned);
-            }
             let count = self.shared.pending.borrow().len();
             self.write_queued(count).await?;
             if self.sync_due() {
@@ -64,7 +128,8 @@ impl Writer {
             }
             self.shared.publish();
             if let Some(kind) = self.truncation_wanted() {
-                let result = self.truncate(kind).await;
+                self.settle_growth().await;
+                let result = Box::pin(self.truncate(kind)).await;
                 self.shared.publish();
                 let failed = result.as_ref().err().map(ToString::to_string);
                 if let Some(t) = self.shared.truncation.borrow_mut().as_mut() {
@@ -72,18 +137,17 @@ impl Writer {
                 }
                 self.shared.progress.wake_all();
                 if let Some(error) = failed {
-                    // The files may be half cut: accept nothing more.
-                    let error = StorageError::Io {
+                    // The files may be half cut: recovery reloads them.
+                    self.reload_needed = true;
+                    return Err(StorageError::Io {
                         op: "truncate log",
                         path: self.shared.dir.clone(),
                         source: std::io::Error::other(error),
-                    };
-                    self.shared.poison(&error);
-                    return Err(StorageError::Poisoned);
+                    });
                 }
             }
             if self.shared.closing.get() && self.shared.pending.borrow().is_empty() {
-                return self.finish().await;
+                return Box::pin(self.finish()).await;
             }
         }
     }
@@ -114,24 +178,24 @@ impl Writer {
     async fn write_queued(&mut self, mut count: usize) -> Result<(), StorageError> {
         while count > 0 {
             let Some(batches) = self.gather(count) else {
-                self.roll().await?;
+                Box::pin(self.roll()).await?;
                 continue;
             };
-            count -= batches.len();
             self.write(&batches).await?;
+            self.shared.pending.borrow_mut().drain(..batches.len());
+            count -= batches.len();
             self.shared.publish();
         }
         Ok(())
     }
 
-    /// Takes up to `count` queued batches for one write, or `None` if the first one needs a
-    /// roll first.
+    /// The first queued batches (up to `count`) that fit one write, left in the queue; `None`
+    /// if the first one needs a roll first.
     fn gather(&self, count: usize) -> Option<Vec<Bytes>> {
-        let mut pending = self.shared.pending.borrow_mut();
+        let pending = self.shared.pending.borrow();
         let mut batches: Vec<Bytes> = Vec::new();
         let mut bytes = 0usize;
-        while batches.len() < count {
-            let Some(next) = pending.front() else { break };
+        for next in pending.iter().take(count) {
             let size = self.segment.size.get() + bytes as u64;
             if self.needs_roll(size, next) {
                 if batches.is_empty() {
@@ -143,7 +207,7 @@ impl Writer {
                 break;
             }
             bytes += next.len();
-            batches.extend(pending.pop_front());
+            batches.push(next.clone());
         }
         Some(batches)
     }
@@ -173,6 +237,7 @@ impl Writer {
         let write_len = (align_up(end) - aligned) as usize;
         assert!(write_len as u64 <= WRITE_BYTES_MAX);
         self.ensure_allocated(align_up(end)).await?;
+        assert!(aligned + write_len as u64 <= self.allocated, "a write never grows the file");
         let mut buf = segment.file.alloc_dma_buffer(write_len);
         let bytes = buf.as_bytes_mut();
         let mut at = self.tail.len();
@@ -183,7 +248,10 @@ impl Writer {
         }
         bytes[at..].fill(0);
         let new_tail = bytes[(align_down(end) - aligned) as usize..at].to_vec();
-        self.check_injected_failure(&segment)?;
+        #[cfg(test)]
+        if let Some(fault) = self.shared.faults.on_write(write_len) {
+            return Err(inject_write_fault(fault, &segment, bytes, aligned).await);
+        }
         let written = segment.file.write_at(buf, aligned).await;
         let written = written.map_err(|e| StorageError::io("write", &segment.path, e))?;
         if written != write_len {
@@ -191,6 +259,7 @@ impl Writer {
             return Err(StorageError::io("write", &segment.path, short));
         }
         self.after_write(batches, start, end, new_tail);
+        self.grow_ahead(align_up(end));
         Ok(())
     }
 
@@ -213,44 +282,81 @@ impl Writer {
         self.first_write.get_or_insert_with(Instant::now);
     }
 
-    #[cfg(test)]
-    fn check_injected_failure(&self, segment: &Segment) -> Result<(), StorageError> {
-        if self.shared.fail_writes.take() {
-            let error = std::io::Error::other("injected write failure");
-            return Err(StorageError::io("write", &segment.path, error));
-        }
-        Ok(())
+    /// `(prealloc_min_bytes, prealloc_bytes, the active segment's largest size)`.
+    fn prealloc_limits(&self) -> (u64, u64, u64) {
+        let config = self.shared.config.borrow();
+        let cap = align_up(config.segment_bytes).max(align_up(self.segment.size.get()));
+        (config.prealloc_min_bytes, config.prealloc_bytes, cap)
     }
 
-    #[cfg(not(test))]
-    fn check_injected_failure(&self, _segment: &Segment) -> Result<(), StorageError> {
-        Ok(())
-    }
-
-    /// Preallocates ahead so that a write ending at `needed_end` never grows the file: when
-    /// less than half an extent is left, extend by one extent, capped at the segment size
-    /// (but always covering `needed_end`).
-    async fn ensure_allocated(&mut self, needed_end: u64) -> Result<(), StorageError> {
-        let (extent, segment_bytes) = {
-            let config = self.shared.config.borrow();
-            (config.prealloc_bytes, config.segment_bytes)
-        };
-        if needed_end + extent / 2 <= self.allocated {
+    /// Makes sure the file is allocated up to `needed_end` before a write ends there: takes
+    /// a background growth's result (waiting for it if the write needs it), else grows the
+    /// file by one extent past `needed_end` now.
+    pub(crate) async fn ensure_allocated(&mut self, needed_end: u64) -> Result<(), StorageError> {
+        self.collect_growth(false).await;
+        if needed_end <= self.allocated {
             return Ok(());
         }
-        let cap = align_up(segment_bytes).max(needed_end);
-        let target = (needed_end + extent).min(cap);
-        if target <= self.allocated {
+        self.collect_growth(true).await;
+        if needed_end <= self.allocated {
             return Ok(());
         }
-        let segment = &self.segment;
-        segment
-            .file
-            .pre_allocate(target, false)
-            .await
-            .map_err(|e| StorageError::io("fallocate", &segment.path, e))?;
+        let (min, max, cap) = self.prealloc_limits();
+        let extent = self.prealloc.next_extent(min, max, Instant::now());
+        let target = (needed_end + extent).min(cap).max(needed_end);
+        let segment = self.segment.clone();
+        grow(&self.shared, &segment, target).await?;
         self.allocated = target;
         Ok(())
+    }
+
+    /// After a write ending at `end`: starts a background growth when less than half an
+    /// extent is left ahead.
+    fn grow_ahead(&mut self, end: u64) {
+        if self.growing.is_some() {
+            return;
+        }
+        let (min, max, cap) = self.prealloc_limits();
+        if !self.prealloc.want_ahead(end, self.allocated, cap, min, max) {
+            return;
+        }
+        let extent = self.prealloc.next_extent(min, max, Instant::now());
+        let target = (self.allocated.max(end) + extent).min(cap);
+        let (shared, segment) = (self.shared.clone(), self.segment.clone());
+        let task = glommio::spawn_local(async move {
+            grow(&shared, &segment, target).await.map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        self.growing = Some(Growth { segment: self.segment.clone(), target, task });
+    }
+
+    /// Takes the result of a background growth if it finished (or, with `wait`, once it
+    /// does). A failed growth is only logged: the next write that needs the space grows the
+    /// file itself, and fails then.
+    async fn collect_growth(&mut self, wait: bool) {
+        let Some(mut growth) = self.growing.take() else { return };
+        let result = if wait {
+            Some((&mut growth.task).await)
+        } else {
+            futures::FutureExt::now_or_never(&mut growth.task)
+        };
+        match result {
+            None => self.growing = Some(growth),
+            Some(Ok(())) if Rc::ptr_eq(&growth.segment, &self.segment) => {
+                self.allocated = self.allocated.max(growth.target);
+            }
+            Some(Ok(())) => {}
+            Some(Err(e)) => crate::log_limited!(
+                WARN,
+                dir = %self.shared.dir.display(),
+                "preallocating ahead of the log failed: {e}"
+            ),
+        }
+    }
+
+    /// Waits for a background growth to end: before the file is truncated, rolled or
+    /// reloaded, none may extend it afterwards.
+    pub(crate) async fn settle_growth(&mut self) {
+        self.collect_growth(true).await;
     }
 
     fn sync_due(&self) -> bool {
@@ -270,54 +376,220 @@ impl Writer {
 
     pub(crate) async fn sync(&mut self) -> Result<(), StorageError> {
         let written = self.shared.written.get();
-        let segment = &self.segment;
+        let size = self.segment.size.get();
+        let segment = self.segment.clone();
+        #[cfg(test)]
+        if let Some(lose) = self.shared.faults.on_sync() {
+            return Err(inject_sync_fault(&self.shared, &segment, self.synced_position, lose).await);
+        }
+        if self.dir_unsynced {
+            let dir = self.shared.dir.clone();
+            segment::sync_dir(&dir).await?;
+            if let Some(parent) = dir.parent() {
+                segment::sync_dir(parent).await?;
+            }
+            self.dir_unsynced = false;
+        }
         segment
             .file
             .fdatasync()
             .await
             .map_err(|e| StorageError::io("fdatasync", &segment.path, e))?;
         self.shared.synced.set(written);
+        self.synced_position = size;
         self.unsynced_records = 0;
         self.last_sync = Instant::now();
         Ok(())
     }
 
     /// Seals the active segment (sync, truncate to its data, index files) and starts the next.
+    /// Each step may be retried after a failure.
     async fn roll(&mut self) -> Result<(), StorageError> {
         let next_offset = self.shared.written.get();
         let old = self.segment.clone();
         self.sync().await?;
+        self.settle_growth().await;
+        self.allocated = self.allocated.min(old.size.get());
         truncate_and_sync(&old).await?;
         old.index.borrow_mut().seal(next_offset);
         let dir = self.shared.dir.clone();
         segment::persist_index(&dir, &old).await?;
         self.shared.publish();
         write_producer_snapshot(&self.shared, &dir, next_offset);
-        let (extent, segment_bytes) = {
-            let config = self.shared.config.borrow();
-            (config.prealloc_bytes, config.segment_bytes)
-        };
-        let allocated = extent.min(align_up(segment_bytes));
-        let new = create_segment(&dir, next_offset, allocated).await?;
+        let (min, max, cap) = self.prealloc_limits();
+        let allocated = self.prealloc.extent(min, max).min(cap);
+        let new = create_segment(&self.shared, &dir, next_offset, allocated).await?;
         segment::sync_dir(&dir).await?;
         tracing::debug!(dir = %dir.display(), next_offset, "rolled segment");
         self.shared.segments.borrow_mut().push(new.clone());
         self.segment = new;
         self.allocated = allocated;
+        self.synced_position = 0;
         self.tail.clear();
         self.first_write = None;
         Ok(())
     }
 
-    /// On close: sync and truncate the active segment to its data size.
+    /// On close: sync, and give back preallocated space after the data when it is more than
+    /// the first extent (a busy partition's). The cut needs no fdatasync: the active segment
+    /// is scanned at the next open whatever its size. A quiet log keeps its small extent, as
+    /// it would running, so closing it costs no I/O (an ftruncate costs milliseconds; 10,000
+    /// partitions close in well under a second).
     async fn finish(&mut self) -> Result<(), StorageError> {
         if self.shared.synced.get() < self.shared.written.get() {
             self.sync().await?;
         }
-        truncate_and_sync(&self.segment).await?;
+        self.settle_growth().await;
+        let size = self.segment.size.get();
+        let (min, _, _) = self.prealloc_limits();
+        if self.allocated > align_up(size) + min {
+            let (file, path) = (&self.segment.file, &self.segment.path);
+            file.truncate(size).await.map_err(|e| StorageError::io("truncate", path, e))?;
+            self.allocated = size;
+        }
         self.shared.publish();
         Ok(())
     }
+
+    // ---- recovery ----------------------------------------------------------------------
+
+    /// Retries [`Writer::try_recover`] with backoff until it succeeds (true) or the log is
+    /// closing (false: it stays poisoned).
+    async fn recover(&mut self) -> bool {
+        let mut delay = RECOVERY_RETRY_MIN;
+        loop {
+            if self.shared.closing.get() {
+                return false;
+            }
+            let sleep = pin!(glommio::timer::sleep(delay));
+            futures::future::select(sleep, pin!(Closing { shared: &self.shared })).await;
+            if self.shared.closing.get() {
+                return false;
+            }
+            match self.try_recover().await {
+                Ok(()) => {
+                    tracing::info!(dir = %self.shared.dir.display(), "partition log recovered");
+                    self.shared.poisoned.set(false);
+                    self.shared.publish();
+                    return true;
+                }
+                Err(e) => {
+                    crate::log_limited!(WARN, dir = %self.shared.dir.display(),
+                        "partition log still failing, retrying: {e}");
+                    delay = (delay * 2).min(RECOVERY_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// One recovery attempt: verify and sync what was written since the last good sync (or
+    /// reload from disk), then make sure the next queued write has its space.
+    async fn try_recover(&mut self) -> Result<(), StorageError> {
+        self.settle_growth().await;
+        if self.reload_needed || !self.unsynced_data_verifies().await? {
+            self.reload().await?;
+            self.reload_needed = false;
+        } else if self.shared.synced.get() < self.shared.written.get() {
+            self.sync().await?;
+        }
+        let next_end = {
+            let pending = self.shared.pending.borrow();
+            let size = self.segment.size.get();
+            pending
+                .front()
+                .filter(|batch| !self.needs_roll(size, batch))
+                .map(|batch| align_up(size + batch.len() as u64))
+        };
+        if let Some(end) = next_end {
+            self.ensure_allocated(end).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads back `[synced_position, size)` of the active segment: whether it holds exactly
+    /// the batches written there (valid CRCs, offsets up to `written`).
+    async fn unsynced_data_verifies(&self) -> Result<bool, StorageError> {
+        let (from, end) = (self.synced_position, self.segment.size.get());
+        if from >= end {
+            return Ok(true);
+        }
+        let interval = self.shared.config.borrow().index_interval_bytes;
+        let segment = &self.segment;
+        let start = (from, self.shared.synced.get());
+        let (file, path, base) = (&segment.file, &segment.path, segment.base_offset);
+        let scan = recovery::scan_from(file, path, base, start, end, interval).await?;
+        let intact = scan.end == end && scan.next_offset == self.shared.written.get();
+        if !intact {
+            tracing::error!(
+                path = %segment.path.display(),
+                position = scan.end,
+                "data written before a failed fdatasync does not read back intact: reloading"
+            );
+        }
+        Ok(intact)
+    }
+
+    /// Rebuilds the log from disk as a restart would and adopts it: what is not verifiably
+    /// on disk is dropped (queued appends included; their waiters fail).
+    async fn reload(&mut self) -> Result<(), StorageError> {
+        let config = self.shared.config.borrow().clone();
+        let loaded = recovery::load(&self.shared.dir, &config).await?;
+        self.adopt(loaded);
+        Ok(())
+    }
+
+    fn adopt(&mut self, loaded: Loaded) {
+        let shared = self.shared.clone();
+        let end = loaded.active.next_offset;
+        if end < shared.durable.get() {
+            tracing::error!(dir = %shared.dir.display(), end, acknowledged = shared.durable.get(),
+                "acknowledged records are no longer on disk after an I/O failure");
+        }
+        tracing::warn!(dir = %shared.dir.display(), end, dropped = shared.leo.get() - end,
+            "reloaded the log from disk");
+        shared.pending.borrow_mut().clear();
+        shared.reloads.borrow_mut().push(end);
+        for offset in [&shared.leo, &shared.written, &shared.synced, &shared.durable] {
+            offset.set(end);
+        }
+        shared.sync_wanted.set(shared.sync_wanted.get().min(end));
+        shared.high_watermark.set(shared.high_watermark.get().min(end));
+        let first = loaded.segments.first().map_or(end, |s| s.base_offset);
+        let checkpoint = loaded.log_start.unwrap_or(first).max(shared.log_start.get());
+        shared.log_start.set(checkpoint.clamp(first, end));
+        shared.cache.borrow_mut().clear();
+        shared.compacted.set(None);
+        let Loaded { segments, active, .. } = loaded;
+        *shared.producers.borrow_mut() = active.producers;
+        *shared.segments.borrow_mut() = segments;
+        super::replica::trim_epochs(&shared, end);
+        super::replica::checkpoint_hw(&shared, true);
+        if let Some(t) = shared.truncation.borrow_mut().as_mut() {
+            t.result.get_or_insert(Err(StorageError::Poisoned));
+        }
+        self.segment = active.segment;
+        self.allocated = active.allocated;
+        self.tail = active.tail;
+        self.synced_position = self.segment.size.get();
+        self.unsynced_records = 0;
+        self.first_write = None;
+        self.dir_unsynced |= active.dir_unsynced;
+        shared.progress.wake_all();
+    }
+}
+
+/// Grows `segment`'s file to `target` bytes (`fallocate`, the size set: see `prealloc`).
+async fn grow(shared: &Shared, segment: &Segment, target: u64) -> Result<(), StorageError> {
+    #[cfg(test)]
+    if let Some(e) = shared.faults.on_grow() {
+        return Err(StorageError::io("fallocate", &segment.path, e));
+    }
+    let _ = shared;
+    segment
+        .file
+        .pre_allocate(target, false)
+        .await
+        .map_err(|e| StorageError::io("fallocate", &segment.path, e))
 }
 
 pub(crate) async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageError> {
@@ -327,20 +599,22 @@ pub(crate) async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageEr
     file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", path, e))
 }
 
-/// Creates an empty segment file at `base_offset`, preallocated to `allocated` bytes.
+/// Creates an empty segment file at `base_offset`, preallocated to `allocated` bytes (none
+/// when 0: the writer grows it before its first write).
 pub(crate) async fn create_segment(
+    shared: &Shared,
     dir: &std::path::Path,
     base_offset: i64,
     allocated: u64,
 ) -> Result<Rc<Segment>, StorageError> {
     let path = segment::file_path(dir, base_offset, "log");
     let file = segment::open_log_file(&path).await?;
-    let setup = async {
-        file.truncate(0).await?;
-        file.pre_allocate(allocated, false).await
-    };
-    setup.await.map_err(|e| StorageError::io("preallocate", &path, e))?;
-    Ok(Rc::new(Segment::new(base_offset, file, path, 0)))
+    file.truncate(0).await.map_err(|e| StorageError::io("truncate", &path, e))?;
+    let segment = Rc::new(Segment::new(base_offset, file, path, 0));
+    if allocated > 0 {
+        grow(shared, &segment, allocated).await?;
+    }
+    Ok(segment)
 }
 
 /// Saves the idempotent-producer state below `next_offset` as the new active segment's
@@ -354,8 +628,57 @@ pub(crate) fn write_producer_snapshot(shared: &Shared, dir: &std::path::Path, ne
     let tmp = path.with_extension("producers.tmp");
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
-        tracing::warn!(path = %path.display(), "producer state snapshot not written: {e}");
+        let _ = std::fs::remove_file(&tmp);
+        let path = path.display();
+        crate::log_limited!(WARN, path = %path, "producer state snapshot not written: {e}");
     }
+}
+
+/// Test-only: does what `fault` says instead of the write of `bytes` at `aligned`, and
+/// returns the error the write fails with.
+#[cfg(test)]
+async fn inject_write_fault(
+    fault: super::faults::WriteFault,
+    segment: &Segment,
+    bytes: &[u8],
+    aligned: u64,
+) -> StorageError {
+    let error = match fault {
+        super::faults::WriteFault::Fail(error) => error,
+        super::faults::WriteFault::Short(kept) => {
+            let mut prefix = segment.file.alloc_dma_buffer(kept);
+            prefix.as_bytes_mut().copy_from_slice(&bytes[..kept]);
+            let _ = segment.file.write_at(prefix, aligned).await;
+            std::io::Error::new(std::io::ErrorKind::WriteZero, "injected short write")
+        }
+    };
+    StorageError::io("write", &segment.path, error)
+}
+
+/// Test-only: a failed fdatasync; with `lose`, one byte written since `synced_position`
+/// is flipped on disk first (a device that dropped part of the unsynced data).
+#[cfg(test)]
+async fn inject_sync_fault(
+    shared: &Shared,
+    segment: &Segment,
+    synced_position: u64,
+    lose: bool,
+) -> StorageError {
+    let size = segment.size.get();
+    if lose && size > synced_position {
+        let at = synced_position + shared.faults.below(size - synced_position);
+        let block = align_down(at);
+        if let Ok(read) = segment.file.read_at(block, BLOCK_BYTES as usize).await {
+            if read.len() == BLOCK_BYTES as usize {
+                let mut buf = segment.file.alloc_dma_buffer(BLOCK_BYTES as usize);
+                buf.as_bytes_mut().copy_from_slice(&read);
+                buf.as_bytes_mut()[(at - block) as usize] ^= 0x5a;
+                let _ = segment.file.write_at(buf, block).await;
+            }
+        }
+    }
+    let error = std::io::Error::from_raw_os_error(libc::EIO);
+    StorageError::io("fdatasync", &segment.path, error)
 }
 
 /// Ready when the writer has something to do.
@@ -371,10 +694,27 @@ impl Future for WorkReady<'_> {
         let sync_wanted = s.sync_wanted.get() > s.synced.get() && s.written.get() > s.synced.get();
         let has_pending = !s.pending.borrow().is_empty();
         let truncation = s.truncation.borrow().as_ref().is_some_and(|t| t.result.is_none());
-        if has_pending || truncation || sync_wanted || s.closing.get() || s.poisoned.get() {
+        if has_pending || truncation || sync_wanted || s.closing.get() {
             return Poll::Ready(());
         }
         s.writer_waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// Ready once the log is closing (cuts a recovery pause short).
+struct Closing<'a> {
+    shared: &'a Shared,
+}
+
+impl Future for Closing<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shared.closing.get() {
+            return Poll::Ready(());
+        }
+        self.shared.writer_waker.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 }

@@ -220,6 +220,17 @@ impl Broker {
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
+
+    /// The process id of the running broker.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running broker").id()
+    }
+
+    /// Every line the broker logged since the last call that read its log, without waiting.
+    pub fn logged_so_far(&mut self) -> Vec<String> {
+        let lines = self.log_lines.as_ref().unwrap();
+        std::iter::from_fn(|| lines.try_recv().ok()).collect()
+    }
 }
 
 impl Drop for Broker {

@@ -192,6 +192,7 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
         registered: registered.clone(),
         liveness: liveness.clone(),
         auto_leader_rebalance: config.auto_leader_rebalance,
+        disk_full: store::disk_full(&dir),
         unclean_leader_election: config.unclean_leader_election,
     };
     std::thread::Builder::new().name("controller".into()).spawn(move || {
@@ -245,6 +246,8 @@ struct Node {
     registered: Arc<AtomicU64>,
     liveness: liveness::Liveness,
     auto_leader_rebalance: bool,
+    /// Set while the controller store waits for disk space (see `store`).
+    disk_full: Arc<std::sync::atomic::AtomicBool>,
     unclean_leader_election: bool,
 }
 
@@ -311,6 +314,12 @@ impl Node {
         });
         tokio::spawn(heartbeats);
         while let Some(Proposal { command, reply }) = proposals.recv().await {
+            if self.disk_full.load(Ordering::Relaxed) {
+                let msg = "this broker's controller store is out of disk space; \
+                    retry once space is freed";
+                let _ = reply.send(Err(ControlError::new(ResponseError::KafkaStorageError, msg)));
+                continue;
+            }
             let (raft, transport) = (raft.clone(), self.transport.clone());
             tokio::spawn(async move {
                 let _ = reply.send(propose(&raft, &transport, command).await);

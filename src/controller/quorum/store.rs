@@ -11,13 +11,24 @@
 //! so a crash leaves either the old or the new version, never a torn one. A leftover
 //! `*.tmp` is ignored. The state machine is in memory: it is rebuilt from the snapshot and
 //! the log at start-up (openraft re-applies the committed entries).
+//!
+//! A full disk (ENOSPC, EDQUOT) is not an error openraft sees: openraft 0.9 shuts its core
+//! down for good on any `StorageError`. A write that fails for lack of space is retried,
+//! with backoff, until it succeeds, and the call does not return before: openraft awaits the
+//! flush of appended entries, so nothing is reported durable (acknowledged to a leader,
+//! counted for a commit, a vote cast) before it is, and no committed entry can be lost. The
+//! node's Raft core waits meanwhile (its peers see it as slow, elect without it if it led,
+//! and it catches up once space returns), and [`disk_full`] is set, so the node refuses new
+//! proposals at once instead of letting them time out. Other I/O errors stay fatal.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -39,6 +50,52 @@ fn read_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 fn write_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::write(&e).into()
+}
+
+/// First pause before a write that found the disk full is retried; doubles up to
+/// [`FULL_RETRY_MAX`].
+const FULL_RETRY_MIN: Duration = Duration::from_millis(50);
+/// Longest pause between two attempts of a write that found the disk full.
+const FULL_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// The "disk full" flag of the controller store in `dir` (shared by its log store and state
+/// machine, and read by the proposal path to refuse changes while it is set).
+pub fn disk_full(dir: &Path) -> Arc<AtomicBool> {
+    static FLAGS: OnceLock<Mutex<BTreeMap<PathBuf, Arc<AtomicBool>>>> = OnceLock::new();
+    let flags = FLAGS.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let mut flags = flags.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    flags.entry(dir.to_path_buf()).or_default().clone()
+}
+
+/// Runs `attempt` until it succeeds or fails with something else than a full disk, pausing
+/// between attempts; `full` is set while the disk is full (see the module docs).
+async fn durably<T>(
+    full: &AtomicBool,
+    what: &str,
+    mut attempt: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut delay = FULL_RETRY_MIN;
+    loop {
+        match attempt() {
+            Ok(value) => {
+                if full.swap(false, Ordering::Relaxed) {
+                    tracing::info!("controller store: disk space is back, {what} written");
+                }
+                return Ok(value);
+            }
+            Err(e) if crate::storage::space::is_no_space(&e) => {
+                if !full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "controller store: disk full writing {what} ({e}); \
+                        refusing controller changes and retrying until space returns"
+                    );
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(FULL_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Durably replaces `dir/name` with `bytes` (temp file, fsync, rename, directory fsync).
@@ -87,6 +144,7 @@ struct LogInner {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<LogInner>>,
+    full: Arc<AtomicBool>,
 }
 
 impl LogStore {
@@ -111,7 +169,11 @@ impl LogStore {
             dir: dir.to_owned(),
             entries,
         };
-        Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
+        Ok(LogStore { inner: Arc::new(Mutex::new(inner)), full: disk_full(dir) })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.lock().dir.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, LogInner> {
@@ -142,10 +204,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
-        let mut inner = self.lock();
         let bytes = to_json(vote).map_err(write_error)?;
-        write_durable(&inner.dir, "vote.json", &bytes).map_err(write_error)?;
-        inner.vote = Some(*vote);
+        let dir = self.dir();
+        durably(&self.full, "the vote", || write_durable(&dir, "vote.json", &bytes))
+            .await
+            .map_err(write_error)?;
+        self.lock().vote = Some(*vote);
         Ok(())
     }
 
@@ -154,10 +218,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        let mut inner = self.lock();
         let bytes = to_json(&committed).map_err(write_error)?;
-        write_durable(&inner.dir, "committed.json", &bytes).map_err(write_error)?;
-        inner.committed = committed;
+        let dir = self.dir();
+        durably(&self.full, "the commit index", || write_durable(&dir, "committed.json", &bytes))
+            .await
+            .map_err(write_error)?;
+        self.lock().committed = committed;
         Ok(())
     }
 
@@ -170,17 +236,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut inner = self.lock();
-        let log_dir = inner.dir.join("log");
+        let log_dir = self.dir().join("log");
         let mut result = Ok(());
         for entry in entries {
-            let written = to_json(&entry)
-                .and_then(|bytes| write_durable(&log_dir, &entry_name(entry.log_id.index), &bytes));
+            let bytes = match to_json(&entry) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let name = entry_name(entry.log_id.index);
+            let written =
+                durably(&self.full, "a log entry", || write_durable(&log_dir, &name, &bytes)).await;
             if let Err(e) = written {
                 result = Err(e);
                 break;
             }
-            inner.entries.insert(entry.log_id.index, entry);
+            self.lock().entries.insert(entry.log_id.index, entry);
         }
         let failed = result.as_ref().err().map(|e| std::io::Error::new(e.kind(), e.to_string()));
         callback.log_io_completed(result);
@@ -203,9 +276,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        let mut inner = self.lock();
         let bytes = to_json(&Some(log_id)).map_err(write_error)?;
-        write_durable(&inner.dir, "purged.json", &bytes).map_err(write_error)?;
+        let dir = self.dir();
+        durably(&self.full, "the purge point", || write_durable(&dir, "purged.json", &bytes))
+            .await
+            .map_err(write_error)?;
+        let mut inner = self.lock();
         inner.purged = Some(log_id);
         let doomed: Vec<u64> = inner.entries.range(..=log_id.index).map(|(i, _)| *i).collect();
         let log_dir = inner.dir.join("log");
@@ -251,6 +327,7 @@ struct MachineInner {
 #[derive(Clone)]
 pub struct StateMachine {
     inner: Arc<Mutex<MachineInner>>,
+    full: Arc<AtomicBool>,
 }
 
 impl StateMachine {
@@ -271,7 +348,7 @@ impl StateMachine {
         if let Some(snapshot) = snapshot {
             inner.restore(snapshot)?;
         }
-        Ok(StateMachine { inner: Arc::new(Mutex::new(inner)) })
+        Ok(StateMachine { inner: Arc::new(Mutex::new(inner)), full: disk_full(dir) })
     }
 
     fn lock(&self) -> MutexGuard<'_, MachineInner> {
@@ -300,21 +377,26 @@ impl MachineInner {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let mut inner = self.lock();
-        let data = SnapshotData { metadata: inner.metadata.clone() };
-        let data = to_json(&data).map_err(write_error)?;
-        let last = inner.last_applied;
-        let snapshot_id =
-            last.map_or_else(|| "0-0".to_owned(), |l| format!("{}-{}", l.leader_id, l.index));
-        let meta = SnapshotMeta {
-            last_log_id: last,
-            last_membership: inner.membership.clone(),
-            snapshot_id,
+        let (dir, meta, data) = {
+            let inner = self.lock();
+            let data = SnapshotData { metadata: inner.metadata.clone() };
+            let data = to_json(&data).map_err(write_error)?;
+            let last = inner.last_applied;
+            let snapshot_id =
+                last.map_or_else(|| "0-0".to_owned(), |l| format!("{}-{}", l.leader_id, l.index));
+            let meta = SnapshotMeta {
+                last_log_id: last,
+                last_membership: inner.membership.clone(),
+                snapshot_id,
+            };
+            (inner.dir.clone(), meta, data)
         };
         let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
         let bytes = to_json(&stored).map_err(write_error)?;
-        write_durable(&inner.dir, "snapshot.json", &bytes).map_err(write_error)?;
-        inner.snapshot = Some(stored);
+        durably(&self.full, "a snapshot", || write_durable(&dir, "snapshot.json", &bytes))
+            .await
+            .map_err(write_error)?;
+        self.lock().snapshot = Some(stored);
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -378,11 +460,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, Node>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
-        let mut inner = self.lock();
         let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.into_inner() };
         let bytes = to_json(&stored).map_err(write_error)?;
-        write_durable(&inner.dir, "snapshot.json", &bytes).map_err(write_error)?;
-        inner.restore(stored).map_err(read_error)
+        let dir = self.lock().dir.clone();
+        durably(&self.full, "a snapshot", || write_durable(&dir, "snapshot.json", &bytes))
+            .await
+            .map_err(write_error)?;
+        self.lock().restore(stored).map_err(read_error)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {

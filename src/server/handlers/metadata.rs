@@ -135,7 +135,7 @@ async fn lookup(
     match shard.control(op).await {
         Ok(()) => tracing::info!(topic = %name, "auto-created topic"),
         Err(e) if e.code == E::TopicAlreadyExists.code() => {}
-        Err(e) => tracing::warn!(topic = %name, "auto-creating topic failed: {e}"),
+        Err(e) => crate::log_limited!(WARN, topic = %name, "auto-creating topic failed: {e}"),
     }
     match shard.meta().topics.get(&name) {
         Some(topic) => describe(topic, node, &shard.meta().fenced),

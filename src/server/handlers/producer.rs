@@ -42,7 +42,7 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
         Err(e) => {
-            tracing::error!("InitProducerId: {e}");
+            crate::log_limited!(ERROR, "InitProducerId: {e}");
             refused(E::CoordinatorNotAvailable)
         }
     }
