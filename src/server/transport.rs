@@ -50,9 +50,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, on: &A
         tracing::debug!(%peer, "set_nodelay failed: {e}");
     }
     let session = Rc::new(Session::new(peer, &on.name, on.protocol));
-    let Some(tls) = &on.tls else {
-        return connection::serve(shard, stream, session).await;
-    };
+    match &on.tls {
+        None => connection::serve(shard, stream, session).await,
+        // Boxed: the handshake and the TLS stream's state would otherwise be part of every
+        // plaintext connection's task too (an idle connection's memory is budgeted).
+        Some(tls) => Box::pin(serve_tls(shard, stream, session, tls)).await,
+    }
+}
+
+/// The TLS half of [`serve`]: handshake (bounded), principal, then the Kafka protocol.
+async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, session: Rc<Session>, tls: &BrokerTls) {
+    let peer = session.peer;
     let acceptor = futures_rustls::TlsAcceptor::from(tls.server());
     let handshake = acceptor.accept(stream);
     let timer = glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT);
