@@ -242,6 +242,8 @@ fn a_poisoned_log_recovers_once_space_returns() {
     });
     acked.push((base, n));
     assert_acked_present(&mut conn, "t", &acked);
+    // Idle connections closed: a shutdown waits (up to a timeout) for open ones.
+    drop(conn);
     broker.stop();
     broker.restart();
     let mut conn = Conn::connect(broker.addr);
@@ -260,6 +262,7 @@ fn a_broker_starts_on_a_full_disk_serves_reads_and_refuses_writes() {
         assert_eq!(code, 0, "{message}");
         acked.push((base, n));
     }
+    drop(conn);
     broker.stop();
     fs.fill();
     broker.restart();
