@@ -27,14 +27,15 @@ pub struct Session {
     /// Who the client is: `User:ANONYMOUS` until it authenticates.
     principal: RefCell<Principal>,
     /// SASL state, on connections of SASL listeners only.
-    sasl: Option<RefCell<SaslConnection>>,
+    /// Boxed: only SASL listeners pay for it (an idle connection's memory is budgeted).
+    sasl: Option<Box<RefCell<SaslConnection>>>,
 }
 
 impl Session {
     /// A session for a connection from `peer` on `listener` (which speaks `protocol`), not
     /// yet authenticated; on a SASL listener it must authenticate before anything else.
     pub fn new(peer: SocketAddr, listener: &str, protocol: SecurityProtocol) -> Self {
-        let sasl = protocol.uses_sasl().then(|| RefCell::new(SaslConnection::default()));
+        let sasl = protocol.uses_sasl().then(|| Box::new(RefCell::new(SaslConnection::default())));
         Session {
             peer,
             listener: listener.to_owned(),
