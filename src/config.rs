@@ -4,8 +4,12 @@
 //! [`BrokerConfig::validate`] before any shard starts. Limits that are constants of the
 //! implementation live in [`limits`].
 
+pub mod listener;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+
+pub use listener::{Listener, SecurityProtocol, SslConfig};
 
 /// Named constants that bound what the broker accepts or allocates.
 pub mod limits {
@@ -41,6 +45,8 @@ pub mod limits {
     pub const SHUTDOWN_TIMEOUT_MS_MAX: u64 = 600_000;
     /// Longest `group.initial.rebalance.delay.ms` accepted (Kafka's default rebalance timeout).
     pub const INITIAL_REBALANCE_DELAY_MS_MAX: u64 = 300_000;
+    /// Longest `connection.failed.authentication.delay.ms` accepted (a minute).
+    pub const FAILED_AUTHENTICATION_DELAY_MS_MAX: u64 = 60_000;
     /// Port of the admin HTTP listener (Redpanda's admin port).
     pub const ADMIN_PORT_DEFAULT: u16 = 9644;
 
@@ -153,12 +159,14 @@ pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
 /// The whole configuration of one broker process.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// Address the Kafka listener binds on every shard (SO_REUSEPORT).
-    pub listen: SocketAddr,
-    /// Host and port put in Metadata responses; defaults to `listen`.
-    pub advertised_host: String,
-    /// Port put in Metadata responses.
-    pub advertised_port: u16,
+    /// The Kafka listeners (Kafka's `listeners`, `advertised.listeners` and
+    /// `listener.security.protocol.map`): every shard binds each (SO_REUSEPORT). Never empty.
+    pub listeners: Vec<Listener>,
+    /// Kafka's `inter.broker.listener.name`: the listener other brokers connect to (its
+    /// advertised address is the one registered with the controller as this broker's).
+    pub inter_broker_listener: String,
+    /// TLS settings of the SSL and SASL_SSL listeners and of TLS connections to other brokers.
+    pub ssl: SslConfig,
     /// Root of all partition logs and the cluster metadata file.
     pub data_dir: PathBuf,
     /// Number of shards (pinned executors); 0 means one per CPU the process may run on.
@@ -332,7 +340,13 @@ pub struct BrokerConfig {
     /// Kafka's `follower.replication.throttled.rate` (bytes/s per broker): what a replica
     /// being added by a reassignment fetches; `None` is unlimited.
     pub follower_replication_throttled_rate: Option<u64>,
+    /// SASL settings of SASL listeners (see [`SaslSettings`]).
+    pub sasl: SaslSettings,
 }
+
+/// SASL mechanisms the broker implements, by their SASL names (`security::sasl::Mechanism`;
+/// a test there checks both lists agree: this module imports nothing).
+pub const SASL_MECHANISMS: [&str; 4] = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"];
 
 /// A secret setting: its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -344,12 +358,113 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// SASL settings, named after Kafka's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaslSettings {
+    /// `sasl.enabled.mechanisms`: what clients of SASL listeners may use.
+    pub enabled_mechanisms: Vec<String>,
+    /// `connections.max.reauth.ms`: a SASL session lasts at most this long, then the client
+    /// must re-authenticate (KIP-368) or be disconnected; 0 = no limit.
+    pub connections_max_reauth_ms: u64,
+    /// `connection.failed.authentication.delay.ms`: how long a failed login waits before
+    /// its answer and the close (slows password guessing).
+    pub connection_failed_authentication_delay_ms: u64,
+    /// `sasl.server.max.receive.size`: the largest frame accepted on a SASL listener before
+    /// the client has authenticated.
+    pub server_max_receive_size: usize,
+    /// `name:password` of a SCRAM user created at start-up if it does not exist yet.
+    pub bootstrap_user: Option<Secret>,
+    /// `sasl.oauthbearer.jwks.endpoint.url`: a JWKS file (path or `file://` URL) whose keys
+    /// sign OAUTHBEARER tokens.
+    pub oauthbearer_jwks_endpoint_url: Option<String>,
+    /// `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the JWKS file is read again.
+    pub oauthbearer_jwks_endpoint_refresh_ms: u64,
+    /// `sasl.oauthbearer.expected.issuer`: the `iss` tokens must carry, if set.
+    pub oauthbearer_expected_issuer: Option<String>,
+    /// `sasl.oauthbearer.expected.audience`: tokens must carry one of these in `aud`.
+    pub oauthbearer_expected_audience: Vec<String>,
+    /// `sasl.oauthbearer.sub.claim.name`: the claim naming the principal.
+    pub oauthbearer_sub_claim_name: String,
+    /// `sasl.oauthbearer.clock.skew.seconds`: allowed clock difference with the issuer.
+    pub oauthbearer_clock_skew_seconds: u64,
+    /// Accept unsigned OAUTHBEARER tokens (`alg: none`), as Kafka's default unsecured
+    /// validator: development only.
+    pub oauthbearer_unsecured: bool,
+}
+
+impl Default for SaslSettings {
+    fn default() -> Self {
+        SaslSettings {
+            enabled_mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
+            server_max_receive_size: 512 * 1024,
+            bootstrap_user: None,
+            oauthbearer_jwks_endpoint_url: None,
+            oauthbearer_jwks_endpoint_refresh_ms: 3_600_000,
+            oauthbearer_expected_issuer: None,
+            oauthbearer_expected_audience: Vec::new(),
+            oauthbearer_sub_claim_name: "sub".into(),
+            oauthbearer_clock_skew_seconds: 30,
+            oauthbearer_unsecured: false,
+        }
+    }
+}
+
+impl SaslSettings {
+    /// The `name` and `password` of the bootstrap user, if one is set.
+    pub fn bootstrap_credentials(&self) -> Option<(&str, &str)> {
+        self.bootstrap_user.as_ref()?.0.split_once(':')
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled_mechanisms.is_empty() {
+            return Err(bad("sasl-enabled-mechanisms", "must name at least one mechanism"));
+        }
+        if let Some(m) =
+            self.enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str()))
+        {
+            let known = SASL_MECHANISMS.join(", ");
+            return Err(bad("sasl-enabled-mechanisms", format!("{m:?} is not one of {known}")));
+        }
+        if self.connection_failed_authentication_delay_ms
+            > limits::FAILED_AUTHENTICATION_DELAY_MS_MAX
+        {
+            return Err(bad("connection-failed-authentication-delay-ms", "must be at most 60000"));
+        }
+        if self.server_max_receive_size < 1024 {
+            return Err(bad("sasl-server-max-receive-size", "must be at least 1024"));
+        }
+        if let Some(user) = &self.bootstrap_user {
+            let shape = user.0.split_once(':').filter(|(n, p)| !n.is_empty() && !p.is_empty());
+            if shape.is_none() {
+                return Err(bad("sasl-bootstrap-user", "must be `name:password`"));
+            }
+        }
+        let oauth = self.enabled_mechanisms.iter().any(|m| m == "OAUTHBEARER");
+        let jwks = self.oauthbearer_jwks_endpoint_url.is_some();
+        if oauth && jwks == self.oauthbearer_unsecured {
+            return Err(bad(
+                "sasl-oauthbearer-jwks-endpoint-url",
+                "OAUTHBEARER needs either a JWKS file or sasl-oauthbearer-unsecured (not both)",
+            ));
+        }
+        if self.oauthbearer_sub_claim_name.is_empty() {
+            return Err(bad("sasl-oauthbearer-sub-claim-name", "must not be empty"));
+        }
+        if self.oauthbearer_jwks_endpoint_refresh_ms < 1_000 {
+            return Err(bad("sasl-oauthbearer-jwks-endpoint-refresh-ms", "must be at least 1000"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
+            listeners: vec![Listener::plaintext(SocketAddr::from(([127, 0, 0, 1], 9092)))],
+            inter_broker_listener: listener::SecurityProtocol::Plaintext.name().to_owned(),
+            ssl: SslConfig::default(),
             data_dir: PathBuf::from("./data"),
             shards: 0,
             cpus: Vec::new(),
@@ -417,9 +532,15 @@ impl Default for BrokerConfig {
             broker_rack: None,
             leader_replication_throttled_rate: None,
             follower_replication_throttled_rate: None,
+            sasl: SaslSettings::default(),
         }
     }
 }
+
+/// What [`BrokerConfig::inter_broker`] answers for a config with no listener (which
+/// [`BrokerConfig::validate`] refuses).
+static FALLBACK_LISTENER: std::sync::LazyLock<Listener> =
+    std::sync::LazyLock::new(|| Listener::plaintext(SocketAddr::from(([127, 0, 0, 1], 9092))));
 
 /// A configuration value that cannot work, naming the setting.
 #[derive(Debug, thiserror::Error)]
@@ -478,8 +599,8 @@ impl BrokerConfig {
         if self.shutdown_timeout_ms > limits::SHUTDOWN_TIMEOUT_MS_MAX {
             return Err(bad("shutdown-timeout-ms", "must be at most 600000 (10 minutes)"));
         }
-        if self.admin_listen == Some(self.listen) {
-            return Err(bad("admin-listen", "must differ from listen"));
+        if self.listeners.iter().any(|l| Some(l.bind) == self.admin_listen) {
+            return Err(bad("admin-listen", "must differ from every listener's address"));
         }
         if self.retention_ms < -1 {
             return Err(bad("retention-ms", "must be -1 (forever) or at least 0"));
@@ -523,10 +644,9 @@ impl BrokerConfig {
         if self.producer_id_expiration_ms == 0 {
             return Err(bad("producer-id-expiration-ms", "must be at least 1"));
         }
-        if self.advertised_host.is_empty() {
-            return Err(bad("advertised-host", "must not be empty"));
-        }
         self.validate_access()?;
+        self.validate_listeners()?;
+        self.sasl.validate()?;
         self.validate_cluster()
     }
 
@@ -565,14 +685,71 @@ impl BrokerConfig {
     }
 
     /// For an observer (in a cluster, not a voter), where the controller leader reaches its
-    /// controller listener: the advertised host with the listener's port. `None` for voters,
-    /// whose address is their voter entry, and without a controller listener.
+    /// controller listener: the inter-broker listener's advertised host with the controller
+    /// listener's port. `None` for voters, whose address is their voter entry, and without a
+    /// controller listener.
     pub fn observer_address(&self) -> Option<String> {
         if self.is_voter() {
             return None;
         }
         let port = self.controller_listen?.port();
-        Some(format!("{}:{port}", self.advertised_host))
+        Some(listener::host_port(&self.inter_broker().advertised_host, port))
+    }
+
+    /// The inter-broker listener (validated to exist; the first listener otherwise).
+    pub fn inter_broker(&self) -> &Listener {
+        let named = self.listeners.iter().find(|l| l.name == self.inter_broker_listener);
+        named.or(self.listeners.first()).unwrap_or(&FALLBACK_LISTENER)
+    }
+
+    /// The listener called `name`.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(bad("listeners", "at least one listener is needed"));
+        }
+        if let Some(l) = self.listeners.iter().find(|l| l.advertised_host.is_empty()) {
+            return Err(bad("advertised-listeners", format!("{}: empty host", l.name)));
+        }
+        if self.listener(&self.inter_broker_listener).is_none() {
+            let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+            let reason = format!(
+                "{:?} is not a listener (listeners: {})",
+                self.inter_broker_listener,
+                names.join(", ")
+            );
+            return Err(bad("inter-broker-listener-name", reason));
+        }
+        if self.is_clustered() && self.inter_broker().protocol.uses_sasl() {
+            // Brokers do not log in to each other with SASL (yet): they use TLS client
+            // certificates, so a SASL inter-broker listener would refuse every replica fetch.
+            let reason = "brokers authenticate to each other with TLS client certificates, not \
+                          SASL: name an SSL or PLAINTEXT listener";
+            return Err(bad("inter-broker-listener-name", reason));
+        }
+        let tls = self.listeners.iter().any(|l| l.protocol.uses_tls());
+        if tls && self.ssl.keystore_location.is_none() {
+            return Err(bad("ssl-keystore-location", "an SSL or SASL_SSL listener needs one"));
+        }
+        let asks_certificates = self.ssl.client_auth != listener::ClientAuth::None;
+        if tls && asks_certificates && self.ssl.truststore_location.is_none() {
+            return Err(bad("ssl-truststore-location", "ssl-client-auth needs a CA to check with"));
+        }
+        if self.inter_broker().protocol.uses_tls() && self.ssl.truststore_location.is_none() {
+            let reason = "the inter-broker listener uses TLS: other brokers' certificates are \
+                          checked against it";
+            return Err(bad("ssl-truststore-location", reason));
+        }
+        let known = ["TLSv1.2", "TLSv1.3"];
+        if self.ssl.enabled_protocols.is_empty()
+            || self.ssl.enabled_protocols.iter().any(|p| !known.contains(&p.as_str()))
+        {
+            return Err(bad("ssl-enabled-protocols", "must be TLSv1.2, TLSv1.3 or both"));
+        }
+        Ok(())
     }
 
     fn validate_access(&self) -> Result<(), ConfigError> {
@@ -635,8 +812,11 @@ impl BrokerConfig {
         if !self.is_clustered() {
             return Err(bad("controller-listen", "needs controller-voters"));
         }
-        if listen == self.listen || Some(listen) == self.admin_listen {
-            return Err(bad("controller-listen", "must differ from listen and admin-listen"));
+        if self.listeners.iter().any(|l| l.bind == listen) || Some(listen) == self.admin_listen {
+            return Err(bad(
+                "controller-listen",
+                "must differ from the listeners and admin-listen",
+            ));
         }
         let secret = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
         if self.cluster_secret.is_some() && self.cluster_secret_file.is_some() {

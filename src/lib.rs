@@ -31,8 +31,8 @@
 //! | `controller`   | `storage`, `runtime`, `protocol`, `security`    |
 //! | `security`     | `protocol`                                      |
 //! | `server`       | everything above                                |
-//! | `bench`        | `protocol`, `record_batch`, `runtime`           |
-//! | `client`       | `protocol`, `record_batch`                      |
+//! | `bench`        | `protocol`, `record_batch`, `runtime`, `security` |
+//! | `client`       | `protocol`, `record_batch`, `security`          |
 //!
 //! `tests/tidy.rs` checks this table.
 

@@ -25,6 +25,8 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// List and describe transactions.
     Txn(cli::txn::TxnArgs),
+    /// Create, update, delete and list SCRAM users (like `rpk acl user`).
+    User(cli::user::UserArgs),
     /// Describe a cluster: brokers, controller, under-replicated partitions.
     Cluster(cli::cluster::ClusterArgs),
     /// Produce records read from stdin, one per line (like `rpk topic produce`).
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => cli::group::run(args),
         Command::Txn(args) => cli::txn::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
+        Command::User(args) => cli::user::run(args),
         Command::Produce(args) => cli::produce::run(args),
         Command::Consume(args) => cli::consume::run(args),
         Command::Acl(args) => cli::acl::run(args),

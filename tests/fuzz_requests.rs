@@ -297,6 +297,30 @@ fn list_partition_reassignments(_v: i16) -> RequestKind {
     RequestKind::ListPartitionReassignments(r.with_timeout_ms(30_000))
 }
 
+fn describe_user_scram_credentials(_v: i16) -> RequestKind {
+    use describe_user_scram_credentials_request::UserName;
+    let users = vec![UserName::default().with_name(s("alice"))];
+    RequestKind::DescribeUserScramCredentials(
+        DescribeUserScramCredentialsRequest::default().with_users(Some(users)),
+    )
+}
+
+fn alter_user_scram_credentials(_v: i16) -> RequestKind {
+    use alter_user_scram_credentials_request::*;
+    let upsert = ScramCredentialUpsertion::default()
+        .with_name(s("alice"))
+        .with_mechanism(2)
+        .with_iterations(4096)
+        .with_salt(Bytes::from_static(b"salt"))
+        .with_salted_password(Bytes::from_static(&[7; 64]));
+    let delete = ScramCredentialDeletion::default().with_name(s("bob")).with_mechanism(1);
+    RequestKind::AlterUserScramCredentials(
+        AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![upsert])
+            .with_deletions(vec![delete]),
+    )
+}
+
 fn offset_for_leader_epoch(v: i16) -> RequestKind {
     use offset_for_leader_epoch_request::*;
     let p = OffsetForLeaderPartition::default()
@@ -857,6 +881,14 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
         ApiKey::DeleteAcls => delete_acls(v),
         ApiKey::DescribeClientQuotas => describe_client_quotas(v),
         ApiKey::AlterClientQuotas => alter_client_quotas(v),
+        ApiKey::SaslHandshake => {
+            RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(s("PLAIN")))
+        }
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0pw")),
+        ),
+        ApiKey::DescribeUserScramCredentials => describe_user_scram_credentials(v),
+        ApiKey::AlterUserScramCredentials => alter_user_scram_credentials(v),
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
 }

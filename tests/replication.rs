@@ -108,7 +108,24 @@ fn epoch_end(conn: &mut Conn, topic: &str, epoch: i32) -> (i16, i32, i64) {
 #[test]
 fn a_partitioned_leader_never_acknowledges_and_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(dir.path(), 3, FAST_NO_REBALANCE);
+    a_partitioned_leader(dir.path(), FAST_NO_REBALANCE);
+}
+
+/// The same with replication fetches over mutual TLS (the inter-broker listener is SSL with
+/// client certificates required).
+#[test]
+fn a_partitioned_leader_never_acknowledges_and_is_truncated_with_tls_between_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new(dir.path(), "ca");
+    ca.issue("broker", &[(rcgen::DnType::CommonName, "broker")], true);
+    let mut args: Vec<String> = FAST_NO_REBALANCE.iter().map(|s| s.to_string()).collect();
+    args.extend(common::tls::inter_broker_tls_args(dir.path()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    a_partitioned_leader(dir.path(), &args);
+}
+
+fn a_partitioned_leader(dir: &Path, args: &[&str]) {
+    let mut cluster = Cluster::start(dir, 3, args);
     let mut conn = Conn::connect(cluster.node(1).addr);
     assert_eq!(create_with(&mut conn, "split", 1, 3, &[("min.insync.replicas", "2")]).0, 0);
     let old = poll("a leader with every replica in sync", || {

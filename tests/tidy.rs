@@ -18,8 +18,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("group", &["storage", "runtime", "protocol", "record_batch"]),
     ("txn", &["protocol"]),
     ("security", &["protocol"]),
-    ("bench", &["protocol", "record_batch", "runtime"]),
-    ("client", &["protocol", "record_batch"]),
+    ("bench", &["protocol", "record_batch", "runtime", "security"]),
+    ("client", &["protocol", "record_batch", "security"]),
     ("config", &[]),
     ("metrics", &[]),
 ];

@@ -394,6 +394,27 @@ fn operations_request(
         ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
             ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
         ),
+        // On this PLAINTEXT listener both SASL requests are answered ILLEGAL_SASL_STATE and
+        // the connection goes on (tests/sasl.rs logs in on a SASL listener).
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default()
+                .with_auth_bytes(bytes::Bytes::from_static(b"\0user\0password")),
+        ),
+        ApiKey::DescribeUserScramCredentials => {
+            RequestKind::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default())
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use alter_user_scram_credentials_request::ScramCredentialDeletion;
+            let gone = ScramCredentialDeletion::default()
+                .with_name(StrBytes::from_static_str("nobody"))
+                .with_mechanism(1);
+            RequestKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsRequest::default().with_deletions(vec![gone]),
+            )
+        }
         _ => return None,
     })
 }

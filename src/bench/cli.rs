@@ -35,6 +35,13 @@ pub struct RunFlags {
     /// Workload file (.yaml/.yml/.toml) with fields named like these flags.
     #[arg(long)]
     pub workload: Option<PathBuf>,
+    /// Java properties file of client security settings (security.protocol, ssl.ca.location,
+    /// ...), as the other tools' --command-config.
+    #[arg(long)]
+    pub command_config: Option<PathBuf>,
+    /// A client security setting, librdkafka's name: `-X security.protocol=SSL`; repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
     /// Bootstrap brokers, comma separated [127.0.0.1:9092].
     #[arg(long)]
     pub brokers: Option<String>,
@@ -124,6 +131,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => WorkloadFile::load(path)?,
         None => WorkloadFile::default(),
     };
+    super::conn::use_security(&security(&flags)?)?;
     let settings = resolve(mode, &flags, file, command_line())?;
     settings.validate()?;
     let report_dir = settings.report.clone();
@@ -139,6 +147,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "some records failed to produce"
     );
     Ok(())
+}
+
+/// The security settings of `-X` and `--command-config` (`-X` wins).
+fn security(flags: &RunFlags) -> anyhow::Result<crate::security::client::ClientSecurity> {
+    use crate::security::client::{parse_key_value, parse_properties, ClientSecurity};
+    let mut properties = match &flags.command_config {
+        Some(path) => parse_properties(&std::fs::read_to_string(path)?),
+        None => Vec::new(),
+    };
+    for item in &flags.property {
+        properties.push(parse_key_value(item).map_err(|e| anyhow::anyhow!("-X: {e}"))?);
+    }
+    let (security, _) = ClientSecurity::from_properties(&properties).map_err(anyhow::Error::msg)?;
+    Ok(security)
 }
 
 fn command_line() -> String {

@@ -1,16 +1,28 @@
 //! One Kafka connection on glommio, split into a writer half and a reader half so that
 //! requests can be pipelined: the writer encodes frames back to back, the reader takes response
 //! frames in order (Kafka answers requests on one connection in the order they were sent).
+//!
+//! Plain TCP halves are two descriptors of one socket (no lock between them); TLS halves
+//! share the rustls stream through `futures::io::split` (a lock taken per read or write),
+//! set up once per process with [`use_security`] (`-X security.protocol=SSL`). On a SASL
+//! listener every connection logs in first (SaslHandshake v1, SaslAuthenticate v2, PLAIN or
+//! SCRAM through `security::sasl::client`), before ApiVersions.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::io::{ReadHalf, WriteHalf};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
+
+use crate::security::client::SaslCredentials;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
@@ -21,9 +33,117 @@ const READ_CHUNK_BYTES: usize = 256 << 10;
 /// Client id sent in every request header.
 pub const CLIENT_ID: &str = "strata-bench";
 
+/// TLS configuration of every bench connection (`None`: plain TCP).
+static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+
+/// SASL credentials every bench connection logs in with (`None`: no SASL).
+static SASL: OnceLock<Option<SaslCredentials>> = OnceLock::new();
+
+/// Sets the security of every connection this process opens (once per process).
+pub fn use_security(security: &crate::security::client::ClientSecurity) -> anyhow::Result<()> {
+    let config = security.tls_config()?;
+    let _ = TLS.set(config);
+    let sasl = if security.protocol.uses_sasl() { security.sasl.clone() } else { None };
+    if security.protocol.uses_sasl() && sasl.is_none() {
+        bail!("{} needs sasl.username and sasl.password", security.protocol);
+    }
+    let _ = SASL.set(sasl);
+    Ok(())
+}
+
+/// Logs in on a fresh connection (see the module docs).
+async fn sasl_login(
+    writer: &mut ConnWriter,
+    reader: &mut ConnReader,
+    credentials: &SaslCredentials,
+) -> anyhow::Result<()> {
+    use crate::security::sasl::client::ClientExchange;
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).map_err(|e| anyhow!("no random numbers for a nonce: {e}"))?;
+    let nonce: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let (user, password) = (&credentials.username, &credentials.password);
+    let mut exchange = ClientExchange::new(&credentials.mechanism, user, password, &nonce)
+        .map_err(|e| anyhow!("SASL: {e}"))?;
+    let mechanism = StrBytes::from_string(credentials.mechanism.clone());
+    let id = writer.encode(&SaslHandshakeRequest::default().with_mechanism(mechanism), 1)?;
+    writer.flush().await?;
+    let answer = decode_response::<SaslHandshakeRequest>(reader.next_frame().await?, id, 1)?;
+    if answer.error_code != 0 {
+        bail!("SASL mechanism {} refused (error {})", credentials.mechanism, answer.error_code);
+    }
+    let mut server = Vec::new();
+    while let Some(message) = exchange.step(&server).map_err(|e| anyhow!("SASL: {e}"))? {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
+        let id = writer.encode(&request, 2)?;
+        writer.flush().await?;
+        let answer = decode_response::<SaslAuthenticateRequest>(reader.next_frame().await?, id, 2)?;
+        if answer.error_code != 0 {
+            let why = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
+            bail!("SASL authentication failed: {why}");
+        }
+        server = answer.auth_bytes.to_vec();
+    }
+    Ok(())
+}
+
+type TlsStream = futures_rustls::client::TlsStream<TcpStream>;
+
+/// The writing side of a connection.
+enum Out {
+    Plain(TcpStream),
+    Tls(WriteHalf<TlsStream>),
+}
+
+/// The reading side of a connection.
+enum In {
+    Plain(TcpStream),
+    Tls(ReadHalf<TlsStream>),
+}
+
+impl AsyncRead for In {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            In::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            In::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Out {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Out::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Out::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Out::Plain(s) => Pin::new(s).poll_flush(cx),
+            Out::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Out::Plain(s) => Pin::new(s).poll_close(cx),
+            Out::Tls(s) => Pin::new(s).poll_close(cx),
+        }
+    }
+}
+
 /// Encodes request frames and writes them.
 pub struct ConnWriter {
-    stream: TcpStream,
+    stream: Out,
     buf: BytesMut,
     client_id: StrBytes,
     next_correlation_id: i32,
@@ -31,7 +151,7 @@ pub struct ConnWriter {
 
 /// Reads response frames.
 pub struct ConnReader {
-    stream: TcpStream,
+    stream: In,
     buf: BytesMut,
     scratch: Vec<u8>,
 }
@@ -62,23 +182,38 @@ pub async fn connect(addr: SocketAddr) -> anyhow::Result<(ConnWriter, ConnReader
         .await
         .map_err(|e| anyhow!("connecting to {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| anyhow!("TCP_NODELAY: {e}"))?;
-    // SAFETY: the descriptor stays open while `stream` lives; it is borrowed only to dup it.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let dup: OwnedFd = borrowed.try_clone_to_owned().context("dup of the socket")?;
-    // SAFETY: `dup` is a fresh duplicate of a connected TCP socket that nothing else owns;
-    // ownership moves into the new stream, which closes it on drop.
-    let read_half = unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) };
-    let reader = ConnReader {
+    let (write_half, read_half) = match TLS.get().cloned().flatten() {
+        None => {
+            // SAFETY: the descriptor stays open while `stream` lives; borrowed only to dup it.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+            let dup: OwnedFd = borrowed.try_clone_to_owned().context("dup of the socket")?;
+            // SAFETY: `dup` is a fresh duplicate of a connected TCP socket that nothing else
+            // owns; ownership moves into the new stream, which closes it on drop.
+            let read_half = unsafe { TcpStream::from_raw_fd(dup.into_raw_fd()) };
+            (Out::Plain(stream), In::Plain(read_half))
+        }
+        Some(config) => {
+            let name = crate::security::tls::server_name(&addr.ip().to_string())?;
+            let connector = futures_rustls::TlsConnector::from(config);
+            let tls = connector.connect(name, stream).await.context("TLS handshake")?;
+            let (read_half, write_half) = tls.split();
+            (Out::Tls(write_half), In::Tls(read_half))
+        }
+    };
+    let mut reader = ConnReader {
         stream: read_half,
         buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
         scratch: vec![0; READ_CHUNK_BYTES],
     };
-    let writer = ConnWriter {
-        stream,
+    let mut writer = ConnWriter {
+        stream: write_half,
         buf: BytesMut::with_capacity(64 << 10),
         client_id: StrBytes::from_static_str(CLIENT_ID),
         next_correlation_id: 1,
     };
+    if let Some(credentials) = SASL.get().and_then(Option::as_ref) {
+        sasl_login(&mut writer, &mut reader, credentials).await?;
+    }
     Ok((writer, reader))
 }
 

@@ -17,6 +17,8 @@ pub struct ClusterArgs {
     /// Broker to talk to (any broker of the cluster).
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
     bootstrap_server: String,
+    #[command(flatten)]
+    security: super::SecurityArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -37,7 +39,11 @@ enum ClusterCommand {
 
 /// Runs `strata cluster ...`.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.bootstrap_server, "strata-cluster")?;
+    let mut client = Client::connect_secure(
+        &args.bootstrap_server,
+        "strata-cluster",
+        &args.security.connector()?,
+    )?;
     match args.command {
         ClusterCommand::Info => info(&mut client, args.output),
         ClusterCommand::Reassign(command) => {

@@ -23,6 +23,8 @@ pub struct ConsumeArgs {
     /// Broker to bootstrap from (leaders are found with Metadata).
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap_server: String,
+    #[command(flatten)]
+    security: super::SecurityArgs,
     /// Partitions to read (repeatable or comma-separated) [default: all].
     #[arg(long, short = 'p', value_delimiter = ',')]
     partition: Vec<i32>,
@@ -76,8 +78,13 @@ fn parse_offset(s: &str) -> Result<StartAt, String> {
 
 /// Runs `strata consume`.
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let router = Router::connect(&args.bootstrap_server, "strata-consume", &args.topic)
-        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let router = Router::connect_secure(
+        &args.bootstrap_server,
+        "strata-consume",
+        &args.topic,
+        &args.security.connector()?,
+    )
+    .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let isolation_level = match args.isolation {
         Isolation::ReadUncommitted => 0,
         Isolation::ReadCommitted => 1,

@@ -19,6 +19,8 @@ pub struct GroupArgs {
     /// Broker to talk to.
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
     bootstrap_server: String,
+    #[command(flatten)]
+    security: super::SecurityArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -88,7 +90,11 @@ struct ResetTo {
 
 /// Runs a `strata group` command.
 pub fn run(args: GroupArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.bootstrap_server, "strata-group")?;
+    let mut client = Client::connect_secure(
+        &args.bootstrap_server,
+        "strata-group",
+        &args.security.connector()?,
+    )?;
     match args.command {
         GroupCommand::List => list(&mut client, args.output),
         GroupCommand::Describe { group } => describe(&mut client, &group, args.output),

@@ -10,6 +10,45 @@ pub mod reassign;
 pub mod serve;
 pub mod topic;
 pub mod txn;
+pub mod user;
+
+/// Security settings every tool takes (librdkafka's property names): `-X key=value` and a
+/// Java properties file, `--command-config` (Kafka tools' flag). `-X` wins over the file.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SecurityArgs {
+    /// Java properties file of client settings: security.protocol, ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location, sasl.mechanism, sasl.username,
+    /// sasl.password, ... (Kafka's ssl.truststore.location / sasl.jaas.config too).
+    #[arg(long, global = true, env = "STRATA_COMMAND_CONFIG")]
+    pub command_config: Option<std::path::PathBuf>,
+    /// A client setting, librdkafka's name: `-X security.protocol=SSL`; repeatable.
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+}
+
+impl SecurityArgs {
+    /// The settings, read and checked.
+    pub fn connector(&self) -> anyhow::Result<strata::client::Connector> {
+        use strata::security::client::{parse_key_value, parse_properties, ClientSecurity};
+        let mut properties = match &self.command_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                parse_properties(&text)
+            }
+            None => Vec::new(),
+        };
+        for item in &self.property {
+            properties.push(parse_key_value(item).map_err(|e| anyhow::anyhow!("-X: {e}"))?);
+        }
+        let (security, ignored) =
+            ClientSecurity::from_properties(&properties).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !ignored.is_empty() {
+            tracing::debug!(?ignored, "client properties without effect on this tool");
+        }
+        Ok(strata::client::Connector::new(security)?)
+    }
+}
 
 /// The default log filter: `info`, except openraft's own `info` and `warn` lines (a dozen
 /// per election, several per second while a controller voter is down). Strata logs the

@@ -34,6 +34,8 @@ pub struct ProduceArgs {
     /// Broker to bootstrap from (leaders are found with Metadata).
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap_server: String,
+    #[command(flatten)]
+    security: super::SecurityArgs,
     /// Send every record to this partition.
     #[arg(long, short = 'p')]
     partition: Option<i32>,
@@ -74,8 +76,13 @@ type Summary = BTreeMap<i32, (u64, i64)>;
 
 /// Runs `strata produce`.
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let router = Router::connect(&args.bootstrap_server, "strata-produce", &args.topic)
-        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let router = Router::connect_secure(
+        &args.bootstrap_server,
+        "strata-produce",
+        &args.topic,
+        &args.security.connector()?,
+    )
+    .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let partitions = router.partitions();
     if let Some(p) = args.partition.filter(|p| !partitions.contains(p)) {
         anyhow::bail!(

@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
-use strata::config::{parse_ip_overrides, parse_voters, BrokerConfig, FlushPolicy, Secret, Voter};
+use strata::config::listener::{build_listeners, ClientAuth};
+use strata::config::{
+    parse_ip_overrides, parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener,
+    SaslSettings, Secret, SecurityProtocol, SslConfig, Voter,
+};
 use strata::runtime::PoolOptions;
 
 /// `strata serve` flags.
@@ -41,8 +45,69 @@ pub struct ServeArgs {
 #[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Address the Kafka listener binds; every shard accepts on it (SO_REUSEPORT).
-    /// [default: 127.0.0.1:9092]
+    /// Kafka listeners, `NAME://host:port,...` (Kafka's listeners); every shard accepts on
+    /// each (SO_REUSEPORT). A listener named like a security protocol speaks it; others need
+    /// listener-security-protocol-map. Not with the single-listener shorthand (listen,
+    /// advertised-host, advertised-port, advertised-listener). [default:
+    /// PLAINTEXT://127.0.0.1:9092]
+    #[arg(long, env = "STRATA_LISTENERS")]
+    pub listeners: Option<String>,
+    /// What clients are told to connect to, per listener, `NAME://host:port,...` (Kafka's
+    /// advertised.listeners); a listener not named here advertises its bind address.
+    /// [default: as listeners]
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// Security protocol of each listener, `NAME:PROTOCOL,...` with PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT or SASL_SSL (Kafka's listener.security.protocol.map). [default:
+    /// PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL]
+    #[arg(long, env = "STRATA_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener other brokers connect to for replication and transaction markers, whose
+    /// protocol (TLS or not) they use (Kafka's inter.broker.listener.name). [default:
+    /// PLAINTEXT if there is such a listener, else the first]
+    #[arg(long, env = "STRATA_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// PEM file with this broker's certificate chain (leaf first) and, unless
+    /// ssl-keystore-key-location is set, its private key (Kafka's ssl.keystore.location with
+    /// ssl.keystore.type=PEM). Re-read when it changes. [default: unset]
+    #[arg(long, env = "STRATA_SSL_KEYSTORE_LOCATION")]
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// PEM file with the private key, when it is not in the keystore file. [default: unset]
+    #[arg(long, env = "STRATA_SSL_KEYSTORE_KEY_LOCATION")]
+    pub ssl_keystore_key_location: Option<PathBuf>,
+    /// Keystore format; only PEM (Kafka's ssl.keystore.type). [default: PEM]
+    #[arg(long, env = "STRATA_SSL_KEYSTORE_TYPE")]
+    pub ssl_keystore_type: Option<String>,
+    /// PEM file of the CA certificates client certificates (and other brokers'
+    /// certificates) must chain to (Kafka's ssl.truststore.location). [default: unset]
+    #[arg(long, env = "STRATA_SSL_TRUSTSTORE_LOCATION")]
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// Truststore format; only PEM (Kafka's ssl.truststore.type). [default: PEM]
+    #[arg(long, env = "STRATA_SSL_TRUSTSTORE_TYPE")]
+    pub ssl_truststore_type: Option<String>,
+    /// Client certificates on TLS listeners: none, requested or required (Kafka's
+    /// ssl.client.auth). [default: none]
+    #[arg(long, env = "STRATA_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
+    /// How a client certificate's subject becomes the principal's name: DEFAULT (the whole
+    /// RFC 2253 subject) and RULE:pattern/replacement/[LU] rules, comma-separated, first
+    /// match wins (Kafka's ssl.principal.mapping.rules). [default: DEFAULT]
+    #[arg(long, env = "STRATA_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: Option<String>,
+    /// TLS versions accepted (Kafka's ssl.enabled.protocols). [default: TLSv1.2,TLSv1.3]
+    #[arg(long, env = "STRATA_SSL_ENABLED_PROTOCOLS")]
+    pub ssl_enabled_protocols: Option<String>,
+    /// `https` checks that another broker's certificate names the host connected to; empty
+    /// only checks its chain (Kafka's ssl.endpoint.identification.algorithm).
+    /// [default: https]
+    #[arg(long, env = "STRATA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM")]
+    pub ssl_endpoint_identification_algorithm: Option<String>,
+    /// How often (ms) the certificate files are checked for changes, which new connections
+    /// then use; SIGHUP re-reads them at once; 0 = on SIGHUP only. [default: 10000]
+    #[arg(long, env = "STRATA_SSL_RELOAD_CHECK_MS")]
+    pub ssl_reload_check_ms: Option<u64>,
+    /// Single-listener shorthand: address of one PLAINTEXT listener (as listeners =
+    /// PLAINTEXT://this). [default: unset]
     #[arg(long, env = "STRATA_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Host advertised to clients in Metadata [default: the listen address's IP].
@@ -275,6 +340,54 @@ pub struct Settings {
     /// Seconds per client quota sample (quota.window.size.seconds). [default: 1]
     #[arg(long, env = "STRATA_QUOTA_WINDOW_SIZE_SECONDS")]
     pub quota_window_size_seconds: Option<u64>,
+    /// SASL mechanisms clients of SASL listeners may use (sasl.enabled.mechanisms):
+    /// SCRAM-SHA-256, SCRAM-SHA-512, PLAIN (checked against the users' SCRAM credentials),
+    /// OAUTHBEARER. [default: SCRAM-SHA-256,SCRAM-SHA-512]
+    #[arg(long, env = "STRATA_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
+    pub sasl_enabled_mechanisms: Option<Vec<String>>,
+    /// A SASL session lasts at most this many ms; clients must re-authenticate before, or
+    /// are disconnected (connections.max.reauth.ms, KIP-368); 0 = no limit. [default: 0]
+    #[arg(long, env = "STRATA_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    /// A failed SASL login is answered, and its connection closed, after this many ms
+    /// (connection.failed.authentication.delay.ms). [default: 100]
+    #[arg(long, env = "STRATA_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS")]
+    pub connection_failed_authentication_delay_ms: Option<u64>,
+    /// Largest frame accepted on a SASL listener before the client authenticated
+    /// (sasl.server.max.receive.size). [default: 524288]
+    #[arg(long, env = "STRATA_SASL_SERVER_MAX_RECEIVE_SIZE")]
+    pub sasl_server_max_receive_size: Option<usize>,
+    /// `name:password` of a SCRAM user (SHA-256 and SHA-512) created at start-up when no user
+    /// of that name exists: the first admin of a new cluster. [default: unset]
+    #[arg(long, env = "STRATA_SASL_BOOTSTRAP_USER")]
+    pub sasl_bootstrap_user: Option<SecretArg>,
+    /// JWKS file (path or file:// URL) whose keys sign OAUTHBEARER tokens
+    /// (sasl.oauthbearer.jwks.endpoint.url). [default: unset]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
+    pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+    /// Re-read the JWKS file this often, in ms (sasl.oauthbearer.jwks.endpoint.refresh.ms).
+    /// [default: 3600000]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS")]
+    pub sasl_oauthbearer_jwks_endpoint_refresh_ms: Option<u64>,
+    /// The `iss` OAUTHBEARER tokens must carry (sasl.oauthbearer.expected.issuer).
+    /// [default: unset]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Tokens must carry one of these in `aud` (sasl.oauthbearer.expected.audience).
+    /// [default: unset]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", value_delimiter = ',')]
+    pub sasl_oauthbearer_expected_audience: Option<Vec<String>>,
+    /// The token claim naming the principal (sasl.oauthbearer.sub.claim.name). [default: sub]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_SUB_CLAIM_NAME")]
+    pub sasl_oauthbearer_sub_claim_name: Option<String>,
+    /// Allowed clock difference with the token issuer, in seconds
+    /// (sasl.oauthbearer.clock.skew.seconds). [default: 30]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS")]
+    pub sasl_oauthbearer_clock_skew_seconds: Option<u64>,
+    /// Accept unsigned OAUTHBEARER tokens (alg none), as Kafka's unsecured validator:
+    /// development only, anyone can mint one. [default: false]
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_UNSECURED", action = clap::ArgAction::Set)]
+    pub sasl_oauthbearer_unsecured: Option<bool>,
     /// The cluster's shared secret (at least 16 bytes): every controller-port connection
     /// proves it knows it (HMAC challenge both ways). Required with controller-voters unless
     /// controller-insecure. Prefer cluster-secret-file or STRATA_CLUSTER_SECRET to a flag.
@@ -580,6 +693,20 @@ impl Settings {
         fill_from!(
             self,
             fallback,
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map,
+            inter_broker_listener_name,
+            ssl_keystore_location,
+            ssl_keystore_key_location,
+            ssl_keystore_type,
+            ssl_truststore_location,
+            ssl_truststore_type,
+            ssl_client_auth,
+            ssl_principal_mapping_rules,
+            ssl_enabled_protocols,
+            ssl_endpoint_identification_algorithm,
+            ssl_reload_check_ms,
             listen,
             advertised_host,
             advertised_port,
@@ -642,6 +769,18 @@ impl Settings {
             delete_retention_ms,
             min_compaction_lag_ms,
             retention_check_ms,
+            sasl_enabled_mechanisms,
+            connections_max_reauth_ms,
+            connection_failed_authentication_delay_ms,
+            sasl_server_max_receive_size,
+            sasl_bootstrap_user,
+            sasl_oauthbearer_jwks_endpoint_url,
+            sasl_oauthbearer_jwks_endpoint_refresh_ms,
+            sasl_oauthbearer_expected_issuer,
+            sasl_oauthbearer_expected_audience,
+            sasl_oauthbearer_sub_claim_name,
+            sasl_oauthbearer_clock_skew_seconds,
+            sasl_oauthbearer_unsecured,
             cluster_secret,
             cluster_secret_file,
             controller_insecure,
@@ -657,8 +796,23 @@ impl Settings {
     /// The built-in defaults, as settings.
     pub fn defaults() -> Settings {
         let d = BrokerConfig::default();
+        let listeners: Vec<String> = d.listeners.iter().map(Listener::advertised).collect();
         Settings {
-            listen: Some(d.listen),
+            listeners: Some(listeners.join(",")),
+            advertised_listeners: None,
+            listener_security_protocol_map: None,
+            inter_broker_listener_name: None,
+            ssl_keystore_location: None,
+            ssl_keystore_key_location: None,
+            ssl_keystore_type: Some("PEM".into()),
+            ssl_truststore_location: None,
+            ssl_truststore_type: Some("PEM".into()),
+            ssl_client_auth: Some(d.ssl.client_auth.name().into()),
+            ssl_principal_mapping_rules: Some(d.ssl.principal_mapping_rules.clone()),
+            ssl_enabled_protocols: Some(d.ssl.enabled_protocols.join(",")),
+            ssl_endpoint_identification_algorithm: Some("https".into()),
+            ssl_reload_check_ms: Some(d.ssl.reload_check_ms),
+            listen: None,
             advertised_host: None,
             advertised_port: None,
             advertised_listener: None,
@@ -720,6 +874,22 @@ impl Settings {
             delete_retention_ms: Some(d.delete_retention_ms),
             min_compaction_lag_ms: Some(d.min_compaction_lag_ms),
             retention_check_ms: Some(d.retention_check_ms),
+            sasl_enabled_mechanisms: Some(d.sasl.enabled_mechanisms),
+            connections_max_reauth_ms: Some(d.sasl.connections_max_reauth_ms),
+            connection_failed_authentication_delay_ms: Some(
+                d.sasl.connection_failed_authentication_delay_ms,
+            ),
+            sasl_server_max_receive_size: Some(d.sasl.server_max_receive_size),
+            sasl_bootstrap_user: None,
+            sasl_oauthbearer_jwks_endpoint_url: None,
+            sasl_oauthbearer_jwks_endpoint_refresh_ms: Some(
+                d.sasl.oauthbearer_jwks_endpoint_refresh_ms,
+            ),
+            sasl_oauthbearer_expected_issuer: None,
+            sasl_oauthbearer_expected_audience: None,
+            sasl_oauthbearer_sub_claim_name: Some(d.sasl.oauthbearer_sub_claim_name),
+            sasl_oauthbearer_clock_skew_seconds: Some(d.sasl.oauthbearer_clock_skew_seconds),
+            sasl_oauthbearer_unsecured: Some(d.sasl.oauthbearer_unsecured),
             cluster_secret: None,
             cluster_secret_file: None,
             controller_insecure: Some(d.controller_insecure),
@@ -747,23 +917,127 @@ impl Settings {
         })
     }
 
+    /// Refuses settings that give both the named listeners and the single-listener
+    /// shorthand (before the defaults are merged in, which hold `listeners`).
+    pub fn check_listener_forms(&self) -> anyhow::Result<()> {
+        let named = [
+            ("listeners", self.listeners.is_some()),
+            ("advertised-listeners", self.advertised_listeners.is_some()),
+            ("listener-security-protocol-map", self.listener_security_protocol_map.is_some()),
+        ];
+        let shorthand = [
+            ("listen", self.listen.is_some()),
+            ("advertised-host", self.advertised_host.is_some()),
+            ("advertised-port", self.advertised_port.is_some()),
+            ("advertised-listener", self.advertised_listener.is_some()),
+        ];
+        let given = |form: &[(&'static str, bool)]| form.iter().find(|(_, set)| *set).map(|f| f.0);
+        if let (Some(a), Some(b)) = (given(&named), given(&shorthand)) {
+            anyhow::bail!(
+                "`{a}` and `{b}` are both set: `{b}` is the shorthand for one PLAINTEXT \
+                 listener; with named listeners use listeners and advertised-listeners only"
+            );
+        }
+        Ok(())
+    }
+
+    /// The listeners: the shorthand's one PLAINTEXT listener when it is used, else the named
+    /// ones ([`Settings::check_listener_forms`] refused both).
+    fn build_listeners(&self) -> anyhow::Result<Vec<Listener>> {
+        let shorthand = self.listen.is_some()
+            || self.advertised_host.is_some()
+            || self.advertised_port.is_some()
+            || self.advertised_listener.is_some();
+        if shorthand || self.listeners.is_none() {
+            let d = BrokerConfig::default();
+            let listen = self.listen.unwrap_or(d.inter_broker().bind);
+            let advertised = self
+                .advertised_listener
+                .clone()
+                .unwrap_or(HostPort { host: listen.ip().to_string(), port: listen.port() });
+            let mut listener = Listener::plaintext(listen);
+            listener.advertised_host = self.advertised_host.clone().unwrap_or(advertised.host);
+            listener.advertised_port = self.advertised_port.unwrap_or(advertised.port);
+            return Ok(vec![listener]);
+        }
+        let listeners = self.listeners.as_deref().unwrap_or_default();
+        let advertised = self.advertised_listeners.as_deref();
+        let map = self.listener_security_protocol_map.as_deref();
+        build_listeners(listeners, advertised, map)
+            .map_err(|reason| anyhow::Error::new(ConfigError { key: "listeners", reason }))
+    }
+
+    /// The TLS settings.
+    fn build_ssl(&self) -> anyhow::Result<SslConfig> {
+        let d = SslConfig::default();
+        let bad = |key: &'static str, reason: &str| ConfigError { key, reason: reason.into() };
+        for (key, value) in [
+            ("ssl-keystore-type", &self.ssl_keystore_type),
+            ("ssl-truststore-type", &self.ssl_truststore_type),
+        ] {
+            if value.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("PEM")) {
+                Err(bad(key, "only PEM is supported (convert JKS/PKCS12 with openssl)"))?;
+            }
+        }
+        let client_auth = match self.ssl_client_auth.as_deref() {
+            None => d.client_auth,
+            Some(text) => ClientAuth::parse(text)
+                .ok_or_else(|| bad("ssl-client-auth", "must be none, requested or required"))?,
+        };
+        let enabled_protocols = match &self.ssl_enabled_protocols {
+            None => d.enabled_protocols,
+            Some(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
+        let endpoint_identification = match self.ssl_endpoint_identification_algorithm.as_deref() {
+            None => d.endpoint_identification,
+            Some(text) if text.trim().is_empty() => false,
+            Some(text) if text.trim().eq_ignore_ascii_case("https") => true,
+            Some(_) => Err(bad("ssl-endpoint-identification-algorithm", "must be https or empty"))?,
+        };
+        Ok(SslConfig {
+            keystore_location: self.ssl_keystore_location.clone(),
+            key_location: self.ssl_keystore_key_location.clone(),
+            truststore_location: self.ssl_truststore_location.clone(),
+            client_auth,
+            principal_mapping_rules: self
+                .ssl_principal_mapping_rules
+                .clone()
+                .unwrap_or(d.principal_mapping_rules),
+            enabled_protocols,
+            endpoint_identification,
+            reload_check_ms: self.ssl_reload_check_ms.unwrap_or(d.reload_check_ms),
+        })
+    }
+
     /// Turns complete settings (after [`Settings::or`] with the defaults) into a config.
-    pub fn into_config(self) -> (BrokerConfig, PoolOptions) {
+    pub fn into_config(self) -> anyhow::Result<(BrokerConfig, PoolOptions)> {
         let d = BrokerConfig::default();
-        let listen = self.listen.unwrap_or(d.listen);
+        let listeners = self.build_listeners()?;
+        let ssl = self.build_ssl()?;
+        let inter_broker_listener = match &self.inter_broker_listener_name {
+            Some(name) => name.trim().to_ascii_uppercase(),
+            None => {
+                let plaintext = SecurityProtocol::Plaintext.name();
+                let named = listeners.iter().find(|l| l.name == plaintext);
+                named.or(listeners.first()).map_or(plaintext.to_owned(), |l| l.name.clone())
+            }
+        };
+        let sasl = self.sasl_settings(d.sasl.clone());
         let flush = match (self.flush_messages, self.flush_ms) {
             (None, None) | (Some(1), None) => FlushPolicy::EveryProduce,
             (messages, interval_ms) => FlushPolicy::Periodic { messages, interval_ms },
         };
         let cpus = self.cpus.unwrap_or_default();
         let shards = self.shards.unwrap_or(d.shards);
-        let advertised = self
-            .advertised_listener
-            .unwrap_or(HostPort { host: listen.ip().to_string(), port: listen.port() });
         let config = BrokerConfig {
-            listen,
-            advertised_host: self.advertised_host.unwrap_or(advertised.host),
-            advertised_port: self.advertised_port.unwrap_or(advertised.port),
+            listeners,
+            inter_broker_listener,
+            ssl,
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             shards,
             cpus: cpus.clone(),
@@ -851,6 +1125,7 @@ impl Settings {
             quota_window_size_seconds: self
                 .quota_window_size_seconds
                 .unwrap_or(d.quota_window_size_seconds),
+            sasl,
             cluster_secret: self.cluster_secret.map(|s| Secret(s.0)),
             cluster_secret_file: self.cluster_secret_file,
             controller_insecure: self.controller_insecure.unwrap_or(d.controller_insecure),
@@ -868,7 +1143,40 @@ impl Settings {
             follower_replication_throttled_rate: self.follower_replication_throttled_rate,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
-        (config, PoolOptions { shards, cpus, spin_before_park: spin })
+        Ok((config, PoolOptions { shards, cpus, spin_before_park: spin }))
+    }
+}
+
+impl Settings {
+    /// The SASL part of the config (`d`: the defaults).
+    fn sasl_settings(&self, d: SaslSettings) -> SaslSettings {
+        let s = self.clone();
+        SaslSettings {
+            enabled_mechanisms: s.sasl_enabled_mechanisms.unwrap_or(d.enabled_mechanisms),
+            connections_max_reauth_ms: s
+                .connections_max_reauth_ms
+                .unwrap_or(d.connections_max_reauth_ms),
+            connection_failed_authentication_delay_ms: s
+                .connection_failed_authentication_delay_ms
+                .unwrap_or(d.connection_failed_authentication_delay_ms),
+            server_max_receive_size: s
+                .sasl_server_max_receive_size
+                .unwrap_or(d.server_max_receive_size),
+            bootstrap_user: s.sasl_bootstrap_user.map(|u| Secret(u.0)),
+            oauthbearer_jwks_endpoint_url: s.sasl_oauthbearer_jwks_endpoint_url,
+            oauthbearer_jwks_endpoint_refresh_ms: s
+                .sasl_oauthbearer_jwks_endpoint_refresh_ms
+                .unwrap_or(d.oauthbearer_jwks_endpoint_refresh_ms),
+            oauthbearer_expected_issuer: s.sasl_oauthbearer_expected_issuer,
+            oauthbearer_expected_audience: s.sasl_oauthbearer_expected_audience.unwrap_or_default(),
+            oauthbearer_sub_claim_name: s
+                .sasl_oauthbearer_sub_claim_name
+                .unwrap_or(d.oauthbearer_sub_claim_name),
+            oauthbearer_clock_skew_seconds: s
+                .sasl_oauthbearer_clock_skew_seconds
+                .unwrap_or(d.oauthbearer_clock_skew_seconds),
+            oauthbearer_unsecured: s.sasl_oauthbearer_unsecured.unwrap_or(d.oauthbearer_unsecured),
+        }
     }
 }
 
@@ -878,7 +1186,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
-    Ok(args.settings.or(file).or(Settings::defaults()))
+    let given = args.settings.or(file);
+    given.check_listener_forms()?;
+    Ok(given.or(Settings::defaults()))
 }
 
 /// Runs the broker until SIGINT/SIGTERM. `log` is the global --log / STRATA_LOG filter.
@@ -896,7 +1206,7 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     let json = settings.log_format == Some(LogFormat::Json);
     let filter = log.or(settings.log_level.clone());
     super::init_logging(filter.as_deref(), json);
-    let (mut config, pool) = settings.into_config();
+    let (mut config, pool) = settings.into_config()?;
     config.fault_drop_produce_every = fault_drop_produce_every;
     config.fault_panic_on_client_id = fault_panic_on_client_id;
     config.fault_panic_on_group = fault_panic_on_group;
@@ -906,8 +1216,9 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
 /// `strata config check FILE`: parses and validates a config file as `serve` would (flags
 /// and environment aside).
 pub fn check_file(path: &Path) -> anyhow::Result<()> {
-    let settings = Settings::from_file(path)?.or(Settings::defaults());
-    let (config, _pool) = settings.into_config();
+    let settings = Settings::from_file(path)?;
+    settings.check_listener_forms()?;
+    let (config, _pool) = settings.or(Settings::defaults()).into_config()?;
     config.validate()?;
     println!("{}: ok", path.display());
     Ok(())
@@ -972,7 +1283,7 @@ mod tests {
         let text = defaults_toml();
         let parsed: Settings = toml::from_str(&text).unwrap();
         assert_eq!(parsed.or(Settings::defaults()), Settings::defaults());
-        assert!(text.contains("listen = \"127.0.0.1:9092\""));
+        assert!(text.contains("listeners = \"PLAINTEXT://127.0.0.1:9092\""));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct TopicArgs {
     /// Broker to talk to.
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
     bootstrap_server: String,
+    #[command(flatten)]
+    security: super::SecurityArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -100,7 +102,11 @@ enum TopicCommand {
 
 /// Runs a `strata topic` command.
 pub fn run(args: TopicArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.bootstrap_server, "strata-topic")?;
+    let mut client = Client::connect_secure(
+        &args.bootstrap_server,
+        "strata-topic",
+        &args.security.connector()?,
+    )?;
     let output = args.output;
     match args.command {
         TopicCommand::Create { topic, partitions, replication_factor, configs } => {

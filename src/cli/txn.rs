@@ -14,6 +14,8 @@ pub struct TxnArgs {
     /// Broker to talk to.
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
     bootstrap_server: String,
+    #[command(flatten)]
+    security: super::SecurityArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -34,7 +36,8 @@ enum TxnCommand {
 
 /// Runs a `strata txn` command.
 pub fn run(args: TxnArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.bootstrap_server, "strata-txn")?;
+    let mut client =
+        Client::connect_secure(&args.bootstrap_server, "strata-txn", &args.security.connector()?)?;
     match args.command {
         TxnCommand::List => list(&mut client, args.output),
         TxnCommand::Describe { transactional_id } => {

@@ -6,7 +6,13 @@
 //! to; [`routing`] finds the coordinator, leader or brokers a call must go to in a cluster
 //! and connects there.
 //!
-//! Imports `protocol`, `record_batch` and `config` only.
+//! The connection is plain TCP or TLS (rustls) as the [`ClientSecurity`] given to
+//! [`Client::connect_secure`] says (`-X security.protocol=SSL`, `--command-config`); SASL
+//! runs right after ApiVersions ([`sasl`]). Connections opened from a client
+//! ([`Client::connect_to`]) use the same settings.
+//!
+//! Imports `protocol`, `record_batch`, `security` (TLS, SASL clients, SCRAM's salted
+//! passwords) and `config` only.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -15,17 +21,22 @@ pub mod admin;
 pub mod cluster;
 pub mod records;
 pub mod routing;
+pub mod sasl;
 pub mod topics;
 pub mod txn;
+pub mod users;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+
+pub use crate::security::client::ClientSecurity;
 
 /// Largest response frame accepted.
 pub const RESPONSE_BYTES_MAX: usize = 256 << 20;
@@ -77,18 +88,77 @@ fn protocol(e: impl std::fmt::Display) -> ClientError {
     ClientError::Protocol(e.to_string())
 }
 
+/// The byte stream under a [`Client`]: plain TCP or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// How a client connects: its security settings and, for TLS, the rustls configuration
+/// built from them once.
+#[derive(Clone, Default)]
+pub struct Connector {
+    /// The settings.
+    pub security: Arc<ClientSecurity>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Connector {
+    /// A connector for `security` (reads its PEM files now).
+    pub fn new(security: ClientSecurity) -> Result<Connector, ClientError> {
+        let tls = security.tls_config().map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Connector { security: Arc::new(security), tls })
+    }
+}
+
 /// A blocking connection to one broker. See the module docs.
 pub struct Client {
-    stream: TcpStream,
+    stream: Transport,
     correlation: i32,
     client_id: String,
+    connector: Connector,
     /// Broker's (min, max) per API, from ApiVersions.
     versions: HashMap<i16, (i16, i16)>,
 }
 
 impl Client {
-    /// Connects to `addr` (`host:port`) and negotiates API versions.
+    /// Connects to `addr` (`host:port`) over PLAINTEXT and negotiates API versions.
     pub fn connect(addr: &str, client_id: &str) -> Result<Client, ClientError> {
+        Client::connect_secure(addr, client_id, &Connector::default())
+    }
+
+    /// Connects to `addr` (`host:port`) as `connector` says (TLS, SASL), negotiates API
+    /// versions and authenticates.
+    pub fn connect_secure(
+        addr: &str,
+        client_id: &str,
+        connector: &Connector,
+    ) -> Result<Client, ClientError> {
         let io = |context: &str| {
             let context = format!("{context} {addr}");
             move |source| ClientError::Io { context, source }
@@ -96,10 +166,25 @@ impl Client {
         let stream = TcpStream::connect(addr).map_err(io("connecting to"))?;
         stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io("configuring"))?;
         stream.set_nodelay(true).map_err(io("configuring"))?;
+        let stream = match &connector.tls {
+            None => Transport::Plain(stream),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+                let name = crate::security::tls::server_name(host).map_err(protocol)?;
+                let tls = rustls::ClientConnection::new(config.clone(), name).map_err(protocol)?;
+                let mut tls = rustls::StreamOwned::new(tls, stream);
+                // Finish the handshake now, so a refused certificate fails the connect.
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock).map_err(io("TLS handshake with"))?;
+                }
+                Transport::Tls(Box::new(tls))
+            }
+        };
         let mut client = Client {
             stream,
             correlation: 0,
             client_id: client_id.to_owned(),
+            connector: connector.clone(),
             versions: HashMap::new(),
         };
         let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
@@ -109,7 +194,15 @@ impl Client {
         ClientError::check(r.error_code, "ApiVersions")?;
         client.versions =
             r.api_keys.iter().map(|a| (a.api_key, (a.min_version, a.max_version))).collect();
+        if let Some(credentials) = &connector.security.sasl {
+            sasl::authenticate(&mut client, credentials)?;
+        }
         Ok(client)
+    }
+
+    /// The settings this client connects with (for tools that open more connections).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// The highest version of `key` both sides speak, capped at `preferred`.
@@ -135,7 +228,8 @@ impl Client {
         Ok((version, self.call_at(key, version, body)?))
     }
 
-    fn call_at(
+    /// Sends `body` at exactly `version` (SASL exchanges, whose versions are fixed).
+    pub fn call_at(
         &mut self,
         key: ApiKey,
         version: i16,

@@ -98,6 +98,7 @@ pub fn choose_partition(
 pub struct Router {
     bootstrap: String,
     client_id: String,
+    connector: super::Connector,
     topic: String,
     /// Partition → leader node id (-1 when it has none).
     leaders: BTreeMap<i32, i32>,
@@ -110,9 +111,20 @@ pub struct Router {
 impl Router {
     /// Connects to `bootstrap` and reads `topic`'s leaders; fails if the topic does not exist.
     pub fn connect(bootstrap: &str, client_id: &str, topic: &str) -> Result<Router, ClientError> {
+        Router::connect_secure(bootstrap, client_id, topic, &super::Connector::default())
+    }
+
+    /// As [`Router::connect`], every connection opened as `connector` says (TLS, SASL).
+    pub fn connect_secure(
+        bootstrap: &str,
+        client_id: &str,
+        topic: &str,
+        connector: &super::Connector,
+    ) -> Result<Router, ClientError> {
         let mut router = Router {
             bootstrap: bootstrap.to_owned(),
             client_id: client_id.to_owned(),
+            connector: connector.clone(),
             topic: topic.to_owned(),
             leaders: BTreeMap::new(),
             brokers: HashMap::new(),
@@ -173,7 +185,7 @@ impl Router {
 
     fn bootstrap_conn(&mut self) -> Result<&mut Client, ClientError> {
         if !self.conns.contains_key(&-1) {
-            let conn = Client::connect(&self.bootstrap, &self.client_id)?;
+            let conn = Client::connect_secure(&self.bootstrap, &self.client_id, &self.connector)?;
             self.conns.insert(-1, conn);
         }
         self.conns.get_mut(&-1).ok_or_else(|| protocol("no bootstrap connection"))
@@ -201,7 +213,7 @@ impl Router {
                 .brokers
                 .get(&node)
                 .ok_or_else(|| protocol(format!("leader {node} is not among the brokers")))?;
-            let conn = Client::connect(addr, &self.client_id)?;
+            let conn = Client::connect_secure(addr, &self.client_id, &self.connector)?;
             self.conns.insert(node, conn);
         }
         self.conns.get_mut(&node).ok_or_else(|| protocol("no connection"))

@@ -56,7 +56,7 @@ fn s(v: &str) -> StrBytes {
 impl Client {
     /// A new connection to `addr` with this client's id.
     pub fn connect_to(&self, addr: &str) -> Result<Client, ClientError> {
-        Client::connect(addr, &self.client_id)
+        Client::connect_secure(addr, &self.client_id, &self.connector)
     }
 
     /// The `host:port` of every broker the cluster's metadata lists, by node id.

@@ -8,14 +8,7 @@ use super::{BrokerMeta, ClusterMetadata, PartitionMeta, E, NOT_LOCAL};
 
 /// `meta` with broker `id` registered (also used by `placement`'s tests).
 pub(super) fn register(meta: &ClusterMetadata, id: i32) -> ClusterMetadata {
-    let broker = BrokerMeta {
-        id,
-        host: "127.0.0.1".into(),
-        port: 9000 + id as u16,
-        rack: None,
-        epoch: 0,
-        incarnation: uuid::Uuid::nil(),
-    };
+    let broker = BrokerMeta::new(id, "127.0.0.1", 9000 + id as u16);
     meta.apply(&Command::RegisterBroker { broker, cluster_id: "c".into() }).unwrap()
 }
 
@@ -364,14 +357,8 @@ fn replicas_spread_over_racks() {
     let mut meta = ClusterMetadata::default();
     // Six brokers, two per rack, ids not in rack order.
     for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
-        let broker = BrokerMeta {
-            id,
-            host: "127.0.0.1".into(),
-            port: 9000,
-            rack: Some(rack.into()),
-            epoch: 0,
-            incarnation: uuid::Uuid::nil(),
-        };
+        let broker =
+            BrokerMeta { rack: Some(rack.into()), ..BrokerMeta::new(id, "127.0.0.1", 9000) };
         meta = meta.apply(&Command::RegisterBroker { broker, cluster_id: "c".into() }).unwrap();
     }
     let meta = meta.apply(&create("t", 12, 3)).unwrap();

@@ -21,6 +21,7 @@ pub mod producer_ids;
 pub mod quorum;
 pub mod slots;
 pub mod topic_config;
+pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -82,9 +83,9 @@ fn is_zero(value: &i32) -> bool {
 pub struct BrokerMeta {
     /// Node id.
     pub id: i32,
-    /// Host clients connect to.
+    /// Host of its inter-broker listener: where other brokers connect.
     pub host: String,
-    /// Port clients connect to.
+    /// Port of its inter-broker listener.
     pub port: u16,
     /// Kafka's `broker.rack`, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +98,47 @@ pub struct BrokerMeta {
     /// (a retry) keeps the epoch, a new one gets a new epoch.
     #[serde(default)]
     pub incarnation: uuid::Uuid,
+    /// The advertised address of each of its listeners, which Metadata answers with to a
+    /// client of that listener. Empty in registrations made before named listeners: their
+    /// one endpoint is `host:port`, on every listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<BrokerEndpoint>,
+}
+
+/// One listener's advertised address, as registered by a broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    /// The listener's name (`PLAINTEXT`, `SECURE`, ...).
+    pub listener: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+}
+
+impl BrokerMeta {
+    /// A broker reachable at `host:port` on every listener (tests, old registrations).
+    pub fn new(id: i32, host: impl Into<String>, port: u16) -> BrokerMeta {
+        BrokerMeta {
+            id,
+            host: host.into(),
+            port,
+            rack: None,
+            epoch: 0,
+            incarnation: uuid::Uuid::nil(),
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// This broker's advertised `(host, port)` on `listener`; `None` if it has no such
+    /// listener (Kafka then leaves it out of that listener's Metadata).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        let found = self.endpoints.iter().find(|e| e.listener == listener)?;
+        Some((&found.host, found.port))
+    }
 }
 
 /// One topic.
@@ -133,6 +175,9 @@ pub struct ClusterMetadata {
     /// nothing and are dropped from ISRs (see [`placement::Command::FenceBroker`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub fenced: BTreeSet<i32>,
+    /// SCRAM users and their credentials, by name (KIP-554; see [`users`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, users::UserCredentials>,
     /// The controller's `unclean.leader.election.enable` default, for topics that do not set
     /// it (see [`placement::Command::SetClusterDefaults`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

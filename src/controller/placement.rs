@@ -127,6 +127,13 @@ pub enum Command {
         /// The changes.
         changes: Vec<QuotaChange>,
     },
+    /// AlterUserScramCredentials, one user: its upsertions and deletions, all or none.
+    AlterScramCredentials {
+        /// The user.
+        user: String,
+        /// The changes, in request order.
+        changes: Vec<super::users::ScramChange>,
+    },
     // ---- cluster operations (issue 19): see `controller::operations` ----
     /// ElectLeaders (KIP-460) of these partitions: the preferred replica, or with `unclean`
     /// any live replica of a partition without a leader. Partitions where that is not
@@ -259,6 +266,7 @@ impl ClusterMetadata {
                     }
                 }
             }
+            Command::AlterScramCredentials { user, changes } => next.alter_scram(user, changes)?,
         }
         next.version += 1;
         Ok(next)

@@ -23,6 +23,23 @@ pub use access::{count_denial, count_throttle, denial_counts, throttle_counts, T
 pub use limited::{count_refusal, refusals, LogLimiter, LOG_INTERVAL};
 pub use render::{render, NodeInfo};
 
+/// Successful SASL logins, process-wide: first authentications, then re-authentications
+/// (KIP-368). Touched once per login, never on the produce/fetch path.
+static SASL_AUTHENTICATIONS: [std::sync::atomic::AtomicU64; 2] =
+    [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
+
+/// Counts one successful SASL login (`strata_sasl_authentications_total{kind}`).
+pub fn count_sasl_authentication(reauthentication: bool) {
+    let counter = &SASL_AUTHENTICATIONS[usize::from(reauthentication)];
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Successful SASL logins so far: (authentications, re-authentications).
+pub fn sasl_authentications() -> (u64, u64) {
+    let get = |i: usize| SASL_AUTHENTICATIONS[i].load(std::sync::atomic::Ordering::Relaxed);
+    (get(0), get(1))
+}
+
 /// Upper bounds (µs) of the latency histogram buckets; a last `+Inf` bucket is implied.
 pub const LATENCY_BUCKETS_US: [u64; 17] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,

@@ -146,6 +146,12 @@ impl Scrape {
         for (reason, count) in super::refusals() {
             encode_counter(&mut m, &vec![("reason", escape(reason))], count)?;
         }
+        let help = "Successful SASL logins: first authentications and re-authentications.";
+        let name = "strata_sasl_authentications";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        let (first, again) = super::sasl_authentications();
+        encode_counter(&mut m, &vec![("kind", "authentication".to_owned())], first)?;
+        encode_counter(&mut m, &vec![("kind", "reauthentication".to_owned())], again)?;
         Ok(())
     }
 

@@ -242,6 +242,10 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DeleteAcls,
         DescribeClientQuotas,
         AlterClientQuotas,
+        SaslHandshake,
+        SaslAuthenticate,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
         // Cluster operations (issue 19).
         ElectLeaders,
         AlterPartitionReassignments,

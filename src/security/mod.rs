@@ -13,13 +13,25 @@
 //! | `authorizer`    | StandardAuthorizer semantics over the ACLs, with a per-shard cache   |
 //! | `quota`         | client quota resolution and the broker-wide rate sensors             |
 //! | `peer_auth`     | the controller port's mutual HMAC challenge over the cluster secret  |
+//! | `listener`      | listeners' security protocols (PLAINTEXT, SSL, SASL_*)               |
+//! | `tls`           | rustls server configuration, certificate reload                     |
+//! | `principal_mapping` | ssl.principal.mapping.rules: certificate subject → principal     |
+//! | `sasl`          | SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines   |
+//! | `client`        | the tools' side: TLS and SASL settings (-X, --command-config)        |
 
 pub mod acl;
 pub mod authorizer;
+pub mod client;
+pub mod listener;
 pub mod peer_auth;
+pub mod principal_mapping;
 pub mod quota;
+pub mod sasl;
+pub mod tls;
 
 use std::fmt;
+
+pub use listener::SecurityProtocol;
 
 /// Kafka's principal type for users (`User:alice`).
 pub const USER_TYPE: &str = "User";

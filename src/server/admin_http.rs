@@ -352,6 +352,21 @@ async fn scrape(admin: &Rc<Admin>) -> String {
 fn status(admin: &Admin) -> serde_json::Value {
     let config = &admin.shard.config;
     let meta = admin.shard.meta();
+    let inter_broker = config.inter_broker();
+    let kafka_listeners: Vec<serde_json::Value> = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let advertised =
+                crate::config::listener::host_port(&l.advertised_host, l.advertised_port);
+            serde_json::json!({
+                "name": l.name,
+                "protocol": l.protocol.name(),
+                "bind": l.bind.to_string(),
+                "advertised": advertised,
+            })
+        })
+        .collect();
     let partitions: usize = meta.topics.values().map(|t| t.partitions.len()).sum();
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -359,9 +374,13 @@ fn status(admin: &Admin) -> serde_json::Value {
         "shards": admin.shard.count,
         "ready": admin.health.is_ready(),
         "listeners": {
-            "kafka": config.listen.to_string(),
-            "advertised": format!("{}:{}", config.advertised_host, config.advertised_port),
+            "kafka": inter_broker.bind.to_string(),
+            "advertised": crate::config::listener::host_port(
+                &inter_broker.advertised_host,
+                inter_broker.advertised_port,
+            ),
             "admin": admin.address,
+            "kafka_listeners": kafka_listeners,
         },
         "data_dir": config.data_dir.display().to_string(),
         "uptime_seconds": admin.health.uptime().as_secs_f64(),

@@ -23,8 +23,13 @@
 //! When the shard drains ([`Shard::draining`] closed), the reader stops taking requests and
 //! the writer finishes the responses already queued, then closes.
 //!
-//! The read and write loops are generic over `AsyncRead` / `AsyncWrite`, so any transport
-//! (plain TCP today, TLS later) slots in under [`serve_stream`].
+//! The read and write loops are generic over the byte stream: a PLAINTEXT listener hands
+//! them the TCP stream itself (no indirection per read), a TLS listener a rustls stream over
+//! it (see `security::tls`); what a listener does before (TLS handshake, principal from the
+//! client certificate) is done by `server::transport`, which builds the [`Session`]. On a
+//! SASL listener frames are limited to `sasl.server.max.receive.size` until the client has
+//! logged in, the frames after a v0 SaslHandshake are raw SASL tokens (see
+//! `handlers::sasl`), and a refused login is answered, then the connection closes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +41,6 @@ use bytes::BytesMut;
 use futures::future::Either;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestKind};
 use tracing::Instrument;
@@ -44,7 +48,7 @@ use tracing::Instrument;
 use super::budget::{self, ConnShare, Held};
 use super::frame_reader::{FrameReader, ReadError};
 use super::handlers::{self, Reply};
-use super::session::{Session, DEFAULT_LISTENER};
+use super::session::Session;
 use super::shard::Shard;
 use crate::metrics::ShardMetrics;
 use crate::protocol::{self, ProtocolError, Request};
@@ -83,16 +87,10 @@ impl Conn {
     }
 }
 
-/// Serves one TCP connection until the client closes it or sends something unacceptable.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, "set_nodelay failed: {e}");
-    }
-    serve_stream(shard, stream, peer).await;
-}
-
-/// Serves one connection over any byte stream (plain TCP, TLS, ...).
-pub async fn serve_stream<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr)
+/// Serves one connection until the client closes it or sends something unacceptable.
+/// `stream` is the TCP stream itself or a TLS stream over it; `session` says who the client
+/// is and which listener it came in on.
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, session: Rc<Session>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -100,7 +98,7 @@ where
     let config = &shard.config;
     let conn = Rc::new(Conn {
         share: ConnShare::new(&shard.budget),
-        session: Rc::new(Session::new(peer, DEFAULT_LISTENER)),
+        session,
         active: std::cell::Cell::new(Instant::now()),
         idle: Duration::from_millis(config.connections_max_idle_ms),
         frame_timeout: Duration::from_millis(config.frame_timeout_ms),
@@ -202,7 +200,10 @@ async fn read_frame<R: AsyncRead + Unpin>(
         None => return Err(Stop::FrameTimeout),
     };
     conn.touch();
-    let size = match protocol::check_frame_size(size, conn.shard.config.max_request_bytes) {
+    let config = &conn.shard.config;
+    let max =
+        conn.session.frame_bytes_max(config.max_request_bytes, config.sasl.server_max_receive_size);
+    let size = match protocol::check_frame_size(size, max) {
         Ok(size) => size,
         Err(e) => {
             crate::refused!(WARN, "frame_size", %peer, "closing connection: {e}");
@@ -244,6 +245,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(read) => read,
             Err(stop) => break stop,
         };
+        if conn.session.expects_raw_sasl_token() {
+            // After a v0 SaslHandshake: a bare SASL token, not a request (see handlers::sasl).
+            let answer = handlers::sasl::raw_token(&conn.shard, &conn.session, frame).await;
+            let Some(answer) = answer else {
+                break Stop::Closed;
+            };
+            if queue.send(Queued::Ready(answer, held)).await.is_err() {
+                break Stop::Closed;
+            }
+            continue;
+        }
         let Some(queued) = start_request(conn, frame, held).await else {
             break Stop::Closed;
         };
@@ -318,23 +330,29 @@ fn api_slot(key: ApiKey) -> usize {
     handlers::APIS.iter().position(|a| a.key == key).unwrap_or(usize::MAX)
 }
 
+/// A response ready to write: its bytes, their hold, and whether the connection closes after
+/// it (a refused SASL login).
+type Ready = (BytesMut, Held, bool);
+
 /// The response to write for a queued request, and its hold; `None` when there is nothing to
 /// write (acks=0). `Err` when the connection must close (logged).
 async fn response(
     queued: Queued,
     metrics: &ShardMetrics,
     peer: SocketAddr,
-) -> Result<Option<(BytesMut, Held)>, ()> {
+) -> Result<Option<Ready>, ()> {
     let (key, version, correlation_id, reply, started, held) = match queued {
-        Queued::Ready(bytes, held) => return Ok(Some((bytes, held))),
+        Queued::Ready(bytes, held) => return Ok(Some((bytes, held, false))),
         Queued::Pending { key, version, correlation_id, reply, started, held } => {
             (key, version, correlation_id, reply, started, held)
         }
     };
     let reply = reply.await;
     metrics.observe_request(api_slot(key), started.elapsed());
-    let response = match reply {
-        Some(Reply::Response(response)) => response,
+    let (response, last) = match reply {
+        Some(Reply::Response(response)) => (response, false),
+        // A refused SASL login: answered, then closed (already logged).
+        Some(Reply::Last(response)) => (response, true),
         Some(Reply::Nothing) => return Ok(None),
         Some(Reply::Close(why)) => {
             let what = "closing connection";
@@ -347,7 +365,7 @@ async fn response(
         }
     };
     match protocol::encode_response(key, version, correlation_id, &response) {
-        Ok(bytes) => Ok(Some((bytes, held))),
+        Ok(bytes) => Ok(Some((bytes, held, last))),
         Err(e) => {
             let what = "encoding the response failed";
             crate::log_limited!(ERROR, %peer, correlation_id, ?key, "{what}: {e}");
@@ -367,7 +385,7 @@ async fn write_loop(
         let Ok(ready) = response(queued, &metrics, peer).await else {
             return;
         };
-        let Some((bytes, mut held)) = ready else {
+        let Some((bytes, mut held, last)) = ready else {
             continue;
         };
         // The request's bytes are gone (its handler finished); the response's are counted.
@@ -384,6 +402,9 @@ async fn write_loop(
             }
         }
         drop(held);
+        if last {
+            break;
+        }
     }
     let _ = writer.close().await;
 }

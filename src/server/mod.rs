@@ -24,6 +24,7 @@ pub mod replica;
 mod router;
 pub mod session;
 pub mod shard;
+mod transport;
 pub mod txn;
 
 use std::net::SocketAddr;
@@ -37,9 +38,10 @@ use futures::StreamExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 
-use crate::config::{limits, BrokerConfig};
+use crate::config::{self, limits, BrokerConfig};
 use crate::controller::{self, quorum, ClusterMetadata};
 use crate::runtime::{self, PoolOptions};
+use crate::security::tls::BrokerTls;
 use admin_http::Health;
 use conn_limits::{ConnLimits, Refusal};
 use mesh::Envelope;
@@ -53,6 +55,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
     config.validate()?;
+    // A JWKS file that cannot be read or parsed stops start-up here, naming the file.
+    handlers::sasl::load_config(&config.sasl).map_err(|e| anyhow::anyhow!("SASL settings: {e}"))?;
+    let tls = start_tls(&config)?;
     // glommio opens directories with no base fd, so a relative path fails with EBADF.
     config.data_dir = std::path::absolute(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
@@ -79,7 +84,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         shards = count,
-        listen = %config.listen,
+        listeners = %listener_list(&config),
         admin = %admin_address(&admin),
         data_dir = %config.data_dir.display(),
         "starting strata"
@@ -92,6 +97,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
             if index == 0 { updates.lock().ok().and_then(|mut u| u.take()) } else { None };
         let start = ShardStart {
             config: config.clone(),
+            tls: tls.clone(),
             health: health.clone(),
             admin,
             stop,
@@ -112,6 +118,43 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     })?;
     tracing::info!("strata stopped cleanly");
     Ok(())
+}
+
+/// Loads the TLS certificates when a listener uses TLS (a bad file fails start-up), and
+/// starts the thread that reloads them when they change or on SIGHUP.
+fn start_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<BrokerTls>>> {
+    if !config.listeners.iter().any(|l| l.protocol.uses_tls()) {
+        return Ok(None);
+    }
+    let tls = Arc::new(BrokerTls::load(&config.ssl).map_err(|e| anyhow::anyhow!("TLS: {e}"))?);
+    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
+    let (reloading, check_ms) = (tls.clone(), config.ssl.reload_check_ms);
+    std::thread::Builder::new().name("strata-tls-reload".into()).spawn(move || {
+        let tick = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        loop {
+            std::thread::sleep(tick);
+            waited += tick;
+            let due = check_ms > 0 && waited >= Duration::from_millis(check_ms);
+            let signalled = hangup.swap(false, std::sync::atomic::Ordering::Relaxed);
+            if !due && !signalled {
+                continue;
+            }
+            waited = Duration::ZERO;
+            let result = if signalled {
+                reloading.reload().map(|()| true)
+            } else {
+                reloading.reload_if_changed()
+            };
+            match result {
+                Ok(true) => tracing::info!("TLS certificates reloaded; new connections use them"),
+                Ok(false) => {}
+                Err(e) => tracing::error!("TLS certificates not reloaded, the old ones stay: {e}"),
+            }
+        }
+    })?;
+    Ok(Some(tls))
 }
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -287,6 +330,8 @@ fn start_watchdog(limit: Duration) {
 /// What one shard starts with.
 struct ShardStart {
     config: Arc<BrokerConfig>,
+    /// The broker's TLS state, when a listener uses TLS.
+    tls: Option<Arc<BrokerTls>>,
     health: Arc<Health>,
     /// The admin listener, for shard 0 when enabled.
     admin: Option<std::net::TcpListener>,
@@ -302,13 +347,16 @@ struct ShardStart {
 type Updates = futures::channel::mpsc::UnboundedReceiver<Arc<ClusterMetadata>>;
 
 async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> anyhow::Result<()> {
-    let ShardStart { config, health, admin, stop, quorum, updates, limits } = start;
+    let ShardStart { config, tls, health, admin, stop, quorum, updates, limits } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
     // Before any other DmaFile is opened on this thread (a glommio 0.9 probe bug, see there).
     crate::storage::prime_dma_probe(&config.data_dir).await?;
     let count = senders.nr_consumers();
+    if config.inter_broker().protocol.uses_tls() {
+        peer::use_tls(tls.clone());
+    }
     let (ready, is_ready) = oneshot::channel();
     let shard = Rc::new(Shard::new(id, count, config.clone(), senders, ready, quorum));
     shard.init();
@@ -337,8 +385,10 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     glommio::spawn_local(shard.clone().watch_free_space()).detach();
     if let Some(updates) = updates {
         bootstrap_cluster(&shard, updates).await?;
+        handlers::sasl::ensure_bootstrap_user(&shard).await?;
     } else if id == 0 {
         bootstrap(&shard).await?;
+        handlers::sasl::ensure_bootstrap_user(&shard).await?;
     } else {
         match futures::future::select(is_ready, stop.as_mut()).await {
             futures::future::Either::Left((Ok(()), _)) => {}
@@ -368,27 +418,39 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     glommio::spawn_local_into(trimming, background)
         .map_err(|e| anyhow::anyhow!("spawning the memory trimmer: {e}"))?
         .detach();
-    let listener = bind_listener(config.listen, true)
-        .map(into_glommio)
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    let mut sockets = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let socket = bind_listener(listener.bind, true).map(into_glommio).map_err(|e| {
+            anyhow::anyhow!("binding listener {} ({}): {e}", listener.name, listener.bind)
+        })?;
+        sockets.push((Rc::new(transport::Accepting::new(listener, &tls)), socket));
+    }
     health.shard_ready();
     if id == 0 {
+        let inter_broker = config.inter_broker();
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             node_id = config.node_id,
             shards = count,
-            listen = %config.listen,
-            advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+            listen = %inter_broker.bind,
+            advertised = %config::listener::host_port(
+                &inter_broker.advertised_host,
+                inter_broker.advertised_port
+            ),
+            listeners = %listener_list(&config),
+            protocols = %protocol_map(&config),
             admin = %admin_address,
             data_dir = %config.data_dir.display(),
             "strata ready"
         );
     }
     let gate = glommio::sync::Gate::new();
-    let accepting = accept_loop(&shard, &listener, &gate, &limits);
+    let accepting =
+        sockets.iter().map(|(on, socket)| accept_loop(&shard, on, socket, &gate, &limits));
+    let accepting = futures::future::join_all(accepting);
     futures::future::select(Box::pin(accepting), stop).await;
     health.start_draining();
-    drop(listener);
+    drop(sockets);
     drain(&shard, &gate).await;
     shard.close_logs().await;
     if id == 0 {
@@ -488,6 +550,7 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
         return Ok(());
     };
     let node = shard.config.node_id;
+    import_single_broker_users(shard, &old).await;
     for topic in old.topics.into_values() {
         let name = topic.name.clone();
         let id = topic.id;
@@ -506,6 +569,27 @@ async fn import_single_broker_topics(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let to = data_dir.join(format!("{}.imported", controller::METADATA_FILE));
     std::fs::rename(&from, &to).map_err(|e| anyhow::anyhow!("renaming {}: {e}", from.display()))?;
     Ok(())
+}
+
+/// The SCRAM users of a single broker's metadata.json that the cluster does not have yet
+/// (a user the cluster knows keeps the cluster's credentials).
+async fn import_single_broker_users(shard: &Rc<Shard>, old: &ClusterMetadata) {
+    use controller::users::ScramChange;
+    for (user, credentials) in &old.users {
+        if shard.meta().users.contains_key(user) {
+            continue;
+        }
+        let changes = credentials
+            .iter()
+            .map(|(m, c)| ScramChange::Upsert { mechanism: *m, credential: c.clone() })
+            .collect();
+        let command =
+            controller::placement::Command::AlterScramCredentials { user: user.clone(), changes };
+        match shard.control_command(command).await {
+            Ok(()) => tracing::info!(user = %user, "imported a single-broker SCRAM user"),
+            Err(e) => tracing::warn!(user = %user, "SCRAM user not imported: {e}"),
+        }
+    }
 }
 
 /// In a cluster, the internal topics (`__consumer_offsets`, `__transaction_state`) are created
@@ -602,8 +686,24 @@ fn remove_orphan_partitions(data_dir: &Path, meta: &ClusterMetadata) {
     }
 }
 
+/// `NAME://host:port,...` of every listener's bind address, for the logs.
+fn listener_list(config: &BrokerConfig) -> String {
+    let items: Vec<String> =
+        config.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect();
+    items.join(",")
+}
+
+/// `NAME:PROTOCOL,...` of every listener, for the logs.
+fn protocol_map(config: &BrokerConfig) -> String {
+    let items: Vec<String> =
+        config.listeners.iter().map(|l| format!("{}:{}", l.name, l.protocol)).collect();
+    items.join(",")
+}
+
+/// Accepts connections on one listener (`on`) until the shard drains.
 async fn accept_loop(
     shard: &Rc<Shard>,
+    on: &Rc<transport::Accepting>,
     listener: &TcpListener,
     gate: &glommio::sync::Gate,
     limits: &Arc<ConnLimits>,
@@ -637,16 +737,16 @@ async fn accept_loop(
             }
         };
         sequence += 1;
-        let span =
-            tracing::info_span!("conn", id = %format_args!("{}.{sequence}", shard.id), %peer);
+        let id = format_args!("{}.{sequence}", shard.id);
+        let span = tracing::info_span!("conn", %id, %peer, listener = %on.name);
         let Ok(pass) = gate.enter() else {
             return; // draining
         };
         shard.connections.set(shard.connections.get() + 1);
-        let shard = shard.clone();
+        let (shard, on) = (shard.clone(), on.clone());
         let serving = async move {
             // A panic in the connection (its reader, a request being started) closes it only.
-            let served = connection::serve(shard.clone(), stream, peer);
+            let served = transport::serve(shard.clone(), stream, peer, &on);
             let _ = crate::runtime::contain::contained("a client connection", served).await;
             shard.connections.set(shard.connections.get() - 1);
             shard.budget.connection_closed();

@@ -7,18 +7,84 @@
 //! connection, so each user keeps its own). Every broker runs the same binary, so requests
 //! go at fixed versions without an ApiVersions round trip. Codecs come from `kafka-protocol`.
 //!
+//! When the inter-broker listener uses TLS (`inter.broker.listener.name` naming an SSL or
+//! SASL_SSL listener), connections are TLS with the broker's own certificate (mTLS when the
+//! other side requires client certificates); the shard sets that up once with [`use_tls`],
+//! so callers (replica fetchers, transaction markers) connect the same way either way.
+//!
 //! Hand-written rather than a crate: the Rust Kafka clients are tokio-based (rdkafka wraps
 //! librdkafka's own threads), and this must run inside a glommio executor.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol;
+use crate::security::tls::{server_name, BrokerTls};
+
+thread_local! {
+    /// This shard's TLS state for connections to other brokers (`None`: plain TCP).
+    static INTER_BROKER_TLS: RefCell<Option<Arc<BrokerTls>>> = const { RefCell::new(None) };
+}
+
+/// Makes this shard's connections to other brokers TLS (`Some`) or plain TCP (`None`).
+pub fn use_tls(tls: Option<Arc<BrokerTls>>) {
+    INTER_BROKER_TLS.with(|cell| *cell.borrow_mut() = tls);
+}
+
+/// The byte stream of a peer connection.
+enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => Pin::new(s).poll_close(cx),
+            PeerStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
 
 /// Largest response frame accepted from a peer.
 pub const PEER_RESPONSE_BYTES_MAX: usize = 256 << 20;
@@ -50,7 +116,7 @@ fn protocol_error(e: impl std::fmt::Display) -> PeerError {
 
 /// A connection to one broker. See the module docs.
 pub struct PeerConnection {
-    stream: TcpStream,
+    stream: PeerStream,
     addr: String,
     correlation: i32,
     client_id: StrBytes,
@@ -72,6 +138,20 @@ impl PeerConnection {
         stream
             .set_nodelay(true)
             .map_err(|e| PeerError::Io { context: "configuring", source: e.into() })?;
+        let tls = INTER_BROKER_TLS.with(|cell| cell.borrow().clone());
+        let stream = match tls {
+            None => PeerStream::Plain(stream),
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+                let name = server_name(host).map_err(protocol_error)?;
+                let connector = futures_rustls::TlsConnector::from(tls.client());
+                let handshake = async {
+                    let io = |source| PeerError::Io { context: "TLS handshake", source };
+                    connector.connect(name, stream).await.map_err(io)
+                };
+                PeerStream::Tls(Box::new(with_timeout(timeout, handshake).await?))
+            }
+        };
         Ok(PeerConnection {
             stream,
             addr: addr.to_owned(),

@@ -3,16 +3,19 @@
 //!
 //! A `Session` lives on the shard that accepted the connection (`Rc`, never sent across
 //! threads); requests forwarded to other shards carry what they need of it by value.
+//!
+//! On a SASL listener the session also holds the connection's SASL state
+//! ([`SaslConnection`]): the connection asks [`Session::admit`] before handling each request,
+//! and the SASL handlers drive the exchange. Its `RefCell` is only borrowed inside
+//! [`Session::with_sasl`]'s closure, which cannot await.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::access::QuotaBindings;
-use crate::security::Principal;
-
-/// Name of the listener when the broker has one unnamed listener (Kafka's default name).
-pub const DEFAULT_LISTENER: &str = "PLAINTEXT";
+use crate::security::sasl::{Admit, SaslConnection};
+use crate::security::{Principal, SecurityProtocol};
 
 /// One client connection's identity. See the module docs.
 #[derive(Debug)]
@@ -21,23 +24,32 @@ pub struct Session {
     pub peer: SocketAddr,
     /// The listener the connection came in on (`PLAINTEXT`, `SASL_SSL`, a custom name...).
     pub listener: String,
+    /// That listener's security protocol: TLS underneath or not, SASL required or not.
+    pub protocol: SecurityProtocol,
     /// Who the client is: `User:ANONYMOUS` until it authenticates.
     principal: RefCell<Principal>,
     /// Quota throttling: the connection reads nothing before this instant.
     muted_until: Cell<Option<Instant>>,
     /// The quota sensors this connection's requests are metered by.
     pub(super) quota: RefCell<QuotaBindings>,
+    /// SASL state, on connections of SASL listeners only.
+    /// Boxed: only SASL listeners pay for it (an idle connection's memory is budgeted).
+    sasl: Option<Box<RefCell<SaslConnection>>>,
 }
 
 impl Session {
-    /// A session for a connection from `peer` on `listener`, not yet authenticated.
-    pub fn new(peer: SocketAddr, listener: &str) -> Self {
+    /// A session for a connection from `peer` on `listener` (which speaks `protocol`), not
+    /// yet authenticated; on a SASL listener it must authenticate before anything else.
+    pub fn new(peer: SocketAddr, listener: &str, protocol: SecurityProtocol) -> Self {
+        let sasl = protocol.uses_sasl().then(|| Box::new(RefCell::new(SaslConnection::default())));
         Session {
             peer,
             listener: listener.to_owned(),
+            protocol,
             principal: RefCell::new(Principal::anonymous()),
             muted_until: Cell::new(None),
             quota: RefCell::new(QuotaBindings::default()),
+            sasl,
         }
     }
 
@@ -62,6 +74,38 @@ impl Session {
                 break;
             }
             glommio::timer::sleep(left).await;
+        }
+    }
+
+    /// Whether the connection came in on a SASL listener.
+    pub fn is_sasl(&self) -> bool {
+        self.sasl.is_some()
+    }
+
+    /// Whether a request of `key` may be handled now: always on non-SASL listeners; on SASL
+    /// ones, as [`SaslConnection::admit`] says (`monotonic_ms` for session expiry).
+    pub fn admit(&self, key: kafka_protocol::messages::ApiKey, monotonic_ms: u64) -> Admit {
+        self.with_sasl(|sasl| sasl.admit(key, monotonic_ms)).unwrap_or(Admit::Pass)
+    }
+
+    /// Runs `f` on the SASL state (`None` on a non-SASL listener). `f` cannot await, so the
+    /// borrow never outlives it.
+    pub fn with_sasl<R>(&self, f: impl FnOnce(&mut SaslConnection) -> R) -> Option<R> {
+        self.sasl.as_ref().map(|sasl| f(&mut sasl.borrow_mut()))
+    }
+
+    /// Whether the next frame is a raw SASL token (after a v0 SaslHandshake).
+    pub fn expects_raw_sasl_token(&self) -> bool {
+        self.with_sasl(|sasl| sasl.expects_raw_token()).unwrap_or(false)
+    }
+
+    /// The largest request frame to accept now: `configured`, or `before_auth` when the
+    /// connection has yet to authenticate on a SASL listener (Kafka's
+    /// `sasl.server.max.receive.size`).
+    pub fn frame_bytes_max(&self, configured: usize, before_auth: usize) -> usize {
+        match self.with_sasl(|sasl| sasl.is_authenticated()) {
+            Some(false) => configured.min(before_auth),
+            _ => configured,
         }
     }
 

@@ -635,6 +635,10 @@ impl Shard {
                 let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
                 (next, validate_only)
             }
+            // SCRAM users apply alike to a single broker's metadata.
+            ControlOp::Replicated(command @ Command::AlterScramCredentials { .. }) => {
+                (meta.apply(&command)?, false)
+            }
             ControlOp::Replicated(_) => return Err(unavailable()),
             ControlOp::Metadata(command) => (meta.apply(&command)?, false),
         };

@@ -62,7 +62,11 @@ class Broker:
         before a quorum is up): call _wait_ready() later."""
         self.port = free_port()
         self.data_dir = Path(data_dir)
-        self.extra = list(extra)
+        # Named listeners: "{addr}" is this broker's bootstrap address, "{port2}" a second
+        # free port (e.g. "--listeners", "PLAINTEXT://{addr},SSL://127.0.0.1:{port2}").
+        self.port2 = free_port() if any("{port2}" in str(a) for a in extra) else None
+        self.extra = [str(a).replace("{addr}", self.bootstrap).replace("{port2}", str(self.port2))
+                      for a in extra]
         self.proc = None
         self.lines = []
         self.admin = None  # "127.0.0.1:PORT" of the admin HTTP listener, from the ready line
@@ -82,7 +86,8 @@ class Broker:
     def _launch(self):
         # Many brokers run at once: an ephemeral admin port unless the test picks one.
         admin = [] if "--admin-listen" in self.extra else ["--admin-listen", "127.0.0.1:0"]
-        cmd = [strata_bin(), "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+        listen = [] if "--listeners" in self.extra else ["--listen", self.bootstrap]
+        cmd = [strata_bin(), "serve", *listen, "--data-dir", str(self.data_dir),
                "--segment-prealloc-bytes", "1048576", *admin, *self.extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      text=True, env={**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"})

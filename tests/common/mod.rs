@@ -2,6 +2,8 @@
 //! raw Kafka client (kafka-protocol codecs over a blocking TCP socket) for byte-level checks.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ pub struct Broker {
     pub data_dir: PathBuf,
     /// The admin HTTP listener's address (an ephemeral port unless the args choose one).
     pub admin: Option<SocketAddr>,
+    /// The last ready line the broker logged.
+    pub ready_line: String,
     args: Vec<String>,
     log_lines: Option<mpsc::Receiver<String>>,
     /// Lines logged by the latest start up to its ready line.
@@ -63,12 +67,18 @@ impl Broker {
     }
 
     /// Starts a broker process without waiting for it to be ready (see [`Broker::wait_ready`]).
+    ///
+    /// In `args`, `{addr}` stands for `addr` and `{free0}` ... `{free9}` for free ports picked
+    /// once per broker (so a restart keeps them): named listeners
+    /// (`--listeners PLAINTEXT://{addr},SSL://127.0.0.1:{free0}`) replace `--listen addr`.
     pub fn launch(addr: SocketAddr, data_dir: PathBuf, args: Vec<String>) -> Broker {
+        let args = substitute_ports(addr, args);
         let mut broker = Broker {
             child: None,
             addr,
             data_dir,
             admin: None,
+            ready_line: String::new(),
             args,
             log_lines: None,
             startup_log: Vec::new(),
@@ -82,6 +92,7 @@ impl Broker {
         let lines = self.log_until("strata ready");
         let ready = lines.last().expect("the ready line").clone();
         self.admin = ready_field(&ready, "admin").and_then(|a| a.parse().ok());
+        self.ready_line = ready;
         self.startup_log = lines;
     }
 
@@ -108,11 +119,15 @@ impl Broker {
         } else {
             &["--admin-listen", "127.0.0.1:0"]
         };
+        let listen = if self.args.iter().any(|a| a == "--listeners") {
+            vec![]
+        } else {
+            vec!["--listen".to_string(), self.addr.to_string()]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("serve")
             .args(admin)
-            .arg("--listen")
-            .arg(self.addr.to_string())
+            .args(listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--segment-prealloc-bytes", "1048576"])
@@ -231,6 +246,34 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// The body of `GET path` on the HTTP server at `addr` (panics unless 200 OK).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the admin listener");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_owned()
+}
+
+/// `{addr}` and `{free0}`..`{free9}` in `args` (see [`Broker::launch`]).
+fn substitute_ports(addr: SocketAddr, args: Vec<String>) -> Vec<String> {
+    let wanted = args.iter().any(|a| a.contains("{free"));
+    let ports: Vec<u16> = if wanted { (0..10).map(|_| free_port()).collect() } else { vec![] };
+    args.into_iter()
+        .map(|arg| {
+            let mut arg = arg.replace("{addr}", &addr.to_string());
+            for (i, port) in ports.iter().enumerate() {
+                arg = arg.replace(&format!("{{free{i}}}"), &port.to_string());
+            }
+            arg
+        })
+        .collect()
 }
 
 /// Brokers of one cluster on loopback (node ids 1..=n): controller voters, then observers.

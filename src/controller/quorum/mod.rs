@@ -158,10 +158,21 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
         .iter()
         .map(|v| (v.id as NodeId, BasicNode::new(format!("{}:{}", v.host, v.port))))
         .collect();
+    let inter_broker = config.inter_broker();
+    let endpoints = config
+        .listeners
+        .iter()
+        .map(|l| crate::controller::BrokerEndpoint {
+            listener: l.name.clone(),
+            host: l.advertised_host.clone(),
+            port: l.advertised_port,
+        })
+        .collect();
     let me = BrokerMeta {
         id: config.node_id,
-        host: config.advertised_host.clone(),
-        port: config.advertised_port,
+        host: inter_broker.advertised_host.clone(),
+        port: inter_broker.advertised_port,
+        endpoints,
         rack: config.broker_rack.clone(),
         epoch: 0,
         incarnation: uuid::Uuid::new_v4(),

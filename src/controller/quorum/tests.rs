@@ -23,14 +23,7 @@ fn entry(index: u64, command: Option<Command>) -> Entry<TypeConfig> {
 }
 
 fn register(id: i32) -> Command {
-    let broker = BrokerMeta {
-        id,
-        host: "127.0.0.1".into(),
-        port: 9000,
-        rack: None,
-        epoch: 0,
-        incarnation: uuid::Uuid::nil(),
-    };
+    let broker = BrokerMeta::new(id, "127.0.0.1", 9000);
     Command::RegisterBroker { broker, cluster_id: "c".into() }
 }
 
@@ -106,8 +99,10 @@ fn start_voter(
     let config = crate::config::BrokerConfig {
         node_id: id,
         data_dir: data_dir.to_owned(),
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 9000 + id as u16,
+        listeners: vec![crate::config::Listener::plaintext(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            9000 + id as u16,
+        )))],
         broker_session_timeout_ms: 1_000,
         controller_voters: listeners
             .iter()
@@ -141,14 +136,7 @@ fn a_broker_whose_heartbeats_stop_is_fenced_and_its_partitions_re_led() {
     let handle = handles[1].clone();
     runtime().block_on(async move {
         // Broker 3 registers (through broker 2's controller) but never heartbeats.
-        let ghost = BrokerMeta {
-            id: 3,
-            host: "127.0.0.1".into(),
-            port: 9003,
-            rack: None,
-            epoch: 0,
-            incarnation: uuid::Uuid::nil(),
-        };
+        let ghost = BrokerMeta::new(3, "127.0.0.1", 9003);
         handle
             .propose(Command::RegisterBroker { broker: ghost, cluster_id: "c".into() })
             .await

@@ -56,7 +56,7 @@ pub fn is_auth_error(e: &std::io::Error) -> bool {
 
 fn nonce() -> std::io::Result<[u8; NONCE_BYTES]> {
     let mut nonce = [0u8; NONCE_BYTES];
-    getrandom::getrandom(&mut nonce).map_err(std::io::Error::other)?;
+    getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(nonce)
 }
 

@@ -36,9 +36,6 @@ pub async fn handle(
     version: i16,
 ) -> Result<ResponseKind, RequestKind> {
     Ok(match body {
-        RequestKind::FindCoordinator(req) => {
-            ResponseKind::FindCoordinator(find_coordinator(shard, req, version))
-        }
         RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(sync(shard, req).await),
         RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(heartbeat(shard, req).await),
         RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(leave(shard, req, version).await),
@@ -82,8 +79,13 @@ fn locate(shard: &Shard, group: &str) -> Result<(i32, usize), E> {
 
 /// The broker coordinating `key`, a group id in [`OFFSETS_TOPIC`] or a transactional id in
 /// the transaction state topic (both hash the same way): the leader of its partition of
-/// `topic` (this broker on a single node), as (node id, host, port).
-fn coordinator_of(shard: &Shard, topic: &str, key: &str) -> Result<(i32, String, u16), E> {
+/// `topic` (this broker on a single node), as (node id, host, port) on `listener`.
+fn coordinator_of(
+    shard: &Shard,
+    topic: &str,
+    key: &str,
+    listener: &str,
+) -> Result<(i32, String, u16), E> {
     let meta = shard.meta();
     let count = meta.topics.get(topic).map_or(0, |t| t.partitions.len());
     let count = i32::try_from(count).map_err(|_| E::CoordinatorNotAvailable)?;
@@ -94,13 +96,15 @@ fn coordinator_of(shard: &Shard, topic: &str, key: &str) -> Result<(i32, String,
     match meta.owner(topic, partition) {
         Ok(_) => {
             let config = &shard.config;
-            Ok((config.node_id, config.advertised_host.clone(), config.advertised_port))
+            let own = config.listener(listener).unwrap_or(config.inter_broker());
+            Ok((config.node_id, own.advertised_host.clone(), own.advertised_port))
         }
         Err(E::NotLeaderOrFollower) => {
             let leader = meta.partition(topic, partition).and_then(|p| p.leader);
             let broker = leader.and_then(|id| meta.brokers.get(&id));
             let broker = broker.ok_or(E::CoordinatorNotAvailable)?;
-            Ok((broker.id, broker.host.clone(), broker.port))
+            let (host, port) = broker.endpoint(listener).ok_or(E::CoordinatorNotAvailable)?;
+            Ok((broker.id, host.to_owned(), port))
         }
         Err(_) => Err(E::CoordinatorNotAvailable),
     }
@@ -123,10 +127,12 @@ async fn run_on(shard: &Rc<Shard>, owner: usize, request: GroupRequest) -> Resul
     answer.await.map_err(|_| E::CoordinatorNotAvailable)
 }
 
-fn find_coordinator(
+/// FindCoordinator that came in on `listener` (whose addresses it answers with).
+pub(super) fn find_coordinator(
     shard: &Shard,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> =
         if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
@@ -135,9 +141,11 @@ fn find_coordinator(
         .map(|key| {
             let located = match req.key_type {
                 KEY_TYPE_GROUP if !valid_group_id(&key) => Err(E::InvalidRequest),
-                KEY_TYPE_GROUP => coordinator_of(shard, OFFSETS_TOPIC, &key),
+                KEY_TYPE_GROUP => coordinator_of(shard, OFFSETS_TOPIC, &key, listener),
                 KEY_TYPE_TRANSACTION if !crate::txn::valid_id(&key) => Err(E::InvalidRequest),
-                KEY_TYPE_TRANSACTION => coordinator_of(shard, crate::txn::TXN_TOPIC, &key),
+                KEY_TYPE_TRANSACTION => {
+                    coordinator_of(shard, crate::txn::TXN_TOPIC, &key, listener)
+                }
                 _ => Err(E::InvalidRequest),
             };
             let found = Coordinator::default().with_key(key);

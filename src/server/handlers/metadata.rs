@@ -1,4 +1,9 @@
 //! Metadata: brokers, topics and partition leaders; auto-creates topics when allowed.
+//!
+//! Brokers are listed with the addresses of the listener the request came in on (Kafka's
+//! per-listener metadata): a client of the `SECURE` listener is sent every broker's
+//! `SECURE` address. A broker without that listener is left out, and a partition it leads
+//! answers LISTENER_NOT_FOUND, as Kafka does.
 
 use std::rc::Rc;
 
@@ -16,8 +21,13 @@ use crate::server::shard::Shard;
 /// From v4 the client says whether to auto-create; before, Kafka always did.
 const AUTO_CREATE_FLAG_VERSION: i16 = 4;
 
-/// Handles one Metadata request.
-pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// Handles one Metadata request that came in on `listener`.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
     let config = &shard.config;
     let node = BrokerId(config.node_id);
     let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match &req.topics {
@@ -43,21 +53,31 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         }
     };
     let meta = shard.meta();
-    let brokers = if meta.brokers.is_empty() {
+    let mut topics = topics;
+    let brokers: Vec<MetadataResponseBroker> = if meta.brokers.is_empty() {
+        let own = config.listener(listener).unwrap_or(config.inter_broker());
         vec![MetadataResponseBroker::default()
             .with_node_id(node)
-            .with_host(str_bytes(&config.advertised_host))
-            .with_port(config.advertised_port.into())]
+            .with_host(str_bytes(&own.advertised_host))
+            .with_port(own.advertised_port.into())]
     } else {
         // Racks from v1 (v0 has no such field).
         let broker = |b: &BrokerMeta| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(&b.host))
-                .with_port(b.port.into())
-                .with_rack(b.rack.as_deref().filter(|_| version >= 1).map(str_bytes))
+            let (host, port) = b.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(host))
+                    .with_port(port.into())
+                    .with_rack(b.rack.as_deref().filter(|_| version >= 1).map(str_bytes)),
+            )
         };
-        meta.brokers.values().map(broker).collect()
+        let listed: Vec<MetadataResponseBroker> =
+            meta.brokers.values().filter_map(broker).collect();
+        if listed.len() < meta.brokers.len() {
+            mark_unreachable_leaders(&mut topics, &listed);
+        }
+        listed
     };
     // As in KRaft, clients send metadata changes to this broker, which forwards them to the
     // real controller (DescribeCluster names that one): an election never leaves them
@@ -67,6 +87,20 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         .with_cluster_id(Some(str_bytes(&meta.cluster_id)))
         .with_controller_id(node)
         .with_topics(topics)
+}
+
+/// LISTENER_NOT_FOUND on every partition whose leader is not in `listed` (it has no
+/// endpoint on the client's listener).
+fn mark_unreachable_leaders(
+    topics: &mut [MetadataResponseTopic],
+    listed: &[MetadataResponseBroker],
+) {
+    let partitions = topics.iter_mut().flat_map(|t| t.partitions.iter_mut());
+    for p in partitions.filter(|p| p.leader_id.0 >= 0 && p.error_code == 0) {
+        if !listed.iter().any(|b| b.node_id == p.leader_id) {
+            p.error_code = E::ListenerNotFound.code();
+        }
+    }
 }
 
 async fn lookup(

@@ -23,6 +23,7 @@ mod operations;
 mod produce;
 mod producer;
 mod quotas;
+pub(crate) mod sasl;
 mod topic_rules;
 pub(crate) mod txn;
 
@@ -86,6 +87,11 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DeleteAcls, min: 1, max: 3 },
     ApiRange { key: ApiKey::DescribeClientQuotas, min: 0, max: 1 },
     ApiRange { key: ApiKey::AlterClientQuotas, min: 0, max: 1 },
+    // SASL (KIP-43, KIP-152, KIP-368) and SCRAM users (KIP-554).
+    ApiRange { key: ApiKey::SaslHandshake, min: 0, max: 1 },
+    ApiRange { key: ApiKey::SaslAuthenticate, min: 0, max: 2 },
+    ApiRange { key: ApiKey::DescribeUserScramCredentials, min: 0, max: 0 },
+    ApiRange { key: ApiKey::AlterUserScramCredentials, min: 0, max: 0 },
     // Cluster operations (issue 19): every version Kafka 4.x and kafka-protocol 0.18 share.
     ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 },
     ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 },
@@ -101,6 +107,8 @@ pub fn supported(key: ApiKey) -> Option<ApiRange> {
 pub enum Reply {
     /// Send this response.
     Response(Box<ResponseKind>),
+    /// Send this response, then close the connection (a refused SASL login).
+    Last(Box<ResponseKind>),
     /// Send nothing (produce with acks=0).
     Nothing,
     /// Close the connection, logging why.
@@ -156,6 +164,11 @@ fn injected_panic(shard: &Shard, request: &Request) -> bool {
 /// future yields what to answer. The request is authorized first ([`guard`]) and metered
 /// against client quotas ([`metering`]).
 async fn start(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> LocalFuture<Reply> {
+    // On a SASL listener nothing but the SASL exchange (and ApiVersions) passes before the
+    // client has authenticated: the gate answers first, before any authorization.
+    if let Some(refused) = sasl::gate(session, request.key) {
+        return Box::pin(async move { refused });
+    }
     // With no quota configured the hot path reads no clock: a branch on a flag.
     let started = shard.access.metering_any().then(std::time::Instant::now);
     let (mut request, finish) = match guard::check(shard, session, request) {
@@ -199,20 +212,55 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
                 Reply::Response(Box::new(ResponseKind::JoinGroup(response)))
             })
         }
+        RequestKind::SaslHandshake(req) => {
+            let reply = sasl::handshake(&shard, session, req, version);
+            Box::pin(async move { reply })
+        }
+        // Awaited here, before the connection reads its next request (see `sasl`).
+        RequestKind::SaslAuthenticate(req) => {
+            let reply = sasl::authenticate(&shard, session, req, version).await;
+            Box::pin(async move { reply })
+        }
         RequestKind::ApiVersions(_) => {
             let body = protocol::api_versions_response(APIS, 0);
             Box::pin(async move { Reply::Response(Box::new(ResponseKind::ApiVersions(body))) })
         }
-        body => Box::pin(async move {
-            match handle(&shard, body, version).await {
-                Ok(response) => Reply::Response(Box::new(response)),
-                Err(other) => Reply::Close(format!("no handler for {other:?}")),
-            }
-        }),
+        body => {
+            let session = session.clone();
+            Box::pin(async move {
+                match handle(&shard, body, version, &session).await {
+                    Ok(response) => Reply::Response(Box::new(response)),
+                    Err(other) => Reply::Close(format!("no handler for {other:?}")),
+                }
+            })
+        }
     }
 }
 
+/// The APIs whose answer depends on the listener the request came in on (addresses), then
+/// every other one.
 async fn handle(
+    shard: &Rc<Shard>,
+    body: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Result<ResponseKind, RequestKind> {
+    let listener = session.listener.as_str();
+    Ok(match body {
+        RequestKind::Metadata(req) => {
+            ResponseKind::Metadata(metadata::handle(shard, req, version, listener).await)
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(cluster::handle(shard, req, version, listener))
+        }
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(group::find_coordinator(shard, req, version, listener))
+        }
+        other => return handle_any(shard, other, version).await,
+    })
+}
+
+async fn handle_any(
     shard: &Rc<Shard>,
     body: RequestKind,
     version: i16,
@@ -221,9 +269,6 @@ async fn handle(
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(shard, req, version).await),
         RequestKind::ListOffsets(req) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, req, version).await)
-        }
-        RequestKind::Metadata(req) => {
-            ResponseKind::Metadata(metadata::handle(shard, req, version).await)
         }
         RequestKind::CreateTopics(req) => {
             ResponseKind::CreateTopics(admin::create_topics(shard, req, version).await)
@@ -249,9 +294,6 @@ async fn handle(
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, req).await)
         }
-        RequestKind::DescribeCluster(req) => {
-            ResponseKind::DescribeCluster(cluster::handle(shard, req, version))
-        }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(shard, req).await,
         ),
@@ -266,6 +308,12 @@ async fn handle(
         }
         RequestKind::AlterClientQuotas(req) => {
             ResponseKind::AlterClientQuotas(quotas::alter(shard, req).await)
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            ResponseKind::DescribeUserScramCredentials(sasl::describe_users(shard, req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            ResponseKind::AlterUserScramCredentials(sasl::alter_users(shard, req).await)
         }
         RequestKind::ElectLeaders(req) => {
             ResponseKind::ElectLeaders(operations::elect_leaders(shard, req, version).await)

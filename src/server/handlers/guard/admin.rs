@@ -22,6 +22,8 @@
 //! - ElectLeaders, AlterPartitionReassignments: need ALTER on the cluster;
 //!   ListPartitionReassignments: DESCRIBE on the cluster; a denial answers
 //!   CLUSTER_AUTHORIZATION_FAILED (and for each partition named).
+//! - DescribeUserScramCredentials: DESCRIBE on the cluster; AlterUserScramCredentials: ALTER
+//!   on the cluster (CLUSTER_AUTHORIZATION_FAILED for the request, or for each user named).
 //!
 //! Duplicated topics in CreateTopics and CreatePartitions are left to the handler, which
 //! answers INVALID_REQUEST first, as Kafka does.
@@ -343,6 +345,27 @@ fn operations(gate: &Gate, body: RequestKind) -> Checked {
                 .with_error_code(code)
                 .with_error_message(message(denied));
             answer(ResponseKind::ListPartitionReassignments(r))
+        }
+        // SCRAM users (KIP-554): DESCRIBE or ALTER on the cluster, as Kafka's handlers.
+        RequestKind::DescribeUserScramCredentials(_) if refuse(Operation::Describe) => {
+            let r = DescribeUserScramCredentialsResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(denied));
+            answer(ResponseKind::DescribeUserScramCredentials(r))
+        }
+        RequestKind::AlterUserScramCredentials(req) if refuse(Operation::Alter) => {
+            use alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+            let users = req.deletions.iter().map(|d| &d.name);
+            let mut names: Vec<_> = users.chain(req.upsertions.iter().map(|u| &u.name)).collect();
+            names.dedup();
+            let results = names.into_iter().map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(user.clone())
+                    .with_error_code(code)
+                    .with_error_message(message(denied))
+            });
+            let r = AlterUserScramCredentialsResponse::default().with_results(results.collect());
+            answer(ResponseKind::AlterUserScramCredentials(r))
         }
         body => Ok((body, None)),
     }

@@ -78,7 +78,8 @@ pub enum Rule {
 pub fn rule(key: ApiKey) -> Rule {
     use ApiKey::*;
     match key {
-        ApiVersions => Rule::Open,
+        // The SASL exchange is how a client gets a principal: nothing to authorize yet.
+        ApiVersions | SaslHandshake | SaslAuthenticate => Rule::Open,
         Produce => Rule::Produce,
         Fetch | ListOffsets | OffsetForLeaderEpoch | DeleteRecords | DescribeProducers
         | WriteTxnMarkers => Rule::Data,
@@ -96,7 +97,9 @@ pub fn rule(key: ApiKey) -> Rule {
         | AlterClientQuotas
         | ElectLeaders
         | AlterPartitionReassignments
-        | ListPartitionReassignments => Rule::Admin,
+        | ListPartitionReassignments
+        | DescribeUserScramCredentials
+        | AlterUserScramCredentials => Rule::Admin,
         InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit
         | DescribeTransactions | ListTransactions => Rule::Txn,
         FindCoordinator | JoinGroup | SyncGroup | Heartbeat | LeaveGroup | OffsetCommit
