@@ -200,6 +200,13 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
             out.extend(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
         }
         K::ListPartitionReassignments(r) => out.push(r.error_code),
+        K::SaslHandshake(r) => out.push(r.error_code),
+        K::SaslAuthenticate(r) => out.push(r.error_code),
+        K::DescribeUserScramCredentials(r) => {
+            out.push(r.error_code);
+            out.extend(r.results.iter().map(|u| u.error_code));
+        }
+        K::AlterUserScramCredentials(r) => out.extend(r.results.iter().map(|u| u.error_code)),
         other => panic!("no error codes known for {other:?}"),
     }
     out
@@ -800,6 +807,51 @@ fn cases() -> Vec<Case> {
             || {
                 RequestKind::ListPartitionReassignments(
                     ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        // The SASL exchange is authorized by nothing (on this PLAINTEXT listener both hosts get
+        // ILLEGAL_SASL_STATE, as from Kafka); SCRAM users need DESCRIBE / ALTER on the cluster.
+        c(
+            ApiKey::SaslHandshake,
+            1,
+            || {
+                RequestKind::SaslHandshake(
+                    SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+                )
+            },
+            None,
+        ),
+        c(
+            ApiKey::SaslAuthenticate,
+            2,
+            || {
+                let token = bytes::Bytes::from_static(b"\0u\0pw");
+                RequestKind::SaslAuthenticate(
+                    SaslAuthenticateRequest::default().with_auth_bytes(token),
+                )
+            },
+            None,
+        ),
+        c(
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            || {
+                RequestKind::DescribeUserScramCredentials(
+                    DescribeUserScramCredentialsRequest::default(),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::AlterUserScramCredentials,
+            0,
+            || {
+                use alter_user_scram_credentials_request::ScramCredentialDeletion;
+                let d = ScramCredentialDeletion::default().with_name(s("nobody")).with_mechanism(1);
+                RequestKind::AlterUserScramCredentials(
+                    AlterUserScramCredentialsRequest::default().with_deletions(vec![d]),
                 )
             },
             Some(CLUSTER_DENIED),
