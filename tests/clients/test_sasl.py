@@ -5,7 +5,7 @@ file) and in the unsecured development mode; a wrong password gets SASL_AUTHENTI
 and no data; confluent-kafka re-authenticates (KIP-368) and keeps producing; a user created
 with AdminClient.alter_user_scram_credentials on one broker logs in on every broker of a
 3-broker cluster, and once deleted logs in nowhere; `strata user` manages users through a SASL
-listener."""
+listener; with the standard authorizer, ACLs apply to the logged-in user's principal."""
 import base64
 import json
 import re
@@ -373,3 +373,44 @@ def test_strata_user_creates_lists_and_deletes_users(make_broker):
     producer.produce("anything", value=b"no")
     producer.flush(10)
     assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+
+def test_acls_apply_to_the_sasl_principal(make_broker):
+    """With the standard authorizer, what a SCRAM user may do is what the ACLs on its
+    principal (User:<name>) say: alice is refused a topic until an ACL names her, and the
+    admin (a super user) is not; another user gets nothing from alice's ACL."""
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    broker = sasl_broker(make_broker, "--authorizer", "standard", "--super-users",
+                         f"User:{ADMIN}")
+    admin_config = client_config(broker.bootstrap, "SCRAM-SHA-512")
+    admin = AdminClient(admin_config)
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+    upserts = [UserScramCredentialUpsertion(u, info, f"{u}-secret".encode())
+               for u in ("alice", "mallory")]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(timeout=30)
+    topic = "acl-" + uuid.uuid4().hex[:8]
+    create_topic(admin_config, topic)
+
+    def write(user):
+        config = client_config(broker.bootstrap, "SCRAM-SHA-512", user, f"{user}-secret")
+        producer = Producer({**config, "acks": "all", "message.timeout.ms": 10000})
+        delivered = []
+        producer.produce(topic, value=b"from " + user.encode(),
+                         on_delivery=lambda err, msg: delivered.append(err))
+        producer.flush(30)
+        assert len(delivered) == 1
+        return delivered[0]
+
+    denied = write("alice")
+    assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, denied
+    acl = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
+                     AclOperation.WRITE, AclPermissionType.ALLOW)
+    for future in admin.create_acls([acl]).values():
+        future.result(timeout=30)
+    assert write("alice") is None
+    denied = write("mallory")
+    assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, denied
+    # The admin (super user) reads what alice wrote.
+    assert consume(admin_config, topic, 1) == [b"from alice"]
