@@ -77,12 +77,19 @@ fn check(input: &[u8]) {
     assert_eq!((again.key, again.version), (request.key, request.version));
     assert_eq!(again.header.correlation_id, correlation_id);
     assert_eq!(again.header.client_id, client_id);
-    assert!(
-        again.body == request.body,
-        "{:?} v{} changed on a round trip",
-        request.key,
-        request.version
-    );
+    if again.body != request.body {
+        // A float field holding NaN (AlterClientQuotas values) is never equal to itself; the
+        // encoding must still be a fixed point, byte for byte.
+        let twice = protocol::encode_request(
+            again.key,
+            again.version,
+            correlation_id,
+            client_id,
+            &again.body,
+        );
+        let twice = twice.unwrap_or_else(|e| panic!("{:?} does not re-encode: {e:#}", again.key));
+        assert!(twice == encoded, "{:?} v{} changed on a round trip", request.key, request.version);
+    }
 }
 
 #[test]
