@@ -210,5 +210,10 @@ fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
         DeleteAcls,
         DescribeClientQuotas,
         AlterClientQuotas,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        ElectLeaders,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
     );
 }
