@@ -2,7 +2,12 @@
 # Validates everything in deploy/ with real tools, as CI runs it (`bash deploy/check.sh`):
 #   - systemd unit: `systemd-analyze verify` in a scratch root (skipped only if missing)
 #   - Kubernetes manifests: kubernetes-validate --strict against the bundled API schemas
-#   - strata.toml files (image and every manifest's ConfigMap): `strata config check`
+#   - strata.toml files (image, compose, systemd and every manifest's ConfigMap):
+#     `strata config check`
+#   - docker compose: secrets and configs it names exist (make-secrets.sh makes the secrets,
+#     and its certificate verifies against its CA), controller and inter-broker ports never
+#     published, admin ports on loopback only; Kubernetes: controller port never on a
+#     NodePort/LoadBalancer Service or hostPort, probes over HTTPS where the admin port is
 #   - seccomp profile: JSON, and io_uring_setup/enter/register allowed unconditionally
 #   - Grafana dashboard: JSON with queries (tests/clients/test_admin.py checks its metric names)
 # Needs target/debug/strata (or $STRATA_BIN) for the config checks.
@@ -66,7 +71,8 @@ for path in sorted(glob.glob("kubernetes/*.yaml")):
             name = os.path.basename(path).replace(".yaml", ".toml")
             open(os.path.join(sys.argv[1], name), "w").write(doc["data"]["strata.toml"])
 PY
-    for config in docker/strata.toml "$scratch"/*.toml; do
+    for config in docker/strata.toml docker/strata-cluster.toml systemd/strata.toml \
+        "$scratch"/*.toml; do
         if out=$("$STRATA_BIN" config check "$config" 2>&1); then
             ok "strata config check $config"
         else
@@ -75,6 +81,66 @@ PY
     done
 else
     bad "$STRATA_BIN missing: run cargo build first"
+fi
+
+# docker compose (no daemon here: checked statically) and the secrets make-secrets.sh makes.
+secrets="$scratch/secrets"
+if out=$(bash docker/make-secrets.sh "$secrets" 2>&1) \
+    && out=$(openssl verify -CAfile "$secrets/ca.pem" "$secrets/broker.pem" 2>&1); then
+    ok "docker/make-secrets.sh makes a certificate that verifies against its CA"
+else
+    bad "docker/make-secrets.sh: $out"
+fi
+if out=$(python3 - "$secrets" <<'PY' 2>&1
+import os, sys, yaml
+compose = yaml.safe_load(open("docker/compose.yaml"))
+made = sys.argv[1]
+for name, secret in compose["secrets"].items():
+    path = secret["file"]
+    assert path.startswith("./secrets/"), f"{name}: {path} is not made by make-secrets.sh"
+    assert os.path.exists(os.path.join(made, path[len("./secrets/"):])), f"{name}: not made"
+for name, config in compose["configs"].items():
+    assert os.path.exists(os.path.join("docker", config["file"])), f"config {name} missing"
+for name, service in compose["services"].items():
+    for secret in service.get("secrets", []):
+        assert secret in compose["secrets"], f"{name} uses undeclared secret {secret}"
+    for port in service.get("ports", []):
+        parts = str(port).split(":")
+        inside = parts[-1]
+        assert inside not in ("9093", "9094"), f"{name} publishes internal port {inside}"
+        if inside == "9644":
+            assert parts[0] == "127.0.0.1", f"{name} publishes the admin port beyond loopback"
+PY
+); then
+    ok "docker/compose.yaml: secrets, configs, ports"
+else
+    bad "docker/compose.yaml: $out"
+fi
+if out=$(python3 - <<'PY' 2>&1
+import glob, yaml
+for path in sorted(glob.glob("kubernetes/*.yaml")):
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    for doc in docs:
+        if doc["kind"] == "Service":
+            exposed = doc["spec"].get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
+            for port in doc["spec"]["ports"]:
+                assert not (exposed and port["port"] == 9093), f"{path}: controller exposed"
+        if doc["kind"] == "ConfigMap":
+            tls_admin = "admin_ssl_enabled = true" in doc["data"]["strata.toml"]
+    for doc in docs:
+        if doc["kind"] != "StatefulSet":
+            continue
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            for port in c.get("ports", []):
+                assert not (port["containerPort"] == 9093 and "hostPort" in port), path
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                scheme = c[probe]["httpGet"].get("scheme", "HTTP")
+                assert (scheme == "HTTPS") == tls_admin, f"{path}: {probe} scheme {scheme}"
+PY
+); then
+    ok "kubernetes: controller port internal, probes match the admin port's TLS"
+else
+    bad "kubernetes: $out"
 fi
 
 # seccomp and Grafana JSON

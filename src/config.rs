@@ -260,6 +260,8 @@ pub struct BrokerConfig {
     /// Address of the admin HTTP listener (`/metrics`, `/health/*`, `/v1/status`); `None`
     /// disables it.
     pub admin_listen: Option<SocketAddr>,
+    /// The admin listener's TLS and tokens.
+    pub admin_security: listener::AdminSecurity,
     /// How long a graceful shutdown waits for in-flight requests before closing the logs.
     pub shutdown_timeout_ms: u64,
     /// Kafka's `log.retention.ms`: default `retention.ms` of topics; -1 keeps data forever.
@@ -374,6 +376,9 @@ pub struct SaslSettings {
     pub server_max_receive_size: usize,
     /// `name:password` of a SCRAM user created at start-up if it does not exist yet.
     pub bootstrap_user: Option<Secret>,
+    /// A file holding `bootstrap_user` (a Kubernetes Secret, docker secret or systemd
+    /// credential), read at start-up by [`SaslSettings::read_bootstrap_user_file`].
+    pub bootstrap_user_file: Option<PathBuf>,
     /// `sasl.oauthbearer.jwks.endpoint.url`: a JWKS file (path or `file://` URL) whose keys
     /// sign OAUTHBEARER tokens.
     pub oauthbearer_jwks_endpoint_url: Option<String>,
@@ -400,6 +405,7 @@ impl Default for SaslSettings {
             connection_failed_authentication_delay_ms: 100,
             server_max_receive_size: 512 * 1024,
             bootstrap_user: None,
+            bootstrap_user_file: None,
             oauthbearer_jwks_endpoint_url: None,
             oauthbearer_jwks_endpoint_refresh_ms: 3_600_000,
             oauthbearer_expected_issuer: None,
@@ -417,7 +423,29 @@ impl SaslSettings {
         self.bootstrap_user.as_ref()?.0.split_once(':')
     }
 
+    /// Reads `bootstrap_user_file` (trailing newline ignored) into `bootstrap_user`. Called
+    /// by the broker at start-up, not by `strata config check`, so the file need exist only
+    /// where the broker runs.
+    pub fn read_bootstrap_user_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.bootstrap_user_file else {
+            return Ok(());
+        };
+        let key = "sasl-bootstrap-user-file";
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad(key, format!("reading {}: {e}", path.display())))?;
+        let user = text.trim_end_matches(['\n', '\r']).to_owned();
+        if user.split_once(':').filter(|(n, p)| !n.is_empty() && !p.is_empty()).is_none() {
+            return Err(bad(key, format!("{} must hold `name:password`", path.display())));
+        }
+        self.bootstrap_user = Some(Secret(user));
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_user.is_some() && self.bootstrap_user_file.is_some() {
+            let reason = "give sasl-bootstrap-user or sasl-bootstrap-user-file, not both";
+            return Err(bad("sasl-bootstrap-user", reason));
+        }
         if self.enabled_mechanisms.is_empty() {
             return Err(bad("sasl-enabled-mechanisms", "must name at least one mechanism"));
         }
@@ -502,6 +530,7 @@ impl Default for BrokerConfig {
             fault_panic_on_client_id: None,
             fault_panic_on_group: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], limits::ADMIN_PORT_DEFAULT))),
+            admin_security: listener::AdminSecurity::default(),
             shutdown_timeout_ms: 30_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
@@ -788,6 +817,9 @@ impl BrokerConfig {
         }
         if self.admin_idle_timeout_ms == 0 {
             return Err(bad("admin-idle-timeout-ms", "must be at least 1"));
+        }
+        if let Err((key, reason)) = self.admin_security.validate(&self.ssl) {
+            return Err(bad(key, reason));
         }
         Ok(())
     }

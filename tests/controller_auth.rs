@@ -110,7 +110,7 @@ fn replay_heartbeats(port: u16, secret: &str, id: i32, epoch: i64) -> Option<Str
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let secret = ClusterSecret::new(secret.as_bytes().to_vec()).unwrap();
-        let transport = Transport::new(Some(secret), id);
+        let transport = Transport::new(Some(secret), id, None);
         let mut channel = transport.connect(&format!("127.0.0.1:{port}")).await.ok()?;
         channel.send(&Rpc::Heartbeat { id, epoch }).await.ok()?;
         match channel.recv::<RpcReply>().await.ok()?? {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 use serde::{Deserialize, Serialize};
-use strata::config::listener::{build_listeners, ClientAuth};
+use strata::config::listener::{build_listeners, AdminSecurity, ClientAuth};
 use strata::config::{
     parse_ip_overrides, parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener,
     SaslSettings, Secret, SecurityProtocol, SslConfig, Voter,
@@ -290,9 +290,35 @@ pub struct Settings {
     #[arg(long, env = "STRATA_RETENTION_CHECK_MS")]
     pub retention_check_ms: Option<u64>,
     /// Admin HTTP listener (/metrics, /health/live, /health/ready, /v1/status), or `off`.
-    /// [default: 127.0.0.1:9644]
+    /// See admin-token and admin-ssl-enabled to secure it. [default: 127.0.0.1:9644]
     #[arg(long, env = "STRATA_ADMIN_LISTEN")]
     pub admin_listen: Option<AdminListen>,
+    /// Serve the admin listener over HTTPS only (Redpanda's admin_api_tls.enabled), with
+    /// admin-ssl-keystore-location's certificate, else ssl-keystore-location's; reloaded as
+    /// the listeners' are. [default: false]
+    #[arg(long, env = "STRATA_ADMIN_SSL_ENABLED", action = clap::ArgAction::Set)]
+    pub admin_ssl_enabled: Option<bool>,
+    /// PEM certificate chain (and key, unless admin-ssl-keystore-key-location) of the admin
+    /// listener. [default: ssl-keystore-location]
+    #[arg(long, env = "STRATA_ADMIN_SSL_KEYSTORE_LOCATION")]
+    pub admin_ssl_keystore_location: Option<PathBuf>,
+    /// PEM private key of admin-ssl-keystore-location, in its own file. [default: unset]
+    #[arg(long, env = "STRATA_ADMIN_SSL_KEYSTORE_KEY_LOCATION")]
+    pub admin_ssl_keystore_key_location: Option<PathBuf>,
+    /// Bearer token (at least 16 bytes) every admin request but /health/* must carry
+    /// (`Authorization: Bearer TOKEN`); unset with admin-token-file unset leaves the admin
+    /// listener open. Prefer admin-token-file or STRATA_ADMIN_TOKEN to a flag.
+    /// [default: unset]
+    #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretArg>,
+    /// File of admin tokens, one per line (# comments), re-read when it changes: rotate by
+    /// adding the new token, then removing the old one. [default: unset]
+    #[arg(long, env = "STRATA_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// /metrics answers without a token even when the admin listener requires one (for
+    /// scrapers that cannot send it). [default: false]
+    #[arg(long, env = "STRATA_ADMIN_METRICS_PUBLIC", action = clap::ArgAction::Set)]
+    pub admin_metrics_public: Option<bool>,
     /// On SIGTERM/SIGINT, wait this many ms for in-flight requests to finish before closing
     /// the logs (connections still open then are cut). [default: 30000]
     #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT_MS")]
@@ -359,8 +385,12 @@ pub struct Settings {
     pub sasl_server_max_receive_size: Option<usize>,
     /// `name:password` of a SCRAM user (SHA-256 and SHA-512) created at start-up when no user
     /// of that name exists: the first admin of a new cluster. [default: unset]
-    #[arg(long, env = "STRATA_SASL_BOOTSTRAP_USER")]
+    #[arg(long, env = "STRATA_SASL_BOOTSTRAP_USER", hide_env_values = true)]
     pub sasl_bootstrap_user: Option<SecretArg>,
+    /// File holding sasl-bootstrap-user's `name:password` (a Kubernetes Secret, docker
+    /// secret or systemd credential); read at start-up. [default: unset]
+    #[arg(long, env = "STRATA_SASL_BOOTSTRAP_USER_FILE")]
+    pub sasl_bootstrap_user_file: Option<PathBuf>,
     /// JWKS file (path or file:// URL) whose keys sign OAUTHBEARER tokens
     /// (sasl.oauthbearer.jwks.endpoint.url). [default: unset]
     #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
@@ -749,6 +779,12 @@ impl Settings {
             compression_zstd_level,
             offsets_topic_partitions,
             admin_listen,
+            admin_ssl_enabled,
+            admin_ssl_keystore_location,
+            admin_ssl_keystore_key_location,
+            admin_token,
+            admin_token_file,
+            admin_metrics_public,
             shutdown_timeout_ms,
             group_initial_rebalance_delay_ms,
             replica_lag_time_max_ms,
@@ -774,6 +810,7 @@ impl Settings {
             connection_failed_authentication_delay_ms,
             sasl_server_max_receive_size,
             sasl_bootstrap_user,
+            sasl_bootstrap_user_file,
             sasl_oauthbearer_jwks_endpoint_url,
             sasl_oauthbearer_jwks_endpoint_refresh_ms,
             sasl_oauthbearer_expected_issuer,
@@ -854,6 +891,12 @@ impl Settings {
             compression_zstd_level: Some(d.compression_zstd_level),
             offsets_topic_partitions: Some(d.offsets_topic_partitions),
             admin_listen: Some(AdminListen(d.admin_listen)),
+            admin_ssl_enabled: Some(false),
+            admin_ssl_keystore_location: None,
+            admin_ssl_keystore_key_location: None,
+            admin_token: None,
+            admin_token_file: None,
+            admin_metrics_public: Some(false),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: Some(d.group_initial_rebalance_delay_ms),
             replica_lag_time_max_ms: Some(d.replica_lag_time_max_ms),
@@ -881,6 +924,7 @@ impl Settings {
             ),
             sasl_server_max_receive_size: Some(d.sasl.server_max_receive_size),
             sasl_bootstrap_user: None,
+            sasl_bootstrap_user_file: None,
             sasl_oauthbearer_jwks_endpoint_url: None,
             sasl_oauthbearer_jwks_endpoint_refresh_ms: Some(
                 d.sasl.oauthbearer_jwks_endpoint_refresh_ms,
@@ -1028,6 +1072,7 @@ impl Settings {
             }
         };
         let sasl = self.sasl_settings(d.sasl.clone());
+        let admin_security = self.admin_security();
         let flush = match (self.flush_messages, self.flush_ms) {
             (None, None) | (Some(1), None) => FlushPolicy::EveryProduce,
             (messages, interval_ms) => FlushPolicy::Periodic { messages, interval_ms },
@@ -1091,6 +1136,7 @@ impl Settings {
             fault_panic_on_client_id: None,
             fault_panic_on_group: None,
             admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
+            admin_security,
             shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
@@ -1148,6 +1194,18 @@ impl Settings {
 }
 
 impl Settings {
+    /// The admin listener's TLS and token settings.
+    fn admin_security(&self) -> AdminSecurity {
+        AdminSecurity {
+            tls: self.admin_ssl_enabled.unwrap_or(false),
+            keystore_location: self.admin_ssl_keystore_location.clone(),
+            key_location: self.admin_ssl_keystore_key_location.clone(),
+            token: self.admin_token.clone().map(|t| Secret(t.0)),
+            token_file: self.admin_token_file.clone(),
+            metrics_public: self.admin_metrics_public.unwrap_or(false),
+        }
+    }
+
     /// The SASL part of the config (`d`: the defaults).
     fn sasl_settings(&self, d: SaslSettings) -> SaslSettings {
         let s = self.clone();
@@ -1163,6 +1221,7 @@ impl Settings {
                 .sasl_server_max_receive_size
                 .unwrap_or(d.server_max_receive_size),
             bootstrap_user: s.sasl_bootstrap_user.map(|u| Secret(u.0)),
+            bootstrap_user_file: s.sasl_bootstrap_user_file,
             oauthbearer_jwks_endpoint_url: s.sasl_oauthbearer_jwks_endpoint_url,
             oauthbearer_jwks_endpoint_refresh_ms: s
                 .sasl_oauthbearer_jwks_endpoint_refresh_ms

@@ -296,6 +296,66 @@ impl Default for SslConfig {
     }
 }
 
+/// The admin HTTP listener's security (Redpanda's `admin_api_tls` and
+/// `admin_api_require_auth`): HTTPS with the broker's certificate or its own, and bearer
+/// tokens required for everything but the health endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminSecurity {
+    /// `admin_ssl_enabled`: serve HTTPS only.
+    pub tls: bool,
+    /// `admin_ssl_keystore_location`: PEM certificate chain (and key, unless
+    /// `key_location`) of the admin listener; `None` uses `ssl.keystore.location`'s.
+    pub keystore_location: Option<PathBuf>,
+    /// `admin_ssl_keystore_key_location`: its private key in its own file.
+    pub key_location: Option<PathBuf>,
+    /// `admin_token`: a token that lets requests through (`Authorization: Bearer ...`).
+    pub token: Option<super::Secret>,
+    /// `admin_token_file`: tokens, one per line, re-read when the file changes.
+    pub token_file: Option<PathBuf>,
+    /// `admin_metrics_public`: `/metrics` needs no token (for scrapers that cannot send one).
+    pub metrics_public: bool,
+}
+
+impl AdminSecurity {
+    /// The TLS settings of the admin listener: its own certificate files when set, else the
+    /// broker's; never client certificates (clients prove themselves with a token).
+    pub fn ssl(&self, broker: &SslConfig) -> SslConfig {
+        let (keystore_location, key_location) = match &self.keystore_location {
+            Some(own) => (Some(own.clone()), self.key_location.clone()),
+            None => (broker.keystore_location.clone(), broker.key_location.clone()),
+        };
+        let client_auth = ClientAuth::None;
+        SslConfig { keystore_location, key_location, client_auth, ..broker.clone() }
+    }
+
+    /// Whether requests need a token.
+    pub fn requires_token(&self) -> bool {
+        self.token.is_some() || self.token_file.is_some()
+    }
+
+    /// Checks the settings: `(key, reason)` of the first wrong one.
+    pub fn validate(&self, broker: &SslConfig) -> Result<(), (&'static str, String)> {
+        if self.tls && self.ssl(broker).keystore_location.is_none() {
+            let reason = "admin-ssl-enabled needs admin-ssl-keystore-location or \
+                          ssl-keystore-location";
+            return Err(("admin-ssl-keystore-location", reason.into()));
+        }
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(("admin-token", "give admin-token or admin-token-file, not both".into()));
+        }
+        if let Some(super::Secret(token)) = &self.token {
+            if token.len() < ADMIN_TOKEN_BYTES_MIN || token.chars().any(char::is_whitespace) {
+                let reason = format!("must be at least {ADMIN_TOKEN_BYTES_MIN} bytes, no spaces");
+                return Err(("admin-token", reason));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shortest admin token accepted (`security::admin_auth` checks the token file's too).
+pub const ADMIN_TOKEN_BYTES_MIN: usize = 16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +383,29 @@ mod tests {
             build_listeners("SSL://127.0.0.1:1,SASL_PLAINTEXT://127.0.0.1:2", None, None).unwrap();
         assert_eq!(listeners[0].protocol, SecurityProtocol::Ssl);
         assert_eq!(listeners[1].protocol, SecurityProtocol::SaslPlaintext);
+    }
+
+    #[test]
+    fn the_admin_listener_uses_its_own_certificate_or_the_brokers_without_client_auth() {
+        let broker = SslConfig {
+            keystore_location: Some("broker.pem".into()),
+            key_location: Some("broker.key".into()),
+            client_auth: ClientAuth::Required,
+            ..SslConfig::default()
+        };
+        let shared = AdminSecurity { tls: true, ..AdminSecurity::default() };
+        assert_eq!(shared.ssl(&broker).key_location, Some("broker.key".into()));
+        assert_eq!(shared.ssl(&broker).client_auth, ClientAuth::None);
+        let own = AdminSecurity { keystore_location: Some("admin.pem".into()), ..shared.clone() };
+        assert_eq!(own.ssl(&broker).keystore_location, Some("admin.pem".into()));
+        assert_eq!(own.ssl(&broker).key_location, None, "the key is in admin.pem");
+        assert!(shared.validate(&broker).is_ok());
+        assert_eq!(
+            shared.validate(&SslConfig::default()).unwrap_err().0,
+            "admin-ssl-keystore-location"
+        );
+        let short = AdminSecurity { token: Some(super::super::Secret("short".into())), ..own };
+        assert_eq!(short.validate(&broker).unwrap_err().0, "admin-token");
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //! | `principal_mapping` | ssl.principal.mapping.rules: certificate subject → principal     |
 //! | `sasl`          | SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines   |
 //! | `client`        | the tools' side: TLS and SASL settings (-X, --command-config)        |
+//! | `admin_auth`    | the admin HTTP listener's bearer tokens (constant-time, rotatable)   |
 
 pub mod acl;
+pub mod admin_auth;
 pub mod authorizer;
 pub mod client;
 pub mod listener;

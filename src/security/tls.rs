@@ -292,6 +292,16 @@ pub struct BrokerTls {
     stamps: Mutex<Vec<Stamp>>,
 }
 
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTls")
+            .field("keystore", &self.ssl.keystore_location)
+            .field("truststore", &self.ssl.truststore_location)
+            .field("client_auth", &self.ssl.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BrokerTls {
     /// Loads every file `ssl` names.
     pub fn load(ssl: &SslConfig) -> Result<BrokerTls, TlsError> {
@@ -362,6 +372,38 @@ impl BrokerTls {
         let subject = subject_of(chain.first()?)?;
         self.mapper.map(&subject).map(Principal::user)
     }
+}
+
+/// Why [`accept`] refused a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The TLS handshake failed: not TLS, a protocol error, a missing or untrusted client
+    /// certificate, or the connection closed.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    /// The client's certificate maps to no principal (`ssl.principal.mapping.rules`).
+    #[error("no ssl.principal.mapping.rules rule applies to the client certificate")]
+    NoPrincipal,
+}
+
+/// The server side of a TLS connection, as every SSL and SASL_SSL listener runs it: the
+/// handshake with the configuration current now, then the principal of the client's
+/// certificate (`None` without one). The caller bounds the time it may take. Generic over the
+/// stream so that the fuzz target (`tests/fuzz_tls.rs`) drives this very code from memory.
+pub async fn accept<S>(
+    tls: &BrokerTls,
+    stream: S,
+) -> Result<(futures_rustls::server::TlsStream<S>, Option<Principal>), AcceptError>
+where
+    S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin,
+{
+    let acceptor = futures_rustls::TlsAcceptor::from(tls.server());
+    let stream = acceptor.accept(stream).await.map_err(AcceptError::Handshake)?;
+    let principal = match stream.get_ref().1.peer_certificates() {
+        None => None,
+        Some(chain) => Some(tls.principal_of(chain).ok_or(AcceptError::NoPrincipal)?),
+    };
+    Ok((stream, principal))
 }
 
 /// The client configuration for connections to other brokers: their certificates must

@@ -8,6 +8,16 @@
 //! |                 | 503 before that and while shutting down                            |
 //! | `/v1/status`    | JSON: version, node id, shards, listeners, data dir, uptime, counts |
 //!
+//! Security ([`AdminGuard`], from `config::listener::AdminSecurity`): with
+//! `admin_ssl_enabled` every connection shakes hands with rustls first (the broker's
+//! certificate or the admin listener's own, reloaded as the listeners' are; a plaintext client
+//! is dropped at the handshake, counted as `admin_tls_handshake`). With `admin_token` or
+//! `admin_token_file`, every request but `/health/*` (and `/metrics` when
+//! `admin_metrics_public`) must carry a token ([`crate::security::admin_auth`]); others get
+//! 401 with `WWW-Authenticate: Bearer`, a rate-limited log line and `admin_auth` in
+//! `strata_refusals_total`. Probes need neither the token nor, over TLS, a client
+//! certificate.
+//!
 //! hyper runs over glommio's TCP stream through a small adapter ([`Io`]), as glommio's own
 //! `hyper_compat` example does. hyper parses the requests (malformed ones get 400) and bounds
 //! the buffered head ([`HEAD_BYTES_MAX`]); each connection is cut after
@@ -41,7 +51,11 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::mesh::ShardMsg;
 use super::shard::Shard;
+use super::transport::TLS_HANDSHAKE_TIMEOUT;
+use crate::config::BrokerConfig;
 use crate::metrics::{self, NodeInfo};
+use crate::security::admin_auth::{AdminAuth, Verdict};
+use crate::security::tls::BrokerTls;
 
 /// Largest request head (request line and headers) hyper buffers (its floor is 8 KiB).
 const HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -90,7 +104,46 @@ impl Health {
     }
 }
 
-/// hyper's I/O traits over a futures-io stream (glommio's `TcpStream`).
+/// The admin listener's TLS and tokens, loaded once at start-up (files that do not load stop
+/// start-up, naming the file); the reload thread keeps both current.
+#[derive(Clone, Default)]
+pub struct AdminGuard {
+    /// The HTTPS configuration, with `admin_ssl_enabled`.
+    pub tls: Option<Arc<BrokerTls>>,
+    /// The tokens, with `admin_token` or `admin_token_file`.
+    pub auth: Option<Arc<AdminAuth>>,
+    /// `/metrics` answers without a token.
+    pub metrics_public: bool,
+}
+
+impl AdminGuard {
+    /// Loads what `config.admin_security` names.
+    pub fn load(config: &BrokerConfig) -> anyhow::Result<AdminGuard> {
+        let security = &config.admin_security;
+        let tls = if security.tls && config.admin_listen.is_some() {
+            let ssl = security.ssl(&config.ssl);
+            let tls = BrokerTls::load(&ssl).map_err(|e| anyhow::anyhow!("admin TLS: {e}"))?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
+        let token = security.token.as_ref().map(|t| t.0.as_str());
+        let auth = AdminAuth::load(token, security.token_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("admin token: {e}"))?
+            .map(Arc::new);
+        let open = config.admin_listen.filter(|a| !a.ip().is_loopback() && auth.is_none());
+        if let Some(address) = open {
+            tracing::warn!(
+                %address,
+                "the admin listener is reachable from other hosts and needs no token: set \
+                 admin-token-file (or admin-token)"
+            );
+        }
+        Ok(AdminGuard { tls, auth, metrics_public: security.metrics_public })
+    }
+}
+
+/// hyper's I/O traits over a futures-io stream (glommio's `TcpStream`, or rustls over it).
 struct Io<S>(S);
 
 impl<S: AsyncRead + Unpin> hyper::rt::Read for Io<S> {
@@ -143,6 +196,7 @@ struct Admin {
     max: usize,
     per_ip_max: usize,
     idle: Duration,
+    guard: AdminGuard,
 }
 
 /// One open admin connection, as the accept loop sees it.
@@ -219,10 +273,48 @@ impl Admin {
     fn forget(&self, conn: &Rc<AdminConn>) {
         self.open.borrow_mut().retain(|c| !Rc::ptr_eq(c, conn));
     }
+
+    /// Paths anyone may read: the probes', and `/metrics` when made public.
+    fn is_public(&self, path: &str) -> bool {
+        matches!(path, "/health/live" | "/health/ready")
+            || (path == "/metrics" && self.guard.metrics_public)
+    }
+
+    /// The 401 answer to a request that needs a token and has none that matches; `None`
+    /// lets it through.
+    fn refuse(
+        &self,
+        ip: IpAddr,
+        path: &str,
+        headers: &hyper::HeaderMap,
+    ) -> Option<Response<Full<Bytes>>> {
+        let auth = self.guard.auth.as_ref()?;
+        if self.is_public(path) {
+            return None;
+        }
+        let header = headers.get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let (challenge, why) = match auth.check(header) {
+            Verdict::Allowed => return None,
+            Verdict::Missing => ("Bearer realm=\"strata-admin\"", "no token"),
+            Verdict::Invalid => {
+                ("Bearer realm=\"strata-admin\", error=\"invalid_token\"", "a wrong token")
+            }
+        };
+        crate::refused!(WARN, "admin_auth", %ip, path, "admin request with {why} refused");
+        let mut response = reply(StatusCode::UNAUTHORIZED, TEXT, "a bearer token is required\n");
+        let challenge = hyper::header::HeaderValue::from_static(challenge);
+        response.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, challenge);
+        Some(response)
+    }
 }
 
 /// Serves the admin listener until the task is dropped (shard 0 shutting down).
-pub async fn serve(shard: Rc<Shard>, health: Arc<Health>, listener: TcpListener) {
+pub async fn serve(
+    shard: Rc<Shard>,
+    health: Arc<Health>,
+    listener: TcpListener,
+    guard: AdminGuard,
+) {
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let config = shard.config.clone();
     let admin = Rc::new(Admin {
@@ -233,6 +325,7 @@ pub async fn serve(shard: Rc<Shard>, health: Arc<Health>, listener: TcpListener)
         max: config.admin_max_connections,
         per_ip_max: config.admin_max_connections_per_ip,
         idle: Duration::from_millis(config.admin_idle_timeout_ms),
+        guard,
     });
     loop {
         let stream = match listener.accept().await {
@@ -271,11 +364,54 @@ pub async fn serve(shard: Rc<Shard>, health: Arc<Health>, listener: TcpListener)
 }
 
 async fn connection(admin: &Rc<Admin>, conn: &Rc<AdminConn>, stream: TcpStream) {
+    match admin.guard.tls.clone() {
+        None => serve_http(admin, conn, stream).await,
+        Some(tls) => {
+            if let Some(stream) = handshake(admin, conn, stream, &tls).await {
+                serve_http(admin, conn, stream).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake of an admin connection, bounded by [`TLS_HANDSHAKE_TIMEOUT`] and the
+/// idle timeout; `None` (logged and counted) when it fails.
+async fn handshake(
+    admin: &Admin,
+    conn: &AdminConn,
+    stream: TcpStream,
+    tls: &BrokerTls,
+) -> Option<futures_rustls::server::TlsStream<TcpStream>> {
+    use futures::future::{select, Either};
+    let accept = crate::security::tls::accept(tls, stream);
+    let timer = glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT.min(admin.idle));
+    let evicted = conn.evicted();
+    futures::pin_mut!(accept, timer, evicted);
+    let ip = conn.ip;
+    match select(accept, select(timer, evicted)).await {
+        Either::Left((Ok((stream, _no_client_certificates)), _)) => Some(stream),
+        Either::Left((Err(e), _)) => {
+            crate::refused!(WARN, "admin_tls_handshake", %ip, "admin listener: {e}");
+            None
+        }
+        Either::Right((Either::Left(_), _)) => {
+            let why = "admin TLS handshake timed out";
+            crate::refused!(WARN, "admin_tls_handshake_timeout", %ip, "{why}");
+            None
+        }
+        Either::Right((Either::Right(_), _)) => None,
+    }
+}
+
+async fn serve_http<S>(admin: &Rc<Admin>, conn: &Rc<AdminConn>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| {
         let (admin, conn) = (admin.clone(), conn.clone());
         async move {
             conn.busy.set(true);
-            let response = route(&admin, request).await;
+            let response = route(&admin, conn.ip, request).await;
             conn.busy.set(false);
             conn.since.set(Instant::now());
             Ok::<_, Infallible>(response)
@@ -312,8 +448,12 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 async fn route(
     admin: &Rc<Admin>,
+    ip: IpAddr,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
+    if let Some(refusal) = admin.refuse(ip, request.uri().path(), request.headers()) {
+        return refusal;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n");
     }

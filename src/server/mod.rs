@@ -55,9 +55,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
     config.validate()?;
+    config.sasl.read_bootstrap_user_file()?;
     // A JWKS file that cannot be read or parsed stops start-up here, naming the file.
     handlers::sasl::load_config(&config.sasl).map_err(|e| anyhow::anyhow!("SASL settings: {e}"))?;
-    let tls = start_tls(&config)?;
+    let tls = load_tls(&config)?;
+    let controller_tls = load_controller_tls(&config)?;
+    let admin_guard = admin_http::AdminGuard::load(&config)?;
+    start_reloads(&config, &tls, &controller_tls, &admin_guard)?;
     // glommio opens directories with no base fd, so a relative path fails with EBADF.
     config.data_dir = std::path::absolute(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
@@ -68,7 +72,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     resolve_memory_budget(&mut config, count);
     let mesh: MeshBuilder<Envelope, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
     let admin = bind_admin(&config)?;
-    let (quorum, updates) = match start_controller(&config)? {
+    let (quorum, updates) = match start_controller(&config, controller_tls)? {
         Some(started) => (Some(started.handle), Some(started.updates)),
         None => (None, None),
     };
@@ -100,6 +104,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
             tls: tls.clone(),
             health: health.clone(),
             admin,
+            admin_guard: admin_guard.clone(),
             stop,
             quorum: quorum.clone(),
             updates,
@@ -120,16 +125,71 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Loads the TLS certificates when a listener uses TLS (a bad file fails start-up), and
-/// starts the thread that reloads them when they change or on SIGHUP.
-fn start_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<BrokerTls>>> {
+/// Loads the TLS certificates when a listener uses TLS (a bad file fails start-up).
+fn load_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<BrokerTls>>> {
     if !config.listeners.iter().any(|l| l.protocol.uses_tls()) {
         return Ok(None);
     }
-    let tls = Arc::new(BrokerTls::load(&config.ssl).map_err(|e| anyhow::anyhow!("TLS: {e}"))?);
+    let tls = BrokerTls::load(&config.ssl).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    Ok(Some(Arc::new(tls)))
+}
+
+/// In a cluster whose inter-broker listener uses TLS, the controller port's TLS: the same
+/// certificates and CA, with client certificates always required (a peer controller is a
+/// broker, and brokers present theirs).
+fn load_controller_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<BrokerTls>>> {
+    if !config.is_clustered() || !config.inter_broker().protocol.uses_tls() {
+        return Ok(None);
+    }
+    let ssl = config::SslConfig {
+        client_auth: config::listener::ClientAuth::Required,
+        ..config.ssl.clone()
+    };
+    let tls = BrokerTls::load(&ssl).map_err(|e| anyhow::anyhow!("controller TLS: {e}"))?;
+    Ok(Some(Arc::new(tls)))
+}
+
+/// One thing the reload thread keeps current: its name in log lines, and how to reload it
+/// (`true`: now, on SIGHUP; `false`: if its files changed). `Ok(true)` when reloaded.
+type Reload = (&'static str, Box<dyn Fn(bool) -> Result<bool, String> + Send>);
+
+fn tls_reload(what: &'static str, tls: &Arc<BrokerTls>) -> Reload {
+    let tls = tls.clone();
+    let reload = move |now: bool| {
+        let result = if now { tls.reload().map(|()| true) } else { tls.reload_if_changed() };
+        result.map_err(|e| e.to_string())
+    };
+    (what, Box::new(reload))
+}
+
+/// Starts the thread that reloads certificates and admin tokens when their files change
+/// (every `ssl_reload_check_ms`) or on SIGHUP, if there is anything to reload.
+fn start_reloads(
+    config: &BrokerConfig,
+    tls: &Option<Arc<BrokerTls>>,
+    controller_tls: &Option<Arc<BrokerTls>>,
+    admin: &admin_http::AdminGuard,
+) -> anyhow::Result<()> {
+    let mut reloads: Vec<Reload> = Vec::new();
+    if let Some(tls) = tls {
+        reloads.push(tls_reload("TLS certificates", tls));
+    }
+    if let Some(tls) = controller_tls {
+        reloads.push(tls_reload("controller TLS certificates", tls));
+    }
+    if let Some(tls) = &admin.tls {
+        reloads.push(tls_reload("admin TLS certificates", tls));
+    }
+    if let Some(auth) = admin.auth.clone() {
+        let reload = move |now: bool| if now { auth.reload() } else { auth.reload_if_changed() };
+        reloads.push(("admin tokens", Box::new(reload)));
+    }
+    if reloads.is_empty() {
+        return Ok(());
+    }
     let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
-    let (reloading, check_ms) = (tls.clone(), config.ssl.reload_check_ms);
+    let check_ms = config.ssl.reload_check_ms;
     std::thread::Builder::new().name("strata-tls-reload".into()).spawn(move || {
         let tick = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
@@ -142,19 +202,16 @@ fn start_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<BrokerTls>>> {
                 continue;
             }
             waited = Duration::ZERO;
-            let result = if signalled {
-                reloading.reload().map(|()| true)
-            } else {
-                reloading.reload_if_changed()
-            };
-            match result {
-                Ok(true) => tracing::info!("TLS certificates reloaded; new connections use them"),
-                Ok(false) => {}
-                Err(e) => tracing::error!("TLS certificates not reloaded, the old ones stay: {e}"),
+            for (what, reload) in &reloads {
+                match reload(signalled) {
+                    Ok(true) => tracing::info!("{what} reloaded; new connections use them"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("{what} not reloaded, the old ones stay: {e}"),
+                }
             }
         }
     })?;
-    Ok(Some(tls))
+    Ok(())
 }
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -244,7 +301,10 @@ fn bind_admin(config: &BrokerConfig) -> anyhow::Result<Option<std::net::TcpListe
 
 /// In a cluster, binds the controller listener (here, so a busy port fails start-up with a
 /// message naming the setting) and starts the controller thread.
-fn start_controller(config: &BrokerConfig) -> anyhow::Result<Option<quorum::Started>> {
+fn start_controller(
+    config: &BrokerConfig,
+    tls: Option<Arc<BrokerTls>>,
+) -> anyhow::Result<Option<quorum::Started>> {
     let Some(address) = config.controller_listen.filter(|_| config.is_clustered()) else {
         return Ok(None);
     };
@@ -256,9 +316,10 @@ fn start_controller(config: &BrokerConfig) -> anyhow::Result<Option<quorum::Star
         controller = %address,
         voters = config.controller_voters.len(),
         role = if config.is_voter() { "voter" } else { "observer" },
+        transport = if tls.is_some() { "mTLS" } else { "TCP" },
         "starting the controller"
     );
-    Ok(Some(quorum::start(config, listener)?))
+    Ok(Some(quorum::start(config, listener, tls)?))
 }
 
 fn admin_address(admin: &Option<std::net::TcpListener>) -> String {
@@ -335,6 +396,8 @@ struct ShardStart {
     health: Arc<Health>,
     /// The admin listener, for shard 0 when enabled.
     admin: Option<std::net::TcpListener>,
+    /// Its TLS and tokens.
+    admin_guard: admin_http::AdminGuard,
     stop: Option<oneshot::Receiver<()>>,
     /// The controller quorum, in a cluster.
     quorum: Option<quorum::QuorumHandle>,
@@ -347,7 +410,8 @@ struct ShardStart {
 type Updates = futures::channel::mpsc::UnboundedReceiver<Arc<ClusterMetadata>>;
 
 async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> anyhow::Result<()> {
-    let ShardStart { config, tls, health, admin, stop, quorum, updates, limits } = start;
+    let ShardStart { config, tls, health, admin, admin_guard, stop, quorum, updates, limits } =
+        start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
@@ -372,7 +436,8 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     }
     let admin_address = admin_address(&admin);
     if let Some(listener) = admin {
-        let serving = admin_http::serve(shard.clone(), health.clone(), into_glommio(listener));
+        let listener = into_glommio(listener);
+        let serving = admin_http::serve(shard.clone(), health.clone(), listener, admin_guard);
         glommio::spawn_local(serving).detach();
     }
     let stop = async move {

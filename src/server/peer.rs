@@ -189,6 +189,8 @@ impl PeerConnection {
             .map_err(protocol_error)?;
         let io = |source| PeerError::Io { context: "sending a request", source };
         self.stream.write_all(&frame).await.map_err(io)?;
+        // TLS may keep the end of the frame in its buffer when the socket is full.
+        self.stream.flush().await.map_err(io)?;
         let response = self.read_frame().await?;
         protocol::decode_response(key, version, self.correlation, response).map_err(protocol_error)
     }

@@ -19,7 +19,7 @@ use super::connection;
 use super::session::Session;
 use super::shard::Shard;
 use crate::config::Listener;
-use crate::security::tls::BrokerTls;
+use crate::security::tls::{self, AcceptError, BrokerTls};
 use crate::security::SecurityProtocol;
 
 /// Longest a TLS handshake may take before the connection is closed.
@@ -61,28 +61,26 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, on: &A
 /// The TLS half of [`serve`]: handshake (bounded), principal, then the Kafka protocol.
 async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, session: Rc<Session>, tls: &BrokerTls) {
     let peer = session.peer;
-    let acceptor = futures_rustls::TlsAcceptor::from(tls.server());
-    let handshake = acceptor.accept(stream);
+    let handshake = tls::accept(tls, stream);
     let timer = glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT);
     futures::pin_mut!(handshake, timer);
     let stream = match futures::future::select(handshake, timer).await {
-        futures::future::Either::Left((Ok(stream), _)) => stream,
+        futures::future::Either::Left((Ok((stream, principal)), _)) => {
+            if let Some(principal) = principal {
+                session.set_principal(principal);
+            }
+            stream
+        }
+        futures::future::Either::Left((Err(e @ AcceptError::NoPrincipal), _)) => {
+            return crate::refused!(WARN, "tls_principal", %peer, "{e}");
+        }
         futures::future::Either::Left((Err(e), _)) => {
-            return crate::refused!(WARN, "tls_handshake", %peer, "TLS handshake failed: {e}");
+            return crate::refused!(WARN, "tls_handshake", %peer, "{e}");
         }
         futures::future::Either::Right(_) => {
             return crate::refused!(WARN, "tls_handshake_timeout", %peer, "TLS handshake timed out");
         }
     };
-    if let Some(chain) = stream.get_ref().1.peer_certificates() {
-        match tls.principal_of(chain) {
-            Some(principal) => session.set_principal(principal),
-            None => {
-                return crate::refused!(WARN, "tls_principal", %peer,
-                    "no ssl.principal.mapping.rules rule applies to the client certificate");
-            }
-        }
-    }
     tracing::debug!(%peer, principal = %session.principal(), "TLS connection");
     connection::serve(shard, stream, session).await;
 }

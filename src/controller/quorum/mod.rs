@@ -9,8 +9,11 @@
 //! Controllers talk over their own TCP port (`controller_listen`, like KRaft's 9093) with
 //! JSON frames ([`net`]); every connection proves both ends know the cluster secret first
 //! ([`transport`]), and a peer that does not is refused (`controller_auth` in
-//! `strata_refusals_total`, and a rate-limited log line). Raft's log, vote and snapshots live under
-//! `<data>/controller/` ([`store`]), fsynced before openraft is told they are durable.
+//! `strata_refusals_total`, and a rate-limited log line). When the inter-broker listener uses
+//! TLS the controller port does too, with client certificates required: a peer must present
+//! a certificate of the cluster's CA before the secret is even asked for. Raft's log, vote
+//! and snapshots live under `<data>/controller/` ([`store`]), fsynced before openraft is told
+//! they are durable.
 //!
 //! Shard 0 talks to the controller thread through channels only:
 //! - [`QuorumHandle::propose`] sends a [`Command`]; the thread writes it through Raft (on the
@@ -54,6 +57,7 @@ use tokio::net::TcpListener;
 use crate::config::BrokerConfig;
 use crate::controller::placement::Command;
 use crate::controller::{BrokerMeta, ClusterMetadata, ControlError};
+use crate::security::tls::BrokerTls;
 use net::{Network, Peer, Rpc, RpcReply, WriteReply};
 use transport::Transport;
 
@@ -139,7 +143,13 @@ pub struct Started {
 
 /// Starts the controller thread on `listener` (bound by the caller so that a busy port fails
 /// start-up with a clear message).
-pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::Result<Started> {
+/// `tls`: the controller port's TLS (mutual, with the inter-broker listener's certificates)
+/// when that listener uses TLS; `None` is plain TCP.
+pub fn start(
+    config: &BrokerConfig,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<BrokerTls>>,
+) -> anyhow::Result<Started> {
     let dir = config.data_dir.join(CONTROLLER_DIR);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
@@ -182,7 +192,7 @@ pub fn start(config: &BrokerConfig, listener: std::net::TcpListener) -> anyhow::
         interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         disconnect_timeout: Duration::from_millis(config.broker_disconnect_timeout_ms),
     });
-    let transport = Transport::new(cluster_secret(config)?, config.node_id);
+    let transport = Transport::new(cluster_secret(config)?, config.node_id, tls);
     let node = Node {
         me,
         transport,
@@ -563,6 +573,10 @@ async fn serve(served: Served, listener: TcpListener) {
                         Ok((channel, _)) => serve_peer(served, channel).await,
                         Err(e) if transport::is_auth_error(&e) => {
                             crate::refused!(WARN, "controller_auth", %peer,
+                                "controller connection refused: {e}")
+                        }
+                        Err(e) if transport::is_tls_error(&e) => {
+                            crate::refused!(WARN, "controller_tls", %peer,
                                 "controller connection refused: {e}")
                         }
                         Err(e) => crate::refused!(WARN, "controller_handshake", %peer,

@@ -110,6 +110,9 @@ impl Peer {
             if super::transport::is_auth_error(e) {
                 crate::refused!(WARN, "controller_auth", peer = %self.addr,
                     "controller peer refused: {e}");
+            } else if super::transport::is_tls_error(e) {
+                crate::refused!(WARN, "controller_tls", peer = %self.addr,
+                    "controller peer refused: {e}");
             }
         }
         result

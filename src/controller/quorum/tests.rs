@@ -115,7 +115,7 @@ fn start_voter(
             .collect(),
         ..Default::default()
     };
-    super::start(&config, listener).unwrap()
+    super::start(&config, listener, None).unwrap()
 }
 
 #[test]
