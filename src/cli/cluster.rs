@@ -2,7 +2,7 @@
 //! Kafka protocol (DescribeCluster and Metadata), like `kafka-metadata-quorum.sh` and
 //! `kafka-topics.sh --under-replicated-partitions`; `strata cluster reassign`: partition
 //! moves from a JSON plan, like `kafka-reassign-partitions.sh` (generate, execute, verify,
-//! cancel, list).
+//! cancel, list); `strata cluster config`: dynamic broker configs (see `cluster_config`).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -35,6 +35,10 @@ enum ClusterCommand {
     /// `{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,3,4]}]}`.
     #[command(subcommand)]
     Reassign(super::reassign::ReassignCommand),
+    /// Dynamic broker configs, cluster-wide or per broker (like `rpk cluster config` and
+    /// `kafka-configs.sh --entity-type brokers`).
+    #[command(subcommand)]
+    Config(super::cluster_config::ConfigCommand),
 }
 
 /// Runs `strata cluster ...`.
@@ -48,6 +52,9 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::Info => info(&mut client, args.output),
         ClusterCommand::Reassign(command) => {
             super::reassign::run(&mut client, command, args.output)
+        }
+        ClusterCommand::Config(command) => {
+            super::cluster_config::run(&mut client, command, args.output)
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod cluster;
+pub mod cluster_config;
 pub mod consume;
 pub mod group;
 pub mod produce;

@@ -6,7 +6,10 @@ use kafka_protocol::protocol::StrBytes;
 use super::{protocol, Client, ClientError};
 
 /// Kafka's `ConfigResource.Type` of a topic.
-const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's `ConfigResource.Type` of a broker (a node id, or empty for the cluster-wide
+/// dynamic defaults).
+pub const RESOURCE_BROKER: i8 = 4;
 /// How long the broker may take for a topic change.
 const TIMEOUT_MS: i32 = 30_000;
 
@@ -42,8 +45,13 @@ pub struct ConfigValue {
     pub name: String,
     /// Effective value.
     pub value: Option<String>,
-    /// Kafka's source code (1 topic override, 4 static broker config, 5 default).
+    /// Kafka's source code (1 topic override, 2 dynamic per-broker config, 3 dynamic
+    /// cluster-wide default, 4 static broker config, 5 default).
     pub source: i8,
+    /// Cannot be altered at run time.
+    pub read_only: bool,
+    /// A secret (its value is not reported).
+    pub sensitive: bool,
 }
 
 /// An IncrementalAlterConfigs operation.
@@ -139,8 +147,18 @@ impl Client {
 
     /// Every config of a topic with its effective value and source.
     pub fn describe_topic_configs(&mut self, name: &str) -> Result<Vec<ConfigValue>, ClientError> {
+        self.describe_configs(RESOURCE_TOPIC, name)
+    }
+
+    /// Every config of a resource (`RESOURCE_TOPIC` or `RESOURCE_BROKER`) with its effective
+    /// value and source. A broker describes only itself and the cluster-wide defaults (`""`).
+    pub fn describe_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<Vec<ConfigValue>, ClientError> {
         let resource = describe_configs_request::DescribeConfigsResource::default()
-            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_type(resource_type)
             .with_resource_name(s(name))
             .with_configuration_keys(None);
         let req = DescribeConfigsRequest::default().with_resources(vec![resource]);
@@ -158,6 +176,8 @@ impl Client {
                 name: c.name.to_string(),
                 value: c.value.as_ref().map(|v| v.to_string()),
                 source: c.config_source,
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
             })
             .collect())
     }
@@ -167,6 +187,18 @@ impl Client {
         &mut self,
         name: &str,
         changes: &[(AlterOp, String, Option<String>)],
+    ) -> Result<(), ClientError> {
+        self.alter_configs(RESOURCE_TOPIC, name, changes, false)
+    }
+
+    /// IncrementalAlterConfigs on one resource: `(op, name, value)` in order; with
+    /// `validate_only` the broker only checks them.
+    pub fn alter_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        changes: &[(AlterOp, String, Option<String>)],
+        validate_only: bool,
     ) -> Result<(), ClientError> {
         let configs = changes
             .iter()
@@ -178,10 +210,12 @@ impl Client {
             })
             .collect();
         let resource = incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_type(resource_type)
             .with_resource_name(s(name))
             .with_configs(configs);
-        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
+        let req = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![resource])
+            .with_validate_only(validate_only);
         let body = RequestKind::IncrementalAlterConfigs(req);
         let (_, ResponseKind::IncrementalAlterConfigs(r)) =
             self.call(ApiKey::IncrementalAlterConfigs, 1, body)?

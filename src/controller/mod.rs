@@ -15,6 +15,7 @@
 //! snapshot, localized ([`ClusterMetadata::localize`]), and metadata.json is not used.
 
 pub mod access;
+pub mod broker_config;
 pub mod operations;
 pub mod placement;
 pub mod producer_ids;
@@ -192,6 +193,10 @@ pub struct ClusterMetadata {
     /// Client quota overrides, sorted by entity (see [`access`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_quotas: Vec<access::ClientQuota>,
+    /// Dynamic broker configs by resource name (`""`: the cluster-wide default, else a node
+    /// id), each `name → value` (see [`broker_config`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.

@@ -150,6 +150,16 @@ pub enum Command {
         /// The moves.
         moves: Vec<(String, i32, Option<Vec<i32>>)>,
     },
+    /// AlterConfigs / IncrementalAlterConfigs on a BROKER resource: SETs and DELETEs resolved
+    /// by the proposer (see `controller::broker_config`).
+    AlterBrokerConfigs {
+        /// `""` for the cluster-wide default, else a node id.
+        resource: String,
+        /// The changes, in request order.
+        changes: Vec<topic_config::ConfigChange>,
+        /// Drop every value not set by `changes` first (AlterConfigs).
+        replace: bool,
+    },
     /// The controller leader's cluster-wide defaults for topics that do not override them.
     SetClusterDefaults {
         /// `unclean.leader.election.enable`.
@@ -248,6 +258,9 @@ impl ClusterMetadata {
             Command::CreateAcls { rules } => next.create_acls(rules)?,
             Command::DeleteAcls { rules } => next.delete_acls(rules),
             Command::AlterClientQuotas { changes } => next.alter_client_quotas(changes)?,
+            Command::AlterBrokerConfigs { resource, changes, replace } => {
+                next.alter_broker_configs(resource, changes, *replace)?
+            }
             Command::ElectLeaders { partitions, unclean } => {
                 next.elect_leaders(partitions, *unclean)
             }

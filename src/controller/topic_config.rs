@@ -168,7 +168,7 @@ pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), TopicConfi
 
 /// One change asked by AlterConfigs (which sends only `Set`s, and replaces every override)
 /// or IncrementalAlterConfigs (operations 0-3).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigChange {
     /// Set the override.
     Set(String, String),
@@ -264,7 +264,7 @@ pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
         "retention.bytes" => broker.retention_bytes.to_string(),
         "cleanup.policy" => broker.cleanup_policy.clone(),
         "min.insync.replicas" => "1".into(),
-        "unclean.leader.election.enable" => "false".into(),
+        "unclean.leader.election.enable" => broker.unclean_leader_election.to_string(),
         "delete.retention.ms" => broker.delete_retention_ms.to_string(),
         "min.compaction.lag.ms" => broker.min_compaction_lag_ms.to_string(),
         "message.timestamp.before.max.ms" => broker.message_timestamp_before_max_ms.to_string(),

@@ -3,9 +3,11 @@
 //! `max_connections` counts the client connections of the whole broker (one atomic counter
 //! all shards share), so the kernel's SO_REUSEPORT hashing no longer decides who is refused.
 //! `max.connections.per.ip` (with `max.connections.per.ip.overrides`, as Kafka spells them)
-//! counts per client address in a map behind a mutex. Both are touched only when a connection
-//! is accepted or closed, never per request. An admitted connection holds a [`ConnSlot`];
-//! dropping it gives the slot back.
+//! counts per client address in a map behind a mutex (always, so that a limit set at run time
+//! sees the connections already open). Both are touched only when a connection is accepted or
+//! closed, never per request. An admitted connection holds a [`ConnSlot`];
+//! dropping it gives the slot back. Dynamic broker configs change the limits at run time
+//! ([`ConnLimits::set`]): new connections see them at once, open ones are left alone.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,9 +17,9 @@ use std::sync::{Arc, Mutex};
 /// The limits and what they count. See the module docs.
 #[derive(Debug)]
 pub struct ConnLimits {
-    max: usize,
-    per_ip_max: usize,
-    overrides: HashMap<IpAddr, usize>,
+    max: AtomicUsize,
+    per_ip_max: AtomicUsize,
+    overrides: Mutex<HashMap<IpAddr, usize>>,
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -41,12 +43,19 @@ impl ConnLimits {
     /// Limits of `max` connections in all and `per_ip_max` per address, with `overrides`.
     pub fn new(max: usize, per_ip_max: usize, overrides: &[(IpAddr, usize)]) -> Arc<ConnLimits> {
         Arc::new(ConnLimits {
-            max,
-            per_ip_max,
-            overrides: overrides.iter().copied().collect(),
+            max: AtomicUsize::new(max),
+            per_ip_max: AtomicUsize::new(per_ip_max),
+            overrides: Mutex::new(overrides.iter().copied().collect()),
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Changes the limits for connections accepted from now on.
+    pub fn set(&self, max: usize, per_ip_max: usize, overrides: &[(IpAddr, usize)]) {
+        self.max.store(max, Ordering::Relaxed);
+        self.per_ip_max.store(per_ip_max, Ordering::Relaxed);
+        *lock(&self.overrides) = overrides.iter().copied().collect();
     }
 
     /// Connections open on the whole broker.
@@ -55,53 +64,43 @@ impl ConnLimits {
     }
 
     fn limit_for(&self, ip: IpAddr) -> usize {
-        self.overrides.get(&ip).copied().unwrap_or(self.per_ip_max)
-    }
-
-    fn counts_per_ip(&self) -> bool {
-        self.per_ip_max < usize::MAX || !self.overrides.is_empty()
+        let per_ip_max = self.per_ip_max.load(Ordering::Relaxed);
+        lock(&self.overrides).get(&ip).copied().unwrap_or(per_ip_max)
     }
 
     /// Takes a slot for a connection from `ip`, or says which limit refuses it.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, Refusal> {
         let before = self.open.fetch_add(1, Ordering::AcqRel);
-        if before >= self.max {
+        let max = self.max.load(Ordering::Relaxed);
+        if before >= max {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::Broker { limit: self.max });
+            return Err(Refusal::Broker { limit: max });
         }
-        if self.counts_per_ip() {
-            let limit = self.limit_for(ip);
-            let mut per_ip = match self.per_ip.lock() {
-                Ok(map) => map,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let count = per_ip.entry(ip).or_insert(0);
-            if *count >= limit {
-                if *count == 0 {
-                    per_ip.remove(&ip);
-                }
-                drop(per_ip);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refusal::PerIp { limit });
+        let limit = self.limit_for(ip);
+        let mut per_ip = lock(&self.per_ip);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= limit {
+            if *count == 0 {
+                per_ip.remove(&ip);
             }
-            *count += 1;
+            drop(per_ip);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::PerIp { limit });
         }
+        *count += 1;
+        drop(per_ip);
         Ok(ConnSlot { limits: self.clone(), ip })
     }
 
     fn release(&self, ip: IpAddr) {
-        if self.counts_per_ip() {
-            let mut per_ip = match self.per_ip.lock() {
-                Ok(map) => map,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if let Some(count) = per_ip.get_mut(&ip) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    per_ip.remove(&ip);
-                }
+        let mut per_ip = lock(&self.per_ip);
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&ip);
             }
         }
+        drop(per_ip);
         self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -116,6 +115,15 @@ pub struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.limits.release(self.ip);
+    }
+}
+
+/// Locks a map, whether or not a panic poisoned it (the counts stay consistent: each change
+/// is one statement).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -155,5 +163,22 @@ mod tests {
         let zero = ConnLimits::new(100, 0, &[]);
         assert_eq!(zero.admit(ip).unwrap_err(), Refusal::PerIp { limit: 0 });
         assert_eq!(zero.open(), 0);
+    }
+
+    #[test]
+    fn limits_set_at_run_time_count_the_connections_already_open() {
+        let limits = ConnLimits::new(100, usize::MAX, &[]);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let held: Vec<_> = (0..3).map(|_| limits.admit(ip).unwrap()).collect();
+        limits.set(100, 3, &[]);
+        assert_eq!(limits.admit(ip).unwrap_err(), Refusal::PerIp { limit: 3 });
+        limits.set(100, 3, &[(ip, 4)]);
+        let fourth = limits.admit(ip).unwrap();
+        limits.set(4, usize::MAX, &[]);
+        assert_eq!(limits.admit(ip).unwrap_err(), Refusal::Broker { limit: 4 });
+        drop(held);
+        drop(fourth);
+        assert_eq!(limits.open(), 0);
+        assert!(limits.per_ip.lock().unwrap().is_empty());
     }
 }

@@ -214,8 +214,9 @@ pub enum ControlOp {
     },
     /// Cluster mode: a command for the controller as it is (AlterPartition).
     Replicated(Command),
-    /// A change of cluster-wide settings (ACLs, client quotas) that applies the same way on a
-    /// single broker (to metadata.json) and in a cluster (through the controller quorum).
+    /// A change of cluster-wide settings (ACLs, client quotas, dynamic broker configs) that
+    /// applies the same way on a single broker (to metadata.json) and in a cluster (through
+    /// the controller quorum).
     Metadata(Command),
 }
 

@@ -424,6 +424,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     let (ready, is_ready) = oneshot::channel();
     let shard = Rc::new(Shard::new(id, count, config.clone(), senders, ready, quorum));
     shard.init();
+    *shard.conn_limits.borrow_mut() = Some(limits.clone());
     for (_peer, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -61,8 +61,11 @@ pub struct Shard {
     pub id: usize,
     /// Number of shards.
     pub count: usize,
-    /// Broker configuration.
+    /// Broker configuration, as started (flags, environment, file).
     pub config: Arc<BrokerConfig>,
+    /// The effective configuration: `config` with the dynamic broker configs of the current
+    /// metadata applied (see `controller::broker_config`).
+    settings: RefCell<Arc<BrokerConfig>>,
     meta: RefCell<Arc<ClusterMetadata>>,
     logs: RefCell<HashMap<Arc<str>, TopicLogs>>,
     mesh: Senders<Envelope>,
@@ -109,6 +112,8 @@ pub struct Shard {
     open_failed: Cell<bool>,
     /// Held while logs are opened or closed to match the metadata (one at a time, in order).
     applying: Semaphore,
+    /// The broker-wide connection limits, which dynamic broker configs change.
+    pub conn_limits: RefCell<Option<Arc<super::conn_limits::ConnLimits>>>,
 }
 
 fn error_outcome(error: E, message: impl Into<String>) -> ProduceOutcome {
@@ -224,6 +229,7 @@ impl Shard {
         Shard {
             id,
             count,
+            settings: RefCell::new(config.clone()),
             config,
             meta: RefCell::new(Arc::new(ClusterMetadata::default())),
             logs: RefCell::new(HashMap::new()),
@@ -248,6 +254,7 @@ impl Shard {
             space: storage::space::FreeSpace::new(headroom),
             open_failed: Cell::new(false),
             applying: Semaphore::new(1),
+            conn_limits: RefCell::new(None),
         }
     }
 
@@ -260,6 +267,33 @@ impl Shard {
     /// The current metadata snapshot.
     pub fn meta(&self) -> Arc<ClusterMetadata> {
         self.meta.borrow().clone()
+    }
+
+    /// The effective broker configuration: static settings with the dynamic broker configs
+    /// of the current metadata applied.
+    pub fn settings(&self) -> Arc<BrokerConfig> {
+        self.settings.borrow().clone()
+    }
+
+    /// Recomputes the effective configuration when `meta` changes the dynamic broker configs
+    /// (or on the first metadata); true when it did.
+    fn apply_broker_configs(&self, old: &ClusterMetadata, meta: &ClusterMetadata) -> bool {
+        if old.broker_configs == meta.broker_configs {
+            return false;
+        }
+        let settings = controller::broker_config::effective(&self.config, &meta.broker_configs);
+        if self.id == 0 {
+            tracing::info!(configs = ?meta.broker_configs, "dynamic broker configs applied");
+        }
+        if let Some(limits) = self.conn_limits.borrow().as_ref() {
+            limits.set(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+                &settings.max_connections_per_ip_overrides,
+            );
+        }
+        *self.settings.borrow_mut() = Arc::new(settings);
+        true
     }
 
     fn log(&self, topic: &str, partition: i32) -> Option<PartitionLog> {
@@ -410,12 +444,14 @@ impl Shard {
     pub async fn apply_metadata(&self, meta: Arc<ClusterMetadata>) {
         let _applying = self.applying.acquire_permit(1).await;
         let old = self.meta();
+        // Before opening logs: new logs take the new broker defaults.
+        let defaults_changed = self.apply_broker_configs(&old, &meta);
         self.drop_stale_topics(&meta).await;
         self.drop_moved_replicas(&meta).await;
         for topic in meta.topics.values() {
             self.open_topic(topic, meta.local_node.is_none()).await;
             let changed = old.topics.get(&topic.name).map(|t| &t.configs) != Some(&topic.configs);
-            if changed {
+            if changed || defaults_changed {
                 self.reconfigure(topic);
             }
         }
@@ -500,7 +536,7 @@ impl Shard {
     /// cluster, only of those it leads: see `sync_roles`).
     async fn open_topic(&self, topic: &TopicMeta, coordinate: bool) {
         use futures::StreamExt;
-        let config = log_config(&self.config, topic);
+        let config = log_config(&self.settings(), topic);
         let wanted: Vec<usize> = (topic.partitions.iter().enumerate())
             .filter(|(index, p)| {
                 p.shard == self.id && self.log(&topic.name, *index as i32).is_none()
@@ -601,7 +637,7 @@ impl Shard {
     }
 
     fn reconfigure(&self, topic: &TopicMeta) {
-        let config = log_config(&self.config, topic);
+        let config = log_config(&self.settings(), topic);
         if let Some(t) = self.logs.borrow().get(topic.name.as_str()) {
             for owned in t.partitions.iter().flatten() {
                 owned.log.set_config(config.clone());
@@ -634,7 +670,7 @@ impl Shard {
                 (meta.add_partitions(&name, total, shards)?, validate_only)
             }
             ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
-                let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
+                let next = meta.alter_topic_configs(&name, &changes, replace, &self.settings())?;
                 (next, validate_only)
             }
             // SCRAM users apply alike to a single broker's metadata.
@@ -682,7 +718,7 @@ impl Shard {
                 (Command::CreatePartitions { name, total }, validate_only)
             }
             ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
-                let next = meta.alter_topic_configs(&name, &changes, replace, &self.config)?;
+                let next = meta.alter_topic_configs(&name, &changes, replace, &self.settings())?;
                 let configs = next.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default();
                 (Command::SetTopicConfigs { name, configs }, validate_only)
             }
@@ -1146,10 +1182,10 @@ impl Shard {
     /// work yields to the executor often, so produce and fetch stay responsive.
     pub async fn housekeeping(self: Rc<Self>) {
         let interval = std::time::Duration::from_millis(self.config.retention_check_ms);
-        let producer_max_age =
-            i64::try_from(self.config.producer_id_expiration_ms).unwrap_or(i64::MAX);
         loop {
             glommio::timer::sleep(interval).await;
+            let producer_max_age =
+                i64::try_from(self.settings().producer_id_expiration_ms).unwrap_or(i64::MAX);
             for log in self.local_logs() {
                 // A panic (compacting client records, say) skips this log until the next round.
                 let what = format!("housekeeping of {}", log.dir().display());

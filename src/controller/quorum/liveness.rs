@@ -36,7 +36,7 @@ use super::net::{Peer, Rpc, RpcReply};
 use super::store::StateMachine;
 use super::transport::Transport;
 use super::{ControllerRaft, NodeId};
-use crate::controller::placement::Command;
+use crate::controller::placement::{Command, UNCLEAN_LEADER_ELECTION};
 use crate::controller::ClusterMetadata;
 
 /// How long the leader waits for one of its fencing proposals to commit.
@@ -193,8 +193,8 @@ pub struct Context {
     pub transport: Transport,
     /// Whether to propose [`Command::ElectPreferredLeaders`].
     pub auto_leader_rebalance: bool,
-    /// This broker's `unclean.leader.election.enable` default, made the cluster's while it
-    /// leads ([`Command::SetClusterDefaults`]).
+    /// This broker's static `unclean.leader.election.enable` default, made the cluster's while
+    /// it leads ([`Command::SetClusterDefaults`]) unless a dynamic broker config sets it.
     pub unclean_leader_election: bool,
 }
 
@@ -252,8 +252,12 @@ pub async fn run(context: Context) {
 /// preferred leaders.
 fn leader_change(context: &Context) -> Option<Command> {
     let Context { machine, me, liveness, auto_leader_rebalance, .. } = context;
-    let unclean = context.unclean_leader_election;
     machine.with_metadata(|meta| {
+        // A dynamic broker config (this broker's own, else the cluster-wide one) beats the
+        // static setting.
+        let unclean = meta
+            .broker_value(*me, UNCLEAN_LEADER_ELECTION)
+            .map_or(context.unclean_leader_election, |v| v == "true");
         let fencing = liveness.sessions.lock().ok()?.fencing_change(meta, *me);
         let defaults = (meta.unclean_leader_election != unclean)
             .then_some(Command::SetClusterDefaults { unclean_leader_election: unclean });

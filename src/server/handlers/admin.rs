@@ -24,9 +24,12 @@ use kafka_protocol::messages::*;
 use super::str_bytes;
 use super::topic_rules::is_internal;
 use crate::config::BrokerConfig;
+use crate::controller::broker_config::{
+    self, BrokerSetting, Update, SOURCE_DEFAULT, SOURCE_DYNAMIC_DEFAULT, SOURCE_TOPIC,
+};
 use crate::controller::placement::replication_factor;
 use crate::controller::topic_config::{
-    broker_default, broker_default_is_static, broker_synonym, is_list, Kind, TOPIC_CONFIGS,
+    broker_default, broker_synonym, is_list, Kind, TOPIC_CONFIGS,
 };
 use crate::controller::{ControlError, TopicMeta};
 use crate::protocol::ResponseError as E;
@@ -36,14 +39,15 @@ use crate::server::shard::Shard;
 /// Kafka's `ConfigResource.Type` codes.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
 pub(super) const RESOURCE_BROKER: i8 = 4;
-/// Kafka's `DescribeConfigsResponse.ConfigSource` codes.
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's `ConfigDef.Type` codes used here.
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+const TYPE_PASSWORD: i8 = 9;
+
+/// Dynamic broker configs by resource name (see `ClusterMetadata::broker_configs`).
+type BrokerLayers = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
 fn control_error(e: ControlError) -> (i16, Option<String>) {
     (e.code, Some(e.message))
@@ -158,7 +162,7 @@ fn creation_result(
         return result.with_num_partitions(topic.num_partitions).with_replication_factor(factor);
     };
     let configs = (version >= 5).then(|| {
-        config_entries(&shard.config, created)
+        config_entries(shard, created)
             .into_iter()
             .map(|e| {
                 CreatableTopicConfigs::default()
@@ -269,13 +273,15 @@ fn internal_refusal(topic: &str, what: &str) -> Option<String> {
     Some(format!("{topic} is an internal topic of the broker and cannot be {what} by clients"))
 }
 
-/// DescribeConfigs for topics and this broker.
+/// DescribeConfigs for topics, this broker (its node id) and the cluster-wide dynamic
+/// defaults (an empty broker name), as Kafka answers: a broker describes only itself.
 pub fn describe_configs(
     shard: &Rc<Shard>,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
     let meta = shard.meta();
+    let layers = &meta.broker_configs;
     let results = req
         .resources
         .iter()
@@ -283,18 +289,25 @@ pub fn describe_configs(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            let name = resource.resource_name.as_str();
             let entries = match resource.resource_type {
-                RESOURCE_TOPIC => match meta.topics.get(resource.resource_name.as_str()) {
-                    Some(topic) => config_entries(&shard.config, topic),
+                RESOURCE_TOPIC => match meta.topics.get(name) {
+                    Some(topic) => topic_entries(&shard.config, layers, topic),
                     None => return result.with_error_code(E::UnknownTopicOrPartition.code()),
                 },
-                RESOURCE_BROKER
-                    if resource.resource_name.as_str() == shard.config.node_id.to_string()
-                        || resource.resource_name.is_empty() =>
-                {
-                    broker_entries(&shard.config)
+                RESOURCE_BROKER if name == shard.config.node_id.to_string() => {
+                    broker_entries(&shard.config, layers)
                 }
-                RESOURCE_BROKER => return result.with_error_code(E::InvalidRequest.code()),
+                RESOURCE_BROKER if name.is_empty() => default_entries(layers),
+                RESOURCE_BROKER => {
+                    let msg = format!(
+                        "unexpected broker id, expected {} or empty string, but received {name}",
+                        shard.config.node_id
+                    );
+                    return result
+                        .with_error_code(E::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes(&msg)));
+                }
                 _ => {
                     let msg = "only topic and broker resources are supported";
                     return result
@@ -308,7 +321,10 @@ pub fn describe_configs(
             let entries = entries
                 .into_iter()
                 .filter(wanted)
-                .map(|e| with_extras(e, req.include_synonyms, req.include_documentation, version))
+                .map(|e| {
+                    let broker = resource.resource_type == RESOURCE_BROKER;
+                    with_extras(e, broker, req.include_synonyms, req.include_documentation, version)
+                })
                 .collect();
             result.with_configs(entries)
         })
@@ -318,44 +334,68 @@ pub fn describe_configs(
 
 fn with_extras(
     entry: DescribeConfigsResourceResult,
+    broker: bool,
     synonyms: bool,
     documentation: bool,
     version: i16,
 ) -> DescribeConfigsResourceResult {
-    let enforced = TOPIC_CONFIGS.iter().any(|d| d.name == entry.name.as_str() && d.enforced);
-    let doc = if enforced { "enforced by Strata" } else { "stored; not yet enforced by Strata" };
+    let name = entry.name.as_str();
+    let topic = TOPIC_CONFIGS.iter().find(|d| d.name == name).filter(|_| !broker);
+    let doc = match (topic, broker_config::setting(name).filter(|_| broker)) {
+        (Some(d), _) if d.enforced => "enforced by Strata".to_owned(),
+        (Some(_), _) => "stored; not yet enforced by Strata".to_owned(),
+        (None, Some(s)) => match s.update {
+            Update::Dynamic(_) => format!("{} (dynamic: per broker or cluster-wide)", s.doc),
+            Update::ReadOnly(why) => format!("{} (read-only: {why})", s.doc),
+        },
+        (None, None) => String::new(),
+    };
     let kept = if synonyms { entry.synonyms.clone() } else { Vec::new() };
     entry
         .with_synonyms(kept)
-        .with_documentation((documentation && version >= 3).then(|| str_bytes(doc)))
+        .with_documentation((documentation && version >= 3).then(|| str_bytes(&doc)))
+}
+
+fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(value.as_deref().map(str_bytes))
+        .with_source(source)
+}
+
+/// Every topic config of a topic created now (CreateTopics v5+ reports them), with this
+/// shard's view of the broker defaults.
+fn config_entries(shard: &Shard, topic: &TopicMeta) -> Vec<DescribeConfigsResourceResult> {
+    topic_entries(&shard.config, &shard.meta().broker_configs, topic)
 }
 
 /// Every topic config with its effective value, where the value comes from, and its synonyms
-/// in Kafka's precedence order (topic override, configured broker default, built-in default).
-pub(super) fn config_entries(
+/// in Kafka's precedence order: topic override, this broker's dynamic value, the cluster-wide
+/// dynamic default, the static broker setting, the built-in default.
+fn topic_entries(
     broker: &BrokerConfig,
+    layers: &BrokerLayers,
     topic: &TopicMeta,
 ) -> Vec<DescribeConfigsResourceResult> {
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let synonym = |name: &str, value: Option<String>, source: i8| {
-                DescribeConfigsSynonym::default()
-                    .with_name(str_bytes(name))
-                    .with_value(value.as_deref().map(str_bytes))
-                    .with_source(source)
-            };
             let broker_name = broker_synonym(def.name).unwrap_or(def.name);
             let mut synonyms = Vec::new();
             if let Some(v) = topic.configs.get(def.name) {
-                synonyms.push(synonym(def.name, Some(v.clone()), SOURCE_DYNAMIC_TOPIC));
+                synonyms.push(synonym(def.name, Some(v.clone()), SOURCE_TOPIC));
             }
-            if broker_default_is_static(def.name, broker) {
-                let value = broker_default(def.name, broker);
-                synonyms.push(synonym(broker_name, value, SOURCE_STATIC_BROKER));
+            match broker_config::setting(broker_name) {
+                Some(setting) => synonyms.extend(
+                    broker_config::sources(setting, broker, layers)
+                        .into_iter()
+                        .map(|(value, source)| synonym(broker_name, value, source)),
+                ),
+                None => {
+                    let builtin = broker_default(def.name, &BrokerConfig::default());
+                    synonyms.push(synonym(broker_name, builtin, SOURCE_DEFAULT));
+                }
             }
-            let builtin = broker_default(def.name, &BrokerConfig::default());
-            synonyms.push(synonym(broker_name, builtin, SOURCE_DEFAULT));
             let (value, source) = match synonyms.first() {
                 Some(first) => (first.value.clone(), first.source),
                 None => (None, SOURCE_DEFAULT),
@@ -375,32 +415,92 @@ pub(super) fn config_entries(
         .collect()
 }
 
-fn broker_entries(broker: &BrokerConfig) -> Vec<DescribeConfigsResourceResult> {
-    let entries = [
-        ("auto.create.topics.enable", broker.auto_create_topics.to_string()),
-        ("num.partitions", broker.default_partitions.to_string()),
-        ("message.max.bytes", broker.max_message_bytes.to_string()),
-        ("socket.request.max.bytes", broker.max_request_bytes.to_string()),
-        ("log.segment.bytes", broker.segment_bytes.to_string()),
-        ("log.retention.ms", broker.retention_ms.to_string()),
-        ("log.retention.bytes", broker.retention_bytes.to_string()),
-        ("log.cleanup.policy", broker.cleanup_policy.clone()),
-        ("log.cleaner.delete.retention.ms", broker.delete_retention_ms.to_string()),
-        ("log.cleaner.min.compaction.lag.ms", broker.min_compaction_lag_ms.to_string()),
-        ("log.retention.check.interval.ms", broker.retention_check_ms.to_string()),
-        ("transactional.id.expiration.ms", broker.transactional_id_expiration_ms.to_string()),
-        ("producer.id.expiration.ms", broker.producer_id_expiration_ms.to_string()),
-        ("log.dirs", broker.data_dir.display().to_string()),
-        ("node.id", broker.node_id.to_string()),
-    ];
-    entries
+fn config_type(setting: &BrokerSetting, value: Option<&str>) -> i8 {
+    if setting.sensitive {
+        return TYPE_PASSWORD;
+    }
+    if broker_config::is_list(setting.name) {
+        return TYPE_LIST;
+    }
+    match value {
+        Some("true" | "false") => TYPE_BOOLEAN,
+        Some(v) if v.parse::<i64>().is_ok() => TYPE_LONG,
+        _ => TYPE_STRING,
+    }
+}
+
+/// One broker setting as DescribeConfigs reports it (a sensitive one without its values).
+fn broker_entry(
+    setting: &BrokerSetting,
+    synonyms: Vec<(Option<String>, i8)>,
+) -> DescribeConfigsResourceResult {
+    let hide = |v: Option<String>| if setting.sensitive { None } else { v };
+    let (value, source) = match synonyms.first() {
+        Some((value, source)) => (value.clone(), *source),
+        None => (None, SOURCE_DEFAULT),
+    };
+    let config_type = config_type(setting, value.as_deref());
+    let synonyms = synonyms
         .into_iter()
-        .map(|(name, value)| {
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(&value)))
-                .with_read_only(true)
-                .with_config_source(SOURCE_STATIC_BROKER)
+        .map(|(value, source)| synonym(setting.name, hide(value), source))
+        .collect();
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(setting.name))
+        .with_value(hide(value).as_deref().map(str_bytes))
+        .with_read_only(!setting.is_dynamic())
+        .with_is_sensitive(setting.sensitive)
+        .with_config_source(source)
+        .with_config_type(config_type)
+        .with_synonyms(synonyms)
+}
+
+/// Every setting of this broker: its effective value and where it comes from.
+fn broker_entries(
+    broker: &BrokerConfig,
+    layers: &BrokerLayers,
+) -> Vec<DescribeConfigsResourceResult> {
+    broker_config::SETTINGS
+        .iter()
+        .map(|setting| broker_entry(setting, broker_config::sources(setting, broker, layers)))
+        .collect()
+}
+
+/// The cluster-wide dynamic defaults that are set (Kafka reports only those for an empty
+/// broker name).
+fn default_entries(layers: &BrokerLayers) -> Vec<DescribeConfigsResourceResult> {
+    let Some(defaults) = layers.get("") else { return Vec::new() };
+    defaults
+        .iter()
+        .filter_map(|(name, value)| {
+            let setting = broker_config::setting(name)?;
+            Some(broker_entry(setting, vec![(Some(value.clone()), SOURCE_DYNAMIC_DEFAULT)]))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn secrets_are_sensitive_and_reported_without_a_value() {
+        let broker = BrokerConfig {
+            cluster_secret: Some(Secret("hunter2".into())),
+            ..BrokerConfig::default()
+        };
+        let entries = broker_entries(&broker, &BrokerLayers::new());
+        let secret = entries.iter().find(|e| e.name.as_str() == "cluster.secret").unwrap();
+        assert!(secret.is_sensitive);
+        assert!(secret.read_only);
+        assert_eq!(secret.value, None);
+        assert_eq!(secret.config_source, broker_config::SOURCE_STATIC_BROKER);
+        assert!(secret.synonyms.iter().all(|s| s.value.is_none()));
+        assert_eq!(secret.config_type, TYPE_PASSWORD);
+        let retention = entries.iter().find(|e| e.name.as_str() == "log.retention.ms").unwrap();
+        assert!(!retention.is_sensitive);
+        assert!(!retention.read_only);
+        assert_eq!(retention.config_source, SOURCE_DEFAULT);
+        assert_eq!(entries.len(), broker_config::SETTINGS.len());
+    }
 }

@@ -1,6 +1,10 @@
 //! AlterConfigs and IncrementalAlterConfigs: topic config overrides, validated and persisted
-//! by shard 0 (a [`ControlOp::AlterConfigs`]), applied to the live logs of every shard.
-//! Broker configs are static (flags, environment, `--config` file) and cannot be altered.
+//! by shard 0 (a [`ControlOp::AlterConfigs`]), applied to the live logs of every shard; and
+//! dynamic broker configs (a BROKER resource: a node id, or empty for the cluster-wide
+//! default), checked here and stored in the cluster metadata by a
+//! [`Command::AlterBrokerConfigs`] (see `controller::broker_config`), which every shard of
+//! every broker applies when the metadata is published. Settings that cannot change at run
+//! time are refused with INVALID_REQUEST naming why, as Kafka does.
 
 use std::rc::Rc;
 
@@ -11,7 +15,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
-use crate::controller::ConfigChange;
+use crate::controller::placement::Command;
+use crate::controller::{broker_config, ConfigChange};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::ControlOp;
 use crate::server::shard::Shard;
@@ -36,8 +41,7 @@ async fn alter_one(
     match resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
-            let msg = "broker configs are static: set them with `strata serve` flags or --config";
-            return (E::InvalidRequest.code(), Some(msg.into()));
+            return alter_broker(shard, name, changes, replace, validate_only).await;
         }
         _ => return (E::InvalidRequest.code(), Some("only topic configs can be altered".into())),
     }
@@ -51,6 +55,43 @@ async fn alter_one(
             if !validate_only {
                 tracing::info!(topic = %name, "altered topic configs");
             }
+            (0, None)
+        }
+        Err(e) => (e.code, Some(e.message)),
+    }
+}
+
+/// Dynamic broker configs of one resource: resolved and checked here, then stored through
+/// the controller (shard 0: metadata.json alone, or the quorum in a cluster).
+async fn alter_broker(
+    shard: &Rc<Shard>,
+    name: &StrBytes,
+    changes: Result<Vec<ConfigChange>, String>,
+    replace: bool,
+    validate_only: bool,
+) -> Outcome {
+    let changes = match changes {
+        Ok(changes) => changes,
+        Err(message) => return (E::InvalidRequest.code(), Some(message)),
+    };
+    let resource = name.to_string();
+    let meta = shard.meta();
+    let current = meta.broker_layer(&resource);
+    let settings = shard.settings();
+    let resolved = match broker_config::resolve_changes(&resource, current, &changes, &settings) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            crate::refused!(WARN, "broker_config", resource = %resource, "{}", e.message);
+            return (e.code, Some(e.message));
+        }
+    };
+    if validate_only {
+        return (0, None);
+    }
+    let command = Command::AlterBrokerConfigs { resource, changes: resolved, replace };
+    match shard.control(ControlOp::Metadata(command)).await {
+        Ok(()) => {
+            tracing::info!(resource = %name, "altered dynamic broker configs");
             (0, None)
         }
         Err(e) => (e.code, Some(e.message)),

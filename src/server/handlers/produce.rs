@@ -59,6 +59,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
     let demand = Acks { acks, timeout_ms: req.timeout_ms };
     let verdicts = verify_transactional(shard, &req).await;
     let meta = shard.meta();
+    let settings = shard.settings();
     let now_ms = crate::storage::now_ms();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
     let mut remote: Vec<Vec<(PartitionRef, Bytes)>> =
@@ -76,7 +77,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
             } else {
                 let admitted = |topic| {
                     let records = p.records.clone().unwrap_or_default();
-                    topic_rules::admit(&shard.config, topic, p.index, &records, version, now_ms)
+                    topic_rules::admit(&settings, topic, p.index, &records, version, now_ms)
                 };
                 let owner = meta.owner(name, p.index);
                 match owner.map(|owner| (owner, meta.topics.get(name).map(admitted))) {
