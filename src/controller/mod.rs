@@ -192,6 +192,11 @@ pub struct ClusterMetadata {
     /// Client quota overrides, sorted by entity (see [`access`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_quotas: Vec<access::ClientQuota>,
+    /// Decommissioned brokers (see [`placement::Command::DecommissionBroker`]): their
+    /// replicas move away, they get no new ones, and once they hold none they leave the
+    /// controller's Raft membership, until recommissioned.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub decommissioned: BTreeSet<i32>,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.
