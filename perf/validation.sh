@@ -109,7 +109,8 @@ print("BASE = broker without leader-side record validation, NEW = with it (every
       "compressed batches decompressed while walked). Alternating runs in one invocation: "
       + ", ".join(f"BASE #{r}, NEW #{r}" for r in range(1, rounds + 1)) + " per scenario.\n")
 print(f"- BASE binary: `{base}`\n- NEW binary: `{new}`")
-print(f"- CPU: {sh('lscpu | sed -n s/^Model\\ name:\\ *//p')}, {sh('nproc')} CPUs; broker pinned to CPU 0 "
+MODEL = sh("lscpu | sed -n 's/^Model name: *//p'")
+print(f"- CPU: {MODEL}, {sh('nproc')} CPUs; broker pinned to CPU 0 "
       f"(`--shards 1`), `strata bench` pinned to CPU 1; kernel {sh('uname -r')}")
 print(f"- load average at the end: {sh('cat /proc/loadavg')} (other sessions share this VM: see the spread)\n")
 print("| scenario | BASE msgs/s (runs) | NEW msgs/s (runs) | NEW/BASE (medians) | BASE MB/s | NEW MB/s | ack p50 / p99 / max ms BASE | NEW |")

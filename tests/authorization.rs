@@ -1,20 +1,21 @@
 //! ACL enforcement on every API the broker offers (`handlers::APIS`), over real connections.
 //!
-//! The broker runs the standard authorizer. ACLs are created while `User:ANONYMOUS` is a
-//! super user, then the broker restarts without super users (so the ACLs also survive a
-//! restart). Every connection is `User:ANONYMOUS` (no authentication yet), so the two
-//! "principals" of the table are told apart by host, as Kafka's ACLs allow: connections from
-//! 127.0.0.1 are allowed everything, connections from 127.0.0.2 have no ACL (and an explicit
-//! DENY on topic `t`), except DESCRIBE on topic `public`. For each API, the denied connection
-//! gets the error code Kafka gives, and the allowed one gets no authorization error.
+//! The broker runs the standard authorizer on a SASL_PLAINTEXT listener. The bootstrap user
+//! `admin` (a super user) creates the SCRAM users `alice` and `mallory` and the ACLs, then the
+//! broker restarts without super users (so users and ACLs also survive a restart). The two
+//! principals of the table: `User:alice` is allowed everything, `User:mallory` has no ACL (and
+//! an explicit DENY on topic `t`), except DESCRIBE on topic `public` which `User:*` has. For
+//! each API, mallory gets the error code Kafka gives, and alice gets no authorization error.
+//! The SASL exchange itself is authorized by nothing: its two APIs are sent on connections
+//! that have not logged in. ACLs naming hosts are covered by the authorizer's unit tests.
 
 mod common;
 
-use std::net::IpAddr;
-
+use common::sasl::{alter, handshake, scram_login, upsertion};
 use common::{batch, create_topic, Broker, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use strata::security::sasl::scram::ScramMechanism;
 
 const TOPIC_DENIED: i16 = 29;
 const GROUP_DENIED: i16 = 30;
@@ -30,12 +31,16 @@ fn name(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
-fn allowed_host() -> IpAddr {
-    "127.0.0.1".parse().unwrap()
-}
+const ADMIN: (&str, &str) = ("admin", "admin-secret");
+const ALICE: (&str, &str) = ("alice", "alice-pw");
+const MALLORY: (&str, &str) = ("mallory", "mallory-pw");
 
-fn denied_host() -> IpAddr {
-    "127.0.0.2".parse().unwrap()
+/// A connection logged in as `user` with SCRAM-SHA-256.
+fn login(broker: &Broker, (user, password): (&str, &str)) -> Conn {
+    let mut conn = Conn::connect(broker.addr);
+    let done = scram_login(&mut conn, ScramMechanism::Sha256, user, password);
+    assert_eq!(done.error_code, 0, "{user}: {:?}", done.error_message);
+    conn
 }
 
 /// (resource type, name, pattern type, principal, host, operation, permission)
@@ -48,11 +53,11 @@ const DENY: i8 = 2;
 const LITERAL: i8 = 3;
 
 const ACLS: &[Acl] = &[
-    (2, "*", LITERAL, "User:ANONYMOUS", "127.0.0.1", ALL, ALLOW),
-    (3, "*", LITERAL, "User:ANONYMOUS", "127.0.0.1", ALL, ALLOW),
-    (4, "kafka-cluster", LITERAL, "User:ANONYMOUS", "127.0.0.1", ALL, ALLOW),
-    (5, "*", LITERAL, "User:ANONYMOUS", "127.0.0.1", ALL, ALLOW),
-    (2, "t", LITERAL, "User:ANONYMOUS", "127.0.0.2", ALL, DENY),
+    (2, "*", LITERAL, "User:alice", "*", ALL, ALLOW),
+    (3, "*", LITERAL, "User:alice", "*", ALL, ALLOW),
+    (4, "kafka-cluster", LITERAL, "User:alice", "*", ALL, ALLOW),
+    (5, "*", LITERAL, "User:alice", "*", ALL, ALLOW),
+    (2, "t", LITERAL, "User:mallory", "*", ALL, DENY),
     (2, "public", LITERAL, "User:*", "*", DESCRIBE, ALLOW),
 ];
 
@@ -81,14 +86,18 @@ fn create_acls(conn: &mut Conn, acls: &[Acl]) {
     }
 }
 
-/// A broker with topics `t`, `public`, `doomed`, group offsets and ACLs; restarted without
-/// super users.
+/// A SASL broker with users alice and mallory, topics `t`, `public`, `doomed`, a record in
+/// `t` and the ACLs; restarted without super users.
 fn setup(dir: &std::path::Path) -> Broker {
-    let mut broker = Broker::start(
-        dir,
-        &["--authorizer", "standard", "--super-users", "User:ANONYMOUS", "--shards", "2"],
-    );
-    let mut admin = Conn::connect(broker.addr);
+    let listener = ["--listeners", "SASL_PLAINTEXT://{addr}", "--shards", "2"];
+    let mut first = listener.to_vec();
+    first.extend(["--authorizer", "standard", "--super-users", "User:admin"]);
+    first.extend(["--sasl-bootstrap-user", "admin:admin-secret"]);
+    let mut broker = Broker::start(dir, &first);
+    let mut admin = login(&broker, ADMIN);
+    let users = [ALICE, MALLORY].map(|(u, p)| upsertion(u, ScramMechanism::Sha256, p, 4096));
+    let req = AlterUserScramCredentialsRequest::default().with_upsertions(users.to_vec());
+    assert_eq!(alter(&mut admin, req), vec![("alice".into(), 0), ("mallory".into(), 0)]);
     for topic in ["t", "public", "doomed"] {
         create_topic(&mut admin, topic, 1);
     }
@@ -98,7 +107,8 @@ fn setup(dir: &std::path::Path) -> Broker {
     // A stop waits for open connections (up to the shutdown timeout): close ours first.
     drop(admin);
     broker.stop();
-    let args = ["--authorizer", "standard", "--shards", "2", "--auto-create-topics", "true"];
+    let mut args = listener.to_vec();
+    args.extend(["--authorizer", "standard", "--auto-create-topics", "true"]);
     let args = args.iter().map(|a| a.to_string()).collect();
     let mut broker = Broker::launch(broker.addr, broker.data_dir.clone(), args);
     broker.wait_ready();
@@ -222,6 +232,14 @@ struct Case {
     version: i16,
     body: fn() -> RequestKind,
     denied: Option<i16>,
+}
+
+impl Case {
+    /// SaslHandshake and SaslAuthenticate go to connections that have not logged in (on a
+    /// logged-in one they would start a re-authentication).
+    fn before_login(&self) -> bool {
+        matches!(self.key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+    }
 }
 
 fn group() -> GroupId {
@@ -561,7 +579,7 @@ fn cases() -> Vec<Case> {
             Some(TXN_DENIED),
         ),
         // Idempotence without a transactional id: IDEMPOTENT_WRITE on the cluster, or WRITE
-        // on some topic (KIP-679); the denied host has neither.
+        // on some topic (KIP-679); mallory has neither.
         c(
             ApiKey::InitProducerId,
             4,
@@ -842,14 +860,15 @@ fn cases() -> Vec<Case> {
             || RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
             Some(CLUSTER_DENIED),
         ),
-        // The SASL exchange is authorized by nothing (on this PLAINTEXT listener both hosts get
-        // ILLEGAL_SASL_STATE, as from Kafka); SCRAM users need DESCRIBE / ALTER on the cluster.
+        // The SASL exchange is authorized by nothing (sent before a login: the handshake is
+        // accepted, a malformed SCRAM message after it refused as a failed login); SCRAM users
+        // need DESCRIBE / ALTER on the cluster.
         c(
             ApiKey::SaslHandshake,
             1,
             || {
                 RequestKind::SaslHandshake(
-                    SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+                    SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")),
                 )
             },
             None,
@@ -904,11 +923,11 @@ fn offset_commit() -> RequestKind {
 }
 
 #[test]
-fn every_api_answers_the_denied_host_with_kafkas_error_and_the_allowed_one_without() {
+fn every_api_answers_the_denied_principal_with_kafkas_error_and_the_allowed_one_without() {
     let dir = tempfile::tempdir().unwrap();
     let broker = setup(dir.path());
-    let mut allowed = Conn::connect_from(broker.addr, allowed_host());
-    let mut denied = Conn::connect_from(broker.addr, denied_host());
+    let mut allowed = login(&broker, ALICE);
+    let mut denied = login(&broker, MALLORY);
     let cases = cases();
     let advertised = {
         let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
@@ -923,21 +942,31 @@ fn every_api_answers_the_denied_host_with_kafkas_error_and_the_allowed_one_witho
     }
     for case in &cases {
         let what = format!("{:?} v{}", case.key, case.version);
-        // The denied host first: its attempt must change nothing the allowed one relies on.
+        if case.before_login() {
+            let mut fresh = Conn::connect(broker.addr);
+            if case.key == ApiKey::SaslAuthenticate {
+                // Without a handshake first, the broker closes the connection (as Kafka).
+                assert_eq!(handshake(&mut fresh, "SCRAM-SHA-256", 1).error_code, 0);
+            }
+            let answered = codes(&fresh.call(case.key, case.version, (case.body)()));
+            assert!(!answered.iter().any(|c| AUTH_ERRORS.contains(c)), "{what}: {answered:?}");
+            continue;
+        }
+        // The denied principal first: its attempt must change nothing the allowed one relies on.
         let refused = codes(&denied.call(case.key, case.version, (case.body)()));
         if let Some(expected) = case.denied {
-            assert!(refused.contains(&expected), "{what} from the denied host: {refused:?}");
+            assert!(refused.contains(&expected), "{what} from mallory: {refused:?}");
         }
         let answered = codes(&allowed.call(case.key, case.version, (case.body)()));
         assert!(!answered.iter().any(|c| AUTH_ERRORS.contains(c)), "{what} allowed: {answered:?}");
     }
-    filtered_apis_hide_what_the_host_may_not_see(&mut allowed, &mut denied);
+    filtered_apis_hide_what_the_principal_may_not_see(&mut allowed, &mut denied);
     metadata_hides_denied_topics(&mut allowed, &mut denied);
 }
 
-fn filtered_apis_hide_what_the_host_may_not_see(allowed: &mut Conn, denied: &mut Conn) {
-    // The allowed host committed offsets for group g (OffsetCommit above): ListGroups shows
-    // it to the allowed host only.
+fn filtered_apis_hide_what_the_principal_may_not_see(allowed: &mut Conn, denied: &mut Conn) {
+    // Alice committed offsets for group g (OffsetCommit above): ListGroups shows
+    // it to alice only.
     let list = |conn: &mut Conn| {
         let ResponseKind::ListGroups(r) =
             conn.call(ApiKey::ListGroups, 5, RequestKind::ListGroups(ListGroupsRequest::default()))
@@ -948,7 +977,7 @@ fn filtered_apis_hide_what_the_host_may_not_see(allowed: &mut Conn, denied: &mut
     };
     assert!(list(allowed).contains(&"g".to_owned()));
     assert!(list(denied).is_empty());
-    // InitProducerId("x") above left transactional id x: listed to the allowed host only.
+    // InitProducerId("x") above left transactional id x: listed to alice only.
     let txns = |conn: &mut Conn| {
         let req = ListTransactionsRequest::default().with_duration_filter(-1);
         let ResponseKind::ListTransactions(r) =
@@ -960,7 +989,7 @@ fn filtered_apis_hide_what_the_host_may_not_see(allowed: &mut Conn, denied: &mut
     };
     assert_eq!(txns(allowed), 1);
     assert_eq!(txns(denied), 0);
-    // DescribeCluster's operations: every cluster operation for the allowed host, none for
+    // DescribeCluster's operations: every cluster operation for alice, none for
     // the other (no DESCRIBE on the cluster).
     let ops = |conn: &mut Conn| {
         let req =
@@ -1000,8 +1029,8 @@ fn metadata_hides_denied_topics(allowed: &mut Conn, denied: &mut Conn) {
     let topic_ops = [3, 4, 5, 6, 7, 8, 10, 11].iter().fold(0, |bits, op| bits | (1 << op));
     assert!(seen.iter().all(|(_, ops)| *ops == topic_ops), "{seen:?}");
     assert_eq!(all(denied), vec![("public".to_owned(), 1 << 8)], "only DESCRIBE on public");
-    // Auto-creation needs CREATE: the denied host gets TOPIC_AUTHORIZATION_FAILED and nothing
-    // is created; the allowed host creates the topic.
+    // Auto-creation needs CREATE: mallory gets TOPIC_AUTHORIZATION_FAILED and nothing
+    // is created; alice creates the topic.
     let ask = |conn: &mut Conn, topic: &str| {
         let t = metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic)));
         let req = MetadataRequest::default()
@@ -1023,7 +1052,7 @@ fn metadata_hides_denied_topics(allowed: &mut Conn, denied: &mut Conn) {
 fn acls_survive_a_restart_and_are_listed_filtered_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let broker = setup(dir.path());
-    let mut admin = Conn::connect_from(broker.addr, allowed_host());
+    let mut admin = login(&broker, ALICE);
     let describe = |conn: &mut Conn, principal: Option<&str>| {
         let req = DescribeAclsRequest::default()
             .with_resource_type_filter(1)
@@ -1059,7 +1088,7 @@ fn acls_survive_a_restart_and_are_listed_filtered_and_deleted() {
         panic!()
     };
     assert_eq!(r.error_code, 42, "INVALID_REQUEST");
-    // Deleting the DENY on t gives the denied host... still nothing: t has ACLs, none for it.
+    // Deleting the DENY on t gives mallory... still nothing: t has ACLs, none for it.
     let f = delete_acls_request::DeleteAclsFilter::default()
         .with_resource_type_filter(2)
         .with_resource_name_filter(None)
@@ -1078,9 +1107,9 @@ fn acls_survive_a_restart_and_are_listed_filtered_and_deleted() {
     };
     assert_eq!(r.filter_results[0].matching_acls.len(), 1);
     assert_eq!(describe(&mut admin, None), ACLS.len() - 1);
-    let mut denied = Conn::connect_from(broker.addr, denied_host());
+    let mut denied = login(&broker, MALLORY);
     assert!(codes(&denied.call(ApiKey::Produce, 9, produce())).contains(&TOPIC_DENIED));
-    // An ALLOW for the denied host on t: now it may write.
-    create_acls(&mut admin, &[(2, "t", LITERAL, "User:ANONYMOUS", "127.0.0.2", 4, ALLOW)]);
+    // An ALLOW for mallory on t: now it may write.
+    create_acls(&mut admin, &[(2, "t", LITERAL, "User:mallory", "*", 4, ALLOW)]);
     assert_eq!(codes(&denied.call(ApiKey::Produce, 9, produce())), vec![0]);
 }

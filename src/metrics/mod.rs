@@ -40,6 +40,30 @@ pub fn sasl_authentications() -> (u64, u64) {
     (get(0), get(1))
 }
 
+/// Replication throttling (`leader/follower.replication.throttled.rate`), process-wide, per
+/// side (0 leader, 1 follower): bytes of replicas being added counted against the rate, and
+/// the waits the rate imposed. Touched once per replica fetch of a moving partition.
+static REPLICATION_THROTTLE: [[std::sync::atomic::AtomicU64; 2]; 2] = [
+    [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)],
+    [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)],
+];
+
+/// Counts `bytes` copied under a replication throttle, and whether the rate made the copy
+/// wait first (`strata_replication_throttled_bytes_total`, `..._waits_total`, by side).
+pub fn count_replication_throttle(follower: bool, bytes: u64, waited: bool) {
+    let side = &REPLICATION_THROTTLE[usize::from(follower)];
+    side[0].fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    side[1].fetch_add(u64::from(waited), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Per side (leader, follower): (throttled bytes, waits) so far.
+pub fn replication_throttle() -> [(u64, u64); 2] {
+    let get = |side: usize, i: usize| {
+        REPLICATION_THROTTLE[side][i].load(std::sync::atomic::Ordering::Relaxed)
+    };
+    [(get(0, 0), get(0, 1)), (get(1, 0), get(1, 1))]
+}
+
 /// Upper bounds (µs) of the latency histogram buckets; a last `+Inf` bucket is implied.
 pub const LATENCY_BUCKETS_US: [u64; 17] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,

@@ -166,6 +166,22 @@ impl Scrape {
         let (first, again) = super::sasl_authentications();
         encode_counter(&mut m, &vec![("kind", "authentication".to_owned())], first)?;
         encode_counter(&mut m, &vec![("kind", "reauthentication".to_owned())], again)?;
+        let throttle = super::replication_throttle();
+        let sides = [("side", "leader".to_owned()), ("side", "follower".to_owned())];
+        let help = "Bytes of replicas being added (reassignment) copied under \
+                    leader/follower.replication.throttled.rate, by side.";
+        let name = "strata_replication_throttled_bytes";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (label, (bytes, _)) in sides.iter().zip(throttle) {
+            encode_counter(&mut m, &vec![label.clone()], bytes)?;
+        }
+        let help = "Replica fetches of moving partitions that waited for the replication \
+                    throttle's rate, by side.";
+        let name = "strata_replication_throttle_waits";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (label, (_, waits)) in sides.iter().zip(throttle) {
+            encode_counter(&mut m, &vec![label.clone()], waits)?;
+        }
         Ok(())
     }
 

@@ -153,7 +153,7 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
         // limit is in debt; the others (clients' traffic) are fetched as usual.
         let throttled = throttled_partitions(&shard, &session);
         let debt = match &shard.fetchers.throttle {
-            Some(throttle) if !throttled.is_empty() => throttle.delay(),
+            Some(throttle) if !throttled.is_empty() => throttle.hold(),
             _ => Duration::ZERO,
         };
         if !debt.is_zero() && session.partitions.borrow().len() == throttled.len() {

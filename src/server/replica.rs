@@ -430,16 +430,20 @@ impl Replica {
 /// is charged after it happened, and the next one waits until the debt is paid, so a
 /// throttled copy proceeds at the rate on average without splitting batches.
 pub struct Throttle {
+    /// Which side's limit this is, for the metrics.
+    follower: bool,
     rate: f64,
     available: Cell<f64>,
     last: Cell<Instant>,
 }
 
 impl Throttle {
-    /// A limit of `bytes_per_s` (at least 1), with a burst of one second's worth.
-    pub fn new(bytes_per_s: u64) -> Throttle {
+    /// A limit of `bytes_per_s` (at least 1), with a burst of one second's worth; `follower`
+    /// says which side's limit it is (`follower.` or `leader.replication.throttled.rate`).
+    pub fn new(bytes_per_s: u64, follower: bool) -> Throttle {
         let rate = bytes_per_s.max(1) as f64;
-        Throttle { rate, available: Cell::new(rate), last: Cell::new(Instant::now()) }
+        let (available, last) = (Cell::new(rate), Cell::new(Instant::now()));
+        Throttle { follower, rate, available, last }
     }
 
     fn refill(&self) {
@@ -460,15 +464,25 @@ impl Throttle {
         }
     }
 
+    /// [`Throttle::delay`], counting in the metrics a transfer held back by the rate.
+    pub fn hold(&self) -> Duration {
+        let delay = self.delay();
+        if !delay.is_zero() {
+            crate::metrics::count_replication_throttle(self.follower, 0, true);
+        }
+        delay
+    }
+
     /// Records a transfer of `bytes`.
     pub fn charge(&self, bytes: usize) {
         self.refill();
         self.available.set(self.available.get() - bytes as f64);
+        crate::metrics::count_replication_throttle(self.follower, bytes as u64, false);
     }
 
     /// Waits until the next transfer may go.
     pub async fn wait(&self) {
-        let delay = self.delay();
+        let delay = self.hold();
         if !delay.is_zero() {
             glommio::timer::sleep(delay).await;
         }
@@ -481,7 +495,7 @@ mod throttle_tests {
 
     #[test]
     fn a_transfer_over_the_rate_makes_the_next_wait_in_proportion() {
-        let throttle = Throttle::new(1000);
+        let throttle = Throttle::new(1000, false);
         assert_eq!(throttle.delay(), Duration::ZERO, "a second's burst to start with");
         throttle.charge(1000);
         throttle.charge(2000);

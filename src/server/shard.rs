@@ -216,9 +216,11 @@ impl Shard {
             min_free_percent: config.storage_min_free_percent,
         };
         let budget = config.memory_budget_bytes(None) / count.max(1);
-        let share = |rate: Option<u64>| rate.map(|r| replica::Throttle::new(r / count as u64));
-        let leader_throttle = share(config.leader_replication_throttled_rate);
-        let follower_throttle = share(config.follower_replication_throttled_rate);
+        let share = |rate: Option<u64>, follower: bool| {
+            rate.map(|r| replica::Throttle::new(r / count as u64, follower))
+        };
+        let leader_throttle = share(config.leader_replication_throttled_rate, false);
+        let follower_throttle = share(config.follower_replication_throttled_rate, true);
         Shard {
             id,
             count,

@@ -2,6 +2,7 @@
 //! raw Kafka client (kafka-protocol codecs over a blocking TCP socket) for byte-level checks.
 #![allow(dead_code)]
 
+pub mod sasl;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};

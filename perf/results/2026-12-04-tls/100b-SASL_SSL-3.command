@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-new bench produce --workload perf/workloads/max-rate-1t-16p-100b.yaml --brokers 127.0.0.1:43127 --cores 1 --cpus 1 --duration 12s --warmup 3s -X security.protocol=SASL_SSL -X ssl.ca.location=perf/tmp/tls/ca.pem -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=perf -X sasl.password=perf-secret --report perf/results/2026-12-04-tls/100b-SASL_SSL-3

@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-new bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:49995 --cores 1 --cpus 1 --duration 12s --warmup 3s -X security.protocol=SSL -X ssl.ca.location=perf/tmp/tls/ca.pem --report perf/results/2026-12-04-tls/1kb-SSL-1
