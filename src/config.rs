@@ -342,6 +342,14 @@ pub struct BrokerConfig {
     /// Kafka's `follower.replication.throttled.rate` (bytes/s per broker): what a replica
     /// being added by a reassignment fetches; `None` is unlimited.
     pub follower_replication_throttled_rate: Option<u64>,
+    /// Kafka's `replica.selector.class` set to its rack-aware selector (KIP-392): a leader
+    /// sends a consumer that gives its `client.rack` to an in-sync replica of that rack
+    /// (Fetch's `preferred_read_replica`). Off by default, as in Kafka.
+    pub rack_aware_replica_selector: bool,
+    /// Redpanda's `partition_autobalancing_mode` `continuous`: the controller leader moves
+    /// replicas so that brokers hold as many as one another, give or take one (a broker
+    /// added or recommissioned gets its share). Off by default.
+    pub partition_autobalancing: bool,
     /// SASL settings of SASL listeners (see [`SaslSettings`]).
     pub sasl: SaslSettings,
 }
@@ -561,6 +569,8 @@ impl Default for BrokerConfig {
             broker_rack: None,
             leader_replication_throttled_rate: None,
             follower_replication_throttled_rate: None,
+            rack_aware_replica_selector: false,
+            partition_autobalancing: false,
             sasl: SaslSettings::default(),
         }
     }

@@ -210,6 +210,9 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
             out.extend(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
         }
         K::ListPartitionReassignments(r) => out.push(r.error_code),
+        K::UnregisterBroker(r) => out.push(r.error_code),
+        K::BrokerRegistration(r) => out.push(r.error_code),
+        K::DescribeQuorum(r) => out.push(r.error_code),
         K::SaslHandshake(r) => out.push(r.error_code),
         K::SaslAuthenticate(r) => out.push(r.error_code),
         K::DescribeUserScramCredentials(r) => {
@@ -827,6 +830,34 @@ fn cases() -> Vec<Case> {
                     ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
                 )
             },
+            Some(CLUSTER_DENIED),
+        ),
+        // Decommission / recommission (a single broker refuses both, INVALID_REQUEST, once
+        // authorized) and the controller quorum.
+        c(
+            ApiKey::UnregisterBroker,
+            0,
+            || {
+                RequestKind::UnregisterBroker(
+                    UnregisterBrokerRequest::default().with_broker_id(BrokerId(1)),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::BrokerRegistration,
+            0,
+            || {
+                RequestKind::BrokerRegistration(
+                    BrokerRegistrationRequest::default().with_broker_id(BrokerId(1)),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::DescribeQuorum,
+            1,
+            || RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
             Some(CLUSTER_DENIED),
         ),
         // The SASL exchange is authorized by nothing (sent before a login: the handshake is

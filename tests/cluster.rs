@@ -88,7 +88,16 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
         assert_eq!(got, vec![(0, b"k".to_vec(), value.into_bytes())]);
         let other = &mut conns[(*leader % 3) as usize];
         assert_eq!(produce(other, "six", *partition, records, -1).0, NOT_LEADER_OR_FOLLOWER);
-        assert_eq!(fetch_one(other, "six", *partition, 0).error_code, NOT_LEADER_OR_FOLLOWER);
+        // A follower serves a consumer's Fetch v11+ (KIP-392) up to the high watermark it
+        // knows (it learns it with its next fetch from the leader), an older Fetch not.
+        let from_follower = poll("the record on a follower", || {
+            let data = fetch_one(other, "six", *partition, 0);
+            assert_eq!(data.error_code, 0);
+            Some(common::records(&data.records?)).filter(|r| !r.is_empty())
+        });
+        assert_eq!(from_follower, got);
+        let old = common::fetch_at(other, 10, "six", *partition, 0);
+        assert_eq!(old.error_code, NOT_LEADER_OR_FOLLOWER);
     }
     drop(conns);
 

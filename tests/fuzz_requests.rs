@@ -896,6 +896,20 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
         ),
         ApiKey::DescribeUserScramCredentials => describe_user_scram_credentials(v),
         ApiKey::AlterUserScramCredentials => alter_user_scram_credentials(v),
+        ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
+            UnregisterBrokerRequest::default().with_broker_id(BrokerId(1)),
+        ),
+        ApiKey::BrokerRegistration => RequestKind::BrokerRegistration(
+            BrokerRegistrationRequest::default().with_broker_id(BrokerId(1)),
+        ),
+        ApiKey::DescribeQuorum => {
+            use describe_quorum_request::{PartitionData, TopicData};
+            let p = PartitionData::default().with_partition_index(0);
+            let t = TopicData::default()
+                .with_topic_name(TopicName(s("__cluster_metadata")))
+                .with_partitions(vec![p]);
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![t]))
+        }
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
 }

@@ -1,7 +1,8 @@
 //! Replication between three brokers on loopback, driven with raw Kafka requests so a test
 //! can talk to one chosen broker: a partitioned (SIGSTOPped) leader never acknowledges an
 //! acks=all write after another broker took over and loses what it took alone; leader
-//! epochs answer OffsetForLeaderEpoch; the preferred leader gets its partitions back.
+//! epochs answer OffsetForLeaderEpoch; the preferred leader gets its partitions back; a
+//! replica fetch of a restarted broker's previous incarnation is refused (broker epochs).
 //! (Real-client checks, acks=all through a kill -9 and min.insync.replicas, are in
 //! tests/clients/test_replication.py.)
 
@@ -247,4 +248,69 @@ fn a_returning_follower_copies_a_compacted_leader() {
     poll("the follower's copy to reach the end", || {
         (latest(&follower_dir) == on_leader).then_some(())
     });
+}
+
+/// A forged replica fetch (Fetch v15) of partition 0 of topic `id` as broker `replica` at
+/// broker epoch `epoch`, from `offset`.
+fn replica_fetch(
+    conn: &mut Conn,
+    id: uuid::Uuid,
+    replica: i32,
+    epoch: i64,
+    offset: i64,
+) -> fetch_response::PartitionData {
+    let p = fetch_request::FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20);
+    let t = fetch_request::FetchTopic::default().with_topic_id(id).with_partitions(vec![p]);
+    let state = fetch_request::ReplicaState::default()
+        .with_replica_id(BrokerId(replica))
+        .with_replica_epoch(epoch);
+    let req = FetchRequest::default()
+        .with_replica_state(state)
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![t]);
+    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 15, RequestKind::Fetch(req)) else {
+        panic!("not a Fetch response")
+    };
+    r.responses[0].partitions[0].clone()
+}
+
+/// Replica fetches carry the follower's broker epoch: after a follower restarted, a fetch in
+/// the name of its previous incarnation (a paused old process, say) is refused with
+/// STALE_BROKER_EPOCH and reads nothing, while its current incarnation keeps replicating.
+#[test]
+fn a_replica_fetch_of_a_previous_broker_incarnation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, FAST_NO_REBALANCE);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    assert_eq!(create(&mut conn, "epochs", 1, 3).0, 0);
+    let lead = poll("a leader with every replica in sync", || {
+        leader(&mut cluster, &[1, 2, 3], "epochs", true)
+    });
+    let follower = others(lead)[0];
+    let old = cluster.node(follower).broker_epoch();
+    cluster.node(follower).kill9();
+    cluster.node(follower).restart();
+    let new = cluster.node(follower).broker_epoch();
+    assert!(new > old, "a new incarnation gets a higher epoch: {old} then {new}");
+    poll("every replica in sync again", || leader(&mut cluster, &[1, 2, 3], "epochs", true));
+
+    // acks=all: the restarted follower's own fetches (with its new epoch) are accepted.
+    let mut to_leader = Conn::connect(cluster.node(lead).addr);
+    assert_eq!(produce(&mut to_leader, "epochs", 0, batch(&[(b"k", b"v")]), -1), (0, 0));
+    let meta = common::metadata(&mut to_leader);
+    let id = meta.topics.iter().find(|t| t.name.as_ref().unwrap().0.as_str() == "epochs");
+    let id = id.unwrap().topic_id;
+
+    let stale = replica_fetch(&mut to_leader, id, follower, old, 0);
+    assert_eq!(stale.error_code, 77, "STALE_BROKER_EPOCH");
+    assert!(stale.records.unwrap_or_default().is_empty());
+    let current = replica_fetch(&mut to_leader, id, follower, new, 0);
+    assert_eq!(current.error_code, 0);
+    let read = records(&current.records.unwrap_or_default());
+    assert_eq!(read.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), vec![b"v".to_vec()]);
 }

@@ -415,6 +415,15 @@ fn operations_request(
                 AlterUserScramCredentialsRequest::default().with_deletions(vec![gone]),
             )
         }
+        // Decommission / recommission / the quorum: a single broker answers INVALID_REQUEST
+        // (tests/clients/test_cluster_ops.py drains a broker of a cluster).
+        ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
+            UnregisterBrokerRequest::default().with_broker_id(BrokerId(1)),
+        ),
+        ApiKey::BrokerRegistration => RequestKind::BrokerRegistration(
+            BrokerRegistrationRequest::default().with_broker_id(BrokerId(1)),
+        ),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
         _ => return None,
     })
 }

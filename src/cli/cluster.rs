@@ -2,7 +2,10 @@
 //! Kafka protocol (DescribeCluster and Metadata), like `kafka-metadata-quorum.sh` and
 //! `kafka-topics.sh --under-replicated-partitions`; `strata cluster reassign`: partition
 //! moves from a JSON plan, like `kafka-reassign-partitions.sh` (generate, execute, verify,
-//! cancel, list); `strata cluster config`: dynamic broker configs (see `cluster_config`).
+//! cancel, list); `strata cluster config`: dynamic broker configs (see `cluster_config`);
+//! `strata cluster decommission|decommission-status|recommission`: draining a broker and
+//! letting it back (UnregisterBroker, DescribeQuorum, BrokerRegistration: see the broker's
+//! `handlers::brokers`).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -39,7 +42,30 @@ enum ClusterCommand {
     /// `kafka-configs.sh --entity-type brokers`).
     #[command(subcommand)]
     Config(super::cluster_config::ConfigCommand),
+    /// Drain broker N: every replica it holds moves to other brokers (racks respected), it
+    /// gets no new ones, then it leaves the controller's Raft membership and may be stopped.
+    /// Prints progress until done (or returns at once with --no-wait).
+    Decommission {
+        /// The broker's node id.
+        id: i32,
+        /// Start it and return; `decommission-status` tells how far it went.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// How far the decommissioning of broker N went: replicas left, membership.
+    DecommissionStatus {
+        /// The broker's node id.
+        id: i32,
+    },
+    /// Let a decommissioned broker back: it may join the membership and receive replicas.
+    Recommission {
+        /// The broker's node id.
+        id: i32,
+    },
 }
+
+/// Pause between progress checks of `strata cluster decommission`.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs `strata cluster ...`.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -56,7 +82,64 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::Config(command) => {
             super::cluster_config::run(&mut client, command, args.output)
         }
+        ClusterCommand::Decommission { id, no_wait } => {
+            client.decommission(id).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            if no_wait {
+                return status(&mut client, id, args.output);
+            }
+            decommission_progress(&mut client, id, args.output)
+        }
+        ClusterCommand::DecommissionStatus { id } => status(&mut client, id, args.output),
+        ClusterCommand::Recommission { id } => {
+            client.recommission(id).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            if args.output == Output::Json {
+                println!("{}", json!({"broker": id, "recommissioned": true}));
+            } else {
+                println!("broker {id} recommissioned");
+            }
+            Ok(())
+        }
     }
+}
+
+/// A client error as one line, with the broker's reason.
+fn describe(e: &strata::client::ClientError) -> String {
+    strata::client::records::describe(e)
+}
+
+/// Prints one progress line whenever the count of replicas left or the membership changes,
+/// until the broker is drained and out of the membership.
+fn decommission_progress(client: &mut Client, id: i32, output: Output) -> anyhow::Result<()> {
+    let mut last = None;
+    loop {
+        let now = client.decommission_status(id).context("checking the decommissioning")?;
+        if last.as_ref() != Some(&now) && output == Output::Table {
+            let member = if now.member { "still a member" } else { "not a member" };
+            println!(
+                "broker {id}: {} replica(s) left, {member} of the controller quorum",
+                now.replicas
+            );
+        }
+        if now.done() {
+            return status(client, id, output);
+        }
+        last = Some(now);
+        std::thread::sleep(PROGRESS_INTERVAL);
+    }
+}
+
+fn status(client: &mut Client, id: i32, output: Output) -> anyhow::Result<()> {
+    let now = client.decommission_status(id).context("checking the decommissioning")?;
+    if output == Output::Json {
+        let out = json!({"broker": id, "replicas": now.replicas, "member": now.member,
+            "done": now.done()});
+        println!("{out}");
+    } else if now.done() {
+        println!("broker {id} is decommissioned: no replicas, out of the controller quorum");
+    } else {
+        println!("broker {id}: {} replica(s) left, member: {}", now.replicas, now.member);
+    }
+    Ok(())
 }
 
 fn info(client: &mut Client, output: Output) -> anyhow::Result<()> {

@@ -457,6 +457,16 @@ pub struct Settings {
     /// (follower.replication.throttled.rate). [default: unlimited]
     #[arg(long, env = "STRATA_FOLLOWER_REPLICATION_THROTTLED_RATE")]
     pub follower_replication_throttled_rate: Option<u64>,
+    /// Kafka's replica.selector.class: `org.apache.kafka.common.replica.RackAwareReplicaSelector`
+    /// sends a consumer that sets client.rack to an in-sync replica in its rack (KIP-392:
+    /// fetch from the closest replica); empty is off. [default: off]
+    #[arg(long, env = "STRATA_REPLICA_SELECTOR_CLASS")]
+    pub replica_selector_class: Option<String>,
+    /// Redpanda's partition_autobalancing_mode: `continuous` moves replicas so that every
+    /// broker holds as many as the others, give or take one (a new or recommissioned broker
+    /// gets its share); `off` never moves any. [default: off]
+    #[arg(long, env = "STRATA_PARTITION_AUTOBALANCING_MODE")]
+    pub partition_autobalancing_mode: Option<String>,
     /// Log line format: `text` or `json` (one JSON object per line). [default: text]
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -717,6 +727,34 @@ macro_rules! fill_from {
     };
 }
 
+/// Kafka's rack-aware `replica.selector.class`, by its full and its simple name.
+const RACK_AWARE_SELECTORS: [&str; 2] =
+    ["org.apache.kafka.common.replica.RackAwareReplicaSelector", "RackAwareReplicaSelector"];
+
+/// Whether `replica_selector_class` names the rack-aware selector; unset or empty is off (the
+/// leader serves every consumer, as Kafka's default); any other class is refused.
+fn rack_aware_selector(class: Option<&str>) -> anyhow::Result<bool> {
+    match class.map(str::trim) {
+        None | Some("") => Ok(false),
+        Some(class) if RACK_AWARE_SELECTORS.contains(&class) => Ok(true),
+        Some(class) => anyhow::bail!(
+            "replica-selector-class {class:?} is not supported; the one selector is {}",
+            RACK_AWARE_SELECTORS[0]
+        ),
+    }
+}
+
+/// Whether `partition_autobalancing_mode` is `continuous` (`off` or unset: no).
+fn autobalancing(mode: Option<&str>) -> anyhow::Result<bool> {
+    match mode.map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("continuous") => Ok(true),
+        Some(other) => anyhow::bail!(
+            "partition-autobalancing-mode {other:?} is not one of `off`, `continuous`"
+        ),
+    }
+}
+
 impl Settings {
     /// Settings given here win; the others come from `fallback`.
     pub fn or(self, fallback: Settings) -> Settings {
@@ -827,6 +865,8 @@ impl Settings {
             broker_rack,
             leader_replication_throttled_rate,
             follower_replication_throttled_rate,
+            replica_selector_class,
+            partition_autobalancing_mode,
         )
     }
 
@@ -943,6 +983,8 @@ impl Settings {
             broker_rack: None,
             leader_replication_throttled_rate: None,
             follower_replication_throttled_rate: None,
+            replica_selector_class: None,
+            partition_autobalancing_mode: Some("off".into()),
         }
     }
 
@@ -1187,6 +1229,10 @@ impl Settings {
             broker_rack: self.broker_rack.filter(|r| !r.trim().is_empty()),
             leader_replication_throttled_rate: self.leader_replication_throttled_rate,
             follower_replication_throttled_rate: self.follower_replication_throttled_rate,
+            rack_aware_replica_selector: rack_aware_selector(
+                self.replica_selector_class.as_deref(),
+            )?,
+            partition_autobalancing: autobalancing(self.partition_autobalancing_mode.as_deref())?,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
         Ok((config, PoolOptions { shards, cpus, spin_before_park: spin }))

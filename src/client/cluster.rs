@@ -278,3 +278,85 @@ impl Client {
         Ok(out)
     }
 }
+
+/// The controller quorum as DescribeQuorum reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumInfo {
+    /// The Raft leader (-1 while none is known).
+    pub leader: i32,
+    /// Voting members.
+    pub voters: Vec<i32>,
+    /// Members that are sent the log and do not vote.
+    pub observers: Vec<i32>,
+}
+
+/// Where the decommissioning of a broker stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecommissionStatus {
+    /// Partitions the broker still holds a replica of.
+    pub replicas: usize,
+    /// Whether it is still a member of the controller's Raft group (voter or observer).
+    pub member: bool,
+}
+
+impl DecommissionStatus {
+    /// Drained and out of the membership: it may be stopped.
+    pub fn done(&self) -> bool {
+        self.replicas == 0 && !self.member
+    }
+}
+
+impl Client {
+    /// UnregisterBroker: decommissions broker `id` (its replicas move away, then it leaves
+    /// the controller membership). A refusal carries the broker's reason.
+    pub fn decommission(&mut self, id: i32) -> Result<(), ClientError> {
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let (_, ResponseKind::UnregisterBroker(r)) =
+            self.call(ApiKey::UnregisterBroker, 0, RequestKind::UnregisterBroker(req))?
+        else {
+            return Err(protocol("UnregisterBroker answered with another message"));
+        };
+        let why = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+        ClientError::check(r.error_code, format!("decommissioning broker {id}: {why}"))
+    }
+
+    /// BrokerRegistration of broker `id` from this tool: recommissions it.
+    pub fn recommission(&mut self, id: i32) -> Result<(), ClientError> {
+        let req = BrokerRegistrationRequest::default().with_broker_id(BrokerId(id));
+        let (_, ResponseKind::BrokerRegistration(r)) =
+            self.call(ApiKey::BrokerRegistration, 0, RequestKind::BrokerRegistration(req))?
+        else {
+            return Err(protocol("BrokerRegistration answered with another message"));
+        };
+        ClientError::check(r.error_code, format!("recommissioning broker {id}"))
+    }
+
+    /// DescribeQuorum: the controller's Raft membership.
+    pub fn quorum(&mut self) -> Result<QuorumInfo, ClientError> {
+        let req = RequestKind::DescribeQuorum(DescribeQuorumRequest::default());
+        let (_, ResponseKind::DescribeQuorum(r)) = self.call(ApiKey::DescribeQuorum, 1, req)?
+        else {
+            return Err(protocol("DescribeQuorum answered with another message"));
+        };
+        ClientError::check(r.error_code, "DescribeQuorum")?;
+        let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) else {
+            return Err(protocol("DescribeQuorum answered without the metadata partition"));
+        };
+        let ids = |v: &[describe_quorum_response::ReplicaState]| {
+            v.iter().map(|r| r.replica_id.0).collect::<Vec<i32>>()
+        };
+        Ok(QuorumInfo {
+            leader: p.leader_id.0,
+            voters: ids(&p.current_voters),
+            observers: ids(&p.observers),
+        })
+    }
+
+    /// How far the decommissioning of broker `id` went: Metadata and DescribeQuorum.
+    pub fn decommission_status(&mut self, id: i32) -> Result<DecommissionStatus, ClientError> {
+        let replicas = self.placements(&[])?.iter().filter(|p| p.replicas.contains(&id)).count();
+        let quorum = self.quorum()?;
+        let member = quorum.voters.contains(&id) || quorum.observers.contains(&id);
+        Ok(DecommissionStatus { replicas, member })
+    }
+}

@@ -197,6 +197,11 @@ pub struct ClusterMetadata {
     /// id), each `name → value` (see [`broker_config`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Decommissioned brokers (see [`placement::Command::DecommissionBroker`]): their
+    /// replicas move away, they get no new ones, and once they hold none they leave the
+    /// controller's Raft membership, until recommissioned.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub decommissioned: BTreeSet<i32>,
 }
 
 /// A refused metadata change, with the Kafka error code to answer.

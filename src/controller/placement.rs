@@ -165,6 +165,20 @@ pub enum Command {
         /// `unclean.leader.election.enable`.
         unclean_leader_election: bool,
     },
+    /// Decommission a broker: every replica it holds is reassigned elsewhere, it gets no new
+    /// ones, and once it holds none the controller leader removes it from the Raft
+    /// membership. Refused when too few brokers would be left for some topic's replication
+    /// factor.
+    DecommissionBroker {
+        /// The broker.
+        id: i32,
+    },
+    /// Undo [`Command::DecommissionBroker`]: the broker may join the membership again and
+    /// receive replicas.
+    RecommissionBroker {
+        /// The broker.
+        id: i32,
+    },
 }
 
 /// The topic config that allows electing an out-of-sync replica when no in-sync one is left.
@@ -280,6 +294,8 @@ impl ClusterMetadata {
                 }
             }
             Command::AlterScramCredentials { user, changes } => next.alter_scram(user, changes)?,
+            Command::DecommissionBroker { id } => next.decommission(*id)?,
+            Command::RecommissionBroker { id } => next.recommission(*id)?,
         }
         next.version += 1;
         Ok(next)
@@ -326,11 +342,11 @@ impl ClusterMetadata {
     }
 
     fn check_replication_factor(&self, replication_factor: i32) -> Result<(), ControlError> {
-        let brokers = self.brokers.len();
+        let brokers = self.placeable().len();
         if replication_factor < 1 || replication_factor as usize > brokers {
             let msg = format!(
                 "replication factor {replication_factor} is outside 1..={brokers} \
-                 (the registered brokers)"
+                 (the registered brokers not decommissioned)"
             );
             return Err(ControlError::new(E::InvalidReplicationFactor, msg));
         }
@@ -343,7 +359,7 @@ impl ClusterMetadata {
     /// until every rack has one (Kafka's rack-aware assignment); a list whose first broker
     /// is fenced is rotated to start with its first unfenced one (no leader if all are).
     fn place(&mut self, count: usize, replication_factor: usize) -> Vec<PartitionMeta> {
-        let ids = rack_alternated(&self.brokers);
+        let ids = rack_alternated(&self.placeable());
         assert!(!ids.is_empty());
         assert!(replication_factor <= ids.len());
         let first = self.next_broker % ids.len();
@@ -500,7 +516,7 @@ impl ClusterMetadata {
     }
 }
 
-/// Registered brokers ordered so that racks alternate: the first broker (by id) of each rack
+/// Brokers ordered so that racks alternate: the first broker (by id) of each rack
 /// (racks by name; brokers without one form one rack), then the second of each, and so on.
 /// Without racks: the brokers by id.
 fn rack_alternated(brokers: &BTreeMap<i32, BrokerMeta>) -> Vec<i32> {
@@ -574,9 +590,11 @@ fn preferred_eligible(partition: &PartitionMeta, fenced: &BTreeSet<i32>) -> bool
     })
 }
 
-/// Replicas per partition of `topic` (that of its first partition; 1 if it has none).
+/// Replicas per partition of `topic` (that of its first partition, without the replicas a
+/// move in progress is removing; 1 if it has none).
 pub fn replication_factor(topic: &TopicMeta) -> usize {
-    topic.partitions.first().map_or(1, |p| p.replicas.len().max(1))
+    let target = |p: &PartitionMeta| p.replicas.len() - p.removing.len();
+    topic.partitions.first().map_or(1, |p| target(p).max(1))
 }
 
 #[cfg(test)]

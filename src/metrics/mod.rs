@@ -163,6 +163,11 @@ pub struct ShardMetrics {
     /// From an append being queued to it being acknowledged (written, and fdatasync'ed if the
     /// flush policy says so).
     pub append_latency: Histogram,
+    /// Consumer fetches of one partition read on this shard: as leader, as follower
+    /// (KIP-392's fetch from the closest replica).
+    consumer_fetches: [Cell<u64>; 2],
+    /// Consumer fetches of one partition the leader sent to a replica in the consumer's rack.
+    read_replica_redirects: Cell<u64>,
 }
 
 impl ShardMetrics {
@@ -171,7 +176,26 @@ impl ShardMetrics {
         ShardMetrics {
             api_latency: (0..api_slots).map(|_| Histogram::default()).collect(),
             append_latency: Histogram::default(),
+            consumer_fetches: Default::default(),
+            read_replica_redirects: Cell::new(0),
         }
+    }
+
+    /// Counts a consumer's fetch of one partition served here, as follower or as leader.
+    pub fn count_consumer_fetch(&self, follower: bool) {
+        let counter = &self.consumer_fetches[usize::from(follower)];
+        counter.set(counter.get() + 1);
+    }
+
+    /// Counts a consumer's fetch answered with a preferred read replica.
+    pub fn count_read_replica_redirect(&self) {
+        self.read_replica_redirects.set(self.read_replica_redirects.get() + 1);
+    }
+
+    /// Consumer fetches served: (as leader, as follower, sent to a rack's replica).
+    pub fn consumer_fetch_counts(&self) -> (u64, u64, u64) {
+        let [leader, follower] = &self.consumer_fetches;
+        (leader.get(), follower.get(), self.read_replica_redirects.get())
     }
 
     /// Records how long a request of API slot `slot` took (ignored if out of range).
@@ -240,4 +264,7 @@ pub struct ShardSnapshot {
     pub partitions: Vec<PartitionSnapshot>,
     /// Offsets committed by the groups this shard coordinates.
     pub committed: Vec<CommittedOffset>,
+    /// Consumer fetches of one partition served: (as leader, as follower, sent to a
+    /// replica in the consumer's rack).
+    pub consumer_fetches: (u64, u64, u64),
 }

@@ -146,6 +146,20 @@ impl Scrape {
         for (reason, count) in super::refusals() {
             encode_counter(&mut m, &vec![("reason", escape(reason))], count)?;
         }
+        let help = "Consumer fetches of one partition served here, by this broker's role \
+                    (a follower serves consumers in its rack: KIP-392).";
+        let name = "strata_consumer_fetches";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        let sum = |get: fn(&(u64, u64, u64)) -> u64| -> u64 {
+            self.shards.iter().map(|s| get(&s.consumer_fetches)).sum()
+        };
+        encode_counter(&mut m, &vec![("role", "leader".to_owned())], sum(|c| c.0))?;
+        encode_counter(&mut m, &vec![("role", "follower".to_owned())], sum(|c| c.1))?;
+        let help = "Consumer fetches of one partition this leader sent to an in-sync replica \
+                    in the consumer's rack (preferred_read_replica).";
+        let name = "strata_preferred_read_replica_redirects";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        m.encode_counter::<NoLabelSet, u64, u64>(&sum(|c| c.2), None)?;
         let help = "Successful SASL logins: first authentications and re-authentications.";
         let name = "strata_sasl_authentications";
         let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;

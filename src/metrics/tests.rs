@@ -43,6 +43,7 @@ fn sample() -> Vec<ShardSnapshot> {
         append_latency: HistogramSnapshot::default(),
         partitions: vec![partition],
         committed: vec![committed],
+        consumer_fetches: (5, 3, 1),
     }]
 }
 
@@ -59,5 +60,7 @@ fn render_writes_each_family_once_with_escaped_labels() {
     let inf = "strata_request_latency_seconds_bucket{le=\"+Inf\",shard=\"1\",api=\"Produce\"} 1";
     assert!(text.contains(inf), "{text}");
     assert_eq!(text.matches("# TYPE strata_partition_bytes_in counter").count(), 1, "{text}");
+    assert!(text.contains("strata_consumer_fetches_total{role=\"follower\"} 3"), "{text}");
+    assert!(text.contains("strata_preferred_read_replica_redirects_total 1"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
 }

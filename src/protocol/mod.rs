@@ -249,7 +249,10 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         // Cluster operations (issue 19).
         ElectLeaders,
         AlterPartitionReassignments,
-        ListPartitionReassignments
+        ListPartitionReassignments,
+        UnregisterBroker,
+        BrokerRegistration,
+        DescribeQuorum
     )
 }
 

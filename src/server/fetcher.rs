@@ -1,8 +1,10 @@
 //! Follower fetchers: each shard copies the partitions it follows from their leaders.
 //!
 //! One fetch session per (shard, leading broker), as Kafka's replica fetcher threads: a task
-//! with its own [`PeerConnection`] that long-polls the leader with Fetch v12 and this
-//! broker's id as `replica_id`, for every partition this shard follows there. Per partition
+//! with its own [`PeerConnection`] that long-polls the leader with Fetch v15, topics by id,
+//! and this broker's id and broker epoch as `replica_state` (KIP-903: the leader refuses an
+//! older incarnation's fetches with STALE_BROKER_EPOCH), for every partition this shard
+//! follows there; it does not fetch before this start of the broker registered. Per partition
 //! it sends the log end offset, the leader epoch it knows and the epoch of its last batch
 //! (`last_fetched_epoch`); the leader answers with records, or with a diverging epoch when
 //! this log has a suffix the leader does not (KIP-320), which the follower truncates before
@@ -18,9 +20,8 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind};
 
 use super::mesh::PartitionRef;
@@ -30,8 +31,8 @@ use super::shard::Shard;
 use crate::protocol::ResponseError as E;
 use crate::storage::PartitionLog;
 
-/// Fetch version the followers speak (v12: diverging epochs, topics by name).
-const FETCH_VERSION: i16 = 12;
+/// Fetch version the followers speak (v15: diverging epochs, topic ids, the broker epoch).
+const FETCH_VERSION: i16 = 15;
 /// How long the leader may hold a follower's fetch.
 const MAX_WAIT_MS: i32 = 500;
 /// Most bytes per partition and per response.
@@ -161,7 +162,13 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
             continue;
         }
         let skip: &[PartitionRef] = if debt.is_zero() { &[] } else { &throttled };
-        let (request, sent) = build_request(&shard, &session, skip);
+        let Some(epoch) = shard.quorum.as_ref().and_then(|q| q.broker_epoch()) else {
+            // Not registered yet: a fetch without this incarnation's epoch proves nothing.
+            drop(shard);
+            glommio::timer::sleep(BACKOFF).await;
+            continue;
+        };
+        let (request, sent, names) = build_request(&shard, &session, skip, epoch);
         drop(shard);
         let body = RequestKind::Fetch(request);
         match conn.call(ApiKey::Fetch, FETCH_VERSION, body, CALL_TIMEOUT).await {
@@ -178,7 +185,7 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
                 let mut stalled = false;
                 let mut throttled_bytes = 0;
                 for topic in response.responses {
-                    let name: std::sync::Arc<str> = topic.topic.0.as_str().into();
+                    let Some(name) = names.get(&topic.topic_id).cloned() else { continue };
                     for data in topic.partitions {
                         let p =
                             PartitionRef { topic: name.clone(), partition: data.partition_index };
@@ -241,15 +248,23 @@ fn throttled_partitions(shard: &Shard, session: &Session) -> Vec<PartitionRef> {
         .collect()
 }
 
-/// The fetch request for every partition of the session, and what each was sent with.
+/// Topic names by id, for the topics of one request.
+type TopicNames = HashMap<uuid::Uuid, std::sync::Arc<str>>;
+
+/// The fetch request for every partition of the session, what each was sent with, and the
+/// names of the topics it asks for by id. `epoch`: this broker's broker epoch.
 fn build_request(
     shard: &Shard,
     session: &Session,
     skip: &[PartitionRef],
-) -> (FetchRequest, HashMap<PartitionRef, Followed>) {
+    epoch: i64,
+) -> (FetchRequest, HashMap<PartitionRef, Followed>, TopicNames) {
+    let meta = shard.meta();
     let mut sent = session.partitions.borrow().clone();
-    sent.retain(|p, _| !skip.contains(p));
-    let mut by_topic: HashMap<std::sync::Arc<str>, Vec<FetchPartition>> = HashMap::new();
+    // A topic this broker no longer knows (deleted) cannot be asked for by id.
+    sent.retain(|p, _| !skip.contains(p) && meta.topics.contains_key(&*p.topic));
+    let mut names = TopicNames::new();
+    let mut by_topic: HashMap<uuid::Uuid, Vec<FetchPartition>> = HashMap::new();
     for (p, followed) in &sent {
         let log = &followed.log;
         let partition = FetchPartition::default()
@@ -259,17 +274,19 @@ fn build_request(
             .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
             .with_log_start_offset(log.log_start_offset())
             .with_partition_max_bytes(PARTITION_MAX_BYTES);
-        by_topic.entry(p.topic.clone()).or_default().push(partition);
+        let Some(id) = meta.topics.get(&*p.topic).map(|t| t.id) else { continue };
+        names.insert(id, p.topic.clone());
+        by_topic.entry(id).or_default().push(partition);
     }
     let topics = by_topic
         .into_iter()
-        .map(|(name, partitions)| {
-            let name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
-            FetchTopic::default().with_topic(TopicName(name)).with_partitions(partitions)
-        })
+        .map(|(id, partitions)| FetchTopic::default().with_topic_id(id).with_partitions(partitions))
         .collect();
-    let request = FetchRequest::default()
+    let replica = ReplicaState::default()
         .with_replica_id(BrokerId(shard.config.node_id))
+        .with_replica_epoch(epoch);
+    let request = FetchRequest::default()
+        .with_replica_state(replica)
         .with_max_wait_ms(MAX_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(RESPONSE_MAX_BYTES)
@@ -277,7 +294,7 @@ fn build_request(
         .with_session_id(0)
         .with_session_epoch(-1)
         .with_topics(topics);
-    (request, sent)
+    (request, sent, names)
 }
 
 /// Applies one partition's answer. False when the partition cannot progress now (the

@@ -81,6 +81,12 @@ pub struct FetchItem {
     pub current_leader_epoch: i32,
     /// Set when a follower fetches: reads go up to the leader's durable end, not the HW.
     pub replica: Option<ReplicaFetch>,
+    /// A consumer's fetch that a follower may serve (Fetch v11+, KIP-392), up to the high
+    /// watermark it knows; otherwise only the leader reads.
+    pub follower_read: bool,
+    /// The consumer's `client.rack`, when this broker's rack-aware replica selector is on:
+    /// the leader may answer with an in-sync replica of that rack to read from instead.
+    pub client_rack: Option<std::sync::Arc<str>>,
 }
 
 /// What a read from one partition returned.
@@ -100,6 +106,9 @@ pub struct FetchOutcome {
     pub aborted: Option<Vec<AbortedTxn>>,
     /// Follower fetches: the (epoch, end offset) to truncate to (KIP-320).
     pub diverging_epoch: Option<(i32, i64)>,
+    /// Consumer fetches from a rack-aware leader: the replica to read from instead (KIP-392);
+    /// no records come with it.
+    pub preferred_read_replica: Option<i32>,
 }
 
 /// One ListOffsets query.

@@ -408,6 +408,16 @@ impl Replica {
         })
     }
 
+    /// Leader: the log end offset follower `id` reported with its latest fetch; `None` before
+    /// its first fetch of this leadership, or when this broker does not lead.
+    pub fn follower_end(&self, id: i32) -> Option<i64> {
+        let state = self.state.borrow();
+        if state.role != Role::Leader {
+            return None;
+        }
+        state.followers.get(&id).map(|p| p.leo).filter(|&leo| leo >= 0)
+    }
+
     /// The controller refused or lost a proposal: allow the next one.
     pub fn proposal_failed(&self) {
         self.state.borrow_mut().proposed = None;

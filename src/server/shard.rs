@@ -976,11 +976,17 @@ impl Shard {
         let Some(Owned { log, counters, replica }) = owned else {
             return failed(E::NotLeaderOrFollower);
         };
-        if matches!(replica.role(), Role::Follower { .. }) {
+        let follower = matches!(replica.role(), Role::Follower { .. });
+        if follower && (item.replica.is_some() || !item.follower_read) {
             return failed(E::NotLeaderOrFollower);
         }
         if let Err(error) = check_leader_epoch(&replica, item.current_leader_epoch) {
             return failed(error);
+        }
+        if item.replica.is_none() {
+            if let Some(answer) = self.before_consumer_read(&item, &log, &replica, follower) {
+                return answer;
+            }
         }
         let last_stable_offset = log.last_stable_offset();
         let read = match item.replica {
@@ -1035,6 +1041,7 @@ impl Shard {
                     last_stable_offset: last_stable_offset.min(read.high_watermark),
                     aborted,
                     diverging_epoch: None,
+                    preferred_read_replica: None,
                 }
             }
             Err(ReadError::OffsetOutOfRange { log_start, high_watermark }) => FetchOutcome {
@@ -1050,6 +1057,52 @@ impl Shard {
                 ..FetchOutcome::default()
             },
         }
+    }
+
+    /// A consumer's fetch, before reading: counts it by this broker's role, and answers at
+    /// once when the leader sends the consumer to a replica of its rack (KIP-392), or when
+    /// this follower's high watermark has not reached the offset yet while its log has it
+    /// (empty, as Kafka answers, not OFFSET_OUT_OF_RANGE: the consumer asks again).
+    fn before_consumer_read(
+        &self,
+        item: &FetchItem,
+        log: &PartitionLog,
+        replica: &Replica,
+        follower: bool,
+    ) -> Option<FetchOutcome> {
+        let position = || FetchOutcome {
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            last_stable_offset: log.last_stable_offset(),
+            ..FetchOutcome::default()
+        };
+        let rack = item.client_rack.as_deref().filter(|_| !follower);
+        if let Some(id) = rack.and_then(|rack| self.read_replica_in(item, replica, rack)) {
+            self.metrics.count_read_replica_redirect();
+            return Some(FetchOutcome { preferred_read_replica: Some(id), ..position() });
+        }
+        self.metrics.count_consumer_fetch(follower);
+        let visible = follower && item.offset > log.high_watermark();
+        (visible && item.offset <= log.log_end_offset()).then(position)
+    }
+
+    /// Leader, rack-aware selector: the in-sync, unfenced follower in `rack` that holds the
+    /// fetch offset, the furthest ahead if several (Kafka's RackAwareReplicaSelector);
+    /// `None` when this broker is in that rack (it serves the consumer itself) or no
+    /// follower qualifies.
+    fn read_replica_in(&self, item: &FetchItem, replica: &Replica, rack: &str) -> Option<i32> {
+        let meta = self.meta();
+        let me = self.config.node_id;
+        let rack_of = |id: i32| meta.brokers.get(&id).and_then(|b| b.rack.as_deref());
+        if rack_of(me) == Some(rack) {
+            return None;
+        }
+        let partition = meta.partition(&item.partition.topic, item.partition.partition)?;
+        let in_rack = |id: i32| id != me && rack_of(id) == Some(rack);
+        let candidates =
+            partition.isr.iter().filter(|&&id| in_rack(id) && !meta.fenced.contains(&id));
+        let ends = candidates.filter_map(|&id| Some((replica.follower_end(id)?, id)));
+        ends.filter(|(end, _)| *end >= item.offset).max().map(|(_, id)| id)
     }
 
     /// Resolves when any owned partition among `items` has data past its offset. Never
@@ -1477,6 +1530,7 @@ impl Shard {
             append_latency: self.metrics.append_latency.snapshot(),
             partitions,
             committed: self.groups.committed_offsets(),
+            consumer_fetches: self.metrics.consumer_fetch_counts(),
         }
     }
 }

@@ -167,11 +167,12 @@ def create_topic(bootstrap, name, partitions, config=None):
 
 @pytest.fixture
 def make_cluster(tmp_path):
-    """make_cluster(n, *extra, observers=0): n brokers (node ids 1..n), the first
-    n - observers controller voters, the others observers."""
+    """make_cluster(n, *extra, observers=0, racks=None): n brokers (node ids 1..n), the first
+    n - observers controller voters, the others observers; racks[i] is broker i+1's
+    --broker-rack."""
     made = []
 
-    def make(n, *extra, observers=0):
+    def make(n, *extra, observers=0, racks=None):
         ports = [free_port() for _ in range(n)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{port}"
                           for i, port in enumerate(ports[:n - observers]))
@@ -180,6 +181,8 @@ def make_cluster(tmp_path):
         for i, port in enumerate(ports):
             own = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{port}",
                    "--controller-voters", voters, "--cluster-secret", secret, *extra]
+            if racks:
+                own += ["--broker-rack", racks[i]]
             nodes.append(Broker(tmp_path / f"node{i + 1}", *own, wait=False))
         made.extend(nodes)
         for node in nodes:

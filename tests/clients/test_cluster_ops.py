@@ -2,7 +2,10 @@
 confluent-kafka acks=all load lose nothing and end where the plan says (check 1); a killed
 leader's partitions all get new leaders under load, with nothing acknowledged lost, and the
 time each took is printed (check 3; the 2 s figure is measured by perf/failover.py, since
-tests assert no wall-clock thresholds).
+tests assert no wall-clock thresholds); a broker decommissioned under load ends with no
+replicas and out of the controller quorum, is stopped with nothing acknowledged lost, and
+comes back when recommissioned (check 2), when the continuous balancer gives it its share of
+replicas back.
 """
 import json
 import subprocess
@@ -10,6 +13,7 @@ import threading
 import time
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from conftest import strata_bin
 from test_replication import bootstrap, create, layout, poll, read_all, wait_in_sync
@@ -145,3 +149,67 @@ def test_killed_leader_partitions_are_all_re_led_under_load(make_cluster):
     poll("records to keep being acknowledged", lambda: load.acknowledged() >= before + 500)
     load.finish()
     load.check_nothing_lost(nodes)
+
+
+def strata_at(node, *args, timeout=180):
+    """`strata <args> --bootstrap-server <node>`: the completed process."""
+    return subprocess.run([strata_bin(), *args, "--bootstrap-server", node.bootstrap],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_decommission_under_load_drains_a_voter_and_recommission_lets_it_back(make_cluster):
+    # voters 1-3, observer 4; the balancer on (it gives broker 1 its share back at the end)
+    nodes = make_cluster(4, "--shards", "1", "--partition-autobalancing-mode", "continuous",
+                         observers=1)
+    # Refused while some topic needs every broker: the reason is given.
+    create(nodes, "wide", 1, 4)
+    refused = strata_at(nodes[1], "cluster", "decommission", "1")
+    assert refused.returncode != 0 and "replication factor is 4" in refused.stderr, refused
+    subprocess.run([strata_bin(), "topic", "delete", "wide", "--bootstrap-server",
+                    nodes[1].bootstrap], check=True, capture_output=True)
+
+    create(nodes, "drained", 6, 3)
+    wait_in_sync(nodes, "drained", 6)
+    assert any(1 in replicas for _, replicas, _ in layout(nodes, "drained").values())
+    load = Load(nodes, "drained", 6)
+    poll("records to be acknowledged", lambda: load.acknowledged() >= 500)
+    done = strata_at(nodes[1], "cluster", "decommission", "1")
+    assert done.returncode == 0, done.stderr
+    assert "replica(s) left" in done.stdout and "is decommissioned" in done.stdout, done.stdout
+    status = strata(nodes[1:], "cluster", "decommission-status", "1")
+    assert status == {"broker": 1, "replicas": 0, "member": False, "done": True}, status
+    quorum_leader_ok = layout(nodes[1:], "drained")
+    assert all(1 not in replicas and leader not in (-1, 1)
+               for leader, replicas, _ in quorum_leader_ok.values()), quorum_leader_ok
+    poll("broker 1 to delete its replicas",
+         lambda: not any((nodes[0].data_dir / f"drained-{p}").exists() for p in range(6)))
+    nodes[0].stop()
+    before = load.acknowledged()
+    poll("records to keep being acknowledged", lambda: load.acknowledged() >= before + 500)
+    load.finish()
+    wait_in_sync(nodes[1:], "drained", 6)
+    load.check_nothing_lost(nodes[1:])
+
+    # Recommissioned, it rejoins the quorum and may hold replicas again.
+    again = strata(nodes[1:], "cluster", "recommission", "1")
+    assert again == {"broker": 1, "recommissioned": True}, again
+    nodes[0].restart()
+    poll("broker 1 back in the controller quorum",
+         lambda: strata(nodes[1:], "cluster", "decommission-status", "1")["member"])
+    create(nodes, "back", 4, 3)
+    placed = wait_in_sync(nodes, "back", 4)
+    assert any(1 in replicas for _, replicas, _ in placed.values()), placed
+
+    # The balancer moves replicas to broker 1 until every broker holds as many as the
+    # others (every topic, __consumer_offsets included), give or take one.
+    def balanced():
+        if strata(nodes, "cluster", "reassign", "list"):
+            return None
+        counts = {b: 0 for b in (1, 2, 3, 4)}
+        topics = AdminClient({"bootstrap.servers": bootstrap(nodes)}).list_topics(timeout=10)
+        for topic in topics.topics.values():
+            for p in topic.partitions.values():
+                for b in p.replicas:
+                    counts[b] += 1
+        return counts if max(counts.values()) - min(counts.values()) <= 1 else None
+    print("\nreplicas per broker after balancing:", poll("a balanced cluster", balanced))

@@ -604,6 +604,18 @@ pub fn fetch_one(
     partition: i32,
     offset: i64,
 ) -> kafka_protocol::messages::fetch_response::PartitionData {
+    fetch_at(conn, 12, topic, partition, offset)
+}
+
+/// Fetch of one partition from `offset` at `version` (4..=12: topics by name), without
+/// waiting.
+pub fn fetch_at(
+    conn: &mut Conn,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
     use kafka_protocol::messages::*;
     let p = fetch_request::FetchPartition::default()
         .with_partition(partition)
@@ -616,7 +628,7 @@ pub fn fetch_one(
         .with_min_bytes(0)
         .with_max_bytes(1 << 20)
         .with_topics(vec![t]);
-    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+    let ResponseKind::Fetch(r) = conn.call(ApiKey::Fetch, version, RequestKind::Fetch(req)) else {
         panic!("not a Fetch response")
     };
     r.responses[0].partitions[0].clone()

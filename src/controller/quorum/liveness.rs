@@ -17,7 +17,9 @@
 //!
 //! It unfences a fenced broker ([`Command::UnfenceBroker`]) when it heartbeats again. With
 //! `auto_leader_rebalance` it also hands leadership back to preferred replicas
-//! ([`Command::ElectPreferredLeaders`]) whenever one is eligible.
+//! ([`Command::ElectPreferredLeaders`]) whenever one is eligible, and with
+//! `partition_autobalancing` it moves replicas to even out how many each broker holds
+//! ([`ClusterMetadata::balance_moves`], proposed as a [`Command::Reassign`]).
 //!
 //! Heartbeat times are not replicated, but every voter records them, so a voter that becomes
 //! leader after the previous one died already knows who was alive (a leader's death does not
@@ -193,6 +195,8 @@ pub struct Context {
     pub transport: Transport,
     /// Whether to propose [`Command::ElectPreferredLeaders`].
     pub auto_leader_rebalance: bool,
+    /// Whether to balance replicas over brokers ([`ClusterMetadata::balance_moves`]).
+    pub partition_autobalancing: bool,
     /// This broker's static `unclean.leader.election.enable` default, made the cluster's while
     /// it leads ([`Command::SetClusterDefaults`]) unless a dynamic broker config sets it.
     pub unclean_leader_election: bool,
@@ -249,9 +253,10 @@ pub async fn run(context: Context) {
 }
 
 /// The change the leader should propose now: fencing first, then the cluster defaults, then
-/// preferred leaders.
+/// preferred leaders, then the balancer's moves.
 fn leader_change(context: &Context) -> Option<Command> {
     let Context { machine, me, liveness, auto_leader_rebalance, .. } = context;
+    let balancing = context.partition_autobalancing;
     machine.with_metadata(|meta| {
         // A dynamic broker config (this broker's own, else the cluster-wide one) beats the
         // static setting.
@@ -262,7 +267,12 @@ fn leader_change(context: &Context) -> Option<Command> {
         let defaults = (meta.unclean_leader_election != unclean)
             .then_some(Command::SetClusterDefaults { unclean_leader_election: unclean });
         let rebalance = *auto_leader_rebalance && meta.preferred_leaders_eligible();
-        fencing.or(defaults).or_else(|| rebalance.then_some(Command::ElectPreferredLeaders))
+        let leaders = || rebalance.then_some(Command::ElectPreferredLeaders);
+        let balance = || {
+            let moves = if balancing { meta.balance_moves() } else { Vec::new() };
+            (!moves.is_empty()).then_some(Command::Reassign { moves })
+        };
+        fencing.or(defaults).or_else(leaders).or_else(balance)
     })
 }
 
@@ -313,7 +323,16 @@ impl Beat {
         let call_timeout = timing.session_timeout / 2;
         loop {
             let started = Instant::now();
-            if let Some(epoch) = self.epoch() {
+            // A voter removed from the membership (decommissioned) is not contacted.
+            let metrics = self.raft.metrics();
+            let member = metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.voter);
+            drop(metrics);
+            if let Some(epoch) = self.epoch().filter(|_| member) {
                 let request = Rpc::Heartbeat { id: self.me, epoch };
                 let answer = self.peer.call(&request, call_timeout).await;
                 let leads = self.raft.current_leader().await == Some(self.voter);

@@ -36,6 +36,7 @@
 //! `<data>/metadata.json`, exactly as before clusters existed.
 
 pub mod liveness;
+pub mod membership;
 pub mod net;
 pub mod store;
 #[cfg(test)]
@@ -44,8 +45,8 @@ pub mod transport;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
@@ -97,10 +98,54 @@ pub struct QuorumHandle {
     proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
     leader: Arc<AtomicI32>,
     registered: Arc<AtomicU64>,
+    /// This incarnation's broker epoch once registered, -1 before.
+    epoch: Arc<AtomicI64>,
+    quorum: Arc<Mutex<Quorum>>,
     liveness: liveness::Liveness,
 }
 
+/// The controller quorum as this node sees it (Kafka's DescribeQuorum).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quorum {
+    /// The Raft leader, if known.
+    pub leader: Option<i32>,
+    /// Its term (KRaft's leader epoch).
+    pub term: u64,
+    /// The last log index this node knows committed.
+    pub committed: u64,
+    /// Voters (controllers).
+    pub voters: Vec<i32>,
+    /// Learners (observers): members that are sent the log and do not vote.
+    pub observers: Vec<i32>,
+}
+
+impl Quorum {
+    fn of(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> Quorum {
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<i32> = membership.voter_ids().map(|id| id as i32).collect();
+        let learners = membership.learner_ids().map(|id| id as i32);
+        Quorum {
+            leader: metrics.current_leader.map(|id| id as i32),
+            term: metrics.current_term,
+            committed: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            observers: learners.collect(),
+            voters,
+        }
+    }
+}
+
 impl QuorumHandle {
+    /// The broker epoch the controller gave this start of the broker, once it registered:
+    /// its replica fetches carry it, and leaders refuse older ones (see the Fetch handler).
+    pub fn broker_epoch(&self) -> Option<i64> {
+        Some(self.epoch.load(Ordering::Acquire)).filter(|&epoch| epoch >= 0)
+    }
+
+    /// The Raft membership and leader as last seen here.
+    pub fn quorum(&self) -> Quorum {
+        self.quorum.lock().map(|q| q.clone()).unwrap_or_default()
+    }
+
     /// The brokers the controller heard from lately, as last learnt from it; `None` before
     /// the first answer or while no controller is reachable.
     pub fn alive_brokers(&self) -> Option<Vec<i32>> {
@@ -163,6 +208,8 @@ pub fn start(
     let (proposals, receiver) = tokio::sync::mpsc::unbounded_channel();
     let leader = Arc::new(AtomicI32::new(-1));
     let registered = Arc::new(AtomicU64::new(0));
+    let epoch = Arc::new(AtomicI64::new(-1));
+    let quorum = Arc::new(Mutex::new(Quorum::default()));
     let members: BTreeMap<NodeId, BasicNode> = config
         .controller_voters
         .iter()
@@ -200,8 +247,11 @@ pub fn start(
         members,
         leader: leader.clone(),
         registered: registered.clone(),
+        epoch: epoch.clone(),
+        quorum: quorum.clone(),
         liveness: liveness.clone(),
         auto_leader_rebalance: config.auto_leader_rebalance,
+        partition_autobalancing: config.partition_autobalancing,
         disk_full: store::disk_full(&dir),
         unclean_leader_election: config.unclean_leader_election,
     };
@@ -216,7 +266,8 @@ pub fn start(
             Err(e) => tracing::error!("cannot start the controller runtime: {e}"),
         }
     })?;
-    Ok(Started { handle: QuorumHandle { proposals, leader, registered, liveness }, updates })
+    let handle = QuorumHandle { proposals, leader, registered, epoch, quorum, liveness };
+    Ok(Started { handle, updates })
 }
 
 /// The cluster secret from the settings (`cluster_secret` or `cluster_secret_file`); `None`
@@ -254,8 +305,11 @@ struct Node {
     members: BTreeMap<NodeId, BasicNode>,
     leader: Arc<AtomicI32>,
     registered: Arc<AtomicU64>,
+    epoch: Arc<AtomicI64>,
+    quorum: Arc<Mutex<Quorum>>,
     liveness: liveness::Liveness,
     auto_leader_rebalance: bool,
+    partition_autobalancing: bool,
     /// Set while the controller store waits for disk space (see `store`).
     disk_full: Arc<std::sync::atomic::AtomicBool>,
     unclean_leader_election: bool,
@@ -302,15 +356,17 @@ impl Node {
                 Err(e) => tracing::info!("controller quorum already initialized: {e}"),
             }
         }
-        tokio::spawn(watch_leader(raft.clone(), self.leader.clone()));
+        tokio::spawn(watch_leader(raft.clone(), self.leader.clone(), self.quorum.clone()));
         let registering = Registering {
             raft: raft.clone(),
             machine: machine.clone(),
             transport: self.transport.clone(),
             me: self.me.clone(),
             registered: self.registered.clone(),
+            epoch: self.epoch.clone(),
         };
         tokio::spawn(registering.run());
+        let machine_for_membership = machine.clone();
         let heartbeats = liveness::run(liveness::Context {
             raft: raft.clone(),
             machine,
@@ -320,9 +376,11 @@ impl Node {
             liveness: self.liveness.clone(),
             transport: self.transport.clone(),
             auto_leader_rebalance: self.auto_leader_rebalance,
+            partition_autobalancing: self.partition_autobalancing,
             unclean_leader_election: self.unclean_leader_election,
         });
         tokio::spawn(heartbeats);
+        tokio::spawn(membership::run(raft.clone(), machine_for_membership, self.members.clone()));
         while let Some(Proposal { command, reply }) = proposals.recv().await {
             if self.disk_full.load(Ordering::Relaxed) {
                 let msg = "this broker's controller store is out of disk space; \
@@ -339,11 +397,15 @@ impl Node {
     }
 }
 
-/// Keeps `leader` equal to the Raft leader, and logs each change.
-async fn watch_leader(raft: ControllerRaft, leader: Arc<AtomicI32>) {
+/// Keeps `leader` equal to the Raft leader, and logs each change; keeps `quorum` current.
+async fn watch_leader(raft: ControllerRaft, leader: Arc<AtomicI32>, quorum: Arc<Mutex<Quorum>>) {
     let mut metrics = raft.metrics();
     loop {
         let current = metrics.borrow().current_leader;
+        let now = Quorum::of(&metrics.borrow());
+        if let Ok(mut slot) = quorum.lock() {
+            *slot = now;
+        }
         let id = current.map_or(-1, |id| id as i32);
         if leader.swap(id, Ordering::Relaxed) != id {
             let term = metrics.borrow().current_term;
@@ -394,8 +456,14 @@ async fn join(
 
 /// Adds observer `id` as a Raft learner at `address`, if this node leads: at once when it is
 /// already one at that address (a restart), otherwise through a membership change. A node
-/// id that votes is refused: two brokers would share it.
-async fn join_for_peer(raft: &ControllerRaft, id: NodeId, address: String) -> WriteReply {
+/// id that votes is refused: two brokers would share it; so is a decommissioned broker
+/// (until recommissioned: see [`membership`]).
+async fn join_for_peer(
+    raft: &ControllerRaft,
+    machine: &store::StateMachine,
+    id: NodeId,
+    address: String,
+) -> WriteReply {
     let (me, membership) = {
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
@@ -409,6 +477,10 @@ async fn join_for_peer(raft: &ControllerRaft, id: NodeId, address: String) -> Wr
     let index = membership.log_id().map_or(0, |log_id| log_id.index);
     if membership.membership().voter_ids().any(|voter| voter == id) {
         let msg = format!("node id {id} is a controller voter; observers need their own id");
+        return WriteReply::Committed { index, result: Err(not_controller(msg)) };
+    }
+    if machine.with_metadata(|m| m.decommissioned.contains(&(id as i32))) {
+        let msg = format!("broker {id} is decommissioned; recommission it to let it join");
         return WriteReply::Committed { index, result: Err(not_controller(msg)) };
     }
     if membership.membership().get_node(&id).is_some_and(|n| n.addr == address) {
@@ -429,21 +501,26 @@ struct Registering {
     transport: Transport,
     me: BrokerMeta,
     registered: Arc<AtomicU64>,
+    epoch: Arc<AtomicI64>,
 }
 
 impl Registering {
     /// Registers this broker through Raft, retrying until it is committed and applied here;
     /// then sets `registered` to its log index.
     async fn run(self) {
-        let Registering { raft, machine, transport, me, registered } = self;
+        let Registering { raft, machine, transport, me, registered, epoch: epoch_slot } = self;
         let cluster_id = uuid::Uuid::new_v4().to_string();
         loop {
             let command =
                 Command::RegisterBroker { broker: me.clone(), cluster_id: cluster_id.clone() };
             match propose(&raft, &transport, command).await {
                 Ok(index) => {
-                    let epoch = machine.with_metadata(|m| m.brokers.get(&me.id).map(|b| b.epoch));
+                    let epoch = machine.with_metadata(|m| {
+                        let registered = m.brokers.get(&me.id)?;
+                        (registered.incarnation == me.incarnation).then_some(registered.epoch)
+                    });
                     let epoch = epoch.unwrap_or(-1);
+                    epoch_slot.store(epoch, Ordering::Release);
                     tracing::info!(
                         node_id = me.id,
                         index,
@@ -614,7 +691,9 @@ async fn serve_peer(served: Served, mut channel: transport::Channel) {
             Rpc::Snapshot(request) => RpcReply::Snapshot(raft.install_snapshot(request).await),
             Rpc::Write(command) => RpcReply::Write(write_for_peer(raft, command).await),
             Rpc::Heartbeat { id, epoch } => heartbeat(&served, id, epoch, connection).await,
-            Rpc::Join { id, address } => RpcReply::Write(join_for_peer(raft, id, address).await),
+            Rpc::Join { id, address } => {
+                RpcReply::Write(join_for_peer(raft, &served.machine, id, address).await)
+            }
         };
         if channel.send(&reply).await.is_err() {
             break;

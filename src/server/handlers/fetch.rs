@@ -4,6 +4,13 @@
 //! `min_bytes` and the deadline has not passed, the fetch waits until an append on any of the
 //! partitions moves its high watermark past what was seen (woken by the append, on whatever
 //! shard it happens), then reads again. Record batches are returned verbatim.
+//!
+//! Fetch from the closest replica (KIP-392): a consumer's Fetch v11+ may go to a follower,
+//! which serves it up to the high watermark it knows. With the rack-aware replica selector
+//! on (`replica.selector.class`), a leader answers a consumer that names its rack
+//! (`client.rack`) with `preferred_read_replica`, an in-sync follower of that rack, and no
+//! records. A follower's replica fetch (v15+) carries its broker epoch: one from an
+//! incarnation older than the registered one is refused with STALE_BROKER_EPOCH.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,17 +20,22 @@ use futures::channel::oneshot;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 
 use super::str_bytes;
 use crate::config::limits;
+use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{FetchItem, FetchOutcome, PartitionRef, ReplicaFetch, ShardMsg};
 use crate::server::router::{scatter, Buckets};
 use crate::server::shard::{LocalFuture, Shard};
 
+/// Fetch v11 added the consumer's `rack_id` and `preferred_read_replica` (KIP-392).
+const RACK_ID_VERSION: i16 = 11;
 /// Fetch v13 replaced topic names by topic ids.
 const TOPIC_ID_VERSION: i16 = 13;
+/// Fetch v15 moved the replica id into `replica_state`, beside the broker epoch (KIP-903).
+const REPLICA_STATE_VERSION: i16 = 15;
 
 /// One requested partition, resolved against metadata.
 struct Wanted {
@@ -48,7 +60,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let mut outcomes = read_all(shard, &wanted).await;
     loop {
         let bytes: usize = outcomes.iter().map(|o| o.records.len()).sum();
-        let failed = outcomes.iter().any(|o| o.error_code != 0 || o.diverging_epoch.is_some());
+        let failed = outcomes.iter().any(|o| {
+            o.error_code != 0 || o.diverging_epoch.is_some() || o.preferred_read_replica.is_some()
+        });
         if bytes >= min_bytes || failed || Instant::now() >= deadline {
             break;
         }
@@ -77,6 +91,12 @@ fn resolve(
     let meta = shard.meta();
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut wanted = Vec::new();
+    // KIP-392: a consumer's Fetch v11+ may be served by a follower, and tells its rack.
+    let follower_read = replica_id < 0 && version >= RACK_ID_VERSION;
+    let client_rack =
+        (follower_read && shard.config.rack_aware_replica_selector && !req.rack_id.is_empty())
+            .then(|| Arc::<str>::from(req.rack_id.as_str()));
+    let stale = stale_broker_epoch(&meta, req, version, replica_id);
     for (index, t) in req.topics.iter().enumerate() {
         let (name, unknown) = if version >= TOPIC_ID_VERSION {
             let name = meta.topic_by_id(t.topic_id).map(|m| m.name.clone());
@@ -90,7 +110,11 @@ fn resolve(
         let topic: Option<Arc<str>> = name.map(Arc::from);
         for p in &t.partitions {
             let partition_max_bytes = p.partition_max_bytes.max(0) as usize;
-            let owner = topic.as_ref().map(|n| meta.owner(n, p.partition));
+            let owner = topic.as_ref().map(|n| match stale {
+                Some(error) => Err(error),
+                None if follower_read => read_shard(&meta, n, p.partition),
+                None => meta.owner(n, p.partition),
+            });
             let target = match (&topic, owner) {
                 (Some(topic), Some(Ok(owner))) => Ok((
                     owner,
@@ -104,6 +128,8 @@ fn resolve(
                             replica_id,
                             last_fetched_epoch: p.last_fetched_epoch,
                         }),
+                        follower_read,
+                        client_rack: client_rack.clone(),
                     },
                 )),
                 (Some(_), Some(Err(error))) => Err(error.code()),
@@ -121,6 +147,46 @@ fn resolve(
         }
     }
     (topics, wanted)
+}
+
+/// The shard holding `topic`/`partition` here, leader or follower (a consumer's Fetch v11+
+/// may read from a follower, KIP-392): NOT_LEADER_OR_FOLLOWER when this broker holds no
+/// replica, UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
+fn read_shard(meta: &ClusterMetadata, topic: &str, partition: i32) -> Result<usize, E> {
+    match meta.partition(topic, partition) {
+        None => Err(E::UnknownTopicOrPartition),
+        Some(_) => meta.hosted_shard(topic, partition).ok_or(E::NotLeaderOrFollower),
+    }
+}
+
+/// A replica fetch (Fetch v15+) from an incarnation of the follower older than the one the
+/// controller registered last: STALE_BROKER_EPOCH for every partition, so a restarted
+/// broker's old fetcher (a process that was paused, say) cannot move the high watermark or
+/// the ISR. An epoch this broker has not learnt yet (a newer registration) or none (-1, or
+/// an older Fetch version) is not refused.
+fn stale_broker_epoch(
+    meta: &ClusterMetadata,
+    req: &FetchRequest,
+    version: i16,
+    replica_id: i32,
+) -> Option<E> {
+    let epoch = req.replica_state.replica_epoch;
+    if replica_id < 0 || version < REPLICA_STATE_VERSION || epoch < 0 {
+        return None;
+    }
+    let current = meta.brokers.get(&replica_id)?.epoch;
+    if epoch >= current {
+        return None;
+    }
+    crate::refused!(
+        WARN,
+        "fetch_stale_broker_epoch",
+        broker = replica_id,
+        epoch,
+        current,
+        "replica fetch of an old broker incarnation refused"
+    );
+    Some(E::StaleBrokerEpoch)
 }
 
 async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<FetchOutcome> {
@@ -262,6 +328,7 @@ fn respond(
             .with_high_watermark(outcome.high_watermark)
             .with_last_stable_offset(lso)
             .with_log_start_offset(outcome.log_start_offset)
+            .with_preferred_read_replica(BrokerId(outcome.preferred_read_replica.unwrap_or(-1)))
             .with_aborted_transactions(if read_committed {
                 Some(aborted.unwrap_or_default())
             } else {

@@ -215,5 +215,7 @@ fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
         ElectLeaders,
         AlterPartitionReassignments,
         ListPartitionReassignments,
+        UnregisterBroker,
+        BrokerRegistration,
     );
 }

@@ -8,6 +8,7 @@
 
 mod acls;
 mod admin;
+mod brokers;
 mod cluster;
 mod configs;
 mod delete_records;
@@ -96,6 +97,11 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 },
     ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 },
     ApiRange { key: ApiKey::ListPartitionReassignments, min: 0, max: 0 },
+    // Decommission (UnregisterBroker), recommission (BrokerRegistration from a tool), the
+    // controller quorum's membership (DescribeQuorum): see `brokers`.
+    ApiRange { key: ApiKey::UnregisterBroker, min: 0, max: 0 },
+    ApiRange { key: ApiKey::BrokerRegistration, min: 0, max: 0 },
+    ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -323,6 +329,15 @@ async fn handle_any(
         ),
         RequestKind::ListPartitionReassignments(req) => {
             ResponseKind::ListPartitionReassignments(operations::list_reassignments(shard, req))
+        }
+        RequestKind::UnregisterBroker(req) => {
+            ResponseKind::UnregisterBroker(brokers::unregister(shard, req).await)
+        }
+        RequestKind::BrokerRegistration(req) => {
+            ResponseKind::BrokerRegistration(brokers::register(shard, req).await)
+        }
+        RequestKind::DescribeQuorum(req) => {
+            ResponseKind::DescribeQuorum(brokers::describe_quorum(shard, req))
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {

@@ -22,6 +22,8 @@
 //! - ElectLeaders, AlterPartitionReassignments: need ALTER on the cluster;
 //!   ListPartitionReassignments: DESCRIBE on the cluster; a denial answers
 //!   CLUSTER_AUTHORIZATION_FAILED (and for each partition named).
+//! - UnregisterBroker, BrokerRegistration (decommission, recommission): ALTER on the
+//!   cluster; DescribeQuorum: DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 //! - DescribeUserScramCredentials: DESCRIBE on the cluster; AlterUserScramCredentials: ALTER
 //!   on the cluster (CLUSTER_AUTHORIZATION_FAILED for the request, or for each user named).
 //!
@@ -366,6 +368,24 @@ fn operations(gate: &Gate, body: RequestKind) -> Checked {
             });
             let r = AlterUserScramCredentialsResponse::default().with_results(results.collect());
             answer(ResponseKind::AlterUserScramCredentials(r))
+        }
+        // Decommission and recommission: ALTER on the cluster (Kafka's UnregisterBroker);
+        // the quorum's membership: DESCRIBE on the cluster (Kafka's DescribeQuorum).
+        RequestKind::UnregisterBroker(_) if refuse(Operation::Alter) => {
+            let r = UnregisterBrokerResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(denied));
+            answer(ResponseKind::UnregisterBroker(r))
+        }
+        RequestKind::BrokerRegistration(_) if refuse(Operation::Alter) => {
+            let r = BrokerRegistrationResponse::default().with_error_code(code);
+            answer(ResponseKind::BrokerRegistration(r))
+        }
+        RequestKind::DescribeQuorum(_) if refuse(Operation::Describe) => {
+            let r = DescribeQuorumResponse::default()
+                .with_error_code(code)
+                .with_error_message(message(denied));
+            answer(ResponseKind::DescribeQuorum(r))
         }
         body => Ok((body, None)),
     }

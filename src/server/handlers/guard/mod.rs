@@ -98,6 +98,9 @@ pub fn rule(key: ApiKey) -> Rule {
         | ElectLeaders
         | AlterPartitionReassignments
         | ListPartitionReassignments
+        | UnregisterBroker
+        | BrokerRegistration
+        | DescribeQuorum
         | DescribeUserScramCredentials
         | AlterUserScramCredentials => Rule::Admin,
         InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit
