@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-new2 bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:56617 --cores 1 --cpus 1 --compression none --duration 15s --warmup 3s --report perf/results/2026-12-05-validation/1kb-base-2
