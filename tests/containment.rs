@@ -237,3 +237,42 @@ fn a_group_whose_state_machine_panicked_recovers_with_its_offsets() {
     assert!(broker.is_running());
     broker.stop();
 }
+
+/// A broker whose log output cannot be written (stderr on a full disk: /dev/full) keeps
+/// serving: log lines are dropped, not turned into panics by the logger reporting its own
+/// write failure on stderr. Creating a topic, producing and fetching all log at INFO.
+#[test]
+fn a_broker_whose_logs_cannot_be_written_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", &addr.to_string(), "--admin-listen", "off"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--shards", "2", "--segment-prealloc-bytes", "1048576"])
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(full)
+        .spawn()
+        .unwrap();
+    let mut conn = common::poll("the broker to accept connections", || {
+        std::net::TcpStream::connect(addr).ok().map(|_| Conn::connect(addr))
+    });
+    for round in 0..3 {
+        let topic = format!("quiet-{round}");
+        create_topic(&mut conn, &topic, 2);
+        for partition in 0..2 {
+            let (code, offset) = produce(&mut conn, &topic, partition, batch(&[(b"k", b"v")]), 1);
+            assert_eq!((code, offset), (0, 0));
+            let fetched = fetch_one(&mut conn, &topic, partition, 0);
+            assert_eq!(fetched.error_code, 0);
+            let data = fetched.records.unwrap_or_default();
+            assert_eq!(records(&data), vec![(0, b"k".to_vec(), b"v".to_vec())]);
+        }
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the broker exited");
+    drop(conn);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -71,9 +71,14 @@ pub fn init_logging(filter: Option<&str>, json: bool) {
     let _ = tracing_log::LogTracer::init();
     // Colours only on a terminal: journald, Docker and Kubernetes logs get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A log line that cannot be written (stderr redirected to a file on a full disk, a closed
+    // pipe) is dropped: with `log_internal_errors` on, tracing-subscriber reports the failure
+    // with `eprintln!`, which panics when stderr cannot be written either, so every log line
+    // would become a panic in whatever task logged it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(ansi);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
