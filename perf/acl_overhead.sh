@@ -21,6 +21,7 @@
 # ACLs, not as a super user: every produce and fetch goes through the authorizer's cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
@@ -37,23 +38,9 @@ ARGS="--shards 1 --segment-bytes 67108864 --retention-bytes 268435456 --retentio
 mkdir -p "$TMP" "$OUT"
 
 log() { echo "[acl_overhead] $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
-for k in sys.argv[2].split("."): v=(v or {}).get(k)
-print("" if v is None else v)' "$1" "$2"; }
 
 [[ -x $STRATA ]] || { log "building $STRATA"; cargo build --release; }
 
-BROKER_PID=""
-stop_broker() {
-  if [[ -n $BROKER_PID ]]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-  fi
-}
 trap stop_broker EXIT
 
 # start_broker DATA_DIR EXTRA_ARGS...: sets ADDR.

@@ -17,6 +17,7 @@
 #   STRATA_ARGS="..."              extra `strata serve` flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 PARTITIONS=${1:-10000}
 RUNS=${RUNS:-3}
@@ -31,9 +32,6 @@ OUT=$RESULTS/$DATE-partitions-$PARTITIONS.md
 mkdir -p "$TMP" "$RESULTS"
 
 log() { echo "[partitions.sh] $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
 

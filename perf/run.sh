@@ -20,6 +20,7 @@
 #                                 ~40 GB, more than a small VM's free disk]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 BROKER=${BROKER:-strata}
 BROKER_CPU=${BROKER_CPU:-0}
@@ -33,13 +34,7 @@ mkdir -p "$TMP" "$RESULTS"
 
 log() { echo "[run.sh] $*" >&2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
-for k in sys.argv[2].split("."): v=(v or {}).get(k)
-print("" if v is None else v)' "$1" "$2"; }
 
 mode_of() {
   case "$1" in
@@ -53,14 +48,6 @@ if [[ ! -x $STRATA ]]; then
   cargo build --release
 fi
 
-BROKER_PID=""
-stop_broker() {
-  if [[ -n $BROKER_PID ]]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-  fi
-}
 trap stop_broker EXIT
 
 # Starts a fresh broker pinned to $BROKER_CPU; sets ADDR and BROKER_CMD.

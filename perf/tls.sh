@@ -16,6 +16,7 @@
 # A test CA and the broker's certificate are made with openssl in perf/tmp/tls (never reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 STRATA=${STRATA:-target/release/strata}
 ROUNDS=${ROUNDS:-3}
@@ -34,9 +35,6 @@ PROTOCOLS="PLAINTEXT SSL SASL_SSL"
 mkdir -p "$TMP" "$OUT"
 
 log() { echo "[tls.sh] $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 [[ -x $STRATA ]] || { log "building $STRATA"; cargo build --release --bin strata; }
 command -v openssl >/dev/null || { log "openssl is needed to make the test CA"; exit 1; }
@@ -59,14 +57,6 @@ workload() {
   esac
 }
 
-BROKER_PID=""
-stop_broker() {
-  if [[ -n $BROKER_PID ]]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-  fi
-}
 trap stop_broker EXIT
 
 # run SCENARIO PROTOCOL ROUND: a fresh broker with the three listeners, one bench run against

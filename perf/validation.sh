@@ -16,6 +16,7 @@
 # before every ack); `1kb-lz4` / `1kb-zstd` are the 1 KiB one with the producer compressing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 BASE=${1:?usage: perf/validation.sh BASE_BIN NEW_BIN}
 NEW=${2:?usage: perf/validation.sh BASE_BIN NEW_BIN}
@@ -33,13 +34,7 @@ mkdir -p "$TMP" "$OUT"
 
 log() { echo "[validation.sh] $*" >&2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
-for k in sys.argv[2].split("."): v=(v or {}).get(k)
-print("" if v is None else v)' "$1" "$2"; }
 
 workload() {
   case $1 in
@@ -56,14 +51,6 @@ compression() {
   esac
 }
 
-BROKER_PID=""
-stop_broker() {
-  if [[ -n $BROKER_PID ]]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-  fi
-}
 trap stop_broker EXIT
 
 # run BIN LABEL SCENARIO ROUND: one broker, one bench run; the report goes to $OUT/<...>.
