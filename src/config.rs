@@ -45,6 +45,10 @@ pub mod limits {
     pub const SHUTDOWN_TIMEOUT_MS_MAX: u64 = 600_000;
     /// Longest `group.initial.rebalance.delay.ms` accepted (Kafka's default rebalance timeout).
     pub const INITIAL_REBALANCE_DELAY_MS_MAX: u64 = 300_000;
+    /// Longest share-group timeout accepted (`group.share.*.ms`): an hour.
+    pub const SHARE_TIMEOUT_MS_MAX: u64 = 3_600_000;
+    /// Most `group.share.partition.max.record.locks` (Kafka's upper bound).
+    pub const SHARE_RECORD_LOCKS_MAX: u32 = 10_000;
     /// Longest `connection.failed.authentication.delay.ms` accepted (a minute).
     pub const FAILED_AUTHENTICATION_DELAY_MS_MAX: u64 = 60_000;
     /// Port of the admin HTTP listener (Redpanda's admin port).
@@ -280,6 +284,8 @@ pub struct BrokerConfig {
     /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
     /// consumer group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Share groups (KIP-932): Kafka's `group.share.*` settings and `share.auto.offset.reset`.
+    pub share: ShareConfig,
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with the leader's
     /// log end within this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
@@ -547,6 +553,7 @@ impl Default for BrokerConfig {
             min_compaction_lag_ms: 0,
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
+            share: ShareConfig::default(),
             replica_lag_time_max_ms: 10_000,
             broker_session_timeout_ms: 3_000,
             transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
@@ -661,6 +668,7 @@ impl BrokerConfig {
                 "must be at most 300000 (5 minutes)",
             ));
         }
+        self.share.validate()?;
         if self.replica_lag_time_max_ms == 0 {
             return Err(bad("replica-lag-time-max-ms", "must be at least 1"));
         }
@@ -914,5 +922,58 @@ mod tests {
         assert!(set.validate().is_ok());
         let tiny = BrokerConfig { queued_max_request_bytes: Some(1 << 20), ..set };
         assert!(tiny.validate().is_err());
+    }
+}
+
+/// Share groups (KIP-932): Kafka's broker defaults of the same names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareConfig {
+    /// `group.share.session.timeout.ms`: a member silent this long leaves its share group.
+    pub session_timeout_ms: u64,
+    /// `group.share.heartbeat.interval.ms`: how often members heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// `group.share.record.lock.duration.ms`: how long an acquired record stays locked.
+    pub record_lock_duration_ms: u64,
+    /// `group.share.delivery.count.limit`: deliveries before a record is archived.
+    pub delivery_count_limit: u16,
+    /// `group.share.partition.max.record.locks`: records acquired at once per share-partition.
+    pub partition_max_record_locks: u32,
+    /// `share.auto.offset.reset`: where a new share-partition starts, `latest` or `earliest`.
+    pub auto_offset_reset_earliest: bool,
+}
+
+impl Default for ShareConfig {
+    fn default() -> ShareConfig {
+        ShareConfig {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+            record_lock_duration_ms: 30_000,
+            delivery_count_limit: 5,
+            partition_max_record_locks: 2_000,
+            auto_offset_reset_earliest: false,
+        }
+    }
+}
+
+impl ShareConfig {
+    /// Kafka's bounds (`group.share.min/max.*`), widened below for tests' short timeouts.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=limits::SHARE_TIMEOUT_MS_MAX).contains(&self.session_timeout_ms) {
+            return Err(bad("group-share-session-timeout-ms", "must be 1..=3600000"));
+        }
+        if !(1..=limits::SHARE_TIMEOUT_MS_MAX).contains(&self.heartbeat_interval_ms) {
+            return Err(bad("group-share-heartbeat-interval-ms", "must be 1..=3600000"));
+        }
+        if !(1..=limits::SHARE_TIMEOUT_MS_MAX).contains(&self.record_lock_duration_ms) {
+            return Err(bad("group-share-record-lock-duration-ms", "must be 1..=3600000"));
+        }
+        if !(2..=10).contains(&self.delivery_count_limit) {
+            return Err(bad("group-share-delivery-count-limit", "must be 2..=10 (Kafka's bounds)"));
+        }
+        let locks = limits::SHARE_RECORD_LOCKS_MAX;
+        if !(100..=locks).contains(&self.partition_max_record_locks) {
+            return Err(bad("group-share-partition-max-record-locks", "must be 100..=10000"));
+        }
+        Ok(())
     }
 }

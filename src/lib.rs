@@ -10,6 +10,8 @@
 //! | `storage`      | one partition's segment log on one shard (O_DIRECT, index, recovery) |
 //! | `group`        | consumer groups: pure state machine, offset store, coordinator      |
 //! | `txn`          | transactions: pure state machine, `__transaction_state` records     |
+//! | `share`        | share groups (KIP-932): pure share-partition and membership state   |
+//! |                | machines, `__share_group_state` records                             |
 //! | `controller`   | cluster metadata: shard 0 alone, or a Raft quorum of brokers        |
 //! | `security`     | principals, TLS, SASL, the authorizer and quotas (pure where it can) |
 //! | `server`       | listeners, connections, dispatch, one handler per API, admin HTTP   |
@@ -28,6 +30,7 @@
 //! | `storage`      | `record_batch`, `runtime`                       |
 //! | `group`        | `storage`, `runtime`, `protocol`, `record_batch` |
 //! | `txn`          | `protocol`                                      |
+//! | `share`        | `protocol`                                      |
 //! | `controller`   | `storage`, `runtime`, `protocol`, `security`    |
 //! | `security`     | `protocol`                                      |
 //! | `server`       | everything above                                |
@@ -47,5 +50,6 @@ pub mod record_batch;
 pub mod runtime;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod storage;
 pub mod txn;

@@ -23,6 +23,8 @@ enum Command {
     Topic(cli::topic::TopicArgs),
     /// List, describe, delete consumer groups and reset their offsets.
     Group(cli::group::GroupArgs),
+    /// List and describe share groups (KIP-932): members, start offsets, lag.
+    ShareGroup(cli::share_group::ShareGroupArgs),
     /// List and describe transactions.
     Txn(cli::txn::TxnArgs),
     /// Create, update, delete and list SCRAM users (like `rpk acl user`).
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => cli::serve::run(*args, cli.log),
         Command::Topic(args) => cli::topic::run(args),
         Command::Group(args) => cli::group::run(args),
+        Command::ShareGroup(args) => cli::share_group::run(args),
         Command::Txn(args) => cli::txn::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::User(args) => cli::user::run(args),

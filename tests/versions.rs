@@ -20,6 +20,9 @@ fn advertised(conn: &mut Conn) -> Vec<(i16, i16, i16)> {
 
 /// A typical request of `key` at `version`, about topic `topic` (id `id`).
 fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<RequestKind> {
+    if let Some(share) = share_request(key, topic, id) {
+        return Some(share);
+    }
     let scratch = format!("{topic}-scratch-{version}");
     Some(match key {
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
@@ -424,6 +427,86 @@ fn operations_request(
             BrokerRegistrationRequest::default().with_broker_id(BrokerId(1)),
         ),
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
+        _ => return None,
+    })
+}
+
+/// A share group request (KIP-932) of `key` about partition 0 of `topic` (id `id`): member
+/// `vt-m` of share group `vt-share` joins, fetches (opening a share session), acknowledges in
+/// it; the offset APIs describe, alter (refused while the group has a member) and delete.
+fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind> {
+    let group = GroupId(StrBytes::from_static_str("vt-share"));
+    let member = StrBytes::from_static_str("vt-m");
+    Some(match key {
+        ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(
+            ShareGroupHeartbeatRequest::default()
+                .with_group_id(group)
+                .with_member_id(member)
+                .with_member_epoch(0)
+                .with_subscribed_topic_names(Some(vec![name(topic)])),
+        ),
+        ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(
+            ShareGroupDescribeRequest::default().with_group_ids(vec![group]),
+        ),
+        ApiKey::ShareFetch => {
+            let p = share_fetch_request::FetchPartition::default().with_partition_index(0);
+            let t = share_fetch_request::FetchTopic::default()
+                .with_topic_id(id)
+                .with_partitions(vec![p]);
+            RequestKind::ShareFetch(
+                ShareFetchRequest::default()
+                    .with_group_id(Some(group))
+                    .with_member_id(Some(member))
+                    .with_share_session_epoch(0)
+                    .with_max_wait_ms(0)
+                    .with_max_bytes(1 << 20)
+                    .with_max_records(10)
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::ShareAcknowledge => {
+            let b = share_acknowledge_request::AcknowledgementBatch::default()
+                .with_first_offset(0)
+                .with_last_offset(0)
+                .with_acknowledge_types(vec![1]);
+            let p = share_acknowledge_request::AcknowledgePartition::default()
+                .with_partition_index(0)
+                .with_acknowledgement_batches(vec![b]);
+            let t = share_acknowledge_request::AcknowledgeTopic::default()
+                .with_topic_id(id)
+                .with_partitions(vec![p]);
+            RequestKind::ShareAcknowledge(
+                ShareAcknowledgeRequest::default()
+                    .with_group_id(Some(group))
+                    .with_member_id(Some(member))
+                    .with_share_session_epoch(1)
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            use describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
+            let g = DescribeShareGroupOffsetsRequestGroup::default().with_group_id(group);
+            RequestKind::DescribeShareGroupOffsets(
+                DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]),
+            )
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            use alter_share_group_offsets_request::*;
+            let p = AlterShareGroupOffsetsRequestPartition::default().with_start_offset(0);
+            let t = AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(name(topic))
+                .with_partitions(vec![p]);
+            RequestKind::AlterShareGroupOffsets(
+                AlterShareGroupOffsetsRequest::default().with_group_id(group).with_topics(vec![t]),
+            )
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            use delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
+            let t = DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(name(topic));
+            RequestKind::DeleteShareGroupOffsets(
+                DeleteShareGroupOffsetsRequest::default().with_group_id(group).with_topics(vec![t]),
+            )
+        }
         _ => return None,
     })
 }

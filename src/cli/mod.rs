@@ -9,6 +9,7 @@ pub mod produce;
 pub mod quota;
 pub mod reassign;
 pub mod serve;
+pub mod share_group;
 pub mod topic;
 pub mod txn;
 pub mod user;

@@ -327,6 +327,30 @@ pub struct Settings {
     /// (group.initial.rebalance.delay.ms); 0 completes it at once. [default: 3000]
     #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// A share-group member silent this long leaves its group
+    /// (group.share.session.timeout.ms). [default: 45000]
+    #[arg(long, env = "STRATA_GROUP_SHARE_SESSION_TIMEOUT_MS")]
+    pub group_share_session_timeout_ms: Option<u64>,
+    /// How often share-group members heartbeat (group.share.heartbeat.interval.ms).
+    /// [default: 5000]
+    #[arg(long, env = "STRATA_GROUP_SHARE_HEARTBEAT_INTERVAL_MS")]
+    pub group_share_heartbeat_interval_ms: Option<u64>,
+    /// How long a record acquired by a share consumer stays locked to it
+    /// (group.share.record.lock.duration.ms). [default: 30000]
+    #[arg(long, env = "STRATA_GROUP_SHARE_RECORD_LOCK_DURATION_MS")]
+    pub group_share_record_lock_duration_ms: Option<u64>,
+    /// Deliveries of a record to share consumers before it is archived
+    /// (group.share.delivery.count.limit, 2-10). [default: 5]
+    #[arg(long, env = "STRATA_GROUP_SHARE_DELIVERY_COUNT_LIMIT")]
+    pub group_share_delivery_count_limit: Option<u16>,
+    /// Records of one share-partition acquired at once, at most
+    /// (group.share.partition.max.record.locks, 100-10000). [default: 2000]
+    #[arg(long, env = "STRATA_GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS")]
+    pub group_share_partition_max_record_locks: Option<u32>,
+    /// Where a share group starts reading a partition it never read: latest or earliest
+    /// (share.auto.offset.reset, broker-wide here). [default: latest]
+    #[arg(long, env = "STRATA_SHARE_AUTO_OFFSET_RESET")]
+    pub share_auto_offset_reset: Option<String>,
     /// A follower not caught up with its leader for this long leaves the ISR
     /// (replica.lag.time.max.ms). [default: 10000]
     #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
@@ -825,6 +849,12 @@ impl Settings {
             admin_metrics_public,
             shutdown_timeout_ms,
             group_initial_rebalance_delay_ms,
+            group_share_session_timeout_ms,
+            group_share_heartbeat_interval_ms,
+            group_share_record_lock_duration_ms,
+            group_share_delivery_count_limit,
+            group_share_partition_max_record_locks,
+            share_auto_offset_reset,
             replica_lag_time_max_ms,
             broker_session_timeout_ms,
             transactional_id_expiration_ms,
@@ -939,6 +969,12 @@ impl Settings {
             admin_metrics_public: Some(false),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: Some(d.group_initial_rebalance_delay_ms),
+            group_share_session_timeout_ms: Some(d.share.session_timeout_ms),
+            group_share_heartbeat_interval_ms: Some(d.share.heartbeat_interval_ms),
+            group_share_record_lock_duration_ms: Some(d.share.record_lock_duration_ms),
+            group_share_delivery_count_limit: Some(d.share.delivery_count_limit),
+            group_share_partition_max_record_locks: Some(d.share.partition_max_record_locks),
+            share_auto_offset_reset: Some("latest".into()),
             replica_lag_time_max_ms: Some(d.replica_lag_time_max_ms),
             broker_session_timeout_ms: Some(d.broker_session_timeout_ms),
             transactional_id_expiration_ms: Some(d.transactional_id_expiration_ms),
@@ -1100,6 +1136,36 @@ impl Settings {
         })
     }
 
+    /// The share-group settings (KIP-932), defaults filled in from `d`.
+    fn share_config(
+        &self,
+        d: &strata::config::ShareConfig,
+    ) -> anyhow::Result<strata::config::ShareConfig> {
+        let earliest = match self.share_auto_offset_reset.as_deref().map(str::trim) {
+            None | Some("latest") => false,
+            Some("earliest") => true,
+            Some(other) => {
+                anyhow::bail!("share-auto-offset-reset: {other:?} is not latest or earliest")
+            }
+        };
+        Ok(strata::config::ShareConfig {
+            session_timeout_ms: self.group_share_session_timeout_ms.unwrap_or(d.session_timeout_ms),
+            heartbeat_interval_ms: self
+                .group_share_heartbeat_interval_ms
+                .unwrap_or(d.heartbeat_interval_ms),
+            record_lock_duration_ms: self
+                .group_share_record_lock_duration_ms
+                .unwrap_or(d.record_lock_duration_ms),
+            delivery_count_limit: self
+                .group_share_delivery_count_limit
+                .unwrap_or(d.delivery_count_limit),
+            partition_max_record_locks: self
+                .group_share_partition_max_record_locks
+                .unwrap_or(d.partition_max_record_locks),
+            auto_offset_reset_earliest: earliest,
+        })
+    }
+
     /// Turns complete settings (after [`Settings::or`] with the defaults) into a config.
     pub fn into_config(self) -> anyhow::Result<(BrokerConfig, PoolOptions)> {
         let d = BrokerConfig::default();
@@ -1114,6 +1180,7 @@ impl Settings {
             }
         };
         let sasl = self.sasl_settings(d.sasl.clone());
+        let share = self.share_config(&d.share)?;
         let admin_security = self.admin_security();
         let flush = match (self.flush_messages, self.flush_ms) {
             (None, None) | (Some(1), None) => FlushPolicy::EveryProduce,
@@ -1183,6 +1250,7 @@ impl Settings {
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .unwrap_or(d.group_initial_rebalance_delay_ms),
+            share,
             replica_lag_time_max_ms: self
                 .replica_lag_time_max_ms
                 .unwrap_or(d.replica_lag_time_max_ms),

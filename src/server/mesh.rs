@@ -300,6 +300,14 @@ pub enum ShardMsg {
         /// Its reply.
         reply: oneshot::Sender<GroupReply>,
     },
+    /// Share groups (KIP-932): to the shard coordinating a share group, or owning a
+    /// partition (share-partition state), or to every shard (list): run a share request.
+    Share {
+        /// The request.
+        request: Box<super::share::ShareRequest>,
+        /// Its reply.
+        reply: oneshot::Sender<super::share::ShareReply>,
+    },
     /// From the admin listener (shard 0): report this shard's metrics.
     Metrics {
         /// The snapshot.

@@ -24,6 +24,7 @@ pub mod replica;
 mod router;
 pub mod session;
 pub mod shard;
+pub mod share;
 mod transport;
 pub mod txn;
 
@@ -553,6 +554,10 @@ async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
     if !meta.topics.contains_key(crate::txn::TXN_TOPIC) {
         meta = create_internal_topic(&meta, shard, crate::txn::TXN_TOPIC, TXN_PARTITIONS)?;
     }
+    if !meta.topics.contains_key(crate::share::STATE_TOPIC) {
+        let partitions = crate::share::STATE_TOPIC_PARTITIONS;
+        meta = create_internal_topic(&meta, shard, crate::share::STATE_TOPIC, partitions)?;
+    }
     remove_orphan_partitions(data_dir, &meta);
     controller::store_at_start(data_dir, &meta).await?;
     shard.publish(Arc::new(meta)).await;
@@ -667,6 +672,7 @@ fn ensure_internal_topics(shard: &Rc<Shard>, creating: &Rc<std::cell::Cell<bool>
     let wanted = [
         (crate::group::OFFSETS_TOPIC, shard.config.offsets_topic_partitions),
         (crate::txn::TXN_TOPIC, TXN_PARTITIONS),
+        (crate::share::STATE_TOPIC, crate::share::STATE_TOPIC_PARTITIONS),
     ];
     let missing: Vec<(&'static str, i32)> =
         wanted.into_iter().filter(|(name, _)| !meta.topics.contains_key(*name)).collect();

@@ -80,6 +80,8 @@ pub struct Shard {
     pub groups: Rc<Coordinator>,
     /// The transactional ids this shard coordinates.
     pub txns: Rc<TxnCoordinator>,
+    /// The share groups, share-partitions and share sessions of this shard (KIP-932).
+    pub shares: super::share::Shares,
     /// Produce requests answered so far (for `fault_drop_produce_every`).
     pub produce_count: Cell<u64>,
     /// Shard 0's producer id allocator, loaded on first use.
@@ -161,7 +163,9 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
     };
     // The internal offsets topic holds small records: small extents keep its many
     // partitions from reserving much disk.
-    let internal = topic.name == group::OFFSETS_TOPIC || topic.name == crate::txn::TXN_TOPIC;
+    let internal = topic.name == group::OFFSETS_TOPIC
+        || topic.name == crate::txn::TXN_TOPIC
+        || topic.name == crate::share::STATE_TOPIC;
     let prealloc_bytes = if internal {
         broker.segment_prealloc_bytes.min(OFFSETS_PREALLOC_BYTES)
     } else {
@@ -239,6 +243,7 @@ impl Shard {
             budget: Rc::new(super::budget::Budget::new(budget)),
             groups: Coordinator::new(initial_delay_ms),
             txns: TxnCoordinator::new(),
+            shares: super::share::Shares::new(),
             producer_ids: RefCell::new(None),
             produce_count: Cell::new(0),
             ready: RefCell::new(Some(ready)),
@@ -1385,6 +1390,9 @@ impl Shard {
             }
             ShardMsg::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
+            }
+            ShardMsg::Share { request, reply } => {
+                let _ = reply.send(self.shares.handle(&self, *request).await);
             }
         }
     }

@@ -392,6 +392,7 @@ async fn list(shard: &Rc<Shard>, req: ListGroupsRequest) -> ListGroupsResponse {
             Err(e) => error = e.code(),
         }
     }
+    groups.extend(super::share::listed(shard, &states, &types).await);
     groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
     ListGroupsResponse::default().with_error_code(error).with_groups(groups)
 }

@@ -189,8 +189,6 @@ fn describe(
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&topic.name))))
         .with_topic_id(topic.id)
-        .with_is_internal(
-            topic.name == crate::group::OFFSETS_TOPIC || topic.name == crate::txn::TXN_TOPIC,
-        )
+        .with_is_internal(super::topic_rules::is_internal(&topic.name))
         .with_partitions(partitions)
 }

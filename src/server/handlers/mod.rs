@@ -25,6 +25,7 @@ mod produce;
 mod producer;
 mod quotas;
 pub(crate) mod sasl;
+mod share;
 mod topic_rules;
 pub(crate) mod txn;
 
@@ -102,6 +103,15 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::UnregisterBroker, min: 0, max: 0 },
     ApiRange { key: ApiKey::BrokerRegistration, min: 0, max: 0 },
     ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 1 },
+    // Share groups (KIP-932): v1 is Kafka 4.1's (v0 was the 4.0 preview); kafka-protocol 0.18
+    // has no v2 (Kafka 4.2's RENEW acknowledgement), nor the offset APIs' v1.
+    ApiRange { key: ApiKey::ShareGroupHeartbeat, min: 1, max: 1 },
+    ApiRange { key: ApiKey::ShareGroupDescribe, min: 1, max: 1 },
+    ApiRange { key: ApiKey::ShareFetch, min: 1, max: 1 },
+    ApiRange { key: ApiKey::ShareAcknowledge, min: 1, max: 1 },
+    ApiRange { key: ApiKey::DescribeShareGroupOffsets, min: 0, max: 0 },
+    ApiRange { key: ApiKey::AlterShareGroupOffsets, min: 0, max: 0 },
+    ApiRange { key: ApiKey::DeleteShareGroupOffsets, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -216,6 +226,16 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
             Box::pin(async move {
                 let response = group::join(&shard, req, version, client_id, host).await;
                 Reply::Response(Box::new(ResponseKind::JoinGroup(response)))
+            })
+        }
+        body @ RequestKind::ShareGroupHeartbeat(_) => {
+            let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
+            let client = (client_id, session.client_host());
+            Box::pin(async move {
+                match share::handle(&shard, body, client).await {
+                    Ok(response) => Reply::Response(Box::new(response)),
+                    Err(other) => Reply::Close(format!("no handler for {other:?}")),
+                }
             })
         }
         RequestKind::SaslHandshake(req) => {
@@ -342,7 +362,10 @@ async fn handle_any(
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
             Ok(response) => response,
-            Err(other) => return txn::handle(shard, other, version).await,
+            Err(other) => match share::handle(shard, other, (String::new(), String::new())).await {
+                Ok(response) => response,
+                Err(other) => return txn::handle(shard, other, version).await,
+            },
         },
     })
 }

@@ -18,7 +18,9 @@ use crate::record_batch::{self, Accepted, Codec, Compression, Refusal, Rules};
 
 /// Whether `topic` is one of the broker's internal topics.
 pub(crate) fn is_internal(topic: &str) -> bool {
-    topic == crate::group::OFFSETS_TOPIC || topic == crate::txn::TXN_TOPIC
+    topic == crate::group::OFFSETS_TOPIC
+        || topic == crate::txn::TXN_TOPIC
+        || topic == crate::share::STATE_TOPIC
 }
 
 /// Produce v7 is the first that may carry zstd batches.

@@ -19,6 +19,7 @@ mod admin;
 mod data;
 mod groups;
 mod metadata;
+mod share;
 mod txn;
 
 use std::rc::Rc;
@@ -70,6 +71,8 @@ pub enum Rule {
     Txn,
     /// Consumer groups and coordinators: [`groups::check`].
     Groups,
+    /// Share groups (KIP-932): [`share::check`].
+    Share,
     /// An API this module does not know: a test fails while `APIS` offers one.
     Unknown,
 }
@@ -107,6 +110,13 @@ pub fn rule(key: ApiKey) -> Rule {
         | DescribeTransactions | ListTransactions => Rule::Txn,
         FindCoordinator | JoinGroup | SyncGroup | Heartbeat | LeaveGroup | OffsetCommit
         | OffsetFetch | ListGroups | DeleteGroups | OffsetDelete => Rule::Groups,
+        ShareGroupHeartbeat
+        | ShareGroupDescribe
+        | ShareFetch
+        | ShareAcknowledge
+        | DescribeShareGroupOffsets
+        | AlterShareGroupOffsets
+        | DeleteShareGroupOffsets => Rule::Share,
         _ => Rule::Unknown,
     }
 }
@@ -126,6 +136,7 @@ pub fn check(shard: &Rc<Shard>, session: &Rc<Session>, request: Request) -> Guar
         Rule::Admin => admin::check(&gate, shard, body, version),
         Rule::Txn => txn::check(&gate, shard, body, version),
         Rule::Groups => groups::check(&gate, body, version),
+        Rule::Share => share::check(&gate, shard, body),
         Rule::Open | Rule::Unknown => Ok((body, None)),
     };
     match checked {

@@ -1,0 +1,774 @@
+//! Share group APIs (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch,
+//! ShareAcknowledge and the share-group offset admin APIs (Describe/Alter/Delete
+//! ShareGroupOffsets), on top of [`crate::server::share`].
+//!
+//! Heartbeats and describes go to the shard coordinating the group id (as consumer groups);
+//! ShareFetch and ShareAcknowledge check the share session on the shard that took the request,
+//! then send each partition's acknowledgements and acquisition to the shard owning the
+//! partition. A ShareFetch that acquired nothing waits, like Fetch, until `max_wait_ms`, new
+//! data on one of its partitions, or the earliest lock expiry, then tries again; its
+//! piggy-backed acknowledgements are applied (and durable) in the first round.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::str_bytes;
+use crate::config::limits;
+use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::protocol::ResponseError as E;
+use crate::server::mesh::{PartitionRef, ShardMsg};
+use crate::server::shard::{LocalFuture, Shard};
+use crate::server::share::{
+    call, AckBatch, PartitionOp, PartitionResult, ShareReply, ShareRequest, SpKey,
+};
+use crate::share::group::Heartbeat;
+
+/// Records one ShareFetch acquires per partition when the request sets no `max_records`.
+const MAX_RECORDS_DEFAULT: usize = 500;
+/// Largest ShareFetch response asked for that is honoured (Kafka's `fetch.max.bytes` default).
+const FETCH_BYTES_MAX: usize = 50 << 20;
+/// The assignor share groups use (Kafka's `SimpleAssignor`).
+const ASSIGNOR: &str = "simple";
+
+/// Runs the share group APIs; gives back any other request.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    body: RequestKind,
+    client: (String, String),
+) -> Result<ResponseKind, RequestKind> {
+    Ok(match body {
+        RequestKind::ShareGroupHeartbeat(req) => {
+            ResponseKind::ShareGroupHeartbeat(heartbeat(shard, req, client).await)
+        }
+        RequestKind::ShareGroupDescribe(req) => {
+            ResponseKind::ShareGroupDescribe(describe(shard, req).await)
+        }
+        RequestKind::ShareFetch(req) => ResponseKind::ShareFetch(fetch(shard, req).await),
+        RequestKind::ShareAcknowledge(req) => {
+            ResponseKind::ShareAcknowledge(acknowledge(shard, req).await)
+        }
+        RequestKind::DescribeShareGroupOffsets(req) => {
+            ResponseKind::DescribeShareGroupOffsets(describe_offsets(shard, req).await)
+        }
+        RequestKind::AlterShareGroupOffsets(req) => {
+            ResponseKind::AlterShareGroupOffsets(alter_offsets(shard, req).await)
+        }
+        RequestKind::DeleteShareGroupOffsets(req) => {
+            ResponseKind::DeleteShareGroupOffsets(delete_offsets(shard, req).await)
+        }
+        other => return Err(other),
+    })
+}
+
+/// The shard coordinating share group `group` (NOT_COORDINATOR when another broker does).
+fn coordinator(shard: &Shard, group: &str) -> Result<usize, E> {
+    if !super::group::valid_group_id(group) {
+        return Err(E::InvalidGroupId);
+    }
+    let meta = shard.meta();
+    let topic = meta.topics.get(OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
+    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    match meta.owner(OFFSETS_TOPIC, partition_for(group, count)) {
+        Ok(owner) => Ok(owner),
+        Err(E::NotLeaderOrFollower) => Err(E::NotCoordinator),
+        Err(_) => Err(E::CoordinatorNotAvailable),
+    }
+}
+
+async fn on_coordinator(
+    shard: &Rc<Shard>,
+    group: &str,
+    req: ShareRequest,
+) -> Result<ShareReply, E> {
+    let owner = coordinator(shard, group)?;
+    call(shard, owner, req).await.ok_or(E::CoordinatorNotAvailable)
+}
+
+async fn heartbeat(
+    shard: &Rc<Shard>,
+    req: ShareGroupHeartbeatRequest,
+    (client_id, client_host): (String, String),
+) -> ShareGroupHeartbeatResponse {
+    let interval = shard.settings().share.heartbeat_interval_ms.min(i32::MAX as u64) as i32;
+    let failed = |e: E| {
+        ShareGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_member_id(Some(req.member_id.clone()))
+            .with_heartbeat_interval_ms(interval)
+    };
+    let joining = req.member_epoch == 0;
+    if req.member_id.is_empty() || (joining && req.subscribed_topic_names.is_none()) {
+        return failed(E::InvalidRequest);
+    }
+    let hb = Heartbeat {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        subscribed: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+        rack: req.rack_id.as_ref().map(|r| r.to_string()),
+        client_id,
+        client_host,
+    };
+    let group = req.group_id.0.to_string();
+    let request = ShareRequest::Heartbeat { group: group.clone(), hb };
+    let reply = match on_coordinator(shard, &group, request).await {
+        Ok(ShareReply::Heartbeat(Ok(reply))) => reply,
+        Ok(ShareReply::Heartbeat(Err(code))) => {
+            return failed(E::try_from_code(code).unwrap_or(E::UnknownServerError))
+        }
+        Ok(_) => return failed(E::UnknownServerError),
+        Err(e) => return failed(e),
+    };
+    let meta = shard.meta();
+    let assignment = reply.assignment.map(|topics| {
+        let topic_partitions = topics
+            .into_iter()
+            .filter_map(|(topic, partitions)| {
+                let id = meta.topics.get(topic.as_str())?.id;
+                Some(
+                    share_group_heartbeat_response::TopicPartitions::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions),
+                )
+            })
+            .collect();
+        share_group_heartbeat_response::Assignment::default()
+            .with_topic_partitions(topic_partitions)
+    });
+    ShareGroupHeartbeatResponse::default()
+        .with_member_id(Some(req.member_id))
+        .with_member_epoch(reply.member_epoch)
+        .with_heartbeat_interval_ms(interval)
+        .with_assignment(assignment)
+}
+
+async fn describe(shard: &Rc<Shard>, req: ShareGroupDescribeRequest) -> ShareGroupDescribeResponse {
+    use share_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
+    let mut groups = Vec::with_capacity(req.group_ids.len());
+    for id in req.group_ids {
+        let failed =
+            |e: E| DescribedGroup::default().with_group_id(id.clone()).with_error_code(e.code());
+        let group = id.0.to_string();
+        let found = on_coordinator(shard, &group, ShareRequest::Describe { group: group.clone() });
+        let g = match found.await {
+            Ok(ShareReply::Describe(Ok(g))) => g,
+            Ok(ShareReply::Describe(Err(code))) => {
+                groups.push(failed(E::try_from_code(code).unwrap_or(E::UnknownServerError)));
+                continue;
+            }
+            Ok(_) => {
+                groups.push(failed(E::UnknownServerError));
+                continue;
+            }
+            Err(e) => {
+                groups.push(failed(e));
+                continue;
+            }
+        };
+        let meta = shard.meta();
+        let members = g
+            .members
+            .values()
+            .map(|m| {
+                let topic_partitions = m
+                    .assignment
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        TopicPartitions::default()
+                            .with_topic_id(
+                                meta.topics.get(topic.as_str()).map(|t| t.id).unwrap_or_default(),
+                            )
+                            .with_topic_name(TopicName(str_bytes(topic)))
+                            .with_partitions(partitions.clone())
+                    })
+                    .collect();
+                Member::default()
+                    .with_member_id(str_bytes(&m.id))
+                    .with_rack_id(m.rack.as_deref().map(str_bytes))
+                    .with_member_epoch(m.epoch)
+                    .with_client_id(str_bytes(&m.client_id))
+                    .with_client_host(str_bytes(&m.client_host))
+                    .with_subscribed_topic_names(
+                        m.subscribed.iter().map(|t| TopicName(str_bytes(t))).collect(),
+                    )
+                    .with_assignment(Assignment::default().with_topic_partitions(topic_partitions))
+            })
+            .collect();
+        groups.push(
+            DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(StrBytes::from_static_str(g.state()))
+                .with_group_epoch(g.epoch)
+                .with_assignment_epoch(g.assignment_epoch)
+                .with_assignor_name(StrBytes::from_static_str(ASSIGNOR))
+                .with_members(members)
+                .with_authorized_operations(i32::MIN),
+        );
+    }
+    ShareGroupDescribeResponse::default().with_groups(groups)
+}
+
+/// The share groups of every shard, as ListGroups lists them (group type "share"), filtered
+/// by `states` and `types` (case-insensitive; empty: all).
+pub(super) async fn listed(
+    shard: &Rc<Shard>,
+    states: &[String],
+    types: &[String],
+) -> Vec<list_groups_response::ListedGroup> {
+    let wanted = |filter: &[String], value: &str| {
+        filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value))
+    };
+    if !wanted(types, "share") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for owner in 0..shard.count {
+        let Some(ShareReply::List(found)) = call(shard, owner, ShareRequest::List).await else {
+            continue;
+        };
+        for (id, state) in found {
+            if wanted(states, state) {
+                out.push(
+                    list_groups_response::ListedGroup::default()
+                        .with_group_id(GroupId(str_bytes(&id)))
+                        .with_protocol_type(StrBytes::from_static_str("share"))
+                        .with_group_state(StrBytes::from_static_str(state))
+                        .with_group_type(StrBytes::from_static_str("share")),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// One partition of a ShareFetch or ShareAcknowledge, resolved.
+struct Target {
+    topic_id: uuid::Uuid,
+    partition: i32,
+    /// (owner shard, topic name), or the error code to answer.
+    route: Result<(usize, std::sync::Arc<str>), i16>,
+    acks: Vec<AckBatch>,
+    leader_epoch: i32,
+}
+
+fn resolve(
+    shard: &Shard,
+    partitions: impl IntoIterator<Item = (uuid::Uuid, i32)>,
+    acks: &mut BTreeMap<(uuid::Uuid, i32), Vec<AckBatch>>,
+) -> Vec<Target> {
+    let meta = shard.meta();
+    partitions
+        .into_iter()
+        .map(|(topic_id, partition)| {
+            let topic = meta.topic_by_id(topic_id);
+            let route = match topic {
+                None => Err(E::UnknownTopicId.code()),
+                Some(t) => match meta.owner(&t.name, partition) {
+                    Ok(owner) => Ok((owner, std::sync::Arc::from(t.name.as_str()))),
+                    Err(e) => Err(e.code()),
+                },
+            };
+            let leader_epoch = topic
+                .and_then(|t| meta.partition(&t.name, partition))
+                .map_or(-1, |p| p.leader_epoch);
+            let acks = acks.remove(&(topic_id, partition)).unwrap_or_default();
+            Target { topic_id, partition, route, acks, leader_epoch }
+        })
+        .collect()
+}
+
+/// Runs one round over `targets` on their owners: acknowledgements (first round only),
+/// release (a closing session), acquisition (`fetch`).
+async fn round(
+    shard: &Rc<Shard>,
+    group: &str,
+    member: &str,
+    targets: &[Target],
+    first: bool,
+    release: bool,
+    fetch: Option<(usize, usize)>,
+) -> Vec<PartitionResult> {
+    let calls = targets.iter().map(|t| {
+        let (group, member) = (group.to_owned(), member.to_owned());
+        async move {
+            let (owner, topic) = match &t.route {
+                Ok(route) => route.clone(),
+                Err(code) => {
+                    let ack = if t.acks.is_empty() { 0 } else { *code };
+                    return PartitionResult {
+                        error_code: *code,
+                        ack_error_code: ack,
+                        high_watermark: -1,
+                        ..Default::default()
+                    };
+                }
+            };
+            let op = PartitionOp {
+                key: SpKey { group, topic, partition: t.partition },
+                topic_id: t.topic_id,
+                member,
+                acks: if first { t.acks.clone() } else { Vec::new() },
+                release,
+                fetch,
+            };
+            match call(shard, owner, ShareRequest::Partition(op)).await {
+                Some(ShareReply::Partition(result)) => result,
+                _ => PartitionResult {
+                    error_code: E::NotLeaderOrFollower.code(),
+                    high_watermark: -1,
+                    ..Default::default()
+                },
+            }
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+fn acks_of(batches: impl IntoIterator<Item = (i64, i64, Vec<i8>)>) -> Vec<AckBatch> {
+    batches
+        .into_iter()
+        .map(|(first_offset, last_offset, types)| AckBatch { first_offset, last_offset, types })
+        .collect()
+}
+
+fn ids(group: &Option<GroupId>, member: &Option<StrBytes>) -> Option<(String, String)> {
+    let group = group.as_ref().map(|g| g.0.to_string()).filter(|g| !g.is_empty())?;
+    let member = member.as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty())?;
+    Some((group, member))
+}
+
+async fn fetch(shard: &Rc<Shard>, req: ShareFetchRequest) -> ShareFetchResponse {
+    let settings = shard.settings();
+    let lock_ms = settings.share.record_lock_duration_ms.min(i32::MAX as u64) as i32;
+    let failed = |e: E| ShareFetchResponse::default().with_error_code(e.code());
+    let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
+        return failed(E::InvalidRequest);
+    };
+    let mut acks = BTreeMap::new();
+    let mut add = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            add.push((t.topic_id, p.partition_index));
+            if !p.acknowledgement_batches.is_empty() {
+                let batches = p
+                    .acknowledgement_batches
+                    .iter()
+                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
+                acks.insert((t.topic_id, p.partition_index), acks_of(batches));
+            }
+        }
+    }
+    let epoch = req.share_session_epoch;
+    // Acknowledgements need a session to belong to (KIP-932).
+    if epoch == 0 && !acks.is_empty() {
+        return failed(E::InvalidRequest);
+    }
+    let forget: Vec<(uuid::Uuid, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+        .collect();
+    let session = match shard.shares.session(&group, &member, epoch, &add, &forget) {
+        Ok(partitions) => partitions,
+        Err(e) => return failed(e),
+    };
+    let closing = epoch == -1;
+    // The session's partitions, plus any acknowledged outside it.
+    let mut all: Vec<(uuid::Uuid, i32)> = session.clone();
+    for key in acks.keys() {
+        if !all.contains(key) {
+            all.push(*key);
+        }
+    }
+    let targets = resolve(shard, all, &mut acks);
+    let max_records =
+        if req.max_records > 0 { req.max_records as usize } else { MAX_RECORDS_DEFAULT };
+    let max_bytes = (req.max_bytes.max(1) as usize).min(FETCH_BYTES_MAX);
+    let fetching = (!closing).then_some((max_bytes, max_records));
+    let wait_ms = req.max_wait_ms.clamp(0, limits::FETCH_WAIT_MS_MAX) as u64;
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let min_bytes = req.min_bytes.max(1) as usize;
+    let mut results = round(shard, &group, &member, &targets, true, closing, fetching).await;
+    let ack_codes: Vec<i16> = results.iter().map(|r| r.ack_error_code).collect();
+    loop {
+        let bytes: usize = results.iter().map(|r| r.records.len()).sum();
+        let failed = results.iter().any(|r| r.error_code != 0);
+        if closing || bytes >= min_bytes || failed || Instant::now() >= deadline {
+            break;
+        }
+        let any_acquired = results.iter().any(|r| !r.acquired.is_empty());
+        if any_acquired {
+            break;
+        }
+        wait(shard, &targets, &results, deadline).await;
+        results = round(shard, &group, &member, &targets, false, false, fetching).await;
+    }
+    let full = epoch == 0;
+    respond(shard, targets, results, ack_codes, full, lock_ms)
+}
+
+fn respond(
+    shard: &Shard,
+    targets: Vec<Target>,
+    results: Vec<PartitionResult>,
+    ack_codes: Vec<i16>,
+    full: bool,
+    lock_ms: i32,
+) -> ShareFetchResponse {
+    use share_fetch_response::{
+        AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
+    };
+    let node = shard.config.node_id;
+    let mut topics: Vec<ShareFetchableTopicResponse> = Vec::new();
+    for ((t, r), ack_code) in targets.into_iter().zip(results).zip(ack_codes) {
+        let acked = !t.acks.is_empty();
+        if !full && r.acquired.is_empty() && r.error_code == 0 && !acked {
+            continue;
+        }
+        let acquired = r
+            .acquired
+            .iter()
+            .map(|a| {
+                AcquiredRecords::default()
+                    .with_first_offset(a.first_offset)
+                    .with_last_offset(a.last_offset)
+                    .with_delivery_count(a.delivery_count)
+            })
+            .collect();
+        let data = PartitionData::default()
+            .with_partition_index(t.partition)
+            .with_error_code(r.error_code)
+            .with_acknowledge_error_code(ack_code)
+            .with_current_leader(
+                LeaderIdAndEpoch::default().with_leader_id(node).with_leader_epoch(t.leader_epoch),
+            )
+            .with_records(Some(r.records))
+            .with_acquired_records(acquired);
+        match topics.iter_mut().find(|x| x.topic_id == t.topic_id) {
+            Some(topic) => topic.partitions.push(data),
+            None => topics.push(
+                ShareFetchableTopicResponse::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(topics)
+}
+
+/// Waits until new data on any target, the earliest lock deadline of a target, or `deadline`.
+async fn wait(shard: &Rc<Shard>, targets: &[Target], seen: &[PartitionResult], deadline: Instant) {
+    let now_ms = crate::group::now_ms();
+    let lock_due = seen.iter().filter_map(|r| r.next_deadline_ms).min();
+    let until = match lock_due {
+        Some(due) => {
+            let ms = u64::try_from(due.saturating_sub(now_ms)).unwrap_or(0);
+            deadline.min(Instant::now() + Duration::from_millis(ms))
+        }
+        None => deadline,
+    };
+    let mut per_shard: Vec<Vec<(PartitionRef, i64)>> =
+        (0..shard.count).map(|_| Vec::new()).collect();
+    for (t, r) in targets.iter().zip(seen) {
+        if let (Ok((owner, topic)), true) = (&t.route, r.high_watermark >= 0) {
+            let p = PartitionRef { topic: topic.clone(), partition: t.partition };
+            per_shard[*owner].push((p, r.high_watermark));
+        }
+    }
+    let mut waits: Vec<LocalFuture<()>> = Vec::new();
+    for (owner, items) in per_shard.into_iter().enumerate() {
+        if items.is_empty() {
+            continue;
+        }
+        if owner == shard.id {
+            waits.push(shard.wait_local(&items, false));
+            continue;
+        }
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::WaitForData { items, replica: false, deadline: until, reply };
+        if shard.send(owner, msg).await {
+            waits.push(Box::pin(async move {
+                let _ = answer.await;
+            }));
+        }
+    }
+    let timeout = glommio::timer::sleep(until.saturating_duration_since(Instant::now()));
+    if waits.is_empty() {
+        timeout.await;
+        return;
+    }
+    let any = futures::future::select_all(waits);
+    futures::pin_mut!(timeout);
+    futures::future::select(any, timeout).await;
+}
+
+async fn acknowledge(shard: &Rc<Shard>, req: ShareAcknowledgeRequest) -> ShareAcknowledgeResponse {
+    use share_acknowledge_response::{
+        LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
+    };
+    let failed = |e: E| ShareAcknowledgeResponse::default().with_error_code(e.code());
+    let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
+        return failed(E::InvalidRequest);
+    };
+    let epoch = req.share_session_epoch;
+    if epoch == 0 {
+        return failed(E::InvalidShareSessionEpoch);
+    }
+    let mut acks = BTreeMap::new();
+    let mut named = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            named.push((t.topic_id, p.partition_index));
+            let batches = p
+                .acknowledgement_batches
+                .iter()
+                .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
+            acks.insert((t.topic_id, p.partition_index), acks_of(batches));
+        }
+    }
+    let closing = epoch == -1;
+    let session = match shard.shares.session(&group, &member, epoch, &[], &[]) {
+        Ok(partitions) => partitions,
+        Err(e) => return failed(e),
+    };
+    // A closing session also releases the member's locks on every partition of it.
+    let mut all = named.clone();
+    if closing {
+        all.extend(session.into_iter().filter(|p| !named.contains(p)));
+    }
+    let targets = resolve(shard, all, &mut acks);
+    let results = round(shard, &group, &member, &targets, true, closing, None).await;
+    let node = shard.config.node_id;
+    let mut topics: Vec<ShareAcknowledgeTopicResponse> = Vec::new();
+    for (t, r) in targets.into_iter().zip(results) {
+        if !named.contains(&(t.topic_id, t.partition)) {
+            continue;
+        }
+        let code = if r.ack_error_code != 0 { r.ack_error_code } else { r.error_code };
+        let data = PartitionData::default()
+            .with_partition_index(t.partition)
+            .with_error_code(code)
+            .with_current_leader(
+                LeaderIdAndEpoch::default().with_leader_id(node).with_leader_epoch(t.leader_epoch),
+            );
+        match topics.iter_mut().find(|x| x.topic_id == t.topic_id) {
+            Some(topic) => topic.partitions.push(data),
+            None => topics.push(
+                ShareAcknowledgeTopicResponse::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    ShareAcknowledgeResponse::default().with_responses(topics)
+}
+
+/// Whether share group `group` has members (the offset admin APIs need it empty).
+async fn has_members(shard: &Rc<Shard>, group: &str) -> Result<bool, E> {
+    let request = ShareRequest::Describe { group: group.to_owned() };
+    match on_coordinator(shard, group, request).await? {
+        ShareReply::Describe(Ok(g)) => Ok(!g.members.is_empty()),
+        ShareReply::Describe(Err(_)) => Ok(false),
+        _ => Err(E::UnknownServerError),
+    }
+}
+
+/// Runs `request` on the owner of `topic`/`partition`.
+async fn on_owner(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    request: ShareRequest,
+) -> Result<ShareReply, E> {
+    let owner = shard.meta().owner(topic, partition)?;
+    call(shard, owner, request).await.ok_or(E::NotLeaderOrFollower)
+}
+
+async fn describe_offsets(
+    shard: &Rc<Shard>,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use describe_share_group_offsets_response::*;
+    let mut groups = Vec::new();
+    for g in req.groups {
+        let id = g.group_id.0.to_string();
+        if let Err(e) = coordinator(shard, &id) {
+            groups.push(
+                DescribeShareGroupOffsetsResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(e.code()),
+            );
+            continue;
+        }
+        // Every share-partition of the group on every shard, then the ones asked for.
+        let mut known: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for owner in 0..shard.count {
+            let request = ShareRequest::States { group: Some(id.clone()) };
+            if let Some(ShareReply::States(states)) = call(shard, owner, request).await {
+                for s in states {
+                    known.insert((s.topic, s.partition), s.start_offset);
+                }
+            }
+        }
+        let meta = shard.meta();
+        let wanted: Vec<(String, Vec<i32>)> = match g.topics {
+            Some(topics) => {
+                topics.into_iter().map(|t| (t.topic_name.0.to_string(), t.partitions)).collect()
+            }
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for (topic, p) in known.keys() {
+                    by_topic.entry(topic.clone()).or_default().push(*p);
+                }
+                by_topic.into_iter().collect()
+            }
+        };
+        let topics = wanted
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let topic_meta = meta.topics.get(topic.as_str());
+                let partitions = partitions
+                    .into_iter()
+                    .map(|p| {
+                        let r = DescribeShareGroupOffsetsResponsePartition::default()
+                            .with_partition_index(p);
+                        match (topic_meta, known.get(&(topic.clone(), p))) {
+                            (None, _) => r
+                                .with_error_code(E::UnknownTopicOrPartition.code())
+                                .with_start_offset(-1),
+                            (Some(_), Some(start)) => {
+                                r.with_start_offset(*start).with_leader_epoch(0)
+                            }
+                            (Some(_), None) => r.with_start_offset(-1).with_leader_epoch(-1),
+                        }
+                    })
+                    .collect();
+                DescribeShareGroupOffsetsResponseTopic::default()
+                    .with_topic_name(TopicName(str_bytes(&topic)))
+                    .with_topic_id(topic_meta.map(|t| t.id).unwrap_or_default())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        groups.push(
+            DescribeShareGroupOffsetsResponseGroup::default()
+                .with_group_id(g.group_id)
+                .with_topics(topics),
+        );
+    }
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
+async fn alter_offsets(
+    shard: &Rc<Shard>,
+    req: AlterShareGroupOffsetsRequest,
+) -> AlterShareGroupOffsetsResponse {
+    use alter_share_group_offsets_response::*;
+    let group = req.group_id.0.to_string();
+    match has_members(shard, &group).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return AlterShareGroupOffsetsResponse::default()
+                .with_error_code(E::NonEmptyGroup.code())
+        }
+        Err(e) => return AlterShareGroupOffsetsResponse::default().with_error_code(e.code()),
+    }
+    let mut responses = Vec::new();
+    for t in req.topics {
+        let name = t.topic_name.0.to_string();
+        let topic_id = shard.meta().topics.get(name.as_str()).map(|m| m.id);
+        let mut partitions = Vec::new();
+        for p in t.partitions {
+            let code = match topic_id {
+                None => E::UnknownTopicOrPartition.code(),
+                Some(topic_id) => {
+                    let key = SpKey {
+                        group: group.clone(),
+                        topic: std::sync::Arc::from(name.as_str()),
+                        partition: p.partition_index,
+                    };
+                    let request =
+                        ShareRequest::Reset { key, topic_id, start_offset: Some(p.start_offset) };
+                    match on_owner(shard, &name, p.partition_index, request).await {
+                        Ok(ShareReply::Reset(code)) => code,
+                        Ok(_) => E::UnknownServerError.code(),
+                        Err(e) => e.code(),
+                    }
+                }
+            };
+            partitions.push(
+                AlterShareGroupOffsetsResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        responses.push(
+            AlterShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name)
+                .with_topic_id(topic_id.unwrap_or_default())
+                .with_partitions(partitions),
+        );
+    }
+    AlterShareGroupOffsetsResponse::default().with_responses(responses)
+}
+
+async fn delete_offsets(
+    shard: &Rc<Shard>,
+    req: DeleteShareGroupOffsetsRequest,
+) -> DeleteShareGroupOffsetsResponse {
+    use delete_share_group_offsets_response::*;
+    let group = req.group_id.0.to_string();
+    match has_members(shard, &group).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return DeleteShareGroupOffsetsResponse::default()
+                .with_error_code(E::NonEmptyGroup.code())
+        }
+        Err(e) => return DeleteShareGroupOffsetsResponse::default().with_error_code(e.code()),
+    }
+    let mut responses = Vec::new();
+    for t in req.topics {
+        let name = t.topic_name.0.to_string();
+        let meta = shard.meta();
+        let Some(topic) = meta.topics.get(name.as_str()) else {
+            responses.push(
+                DeleteShareGroupOffsetsResponseTopic::default()
+                    .with_topic_name(t.topic_name)
+                    .with_error_code(E::UnknownTopicOrPartition.code()),
+            );
+            continue;
+        };
+        let topic_id = topic.id;
+        let mut code = 0;
+        for partition in 0..topic.partitions.len() as i32 {
+            let key = SpKey {
+                group: group.clone(),
+                topic: std::sync::Arc::from(name.as_str()),
+                partition,
+            };
+            let request = ShareRequest::Reset { key, topic_id, start_offset: None };
+            match on_owner(shard, &name, partition, request).await {
+                Ok(ShareReply::Reset(0)) => {}
+                Ok(ShareReply::Reset(c)) => code = c,
+                Ok(_) => code = E::UnknownServerError.code(),
+                Err(e) => code = e.code(),
+            }
+        }
+        responses.push(
+            DeleteShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name)
+                .with_topic_id(topic_id)
+                .with_error_code(code),
+        );
+    }
+    DeleteShareGroupOffsetsResponse::default().with_responses(responses)
+}

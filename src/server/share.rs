@@ -1,0 +1,751 @@
+//! Share groups on one shard (KIP-932): the share groups it coordinates, the share-partitions
+//! of the partitions it owns, and the share sessions of the connections it serves.
+//!
+//! * A share group lives on the shard coordinating its group id (the owner of its
+//!   `__consumer_offsets` partition, as consumer groups). Its membership is the pure
+//!   [`ShareGroup`]; members silent for `group.share.session.timeout.ms` are dropped whenever
+//!   the group is touched (a heartbeat, a describe, a list).
+//! * A share-partition lives on the shard owning the partition, so acquiring reads the log in
+//!   place. On first use it is loaded from `__share_group_state` (the latest ShareSnapshot of
+//!   its key, then any ShareUpdate after it) or, when it has none, started at
+//!   `share.auto.offset.reset`. Every change of what must survive (acknowledgements, expired
+//!   locks, released records) is written as a ShareSnapshot of the whole share-partition
+//!   before the acknowledgement is answered; writes of one share-partition are issued in state
+//!   order (one at a time, under its write lock) so the log's last record is the newest state.
+//!   Compaction keeps one record per share-partition, which bounds replay. An acquisition is
+//!   not written: after a crash, records acquired but not acknowledged durably are delivered
+//!   again, with the delivery count last written.
+//! * Share sessions (ShareFetch/ShareAcknowledge session epochs, Kafka's ShareSessionCache)
+//!   are kept per shard, keyed by group and member: a client that reconnects to another shard
+//!   gets SHARE_SESSION_NOT_FOUND and opens a new session, as after a broker restart.
+//!
+//! Lock expiry is lazy: every operation on a share-partition first expires its due locks, and a
+//! waiting ShareFetch wakes at the earliest lock deadline of its partitions.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use glommio::sync::Semaphore;
+
+use super::mesh::{Acks, FetchItem, OffsetQuery, PartitionRef, ShardMsg};
+use super::shard::Shard;
+use crate::protocol::ResponseError as E;
+use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
+use crate::share::partition::{AckError, Acquired, Limits, SharePartition};
+use crate::share::records::{self, ShareKey, ShareState};
+use crate::share::{state_partition, GROUP_MEMBERS_MAX, STATE_TOPIC};
+
+/// Share sessions one shard holds (Kafka's `group.share.max.share.sessions` default).
+pub const SESSIONS_MAX: usize = 2_000;
+/// Bytes of `__share_group_state` read per round while loading a share-partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+/// How long a state write may wait for the in-sync replicas.
+const WRITE_TIMEOUT_MS: i32 = 30_000;
+
+/// A share-partition: group, topic, partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SpKey {
+    /// Share group id.
+    pub group: String,
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+}
+
+/// One acknowledgement batch of a request.
+#[derive(Clone, Debug)]
+pub struct AckBatch {
+    /// First offset.
+    pub first_offset: i64,
+    /// Last offset.
+    pub last_offset: i64,
+    /// One type, or one per offset.
+    pub types: Vec<i8>,
+}
+
+/// What to do on one share-partition (on the shard owning the partition).
+#[derive(Clone, Debug)]
+pub struct PartitionOp {
+    /// The share-partition.
+    pub key: SpKey,
+    /// Its topic's id (the key of its state records).
+    pub topic_id: uuid::Uuid,
+    /// The member asking.
+    pub member: String,
+    /// Acknowledgements to apply first.
+    pub acks: Vec<AckBatch>,
+    /// Release every lock of the member (its share session closed).
+    pub release: bool,
+    /// Acquire and return records: (max bytes, max records).
+    pub fetch: Option<(usize, usize)>,
+}
+
+/// What an operation on one share-partition gave.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionResult {
+    /// Error of the fetch (0: none).
+    pub error_code: i16,
+    /// Error of the acknowledgements (0: all applied and durable).
+    pub ack_error_code: i16,
+    /// Whole batches holding the acquired records (and maybe others, which clients skip).
+    pub records: Bytes,
+    /// The acquired runs.
+    pub acquired: Vec<Acquired>,
+    /// The partition's high watermark, -1 if unknown.
+    pub high_watermark: i64,
+    /// The earliest lock deadline of the share-partition, if any.
+    pub next_deadline_ms: Option<i64>,
+}
+
+/// One share-partition as describe and the CLI show it.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionInfo {
+    /// Group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Share-partition start offset.
+    pub start_offset: i64,
+    /// Share-partition end offset.
+    pub end_offset: i64,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// In flight: available, acquired, acknowledged, archived.
+    pub counts: (usize, usize, usize, usize),
+}
+
+/// A share request that crosses the shard mesh.
+#[derive(Clone, Debug)]
+pub enum ShareRequest {
+    /// ShareGroupHeartbeat, on the coordinating shard.
+    Heartbeat {
+        /// Group id.
+        group: String,
+        /// The heartbeat.
+        hb: Heartbeat,
+    },
+    /// ShareGroupDescribe, on the coordinating shard.
+    Describe {
+        /// Group id.
+        group: String,
+    },
+    /// ListGroups: this shard's share groups.
+    List,
+    /// ShareFetch/ShareAcknowledge of one share-partition, on the partition's owner.
+    Partition(PartitionOp),
+    /// The share-partitions on this shard (of `group`, or all).
+    States {
+        /// Group id, or every group.
+        group: Option<String>,
+    },
+    /// Alter (`Some`: move the start offset) or delete (`None`) one share-partition's state.
+    Reset {
+        /// The share-partition.
+        key: SpKey,
+        /// Its topic's id.
+        topic_id: uuid::Uuid,
+        /// New start offset, or delete.
+        start_offset: Option<i64>,
+    },
+}
+
+/// The answer to a [`ShareRequest`].
+#[derive(Clone, Debug)]
+pub enum ShareReply {
+    /// Heartbeat: the reply, or an error code.
+    Heartbeat(Result<HeartbeatReply, i16>),
+    /// Describe: the group, or an error code.
+    Describe(Result<Box<ShareGroup>, i16>),
+    /// List: group ids and states.
+    List(Vec<(String, &'static str)>),
+    /// Partition.
+    Partition(PartitionResult),
+    /// States.
+    States(Vec<PartitionInfo>),
+    /// Reset: error code.
+    Reset(i16),
+}
+
+struct Slot {
+    sp: SharePartition,
+    topic_id: uuid::Uuid,
+    snapshot_epoch: i32,
+    /// Held while a state write is issued, so writes land in state order.
+    write: Rc<Semaphore>,
+}
+
+struct Session {
+    next_epoch: i32,
+    partitions: BTreeSet<(uuid::Uuid, i32)>,
+}
+
+/// The share state of one shard. See the module docs.
+pub struct Shares {
+    groups: RefCell<HashMap<String, ShareGroup>>,
+    partitions: RefCell<HashMap<SpKey, Slot>>,
+    sessions: RefCell<HashMap<(String, String), Session>>,
+    /// One share-partition loads at a time (a second request for it waits, then finds it).
+    load: Semaphore,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares::new()
+    }
+}
+
+/// Wall-clock milliseconds.
+fn now_ms() -> i64 {
+    crate::group::now_ms()
+}
+
+fn limits_of(shard: &Shard) -> Limits {
+    let s = shard.settings();
+    Limits {
+        lock_duration_ms: i64::try_from(s.share.record_lock_duration_ms).unwrap_or(30_000),
+        delivery_count_limit: i16::try_from(s.share.delivery_count_limit).unwrap_or(5),
+        max_record_locks: s.share.partition_max_record_locks as usize,
+    }
+}
+
+impl Shares {
+    /// No groups, partitions or sessions.
+    pub fn new() -> Shares {
+        Shares {
+            groups: RefCell::new(HashMap::new()),
+            partitions: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(HashMap::new()),
+            load: Semaphore::new(1),
+        }
+    }
+
+    /// Runs a share request on this shard.
+    pub async fn handle(&self, shard: &Rc<Shard>, request: ShareRequest) -> ShareReply {
+        match request {
+            ShareRequest::Heartbeat { group, hb } => {
+                ShareReply::Heartbeat(self.heartbeat(shard, &group, &hb))
+            }
+            ShareRequest::Describe { group } => ShareReply::Describe(self.describe(shard, &group)),
+            ShareRequest::List => ShareReply::List(self.list(shard)),
+            ShareRequest::Partition(op) => {
+                ShareReply::Partition(self.partition_op(shard, op).await)
+            }
+            ShareRequest::States { group } => {
+                ShareReply::States(self.states(shard, group.as_deref()).await)
+            }
+            ShareRequest::Reset { key, topic_id, start_offset } => {
+                ShareReply::Reset(self.reset(shard, key, topic_id, start_offset).await)
+            }
+        }
+    }
+
+    fn partitions_of(shard: &Shard) -> impl Fn(&str) -> Option<i32> {
+        let meta = shard.meta();
+        move |topic: &str| meta.topics.get(topic).map(|t| t.partitions.len() as i32)
+    }
+
+    fn expire_members(&self, shard: &Shard, group: &mut ShareGroup) {
+        let timeout = i64::try_from(shard.settings().share.session_timeout_ms).unwrap_or(45_000);
+        let gone = group.expire(now_ms(), timeout, &Self::partitions_of(shard));
+        for member in gone {
+            tracing::info!(group = %group.id, member = %member, "share group member timed out");
+        }
+    }
+
+    fn heartbeat(&self, shard: &Shard, id: &str, hb: &Heartbeat) -> Result<HeartbeatReply, i16> {
+        let mut groups = self.groups.borrow_mut();
+        let group =
+            groups.entry(id.to_owned()).or_insert_with(|| ShareGroup::new(id, GROUP_MEMBERS_MAX));
+        self.expire_members(shard, group);
+        let reply = group.heartbeat(hb, now_ms(), &Self::partitions_of(shard));
+        let empty_and_new = group.members.is_empty() && group.epoch == 0;
+        if empty_and_new {
+            groups.remove(id);
+        }
+        reply.map_err(|e| match e {
+            HeartbeatError::Invalid => E::InvalidRequest.code(),
+            HeartbeatError::UnknownMember => E::UnknownMemberId.code(),
+            HeartbeatError::FencedEpoch => E::FencedMemberEpoch.code(),
+            HeartbeatError::Full => {
+                crate::refused!(WARN, "share_group_max_size", group = id, "share group full");
+                E::GroupMaxSizeReached.code()
+            }
+        })
+    }
+
+    fn describe(&self, shard: &Shard, id: &str) -> Result<Box<ShareGroup>, i16> {
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.get_mut(id).ok_or(E::GroupIdNotFound.code())?;
+        self.expire_members(shard, group);
+        Ok(Box::new(group.clone()))
+    }
+
+    fn list(&self, shard: &Shard) -> Vec<(String, &'static str)> {
+        let mut groups = self.groups.borrow_mut();
+        groups
+            .values_mut()
+            .map(|g| {
+                self.expire_members(shard, g);
+                (g.id.clone(), g.state())
+            })
+            .collect()
+    }
+
+    /// Opens, checks or closes the share session of `member` for a request with `epoch`;
+    /// adds and forgets partitions. Returns the session's partitions, or the error code.
+    pub fn session(
+        &self,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        add: &[(uuid::Uuid, i32)],
+        forget: &[(uuid::Uuid, i32)],
+    ) -> Result<Vec<(uuid::Uuid, i32)>, E> {
+        let key = (group.to_owned(), member.to_owned());
+        let mut sessions = self.sessions.borrow_mut();
+        if epoch == 0 {
+            if !sessions.contains_key(&key) && sessions.len() >= SESSIONS_MAX {
+                crate::refused!(WARN, "share_session_limit", group, "share session cache full");
+                return Err(E::ShareSessionLimitReached);
+            }
+            let partitions: BTreeSet<_> = add.iter().copied().collect();
+            let out = partitions.iter().copied().collect();
+            sessions.insert(key, Session { next_epoch: 1, partitions });
+            return Ok(out);
+        }
+        let Some(session) = sessions.get_mut(&key) else {
+            return Err(E::ShareSessionNotFound);
+        };
+        if epoch == -1 {
+            let out = session.partitions.iter().copied().collect();
+            sessions.remove(&key);
+            return Ok(out);
+        }
+        if epoch != session.next_epoch {
+            return Err(E::InvalidShareSessionEpoch);
+        }
+        session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
+        session.partitions.extend(add.iter().copied());
+        for f in forget {
+            session.partitions.remove(f);
+        }
+        Ok(session.partitions.iter().copied().collect())
+    }
+
+    async fn partition_op(&self, shard: &Rc<Shard>, op: PartitionOp) -> PartitionResult {
+        let failed = |code: i16| PartitionResult {
+            error_code: code,
+            ack_error_code: if op.acks.is_empty() { 0 } else { code },
+            high_watermark: -1,
+            ..PartitionResult::default()
+        };
+        if let Err(code) = self.ensure_loaded(shard, &op.key, op.topic_id).await {
+            return failed(code);
+        }
+        let now = now_ms();
+        let (mut ack_error, dirty) = {
+            let mut parts = self.partitions.borrow_mut();
+            let Some(slot) = parts.get_mut(&op.key) else {
+                return failed(E::CoordinatorLoadInProgress.code());
+            };
+            let mut dirty = !slot.sp.expire(now).is_empty();
+            let mut error = 0;
+            for ack in &op.acks {
+                match slot.sp.acknowledge(&op.member, ack.first_offset, ack.last_offset, &ack.types)
+                {
+                    Ok(_) => dirty = true,
+                    Err(AckError::Invalid) => error = E::InvalidRequest.code(),
+                    Err(AckError::NotAcquired) => error = E::InvalidRecordState.code(),
+                }
+            }
+            if op.release && !slot.sp.release_member(&op.member).is_empty() {
+                dirty = true;
+            }
+            (error, dirty)
+        };
+        if dirty {
+            if let Err(code) = self.persist(shard, &op.key).await {
+                ack_error = code;
+            }
+        }
+        let mut result = PartitionResult { ack_error_code: ack_error, ..Default::default() };
+        if let Some((max_bytes, max_records)) = op.fetch {
+            self.acquire(shard, &op, max_bytes, max_records, &mut result).await;
+        }
+        result.next_deadline_ms =
+            self.partitions.borrow().get(&op.key).and_then(|s| s.sp.next_deadline_ms());
+        result
+    }
+
+    /// Reads from the next fetch offset and acquires what the read returned.
+    async fn acquire(
+        &self,
+        shard: &Rc<Shard>,
+        op: &PartitionOp,
+        max_bytes: usize,
+        max_records: usize,
+        result: &mut PartitionResult,
+    ) {
+        let from = self.partitions.borrow().get(&op.key).and_then(|s| s.sp.next_fetch_offset());
+        let partition = PartitionRef { topic: op.key.topic.clone(), partition: op.key.partition };
+        let Some(from) = from else {
+            result.high_watermark = -1;
+            return;
+        };
+        let item = FetchItem {
+            partition,
+            offset: from,
+            max_bytes,
+            read_committed: false,
+            current_leader_epoch: -1,
+            replica: None,
+            follower_read: false,
+            client_rack: None,
+        };
+        let outcome = shard.read_local(item).await;
+        result.high_watermark = outcome.high_watermark;
+        if outcome.error_code == E::OffsetOutOfRange.code() {
+            // Retention moved the log's start past records never delivered.
+            let mut parts = self.partitions.borrow_mut();
+            if let Some(slot) = parts.get_mut(&op.key) {
+                slot.sp.move_start(outcome.log_start_offset);
+            }
+            return;
+        }
+        if outcome.error_code != 0 {
+            result.error_code = outcome.error_code;
+            return;
+        }
+        let Some(end) = batches_end(&outcome.records) else { return };
+        let to = end.min(outcome.high_watermark.max(0));
+        let runs = {
+            let mut parts = self.partitions.borrow_mut();
+            let Some(slot) = parts.get_mut(&op.key) else { return };
+            slot.sp.acquire(&op.member, from, to, max_records, now_ms())
+        };
+        if let Some(last) = runs.last().map(|r| r.last_offset) {
+            result.records = trim_after(outcome.records, last);
+            result.acquired = runs;
+        }
+    }
+
+    /// Writes the share-partition's state (a ShareSnapshot) and waits until durable.
+    async fn persist(&self, shard: &Rc<Shard>, key: &SpKey) -> Result<(), i16> {
+        let lock = match self.partitions.borrow().get(key) {
+            Some(slot) => slot.write.clone(),
+            None => return Err(E::CoordinatorLoadInProgress.code()),
+        };
+        let permit = lock.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let (share_key, batch) = {
+            let mut parts = self.partitions.borrow_mut();
+            let slot = parts.get_mut(key).ok_or(E::CoordinatorLoadInProgress.code())?;
+            slot.snapshot_epoch = slot.snapshot_epoch.wrapping_add(1);
+            let share_key = ShareKey {
+                group: key.group.clone(),
+                topic_id: slot.topic_id,
+                partition: key.partition,
+            };
+            let state = ShareState {
+                snapshot: true,
+                snapshot_epoch: slot.snapshot_epoch,
+                state_epoch: 0,
+                leader_epoch: 0,
+                start_offset: slot.sp.start_offset(),
+                batches: slot.sp.state_batches(),
+            };
+            let batch = records::encode_batch(&share_key, &state, now_ms()).map_err(|e| {
+                crate::log_limited!(ERROR, "encoding share state: {e}");
+                E::UnknownServerError.code()
+            })?;
+            (share_key, batch)
+        };
+        let (state_partition, owner) = state_owner(shard, &share_key)?;
+        let acks = Acks { acks: -1, timeout_ms: WRITE_TIMEOUT_MS };
+        let outcome = if owner == shard.id {
+            let append = shard.append_local(STATE_TOPIC, state_partition, &batch, acks);
+            drop(permit);
+            append.outcome().await
+        } else {
+            let (reply, answer) = oneshot::channel();
+            let p = PartitionRef { topic: Arc::from(STATE_TOPIC), partition: state_partition };
+            let sent =
+                shard.send(owner, ShardMsg::Produce { items: vec![(p, batch)], acks, reply });
+            let sent = sent.await;
+            drop(permit);
+            if !sent {
+                return Err(E::CoordinatorNotAvailable.code());
+            }
+            let outcomes = answer.await.map_err(|_| E::CoordinatorNotAvailable.code())?;
+            outcomes.into_iter().next().unwrap_or_default()
+        };
+        if outcome.error_code != 0 {
+            crate::log_limited!(WARN, group = %key.group, topic = %key.topic,
+                partition = key.partition, code = outcome.error_code,
+                "share state not written");
+            return Err(outcome.error_code);
+        }
+        Ok(())
+    }
+
+    /// Loads the share-partition `key` unless it is loaded.
+    async fn ensure_loaded(
+        &self,
+        shard: &Rc<Shard>,
+        key: &SpKey,
+        topic_id: uuid::Uuid,
+    ) -> Result<(), i16> {
+        if self.partitions.borrow().contains_key(key) {
+            return Ok(());
+        }
+        let _permit =
+            self.load.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        if self.partitions.borrow().contains_key(key) {
+            return Ok(());
+        }
+        let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
+        let states = read_states(shard, &share_key).await?;
+        let limits = limits_of(shard);
+        let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
+        let log_start = local_offset(shard, &partition, -2).await?;
+        let mut snapshot_epoch = 0;
+        let sp = match replay(&states, limits) {
+            Some((mut sp, epoch)) => {
+                snapshot_epoch = epoch;
+                sp.move_start(log_start);
+                sp
+            }
+            None => {
+                let earliest = shard.settings().share.auto_offset_reset_earliest;
+                let start =
+                    if earliest { log_start } else { local_offset(shard, &partition, -1).await? };
+                SharePartition::new(start, limits)
+            }
+        };
+        tracing::info!(group = %key.group, topic = %key.topic, partition = key.partition,
+            start_offset = sp.start_offset(), records = states.len(), "share-partition loaded");
+        let slot = Slot { sp, topic_id, snapshot_epoch, write: Rc::new(Semaphore::new(1)) };
+        self.partitions.borrow_mut().insert(key.clone(), slot);
+        Ok(())
+    }
+
+    async fn states(&self, shard: &Rc<Shard>, group: Option<&str>) -> Vec<PartitionInfo> {
+        let keys: Vec<SpKey> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|k| group.is_none_or(|g| g == k.group))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
+            let high_watermark = local_offset(shard, &partition, -1).await.unwrap_or(-1);
+            let mut parts = self.partitions.borrow_mut();
+            let Some(slot) = parts.get_mut(&key) else { continue };
+            slot.sp.expire(now_ms());
+            out.push(PartitionInfo {
+                group: key.group.clone(),
+                topic: key.topic.to_string(),
+                partition: key.partition,
+                start_offset: slot.sp.start_offset(),
+                end_offset: slot.sp.end_offset(),
+                high_watermark,
+                counts: slot.sp.counts(),
+            });
+        }
+        out
+    }
+
+    /// Alters (moves the start offset of) or deletes a share-partition's state. The group
+    /// must have no members (checked by the caller on the coordinator).
+    async fn reset(
+        &self,
+        shard: &Rc<Shard>,
+        key: SpKey,
+        topic_id: uuid::Uuid,
+        start_offset: Option<i64>,
+    ) -> i16 {
+        if let Err(code) = self.ensure_loaded(shard, &key, topic_id).await {
+            return code;
+        }
+        let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
+        let start = match start_offset {
+            Some(offset) => offset,
+            // Delete: start over where share.auto.offset.reset says.
+            None => {
+                let earliest = shard.settings().share.auto_offset_reset_earliest;
+                match local_offset(shard, &partition, if earliest { -2 } else { -1 }).await {
+                    Ok(offset) => offset,
+                    Err(code) => return code,
+                }
+            }
+        };
+        {
+            let mut parts = self.partitions.borrow_mut();
+            let Some(slot) = parts.get_mut(&key) else { return E::UnknownServerError.code() };
+            slot.sp = SharePartition::new(start, limits_of(shard));
+        }
+        match self.persist(shard, &key).await {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    }
+}
+
+/// Replays state records in log order: the latest snapshot, then the updates after it.
+/// Returns the share-partition and its snapshot epoch, or `None` when there is no snapshot.
+fn replay(states: &[ShareState], limits: Limits) -> Option<(SharePartition, i32)> {
+    let last_snapshot = states.iter().rposition(|s| s.snapshot)?;
+    let snapshot = &states[last_snapshot];
+    let mut sp = SharePartition::new(snapshot.start_offset, limits);
+    for b in &snapshot.batches {
+        sp.restore(b);
+    }
+    for update in &states[last_snapshot + 1..] {
+        if update.start_offset >= 0 {
+            sp.move_start(update.start_offset);
+        }
+        for b in &update.batches {
+            sp.restore(b);
+        }
+    }
+    Some((sp, snapshot.snapshot_epoch))
+}
+
+/// The end (last offset + 1) of the whole batches in `records`, or `None` if there are none.
+fn batches_end(records: &Bytes) -> Option<i64> {
+    let mut end = None;
+    for item in crate::record_batch::Batches::new(records) {
+        let Ok((header, _)) = item else { break };
+        end = Some(header.base_offset + i64::from(header.last_offset_delta) + 1);
+    }
+    end
+}
+
+/// `records` without the whole batches that start after `last` (no acquired record in them):
+/// a slice of the same buffer, no copy.
+fn trim_after(records: Bytes, last: i64) -> Bytes {
+    let mut keep = 0;
+    for item in crate::record_batch::Batches::new(&records) {
+        let Ok((header, range)) = item else { break };
+        if header.base_offset > last {
+            break;
+        }
+        keep = range.end;
+    }
+    records.slice(..keep)
+}
+
+/// The `__share_group_state` partition of `key` and the shard owning it.
+fn state_owner(shard: &Shard, key: &ShareKey) -> Result<(i32, usize), i16> {
+    let meta = shard.meta();
+    let topic = meta.topics.get(STATE_TOPIC).ok_or(E::CoordinatorNotAvailable.code())?;
+    let count = i32::try_from(topic.partitions.len()).unwrap_or(0);
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable.code());
+    }
+    let partition = state_partition(key, count);
+    let owner = meta.owner(STATE_TOPIC, partition).map_err(|_| E::NotCoordinator.code())?;
+    Ok((partition, owner))
+}
+
+/// An offset of a partition this shard owns: -2 log start, -1 high watermark.
+async fn local_offset(shard: &Shard, partition: &PartitionRef, which: i64) -> Result<i64, i16> {
+    let query =
+        OffsetQuery { partition: partition.clone(), timestamp: which, read_committed: false };
+    let answer = shard.offsets_local(query).await;
+    if answer.error_code != 0 {
+        return Err(answer.error_code);
+    }
+    Ok(answer.offset.max(0))
+}
+
+/// Every state record of `key` in its `__share_group_state` partition, in log order.
+async fn read_states(shard: &Rc<Shard>, key: &ShareKey) -> Result<Vec<ShareState>, i16> {
+    let (partition, owner) = state_owner(shard, key)?;
+    let p = PartitionRef { topic: Arc::from(STATE_TOPIC), partition };
+    let mut offset = remote_offset(shard, owner, &p, -2).await?;
+    let end = remote_offset(shard, owner, &p, -1).await?;
+    let mut states = Vec::new();
+    while offset < end {
+        let item = FetchItem {
+            partition: p.clone(),
+            offset,
+            max_bytes: LOAD_READ_BYTES,
+            read_committed: false,
+            current_leader_epoch: -1,
+            replica: None,
+            follower_read: false,
+            client_rack: None,
+        };
+        let outcome = if owner == shard.id {
+            shard.read_local(item).await
+        } else {
+            let (reply, answer) = oneshot::channel();
+            if !shard.send(owner, ShardMsg::Fetch { items: vec![item], reply }).await {
+                return Err(E::CoordinatorNotAvailable.code());
+            }
+            let outcomes = answer.await.map_err(|_| E::CoordinatorNotAvailable.code())?;
+            outcomes.into_iter().next().unwrap_or_default()
+        };
+        if outcome.error_code != 0 {
+            return Err(E::CoordinatorLoadInProgress.code());
+        }
+        let (found, next, bad) = records::decode_batches(&outcome.records, key).map_err(|e| {
+            crate::log_limited!(ERROR, "reading {STATE_TOPIC}-{partition}: {e}");
+            E::CoordinatorLoadInProgress.code()
+        })?;
+        if bad > 0 {
+            crate::log_limited!(WARN, bad, "undecodable {STATE_TOPIC} records skipped");
+        }
+        states.extend(found);
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(states)
+}
+
+/// An offset (-2 start, -1 high watermark) of a partition on shard `owner`.
+async fn remote_offset(
+    shard: &Rc<Shard>,
+    owner: usize,
+    p: &PartitionRef,
+    which: i64,
+) -> Result<i64, i16> {
+    if owner == shard.id {
+        return local_offset(shard, p, which).await;
+    }
+    let query = OffsetQuery { partition: p.clone(), timestamp: which, read_committed: false };
+    let (reply, answer) = oneshot::channel();
+    if !shard.send(owner, ShardMsg::ListOffsets { items: vec![query], reply }).await {
+        return Err(E::CoordinatorNotAvailable.code());
+    }
+    let answers = answer.await.map_err(|_| E::CoordinatorNotAvailable.code())?;
+    let answer = answers.into_iter().next().ok_or(E::CoordinatorNotAvailable.code())?;
+    if answer.error_code != 0 {
+        return Err(answer.error_code);
+    }
+    Ok(answer.offset.max(0))
+}
+
+/// Runs `request` on shard `owner` (here or through the mesh); `None` if it cannot answer.
+pub async fn call(shard: &Rc<Shard>, owner: usize, request: ShareRequest) -> Option<ShareReply> {
+    if owner == shard.id {
+        return Some(shard.shares.handle(shard, request).await);
+    }
+    let (reply, answer) = oneshot::channel();
+    let msg = ShardMsg::Share { request: Box::new(request), reply };
+    if !shard.send(owner, msg).await {
+        return None;
+    }
+    answer.await.ok()
+}

@@ -1,0 +1,137 @@
+//! Unit tests of the share-partition and share-group state machines and the records.
+
+use super::group::{Heartbeat, HeartbeatError, ShareGroup};
+use super::partition::*;
+use super::records::*;
+
+fn limits() -> Limits {
+    Limits { lock_duration_ms: 1_000, delivery_count_limit: 2, max_record_locks: 10 }
+}
+
+#[test]
+fn acquire_accept_moves_the_start_offset() {
+    let mut p = SharePartition::new(0, limits());
+    let runs = p.acquire("a", 0, 5, 100, 0);
+    assert_eq!(runs, vec![Acquired { first_offset: 0, last_offset: 4, delivery_count: 1 }]);
+    assert_eq!(p.acquired_count(), 5);
+    assert_eq!(p.next_fetch_offset(), Some(5));
+    // Another member cannot acknowledge a's records.
+    assert_eq!(p.acknowledge("b", 0, 1, &[1]), Err(AckError::NotAcquired));
+    let changed = p.acknowledge("a", 0, 1, &[1]).unwrap();
+    assert_eq!(changed.len(), 0, "records at the start are dropped: the start offset says it");
+    assert_eq!(p.start_offset(), 2);
+    p.acknowledge("a", 3, 4, &[3, 2]).unwrap();
+    assert_eq!(p.start_offset(), 2);
+    assert_eq!(p.record(3).unwrap().state, RecordState::Archived);
+    assert_eq!(p.record(4).unwrap().state, RecordState::Available);
+    assert_eq!(p.next_fetch_offset(), Some(4));
+}
+
+#[test]
+fn expired_locks_redeliver_then_archive_at_the_limit() {
+    let mut p = SharePartition::new(10, limits());
+    p.acquire("a", 10, 11, 100, 0);
+    assert!(p.expire(999).is_empty());
+    let changed = p.expire(1_000);
+    assert_eq!(changed[0].delivery_state, STATE_AVAILABLE);
+    let runs = p.acquire("b", 10, 11, 100, 1_000);
+    assert_eq!(runs[0].delivery_count, 2);
+    p.expire(5_000);
+    assert_eq!(p.start_offset(), 11, "past the delivery limit: archived, and done");
+    assert!(p.acquire("c", 10, 11, 100, 5_000).is_empty());
+}
+
+#[test]
+fn the_lock_limit_bounds_acquisition() {
+    let mut p = SharePartition::new(0, limits());
+    assert_eq!(p.acquire("a", 0, 100, 100, 0)[0].last_offset, 9);
+    assert_eq!(p.next_fetch_offset(), None);
+    assert!(p.acquire("a", 10, 20, 100, 0).is_empty());
+}
+
+#[test]
+fn snapshot_restores() {
+    let mut p = SharePartition::new(0, limits());
+    p.acquire("a", 0, 6, 100, 0);
+    p.acknowledge("a", 2, 3, &[1]).unwrap();
+    p.acknowledge("a", 5, 5, &[3]).unwrap();
+    let mut q = SharePartition::new(p.start_offset(), limits());
+    for b in p.state_batches() {
+        q.restore(&b);
+    }
+    assert_eq!(q.record(2).unwrap().state, RecordState::Acknowledged);
+    assert_eq!(q.record(0).unwrap().state, RecordState::Available);
+    assert_eq!(q.record(0).unwrap().delivery_count, 1);
+    assert_eq!(q.end_offset(), 6);
+    assert_eq!(q.acquire("b", 0, 6, 100, 0).len(), 2, "0-1 and 4 again; 2, 3, 5 never");
+}
+
+#[test]
+fn bad_acknowledgements_are_refused_whole() {
+    let mut p = SharePartition::new(0, limits());
+    p.acquire("a", 0, 3, 100, 0);
+    assert_eq!(p.acknowledge("a", 2, 1, &[1]), Err(AckError::Invalid));
+    assert_eq!(p.acknowledge("a", 0, 2, &[1, 1]), Err(AckError::Invalid));
+    assert_eq!(p.acknowledge("a", 0, 2, &[9]), Err(AckError::Invalid));
+    assert_eq!(p.acknowledge("a", 0, 3, &[1]), Err(AckError::NotAcquired));
+    assert_eq!(p.acquired_count(), 3);
+}
+
+#[test]
+fn records_round_trip() {
+    let key = ShareKey { group: "g".into(), topic_id: uuid::Uuid::new_v4(), partition: 3 };
+    let state = ShareState {
+        snapshot: true,
+        snapshot_epoch: 2,
+        state_epoch: 1,
+        leader_epoch: 0,
+        start_offset: 7,
+        batches: vec![StateBatch {
+            first_offset: 7,
+            last_offset: 9,
+            delivery_state: 2,
+            delivery_count: 1,
+        }],
+    };
+    let k = encode_key(SNAPSHOT, &key);
+    assert_eq!(decode_key(&k).unwrap(), (SNAPSHOT, key));
+    let v = encode_value(&state);
+    assert_eq!(decode_value(SNAPSHOT, &v).unwrap(), state);
+    let update = ShareState { snapshot: false, state_epoch: 0, ..state };
+    assert_eq!(decode_value(UPDATE, &encode_value(&update)).unwrap(), update);
+    assert!(decode_value(UPDATE, &v[..v.len() - 1]).is_err());
+}
+
+fn two(topic: &str) -> Option<i32> {
+    (topic == "t").then_some(2)
+}
+
+fn hb(id: &str, epoch: i32) -> Heartbeat {
+    Heartbeat {
+        member_id: id.into(),
+        member_epoch: epoch,
+        subscribed: (epoch == 0).then(|| vec!["t".to_owned()]),
+        ..Heartbeat::default()
+    }
+}
+
+#[test]
+fn members_share_partitions_when_there_are_more_of_them() {
+    let mut g = ShareGroup::new("g", 10);
+    let a = g.heartbeat(&hb("a", 0), 0, &two).unwrap();
+    assert_eq!(a.assignment, Some(vec![("t".to_owned(), vec![0, 1])]));
+    for m in ["b", "c"] {
+        g.heartbeat(&hb(m, 0), 0, &two).unwrap();
+    }
+    let a = g.heartbeat(&hb("a", a.member_epoch), 1, &two).unwrap();
+    assert_eq!(a.assignment, Some(vec![("t".to_owned(), vec![0])]));
+    assert_eq!(
+        g.heartbeat(&hb("a", a.member_epoch - 1), 1, &two),
+        Err(HeartbeatError::FencedEpoch)
+    );
+    assert_eq!(g.heartbeat(&hb("z", 3), 1, &two), Err(HeartbeatError::UnknownMember));
+    let c = &g.members["c"];
+    assert_eq!(c.assignment["t"], vec![0], "three members on two partitions: c shares 0");
+    assert_eq!(g.expire(100_000, 45_000, &two).len(), 3);
+    assert_eq!(g.state(), "Empty");
+}
