@@ -252,7 +252,15 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ListPartitionReassignments,
         UnregisterBroker,
         BrokerRegistration,
-        DescribeQuorum
+        DescribeQuorum,
+        // Share groups (KIP-932).
+        ShareGroupHeartbeat,
+        ShareGroupDescribe,
+        ShareFetch,
+        ShareAcknowledge,
+        DescribeShareGroupOffsets,
+        AlterShareGroupOffsets,
+        DeleteShareGroupOffsets
     )
 }
 
