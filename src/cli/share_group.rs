@@ -101,7 +101,8 @@ fn fetch_description(
     let described = r.groups.into_iter().next().unwrap_or_default();
     ClientError::check(described.error_code, format!("describing share group {group}"))?;
     let g = describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())));
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_topics(None);
     let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]);
     let (_, response) =
         c.call(ApiKey::DescribeShareGroupOffsets, 0, RequestKind::DescribeShareGroupOffsets(req))?;

@@ -69,11 +69,16 @@ def test_four_share_consumers_accept_every_record_once(make_broker):
 
     poll_until(consumers, lambda: len(seen) == 10_000, take, "10,000 records")
     for c in consumers:
-        c.close()  # implicit mode: the last poll's records are accepted on close
+        # Implicit mode: commit_sync accepts the last poll's records.
+        results = c.commit_sync(30)
+        assert all(e is None for e in results.values()), results
+        c.close()
     assert sorted(seen) == list(range(10_000))
     assert all(n == 1 for n in seen.values()), "a record was delivered twice"
     d = describe(broker.bootstrap, "g4")
-    part = [p for p in d["partitions"] if p["topic"] == "q"][0]
+    part = [p for p in d["partitions"] if p["topic"] == "q"]
+    assert part, d
+    part = part[0]
     assert part["start_offset"] == 10_000 and part["lag"] == 0, d
 
 

@@ -622,10 +622,11 @@ async fn describe_offsets(
         }
         let meta = shard.meta();
         let wanted: Vec<(String, Vec<i32>)> = match g.topics {
-            Some(topics) => {
+            // Null (and, leniently, empty) means every topic of the group.
+            Some(topics) if !topics.is_empty() => {
                 topics.into_iter().map(|t| (t.topic_name.0.to_string(), t.partitions)).collect()
             }
-            None => {
+            _ => {
                 let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
                 for (topic, p) in known.keys() {
                     by_topic.entry(topic.clone()).or_default().push(*p);
