@@ -199,8 +199,7 @@ fn run_group(input: &[u8]) {
     let mut epochs: BTreeMap<&str, i32> = BTreeMap::new();
     let mut now = 0i64;
     let mut group_epoch = 0;
-    loop {
-        let (Some(member), Some(op)) = (c.pick(MEMBERS), c.below(6)) else { break };
+    while let (Some(member), Some(op)) = (c.pick(MEMBERS), c.below(6)) {
         let known = epochs.get(member).copied().unwrap_or(0);
         let (epoch, subscribed) = match op {
             0 => (0, Some(vec!["t1".to_owned(), "t3".to_owned(), "nope".to_owned()])),

@@ -165,13 +165,25 @@ fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<
         let members: Vec<_> = members
             .iter()
             .map(|(id, epoch, client, host, assigned)| {
-                json!({"member_id": id, "member_epoch": epoch, "client_id": client, "host": host, "assignment": assigned})
+                json!({
+                    "member_id": id,
+                    "member_epoch": epoch,
+                    "client_id": client,
+                    "host": host,
+                    "assignment": assigned,
+                })
             })
             .collect();
         let partitions: Vec<_> = rows
             .iter()
             .map(|(t, p, start, end)| {
-                json!({"topic": t, "partition": p, "start_offset": start, "log_end_offset": end, "lag": lag(*start, *end)})
+                json!({
+                    "topic": t,
+                    "partition": p,
+                    "start_offset": start,
+                    "log_end_offset": end,
+                    "lag": lag(*start, *end),
+                })
             })
             .collect();
         let out = json!({

@@ -340,7 +340,10 @@ impl SharePartition {
         let offsets: Vec<i64> = self
             .records
             .iter()
-            .filter(|(_, r)| matches!(r.state, RecordState::Acquired { deadline_ms, .. } if deadline_ms <= now_ms))
+            .filter(|(_, r)| match r.state {
+                RecordState::Acquired { deadline_ms, .. } => deadline_ms <= now_ms,
+                _ => false,
+            })
             .map(|(o, _)| *o)
             .collect();
         let mut changed = Vec::new();
