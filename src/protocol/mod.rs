@@ -252,7 +252,10 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ListPartitionReassignments,
         UnregisterBroker,
         BrokerRegistration,
-        DescribeQuorum
+        DescribeQuorum,
+        // KIP-848 consumer groups.
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe
     )
 }
 

@@ -217,5 +217,7 @@ fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
         ListPartitionReassignments,
         UnregisterBroker,
         BrokerRegistration,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
     );
 }

@@ -107,6 +107,7 @@ pub fn rule(key: ApiKey) -> Rule {
         | DescribeTransactions | ListTransactions => Rule::Txn,
         FindCoordinator | JoinGroup | SyncGroup | Heartbeat | LeaveGroup | OffsetCommit
         | OffsetFetch | ListGroups | DeleteGroups | OffsetDelete => Rule::Groups,
+        ConsumerGroupHeartbeat | ConsumerGroupDescribe => Rule::Groups,
         _ => Rule::Unknown,
     }
 }
