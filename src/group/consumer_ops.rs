@@ -72,7 +72,8 @@ impl Coordinator {
             let classic_gone = OffsetsRecord::Group { group: group_id.clone(), value: None };
             if let Ok(log) = self.ready_log(partition) {
                 if let Err(e) = append_durable(&log, &[classic_gone]).await {
-                    tracing::error!(group = %group_id, "persisting the group's conversion failed: {e}");
+                    let why = "persisting the group's conversion failed";
+                    tracing::error!(group = %group_id, "{why}: {e}");
                     return refused(E::CoordinatorNotAvailable, None);
                 }
             }
