@@ -124,6 +124,11 @@ impl Writer {
             let count = self.shared.pending.borrow().len();
             self.write_queued(count).await?;
             if self.sync_due() {
+                if self.shared.replicated.get() {
+                    // Followers' fetches wait for written data (`wait_for_written`): let them
+                    // copy it while this sync runs.
+                    self.shared.progress.wake_all();
+                }
                 self.sync().await?;
             }
             self.shared.publish();
@@ -378,6 +383,8 @@ impl Writer {
         let written = self.shared.written.get();
         let size = self.segment.size.get();
         let segment = self.segment.clone();
+        #[cfg(test)]
+        self.shared.faults.held_sync().await;
         #[cfg(test)]
         if let Some(lose) = self.shared.faults.on_sync() {
             return Err(inject_sync_fault(&self.shared, &segment, self.synced_position, lose).await);
