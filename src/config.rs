@@ -49,6 +49,9 @@ pub mod limits {
     pub const SHARE_TIMEOUT_MS_MAX: u64 = 3_600_000;
     /// Most `group.share.partition.max.record.locks` (Kafka's upper bound).
     pub const SHARE_RECORD_LOCKS_MAX: u32 = 10_000;
+    /// Longest `group.consumer.session.timeout.ms` accepted (Kafka's
+    /// `group.consumer.max.session.timeout.ms` bound, 30 minutes).
+    pub const CONSUMER_SESSION_TIMEOUT_MS_MAX: u64 = 1_800_000;
     /// Longest `connection.failed.authentication.delay.ms` accepted (a minute).
     pub const FAILED_AUTHENTICATION_DELAY_MS_MAX: u64 = 60_000;
     /// Port of the admin HTTP listener (Redpanda's admin port).
@@ -286,6 +289,15 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// Share groups (KIP-932): Kafka's `group.share.*` settings and `share.auto.offset.reset`.
     pub share: ShareConfig,
+    /// Kafka's `group.consumer.session.timeout.ms`: a KIP-848 consumer group member silent
+    /// for this long is fenced.
+    pub group_consumer_session_timeout_ms: u64,
+    /// Kafka's `group.consumer.heartbeat.interval.ms`: the interval members are told.
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// Kafka's `group.consumer.assignors`: comma-separated, the first is the default.
+    pub group_consumer_assignors: String,
+    /// Kafka's `group.consumer.max.size`: members per consumer group.
+    pub group_consumer_max_size: u64,
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with the leader's
     /// log end within this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
@@ -554,6 +566,10 @@ impl Default for BrokerConfig {
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
             share: ShareConfig::default(),
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_assignors: "uniform,range".into(),
+            group_consumer_max_size: 10_000,
             replica_lag_time_max_ms: 10_000,
             broker_session_timeout_ms: 3_000,
             transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
@@ -669,6 +685,7 @@ impl BrokerConfig {
             ));
         }
         self.share.validate()?;
+        self.validate_consumer_groups()?;
         if self.replica_lag_time_max_ms == 0 {
             return Err(bad("replica-lag-time-max-ms", "must be at least 1"));
         }
@@ -695,6 +712,33 @@ impl BrokerConfig {
         self.validate_listeners()?;
         self.sasl.validate()?;
         self.validate_cluster()
+    }
+
+    /// The `group.consumer.*` settings of KIP-848 consumer groups.
+    fn validate_consumer_groups(&self) -> Result<(), ConfigError> {
+        let session = self.group_consumer_session_timeout_ms;
+        if !(1_000..=limits::CONSUMER_SESSION_TIMEOUT_MS_MAX).contains(&session) {
+            return Err(bad(
+                "group-consumer-session-timeout-ms",
+                "must be from 1000 to 1800000 (30 minutes)",
+            ));
+        }
+        let interval = self.group_consumer_heartbeat_interval_ms;
+        if interval < 100 || interval >= session {
+            return Err(bad(
+                "group-consumer-heartbeat-interval-ms",
+                "must be at least 100 and below group-consumer-session-timeout-ms",
+            ));
+        }
+        let known = ["uniform", "range"];
+        let names: Vec<&str> = self.group_consumer_assignors.split(',').map(str::trim).collect();
+        if names.iter().any(|n| !known.contains(n)) {
+            return Err(bad("group-consumer-assignors", "must name uniform and/or range"));
+        }
+        if self.group_consumer_max_size == 0 {
+            return Err(bad("group-consumer-max-size", "must be at least 1"));
+        }
+        Ok(())
     }
 
     /// The record settings: timestamps window and compression.

@@ -223,6 +223,24 @@ fn group_request(key: ApiKey, version: i16, topic: &str) -> Option<RequestKind> 
         ApiKey::DeleteGroups => {
             RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![group]))
         }
+        // A member joins (v0: the broker names it; v1: the client does) and is assigned
+        // the topic's partition; ConsumerGroupDescribe then describes that group.
+        ApiKey::ConsumerGroupHeartbeat => {
+            let member = if version >= 1 { "vm" } else { "" };
+            let req = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group)
+                .with_member_id(StrBytes::from_static_str(member))
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name(topic)]))
+                .with_topic_partitions(Some(Vec::new()));
+            RequestKind::ConsumerGroupHeartbeat(req)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let joined = format!("vg-{:?}-{version}", ApiKey::ConsumerGroupHeartbeat);
+            let groups = vec![GroupId(StrBytes::from_string(joined)), group];
+            let req = ConsumerGroupDescribeRequest::default().with_group_ids(groups);
+            RequestKind::ConsumerGroupDescribe(req.with_include_authorized_operations(true))
+        }
         ApiKey::OffsetDelete => {
             let p = offset_delete_request::OffsetDeleteRequestPartition::default()
                 .with_partition_index(0);

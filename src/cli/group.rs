@@ -121,6 +121,7 @@ fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
             .map(|g| {
                 json!({
                     "group": g.group_id,
+                    "type": g.group_type,
                     "state": g.state,
                     "protocol_type": g.protocol_type,
                 })
@@ -129,9 +130,10 @@ fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let rows =
-        groups.iter().map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()]);
-    print_table(&["GROUP", "STATE", "PROTOCOL-TYPE"], rows.collect());
+    let rows = groups.iter().map(|g| {
+        vec![g.group_id.clone(), g.group_type.clone(), g.state.clone(), g.protocol_type.clone()]
+    });
+    print_table(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"], rows.collect());
     Ok(())
 }
 
@@ -142,12 +144,77 @@ pub(super) fn warn_unreachable(failed: &[Unanswered], what: &str) {
     }
 }
 
-/// One member's id, client id, host and assigned partitions.
+/// One member's id, client id, host and assigned partitions (and, in a consumer group, its
+/// member epoch and the partitions it is still to reach).
 struct MemberView {
     id: String,
     client_id: String,
     host: String,
     assigned: Vec<(String, i32)>,
+    epoch: Option<i32>,
+    target: Vec<(String, i32)>,
+}
+
+/// A group as `describe` shows it: type, state, epochs and members.
+struct GroupView {
+    kind: &'static str,
+    state: String,
+    /// Consumer groups: (group epoch, assignment epoch, assignor).
+    epochs: Option<(i32, i32, String)>,
+    members: Vec<MemberView>,
+}
+
+fn consumer_partitions(
+    a: &kafka_protocol::messages::consumer_group_describe_response::Assignment,
+) -> Vec<(String, i32)> {
+    let topics = a.topic_partitions.iter();
+    topics
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_name.0.to_string(), *p)))
+        .collect()
+}
+
+/// The group through ConsumerGroupDescribe when it is a consumer group, else DescribeGroups.
+fn group_view(c: &mut Client, group: &str) -> Result<GroupView, strata::client::ClientError> {
+    if let Some(g) = c.describe_consumer_group(group)? {
+        let members = g
+            .members
+            .iter()
+            .map(|m| MemberView {
+                id: m.member_id.to_string(),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assigned: consumer_partitions(&m.assignment),
+                epoch: Some(m.member_epoch),
+                target: consumer_partitions(&m.target_assignment),
+            })
+            .collect();
+        let epochs = Some((g.group_epoch, g.assignment_epoch, g.assignor_name.to_string()));
+        return Ok(GroupView {
+            kind: "consumer",
+            state: g.group_state.to_string(),
+            epochs,
+            members,
+        });
+    }
+    let described = c.describe_group(group)?;
+    let members = described
+        .members
+        .iter()
+        .map(|m| MemberView {
+            id: m.member_id.to_string(),
+            client_id: m.client_id.to_string(),
+            host: m.client_host.to_string(),
+            assigned: decode_assignment(&m.member_assignment),
+            epoch: None,
+            target: Vec::new(),
+        })
+        .collect();
+    Ok(GroupView {
+        kind: "classic",
+        state: described.group_state.to_string(),
+        epochs: None,
+        members,
+    })
 }
 
 fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
@@ -167,20 +234,11 @@ fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
 }
 
 fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<()> {
-    let (described, committed) = client.with_coordinator(Coordinator::Group, group, |c| {
-        Ok((c.describe_group(group)?, c.committed(group)?))
+    let (view, committed) = client.with_coordinator(Coordinator::Group, group, |c| {
+        Ok((group_view(c, group)?, c.committed(group)?))
     })?;
-    let state = described.group_state.to_string();
-    let members: Vec<MemberView> = described
-        .members
-        .iter()
-        .map(|m| MemberView {
-            id: m.member_id.to_string(),
-            client_id: m.client_id.to_string(),
-            host: m.client_host.to_string(),
-            assigned: decode_assignment(&m.member_assignment),
-        })
-        .collect();
+    let state = view.state.clone();
+    let members = &view.members;
     let mut partitions: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
     partitions.extend(members.iter().flat_map(|m| m.assigned.iter().cloned()));
     let ends = log_end_offsets(client, &partitions)?;
@@ -198,9 +256,32 @@ fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<
         })
         .collect();
     if output == Output::Json {
-        return print_describe_json(group, &state, &members, &rows);
+        return print_describe_json(group, &view, &rows);
     }
-    println!("group {group} is {state} with {} member(s)\n", members.len());
+    println!("group {group} is {state} with {} member(s)", members.len());
+    if let Some((epoch, assignment_epoch, assignor)) = &view.epochs {
+        println!(
+            "consumer group (KIP-848): group epoch {epoch}, assignment epoch {assignment_epoch}, \
+             assignor {assignor}\n"
+        );
+        let list = |tps: &[(String, i32)]| {
+            let all: Vec<String> = tps.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+            if all.is_empty() {
+                "-".to_owned()
+            } else {
+                all.join(",")
+            }
+        };
+        let table = members
+            .iter()
+            .map(|m| {
+                let epoch = m.epoch.map_or("-".into(), |e| e.to_string());
+                vec![m.id.clone(), epoch, list(&m.assigned), list(&m.target), m.client_id.clone()]
+            })
+            .collect();
+        print_table(&["MEMBER-ID", "EPOCH", "ASSIGNED", "TARGET", "CLIENT-ID"], table);
+    }
+    println!();
     let opt = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
     let table = rows
         .iter()
@@ -232,23 +313,30 @@ struct PartitionRow<'a> {
 
 fn print_describe_json(
     group: &str,
-    state: &str,
-    members: &[MemberView],
+    view: &GroupView,
     rows: &[PartitionRow<'_>],
 ) -> anyhow::Result<()> {
-    let members: Vec<_> = members
+    let tps = |tps: &[(String, i32)]| -> Vec<serde_json::Value> {
+        tps.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect()
+    };
+    let members: Vec<_> = view
+        .members
         .iter()
         .map(|m| {
-            let assigned: Vec<_> =
-                m.assigned.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect();
-            json!({
+            let mut member = json!({
                 "member_id": m.id,
                 "client_id": m.client_id,
                 "host": m.host,
-                "assignment": assigned,
-            })
+                "assignment": tps(&m.assigned),
+            });
+            if let Some(epoch) = m.epoch {
+                member["member_epoch"] = json!(epoch);
+                member["target_assignment"] = json!(tps(&m.target));
+            }
+            member
         })
         .collect();
+    let state = &view.state;
     let partitions: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -258,7 +346,15 @@ fn print_describe_json(
             })
         })
         .collect();
-    let out = json!({"group": group, "state": state, "members": members, "partitions": partitions});
+    let mut out = json!({
+        "group": group, "type": view.kind, "state": state, "members": members,
+        "partitions": partitions,
+    });
+    if let Some((epoch, assignment_epoch, assignor)) = &view.epochs {
+        out["group_epoch"] = json!(epoch);
+        out["assignment_epoch"] = json!(assignment_epoch);
+        out["assignor"] = json!(assignor);
+    }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
@@ -320,7 +416,7 @@ fn reset_offsets(client: &mut Client, args: ResetArgs, output: Output) -> anyhow
         return Ok(());
     }
     let commit = |c: &mut Client| {
-        let state = c.describe_group(group)?.group_state.to_string();
+        let state = group_view(c, group)?.state;
         if state != "Empty" && state != "Dead" {
             return Ok(Err(state));
         }

@@ -351,6 +351,22 @@ pub struct Settings {
     /// (share.auto.offset.reset, broker-wide here). [default: latest]
     #[arg(long, env = "STRATA_SHARE_AUTO_OFFSET_RESET")]
     pub share_auto_offset_reset: Option<String>,
+    /// A KIP-848 consumer group member that sends no heartbeat for this long is fenced and
+    /// its partitions reassigned (group.consumer.session.timeout.ms). [default: 45000]
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// How often KIP-848 consumer group members are told to heartbeat
+    /// (group.consumer.heartbeat.interval.ms); below the session timeout. [default: 5000]
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
+    /// Server-side assignors of KIP-848 consumer groups, the first is the default
+    /// (group.consumer.assignors): uniform, range. [default: uniform,range]
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_ASSIGNORS")]
+    pub group_consumer_assignors: Option<String>,
+    /// Most members one KIP-848 consumer group may have; one more gets
+    /// GROUP_MAX_SIZE_REACHED (group.consumer.max.size). [default: 10000]
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_MAX_SIZE")]
+    pub group_consumer_max_size: Option<u64>,
     /// A follower not caught up with its leader for this long leaves the ISR
     /// (replica.lag.time.max.ms). [default: 10000]
     #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
@@ -855,6 +871,10 @@ impl Settings {
             group_share_delivery_count_limit,
             group_share_partition_max_record_locks,
             share_auto_offset_reset,
+            group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms,
+            group_consumer_assignors,
+            group_consumer_max_size,
             replica_lag_time_max_ms,
             broker_session_timeout_ms,
             transactional_id_expiration_ms,
@@ -975,6 +995,10 @@ impl Settings {
             group_share_delivery_count_limit: Some(d.share.delivery_count_limit),
             group_share_partition_max_record_locks: Some(d.share.partition_max_record_locks),
             share_auto_offset_reset: Some("latest".into()),
+            group_consumer_session_timeout_ms: Some(d.group_consumer_session_timeout_ms),
+            group_consumer_heartbeat_interval_ms: Some(d.group_consumer_heartbeat_interval_ms),
+            group_consumer_assignors: Some(d.group_consumer_assignors.clone()),
+            group_consumer_max_size: Some(d.group_consumer_max_size),
             replica_lag_time_max_ms: Some(d.replica_lag_time_max_ms),
             broker_session_timeout_ms: Some(d.broker_session_timeout_ms),
             transactional_id_expiration_ms: Some(d.transactional_id_expiration_ms),
@@ -1251,6 +1275,19 @@ impl Settings {
                 .group_initial_rebalance_delay_ms
                 .unwrap_or(d.group_initial_rebalance_delay_ms),
             share,
+            group_consumer_session_timeout_ms: self
+                .group_consumer_session_timeout_ms
+                .unwrap_or(d.group_consumer_session_timeout_ms),
+            group_consumer_heartbeat_interval_ms: self
+                .group_consumer_heartbeat_interval_ms
+                .unwrap_or(d.group_consumer_heartbeat_interval_ms),
+            group_consumer_assignors: self
+                .group_consumer_assignors
+                .clone()
+                .unwrap_or(d.group_consumer_assignors.clone()),
+            group_consumer_max_size: self
+                .group_consumer_max_size
+                .unwrap_or(d.group_consumer_max_size),
             replica_lag_time_max_ms: self
                 .replica_lag_time_max_ms
                 .unwrap_or(d.replica_lag_time_max_ms),

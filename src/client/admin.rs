@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -26,6 +27,8 @@ pub struct GroupListing {
     pub state: String,
     /// Protocol type (`consumer`), possibly empty.
     pub protocol_type: String,
+    /// Group type (`classic`, `consumer`; ListGroups v5+, else `classic`).
+    pub group_type: String,
 }
 
 /// A committed offset: (topic, partition) → offset.
@@ -86,8 +89,9 @@ impl Client {
     /// Every group of the cluster.
     pub fn list_groups(&mut self) -> Result<Vec<GroupListing>, ClientError> {
         let req = ListGroupsRequest::default();
+        let version = self.version(ApiKey::ListGroups, 5)?;
         let (_, ResponseKind::ListGroups(r)) =
-            self.call(ApiKey::ListGroups, 4, RequestKind::ListGroups(req))?
+            self.call(ApiKey::ListGroups, version, RequestKind::ListGroups(req))?
         else {
             return Err(protocol("ListGroups answered with another message"));
         };
@@ -98,8 +102,37 @@ impl Client {
                 group_id: g.group_id.0.to_string(),
                 state: g.group_state.to_string(),
                 protocol_type: g.protocol_type.to_string(),
+                group_type: if version >= 5 {
+                    g.group_type.to_string()
+                } else {
+                    "classic".to_owned()
+                },
             })
             .collect())
+    }
+
+    /// ConsumerGroupDescribe of one KIP-848 consumer group; `None` when the group is not one
+    /// (or the broker does not offer the API).
+    pub fn describe_consumer_group(
+        &mut self,
+        group: &str,
+    ) -> Result<Option<consumer_group_describe_response::DescribedGroup>, ClientError> {
+        let Ok(version) = self.version(ApiKey::ConsumerGroupDescribe, 1) else {
+            return Ok(None);
+        };
+        let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+        let body = RequestKind::ConsumerGroupDescribe(req);
+        let (_, ResponseKind::ConsumerGroupDescribe(r)) =
+            self.call(ApiKey::ConsumerGroupDescribe, version, body)?
+        else {
+            return Err(protocol("ConsumerGroupDescribe answered with another message"));
+        };
+        let g = r.groups.into_iter().next().ok_or_else(|| protocol("no group in answer"))?;
+        if g.error_code == ResponseError::GroupIdNotFound.code() {
+            return Ok(None);
+        }
+        ClientError::check(g.error_code, format!("describing group {group}"))?;
+        Ok(Some(g))
     }
 
     /// DescribeGroups of one group (state `Dead` when it does not exist).

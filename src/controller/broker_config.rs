@@ -465,6 +465,30 @@ pub static SETTINGS: &[BrokerSetting] = &[
         "First rebalance of an empty group waits this long",
     ),
     fixed(
+        "group.consumer.session.timeout.ms",
+        |c| some(c.group_consumer_session_timeout_ms),
+        STARTUP,
+        "A consumer group member silent this long is fenced",
+    ),
+    fixed(
+        "group.consumer.heartbeat.interval.ms",
+        |c| some(c.group_consumer_heartbeat_interval_ms),
+        STARTUP,
+        "How often consumer group members heartbeat",
+    ),
+    fixed(
+        "group.consumer.assignors",
+        |c| some(&c.group_consumer_assignors),
+        STARTUP,
+        "Server-side assignors of consumer groups, the default first",
+    ),
+    fixed(
+        "group.consumer.max.size",
+        |c| some(c.group_consumer_max_size),
+        STARTUP,
+        "Most members of one consumer group",
+    ),
+    fixed(
         "transactional.id.expiration.ms",
         |c| some(c.transactional_id_expiration_ms),
         STARTUP,

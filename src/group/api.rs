@@ -2,14 +2,18 @@
 //! kafka-protocol messages, owned strings). The server's group handlers route each request
 //! to the shard that coordinates its group and get one [`GroupReply`] back.
 
+use kafka_protocol::messages::consumer_group_describe_response;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
+
+pub use super::consumer::Topics;
+pub use super::consumer_ops::HeartbeatContext;
 
 /// A request for one group (or, for `List`, for every group of one shard).
 #[derive(Debug)]
@@ -62,6 +66,10 @@ pub enum GroupOp {
         group: String,
         /// Topics and partitions wanted; `None` = every committed offset.
         topics: Option<Vec<(String, Vec<i32>)>>,
+        /// OffsetFetch v9: the member id (checked against a consumer group), or `None`.
+        member_id: Option<String>,
+        /// OffsetFetch v9: the member epoch, -1 when not given.
+        member_epoch: i32,
     },
     /// DescribeGroups of one group.
     Describe {
@@ -83,6 +91,22 @@ pub enum GroupOp {
         /// The request.
         req: TxnOffsetCommitRequest,
     },
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerHeartbeat {
+        /// The request.
+        req: ConsumerGroupHeartbeatRequest,
+        /// Version, client and the cluster's topics.
+        ctx: HeartbeatContext,
+    },
+    /// ConsumerGroupDescribe of one group.
+    ConsumerDescribe {
+        /// Group id.
+        group: String,
+        /// The cluster's topics (to name the assigned topic ids).
+        topics: Topics,
+        /// Request version.
+        version: i16,
+    },
     /// ListGroups on this shard.
     List {
         /// State names wanted (empty = all), case-insensitive.
@@ -103,6 +127,8 @@ impl GroupOp {
             GroupOp::Commit { req } => req.group_id.0.as_str(),
             GroupOp::OffsetDelete { req } => req.group_id.0.as_str(),
             GroupOp::TxnCommit { req } => req.group_id.0.as_str(),
+            GroupOp::ConsumerHeartbeat { req, .. } => req.group_id.0.as_str(),
+            GroupOp::ConsumerDescribe { group, .. } => group.as_str(),
             GroupOp::Fetch { group, .. }
             | GroupOp::Describe { group }
             | GroupOp::Delete { group } => group.as_str(),
@@ -160,4 +186,8 @@ pub enum GroupReply {
     List(Vec<ListedGroup>),
     /// TxnOffsetCommit response.
     TxnCommit(TxnOffsetCommitResponse),
+    /// ConsumerGroupHeartbeat response.
+    ConsumerHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// ConsumerGroupDescribe of one group.
+    ConsumerDescribe(consumer_group_describe_response::DescribedGroup),
 }

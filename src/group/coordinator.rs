@@ -35,6 +35,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::api::{GroupOp, GroupReply, GroupRequest};
+use super::consumer::Settings as ConsumerSettings;
+use super::consumer_ops::ConsumerSlot;
 use super::records::{self, OffsetsRecord};
 use super::state::{Group, JoinArgs, JoinOutcome, Outbox, Reply, SyncArgs, SyncOutcome};
 use super::{now_ms, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
@@ -56,11 +58,24 @@ pub(super) struct Slot {
     syncs: HashMap<String, oneshot::Sender<SyncOutcome>>,
     /// The armed timer: its deadline and task (dropping the task cancels it).
     timer: Option<(i64, glommio::Task<()>)>,
+    /// The KIP-848 consumer group of this id, if it is one (`group` then has no members and
+    /// only holds the committed offsets).
+    pub(super) consumer: Option<ConsumerSlot>,
 }
 
 impl Slot {
     pub(super) fn new(group: Group, partition: i32) -> Slot {
-        Slot { group, partition, joins: HashMap::new(), syncs: HashMap::new(), timer: None }
+        let (joins, syncs) = (HashMap::new(), HashMap::new());
+        Slot { group, partition, joins, syncs, timer: None, consumer: None }
+    }
+
+    /// The earliest deadline of the classic group or of the consumer group.
+    fn next_deadline_ms(&self) -> Option<i64> {
+        let consumer = self.consumer.as_ref().and_then(|c| c.group.next_deadline_ms());
+        match (self.group.next_deadline_ms(), consumer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -78,6 +93,11 @@ pub struct Coordinator {
     /// Testing only (`--fault-panic-on-group`): the group whose next Heartbeat panics inside
     /// the coordinator, once. `None` in production.
     fault_panic_group: RefCell<Option<String>>,
+    /// Settings of KIP-848 consumer groups (`group.consumer.*`).
+    pub(super) consumer_settings: RefCell<ConsumerSettings>,
+    /// While a partition replays: the consumer group records read so far, by group id
+    /// (partition, latest value per key); turned into groups when the replay ends.
+    pub(super) consumer_images: RefCell<HashMap<String, (i32, super::consumer::records::Image)>>,
 }
 
 /// What a contained group task is, for the log line of a panic: `group g1`.
@@ -107,7 +127,14 @@ impl Coordinator {
             initial_delay_ms,
             pending_txn: RefCell::new(HashMap::new()),
             fault_panic_group: RefCell::new(None),
+            consumer_settings: RefCell::new(ConsumerSettings::default()),
+            consumer_images: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// Sets the `group.consumer.*` settings of consumer groups created from now on.
+    pub fn set_consumer_settings(&self, settings: ConsumerSettings) {
+        *self.consumer_settings.borrow_mut() = settings;
     }
 
     /// Testing only: the next Heartbeat of `group` panics inside the coordinator (once), as a
@@ -188,7 +215,18 @@ impl Coordinator {
             group.offsets = std::mem::take(&mut old.group.offsets);
             let members = old.group.members.len();
             tracing::warn!(group = group_id, members, "reset the group after a panic");
-            self.groups.borrow_mut().insert(group_id.to_owned(), Slot::new(group, old.partition));
+            let mut slot = Slot::new(group, old.partition);
+            // A consumer group loses its members (they rejoin) but keeps its epoch and the
+            // record of what was persisted, so the next write tombstones the members.
+            slot.consumer = old.consumer.take().map(|mut c| {
+                let settings = c.group.settings.clone();
+                let mut fresh = super::consumer::ConsumerGroup::new(group_id, settings);
+                fresh.epoch = c.group.epoch + 1;
+                fresh.assignment_epoch = c.group.assignment_epoch;
+                c.group = fresh;
+                c
+            });
+            self.groups.borrow_mut().insert(group_id.to_owned(), slot);
         }
         drop(old);
     }
@@ -205,8 +243,9 @@ impl Coordinator {
                 GroupReply::Leave(self.leave(partition, req, version).await)
             }
             GroupOp::Commit { req } => GroupReply::Commit(self.commit(partition, req).await),
-            GroupOp::Fetch { group, topics } => {
-                GroupReply::Fetch(self.fetch(partition, &group, topics))
+            GroupOp::Fetch { group, topics, member_id, member_epoch } => {
+                let member = (member_id.as_deref(), member_epoch);
+                GroupReply::Fetch(self.fetch(partition, &group, topics, member))
             }
             GroupOp::Describe { group } => GroupReply::Describe(self.describe(partition, &group)),
             GroupOp::Delete { group } => GroupReply::Delete(self.delete(partition, &group).await),
@@ -217,6 +256,13 @@ impl Coordinator {
             GroupOp::TxnCommit { req } => {
                 GroupReply::TxnCommit(self.txn_commit(partition, req).await)
             }
+            GroupOp::ConsumerHeartbeat { req, ctx } => {
+                self.injected_panic(&req.group_id.0);
+                GroupReply::ConsumerHeartbeat(self.consumer_heartbeat(partition, req, ctx).await)
+            }
+            GroupOp::ConsumerDescribe { group, topics, version } => GroupReply::ConsumerDescribe(
+                self.consumer_describe(partition, &group, &topics, version),
+            ),
         }
     }
 
@@ -258,6 +304,9 @@ impl Coordinator {
         let timeout = args.session_timeout_ms;
         if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&timeout) {
             return join_response(JoinOutcome::error(E::InvalidSessionTimeout, &member_id));
+        }
+        if let Err(e) = self.classic_slot_for(&group_id, partition).await {
+            return join_response(JoinOutcome::error(e, &member_id));
         }
         let (tx, rx) = oneshot::channel();
         let (reply, out) = {
@@ -447,7 +496,7 @@ impl Coordinator {
             let Some(slot) = groups.get_mut(group_id) else {
                 return;
             };
-            let next = slot.group.next_deadline_ms();
+            let next = slot.next_deadline_ms();
             if slot.timer.as_ref().map(|(at, _)| *at) == next {
                 return;
             }
@@ -501,7 +550,33 @@ impl Coordinator {
             slot.group.tick(now_ms(), &mut out);
             out
         };
+        self.consumer_tick(group_id).await;
         self.finish(group_id, out).await;
+    }
+
+    /// Before a JoinGroup: a consumer group of this id with members refuses classic members
+    /// (INCONSISTENT_GROUP_PROTOCOL: online migration is not implemented); an empty one is
+    /// deleted (tombstones) so a classic group takes its place, keeping the offsets.
+    async fn classic_slot_for(&self, group_id: &str, partition: i32) -> Result<(), E> {
+        let busy = {
+            let groups = self.groups.borrow();
+            match groups.get(group_id).and_then(|s| s.consumer.as_ref()) {
+                None => return Ok(()),
+                Some(c) => !c.group.members.is_empty(),
+            }
+        };
+        if busy {
+            return Err(E::InconsistentGroupProtocol);
+        }
+        let tombstones = self.drop_consumer(group_id);
+        if tombstones.is_empty() {
+            return Ok(());
+        }
+        let log = self.ready_log(partition)?;
+        append_durable(&log, &tombstones).await.map_err(|e| {
+            tracing::error!(group = group_id, "persisting the group's conversion failed: {e}");
+            E::CoordinatorNotAvailable
+        })
     }
 
     /// Drops a group that a failed join created and that holds nothing.
@@ -509,6 +584,7 @@ impl Coordinator {
         let mut groups = self.groups.borrow_mut();
         let unused = groups.get(group_id).is_some_and(|s| {
             s.group.members.is_empty()
+                && s.consumer.is_none()
                 && s.group.pending.is_empty()
                 && s.group.offsets.is_empty()
                 && s.group.generation == 0

@@ -2,6 +2,8 @@
 
 use std::rc::Rc;
 
+use super::consumer::{self, records::Image};
+use super::consumer_ops::ConsumerSlot;
 use super::coordinator::{Coordinator, OffsetsPartition, Slot};
 use super::now_ms;
 use super::records::{self, LogItem, OffsetsRecord};
@@ -24,6 +26,7 @@ impl Coordinator {
         let what = format!("loading {} partition {partition}", super::OFFSETS_TOPIC);
         crate::runtime::contain::spawn_contained(what, async move {
             let count = this.replay(partition, &log).await;
+            this.restore_consumer_groups(partition);
             if let Some(p) = this.partitions.borrow_mut().get_mut(&partition) {
                 p.loaded = true;
             }
@@ -49,6 +52,7 @@ impl Coordinator {
             ids.into_iter().filter_map(|id| groups.remove(&id)).collect()
         };
         self.pending_txn.borrow_mut().retain(|(p, _), _| *p != partition);
+        self.consumer_images.borrow_mut().retain(|_, (p, _)| *p != partition);
         tracing::info!(partition, groups = dropped.len(), "no longer coordinating partition");
     }
 
@@ -109,8 +113,28 @@ impl Coordinator {
         let group_id = record.group().to_owned();
         let mut groups = self.groups.borrow_mut();
         match record {
+            // A classic group's deletion (its offsets have their own tombstones before it) or
+            // its conversion into a consumer group: the classic state goes, offsets stay.
             OffsetsRecord::Group { value: None, .. } => {
-                groups.remove(&group_id);
+                let keep = groups.get(&group_id).is_some_and(|s| !s.group.offsets.is_empty());
+                if keep {
+                    if let Some(slot) = groups.get_mut(&group_id) {
+                        let offsets = std::mem::take(&mut slot.group.offsets);
+                        slot.group = self.new_group(&group_id);
+                        slot.group.offsets = offsets;
+                    }
+                } else {
+                    groups.remove(&group_id);
+                }
+            }
+            OffsetsRecord::Consumer { kind, member, value, .. } => {
+                let mut images = self.consumer_images.borrow_mut();
+                let (_, image) =
+                    images.entry(group_id).or_insert_with(|| (partition, Image::new()));
+                match value {
+                    Some(v) => image.insert((kind, member), v),
+                    None => image.remove(&(kind, member)),
+                };
             }
             OffsetsRecord::Group { value: Some(snapshot), .. } => {
                 let slot = groups
@@ -131,6 +155,35 @@ impl Coordinator {
                     }
                 }
             },
+        }
+    }
+
+    /// Turns the consumer group records replayed from `partition` into groups.
+    fn restore_consumer_groups(&self, partition: i32) {
+        let images: Vec<(String, Image)> = {
+            let mut all = self.consumer_images.borrow_mut();
+            let ids: Vec<String> = all
+                .iter()
+                .filter(|(_, (p, _))| *p == partition)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter().filter_map(|id| all.remove(&id).map(|(_, image)| (id, image))).collect()
+        };
+        let settings = self.consumer_settings.borrow().clone();
+        let mut groups = self.groups.borrow_mut();
+        for (id, image) in images {
+            match consumer::records::restore(&id, settings.clone(), &image, now_ms()) {
+                Ok(None) => {}
+                Ok(Some(group)) => {
+                    let slot = groups
+                        .entry(id.clone())
+                        .or_insert_with(|| Slot::new(self.new_group(&id), partition));
+                    slot.consumer = Some(ConsumerSlot { group, persisted: image });
+                }
+                Err(e) => {
+                    tracing::warn!(group = %id, "skipping an undecodable consumer group: {e}")
+                }
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! Consumer groups: Kafka's classic group protocol and committed offsets.
+//! Consumer groups: Kafka's classic group protocol, KIP-848 consumer groups and committed
+//! offsets.
 //!
 //! * [`state`] is the pure state machine of one group (members, generations, protocol
 //!   selection, leader, assignments, timeouts, static membership, committed offsets). It never
@@ -8,6 +9,9 @@
 //! * [`coordinator`] runs the groups of one shard: it owns that shard's partitions of
 //!   `__consumer_offsets`, persists through them, replays them at start-up and drives the
 //!   session and rebalance timers.
+//! * [`consumer`] is the pure state machine of a KIP-848 consumer group (member epochs,
+//!   target assignment, incremental reconciliation, assignors, its records), which
+//!   `consumer_ops` drives on the coordinator.
 //! * [`api`] holds the `Send` request/response enums that cross the shard mesh.
 //!
 //! A group lives on exactly one shard: the one that owns partition
@@ -18,6 +22,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
+pub mod consumer;
+mod consumer_ops;
 pub mod coordinator;
 mod load;
 mod offsets;

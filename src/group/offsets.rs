@@ -40,8 +40,10 @@ macro_rules! entries {
     };
 }
 
-/// The group type of every group here (KIP-848 names the classic protocol "classic").
+/// The group type of classic groups (KIP-848 names the classic protocol "classic").
 const GROUP_TYPE: &str = "classic";
+/// The group type of KIP-848 consumer groups.
+const CONSUMER_TYPE: &str = "consumer";
 
 impl Coordinator {
     /// Checks the committer against the group (creating an empty group for a "simple"
@@ -57,12 +59,16 @@ impl Coordinator {
                 Ok(())
             }
             None => Err(E::IllegalGeneration),
-            Some(slot) => slot.group.check_commit(
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                generation,
-                now_ms(),
-            ),
+            // OffsetCommit v9+ carries the member epoch of a consumer group member.
+            Some(slot) => match &slot.consumer {
+                Some(c) => c.group.check_commit(&req.member_id, generation),
+                None => slot.group.check_commit(
+                    &req.member_id,
+                    req.group_instance_id.as_deref(),
+                    generation,
+                    now_ms(),
+                ),
+            },
         }
     }
 
@@ -118,11 +124,21 @@ impl Coordinator {
         partition: i32,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        (member_id, member_epoch): (Option<&str>, i32),
     ) -> FetchedOffsets {
         if let Err(e) = self.ready_log(partition) {
             return FetchedOffsets { error: e.code(), topics: Vec::new() };
         }
         let groups = self.groups.borrow();
+        let consumer = groups.get(group_id).and_then(|s| s.consumer.as_ref());
+        let checked = match consumer {
+            Some(c) => c.group.check_fetch(member_id, member_epoch),
+            // A classic group (or none): OffsetFetch v9's member fields are not checked.
+            None => Ok(()),
+        };
+        if let Err(e) = checked {
+            return FetchedOffsets { error: e.code(), topics: Vec::new() };
+        }
         let group = groups.get(group_id).map(|s| &s.group);
         let lookup = |topic: &str, partition: i32| -> FetchedOffset {
             let found = group.and_then(|g| g.offsets.get(&(topic.to_owned(), partition)));
@@ -175,6 +191,15 @@ impl Coordinator {
                 .with_error_code(E::GroupIdNotFound.code())
                 .with_group_state(str_bytes("Dead"));
         };
+        if slot.consumer.is_some() {
+            // Kafka 4 answers DescribeGroups of a consumer group this way (its members are
+            // seen with ConsumerGroupDescribe).
+            let why = format!("Group {group_id} is not a classic group.");
+            return base
+                .with_error_code(E::GroupIdNotFound.code())
+                .with_error_message(Some(str_bytes(&why)))
+                .with_group_state(str_bytes("Dead"));
+        }
         let g = &slot.group;
         let protocol = g.protocol.clone().unwrap_or_default();
         let stable = g.state == GroupState::Stable;
@@ -218,11 +243,18 @@ impl Coordinator {
             let Some(slot) = groups.get(group_id) else {
                 return E::GroupIdNotFound.code();
             };
-            if let Err(e) = slot.group.check_delete() {
-                return e.code();
+            match &slot.consumer {
+                Some(c) if !c.group.members.is_empty() => return E::NonEmptyGroup.code(),
+                Some(_) => {}
+                None => {
+                    if let Err(e) = slot.group.check_delete() {
+                        return e.code();
+                    }
+                }
             }
             tombstones(group_id, slot.group.offsets.keys(), true)
         };
+        let records = [self.drop_consumer(group_id), records].concat();
         if let Some(slot) = self.groups.borrow_mut().get_mut(group_id) {
             slot.group.mark_dead(now_ms());
         }
@@ -257,7 +289,12 @@ impl Coordinator {
             if g.state != GroupState::Empty && !consumer {
                 return OffsetDeleteResponse::default().with_error_code(E::NonEmptyGroup.code());
             }
-            subscribed_topics(g)
+            match &slot.consumer {
+                // A consumer group's members subscribe by name (a regex subscription is not
+                // counted here: its topics' offsets can be deleted).
+                Some(c) => c.group.members.values().flat_map(|m| m.topic_names.clone()).collect(),
+                None => subscribed_topics(g),
+            }
         };
         let mut keys = Vec::new();
         let topics = req
@@ -299,20 +336,29 @@ impl Coordinator {
         let wanted_state =
             |s: &str| states.is_empty() || states.iter().any(|w| w.eq_ignore_ascii_case(s));
         let wanted_type =
-            types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(GROUP_TYPE));
+            |kind: &str| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(kind));
         let loaded: BTreeSet<i32> =
             self.partitions.borrow().iter().filter(|(_, p)| p.loaded).map(|(n, _)| *n).collect();
         let groups = self.groups.borrow();
         let mut listed: Vec<ListedGroup> = groups
             .values()
             .filter(|s| loaded.contains(&s.partition) && s.group.state != GroupState::Dead)
-            .filter(|s| wanted_type && wanted_state(s.group.state.name()))
-            .map(|s| {
-                ListedGroup::default()
-                    .with_group_id(GroupId(str_bytes(&s.group.id)))
-                    .with_protocol_type(str_bytes(s.group.protocol_type.as_deref().unwrap_or("")))
-                    .with_group_state(str_bytes(s.group.state.name()))
-                    .with_group_type(str_bytes(GROUP_TYPE))
+            .filter_map(|s| {
+                let (kind, state, protocol_type) = match &s.consumer {
+                    Some(c) => (CONSUMER_TYPE, c.group.state().name(), "consumer"),
+                    None => (
+                        GROUP_TYPE,
+                        s.group.state.name(),
+                        s.group.protocol_type.as_deref().unwrap_or(""),
+                    ),
+                };
+                (wanted_type(kind) && wanted_state(state)).then(|| {
+                    ListedGroup::default()
+                        .with_group_id(GroupId(str_bytes(&s.group.id)))
+                        .with_protocol_type(str_bytes(protocol_type))
+                        .with_group_state(str_bytes(state))
+                        .with_group_type(str_bytes(kind))
+                })
             })
             .collect();
         listed.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));

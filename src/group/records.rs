@@ -5,6 +5,8 @@
 //! metadata, commit_timestamp)` and GroupMetadataValue v3 `(protocol_type, generation,
 //! protocol, leader, current_state_timestamp, members[])`. A null value is a tombstone.
 //! Strings are i16-length-prefixed, bytes i32-length-prefixed, non-flexible encoding.
+//! Key types 3-8 are KIP-848 consumer group records, whose values
+//! [`super::consumer::records`] reads and writes.
 //! Decoding checks every length against the input: bad data is an error, never a panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -12,6 +14,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use super::consumer::records as consumer;
 use super::state::{Committed, GroupSnapshot, Member};
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -54,13 +57,27 @@ pub enum OffsetsRecord {
         /// The metadata, or `None` for a tombstone.
         value: Option<GroupSnapshot>,
     },
+    /// A KIP-848 consumer group record (key types 3-8, see [`super::consumer::records`]):
+    /// its value bytes, or `None` for a tombstone.
+    Consumer {
+        /// Group id.
+        group: String,
+        /// Key type.
+        kind: i16,
+        /// Member id of the member records.
+        member: Option<String>,
+        /// The value (version prefix included), or `None` for a tombstone.
+        value: Option<Bytes>,
+    },
 }
 
 impl OffsetsRecord {
     /// The group the record belongs to.
     pub fn group(&self) -> &str {
         match self {
-            OffsetsRecord::Offset { group, .. } | OffsetsRecord::Group { group, .. } => group,
+            OffsetsRecord::Offset { group, .. }
+            | OffsetsRecord::Group { group, .. }
+            | OffsetsRecord::Consumer { group, .. } => group,
         }
     }
 
@@ -80,6 +97,14 @@ impl OffsetsRecord {
                 put_str(&mut key, group);
                 (key.freeze(), value.as_ref().map(encode_group))
             }
+            OffsetsRecord::Consumer { group, kind, member, value } => {
+                key.put_i16(*kind);
+                put_str(&mut key, group);
+                if let Some(member) = member {
+                    put_str(&mut key, member);
+                }
+                (key.freeze(), value.clone())
+            }
         }
     }
 
@@ -98,6 +123,12 @@ impl OffsetsRecord {
                 let group = k.string()?;
                 let value = value.map(decode_group).transpose()?;
                 Ok(OffsetsRecord::Group { group, value })
+            }
+            kind if consumer::is_consumer_key(kind) => {
+                let group = k.string()?;
+                let member = if consumer::has_member(kind) { Some(k.string()?) } else { None };
+                let value = value.map(Bytes::copy_from_slice);
+                Ok(OffsetsRecord::Consumer { group, kind, member, value })
             }
             _ => Err(RecordError::Invalid("unknown key version")),
         }

@@ -260,7 +260,10 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         ShareAcknowledge,
         DescribeShareGroupOffsets,
         AlterShareGroupOffsets,
-        DeleteShareGroupOffsets
+        DeleteShareGroupOffsets,
+        // KIP-848 consumer groups.
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe
     )
 }
 

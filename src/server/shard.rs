@@ -208,6 +208,21 @@ fn cleanup_config(broker: &BrokerConfig, topic: &TopicMeta) -> CleanupConfig {
     }
 }
 
+/// The `group.consumer.*` settings as consumer groups take them.
+fn consumer_settings(config: &BrokerConfig) -> crate::group::consumer::Settings {
+    let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+    crate::group::consumer::Settings {
+        session_timeout_ms: ms(config.group_consumer_session_timeout_ms),
+        heartbeat_interval_ms: ms(config.group_consumer_heartbeat_interval_ms),
+        assignors: config
+            .group_consumer_assignors
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .collect(),
+        max_size: usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX),
+    }
+}
+
 impl Shard {
     /// A shard with no partitions and empty metadata.
     pub fn new(
@@ -219,6 +234,7 @@ impl Shard {
         quorum: Option<QuorumHandle>,
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
+        let consumer_groups = consumer_settings(&config);
         let access = super::access::ShardAccess::new(&config);
         let headroom = storage::space::Headroom {
             min_free_bytes: config.storage_min_free_bytes,
@@ -241,7 +257,11 @@ impl Shard {
             control_lock: Semaphore::new(1),
             connections: Cell::new(0),
             budget: Rc::new(super::budget::Budget::new(budget)),
-            groups: Coordinator::new(initial_delay_ms),
+            groups: {
+                let groups = Coordinator::new(initial_delay_ms);
+                groups.set_consumer_settings(consumer_groups);
+                groups
+            },
             txns: TxnCoordinator::new(),
             shares: super::share::Shares::new(),
             producer_ids: RefCell::new(None),

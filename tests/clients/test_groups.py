@@ -226,7 +226,8 @@ def test_cli_describe_shows_lag_and_reset_to_earliest_rereads(broker):
     finally:
         consumer.stop()
     listed = json.loads(strata_group(broker, "list", "--output", "json").stdout)
-    assert {"group": "cli", "state": "Empty", "protocol_type": "consumer"} in listed
+    assert {"group": "cli", "type": "classic", "state": "Empty",
+            "protocol_type": "consumer"} in listed
 
     produce(broker.bootstrap, topic, 2, 100, 30)
     described = describe_json(broker, "cli")

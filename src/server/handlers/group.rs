@@ -18,7 +18,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
-use crate::group::api::{FetchedOffsets, GroupOp, GroupReply, GroupRequest};
+use crate::group::api::{
+    FetchedOffsets, GroupOp, GroupReply, GroupRequest, HeartbeatContext, Topics,
+};
 use crate::group::{partition_for, GROUP_ID_BYTES_MAX, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::ShardMsg;
@@ -50,6 +52,9 @@ pub async fn handle(
         RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(delete(shard, req).await),
         RequestKind::OffsetDelete(req) => {
             ResponseKind::OffsetDelete(offset_delete(shard, req).await)
+        }
+        RequestKind::ConsumerGroupDescribe(req) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_describe(shard, req, version).await)
         }
         other => return Err(other),
     })
@@ -301,11 +306,12 @@ async fn fetch_one(
     shard: &Rc<Shard>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    (member_id, member_epoch): (Option<String>, i32),
 ) -> FetchedOffsets {
     if !valid_group_id(group) {
         return FetchedOffsets { error: E::InvalidGroupId.code(), topics: Vec::new() };
     }
-    let op = GroupOp::Fetch { group: group.to_owned(), topics };
+    let op = GroupOp::Fetch { group: group.to_owned(), topics, member_id, member_epoch };
     match route(shard, group, op).await {
         Ok(GroupReply::Fetch(f)) => f,
         Ok(_) => FetchedOffsets { error: E::UnknownServerError.code(), topics: Vec::new() },
@@ -319,7 +325,7 @@ async fn fetch(shard: &Rc<Shard>, req: OffsetFetchRequest, version: i16) -> Offs
         let topics = req.topics.as_ref().map(|ts| {
             ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
         });
-        let fetched = fetch_one(shard, &req.group_id, topics).await;
+        let fetched = fetch_one(shard, &req.group_id, topics, (None, -1)).await;
         let topics = fetched
             .topics
             .into_iter()
@@ -347,7 +353,9 @@ async fn fetch(shard: &Rc<Shard>, req: OffsetFetchRequest, version: i16) -> Offs
         let topics = g.topics.as_ref().map(|ts| {
             ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
         });
-        let fetched = fetch_one(shard, &g.group_id, topics).await;
+        // v9 (KIP-848): a consumer group member's id and epoch, checked by the coordinator.
+        let member = (g.member_id.as_ref().map(|m| m.to_string()), g.member_epoch);
+        let fetched = fetch_one(shard, &g.group_id, topics, member).await;
         let topics = fetched
             .topics
             .into_iter()
@@ -453,4 +461,69 @@ async fn offset_delete(shard: &Rc<Shard>, req: OffsetDeleteRequest) -> OffsetDel
         Ok(_) => OffsetDeleteResponse::default().with_error_code(E::UnknownServerError.code()),
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
     }
+}
+
+/// The cluster's topics as consumer groups see them: name → (id, partition count).
+fn topics_view(shard: &Shard) -> Topics {
+    let meta = shard.meta();
+    meta.topics
+        .iter()
+        .map(|(name, t)| {
+            let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+            (name.clone(), (t.id, count))
+        })
+        .collect()
+}
+
+/// ConsumerGroupHeartbeat (needs the client id and address, so the dispatcher calls it).
+pub async fn consumer_heartbeat(
+    shard: &Rc<Shard>,
+    req: ConsumerGroupHeartbeatRequest,
+    version: i16,
+    client_id: String,
+    client_host: String,
+) -> ConsumerGroupHeartbeatResponse {
+    let failed = |e: E| ConsumerGroupHeartbeatResponse::default().with_error_code(e.code());
+    if !valid_group_id(&req.group_id) {
+        return failed(E::InvalidGroupId);
+    }
+    let group = req.group_id.0.to_string();
+    let topics = topics_view(shard);
+    let ctx = HeartbeatContext { version, client_id, client_host, topics };
+    match route(shard, &group, GroupOp::ConsumerHeartbeat { req, ctx }).await {
+        Ok(GroupReply::ConsumerHeartbeat(r)) => r,
+        Ok(_) => failed(E::UnknownServerError),
+        Err(e) => failed(e),
+    }
+}
+
+/// ConsumerGroupDescribe: each group from its coordinator, in request order.
+async fn consumer_describe(
+    shard: &Rc<Shard>,
+    req: ConsumerGroupDescribeRequest,
+    version: i16,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+    let topics = topics_view(shard);
+    let mut described = Vec::with_capacity(req.group_ids.len());
+    for id in req.group_ids {
+        let failed =
+            |e: E| DescribedGroup::default().with_group_id(id.clone()).with_error_code(e.code());
+        let group = if !valid_group_id(&id) {
+            failed(E::InvalidGroupId)
+        } else {
+            let op = GroupOp::ConsumerDescribe {
+                group: id.0.to_string(),
+                topics: topics.clone(),
+                version,
+            };
+            match route(shard, &id, op).await {
+                Ok(GroupReply::ConsumerDescribe(g)) => g,
+                Ok(_) => failed(E::UnknownServerError),
+                Err(e) => failed(e),
+            }
+        };
+        described.push(group);
+    }
+    ConsumerGroupDescribeResponse::default().with_groups(described)
 }

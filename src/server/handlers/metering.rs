@@ -217,5 +217,14 @@ fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
         ListPartitionReassignments,
         UnregisterBroker,
         BrokerRegistration,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        ShareGroupHeartbeat,
+        ShareGroupDescribe,
+        ShareFetch,
+        ShareAcknowledge,
+        DescribeShareGroupOffsets,
+        AlterShareGroupOffsets,
+        DeleteShareGroupOffsets,
     );
 }

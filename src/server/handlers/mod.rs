@@ -69,6 +69,9 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 6 },
     ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
+    // KIP-848 consumer groups: every version of Kafka 4.x (v1: the client names members).
+    ApiRange { key: ApiKey::ConsumerGroupHeartbeat, min: 0, max: 1 },
+    ApiRange { key: ApiKey::ConsumerGroupDescribe, min: 0, max: 1 },
     ApiRange { key: ApiKey::InitProducerId, min: 0, max: 5 },
     // v4+ is the broker-to-broker batched form (KAFKA-15757: not for clients).
     ApiRange { key: ApiKey::AddPartitionsToTxn, min: 0, max: 3 },
@@ -236,6 +239,15 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
                     Ok(response) => Reply::Response(Box::new(response)),
                     Err(other) => Reply::Close(format!("no handler for {other:?}")),
                 }
+            })
+        }
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
+            let host = session.client_host();
+            Box::pin(async move {
+                let response =
+                    group::consumer_heartbeat(&shard, req, version, client_id, host).await;
+                Reply::Response(Box::new(ResponseKind::ConsumerGroupHeartbeat(response)))
             })
         }
         RequestKind::SaslHandshake(req) => {

@@ -12,6 +12,9 @@
 //! - ListGroups: all groups with DESCRIBE on the cluster, else only the groups it may DESCRIBE.
 //! - DeleteGroups: needs DELETE on each group; a denial answers GROUP_AUTHORIZATION_FAILED per
 //!   group.
+//! - ConsumerGroupHeartbeat: needs READ on the group (GROUP_AUTHORIZATION_FAILED).
+//! - ConsumerGroupDescribe: needs DESCRIBE on each group; a denial answers
+//!   GROUP_AUTHORIZATION_FAILED per group.
 //! - OffsetDelete: needs DELETE on the group, then READ on each topic; a denial answers
 //!   GROUP_AUTHORIZATION_FAILED; TOPIC_AUTHORIZATION_FAILED per partition.
 
@@ -82,6 +85,24 @@ pub(super) fn check(gate: &Gate, body: RequestKind, version: i16) -> Checked {
             Ok((RequestKind::DeleteGroups(req), finish))
         }
         RequestKind::OffsetDelete(req) => offset_delete(gate, req),
+        RequestKind::ConsumerGroupHeartbeat(req) if !group(Operation::Read, &req.group_id) => {
+            let r = ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(denied)
+                .with_error_message(message(GROUP_DENIED));
+            answer(ResponseKind::ConsumerGroupHeartbeat(r))
+        }
+        RequestKind::ConsumerGroupDescribe(mut req) => {
+            let refused = deny(&mut req.group_ids, |g| group(Operation::Describe, g));
+            let finish = append(refused, move |r, refused| {
+                let ResponseKind::ConsumerGroupDescribe(r) = r else { return };
+                r.groups.extend(refused.into_iter().map(|g| {
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(denied)
+                }));
+            });
+            Ok((RequestKind::ConsumerGroupDescribe(req), finish))
+        }
         body => Ok((body, None)),
     }
 }

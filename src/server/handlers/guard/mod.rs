@@ -117,6 +117,7 @@ pub fn rule(key: ApiKey) -> Rule {
         | DescribeShareGroupOffsets
         | AlterShareGroupOffsets
         | DeleteShareGroupOffsets => Rule::Share,
+        ConsumerGroupHeartbeat | ConsumerGroupDescribe => Rule::Groups,
         _ => Rule::Unknown,
     }
 }
