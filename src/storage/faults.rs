@@ -35,6 +35,8 @@ pub(crate) struct Faults {
     rng: Cell<u64>,
     rates: Cell<FaultRates>,
     fail_next_write: Cell<bool>,
+    /// While set, every fdatasync waits before it starts (a slow device).
+    pub(crate) hold_syncs: Cell<bool>,
     /// Faults injected so far.
     pub(crate) injected: Cell<u64>,
 }
