@@ -64,7 +64,7 @@ struct Pool {
 }
 
 /// Size class of a pooled body of `size` bytes: the next power of two or 1.5 times a power
-/// of two (at most a third more than `size`), at least [`BODY_POOLED_BYTES_MIN`].
+/// of two (at most half more than `size`), at least [`BODY_POOLED_BYTES_MIN`].
 fn size_class(size: usize) -> usize {
     let power = size.max(BODY_POOLED_BYTES_MIN).next_power_of_two();
     let between = power / 4 * 3;
@@ -373,12 +373,12 @@ mod tests {
     }
 
     #[test]
-    fn size_classes_hold_at_most_a_third_more() {
+    fn size_classes_hold_at_most_half_more() {
         for size in [1, 5000, 65_536, 65_537, 98_304, 98_305, 1 << 20, (1 << 20) + 1, 8 << 20] {
             let class = size_class(size);
             assert!(class >= size, "{size} -> {class}");
             assert!(class >= BODY_POOLED_BYTES_MIN);
-            assert!(size < BODY_POOLED_BYTES_MIN || class <= size / 3 * 4 + 4, "{size}");
+            assert!(size < BODY_POOLED_BYTES_MIN || class <= size + size / 2, "{size}");
         }
         assert_eq!(body_bytes(100 << 20), 100 << 20);
     }
