@@ -9,7 +9,9 @@
 //! (`last_fetched_epoch`); the leader answers with records, or with a diverging epoch when
 //! this log has a suffix the leader does not (KIP-320), which the follower truncates before
 //! fetching on. Records are appended verbatim ([`PartitionLog::append_replica`]) and made
-//! durable before the next fetch, whose offset tells the leader they are here. The follower
+//! durable (every partition of a response at once) before the next fetch, whose offset tells
+//! the leader they are here; the leader hands out records once written, while its own
+//! fdatasync runs ([`PartitionLog::wait_for_written`]). The follower
 //! keeps the leader's high watermark, capped at its own log end.
 //!
 //! The set of partitions changes with the metadata ([`Fetchers::follow`]); a session whose
@@ -182,8 +184,8 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
                     glommio::timer::sleep(BACKOFF).await;
                     continue;
                 }
-                let mut stalled = false;
                 let mut throttled_bytes = 0;
+                let mut answers = Vec::new();
                 for topic in response.responses {
                     let Some(name) = names.get(&topic.topic_id).cloned() else { continue };
                     for data in topic.partitions {
@@ -193,9 +195,19 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
                             throttled_bytes += data.records.as_ref().map_or(0, |r| r.len());
                         }
                         let Some(followed) = sent.get(&p).cloned() else { continue };
-                        stalled |= !apply(&session, &p, followed, data).await;
+                        answers.push((p, followed, data));
                     }
                 }
+                // Every partition's append and fdatasync at once (each partition is its own
+                // log): one after the other, a response of 16 partitions cost 16 syncs in a
+                // row before the next fetch could tell the leader anything.
+                let applied =
+                    futures::future::join_all(answers.into_iter().map(|(p, followed, data)| {
+                        let session = &session;
+                        async move { apply(session, &p, followed, data).await }
+                    }))
+                    .await;
+                let stalled = applied.contains(&false);
                 if let (Some(shard), true) = (shard_ref.upgrade(), throttled_bytes > 0) {
                     if let Some(throttle) = &shard.fetchers.throttle {
                         throttle.charge(throttled_bytes);

@@ -1125,7 +1125,7 @@ impl Shard {
             .filter_map(|(p, offset)| {
                 let log = self.log(&p.topic, p.partition)?;
                 Some(Box::pin(if replica {
-                    log.wait_for_durable(*offset)
+                    log.wait_for_written(*offset)
                 } else {
                     log.wait_for_data(*offset)
                 }))

@@ -35,7 +35,8 @@ pub(crate) struct Faults {
     rng: Cell<u64>,
     rates: Cell<FaultRates>,
     fail_next_write: Cell<bool>,
-    /// While set, every fdatasync waits before it starts (a slow device).
+    /// While set, every fdatasync waits before it starts (a slow disk): tests see data that
+    /// is written but not yet durable.
     pub(crate) hold_syncs: Cell<bool>,
     /// Faults injected so far.
     pub(crate) injected: Cell<u64>,
@@ -102,6 +103,14 @@ impl Faults {
             return Some(WriteFault::Short((kept * super::BLOCK_BYTES) as usize));
         }
         None
+    }
+
+    /// Waits while [`Faults::hold_syncs`] is set (polled: test-only, a stand-in for a slow
+    /// device, not a synchronisation).
+    pub(crate) async fn held_sync(&self) {
+        while self.hold_syncs.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// For an fdatasync: `Some(lose)` to fail it, `lose` saying whether to damage the data

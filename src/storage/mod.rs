@@ -482,8 +482,25 @@ impl PartitionLog {
         WaitForData { until }
     }
 
-    /// Like [`PartitionLog::read`], but up to `durable_end()` instead of the high watermark
-    /// (followers fetch beyond it). `ReadBatches::high_watermark` is still the high watermark.
+    /// Resolves when the log has written data past `offset` (the O_DIRECT write completed,
+    /// fdatasync or not), or the log is closed or deleted: the leader side of a follower's
+    /// long-poll fetch. A follower copies a batch while the leader's own fdatasync of it
+    /// runs, so an `acks=all` append costs the slower of the two syncs plus a round trip,
+    /// not their sum. Safe because the high watermark stays capped by this broker's
+    /// `durable_end()` ([`PartitionLog::set_high_watermark`]): a follower may hold records
+    /// the leader could still lose in a power failure, but no consumer or producer has been
+    /// told of them, and a new leader's log is the truth the old one truncates to (as in
+    /// Kafka, whose leaders serve followers unflushed data). A poisoned log is waited on.
+    pub fn wait_for_written(&self, offset: i64) -> WaitForData {
+        let until = Until::new(self.shared().clone(), move |s: &Shared| {
+            s.written.get() > offset || s.closed.get()
+        });
+        WaitForData { until }
+    }
+
+    /// Like [`PartitionLog::read`], but up to the written end instead of the high watermark
+    /// (followers fetch beyond it, see [`PartitionLog::wait_for_written`]).
+    /// `ReadBatches::high_watermark` is still the high watermark.
     pub async fn read_replica(
         &self,
         offset: i64,

@@ -141,6 +141,39 @@ fn a_follower_copies_a_compacted_leader_gaps_included() {
     });
 }
 
+/// A follower may copy what the leader wrote before the leader's fdatasync of it ends, but
+/// the high watermark (what consumers read and `acks=all` waits for) never passes the
+/// leader's durable end.
+#[test]
+fn followers_read_written_data_before_it_is_durable_but_the_high_watermark_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        log.set_replicated(true);
+        append_batches(&log, 0, 2).await;
+        log.set_high_watermark(10);
+        assert_eq!(log.durable_end(), 10);
+
+        log.faults().hold_syncs.set(true);
+        let pending = log.append(&super::tests::test_batch(2)).unwrap();
+        log.wait_for_written(10).await;
+        let copied = log.read_replica(10, 1 << 20).await.unwrap();
+        assert_eq!(Batches::new(&copied.records).count(), 1, "written, not yet synced");
+        assert_eq!(log.durable_end(), 10, "the sync is held");
+        log.set_high_watermark(15);
+        assert_eq!(log.high_watermark(), 10, "capped by the durable end");
+        assert!(log.read(10, 1 << 20).await.unwrap().records.is_empty(), "consumers wait");
+
+        log.faults().hold_syncs.set(false);
+        pending.durable().await.unwrap();
+        log.set_high_watermark(15);
+        assert_eq!(log.high_watermark(), 15);
+        assert_eq!(Batches::new(&log.read(10, 1 << 20).await.unwrap().records).count(), 1);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn high_watermark_caps_reads_clamps_never_goes_back_and_wakes_waiters() {
     let tmp = tempfile::tempdir().unwrap();

@@ -148,6 +148,11 @@ impl Writer {
             let count = self.shared.pending.borrow().len();
             self.write_queued(count).await?;
             if self.sync_due() {
+                if self.shared.replicated.get() {
+                    // Followers' fetches wait for written data (`wait_for_written`): let them
+                    // copy it while this sync runs.
+                    self.shared.progress.wake_all();
+                }
                 if self.background_sync_allowed() {
                     self.start_sync();
                 } else {
@@ -766,9 +771,7 @@ async fn fdatasync(
 ) -> Result<(), StorageError> {
     #[cfg(test)]
     {
-        while shared.faults.hold_syncs.get() {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        }
+        shared.faults.held_sync().await;
         if let Some(lose) = shared.faults.on_sync() {
             return Err(inject_sync_fault(shared, segment, synced_position, lose).await);
         }
