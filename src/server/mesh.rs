@@ -87,6 +87,9 @@ pub struct FetchItem {
     /// The consumer's `client.rack`, when this broker's rack-aware replica selector is on:
     /// the leader may answer with an in-sync replica of that rack to read from instead.
     pub client_rack: Option<std::sync::Arc<str>>,
+    /// A consumer's fetch whose response has no room left for this partition's records:
+    /// answer its offsets (high watermark, log start, last stable offset) without reading.
+    pub offsets_only: bool,
 }
 
 /// What a read from one partition returned.

@@ -16,7 +16,7 @@ pub mod budget;
 mod conn_limits;
 mod connection;
 mod fetcher;
-mod frame_reader;
+pub mod frame_reader;
 pub mod handlers;
 pub mod mesh;
 pub mod peer;

@@ -1014,6 +1014,16 @@ impl Shard {
             }
         }
         let last_stable_offset = log.last_stable_offset();
+        if item.offsets_only {
+            let high_watermark = log.high_watermark();
+            return FetchOutcome {
+                high_watermark,
+                log_start_offset: log.log_start_offset(),
+                last_stable_offset: last_stable_offset.min(high_watermark),
+                aborted: item.read_committed.then(Vec::new),
+                ..FetchOutcome::default()
+            };
+        }
         let read = match item.replica {
             Some(fetch) => {
                 if let Some(diverging) =

@@ -244,3 +244,37 @@ fn enospc_while_preallocating_refuses_appends_until_space_returns() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_periodic_fdatasync_in_flight_does_not_hold_acknowledgements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        // A sync is due every 3 records (or 5 ms); from now on every fdatasync hangs.
+        let log = PartitionLog::open(dir.clone(), config(false)).await.unwrap();
+        let mut rng = Rng(1);
+        // The first sync after opening also syncs the directory, in the foreground.
+        log.append(&random_batch(&mut rng, 0)).unwrap().durable().await.unwrap();
+        log.flush().await.unwrap();
+        log.faults().hold_syncs.set(true);
+        let mut last = -1;
+        for i in 1..9 {
+            // Acknowledged once written, while the sync an earlier append started is held.
+            let durable = log.append(&random_batch(&mut rng, i)).unwrap().durable();
+            let deadline = glommio::timer::sleep(Duration::from_secs(10));
+            let acked = match futures::future::select(Box::pin(durable), Box::pin(deadline)).await {
+                futures::future::Either::Left((acked, _)) => acked.unwrap(),
+                futures::future::Either::Right(_) => panic!("append {i} waits for a held sync"),
+            };
+            assert!(acked.base_offset > last);
+            last = acked.last_offset;
+        }
+        let shared = log.shared();
+        assert!(shared.synced.get() < shared.written.get(), "the syncs were held");
+        // An explicit flush waits for the sync in flight and syncs the rest.
+        log.faults().hold_syncs.set(false);
+        log.flush().await.unwrap();
+        assert_eq!(log.shared().synced.get(), log.log_end_offset());
+        log.close().await.unwrap();
+    });
+}

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     /// Every segment in offset order; the last one is active.
     pub(crate) segments: RefCell<Vec<Rc<Segment>>>,
     pub(crate) writer_waker: Cell<Option<Waker>>,
+    /// A background fdatasync of the writer finished (it wakes the writer to collect it).
+    pub(crate) sync_landed: Cell<bool>,
     /// Woken when `hw`, `synced`, `poisoned` or `writer_done` change.
     pub(crate) progress: WaitList,
     /// Held while the log start checkpoint or the segment list is changed by retention,
@@ -112,6 +114,7 @@ impl Shared {
             producers: RefCell::new(producers),
             segments: RefCell::new(segments),
             writer_waker: Cell::new(None),
+            sync_landed: Cell::new(false),
             progress: WaitList::default(),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             compacted: Cell::new(None),

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Issue 20's data-path measurements, two broker binaries side by side (A = before,
+# B = after), alternating in one invocation so both see the same machine:
+#   produce  max-rate produce (100 B and 1 KiB workloads, 12 s): msgs/s, and the broker's CPU
+#            time per message (`perf stat -e task-clock` on the broker over the run / records
+#            acknowledged; this VM has no hardware counters, so no instructions/message)
+#   stall    the periodic-flush reproducer of issue 20: `--flush-ms 1000`, 15 s of 1 KiB
+#            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
+#            ack/e2e distribution and each second's ack p99
+#   consume  fill a 16-partition topic with 1 KiB records (FILL, 12 s), drop the page cache,
+#            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message
+#   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
+#            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8)
+# Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|consume|fio ...]   (default: all)
+# Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1. Writes perf/tmp/datapath/...
+# and prints one line per run (with `uptime`'s load average).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. perf/lib.sh
+
+A=${1:?usage: perf/datapath.sh A_BIN B_BIN [scenario ...]}
+B=${2:?usage: perf/datapath.sh A_BIN B_BIN [scenario ...]}
+shift 2
+SCENARIOS=${*:-produce stall consume fio}
+ROUNDS=${ROUNDS:-2}
+FILL=${FILL:-12s}
+BROKER_CPU=${BROKER_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+OUT=perf/tmp/datapath
+DATA=perf/tmp/datapath-data
+mkdir -p "$OUT"
+trap stop_broker EXIT
+
+load() { uptime | sed 's/.*load average: //'; }
+
+# start BIN EXTRA_FLAGS: a fresh broker on $BROKER_CPU; sets ADDR, BROKER_PID.
+start() {
+  local port
+  port=$(free_port)
+  ADDR=127.0.0.1:$port
+  rm -rf "$DATA"
+  # shellcheck disable=SC2086
+  taskset -c "$BROKER_CPU" "$1" serve --listen "$ADDR" --data-dir "$DATA" --shards 1 \
+    --admin-listen 127.0.0.1:0 --segment-bytes 268435456 --retention-bytes 1073741824 \
+    --retention-check-ms 1000 $2 >"$OUT/broker.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 200); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return; fi
+    sleep 0.05
+  done
+  echo "broker did not start: $OUT/broker.log" >&2
+  exit 1
+}
+
+finish() { stop_broker; rm -rf "$DATA"; }
+
+# The load tool is always B's (the bench code is the same on both sides).
+bench() { taskset -c "$BENCH_CPU" "$B" bench "$@" --brokers "$ADDR" --cores 1 --cpus "$BENCH_CPU"; }
+
+summary() { python3 - "$@" <<'PY'
+import json, re, sys
+kind, report, stat, label = sys.argv[1:5]
+d = json.load(open(report + "/summary.json"))
+cpu = ""
+if stat != "-":
+    ms = float(re.search(r"([\d.]+) msec task-clock", open(stat).read()).group(1))
+    n = d["produced_total"] if kind != "consume" else d["consumed_total"]
+    cpu = f", broker CPU {ms * 1e6 / max(n, 1):.0f} ns/msg"
+def dist(x):
+    return "/".join(f"{x[k] / 1e3:.2f}" for k in ("p50_us", "p99_us", "p999_us", "max_us"))
+if kind == "consume":
+    print(f"{label}: {d['consume']['mb_per_s']:.1f} MB/s{cpu}")
+elif kind == "stall":
+    secs = " ".join(f"{t['ack_p99_us'] / 1e3:.1f}" for t in d["timeline"])
+    print(f"{label}: ack p50/p99/p99.9/max {dist(d['ack_latency'])} ms, "
+          f"e2e {dist(d['e2e_latency'])} ms; per-second ack p99: {secs}")
+else:
+    p = d["produce"]
+    print(f"{label}: {p['msgs_per_s'] / 1e3:.0f}k msgs/s {p['mb_per_s']:.0f} MB/s{cpu}, "
+          f"ack p50/p99/p99.9/max {dist(d['ack_latency'])} ms")
+PY
+}
+
+produce() {
+  local size=$1 label=$2 workload report
+  case $size in
+    100b) workload=perf/workloads/max-rate-1t-16p-100b.yaml ;;
+    1kb) workload=perf/workloads/max-rate-1t-16p-1kb.toml ;;
+  esac
+  report=$OUT/produce-$size-$label
+  rm -rf "$report"
+  start "$BIN" ""
+  perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
+  local stat=$!
+  bench produce --workload "$workload" --duration 12s --warmup 2s --report "$report" \
+    >/dev/null 2>&1
+  kill -INT "$stat"; wait "$stat" || true
+  finish
+  summary produce "$report" "$report.stat" "produce $size $label (load $(load))"
+}
+
+stall() {
+  local label=$1 report=$OUT/stall-$1
+  rm -rf "$report"
+  start "$BIN" "--flush-ms 1000"
+  bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --duration 15s --warmup 1s \
+    >/dev/null 2>&1
+  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate 500k --duration 15s \
+    --warmup 2s --report "$report" >/dev/null 2>&1
+  finish
+  summary stall "$report" - "stall $label (load $(load))"
+}
+
+consume() {
+  local label=$1 report=$OUT/consume-$1
+  rm -rf "$report"
+  start "$BIN" "--flush-ms 1000"
+  bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --duration "$FILL" \
+    --warmup 1s >/dev/null 2>&1
+  sync
+  echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
+  local stat=$!
+  bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers 1 --duration 8s \
+    --warmup 1s --report "$report" >/dev/null 2>&1
+  kill -INT "$stat"; wait "$stat" || true
+  finish
+  summary consume "$report" "$report.stat" "consume $label (load $(load))"
+}
+
+fio_limits() {
+  local f=$OUT/fio.dat job
+  run_fio() {
+    fio --name="$1" --filename="$f" --direct=1 --ioengine=io_uring --size=4G --runtime=10 \
+      --time_based --output-format=json --cpus_allowed="$BROKER_CPU" "${@:2}" >"$OUT/fio-$1.json"
+    python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
+bw = max(j["read"]["bw_bytes"], j["write"]["bw_bytes"])
+print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
+  }
+  run_fio seqwrite-1m-qd8 --rw=write --bs=1M --iodepth=8
+  for job in 256k 1m 4m 8m; do
+    run_fio "write-fdatasync-$job" --rw=write --bs="$job" --iodepth=1 --fdatasync=1
+  done
+  run_fio seqread-1m-qd8 --rw=read --bs=1M --iodepth=8
+  rm -f "$f"
+  echo "(load $(load))"
+}
+
+for scenario in $SCENARIOS; do
+  if [[ $scenario == fio ]]; then fio_limits; continue; fi
+  for round in $(seq "$ROUNDS"); do
+    for side in A B; do
+      if [[ $side == A ]]; then BIN=$A; else BIN=$B; fi
+      case $scenario in
+        produce) produce 100b "$side$round"; produce 1kb "$side$round" ;;
+        stall) stall "$side$round" ;;
+        consume) consume "$side$round" ;;
+      esac
+    done
+  done
+done
