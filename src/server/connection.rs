@@ -46,7 +46,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind};
 use tracing::Instrument;
 
 use super::budget::{self, ConnShare, Held};
-use super::frame_reader::{self, FrameReader, ReadError};
+use super::frame_reader::{FrameReader, ReadError};
 use super::handlers::{self, Reply};
 use super::session::Session;
 use super::shard::Shard;
@@ -217,13 +217,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
         crate::refused!(WARN, "memory_budget", %peer, size, most, "{why}");
         return Err(Stop::Closed);
     }
-    // The budget admits what the body will hold: its pooled buffer's size class when the
-    // budget can ever grant that, else the frame's size (read into a growing buffer).
-    let room = Some(frame_reader::body_bytes(size)).filter(|&b| budget.can_ever_grant(b));
-    let room = room.unwrap_or(size);
-    let held = conn.share.admit(room).await;
-    let reading = frames.read_body(size, room);
-    let body = match within(Instant::now() + conn.frame_timeout, reading).await {
+    let held = conn.share.admit(size).await;
+    let body = match within(Instant::now() + conn.frame_timeout, frames.read_body(size)).await {
         Some(Ok(body)) => body,
         Some(Err(e)) => return Err(closed(conn, e)),
         None => return Err(Stop::FrameTimeout),

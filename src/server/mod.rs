@@ -16,7 +16,7 @@ pub mod budget;
 mod conn_limits;
 mod connection;
 mod fetcher;
-pub mod frame_reader;
+mod frame_reader;
 pub mod handlers;
 pub mod mesh;
 pub mod peer;
