@@ -408,6 +408,7 @@ impl Shares {
             replica: None,
             follower_read: false,
             client_rack: None,
+            offsets_only: false,
         };
         let outcome = shard.read_local(item).await;
         result.high_watermark = outcome.high_watermark;
@@ -684,6 +685,7 @@ async fn read_states(shard: &Rc<Shard>, key: &ShareKey) -> Result<Vec<ShareState
             replica: None,
             follower_read: false,
             client_rack: None,
+            offsets_only: false,
         };
         let outcome = if owner == shard.id {
             shard.read_local(item).await
