@@ -11,6 +11,8 @@
 #   ROUNDS=2 DURATION=20s WARMUP=3s
 #   SCENARIOS="e2e max"
 #   BROKER_CPU=0 BENCH_CPU=1   (the three brokers share BROKER_CPU, `--shards 1` each)
+#   STRATA_ARGS=...      extra `strata serve` flags (default: 32 MiB segments, 128 MiB retention
+#                        per partition checked every second, so a max-rate run cannot fill the disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -23,6 +25,7 @@ WARMUP=${WARMUP:-3s}
 SCENARIOS=${SCENARIOS:-"e2e max"}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
+STRATA_ARGS=${STRATA_ARGS:---segment-bytes 33554432 --retention-bytes 134217728 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
 OUT=perf/results/$DATE-replicated
@@ -36,7 +39,7 @@ stop_cluster() {
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   PIDS=()
 }
-trap stop_cluster EXIT
+trap 'stop_cluster; rm -rf "$TMP"/replicated-data-*' EXIT
 
 # start_cluster BIN: three brokers on BROKER_CPU; sets BOOTSTRAP and BROKER_CMDS.
 start_cluster() {
@@ -48,7 +51,7 @@ start_cluster() {
   for i in 1 2 3; do
     local data=$TMP/replicated-data-$i cmd
     rm -rf "$data"
-    cmd="taskset -c $BROKER_CPU $bin serve --listen 127.0.0.1:${ports[$((i - 1))]} --data-dir $data --shards 1 --admin-listen 127.0.0.1:0 --node-id $i --controller-listen 127.0.0.1:${cports[$((i - 1))]} --controller-voters $voters --cluster-secret <secret>"
+    cmd="taskset -c $BROKER_CPU $bin serve --listen 127.0.0.1:${ports[$((i - 1))]} --data-dir $data --shards 1 --admin-listen 127.0.0.1:0 --node-id $i --controller-listen 127.0.0.1:${cports[$((i - 1))]} --controller-voters $voters --cluster-secret <secret> $STRATA_ARGS"
     BROKER_CMDS+="$cmd"$'\n'
     ${cmd/<secret>/$secret} >"$TMP/replicated-broker-$i.log" 2>&1 &
     PIDS+=($!)
@@ -84,7 +87,8 @@ bench() {
   rm -rf "$report"
   local cmd="taskset -c $BENCH_CPU $NEW bench $* --brokers $BOOTSTRAP --acks all --partitions 16 --cores 1 --cpus $BENCH_CPU --duration $DURATION --warmup $WARMUP --report $report"
   log "$cmd"
-  $cmd >"$report.table" 2>/dev/null
+  # A run with errors still writes its report (the errors are counted in it).
+  $cmd >"$report.table" 2>/dev/null || log "the load tool reported failures: see $report.table"
   echo "$cmd" >"$report.command"
   echo "$BROKER_CMDS" >"$report.broker"
 }
