@@ -220,6 +220,34 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
             out.extend(r.results.iter().map(|u| u.error_code));
         }
         K::AlterUserScramCredentials(r) => out.extend(r.results.iter().map(|u| u.error_code)),
+        K::ConsumerGroupHeartbeat(r) => out.push(r.error_code),
+        K::ConsumerGroupDescribe(r) => out.extend(r.groups.iter().map(|g| g.error_code)),
+        K::ShareGroupHeartbeat(r) => out.push(r.error_code),
+        K::ShareGroupDescribe(r) => out.extend(r.groups.iter().map(|g| g.error_code)),
+        K::ShareFetch(r) => {
+            out.push(r.error_code);
+            for p in r.responses.iter().flat_map(|t| t.partitions.iter()) {
+                out.extend([p.error_code, p.acknowledge_error_code]);
+            }
+        }
+        K::ShareAcknowledge(r) => {
+            out.push(r.error_code);
+            out.extend(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
+        }
+        K::DescribeShareGroupOffsets(r) => {
+            for g in &r.groups {
+                out.push(g.error_code);
+                out.extend(g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
+            }
+        }
+        K::AlterShareGroupOffsets(r) => {
+            out.push(r.error_code);
+            out.extend(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
+        }
+        K::DeleteShareGroupOffsets(r) => {
+            out.push(r.error_code);
+            out.extend(r.responses.iter().map(|t| t.error_code));
+        }
         other => panic!("no error codes known for {other:?}"),
     }
     out
@@ -244,6 +272,136 @@ impl Case {
 
 fn group() -> GroupId {
     GroupId(s("g"))
+}
+
+/// The KIP-848 consumer group and the share group of the table (not `g`: a consumer-protocol
+/// member would turn the classic group `g` the other rows use into a consumer group).
+fn consumer_group() -> GroupId {
+    GroupId(s("cg"))
+}
+
+fn share_group() -> GroupId {
+    GroupId(s("sg"))
+}
+
+/// The new group protocols' rows: READ on the group to join or fetch, DESCRIBE to describe,
+/// DELETE / READ for the share-group offset admin APIs, as Kafka's `KafkaApis`.
+fn group_protocol_cases() -> Vec<Case> {
+    let c = |key, version, body: fn() -> RequestKind, denied| Case { key, version, body, denied };
+    vec![
+        c(
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            || {
+                RequestKind::ConsumerGroupHeartbeat(
+                    ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(consumer_group())
+                        .with_member_id(s("m-1"))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(10_000)
+                        .with_subscribed_topic_names(Some(vec![name("public")]))
+                        .with_topic_partitions(Some(vec![])),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::ConsumerGroupDescribe,
+            0,
+            || {
+                RequestKind::ConsumerGroupDescribe(
+                    ConsumerGroupDescribeRequest::default().with_group_ids(vec![consumer_group()]),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::ShareGroupHeartbeat,
+            1,
+            || {
+                RequestKind::ShareGroupHeartbeat(
+                    ShareGroupHeartbeatRequest::default()
+                        .with_group_id(share_group())
+                        .with_member_id(s("share-member-0000001"))
+                        .with_member_epoch(0)
+                        .with_subscribed_topic_names(Some(vec![name("public")])),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::ShareGroupDescribe,
+            1,
+            || {
+                RequestKind::ShareGroupDescribe(
+                    ShareGroupDescribeRequest::default().with_group_ids(vec![share_group()]),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::ShareFetch,
+            1,
+            || {
+                RequestKind::ShareFetch(
+                    ShareFetchRequest::default()
+                        .with_group_id(Some(share_group()))
+                        .with_member_id(Some(s("share-member-0000002")))
+                        .with_share_session_epoch(0)
+                        .with_max_wait_ms(0)
+                        .with_max_bytes(1 << 20)
+                        .with_max_records(10)
+                        .with_batch_size(10),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::ShareAcknowledge,
+            1,
+            || {
+                RequestKind::ShareAcknowledge(
+                    ShareAcknowledgeRequest::default()
+                        .with_group_id(Some(share_group()))
+                        .with_member_id(Some(s("share-member-0000002")))
+                        .with_share_session_epoch(1),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::DescribeShareGroupOffsets,
+            0,
+            || {
+                let g = describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(share_group());
+                RequestKind::DescribeShareGroupOffsets(
+                    DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::AlterShareGroupOffsets,
+            0,
+            || {
+                RequestKind::AlterShareGroupOffsets(
+                    AlterShareGroupOffsetsRequest::default().with_group_id(share_group()),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::DeleteShareGroupOffsets,
+            0,
+            || {
+                RequestKind::DeleteShareGroupOffsets(
+                    DeleteShareGroupOffsetsRequest::default().with_group_id(share_group()),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+    ]
 }
 
 fn txn_id() -> TransactionalId {
@@ -928,7 +1086,8 @@ fn every_api_answers_the_denied_principal_with_kafkas_error_and_the_allowed_one_
     let broker = setup(dir.path());
     let mut allowed = login(&broker, ALICE);
     let mut denied = login(&broker, MALLORY);
-    let cases = cases();
+    let mut cases = cases();
+    cases.extend(group_protocol_cases());
     let advertised = {
         let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
         let ResponseKind::ApiVersions(r) = allowed.call(ApiKey::ApiVersions, 0, body) else {

@@ -910,8 +910,124 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                 .with_partitions(vec![p]);
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![t]))
         }
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat(v),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(s("g"))])
+                .with_include_authorized_operations(true),
+        ),
+        ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(
+            ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("sg")))
+                .with_member_id(s("share-member-0000001"))
+                .with_subscribed_topic_names(Some(vec![TopicName(s("t"))])),
+        ),
+        ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(
+            ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("sg"))]),
+        ),
+        ApiKey::ShareFetch => share_fetch(),
+        ApiKey::ShareAcknowledge => share_acknowledge(),
+        ApiKey::DescribeShareGroupOffsets => {
+            use describe_share_group_offsets_request::*;
+            let t = DescribeShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(s("t")))
+                .with_partitions(vec![0, 1]);
+            let g = DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(GroupId(s("sg")))
+                .with_topics(Some(vec![t]));
+            RequestKind::DescribeShareGroupOffsets(
+                DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]),
+            )
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            use alter_share_group_offsets_request::*;
+            let p = AlterShareGroupOffsetsRequestPartition::default().with_start_offset(5);
+            let t = AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(s("t")))
+                .with_partitions(vec![p]);
+            RequestKind::AlterShareGroupOffsets(
+                AlterShareGroupOffsetsRequest::default()
+                    .with_group_id(GroupId(s("sg")))
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            use delete_share_group_offsets_request::*;
+            let t =
+                DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(s("t")));
+            RequestKind::DeleteShareGroupOffsets(
+                DeleteShareGroupOffsetsRequest::default()
+                    .with_group_id(GroupId(s("sg")))
+                    .with_topics(vec![t]),
+            )
+        }
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
+}
+
+fn consumer_group_heartbeat(v: i16) -> RequestKind {
+    let owned = consumer_group_heartbeat_request::TopicPartitions::default()
+        .with_topic_id(uuid::Uuid::from_u128(7))
+        .with_partitions(vec![0, 1]);
+    RequestKind::ConsumerGroupHeartbeat(
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_member_id(s("member-0000000000001"))
+            .with_member_epoch(3)
+            .with_instance_id(Some(s("i")))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("t"))]))
+            // The regex field came with v1.
+            .with_subscribed_topic_regex((v >= 1).then(|| s("^t.*")))
+            .with_server_assignor(Some(s("uniform")))
+            .with_topic_partitions(Some(vec![owned])),
+    )
+}
+
+fn share_fetch() -> RequestKind {
+    use share_fetch_request::*;
+    let ack = AcknowledgementBatch::default()
+        .with_first_offset(0)
+        .with_last_offset(2)
+        .with_acknowledge_types(vec![1, 2, 3]);
+    let p = FetchPartition::default()
+        .with_partition_max_bytes(1 << 20)
+        .with_acknowledgement_batches(vec![ack]);
+    let t = FetchTopic::default().with_topic_id(uuid::Uuid::from_u128(7)).with_partitions(vec![p]);
+    let forgotten =
+        ForgottenTopic::default().with_topic_id(uuid::Uuid::from_u128(8)).with_partitions(vec![1]);
+    RequestKind::ShareFetch(
+        ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(s("sg"))))
+            .with_member_id(Some(s("share-member-0000001")))
+            .with_share_session_epoch(1)
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_max_records(500)
+            .with_batch_size(500)
+            .with_topics(vec![t])
+            .with_forgotten_topics_data(vec![forgotten]),
+    )
+}
+
+fn share_acknowledge() -> RequestKind {
+    use share_acknowledge_request::*;
+    let ack = AcknowledgementBatch::default()
+        .with_first_offset(0)
+        .with_last_offset(1)
+        .with_acknowledge_types(vec![1]);
+    let p = AcknowledgePartition::default().with_acknowledgement_batches(vec![ack]);
+    let t = AcknowledgeTopic::default()
+        .with_topic_id(uuid::Uuid::from_u128(7))
+        .with_partitions(vec![p]);
+    RequestKind::ShareAcknowledge(
+        ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(s("sg"))))
+            .with_member_id(Some(s("share-member-0000001")))
+            .with_share_session_epoch(2)
+            .with_topics(vec![t]),
+    )
 }
 
 /// Writes the corpus: one frame per API and version of `APIS`. Run by hand when `APIS`
