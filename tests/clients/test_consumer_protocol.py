@@ -5,46 +5,22 @@ killed with -9 handed over after the session timeout, committed offsets and the 
 surviving a broker restart. Every wait is on an observable condition with a deadline."""
 import json
 import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 from confluent_kafka import ConsumerGroupType, Producer
 from confluent_kafka.admin import AdminClient
 
 from conftest import create_topic, strata_bin
+from members import MemberProcess, wait_for
 
-HERE = Path(__file__).resolve().parent
-DEADLINE_S = 90
 # The members are told to heartbeat often, so reconciliation steps take little time.
 FAST = ("--group-consumer-heartbeat-interval-ms", "300")
 
 
-def wait_for(predicate, what, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Member:
+class Member(MemberProcess):
     """consumer_protocol_member.py in its own process; its events as they arrive."""
 
     def __init__(self, bootstrap, topic, group):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "consumer_protocol_member.py"), bootstrap, topic, group],
-            stdout=subprocess.PIPE, text=True)
-        self.events = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            with self.lock:
-                self.events.append(json.loads(line))
+        super().__init__("consumer_protocol_member.py", bootstrap, topic, group)
 
     def owned(self):
         """The partitions it owns: every incremental assignment minus every revocation."""
@@ -63,23 +39,6 @@ class Member:
     def revoked(self, since=0):
         with self.lock:
             return [p for e in self.events[since:] for _, p in e.get("revoked", [])]
-
-    def messages(self):
-        with self.lock:
-            return [tuple(e["msg"]) for e in self.events if "msg" in e]
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def partitioned(members, partitions, sizes):

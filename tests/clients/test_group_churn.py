@@ -5,57 +5,26 @@ come and go in a loop (closed cleanly, closed at once, killed -9 mid-rebalance) 
 broker must stay up; then two consumers stay and the group must end Stable with exactly them,
 consuming everything produced."""
 import random
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 from confluent_kafka import Consumer, ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 
 from conftest import create_topic
-
-HERE = Path(__file__).resolve().parent
-DEADLINE_S = 90
+from members import MemberProcess, wait_for
 
 
-def wait_for(predicate, what, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)  # a pause between polls of a condition with a deadline
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class ChurnConsumer:
-    """churn_consumer.py in its own process; remembers its latest assignment."""
+class ChurnConsumer(MemberProcess):
+    """churn_consumer.py in its own process; its latest assignment."""
 
     def __init__(self, bootstrap, topic, group):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "churn_consumer.py"), bootstrap, topic, group],
-            stdout=subprocess.PIPE, text=True)
-        self.assigned = None
-        threading.Thread(target=self._pump, daemon=True).start()
+        super().__init__("churn_consumer.py", bootstrap, topic, group)
 
-    def _pump(self):
-        import json
-        for line in self.proc.stdout:
-            self.assigned = json.loads(line)["assigned"]
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    @property
+    def assigned(self):
+        with self.lock:
+            return self.events[-1]["assigned"] if self.events else None
 
 
 def quick_consumer(bootstrap, topic, group, rng):

@@ -2,45 +2,20 @@
 kill -9, committed offsets across a broker restart, kafka-python interop, and the
 `strata group` CLI. Every wait is on an observable condition with a generous deadline."""
 import json
-import os
 import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from conftest import create_topic, strata_bin
-
-HERE = Path(__file__).resolve().parent
-DEADLINE_S = 90
+from members import MemberProcess, wait_for
 
 
-def wait_for(predicate, what, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class GroupConsumer:
+class GroupConsumer(MemberProcess):
     """group_consumer.py in its own process; its events are collected as they arrive."""
 
     def __init__(self, bootstrap, topic, group):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "group_consumer.py"), bootstrap, topic, group],
-            stdout=subprocess.PIPE, text=True)
-        self.events = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            with self.lock:
-                self.events.append(json.loads(line))
+        super().__init__("group_consumer.py", bootstrap, topic, group)
 
     def assignment(self):
         """The latest assignment, or None before the first (or after a revoke)."""
@@ -51,23 +26,6 @@ class GroupConsumer:
                 if "revoked" in e:
                     return None
         return None
-
-    def messages(self):
-        with self.lock:
-            return [tuple(e["msg"]) for e in self.events if "msg" in e]
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def produce(bootstrap, topic, partitions, start, count):
