@@ -473,13 +473,10 @@ impl PartitionLog {
         self.wait_for_data(offset)
     }
 
-    /// Resolves when `durable_end() > offset`, or the log is closed or deleted (the leader
-    /// side of a follower's long-poll fetch). A poisoned log is waited on: it recovers.
+    /// Resolves when `durable_end() > offset`, or the log is closed or deleted (a leader's
+    /// high watermark follows its own durable end). A poisoned log is waited on: it recovers.
     pub fn wait_for_durable(&self, offset: i64) -> WaitForData {
-        let until = Until::new(self.shared().clone(), move |s: &Shared| {
-            s.durable.get() > offset || s.closed.get()
-        });
-        WaitForData { until }
+        self.wait_past(offset, |s| s.durable.get())
     }
 
     /// Resolves when the log has written data past `offset` (the O_DIRECT write completed,
@@ -492,9 +489,14 @@ impl PartitionLog {
     /// told of them, and a new leader's log is the truth the old one truncates to (as in
     /// Kafka, whose leaders serve followers unflushed data). A poisoned log is waited on.
     pub fn wait_for_written(&self, offset: i64) -> WaitForData {
-        let until = Until::new(self.shared().clone(), move |s: &Shared| {
-            s.written.get() > offset || s.closed.get()
-        });
+        self.wait_past(offset, |s| s.written.get())
+    }
+
+    /// Resolves when `end(shared) > offset`, or the log is closed or deleted; woken by the
+    /// writer's `progress` wakes, never polled.
+    fn wait_past(&self, offset: i64, end: fn(&Shared) -> i64) -> WaitForData {
+        let until =
+            Until::new(self.shared().clone(), move |s: &Shared| end(s) > offset || s.closed.get());
         WaitForData { until }
     }
 
@@ -887,10 +889,7 @@ impl PartitionLog {
     /// poisoned log is waited on: it recovers). Woken by the writer when it advances the high
     /// watermark (no polling). Owns a handle on the log, so it may outlive `self`.
     pub fn wait_for_data(&self, offset: i64) -> WaitForData {
-        let until = Until::new(self.shared().clone(), move |s: &Shared| {
-            s.visible_end() > offset || s.closed.get()
-        });
-        WaitForData { until }
+        self.wait_past(offset, Shared::visible_end)
     }
 
     /// First `(offset, timestamp)` below the high watermark whose record timestamp is ≥

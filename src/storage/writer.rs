@@ -148,14 +148,15 @@ impl Writer {
             let count = self.shared.pending.borrow().len();
             self.write_queued(count).await?;
             if self.sync_due() {
-                if self.shared.replicated.get() {
-                    // Followers' fetches wait for written data (`wait_for_written`): let them
-                    // copy it while this sync runs.
-                    self.shared.progress.wake_all();
-                }
                 if self.background_sync_allowed() {
                     self.start_sync();
                 } else {
+                    if self.shared.replicated.get() {
+                        // Followers' fetches wait for written data (`wait_for_written`): let
+                        // them copy it while this sync runs (a background sync does not hold
+                        // the `publish` below, which wakes them anyway).
+                        self.shared.progress.wake_all();
+                    }
                     self.sync().await?;
                 }
             }
