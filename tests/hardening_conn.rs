@@ -411,7 +411,13 @@ fn idle_connections_are_cheap_and_their_memory_returns() {
         eprintln!("round {round}: after they closed: RSS {}", mib(returned));
         after.push(returned);
     }
-    assert!(after[1] < after[0] + 4 * MIB, "a second round kept more: {after:?}");
+    // A second round reuses what the first left (its first sample below the bound above may
+    // come while memory is still being returned, so wait for it to settle rather than compare
+    // two samples): a leak of ~4 KB per connection per round would keep it above for good.
+    let first = after[0];
+    poll("a second round to keep no more than the first", || {
+        (rss_bytes(broker.pid()) < first + 4 * MIB).then_some(())
+    });
 }
 
 // ---- finding 10: SO_REUSEADDR --------------------------------------------------------------
@@ -562,8 +568,14 @@ fn check2_memory_stays_within_the_budget_under_claims_and_unread_fetches() {
     drop(claimers);
     drop(fetchers);
     poll("every client to be gone", || (open_connections(&broker) <= 1).then_some(()));
+    let mut samples = 0u64;
     let after = poll("the memory to return", || {
         let rss = rss_bytes(broker.pid());
+        samples += 1;
+        if samples % 50 == 0 {
+            // Shown only when the test fails: what was kept, once a second.
+            eprintln!("check 2: RSS still {} after the clients closed", mib(rss));
+        }
         (rss < baseline + 32 * MIB).then_some(rss)
     });
     eprintln!("check 2: RSS after the clients closed {}", mib(after));

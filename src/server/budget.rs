@@ -393,6 +393,11 @@ const TRIM_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 const TRIM_PEAK_BYTES_MIN: usize = 16 << 20;
 /// This many connections closed is worth returning memory for.
 const TRIM_CONNECTIONS_MIN: usize = 1000;
+/// After a burst's memory was returned, it is returned again at this many following checks:
+/// the budget is given back when a response is dropped, but a closing connection frees its
+/// buffers (and other shards free what they forwarded) a moment later, and a single trim at
+/// the first check missed them (hardening_conn's never-read test kept 30+ MiB for good).
+const TRIM_SETTLE_CHECKS: u32 = 3;
 
 /// Runs on each shard: once the memory a burst needed is given back (budget use fell to an
 /// eighth of its peak, or a thousand connections closed), asks the allocator to return free
@@ -400,15 +405,52 @@ const TRIM_CONNECTIONS_MIN: usize = 1000;
 /// buffers were freed, raises its mmap threshold so that later large buffers come from those
 /// arenas too): without this, a broker that served a burst keeps its peak RSS for good.
 pub async fn trim_when_released(budget: Rc<Budget>) {
+    let mut settling = 0u32;
     loop {
         glommio::timer::sleep(TRIM_CHECK).await;
         let peak = budget.peak.get();
         let budget_released = peak >= TRIM_PEAK_BYTES_MIN && budget.used() <= peak / 8;
         let closed = budget.closed.get() >= TRIM_CONNECTIONS_MIN;
         if budget_released || closed {
+            settling = TRIM_SETTLE_CHECKS;
             return_free_memory();
             budget.peak.set(budget.used());
             budget.closed.set(0);
+        } else if settling > 0 {
+            settling -= 1;
+            return_free_memory();
+        }
+    }
+}
+
+/// Largest allocation glibc serves from its arenas; larger ones get their own mapping, returned
+/// when freed. 32 MiB is where glibc's dynamic threshold ends up once a large response was freed
+/// (its ceiling on 64-bit), so buffers are placed as before: fetch responses and produce
+/// frames of up to 32 MiB are reused from the arenas, not mapped and page-faulted each time.
+const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// Free memory at the top of an arena beyond this is returned to the system when it is freed.
+/// glibc's dynamic default rises to twice the mmap threshold (64 MiB per arena, and each shard
+/// thread has its own arena), and `malloc_trim` does not shrink the top of a thread's arena:
+/// after a burst a broker kept 17-35 MiB it no longer used (hardening_conn check 2, 19 runs
+/// beside the rest of its tests). With these thresholds and the settling trims of
+/// [`trim_when_released`], 27 runs: 4-32 MiB at the first sample, median 7 MiB, and every run
+/// under the test's bound. 8 MiB keeps a shard's steady churn of responses from being returned
+/// and page-faulted back on every free (glibc's own dynamic value, once 1 MiB frames were
+/// freed, is 2 MiB).
+const TRIM_THRESHOLD_BYTES: i32 = 8 << 20;
+
+/// Fixes glibc's mmap and trim thresholds (see [`TRIM_THRESHOLD_BYTES`]) before any shard
+/// thread starts. Setting them turns glibc's dynamic thresholds off. Nothing elsewhere.
+pub fn fix_allocator_thresholds() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets the allocator's tuning parameters; it takes no pointer.
+        let set = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+        };
+        if !set {
+            tracing::warn!("glibc refused the allocator thresholds; freed memory may be kept");
         }
     }
 }

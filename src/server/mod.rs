@@ -55,6 +55,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> {
+    budget::fix_allocator_thresholds();
     config.validate()?;
     config.sasl.read_bootstrap_user_file()?;
     // A JWKS file that cannot be read or parsed stops start-up here, naming the file.
