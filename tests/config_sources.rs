@@ -159,6 +159,29 @@ fn a_busy_admin_port_fails_start_up() {
     assert!(stderr.contains("admin-listen"), "{stderr}");
 }
 
+/// A client port another socket listens on with SO_REUSEPORT (a second broker started on the
+/// same port by mistake, or the listeners of a broker that stopped a moment ago and that the
+/// kernel has not closed yet) fails start-up with the listener named. Binding beside it, the
+/// broker would have shared the port: the kernel hands part of the new connections to the
+/// other socket, and those clients are never answered (or reset when it closes).
+#[test]
+fn a_client_port_another_socket_listens_on_fails_start_up() {
+    use socket2::{Domain, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let squatter = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    squatter.set_reuse_address(true).unwrap();
+    squatter.set_reuse_port(true).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    squatter.bind(&listen.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    squatter.listen(16).unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let args = ["--data-dir", &data, "--listen", &listen, "--admin-listen", "off"];
+    let stderr = refused(&args, &[]);
+    assert!(stderr.contains(&format!("binding listener PLAINTEXT ({listen})")), "{stderr}");
+    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+}
+
 /// `--data-dir data` (the default `./data` is relative too) works from any directory; and a
 /// shard that fails at start-up (here: unreadable metadata) stops the whole broker with the
 /// reason, instead of leaving the other shards waiting.

@@ -74,6 +74,7 @@ pub fn serve(mut config: BrokerConfig, pool: PoolOptions) -> anyhow::Result<()> 
     resolve_memory_budget(&mut config, count);
     let mesh: MeshBuilder<Envelope, Full> = MeshBuilder::full(count, limits::MESH_CHANNEL_CAPACITY);
     let admin = bind_admin(&config)?;
+    wait_for_client_addresses(&config)?;
     let (quorum, updates) = match start_controller(&config, controller_tls)? {
         Some(started) => (Some(started.handle), Some(started.updates)),
         None => (None, None),
@@ -288,6 +289,23 @@ fn bind_exclusive(address: SocketAddr) -> std::io::Result<std::net::TcpListener>
             other => return other,
         }
     }
+}
+
+/// Waits, on the main thread, until no other socket listens on a client listener's address.
+/// The shards bind it with SO_REUSEPORT, which would let them bind beside the listeners of a
+/// broker that stopped a moment ago and that the kernel has not closed yet (its io_uring
+/// instance still holds them): the kernel then hands some new connections to those dying
+/// listeners, and the clients see the connection reset right after the new broker said it was
+/// ready (tests/sasl.rs's restart saw it once). An exclusive bind, dropped at once, succeeds
+/// only when they are gone; a port that another process keeps using fails start-up here, named,
+/// instead of the two brokers sharing its connections.
+fn wait_for_client_addresses(config: &BrokerConfig) -> anyhow::Result<()> {
+    for listener in config.listeners.iter().filter(|l| l.bind.port() != 0) {
+        drop(bind_exclusive(listener.bind).map_err(|e| {
+            anyhow::anyhow!("binding listener {} ({}): {e}", listener.name, listener.bind)
+        })?);
+    }
+    Ok(())
 }
 
 /// Binds the admin listener here, on the main thread, so a bad or busy address fails start-up
