@@ -401,6 +401,37 @@ fn group_protocol_cases() -> Vec<Case> {
             },
             Some(GROUP_DENIED),
         ),
+        // Group configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on the group (Kafka 4.x).
+        c(
+            ApiKey::DescribeConfigs,
+            4,
+            || {
+                let r = describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(32)
+                    .with_resource_name(share_group().0);
+                RequestKind::DescribeConfigs(
+                    DescribeConfigsRequest::default().with_resources(vec![r]),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
+        c(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            || {
+                let cfg = incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(s("share.record.lock.duration.ms"))
+                    .with_value(Some(s("20000")));
+                let r = incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(32)
+                    .with_resource_name(share_group().0)
+                    .with_configs(vec![cfg]);
+                RequestKind::IncrementalAlterConfigs(
+                    IncrementalAlterConfigsRequest::default().with_resources(vec![r]),
+                )
+            },
+            Some(GROUP_DENIED),
+        ),
     ]
 }
 

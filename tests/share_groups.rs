@@ -66,6 +66,8 @@ struct Member {
     conn: Conn,
     id: String,
     epoch: i32,
+    /// The member epoch the group gave on joining.
+    member_epoch: i32,
 }
 
 /// What one ShareFetch gave: (offset, value, delivery count) of each acquired record.
@@ -83,7 +85,7 @@ impl Member {
         assert_eq!(r.error_code, 0, "{:?}", r.error_message);
         let assignment = r.assignment.expect("an assignment on joining");
         assert_eq!(assignment.topic_partitions[0].partitions, vec![0]);
-        Member { conn, id: id.to_owned(), epoch: 0 }
+        Member { conn, id: id.to_owned(), epoch: 0, member_epoch: r.member_epoch }
     }
 
     /// ShareFetch with `acks` (first, last, type) piggy-backed.
@@ -355,4 +357,359 @@ fn after_kill_9_no_accepted_record_comes_back_and_none_is_lost() {
     for (offset, _, _) in &held {
         assert!(after.contains_key(offset), "in-flight record {offset} not redelivered");
     }
+}
+
+#[test]
+fn a_member_that_times_out_releases_its_records_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten-minute locks and a two-second session: only the release on the member's timeout
+    // can hand its records over within the test.
+    let args = [
+        "--group-share-record-lock-duration-ms",
+        "600000",
+        "--group-share-session-timeout-ms",
+        "2000",
+        "--group-share-heartbeat-interval-ms",
+        "500",
+    ];
+    let broker = broker(dir.path(), &args);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 10);
+    let mut a = Member::join(&broker, "g", "a");
+    let mut b = Member::join(&broker, "g", "b");
+    let taken = a.fetch("g", topic_id, &[], 100, 1000);
+    assert_eq!(taken.records.len(), 10);
+    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    // a falls silent (its share session stays open); b keeps heartbeating and gets a's
+    // records, with their delivery counts kept, once a is dropped from the group.
+    let mut epoch = b.member_epoch;
+    let again = common::poll("a's records after a timed out", || {
+        let r = heartbeat(&mut b.conn, "g", "b", epoch);
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        epoch = r.member_epoch;
+        let f = b.fetch("g", topic_id, &[], 100, 100);
+        (!f.records.is_empty()).then_some(f)
+    });
+    let got: Vec<(i64, i16)> = again.records.iter().map(|r| (r.0, r.2)).collect();
+    assert_eq!(got, (0..10).map(|o| (o, 2)).collect::<Vec<_>>());
+    // b closes its share session: the records are free again for a third member.
+    b.epoch = -1;
+    let closed = b.fetch("g", topic_id, &[], 100, 0);
+    assert_eq!(closed.error_code, 0);
+    let mut c = Member::join(&broker, "g", "c");
+    let third = c.fetch("g", topic_id, &[], 100, 0);
+    let got: Vec<(i64, i16)> = third.records.iter().map(|r| (r.0, r.2)).collect();
+    assert_eq!(got, (0..10).map(|o| (o, 3)).collect::<Vec<_>>());
+}
+
+#[test]
+fn group_ids_of_other_types_are_refused_as_kafka_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    create_topic(&mut admin, TOPIC, 1);
+    // A classic group that only commits offsets (a "simple" group).
+    let p = offset_commit_request::OffsetCommitRequestPartition::default()
+        .with_partition_index(0)
+        .with_committed_offset(0);
+    let t = offset_commit_request::OffsetCommitRequestTopic::default()
+        .with_name(TopicName(s(TOPIC)))
+        .with_partitions(vec![p]);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("classic")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![t]);
+    match admin.call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(commit)) {
+        ResponseKind::OffsetCommit(r) => assert_eq!(r.topics[0].partitions[0].error_code, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A KIP-848 consumer group.
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("consumer")))
+        .with_member_id(s("c-1"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]))
+        .with_topic_partitions(Some(vec![]));
+    let body = RequestKind::ConsumerGroupHeartbeat(join.clone());
+    match admin.call(ApiKey::ConsumerGroupHeartbeat, 0, body) {
+        ResponseKind::ConsumerGroupHeartbeat(r) => assert_eq!(r.error_code, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+    for id in ["classic", "consumer"] {
+        let r = heartbeat(&mut admin, id, "m", 0);
+        assert_eq!(r.error_code, E::GroupIdNotFound.code(), "{id}");
+        let message = r.error_message.map(|m| m.to_string());
+        assert_eq!(message.as_deref(), Some(format!("Group {id} is not a share group.").as_str()));
+    }
+    // And the other way round: a share group's id for a classic or consumer member.
+    Member::join(&broker, "shared", "a");
+    let body = RequestKind::ConsumerGroupHeartbeat(join.with_group_id(GroupId(s("shared"))));
+    match admin.call(ApiKey::ConsumerGroupHeartbeat, 0, body) {
+        ResponseKind::ConsumerGroupHeartbeat(r) => {
+            assert_eq!(r.error_code, E::GroupIdNotFound.code());
+            let message = r.error_message.map(|m| m.to_string());
+            assert_eq!(message.as_deref(), Some("Group shared is not a consumer group."));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let protocol = join_group_request::JoinGroupRequestProtocol::default()
+        .with_name(s("range"))
+        .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0"));
+    let classic_join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("shared")))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![protocol]);
+    match admin.call(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(classic_join)) {
+        ResponseKind::JoinGroup(r) => {
+            assert_eq!(r.error_code, E::InconsistentGroupProtocol.code())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// DescribeShareGroupOffsets of `partitions` of TOPIC: (partition, error, start offset).
+fn start_offsets(conn: &mut Conn, group: &str, partitions: Vec<i32>) -> Vec<(i32, i16, i64)> {
+    let t = describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic::default()
+        .with_topic_name(TopicName(s(TOPIC)))
+        .with_partitions(partitions);
+    let g = describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![t]));
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]);
+    let body = RequestKind::DescribeShareGroupOffsets(req);
+    match conn.call(ApiKey::DescribeShareGroupOffsets, 0, body) {
+        ResponseKind::DescribeShareGroupOffsets(r) => r.groups[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.error_code, p.start_offset))
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn share_group_offsets_are_described_for_partitions_on_every_shard_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    // Four partitions over two shards.
+    let topic_id = create_topic(&mut admin, TOPIC, 4);
+    for p in 0..4 {
+        let values: Vec<String> = (0..=p).map(|i| i.to_string()).collect();
+        let records: Vec<(&[u8], &[u8])> =
+            values.iter().map(|v| (b"k".as_slice(), v.as_bytes())).collect();
+        assert_eq!(produce(&mut admin, TOPIC, p, common::batch(&records), -1).0, 0);
+    }
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(heartbeat(&mut conn, "g", "a", 0).error_code, 0);
+    // Fetch and accept everything of every partition (p holds p + 1 records).
+    let mut epoch = 0;
+    let mut pending: BTreeMap<i32, Vec<(i64, i64, i8)>> = BTreeMap::new();
+    let mut taken: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    let mut round = 0;
+    let delivered =
+        |taken: &BTreeMap<i32, BTreeSet<i64>>| -> usize { taken.values().map(BTreeSet::len).sum() };
+    while delivered(&taken) < 10 || pending.values().any(|acks| !acks.is_empty()) {
+        round += 1;
+        assert!(round < 100, "records never all delivered: {taken:?}");
+        let partitions = (0..4)
+            .map(|p| {
+                let acks = pending
+                    .remove(&p)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(first, last, t)| {
+                        share_fetch_request::AcknowledgementBatch::default()
+                            .with_first_offset(first)
+                            .with_last_offset(last)
+                            .with_acknowledge_types(vec![t])
+                    })
+                    .collect();
+                share_fetch_request::FetchPartition::default()
+                    .with_partition_index(p)
+                    .with_acknowledgement_batches(acks)
+            })
+            .collect();
+        let t = share_fetch_request::FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(partitions);
+        let req = ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(s("g"))))
+            .with_member_id(Some(s("a")))
+            .with_share_session_epoch(epoch)
+            .with_max_wait_ms(200)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_max_records(100)
+            .with_batch_size(100)
+            .with_topics(vec![t]);
+        let r = match conn.call(ApiKey::ShareFetch, 1, RequestKind::ShareFetch(req)) {
+            ResponseKind::ShareFetch(r) => r,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(r.error_code, 0);
+        epoch += 1;
+        for p in r.responses.iter().flat_map(|t| &t.partitions) {
+            assert_eq!((p.error_code, p.acknowledge_error_code), (0, 0));
+            for a in &p.acquired_records {
+                taken.entry(p.partition_index).or_default().extend(a.first_offset..=a.last_offset);
+                let acks = pending.entry(p.partition_index).or_default();
+                acks.push((a.first_offset, a.last_offset, 1));
+            }
+        }
+    }
+    // Every acknowledgement was sent and answered (the last round acquired nothing new).
+    let expected: Vec<(i32, i16, i64)> = (0..4).map(|p| (p, 0, i64::from(p) + 1)).collect();
+    assert_eq!(start_offsets(&mut admin, "g", (0..4).collect()), expected);
+    drop((conn, admin));
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let after = common::poll("the share-group offsets after the restart", || {
+        let got = start_offsets(&mut admin, "g", (0..4).collect());
+        got.iter().all(|(_, code, _)| *code == 0).then_some(got)
+    });
+    assert_eq!(after, expected, "the stored start offsets, not loaded by any fetch yet");
+}
+
+/// IncrementalAlterConfigs SET of `configs` on GROUP `group`: the error code.
+fn alter_group_configs(conn: &mut Conn, group: &str, configs: &[(&str, &str)]) -> i16 {
+    let configs = configs
+        .iter()
+        .map(|(name, value)| {
+            incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s(name))
+                .with_config_operation(0)
+                .with_value(Some(s(value)))
+        })
+        .collect();
+    let r = incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(32)
+        .with_resource_name(s(group))
+        .with_configs(configs);
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![r]);
+    let body = RequestKind::IncrementalAlterConfigs(req);
+    match conn.call(ApiKey::IncrementalAlterConfigs, 1, body) {
+        ResponseKind::IncrementalAlterConfigs(r) => r.responses[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// DescribeConfigs of GROUP `group`: name → (value, source).
+fn group_configs(conn: &mut Conn, group: &str) -> BTreeMap<String, (String, i8)> {
+    let r = describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(32)
+        .with_resource_name(s(group))
+        .with_configuration_keys(None);
+    let body =
+        RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![r]));
+    match conn.call(ApiKey::DescribeConfigs, 4, body) {
+        ResponseKind::DescribeConfigs(r) => {
+            assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+            r.results[0]
+                .configs
+                .iter()
+                .map(|c| {
+                    let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                    (c.name.to_string(), (value, c.config_source))
+                })
+                .collect()
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn group_configs_set_the_groups_timeouts_are_checked_and_survive_a_restart() {
+    const GROUP_CONFIG: i8 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    create_topic(&mut admin, TOPIC, 1);
+    let set = [("share.heartbeat.interval.ms", "2500"), ("share.session.timeout.ms", "30000")];
+    assert_eq!(alter_group_configs(&mut admin, "sg", &set), 0);
+    let set = [("consumer.heartbeat.interval.ms", "1500")];
+    assert_eq!(alter_group_configs(&mut admin, "cg", &set), 0);
+    // Out of the bounds, unknown, or an interval not below the session timeout.
+    for bad in [
+        ("share.record.lock.duration.ms", "999"),
+        ("share.session.timeout.ms", "2000"),
+        ("consumer.session.timeout.ms", "10"),
+        ("share.auto.offset.reset", "sideways"),
+        ("share.no.such.config", "1"),
+    ] {
+        assert_eq!(
+            alter_group_configs(&mut admin, "sg", &[bad]),
+            E::InvalidConfig.code(),
+            "{bad:?}"
+        );
+    }
+    let check = |admin: &mut Conn| {
+        let sg = group_configs(admin, "sg");
+        assert_eq!(sg["share.heartbeat.interval.ms"], ("2500".to_owned(), GROUP_CONFIG));
+        assert_eq!(sg["share.session.timeout.ms"], ("30000".to_owned(), GROUP_CONFIG));
+        assert_eq!(sg["share.auto.offset.reset"].0, "earliest", "the broker's value");
+        assert_ne!(sg["share.auto.offset.reset"].1, GROUP_CONFIG);
+        // The members are told the group's interval, not the broker's 5000.
+        let r = heartbeat(admin, "sg", "m", 0);
+        assert_eq!((r.error_code, r.heartbeat_interval_ms), (0, 2500));
+        let join = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("cg")))
+            .with_member_id(s("c-1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]))
+            .with_topic_partitions(Some(vec![]));
+        let body = RequestKind::ConsumerGroupHeartbeat(join);
+        match admin.call(ApiKey::ConsumerGroupHeartbeat, 0, body) {
+            ResponseKind::ConsumerGroupHeartbeat(r) => {
+                assert_eq!((r.error_code, r.heartbeat_interval_ms), (0, 1500))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    check(&mut admin);
+    drop(admin);
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    check(&mut admin);
+}
+
+#[test]
+fn a_groups_delivery_count_limit_and_lock_duration_apply_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // The broker's own settings: ten-minute locks, five deliveries.
+    let broker = broker(dir.path(), &["--group-share-record-lock-duration-ms", "600000"]);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 1);
+    let got = |f: &Fetched| f.records.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>();
+    // share.delivery.count.limit 2: a record released at its second delivery is archived.
+    assert_eq!(alter_group_configs(&mut admin, "dl", &[("share.delivery.count.limit", "2")]), 0);
+    let mut m = Member::join(&broker, "dl", "m");
+    assert_eq!(got(&m.fetch("dl", topic_id, &[], 10, 0)), vec![(0, 1)]);
+    assert_eq!(got(&m.fetch("dl", topic_id, &[(0, 0, 2)], 10, 0)), vec![(0, 2)]);
+    let third = m.fetch("dl", topic_id, &[(0, 0, 2)], 10, 0);
+    assert_eq!((third.error_code, third.ack_error), (0, 0));
+    assert_eq!(got(&third), vec![], "delivered past the group's limit");
+    assert_eq!(start_offset(&mut admin, "dl"), 1);
+    // share.record.lock.duration.ms 1000: a's lock runs out long before the broker's would.
+    assert_eq!(
+        alter_group_configs(&mut admin, "lk", &[("share.record.lock.duration.ms", "1000")]),
+        0
+    );
+    let mut a = Member::join(&broker, "lk", "a");
+    let mut b = Member::join(&broker, "lk", "b");
+    assert_eq!(got(&a.fetch("lk", topic_id, &[], 10, 0)), vec![(0, 1)]);
+    let again = common::poll("a's record after its one-second lock", || {
+        let f = b.fetch("lk", topic_id, &[], 10, 500);
+        (!f.records.is_empty()).then(|| got(&f))
+    });
+    assert_eq!(again, vec![(0, 2)]);
 }

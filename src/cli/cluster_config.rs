@@ -1,14 +1,16 @@
-//! `strata cluster config get|set|delete [--broker N]`: dynamic broker configs over the Kafka
-//! protocol (DescribeConfigs, IncrementalAlterConfigs on BROKER resources), shaped like
-//! `rpk cluster config`. Without `--broker` the command is about the cluster-wide default
-//! (`kafka-configs.sh --entity-type brokers --entity-default`); with it, about one broker
-//! (`--entity-name N`). `get --broker N` asks broker N itself (Kafka brokers describe only
-//! themselves), found through DescribeCluster.
+//! `strata cluster config get|set|delete [--broker N | --group G]`: dynamic broker configs
+//! and group configs over the Kafka protocol (DescribeConfigs, IncrementalAlterConfigs on
+//! BROKER and GROUP resources), shaped like `rpk cluster config`. Without `--broker` the
+//! command is about the cluster-wide default (`kafka-configs.sh --entity-type brokers
+//! --entity-default`); with it, about one broker (`--entity-name N`). `get --broker N` asks
+//! broker N itself (Kafka brokers describe only themselves), found through DescribeCluster.
+//! With `--group G` it is about group G's configs (`kafka-configs.sh --entity-type groups
+//! --entity-name G`: `share.auto.offset.reset`, `consumer.session.timeout.ms`, ...).
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use strata::client::topics::{AlterOp, ConfigValue, RESOURCE_BROKER};
+use strata::client::topics::{AlterOp, ConfigValue, RESOURCE_BROKER, RESOURCE_GROUP};
 use strata::client::Client;
 
 use super::group::{print_table, Output};
@@ -24,6 +26,9 @@ pub enum ConfigCommand {
         /// The broker (node id); default: the cluster-wide defaults.
         #[arg(long)]
         broker: Option<i32>,
+        /// A group's configs instead.
+        #[arg(long, conflicts_with = "broker")]
+        group: Option<String>,
     },
     /// Sets a dynamic setting cluster-wide, or for one broker with --broker.
     Set {
@@ -35,6 +40,9 @@ pub enum ConfigCommand {
         /// The broker (node id); default: the cluster-wide default.
         #[arg(long)]
         broker: Option<i32>,
+        /// A group config instead (share.record.lock.duration.ms, ...).
+        #[arg(long, conflicts_with = "broker")]
+        group: Option<String>,
         /// Only check that the broker would accept it.
         #[arg(long)]
         validate_only: bool,
@@ -47,11 +55,18 @@ pub enum ConfigCommand {
         /// The broker (node id); default: the cluster-wide default.
         #[arg(long)]
         broker: Option<i32>,
+        /// A group config instead (back to the broker's setting).
+        #[arg(long, conflicts_with = "broker")]
+        group: Option<String>,
     },
 }
 
-fn resource(broker: Option<i32>) -> String {
-    broker.map(|b| b.to_string()).unwrap_or_default()
+/// The resource (type, name) of `--broker` / `--group`.
+fn resource(broker: Option<i32>, group: &Option<String>) -> (i8, String) {
+    match group {
+        Some(g) => (RESOURCE_GROUP, g.clone()),
+        None => (RESOURCE_BROKER, broker.map(|b| b.to_string()).unwrap_or_default()),
+    }
 }
 
 /// Runs `strata cluster config ...` through `client`.
@@ -61,32 +76,36 @@ pub(super) fn run(
     output: Output,
 ) -> anyhow::Result<()> {
     match command {
-        ConfigCommand::Get { key, broker } => get(client, broker, key.as_deref(), output),
-        ConfigCommand::Set { key, value, broker, validate_only } => {
+        ConfigCommand::Get { key, broker, group } => {
+            get(client, broker, &group, key.as_deref(), output)
+        }
+        ConfigCommand::Set { key, value, broker, group, validate_only } => {
             let changes = [(AlterOp::Set, key.clone(), Some(value.clone()))];
-            let name = resource(broker);
+            let (kind, name) = resource(broker, &group);
             client
-                .alter_configs(RESOURCE_BROKER, &name, &changes, validate_only)
+                .alter_configs(kind, &name, &changes, validate_only)
                 .with_context(|| format!("setting {key}"))?;
             let verb = if validate_only { "would set" } else { "set" };
-            println!("{verb} {key}={value} for {}", target(broker));
+            println!("{verb} {key}={value} for {}", target(broker, &group));
             Ok(())
         }
-        ConfigCommand::Delete { key, broker } => {
+        ConfigCommand::Delete { key, broker, group } => {
             let changes = [(AlterOp::Delete, key.clone(), None)];
+            let (kind, name) = resource(broker, &group);
             client
-                .alter_configs(RESOURCE_BROKER, &resource(broker), &changes, false)
+                .alter_configs(kind, &name, &changes, false)
                 .with_context(|| format!("deleting {key}"))?;
-            println!("deleted {key} for {}", target(broker));
+            println!("deleted {key} for {}", target(broker, &group));
             Ok(())
         }
     }
 }
 
-fn target(broker: Option<i32>) -> String {
-    match broker {
-        Some(b) => format!("broker {b}"),
-        None => "the cluster-wide default".into(),
+fn target(broker: Option<i32>, group: &Option<String>) -> String {
+    match (group, broker) {
+        (Some(g), _) => format!("group {g}"),
+        (None, Some(b)) => format!("broker {b}"),
+        (None, None) => "the cluster-wide default".into(),
     }
 }
 
@@ -97,6 +116,7 @@ fn source_name(source: i8) -> &'static str {
         3 => "dynamic-cluster-default",
         4 => "static",
         5 => "default",
+        8 => "group",
         _ => "unknown",
     }
 }
@@ -104,12 +124,14 @@ fn source_name(source: i8) -> &'static str {
 fn get(
     client: &mut Client,
     broker: Option<i32>,
+    group: &Option<String>,
     key: Option<&str>,
     output: Output,
 ) -> anyhow::Result<()> {
-    let configs = match broker {
-        None => client.describe_configs(RESOURCE_BROKER, "")?,
-        Some(id) => {
+    let configs = match (group, broker) {
+        (Some(g), _) => client.describe_configs(RESOURCE_GROUP, g)?,
+        (None, None) => client.describe_configs(RESOURCE_BROKER, "")?,
+        (None, Some(id)) => {
             let info = client.cluster_info().context("finding the broker")?;
             let found = info.brokers.iter().find(|b| b.id == id);
             let b = found.with_context(|| format!("no broker {id} in the cluster"))?;
@@ -121,7 +143,7 @@ fn get(
     let shown: Vec<&ConfigValue> =
         configs.iter().filter(|c| key.is_none_or(|k| c.name == k)).collect();
     if let Some(k) = key {
-        anyhow::ensure!(!shown.is_empty(), "{k} is not set for {}", target(broker));
+        anyhow::ensure!(!shown.is_empty(), "{k} is not set for {}", target(broker, group));
     }
     if output == Output::Json {
         let items: Vec<_> = shown

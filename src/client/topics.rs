@@ -10,6 +10,8 @@ pub const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's `ConfigResource.Type` of a broker (a node id, or empty for the cluster-wide
 /// dynamic defaults).
 pub const RESOURCE_BROKER: i8 = 4;
+/// Kafka's `ConfigResource.Type` of a group (its group configs, KIP-848 / KIP-932).
+pub const RESOURCE_GROUP: i8 = 32;
 /// How long the broker may take for a topic change.
 const TIMEOUT_MS: i32 = 30_000;
 

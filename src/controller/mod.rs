@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod broker_config;
+pub mod group_config;
 pub mod operations;
 pub mod placement;
 pub mod producer_ids;
@@ -197,6 +198,9 @@ pub struct ClusterMetadata {
     /// id), each `name → value` (see [`broker_config`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Group config overrides by group id, each `name → value` (see [`group_config`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Decommissioned brokers (see [`placement::Command::DecommissionBroker`]): their
     /// replicas move away, they get no new ones, and once they hold none they leave the
     /// controller's Raft membership, until recommissioned.

@@ -160,6 +160,16 @@ pub enum Command {
         /// Drop every value not set by `changes` first (AlterConfigs).
         replace: bool,
     },
+    /// IncrementalAlterConfigs / AlterConfigs on a GROUP resource (see
+    /// `controller::group_config`).
+    AlterGroupConfigs {
+        /// The group id.
+        group: String,
+        /// The changes (SET and DELETE), in request order.
+        changes: Vec<topic_config::ConfigChange>,
+        /// Drop every value not set by `changes` first (AlterConfigs).
+        replace: bool,
+    },
     /// The controller leader's cluster-wide defaults for topics that do not override them.
     SetClusterDefaults {
         /// `unclean.leader.election.enable`.
@@ -274,6 +284,9 @@ impl ClusterMetadata {
             Command::AlterClientQuotas { changes } => next.alter_client_quotas(changes)?,
             Command::AlterBrokerConfigs { resource, changes, replace } => {
                 next.alter_broker_configs(resource, changes, *replace)?
+            }
+            Command::AlterGroupConfigs { group, changes, replace } => {
+                next.alter_group_configs(group, changes, *replace)?
             }
             Command::ElectLeaders { partitions, unclean } => {
                 next.elect_leaders(partitions, *unclean)

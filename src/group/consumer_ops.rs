@@ -60,7 +60,7 @@ impl Coordinator {
         if ctx.version == 0 && args.epoch == 0 && args.member_id.is_empty() {
             args.member_id = uuid::Uuid::new_v4().to_string();
         }
-        let settings = self.consumer_settings.borrow().clone();
+        let settings = self.consumer_settings_of(&group_id);
         if let Err((e, why)) = super::consumer::validate(&args, &settings) {
             return refused(e, why);
         }
@@ -83,7 +83,12 @@ impl Coordinator {
             let slot = groups.get_mut(&group_id).and_then(|s| s.consumer.as_mut());
             match slot {
                 None => Err((E::CoordinatorNotAvailable, None)),
-                Some(c) => c.group.heartbeat(args, &ctx.topics, now_ms()),
+                Some(c) => {
+                    // The group's configs may have changed since the last heartbeat.
+                    c.group.settings.session_timeout_ms = settings.session_timeout_ms;
+                    c.group.settings.heartbeat_interval_ms = settings.heartbeat_interval_ms;
+                    c.group.heartbeat(args, &ctx.topics, now_ms())
+                }
             }
         };
         if let Err(e) = self.persist_consumer(&group_id).await {

@@ -95,6 +95,9 @@ pub struct Coordinator {
     fault_panic_group: RefCell<Option<String>>,
     /// Settings of KIP-848 consumer groups (`group.consumer.*`).
     pub(super) consumer_settings: RefCell<ConsumerSettings>,
+    /// Group configs `consumer.session.timeout.ms` / `consumer.heartbeat.interval.ms` of the
+    /// consumer groups that set them: (session timeout, heartbeat interval) by group id.
+    pub(super) group_timeouts: RefCell<HashMap<String, (i32, i32)>>,
     /// While a partition replays: the consumer group records read so far, by group id
     /// (partition, latest value per key); turned into groups when the replay ends.
     pub(super) consumer_images: RefCell<HashMap<String, (i32, super::consumer::records::Image)>>,
@@ -128,8 +131,36 @@ impl Coordinator {
             pending_txn: RefCell::new(HashMap::new()),
             fault_panic_group: RefCell::new(None),
             consumer_settings: RefCell::new(ConsumerSettings::default()),
+            group_timeouts: RefCell::new(HashMap::new()),
             consumer_images: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// Whether a classic group (with members, a generation or offsets) or a consumer group
+    /// holds id `id` here: a share group may not take it (Kafka's "is not a share group").
+    pub fn has_group(&self, id: &str) -> bool {
+        self.groups.borrow().get(id).is_some_and(|s| {
+            let g = &s.group;
+            s.consumer.is_some()
+                || (g.state != super::state::GroupState::Dead
+                    && (!g.members.is_empty() || g.generation > 0 || !g.offsets.is_empty()))
+        })
+    }
+
+    /// Sets the consumer groups' own session timeouts and heartbeat intervals (their group
+    /// configs), applied from each group's next heartbeat on.
+    pub fn set_group_timeouts(&self, timeouts: HashMap<String, (i32, i32)>) {
+        *self.group_timeouts.borrow_mut() = timeouts;
+    }
+
+    /// The settings of consumer group `id`: the broker's, with the group's own timeouts.
+    pub(super) fn consumer_settings_of(&self, id: &str) -> ConsumerSettings {
+        let mut settings = self.consumer_settings.borrow().clone();
+        if let Some((session, interval)) = self.group_timeouts.borrow().get(id) {
+            settings.session_timeout_ms = *session;
+            settings.heartbeat_interval_ms = *interval;
+        }
+        settings
     }
 
     /// Sets the `group.consumer.*` settings of consumer groups created from now on.

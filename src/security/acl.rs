@@ -162,7 +162,7 @@ kafka_enum! {
 }
 
 impl ResourceType {
-    /// The operations an ACL on this resource type can grant, as Kafka 3.x lists them
+    /// The operations an ACL on this resource type can grant, as Kafka 4.x lists them
     /// (`AclEntry.supportedOperations`): the bits of an "authorized operations" answer.
     pub fn operations(self) -> &'static [Operation] {
         use Operation::*;
@@ -170,7 +170,7 @@ impl ResourceType {
             ResourceType::Topic => {
                 &[Read, Write, Create, Delete, Alter, Describe, DescribeConfigs, AlterConfigs]
             }
-            ResourceType::Group => &[Read, Delete, Describe],
+            ResourceType::Group => &[Read, Delete, Describe, DescribeConfigs, AlterConfigs],
             ResourceType::Cluster => &[
                 Create,
                 Alter,
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn operation_bits_are_kafkas_32_bit_field() {
         let bits = operations_bits(ResourceType::Group.operations().iter().copied());
-        assert_eq!(bits, (1 << 3) | (1 << 6) | (1 << 8));
+        assert_eq!(bits, (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11));
         assert_eq!(operations_bits([]), 0);
         assert!(ResourceType::Topic.operations().contains(&Operation::AlterConfigs));
         assert!(!ResourceType::Topic.operations().contains(&Operation::ClusterAction));

@@ -208,6 +208,32 @@ fn cleanup_config(broker: &BrokerConfig, topic: &TopicMeta) -> CleanupConfig {
     }
 }
 
+/// The consumer groups' own timeouts (group configs `consumer.session.timeout.ms`,
+/// `consumer.heartbeat.interval.ms`): (session timeout, heartbeat interval) by group id.
+fn consumer_group_timeouts(
+    config: &BrokerConfig,
+    meta: &ClusterMetadata,
+) -> HashMap<String, (i32, i32)> {
+    use controller::group_config::{
+        self, CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS,
+    };
+    let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+    meta.group_configs
+        .iter()
+        .filter(|(_, layer)| {
+            layer.contains_key(CONSUMER_SESSION_TIMEOUT_MS)
+                || layer.contains_key(CONSUMER_HEARTBEAT_INTERVAL_MS)
+        })
+        .map(|(group, layer)| {
+            let s = group_config::effective(config, Some(layer));
+            (
+                group.clone(),
+                (ms(s.consumer_session_timeout_ms), ms(s.consumer_heartbeat_interval_ms)),
+            )
+        })
+        .collect()
+}
+
 /// The `group.consumer.*` settings as consumer groups take them.
 fn consumer_settings(config: &BrokerConfig) -> crate::group::consumer::Settings {
     let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
@@ -481,6 +507,9 @@ impl Shard {
             }
         }
         *self.meta.borrow_mut() = meta.clone();
+        if old.group_configs != meta.group_configs || defaults_changed {
+            self.groups.set_group_timeouts(consumer_group_timeouts(&self.settings(), &meta));
+        }
         self.access.refresh(&meta);
         for topic in meta.topics.values() {
             self.sync_roles(topic, meta.local_node.is_some());

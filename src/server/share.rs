@@ -19,6 +19,12 @@
 //!   are kept per shard, keyed by group and member: a client that reconnects to another shard
 //!   gets SHARE_SESSION_NOT_FOUND and opens a new session, as after a broker restart.
 //!
+//! A member whose session times out has its locks released at once on every shard (Kafka's
+//! `SharePartition.releaseAcquiredRecords`): the coordinating shard notes it, then sends
+//! [`ShareRequest::Release`] to every shard before it answers. A closing share session
+//! releases its member's locks on the session's partitions (after its acknowledgements); a
+//! member leaving with epoch -1 keeps them until then, or until they expire.
+//!
 //! Lock expiry is lazy: every operation on a share-partition first expires its due locks, and a
 //! waiting ShareFetch wakes at the earliest lock deadline of its partitions.
 
@@ -33,6 +39,7 @@ use glommio::sync::Semaphore;
 
 use super::mesh::{Acks, FetchItem, OffsetQuery, PartitionRef, ShardMsg};
 use super::shard::Shard;
+use crate::controller::group_config::{self, GroupSettings};
 use crate::protocol::ResponseError as E;
 use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
 use crate::share::partition::{AckError, Acquired, Limits, SharePartition};
@@ -138,12 +145,24 @@ pub enum ShareRequest {
     },
     /// ListGroups: this shard's share groups.
     List,
+    /// Whether a share group holds this id, on the coordinating shard.
+    Exists {
+        /// Group id.
+        group: String,
+    },
     /// ShareFetch/ShareAcknowledge of one share-partition, on the partition's owner.
     Partition(PartitionOp),
     /// The share-partitions on this shard (of `group`, or all).
     States {
         /// Group id, or every group.
         group: Option<String>,
+    },
+    /// Release every lock `members` of `group` hold on this shard's share-partitions.
+    Release {
+        /// Group id.
+        group: String,
+        /// Members that timed out.
+        members: Vec<String>,
     },
     /// Alter (`Some`: move the start offset) or delete (`None`) one share-partition's state.
     Reset {
@@ -171,6 +190,10 @@ pub enum ShareReply {
     States(Vec<PartitionInfo>),
     /// Reset: error code.
     Reset(i16),
+    /// Release: done.
+    Released,
+    /// Exists: whether it does.
+    Exists(bool),
 }
 
 struct Slot {
@@ -191,6 +214,8 @@ pub struct Shares {
     groups: RefCell<HashMap<String, ShareGroup>>,
     partitions: RefCell<HashMap<SpKey, Slot>>,
     sessions: RefCell<HashMap<(String, String), Session>>,
+    /// Members (group, member) that timed out here, whose locks are not yet released.
+    left: RefCell<Vec<(String, String)>>,
     /// One share-partition loads at a time (a second request for it waits, then finds it).
     load: Semaphore,
 }
@@ -206,11 +231,17 @@ fn now_ms() -> i64 {
     crate::group::now_ms()
 }
 
-fn limits_of(shard: &Shard) -> Limits {
+/// The settings of group `group`: the broker's, overridden by the group's configs.
+pub fn group_settings(shard: &Shard, group: &str) -> GroupSettings {
+    group_config::effective(&shard.settings(), shard.meta().group_layer(group))
+}
+
+fn limits_of(shard: &Shard, group: &str) -> Limits {
     let s = shard.settings();
+    let g = group_settings(shard, group);
     Limits {
-        lock_duration_ms: i64::try_from(s.share.record_lock_duration_ms).unwrap_or(30_000),
-        delivery_count_limit: i16::try_from(s.share.delivery_count_limit).unwrap_or(5),
+        lock_duration_ms: i64::try_from(g.share_record_lock_duration_ms).unwrap_or(30_000),
+        delivery_count_limit: i16::try_from(g.share_delivery_count_limit).unwrap_or(5),
         max_record_locks: s.share.partition_max_record_locks as usize,
     }
 }
@@ -222,6 +253,7 @@ impl Shares {
             groups: RefCell::new(HashMap::new()),
             partitions: RefCell::new(HashMap::new()),
             sessions: RefCell::new(HashMap::new()),
+            left: RefCell::new(Vec::new()),
             load: Semaphore::new(1),
         }
     }
@@ -230,10 +262,25 @@ impl Shares {
     pub async fn handle(&self, shard: &Rc<Shard>, request: ShareRequest) -> ShareReply {
         match request {
             ShareRequest::Heartbeat { group, hb } => {
-                ShareReply::Heartbeat(self.heartbeat(shard, &group, &hb))
+                let reply = self.heartbeat(shard, &group, &hb);
+                self.release_left(shard).await;
+                ShareReply::Heartbeat(reply)
             }
-            ShareRequest::Describe { group } => ShareReply::Describe(self.describe(shard, &group)),
-            ShareRequest::List => ShareReply::List(self.list(shard)),
+            ShareRequest::Describe { group } => {
+                let reply = self.describe(shard, &group);
+                self.release_left(shard).await;
+                ShareReply::Describe(reply)
+            }
+            ShareRequest::List => {
+                let reply = self.list(shard);
+                self.release_left(shard).await;
+                ShareReply::List(reply)
+            }
+            ShareRequest::Exists { group } => ShareReply::Exists(self.is_share_group(&group)),
+            ShareRequest::Release { group, members } => {
+                self.release(shard, &group, &members).await;
+                ShareReply::Released
+            }
             ShareRequest::Partition(op) => {
                 ShareReply::Partition(self.partition_op(shard, op).await)
             }
@@ -252,18 +299,77 @@ impl Shares {
     }
 
     fn expire_members(&self, shard: &Shard, group: &mut ShareGroup) {
-        let timeout = i64::try_from(shard.settings().share.session_timeout_ms).unwrap_or(45_000);
+        let timeout = group_settings(shard, &group.id).share_session_timeout_ms;
+        let timeout = i64::try_from(timeout).unwrap_or(45_000);
         let gone = group.expire(now_ms(), timeout, &Self::partitions_of(shard));
         for member in gone {
             tracing::info!(group = %group.id, member = %member, "share group member timed out");
+            self.left.borrow_mut().push((group.id.clone(), member));
+        }
+    }
+
+    /// Releases, on every shard, the locks of the members noted in `left`.
+    async fn release_left(&self, shard: &Rc<Shard>) {
+        let left = std::mem::take(&mut *self.left.borrow_mut());
+        let mut by_group: HashMap<String, Vec<String>> = HashMap::new();
+        for (group, member) in left {
+            by_group.entry(group).or_default().push(member);
+        }
+        for (group, members) in by_group {
+            let calls = (0..shard.count).map(|owner| {
+                let request =
+                    ShareRequest::Release { group: group.clone(), members: members.clone() };
+                // Boxed: `call` runs `handle` again (on this shard or another one).
+                let call: futures::future::LocalBoxFuture<'_, Option<ShareReply>> =
+                    Box::pin(call(shard, owner, request));
+                call
+            });
+            for (owner, reply) in futures::future::join_all(calls).await.into_iter().enumerate() {
+                if reply.is_none() {
+                    crate::log_limited!(WARN, group = %group, owner,
+                        "share locks of departed members not released; they expire instead");
+                }
+            }
+        }
+    }
+
+    /// Releases the locks `members` of `group` hold on this shard's share-partitions and
+    /// writes the share-partitions that changed.
+    async fn release(&self, shard: &Rc<Shard>, group: &str, members: &[String]) {
+        let changed: Vec<SpKey> = {
+            let mut parts = self.partitions.borrow_mut();
+            parts
+                .iter_mut()
+                .filter(|(key, _)| key.group == group)
+                .filter_map(|(key, slot)| {
+                    let mut dirty = false;
+                    for m in members {
+                        dirty |= !slot.sp.release_member(m).is_empty();
+                    }
+                    dirty.then(|| key.clone())
+                })
+                .collect()
+        };
+        for key in changed {
+            if let Err(code) = self.persist(shard, &key).await {
+                crate::log_limited!(WARN, group, topic = %key.topic, partition = key.partition,
+                    code, "released share locks not written; a restart may deliver them again");
+            }
         }
     }
 
     fn heartbeat(&self, shard: &Shard, id: &str, hb: &Heartbeat) -> Result<HeartbeatReply, i16> {
         let mut groups = self.groups.borrow_mut();
+        if !groups.contains_key(id) && shard.groups.has_group(id) {
+            // A classic or consumer group holds the id (Kafka: GROUP_ID_NOT_FOUND).
+            return Err(E::GroupIdNotFound.code());
+        }
         let group =
             groups.entry(id.to_owned()).or_insert_with(|| ShareGroup::new(id, GROUP_MEMBERS_MAX));
         self.expire_members(shard, group);
+        // A member leaving with epoch -1 keeps its locks: its client's last acknowledgements
+        // may still be on their way (librdkafka sends them alongside the leave), and closing
+        // its share session releases the rest, as Kafka's `releaseSession` does.
         let reply = group.heartbeat(hb, now_ms(), &Self::partitions_of(shard));
         let empty_and_new = group.members.is_empty() && group.epoch == 0;
         if empty_and_new {
@@ -278,6 +384,11 @@ impl Shares {
                 E::GroupMaxSizeReached.code()
             }
         })
+    }
+
+    /// Whether share group `id` exists on this shard.
+    pub fn is_share_group(&self, id: &str) -> bool {
+        self.groups.borrow().contains_key(id)
     }
 
     fn describe(&self, shard: &Shard, id: &str) -> Result<Box<ShareGroup>, i16> {
@@ -350,11 +461,14 @@ impl Shares {
             return failed(code);
         }
         let now = now_ms();
+        let limits = limits_of(shard, &op.key.group);
         let (mut ack_error, dirty) = {
             let mut parts = self.partitions.borrow_mut();
             let Some(slot) = parts.get_mut(&op.key) else {
                 return failed(E::CoordinatorLoadInProgress.code());
             };
+            // A group config may have changed the lock duration since the last operation.
+            slot.sp.set_limits(limits);
             let mut dirty = !slot.sp.expire(now).is_empty();
             let mut error = 0;
             for ack in &op.acks {
@@ -512,7 +626,8 @@ impl Shares {
         }
         let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
         let states = read_states(shard, &share_key).await?;
-        let limits = limits_of(shard);
+        let group = group_settings(shard, &key.group);
+        let limits = limits_of(shard, &key.group);
         let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
         let log_start = local_offset(shard, &partition, -2).await?;
         let mut snapshot_epoch = 0;
@@ -523,7 +638,7 @@ impl Shares {
                 sp
             }
             None => {
-                let earliest = shard.settings().share.auto_offset_reset_earliest;
+                let earliest = group.share_auto_offset_reset_earliest;
                 let start =
                     if earliest { log_start } else { local_offset(shard, &partition, -1).await? };
                 SharePartition::new(start, limits)
@@ -581,7 +696,7 @@ impl Shares {
             Some(offset) => offset,
             // Delete: start over where share.auto.offset.reset says.
             None => {
-                let earliest = shard.settings().share.auto_offset_reset_earliest;
+                let earliest = group_settings(shard, &key.group).share_auto_offset_reset_earliest;
                 match local_offset(shard, &partition, if earliest { -2 } else { -1 }).await {
                     Ok(offset) => offset,
                     Err(code) => return code,
@@ -591,13 +706,21 @@ impl Shares {
         {
             let mut parts = self.partitions.borrow_mut();
             let Some(slot) = parts.get_mut(&key) else { return E::UnknownServerError.code() };
-            slot.sp = SharePartition::new(start, limits_of(shard));
+            slot.sp = SharePartition::new(start, limits_of(shard, &key.group));
         }
         match self.persist(shard, &key).await {
             Ok(()) => 0,
             Err(code) => code,
         }
     }
+}
+
+/// The start offset stored for share-partition `key` in `__share_group_state` (`None`: it
+/// has no state), read from wherever the state partition lives on this broker: Kafka's
+/// coordinator asks the persister for a share-partition no shard holds in memory.
+pub async fn stored_start_offset(shard: &Rc<Shard>, key: &ShareKey) -> Result<Option<i64>, i16> {
+    let states = read_states(shard, key).await?;
+    Ok(replay(&states, Limits::default()).map(|(sp, _)| sp.start_offset()))
 }
 
 /// Replays state records in log order: the latest snapshot, then the updates after it.

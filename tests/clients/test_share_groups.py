@@ -1,14 +1,18 @@
 """Share groups (KIP-932) with confluent-kafka's ShareConsumer (librdkafka's share consumer)
 against a real broker: four consumers share one partition and every record is accepted once;
 released records come back with a higher delivery count and rejected ones never; records
-whose lock expires go to another consumer; after kill -9 of the broker no accepted record is
-delivered again and none is lost; `strata share-group describe` shows the start offset and
-lag. Every wait is on an observable condition with a deadline."""
+whose lock expires go to another consumer; close() commits pending acknowledgements and
+releases the rest at once; after kill -9 of the broker no accepted record is delivered again and none is lost; `strata share-group describe` shows the start offset and
+lag; group configs set with IncrementalAlterConfigs on a GROUP resource (the group's own
+`share.auto.offset.reset`) take effect, are described, checked and kept over a restart. Every
+wait is on an observable condition with a deadline."""
 import json
 import subprocess
 import time
 
-from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+import pytest
+from confluent_kafka import AcknowledgeType, KafkaException, Producer, ShareConsumer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from conftest import create_topic, strata_bin
 
@@ -166,3 +170,115 @@ def test_after_kill9_no_accepted_record_comes_back_and_none_is_lost(make_broker)
     c3.close()
     assert accepted | set(after) == set(range(2_000)), "a record was lost"
     c.close()
+
+
+def test_close_releases_an_implicit_polls_records_and_commits_explicit_acks(make_broker):
+    # librdkafka 2.16's close() sends no acknowledgement for the last poll in implicit mode:
+    # closing the share session releases those records at once (ten-minute locks here).
+    broker = make_broker(*SHARE_ARGS, "--group-share-record-lock-duration-ms", "600000")
+    create_topic(broker.bootstrap, "q", 1)
+    produce(broker.bootstrap, "q", 10)
+    c = consumer(broker.bootstrap, "g", "q")
+    got = {}
+    poll_until([c], lambda: len(got) == 10,
+               lambda _i, _c, m: got.setdefault(m.offset(), m.delivery_count()), "the records")
+    assert got == {o: 1 for o in range(10)}, got
+    c.close()
+    again = {}
+    c2 = consumer(broker.bootstrap, "g", "q", explicit=True)
+
+    def take(_i, c, m):
+        again[m.offset()] = m.delivery_count()
+        c.acknowledge(m, AcknowledgeType.ACCEPT)
+
+    poll_until([c2], lambda: len(again) == 10, take, "the released records")
+    assert again == {o: 2 for o in range(10)}, again
+    # close() with pending explicit acknowledgements commits them, though librdkafka sends
+    # its leave heartbeat alongside: the leave must not release the records first.
+    c2.close()
+    d = describe(broker.bootstrap, "g")
+    part = [p for p in d["partitions"] if p["topic"] == "q"]
+    assert part and part[0]["start_offset"] == 10 and part[0]["lag"] == 0, d
+
+
+def test_close_commits_pending_acknowledgements_every_time(make_broker):
+    broker = make_broker(*SHARE_ARGS)
+    create_topic(broker.bootstrap, "q", 1)
+    produce(broker.bootstrap, "q", 10)
+    # A leave that released the member's records raced the final ShareAcknowledge in about
+    # one close of five: twenty groups make a regression all but certain to show.
+    for i in range(20):
+        c = consumer(broker.bootstrap, f"g{i}", "q", explicit=True)
+        got = set()
+
+        def take(_i, c, m):
+            got.add(m.offset())
+            c.acknowledge(m, AcknowledgeType.ACCEPT)
+
+        poll_until([c], lambda: len(got) == 10, take, "the records")
+        c.close()
+        d = describe(broker.bootstrap, f"g{i}")
+        assert [p["start_offset"] for p in d["partitions"]] == [10], (i, d)
+
+
+def alter_group(bootstrap, group, **configs):
+    """IncrementalAlterConfigs SET on GROUP `group` (names with dots as `a__b`)."""
+    entries = [ConfigEntry(k.replace("__", "."), v, incremental_operation=AlterConfigOpType.SET)
+               for k, v in configs.items()]
+    resource = ConfigResource(ConfigResource.Type.GROUP, group, incremental_configs=entries)
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    client.incremental_alter_configs([resource])[resource].result(30)
+
+
+def describe_group_configs(bootstrap, group):
+    resource = ConfigResource(ConfigResource.Type.GROUP, group)
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    return client.describe_configs([resource])[resource].result(30)
+
+
+def test_group_configs_override_the_broker_and_survive_a_restart(make_broker):
+    # The broker's default stays `latest`: only the group's own config makes it start early.
+    broker = make_broker("--shards", "2")
+    create_topic(broker.bootstrap, "q", 1)
+    produce(broker.bootstrap, "q", 20)
+    alter_group(broker.bootstrap, "early", share__auto__offset__reset="earliest",
+                share__record__lock__duration__ms="20000")
+    described = describe_group_configs(broker.bootstrap, "early")
+    assert described["share.auto.offset.reset"].value == "earliest"
+    assert described["share.record.lock.duration.ms"].value == "20000"
+    assert described["share.session.timeout.ms"].value == "45000", "the broker's default"
+    # Out of range, or unknown: INVALID_CONFIG, and nothing changes.
+    for bad in ({"share__record__lock__duration__ms": "999"},
+                {"share__heartbeat__interval__ms": "50000"},
+                {"share__auto__offset__reset": "sideways"},
+                {"share__no__such__config": "1"}):
+        with pytest.raises(KafkaException) as e:
+            alter_group(broker.bootstrap, "early", **bad)
+        assert e.value.args[0].name() == "INVALID_CONFIG", (bad, e.value)
+    assert describe_group_configs(broker.bootstrap, "early")[
+        "share.record.lock.duration.ms"].value == "20000"
+    c = consumer(broker.bootstrap, "early", "q")
+    seen = {}
+    poll_until([c], lambda: len(seen) == 20,
+               lambda _i, _c, m: seen.setdefault(m.offset(), m.delivery_count()),
+               "the records from the earliest offset")
+    assert sorted(seen) == list(range(20))
+    c.commit_sync(30)
+    c.close()
+    broker.stop()
+    broker.restart()
+    described = describe_group_configs(broker.bootstrap, "early")
+    assert described["share.auto.offset.reset"].value == "earliest"
+    assert described["share.record.lock.duration.ms"].value == "20000"
+    # The CLI sets and shows them too (`kafka-configs.sh --entity-type groups`).
+    cli = [strata_bin(), "cluster", "--bootstrap-server", broker.bootstrap, "config"]
+    done = subprocess.run([*cli, "set", "share.session.timeout.ms", "50000", "--group", "early"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "get", "--group", "early", "--output", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    shown = {c["name"]: (c["value"], c["source"]) for c in json.loads(done.stdout)}
+    assert shown["share.session.timeout.ms"] == ("50000", "group"), shown
+    assert shown["share.auto.offset.reset"] == ("earliest", "group"), shown
+    assert shown["share.heartbeat.interval.ms"] == ("5000", "default"), shown

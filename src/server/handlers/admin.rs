@@ -27,6 +27,7 @@ use crate::config::BrokerConfig;
 use crate::controller::broker_config::{
     self, BrokerSetting, Update, SOURCE_DEFAULT, SOURCE_DYNAMIC_DEFAULT, SOURCE_TOPIC,
 };
+use crate::controller::group_config;
 use crate::controller::placement::replication_factor;
 use crate::controller::topic_config::{
     broker_default, broker_synonym, is_list, Kind, TOPIC_CONFIGS,
@@ -39,6 +40,7 @@ use crate::server::shard::Shard;
 /// Kafka's `ConfigResource.Type` codes.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
 pub(super) const RESOURCE_BROKER: i8 = 4;
+pub(super) const RESOURCE_GROUP: i8 = 32;
 /// Kafka's `ConfigDef.Type` codes used here.
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
@@ -299,6 +301,7 @@ pub fn describe_configs(
                     broker_entries(&shard.config, layers)
                 }
                 RESOURCE_BROKER if name.is_empty() => default_entries(layers),
+                RESOURCE_GROUP => group_entries(&shard.settings(), meta.group_layer(name)),
                 RESOURCE_BROKER => {
                     let msg = format!(
                         "unexpected broker id, expected {} or empty string, but received {name}",
@@ -309,7 +312,7 @@ pub fn describe_configs(
                         .with_error_message(Some(str_bytes(&msg)));
                 }
                 _ => {
-                    let msg = "only topic and broker resources are supported";
+                    let msg = "only topic, broker and group resources are supported";
                     return result
                         .with_error_code(E::InvalidRequest.code())
                         .with_error_message(Some(str_bytes(msg)));
@@ -348,12 +351,45 @@ fn with_extras(
             Update::Dynamic(_) => format!("{} (dynamic: per broker or cluster-wide)", s.doc),
             Update::ReadOnly(why) => format!("{} (read-only: {why})", s.doc),
         },
-        (None, None) => String::new(),
+        (None, None) => group_config::def(name).map_or(String::new(), |d| d.doc.to_owned()),
     };
     let kept = if synonyms { entry.synonyms.clone() } else { Vec::new() };
     entry
         .with_synonyms(kept)
         .with_documentation((documentation && version >= 3).then(|| str_bytes(&doc)))
+}
+
+/// Every group config of a group: its override (source GROUP_CONFIG), else the broker's
+/// setting it overrides (DEFAULT_CONFIG, as Kafka reports a group's defaults).
+fn group_entries(
+    broker: &BrokerConfig,
+    layer: Option<&BTreeMap<String, String>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    /// Kafka's `ConfigSource.GROUP_CONFIG` and `ConfigDef.Type.INT`.
+    const SOURCE_GROUP: i8 = 8;
+    const TYPE_INT: i8 = 3;
+    group_config::GROUP_CONFIGS
+        .iter()
+        .map(|def| {
+            let default = group_config::broker_default(def.name, broker);
+            let mut synonyms = Vec::new();
+            if let Some(v) = layer.and_then(|l| l.get(def.name)) {
+                synonyms.push(synonym(def.name, Some(v.clone()), SOURCE_GROUP));
+            }
+            synonyms.push(synonym(def.broker_name, default, SOURCE_DEFAULT));
+            let (value, source) = (synonyms[0].value.clone(), synonyms[0].source);
+            let config_type = match def.kind {
+                group_config::Kind::Int { .. } => TYPE_INT,
+                group_config::Kind::Choice(_) => TYPE_STRING,
+            };
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(def.name))
+                .with_value(value)
+                .with_config_source(source)
+                .with_config_type(config_type)
+                .with_synonyms(synonyms)
+        })
+        .collect()
 }
 
 fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {

@@ -3,8 +3,10 @@
 //! dynamic broker configs (a BROKER resource: a node id, or empty for the cluster-wide
 //! default), checked here and stored in the cluster metadata by a
 //! [`Command::AlterBrokerConfigs`] (see `controller::broker_config`), which every shard of
-//! every broker applies when the metadata is published. Settings that cannot change at run
-//! time are refused with INVALID_REQUEST naming why, as Kafka does.
+//! every broker applies when the metadata is published; and group configs (a GROUP resource:
+//! a group id), checked here and stored in the cluster metadata by a
+//! [`Command::AlterGroupConfigs`] (see `controller::group_config`). Settings that cannot
+//! change at run time are refused with INVALID_REQUEST naming why, as Kafka does.
 
 use std::rc::Rc;
 
@@ -13,10 +15,10 @@ use kafka_protocol::messages::incremental_alter_configs_response as incremental;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::admin::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::controller::placement::Command;
-use crate::controller::{broker_config, ConfigChange};
+use crate::controller::{broker_config, group_config, ConfigChange};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::ControlOp;
 use crate::server::shard::Shard;
@@ -43,7 +45,13 @@ async fn alter_one(
         RESOURCE_BROKER => {
             return alter_broker(shard, name, changes, replace, validate_only).await;
         }
-        _ => return (E::InvalidRequest.code(), Some("only topic configs can be altered".into())),
+        RESOURCE_GROUP => {
+            return alter_group(shard, name, changes, replace, validate_only).await;
+        }
+        _ => {
+            let why = "only topic, broker and group configs can be altered";
+            return (E::InvalidRequest.code(), Some(why.into()));
+        }
     }
     let changes = match changes {
         Ok(changes) => changes,
@@ -92,6 +100,43 @@ async fn alter_broker(
     match shard.control(ControlOp::Metadata(command)).await {
         Ok(()) => {
             tracing::info!(resource = %name, "altered dynamic broker configs");
+            (0, None)
+        }
+        Err(e) => (e.code, Some(e.message)),
+    }
+}
+
+/// Group configs of one group: checked here against this broker's settings (Kafka's
+/// `GroupConfig.validate`), then stored through the controller.
+async fn alter_group(
+    shard: &Rc<Shard>,
+    name: &StrBytes,
+    changes: Result<Vec<ConfigChange>, String>,
+    replace: bool,
+    validate_only: bool,
+) -> Outcome {
+    let changes = match changes {
+        Ok(changes) => changes,
+        Err(message) => return (E::InvalidConfig.code(), Some(message)),
+    };
+    let group = name.to_string();
+    if !super::group::valid_group_id(&group) {
+        return (E::InvalidGroupId.code(), Some(format!("invalid group id {group:?}")));
+    }
+    let meta = shard.meta();
+    let checked = group_config::apply(meta.group_layer(&group), &changes, replace)
+        .and_then(|layer| group_config::check_merged(&shard.settings(), &layer));
+    if let Err(e) = checked {
+        crate::refused!(WARN, "group_config", group = %group, "{}", e.message);
+        return (e.code, Some(e.message));
+    }
+    if validate_only {
+        return (0, None);
+    }
+    let command = Command::AlterGroupConfigs { group, changes, replace };
+    match shard.control(ControlOp::Metadata(command)).await {
+        Ok(()) => {
+            tracing::info!(group = %name, "altered group configs");
             (0, None)
         }
         Err(e) => (e.code, Some(e.message)),

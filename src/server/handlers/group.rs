@@ -196,6 +196,10 @@ pub async fn join(
     if !valid_group_id(&req.group_id) {
         return failed(E::InvalidGroupId, &req);
     }
+    if super::share::is_share_group(shard, &req.group_id).await {
+        // Kafka's classicGroupJoin answers a share group's id so.
+        return failed(E::InconsistentGroupProtocol, &req);
+    }
     let group = req.group_id.0.to_string();
     let member = req.member_id.clone();
     let op = GroupOp::Join { req, version, client_id, client_host };
@@ -488,6 +492,10 @@ pub async fn consumer_heartbeat(
         return failed(E::InvalidGroupId);
     }
     let group = req.group_id.0.to_string();
+    if super::share::is_share_group(shard, &group).await {
+        let why = format!("Group {group} is not a consumer group.");
+        return failed(E::GroupIdNotFound).with_error_message(Some(str_bytes(&why)));
+    }
     let topics = topics_view(shard);
     let ctx = HeartbeatContext { version, client_id, client_host, topics };
     match route(shard, &group, GroupOp::ConsumerHeartbeat { req, ctx }).await {

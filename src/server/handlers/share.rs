@@ -24,9 +24,11 @@ use crate::protocol::ResponseError as E;
 use crate::server::mesh::{PartitionRef, ShardMsg};
 use crate::server::shard::{LocalFuture, Shard};
 use crate::server::share::{
-    call, AckBatch, PartitionOp, PartitionResult, ShareReply, ShareRequest, SpKey,
+    call, group_settings, stored_start_offset, AckBatch, PartitionOp, PartitionResult, ShareReply,
+    ShareRequest, SpKey,
 };
 use crate::share::group::Heartbeat;
+use crate::share::records::ShareKey;
 
 /// Records one ShareFetch acquires per partition when the request sets no `max_records`.
 const MAX_RECORDS_DEFAULT: usize = 500;
@@ -83,6 +85,13 @@ fn coordinator(shard: &Shard, group: &str) -> Result<usize, E> {
     }
 }
 
+/// Whether a share group holds id `group` (asked on its coordinating shard), so that a
+/// classic or consumer group request for it is refused as Kafka refuses it.
+pub(super) async fn is_share_group(shard: &Rc<Shard>, group: &str) -> bool {
+    let request = ShareRequest::Exists { group: group.to_owned() };
+    matches!(on_coordinator(shard, group, request).await, Ok(ShareReply::Exists(true)))
+}
+
 async fn on_coordinator(
     shard: &Rc<Shard>,
     group: &str,
@@ -97,7 +106,9 @@ async fn heartbeat(
     req: ShareGroupHeartbeatRequest,
     (client_id, client_host): (String, String),
 ) -> ShareGroupHeartbeatResponse {
-    let interval = shard.settings().share.heartbeat_interval_ms.min(i32::MAX as u64) as i32;
+    let group_id = req.group_id.0.as_str();
+    let interval = group_settings(shard, group_id).share_heartbeat_interval_ms;
+    let interval = interval.min(i32::MAX as u64) as i32;
     let failed = |e: E| {
         ShareGroupHeartbeatResponse::default()
             .with_error_code(e.code())
@@ -123,6 +134,10 @@ async fn heartbeat(
     let request = ShareRequest::Heartbeat { group: group.clone(), hb };
     let reply = match on_coordinator(shard, &group, request).await {
         Ok(ShareReply::Heartbeat(Ok(reply))) => reply,
+        Ok(ShareReply::Heartbeat(Err(code))) if code == E::GroupIdNotFound.code() => {
+            let why = format!("Group {group} is not a share group.");
+            return failed(E::GroupIdNotFound).with_error_message(Some(str_bytes(&why)));
+        }
         Ok(ShareReply::Heartbeat(Err(code))) => {
             return failed(E::try_from_code(code).unwrap_or(E::UnknownServerError))
         }
@@ -348,12 +363,12 @@ fn ids(group: &Option<GroupId>, member: &Option<StrBytes>) -> Option<(String, St
 }
 
 async fn fetch(shard: &Rc<Shard>, req: ShareFetchRequest) -> ShareFetchResponse {
-    let settings = shard.settings();
-    let lock_ms = settings.share.record_lock_duration_ms.min(i32::MAX as u64) as i32;
     let failed = |e: E| ShareFetchResponse::default().with_error_code(e.code());
     let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
         return failed(E::InvalidRequest);
     };
+    let lock_ms = group_settings(shard, &group).share_record_lock_duration_ms;
+    let lock_ms = lock_ms.min(i32::MAX as u64) as i32;
     let mut acks = BTreeMap::new();
     let mut add = Vec::new();
     for t in &req.topics {
@@ -594,6 +609,14 @@ async fn on_owner(
     call(shard, owner, request).await.ok_or(E::NotLeaderOrFollower)
 }
 
+/// The start offsets of one share group's share-partitions, by (topic, partition), and the
+/// share-partitions whose stored state could not be read (their error code).
+#[derive(Default)]
+struct StartOffsets {
+    known: BTreeMap<(String, i32), i64>,
+    unreadable: BTreeMap<(String, i32), i16>,
+}
+
 async fn describe_offsets(
     shard: &Rc<Shard>,
     req: DescribeShareGroupOffsetsRequest,
@@ -610,63 +633,114 @@ async fn describe_offsets(
             );
             continue;
         }
-        // Every share-partition of the group on every shard, then the ones asked for.
-        let mut known: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for owner in 0..shard.count {
-            let request = ShareRequest::States { group: Some(id.clone()) };
-            if let Some(ShareReply::States(states)) = call(shard, owner, request).await {
-                for s in states {
-                    known.insert((s.topic, s.partition), s.start_offset);
-                }
-            }
-        }
-        let meta = shard.meta();
-        let wanted: Vec<(String, Vec<i32>)> = match g.topics {
-            // Null (and, leniently, empty) means every topic of the group.
-            Some(topics) if !topics.is_empty() => {
+        // Null (and, leniently, empty) topics mean every topic of the group.
+        let asked: Option<Vec<(String, Vec<i32>)>> =
+            g.topics.filter(|topics| !topics.is_empty()).map(|topics| {
                 topics.into_iter().map(|t| (t.topic_name.0.to_string(), t.partitions)).collect()
+            });
+        let offsets = start_offsets(shard, &id, asked.as_ref()).await;
+        let wanted = asked.unwrap_or_else(|| {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (topic, p) in offsets.known.keys() {
+                by_topic.entry(topic.clone()).or_default().push(*p);
             }
-            _ => {
-                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                for (topic, p) in known.keys() {
-                    by_topic.entry(topic.clone()).or_default().push(*p);
-                }
-                by_topic.into_iter().collect()
-            }
-        };
-        let topics = wanted
-            .into_iter()
-            .map(|(topic, partitions)| {
-                let topic_meta = meta.topics.get(topic.as_str());
-                let partitions = partitions
-                    .into_iter()
-                    .map(|p| {
-                        let r = DescribeShareGroupOffsetsResponsePartition::default()
-                            .with_partition_index(p);
-                        match (topic_meta, known.get(&(topic.clone(), p))) {
-                            (None, _) => r
-                                .with_error_code(E::UnknownTopicOrPartition.code())
-                                .with_start_offset(-1),
-                            (Some(_), Some(start)) => {
-                                r.with_start_offset(*start).with_leader_epoch(0)
-                            }
-                            (Some(_), None) => r.with_start_offset(-1).with_leader_epoch(-1),
-                        }
-                    })
-                    .collect();
-                DescribeShareGroupOffsetsResponseTopic::default()
-                    .with_topic_name(TopicName(str_bytes(&topic)))
-                    .with_topic_id(topic_meta.map(|t| t.id).unwrap_or_default())
-                    .with_partitions(partitions)
-            })
-            .collect();
+            by_topic.into_iter().collect()
+        });
+        let topics = wanted.into_iter().map(|(t, ps)| offsets_topic(shard, &offsets, t, ps));
         groups.push(
             DescribeShareGroupOffsetsResponseGroup::default()
                 .with_group_id(g.group_id)
-                .with_topics(topics),
+                .with_topics(topics.collect()),
         );
     }
     DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
+/// The start offsets of group `id`: of the share-partitions every shard holds in memory, then
+/// the stored state (`__share_group_state`) of those no shard holds (not used since a
+/// restart) among `asked`, or, when all are asked, the topics the members subscribe to.
+async fn start_offsets(
+    shard: &Rc<Shard>,
+    id: &str,
+    asked: Option<&Vec<(String, Vec<i32>)>>,
+) -> StartOffsets {
+    let mut found = StartOffsets::default();
+    for owner in 0..shard.count {
+        let request = ShareRequest::States { group: Some(id.to_owned()) };
+        if let Some(ShareReply::States(states)) = call(shard, owner, request).await {
+            for s in states {
+                found.known.insert((s.topic, s.partition), s.start_offset);
+            }
+        }
+    }
+    let meta = shard.meta();
+    let candidates: Vec<(String, Vec<i32>)> = match asked {
+        Some(asked) => asked.clone(),
+        None => {
+            let request = ShareRequest::Describe { group: id.to_owned() };
+            let subscribed = match on_coordinator(shard, id, request).await {
+                Ok(ShareReply::Describe(Ok(group))) => group.subscribed_topics(),
+                _ => Vec::new(),
+            };
+            let partitions = |t: &str| Some(meta.topics.get(t)?.partitions.len() as i32);
+            subscribed
+                .into_iter()
+                .filter_map(|t| Some((t.clone(), (0..partitions(&t)?).collect())))
+                .collect()
+        }
+    };
+    for (name, partitions) in candidates {
+        let Some(topic) = meta.topics.get(name.as_str()) else { continue };
+        for p in partitions {
+            let name = (topic.name.clone(), p);
+            if found.known.contains_key(&name) {
+                continue;
+            }
+            let key = ShareKey { group: id.to_owned(), topic_id: topic.id, partition: p };
+            match stored_start_offset(shard, &key).await {
+                Ok(Some(start)) => {
+                    found.known.insert(name, start);
+                }
+                Ok(None) => {}
+                // Not readable yet (its state partition still loading, say): tell the client.
+                Err(code) => {
+                    found.unreadable.insert(name, code);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// One topic of a DescribeShareGroupOffsets answer.
+fn offsets_topic(
+    shard: &Shard,
+    offsets: &StartOffsets,
+    topic: String,
+    partitions: Vec<i32>,
+) -> describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseTopic {
+    use describe_share_group_offsets_response::*;
+    let meta = shard.meta();
+    let topic_meta = meta.topics.get(topic.as_str());
+    let partitions = partitions
+        .into_iter()
+        .map(|p| {
+            let r = DescribeShareGroupOffsetsResponsePartition::default().with_partition_index(p);
+            let name = (topic.clone(), p);
+            match (topic_meta, offsets.known.get(&name), offsets.unreadable.get(&name)) {
+                (None, _, _) => {
+                    r.with_error_code(E::UnknownTopicOrPartition.code()).with_start_offset(-1)
+                }
+                (Some(_), Some(start), _) => r.with_start_offset(*start).with_leader_epoch(0),
+                (Some(_), None, Some(code)) => r.with_error_code(*code).with_start_offset(-1),
+                (Some(_), None, None) => r.with_start_offset(-1).with_leader_epoch(-1),
+            }
+        })
+        .collect();
+    DescribeShareGroupOffsetsResponseTopic::default()
+        .with_topic_name(TopicName(str_bytes(&topic)))
+        .with_topic_id(topic_meta.map(|t| t.id).unwrap_or_default())
+        .with_partitions(partitions)
 }
 
 async fn alter_offsets(

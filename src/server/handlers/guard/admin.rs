@@ -8,8 +8,9 @@
 //!   denial answers TOPIC_AUTHORIZATION_FAILED per topic.
 //! - CreatePartitions: needs ALTER on the topic; a denial answers TOPIC_AUTHORIZATION_FAILED per
 //!   topic.
-//! - DescribeConfigs: needs DESCRIBE_CONFIGS on the topic, or on the cluster for a broker; a denial
-//!   answers TOPIC_ or CLUSTER_AUTHORIZATION_FAILED per resource.
+//! - DescribeConfigs: needs DESCRIBE_CONFIGS on the topic, on the group for a group, or on the
+//!   cluster for a broker; a denial answers TOPIC_, GROUP_ or CLUSTER_AUTHORIZATION_FAILED per
+//!   resource.
 //! - AlterConfigs, IncrementalAlterConfigs: needs ALTER_CONFIGS likewise; a denial answers
 //!   likewise.
 //! - DescribeAcls: needs DESCRIBE on the cluster; a denial answers CLUSTER_AUTHORIZATION_FAILED.
@@ -44,6 +45,7 @@ use crate::server::shard::Shard;
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const BROKER_LOGGER: i8 = 8;
+const GROUP: i8 = 32;
 /// CreateTopics v5 added configs to the result.
 const CONFIGS_IN_RESULT_VERSION: i16 = 5;
 
@@ -210,6 +212,7 @@ fn configs_allowed(gate: &Gate, op: Operation, resource_type: i8, name: &str) ->
     match resource_type {
         TOPIC => gate.allowed(op, ResourceType::Topic, name),
         BROKER | BROKER_LOGGER => gate.allowed(op, ResourceType::Cluster, CLUSTER_NAME),
+        GROUP => gate.allowed(op, ResourceType::Group, name),
         _ => true,
     }
 }
@@ -217,6 +220,8 @@ fn configs_allowed(gate: &Gate, op: Operation, resource_type: i8, name: &str) ->
 fn configs_error(resource_type: i8) -> E {
     if resource_type == TOPIC {
         E::TopicAuthorizationFailed
+    } else if resource_type == GROUP {
+        E::GroupAuthorizationFailed
     } else {
         E::ClusterAuthorizationFailed
     }
