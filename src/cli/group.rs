@@ -97,6 +97,13 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     )?;
     match args.command {
         GroupCommand::List => list(&mut client, args.output),
+        // A share group is shown as `strata share-group describe` shows it (start offsets and
+        // lag of its share-partitions; DescribeGroups knows nothing of it).
+        GroupCommand::Describe { group }
+            if super::share_group::is_share_group(&mut client, &group)? =>
+        {
+            super::share_group::describe(&mut client, &group, args.output)
+        }
         GroupCommand::Describe { group } => describe(&mut client, &group, args.output),
         GroupCommand::Delete { groups } => {
             for group in groups {

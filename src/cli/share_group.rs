@@ -120,7 +120,25 @@ fn fetch_description(
     Ok((described, starts))
 }
 
-fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<()> {
+/// Whether `group` is a share group (its coordinator describes it through ShareGroupDescribe).
+/// A broker without share groups answers no.
+pub(super) fn is_share_group(client: &mut Client, group: &str) -> anyhow::Result<bool> {
+    use strata::client::ClientError;
+    let asked = client.with_coordinator(Coordinator::Group, group, |c| {
+        let req = ShareGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
+        match c.call(ApiKey::ShareGroupDescribe, 1, RequestKind::ShareGroupDescribe(req)) {
+            Ok((_, ResponseKind::ShareGroupDescribe(r))) => {
+                Ok(r.groups.first().is_some_and(|g| g.error_code == 0 && !g.group_state.is_empty()))
+            }
+            Ok(_) | Err(ClientError::Unsupported(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    });
+    asked.with_context(|| format!("asking whether {group} is a share group"))
+}
+
+pub(super) fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<()> {
     let (described, starts) = client
         .with_coordinator(Coordinator::Group, group, |c| fetch_description(c, group))
         .with_context(|| format!("describing share group {group}"))?;

@@ -49,9 +49,9 @@ def poll_until(consumers, done, on_message, what):
                 on_message(i, c, m)
 
 
-def describe(bootstrap, group):
+def describe(bootstrap, group, command="share-group"):
     out = subprocess.run(
-        [strata_bin(), "share-group", "describe", group, "--bootstrap-server", bootstrap,
+        [strata_bin(), command, "describe", group, "--bootstrap-server", bootstrap,
          "--output", "json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -84,6 +84,14 @@ def test_four_share_consumers_accept_every_record_once(make_broker):
     assert part, d
     part = part[0]
     assert part["start_offset"] == 10_000 and part["lag"] == 0, d
+    # `strata group describe` shows a share group as `strata share-group describe` does.
+    assert describe(broker.bootstrap, "g4", command="group") == d
+    out = subprocess.run(
+        [strata_bin(), "group", "list", "--bootstrap-server", broker.bootstrap, "--output", "json"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    listed = {g["group"]: g["type"] for g in json.loads(out.stdout)}
+    assert listed.get("g4") == "share", listed
 
 
 def test_released_records_come_back_and_rejected_ones_never(make_broker):
