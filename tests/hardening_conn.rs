@@ -572,7 +572,7 @@ fn check2_memory_stays_within_the_budget_under_claims_and_unread_fetches() {
     let after = poll("the memory to return", || {
         let rss = rss_bytes(broker.pid());
         samples += 1;
-        if samples % 50 == 0 {
+        if samples.is_multiple_of(50) {
             // Shown only when the test fails: what was kept, once a second.
             eprintln!("check 2: RSS still {} after the clients closed", mib(rss));
         }
