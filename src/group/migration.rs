@@ -32,17 +32,15 @@ use crate::protocol::ResponseError as E;
 /// The protocol type of groups of Kafka consumers.
 const CONSUMER_PROTOCOL: &str = "consumer";
 
-/// Kafka's `validateOnlineUpgrade` then `convertToConsumerGroup`: turns the classic group in
-/// `slot` into a consumer group, or says why not. `fresh` is an empty classic group that takes
-/// over the committed offsets.
-pub(super) fn upgrade(
-    slot: &mut Slot,
+/// Kafka's `validateOnlineUpgrade` then `ConsumerGroup.fromClassicGroup`, pure: the consumer
+/// group the classic group `g` becomes, or the refusal the joining consumer member gets.
+pub(super) fn to_consumer(
+    g: &Group,
     settings: Settings,
     topics: &Topics,
-    fresh: Group,
-) -> Result<(), (E, String)> {
-    let g = &slot.group;
-    let id = g.id.clone();
+    now_ms: i64,
+) -> Result<ConsumerGroup, (E, String)> {
+    let id = &g.id;
     let refused = |why: &str| {
         tracing::info!(group = %id, "not converting the classic group to a consumer group: {why}");
         Err((E::GroupIdNotFound, format!("Group {id} is not a consumer group.")))
@@ -55,6 +53,11 @@ pub(super) fn upgrade(
     }
     if g.members.len() > settings.max_size {
         return refused("it has more members than group.consumer.max.size");
+    }
+    if g.members.len() == settings.max_size {
+        // Kafka converts, then refuses the joining member and drops the conversion with the
+        // rest of the request's records: the same answer, without converting.
+        return Err((E::GroupMaxSizeReached, "the group has reached its max size".into()));
     }
     let protocol = g.protocol.clone().unwrap_or_default();
     let members = g
@@ -73,10 +76,21 @@ pub(super) fn upgrade(
             (join, m.assignment.clone())
         })
         .collect();
-    let now = now_ms();
-    let group =
-        ConsumerGroup::from_classic(&id, settings, g.generation, &protocol, members, topics, now);
-    tracing::info!(group = %id, members = group.members.len(), epoch = group.epoch,
+    let generation = g.generation;
+    Ok(ConsumerGroup::from_classic(id, settings, generation, &protocol, members, topics, now_ms))
+}
+
+/// Turns the classic group in `slot` into a consumer group ([`to_consumer`]), or says why
+/// not. `fresh` is an empty classic group that takes over the committed offsets; members
+/// waiting in a join or sync phase are answered REBALANCE_IN_PROGRESS.
+pub(super) fn upgrade(
+    slot: &mut Slot,
+    settings: Settings,
+    topics: &Topics,
+    fresh: Group,
+) -> Result<(), (E, String)> {
+    let group = to_consumer(&slot.group, settings, topics, now_ms())?;
+    tracing::info!(group = %group.id, members = group.members.len(), epoch = group.epoch,
         "converted the classic group to a consumer group");
     let offsets = std::mem::take(&mut slot.group.offsets);
     slot.group = fresh;
@@ -91,6 +105,47 @@ pub(super) fn upgrade(
     Ok(())
 }
 
+/// Kafka's `throwIfConsumerGroupIsFull` then `throwIfClassicProtocolIsNotSupported` for a
+/// JoinGroup of `member_id` to the consumer group `g`: GROUP_MAX_SIZE_REACHED for a new
+/// member of a full group, then INCONSISTENT_GROUP_PROTOCOL unless the protocol type is
+/// `consumer` and one of its protocols is supported by every classic member already in the
+/// group (any non-empty list when there is none). The migration policy plays no part: it
+/// decides conversions only, as in Kafka.
+pub(super) fn check_classic_join(
+    g: &ConsumerGroup,
+    member_id: &str,
+    args: &JoinArgs,
+) -> Result<(), E> {
+    if !g.members.contains_key(member_id) && g.members.len() >= g.settings.max_size {
+        return Err(E::GroupMaxSizeReached);
+    }
+    let classic: Vec<_> = g.members.values().filter_map(|m| m.classic.as_ref()).collect();
+    let supported = args
+        .protocols
+        .iter()
+        .any(|(name, _)| classic.iter().all(|c| c.protocols.iter().any(|(n, _)| n == name)));
+    if args.protocol_type != CONSUMER_PROTOCOL || !supported {
+        return Err(E::InconsistentGroupProtocol);
+    }
+    Ok(())
+}
+
+/// Kafka's `validateOnlineDowngrade` then `convertToClassicGroup`, pure: when only classic
+/// members remain in `g` and the policy allows it, the classic group it becomes (`fresh`
+/// filled in at generation = group epoch, a rebalance started); `None` when it stays.
+pub(super) fn to_classic(g: &ConsumerGroup, mut fresh: Group, now_ms: i64) -> Option<Group> {
+    let allowed = g.settings.migration.downgrade()
+        && g.classic_members_only()
+        && g.members.len() <= super::GROUP_MEMBERS_MAX;
+    if !allowed {
+        return None;
+    }
+    fresh.restore(classic_snapshot(g, now_ms), now_ms);
+    // Nobody waits on this group yet: the outbox stays empty.
+    fresh.start_rebalance(now_ms, &mut Outbox::default());
+    Some(fresh)
+}
+
 impl Coordinator {
     /// JoinGroup of a classic member into the consumer group of `group_id`
     /// (`classicGroupJoinToConsumerGroup`); answered once its changes are durable.
@@ -100,13 +155,20 @@ impl Coordinator {
         args: JoinArgs,
         topics: &Topics,
     ) -> JoinOutcome {
-        if args.protocol_type != CONSUMER_PROTOCOL || args.protocols.is_empty() {
-            return JoinOutcome::error(E::InconsistentGroupProtocol, &args.member_id);
+        let checked = {
+            let groups = self.groups.borrow();
+            match groups.get(group_id).and_then(|s| s.consumer.as_ref()) {
+                None => Err(E::CoordinatorNotAvailable),
+                Some(c) => check_classic_join(&c.group, &args.member_id, &args),
+            }
+        };
+        if let Err(e) = checked {
+            return JoinOutcome::error(e, &args.member_id);
         }
         let mut member_id = args.member_id.clone();
         if member_id.is_empty() {
             member_id = uuid::Uuid::new_v4().to_string();
-            if args.require_known_member_id {
+            if args.require_known_member_id && args.instance_id.is_none() {
                 return JoinOutcome::error(E::MemberIdRequired, &member_id);
             }
         }
@@ -220,21 +282,11 @@ impl Coordinator {
             let Some(c) = &slot.consumer else {
                 return;
             };
-            let g = &c.group;
-            let allowed = g.settings.migration.downgrade()
-                && g.classic_members_only()
-                && g.members.len() <= super::GROUP_MEMBERS_MAX;
-            if !allowed {
-                return;
-            }
-            let snapshot = classic_snapshot(g);
             let now = now_ms();
-            let offsets = std::mem::take(&mut slot.group.offsets);
-            let mut group = self.new_group(group_id);
-            group.offsets = offsets;
-            group.restore(snapshot, now);
-            // Nobody waits on this group yet: the outbox stays empty.
-            group.start_rebalance(now, &mut Outbox::default());
+            let Some(mut group) = to_classic(&c.group, self.new_group(group_id), now) else {
+                return;
+            };
+            group.offsets = std::mem::take(&mut slot.group.offsets);
             tracing::info!(
                 group = group_id,
                 members = group.members.len(),
@@ -260,7 +312,7 @@ impl Coordinator {
 
 /// The classic group a consumer group of classic members becomes: generation = group epoch,
 /// each member with its JoinGroup protocols and its assignment as a ConsumerProtocolAssignment.
-fn classic_snapshot(g: &ConsumerGroup) -> GroupSnapshot {
+fn classic_snapshot(g: &ConsumerGroup, now_ms: i64) -> GroupSnapshot {
     let topics = g.metadata.clone().unwrap_or_default();
     let members: Vec<Member> = g
         .members
@@ -295,7 +347,11 @@ fn classic_snapshot(g: &ConsumerGroup) -> GroupSnapshot {
         generation: g.epoch,
         protocol,
         leader: None,
-        state_timestamp_ms: now_ms(),
+        state_timestamp_ms: now_ms,
         members,
     }
 }
+
+#[cfg(test)]
+#[path = "migration_tests.rs"]
+mod tests;

@@ -150,6 +150,12 @@ pub fn restore(
     }
     // A member whose metadata record was lost is not a member.
     g.target.retain(|id, _| g.members.contains_key(id));
+    // A classic member's session is the one of its JoinGroup.
+    for m in g.members.values_mut() {
+        if let Some(c) = &m.classic {
+            m.session_deadline_ms = now_ms + i64::from(c.session_timeout_ms);
+        }
+    }
     Ok(Some(g))
 }
 
