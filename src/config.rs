@@ -967,6 +967,22 @@ mod tests {
     }
 
     #[test]
+    fn the_migration_policy_is_one_of_kafkas_four() {
+        for policy in ["bidirectional", "upgrade", "downgrade", "disabled", "Disabled"] {
+            let c = BrokerConfig {
+                group_consumer_migration_policy: policy.into(),
+                ..BrokerConfig::default()
+            };
+            assert!(c.validate().is_ok(), "{policy}");
+        }
+        let c = BrokerConfig {
+            group_consumer_migration_policy: "sideways".into(),
+            ..BrokerConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn the_memory_budget_defaults_to_a_quarter_of_the_machine() {
         let config = BrokerConfig::default();
         assert_eq!(config.memory_budget_bytes(Some(8 << 30)), 2 << 30);
