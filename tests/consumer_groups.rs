@@ -267,6 +267,26 @@ fn subscription(owned: &[i32]) -> bytes::Bytes {
     buf.freeze()
 }
 
+fn classic_join_request(group: &str, member: &str, owned: &[i32]) -> JoinGroupRequest {
+    let protocol = join_group_request::JoinGroupRequestProtocol::default()
+        .with_name(s("cooperative-sticky"))
+        .with_metadata(subscription(owned));
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(s(member))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![protocol])
+}
+
+fn send_join(conn: &mut Conn, req: JoinGroupRequest) -> JoinGroupResponse {
+    match conn.call(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(req)) {
+        ResponseKind::JoinGroup(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 fn classic_join_as(
     conn: &mut Conn,
     group: &str,
@@ -274,20 +294,8 @@ fn classic_join_as(
     owned: &[i32],
     protocol_type: &str,
 ) -> JoinGroupResponse {
-    let protocol = join_group_request::JoinGroupRequestProtocol::default()
-        .with_name(s("cooperative-sticky"))
-        .with_metadata(subscription(owned));
-    let req = JoinGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(30_000)
-        .with_member_id(s(member))
-        .with_protocol_type(s(protocol_type))
-        .with_protocols(vec![protocol]);
-    match conn.call(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(req)) {
-        ResponseKind::JoinGroup(r) => r,
-        other => panic!("unexpected {other:?}"),
-    }
+    let req = classic_join_request(group, member, owned).with_protocol_type(s(protocol_type));
+    send_join(conn, req)
 }
 
 fn classic_join(conn: &mut Conn, group: &str, member: &str, owned: &[i32]) -> JoinGroupResponse {
@@ -487,4 +495,30 @@ fn migration_is_refused_by_policy_and_by_another_protocol_type() {
     assert_eq!(beat(&mut conn, first("mixed", "n", &["t"])).error_code, 0);
     let r = classic_join_as(&mut conn, "mixed", "x", &[], "connect");
     assert_eq!(r.error_code, E::InconsistentGroupProtocol.code());
+}
+
+#[test]
+fn a_classic_static_member_replacing_the_last_consumer_member_downgrades_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "t", 4);
+    let (c, generation) = classic_group(&mut conn, "sg", "consumer");
+    let join = first("sg", "n", &["t"]).with_instance_id(Some(s("i")));
+    assert_eq!(beat(&mut conn, join).error_code, 0);
+    assert_eq!(group_type(&mut conn, "sg"), "consumer");
+    // The static member restarts as a classic consumer: a JoinGroup under its instance id
+    // takes its place at once; no consumer-protocol member is left.
+    let req = classic_join_request("sg", "", &[]).with_group_instance_id(Some(s("i")));
+    let r = send_join(&mut conn, req);
+    assert_eq!(r.error_code, 0);
+    assert_ne!(r.member_id.as_str(), "n");
+    assert_eq!(group_type(&mut conn, "sg"), "classic");
+    let old = beat(&mut conn, again("sg", "n", generation + 1).with_instance_id(Some(s("i"))));
+    assert_ne!(old.error_code, 0, "the replaced member is gone");
+    // A classic group again, at generation = the group epoch: its other member must rejoin.
+    let code = classic_heartbeat(&mut conn, "sg", &c, generation);
+    assert_eq!(code, E::IllegalGeneration.code());
+    let code = classic_heartbeat(&mut conn, "sg", &c, generation + 1);
+    assert_eq!(code, E::RebalanceInProgress.code());
 }

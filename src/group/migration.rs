@@ -194,6 +194,10 @@ impl Coordinator {
             return JoinOutcome::error(E::CoordinatorNotAvailable, &member_id);
         }
         self.reschedule(group_id);
+        if result.is_ok() {
+            // It may have taken the place of the last consumer-protocol (static) member.
+            self.maybe_downgrade(group_id).await;
+        }
         match result {
             Err((e, _)) => JoinOutcome::error(e, &member_id),
             Ok(joined) => JoinOutcome {

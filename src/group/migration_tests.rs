@@ -8,7 +8,7 @@ use futures::channel::oneshot;
 use uuid::Uuid;
 
 use super::{check_classic_join, to_classic, to_consumer, upgrade};
-use crate::group::consumer::classic::{decode_assignment, encode_assignment};
+use crate::group::consumer::classic::{decode_assignment, encode_assignment, ClassicJoin};
 use crate::group::consumer::{records, Assignment, ConsumerGroup, GroupState, HeartbeatArgs};
 use crate::group::consumer::{Migration, Settings, Topics};
 use crate::group::coordinator::Slot;
@@ -271,4 +271,50 @@ fn an_empty_consumer_group_is_not_downgraded() {
     consumer_leaves(&mut c);
     assert!(c.members.is_empty());
     assert!(to_classic(&c, Group::new("g", 0), 2_000).is_none());
+}
+
+/// A converted group whose classic member `a` is static (instance id `i`).
+fn with_static_member() -> ConsumerGroup {
+    let mut g = classic_group("consumer");
+    if let Some(a) = g.members.get_mut("a") {
+        a.instance_id = Some("i".into());
+    }
+    to_consumer(&g, Settings::default(), &topics(), 0).unwrap()
+}
+
+#[test]
+fn a_static_member_restarting_takes_over_its_place_at_once() {
+    // A classic static member restarts: JoinGroup with a new member id and its instance id.
+    let mut c = with_static_member();
+    let join = ClassicJoin {
+        member_id: "a2".into(),
+        instance_id: Some("i".into()),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms: 30_000,
+        protocols: vec![("range".into(), subscription())],
+        ..ClassicJoin::default()
+    };
+    let joined = c.classic_join(join, &topics(), 1_000).unwrap();
+    assert_eq!(joined.generation, GENERATION, "nothing moved: the same epoch");
+    assert!(!c.members.contains_key("a"));
+    assert_eq!(partitions(&c.members["a2"].assigned), vec![0, 1, 2]);
+    assert_eq!(c.target.get("a2"), Some(&c.members["a2"].assigned));
+    let old = c.classic_heartbeat("a", Some("i"), GENERATION, 1_000);
+    assert_eq!(old, Err(E::FencedInstanceId), "the old process is fenced");
+    let synced = c.classic_sync("a2", Some("i"), GENERATION, 1_000).map(|a| partitions(&a));
+    assert_eq!(synced, Ok(vec![0, 1, 2]));
+    assert_eq!(c.state(), GroupState::Stable);
+
+    // It comes back as a consumer-protocol member instead: it takes the place over too.
+    let mut c = with_static_member();
+    let join = HeartbeatArgs { instance_id: Some("i".into()), ..consumer_join("n") };
+    let reply = c.heartbeat(join, &topics(), 1_000).unwrap();
+    assert_eq!(reply.epoch, GENERATION, "nothing moved: the same epoch");
+    let given = reply.assignment.map(|a| partitions(&a));
+    assert_eq!(given, Some(vec![0, 1, 2]));
+    assert!(!c.members.contains_key("a"));
+    assert!(c.members["n"].classic.is_none(), "it speaks the consumer protocol now");
+    assert_eq!(c.members["n"].session_deadline_ms, 1_000 + 45_000);
+    let old = c.classic_heartbeat("a", Some("i"), GENERATION, 1_000);
+    assert_eq!(old, Err(E::FencedInstanceId), "the old process is fenced");
 }

@@ -219,6 +219,7 @@ impl ConsumerGroup {
         let Some(protocol_name) = j.protocols.first().map(|(n, _)| n.clone()) else {
             return refuse(E::InconsistentGroupProtocol, "no protocols");
         };
+        let mut created = false;
         match self.members.get(&j.member_id) {
             Some(m) if m.classic.is_none() => {
                 return refuse(E::UnknownMemberId, "the member uses the consumer protocol");
@@ -228,17 +229,19 @@ impl ConsumerGroup {
             }
             Some(_) => {}
             None => {
-                if let Some(instance) = &j.instance_id {
-                    if self.static_member(instance).is_some() {
-                        return refuse(E::UnreleasedInstanceId, "the instance id is in use");
+                let holder = j.instance_id.as_deref().and_then(|i| self.static_member(i));
+                if let Some(old_id) = holder.map(|m| m.id.clone()) {
+                    self.replace_static(&old_id, &j.member_id);
+                } else {
+                    if self.members.len() >= self.settings.max_size {
+                        let why = "the group has reached its max size";
+                        return refuse(E::GroupMaxSizeReached, why);
                     }
+                    let mut m = Member::new(&j.member_id);
+                    m.instance_id.clone_from(&j.instance_id);
+                    self.members.insert(m.id.clone(), m);
+                    created = true;
                 }
-                if self.members.len() >= self.settings.max_size {
-                    return refuse(E::GroupMaxSizeReached, "the group has reached its max size");
-                }
-                let mut m = Member::new(&j.member_id);
-                m.instance_id.clone_from(&j.instance_id);
-                self.members.insert(m.id.clone(), m);
             }
         }
         let sub = first_subscription(&j.protocols);
@@ -247,7 +250,6 @@ impl ConsumerGroup {
             return refuse(E::UnknownMemberId, "the member is gone");
         };
         let old = (m.topic_names.clone(), m.topic_regex.clone(), m.server_assignor.clone());
-        let new_member = m.epoch == 0 && m.assigned.is_empty() && m.classic.is_none();
         if sub.rack_id.is_some() {
             m.rack_id = sub.rack_id;
         }
@@ -262,7 +264,8 @@ impl ConsumerGroup {
             session_timeout_ms: j.session_timeout_ms,
             protocols: j.protocols,
         });
-        let changed = new_member || old != (m.topic_names.clone(), m.topic_regex.clone(), None);
+        // A member that took a static member's place brings its subscription along.
+        let changed = created || old != (m.topic_names.clone(), m.topic_regex.clone(), None);
         let meta = self.subscribed_metadata(topics);
         let hash = metadata_hash(&meta);
         if changed || hash != self.metadata_hash {
@@ -281,6 +284,22 @@ impl ConsumerGroup {
             return refuse(E::UnknownMemberId, "the member is gone");
         };
         Ok(ClassicJoined { member_id: m.id.clone(), generation: m.epoch, protocol_name })
+    }
+
+    /// Kafka's static member replacement (`getOrMaybeSubscribeStaticConsumerGroupMember`)
+    /// when one side speaks the classic protocol: `new_id` takes the place of `old_id` at once
+    /// (no leave with epoch -2 needed), with its assignment and target, at member epoch 0 so
+    /// that it reconciles; the old id is fenced.
+    pub(super) fn replace_static(&mut self, old_id: &str, new_id: &str) {
+        if let Some(mut m) = self.members.remove(old_id) {
+            m.id = new_id.to_owned();
+            m.epoch = 0;
+            m.previous_epoch = 0;
+            self.members.insert(m.id.clone(), m);
+        }
+        if let Some(t) = self.target.remove(old_id) {
+            self.target.insert(new_id.to_owned(), t);
+        }
     }
 
     /// The classic member `member_id` checked as Kafka's `validateConsumerGroupMember`,

@@ -477,8 +477,20 @@ impl ConsumerGroup {
     /// Epoch 0: a new member, a member starting over, or a static member's replacement.
     fn join(&mut self, args: &HeartbeatArgs, now_ms: i64) -> Result<(), Refusal> {
         if let Some(instance) = &args.instance_id {
-            let holder = self.static_member(instance).map(|m| (m.id.clone(), m.epoch));
-            if let Some((old_id, old_epoch)) = holder {
+            let holder = self.static_member(instance);
+            let holder = holder.map(|m| (m.id.clone(), m.epoch, m.classic.is_some()));
+            if let Some((old_id, old_epoch, classic)) = holder {
+                if old_id != args.member_id && classic {
+                    // A classic member's place is taken at once (Kafka does not wait for a
+                    // leave it cannot send); the newcomer speaks the consumer protocol.
+                    self.replace_static(&old_id, &args.member_id);
+                    if let Some(m) = self.members.get_mut(&args.member_id) {
+                        m.classic = None;
+                        m.session_deadline_ms =
+                            now_ms + i64::from(self.settings.session_timeout_ms);
+                    }
+                    return Ok(());
+                }
                 if old_id != args.member_id && old_epoch != STATIC_LEAVE_EPOCH {
                     return refuse(E::UnreleasedInstanceId, "the instance id is in use");
                 }
