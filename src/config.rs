@@ -298,6 +298,9 @@ pub struct BrokerConfig {
     pub group_consumer_assignors: String,
     /// Kafka's `group.consumer.max.size`: members per consumer group.
     pub group_consumer_max_size: u64,
+    /// Kafka's `group.consumer.migration.policy`: which online conversions between classic
+    /// and consumer groups happen (`bidirectional`, `upgrade`, `downgrade`, `disabled`).
+    pub group_consumer_migration_policy: String,
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with the leader's
     /// log end within this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
@@ -570,6 +573,7 @@ impl Default for BrokerConfig {
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_assignors: "uniform,range".into(),
             group_consumer_max_size: 10_000,
+            group_consumer_migration_policy: "bidirectional".into(),
             replica_lag_time_max_ms: 10_000,
             broker_session_timeout_ms: 3_000,
             transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
@@ -737,6 +741,13 @@ impl BrokerConfig {
         }
         if self.group_consumer_max_size == 0 {
             return Err(bad("group-consumer-max-size", "must be at least 1"));
+        }
+        let policies = ["bidirectional", "upgrade", "downgrade", "disabled"];
+        if !policies.contains(&self.group_consumer_migration_policy.to_lowercase().as_str()) {
+            return Err(bad(
+                "group-consumer-migration-policy",
+                "must be bidirectional, upgrade, downgrade or disabled",
+            ));
         }
         Ok(())
     }
@@ -953,6 +964,22 @@ mod tests {
         assert!(parse_ip_overrides("127.0.0.1").is_err());
         assert!(parse_ip_overrides("host:x").is_err());
         assert!(parse_ip_overrides("1.2.3.4:1,1.2.3.4:2").unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn the_migration_policy_is_one_of_kafkas_four() {
+        for policy in ["bidirectional", "upgrade", "downgrade", "disabled", "Disabled"] {
+            let c = BrokerConfig {
+                group_consumer_migration_policy: policy.into(),
+                ..BrokerConfig::default()
+            };
+            assert!(c.validate().is_ok(), "{policy}");
+        }
+        let c = BrokerConfig {
+            group_consumer_migration_policy: "sideways".into(),
+            ..BrokerConfig::default()
+        };
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! KIP-848 consumer groups over the raw protocol: ConsumerGroupHeartbeat's error codes (bad
 //! first heartbeats, fenced and unknown members, static members, the group size limit, a
 //! classic group in the way), OffsetCommit/OffsetFetch with member epochs, DescribeGroups,
-//! ListGroups and DeleteGroups of a consumer group, and the group's state across a restart.
+//! ListGroups and DeleteGroups of a consumer group, and the group's state across a restart;
+//! online migration: a classic group converted when a consumer-protocol member joins (its
+//! classic member answered from the consumer group, REBALANCE_IN_PROGRESS on its heartbeat,
+//! incremental hand-over), across a restart, and back when the consumer member leaves; the
+//! refusals (`group.consumer.migration.policy`, a classic group of another protocol type).
 
 mod common;
 
@@ -169,19 +173,9 @@ fn epochs_members_and_static_instances_are_checked() {
     assert_eq!(beat(&mut conn, leave).member_epoch, -2);
     let r = beat(&mut conn, first("g", "c", &["t"]).with_instance_id(Some(s("i"))));
     assert_eq!(r.error_code, 0, "the instance id is free once its member left with -2");
-    // A classic member cannot join a consumer group with members (no online migration).
-    let protocol = join_group_request::JoinGroupRequestProtocol::default().with_name(s("range"));
-    let req = JoinGroupRequest::default()
-        .with_group_id(GroupId(s("g")))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_protocol_type(s("consumer"))
-        .with_protocols(vec![protocol]);
-    let ResponseKind::JoinGroup(r) = conn.call(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(req))
-    else {
-        panic!()
-    };
-    assert_eq!(r.error_code, E::InconsistentGroupProtocol.code());
+    // A classic member joining the full group is refused as a consumer member would be.
+    let r = classic_join(&mut conn, "g", "", &[]);
+    assert_eq!(r.error_code, E::GroupMaxSizeReached.code());
     let d = describe(&mut conn, "g");
     assert_eq!(d.error_code, 0);
     assert_eq!(d.members.len(), 3);
@@ -255,4 +249,276 @@ fn offsets_use_member_epochs_and_the_group_survives_a_restart() {
     let mut conn = Conn::connect(broker.addr);
     assert_eq!(describe(&mut conn, "g").error_code, E::GroupIdNotFound.code(), "stays deleted");
     assert_eq!(fetch(&mut conn, "g", None, -1), (0, -1));
+}
+
+/// A classic consumer's JoinGroup metadata: ConsumerProtocolSubscription v1 of topic `t` with
+/// the partitions it owns.
+fn subscription(owned: &[i32]) -> bytes::Bytes {
+    use kafka_protocol::protocol::Encodable;
+    let tp = consumer_protocol_subscription::TopicPartition::default()
+        .with_topic(TopicName(s("t")))
+        .with_partitions(owned.to_vec());
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(vec![s("t")])
+        .with_owned_partitions(if owned.is_empty() { Vec::new() } else { vec![tp] });
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&1i16.to_be_bytes());
+    sub.encode(&mut buf, 1).unwrap();
+    buf.freeze()
+}
+
+fn classic_join_request(group: &str, member: &str, owned: &[i32]) -> JoinGroupRequest {
+    let protocol = join_group_request::JoinGroupRequestProtocol::default()
+        .with_name(s("cooperative-sticky"))
+        .with_metadata(subscription(owned));
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(s(member))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![protocol])
+}
+
+fn send_join(conn: &mut Conn, req: JoinGroupRequest) -> JoinGroupResponse {
+    match conn.call(ApiKey::JoinGroup, 5, RequestKind::JoinGroup(req)) {
+        ResponseKind::JoinGroup(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn classic_join_as(
+    conn: &mut Conn,
+    group: &str,
+    member: &str,
+    owned: &[i32],
+    protocol_type: &str,
+) -> JoinGroupResponse {
+    let req = classic_join_request(group, member, owned).with_protocol_type(s(protocol_type));
+    send_join(conn, req)
+}
+
+fn classic_join(conn: &mut Conn, group: &str, member: &str, owned: &[i32]) -> JoinGroupResponse {
+    classic_join_as(conn, group, member, owned, "consumer")
+}
+
+/// A classic group of one member of `protocol_type` that was given all of `t` (4 partitions);
+/// returns (member id, generation).
+fn classic_group(conn: &mut Conn, group: &str, protocol_type: &str) -> (String, i32) {
+    let first = classic_join_as(conn, group, "", &[], protocol_type);
+    assert_eq!(first.error_code, E::MemberIdRequired.code());
+    let member = first.member_id.to_string();
+    let joined = classic_join_as(conn, group, &member, &[], protocol_type);
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.leader.as_str(), member);
+    let r = classic_sync(conn, group, &member, joined.generation_id, Some(&[0, 1, 2, 3]));
+    assert_eq!(r.error_code, 0);
+    (member, joined.generation_id)
+}
+
+/// SyncGroup; a leader hands itself `assign` (partitions of `t`). Returns the response.
+fn classic_sync(
+    conn: &mut Conn,
+    group: &str,
+    member: &str,
+    generation: i32,
+    assign: Option<&[i32]>,
+) -> SyncGroupResponse {
+    use kafka_protocol::protocol::Encodable;
+    let assignments = assign.map_or_else(Vec::new, |ps| {
+        let tp = consumer_protocol_assignment::TopicPartition::default()
+            .with_topic(TopicName(s("t")))
+            .with_partitions(ps.to_vec());
+        let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![tp]);
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&0i16.to_be_bytes());
+        a.encode(&mut buf, 0).unwrap();
+        vec![sync_group_request::SyncGroupRequestAssignment::default()
+            .with_member_id(s(member))
+            .with_assignment(buf.freeze())]
+    });
+    let req = SyncGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id(generation)
+        .with_member_id(s(member))
+        .with_protocol_name(Some(s("cooperative-sticky")))
+        .with_assignments(assignments);
+    match conn.call(ApiKey::SyncGroup, 5, RequestKind::SyncGroup(req)) {
+        ResponseKind::SyncGroup(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The partitions of `t` in a SyncGroup answer (a ConsumerProtocolAssignment).
+fn synced(r: &SyncGroupResponse) -> Vec<i32> {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    assert_eq!(r.error_code, 0);
+    let mut buf = r.assignment.clone();
+    let version = buf.get_i16();
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version).unwrap();
+    let mut all: Vec<i32> =
+        a.assigned_partitions.iter().flat_map(|t| t.partitions.clone()).collect();
+    all.sort();
+    all
+}
+
+fn classic_heartbeat(conn: &mut Conn, group: &str, member: &str, generation: i32) -> i16 {
+    let req = HeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id(generation)
+        .with_member_id(s(member));
+    match conn.call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(req)) {
+        ResponseKind::Heartbeat(r) => r.error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The group's type as ListGroups v5 shows it.
+fn group_type(conn: &mut Conn, group: &str) -> String {
+    let req = ListGroupsRequest::default();
+    let ResponseKind::ListGroups(r) =
+        conn.call(ApiKey::ListGroups, 5, RequestKind::ListGroups(req))
+    else {
+        panic!()
+    };
+    let g = r.groups.iter().find(|g| g.group_id.as_str() == group).expect("listed");
+    g.group_type.to_string()
+}
+
+#[test]
+fn a_classic_group_converts_online_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "t", 4);
+    let (c, generation) = classic_group(&mut conn, "mg", "consumer");
+    assert_eq!(classic_heartbeat(&mut conn, "mg", &c, generation), 0);
+    assert_eq!(group_type(&mut conn, "mg"), "classic");
+
+    // A consumer-protocol member joins: the group converts; the newcomer's partitions are
+    // still the classic member's, so it gets none yet.
+    let n = beat(&mut conn, first("mg", "n", &["t"]));
+    assert_eq!(n.error_code, 0, "{:?}", n.error_message);
+    assert_eq!(n.member_epoch, generation + 1);
+    assert!(owned(&n).iter().all(|t| t.partitions.is_empty()));
+    assert_eq!(group_type(&mut conn, "mg"), "consumer");
+    let d = describe(&mut conn, "mg");
+    let mut types: Vec<i8> = d.members.iter().map(|m| m.member_type).collect();
+    types.sort();
+    assert_eq!(types, vec![0, 1], "one classic member (0), one consumer member (1)");
+
+    // The classic member is told to rejoin; it may still commit with its generation.
+    assert_eq!(classic_heartbeat(&mut conn, "mg", &c, generation), E::RebalanceInProgress.code());
+    assert_eq!(commit(&mut conn, "mg", &c, generation, "t"), 0);
+    // Cooperative rejoin owning all four: it keeps two, at its old generation...
+    let j = classic_join(&mut conn, "mg", &c, &[0, 1, 2, 3]);
+    assert_eq!((j.error_code, j.generation_id), (0, generation));
+    assert_eq!(j.leader.as_str(), "", "the coordinator assigns");
+    let kept = synced(&classic_sync(&mut conn, "mg", &c, generation, None));
+    assert_eq!(kept.len(), 2);
+    // ...and once it gave up the others it moves to the new epoch.
+    let j = classic_join(&mut conn, "mg", &c, &kept);
+    assert_eq!((j.error_code, j.generation_id), (0, generation + 1));
+    assert_eq!(synced(&classic_sync(&mut conn, "mg", &c, generation + 1, None)), kept);
+    assert_eq!(classic_heartbeat(&mut conn, "mg", &c, generation + 1), 0);
+    assert_eq!(commit(&mut conn, "mg", &c, generation, "t"), E::IllegalGeneration.code());
+    // The newcomer now gets the two released partitions.
+    let req = again("mg", "n", n.member_epoch).with_topic_partitions(Some(Vec::new()));
+    let r = beat(&mut conn, req);
+    assert_eq!(r.error_code, 0);
+    let mut got: Vec<i32> = owned(&r).iter().flat_map(|t| t.partitions.clone()).collect();
+    got.sort();
+    let mut all = [kept.clone(), got].concat();
+    all.sort();
+    assert_eq!(all, vec![0, 1, 2, 3], "disjoint, covering all four");
+
+    // The converted group, with its classic member, survives a restart.
+    broker.stop();
+    broker.restart();
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(group_type(&mut conn, "mg"), "consumer");
+    let d = describe(&mut conn, "mg");
+    let mut types: Vec<i8> = d.members.iter().map(|m| m.member_type).collect();
+    types.sort();
+    assert_eq!(types, vec![0, 1]);
+    assert_eq!(classic_heartbeat(&mut conn, "mg", &c, generation + 1), 0);
+    assert_eq!(fetch(&mut conn, "mg", None, -1), (0, 42), "the offset committed before");
+
+    // The consumer member leaves: a classic group again, rebalancing.
+    assert_eq!(
+        beat(&mut conn, again("mg", "n", r.member_epoch).with_member_epoch(-1)).error_code,
+        0
+    );
+    assert_eq!(group_type(&mut conn, "mg"), "classic");
+    let code = classic_heartbeat(&mut conn, "mg", &c, generation + 1);
+    assert!(
+        [E::RebalanceInProgress.code(), E::IllegalGeneration.code()].contains(&code),
+        "the classic member must rejoin, got {code}"
+    );
+    let j = classic_join(&mut conn, "mg", &c, &kept);
+    assert_eq!(j.error_code, 0);
+    assert_eq!(j.leader.as_str(), c, "a classic group again: its member leads");
+    assert!(j.generation_id > generation + 1);
+    broker.stop();
+    broker.restart();
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(group_type(&mut conn, "mg"), "classic", "the downgrade was persisted");
+}
+
+#[test]
+fn migration_is_refused_by_policy_and_by_another_protocol_type() {
+    for policy in ["disabled", "downgrade"] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["--offsets-topic-partitions", "4", "--group-consumer-migration-policy", policy];
+        let broker = Broker::start(dir.path(), &args);
+        let mut conn = Conn::connect(broker.addr);
+        create_topic(&mut conn, "t", 4);
+        let (c, generation) = classic_group(&mut conn, "pg", "consumer");
+        let r = beat(&mut conn, first("pg", "n", &["t"]));
+        assert_eq!(r.error_code, E::GroupIdNotFound.code(), "policy {policy}");
+        assert_eq!(group_type(&mut conn, "pg"), "classic");
+        assert_eq!(classic_heartbeat(&mut conn, "pg", &c, generation), 0);
+    }
+    // The default policy converts only groups of Kafka consumers (protocol type "consumer").
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "t", 4);
+    let (c, generation) = classic_group(&mut conn, "connect-group", "connect");
+    let r = beat(&mut conn, first("connect-group", "n", &["t"]));
+    assert_eq!(r.error_code, E::GroupIdNotFound.code());
+    assert_eq!(group_type(&mut conn, "connect-group"), "classic");
+    assert_eq!(classic_heartbeat(&mut conn, "connect-group", &c, generation), 0);
+    // A group that did convert takes classic members of type "consumer" only.
+    let _ = classic_group(&mut conn, "mixed", "consumer");
+    assert_eq!(beat(&mut conn, first("mixed", "n", &["t"])).error_code, 0);
+    let r = classic_join_as(&mut conn, "mixed", "x", &[], "connect");
+    assert_eq!(r.error_code, E::InconsistentGroupProtocol.code());
+}
+
+#[test]
+fn a_classic_static_member_replacing_the_last_consumer_member_downgrades_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "t", 4);
+    let (c, generation) = classic_group(&mut conn, "sg", "consumer");
+    let join = first("sg", "n", &["t"]).with_instance_id(Some(s("i")));
+    assert_eq!(beat(&mut conn, join).error_code, 0);
+    assert_eq!(group_type(&mut conn, "sg"), "consumer");
+    // The static member restarts as a classic consumer: a JoinGroup under its instance id
+    // takes its place at once; no consumer-protocol member is left.
+    let req = classic_join_request("sg", "", &[]).with_group_instance_id(Some(s("i")));
+    let r = send_join(&mut conn, req);
+    assert_eq!(r.error_code, 0);
+    assert_ne!(r.member_id.as_str(), "n");
+    assert_eq!(group_type(&mut conn, "sg"), "classic");
+    let old = beat(&mut conn, again("sg", "n", generation + 1).with_instance_id(Some(s("i"))));
+    assert_ne!(old.error_code, 0, "the replaced member is gone");
+    // A classic group again, at generation = the group epoch: its other member must rejoin.
+    let code = classic_heartbeat(&mut conn, "sg", &c, generation);
+    assert_eq!(code, E::IllegalGeneration.code());
+    let code = classic_heartbeat(&mut conn, "sg", &c, generation + 1);
+    assert_eq!(code, E::RebalanceInProgress.code());
 }

@@ -4,7 +4,11 @@
 //! partial heartbeats that report the partitions a member owns (honestly, a stale view, or
 //! nothing), leaves (-1 and static -2), fenced and stale epochs, time passing (session and
 //! revocation timeouts), topics created, deleted and grown, and a restart through the group's
-//! `__consumer_offsets` records (and a restart from a damaged record, which must fail cleanly).
+//! `__consumer_offsets` records (and a restart from a damaged record, which must fail cleanly),
+//! and classic-protocol members inside the group (online migration): JoinGroup with a
+//! ConsumerProtocolSubscription that reports what the member owns (cooperative: its current
+//! partitions; eager: nothing), SyncGroup, Heartbeat and LeaveGroup with right or wrong
+//! generations.
 //!
 //! After every step: no partition is owned (assigned or pending revocation) by two members,
 //! no member's epoch goes down except when it is fenced and rejoins, every owned and every
@@ -47,6 +51,7 @@ impl Model {
             heartbeat_interval_ms: 500,
             assignors: vec!["uniform".into(), "range".into()],
             max_size: 4,
+            migration: Migration::Bidirectional,
         };
         let mut m = Model {
             group: ConsumerGroup::new("g", settings),
@@ -68,7 +73,7 @@ impl Model {
     }
 
     fn step(&mut self, c: &mut Choices) -> Option<()> {
-        match c.below(10)? {
+        match c.below(12)? {
             0 | 1 => self.join(c)?,
             2..=5 => self.heartbeat(c)?,
             6 => self.leave(c)?,
@@ -83,6 +88,8 @@ impl Model {
                 }
             }
             8 => self.topics_change(c)?,
+            10 => self.classic_join(c)?,
+            11 => self.classic_other(c)?,
             _ if c.flag()? => self.restart(),
             _ => self.corrupt_record(c)?,
         }
@@ -210,6 +217,80 @@ impl Model {
         Some(())
     }
 
+    /// A classic member's JoinGroup: a ConsumerProtocolSubscription naming some topics and
+    /// what the member owns (cooperative: what it was last given; eager: nothing).
+    fn classic_join(&mut self, c: &mut Choices) -> Option<()> {
+        let member_id = (*c.pick(&MEMBERS[..5])?).to_owned();
+        let mask = c.byte()?;
+        let names: Vec<&str> = TOPICS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, t)| *t)
+            .collect();
+        let owned = if c.flag()? {
+            self.owns.get(&member_id).cloned().unwrap_or_default()
+        } else {
+            Assignment::default()
+        };
+        let ids: BTreeMap<uuid::Uuid, &str> =
+            self.topics.iter().map(|(n, (id, _))| (*id, n.as_str())).collect();
+        let owned_names: Vec<(String, Vec<i32>)> = owned
+            .to_wire()
+            .into_iter()
+            .filter_map(|(id, ps)| ids.get(&id).map(|n| ((*n).to_owned(), ps)))
+            .collect();
+        let join = classic::ClassicJoin {
+            member_id: member_id.clone(),
+            session_timeout_ms: *c.pick(&[6_000, 10_000, 45_000])?,
+            rebalance_timeout_ms: *c.pick(&REBALANCE_MS[1..])?,
+            protocols: vec![("range".into(), subscription(&names, &owned_names))],
+            ..classic::ClassicJoin::default()
+        };
+        let before = self.group.clone();
+        match self.group.classic_join(join, &self.topics, self.now) {
+            Ok(joined) => {
+                let last = self.epochs.entry(member_id.clone()).or_insert(joined.generation);
+                assert!(joined.generation >= *last, "a classic member's generation went down");
+                *last = joined.generation;
+                // Its SyncGroup hands it what it owns now.
+                let sync = self.group.classic_sync(&member_id, None, joined.generation, self.now);
+                if let Ok(a) = sync {
+                    self.owns.insert(member_id, a);
+                }
+            }
+            Err(_) => self.unchanged_on_refusal(&before, &member_id),
+        }
+        Some(())
+    }
+
+    /// A classic member's Heartbeat, SyncGroup or LeaveGroup, with its generation or another.
+    fn classic_other(&mut self, c: &mut Choices) -> Option<()> {
+        let ids: Vec<String> = self.group.members.keys().cloned().collect();
+        let Some(member_id) = ids.get(c.below(ids.len().max(1))?).cloned() else {
+            return Some(());
+        };
+        let epoch = self.group.members[&member_id].epoch + i32::from(c.below(3)? == 0);
+        match c.below(3)? {
+            0 => {
+                let _ = self.group.classic_heartbeat(&member_id, None, epoch, self.now);
+            }
+            1 => {
+                if let Ok(a) = self.group.classic_sync(&member_id, None, epoch, self.now) {
+                    assert!(self.group.members[&member_id].classic.is_some());
+                    self.owns.insert(member_id, a);
+                }
+            }
+            _ => {
+                if self.group.classic_leave(&member_id, None).is_ok() {
+                    assert!(!self.group.members.contains_key(&member_id));
+                    self.forget(&member_id);
+                }
+            }
+        }
+        Some(())
+    }
+
     fn topics_change(&mut self, c: &mut Choices) -> Option<()> {
         let name = *c.pick(TOPICS)?;
         match c.below(3)? {
@@ -242,6 +323,7 @@ impl Model {
             assert_eq!((r.epoch, r.previous_epoch, r.state), (m.epoch, m.previous_epoch, m.state));
             assert_eq!((&r.assigned, &r.pending_revocation), (&m.assigned, &m.pending_revocation));
             assert_eq!((&r.topic_names, &r.topic_regex), (&m.topic_names, &m.topic_regex));
+            assert_eq!(r.classic, m.classic, "classic member metadata lost in the records");
         }
         assert_eq!(records::image(&restored), image, "records of the restored group differ");
         self.group = restored;
@@ -313,6 +395,29 @@ impl Model {
     }
 }
 
+/// A ConsumerProtocolSubscription (version 1: topics, user data, owned partitions) with its
+/// version prefix, as a classic consumer sends it in JoinGroup.
+fn subscription(topics: &[&str], owned: &[(String, Vec<i32>)]) -> bytes::Bytes {
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+    use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let owned = owned
+        .iter()
+        .map(|(t, ps)| {
+            TopicPartition::default()
+                .with_topic(TopicName(StrBytes::from_string(t.clone())))
+                .with_partitions(ps.clone())
+        })
+        .collect();
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| StrBytes::from_string((*t).to_owned())).collect())
+        .with_owned_partitions(owned);
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&1i16.to_be_bytes());
+    sub.encode(&mut buf, 1).expect("encodes");
+    buf.freeze()
+}
+
 #[test]
 fn consumer_group() {
     fuzz::run("consumer_group", |input| {
@@ -331,6 +436,12 @@ fn write_consumer_group_corpus() {
         &[0, 0, 1, 3, 0, 0, 2, 1, 1, 1, 3, 0, 0, 2, 1, 2, 3, 2, 0, 3, 2, 3, 2, 0, 3],
         &[0, 3, 1, 7, 3, 2, 1, 0, 1, 0, 3, 1, 7, 3, 2, 1, 6, 0, 1, 7, 3, 9, 7, 5, 2, 3, 4],
         &[1, 0, 0, 2, 1, 0, 1, 2, 1, 0, 1, 1, 0, 2, 1, 2, 3, 0, 2, 2, 8, 0, 1, 3, 2, 3, 9],
+        // Two classic members join (one cooperative, one eager), a consumer member joins,
+        // the classic ones heartbeat and rejoin, one leaves, a restart.
+        &[
+            10, 0, 3, 1, 1, 2, 10, 1, 3, 0, 0, 1, 0, 0, 1, 3, 0, 0, 2, 1, 11, 0, 1, 0, 10, 0, 3, 1,
+            1, 2, 2, 1, 1, 1, 11, 1, 1, 2, 9, 1,
+        ],
     ];
     for (i, seed) in seeds.iter().enumerate() {
         fuzz::save("consumer_group", &format!("seed-{i}"), seed);

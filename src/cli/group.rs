@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
-use bytes::Buf;
 use clap::{Args, Subcommand, ValueEnum};
-use kafka_protocol::messages::ConsumerProtocolAssignment;
-use kafka_protocol::protocol::Decodable;
 use serde_json::json;
 use strata::client::admin::{Offsets, EARLIEST, LATEST};
 use strata::client::routing::{Coordinator, Unanswered};
 use strata::client::Client;
+use strata::group::consumer::classic::decode_assignment;
 
 /// Flags of `strata group`.
 #[derive(Args, Debug)]
@@ -160,6 +158,8 @@ struct MemberView {
     assigned: Vec<(String, i32)>,
     epoch: Option<i32>,
     target: Vec<(String, i32)>,
+    /// Consumer groups: the protocol the member speaks (`classic` inside a converted group).
+    member_type: Option<&'static str>,
 }
 
 /// A group as `describe` shows it: type, state, epochs and members.
@@ -193,6 +193,11 @@ fn group_view(c: &mut Client, group: &str) -> Result<GroupView, strata::client::
                 assigned: consumer_partitions(&m.assignment),
                 epoch: Some(m.member_epoch),
                 target: consumer_partitions(&m.target_assignment),
+                member_type: match m.member_type {
+                    0 => Some("classic"),
+                    1 => Some("consumer"),
+                    _ => None,
+                },
             })
             .collect();
         let epochs = Some((g.group_epoch, g.assignment_epoch, g.assignor_name.to_string()));
@@ -214,6 +219,7 @@ fn group_view(c: &mut Client, group: &str) -> Result<GroupView, strata::client::
             assigned: decode_assignment(&m.member_assignment),
             epoch: None,
             target: Vec::new(),
+            member_type: None,
         })
         .collect();
     Ok(GroupView {
@@ -222,22 +228,6 @@ fn group_view(c: &mut Client, group: &str) -> Result<GroupView, strata::client::
         epochs: None,
         members,
     })
-}
-
-fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
-    let mut buf = bytes.clone();
-    if buf.remaining() < 2 {
-        return Vec::new();
-    }
-    let version = buf.get_i16();
-    match ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)) {
-        Ok(a) => a
-            .assigned_partitions
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<()> {
@@ -283,10 +273,12 @@ fn describe(client: &mut Client, group: &str, output: Output) -> anyhow::Result<
             .iter()
             .map(|m| {
                 let epoch = m.epoch.map_or("-".into(), |e| e.to_string());
-                vec![m.id.clone(), epoch, list(&m.assigned), list(&m.target), m.client_id.clone()]
+                let kind = m.member_type.unwrap_or("-").to_owned();
+                let (assigned, target) = (list(&m.assigned), list(&m.target));
+                vec![m.id.clone(), kind, epoch, assigned, target, m.client_id.clone()]
             })
             .collect();
-        print_table(&["MEMBER-ID", "EPOCH", "ASSIGNED", "TARGET", "CLIENT-ID"], table);
+        print_table(&["MEMBER-ID", "TYPE", "EPOCH", "ASSIGNED", "TARGET", "CLIENT-ID"], table);
     }
     println!();
     let opt = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
@@ -339,6 +331,9 @@ fn print_describe_json(
             if let Some(epoch) = m.epoch {
                 member["member_epoch"] = json!(epoch);
                 member["target_assignment"] = json!(tps(&m.target));
+                if let Some(kind) = m.member_type {
+                    member["member_type"] = json!(kind);
+                }
             }
             member
         })

@@ -367,6 +367,11 @@ pub struct Settings {
     /// GROUP_MAX_SIZE_REACHED (group.consumer.max.size). [default: 10000]
     #[arg(long, env = "STRATA_GROUP_CONSUMER_MAX_SIZE")]
     pub group_consumer_max_size: Option<u64>,
+    /// Online conversion between classic and consumer groups
+    /// (group.consumer.migration.policy): bidirectional, upgrade, downgrade, disabled.
+    /// [default: bidirectional]
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_MIGRATION_POLICY")]
+    pub group_consumer_migration_policy: Option<String>,
     /// A follower not caught up with its leader for this long leaves the ISR
     /// (replica.lag.time.max.ms). [default: 10000]
     #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
@@ -875,6 +880,7 @@ impl Settings {
             group_consumer_heartbeat_interval_ms,
             group_consumer_assignors,
             group_consumer_max_size,
+            group_consumer_migration_policy,
             replica_lag_time_max_ms,
             broker_session_timeout_ms,
             transactional_id_expiration_ms,
@@ -999,6 +1005,7 @@ impl Settings {
             group_consumer_heartbeat_interval_ms: Some(d.group_consumer_heartbeat_interval_ms),
             group_consumer_assignors: Some(d.group_consumer_assignors.clone()),
             group_consumer_max_size: Some(d.group_consumer_max_size),
+            group_consumer_migration_policy: Some(d.group_consumer_migration_policy.clone()),
             replica_lag_time_max_ms: Some(d.replica_lag_time_max_ms),
             broker_session_timeout_ms: Some(d.broker_session_timeout_ms),
             transactional_id_expiration_ms: Some(d.transactional_id_expiration_ms),
@@ -1288,6 +1295,10 @@ impl Settings {
             group_consumer_max_size: self
                 .group_consumer_max_size
                 .unwrap_or(d.group_consumer_max_size),
+            group_consumer_migration_policy: self
+                .group_consumer_migration_policy
+                .clone()
+                .unwrap_or(d.group_consumer_migration_policy.clone()),
             replica_lag_time_max_ms: self
                 .replica_lag_time_max_ms
                 .unwrap_or(d.replica_lag_time_max_ms),

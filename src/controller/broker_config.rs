@@ -489,6 +489,12 @@ pub static SETTINGS: &[BrokerSetting] = &[
         "Most members of one consumer group",
     ),
     fixed(
+        "group.consumer.migration.policy",
+        |c| some(&c.group_consumer_migration_policy),
+        STARTUP,
+        "Online conversion between classic and consumer groups",
+    ),
+    fixed(
         "transactional.id.expiration.ms",
         |c| some(c.transactional_id_expiration_ms),
         STARTUP,

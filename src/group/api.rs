@@ -37,6 +37,8 @@ pub enum GroupOp {
         client_id: String,
         /// Client address, Kafka style (`/127.0.0.1`).
         client_host: String,
+        /// The cluster's topics (a classic member of a consumer group subscribes by name).
+        topics: Topics,
     },
     /// SyncGroup.
     Sync {

@@ -6,9 +6,9 @@
 //! after) and re-arms the group's timer. A heartbeat is answered once its changes are durable.
 //! A group id holds either a classic group with members or a consumer group: an empty classic
 //! group becomes a consumer group at the first consumer-protocol heartbeat (and an empty
-//! consumer group a classic one at the first JoinGroup); a heartbeat for a classic group with
-//! members gets GROUP_ID_NOT_FOUND, as Kafka 4.0 answers with
-//! `group.consumer.migration.policy=disabled` (online migration is not implemented).
+//! consumer group a classic one at the first JoinGroup); a classic group with members is
+//! converted online as [`super::migration`] describes (GROUP_ID_NOT_FOUND when
+//! `group.consumer.migration.policy` or the group forbid it, as Kafka 4.0 answers).
 //! No borrow of the groups is held across an await.
 
 use kafka_protocol::messages::consumer_group_describe_response as describe;
@@ -64,20 +64,17 @@ impl Coordinator {
         if let Err((e, why)) = super::consumer::validate(&args, &settings) {
             return refused(e, why);
         }
-        let converted = match self.consumer_slot_for(&group_id, partition, args.epoch) {
+        let converted = match self.consumer_slot_for(&group_id, partition, args.epoch, &ctx.topics)
+        {
             Ok(converted) => converted,
             Err((e, why)) => return refused(e, Some(why)),
         };
-        if converted {
-            let classic_gone = OffsetsRecord::Group { group: group_id.clone(), value: None };
-            if let Ok(log) = self.ready_log(partition) {
-                if let Err(e) = append_durable(&log, &[classic_gone]).await {
-                    let why = "persisting the group's conversion failed";
-                    tracing::error!(group = %group_id, "{why}: {e}");
-                    return refused(E::CoordinatorNotAvailable, None);
-                }
-            }
-        }
+        // A converted classic group's record goes in the same batch as the new records.
+        let classic_gone = converted
+            .then(|| OffsetsRecord::Group { group: group_id.clone(), value: None })
+            .into_iter()
+            .collect();
+        let leaving = args.epoch == super::consumer::LEAVE_EPOCH;
         let result = {
             let mut groups = self.groups.borrow_mut();
             let slot = groups.get_mut(&group_id).and_then(|s| s.consumer.as_mut());
@@ -91,12 +88,16 @@ impl Coordinator {
                 }
             }
         };
-        if let Err(e) = self.persist_consumer(&group_id).await {
+        if let Err(e) = self.persist_consumer(&group_id, classic_gone).await {
             tracing::error!(group = %group_id, "persisting the consumer group failed: {e}");
             self.reschedule(&group_id);
             return refused(E::CoordinatorNotAvailable, None);
         }
         self.reschedule(&group_id);
+        if leaving && result.is_ok() {
+            // The last consumer-protocol member may have left a group of classic members.
+            self.maybe_downgrade(&group_id).await;
+        }
         match result {
             Err((e, why)) => refused(e, why),
             Ok(reply) => {
@@ -121,14 +122,16 @@ impl Coordinator {
         }
     }
 
-    /// Makes sure `group_id` has a consumer group (converting an empty classic group);
-    /// whether a classic group was converted. A classic group with members, or no group at
-    /// all for a member that is not joining, is refused.
+    /// Makes sure `group_id` has a consumer group (converting an empty classic group, or one
+    /// with members when a member joins and [`super::migration::upgrade`] allows it);
+    /// whether a classic group was converted. No group at all for a member that is not
+    /// joining is refused.
     fn consumer_slot_for(
         &self,
         group_id: &str,
         partition: i32,
         epoch: i32,
+        topics: &Topics,
     ) -> Result<bool, (E, String)> {
         let settings = self.consumer_settings.borrow().clone();
         let mut groups = self.groups.borrow_mut();
@@ -139,9 +142,13 @@ impl Coordinator {
             return Ok(false);
         }
         let classic_empty = slot.group.members.is_empty() && slot.group.pending.is_empty();
-        if !classic_empty || slot.group.state == ClassicState::Dead {
+        if slot.group.state == ClassicState::Dead || (!classic_empty && epoch != 0) {
             let why = format!("Group {group_id} is not a consumer group.");
             return Err((E::GroupIdNotFound, why));
+        }
+        if !classic_empty {
+            super::migration::upgrade(slot, settings, topics, self.new_group(group_id))?;
+            return Ok(true);
         }
         if epoch != 0 {
             // Leaving or heartbeating a group that does not exist (any more).
@@ -155,8 +162,13 @@ impl Coordinator {
         Ok(had_classic)
     }
 
-    /// Writes what changed in the consumer group of `group_id` since the last write.
-    pub(super) async fn persist_consumer(&self, group_id: &str) -> Result<(), String> {
+    /// Writes `first` then what changed in the consumer group of `group_id` since the last
+    /// write, in one batch.
+    pub(super) async fn persist_consumer(
+        &self,
+        group_id: &str,
+        first: Vec<OffsetsRecord>,
+    ) -> Result<(), String> {
         let (partition, changes) = {
             let mut groups = self.groups.borrow_mut();
             let Some(slot) = groups.get_mut(group_id) else {
@@ -171,18 +183,13 @@ impl Coordinator {
             c.persisted = image;
             (partition, changes)
         };
-        if changes.is_empty() {
+        if changes.is_empty() && first.is_empty() {
             return Ok(());
         }
-        let records: Vec<OffsetsRecord> = changes
-            .into_iter()
-            .map(|((kind, member), value)| OffsetsRecord::Consumer {
-                group: group_id.to_owned(),
-                kind,
-                member,
-                value,
-            })
-            .collect();
+        let mut records = first;
+        records.extend(changes.into_iter().map(|((kind, member), value)| {
+            OffsetsRecord::Consumer { group: group_id.to_owned(), kind, member, value }
+        }));
         let log = self.ready_log(partition).map_err(|e| format!("{e:?}"))?;
         let written = append_durable(&log, &records).await;
         if written.is_err() {
@@ -226,9 +233,10 @@ impl Coordinator {
             return;
         }
         tracing::info!(group = group_id, members = ?fenced, "fenced consumer group members");
-        if let Err(e) = self.persist_consumer(group_id).await {
+        if let Err(e) = self.persist_consumer(group_id, Vec::new()).await {
             tracing::error!(group = group_id, "persisting the consumer group failed: {e}");
         }
+        self.maybe_downgrade(group_id).await;
     }
 
     /// ConsumerGroupDescribe of one group.
@@ -292,7 +300,7 @@ impl Coordinator {
                     .with_target_assignment(wire(&target));
                 // v1 tells consumer-protocol (1) from classic (0) members.
                 if version >= 1 {
-                    member.with_member_type(1)
+                    member.with_member_type(if m.classic.is_some() { 0 } else { 1 })
                 } else {
                     member
                 }

@@ -54,12 +54,12 @@ pub(super) struct OffsetsPartition {
 pub(super) struct Slot {
     pub(super) group: Group,
     pub(super) partition: i32,
-    joins: HashMap<String, oneshot::Sender<JoinOutcome>>,
-    syncs: HashMap<String, oneshot::Sender<SyncOutcome>>,
+    pub(super) joins: HashMap<String, oneshot::Sender<JoinOutcome>>,
+    pub(super) syncs: HashMap<String, oneshot::Sender<SyncOutcome>>,
     /// The armed timer: its deadline and task (dropping the task cancels it).
     timer: Option<(i64, glommio::Task<()>)>,
     /// The KIP-848 consumer group of this id, if it is one (`group` then has no members and
-    /// only holds the committed offsets).
+    /// only holds the committed offsets; classic members live in the consumer group).
     pub(super) consumer: Option<ConsumerSlot>,
 }
 
@@ -265,8 +265,9 @@ impl Coordinator {
     async fn run(&self, request: GroupRequest) -> GroupReply {
         let partition = request.partition;
         match request.op {
-            GroupOp::Join { req, version, client_id, client_host } => {
-                GroupReply::Join(self.join(partition, req, version, client_id, client_host).await)
+            GroupOp::Join { req, version, client_id, client_host, topics } => {
+                let client = (client_id, client_host);
+                GroupReply::Join(self.join(partition, req, version, client, &topics).await)
             }
             GroupOp::Sync { req } => GroupReply::Sync(self.sync(partition, req).await),
             GroupOp::Heartbeat { req } => GroupReply::Heartbeat(self.heartbeat(partition, req)),
@@ -304,8 +305,8 @@ impl Coordinator {
         partition: i32,
         req: JoinGroupRequest,
         version: i16,
-        client_id: String,
-        client_host: String,
+        (client_id, client_host): (String, String),
+        topics: &super::consumer::Topics,
     ) -> JoinGroupResponse {
         let group_id = req.group_id.0.to_string();
         let args = JoinArgs {
@@ -336,8 +337,13 @@ impl Coordinator {
         if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&timeout) {
             return join_response(JoinOutcome::error(E::InvalidSessionTimeout, &member_id));
         }
-        if let Err(e) = self.classic_slot_for(&group_id, partition).await {
-            return join_response(JoinOutcome::error(e, &member_id));
+        match self.classic_slot_for(&group_id, partition).await {
+            Err(e) => return join_response(JoinOutcome::error(e, &member_id)),
+            Ok(true) => {
+                let outcome = self.classic_join_to_consumer(&group_id, args, topics).await;
+                return join_response(outcome);
+            }
+            Ok(false) => {}
         }
         let (tx, rx) = oneshot::channel();
         let (reply, out) = {
@@ -387,6 +393,10 @@ impl Coordinator {
                 .map(|a| (a.member_id.to_string(), a.assignment.clone()))
                 .collect(),
         };
+        if let Some(outcome) = self.classic_sync_to_consumer(&group_id, &args) {
+            self.reschedule(&group_id);
+            return sync_response(outcome);
+        }
         let (tx, rx) = oneshot::channel();
         let (reply, out) = {
             let mut groups = self.groups.borrow_mut();
@@ -419,6 +429,15 @@ impl Coordinator {
                 self.injected_panic(&group_id);
                 match groups.get_mut(&group_id) {
                     None => E::UnknownMemberId.code(),
+                    Some(Slot { consumer: Some(c), .. }) => {
+                        let instance = req.group_instance_id.as_deref();
+                        let generation = req.generation_id;
+                        let id = &req.member_id;
+                        match c.group.classic_heartbeat(id, instance, generation, now_ms()) {
+                            Ok(()) => 0,
+                            Err(e) => e.code(),
+                        }
+                    }
                     Some(slot) => slot.group.heartbeat(
                         &req.member_id,
                         req.group_instance_id.as_deref(),
@@ -449,6 +468,11 @@ impl Coordinator {
             vec![(req.member_id.to_string(), None)]
         };
         let group_id = req.group_id.0.to_string();
+        if self.ready_log(partition).is_ok() {
+            if let Some(codes) = self.classic_leave_to_consumer(&group_id, &leaving).await {
+                return leave_response(&leaving, &codes, version);
+            }
+        }
         let result = match self.ready_log(partition) {
             Err(e) => Err(e),
             Ok(_) => {
@@ -585,29 +609,30 @@ impl Coordinator {
         self.finish(group_id, out).await;
     }
 
-    /// Before a JoinGroup: a consumer group of this id with members refuses classic members
-    /// (INCONSISTENT_GROUP_PROTOCOL: online migration is not implemented); an empty one is
-    /// deleted (tombstones) so a classic group takes its place, keeping the offsets.
-    async fn classic_slot_for(&self, group_id: &str, partition: i32) -> Result<(), E> {
+    /// Before a JoinGroup: whether a consumer group of this id with members takes the classic
+    /// member ([`super::migration`]); an empty one is deleted (tombstones) so a classic group
+    /// takes its place, keeping the offsets.
+    async fn classic_slot_for(&self, group_id: &str, partition: i32) -> Result<bool, E> {
         let busy = {
             let groups = self.groups.borrow();
             match groups.get(group_id).and_then(|s| s.consumer.as_ref()) {
-                None => return Ok(()),
+                None => return Ok(false),
                 Some(c) => !c.group.members.is_empty(),
             }
         };
         if busy {
-            return Err(E::InconsistentGroupProtocol);
+            return Ok(true);
         }
         let tombstones = self.drop_consumer(group_id);
         if tombstones.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let log = self.ready_log(partition)?;
         append_durable(&log, &tombstones).await.map_err(|e| {
             tracing::error!(group = group_id, "persisting the group's conversion failed: {e}");
             E::CoordinatorNotAvailable
-        })
+        })?;
+        Ok(false)
     }
 
     /// Drops a group that a failed join created and that holds nothing.

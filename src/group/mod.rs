@@ -12,6 +12,8 @@
 //! * [`consumer`] is the pure state machine of a KIP-848 consumer group (member epochs,
 //!   target assignment, incremental reconciliation, assignors, its records), which
 //!   `consumer_ops` drives on the coordinator.
+//! * [`migration`] converts a classic group into a consumer group and back online, and
+//!   answers classic members inside a consumer group (Kafka 4.0's migration).
 //! * [`api`] holds the `Send` request/response enums that cross the shard mesh.
 //!
 //! A group lives on exactly one shard: the one that owns partition
@@ -26,6 +28,7 @@ pub mod consumer;
 mod consumer_ops;
 pub mod coordinator;
 mod load;
+mod migration;
 mod offsets;
 pub mod records;
 pub mod state;

@@ -15,10 +15,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolSubscription, GroupId, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetDeleteRequest, OffsetDeleteResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
-use kafka_protocol::protocol::Decodable;
 
 use super::api::{FetchedOffset, FetchedOffsets};
 use super::coordinator::{append_durable, str_bytes, Coordinator, Slot};
@@ -397,14 +396,8 @@ fn subscribed_topics(g: &Group) -> BTreeSet<String> {
         let Some((_, metadata)) = m.protocols.iter().find(|(n, _)| *n == protocol) else {
             continue;
         };
-        let mut buf = metadata.clone();
-        if buf.len() < 2 {
-            continue;
-        }
-        let version = i16::from_be_bytes([buf[0], buf[1]]);
-        let _ = bytes::Buf::get_i16(&mut buf);
-        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)) {
-            topics.extend(sub.topics.iter().map(|t| t.to_string()));
+        if let Some(sub) = super::consumer::classic::decode_subscription(metadata) {
+            topics.extend(sub.topics);
         }
     }
     topics

@@ -587,6 +587,12 @@ impl Group {
         self.try_complete_join(now_ms, out);
     }
 
+    /// Starts a rebalance of a Stable group (a consumer group that just became this classic
+    /// group: its members must rejoin).
+    pub fn start_rebalance(&mut self, now_ms: i64, out: &mut Outbox) {
+        self.rebalance_for_change(now_ms, out);
+    }
+
     fn prepare_rebalance(&mut self, now_ms: i64, out: &mut Outbox) {
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {

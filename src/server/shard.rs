@@ -246,6 +246,9 @@ fn consumer_settings(config: &BrokerConfig) -> crate::group::consumer::Settings 
             .map(|a| a.trim().to_owned())
             .collect(),
         max_size: usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX),
+        migration: crate::group::consumer::Migration::parse(
+            &config.group_consumer_migration_policy,
+        ),
     }
 }
 

@@ -5,7 +5,10 @@ change (in this protocol the callbacks carry only what is added or taken away), 
 {"msg": [partition, offset, value]} for every message, committed synchronously right after
 it is printed. Exits cleanly (leaving the group) on SIGTERM.
 
-Usage: consumer_protocol_member.py BOOTSTRAP TOPIC GROUP
+Usage: consumer_protocol_member.py BOOTSTRAP TOPIC GROUP [classic STRATEGY]
+With `classic STRATEGY` it is a classic-protocol member (`group.protocol=classic`,
+`partition.assignment.strategy=STRATEGY`, heartbeating every 500 ms) with the same events: a
+cooperative strategy reports incremental changes, an eager one revokes everything first.
 """
 import json
 import signal
@@ -23,14 +26,21 @@ def main():
     bootstrap, topic, group = sys.argv[1:4]
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
-    c = Consumer({
+    config = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "group.protocol": "consumer",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "topic.metadata.refresh.interval.ms": 2000,
-    })
+    }
+    if sys.argv[4:5] == ["classic"]:
+        config.update({
+            "group.protocol": "classic",
+            "partition.assignment.strategy": sys.argv[5],
+            "heartbeat.interval.ms": 500,
+        })
+    c = Consumer(config)
 
     def on_assign(consumer, partitions):
         emit({"assigned": sorted([p.topic, p.partition] for p in partitions)})

@@ -21,6 +21,7 @@
 //!   session times out, and a new member with the same instance id takes it over.
 
 pub mod assignor;
+pub mod classic;
 pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,6 +166,9 @@ pub struct Member {
     pub session_deadline_ms: i64,
     /// Fenced when this passes before it revoked (UNREVOKED_PARTITIONS only).
     pub revocation_deadline_ms: Option<i64>,
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat)
+    /// inside this consumer group (Kafka's ClassicMemberMetadata): see [`classic`].
+    pub classic: Option<classic::ClassicMember>,
 }
 
 impl Member {
@@ -186,6 +190,7 @@ impl Member {
             pending_revocation: Assignment::default(),
             session_deadline_ms: 0,
             revocation_deadline_ms: None,
+            classic: None,
         }
     }
 
@@ -238,6 +243,45 @@ pub struct Settings {
     pub assignors: Vec<String>,
     /// `group.consumer.max.size`.
     pub max_size: usize,
+    /// `group.consumer.migration.policy`.
+    pub migration: Migration,
+}
+
+/// Kafka's `group.consumer.migration.policy`: which online conversions between a classic
+/// group and a consumer group happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// Both ways (Kafka 4.0's default).
+    Bidirectional,
+    /// Classic to consumer only.
+    Upgrade,
+    /// Consumer to classic only.
+    Downgrade,
+    /// Neither.
+    Disabled,
+}
+
+impl Migration {
+    /// From the setting's value (case-insensitive; anything else is `Disabled`, and the
+    /// broker's config check refuses it before it gets here).
+    pub fn parse(value: &str) -> Migration {
+        match value.to_ascii_lowercase().as_str() {
+            "bidirectional" => Migration::Bidirectional,
+            "upgrade" => Migration::Upgrade,
+            "downgrade" => Migration::Downgrade,
+            _ => Migration::Disabled,
+        }
+    }
+
+    /// Whether a classic group may become a consumer group.
+    pub fn upgrade(self) -> bool {
+        matches!(self, Migration::Bidirectional | Migration::Upgrade)
+    }
+
+    /// Whether a consumer group may become a classic group.
+    pub fn downgrade(self) -> bool {
+        matches!(self, Migration::Bidirectional | Migration::Downgrade)
+    }
 }
 
 impl Default for Settings {
@@ -247,6 +291,7 @@ impl Default for Settings {
             heartbeat_interval_ms: 5_000,
             assignors: vec!["uniform".into(), "range".into()],
             max_size: super::GROUP_MEMBERS_MAX,
+            migration: Migration::Bidirectional,
         }
     }
 }
@@ -432,8 +477,20 @@ impl ConsumerGroup {
     /// Epoch 0: a new member, a member starting over, or a static member's replacement.
     fn join(&mut self, args: &HeartbeatArgs, now_ms: i64) -> Result<(), Refusal> {
         if let Some(instance) = &args.instance_id {
-            let holder = self.static_member(instance).map(|m| (m.id.clone(), m.epoch));
-            if let Some((old_id, old_epoch)) = holder {
+            let holder = self.static_member(instance);
+            let holder = holder.map(|m| (m.id.clone(), m.epoch, m.classic.is_some()));
+            if let Some((old_id, old_epoch, classic)) = holder {
+                if old_id != args.member_id && classic {
+                    // A classic member's place is taken at once (Kafka does not wait for a
+                    // leave it cannot send); the newcomer speaks the consumer protocol.
+                    self.replace_static(&old_id, &args.member_id);
+                    if let Some(m) = self.members.get_mut(&args.member_id) {
+                        m.classic = None;
+                        m.session_deadline_ms =
+                            now_ms + i64::from(self.settings.session_timeout_ms);
+                    }
+                    return Ok(());
+                }
                 if old_id != args.member_id && old_epoch != STATIC_LEAVE_EPOCH {
                     return refuse(E::UnreleasedInstanceId, "the instance id is in use");
                 }
@@ -674,7 +731,12 @@ impl ConsumerGroup {
             return Err(E::UnknownMemberId);
         };
         if epoch != m.epoch {
-            return Err(E::StaleMemberEpoch);
+            // A classic member commits with its generation (Kafka: ILLEGAL_GENERATION).
+            return Err(if m.classic.is_some() {
+                E::IllegalGeneration
+            } else {
+                E::StaleMemberEpoch
+            });
         }
         Ok(())
     }

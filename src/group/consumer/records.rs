@@ -11,6 +11,8 @@
 //! | 7        | ConsumerGroupTargetAssignmentMember     | group, member       |
 //! | 8        | ConsumerGroupCurrentMemberAssignment    | group, member       |
 //!
+//! A member speaking the classic protocol carries ClassicMemberMetadata (session timeout
+//! and JoinGroup protocols) in tagged field 0 of its ConsumerGroupMemberMetadataValue.
 //! (4, ConsumerGroupPartitionMetadata, is not written: Kafka 4.1 replaced it by a hash in
 //! the group metadata, and the group here recomputes its topics' metadata after a restart.)
 //! Written by hand like the classic records beside it (kafka-protocol has no coordinator
@@ -21,6 +23,7 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
+use super::classic::ClassicMember;
 use super::{Assignment, ConsumerGroup, Member, MemberState, Settings};
 use crate::group::records::RecordError;
 
@@ -61,7 +64,12 @@ pub fn image(group: &ConsumerGroup) -> Image {
     out.insert((GROUP_METADATA, None), tagged_value(|w| w.i32(group.epoch), &[(0, &hash)]));
     out.insert((TARGET_METADATA, None), value(|w| w.i32(group.assignment_epoch)));
     for m in group.members.values() {
-        out.insert((MEMBER_METADATA, Some(m.id.clone())), value(|w| member_metadata(w, m)));
+        let fields = |w: &mut Writer| member_metadata(w, m);
+        let metadata = match &m.classic {
+            None => value(fields),
+            Some(c) => tagged_value(fields, &[(0, &classic_metadata(c))]),
+        };
+        out.insert((MEMBER_METADATA, Some(m.id.clone())), metadata);
         out.insert((CURRENT_MEMBER, Some(m.id.clone())), value(|w| current(w, m)));
     }
     for (id, target) in &group.target {
@@ -116,7 +124,13 @@ pub fn restore(
         match *kind {
             MEMBER_METADATA => {
                 let m = g.members.entry(member.clone()).or_insert_with(|| Member::new(member));
-                read_member_metadata(&mut Reader::value(v)?, m)?;
+                let mut r = Reader::value(v)?;
+                read_member_metadata(&mut r, m)?;
+                for (tag, data) in r.tags()? {
+                    if tag == 0 {
+                        m.classic = read_classic_metadata(data)?;
+                    }
+                }
                 m.session_deadline_ms = now_ms + session;
             }
             CURRENT_MEMBER => {
@@ -136,6 +150,12 @@ pub fn restore(
     }
     // A member whose metadata record was lost is not a member.
     g.target.retain(|id, _| g.members.contains_key(id));
+    // A classic member's session is the one of its JoinGroup.
+    for m in g.members.values_mut() {
+        if let Some(c) = &m.classic {
+            m.session_deadline_ms = now_ms + i64::from(c.session_timeout_ms);
+        }
+    }
     Ok(Some(g))
 }
 
@@ -164,6 +184,41 @@ fn read_member_metadata(r: &mut Reader, m: &mut Member) -> Result<(), RecordErro
     m.rebalance_timeout_ms = r.i32()?;
     m.server_assignor = r.opt_str()?;
     Ok(())
+}
+
+/// Tagged field 0 of ConsumerGroupMemberMetadataValue, ClassicMemberMetadata (a nullable
+/// struct: presence byte, SessionTimeoutMs, SupportedProtocols [Name, Metadata]).
+fn classic_metadata(c: &ClassicMember) -> Vec<u8> {
+    let mut w = Writer(BytesMut::new());
+    w.0.put_i8(1);
+    w.i32(c.session_timeout_ms);
+    w.len(c.protocols.len());
+    for (name, metadata) in &c.protocols {
+        w.str(name);
+        w.len(metadata.len());
+        w.0.put_slice(metadata);
+        w.0.put_u8(0);
+    }
+    w.0.put_u8(0);
+    w.0.to_vec()
+}
+
+fn read_classic_metadata(data: &[u8]) -> Result<Option<ClassicMember>, RecordError> {
+    let mut r = Reader(data);
+    if i8::from_be_bytes(r.array::<1>()?) < 0 {
+        return Ok(None);
+    }
+    let session_timeout_ms = r.i32()?;
+    let n = r.len()?;
+    let mut protocols = Vec::new();
+    for _ in 0..n {
+        let name = r.str()?;
+        let size = r.len()?;
+        let metadata = Bytes::copy_from_slice(r.take(size)?);
+        r.skip_tags()?;
+        protocols.push((name, metadata));
+    }
+    Ok(Some(ClassicMember { session_timeout_ms, protocols }))
 }
 
 fn current(w: &mut Writer, m: &Member) {

@@ -199,3 +199,84 @@ fn a_topic_deleted_while_down_moves_the_epoch_after_a_restart() {
     assert_eq!(back.epoch, epoch + 1);
     assert_eq!(r.assignment.map(|a| a.len()), Some(0), "the deleted topic's partitions go");
 }
+
+/// A classic member's JoinGroup metadata: subscription to `t` owning `owned` of it.
+fn classic_protocols(owned: &[i32]) -> Vec<(String, bytes::Bytes)> {
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+    use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let tp = TopicPartition::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(owned.to_vec());
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(vec![StrBytes::from_static_str("t")])
+        .with_owned_partitions(vec![tp]);
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&1i16.to_be_bytes());
+    sub.encode(&mut buf, 1).unwrap();
+    vec![("cooperative-sticky".into(), buf.freeze())]
+}
+
+fn classic_join(id: &str, owned: &[i32]) -> classic::ClassicJoin {
+    classic::ClassicJoin {
+        member_id: id.into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 60_000,
+        protocols: classic_protocols(owned),
+        ..classic::ClassicJoin::default()
+    }
+}
+
+fn ps(a: &Assignment) -> Vec<i32> {
+    a.iter_tps().map(|(_, p)| p).collect()
+}
+
+#[test]
+fn classic_members_converted_hand_over_incrementally() {
+    let t = topics();
+    // Two classic members, three partitions each, at generation 4.
+    let given = |parts: &[i32]| {
+        let a = Assignment::from_tps(parts.iter().map(|p| (Uuid::from_u128(7), *p)));
+        classic::encode_assignment(&a, &t)
+    };
+    let members = vec![
+        (classic_join("cooperative", &[]), given(&[0, 1, 2])),
+        (classic_join("eager", &[]), given(&[3, 4, 5])),
+    ];
+    let protocol = "cooperative-sticky";
+    let mut g = ConsumerGroup::from_classic("g", Settings::default(), 4, protocol, members, &t, 0);
+    assert_eq!((g.epoch, g.state()), (4, GroupState::Stable));
+    assert_eq!(ps(&g.members["cooperative"].assigned), vec![0, 1, 2]);
+    assert_eq!(g.members["eager"].topic_names, vec!["t".to_owned()]);
+    assert_eq!(g.classic_heartbeat("eager", None, 4, 0), Ok(()));
+    // A consumer member joins: it waits for partitions the classic members still own.
+    let reply = g.heartbeat(join("new"), &t, 0).unwrap();
+    assert_eq!((reply.epoch, reply.assignment.map(|a| a.len())), (5, Some(0)));
+    assert_eq!(g.classic_heartbeat("eager", None, 4, 0), Err(E::RebalanceInProgress));
+    assert_eq!(g.classic_heartbeat("eager", None, 3, 0), Err(E::IllegalGeneration));
+    // The cooperative member rejoins still owning its three: it keeps two, same generation.
+    let j = g.classic_join(classic_join("cooperative", &[0, 1, 2]), &t, 0).unwrap();
+    assert_eq!(j.generation, 4);
+    let kept = g.classic_sync("cooperative", None, 4, 0).unwrap();
+    assert_eq!(kept.len(), 2);
+    // The eager one revoked everything before rejoining: it moves on at once.
+    let j = g.classic_join(classic_join("eager", &[]), &t, 0).unwrap();
+    assert_eq!(j.generation, 5);
+    assert_eq!(g.classic_sync("eager", None, 5, 0).unwrap().len(), 2);
+    // The new member gets only what was released (the eager one's third partition).
+    let reply = g.heartbeat(beat(&g, "new", &Assignment::default()), &t, 0).unwrap();
+    assert_eq!(reply.assignment.map(|a| a.len()), Some(1));
+    // Once the cooperative one gave up its third, the new member has both.
+    let owned: Vec<i32> = ps(&kept);
+    let j = g.classic_join(classic_join("cooperative", &owned), &t, 0).unwrap();
+    assert_eq!(j.generation, 5);
+    assert_eq!(g.classic_heartbeat("cooperative", None, 5, 0), Ok(()));
+    let mine = g.members["new"].assigned.clone();
+    let reply = g.heartbeat(beat(&g, "new", &mine), &t, 0).unwrap();
+    assert_eq!(reply.assignment.map(|a| a.len()), Some(2));
+    assert_eq!(g.state(), GroupState::Stable);
+    assert!(!g.classic_members_only());
+    // The consumer member leaves: only classic members remain.
+    g.remove_member("new");
+    assert!(g.classic_members_only());
+}

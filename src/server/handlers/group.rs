@@ -202,7 +202,9 @@ pub async fn join(
     }
     let group = req.group_id.0.to_string();
     let member = req.member_id.clone();
-    let op = GroupOp::Join { req, version, client_id, client_host };
+    // The cluster's topics: a classic member joining a consumer group subscribes by name.
+    let topics = topics_view(shard);
+    let op = GroupOp::Join { req, version, client_id, client_host, topics };
     match route(shard, &group, op).await {
         Ok(GroupReply::Join(r)) => r,
         Ok(_) => failed(E::UnknownServerError, &JoinGroupRequest::default().with_member_id(member)),
