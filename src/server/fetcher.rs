@@ -194,19 +194,22 @@ async fn run(shard: Weak<Shard>, session: Rc<Session>) {
                         if throttled.contains(&p) {
                             throttled_bytes += data.records.as_ref().map_or(0, |r| r.len());
                         }
-                        let Some(followed) = sent.get(&p).cloned() else { continue };
-                        answers.push((p, followed, data));
+                        let Some((followed, generation)) = sent.get(&p).cloned() else {
+                            continue;
+                        };
+                        answers.push((p, followed, generation, data));
                     }
                 }
                 // Every partition's append and fdatasync at once (each partition is its own
                 // log): one after the other, a response of 16 partitions cost 16 syncs in a
                 // row before the next fetch could tell the leader anything.
-                let applied =
-                    futures::future::join_all(answers.into_iter().map(|(p, followed, data)| {
+                let applied = futures::future::join_all(answers.into_iter().map(
+                    |(p, followed, generation, data)| {
                         let session = &session;
-                        async move { apply(session, &p, followed, data).await }
-                    }))
-                    .await;
+                        async move { apply(session, &p, followed, generation, data).await }
+                    },
+                ))
+                .await;
                 let stalled = applied.contains(&false);
                 if let (Some(shard), true) = (shard_ref.upgrade(), throttled_bytes > 0) {
                     if let Some(throttle) = &shard.fetchers.throttle {
@@ -263,6 +266,10 @@ fn throttled_partitions(shard: &Shard, session: &Session) -> Vec<PartitionRef> {
 /// Topic names by id, for the topics of one request.
 type TopicNames = HashMap<uuid::Uuid, std::sync::Arc<str>>;
 
+/// What each partition of a request was sent with: its log and replica, and the replica's
+/// generation then (an answer is applied only while it is unchanged, see [`apply`]).
+type Sent = HashMap<PartitionRef, (Followed, u64)>;
+
 /// The fetch request for every partition of the session, what each was sent with, and the
 /// names of the topics it asks for by id. `epoch`: this broker's broker epoch.
 fn build_request(
@@ -270,14 +277,19 @@ fn build_request(
     session: &Session,
     skip: &[PartitionRef],
     epoch: i64,
-) -> (FetchRequest, HashMap<PartitionRef, Followed>, TopicNames) {
+) -> (FetchRequest, Sent, TopicNames) {
     let meta = shard.meta();
-    let mut sent = session.partitions.borrow().clone();
-    // A topic this broker no longer knows (deleted) cannot be asked for by id.
-    sent.retain(|p, _| !skip.contains(p) && meta.topics.contains_key(&*p.topic));
+    let sent: Sent = session
+        .partitions
+        .borrow()
+        .iter()
+        // A topic this broker no longer knows (deleted) cannot be asked for by id.
+        .filter(|(p, _)| !skip.contains(p) && meta.topics.contains_key(&*p.topic))
+        .map(|(p, followed)| (p.clone(), (followed.clone(), followed.replica.generation())))
+        .collect();
     let mut names = TopicNames::new();
     let mut by_topic: HashMap<uuid::Uuid, Vec<FetchPartition>> = HashMap::new();
-    for (p, followed) in &sent {
+    for (p, (followed, _)) in &sent {
         let log = &followed.log;
         let partition = FetchPartition::default()
             .with_partition(p.partition)
@@ -311,16 +323,25 @@ fn build_request(
 
 /// Applies one partition's answer. False when the partition cannot progress now (the
 /// leader moved, or storage failed): the session pauses before fetching again.
+///
+/// Nothing of an answer touches the log once the replica's role or epoch changed after the
+/// request was sent (`generation`). Before, the check was taken when the answer arrived, and
+/// the OFFSET_OUT_OF_RANGE branch did not check at all: a late answer of a broker this one no
+/// longer follows could truncate ("ahead of the leader") a replica that had meanwhile become
+/// the leader and taken writes.
 async fn apply(
     session: &Session,
     p: &PartitionRef,
     followed: Followed,
+    generation: u64,
     data: PartitionData,
 ) -> bool {
     let Followed { log, replica } = followed;
-    let generation = replica.generation();
     let still_followed =
         || session.partitions.borrow().contains_key(p) && replica.generation() == generation;
+    if !still_followed() {
+        return true;
+    }
     match E::try_from_code(data.error_code) {
         None => {}
         Some(E::OffsetOutOfRange) => {
