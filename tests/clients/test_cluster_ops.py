@@ -73,7 +73,13 @@ class Load:
         for p in range(self.partitions):
             values = {v for _, v in read_all(nodes, self.topic, p)}
             lost = self.acked[p] - values
-            assert not lost, f"partition {p} lost {len(lost)} acknowledged records"
+            if lost:
+                # Kept for the diagnosis (an open bug lost acknowledged records here once in
+                # ten runs): each broker's log beside its data, under pytest's tmp_path.
+                for n in nodes:
+                    (n.data_dir / "broker.log").write_text("\n".join(n.lines))
+            assert not lost, (f"partition {p} lost {len(lost)} acknowledged records; broker "
+                              f"logs in {nodes[0].data_dir.parent}/*/broker.log")
 
 
 def plan(partitions, brokers, topic):
