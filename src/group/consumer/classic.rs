@@ -266,16 +266,7 @@ impl ConsumerGroup {
         });
         // A member that took a static member's place brings its subscription along.
         let changed = created || old != (m.topic_names.clone(), m.topic_regex.clone(), None);
-        let meta = self.subscribed_metadata(topics);
-        let hash = metadata_hash(&meta);
-        if changed || hash != self.metadata_hash {
-            self.epoch += 1;
-        }
-        self.metadata = Some(meta);
-        self.metadata_hash = hash;
-        if self.epoch > self.assignment_epoch {
-            self.update_target(topics);
-        }
+        self.bump_epoch_and_target(changed, topics);
         // First pass: may ask it to revoke; second: a member that no longer owns what it
         // must revoke (an eager member owns nothing when it rejoins) moves on at once.
         self.reconcile(&j.member_id, Some(&owned), now_ms);

@@ -451,16 +451,7 @@ impl ConsumerGroup {
             && args.rebalance_timeout_ms != -1
             && (args.topic_names.is_some() || args.topic_regex.is_some());
         let changed = self.update_member(&args, now_ms);
-        let meta = self.subscribed_metadata(topics);
-        let hash = metadata_hash(&meta);
-        if changed || hash != self.metadata_hash {
-            self.epoch += 1;
-        }
-        self.metadata = Some(meta);
-        self.metadata_hash = hash;
-        if self.epoch > self.assignment_epoch {
-            self.update_target(topics);
-        }
+        self.bump_epoch_and_target(changed, topics);
         self.reconcile(&args.member_id, args.owned.as_ref(), now_ms);
         let Some(m) = self.members.get(&args.member_id) else {
             return refuse(E::UnknownMemberId, "the member is gone");
@@ -579,6 +570,22 @@ impl ConsumerGroup {
         let new_member = m.epoch == 0 && m.assigned.is_empty() && !self.target.contains_key(&m.id);
         new_member
             || old != (m.topic_names.clone(), m.topic_regex.clone(), m.server_assignor.clone())
+    }
+
+    /// After a member joined or changed (`changed`: its subscription did): a new group epoch
+    /// if the subscription or the subscribed topics' metadata changed, then the target
+    /// assignment for it.
+    fn bump_epoch_and_target(&mut self, changed: bool, topics: &Topics) {
+        let meta = self.subscribed_metadata(topics);
+        let hash = metadata_hash(&meta);
+        if changed || hash != self.metadata_hash {
+            self.epoch += 1;
+        }
+        self.metadata = Some(meta);
+        self.metadata_hash = hash;
+        if self.epoch > self.assignment_epoch {
+            self.update_target(topics);
+        }
     }
 
     /// The metadata of every topic some member subscribes to.
