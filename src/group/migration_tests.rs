@@ -9,8 +9,10 @@ use uuid::Uuid;
 
 use super::{check_classic_join, to_classic, to_consumer, upgrade};
 use crate::group::consumer::classic::{decode_assignment, encode_assignment, ClassicJoin};
+// A consumer-protocol member's first heartbeat, and topic `t`: the consumer group tests'.
+use crate::group::consumer::tests::{join as consumer_join, topics};
 use crate::group::consumer::{records, Assignment, ConsumerGroup, GroupState, HeartbeatArgs};
-use crate::group::consumer::{Migration, Settings, Topics};
+use crate::group::consumer::{Migration, Settings};
 use crate::group::coordinator::Slot;
 use crate::group::state::{Committed, Group, GroupSnapshot, GroupState as ClassicState};
 use crate::group::state::{JoinArgs, Member, Outbox, Reply};
@@ -18,12 +20,6 @@ use crate::protocol::ResponseError as E;
 
 const GENERATION: i32 = 4;
 const SESSION_MS: i32 = 10_000;
-
-fn topics() -> Topics {
-    let mut t = Topics::new();
-    t.insert("t".into(), (Uuid::from_u128(7), 6));
-    t
-}
 
 /// A ConsumerProtocolSubscription v1 of topic `t` (version prefix first), owning nothing.
 fn subscription() -> Bytes {
@@ -90,18 +86,6 @@ fn join_args(member_id: &str, protocol_type: &str, protocols: &[&str]) -> JoinAr
         protocols: protocols.iter().map(|n| ((*n).to_owned(), subscription())).collect(),
         require_known_member_id: true,
         ..JoinArgs::default()
-    }
-}
-
-/// A consumer-protocol member's first heartbeat.
-fn consumer_join(id: &str) -> HeartbeatArgs {
-    HeartbeatArgs {
-        member_id: id.into(),
-        epoch: 0,
-        rebalance_timeout_ms: 60_000,
-        topic_names: Some(vec!["t".into()]),
-        owned: Some(Assignment::default()),
-        ..HeartbeatArgs::default()
     }
 }
 

@@ -825,4 +825,4 @@ pub fn validate(a: &HeartbeatArgs, settings: &Settings) -> Result<(), Refusal> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,13 +2,15 @@
 
 use super::*;
 
-fn topics() -> Topics {
+/// Topic `t`, 6 partitions (the migration tests use it too).
+pub(crate) fn topics() -> Topics {
     let mut t = Topics::new();
     t.insert("t".into(), (Uuid::from_u128(7), 6));
     t
 }
 
-fn join(id: &str) -> HeartbeatArgs {
+/// A member's first heartbeat, subscribed to `t`, owning nothing.
+pub(crate) fn join(id: &str) -> HeartbeatArgs {
     HeartbeatArgs {
         member_id: id.into(),
         epoch: 0,
