@@ -67,6 +67,16 @@ fn retries_are_stored_once_across_a_crash_and_gaps_are_refused() {
     }
     let (after, _) = init_producer_id(&mut conn, 5);
     assert!(after > pid && after > other, "ids are never handed out twice, even after a crash");
+
+    // A producer this partition has never seen starts at sequence 0: a later batch arriving
+    // first means its earlier ones were refused, and accepting it would let librdkafka take
+    // them as written (its "implicit ack").
+    create_topic(&mut conn, "idem-new", 1);
+    let later = idempotent_batch(other, 0, 5, &[b"late"]);
+    assert_eq!(produce(&mut conn, "idem-new", 0, later.clone(), -1).0, 45, "not from 0");
+    let first = idempotent_batch(other, 0, 0, &[b"a", b"b", b"c", b"d", b"e"]);
+    assert_eq!(produce(&mut conn, "idem-new", 0, first, -1), (0, 0));
+    assert_eq!(produce(&mut conn, "idem-new", 0, later, -1), (0, 5), "in order now");
 }
 
 #[test]

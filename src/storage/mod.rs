@@ -773,7 +773,8 @@ impl PartitionLog {
         if batches.len() != 1 {
             return Err(AppendError::IdempotentBatchCount);
         }
-        match self.shared().producers.borrow().check(header)? {
+        let log_start = self.shared().log_start.get();
+        match self.shared().producers.borrow().check(header, log_start)? {
             Verdict::Append => Ok(None),
             Verdict::Duplicate(original) => Ok(Some(original)),
         }

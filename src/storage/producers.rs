@@ -144,6 +144,8 @@ pub(crate) struct ProducerTable {
     /// Recovery scans only (`Some`): markers whose transaction began before the scanned
     /// range, as (producer id, commit, marker offset), resolved by [`ProducerTable::absorb`].
     unmatched: Option<Vec<(i64, bool, i64)>>,
+    /// [`ProducerTable::expire`] forgot some producer since the log was opened.
+    forgot: bool,
 }
 
 fn last_seq(header: &BatchHeader) -> i32 {
@@ -158,15 +160,35 @@ impl ProducerTable {
 
     /// Kafka's `checkSequence`, for a batch about to be appended. Batches without a sequence
     /// (written by a coordinator, like transactional offset commits) are not checked.
-    pub(crate) fn check(&self, header: &BatchHeader) -> Result<Verdict, ProducerError> {
+    /// `log_start`: the log's start offset (above 0, the log may have dropped the batches of
+    /// producers it no longer knows).
+    pub(crate) fn check(
+        &self,
+        header: &BatchHeader,
+        log_start: i64,
+    ) -> Result<Verdict, ProducerError> {
         if header.producer_id < 0 || header.is_control() || header.base_sequence < 0 {
             return Ok(Verdict::Append);
         }
         let producer_id = header.producer_id;
-        // An unknown producer (new, or its state aged out of the log) may start anywhere,
-        // as in Kafka 2.5+.
-        let Some(p) = self.producers.get(&producer_id) else { return Ok(Verdict::Append) };
         let got = header.base_sequence;
+        let Some(p) = self.producers.get(&producer_id) else {
+            // A producer this log has no state for. When the log may have forgotten it (its
+            // batches deleted by retention or DeleteRecords, or its state expired), it may
+            // start anywhere, as in Kafka 2.5+ (KIP-360). Otherwise it is new here and must
+            // start at 0: a later batch arriving first means the earlier ones were refused
+            // (typically NOT_LEADER_OR_FOLLOWER an instant before this broker took the
+            // leadership, with the next request already in flight on the same connection).
+            // Kafka accepts it, and librdkafka then takes the success as proof that the
+            // refused batches were written too ("implicit ack") and never resends them:
+            // acknowledged records lost. OUT_OF_ORDER_SEQUENCE_NUMBER makes the client
+            // retry in order (or, with no refusal pending, bump its epoch and start at 0).
+            let forgotten = self.forgot || log_start > 0;
+            if got != 0 && !forgotten {
+                return Err(ProducerError::OutOfOrder { producer_id, got, expected: 0 });
+            }
+            return Ok(Verdict::Append);
+        };
         if header.producer_epoch < p.epoch {
             let (current, got) = (p.epoch, header.producer_epoch);
             return Err(ProducerError::StaleEpoch { producer_id, got, current });
@@ -317,7 +339,9 @@ impl ProducerTable {
             }
             now_ms - p.last_append_ms < max_age_ms
         });
-        before - self.producers.len()
+        let forgotten = before - self.producers.len();
+        self.forgot |= forgotten > 0;
+        forgotten
     }
 
     /// Replays `later` (state from batches after this table's) on top of this table.
@@ -505,7 +529,7 @@ mod tests {
         h: &BatchHeader,
         offset: i64,
     ) -> Result<Verdict, ProducerError> {
-        let v = t.check(h)?;
+        let v = t.check(h, 0)?;
         if v == Verdict::Append {
             t.record(h, None, offset, 1_000);
         }
@@ -525,7 +549,7 @@ mod tests {
         let want = BatchRecord { first_seq: 10, last_seq: 19, base_offset: 10, last_offset: 19 };
         assert_eq!(dup, Verdict::Duplicate(want));
         // The first batch fell out of the window: not a duplicate any more, and out of order.
-        let err = t.check(&header(7, 0, 0, 10)).unwrap_err();
+        let err = t.check(&header(7, 0, 0, 10), 0).unwrap_err();
         assert_eq!(err.kafka_error_code(), OUT_OF_ORDER_SEQUENCE_NUMBER);
     }
 
@@ -533,16 +557,20 @@ mod tests {
     fn gaps_stale_epochs_and_new_epochs() {
         let mut t = ProducerTable::default();
         append(&mut t, &header(1, 3, 0, 5), 0).unwrap();
-        let gap = t.check(&header(1, 3, 6, 1)).unwrap_err();
+        let gap = t.check(&header(1, 3, 6, 1), 0).unwrap_err();
         assert_eq!(gap, ProducerError::OutOfOrder { producer_id: 1, got: 6, expected: 5 });
-        let stale = t.check(&header(1, 2, 5, 1)).unwrap_err();
+        let stale = t.check(&header(1, 2, 5, 1), 0).unwrap_err();
         assert_eq!(stale.kafka_error_code(), INVALID_PRODUCER_EPOCH);
-        assert!(t.check(&header(1, 4, 3, 1)).is_err(), "a new epoch starts at 0");
+        assert!(t.check(&header(1, 4, 3, 1), 0).is_err(), "a new epoch starts at 0");
         assert_eq!(append(&mut t, &header(1, 4, 0, 1), 5), Ok(Verdict::Append));
-        assert!(t.check(&header(1, 3, 5, 1)).is_err(), "the old epoch is fenced now");
-        // Unknown producers and non-idempotent batches are never refused.
-        assert_eq!(t.check(&header(2, 0, 42, 1)), Ok(Verdict::Append));
-        assert_eq!(t.check(&header(-1, -1, -1, 1)), Ok(Verdict::Append));
+        assert!(t.check(&header(1, 3, 5, 1), 0).is_err(), "the old epoch is fenced now");
+        // Non-idempotent batches are never refused; an unknown producer starts at 0, unless
+        // the log may have forgotten it (its start moved).
+        assert_eq!(t.check(&header(-1, -1, -1, 1), 0), Ok(Verdict::Append));
+        assert_eq!(t.check(&header(2, 0, 0, 1), 0), Ok(Verdict::Append));
+        let unknown = t.check(&header(2, 0, 42, 1), 0).unwrap_err();
+        assert_eq!(unknown, ProducerError::OutOfOrder { producer_id: 2, got: 42, expected: 0 });
+        assert_eq!(t.check(&header(2, 0, 42, 1), 100), Ok(Verdict::Append));
     }
 
     #[test]
@@ -552,9 +580,10 @@ mod tests {
         t.record(&header(2, 0, 0, 1), None, 1, 5_000);
         assert_eq!(t.expire(1_000 + PRODUCER_EXPIRATION_MS, PRODUCER_EXPIRATION_MS), 1);
         assert_eq!(t.len(), 1);
-        // Producer 1 is forgotten: its old sequence is accepted as a new producer's.
-        assert_eq!(t.check(&header(1, 0, 0, 1)), Ok(Verdict::Append));
-        assert!(matches!(t.check(&header(2, 0, 0, 1)), Ok(Verdict::Duplicate(_))));
+        // Producer 1 is forgotten: its next sequence is accepted as a new producer's, since the
+        // table knows it forgot some.
+        assert_eq!(t.check(&header(1, 0, 1, 1), 0), Ok(Verdict::Append));
+        assert!(matches!(t.check(&header(2, 0, 0, 1), 0), Ok(Verdict::Duplicate(_))));
     }
 
     #[test]
@@ -566,7 +595,9 @@ mod tests {
     #[test]
     fn sequences_wrap_at_i32_max() {
         let mut t = ProducerTable::default();
-        append(&mut t, &header(1, 0, i32::MAX - 1, 2), 0).unwrap();
+        // A producer whose state the log kept from before its start (retention) may be anywhere.
+        assert_eq!(t.check(&header(1, 0, i32::MAX - 1, 2), 1), Ok(Verdict::Append));
+        t.record(&header(1, 0, i32::MAX - 1, 2), None, 0, 1_000);
         assert_eq!(append(&mut t, &header(1, 0, 0, 1), 2), Ok(Verdict::Append));
     }
 
@@ -580,8 +611,8 @@ mod tests {
         let back = ProducerTable::from_snapshot(&bytes).unwrap();
         assert_eq!(back.len(), 2);
         // The batch at offset 10 is above the snapshot point: not in it.
-        assert!(back.check(&header(1, 0, 5, 5)).is_ok_and(|v| v == Verdict::Append));
-        assert!(matches!(back.check(&header(1, 0, 0, 5)), Ok(Verdict::Duplicate(_))));
+        assert!(back.check(&header(1, 0, 5, 5), 0).is_ok_and(|v| v == Verdict::Append));
+        assert!(matches!(back.check(&header(1, 0, 0, 5), 0), Ok(Verdict::Duplicate(_))));
         let mut torn = bytes.clone();
         torn[9] ^= 1;
         assert!(ProducerTable::from_snapshot(&torn).is_none());
@@ -614,7 +645,7 @@ mod tests {
         assert_eq!(t.aborted_between(0, 10), vec![]);
         // A marker at a newer epoch fences the old one.
         t.record(&marker(2, 1), Some(false), 27, 1);
-        assert!(t.check(&txn_header(2, 0, 5, 1)).is_err());
+        assert!(t.check(&txn_header(2, 0, 5, 1), 0).is_err());
         assert!(t.check_marker(2, 0).is_err());
         assert!(t.check_marker(2, 1).is_ok());
     }
