@@ -232,6 +232,10 @@ pub struct BrokerConfig {
     pub flush: FlushPolicy,
     /// Recent data kept in memory per partition to serve fetches without disk reads.
     pub tail_cache_bytes: usize,
+    /// The most recent data kept in memory over every partition of the broker, split evenly
+    /// between the shards (each shard's least recently used partitions give theirs back
+    /// first, see `storage::CachePool`).
+    pub tail_cache_max_bytes: usize,
     /// Kafka's `log.message.timestamp.type` is `LogAppendTime`.
     pub log_append_time: bool,
     /// Kafka's `log.message.timestamp.before.max.ms`: how far in the past a CreateTime record's
@@ -547,6 +551,7 @@ impl Default for BrokerConfig {
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,
             tail_cache_bytes: 8 << 20,
+            tail_cache_max_bytes: 1 << 30,
             log_append_time: false,
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: 3_600_000,

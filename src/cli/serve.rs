@@ -237,6 +237,10 @@ pub struct Settings {
     /// [default: 8388608]
     #[arg(long, env = "STRATA_TAIL_CACHE_BYTES")]
     pub tail_cache_bytes: Option<usize>,
+    /// Recent data kept in memory over all partitions, split evenly between the shards; the
+    /// least recently used partitions' data goes first. [default: 1073741824]
+    #[arg(long, env = "STRATA_TAIL_CACHE_MAX_BYTES")]
+    pub tail_cache_max_bytes: Option<usize>,
     /// Stamp batches with the broker's clock (log.message.timestamp.type=LogAppendTime).
     /// [default: false]
     #[arg(long, env = "STRATA_LOG_APPEND_TIME", action = clap::ArgAction::Set)]
@@ -853,6 +857,7 @@ impl Settings {
             flush_messages,
             flush_ms,
             tail_cache_bytes,
+            tail_cache_max_bytes,
             log_append_time,
             message_timestamp_before_max_ms,
             message_timestamp_after_max_ms,
@@ -978,6 +983,7 @@ impl Settings {
             flush_messages: None,
             flush_ms: None,
             tail_cache_bytes: Some(d.tail_cache_bytes),
+            tail_cache_max_bytes: Some(d.tail_cache_max_bytes),
             log_append_time: Some(d.log_append_time),
             message_timestamp_before_max_ms: Some(d.message_timestamp_before_max_ms),
             message_timestamp_after_max_ms: Some(d.message_timestamp_after_max_ms),
@@ -1258,6 +1264,7 @@ impl Settings {
                 .unwrap_or(d.storage_min_free_percent),
             flush,
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
+            tail_cache_max_bytes: self.tail_cache_max_bytes.unwrap_or(d.tail_cache_max_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),
             message_timestamp_before_max_ms: self
                 .message_timestamp_before_max_ms

@@ -102,6 +102,8 @@ pub struct Shard {
     published_version: Cell<u64>,
     /// The follower fetch sessions of this shard.
     pub fetchers: Fetchers,
+    /// The byte budget this shard's tail caches share (`tail_cache_max_bytes` / shards).
+    pub cache_pool: Rc<storage::CachePool>,
     /// This shard's share of `leader_replication_throttled_rate` (reassignment traffic).
     leader_throttle: Option<replica::Throttle>,
     /// This shard, for the tasks it starts from `&self` methods.
@@ -275,6 +277,7 @@ impl Shard {
         };
         let leader_throttle = share(config.leader_replication_throttled_rate, false);
         let follower_throttle = share(config.follower_replication_throttled_rate, true);
+        let cache_pool = storage::CachePool::new(config.tail_cache_max_bytes / count.max(1));
         Shard {
             id,
             count,
@@ -302,6 +305,7 @@ impl Shard {
             version_waiters: RefCell::new(Vec::new()),
             published_version: Cell::new(0),
             fetchers: Fetchers::new(follower_throttle),
+            cache_pool,
             leader_throttle,
             me: RefCell::new(Weak::new()),
             access,
@@ -639,6 +643,7 @@ impl Shard {
         let name: Arc<str> = Arc::from(topic.name.as_str());
         let max_lag = std::time::Duration::from_millis(self.config.replica_lag_time_max_ms);
         let replica = Rc::new(Replica::new(self.config.node_id, max_lag, name, index as i32));
+        log.join_cache_pool(&self.cache_pool);
         entry.partitions[index] = Some(Owned { log, counters, replica });
     }
 

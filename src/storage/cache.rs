@@ -1,10 +1,15 @@
-//! Tail cache: the most recent batches, as appended (offset-assigned `Bytes`).
+//! Tail cache: the most recent batches, as appended (offset-assigned `Bytes`), per
+//! partition up to `tail_cache_bytes`, and over all the partitions of a shard up to the
+//! shard's [`CachePool`] budget (`tail_cache_shard_bytes`).
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
 
 use bytes::{Bytes, BytesMut};
 
 use super::header_of;
+use super::shared::Shared;
 
 struct CachedBatch {
     base_offset: i64,
@@ -19,11 +24,78 @@ pub(crate) struct TailCache {
     batches: VecDeque<CachedBatch>,
     bytes: usize,
     capacity: usize,
+    /// The shard's budget this cache counts against, once the log joined it.
+    pool: Option<Rc<CachePool>>,
+    /// The pool's clock at the latest push or read hit: the least recently used caches give
+    /// their batches back first.
+    touched: Cell<u64>,
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        self.sub(self.bytes);
+    }
 }
 
 impl TailCache {
     pub(crate) fn new(capacity: usize) -> TailCache {
-        TailCache { batches: VecDeque::new(), bytes: 0, capacity }
+        let touched = Cell::new(0);
+        TailCache { batches: VecDeque::new(), bytes: 0, capacity, pool: None, touched }
+    }
+
+    /// Counts this cache against `pool` from now on.
+    fn join(&mut self, pool: &Rc<CachePool>) {
+        self.sub(self.bytes);
+        self.pool = Some(pool.clone());
+        self.add(self.bytes);
+        self.touch();
+    }
+
+    fn add(&self, bytes: usize) {
+        if let Some(pool) = &self.pool {
+            pool.used.set(pool.used.get() + bytes);
+        }
+    }
+
+    fn sub(&self, bytes: usize) {
+        if let Some(pool) = &self.pool {
+            pool.used.set(pool.used.get() - bytes);
+        }
+    }
+
+    fn touch(&self) {
+        if let Some(pool) = &self.pool {
+            pool.clock.set(pool.clock.get() + 1);
+            self.touched.set(pool.clock.get());
+        }
+    }
+
+    /// Bytes cached.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the shard's caches together are over their budget.
+    pub(crate) fn pool_over_budget(&self) -> Option<Rc<CachePool>> {
+        self.pool.as_ref().filter(|p| p.used.get() > p.reclaim_at.get()).cloned()
+    }
+
+    /// Evicts the oldest batches below `written_below` until `want` bytes are freed (or no
+    /// written batch is left); the bytes freed.
+    fn shed(&mut self, want: usize, written_below: i64) -> usize {
+        let mut freed = 0;
+        while freed < want {
+            match self.batches.front() {
+                Some(front) if front.last_offset < written_below => {
+                    freed += front.bytes.len();
+                    self.batches.pop_front();
+                }
+                _ => break,
+            }
+        }
+        self.bytes -= freed;
+        self.sub(freed);
+        freed
     }
 
     /// Adds the next batch (its base offset is past the previous batch's last offset).
@@ -36,6 +108,8 @@ impl TailCache {
             assert!(back.last_offset < header.base_offset);
         }
         self.bytes += bytes.len();
+        self.add(bytes.len());
+        self.touch();
         self.batches.push_back(CachedBatch {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
@@ -47,14 +121,9 @@ impl TailCache {
     /// `written_below` (not yet on disk).
     pub(crate) fn evict(&mut self, capacity: usize, written_below: i64) {
         self.capacity = capacity;
-        while self.bytes > self.capacity {
-            match self.batches.front() {
-                Some(front) if front.last_offset < written_below => {
-                    self.bytes -= front.bytes.len();
-                    self.batches.pop_front();
-                }
-                _ => break,
-            }
+        let over = self.bytes.saturating_sub(self.capacity);
+        if over > 0 {
+            self.shed(over, written_below);
         }
     }
 
@@ -66,12 +135,14 @@ impl TailCache {
                 break;
             }
             self.bytes -= front.bytes.len();
+            self.sub(front.bytes.len());
             self.batches.pop_front();
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.batches.clear();
+        self.sub(self.bytes);
         self.bytes = 0;
     }
 
@@ -88,6 +159,7 @@ impl TailCache {
         }
         let start = self.batches.partition_point(|b| b.last_offset < offset);
         let first = self.batches.get(start)?;
+        self.touch();
         let mut end = start + 1;
         let mut total = first.bytes.len();
         while let Some(next) = self.batches.get(end) {
@@ -105,5 +177,91 @@ impl TailCache {
             out.extend_from_slice(&batch.bytes);
         }
         Some(out.freeze())
+    }
+}
+
+/// The byte budget the tail caches of one shard's logs share (`tail_cache_shard_bytes`).
+/// `tail_cache_bytes` caps each partition's cache; this caps their sum, so the memory the
+/// caches hold does not grow with the number of partitions (10,000 partitions × 8 MiB would
+/// be 80 GiB). When the sum passes the budget, the least recently used caches (by their
+/// latest append or read hit) give back their oldest written batches until it is 7/8 of the
+/// budget: busy partitions keep their tails, idle ones go to disk for a read. Batches not
+/// yet written are never evicted (they are the only copy), so the sum can pass the budget
+/// by what is in flight to disk, which the request memory budget bounds.
+///
+/// One per shard (`Rc`, no locks): logs join it when the shard opens them.
+pub struct CachePool {
+    budget: usize,
+    used: Cell<usize>,
+    /// Reclaim when `used` passes this: the budget, or above it after a reclaim that could
+    /// not get under (only unwritten batches left), so a burst does not sort the members at
+    /// every write.
+    reclaim_at: Cell<usize>,
+    clock: Cell<u64>,
+    members: RefCell<Vec<Weak<Shared>>>,
+}
+
+impl CachePool {
+    /// A pool of `budget` bytes.
+    pub fn new(budget: usize) -> Rc<CachePool> {
+        Rc::new(CachePool {
+            budget,
+            used: Cell::new(0),
+            reclaim_at: Cell::new(budget),
+            clock: Cell::new(0),
+            members: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Bytes the member caches hold now.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Makes `shared`'s cache count against this pool.
+    pub(crate) fn join(self: &Rc<Self>, shared: &Rc<Shared>) {
+        let mut members = self.members.borrow_mut();
+        if members.len() == members.capacity() {
+            members.retain(|m| m.strong_count() > 0);
+        }
+        members.push(Rc::downgrade(shared));
+        drop(members);
+        shared.cache.borrow_mut().join(self);
+    }
+
+    /// Evicts written batches of the least recently used member caches until the sum is at
+    /// most 7/8 of the budget (or nothing written is left to evict). A member whose cache
+    /// is borrowed right now (the caller's) is skipped.
+    pub(crate) fn reclaim(&self) {
+        let target = self.budget - self.budget / 8;
+        let mut lru: Vec<(u64, Rc<Shared>)> = Vec::new();
+        self.members.borrow_mut().retain(|m| {
+            let Some(shared) = m.upgrade() else { return false };
+            if let Ok(cache) = shared.cache.try_borrow() {
+                if cache.bytes > 0 {
+                    lru.push((cache.touched.get(), shared.clone()));
+                }
+            }
+            true
+        });
+        lru.sort_unstable_by_key(|(touched, _)| *touched);
+        for (_, shared) in &lru {
+            let over = self.used.get().saturating_sub(target);
+            if over == 0 {
+                break;
+            }
+            if let Ok(mut cache) = shared.cache.try_borrow_mut() {
+                cache.shed(over, shared.written.get());
+            }
+        }
+        drop(lru);
+        let used = self.used.get();
+        let step = (self.budget / 8).max(1);
+        self.reclaim_at.set(if used > target { used + step } else { self.budget });
     }
 }

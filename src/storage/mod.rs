@@ -61,6 +61,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::TaskQueueHandle;
 
 use crate::record_batch::{self, BatchError, BatchHeader, Batches};
+pub use cache::CachePool;
 pub use compact::CompactionStats;
 use producers::Verdict;
 pub use producers::{
@@ -409,6 +410,17 @@ impl PartitionLog {
 
     fn shared(&self) -> &Rc<Shared> {
         &self.handle.shared
+    }
+
+    /// Counts this log's tail cache against the shard's budget from now on (see
+    /// [`CachePool`]).
+    pub fn join_cache_pool(&self, pool: &Rc<CachePool>) {
+        pool.join(self.shared());
+    }
+
+    /// Bytes held by this log's tail cache.
+    pub fn cached_bytes(&self) -> usize {
+        self.shared().cache.borrow().bytes()
     }
 
     /// First offset in the log.

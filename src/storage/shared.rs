@@ -181,7 +181,14 @@ impl Shared {
             self.durable.set(acked);
         }
         let cap = self.config.borrow().tail_cache_bytes;
-        self.cache.borrow_mut().evict(cap, self.written.get());
+        let over_budget = {
+            let mut cache = self.cache.borrow_mut();
+            cache.evict(cap, self.written.get());
+            cache.pool_over_budget()
+        };
+        if let Some(pool) = over_budget {
+            pool.reclaim();
+        }
         self.progress.wake_all();
     }
 }

@@ -787,3 +787,50 @@ fn an_idle_partition_log_stays_small_in_memory() {
         assert!(state <= 1024, "a log's shared state is {state} bytes");
     });
 }
+
+#[test]
+fn the_shard_cache_budget_is_shared_and_the_least_recently_used_logs_give_back_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        // Each log may cache 64 KiB; the three together 64 KiB.
+        let config = LogConfig { tail_cache_bytes: 64 << 10, ..small_config() };
+        let pool = CachePool::new(64 << 10);
+        let mut logs = Vec::new();
+        for i in 0..3 {
+            let log = PartitionLog::open(root.join(format!("p{i}")), config.clone()).await;
+            let log = log.unwrap();
+            log.join_cache_pool(&pool);
+            logs.push(log);
+        }
+        let batch_bytes = test_batch(0).len();
+        // About 40 KiB into each log, one after the other: log 0 is then the least recently
+        // used, log 2 the most.
+        let per_log = (40 << 10) / batch_bytes as i64;
+        for log in &logs {
+            append_batches(log, 0, per_log).await.unwrap();
+            assert!(pool.used() <= pool.budget(), "{} > {}", pool.used(), pool.budget());
+        }
+        let cached: Vec<usize> = logs.iter().map(PartitionLog::cached_bytes).collect();
+        assert_eq!(cached.iter().sum::<usize>(), pool.used());
+        assert!(cached[2] >= (40 << 10) - batch_bytes, "the latest log keeps its tail: {cached:?}");
+        assert!(cached[0] < cached[1] || cached[0] == 0, "the oldest gave back first: {cached:?}");
+        // Everything is still readable, from the cache or the disk.
+        for log in &logs {
+            assert_eq!(read_all(log).await.len(), per_log as usize);
+        }
+        // A read hit makes log 1 recently used: the next reclaim takes from log 2 first.
+        let before = logs[1].cached_bytes();
+        if before > 0 {
+            let last = logs[1].log_end_offset() - 1;
+            logs[1].read(last, 1).await.unwrap();
+            append_batches(&logs[0], per_log, per_log + per_log / 2).await.unwrap();
+            assert_eq!(logs[1].cached_bytes(), before, "the read hit kept log 1's tail");
+        }
+        // Closed logs give their bytes back.
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+        assert_eq!(pool.used(), 0);
+    });
+}
