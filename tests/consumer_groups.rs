@@ -6,7 +6,8 @@
 //! classic member answered from the consumer group, REBALANCE_IN_PROGRESS on its heartbeat,
 //! incremental hand-over), across a restart, and back when the consumer member leaves; the
 //! refusals (`group.consumer.migration.policy`, a classic group of another protocol type);
-//! a classic member that answers JoinGroup but never syncs leaves at its rebalance timeout.
+//! a classic member that answers JoinGroup but never syncs leaves at its rebalance timeout,
+//! one that falls silent after syncing at its session timeout.
 
 mod common;
 
@@ -536,7 +537,7 @@ fn classic_member_joins(conn: &mut Conn, group: &str, rebalance_timeout_ms: i32)
 }
 
 #[test]
-fn a_classic_member_that_does_not_sync_within_its_rebalance_timeout_leaves_the_group() {
+fn a_classic_member_in_a_consumer_group_leaves_at_its_sync_or_session_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path());
     let mut conn = Conn::connect(broker.addr);
@@ -561,7 +562,23 @@ fn a_classic_member_that_does_not_sync_within_its_rebalance_timeout_leaves_the_g
     let mut members: Vec<String> =
         describe(&mut conn, "sync").members.iter().map(|m| m.member_id.to_string()).collect();
     members.sort();
-    let mut expected = vec!["n".to_owned(), y];
+    let mut expected = vec!["n".to_owned(), y.clone()];
     expected.sort();
     assert_eq!(members, expected);
+
+    // z joins and syncs, then falls silent: its session (the JoinGroup's 6 s, the least
+    // allowed) removes it; its one-minute sync timer plays no part.
+    let req = classic_join_request("sync", "", &[])
+        .with_session_timeout_ms(6_000)
+        .with_rebalance_timeout_ms(60_000);
+    let named = send_join(&mut conn, req.clone());
+    let z = named.member_id.to_string();
+    let joined = send_join(&mut conn, req.with_member_id(named.member_id));
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(classic_sync(&mut conn, "sync", &z, joined.generation_id, None).error_code, 0);
+    common::poll("z removed by its session timeout", || {
+        assert!(present(classic_heartbeat(&mut conn, "sync", &y, y_generation)));
+        let d = describe(&mut conn, "sync");
+        d.members.iter().all(|m| m.member_id.as_str() != z).then_some(())
+    });
 }
