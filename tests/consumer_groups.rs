@@ -5,7 +5,9 @@
 //! online migration: a classic group converted when a consumer-protocol member joins (its
 //! classic member answered from the consumer group, REBALANCE_IN_PROGRESS on its heartbeat,
 //! incremental hand-over), across a restart, and back when the consumer member leaves; the
-//! refusals (`group.consumer.migration.policy`, a classic group of another protocol type).
+//! refusals (`group.consumer.migration.policy`, a classic group of another protocol type);
+//! a classic member that answers JoinGroup but never syncs leaves at its rebalance timeout,
+//! one that falls silent after syncing at its session timeout.
 
 mod common;
 
@@ -521,4 +523,62 @@ fn a_classic_static_member_replacing_the_last_consumer_member_downgrades_the_gro
     assert_eq!(code, E::IllegalGeneration.code());
     let code = classic_heartbeat(&mut conn, "sg", &c, generation + 1);
     assert_eq!(code, E::RebalanceInProgress.code());
+}
+
+/// A classic member's JoinGroup into consumer group `group` (a new member: the first
+/// JoinGroup gets its id), with `rebalance_timeout_ms`; returns (member id, generation).
+fn classic_member_joins(conn: &mut Conn, group: &str, rebalance_timeout_ms: i32) -> (String, i32) {
+    let req = classic_join_request(group, "", &[]).with_rebalance_timeout_ms(rebalance_timeout_ms);
+    let named = send_join(conn, req.clone());
+    assert_eq!(named.error_code, E::MemberIdRequired.code());
+    let joined = send_join(conn, req.with_member_id(named.member_id.clone()));
+    assert_eq!(joined.error_code, 0);
+    (named.member_id.to_string(), joined.generation_id)
+}
+
+#[test]
+fn a_classic_member_in_a_consumer_group_leaves_at_its_sync_or_session_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, "t", 4);
+    assert_eq!(beat(&mut conn, first("sync", "n", &["t"])).error_code, 0);
+    // y joins and syncs at once; x joins after it and never syncs. Both have a one-second
+    // rebalance timeout and a 30 s session that their heartbeats keep alive.
+    let (y, y_generation) = classic_member_joins(&mut conn, "sync", 1_000);
+    assert_eq!(classic_sync(&mut conn, "sync", &y, y_generation, None).error_code, 0);
+    let (x, x_generation) = classic_member_joins(&mut conn, "sync", 1_000);
+    // Only the sync timeout can remove x: it fires one rebalance timeout after its join.
+    let present = |code: i16| code != E::UnknownMemberId.code();
+    common::poll("x removed by its sync timeout", || {
+        let x_there = present(classic_heartbeat(&mut conn, "sync", &x, x_generation));
+        let y_there = present(classic_heartbeat(&mut conn, "sync", &y, y_generation));
+        // y joined before x: had its sync timer not stopped, it would be gone first.
+        assert!(y_there, "y synced in time and heartbeats, yet it left");
+        (!x_there).then_some(())
+    });
+    let late = classic_sync(&mut conn, "sync", &x, x_generation, None);
+    assert_eq!(late.error_code, E::UnknownMemberId.code());
+    let mut members: Vec<String> =
+        describe(&mut conn, "sync").members.iter().map(|m| m.member_id.to_string()).collect();
+    members.sort();
+    let mut expected = vec!["n".to_owned(), y.clone()];
+    expected.sort();
+    assert_eq!(members, expected);
+
+    // z joins and syncs, then falls silent: its session (the JoinGroup's 6 s, the least
+    // allowed) removes it; its one-minute sync timer plays no part.
+    let req = classic_join_request("sync", "", &[])
+        .with_session_timeout_ms(6_000)
+        .with_rebalance_timeout_ms(60_000);
+    let named = send_join(&mut conn, req.clone());
+    let z = named.member_id.to_string();
+    let joined = send_join(&mut conn, req.with_member_id(named.member_id));
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(classic_sync(&mut conn, "sync", &z, joined.generation_id, None).error_code, 0);
+    common::poll("z removed by its session timeout", || {
+        assert!(present(classic_heartbeat(&mut conn, "sync", &y, y_generation)));
+        let d = describe(&mut conn, "sync");
+        d.members.iter().all(|m| m.member_id.as_str() != z).then_some(())
+    });
 }

@@ -2,12 +2,13 @@
 //!
 //! * `share`: one share-partition (`strata::share::partition::SharePartition`) driven by
 //!   random acquire / accept / release / reject / gap / lock-expiry / member-leave /
-//!   log-start-moves / restart-from-persisted-state sequences decoded from the input. After
+//!   log-start-moves / restart-from-persisted-state sequences decoded from the input (reads
+//!   with runs never to deliver, as read_committed has them, among them). After
 //!   every step: a record is never both acquired and final (acknowledged or archived), and a
 //!   final record is never acquired again (not even after a restart from what was persisted);
 //!   delivery counts never decrease; the start offset only moves forward; the number of
 //!   acquired records respects `max_record_locks`; every acquired run lies in the offsets the
-//!   log returned.
+//!   log returned, outside the runs never to deliver.
 //! * `share_group`: one share group's membership driven by random heartbeats (join, leave,
 //!   stale and future epochs, subscription changes) and session expiry: every partition of a
 //!   subscribed topic is assigned to some member while any member subscribes to it, and no
@@ -22,10 +23,26 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fuzz::Choices;
 use strata::share::group::{Heartbeat, ShareGroup};
-use strata::share::partition::{Limits, RecordState, SharePartition};
+use strata::share::partition::{Limits, Read, RecordState, SharePartition};
 use strata::share::records;
 
 const MEMBERS: &[&str] = &["a", "b", "c", "d"];
+
+/// Up to three sorted, disjoint runs of `[from, to)`: markers and aborted transactions.
+fn unreadable(c: &mut Choices, from: i64, to: i64) -> Option<Vec<(i64, i64)>> {
+    let mut runs = Vec::new();
+    let mut at = from;
+    for _ in 0..c.below(4)? {
+        let first = at + c.below(8)? as i64;
+        let last = first + c.below(8)? as i64;
+        if last >= to {
+            break;
+        }
+        runs.push((first, last));
+        at = last + 2;
+    }
+    Some(runs)
+}
 
 /// The share-partition and what the checks remember of it.
 struct Model {
@@ -67,11 +84,17 @@ impl Model {
                 let Some(from) = self.p.next_fetch_offset() else { return Some(()) };
                 let to = (from + i64::from(c.byte()?)).min(self.log_end);
                 let max = usize::from(c.byte()?);
-                for run in self.p.acquire(member, from, to, max, self.now) {
+                // Under read_committed some runs of the read are never delivered.
+                let archive = if c.flag()? { unreadable(c, from, to)? } else { Vec::new() };
+                let read = Read { from, to, archive: &archive };
+                for run in self.p.acquire_read(member, &read, max, self.now) {
                     assert!(run.first_offset >= from && run.last_offset < to);
                     for o in run.first_offset..=run.last_offset {
                         assert!(!self.finals.contains(&o), "final record {o} acquired again");
                         assert!(o >= self.start, "offset {o} below the start acquired");
+                        let hidden =
+                            archive.iter().any(|(first, last)| (*first..=*last).contains(&o));
+                        assert!(!hidden, "offset {o} of an aborted transaction acquired");
                     }
                 }
             }

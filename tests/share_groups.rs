@@ -1,7 +1,8 @@
 //! Share groups (KIP-932) over the raw protocol: members share a partition, every record is
 //! delivered and accepted once, locks expire into redeliveries with higher delivery counts,
 //! rejected records and records past the delivery limit are archived, share sessions check
-//! their epochs, and after kill -9 no accepted record comes back and none is lost.
+//! their epochs, and after kill -9 no accepted record comes back and none is lost; a
+//! `read_committed` group (`share.isolation.level`) gets committed records only.
 
 mod common;
 
@@ -712,4 +713,85 @@ fn a_groups_delivery_count_limit_and_lock_duration_apply_at_once() {
         (!f.records.is_empty()).then(|| got(&f))
     });
     assert_eq!(again, vec![(0, 2)]);
+}
+
+/// The offsets and values `f` acquired, data records only (a marker's value is no UTF-8
+/// word: read_uncommitted groups get markers too, as today).
+fn acquired(f: &Fetched) -> Vec<(i64, String)> {
+    let word = |v: &str| v.chars().all(|c| c.is_ascii_alphanumeric()) && !v.is_empty();
+    f.records.iter().filter(|r| word(&r.1)).map(|r| (r.0, r.1.clone())).collect()
+}
+
+fn pairs(list: &[(i64, &str)]) -> Vec<(i64, String)> {
+    list.iter().map(|(o, v)| (*o, (*v).to_owned())).collect()
+}
+
+#[test]
+fn read_committed_share_groups_get_only_committed_records_below_the_lso() {
+    use common::txn;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    assert_eq!(
+        alter_group_configs(&mut admin, "rc", &[("share.isolation.level", "read_committed")]),
+        0
+    );
+    assert_eq!(group_configs(&mut admin, "rc")["share.isolation.level"].0, "read_committed");
+    assert_eq!(group_configs(&mut admin, "ru")["share.isolation.level"].0, "read_uncommitted");
+    let bad = [("share.isolation.level", "serializable")];
+    assert_eq!(alter_group_configs(&mut admin, "rc", &bad), E::InvalidConfig.code());
+
+    // One producer: a committed transaction (0-1, marker 2), an aborted one (3-5, marker 6),
+    // a record outside transactions (7), then an open transaction (8-9).
+    let (error, pid, epoch) = txn::init(&mut admin, "tp");
+    assert_eq!(error, 0);
+    let mut sequence = 0;
+    let mut transaction = |conn: &mut Conn, values: &[&[u8]]| {
+        assert_eq!(txn::add(conn, "tp", (pid, epoch), &[(TOPIC, 0)]), [0]);
+        let batch = common::transactional_batch(pid, epoch, sequence, values);
+        assert_eq!(txn::produce(conn, "tp", TOPIC, 0, batch), 0);
+        sequence += values.len() as i32;
+    };
+    transaction(&mut admin, &[b"c0", b"c1"]);
+    assert_eq!(txn::end(&mut admin, "tp", (pid, epoch), true), 0);
+    transaction(&mut admin, &[b"a0", b"a1", b"a2"]);
+    assert_eq!(txn::end(&mut admin, "tp", (pid, epoch), false), 0);
+    assert_eq!(produce(&mut admin, TOPIC, 0, common::batch(&[(b"k", b"p0")]), -1).0, 0);
+    transaction(&mut admin, &[b"o0", b"o1"]);
+
+    // read_committed: the committed records only; the aborted ones and the markers are
+    // archived, so once 0, 1 and 7 are accepted the start offset is the LSO, 8.
+    let mut rc = Member::join(&broker, "rc", "m");
+    let first = rc.fetch("rc", topic_id, &[], 100, 0);
+    assert_eq!(acquired(&first), pairs(&[(0, "c0"), (1, "c1"), (7, "p0")]));
+    assert_eq!(first.records.len(), 3, "no marker is delivered");
+    let nothing = rc.fetch("rc", topic_id, &accept_all(&first.records), 100, 0);
+    assert_eq!((nothing.ack_error, nothing.records.len()), (0, 0), "nothing past the LSO");
+    assert_eq!(start_offset(&mut admin, "rc"), 8);
+
+    // read_uncommitted: everything up to the high watermark, the open transaction too.
+    let mut ru = Member::join(&broker, "ru", "m");
+    let all = ru.fetch("ru", topic_id, &[], 100, 0);
+    let values: Vec<(i64, &str)> = vec![
+        (0, "c0"),
+        (1, "c1"),
+        (3, "a0"),
+        (4, "a1"),
+        (5, "a2"),
+        (7, "p0"),
+        (8, "o0"),
+        (9, "o1"),
+    ];
+    assert_eq!(acquired(&all), pairs(&values));
+
+    // The open transaction commits: read_committed gets it (waking on the marker), and its
+    // marker is archived too.
+    assert_eq!(txn::end(&mut admin, "tp", (pid, epoch), true), 0);
+    let rest = rc.fetch("rc", topic_id, &[], 100, 5_000);
+    assert_eq!(acquired(&rest), pairs(&[(8, "o0"), (9, "o1")]));
+    assert_eq!(rest.records.len(), 2);
+    let done = rc.fetch("rc", topic_id, &accept_all(&rest.records), 100, 0);
+    assert_eq!((done.ack_error, done.records.len()), (0, 0));
+    assert_eq!(start_offset(&mut admin, "rc"), 11);
 }

@@ -6,7 +6,7 @@
 //! [`Consumer`] long-polls one Fetch per leader and decodes the batches. Both refresh the
 //! leaders and retry when a broker answers that it is not (or no longer) the leader.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use kafka_protocol::records::{
 use super::admin::{EARLIEST, LATEST};
 use super::{protocol, Client, ClientError};
 use crate::record_batch::partition::partition_for_key;
-use crate::record_batch::Batches;
+use crate::record_batch::{AbortedFilter, Batches};
 
 /// Error codes after which refreshing the leaders and trying again may succeed.
 const RETRIABLE: &[i16] = &[
@@ -658,24 +658,16 @@ fn decode(
     out: &mut Vec<InRecord>,
 ) -> Result<i64, ClientError> {
     let mut next = from;
-    let mut aborting: HashSet<i64> = HashSet::new();
+    let mut filter = AbortedFilter::new(aborted.iter().copied());
     for batch in Batches::new(data) {
         let Ok((header, range)) = batch else { break };
+        // Every batch goes through the filter, in order: it tracks the open aborted ones.
+        let skipped = filter.skips(&header);
         if header.last_offset() < from {
             continue;
         }
         next = next.max(header.last_offset() + 1);
-        for (producer, first) in aborted {
-            if *producer == header.producer_id && *first <= header.last_offset() {
-                aborting.insert(*producer);
-            }
-        }
-        if header.is_control() {
-            // An abort (or commit) marker ends the producer's transaction.
-            aborting.remove(&header.producer_id);
-            continue;
-        }
-        if header.is_transactional() && aborting.contains(&header.producer_id) {
+        if skipped {
             continue;
         }
         let mut bytes = data.slice(range);

@@ -5,7 +5,8 @@
 //! `name → value`), so they survive a restart and every shard of every broker sees the same
 //! values once the metadata is published. A group's effective settings ([`effective`]) are
 //! the broker's `group.share.*` / `share.auto.offset.reset` / `group.consumer.*` settings
-//! overridden by the group's values. Every value is checked by [`check_value`] (the bounds
+//! overridden by the group's values (`share.isolation.level` has no broker setting: its
+//! default is Kafka's, `read_uncommitted`). Every value is checked by [`check_value`] (the bounds
 //! the broker's own settings accept, and Kafka's `atLeast(1000)` for the lock duration) both
 //! where the request arrives and where the command applies; the broker taking the request
 //! also checks the merged result ([`check_merged`]: a heartbeat interval below the session
@@ -31,6 +32,9 @@ pub const SHARE_RECORD_LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
 pub const SHARE_DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 /// `share.auto.offset.reset`: where a new share-partition starts.
 pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+/// `share.isolation.level`: `read_committed` acquires only committed records, below the
+/// last stable offset (Kafka 4.1).
+pub const SHARE_ISOLATION_LEVEL: &str = "share.isolation.level";
 
 /// What a group config holds.
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +107,14 @@ pub const GROUP_CONFIGS: &[GroupConfigDef] = &[
         broker_name: "share.auto.offset.reset",
         doc: "The strategy to initialize the share-partition start offset.",
     },
+    GroupConfigDef {
+        name: SHARE_ISOLATION_LEVEL,
+        kind: Kind::Choice(&["read_uncommitted", "read_committed"]),
+        // No broker setting: Kafka's default is the group config's own.
+        broker_name: SHARE_ISOLATION_LEVEL,
+        doc: "How records of transactions are read by this share group: read_committed \
+              acquires only committed records, below the last stable offset.",
+    },
 ];
 
 /// The definition of group config `name`, if Strata offers it.
@@ -151,6 +163,8 @@ pub struct GroupSettings {
     pub share_delivery_count_limit: u64,
     /// `share.auto.offset.reset` is `earliest`.
     pub share_auto_offset_reset_earliest: bool,
+    /// `share.isolation.level` is `read_committed`.
+    pub share_read_committed: bool,
 }
 
 /// The broker's value of group config `name` (the default a group override replaces).
@@ -165,6 +179,9 @@ pub fn broker_default(name: &str, broker: &BrokerConfig) -> Option<String> {
         SHARE_DELIVERY_COUNT_LIMIT => s.share_delivery_count_limit.to_string(),
         SHARE_AUTO_OFFSET_RESET => {
             if s.share_auto_offset_reset_earliest { "earliest" } else { "latest" }.to_owned()
+        }
+        SHARE_ISOLATION_LEVEL => {
+            if s.share_read_committed { "read_committed" } else { "read_uncommitted" }.to_owned()
         }
         _ => return None,
     })
@@ -181,6 +198,7 @@ pub fn effective(broker: &BrokerConfig, layer: Option<&BTreeMap<String, String>>
         share_record_lock_duration_ms: broker.share.record_lock_duration_ms,
         share_delivery_count_limit: u64::from(broker.share.delivery_count_limit),
         share_auto_offset_reset_earliest: broker.share.auto_offset_reset_earliest,
+        share_read_committed: false,
     };
     let Some(layer) = layer else { return s };
     for (name, value) in layer {
@@ -194,6 +212,9 @@ pub fn effective(broker: &BrokerConfig, layer: Option<&BTreeMap<String, String>>
             (SHARE_DELIVERY_COUNT_LIMIT, Some(v)) => s.share_delivery_count_limit = v,
             (SHARE_AUTO_OFFSET_RESET, _) => {
                 s.share_auto_offset_reset_earliest = value.trim().eq_ignore_ascii_case("earliest")
+            }
+            (SHARE_ISOLATION_LEVEL, _) => {
+                s.share_read_committed = value.trim().eq_ignore_ascii_case("read_committed")
             }
             _ => {}
         }
@@ -213,7 +234,12 @@ pub fn apply(
         match change {
             ConfigChange::Set(name, value) => {
                 check_value(name, value)?;
-                layer.insert(name.clone(), value.trim().to_owned());
+                // A word is kept as Kafka spells it: lower case.
+                let value = match def(name).map(|d| d.kind) {
+                    Some(Kind::Choice(_)) => value.trim().to_ascii_lowercase(),
+                    _ => value.trim().to_owned(),
+                };
+                layer.insert(name.clone(), value);
             }
             ConfigChange::Delete(name) => {
                 if def(name).is_none() {
@@ -298,6 +324,14 @@ mod tests {
         let s = effective(&broker, meta.group_layer("g"));
         assert!(s.share_auto_offset_reset_earliest);
         assert_eq!(s.share_record_lock_duration_ms, 15_000);
+        assert!(!s.share_read_committed, "read_uncommitted unless the group says otherwise");
+        assert_eq!(broker_default(SHARE_ISOLATION_LEVEL, &broker).unwrap(), "read_uncommitted");
+        meta.alter_group_configs("g", &[set(SHARE_ISOLATION_LEVEL, "READ_COMMITTED")], false)
+            .unwrap();
+        assert!(effective(&broker, meta.group_layer("g")).share_read_committed);
+        let bad =
+            meta.alter_group_configs("g", &[set(SHARE_ISOLATION_LEVEL, "serializable")], false);
+        assert_eq!(bad.unwrap_err().code, E::InvalidConfig.code());
         assert_eq!(effective(&broker, meta.group_layer("other")), effective(&broker, None));
         let bad =
             meta.alter_group_configs("g", &[set(SHARE_RECORD_LOCK_DURATION_MS, "999")], false);
@@ -307,6 +341,7 @@ mod tests {
         let gone = [
             ConfigChange::Delete(SHARE_AUTO_OFFSET_RESET.into()),
             ConfigChange::Delete(SHARE_RECORD_LOCK_DURATION_MS.into()),
+            ConfigChange::Delete(SHARE_ISOLATION_LEVEL.into()),
         ];
         meta.alter_group_configs("g", &gone, false).unwrap();
         assert!(meta.group_layer("g").is_none());

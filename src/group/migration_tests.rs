@@ -302,3 +302,51 @@ fn a_static_member_restarting_takes_over_its_place_at_once() {
     let old = c.classic_heartbeat("a", Some("i"), GENERATION, 1_000);
     assert_eq!(old, Err(E::FencedInstanceId), "the old process is fenced");
 }
+
+fn classic_joining(member_id: &str, rebalance_timeout_ms: i32) -> ClassicJoin {
+    ClassicJoin {
+        member_id: member_id.into(),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms,
+        protocols: vec![("range".into(), subscription())],
+        ..ClassicJoin::default()
+    }
+}
+
+#[test]
+fn a_classic_member_that_never_syncs_leaves_at_its_rebalance_timeout() {
+    // Converted at 1_000: a and b are in sync already (no sync timer), sessions to 11_000.
+    let mut c = converted(Settings::default());
+    assert!(c.members.values().all(|m| m.sync_deadline_ms.is_none()));
+    // x joins at 2_000 with a 5 s rebalance timeout, then only heartbeats: they keep its
+    // session, not its sync timer.
+    let joined = c.classic_join(classic_joining("x", 5_000), &topics(), 2_000).unwrap();
+    assert_eq!(c.next_deadline_ms(), Some(7_000));
+    let beat = c.classic_heartbeat("x", None, joined.generation, 6_000);
+    assert!(matches!(beat, Ok(()) | Err(E::RebalanceInProgress)), "{beat:?}");
+    assert_eq!(c.members["x"].session_deadline_ms, 6_000 + i64::from(SESSION_MS));
+    let epoch = c.epoch;
+    assert!(c.tick(6_999).is_empty());
+    assert_eq!(c.tick(7_000), vec!["x".to_owned()]);
+    assert!(!c.members.contains_key("x"));
+    assert!(c.epoch > epoch, "its partitions are free: the group epoch moved");
+    assert_eq!(c.classic_sync("x", None, joined.generation, 7_000), Err(E::UnknownMemberId));
+
+    // y syncs in time: its sync timer stops, and its session (refreshed by the sync) is what
+    // removes it when it never heartbeats after that.
+    let joined = c.classic_join(classic_joining("y", 5_000), &topics(), 7_000).unwrap();
+    assert_eq!(c.members["y"].sync_deadline_ms, Some(12_000));
+    assert!(c.classic_sync("y", None, joined.generation, 8_000).is_ok());
+    assert_eq!(c.members["y"].sync_deadline_ms, None);
+    let session_end = 8_000 + i64::from(SESSION_MS);
+    assert_eq!(c.members["y"].session_deadline_ms, session_end);
+    assert!(!c.tick(session_end - 1).contains(&"y".to_owned()), "a and b went at 11_000");
+    assert_eq!(c.tick(session_end), vec!["y".to_owned()]);
+
+    // z's JoinGroup is answered and then it is never heard of again: with a rebalance
+    // timeout longer than its session, the session timeout removes it.
+    c.classic_join(classic_joining("z", 60_000), &topics(), 20_000).unwrap();
+    assert_eq!(c.next_deadline_ms(), Some(20_000 + i64::from(SESSION_MS)));
+    assert_eq!(c.tick(20_000 + i64::from(SESSION_MS)), vec!["z".to_owned()]);
+    assert!(c.members.is_empty());
+}

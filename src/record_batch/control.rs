@@ -102,6 +102,47 @@ fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
     None
 }
 
+/// What a read_committed reader leaves out of batches read in log order (Kafka's consumer
+/// filter, `CompletedFetch`): every control batch, and the transactional batches of a
+/// producer from the first offset of one of its aborted transactions up to its next marker.
+/// `aborted` holds (producer id, first offset) of the aborted transactions with data in the
+/// range read, as Fetch answers them; each one applies once, so a later transaction of the
+/// same producer that committed is kept.
+#[derive(Debug)]
+pub struct AbortedFilter {
+    /// Aborted transactions not yet reached, latest first (popped from the back).
+    pending: Vec<(i64, i64)>,
+    /// Producers inside an aborted transaction at the current batch.
+    aborting: std::collections::HashSet<i64>,
+}
+
+impl AbortedFilter {
+    /// A filter over the aborted transactions `(producer id, first offset)`.
+    pub fn new(aborted: impl IntoIterator<Item = (i64, i64)>) -> AbortedFilter {
+        let mut pending: Vec<(i64, i64)> = aborted.into_iter().collect();
+        pending.sort_by_key(|(_, first)| std::cmp::Reverse(*first));
+        AbortedFilter { pending, aborting: std::collections::HashSet::new() }
+    }
+
+    /// Takes the next batch (batches must come in offset order): whether a read_committed
+    /// reader skips it.
+    pub fn skips(&mut self, header: &BatchHeader) -> bool {
+        while let Some((producer, first)) = self.pending.last().copied() {
+            if first > header.last_offset() {
+                break;
+            }
+            self.pending.pop();
+            self.aborting.insert(producer);
+        }
+        if header.is_control() {
+            // A marker ends its producer's transaction, aborted or not.
+            self.aborting.remove(&header.producer_id);
+            return true;
+        }
+        header.is_transactional() && self.aborting.contains(&header.producer_id)
+    }
+}
+
 /// Why a batch may not come from a client.
 pub fn check_client_batch(header: &BatchHeader) -> Result<(), BatchError> {
     if header.is_control() {
@@ -132,6 +173,39 @@ mod tests {
             let key = set.records[0].key.clone().unwrap();
             assert_eq!(&key[..], &[0, 0, 0, u8::from(commit)]);
         }
+    }
+
+    fn header(base_offset: i64, producer_id: i64, attributes: i16) -> BatchHeader {
+        let mut batch = marker_batch(producer_id, 0, true, 0, 0);
+        batch[..8].copy_from_slice(&base_offset.to_be_bytes());
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        BatchHeader::parse(&batch).unwrap()
+    }
+
+    #[test]
+    fn the_aborted_filter_skips_markers_and_aborted_batches_once() {
+        let txn = ATTR_TRANSACTIONAL;
+        let marker = ATTR_TRANSACTIONAL | ATTR_CONTROL;
+        // Producer 7 aborts 0-1 (marker 2) and commits 4 (marker 5); producer 8 commits 3
+        // (marker 6); 9 writes outside transactions at 7.
+        let mut filter = AbortedFilter::new([(7, 0)]);
+        let skipped: Vec<bool> = [
+            header(0, 7, txn),
+            header(1, 7, txn),
+            header(2, 7, marker),
+            header(3, 8, txn),
+            header(4, 7, txn),
+            header(5, 7, marker),
+            header(6, 8, marker),
+            header(7, 9, 0),
+        ]
+        .iter()
+        .map(|h| filter.skips(h))
+        .collect();
+        assert_eq!(skipped, [true, true, true, false, false, true, true, false]);
+        // A read starting inside the aborted transaction still skips its batches.
+        let mut filter = AbortedFilter::new([(7, 0)]);
+        assert!(filter.skips(&header(1, 7, txn)));
     }
 
     #[test]

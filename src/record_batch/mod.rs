@@ -40,7 +40,8 @@ mod tests;
 pub use batches::Batches;
 pub use codec::Codec;
 pub use control::{
-    check_client_batch, marker_batch, marker_kind, MARKER_ABORT, MARKER_BATCH_BYTES, MARKER_COMMIT,
+    check_client_batch, marker_batch, marker_kind, AbortedFilter, MARKER_ABORT, MARKER_BATCH_BYTES,
+    MARKER_COMMIT,
 };
 pub use error::{
     BatchError, CORRUPT_MESSAGE, INVALID_RECORD, INVALID_TIMESTAMP, MESSAGE_TOO_LARGE,

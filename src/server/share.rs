@@ -25,6 +25,11 @@
 //! releases its member's locks on the session's partitions (after its acknowledgements); a
 //! member leaving with epoch -1 keeps them until then, or until they expire.
 //!
+//! A share group with `share.isolation.level` = `read_committed` reads the log as a
+//! read_committed Fetch does (below the last stable offset, with the aborted transactions of
+//! what was read); the markers and the aborted transactions' batches in a read are archived,
+//! never acquired ([`crate::record_batch::AbortedFilter`], the client's filter).
+//!
 //! Lock expiry is lazy: every operation on a share-partition first expires its due locks, and a
 //! waiting ShareFetch wakes at the earliest lock deadline of its partitions.
 
@@ -41,10 +46,12 @@ use super::mesh::{Acks, FetchItem, OffsetQuery, PartitionRef, ShardMsg};
 use super::shard::Shard;
 use crate::controller::group_config::{self, GroupSettings};
 use crate::protocol::ResponseError as E;
+use crate::record_batch::AbortedFilter;
 use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
-use crate::share::partition::{AckError, Acquired, Limits, SharePartition};
+use crate::share::partition::{AckError, Acquired, Limits, Read, SharePartition};
 use crate::share::records::{self, ShareKey, ShareState};
 use crate::share::{state_partition, GROUP_MEMBERS_MAX, STATE_TOPIC};
+use crate::storage::AbortedTxn;
 
 /// Share sessions one shard holds (Kafka's `group.share.max.share.sessions` default).
 pub const SESSIONS_MAX: usize = 2_000;
@@ -52,6 +59,18 @@ pub const SESSIONS_MAX: usize = 2_000;
 const LOAD_READ_BYTES: usize = 1 << 20;
 /// How long a state write may wait for the in-sync replicas.
 const WRITE_TIMEOUT_MS: i32 = 30_000;
+/// Reads of the log one acquisition makes at most, when reads hold only records never
+/// delivered (markers, aborted transactions).
+const READS_MAX: usize = 8;
+
+/// One read for an acquisition.
+#[derive(Clone, Copy, Debug)]
+struct ReadOp {
+    from: i64,
+    max_bytes: usize,
+    max_records: usize,
+    read_committed: bool,
+}
 
 /// A share-partition: group, topic, partition.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -498,7 +517,9 @@ impl Shares {
         result
     }
 
-    /// Reads from the next fetch offset and acquires what the read returned.
+    /// Reads from the next fetch offset and acquires what the read returned; reads again (up
+    /// to [`READS_MAX`] times) while a read held only records never delivered, so a
+    /// read_committed fetch does not wait out `max_wait_ms` behind an aborted transaction.
     async fn acquire(
         &self,
         shard: &Rc<Shard>,
@@ -507,17 +528,37 @@ impl Shares {
         max_records: usize,
         result: &mut PartitionResult,
     ) {
-        let from = self.partitions.borrow().get(&op.key).and_then(|s| s.sp.next_fetch_offset());
+        let read_committed = group_settings(shard, &op.key.group).share_read_committed;
+        let next = || self.partitions.borrow().get(&op.key).and_then(|s| s.sp.next_fetch_offset());
+        for _ in 0..READS_MAX {
+            let before = next();
+            let Some(from) = before else {
+                result.high_watermark = -1;
+                return;
+            };
+            let read = ReadOp { from, max_bytes, max_records, read_committed };
+            self.acquire_once(shard, op, read, result).await;
+            let progressed = next().is_some_and(|after| after > from);
+            if !result.acquired.is_empty() || result.error_code != 0 || !progressed {
+                return;
+            }
+        }
+    }
+
+    /// One read of [`Shares::acquire`], from `read.from`.
+    async fn acquire_once(
+        &self,
+        shard: &Rc<Shard>,
+        op: &PartitionOp,
+        read: ReadOp,
+        result: &mut PartitionResult,
+    ) {
         let partition = PartitionRef { topic: op.key.topic.clone(), partition: op.key.partition };
-        let Some(from) = from else {
-            result.high_watermark = -1;
-            return;
-        };
         let item = FetchItem {
             partition,
-            offset: from,
-            max_bytes,
-            read_committed: false,
+            offset: read.from,
+            max_bytes: read.max_bytes,
+            read_committed: read.read_committed,
             current_leader_epoch: -1,
             replica: None,
             follower_read: false,
@@ -539,11 +580,20 @@ impl Shares {
             return;
         }
         let Some(end) = batches_end(&outcome.records) else { return };
-        let to = end.min(outcome.high_watermark.max(0));
+        // read_committed: the read stopped below the last stable offset, and the markers
+        // and aborted transactions in it are archived, never delivered (Kafka 4.1).
+        let (visible_end, archive) = if read.read_committed {
+            let aborted = outcome.aborted.as_deref().unwrap_or_default();
+            (outcome.last_stable_offset, unreadable(&outcome.records, aborted))
+        } else {
+            (outcome.high_watermark, Vec::new())
+        };
+        let to = end.min(visible_end.max(0));
         let runs = {
             let mut parts = self.partitions.borrow_mut();
             let Some(slot) = parts.get_mut(&op.key) else { return };
-            slot.sp.acquire(&op.member, from, to, max_records, now_ms())
+            let log = Read { from: read.from, to, archive: &archive };
+            slot.sp.acquire_read(&op.member, &log, read.max_records, now_ms())
         };
         if let Some(last) = runs.last().map(|r| r.last_offset) {
             result.records = trim_after(outcome.records, last);
@@ -626,10 +676,9 @@ impl Shares {
         }
         let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
         let states = read_states(shard, &share_key).await?;
-        let group = group_settings(shard, &key.group);
         let limits = limits_of(shard, &key.group);
         let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
-        let log_start = local_offset(shard, &partition, -2).await?;
+        let log_start = local_offset(shard, &partition, -2, false).await?;
         let mut snapshot_epoch = 0;
         let sp = match replay(&states, limits) {
             Some((mut sp, epoch)) => {
@@ -637,12 +686,7 @@ impl Shares {
                 sp.move_start(log_start);
                 sp
             }
-            None => {
-                let earliest = group.share_auto_offset_reset_earliest;
-                let start =
-                    if earliest { log_start } else { local_offset(shard, &partition, -1).await? };
-                SharePartition::new(start, limits)
-            }
+            None => SharePartition::new(reset_offset(shard, &key.group, &partition).await?, limits),
         };
         tracing::info!(group = %key.group, topic = %key.topic, partition = key.partition,
             start_offset = sp.start_offset(), records = states.len(), "share-partition loaded");
@@ -662,7 +706,7 @@ impl Shares {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
-            let high_watermark = local_offset(shard, &partition, -1).await.unwrap_or(-1);
+            let high_watermark = local_offset(shard, &partition, -1, false).await.unwrap_or(-1);
             let mut parts = self.partitions.borrow_mut();
             let Some(slot) = parts.get_mut(&key) else { continue };
             slot.sp.expire(now_ms());
@@ -695,13 +739,10 @@ impl Shares {
         let start = match start_offset {
             Some(offset) => offset,
             // Delete: start over where share.auto.offset.reset says.
-            None => {
-                let earliest = group_settings(shard, &key.group).share_auto_offset_reset_earliest;
-                match local_offset(shard, &partition, if earliest { -2 } else { -1 }).await {
-                    Ok(offset) => offset,
-                    Err(code) => return code,
-                }
-            }
+            None => match reset_offset(shard, &key.group, &partition).await {
+                Ok(offset) => offset,
+                Err(code) => return code,
+            },
         };
         {
             let mut parts = self.partitions.borrow_mut();
@@ -743,6 +784,24 @@ fn replay(states: &[ShareState], limits: Limits) -> Option<(SharePartition, i32)
     Some((sp, snapshot.snapshot_epoch))
 }
 
+/// The runs of offsets (first, last) in `records` that a read_committed share group never
+/// gets: transaction markers, and the batches of the `aborted` transactions.
+fn unreadable(records: &Bytes, aborted: &[AbortedTxn]) -> Vec<(i64, i64)> {
+    let mut filter = AbortedFilter::new(aborted.iter().map(|a| (a.producer_id, a.first_offset)));
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for item in crate::record_batch::Batches::new(records) {
+        let Ok((header, _)) = item else { break };
+        if !filter.skips(&header) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == header.base_offset => run.1 = header.last_offset(),
+            _ => runs.push((header.base_offset, header.last_offset())),
+        }
+    }
+    runs
+}
+
 /// The end (last offset + 1) of the whole batches in `records`, or `None` if there are none.
 fn batches_end(records: &Bytes) -> Option<i64> {
     let mut end = None;
@@ -780,10 +839,24 @@ fn state_owner(shard: &Shard, key: &ShareKey) -> Result<(i32, usize), i16> {
     Ok((partition, owner))
 }
 
-/// An offset of a partition this shard owns: -2 log start, -1 high watermark.
-async fn local_offset(shard: &Shard, partition: &PartitionRef, which: i64) -> Result<i64, i16> {
-    let query =
-        OffsetQuery { partition: partition.clone(), timestamp: which, read_committed: false };
+/// Where a share-partition of `group` without state starts: `share.auto.offset.reset`'s log
+/// start or end; under `read_committed` the end is the last stable offset (a read_committed
+/// consumer's "latest"), so an open transaction's records are not passed over.
+async fn reset_offset(shard: &Shard, group: &str, partition: &PartitionRef) -> Result<i64, i16> {
+    let settings = group_settings(shard, group);
+    let which = if settings.share_auto_offset_reset_earliest { -2 } else { -1 };
+    local_offset(shard, partition, which, settings.share_read_committed).await
+}
+
+/// An offset of a partition this shard owns: -2 log start, -1 high watermark (the last
+/// stable offset when `read_committed`).
+async fn local_offset(
+    shard: &Shard,
+    partition: &PartitionRef,
+    which: i64,
+    read_committed: bool,
+) -> Result<i64, i16> {
+    let query = OffsetQuery { partition: partition.clone(), timestamp: which, read_committed };
     let answer = shard.offsets_local(query).await;
     if answer.error_code != 0 {
         return Err(answer.error_code);
@@ -847,7 +920,7 @@ async fn remote_offset(
     which: i64,
 ) -> Result<i64, i16> {
     if owner == shard.id {
-        return local_offset(shard, p, which).await;
+        return local_offset(shard, p, which, false).await;
     }
     let query = OffsetQuery { partition: p.clone(), timestamp: which, read_committed: false };
     let (reply, answer) = oneshot::channel();

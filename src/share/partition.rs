@@ -107,6 +107,26 @@ pub struct Acquired {
     pub delivery_count: i16,
 }
 
+/// What one read of the log returned, for [`SharePartition::acquire_read`].
+#[derive(Clone, Copy, Debug)]
+pub struct Read<'a> {
+    /// First offset read.
+    pub from: i64,
+    /// The offset after the last one read.
+    pub to: i64,
+    /// Runs of offsets (first, last inclusive; sorted, disjoint) that hold nothing to
+    /// deliver: archived instead of acquired.
+    pub archive: &'a [(i64, i64)],
+}
+
+impl Read<'_> {
+    /// Whether `offset` is in an [`Read::archive`] run.
+    fn archives(&self, offset: i64) -> bool {
+        let at = self.archive.partition_point(|(_, last)| *last < offset);
+        self.archive.get(at).is_some_and(|(first, _)| *first <= offset)
+    }
+}
+
 /// An acknowledgement type of ShareFetch/ShareAcknowledge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckType {
@@ -236,11 +256,26 @@ impl SharePartition {
         max_records: usize,
         now_ms: i64,
     ) -> Vec<Acquired> {
+        let read = Read { from, to, archive: &[] };
+        self.acquire_read(member, &read, max_records, now_ms)
+    }
+
+    /// [`SharePartition::acquire`] over `read`, whose `archive` runs are never delivered: the
+    /// available and new offsets in them become archived (done, so the start offset moves
+    /// past them) without counting against `max_records`, as Kafka's share-partition does
+    /// with aborted transactions under `read_committed`.
+    pub fn acquire_read(
+        &mut self,
+        member: &str,
+        read: &Read<'_>,
+        max_records: usize,
+        now_ms: i64,
+    ) -> Vec<Acquired> {
         let deadline_ms = now_ms.saturating_add(self.limits.lock_duration_ms);
         let room = self.limits.max_record_locks.saturating_sub(self.acquired);
         let mut budget = max_records.min(room);
         let mut runs: Vec<Acquired> = Vec::new();
-        let from = from.max(self.start_offset);
+        let (from, to) = (read.from.max(self.start_offset), read.to);
         // In flight: only the available ones (walk the map, not the offsets: a compacted log
         // may leave wide gaps).
         let known_end = to.min(self.end_offset);
@@ -250,6 +285,10 @@ impl SharePartition {
                     break;
                 }
                 if r.state != RecordState::Available {
+                    continue;
+                }
+                if read.archives(*offset) {
+                    r.state = RecordState::Archived;
                     continue;
                 }
                 r.delivery_count = r.delivery_count.saturating_add(1);
@@ -262,13 +301,22 @@ impl SharePartition {
         // Never acquired before: from the end offset on, at most `budget` of them.
         let mut offset = from.max(self.end_offset);
         while offset < to && budget > 0 {
+            self.end_offset = offset + 1;
+            if read.archives(offset) {
+                let state = RecordState::Archived;
+                self.records.insert(offset, InFlight { state, delivery_count: 0 });
+                offset += 1;
+                continue;
+            }
             let state = RecordState::Acquired { member: member.to_owned(), deadline_ms };
             self.records.insert(offset, InFlight { state, delivery_count: 1 });
-            self.end_offset = offset + 1;
             self.acquired += 1;
             budget -= 1;
             push_run(&mut runs, offset, 1);
             offset += 1;
+        }
+        if !read.archive.is_empty() {
+            self.advance();
         }
         debug_assert!(self.acquired <= self.limits.max_record_locks);
         runs

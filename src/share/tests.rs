@@ -135,3 +135,31 @@ fn members_share_partitions_when_there_are_more_of_them() {
     assert_eq!(g.expire(100_000, 45_000, &two).len(), 3);
     assert_eq!(g.state(), "Empty");
 }
+
+#[test]
+fn reads_archive_the_runs_never_to_deliver() {
+    let run = |first_offset, last_offset, delivery_count| Acquired {
+        first_offset,
+        last_offset,
+        delivery_count,
+    };
+    // read_committed: 0-1 committed, 2 a marker, 3-5 aborted, 6 a marker, 7 committed.
+    let mut p = SharePartition::new(0, limits());
+    let runs = p.acquire_read("a", &Read { from: 0, to: 8, archive: &[(2, 6)] }, 100, 0);
+    assert_eq!(runs, vec![run(0, 1, 1), run(7, 7, 1)]);
+    assert_eq!((p.acquired_count(), p.end_offset()), (3, 8));
+    assert_eq!(p.record(4).unwrap().state, RecordState::Archived);
+    p.acknowledge("a", 0, 1, &[1]).unwrap();
+    assert_eq!(p.start_offset(), 7, "done: accepted, then archived");
+    // Archived at the front: the start offset moves at once.
+    let mut q = SharePartition::new(0, limits());
+    assert!(q.acquire_read("a", &Read { from: 0, to: 3, archive: &[(0, 2)] }, 100, 0).is_empty());
+    assert_eq!((q.start_offset(), q.end_offset(), q.next_fetch_offset()), (3, 3, Some(3)));
+    // Available records in such a run are archived too; they do not count against max_records.
+    let mut r = SharePartition::new(0, limits());
+    r.acquire("a", 0, 4, 100, 0);
+    r.acknowledge("a", 0, 3, &[2]).unwrap();
+    let runs = r.acquire_read("b", &Read { from: 0, to: 4, archive: &[(1, 2)] }, 2, 0);
+    assert_eq!(runs, vec![run(0, 0, 2), run(3, 3, 2)]);
+    assert_eq!(r.record(1).unwrap().state, RecordState::Archived);
+}

@@ -4,7 +4,8 @@ released records come back with a higher delivery count and rejected ones never;
 whose lock expires go to another consumer; close() commits pending acknowledgements and
 releases the rest at once; after kill -9 of the broker no accepted record is delivered again and none is lost; `strata share-group describe` shows the start offset and
 lag; group configs set with IncrementalAlterConfigs on a GROUP resource (the group's own
-`share.auto.offset.reset`) take effect, are described, checked and kept over a restart. Every
+`share.auto.offset.reset`) take effect, are described, checked and kept over a restart; a
+group with `share.isolation.level` read_committed gets committed transactions only. Every
 wait is on an observable condition with a deadline."""
 import json
 import subprocess
@@ -290,3 +291,43 @@ def test_group_configs_override_the_broker_and_survive_a_restart(make_broker):
     assert shown["share.session.timeout.ms"] == ("50000", "group"), shown
     assert shown["share.auto.offset.reset"] == ("earliest", "group"), shown
     assert shown["share.heartbeat.interval.ms"] == ("5000", "default"), shown
+
+
+def test_a_read_committed_share_group_gets_committed_records_only(make_broker):
+    broker = make_broker(*SHARE_ARGS)
+    create_topic(broker.bootstrap, "tq", 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "share-tx"})
+    p.init_transactions(30)
+    for prefix, commit in (("c", True), ("a", False), ("d", True)):
+        p.begin_transaction()
+        for i in range(5):
+            p.produce("tq", value=f"{prefix}{i}".encode(), partition=0)
+        # Written before the transaction ends: an abort purges what was not sent yet.
+        assert p.flush(30) == 0
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    # The CLI sets the group config (`kafka-configs.sh --entity-type groups`).
+    cli = [strata_bin(), "cluster", "--bootstrap-server", broker.bootstrap, "config"]
+    done = subprocess.run(
+        [*cli, "set", "share.isolation.level", "read_committed", "--group", "rc"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    committed = sorted(f"{prefix}{i}" for prefix in "cd" for i in range(5))
+
+    def read(group, count):
+        c = consumer(broker.bootstrap, group, "tq")
+        seen = []
+        poll_until([c], lambda: len(seen) >= count,
+                   lambda _i, _c, m: seen.append(m.value().decode()), f"{count} records")
+        c.commit_sync(30)
+        c.close()
+        return sorted(seen)
+
+    # Offsets: c0-c4 0-4, marker 5, a0-a4 6-10 (aborted), marker 11, d0-d4 12-16, marker 17.
+    assert read("rc", 10) == committed
+    part = [x for x in describe(broker.bootstrap, "rc")["partitions"] if x["topic"] == "tq"]
+    assert part and part[0]["start_offset"] == 18, part
+    # The default, read_uncommitted, gets the aborted records too.
+    assert read("ru", 15) == sorted(committed + [f"a{i}" for i in range(5)])

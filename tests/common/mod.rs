@@ -4,6 +4,7 @@
 
 pub mod sasl;
 pub mod tls;
+pub mod txn;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -14,6 +14,10 @@
 //!   (behind the group epoch, partitions to revoke, or partitions it waited for now free).
 //!   The incremental rule of [`super`] holds unchanged: a partition goes to its new owner
 //!   only once the old owner no longer holds it.
+//! * Timers, as Kafka's: a classic member's session (its JoinGroup's session timeout) runs
+//!   from its JoinGroup and is refreshed by SyncGroup and Heartbeat; a member that answered
+//!   JoinGroup must send SyncGroup within its rebalance timeout (the classic member sync
+//!   timeout); [`ConsumerGroup::tick`] fences a member past either.
 //! * [`ConsumerGroup::classic_members_only`] tells when the group may go back to a classic
 //!   group (the last consumer-protocol member left).
 
@@ -260,6 +264,9 @@ impl ConsumerGroup {
         m.client_id = j.client_id;
         m.client_host = j.client_host;
         m.session_deadline_ms = now_ms + i64::from(j.session_timeout_ms);
+        // Kafka's classic member sync timeout: its SyncGroup must follow within its
+        // rebalance timeout, or it leaves the group.
+        m.sync_deadline_ms = Some(now_ms + i64::from(j.rebalance_timeout_ms.max(0)));
         m.classic = Some(ClassicMember {
             session_timeout_ms: j.session_timeout_ms,
             protocols: j.protocols,
@@ -342,6 +349,9 @@ impl ConsumerGroup {
         }
         let assigned = m.assigned.clone();
         self.touch_classic(member_id, now_ms);
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.sync_deadline_ms = None;
+        }
         Ok(assigned)
     }
 

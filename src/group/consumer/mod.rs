@@ -166,6 +166,9 @@ pub struct Member {
     pub session_deadline_ms: i64,
     /// Fenced when this passes before it revoked (UNREVOKED_PARTITIONS only).
     pub revocation_deadline_ms: Option<i64>,
+    /// Classic members only: fenced when this passes before its SyncGroup (Kafka's classic
+    /// member sync timeout, its rebalance timeout from the JoinGroup answered last).
+    pub sync_deadline_ms: Option<i64>,
     /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat)
     /// inside this consumer group (Kafka's ClassicMemberMetadata): see [`classic`].
     pub classic: Option<classic::ClassicMember>,
@@ -190,6 +193,7 @@ impl Member {
             pending_revocation: Assignment::default(),
             session_deadline_ms: 0,
             revocation_deadline_ms: None,
+            sync_deadline_ms: None,
             classic: None,
         }
     }
@@ -477,6 +481,7 @@ impl ConsumerGroup {
                     self.replace_static(&old_id, &args.member_id);
                     if let Some(m) = self.members.get_mut(&args.member_id) {
                         m.classic = None;
+                        m.sync_deadline_ms = None;
                         m.session_deadline_ms =
                             now_ms + i64::from(self.settings.session_timeout_ms);
                     }
@@ -701,22 +706,28 @@ impl ConsumerGroup {
         }
     }
 
-    /// The earliest session or revocation deadline.
+    /// The earliest session, revocation or sync deadline.
     pub fn next_deadline_ms(&self) -> Option<i64> {
         self.members
             .values()
-            .flat_map(|m| std::iter::once(m.session_deadline_ms).chain(m.revocation_deadline_ms))
+            .flat_map(|m| {
+                let timers = m.revocation_deadline_ms.into_iter().chain(m.sync_deadline_ms);
+                std::iter::once(m.session_deadline_ms).chain(timers)
+            })
             .min()
     }
 
-    /// Fences every member whose session or revocation deadline passed; returns their ids.
+    /// Fences every member whose session, revocation or sync deadline passed; returns their
+    /// ids.
     pub fn tick(&mut self, now_ms: i64) -> Vec<String> {
+        let passed = |deadline: Option<i64>| deadline.is_some_and(|d| d <= now_ms);
         let expired: Vec<String> = self
             .members
             .values()
             .filter(|m| {
                 m.session_deadline_ms <= now_ms
-                    || m.revocation_deadline_ms.is_some_and(|d| d <= now_ms)
+                    || passed(m.revocation_deadline_ms)
+                    || passed(m.sync_deadline_ms)
             })
             .map(|m| m.id.clone())
             .collect();
