@@ -408,6 +408,32 @@ impl Replica {
         })
     }
 
+    /// What holds the high watermark back, for a log line: the ISR, a proposal in flight,
+    /// and each follower's log end offset (-1: no fetch this leadership) and how long ago it
+    /// last fetched.
+    pub fn describe(&self) -> String {
+        let state = self.state.borrow();
+        let now = Instant::now();
+        let mut followers: Vec<String> = state
+            .followers
+            .iter()
+            .map(|(id, p)| {
+                let ago = now.duration_since(p.last_fetch).as_millis();
+                format!("{id}: end {} fetched {ago} ms ago", p.leo)
+            })
+            .collect();
+        followers.sort();
+        format!(
+            "role {:?}, epoch {}, partition epoch {}, ISR {:?}, proposed {:?}, followers [{}]",
+            state.role,
+            state.leader_epoch,
+            state.partition_epoch,
+            state.isr,
+            state.proposed,
+            followers.join(", ")
+        )
+    }
+
     /// Leader: the log end offset follower `id` reported with its latest fetch; `None` before
     /// its first fetch of this leadership, or when this broker does not lead.
     pub fn follower_end(&self, id: i32) -> Option<i64> {

@@ -894,18 +894,27 @@ pub struct AwaitIsr {
     log: PartitionLog,
     replica: Rc<Replica>,
     timeout: std::time::Duration,
+    /// The replica's generation when the records were appended: a role or epoch change
+    /// after that, even one before this starts waiting, ends the wait.
+    generation: u64,
 }
 
 impl AwaitIsr {
     /// Waits until the high watermark passes `last_offset`: the error code to answer, or 0.
     async fn wait(self, last_offset: i64) -> (i16, &'static str) {
-        let AwaitIsr { log, replica, timeout } = self;
+        let AwaitIsr { log, replica, timeout, generation } = self;
         let role_changed = replica.role_changed();
-        let replicated = log.wait_for_high_watermark(last_offset);
-        let timer = glommio::timer::sleep(timeout);
-        futures::pin_mut!(replicated, timer);
-        let stop = futures::future::select(role_changed, timer);
-        futures::future::select(replicated, stop).await;
+        // The leadership may have moved while the append waited for its local write (the
+        // waiter above only hears of later changes): before, such a produce waited out its
+        // whole timeout (30 s for librdkafka) and then answered NOT_LEADER_OR_FOLLOWER.
+        let moved = || replica.generation() != generation;
+        if !moved() {
+            let replicated = log.wait_for_high_watermark(last_offset);
+            let timer = glommio::timer::sleep(timeout);
+            futures::pin_mut!(replicated, timer);
+            let stop = futures::future::select(role_changed, timer);
+            futures::future::select(replicated, stop).await;
+        }
         if log.high_watermark() > last_offset {
             return match replica.check_after_append() {
                 Ok(()) => (0, ""),
@@ -918,9 +927,12 @@ impl AwaitIsr {
                 ),
             };
         }
-        if replica.role() != Role::Leader {
+        if replica.role() != Role::Leader || moved() {
             return (E::NotLeaderOrFollower.code(), "leadership moved before replication");
         }
+        let (hw, state) = (log.high_watermark(), replica.describe());
+        crate::log_limited!(WARN, dir = %log.dir().display(), last_offset, hw,
+            "acks=all produce timed out waiting for the in-sync replicas: {state}");
         (E::RequestTimedOut.code(), "not replicated to the in-sync replicas in time")
     }
 }
@@ -1003,7 +1015,8 @@ impl Shard {
                 ));
             }
             let timeout = std::time::Duration::from_millis(acks.timeout_ms.max(0) as u64);
-            Some(AwaitIsr { log: log.clone(), replica, timeout })
+            let generation = replica.generation();
+            Some(AwaitIsr { log: log.clone(), replica, timeout, generation })
         } else {
             None
         };
@@ -1607,5 +1620,55 @@ impl Shard {
             committed: self.groups.committed_offsets(),
             consumer_fetches: self.metrics.consumer_fetch_counts(),
         }
+    }
+}
+
+#[cfg(test)]
+mod await_isr_tests {
+    use super::*;
+    use futures::FutureExt;
+    use std::time::Duration;
+
+    fn meta(leader: i32, epoch: i32) -> crate::controller::PartitionMeta {
+        crate::controller::PartitionMeta {
+            shard: 0,
+            leader_epoch: epoch,
+            replicas: vec![1, 2],
+            leader: Some(leader),
+            isr: vec![1, 2],
+            partition_epoch: epoch,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
+    }
+
+    /// An acks=all append whose leadership moves while it waits for its local write: the
+    /// wait for the in-sync replicas answers NOT_LEADER_OR_FOLLOWER at once. It used to
+    /// register for role changes only once the write was durable, missed this one, and
+    /// waited out the produce timeout (30 s for librdkafka).
+    #[test]
+    fn a_leadership_lost_before_the_wait_starts_ends_it_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let log = PartitionLog::open(dir, LogConfig::default()).await.unwrap();
+                let replica = Rc::new(Replica::new(1, Duration::from_secs(10), "t".into(), 0));
+                assert_eq!(replica.update(&meta(1, 0), 1, true, &log), Change::Leader);
+                let generation = replica.generation();
+                // Broker 2 takes over before the wait starts.
+                let follower = replica.update(&meta(2, 1), 1, true, &log);
+                assert_eq!(follower, Change::Follower { leader: Some(2) });
+                let timeout = Duration::from_secs(3600);
+                let wait = AwaitIsr { log: log.clone(), replica, timeout, generation };
+                let answer = wait.wait(0).now_or_never();
+                let (code, _) = answer.expect("answered without waiting");
+                assert_eq!(code, E::NotLeaderOrFollower.code());
+                log.close().await.unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

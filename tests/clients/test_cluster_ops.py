@@ -100,7 +100,11 @@ def test_reassignment_under_load_moves_every_partition_as_planned(make_cluster, 
     strata(nodes, "cluster", "reassign", "execute", "--plan", str(first))
     poll("the first plan to complete",
          lambda: strata(nodes, "cluster", "reassign", "verify", "--plan", str(first))["complete"])
-    assert all(4 not in replicas for _, replicas, _ in layout(nodes, "moving").values())
+    # The brokers learn the completed plan from the controller one after the other: the one
+    # layout() asks may not have it yet.
+    poll("every broker to know the first plan's layout",
+         lambda: (now := layout(nodes, "moving")) is not None
+         and all(4 not in replicas for _, replicas, _ in now.values()))
 
     load = Load(nodes, "moving", 12)
     poll("records to be acknowledged", lambda: load.acknowledged() >= 500)
