@@ -5,7 +5,8 @@
 # Prints, per run: e2e p50/p99/p99.9/max, consumed MB/s and the broker's CPU time per message
 # (`perf stat -e task-clock` on the broker over the run / records consumed; the same records
 # are also produced, so this is the whole broker's cost of one message in and out).
-# Usage: perf/tailfetch.sh A_BIN B_BIN   Environment: ROUNDS=2, RATE=150k, DURATION=10s,
+# Usage: perf/tailfetch.sh A_BIN B_BIN   Environment: ROUNDS=2, RATE=150k, PARTITIONS=16,
+# DURATION=10s,
 # BROKER_CPU=0 BENCH_CPU=1. A_BIN may be a wrapper script that `exec`s the broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ A=${1:?usage: perf/tailfetch.sh A_BIN B_BIN}
 B=${2:?usage: perf/tailfetch.sh A_BIN B_BIN}
 ROUNDS=${ROUNDS:-2}
 RATE=${RATE:-150k}
+PARTITIONS=${PARTITIONS:-16}
 DURATION=${DURATION:-10s}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
@@ -37,7 +39,7 @@ run() {
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$!
   taskset -c "$BENCH_CPU" "$B" bench e2e --brokers "127.0.0.1:$port" --cores 1 \
-    --cpus "$BENCH_CPU" --topic tail-16p-1kb --partitions 16 --record-size 1KiB \
+    --cpus "$BENCH_CPU" --topic "tail-${PARTITIONS}p-1kb" --partitions "$PARTITIONS" --record-size 1KiB \
     --producers 1 --consumers 1 --rate "$RATE" --duration "$DURATION" --warmup 2s \
     --report "$report" >"$report.out" 2>&1 || true
   kill -INT "$stat"; wait "$stat" || true
