@@ -6,8 +6,7 @@
 # (`perf stat -e task-clock` on the broker over the run / records consumed; the same records
 # are also produced, so this is the whole broker's cost of one message in and out).
 # Usage: perf/tailfetch.sh A_BIN B_BIN   Environment: ROUNDS=2, RATE=150k, PARTITIONS=16,
-# DURATION=10s,
-# BROKER_CPU=0 BENCH_CPU=1. A_BIN may be a wrapper script that `exec`s the broker.
+# DURATION=10s, BROKER_CPU=0 BENCH_CPU=1. A_BIN may be a wrapper script that `exec`s the broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -39,7 +38,8 @@ run() {
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$!
   taskset -c "$BENCH_CPU" "$B" bench e2e --brokers "127.0.0.1:$port" --cores 1 \
-    --cpus "$BENCH_CPU" --topic "tail-${PARTITIONS}p-1kb" --partitions "$PARTITIONS" --record-size 1KiB \
+    --cpus "$BENCH_CPU" --topic "tail-${PARTITIONS}p-1kb" --partitions "$PARTITIONS" \
+    --record-size 1KiB \
     --producers 1 --consumers 1 --rate "$RATE" --duration "$DURATION" --warmup 2s \
     --report "$report" >"$report.out" 2>&1 || true
   kill -INT "$stat"; wait "$stat" || true
