@@ -4,7 +4,8 @@
 //! version, correlation id, client id, tagged fields from header v2) and the request body. The
 //! codecs come from the `kafka-protocol` crate; this module decides what is acceptable before
 //! handing bytes to them: frame sizes, API keys and versions we implement. Record data stays as
-//! the `Bytes` slices the codec cuts out of the frame, never copied or re-encoded here.
+//! the `Bytes` slices the codec cuts out of the frame, never copied or re-encoded here; on the
+//! way out a Fetch response's record sets stay the handler's `Bytes` ([`Chunks`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -13,6 +14,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub use kafka_protocol::error::ResponseError;
+
+mod chunks;
+pub use chunks::{encode_response_chunks, encode_response_spliced, Chunks, SPLICE_BYTES_MIN};
 
 /// Bytes of the length prefix in front of every frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;

@@ -4,7 +4,9 @@
 //! ([`budget`]), reads its body ([`FrameReader`]), starts its request
 //! ([`handlers::dispatch`]) and queues the pending response with the bytes it holds; the
 //! writer awaits the queue head, resizes its hold to the encoded response, writes it and gives
-//! the bytes back. The reader stops reading (pushing back on the client through TCP) while
+//! the bytes back (a Fetch response as chunks, [`protocol::Chunks`]: its large record sets go
+//! to the socket as the very buffers the handler read, not copied into the response). The
+//! reader stops reading (pushing back on the client through TCP) while
 //! the budget, the connection's share of it, or its requests in flight
 //! (`IN_FLIGHT_PER_CONNECTION_MAX`) are spent. A Fetch is given room for its response before
 //! it is dispatched, and shrunk to that room. A client over one of its quotas is muted: the
@@ -32,6 +34,7 @@
 //! `handlers::sasl`), and a refused login is answered, then the connection closes.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Poll;
@@ -51,7 +54,7 @@ use super::handlers::{self, Reply};
 use super::session::Session;
 use super::shard::Shard;
 use crate::metrics::ShardMetrics;
-use crate::protocol::{self, ProtocolError, Request};
+use crate::protocol::{self, Chunks, ProtocolError, Request};
 
 /// How often a connection with requests in flight, and otherwise idle too long, looks again.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
@@ -332,7 +335,7 @@ fn api_slot(key: ApiKey) -> usize {
 
 /// A response ready to write: its bytes, their hold, and whether the connection closes after
 /// it (a refused SASL login).
-type Ready = (BytesMut, Held, bool);
+type Ready = (Chunks, Held, bool);
 
 /// The response to write for a queued request, and its hold; `None` when there is nothing to
 /// write (acks=0). `Err` when the connection must close (logged).
@@ -342,7 +345,7 @@ async fn response(
     peer: SocketAddr,
 ) -> Result<Option<Ready>, ()> {
     let (key, version, correlation_id, reply, started, held) = match queued {
-        Queued::Ready(bytes, held) => return Ok(Some((bytes, held, false))),
+        Queued::Ready(bytes, held) => return Ok(Some((Chunks::from(bytes), held, false))),
         Queued::Pending { key, version, correlation_id, reply, started, held } => {
             (key, version, correlation_id, reply, started, held)
         }
@@ -364,7 +367,12 @@ async fn response(
             return Err(());
         }
     };
-    match protocol::encode_response(key, version, correlation_id, &response) {
+    let encoded = if one_buffer_responses() {
+        protocol::encode_response(key, version, correlation_id, &response).map(Chunks::from)
+    } else {
+        protocol::encode_response_chunks(key, version, correlation_id, &response)
+    };
+    match encoded {
         Ok(bytes) => Ok(Some((bytes, held, last))),
         Err(e) => {
             let what = "encoding the response failed";
@@ -372,6 +380,14 @@ async fn response(
             Err(())
         }
     }
+}
+
+/// Whether responses are encoded into one buffer, record data copied, as before chunks:
+/// `STRATA_FETCH_ONE_BUFFER` set in the environment, for A/B measurements of the fetch path
+/// with one binary (perf/results/2026-12-05-zero-copy-fetch.md). Read once per process.
+fn one_buffer_responses() -> bool {
+    static ONE_BUFFER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE_BUFFER.get_or_init(|| std::env::var_os("STRATA_FETCH_ONE_BUFFER").is_some())
 }
 
 async fn write_loop(
@@ -390,7 +406,8 @@ async fn write_loop(
         };
         // The request's bytes are gone (its handler finished); the response's are counted.
         held.resize(bytes.len());
-        match within(Instant::now() + conn.frame_timeout, writer.write_all(&bytes)).await {
+        let writing = write_chunks(&mut writer, &bytes);
+        match within(Instant::now() + conn.frame_timeout, writing).await {
             Some(Ok(())) => conn.touch(),
             Some(Err(e)) => return tracing::debug!(%peer, "write failed: {e}"),
             None => {
@@ -407,4 +424,15 @@ async fn write_loop(
         }
     }
     let _ = writer.close().await;
+}
+
+/// Writes a response's chunks in order, one `write_all` each: glommio's `TcpStream` writes no
+/// vectors (its `poll_write_vectored` is the default, which writes the first buffer), and the
+/// TLS stream copies every byte into its records anyway. The encoder keeps the chunks few
+/// (record sets under `SPLICE_BYTES_MIN` are copied into the metadata around them).
+async fn write_chunks(writer: &mut (impl AsyncWrite + Unpin), chunks: &Chunks) -> io::Result<()> {
+    for chunk in chunks.chunks() {
+        writer.write_all(chunk).await?;
+    }
+    Ok(())
 }

@@ -12,6 +12,8 @@
 
 pub mod access;
 pub mod admin_http;
+#[doc(hidden)]
+pub mod bench_api;
 pub mod budget;
 mod conn_limits;
 mod connection;

@@ -26,6 +26,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[doc(hidden)]
+pub mod bench_api;
 mod cache;
 mod compact;
 #[cfg(test)]
