@@ -29,8 +29,12 @@ use kafka_protocol::protocol::Encodable;
 use super::{body_size, encode_response, response_header_version, FRAME_PREFIX_BYTES};
 
 /// Record sets at least this long are written as their own buffer; shorter ones are copied
-/// into the owned piece around them (a copy this small costs less than another write).
-pub const SPLICE_BYTES_MIN: usize = 16 * 1024;
+/// into the owned piece around them. Each extra buffer is another `send`, and on loopback
+/// the receiving side's packet processing also runs on the broker's CPU: with 16 KiB the
+/// tail-reading A/B measured about 6% more broker CPU per message at 2 partitions
+/// (perf/results/2026-12-05-zero-copy-fetch.md). At 256 KiB the copy saved (tens of µs)
+/// is well above a send's cost.
+pub const SPLICE_BYTES_MIN: usize = 256 * 1024;
 
 /// One response frame, size prefix included, as buffers to write in order.
 #[derive(Clone, Debug, Default)]
