@@ -1,6 +1,6 @@
 //! Tail cache: the most recent batches, as appended (offset-assigned `Bytes`), per
 //! partition up to `tail_cache_bytes`, and over all the partitions of a shard up to the
-//! shard's [`CachePool`] budget (`tail_cache_shard_bytes`).
+//! shard's [`CachePool`] budget (`tail_cache_max_bytes` / shards).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
