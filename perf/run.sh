@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the shipped bench scenarios against a fresh broker and writes
-# perf/results/<date>-<scenario>.md (+ the raw report directory next to it).
+# perf/results/<date>-<scenario>.md (+ the raw report directory next to it), then one table of
+# every scenario, with the machine limits and any other broker's results of the same day side
+# by side: perf/results/<date>-summary.md (run BROKER=tansu first to get Tansu's columns).
 #
 # Usage: perf/run.sh [scenario ...]      scenario = a file name in perf/workloads without extension
 #                                        (default: every workload except smoke)
@@ -210,7 +212,53 @@ if [[ ${#SCENARIOS[@]} -eq 0 ]]; then
     [[ $n == smoke ]] || SCENARIOS+=("$n")
   done
 fi
+# One table over every scenario of this run (and of the other broker's run of the same day,
+# side by side, when its results are there): perf/results/<date>-summary[-<broker>].md.
+write_summary() {
+  local summary=$RESULTS/$DATE-summary.md
+  [[ $BROKER == strata ]] || summary=$RESULTS/$DATE-summary-$BROKER.md
+  python3 - "$RESULTS" "$DATE" "$BROKER" "$FIO_MBPS" "$TCP_MBPS" "${SCENARIOS[@]}" >"$summary" <<'PY'
+import json, os, sys
+results, date, broker, fio, tcp, *scenarios = sys.argv[1:]
+def load(name, who):
+    prefix = f"{results}/{date}-" + ("" if who == "strata" else f"{who}-")
+    try:
+        return json.load(open(f"{prefix}{name}/summary.json"))
+    except (OSError, ValueError):
+        return None
+def ms(d, key, q):
+    v = (d.get(key) or {}).get(q)
+    return "—" if v is None else f"{v / 1000:.2f}"
+def lat(d, key):
+    return " / ".join(ms(d, key, q) for q in ("p50_us", "p99_us", "p999_us", "p9999_us", "max_us"))
+def ratio(a, b):
+    try:
+        return f"{float(a) / float(b) * 100:.0f}%"
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "n/a"
+others = [b for b in ("strata", "tansu", "external") if b != broker]
+print(f"# All scenarios, {date} (BROKER={broker})\n")
+print(f"Limits measured in the same run: fio O_DIRECT sequential write {fio} MB/s, "
+      f"loopback TCP {tcp} MB/s. Latencies in ms: p50 / p99 / p99.9 / p99.99 / max. "
+      "Each scenario's own file has the commands, the machine and the full distributions.\n")
+print("| scenario | broker | produce msgs/s | MB/s | of fio | of loopback | ack latency | e2e latency |")
+print("|---|---|---|---|---|---|---|---|")
+for name in scenarios:
+    for who in [broker] + others:
+        d = load(name, who)
+        if d is None:
+            continue
+        p = d.get("produce") or {}
+        mbps = p.get("mb_per_s")
+        print(f"| {name} | {who} | {p.get('msgs_per_s', 0):,.0f} | {mbps or 0:.1f} | "
+              f"{ratio(mbps, fio)} | {ratio(mbps, tcp)} | {lat(d, 'ack_latency')} | "
+              f"{lat(d, 'e2e_latency')} |")
+PY
+  log "wrote $summary"
+}
+
 measure_limits
 for s in "${SCENARIOS[@]}"; do
   run_scenario "$s"
 done
+write_summary
