@@ -377,19 +377,32 @@ fn group_entries(
                 synonyms.push(synonym(def.name, Some(v.clone()), SOURCE_GROUP));
             }
             synonyms.push(synonym(def.broker_name, default, SOURCE_DEFAULT));
-            let (value, source) = (synonyms[0].value.clone(), synonyms[0].source);
             let config_type = match def.kind {
                 group_config::Kind::Int { .. } => TYPE_INT,
                 group_config::Kind::Choice(_) => TYPE_STRING,
             };
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(def.name))
-                .with_value(value)
-                .with_config_source(source)
-                .with_config_type(config_type)
-                .with_synonyms(synonyms)
+            entry_of(def.name, synonyms, config_type)
         })
         .collect()
+}
+
+/// A config entry whose value and source are its first synonym's (synonyms come in
+/// precedence order); without any, no value from the default.
+fn entry_of(
+    name: &str,
+    synonyms: Vec<DescribeConfigsSynonym>,
+    config_type: i8,
+) -> DescribeConfigsResourceResult {
+    let (value, source) = match synonyms.first() {
+        Some(first) => (first.value.clone(), first.source),
+        None => (None, SOURCE_DEFAULT),
+    };
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(value)
+        .with_config_source(source)
+        .with_config_type(config_type)
+        .with_synonyms(synonyms)
 }
 
 fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {
@@ -432,21 +445,12 @@ fn topic_entries(
                     synonyms.push(synonym(broker_name, builtin, SOURCE_DEFAULT));
                 }
             }
-            let (value, source) = match synonyms.first() {
-                Some(first) => (first.value.clone(), first.source),
-                None => (None, SOURCE_DEFAULT),
-            };
             let config_type = match def.kind {
                 Kind::Long { .. } => TYPE_LONG,
                 Kind::Choice(_) if is_list(def.name) => TYPE_LIST,
                 Kind::Choice(_) => TYPE_STRING,
             };
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(def.name))
-                .with_value(value)
-                .with_config_source(source)
-                .with_config_type(config_type)
-                .with_synonyms(synonyms)
+            entry_of(def.name, synonyms, config_type)
         })
         .collect()
 }
@@ -471,23 +475,14 @@ fn broker_entry(
     synonyms: Vec<(Option<String>, i8)>,
 ) -> DescribeConfigsResourceResult {
     let hide = |v: Option<String>| if setting.sensitive { None } else { v };
-    let (value, source) = match synonyms.first() {
-        Some((value, source)) => (value.clone(), *source),
-        None => (None, SOURCE_DEFAULT),
-    };
-    let config_type = config_type(setting, value.as_deref());
+    let config_type = config_type(setting, synonyms.first().and_then(|(v, _)| v.as_deref()));
     let synonyms = synonyms
         .into_iter()
         .map(|(value, source)| synonym(setting.name, hide(value), source))
         .collect();
-    DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(setting.name))
-        .with_value(hide(value).as_deref().map(str_bytes))
+    entry_of(setting.name, synonyms, config_type)
         .with_read_only(!setting.is_dynamic())
         .with_is_sensitive(setting.sensitive)
-        .with_config_source(source)
-        .with_config_type(config_type)
-        .with_synonyms(synonyms)
 }
 
 /// Every setting of this broker: its effective value and where it comes from.

@@ -93,17 +93,11 @@ async fn alter_broker(
             return (e.code, Some(e.message));
         }
     };
-    if validate_only {
-        return (0, None);
-    }
     let command = Command::AlterBrokerConfigs { resource, changes: resolved, replace };
-    match shard.control(ControlOp::Metadata(command)).await {
-        Ok(()) => {
-            tracing::info!(resource = %name, "altered dynamic broker configs");
-            (0, None)
-        }
-        Err(e) => (e.code, Some(e.message)),
-    }
+    store(shard, command, validate_only, || {
+        tracing::info!(resource = %name, "altered dynamic broker configs");
+    })
+    .await
 }
 
 /// Group configs of one group: checked here against this broker's settings (Kafka's
@@ -130,13 +124,25 @@ async fn alter_group(
         crate::refused!(WARN, "group_config", group = %group, "{}", e.message);
         return (e.code, Some(e.message));
     }
+    let command = Command::AlterGroupConfigs { group, changes, replace };
+    store(shard, command, validate_only, || tracing::info!(group = %name, "altered group configs"))
+        .await
+}
+
+/// Stores a checked config change through the controller (nothing with `validate_only`);
+/// `stored` runs once it is.
+async fn store(
+    shard: &Rc<Shard>,
+    command: Command,
+    validate_only: bool,
+    stored: impl FnOnce(),
+) -> Outcome {
     if validate_only {
         return (0, None);
     }
-    let command = Command::AlterGroupConfigs { group, changes, replace };
     match shard.control(ControlOp::Metadata(command)).await {
         Ok(()) => {
-            tracing::info!(group = %name, "altered group configs");
+            stored();
             (0, None)
         }
         Err(e) => (e.code, Some(e.message)),
