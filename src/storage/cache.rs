@@ -23,7 +23,6 @@ struct CachedBatch {
 pub(crate) struct TailCache {
     batches: VecDeque<CachedBatch>,
     bytes: usize,
-    capacity: usize,
     /// The shard's budget this cache counts against, once the log joined it.
     pool: Option<Rc<CachePool>>,
     /// The pool's clock at the latest push or read hit: the least recently used caches give
@@ -38,9 +37,8 @@ impl Drop for TailCache {
 }
 
 impl TailCache {
-    pub(crate) fn new(capacity: usize) -> TailCache {
-        let touched = Cell::new(0);
-        TailCache { batches: VecDeque::new(), bytes: 0, capacity, pool: None, touched }
+    pub(crate) fn new() -> TailCache {
+        TailCache { batches: VecDeque::new(), bytes: 0, pool: None, touched: Cell::new(0) }
     }
 
     /// Counts this cache against `pool` from now on.
@@ -120,8 +118,7 @@ impl TailCache {
     /// Evicts the oldest batches while above `capacity`, keeping any batch at or above
     /// `written_below` (not yet on disk).
     pub(crate) fn evict(&mut self, capacity: usize, written_below: i64) {
-        self.capacity = capacity;
-        let over = self.bytes.saturating_sub(self.capacity);
+        let over = self.bytes.saturating_sub(capacity);
         if over > 0 {
             self.shed(over, written_below);
         }

@@ -88,7 +88,7 @@ impl Shared {
     ) -> Shared {
         let log_start = segments.first().map_or(next_offset, |s| s.base_offset);
         assert!(log_start <= next_offset);
-        let cache = TailCache::new(config.tail_cache_bytes);
+        let cache = TailCache::new();
         Shared {
             dir,
             config: RefCell::new(config),
