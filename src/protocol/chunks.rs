@@ -122,7 +122,12 @@ pub fn encode_response_spliced(
         _ => unreachable!("only fetch responses have shared records"),
     }
     let chunks = buf.finish();
-    assert_eq!(chunks.len(), FRAME_PREFIX_BYTES + size, "spliced frame has the encoded size");
+    anyhow::ensure!(
+        chunks.len() == FRAME_PREFIX_BYTES + size,
+        "spliced frame of {} bytes, {} encoded",
+        chunks.len(),
+        FRAME_PREFIX_BYTES + size
+    );
     Ok(chunks)
 }
 
