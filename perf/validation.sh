@@ -10,6 +10,7 @@
 #   DURATION=20s WARMUP=3s
 #   SCENARIOS="100b 1kb 1kb-lz4 1kb-zstd"
 #   BROKER_CPU=0 BENCH_CPU=1
+#   NAME=validation      results go to perf/results/<date>-$NAME(.md)
 #   STRATA_ARGS=...      extra `strata serve` flags (run.sh's: 256 MiB segments, 1 GiB retention
 #                        per partition checked every second, so a run does not fill the disk)
 # Scenarios: the shipped max-rate workloads (16 partitions, 2 producers, acks=1, fdatasync
@@ -29,7 +30,7 @@ BENCH_CPU=${BENCH_CPU:-1}
 STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
-OUT=perf/results/$DATE-validation
+OUT=perf/results/$DATE-${NAME:-validation}
 mkdir -p "$TMP" "$OUT"
 
 log() { echo "[validation.sh] $*" >&2; }
@@ -70,7 +71,12 @@ run() {
   done
   cmd="taskset -c $BENCH_CPU $NEW bench produce --workload $(workload "$scenario") --brokers 127.0.0.1:$port --cores 1 --cpus $BENCH_CPU --compression $(compression "$scenario") --duration $DURATION --warmup $WARMUP --report $report"
   log "$scenario $label #$round: $cmd"
+  # The broker's CPU time over the run: per message, the figure this shared VM's load moves least.
+  perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
+  local stat=$!
   $cmd >"$report.table" 2>/dev/null
+  kill -INT "$stat"
+  wait "$stat" || true
   echo "$cmd" >"$report.command"
   echo "$BROKER_CMD" >"$report.broker"
   stop_broker
@@ -85,10 +91,15 @@ for scenario in $SCENARIOS; do
 done
 
 python3 - "$OUT" "$SCENARIOS" "$ROUNDS" "$BASE" "$NEW" >"$OUT.md" <<'PY'
-import json, os, statistics, subprocess, sys
+import json, os, re, statistics, subprocess, sys
 out, scenarios, rounds, base, new = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 def summary(s, label, r):
     return json.load(open(f"{out}/{s}-{label}-{r}/summary.json"))
+def cpu_ns(s, label, r):
+    """Broker CPU time per produced message (ns), from `perf stat -e task-clock`."""
+    text = open(f"{out}/{s}-{label}-{r}.stat").read()
+    ms = float(re.search(r"([\d.]+) msec task-clock", text).group(1))
+    return ms * 1e6 / max(summary(s, label, r)["produced_total"], 1)
 def sh(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 print(f"# Record validation: produce throughput side by side, {os.path.basename(out)[:10]}\n")
@@ -96,12 +107,19 @@ print("BASE = broker without leader-side record validation, NEW = with it (every
       "compressed batches decompressed while walked). Alternating runs in one invocation: "
       + ", ".join(f"BASE #{r}, NEW #{r}" for r in range(1, rounds + 1)) + " per scenario.\n")
 print(f"- BASE binary: `{base}`\n- NEW binary: `{new}`")
+if os.path.realpath(base) == os.path.realpath(new):
+    print("\nBASE and NEW are the same binary here: the rows compare the scenarios with each other "
+          "(e.g. compressed against uncompressed produce), and the two columns show the spread.")
 MODEL = sh("lscpu | sed -n 's/^Model name: *//p'")
 print(f"- CPU: {MODEL}, {sh('nproc')} CPUs; broker pinned to CPU 0 "
       f"(`--shards 1`), `strata bench` pinned to CPU 1; kernel {sh('uname -r')}")
 print(f"- load average at the end: {sh('cat /proc/loadavg')} (other sessions share this VM: see the spread)\n")
-print("| scenario | BASE msgs/s (runs) | NEW msgs/s (runs) | NEW/BASE (medians) | BASE MB/s | NEW MB/s | ack p50 / p99 / max ms BASE | NEW |")
-print("|---|---|---|---|---|---|---|---|")
+print("Broker CPU is `perf stat -e task-clock` on the broker over the load tool's run (warm-up "
+      "included) divided by the records it acknowledged: it moves less with the machine's load "
+      "than msgs/s, and with compression it shows the broker's cost while the load tool, "
+      "compressing on one core, sets the rate.\n")
+print("| scenario | BASE msgs/s (runs) | NEW msgs/s (runs) | NEW/BASE (medians) | BASE MB/s | NEW MB/s | broker CPU ns/msg BASE / NEW (medians) | ack p50 / p99 / max ms BASE | NEW |")
+print("|---|---|---|---|---|---|---|---|---|")
 for s in scenarios:
     rows = {}
     for label in ("base", "new"):
@@ -113,8 +131,10 @@ for s in scenarios:
         x = sorted(rows[l], key=lambda x: x["produce"]["msgs_per_s"])[len(rows[l]) // 2]["ack_latency"]
         return f"{x['p50_us']/1000:.1f} / {x['p99_us']/1000:.1f} / {x['max_us']/1000:.1f}"
     runs = {l: ", ".join(f"{x['produce']['msgs_per_s']/1e3:.0f}k" for x in rows[l]) for l in rows}
+    cpu = {l: statistics.median(cpu_ns(s, l, r) for r in range(1, rounds + 1)) for l in rows}
     print(f"| `{s}` | {med['base']/1e3:.0f}k ({runs['base']}) | {med['new']/1e3:.0f}k ({runs['new']}) | "
-          f"**{med['new']/med['base']*100:.1f}%** | {mb['base']:.1f} | {mb['new']:.1f} | {lat('base')} | {lat('new')} |")
+          f"**{med['new']/med['base']*100:.1f}%** | {mb['base']:.1f} | {mb['new']:.1f} | "
+          f"{cpu['base']:.0f} / {cpu['new']:.0f} | {lat('base')} | {lat('new')} |")
 print("\nErrors reported by the load tool (records whose produce failed): "
       + ", ".join(f"{s}: {sum(summary(s, l, r)['produce']['errors'] for l in ('base','new') for r in range(1, rounds + 1))}" for s in scenarios) + ".\n")
 print("## Commands\n")
