@@ -3,7 +3,11 @@
 # PARTITIONS partitions on a fresh broker and reports the creation time (and rate), the
 # broker's RSS and the disk used (du of the data directory, and the filesystem's free space
 # going down) when the partitions are new, after one small record went to each, and after a
-# restart (with the shutdown and start-up times). RUNS fresh brokers one after the other; the
+# restart (with the shutdown and start-up times); then, beside them, ACTIVE more partitions
+# (a second topic) take 1 KiB records at ACTIVE_RATE msgs/s from `strata bench produce` for
+# ACTIVE_DURATION, and the produce-ack distribution is reported (issue 20 target 5: 10,000
+# partitions, 1,000 active at 100k msgs/s of 1 KiB, ack p99 <= 10 ms). RUNS fresh brokers one
+# after the other; the
 # report gives every run's figures and their min / median / max. Writes
 # perf/results/<date>-partitions-<N>.md.
 # du counts the blocks the data directory holds (fallocate'd ones included); the filesystem's
@@ -15,6 +19,11 @@
 #   STRATA=target/release/strata   binary [built with cargo build --release if missing]
 #   SHARDS=1 BROKER_CPU=0          broker shards and the CPU list it is pinned to
 #   STRATA_ARGS="..."              extra `strata serve` flags
+#   ACTIVE=1000 ACTIVE_RATE=100k ACTIVE_DURATION=20s  the active phase (ACTIVE=0: skipped)
+#   KEY_MODE=none                  the load tool's keys: none (sticky batches, as keyless Kafka
+#                                  producers) or random (every batch of a request a different
+#                                  partition: each carries a record or two)
+#   BENCH_CPU=1                    the CPU the load tool is pinned to
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -25,6 +34,11 @@ STRATA=${STRATA:-target/release/strata}
 SHARDS=${SHARDS:-1}
 BROKER_CPU=${BROKER_CPU:-0}
 STRATA_ARGS=${STRATA_ARGS:-}
+ACTIVE=${ACTIVE:-1000}
+ACTIVE_RATE=${ACTIVE_RATE:-100k}
+ACTIVE_DURATION=${ACTIVE_DURATION:-20s}
+KEY_MODE=${KEY_MODE:-none}
+BENCH_CPU=${BENCH_CPU:-1}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
 RESULTS=perf/results
@@ -89,7 +103,8 @@ du_mb() { du -s -B1 "$DATA" | awk '{ printf "%.1f", $1 / 1048576 }'; }
 
 
 COLUMNS=(CREATE_SECONDS RATE RSS_EMPTY RSS_NEW RSS_TOUCHED RSS_RESTARTED DU_EMPTY DU_NEW DU_TOUCHED
-  DU_RESTARTED SHUTDOWN_SECONDS RESTART_SECONDS FINAL_STOP_SECONDS)
+  DU_RESTARTED SHUTDOWN_SECONDS RESTART_SECONDS FINAL_STOP_SECONDS ACTIVE_MSGS RSS_ACTIVE ACK_P50
+  ACK_P99 ACK_P999 ACK_MAX)
 ROWS=()
 for RUN in $(seq 1 "$RUNS"); do
   log "run $RUN of $RUNS"
@@ -130,6 +145,26 @@ EOF
   RESTART_SECONDS=$START_SECONDS
   sleep 1
   RSS_RESTARTED=$(rss_mb); DU_RESTARTED=$(du_mb)
+  ACK_P50=0 ACK_P99=0 ACK_P999=0 ACK_MAX=0 ACTIVE_MSGS=0 RSS_ACTIVE=0
+  if ((ACTIVE > 0)); then
+    log "$ACTIVE more partitions at $ACTIVE_RATE msgs/s of 1 KiB for $ACTIVE_DURATION"
+    REPORT=$DATA.active
+    BENCH_CMD=(taskset -c "$BENCH_CPU" "$STRATA" bench produce --brokers "127.0.0.1:$PORT"
+      --topic active --partitions "$ACTIVE" --record-size 1KiB --key-mode "$KEY_MODE"
+      --rate "$ACTIVE_RATE" --duration "$ACTIVE_DURATION" --warmup 2s --cores 1
+      --cpus "$BENCH_CPU" --report "$REPORT")
+    "${BENCH_CMD[@]}" >"$REPORT.table" 2>&1 || { cat "$REPORT.table" >&2; exit 1; }
+    RSS_ACTIVE=$(rss_mb)
+    read -r ACK_P50 ACK_P99 ACK_P999 ACK_MAX ACTIVE_MSGS < <(python3 - "$REPORT/summary.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+a = d["ack_latency"]
+print(*(a[k] / 1e3 for k in ("p50_us", "p99_us", "p999_us", "max_us")), d["produce"]["msgs_per_s"])
+PY
+)
+    cp "$REPORT/ack.hgrm" "$TMP/partitions-active-ack-$RUN.hgrm"
+    rm -rf "$REPORT" "$REPORT.table"
+  fi
   stop_broker
   FINAL_STOP_SECONDS=$STOP_SECONDS
   [[ $SHUTDOWN_STATUS == 0 ]] || { log "run $RUN: the broker exited with $SHUTDOWN_STATUS"; exit 1; }
@@ -138,6 +173,7 @@ EOF
   ROWS+=("$row")
 done
 SERVE_SHOWN="${SERVE[*]}"
+BENCH_SHOWN="${BENCH_CMD[*]:-}"
 FS=$(df -T "$DATA" | awk 'NR == 2 { print $2 " on " $1 }')
 cleanup
 DATA=""
@@ -177,11 +213,17 @@ Columns: creation time (s) and rate (partitions/s); broker RSS (MB) of the empty
 clean restart; disk used (MiB, \`du\` of the data directory, preallocated blocks included) at
 the same four points; clean shutdown (SIGTERM to exit, s) after one record to each; start-up
 with the $PARTITIONS partitions (s to the ready line); shutdown after the restart (s).
+Then, after the restart, $ACTIVE more partitions (topic \`active\`) take 1 KiB records at
+$ACTIVE_RATE msgs/s for $ACTIVE_DURATION (keys: $KEY_MODE; fdatasync before every ack):
+\`$BENCH_SHOWN\`; columns: msgs/s reached, broker RSS (MB) after it, produce-ack p50 / p99 /
+p99.9 / max (ms, from the intended send time: coordinated omission corrected). Each run's ack
+distribution is left in perf/tmp/partitions-active-ack-<run>.hgrm.
 Issue 15's target: 10,000 idle partitions on one broker under 1 GiB of disk and under 100 MB
-of RSS.
+of RSS. Issue 20's target 5: partition creation >= 2,000/s; 1,000 partitions active at 100k
+msgs/s of 1 KiB beside the others with ack p99 <= 10 ms.
 
-| run | create s | partitions/s | RSS empty | RSS new | RSS written | RSS restarted | du empty | du new | du written | du restarted | shutdown s | start-up s | 2nd shutdown s |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| run | create s | partitions/s | RSS empty | RSS new | RSS written | RSS restarted | du empty | du new | du written | du restarted | shutdown s | start-up s | 2nd shutdown s | active msgs/s | RSS active | ack p50 | ack p99 | ack p99.9 | ack max |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 $TABLE
 EOF
 log "wrote $OUT"
