@@ -133,11 +133,13 @@ run_scenario() {
   $cmd >"$TMP/$name.table" 2>"$TMP/$name.progress"
   local xcheck="skipped"
   if [[ -z ${NO_CROSSCHECK:-} && $mode == produce ]]; then
-    local topic size
+    local topic size codec
     topic=$(json_get "$report/summary.json" settings.topic)
     size=$(json_get "$report/summary.json" settings.record_size_mean_bytes | cut -d. -f1)
+    codec=$(json_get "$report/summary.json" settings.compression)
     xcheck=$(taskset -c "$BENCH_CPU" python3 perf/crosscheck.py --brokers "$ADDR" \
-      --topic "$topic" --record-size "$size" --seconds 20 || echo '{"error": "failed"}')
+      --topic "$topic" --record-size "$size" --compression "${codec:-none}" --seconds 20 ||
+      echo '{"error": "failed"}')
   fi
   stop_broker
   # A max-rate minute writes tens of GB: free the disk before the next scenario.
