@@ -824,12 +824,12 @@ fn leader_of(conn: &mut Conn, topic: &str, not: i32) -> (i32, uuid::Uuid) {
 }
 
 /// A share group whose `__share_group_state` partition for (`topic_id`, 0) is led by a
-/// broker other than `leader`, and that broker.
+/// broker other than `leader`, that broker, and the state partition.
 fn group_coordinated_elsewhere(
     conn: &mut Conn,
     topic_id: uuid::Uuid,
     leader: i32,
-) -> (String, i32) {
+) -> (String, i32, i32) {
     let state = common::poll("the share state topic's leaders", || {
         let parts = common::layout(conn, "__share_group_state")?;
         parts.iter().all(|p| p.1 >= 0).then_some(parts)
@@ -841,7 +841,7 @@ fn group_coordinated_elsewhere(
         let at = strata::share::state_partition(&key, count);
         let state_leader = state[at as usize].1;
         if state_leader != leader {
-            return (group, state_leader);
+            return (group, state_leader, at);
         }
     }
     panic!("every candidate group's state partition is led by broker {leader}")
@@ -866,15 +866,27 @@ fn member_at(
     Member { conn, id: id.to_owned(), epoch: 0, member_epoch: r.member_epoch }
 }
 
-#[test]
-fn share_state_on_another_broker_survives_the_share_partition_leaders_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
+/// A 3-broker cluster with `TOPIC` (1 partition, 3 replicas) holding 100 records, and a share
+/// group whose share coordinator is not the partition's leader.
+struct Spread {
+    cluster: common::Cluster,
+    topic_id: uuid::Uuid,
+    group: String,
+    /// The partition's leader.
+    leader: i32,
+    /// The leader of the group's `__share_group_state` partition.
+    state_leader: i32,
+    state_partition: i32,
+}
+
+fn spread(dir: &std::path::Path) -> Spread {
     let args = ["--shards", "1", "--share-auto-offset-reset", "earliest"];
-    let mut cluster = common::Cluster::start(dir.path(), 3, &args);
+    let mut cluster = common::Cluster::start(dir, 3, &args);
     let mut admin = Conn::connect(cluster.brokers[0].addr);
     assert_eq!(common::create(&mut admin, TOPIC, 1, 3), (0, None));
     let (leader, topic_id) = leader_of(&mut admin, TOPIC, -1);
-    let (group, state_leader) = group_coordinated_elsewhere(&mut admin, topic_id, leader);
+    let (group, state_leader, state_partition) =
+        group_coordinated_elsewhere(&mut admin, topic_id, leader);
     assert_ne!(state_leader, leader);
     let mut to_leader = Conn::connect(cluster.node(leader).addr);
     // Other brokers may learn the placement before the leader itself has applied it.
@@ -882,6 +894,13 @@ fn share_state_on_another_broker_survives_the_share_partition_leaders_kill_9() {
         (common::fetch_one(&mut to_leader, TOPIC, 0, 0).error_code == 0).then_some(())
     });
     fill(&mut to_leader, 100);
+    Spread { cluster, topic_id, group, leader, state_leader, state_partition }
+}
+
+#[test]
+fn share_state_on_another_broker_survives_the_share_partition_leaders_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let Spread { mut cluster, topic_id, group, leader, state_leader, .. } = spread(dir.path());
 
     // Accept most records, release every third one at its first delivery (it comes back,
     // and is accepted then), and keep the last fetch's records acquired at the kill.
@@ -1027,4 +1046,43 @@ fn the_share_coordinator_rpcs_merge_fence_and_refuse_malformed_requests() {
     assert_eq!(read_state(&mut conn, "g", id, 2), (0, 1, 20, vec![]));
     let stale = write_state(&mut conn, "g", id, (0, 2, 30), &[]);
     assert_eq!(stale, E::FencedStateEpoch.code());
+}
+
+#[test]
+fn acknowledgements_follow_the_share_coordinator_to_its_new_leader_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let Spread { mut cluster, topic_id, group, leader, state_leader, state_partition } =
+        spread(dir.path());
+    let mut a = member_at(&mut cluster, &group, "a", leader, -1);
+    let f = a.fetch(&group, topic_id, &[], 10, 1000);
+    assert_eq!((f.error_code, f.partition_error, f.ack_error), (0, 0, 0));
+    let mut pending = accept_all(&f.records);
+    let mut delivered: BTreeSet<i64> = f.records.iter().map(|r| r.0).collect();
+
+    cluster.node(state_leader).kill9();
+    // Acknowledgements fail (COORDINATOR_NOT_AVAILABLE, after the persister's retries) until
+    // the state partition has a new leader, then succeed again; none is lost meanwhile.
+    common::poll("every record accepted through the new coordinator", || {
+        let f = a.fetch(&group, topic_id, &pending, 10, 200);
+        assert_eq!((f.error_code, f.partition_error), (0, 0));
+        if f.ack_error != 0 {
+            assert_eq!(f.ack_error, E::CoordinatorNotAvailable.code());
+        }
+        for (offset, _, _) in &f.records {
+            assert!(delivered.insert(*offset), "{offset} delivered twice");
+        }
+        // Acknowledgements whose write failed are applied on the leader all the same (and
+        // written with its next state): acknowledging them again would be INVALID_RECORD_STATE.
+        pending = accept_all(&f.records);
+        (delivered.len() == 100 && f.ack_error == 0 && pending.is_empty()).then_some(())
+    });
+    let mut admin = Conn::connect(cluster.node(leader).addr);
+    let new_state_leader = common::poll("a new leader of the state partition", || {
+        let parts = common::layout(&mut admin, "__share_group_state")?;
+        let now = parts[state_partition as usize].1;
+        (now >= 0 && now != state_leader).then_some(now)
+    });
+    let mut to_coordinator = Conn::connect(cluster.node(new_state_leader).addr);
+    // Not a leader's read (-1): every record accepted, so the state starts past them all.
+    assert_eq!(read_state(&mut to_coordinator, &group, topic_id, -1), (0, 0, 100, vec![]));
 }
