@@ -901,6 +901,20 @@ fn spread(dir: &std::path::Path) -> Spread {
 fn share_state_on_another_broker_survives_the_share_partition_leaders_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let Spread { mut cluster, topic_id, group, leader, state_leader, .. } = spread(dir.path());
+    // FindCoordinator's share key type names the share coordinator, from any broker.
+    let key = format!("{group}:{topic_id}:0");
+    let mut any = Conn::connect(cluster.node(leader).addr);
+    let req =
+        FindCoordinatorRequest::default().with_key_type(2).with_coordinator_keys(vec![s(&key)]);
+    match any.call(ApiKey::FindCoordinator, 6, RequestKind::FindCoordinator(req)) {
+        ResponseKind::FindCoordinator(r) => {
+            assert_eq!(
+                (r.coordinators[0].error_code, r.coordinators[0].node_id.0),
+                (0, state_leader)
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 
     // Accept most records, release every third one at its first delivery (it comes back,
     // and is accepted then), and keep the last fetch's records acquired at the kill.
