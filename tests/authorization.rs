@@ -248,6 +248,12 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
             out.push(r.error_code);
             out.extend(r.responses.iter().map(|t| t.error_code));
         }
+        K::ReadShareGroupState(r) => {
+            out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        }
+        K::WriteShareGroupState(r) => {
+            out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        }
         other => panic!("no error codes known for {other:?}"),
     }
     out
@@ -900,6 +906,39 @@ fn cases() -> Vec<Case> {
                     .with_topics(vec![t]);
                 RequestKind::WriteTxnMarkers(
                     WriteTxnMarkersRequest::default().with_markers(vec![m]),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::ReadShareGroupState,
+            0,
+            || {
+                use read_share_group_state_request::*;
+                let t = ReadStateData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![PartitionData::default()]);
+                RequestKind::ReadShareGroupState(
+                    ReadShareGroupStateRequest::default()
+                        .with_group_id(s("sg"))
+                        .with_topics(vec![t]),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::WriteShareGroupState,
+            0,
+            || {
+                use write_share_group_state_request::*;
+                let p = PartitionData::default().with_start_offset(0);
+                let t = WriteStateData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![p]);
+                RequestKind::WriteShareGroupState(
+                    WriteShareGroupStateRequest::default()
+                        .with_group_id(s("sg"))
+                        .with_topics(vec![t]),
                 )
             },
             Some(CLUSTER_DENIED),

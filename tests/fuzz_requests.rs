@@ -961,6 +961,36 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                     .with_topics(vec![t]),
             )
         }
+        ApiKey::ReadShareGroupState => {
+            use read_share_group_state_request::*;
+            let p = PartitionData::default().with_partition(1).with_leader_epoch(4);
+            let t = ReadStateData::default()
+                .with_topic_id(uuid::Uuid::from_u128(7))
+                .with_partitions(vec![p]);
+            RequestKind::ReadShareGroupState(
+                ReadShareGroupStateRequest::default().with_group_id(s("sg")).with_topics(vec![t]),
+            )
+        }
+        ApiKey::WriteShareGroupState => {
+            use write_share_group_state_request::*;
+            let b = StateBatch::default()
+                .with_first_offset(5)
+                .with_last_offset(9)
+                .with_delivery_state(2)
+                .with_delivery_count(1);
+            let p = PartitionData::default()
+                .with_partition(1)
+                .with_state_epoch(0)
+                .with_leader_epoch(4)
+                .with_start_offset(5)
+                .with_state_batches(vec![b]);
+            let t = WriteStateData::default()
+                .with_topic_id(uuid::Uuid::from_u128(7))
+                .with_partitions(vec![p]);
+            RequestKind::WriteShareGroupState(
+                WriteShareGroupStateRequest::default().with_group_id(s("sg")).with_topics(vec![t]),
+            )
+        }
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
 }

@@ -795,3 +795,308 @@ fn read_committed_share_groups_get_only_committed_records_below_the_lso() {
     assert_eq!((done.ack_error, done.records.len()), (0, 0));
     assert_eq!(start_offset(&mut admin, "rc"), 11);
 }
+
+// ---- across brokers ------------------------------------------------------------------
+
+/// The coordinator of group `group` (FindCoordinator v3), once one other than `dead`
+/// answers.
+fn group_coordinator(conn: &mut Conn, group: &str, dead: i32) -> i32 {
+    common::poll("a group coordinator", || {
+        let req = FindCoordinatorRequest::default().with_key(s(group)).with_key_type(0);
+        match conn.call(ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(req)) {
+            ResponseKind::FindCoordinator(r) => {
+                (r.error_code == 0 && r.node_id.0 != dead).then_some(r.node_id.0)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+}
+
+/// The leader of partition 0 of `topic` and the topic's id, once it has a leader other
+/// than `not`.
+fn leader_of(conn: &mut Conn, topic: &str, not: i32) -> (i32, uuid::Uuid) {
+    common::poll("a leader", || {
+        let r = common::metadata(conn);
+        let t = r.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+        let leader = t.partitions.iter().find(|p| p.partition_index == 0)?.leader_id.0;
+        (leader >= 0 && leader != not).then_some((leader, t.topic_id))
+    })
+}
+
+/// A share group whose `__share_group_state` partition for (`topic_id`, 0) is led by a
+/// broker other than `leader`, that broker, and the state partition.
+fn group_coordinated_elsewhere(
+    conn: &mut Conn,
+    topic_id: uuid::Uuid,
+    leader: i32,
+) -> (String, i32, i32) {
+    let state = common::poll("the share state topic's leaders", || {
+        let parts = common::layout(conn, "__share_group_state")?;
+        parts.iter().all(|p| p.1 >= 0).then_some(parts)
+    });
+    let count = state.len() as i32;
+    for i in 0..100 {
+        let group = format!("sg-{i}");
+        let key = strata::share::records::ShareKey { group: group.clone(), topic_id, partition: 0 };
+        let at = strata::share::state_partition(&key, count);
+        let state_leader = state[at as usize].1;
+        if state_leader != leader {
+            return (group, state_leader, at);
+        }
+    }
+    panic!("every candidate group's state partition is led by broker {leader}")
+}
+
+/// A member of `group` that joined through its coordinator (asked of `leader`, never the
+/// `dead` broker) and fetches from `leader`.
+fn member_at(
+    cluster: &mut common::Cluster,
+    group: &str,
+    id: &str,
+    leader: i32,
+    dead: i32,
+) -> Member {
+    let mut conn = Conn::connect(cluster.node(leader).addr);
+    let r = common::poll("the member to join", || {
+        let coordinator = group_coordinator(&mut conn, group, dead);
+        let mut to_coordinator = Conn::connect(cluster.node(coordinator).addr);
+        let r = heartbeat(&mut to_coordinator, group, id, 0);
+        (r.error_code == 0).then_some(r)
+    });
+    Member { conn, id: id.to_owned(), epoch: 0, member_epoch: r.member_epoch }
+}
+
+/// A 3-broker cluster with `TOPIC` (1 partition, 3 replicas) holding 100 records, and a share
+/// group whose share coordinator is not the partition's leader.
+struct Spread {
+    cluster: common::Cluster,
+    topic_id: uuid::Uuid,
+    group: String,
+    /// The partition's leader.
+    leader: i32,
+    /// The leader of the group's `__share_group_state` partition.
+    state_leader: i32,
+    state_partition: i32,
+}
+
+fn spread(dir: &std::path::Path) -> Spread {
+    let args = ["--shards", "1", "--share-auto-offset-reset", "earliest"];
+    let mut cluster = common::Cluster::start(dir, 3, &args);
+    let mut admin = Conn::connect(cluster.brokers[0].addr);
+    assert_eq!(common::create(&mut admin, TOPIC, 1, 3), (0, None));
+    let (leader, topic_id) = leader_of(&mut admin, TOPIC, -1);
+    let (group, state_leader, state_partition) =
+        group_coordinated_elsewhere(&mut admin, topic_id, leader);
+    assert_ne!(state_leader, leader);
+    let mut to_leader = Conn::connect(cluster.node(leader).addr);
+    // Other brokers may learn the placement before the leader itself has applied it.
+    common::poll("the leader to serve its partition", || {
+        (common::fetch_one(&mut to_leader, TOPIC, 0, 0).error_code == 0).then_some(())
+    });
+    fill(&mut to_leader, 100);
+    Spread { cluster, topic_id, group, leader, state_leader, state_partition }
+}
+
+#[test]
+fn share_state_on_another_broker_survives_the_share_partition_leaders_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let Spread { mut cluster, topic_id, group, leader, state_leader, .. } = spread(dir.path());
+    // FindCoordinator's share key type names the share coordinator, from any broker.
+    let key = format!("{group}:{topic_id}:0");
+    let mut any = Conn::connect(cluster.node(leader).addr);
+    let req =
+        FindCoordinatorRequest::default().with_key_type(2).with_coordinator_keys(vec![s(&key)]);
+    match any.call(ApiKey::FindCoordinator, 6, RequestKind::FindCoordinator(req)) {
+        ResponseKind::FindCoordinator(r) => {
+            assert_eq!(
+                (r.coordinators[0].error_code, r.coordinators[0].node_id.0),
+                (0, state_leader)
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Accept most records, release every third one at its first delivery (it comes back,
+    // and is accepted then), and keep the last fetch's records acquired at the kill.
+    let mut a = member_at(&mut cluster, &group, "a", leader, -1);
+    let mut accepted: BTreeSet<i64> = BTreeSet::new();
+    let mut released = 0;
+    let mut pending: Vec<(i64, i64, i8)> = Vec::new();
+    let mut held = Vec::new();
+    while accepted.len() < 60 {
+        let f = a.fetch(&group, topic_id, &pending, 10, 1000);
+        assert_eq!((f.error_code, f.partition_error, f.ack_error), (0, 0, 0));
+        // Acknowledgements answered without error are durable on the coordinator.
+        for (first, last, t) in &pending {
+            if *t == 1 {
+                accepted.extend(*first..=*last);
+            }
+        }
+        let release = |r: &&(i64, String, i16)| r.0 % 3 == 0 && r.2 == 1;
+        let (back, keep): (Vec<_>, Vec<_>) = f.records.iter().partition(release);
+        released += back.len();
+        pending = ranges(back.iter().map(|r| r.0), 2);
+        pending.extend(ranges(keep.iter().map(|r| r.0), 1));
+        held = f.records;
+    }
+    assert!(released > 0, "some records were released");
+    assert!(!held.is_empty(), "records acquired but not acknowledged at the kill");
+
+    cluster.node(leader).kill9();
+    let mut admin = Conn::connect(cluster.node(state_leader).addr);
+    let (new_leader, _) = leader_of(&mut admin, TOPIC, leader);
+    let mut b = member_at(&mut cluster, &group, "b", new_leader, leader);
+    let mut after: BTreeMap<i64, i16> = BTreeMap::new();
+    let mut pending: Vec<(i64, i64, i8)> = Vec::new();
+    common::poll("the rest delivered by the new leader", || {
+        let f = b.fetch(&group, topic_id, &pending, 50, 200);
+        assert_eq!(f.error_code, 0);
+        if f.partition_error != 0 {
+            // The new leader may not serve yet: the same acknowledgements again.
+            assert!(f.records.is_empty(), "records with error {}", f.partition_error);
+            return None;
+        }
+        assert_eq!(f.ack_error, 0);
+        for (offset, _, count) in &f.records {
+            assert!(!accepted.contains(offset), "accepted record {offset} delivered again");
+            assert!(after.insert(*offset, *count).is_none(), "{offset} delivered twice");
+        }
+        pending = accept_all(&f.records);
+        (accepted.len() + after.len() >= 100).then_some(())
+    });
+    let rest: BTreeSet<i64> = (0..100).filter(|o| !accepted.contains(o)).collect();
+    assert_eq!(after.keys().copied().collect::<BTreeSet<_>>(), rest, "exactly the unaccepted");
+    for (offset, _, _) in &held {
+        assert!(after.contains_key(offset), "in-flight record {offset} not redelivered");
+    }
+}
+
+/// A state batch: (first offset, last offset, delivery state, delivery count).
+type Run = (i64, i64, i8, i16);
+
+/// ReadShareGroupState of (`group`, `topic_id`, 0) at `leader_epoch`: (error, state epoch,
+/// start offset, batches).
+fn read_state(
+    conn: &mut Conn,
+    group: &str,
+    topic_id: uuid::Uuid,
+    leader_epoch: i32,
+) -> (i16, i32, i64, Vec<Run>) {
+    use read_share_group_state_request::{PartitionData, ReadStateData};
+    let p = PartitionData::default().with_partition(0).with_leader_epoch(leader_epoch);
+    let t = ReadStateData::default().with_topic_id(topic_id).with_partitions(vec![p]);
+    let req = ReadShareGroupStateRequest::default().with_group_id(s(group)).with_topics(vec![t]);
+    let r = match conn.call(ApiKey::ReadShareGroupState, 0, RequestKind::ReadShareGroupState(req)) {
+        ResponseKind::ReadShareGroupState(r) => r,
+        other => panic!("unexpected {other:?}"),
+    };
+    let p = &r.results[0].partitions[0];
+    let batches = p
+        .state_batches
+        .iter()
+        .map(|b| (b.first_offset, b.last_offset, b.delivery_state, b.delivery_count))
+        .collect();
+    (p.error_code, p.state_epoch, p.start_offset, batches)
+}
+
+/// WriteShareGroupState of (`group`, `topic_id`, 0): its error code.
+fn write_state(
+    conn: &mut Conn,
+    group: &str,
+    topic_id: uuid::Uuid,
+    (state_epoch, leader_epoch, start): (i32, i32, i64),
+    batches: &[Run],
+) -> i16 {
+    use write_share_group_state_request::{PartitionData, StateBatch, WriteStateData};
+    let batches = batches
+        .iter()
+        .map(|(first, last, state, count)| {
+            StateBatch::default()
+                .with_first_offset(*first)
+                .with_last_offset(*last)
+                .with_delivery_state(*state)
+                .with_delivery_count(*count)
+        })
+        .collect();
+    let p = PartitionData::default()
+        .with_partition(0)
+        .with_state_epoch(state_epoch)
+        .with_leader_epoch(leader_epoch)
+        .with_start_offset(start)
+        .with_state_batches(batches);
+    let t = WriteStateData::default().with_topic_id(topic_id).with_partitions(vec![p]);
+    let req = WriteShareGroupStateRequest::default().with_group_id(s(group)).with_topics(vec![t]);
+    match conn.call(ApiKey::WriteShareGroupState, 0, RequestKind::WriteShareGroupState(req)) {
+        ResponseKind::WriteShareGroupState(r) => r.results[0].partitions[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn the_share_coordinator_rpcs_merge_fence_and_refuse_malformed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut conn = Conn::connect(broker.addr);
+    let id = uuid::Uuid::from_u128(42);
+    // Unknown group and partition: no state, not an error (Kafka's "not initialized").
+    assert_eq!(read_state(&mut conn, "nobody", id, 0), (0, 0, -1, vec![]));
+    // A first write needs a start offset; malformed ones are refused.
+    assert_eq!(write_state(&mut conn, "g", id, (0, 1, -1), &[]), E::InvalidRequest.code());
+    assert_eq!(write_state(&mut conn, "", id, (0, 1, 0), &[]), E::InvalidRequest.code());
+    let backwards = [(9, 5, 0, 1)];
+    assert_eq!(write_state(&mut conn, "g", id, (0, 1, 0), &backwards), E::InvalidRequest.code());
+    // Written, then merged: acknowledging 3..=4 keeps the rest of the stored run.
+    assert_eq!(write_state(&mut conn, "g", id, (0, 1, 0), &[(0, 9, 0, 1)]), 0);
+    assert_eq!(write_state(&mut conn, "g", id, (0, 1, -1), &[(3, 4, 2, 1)]), 0);
+    let merged = vec![(0, 2, 0, 1), (3, 4, 2, 1), (5, 9, 0, 1)];
+    assert_eq!(read_state(&mut conn, "g", id, 1), (0, 0, 0, merged.clone()));
+    // A read by a newer leader fences the older one's writes and reads.
+    assert_eq!(read_state(&mut conn, "g", id, 2), (0, 0, 0, merged));
+    let fenced = E::FencedLeaderEpoch.code();
+    assert_eq!(write_state(&mut conn, "g", id, (0, 1, 5), &[]), fenced);
+    assert_eq!(read_state(&mut conn, "g", id, 1).0, fenced);
+    // A newer state epoch starts afresh; an older one is fenced.
+    assert_eq!(write_state(&mut conn, "g", id, (1, 2, 20), &[]), 0);
+    assert_eq!(read_state(&mut conn, "g", id, 2), (0, 1, 20, vec![]));
+    let stale = write_state(&mut conn, "g", id, (0, 2, 30), &[]);
+    assert_eq!(stale, E::FencedStateEpoch.code());
+}
+
+#[test]
+fn acknowledgements_follow_the_share_coordinator_to_its_new_leader_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let Spread { mut cluster, topic_id, group, leader, state_leader, state_partition } =
+        spread(dir.path());
+    let mut a = member_at(&mut cluster, &group, "a", leader, -1);
+    let f = a.fetch(&group, topic_id, &[], 10, 1000);
+    assert_eq!((f.error_code, f.partition_error, f.ack_error), (0, 0, 0));
+    let mut pending = accept_all(&f.records);
+    let mut delivered: BTreeSet<i64> = f.records.iter().map(|r| r.0).collect();
+
+    cluster.node(state_leader).kill9();
+    // Acknowledgements fail (COORDINATOR_NOT_AVAILABLE, after the persister's retries) until
+    // the state partition has a new leader, then succeed again; none is lost meanwhile.
+    common::poll("every record accepted through the new coordinator", || {
+        let f = a.fetch(&group, topic_id, &pending, 10, 200);
+        assert_eq!((f.error_code, f.partition_error), (0, 0));
+        if f.ack_error != 0 {
+            assert_eq!(f.ack_error, E::CoordinatorNotAvailable.code());
+        }
+        for (offset, _, _) in &f.records {
+            assert!(delivered.insert(*offset), "{offset} delivered twice");
+        }
+        // Acknowledgements whose write failed are applied on the leader all the same (and
+        // written with its next state): acknowledging them again would be INVALID_RECORD_STATE.
+        pending = accept_all(&f.records);
+        (delivered.len() == 100 && f.ack_error == 0 && pending.is_empty()).then_some(())
+    });
+    let mut admin = Conn::connect(cluster.node(leader).addr);
+    let new_state_leader = common::poll("a new leader of the state partition", || {
+        let parts = common::layout(&mut admin, "__share_group_state")?;
+        let now = parts[state_partition as usize].1;
+        (now >= 0 && now != state_leader).then_some(now)
+    });
+    let mut to_coordinator = Conn::connect(cluster.node(new_state_leader).addr);
+    // Not a leader's read (-1): every record accepted, so the state starts past them all.
+    assert_eq!(read_state(&mut to_coordinator, &group, topic_id, -1), (0, 0, 100, vec![]));
+}

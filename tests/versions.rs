@@ -525,6 +525,25 @@ fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind
                 DeleteShareGroupOffsetsRequest::default().with_group_id(group).with_topics(vec![t]),
             )
         }
+        // Broker to broker: a share-partition leader's state, written then read.
+        ApiKey::WriteShareGroupState => {
+            use write_share_group_state_request::*;
+            let b = StateBatch::default().with_first_offset(0).with_last_offset(0);
+            let p = PartitionData::default().with_start_offset(0).with_state_batches(vec![b]);
+            let t = WriteStateData::default().with_topic_id(id).with_partitions(vec![p]);
+            RequestKind::WriteShareGroupState(
+                WriteShareGroupStateRequest::default().with_group_id(group.0).with_topics(vec![t]),
+            )
+        }
+        ApiKey::ReadShareGroupState => {
+            use read_share_group_state_request::*;
+            let t = ReadStateData::default()
+                .with_topic_id(id)
+                .with_partitions(vec![PartitionData::default()]);
+            RequestKind::ReadShareGroupState(
+                ReadShareGroupStateRequest::default().with_group_id(group.0).with_topics(vec![t]),
+            )
+        }
         _ => return None,
     })
 }

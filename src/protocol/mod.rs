@@ -265,6 +265,8 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeShareGroupOffsets,
         AlterShareGroupOffsets,
         DeleteShareGroupOffsets,
+        ReadShareGroupState,
+        WriteShareGroupState,
         // KIP-848 consumer groups.
         ConsumerGroupHeartbeat,
         ConsumerGroupDescribe

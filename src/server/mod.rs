@@ -27,6 +27,7 @@ mod router;
 pub mod session;
 pub mod shard;
 pub mod share;
+pub mod share_state;
 mod transport;
 pub mod txn;
 

@@ -16,6 +16,7 @@
 //! librdkafka's own threads), and this must run inside a glommio executor.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -219,5 +220,76 @@ async fn with_timeout<T>(
     match futures::future::select(work, timer).await {
         futures::future::Either::Left((result, _)) => result,
         futures::future::Either::Right(_) => Err(PeerError::Timeout(limit)),
+    }
+}
+
+/// Idle connections kept per broker by one [`PeerPool`] (one call in flight per connection).
+const POOL_IDLE_MAX: usize = 4;
+/// Timeout of connecting to another broker.
+const POOL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle [`PeerConnection`]s of one user on one shard (transaction markers, share state), by
+/// broker id: a call takes one (or connects), and gives it back once it answered.
+pub struct PeerPool {
+    /// Appended to `strata-broker-<id>-` to name this user in the peers' logs.
+    user: &'static str,
+    idle: RefCell<HashMap<i32, Vec<PeerConnection>>>,
+}
+
+impl PeerPool {
+    /// An empty pool; `user` names its connections (`txn`, `share`).
+    pub fn new(user: &'static str) -> PeerPool {
+        PeerPool { user, idle: RefCell::new(HashMap::new()) }
+    }
+
+    /// An idle connection to `broker` at `addr`, if one is kept (those to an older address
+    /// of it are dropped).
+    fn take(&self, broker: i32, addr: &str) -> Option<PeerConnection> {
+        let mut idle = self.idle.borrow_mut();
+        let kept = idle.get_mut(&broker)?;
+        kept.retain(|c| c.addr() == addr);
+        kept.pop()
+    }
+
+    fn give_back(&self, broker: i32, conn: PeerConnection) {
+        let mut idle = self.idle.borrow_mut();
+        let kept = idle.entry(broker).or_default();
+        if kept.len() < POOL_IDLE_MAX {
+            kept.push(conn);
+        }
+    }
+
+    /// Calls `key` at `version` on `broker` at `addr` (this broker is `node_id`): over an
+    /// idle connection if one is kept (again over a new one if that fails to send or read:
+    /// the peer may have restarted since), else over a new one, kept afterwards.
+    pub async fn call(
+        &self,
+        node_id: i32,
+        (broker, addr): (i32, &str),
+        (key, version): (ApiKey, i16),
+        body: RequestKind,
+        timeout: Duration,
+    ) -> Result<ResponseKind, String> {
+        let mut kept = self.take(broker, addr);
+        loop {
+            let reused = kept.is_some();
+            let mut conn = match kept.take() {
+                Some(conn) => conn,
+                None => {
+                    let client_id = format!("strata-broker-{node_id}-{}", self.user);
+                    PeerConnection::connect(addr, &client_id, POOL_CONNECT_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("{addr}: {e}"))?
+                }
+            };
+            match conn.call(key, version, body.clone(), timeout).await {
+                Ok(response) => {
+                    self.give_back(broker, conn);
+                    return Ok(response);
+                }
+                Err(PeerError::Io { .. }) if reused => continue,
+                Err(e) => return Err(format!("{addr}: {key:?}: {e}")),
+            }
+        }
     }
 }

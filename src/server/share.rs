@@ -6,15 +6,17 @@
 //!   [`ShareGroup`]; members silent for `group.share.session.timeout.ms` are dropped whenever
 //!   the group is touched (a heartbeat, a describe, a list).
 //! * A share-partition lives on the shard owning the partition, so acquiring reads the log in
-//!   place. On first use it is loaded from `__share_group_state` (the latest ShareSnapshot of
-//!   its key, then any ShareUpdate after it) or, when it has none, started at
-//!   `share.auto.offset.reset`. Every change of what must survive (acknowledgements, expired
-//!   locks, released records) is written as a ShareSnapshot of the whole share-partition
-//!   before the acknowledgement is answered; writes of one share-partition are issued in state
-//!   order (one at a time, under its write lock) so the log's last record is the newest state.
-//!   Compaction keeps one record per share-partition, which bounds replay. An acquisition is
-//!   not written: after a crash, records acquired but not acknowledged durably are delivered
-//!   again, with the delivery count last written.
+//!   place. On first use (and again when the partition's leader epoch moved: a slot left by
+//!   an earlier leadership is stale) its state is read from its share coordinator, the leader
+//!   of its `__share_group_state` partition, on this broker or another
+//!   ([`super::share_state`]); when it has none it starts at `share.auto.offset.reset`.
+//!   Every change of what must survive (acknowledgements, expired locks, released records)
+//!   is written to the coordinator, the whole share-partition at the state epoch and leader
+//!   epoch it was loaded at, before the acknowledgement is answered; writes of one
+//!   share-partition are issued in state order (one at a time, under its write lock). A
+//!   write fenced by a newer leader drops the share-partition here. An acquisition is not
+//!   written: after a crash or a change of leader, records acquired but not acknowledged
+//!   durably are delivered again, with the delivery count last written.
 //! * Share sessions (ShareFetch/ShareAcknowledge session epochs, Kafka's ShareSessionCache)
 //!   are kept per shard, keyed by group and member: a client that reconnects to another shard
 //!   gets SHARE_SESSION_NOT_FOUND and opens a new session, as after a broker restart.
@@ -42,15 +44,17 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use glommio::sync::Semaphore;
 
-use super::mesh::{Acks, FetchItem, OffsetQuery, PartitionRef, ShardMsg};
+use super::mesh::{FetchItem, OffsetQuery, PartitionRef, ShardMsg};
+use super::peer::PeerPool;
 use super::shard::Shard;
+use super::share_state::{self, StateHome, StateStore};
 use crate::controller::group_config::{self, GroupSettings};
 use crate::protocol::ResponseError as E;
 use crate::record_batch::AbortedFilter;
 use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
 use crate::share::partition::{AckError, Acquired, Limits, Read, SharePartition};
 use crate::share::records::{self, ShareKey, ShareState};
-use crate::share::{state_partition, GROUP_MEMBERS_MAX, STATE_TOPIC};
+use crate::share::{GROUP_MEMBERS_MAX, STATE_TOPIC};
 use crate::storage::AbortedTxn;
 
 /// Share sessions one shard holds (Kafka's `group.share.max.share.sessions` default).
@@ -58,7 +62,7 @@ pub const SESSIONS_MAX: usize = 2_000;
 /// Bytes of `__share_group_state` read per round while loading a share-partition.
 const LOAD_READ_BYTES: usize = 1 << 20;
 /// How long a state write may wait for the in-sync replicas.
-const WRITE_TIMEOUT_MS: i32 = 30_000;
+pub(super) const WRITE_TIMEOUT_MS: i32 = 30_000;
 /// Reads of the log one acquisition makes at most, when reads hold only records never
 /// delivered (markers, aborted transactions).
 const READS_MAX: usize = 8;
@@ -192,6 +196,20 @@ pub enum ShareRequest {
         /// New start offset, or delete.
         start_offset: Option<i64>,
     },
+    /// ReadShareGroupState, on the share coordinator (see [`share_state`]).
+    ReadState {
+        /// The share-partition.
+        key: ShareKey,
+        /// The reading leader's epoch (-1: not a leader).
+        leader_epoch: i32,
+    },
+    /// WriteShareGroupState, on the share coordinator.
+    WriteState {
+        /// The share-partition.
+        key: ShareKey,
+        /// What to merge into its state.
+        state: ShareState,
+    },
 }
 
 /// The answer to a [`ShareRequest`].
@@ -213,12 +231,19 @@ pub enum ShareReply {
     Released,
     /// Exists: whether it does.
     Exists(bool),
+    /// ReadState: the state (`None`: none yet), or an error code.
+    State(Result<Option<ShareState>, i16>),
+    /// WriteState: error code.
+    Written(i16),
 }
 
 struct Slot {
     sp: SharePartition,
     topic_id: uuid::Uuid,
-    snapshot_epoch: i32,
+    /// The state epoch it was loaded at (bumped by a reset).
+    state_epoch: i32,
+    /// The partition's leader epoch it was loaded at: a slot of an older epoch is stale.
+    leader_epoch: i32,
     /// Held while a state write is issued, so writes land in state order.
     write: Rc<Semaphore>,
 }
@@ -237,6 +262,10 @@ pub struct Shares {
     left: RefCell<Vec<(String, String)>>,
     /// One share-partition loads at a time (a second request for it waits, then finds it).
     load: Semaphore,
+    /// The share coordinator of the `__share_group_state` partitions this shard owns.
+    store: StateStore,
+    /// Connections to other brokers' share coordinators.
+    pub(super) peers: PeerPool,
 }
 
 impl Default for Shares {
@@ -274,6 +303,8 @@ impl Shares {
             sessions: RefCell::new(HashMap::new()),
             left: RefCell::new(Vec::new()),
             load: Semaphore::new(1),
+            store: StateStore::default(),
+            peers: PeerPool::new("share"),
         }
     }
 
@@ -308,6 +339,12 @@ impl Shares {
             }
             ShareRequest::Reset { key, topic_id, start_offset } => {
                 ShareReply::Reset(self.reset(shard, key, topic_id, start_offset).await)
+            }
+            ShareRequest::ReadState { key, leader_epoch } => {
+                ShareReply::State(self.store.read(shard, &key, leader_epoch).await)
+            }
+            ShareRequest::WriteState { key, state } => {
+                ShareReply::Written(self.store.write(shard, &key, &state).await)
             }
         }
     }
@@ -601,17 +638,18 @@ impl Shares {
         }
     }
 
-    /// Writes the share-partition's state (a ShareSnapshot) and waits until durable.
+    /// Writes the share-partition's state to its share coordinator and waits until durable.
+    /// The write lock is held until then, so writes land in state order. A fenced write
+    /// (another leader took over) drops the share-partition: the next use loads it again.
     async fn persist(&self, shard: &Rc<Shard>, key: &SpKey) -> Result<(), i16> {
         let lock = match self.partitions.borrow().get(key) {
             Some(slot) => slot.write.clone(),
             None => return Err(E::CoordinatorLoadInProgress.code()),
         };
-        let permit = lock.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
-        let (share_key, batch) = {
-            let mut parts = self.partitions.borrow_mut();
-            let slot = parts.get_mut(key).ok_or(E::CoordinatorLoadInProgress.code())?;
-            slot.snapshot_epoch = slot.snapshot_epoch.wrapping_add(1);
+        let _permit = lock.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let (share_key, state) = {
+            let parts = self.partitions.borrow();
+            let slot = parts.get(key).ok_or(E::CoordinatorLoadInProgress.code())?;
             let share_key = ShareKey {
                 group: key.group.clone(),
                 topic_id: slot.topic_id,
@@ -619,78 +657,64 @@ impl Shares {
             };
             let state = ShareState {
                 snapshot: true,
-                snapshot_epoch: slot.snapshot_epoch,
-                state_epoch: 0,
-                leader_epoch: 0,
+                snapshot_epoch: 0,
+                state_epoch: slot.state_epoch,
+                leader_epoch: slot.leader_epoch,
                 start_offset: slot.sp.start_offset(),
                 batches: slot.sp.state_batches(),
             };
-            let batch = records::encode_batch(&share_key, &state, now_ms()).map_err(|e| {
-                crate::log_limited!(ERROR, "encoding share state: {e}");
-                E::UnknownServerError.code()
-            })?;
-            (share_key, batch)
+            (share_key, state)
         };
-        let (state_partition, owner) = state_owner(shard, &share_key)?;
-        let acks = Acks { acks: -1, timeout_ms: WRITE_TIMEOUT_MS };
-        let outcome = if owner == shard.id {
-            let append = shard.append_local(STATE_TOPIC, state_partition, &batch, acks);
-            drop(permit);
-            append.outcome().await
-        } else {
-            let (reply, answer) = oneshot::channel();
-            let p = PartitionRef { topic: Arc::from(STATE_TOPIC), partition: state_partition };
-            let sent =
-                shard.send(owner, ShardMsg::Produce { items: vec![(p, batch)], acks, reply });
-            let sent = sent.await;
-            drop(permit);
-            if !sent {
-                return Err(E::CoordinatorNotAvailable.code());
-            }
-            let outcomes = answer.await.map_err(|_| E::CoordinatorNotAvailable.code())?;
-            outcomes.into_iter().next().unwrap_or_default()
-        };
-        if outcome.error_code != 0 {
-            crate::log_limited!(WARN, group = %key.group, topic = %key.topic,
-                partition = key.partition, code = outcome.error_code,
-                "share state not written");
-            return Err(outcome.error_code);
+        let Err(code) = write_state(shard, &share_key, &state).await else { return Ok(()) };
+        crate::log_limited!(WARN, group = %key.group, topic = %key.topic,
+            partition = key.partition, code, "share state not written");
+        let fenced = [E::FencedLeaderEpoch.code(), E::FencedStateEpoch.code()];
+        if fenced.contains(&code) {
+            self.partitions.borrow_mut().remove(key);
         }
-        Ok(())
+        Err(code)
     }
 
-    /// Loads the share-partition `key` unless it is loaded.
+    /// Loads the share-partition `key` unless it is loaded at the partition's leader epoch
+    /// (a slot of an older one was left by an earlier leadership of this broker: stale).
     async fn ensure_loaded(
         &self,
         shard: &Rc<Shard>,
         key: &SpKey,
         topic_id: uuid::Uuid,
     ) -> Result<(), i16> {
-        if self.partitions.borrow().contains_key(key) {
+        let leader_epoch = leader_epoch_of(shard, &key.topic, key.partition);
+        let current = || {
+            self.partitions.borrow().get(key).is_some_and(|slot| slot.leader_epoch == leader_epoch)
+        };
+        if current() {
             return Ok(());
         }
         let _permit =
             self.load.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
-        if self.partitions.borrow().contains_key(key) {
+        if current() {
             return Ok(());
         }
+        self.partitions.borrow_mut().remove(key);
         let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
-        let states = read_states(shard, &share_key).await?;
+        let stored = read_state(shard, &share_key, leader_epoch).await?;
         let limits = limits_of(shard, &key.group);
         let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
         let log_start = local_offset(shard, &partition, -2, false).await?;
-        let mut snapshot_epoch = 0;
-        let sp = match replay(&states, limits) {
-            Some((mut sp, epoch)) => {
-                snapshot_epoch = epoch;
+        let replayed = stored.as_ref().and_then(|s| replay(std::slice::from_ref(s), limits));
+        let (sp, state_epoch) = match (replayed, stored) {
+            (Some((mut sp, _)), Some(state)) => {
                 sp.move_start(log_start);
-                sp
+                (sp, state.state_epoch)
             }
-            None => SharePartition::new(reset_offset(shard, &key.group, &partition).await?, limits),
+            _ => {
+                (SharePartition::new(reset_offset(shard, &key.group, &partition).await?, limits), 0)
+            }
         };
         tracing::info!(group = %key.group, topic = %key.topic, partition = key.partition,
-            start_offset = sp.start_offset(), records = states.len(), "share-partition loaded");
-        let slot = Slot { sp, topic_id, snapshot_epoch, write: Rc::new(Semaphore::new(1)) };
+            start_offset = sp.start_offset(), leader_epoch, "share-partition loaded");
+        let write = Rc::new(Semaphore::new(1));
+        let slot = Slot { sp, topic_id, state_epoch, leader_epoch, write };
         self.partitions.borrow_mut().insert(key.clone(), slot);
         Ok(())
     }
@@ -748,6 +772,8 @@ impl Shares {
             let mut parts = self.partitions.borrow_mut();
             let Some(slot) = parts.get_mut(&key) else { return E::UnknownServerError.code() };
             slot.sp = SharePartition::new(start, limits_of(shard, &key.group));
+            // A new state epoch: the coordinator replaces the state instead of merging.
+            slot.state_epoch = slot.state_epoch.wrapping_add(1);
         }
         match self.persist(shard, &key).await {
             Ok(()) => 0,
@@ -757,16 +783,72 @@ impl Shares {
 }
 
 /// The start offset stored for share-partition `key` in `__share_group_state` (`None`: it
-/// has no state), read from wherever the state partition lives on this broker: Kafka's
-/// coordinator asks the persister for a share-partition no shard holds in memory.
+/// has no state), asked of its share coordinator (Kafka's coordinator asks the persister for
+/// a share-partition no shard holds in memory). Not a leader's read: no epoch is recorded.
 pub async fn stored_start_offset(shard: &Rc<Shard>, key: &ShareKey) -> Result<Option<i64>, i16> {
-    let states = read_states(shard, key).await?;
-    Ok(replay(&states, Limits::default()).map(|(sp, _)| sp.start_offset()))
+    Ok(read_state(shard, key, -1).await?.map(|s| s.start_offset))
+}
+
+/// The leader epoch of a partition by this shard's metadata (0 if unknown).
+fn leader_epoch_of(shard: &Shard, topic: &str, partition: i32) -> i32 {
+    shard.meta().partition(topic, partition).map_or(0, |p| p.leader_epoch)
+}
+
+/// Runs `request` on shard `owner`, boxed: it may run [`Shares::handle`] again.
+fn call_boxed<'a>(
+    shard: &'a Rc<Shard>,
+    owner: usize,
+    request: ShareRequest,
+) -> futures::future::LocalBoxFuture<'a, Option<ShareReply>> {
+    Box::pin(call(shard, owner, request))
+}
+
+/// Reads the state of `key` from its share coordinator, as its leader at `leader_epoch`.
+async fn read_state(
+    shard: &Rc<Shard>,
+    key: &ShareKey,
+    leader_epoch: i32,
+) -> Result<Option<ShareState>, i16> {
+    share_state::with_coordinator(shard, key, |home| async move {
+        match home {
+            StateHome::Here { owner, .. } => {
+                let request = ShareRequest::ReadState { key: key.clone(), leader_epoch };
+                match call_boxed(shard, owner, request).await {
+                    Some(ShareReply::State(read)) => read,
+                    _ => Err(E::CoordinatorNotAvailable.code()),
+                }
+            }
+            StateHome::Broker { id, addr } => {
+                share_state::read_remote(shard, (id, &addr), key, leader_epoch).await
+            }
+        }
+    })
+    .await
+}
+
+/// Writes `state` of `key` to its share coordinator; returns once durable.
+async fn write_state(shard: &Rc<Shard>, key: &ShareKey, state: &ShareState) -> Result<(), i16> {
+    share_state::with_coordinator(shard, key, |home| async move {
+        match home {
+            StateHome::Here { owner, .. } => {
+                let request = ShareRequest::WriteState { key: key.clone(), state: state.clone() };
+                match call_boxed(shard, owner, request).await {
+                    Some(ShareReply::Written(0)) => Ok(()),
+                    Some(ShareReply::Written(code)) => Err(code),
+                    _ => Err(E::CoordinatorNotAvailable.code()),
+                }
+            }
+            StateHome::Broker { id, addr } => {
+                share_state::write_remote(shard, (id, &addr), key, state).await
+            }
+        }
+    })
+    .await
 }
 
 /// Replays state records in log order: the latest snapshot, then the updates after it.
 /// Returns the share-partition and its snapshot epoch, or `None` when there is no snapshot.
-fn replay(states: &[ShareState], limits: Limits) -> Option<(SharePartition, i32)> {
+pub(super) fn replay(states: &[ShareState], limits: Limits) -> Option<(SharePartition, i32)> {
     let last_snapshot = states.iter().rposition(|s| s.snapshot)?;
     let snapshot = &states[last_snapshot];
     let mut sp = SharePartition::new(snapshot.start_offset, limits);
@@ -826,19 +908,6 @@ fn trim_after(records: Bytes, last: i64) -> Bytes {
     records.slice(..keep)
 }
 
-/// The `__share_group_state` partition of `key` and the shard owning it.
-fn state_owner(shard: &Shard, key: &ShareKey) -> Result<(i32, usize), i16> {
-    let meta = shard.meta();
-    let topic = meta.topics.get(STATE_TOPIC).ok_or(E::CoordinatorNotAvailable.code())?;
-    let count = i32::try_from(topic.partitions.len()).unwrap_or(0);
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable.code());
-    }
-    let partition = state_partition(key, count);
-    let owner = meta.owner(STATE_TOPIC, partition).map_err(|_| E::NotCoordinator.code())?;
-    Ok((partition, owner))
-}
-
 /// Where a share-partition of `group` without state starts: `share.auto.offset.reset`'s log
 /// start or end; under `read_committed` the end is the last stable offset (a read_committed
 /// consumer's "latest"), so an open transaction's records are not passed over.
@@ -864,12 +933,16 @@ async fn local_offset(
     Ok(answer.offset.max(0))
 }
 
-/// Every state record of `key` in its `__share_group_state` partition, in log order.
-async fn read_states(shard: &Rc<Shard>, key: &ShareKey) -> Result<Vec<ShareState>, i16> {
-    let (partition, owner) = state_owner(shard, key)?;
+/// Every state record of `key` in `__share_group_state` partition `partition`, which this
+/// shard owns, in log order.
+pub(super) async fn read_states(
+    shard: &Shard,
+    key: &ShareKey,
+    partition: i32,
+) -> Result<Vec<ShareState>, i16> {
     let p = PartitionRef { topic: Arc::from(STATE_TOPIC), partition };
-    let mut offset = remote_offset(shard, owner, &p, -2).await?;
-    let end = remote_offset(shard, owner, &p, -1).await?;
+    let mut offset = local_offset(shard, &p, -2, false).await?;
+    let end = local_offset(shard, &p, -1, false).await?;
     let mut states = Vec::new();
     while offset < end {
         let item = FetchItem {
@@ -883,16 +956,7 @@ async fn read_states(shard: &Rc<Shard>, key: &ShareKey) -> Result<Vec<ShareState
             client_rack: None,
             offsets_only: false,
         };
-        let outcome = if owner == shard.id {
-            shard.read_local(item).await
-        } else {
-            let (reply, answer) = oneshot::channel();
-            if !shard.send(owner, ShardMsg::Fetch { items: vec![item], reply }).await {
-                return Err(E::CoordinatorNotAvailable.code());
-            }
-            let outcomes = answer.await.map_err(|_| E::CoordinatorNotAvailable.code())?;
-            outcomes.into_iter().next().unwrap_or_default()
-        };
+        let outcome = shard.read_local(item).await;
         if outcome.error_code != 0 {
             return Err(E::CoordinatorLoadInProgress.code());
         }
@@ -910,29 +974,6 @@ async fn read_states(shard: &Rc<Shard>, key: &ShareKey) -> Result<Vec<ShareState
         offset = next;
     }
     Ok(states)
-}
-
-/// An offset (-2 start, -1 high watermark) of a partition on shard `owner`.
-async fn remote_offset(
-    shard: &Rc<Shard>,
-    owner: usize,
-    p: &PartitionRef,
-    which: i64,
-) -> Result<i64, i16> {
-    if owner == shard.id {
-        return local_offset(shard, p, which, false).await;
-    }
-    let query = OffsetQuery { partition: p.clone(), timestamp: which, read_committed: false };
-    let (reply, answer) = oneshot::channel();
-    if !shard.send(owner, ShardMsg::ListOffsets { items: vec![query], reply }).await {
-        return Err(E::CoordinatorNotAvailable.code());
-    }
-    let answers = answer.await.map_err(|_| E::CoordinatorNotAvailable.code())?;
-    let answer = answers.into_iter().next().ok_or(E::CoordinatorNotAvailable.code())?;
-    if answer.error_code != 0 {
-        return Err(answer.error_code);
-    }
-    Ok(answer.offset.max(0))
 }
 
 /// Runs `request` on shard `owner` (here or through the mesh); `None` if it cannot answer.

@@ -12,7 +12,7 @@
 //! CompleteAbort. Partitions this broker leads get theirs over the shard mesh
 //! ([`Shard::write_marker_local`]); those led by other brokers (cluster metadata) get one
 //! WriteTxnMarkers request per leading broker, sent at the same time over
-//! [`PeerConnection`]s kept idle per broker on this shard. Only a 0 from every partition
+//! the shard's [`PeerPool`] of idle connections. Only a 0 from every partition
 //! completes the transaction. A marker that could not be written (no leader, a moved leader
 //! answering NOT_LEADER_OR_FOLLOWER, a broker down) leaves the id in Prepare*, and
 //! [`TxnCoordinator::run_periodic`] retries it with the metadata of that moment;
@@ -48,7 +48,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::mesh::{PartitionRef, ShardMsg};
-use super::peer::{PeerConnection, PeerError};
+use super::peer::PeerPool;
 use super::shard::Shard;
 use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
@@ -77,8 +77,8 @@ pub struct TxnCoordinator {
     txns: RefCell<HashMap<String, Entry>>,
     /// One lock per transactional id (kept while the id is known).
     locks: RefCell<HashMap<String, Rc<Semaphore>>>,
-    /// Idle connections to other brokers, for WriteTxnMarkers, by broker id.
-    peers: RefCell<HashMap<i32, Vec<PeerConnection>>>,
+    /// Idle connections to other brokers, for WriteTxnMarkers.
+    peers: PeerPool,
 }
 
 fn now_ms() -> i64 {
@@ -101,26 +101,8 @@ impl TxnCoordinator {
             partitions: RefCell::new(HashMap::new()),
             txns: RefCell::new(HashMap::new()),
             locks: RefCell::new(HashMap::new()),
-            peers: RefCell::new(HashMap::new()),
+            peers: PeerPool::new("txn"),
         })
-    }
-
-    /// An idle connection to `broker` at `addr`, if one is kept (those to an older address
-    /// of it are dropped).
-    fn take_peer(&self, broker: i32, addr: &str) -> Option<PeerConnection> {
-        let mut peers = self.peers.borrow_mut();
-        let idle = peers.get_mut(&broker)?;
-        idle.retain(|c| c.addr() == addr);
-        idle.pop()
-    }
-
-    /// Keeps a connection that answered for the next markers to `broker`.
-    fn return_peer(&self, broker: i32, conn: PeerConnection) {
-        let mut peers = self.peers.borrow_mut();
-        let idle = peers.entry(broker).or_default();
-        if idle.len() < PEER_IDLE_MAX {
-            idle.push(conn);
-        }
     }
 
     fn ready_log(&self, partition: i32) -> Result<PartitionLog, E> {
@@ -639,45 +621,22 @@ async fn write_markers(
     ok
 }
 
-/// Timeout of connecting to another broker for markers.
-const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one WriteTxnMarkers call to another broker.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Idle connections kept per broker (one call in flight per connection).
-const PEER_IDLE_MAX: usize = 4;
 
-/// Calls WriteTxnMarkers v1 on `broker` at `addr`: over an idle connection if one is kept
-/// (again over a new one if that fails to send or read: the peer may have restarted since),
-/// else over a new one, which is kept afterwards.
+/// Calls WriteTxnMarkers v1 on `broker` at `addr` over the coordinator's [`PeerPool`].
 async fn call_peer(
     shard: &Rc<Shard>,
     broker: i32,
     addr: &str,
     request: WriteTxnMarkersRequest,
 ) -> Result<WriteTxnMarkersResponse, String> {
-    let coordinator = &shard.txns;
-    let mut kept = coordinator.take_peer(broker, addr);
-    loop {
-        let reused = kept.is_some();
-        let mut conn = match kept.take() {
-            Some(conn) => conn,
-            None => {
-                let client_id = format!("strata-broker-{}-txn", shard.config.node_id);
-                PeerConnection::connect(addr, &client_id, PEER_CONNECT_TIMEOUT)
-                    .await
-                    .map_err(|e| format!("{addr}: {e}"))?
-            }
-        };
-        let body = RequestKind::WriteTxnMarkers(request.clone());
-        match conn.call(ApiKey::WriteTxnMarkers, 1, body, PEER_CALL_TIMEOUT).await {
-            Ok(ResponseKind::WriteTxnMarkers(response)) => {
-                coordinator.return_peer(broker, conn);
-                return Ok(response);
-            }
-            Ok(other) => return Err(format!("{addr}: not a WriteTxnMarkers answer: {other:?}")),
-            Err(PeerError::Io { .. }) if reused => continue,
-            Err(e) => return Err(format!("{addr}: WriteTxnMarkers: {e}")),
-        }
+    let body = RequestKind::WriteTxnMarkers(request);
+    let api = (ApiKey::WriteTxnMarkers, 1);
+    let node = shard.config.node_id;
+    match shard.txns.peers.call(node, (broker, addr), api, body, PEER_CALL_TIMEOUT).await? {
+        ResponseKind::WriteTxnMarkers(response) => Ok(response),
+        other => Err(format!("{addr}: not a WriteTxnMarkers answer: {other:?}")),
     }
 }
 

@@ -30,6 +30,8 @@ use crate::server::shard::Shard;
 const KEY_TYPE_GROUP: i8 = 0;
 /// FindCoordinator key type of transactional ids.
 const KEY_TYPE_TRANSACTION: i8 = 1;
+/// FindCoordinator key type of share-partitions (KIP-932, v6+): `group:topicId:partition`.
+const KEY_TYPE_SHARE: i8 = 2;
 
 /// Runs the group APIs; gives back any other request.
 pub async fn handle(
@@ -97,7 +99,17 @@ fn coordinator_of(
     if count == 0 {
         return Err(E::CoordinatorNotAvailable);
     }
-    let partition = partition_for(key, count);
+    coordinator_at(shard, topic, partition_for(key, count), listener)
+}
+
+/// The broker leading `topic`'s `partition`, as FindCoordinator answers it.
+fn coordinator_at(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+    listener: &str,
+) -> Result<(i32, String, u16), E> {
+    let meta = shard.meta();
     match meta.owner(topic, partition) {
         Ok(_) => {
             let config = &shard.config;
@@ -113,6 +125,36 @@ fn coordinator_of(
         }
         Err(_) => Err(E::CoordinatorNotAvailable),
     }
+}
+
+/// The share coordinator of the share-partition `key` names (`group:topicId:partition`, the
+/// topic id as Kafka prints it, base64, or hyphenated): the leader of its
+/// `__share_group_state` partition.
+fn share_coordinator(shard: &Shard, key: &str, listener: &str) -> Result<(i32, String, u16), E> {
+    let key = share_key(key).ok_or(E::InvalidRequest)?;
+    let count =
+        shard.meta().topics.get(crate::share::STATE_TOPIC).map_or(0, |t| t.partitions.len());
+    let count = i32::try_from(count).map_err(|_| E::CoordinatorNotAvailable)?;
+    if count == 0 {
+        return Err(E::CoordinatorNotAvailable);
+    }
+    let partition = crate::share::state_partition(&key, count);
+    coordinator_at(shard, crate::share::STATE_TOPIC, partition, listener)
+}
+
+/// The share-partition of a FindCoordinator share key, if it is one.
+fn share_key(key: &str) -> Option<crate::share::records::ShareKey> {
+    use base64::Engine as _;
+    let mut parts = key.rsplitn(3, ':');
+    let partition: i32 = parts.next()?.parse().ok().filter(|p| *p >= 0)?;
+    let topic = parts.next()?;
+    let group = parts.next().filter(|g| !g.is_empty())?;
+    let base64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(topic);
+    let topic_id = match base64.ok().and_then(|bytes| uuid::Uuid::from_slice(&bytes).ok()) {
+        Some(id) => id,
+        None => uuid::Uuid::parse_str(topic).ok()?,
+    };
+    Some(crate::share::records::ShareKey { group: group.to_owned(), topic_id, partition })
 }
 
 /// Runs `op` on the shard coordinating `group` (NOT_COORDINATOR when another broker does).
@@ -151,6 +193,7 @@ pub(super) fn find_coordinator(
                 KEY_TYPE_TRANSACTION => {
                     coordinator_of(shard, crate::txn::TXN_TOPIC, &key, listener)
                 }
+                KEY_TYPE_SHARE if version >= 6 => share_coordinator(shard, &key, listener),
                 _ => Err(E::InvalidRequest),
             };
             let found = Coordinator::default().with_key(key);
@@ -536,4 +579,26 @@ async fn consumer_describe(
         described.push(group);
     }
     ConsumerGroupDescribeResponse::default().with_groups(described)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::share_key;
+
+    #[test]
+    fn share_keys_name_group_topic_id_and_partition() {
+        let id = uuid::Uuid::from_u128(7);
+        let kafka = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes());
+        for topic in [kafka, id.to_string()] {
+            let key = share_key(&format!("a:b:{topic}:3")).expect("a share key");
+            assert_eq!((key.group.as_str(), key.topic_id, key.partition), ("a:b", id, 3));
+        }
+        for bad in
+            [":x:0", "g:not-an-id:0", "g:0", "g", "g:00000000-0000-0000-0000-000000000007:-1"]
+        {
+            assert!(share_key(bad).is_none(), "{bad}");
+        }
+    }
 }

@@ -93,7 +93,11 @@ impl Metering {
                 }
                 metering.fetch = access.metering(QuotaKind::Fetch);
             }
-            RequestKind::ApiVersions(_) | RequestKind::WriteTxnMarkers(_) => return None,
+            // Broker to broker: not a client's traffic (and their answers have no throttle).
+            RequestKind::ApiVersions(_)
+            | RequestKind::WriteTxnMarkers(_)
+            | RequestKind::ReadShareGroupState(_)
+            | RequestKind::WriteShareGroupState(_) => return None,
             _ => {}
         }
         Some(metering)

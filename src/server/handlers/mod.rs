@@ -26,6 +26,7 @@ mod producer;
 mod quotas;
 pub(crate) mod sasl;
 mod share;
+pub(crate) mod share_state;
 mod topic_rules;
 pub(crate) mod txn;
 
@@ -115,6 +116,11 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeShareGroupOffsets, min: 0, max: 0 },
     ApiRange { key: ApiKey::AlterShareGroupOffsets, min: 0, max: 0 },
     ApiRange { key: ApiKey::DeleteShareGroupOffsets, min: 0, max: 0 },
+    // Broker to broker (Kafka lists them on the broker listener, as WriteTxnMarkers): a
+    // share-partition leader reads and writes its state on the share coordinator. v0 is
+    // the only version kafka-protocol 0.18 has.
+    ApiRange { key: ApiKey::ReadShareGroupState, min: 0, max: 0 },
+    ApiRange { key: ApiKey::WriteShareGroupState, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -337,6 +343,12 @@ async fn handle_any(
         ),
         RequestKind::WriteTxnMarkers(req) => {
             ResponseKind::WriteTxnMarkers(markers::handle(shard, req).await)
+        }
+        RequestKind::ReadShareGroupState(req) => {
+            ResponseKind::ReadShareGroupState(share_state::read(shard, req).await)
+        }
+        RequestKind::WriteShareGroupState(req) => {
+            ResponseKind::WriteShareGroupState(share_state::write(shard, req).await)
         }
         RequestKind::DescribeAcls(req) => ResponseKind::DescribeAcls(acls::describe(shard, req)),
         RequestKind::CreateAcls(req) => ResponseKind::CreateAcls(acls::create(shard, req).await),

@@ -116,7 +116,9 @@ pub fn rule(key: ApiKey) -> Rule {
         | ShareAcknowledge
         | DescribeShareGroupOffsets
         | AlterShareGroupOffsets
-        | DeleteShareGroupOffsets => Rule::Share,
+        | DeleteShareGroupOffsets
+        | ReadShareGroupState
+        | WriteShareGroupState => Rule::Share,
         ConsumerGroupHeartbeat | ConsumerGroupDescribe => Rule::Groups,
         _ => Rule::Unknown,
     }

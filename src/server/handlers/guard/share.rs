@@ -3,6 +3,9 @@
 //!
 //! - ShareGroupHeartbeat: needs READ on the group; a denial answers
 //!   GROUP_AUTHORIZATION_FAILED.
+//! - ReadShareGroupState, WriteShareGroupState (broker to broker): CLUSTER_ACTION on the
+//!   cluster, as Kafka's other inter-broker APIs; a denial answers
+//!   CLUSTER_AUTHORIZATION_FAILED for every partition.
 //! - ShareGroupDescribe: needs DESCRIBE on each group; a denial answers
 //!   GROUP_AUTHORIZATION_FAILED for that group.
 //! - ShareFetch, ShareAcknowledge: need READ on the group, then READ on every topic named;
@@ -20,6 +23,7 @@ use super::{answer, Checked};
 use crate::protocol::ResponseError as E;
 use crate::security::acl::{Operation, ResourceType};
 use crate::server::access::Gate;
+use crate::server::handlers::share_state;
 use crate::server::shard::Shard;
 
 const GROUP_DENIED: E = E::GroupAuthorizationFailed;
@@ -105,6 +109,14 @@ pub(super) fn check(gate: &Gate, shard: &Rc<Shard>, body: RequestKind) -> Checke
             answer(ResponseKind::DeleteShareGroupOffsets(
                 DeleteShareGroupOffsetsResponse::default().with_error_code(GROUP_DENIED.code()),
             ))
+        }
+        RequestKind::ReadShareGroupState(req) if !gate.cluster(Operation::ClusterAction) => {
+            let code = E::ClusterAuthorizationFailed.code();
+            answer(ResponseKind::ReadShareGroupState(share_state::read_refused(&req, code)))
+        }
+        RequestKind::WriteShareGroupState(req) if !gate.cluster(Operation::ClusterAction) => {
+            let code = E::ClusterAuthorizationFailed.code();
+            answer(ResponseKind::WriteShareGroupState(share_state::write_refused(&req, code)))
         }
         other => Ok((other, None)),
     }

@@ -1,0 +1,448 @@
+//! Share-partition state across brokers (KIP-932): the share coordinator and the persister.
+//!
+//! * The **share coordinator** of a share-partition is the shard leading its
+//!   `__share_group_state` partition ([`crate::share::state_partition`]). It is the one writer
+//!   of that partition: a [`StateStore`] per shard answers reads and writes of the
+//!   share-partitions it coordinates, from a cache of their latest state (loaded from the log
+//!   on first use, and again whenever the state partition's leader epoch moved). A write
+//!   merges the request into the stored state as Kafka's share coordinator does (a start
+//!   offset of -1 keeps it; the state batches overwrite their offsets), appends the result
+//!   as a ShareSnapshot with acks=all, and answers once it is replicated. Writes of one
+//!   share-partition are serialised by its lock.
+//! * Fencing, as Kafka's: a request whose state epoch is older than the stored one answers
+//!   FENCED_STATE_EPOCH; one whose leader epoch is older than the highest seen answers
+//!   FENCED_LEADER_EPOCH (a leader epoch of -1 is not checked: a read for describing, not a
+//!   leader loading). A read with a newer leader epoch records it (written when there is
+//!   state), so a deposed share-partition leader can no longer write. A write with a newer
+//!   state epoch replaces the state instead of merging into it (an offset reset; Kafka's
+//!   InitializeShareGroupState). A read of a share-partition with no state answers start
+//!   offset -1 ("not yet initialized"): Strata has no InitializeShareGroupState, the
+//!   share-partition leader starts it at `share.auto.offset.reset`.
+//! * The **persister** (the share-partition leader's side, [`with_coordinator`]) finds the
+//!   coordinator in the cluster metadata: on this broker it calls the owning shard over the
+//!   mesh (no network hop); on another broker it sends ReadShareGroupState /
+//!   WriteShareGroupState over the shard's [`PeerPool`] (TLS when the inter-broker listener
+//!   is). NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+//!   NOT_LEADER_OR_FOLLOWER and a failed connection are retried [`ATTEMPTS_MAX`] times with
+//!   the metadata of that moment and a doubling back-off; then COORDINATOR_NOT_AVAILABLE.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::sync::Semaphore;
+use kafka_protocol::messages::{
+    read_share_group_state_request as read_req, read_share_group_state_response as read_resp,
+    write_share_group_state_request as write_req, ApiKey, ReadShareGroupStateRequest, RequestKind,
+    ResponseKind, WriteShareGroupStateRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::shard::Shard;
+use crate::protocol::ResponseError as E;
+use crate::share::partition::StateBatch;
+use crate::share::records::{ShareKey, ShareState};
+use crate::share::{state_partition, STATE_TOPIC};
+
+/// Attempts of one persister call before it answers COORDINATOR_NOT_AVAILABLE.
+pub const ATTEMPTS_MAX: u32 = 6;
+/// Back-off before the second attempt; doubled before each later one.
+const BACKOFF_MS_MIN: u64 = 100;
+/// Timeout of one call to another broker's share coordinator: its acks=all write may wait
+/// `WRITE_TIMEOUT_MS` for the in-sync replicas.
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(35);
+/// The only version of ReadShareGroupState and WriteShareGroupState kafka-protocol has.
+pub const STATE_API_VERSION: i16 = 0;
+
+/// Where the `__share_group_state` partition of a share-partition is led.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateHome {
+    /// On this broker: the state partition and the shard owning it.
+    Here {
+        /// The `__share_group_state` partition.
+        partition: i32,
+        /// The shard owning it.
+        owner: usize,
+    },
+    /// On another broker: its id and address.
+    Broker {
+        /// Broker id.
+        id: i32,
+        /// `host:port` of its inter-broker listener.
+        addr: String,
+    },
+}
+
+/// Where the share coordinator of `key` is, by this shard's cluster metadata.
+pub fn state_home(shard: &Shard, key: &ShareKey) -> Result<StateHome, i16> {
+    let unavailable = E::CoordinatorNotAvailable.code();
+    let meta = shard.meta();
+    let topic = meta.topics.get(STATE_TOPIC).ok_or(unavailable)?;
+    let count = i32::try_from(topic.partitions.len()).unwrap_or(0);
+    if count == 0 {
+        return Err(unavailable);
+    }
+    let partition = state_partition(key, count);
+    match meta.owner(STATE_TOPIC, partition) {
+        Ok(owner) => Ok(StateHome::Here { partition, owner }),
+        Err(E::NotLeaderOrFollower) => {
+            let leader = meta.partition(STATE_TOPIC, partition).and_then(|p| p.leader);
+            let broker = leader.and_then(|id| meta.brokers.get(&id)).ok_or(unavailable)?;
+            if broker.id == shard.config.node_id {
+                // Named leader here, but not serving it yet.
+                return Err(E::CoordinatorLoadInProgress.code());
+            }
+            Ok(StateHome::Broker {
+                id: broker.id,
+                addr: format!("{}:{}", broker.host, broker.port),
+            })
+        }
+        Err(_) => Err(unavailable),
+    }
+}
+
+/// The state partition of `key` when this shard is its coordinator, else NOT_COORDINATOR.
+fn coordinated_here(shard: &Shard, key: &ShareKey) -> Result<i32, i16> {
+    match state_home(shard, key)? {
+        StateHome::Here { partition, owner } if owner == shard.id => Ok(partition),
+        _ => Err(E::NotCoordinator.code()),
+    }
+}
+
+/// Whether a persister call failing with `code` is tried again.
+fn retriable(code: i16) -> bool {
+    [E::NotCoordinator, E::CoordinatorNotAvailable, E::CoordinatorLoadInProgress]
+        .into_iter()
+        .chain([E::NotLeaderOrFollower, E::RequestTimedOut])
+        .any(|e| e.code() == code)
+}
+
+/// Runs `op` against the share coordinator of `key`, found anew for each attempt; retries
+/// what [`retriable`] says. See the module docs.
+pub async fn with_coordinator<T, F, Fut>(shard: &Shard, key: &ShareKey, mut op: F) -> Result<T, i16>
+where
+    F: FnMut(StateHome) -> Fut,
+    Fut: Future<Output = Result<T, i16>>,
+{
+    let mut last = E::CoordinatorNotAvailable.code();
+    for attempt in 0..ATTEMPTS_MAX {
+        if attempt > 0 {
+            glommio::timer::sleep(Duration::from_millis(BACKOFF_MS_MIN << (attempt - 1))).await;
+        }
+        let result = match state_home(shard, key) {
+            Ok(home) => op(home).await,
+            Err(code) => Err(code),
+        };
+        match result {
+            Err(code) if retriable(code) => last = code,
+            done => return done,
+        }
+    }
+    crate::log_limited!(WARN, group = %key.group, partition = key.partition, last,
+        "share coordinator unreachable");
+    Err(E::CoordinatorNotAvailable.code())
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// Calls `body` on the share coordinator at broker `(id, addr)`.
+async fn call_broker(
+    shard: &Rc<Shard>,
+    (id, addr): (i32, &str),
+    key: ApiKey,
+    body: RequestKind,
+) -> Result<ResponseKind, i16> {
+    let node = shard.config.node_id;
+    let api = (key, STATE_API_VERSION);
+    let call = shard.shares.peers.call(node, (id, addr), api, body, PEER_CALL_TIMEOUT);
+    call.await.map_err(|e| {
+        crate::log_limited!(WARN, broker = id, "share coordinator call failed: {e}");
+        E::CoordinatorNotAvailable.code()
+    })
+}
+
+/// ReadShareGroupState of `key` on broker `(id, addr)` as its leader at `leader_epoch`.
+pub async fn read_remote(
+    shard: &Rc<Shard>,
+    broker: (i32, &str),
+    key: &ShareKey,
+    leader_epoch: i32,
+) -> Result<Option<ShareState>, i16> {
+    let partition = read_req::PartitionData::default()
+        .with_partition(key.partition)
+        .with_leader_epoch(leader_epoch);
+    let topic = read_req::ReadStateData::default()
+        .with_topic_id(key.topic_id)
+        .with_partitions(vec![partition]);
+    let request = ReadShareGroupStateRequest::default()
+        .with_group_id(str_bytes(&key.group))
+        .with_topics(vec![topic]);
+    let body = RequestKind::ReadShareGroupState(request);
+    let ResponseKind::ReadShareGroupState(response) =
+        call_broker(shard, broker, ApiKey::ReadShareGroupState, body).await?
+    else {
+        return Err(E::UnknownServerError.code());
+    };
+    let found = response
+        .results
+        .iter()
+        .filter(|t| t.topic_id == key.topic_id)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == key.partition)
+        .ok_or(E::UnknownServerError.code())?;
+    if found.error_code != 0 {
+        return Err(found.error_code);
+    }
+    Ok(from_read(found, leader_epoch))
+}
+
+/// The state a ReadShareGroupState partition result carries (`None`: not initialized).
+pub fn from_read(found: &read_resp::PartitionResult, leader_epoch: i32) -> Option<ShareState> {
+    (found.start_offset >= 0).then(|| ShareState {
+        snapshot: true,
+        snapshot_epoch: 0,
+        state_epoch: found.state_epoch,
+        leader_epoch,
+        start_offset: found.start_offset,
+        batches: found
+            .state_batches
+            .iter()
+            .map(|b| StateBatch {
+                first_offset: b.first_offset,
+                last_offset: b.last_offset,
+                delivery_state: b.delivery_state,
+                delivery_count: b.delivery_count,
+            })
+            .collect(),
+    })
+}
+
+/// WriteShareGroupState of `state` for `key` on broker `(id, addr)`.
+pub async fn write_remote(
+    shard: &Rc<Shard>,
+    broker: (i32, &str),
+    key: &ShareKey,
+    state: &ShareState,
+) -> Result<(), i16> {
+    let body = RequestKind::WriteShareGroupState(write_request(key, state));
+    let ResponseKind::WriteShareGroupState(response) =
+        call_broker(shard, broker, ApiKey::WriteShareGroupState, body).await?
+    else {
+        return Err(E::UnknownServerError.code());
+    };
+    let code = response
+        .results
+        .iter()
+        .filter(|t| t.topic_id == key.topic_id)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == key.partition)
+        .map_or(E::UnknownServerError.code(), |p| p.error_code);
+    if code != 0 {
+        return Err(code);
+    }
+    Ok(())
+}
+
+/// The WriteShareGroupState request writing `state` for `key`.
+pub fn write_request(key: &ShareKey, state: &ShareState) -> WriteShareGroupStateRequest {
+    let batches = state
+        .batches
+        .iter()
+        .map(|b| {
+            write_req::StateBatch::default()
+                .with_first_offset(b.first_offset)
+                .with_last_offset(b.last_offset)
+                .with_delivery_state(b.delivery_state)
+                .with_delivery_count(b.delivery_count)
+        })
+        .collect();
+    let partition = write_req::PartitionData::default()
+        .with_partition(key.partition)
+        .with_state_epoch(state.state_epoch)
+        .with_leader_epoch(state.leader_epoch)
+        .with_start_offset(state.start_offset)
+        .with_state_batches(batches);
+    let topic = write_req::WriteStateData::default()
+        .with_topic_id(key.topic_id)
+        .with_partitions(vec![partition]);
+    WriteShareGroupStateRequest::default()
+        .with_group_id(str_bytes(&key.group))
+        .with_topics(vec![topic])
+}
+
+/// What a coordinator knows of one share-partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Its latest state, `None` when it has none.
+    pub state: Option<ShareState>,
+    /// The highest leader epoch seen (-1: none).
+    pub leader_epoch: i32,
+}
+
+impl Stored {
+    /// What the state records `states` (in log order) leave.
+    pub fn replayed(states: &[ShareState]) -> Stored {
+        let leader_epoch = states.iter().map(|s| s.leader_epoch).max().unwrap_or(-1);
+        let state = super::share::replay(states, Default::default()).map(|(sp, snapshot_epoch)| {
+            let state_epoch = states.iter().rev().find(|s| s.snapshot).map_or(0, |s| s.state_epoch);
+            ShareState {
+                snapshot: true,
+                snapshot_epoch,
+                state_epoch,
+                leader_epoch,
+                start_offset: sp.start_offset(),
+                batches: sp.state_batches(),
+            }
+        });
+        Stored { state, leader_epoch }
+    }
+
+    /// A read by the leader at `leader_epoch`: the stored state to record afterwards if the
+    /// epoch is new (`Some`), or FENCED_LEADER_EPOCH.
+    pub fn read(&mut self, leader_epoch: i32) -> Result<Option<ShareState>, i16> {
+        if leader_epoch >= 0 && leader_epoch < self.leader_epoch {
+            return Err(E::FencedLeaderEpoch.code());
+        }
+        if leader_epoch <= self.leader_epoch {
+            return Ok(None);
+        }
+        self.leader_epoch = leader_epoch;
+        Ok(self.state.as_mut().map(|s| {
+            s.leader_epoch = leader_epoch;
+            s.snapshot_epoch = s.snapshot_epoch.wrapping_add(1);
+            s.clone()
+        }))
+    }
+
+    /// The snapshot a write of `update` leaves (not yet applied), or why it is refused.
+    pub fn write(&self, update: &ShareState) -> Result<ShareState, i16> {
+        let stored = self.state.as_ref();
+        if stored.is_some_and(|s| update.state_epoch < s.state_epoch) {
+            return Err(E::FencedStateEpoch.code());
+        }
+        if update.leader_epoch >= 0 && update.leader_epoch < self.leader_epoch {
+            return Err(E::FencedLeaderEpoch.code());
+        }
+        // A newer state epoch starts the state afresh.
+        let base = stored.filter(|s| s.state_epoch == update.state_epoch);
+        if base.is_none() && update.start_offset < 0 {
+            return Err(E::InvalidRequest.code());
+        }
+        let as_update = ShareState { snapshot: base.is_none(), ..update.clone() };
+        let states: Vec<ShareState> = base.cloned().into_iter().chain([as_update]).collect();
+        let merged = Stored::replayed(&states).state.ok_or(E::UnknownServerError.code())?;
+        Ok(ShareState {
+            snapshot: true,
+            snapshot_epoch: stored.map_or(0, |s| s.snapshot_epoch.wrapping_add(1)),
+            state_epoch: update.state_epoch,
+            leader_epoch: update.leader_epoch.max(self.leader_epoch),
+            ..merged
+        })
+    }
+}
+
+struct Cached {
+    /// The state partition's leader epoch when this was loaded.
+    partition_epoch: i32,
+    stored: Stored,
+}
+
+/// The share coordinator of one shard. See the module docs.
+#[derive(Default)]
+pub struct StateStore {
+    cache: RefCell<HashMap<ShareKey, Cached>>,
+    locks: RefCell<HashMap<ShareKey, Rc<Semaphore>>>,
+}
+
+impl StateStore {
+    fn lock_of(&self, key: &ShareKey) -> Rc<Semaphore> {
+        let mut locks = self.locks.borrow_mut();
+        locks.entry(key.clone()).or_insert_with(|| Rc::new(Semaphore::new(1))).clone()
+    }
+
+    /// ReadShareGroupState of `key` by its leader at `leader_epoch`, on the coordinator.
+    pub async fn read(
+        &self,
+        shard: &Rc<Shard>,
+        key: &ShareKey,
+        leader_epoch: i32,
+    ) -> Result<Option<ShareState>, i16> {
+        let lock = self.lock_of(key);
+        let _permit = lock.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let partition = coordinated_here(shard, key)?;
+        let mut stored = self.load(shard, key, partition).await?;
+        if let Some(newer) = stored.read(leader_epoch)? {
+            append(shard, key, partition, &newer).await?;
+        }
+        let state = stored.state.clone();
+        self.keep(shard, key, partition, stored);
+        Ok(state)
+    }
+
+    /// WriteShareGroupState of `update` for `key`, on the coordinator: answers once durable.
+    pub async fn write(&self, shard: &Rc<Shard>, key: &ShareKey, update: &ShareState) -> i16 {
+        let lock = self.lock_of(key);
+        let Ok(_permit) = lock.acquire_permit(1).await else {
+            return E::UnknownServerError.code();
+        };
+        let written = async {
+            let partition = coordinated_here(shard, key)?;
+            let mut stored = self.load(shard, key, partition).await?;
+            let next = stored.write(update)?;
+            append(shard, key, partition, &next).await?;
+            stored.leader_epoch = next.leader_epoch;
+            stored.state = Some(next);
+            self.keep(shard, key, partition, stored);
+            Ok::<(), i16>(())
+        };
+        written.await.err().unwrap_or(0)
+    }
+
+    /// What is stored of `key`: cached, or read from its state partition `partition`.
+    async fn load(&self, shard: &Rc<Shard>, key: &ShareKey, partition: i32) -> Result<Stored, i16> {
+        let epoch = partition_epoch(shard, partition);
+        if let Some(c) = self.cache.borrow().get(key).filter(|c| c.partition_epoch == epoch) {
+            return Ok(c.stored.clone());
+        }
+        let states = super::share::read_states(shard, key, partition).await?;
+        Ok(Stored::replayed(&states))
+    }
+
+    fn keep(&self, shard: &Shard, key: &ShareKey, partition: i32, stored: Stored) {
+        let partition_epoch = partition_epoch(shard, partition);
+        self.cache.borrow_mut().insert(key.clone(), Cached { partition_epoch, stored });
+    }
+}
+
+fn partition_epoch(shard: &Shard, partition: i32) -> i32 {
+    shard.meta().partition(STATE_TOPIC, partition).map_or(-1, |p| p.leader_epoch)
+}
+
+/// Appends `state` of `key` to the state partition `partition` this shard owns, acks=all.
+async fn append(
+    shard: &Shard,
+    key: &ShareKey,
+    partition: i32,
+    state: &ShareState,
+) -> Result<(), i16> {
+    let batch =
+        crate::share::records::encode_batch(key, state, crate::group::now_ms()).map_err(|e| {
+            crate::log_limited!(ERROR, "encoding share state: {e}");
+            E::UnknownServerError.code()
+        })?;
+    let acks = super::mesh::Acks { acks: -1, timeout_ms: super::share::WRITE_TIMEOUT_MS };
+    let outcome = shard.append_local(STATE_TOPIC, partition, &batch, acks).outcome().await;
+    if outcome.error_code != 0 {
+        crate::log_limited!(WARN, group = %key.group, partition = key.partition,
+            code = outcome.error_code, "share state not written");
+        return Err(outcome.error_code);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

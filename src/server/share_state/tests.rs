@@ -1,0 +1,142 @@
+//! The share coordinator's decisions ([`Stored`]): merging writes, fencing by state epoch and
+//! leader epoch, and what a read records; and the persister's request/answer conversions.
+
+use kafka_protocol::messages::read_share_group_state_response as read_resp;
+
+use super::*;
+
+fn batch(first: i64, last: i64, state: i8, count: i16) -> StateBatch {
+    StateBatch {
+        first_offset: first,
+        last_offset: last,
+        delivery_state: state,
+        delivery_count: count,
+    }
+}
+
+fn update(state_epoch: i32, leader_epoch: i32, start: i64, batches: Vec<StateBatch>) -> ShareState {
+    ShareState {
+        snapshot: false,
+        snapshot_epoch: 0,
+        state_epoch,
+        leader_epoch,
+        start_offset: start,
+        batches,
+    }
+}
+
+fn stored_at(state_epoch: i32, leader_epoch: i32) -> Stored {
+    let first = update(state_epoch, leader_epoch, 0, vec![batch(0, 9, 0, 1)]);
+    let state = Stored::default().write(&first).unwrap();
+    Stored { leader_epoch: state.leader_epoch, state: Some(state) }
+}
+
+#[test]
+fn nothing_stored_replays_to_no_state_and_no_leader_epoch() {
+    let stored = Stored::replayed(&[]);
+    assert_eq!(stored, Stored { state: None, leader_epoch: -1 });
+}
+
+#[test]
+fn a_first_write_needs_a_start_offset() {
+    let refused = Stored { state: None, leader_epoch: -1 }.write(&update(0, 0, -1, vec![]));
+    assert_eq!(refused, Err(E::InvalidRequest.code()));
+    let written = Stored { state: None, leader_epoch: -1 }.write(&update(0, 3, 5, vec![]));
+    let written = written.unwrap();
+    assert!(written.snapshot);
+    assert_eq!((written.start_offset, written.leader_epoch, written.state_epoch), (5, 3, 0));
+}
+
+#[test]
+fn a_write_merges_into_the_stored_state() {
+    let stored = stored_at(0, 1);
+    // Acknowledge 3..=4, keep the start: the rest of the stored run stays.
+    let next = stored.write(&update(0, 1, -1, vec![batch(3, 4, 2, 1)])).unwrap();
+    assert_eq!(next.start_offset, 0);
+    let expected = vec![batch(0, 2, 0, 1), batch(3, 4, 2, 1), batch(5, 9, 0, 1)];
+    assert_eq!(next.batches, expected);
+    // Acknowledging the head moves the start past it, as the share-partition does.
+    let head = stored.write(&update(0, 1, -1, vec![batch(0, 4, 2, 1)])).unwrap();
+    assert_eq!((head.start_offset, head.batches), (5, vec![batch(5, 9, 0, 1)]));
+    assert_eq!(next.snapshot_epoch, stored.state.as_ref().unwrap().snapshot_epoch + 1);
+}
+
+#[test]
+fn an_older_state_epoch_is_fenced_and_a_newer_one_starts_afresh() {
+    let stored = stored_at(2, 1);
+    let older = stored.write(&update(1, 1, 0, vec![]));
+    assert_eq!(older, Err(E::FencedStateEpoch.code()));
+    let newer = stored.write(&update(3, 1, 20, vec![])).unwrap();
+    assert_eq!((newer.state_epoch, newer.start_offset), (3, 20));
+    assert!(newer.batches.is_empty(), "a newer state epoch does not merge: {newer:?}");
+}
+
+#[test]
+fn an_older_leader_epoch_is_fenced_on_write_and_read() {
+    let mut stored = stored_at(0, 4);
+    assert_eq!(stored.write(&update(0, 3, -1, vec![])), Err(E::FencedLeaderEpoch.code()));
+    assert_eq!(stored.read(3), Err(E::FencedLeaderEpoch.code()));
+    // -1 is a read that is not a leader's: never fenced, records nothing.
+    assert_eq!(stored.read(-1), Ok(None));
+    assert_eq!(stored.leader_epoch, 4);
+}
+
+#[test]
+fn a_read_at_a_newer_leader_epoch_records_it_and_fences_the_old_leader() {
+    let mut stored = stored_at(0, 1);
+    let before = stored.state.clone().unwrap();
+    let to_write = stored.read(2).unwrap().expect("the state to write at the new epoch");
+    assert_eq!(to_write.leader_epoch, 2);
+    assert_eq!(to_write.batches, before.batches);
+    assert_eq!(stored.read(2), Ok(None), "the same epoch again records nothing");
+    assert_eq!(stored.write(&update(0, 1, -1, vec![])), Err(E::FencedLeaderEpoch.code()));
+}
+
+#[test]
+fn a_read_with_no_state_remembers_the_epoch_without_writing() {
+    let mut stored = Stored { state: None, leader_epoch: -1 };
+    assert_eq!(stored.read(7), Ok(None));
+    assert_eq!(stored.leader_epoch, 7);
+    assert_eq!(stored.write(&update(0, 6, 0, vec![])), Err(E::FencedLeaderEpoch.code()));
+}
+
+#[test]
+fn write_requests_and_read_answers_carry_the_state_whole() {
+    let key = ShareKey { group: "g".into(), topic_id: uuid::Uuid::from_u128(7), partition: 3 };
+    let state = update(2, 5, 10, vec![batch(10, 12, 2, 1), batch(13, 13, 0, 3)]);
+    let request = write_request(&key, &state);
+    assert_eq!(request.group_id.as_str(), "g");
+    let p = &request.topics[0].partitions[0];
+    assert_eq!((request.topics[0].topic_id, p.partition), (key.topic_id, 3));
+    let back = crate::server::handlers::share_state::update_of(p).unwrap();
+    assert_eq!(back, state);
+    let answer = read_resp::PartitionResult::default()
+        .with_partition(3)
+        .with_state_epoch(2)
+        .with_start_offset(10)
+        .with_state_batches(vec![read_resp::StateBatch::default()
+            .with_first_offset(10)
+            .with_last_offset(12)
+            .with_delivery_state(2)
+            .with_delivery_count(1)]);
+    let read = from_read(&answer, 5).unwrap();
+    assert_eq!((read.state_epoch, read.leader_epoch, read.start_offset), (2, 5, 10));
+    assert_eq!(read.batches, vec![batch(10, 12, 2, 1)]);
+    assert_eq!(from_read(&answer.with_start_offset(-1), 5), None, "not initialized");
+}
+
+#[test]
+fn malformed_write_partitions_are_invalid_requests() {
+    use kafka_protocol::messages::write_share_group_state_request as w;
+    let bad_run = w::PartitionData::default().with_start_offset(0).with_state_batches(vec![
+        w::StateBatch::default().with_first_offset(5).with_last_offset(4),
+    ]);
+    let bad_start = w::PartitionData::default().with_start_offset(-2);
+    let negative = w::PartitionData::default().with_state_batches(vec![w::StateBatch::default()
+        .with_first_offset(-1)
+        .with_last_offset(0)]);
+    for p in [bad_run, bad_start, negative] {
+        let refused = crate::server::handlers::share_state::update_of(&p);
+        assert_eq!(refused, Err(E::InvalidRequest.code()), "{p:?}");
+    }
+}
