@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::readahead::NextRead;
 use super::tests::{append_batches, run, small_config, test_batch};
 use super::*;
 use crate::record_batch::{self, BatchHeader, Batches};
@@ -265,9 +266,8 @@ fn read_ahead_stays_within_its_share_of_the_pool_and_without_it_the_position_sti
         let alone = PartitionLog::open(dir.join("alone"), disk_config()).await.unwrap();
         fill_to(&alone, 100, 0).await;
         alone.read(0, 1000).await.unwrap();
-        let next = alone.shared().next_read.borrow();
-        assert!(next.as_ref().is_some_and(|n| !n.reads_ahead()));
-        drop(next);
+        let kept = alone.shared().next_read.borrow().as_ref().map(NextRead::reads_ahead);
+        assert_eq!(kept, Some(false), "a position, no read-ahead");
         alone.close().await.unwrap();
         log.close().await.unwrap();
         assert_eq!(pool.used(), 0);
