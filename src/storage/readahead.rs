@@ -29,9 +29,9 @@ use super::segment::{align_down, align_up, Segment};
 use super::shared::Shared;
 use super::{StorageError, BLOCK_BYTES, WRITE_BYTES_MAX};
 
-/// Largest read-ahead of one partition (Redpanda reads ahead in `storage_read_buffer_size`
-/// pieces up to `storage_read_readahead_count`; one read of the size the consumer asks for
-/// keeps one request in flight here, which the block layer splits).
+/// Largest read-ahead of one partition: the largest read (Redpanda's equivalent is
+/// `storage_read_buffer_size` × `storage_read_readahead_count`). It is issued, as every read,
+/// in [`READ_PIECE_BYTES`] pieces all in flight at once.
 pub(crate) const READ_AHEAD_BYTES_MAX: u64 = WRITE_BYTES_MAX;
 
 /// Where the batch after the last one read from disk starts, and maybe its bytes being read.
