@@ -8,7 +8,9 @@
 #            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
 #            ack/e2e distribution and each second's ack p99
 #   consume  fill a 16-partition topic with 1 KiB records (FILL, 12 s), drop the page cache,
-#            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message
+#            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message;
+#            PROFILE=1 also records the broker (`perf record -F 499 --call-graph dwarf`) into
+#            perf/tmp/datapath/consume-<run>.perf.data
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8)
 # Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|consume|fio ...]   (default: all)
@@ -120,10 +122,16 @@ consume() {
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
-  local stat=$!
+  local stat=$! record=
+  if [[ ${PROFILE:-0} == 1 ]]; then
+    perf record -F 499 --call-graph dwarf -p "$BROKER_PID" -o "$report.perf.data" \
+      >/dev/null 2>&1 &
+    record=$!
+  fi
   bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers 1 --duration 8s \
     --warmup 1s --report "$report" >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
+  if [[ -n $record ]]; then kill -INT "$record"; wait "$record" || true; fi
   finish
   summary consume "$report" "$report.stat" "consume $label (load $(load))"
 }

@@ -68,6 +68,11 @@ impl TailCache {
         }
     }
 
+    /// The shard's pool this cache counts against, once the log joined one.
+    pub(crate) fn pool(&self) -> Option<Rc<CachePool>> {
+        self.pool.clone()
+    }
+
     /// Bytes cached.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
@@ -177,6 +182,23 @@ impl TailCache {
     }
 }
 
+/// Read-aheads may hold at most this fraction (1 / N) of a [`CachePool`]'s budget.
+pub(crate) const READ_AHEAD_SHARE: usize = 4;
+
+/// Bytes a read-ahead holds in a [`CachePool`], given back when dropped.
+pub(crate) struct Reservation {
+    pool: Rc<CachePool>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let pool = &self.pool;
+        pool.read_ahead.set(pool.read_ahead.get() - self.bytes);
+        pool.used.set(pool.used.get() - self.bytes);
+    }
+}
+
 /// The byte budget the tail caches of one shard's logs share (`tail_cache_shard_bytes`).
 /// `tail_cache_bytes` caps each partition's cache; this caps their sum, so the memory the
 /// caches hold does not grow with the number of partitions (10,000 partitions × 8 MiB would
@@ -186,10 +208,17 @@ impl TailCache {
 /// yet written are never evicted (they are the only copy), so the sum can pass the budget
 /// by what is in flight to disk, which the request memory budget bounds.
 ///
+/// The logs' read-aheads (see `readahead`) count here too, up to a quarter of the budget
+/// ([`READ_AHEAD_SHARE`]); they are taken only when they fit under the budget, so they never
+/// make a tail cache give batches back, and they are not reclaimed (used or dropped soon).
+///
 /// One per shard (`Rc`, no locks): logs join it when the shard opens them.
 pub struct CachePool {
     budget: usize,
+    /// Bytes of the member caches and of the read-aheads reserved here.
     used: Cell<usize>,
+    /// Bytes of `used` reserved by read-aheads.
+    read_ahead: Cell<usize>,
     /// Reclaim when `used` passes this: the budget, or above it after a reclaim that could
     /// not get under (only unwritten batches left), so a burst does not sort the members at
     /// every write.
@@ -204,15 +233,29 @@ impl CachePool {
         Rc::new(CachePool {
             budget,
             used: Cell::new(0),
+            read_ahead: Cell::new(0),
             reclaim_at: Cell::new(budget),
             clock: Cell::new(0),
             members: RefCell::new(Vec::new()),
         })
     }
 
-    /// Bytes the member caches hold now.
+    /// Bytes the member caches and read-aheads hold now.
     pub fn used(&self) -> usize {
         self.used.get()
+    }
+
+    /// Reserves `bytes` for a read-ahead when the pool has room for them: the read-aheads
+    /// stay within their share and everything within the budget.
+    pub(crate) fn reserve(self: &Rc<Self>, bytes: usize) -> Option<Reservation> {
+        let read_ahead = self.read_ahead.get().checked_add(bytes)?;
+        let used = self.used.get().checked_add(bytes)?;
+        if read_ahead > self.budget / READ_AHEAD_SHARE || used > self.budget {
+            return None;
+        }
+        self.read_ahead.set(read_ahead);
+        self.used.set(used);
+        Some(Reservation { pool: self.clone(), bytes })
     }
 
     /// The budget.

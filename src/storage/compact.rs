@@ -346,5 +346,7 @@ async fn swap(
     if let Some(slot) = segments.iter_mut().find(|s| Rc::ptr_eq(s, old)) {
         *slot = new;
     }
+    drop(segments);
+    shared.forget_reads();
     Ok(())
 }

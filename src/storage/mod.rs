@@ -36,6 +36,9 @@ mod index;
 mod prealloc;
 mod producers;
 mod read;
+mod readahead;
+#[cfg(test)]
+mod readahead_tests;
 mod recovery;
 mod replica;
 mod retention;
@@ -954,6 +957,7 @@ impl PartitionLog {
         shared.closed.set(true);
         shared.segments.borrow_mut().clear();
         shared.cache.borrow_mut().clear();
+        shared.forget_reads();
         shared.progress.wake_all();
         if shared.poisoned.get() {
             return Err(StorageError::Poisoned);

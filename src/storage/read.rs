@@ -1,13 +1,15 @@
-//! Read path: tail cache first, else DMA reads located via the offset index.
+//! Read path: tail cache first, else DMA reads: from where the log's next read says the
+//! batch is (and its read-ahead, see `readahead`), or located via the offset index.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::readahead;
 use super::segment::Segment;
 use super::shared::Shared;
 use super::{ReadBatches, ReadError, StorageError, WRITE_BYTES_MAX};
-use crate::record_batch::{self, BatchHeader, Batches};
+use crate::record_batch::{self, BatchHeader, Batches, HEADER_BYTES};
 
 /// Bytes read per step while walking batch headers from an index entry.
 const LOCATE_WINDOW_BYTES: u64 = 64 << 10;
@@ -44,7 +46,7 @@ pub(crate) async fn read_until(
     }
     let mut segment = segment_for(shared, offset).ok_or(out_of_range)?;
     loop {
-        if let Some(records) = read_segment(&segment, offset, max_bytes, end).await? {
+        if let Some(records) = read_segment(shared, &segment, offset, max_bytes, end).await? {
             return Ok(done(records));
         }
         // Compaction removed every batch at or after `offset` from this segment: the next
@@ -71,51 +73,133 @@ fn corrupt(segment: &Segment, position: u64, reason: impl ToString) -> StorageEr
     StorageError::Corrupt { path: segment.path.clone(), position, reason: reason.to_string() }
 }
 
-async fn read_bytes(segment: &Segment, position: u64, len: u64) -> Result<Vec<u8>, StorageError> {
-    let read = segment.file.read_at(position, len as usize).await;
-    let read = read.map_err(|e| StorageError::io("read", &segment.path, e))?;
-    if (read.len() as u64) < len {
-        let reason = format!("short read: {} of {len} bytes", read.len());
-        return Err(corrupt(segment, position, reason));
-    }
-    Ok(read.to_vec())
+/// A read's target: serve batches from the one holding `offset` (or the first after it),
+/// `budget` bytes but at least one whole batch, none at or above `end`. `epoch` is the log's
+/// read epoch when the read began.
+#[derive(Clone, Copy)]
+struct Want {
+    offset: i64,
+    budget: u64,
+    end: i64,
+    epoch: u64,
 }
 
 /// Batches of `segment` from the one containing `offset` (or the first after it), `None`
-/// when the segment holds no batch at or after `offset`.
+/// when the segment holds no batch at or after `offset`. A consumer continuing from the last
+/// read finds its batch from the log's next read (and usually its bytes read ahead), else
+/// the batch is located from the index.
 async fn read_segment(
-    segment: &Segment,
+    shared: &Rc<Shared>,
+    segment: &Rc<Segment>,
     offset: i64,
     max_bytes: usize,
-    hw: i64,
+    end: i64,
 ) -> Result<Option<Bytes>, StorageError> {
+    let epoch = shared.read_epoch.get();
+    let want = Want { offset, budget: (max_bytes as u64).min(READ_BYTES_MAX), end, epoch };
+    if let Some(known) = readahead::take(shared, segment, offset).await {
+        if known.position >= segment.size.get() {
+            // The segment has no batch at or after `offset` (compaction left a gap at its
+            // end): the next segment has it.
+            return Ok(None);
+        }
+        let served = serve(shared, segment, known.position, known.bytes, want).await?;
+        if let Some(records) = served {
+            return Ok(Some(records));
+        }
+        // Cannot happen while every change of the segment forgets the next read; the index
+        // still finds the batch.
+        tracing::warn!(path = %segment.path.display(), offset, "next read was stale");
+    }
     let from = segment.index.borrow().position_for(offset);
     let Some((position, first)) = locate(segment, from, offset).await? else {
         return Ok(None);
     };
-    if first.base_offset >= hw {
+    if first.base_offset >= end {
         return Ok(Some(Bytes::new()));
     }
-    let end = segment.size.get();
-    let budget = (max_bytes as u64).min(READ_BYTES_MAX).min(end - position);
-    let len = budget.max(first.total_bytes() as u64);
-    let buf = read_bytes(segment, position, len).await?;
+    match serve(shared, segment, position, None, want).await? {
+        Some(records) => Ok(Some(records)),
+        None => Err(corrupt(segment, position, "located batch is not the one wanted")),
+    }
+}
+
+/// Serves the read from the batch at `position` (the first with `last_offset() >= offset`),
+/// from `ahead` when it holds that whole batch, else from a read of the file, and remembers
+/// where the next batch is. `None` if the batch there does not end at or after the offset.
+async fn serve(
+    shared: &Rc<Shared>,
+    segment: &Rc<Segment>,
+    position: u64,
+    ahead: Option<Vec<u8>>,
+    want: Want,
+) -> Result<Option<Bytes>, StorageError> {
+    // A read-ahead serves when it holds the first whole batch and as much as this read may
+    // take (it was started for a smaller read, or before the active segment grew, if not).
+    let available = segment.size.get().saturating_sub(position);
+    let covers = |b: &Vec<u8>| {
+        let whole = first_batch_bytes(b).is_some_and(|n| n <= b.len());
+        whole && b.len() as u64 >= want.budget.min(available)
+    };
+    let buf = match ahead.filter(covers) {
+        Some(buf) => buf,
+        None => read_batches(segment, position, want.budget).await?,
+    };
+    let first = BatchHeader::parse(&buf).map_err(|e| corrupt(segment, position, e))?;
+    if first.last_offset() < want.offset {
+        return Ok(None);
+    }
     let mut taken = 0usize;
+    let mut next_offset = want.offset;
     for item in Batches::new(&buf) {
         let Ok((header, range)) = item else { break };
-        if header.base_offset >= hw || (taken > 0 && range.end as u64 > budget) {
+        if header.base_offset >= want.end || (taken > 0 && range.end as u64 > want.budget) {
             break;
         }
         taken = range.end;
+        next_offset = header.last_offset() + 1;
     }
-    if taken == 0 {
+    if taken == 0 && first.base_offset < want.end {
         return Err(corrupt(segment, position, "first batch does not parse"));
     }
-    // The read's own buffer becomes the records (no second copy; saved 8% of the broker's
-    // samples when reading a catch-up consumer's data from disk).
+    // The read's own memory becomes the records (`read_exact` copied it out of the DMA
+    // buffers), and the read-ahead starts once it is out of the way.
     let mut buf = buf;
     buf.truncate(taken);
-    Ok(Some(Bytes::from(buf)))
+    let records = Bytes::from(buf);
+    let learnt = readahead::Learnt {
+        segment,
+        position: position + taken as u64,
+        offset: next_offset,
+        ahead_bytes: want.budget,
+        end: want.end,
+        epoch: want.epoch,
+    };
+    readahead::remember(shared, learnt);
+    Ok(Some(records))
+}
+
+/// Bytes of the batch at the start of `buf`, if its header is there.
+fn first_batch_bytes(buf: &[u8]) -> Option<usize> {
+    BatchHeader::parse(buf).ok().map(|h| h.total_bytes())
+}
+
+/// Reads whole batches from `position` (a batch start): `budget` bytes, or more when the
+/// first batch is larger (KIP-74: at least one whole batch), never past the segment's end.
+async fn read_batches(
+    segment: &Segment,
+    position: u64,
+    budget: u64,
+) -> Result<Vec<u8>, StorageError> {
+    let available = segment.size.get().saturating_sub(position);
+    let len = budget.max(HEADER_BYTES as u64).min(available);
+    let buf = readahead::read_exact(segment, position, len).await?;
+    match first_batch_bytes(&buf).map(|n| n as u64) {
+        Some(whole) if whole > len && whole <= available => {
+            readahead::read_exact(segment, position, whole).await
+        }
+        _ => Ok(buf),
+    }
 }
 
 /// Walks batch headers from `position` (an index entry) to the batch containing `offset`, or
@@ -130,7 +214,8 @@ pub(crate) async fn locate(
         if position >= end {
             return Ok(None);
         }
-        let window = read_bytes(segment, position, LOCATE_WINDOW_BYTES.min(end - position)).await?;
+        let len = LOCATE_WINDOW_BYTES.min(end - position);
+        let window = readahead::read_exact(segment, position, len).await?;
         let mut at = 0usize;
         while let Some(Ok(header)) = window.get(at..).map(BatchHeader::parse) {
             if header.last_offset() >= offset {

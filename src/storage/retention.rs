@@ -111,6 +111,7 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
         shared.log_start.set(new_start);
     }
     shared.segments.borrow_mut().retain(|s| !doomed.iter().any(|d| Rc::ptr_eq(s, d)));
+    shared.forget_reads();
     for segment in &doomed {
         remove_segment_files(&shared.dir, segment.base_offset)?;
         tracing::info!(path = %segment.path.display(), log_start = new_start,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::cache::TailCache;
 use super::producers::ProducerTable;
+use super::readahead::NextRead;
 use super::segment::Segment;
 use super::wait::WaitList;
 use super::LogConfig;
@@ -55,6 +56,11 @@ pub(crate) struct Shared {
     /// Appended batches not yet handed to a write, in offset order.
     pub(crate) pending: RefCell<VecDeque<Bytes>>,
     pub(crate) cache: RefCell<TailCache>,
+    /// Where the batch after the last one read from disk is, and its read-ahead (see
+    /// `readahead`).
+    pub(crate) next_read: RefCell<Option<NextRead>>,
+    /// Bumped by every change that can make a next read stale, see [`Shared::forget_reads`].
+    pub(crate) read_epoch: Cell<u64>,
     /// Idempotent producers' last batches, as of `leo`.
     pub(crate) producers: RefCell<ProducerTable>,
     /// Every segment in offset order; the last one is active.
@@ -111,6 +117,8 @@ impl Shared {
             closed: Cell::new(false),
             pending: RefCell::new(VecDeque::new()),
             cache: RefCell::new(cache),
+            next_read: RefCell::new(None),
+            read_epoch: Cell::new(0),
             producers: RefCell::new(producers),
             segments: RefCell::new(segments),
             writer_waker: Cell::new(None),
@@ -137,6 +145,16 @@ impl Shared {
         }
         self.leo.set(next_offset);
         self.wake_writer();
+    }
+
+    /// Forgets the next read and drops its read-ahead (cancelled if in flight), and bumps
+    /// the read epoch so that reads begun before remember nothing. Called by every change
+    /// that can cut, rewrite or remove bytes of a segment: truncation and reset, a reload
+    /// after an I/O failure, a compaction swap, retention, close.
+    pub(crate) fn forget_reads(&self) {
+        self.read_epoch.set(self.read_epoch.get() + 1);
+        let next = self.next_read.borrow_mut().take();
+        drop(next);
     }
 
     /// Asks the writer to fdatasync everything below `offset`.

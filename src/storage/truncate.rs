@@ -46,14 +46,18 @@ impl Writer {
         if self.shared.synced.get() < self.shared.written.get() {
             self.sync().await?;
         }
-        match kind {
+        let done = match kind {
             TruncateKind::To(offset) if offset >= self.shared.leo.get() => Ok(()),
             TruncateKind::To(offset) if offset < self.shared.log_start.get() => {
                 self.reset(offset).await
             }
             TruncateKind::To(offset) => self.truncate_to(offset).await,
             TruncateKind::Reset(offset) => self.reset(offset).await,
-        }
+        };
+        // Again once the files are cut: a read between the lowered offsets and the cut may
+        // have remembered a position in bytes that went.
+        self.shared.forget_reads();
+        done
     }
 
     /// Lowers every offset to `end` (the new log end), clears the tail cache and trims the
@@ -70,6 +74,7 @@ impl Writer {
             shared.log_start.set(end);
         }
         shared.cache.borrow_mut().clear();
+        shared.forget_reads();
         shared.compacted.set(None);
         self.unsynced_records = 0;
         replica::trim_epochs(shared, end);

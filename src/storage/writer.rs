@@ -640,6 +640,7 @@ impl Writer {
         let checkpoint = loaded.log_start.unwrap_or(first).max(shared.log_start.get());
         shared.log_start.set(checkpoint.clamp(first, end));
         shared.cache.borrow_mut().clear();
+        shared.forget_reads();
         shared.compacted.set(None);
         let Loaded { segments, active, .. } = loaded;
         *shared.producers.borrow_mut() = active.producers;
