@@ -138,8 +138,8 @@ for i in range(1, n + 1):
     d["run"] = i
     runs.setdefault(kind, []).append(d)
 print(f"# Cross-shard produce cost (issue 20 target 6), {os.path.basename(out)[:10]}\n")
-print(f"- binary: `{open(f'{out}/run-1.command').read().split()[3]}`, commit "
-      f"`{sh('git rev-parse --short HEAD')}`")
+print(f"- binary: `{open(f'{out}/run-1.command').read().split()[3]}` (the work tree's HEAD: "
+      f"`{sh('git rev-parse --short HEAD')}`; the binary may be another commit's)")
 MODEL = sh("lscpu | sed -n 's/^Model name: *//p'")
 print(f"- CPU: {MODEL}, {sh('nproc')} CPUs, kernel "
       f"{sh('uname -r')}; load average at the end: {sh('cat /proc/loadavg')}")

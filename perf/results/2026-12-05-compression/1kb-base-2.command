@@ -1,1 +1,1 @@
-taskset -c 1 /work/rel/strata-9465b6d bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:39011 --cores 1 --cpus 1 --compression none --duration 12s --warmup 2s --report perf/results/2026-12-05-compression/1kb-base-2
+taskset -c 1 /work/rel/strata-9465b6d bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:56145 --cores 1 --cpus 1 --compression none --duration 12s --warmup 2s --report perf/results/2026-12-05-compression/1kb-base-2

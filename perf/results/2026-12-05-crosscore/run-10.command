@@ -1,1 +1,0 @@
-taskset -c 1 /work/rel/strata-9465b6d bench produce --brokers 127.0.0.1:45057 --topic crosscore --partitions 1 --producers 1 --record-size 100 --rate 200k --acks 1 --linger 1ms --duration 10s --warmup 2s --cores 1 --cpus 1 --report perf/results/2026-12-05-crosscore/run-10
