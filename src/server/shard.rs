@@ -1367,6 +1367,9 @@ impl Shard {
                 if let Ok(Some(command)) = lagging {
                     self.propose_isr(replica, command);
                 }
+                // Tens of thousands of partitions make one pass long: let appends and
+                // fetches run between replicas.
+                glommio::executor().yield_if_needed().await;
             }
         }
     }
