@@ -299,6 +299,13 @@ impl ClusterMetadata {
         }
     }
 
+    /// Partitions of `topic` (an internal topic whose keys hash to its partitions), `None`
+    /// while it does not exist or has none: its coordinators are not available yet.
+    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+        let count = self.topics.get(topic)?.partitions.len();
+        i32::try_from(count).ok().filter(|&n| n > 0)
+    }
+
     /// The partition, wherever it is led.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
         let topic = self.topics.get(topic)?;

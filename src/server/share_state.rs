@@ -79,11 +79,7 @@ pub enum StateHome {
 pub fn state_home(shard: &Shard, key: &ShareKey) -> Result<StateHome, i16> {
     let unavailable = E::CoordinatorNotAvailable.code();
     let meta = shard.meta();
-    let topic = meta.topics.get(STATE_TOPIC).ok_or(unavailable)?;
-    let count = i32::try_from(topic.partitions.len()).unwrap_or(0);
-    if count == 0 {
-        return Err(unavailable);
-    }
+    let count = meta.partition_count(STATE_TOPIC).ok_or(unavailable)?;
     let partition = state_partition(key, count);
     match meta.owner(STATE_TOPIC, partition) {
         Ok(owner) => Ok(StateHome::Here { partition, owner }),

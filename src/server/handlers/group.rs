@@ -69,19 +69,24 @@ pub(super) fn valid_group_id(id: &str) -> bool {
 
 /// The `__consumer_offsets` partition of a group and the shard owning it.
 fn locate(shard: &Shard, group: &str) -> Result<(i32, usize), E> {
+    locate_key(shard, OFFSETS_TOPIC, |count| partition_for(group, count))
+}
+
+/// The partition of the internal `topic` a key hashes to (`partition_of` its partition
+/// count), and the shard owning it: NOT_COORDINATOR when another broker leads it.
+pub(super) fn locate_key(
+    shard: &Shard,
+    topic: &str,
+    partition_of: impl FnOnce(i32) -> i32,
+) -> Result<(i32, usize), E> {
     let meta = shard.meta();
-    let topic = meta.topics.get(OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
-    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable);
+    let count = meta.partition_count(topic).ok_or(E::CoordinatorNotAvailable)?;
+    let partition = partition_of(count);
+    match meta.owner(topic, partition) {
+        Ok(owner) => Ok((partition, owner)),
+        Err(E::NotLeaderOrFollower) => Err(E::NotCoordinator),
+        Err(_) => Err(E::CoordinatorNotAvailable),
     }
-    let partition = partition_for(group, count);
-    let owner = match meta.owner(OFFSETS_TOPIC, partition) {
-        Ok(owner) => owner,
-        Err(E::NotLeaderOrFollower) => return Err(E::NotCoordinator),
-        Err(_) => return Err(E::CoordinatorNotAvailable),
-    };
-    Ok((partition, owner))
 }
 
 /// The broker coordinating `key`, a group id in [`OFFSETS_TOPIC`] or a transactional id in
@@ -93,12 +98,7 @@ fn coordinator_of(
     key: &str,
     listener: &str,
 ) -> Result<(i32, String, u16), E> {
-    let meta = shard.meta();
-    let count = meta.topics.get(topic).map_or(0, |t| t.partitions.len());
-    let count = i32::try_from(count).map_err(|_| E::CoordinatorNotAvailable)?;
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable);
-    }
+    let count = shard.meta().partition_count(topic).ok_or(E::CoordinatorNotAvailable)?;
     coordinator_at(shard, topic, partition_for(key, count), listener)
 }
 
@@ -132,12 +132,10 @@ fn coordinator_at(
 /// `__share_group_state` partition.
 fn share_coordinator(shard: &Shard, key: &str, listener: &str) -> Result<(i32, String, u16), E> {
     let key = share_key(key).ok_or(E::InvalidRequest)?;
-    let count =
-        shard.meta().topics.get(crate::share::STATE_TOPIC).map_or(0, |t| t.partitions.len());
-    let count = i32::try_from(count).map_err(|_| E::CoordinatorNotAvailable)?;
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable);
-    }
+    let count = shard
+        .meta()
+        .partition_count(crate::share::STATE_TOPIC)
+        .ok_or(E::CoordinatorNotAvailable)?;
     let partition = crate::share::state_partition(&key, count);
     coordinator_at(shard, crate::share::STATE_TOPIC, partition, listener)
 }

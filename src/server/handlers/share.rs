@@ -72,17 +72,8 @@ fn coordinator(shard: &Shard, group: &str) -> Result<usize, E> {
     if !super::group::valid_group_id(group) {
         return Err(E::InvalidGroupId);
     }
-    let meta = shard.meta();
-    let topic = meta.topics.get(OFFSETS_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
-    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable);
-    }
-    match meta.owner(OFFSETS_TOPIC, partition_for(group, count)) {
-        Ok(owner) => Ok(owner),
-        Err(E::NotLeaderOrFollower) => Err(E::NotCoordinator),
-        Err(_) => Err(E::CoordinatorNotAvailable),
-    }
+    let partition_of = |count| partition_for(group, count);
+    super::group::locate_key(shard, OFFSETS_TOPIC, partition_of).map(|(_, owner)| owner)
 }
 
 /// Whether a share group holds id `group` (asked on its coordinating shard), so that a

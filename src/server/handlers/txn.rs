@@ -58,21 +58,10 @@ pub async fn handle(
 }
 
 /// The `__transaction_state` partition of a transactional id and the shard owning it.
+/// Another broker leading it (a cluster) answers NOT_COORDINATOR: the client looks the
+/// coordinator up again.
 pub fn locate(shard: &Shard, id: &str) -> Result<(i32, usize), E> {
-    let meta = shard.meta();
-    let topic = meta.topics.get(TXN_TOPIC).ok_or(E::CoordinatorNotAvailable)?;
-    let count = i32::try_from(topic.partitions.len()).map_err(|_| E::CoordinatorNotAvailable)?;
-    if count == 0 {
-        return Err(E::CoordinatorNotAvailable);
-    }
-    let partition = partition_for(id, count);
-    let owner = match meta.owner(TXN_TOPIC, partition) {
-        Ok(owner) => owner,
-        // Another broker leads it (a cluster): the client looks the coordinator up again.
-        Err(E::NotLeaderOrFollower) => return Err(E::NotCoordinator),
-        Err(_) => return Err(E::CoordinatorNotAvailable),
-    };
-    Ok((partition, owner))
+    super::group::locate_key(shard, TXN_TOPIC, |count| partition_for(id, count))
 }
 
 /// Runs `op` on the shard coordinating `id`.
@@ -198,13 +187,9 @@ async fn add_offsets(shard: &Rc<Shard>, req: AddOffsetsToTxnRequest) -> AddOffse
         return respond(E::InvalidGroupId.code());
     }
     let meta = shard.meta();
-    let Some(offsets) = meta.topics.get(crate::group::OFFSETS_TOPIC) else {
+    let Some(count) = meta.partition_count(crate::group::OFFSETS_TOPIC) else {
         return respond(E::CoordinatorNotAvailable.code());
     };
-    let count = offsets.partitions.len() as i32;
-    if count == 0 {
-        return respond(E::CoordinatorNotAvailable.code());
-    }
     let partition = crate::group::partition_for(&group, count);
     let id = req.transactional_id.0.to_string();
     let partitions = vec![(crate::group::OFFSETS_TOPIC.to_owned(), partition)];
