@@ -701,8 +701,16 @@ impl PartitionLog {
     /// call order, so the server can pipeline requests. A bad batch rejects the whole call,
     /// nothing is appended. A retry of one of an idempotent producer's last
     /// [`BATCHES_KEPT`] batches appends nothing and answers with the offsets of the original.
+    /// Copies the batches once (after validation); [`PartitionLog::append_owned`] does not.
     pub fn append(&self, records: &[u8]) -> Result<PendingAppend, AppendError> {
-        self.append_from(records, false)
+        self.append_from(Records::Borrowed(records), false)
+    }
+
+    /// [`PartitionLog::append`] of a buffer the caller gives up: offsets, epoch and
+    /// LogAppendTime are written into it in place (after validation, which reads it as it came)
+    /// and its batches are queued and cached as slices of it, with no copy.
+    pub fn append_owned(&self, records: BytesMut) -> Result<PendingAppend, AppendError> {
+        self.append_from(Records::Owned(records), false)
     }
 
     /// Appends a transaction marker (control batch) for `producer_id` at `epoch`, as the
@@ -718,11 +726,12 @@ impl PartitionLog {
         self.shared().producers.borrow().check_marker(producer_id, epoch)?;
         let batch =
             record_batch::marker_batch(producer_id, epoch, commit, coordinator_epoch, now_ms());
-        self.append_from(&batch, true)
+        self.append_from(Records::Borrowed(&batch), true)
     }
 
-    fn append_from(&self, records: &[u8], control: bool) -> Result<PendingAppend, AppendError> {
+    fn append_from(&self, input: Records<'_>, control: bool) -> Result<PendingAppend, AppendError> {
         let shared = self.shared();
+        let records = input.as_slice();
         self.check_appendable()?;
         let (max_batch_bytes, timestamp_type) = {
             let config = shared.config.borrow();
@@ -756,19 +765,28 @@ impl PartitionLog {
             TimestampType::CreateTime => -1,
         };
         let base_offset = shared.leo.get();
+        // Validation above read the batches as they came; now they are rewritten, in the
+        // caller's buffer if it gave it up, else in one copy of them all.
+        let mut buffer = input.into_owned();
         let mut next_offset = base_offset;
+        for (header, range) in &ranges {
+            let batch = buffer.get_mut(range.clone()).unwrap_or_default();
+            assign(batch, next_offset, epoch, log_append_time)?;
+            next_offset += i64::from(header.last_offset_delta) + 1;
+        }
+        let all = buffer.freeze();
         let mut assigned = Vec::with_capacity(ranges.len());
+        next_offset = base_offset;
         for (header, range) in ranges {
-            let batch = records.get(range).unwrap_or_default();
-            let bytes = assign(batch, next_offset, epoch, log_append_time)?;
+            let batch = all.slice(range);
             if header.producer_id >= 0 {
                 // Only idempotent batches pay for the clock (one per request: see above).
                 let now = if log_append_time >= 0 { log_append_time } else { now_ms() };
-                let marker = record_batch::marker_kind(batch, &header);
+                let marker = record_batch::marker_kind(&batch, &header);
                 shared.producers.borrow_mut().record(&header, marker, next_offset, now);
             }
             next_offset += i64::from(header.last_offset_delta) + 1;
-            assigned.push(bytes);
+            assigned.push(batch);
         }
         shared.enqueue(assigned, next_offset);
         Ok(PendingAppend {
@@ -986,21 +1004,43 @@ impl PartitionLog {
     }
 }
 
-/// Copies one validated batch and rewrites it for the log: base offset, leader epoch and,
-/// when `log_append_time >= 0`, LogAppendTime (which recomputes the CRC).
+/// Rewrites one validated batch for the log, in place: base offset, leader epoch and, when
+/// `log_append_time >= 0`, LogAppendTime (which recomputes the CRC; the other two are outside
+/// the CRC-covered bytes).
 fn assign(
-    batch: &[u8],
+    batch: &mut [u8],
     base_offset: i64,
     epoch: i32,
     log_append_time: i64,
-) -> Result<Bytes, BatchError> {
-    let mut bytes = BytesMut::from(batch);
-    record_batch::set_base_offset(&mut bytes, base_offset)?;
-    record_batch::set_partition_leader_epoch(&mut bytes, epoch)?;
+) -> Result<(), BatchError> {
+    record_batch::set_base_offset(batch, base_offset)?;
+    record_batch::set_partition_leader_epoch(batch, epoch)?;
     if log_append_time >= 0 {
-        record_batch::set_log_append_time(&mut bytes, log_append_time)?;
+        record_batch::set_log_append_time(batch, log_append_time)?;
     }
-    Ok(bytes.freeze())
+    Ok(())
+}
+
+/// The batches of an append: borrowed (copied once, after validation) or given up.
+enum Records<'a> {
+    Borrowed(&'a [u8]),
+    Owned(BytesMut),
+}
+
+impl Records<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Records::Borrowed(records) => records,
+            Records::Owned(records) => records,
+        }
+    }
+
+    fn into_owned(self) -> BytesMut {
+        match self {
+            Records::Borrowed(records) => BytesMut::from(records),
+            Records::Owned(records) => records,
+        }
+    }
 }
 
 /// An append whose offsets are assigned; await [`PendingAppend::durable`] for the ack.
