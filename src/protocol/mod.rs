@@ -83,6 +83,10 @@ pub struct Request {
     pub header: RequestHeader,
     /// The decoded body.
     pub body: RequestKind,
+    /// Produce only: the whole frame, of which the body's records are slices. The produce
+    /// handler takes the records over without a copy when nothing else holds the frame (the
+    /// header's client id is a copy for this reason). `None` for other requests.
+    pub frame: Option<Bytes>,
 }
 
 /// Checks a frame's size prefix before any buffer is allocated for it.
@@ -124,10 +128,15 @@ pub fn parse_request(
     }
     let malformed =
         |e: anyhow::Error| ProtocolError::Malformed { key, version, reason: format!("{e:#}") };
-    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
+    let whole = (key == ApiKey::Produce).then(|| frame.clone());
+    let mut header = RequestHeader::decode(&mut frame, key.request_header_version(version))
         .map_err(malformed)?;
     let body = RequestKind::decode(key, &mut frame, version).map_err(malformed)?;
-    Ok(Request { key, version, header, body })
+    if whole.is_some() {
+        // A slice of the frame would keep the records from being the frame's only users.
+        header.client_id = header.client_id.map(|id| StrBytes::from_string(id.to_string()));
+    }
+    Ok(Request { key, version, header, body, frame: whole })
 }
 
 /// The header version of a response. ApiVersions answers always use header v0 (KIP-511), so

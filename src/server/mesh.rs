@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use crate::controller::placement::Command;
@@ -236,8 +236,9 @@ pub enum ControlOp {
 pub enum ShardMsg {
     /// Append these batches; reply in the same order.
     Produce {
-        /// Partitions and their record batches.
-        items: Vec<(PartitionRef, Bytes)>,
+        /// Partitions and their record batches (moved, not copied: the owner writes offsets
+        /// into them in place).
+        items: Vec<(PartitionRef, BytesMut)>,
         /// The request's acks and timeout.
         acks: Acks,
         /// Outcomes, one per item.

@@ -977,11 +977,12 @@ impl LocalAppend {
 
 impl Shard {
     /// Appends to a partition this shard owns, synchronously (call order = log order).
+    /// `records` are written in place (see [`PartitionLog::append_owned`]).
     pub fn append_local(
         &self,
         topic: &str,
         partition: i32,
-        records: &[u8],
+        records: bytes::BytesMut,
         acks: Acks,
     ) -> LocalAppend {
         let Some(Owned { log, counters, replica }) = self.owned(topic, partition) else {
@@ -1021,10 +1022,11 @@ impl Shard {
             None
         };
         let queued = Instant::now();
-        match log.append(records) {
+        let bytes = records.len() as u64;
+        match log.append_owned(records) {
             Ok(pending) => {
                 let messages = pending.last_offset() - pending.base_offset() + 1;
-                counters.record_in(records.len() as u64, messages.max(0) as u64);
+                counters.record_in(bytes, messages.max(0) as u64);
                 let metrics = self.metrics.clone();
                 LocalAppend::Pending { pending, queued, metrics, replicated }
             }
@@ -1397,12 +1399,12 @@ impl Shard {
 
     fn on_produce(
         &self,
-        items: Vec<(PartitionRef, bytes::Bytes)>,
+        items: Vec<(PartitionRef, bytes::BytesMut)>,
         acks: Acks,
         reply: oneshot::Sender<Vec<ProduceOutcome>>,
     ) {
         let appends: Vec<LocalAppend> = items
-            .iter()
+            .into_iter()
             .map(|(p, records)| self.append_local(&p.topic, p.partition, records, acks))
             .collect();
         if acks.acks != 0 {

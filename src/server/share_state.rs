@@ -431,7 +431,10 @@ async fn append(
             E::UnknownServerError.code()
         })?;
     let acks = super::mesh::Acks { acks: -1, timeout_ms: super::share::WRITE_TIMEOUT_MS };
-    let outcome = shard.append_local(STATE_TOPIC, partition, &batch, acks).outcome().await;
+    let outcome = shard
+        .append_local(STATE_TOPIC, partition, bytes::BytesMut::from(&batch[..]), acks)
+        .outcome()
+        .await;
     if outcome.error_code != 0 {
         crate::log_limited!(WARN, group = %key.group, partition = key.partition,
             code = outcome.error_code, "share state not written");

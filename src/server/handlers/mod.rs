@@ -228,7 +228,7 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
     }
     let shard = shard.clone();
     match request.body {
-        RequestKind::Produce(req) => produce::start(&shard, req, version).await,
+        RequestKind::Produce(req) => produce::start(&shard, req, request.frame, version).await,
         RequestKind::JoinGroup(req) => {
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
             let host = session.client_host();

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::oneshot;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{
@@ -54,20 +54,27 @@ fn refused(error: E, message: &str) -> ProduceOutcome {
 
 /// Appends every partition's batches (locally or by message) and returns the future of the
 /// response. See the module docs for the ordering guarantee.
-pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> LocalFuture<Reply> {
+pub async fn start(
+    shard: &Rc<Shard>,
+    mut req: ProduceRequest,
+    frame: Option<Bytes>,
+    version: i16,
+) -> LocalFuture<Reply> {
     let acks = req.acks;
     let demand = Acks { acks, timeout_ms: req.timeout_ms };
     let verdicts = verify_transactional(shard, &req).await;
+    let mut records = take_records(&mut req, frame).into_iter();
     let meta = shard.meta();
     let settings = shard.settings();
     let now_ms = crate::storage::now_ms();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
-    let mut remote: Vec<Vec<(PartitionRef, Bytes)>> =
+    let mut remote: Vec<Vec<(PartitionRef, BytesMut)>> =
         (0..shard.count).map(|_| Vec::new()).collect();
     for (topic_index, topic) in req.topic_data.iter().enumerate() {
         let name: &str = &topic.name.0;
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for p in &topic.partition_data {
+            let records = records.next().unwrap_or_default();
             let verdict = verdicts.get(&(name.to_owned(), p.index)).copied().unwrap_or(0);
             let slot = if !matches!(acks, -1..=1) {
                 Slot::Done(refused(E::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
@@ -75,15 +82,13 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
                 let error = E::try_from_code(verdict).unwrap_or(E::InvalidTxnState);
                 Slot::Done(refused(error, "transactional batch refused by its coordinator"))
             } else {
-                let admitted = |topic| {
-                    let records = p.records.clone().unwrap_or_default();
-                    topic_rules::admit(&settings, topic, p.index, &records, version, now_ms)
-                };
+                let admitted =
+                    |topic| topic_rules::admit(&settings, topic, p.index, records, version, now_ms);
                 let owner = meta.owner(name, p.index);
                 match owner.map(|owner| (owner, meta.topics.get(name).map(admitted))) {
                     Ok((_, Some(Err(refusal)))) => Slot::Refused(refusal),
                     Ok((owner, Some(Ok(records)))) if owner == shard.id => {
-                        Slot::Local(shard.append_local(name, p.index, &records, demand))
+                        Slot::Local(shard.append_local(name, p.index, records, demand))
                     }
                     Ok((owner, Some(Ok(records)))) => {
                         let bucket = &mut remote[owner];
@@ -141,6 +146,76 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Loca
         let response = ProduceResponse::default().with_responses(topics);
         Reply::Response(Box::new(ResponseKind::Produce(response)))
     })
+}
+
+/// A partition's records are written in place (offsets, epoch, LogAppendTime) only when they
+/// are at least this share (1 / N) of their request's frame: the tail cache keeps the batches,
+/// and so the whole frame, alive, and a small slice must not pin a large frame. Smaller ones
+/// are copied, as every partition's were before.
+const IN_PLACE_SHARE_MIN: usize = 16;
+
+/// Takes each partition's records out of `req`, in request order (topic by topic), as buffers
+/// the appends may rewrite: slices of `frame` without a copy when this request is the frame's
+/// only user (see [`IN_PLACE_SHARE_MIN`]), else copies. Topic names and other slices of the
+/// frame that `req` keeps become copies (small), so that the records can be its only users.
+fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<BytesMut> {
+    req.transactional_id = None; // checked by `verify_transactional`, not needed after
+    req.unknown_tagged_fields.clear();
+    let mut taken = Vec::new();
+    for topic in &mut req.topic_data {
+        topic.name.0 = StrBytes::from_string(topic.name.0.to_string());
+        topic.unknown_tagged_fields.clear();
+        for p in &mut topic.partition_data {
+            p.unknown_tagged_fields.clear();
+            taken.push(p.records.take().unwrap_or_default());
+        }
+    }
+    let Some(frame) = frame else {
+        return taken.into_iter().map(BytesMut::from).collect();
+    };
+    // Where each slice lies in the frame (`None`: not in it, e.g. replaced by the guard).
+    let base = frame.as_ptr() as usize;
+    let position = |r: &Bytes| {
+        let start = (r.as_ptr() as usize).checked_sub(base)?;
+        (!r.is_empty() && start + r.len() <= frame.len()).then_some(start..start + r.len())
+    };
+    let ranges: Vec<_> = taken.iter().map(position).collect();
+    let mut order: Vec<usize> = (0..taken.len()).filter(|&i| ranges[i].is_some()).collect();
+    order.sort_by_key(|&i| ranges[i].as_ref().map_or(0, |r| r.start));
+    let disjoint = order.windows(2).all(|w| match (&ranges[w[0]], &ranges[w[1]]) {
+        (Some(a), Some(b)) => a.end <= b.start,
+        _ => false,
+    });
+    let size = frame.len();
+    let in_place = |i: usize| {
+        ranges[i].as_ref().is_some_and(|r| r.len().saturating_mul(IN_PLACE_SHARE_MIN) >= size)
+    };
+    let mut out: Vec<Option<BytesMut>> = (0..taken.len()).map(|_| None).collect();
+    for i in 0..taken.len() {
+        if !(disjoint && in_place(i)) {
+            out[i] = Some(BytesMut::from(&taken[i][..]));
+        }
+    }
+    drop(taken);
+    match frame.try_into_mut() {
+        Ok(mut whole) => {
+            let mut at = 0;
+            for &i in &order {
+                let (None, Some(range)) = (&out[i], ranges[i].clone()) else { continue };
+                whole.advance(range.start - at);
+                out[i] = Some(whole.split_to(range.len()));
+                at = range.end;
+            }
+        }
+        Err(frame) => {
+            for (i, range) in ranges.iter().enumerate() {
+                if let (None, Some(range)) = (&out[i], range) {
+                    out[i] = Some(BytesMut::from(&frame[range.clone()]));
+                }
+            }
+        }
+    }
+    out.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 /// acks=0: the first partition refused at once, as the reason to close the connection (counted
@@ -231,7 +306,7 @@ fn injected_fault(shard: &Shard) -> bool {
 
 async fn send_remote(
     shard: &Rc<Shard>,
-    remote: Vec<Vec<(PartitionRef, Bytes)>>,
+    remote: Vec<Vec<(PartitionRef, BytesMut)>>,
     acks: Acks,
 ) -> Vec<Option<oneshot::Receiver<Vec<ProduceOutcome>>>> {
     let mut replies = Vec::with_capacity(remote.len());
@@ -289,4 +364,69 @@ fn partition_response(index: i32, outcome: ProduceOutcome) -> PartitionProduceRe
         .with_log_append_time_ms(outcome.log_append_time)
         .with_log_start_offset(outcome.log_start_offset)
         .with_error_message(outcome.error_message.as_deref().map(str_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+
+    fn request(sizes: &[usize]) -> ProduceRequest {
+        let parts = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let records = Bytes::from(vec![i as u8 + 1; size]);
+                PartitionProduceData::default().with_index(i as i32).with_records(Some(records))
+            })
+            .collect();
+        let topic = TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(parts);
+        ProduceRequest::default().with_acks(1).with_topic_data(vec![topic])
+    }
+
+    /// Decodes `sizes` as the connection does: records and names are slices of the frame.
+    fn decoded(sizes: &[usize]) -> (ProduceRequest, Bytes) {
+        let mut buf = BytesMut::new();
+        request(sizes).encode(&mut buf, 9).unwrap();
+        let frame = buf.freeze();
+        let mut cursor = frame.clone();
+        (ProduceRequest::decode(&mut cursor, 9).unwrap(), frame)
+    }
+
+    fn inside(piece: &[u8], frame: std::ops::Range<usize>) -> bool {
+        frame.contains(&(piece.as_ptr() as usize))
+    }
+
+    #[test]
+    fn large_shares_of_a_frame_are_taken_over_small_ones_copied() {
+        let sizes = [4000, 10, 3000, 0];
+        let (mut req, frame) = decoded(&sizes);
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let pieces = take_records(&mut req, Some(frame));
+        let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, sizes);
+        for (i, piece) in pieces.iter().enumerate() {
+            assert!(piece.iter().all(|&b| b == i as u8 + 1), "piece {i} holds its own bytes");
+        }
+        assert!(inside(&pieces[0], range.clone()) && inside(&pieces[2], range.clone()));
+        assert!(!inside(&pieces[1], range), "a small share is copied");
+        assert_eq!(req.topic_data[0].name.0.as_str(), "t");
+        assert!(req.topic_data[0].partition_data.iter().all(|p| p.records.is_none()));
+    }
+
+    #[test]
+    fn a_frame_held_elsewhere_is_copied() {
+        let (mut req, frame) = decoded(&[4000, 3000]);
+        let held = frame.clone();
+        let range = held.as_ptr() as usize..held.as_ptr() as usize + held.len();
+        let pieces = take_records(&mut req, Some(frame));
+        assert!(pieces.iter().all(|p| !inside(p, range.clone())));
+        assert_eq!(pieces.iter().map(|p| p.len()).collect::<Vec<_>>(), [4000, 3000]);
+        assert!(pieces[1].iter().all(|&b| b == 2));
+    }
 }

@@ -9,7 +9,7 @@
 //! connections. The broker's own writers (group and transaction coordinators, followers,
 //! WriteTxnMarkers) append to logs directly and never come here.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::config::{limits, BrokerConfig};
 use crate::controller::TopicMeta;
@@ -32,10 +32,10 @@ pub(crate) fn admit(
     broker: &BrokerConfig,
     topic: &TopicMeta,
     partition: i32,
-    records: &Bytes,
+    records: BytesMut,
     version: i16,
     now_ms: i64,
-) -> Result<Bytes, Refusal> {
+) -> Result<BytesMut, Refusal> {
     if is_internal(&topic.name) {
         crate::refused!(WARN, "produce_to_internal_topic", topic = %topic.name, partition,
             "refused a client's produce to an internal topic");
@@ -47,9 +47,10 @@ pub(crate) fn admit(
         });
     }
     let rules = rules(broker, topic, partition, version, now_ms);
-    match record_batch::validate_produce(records, &rules) {
-        Ok(Accepted::AsSent) => Ok(records.clone()),
-        Ok(Accepted::Rewritten(batch)) => Ok(Bytes::from(batch)),
+    match record_batch::validate_produce(&records, &rules) {
+        Ok(Accepted::AsSent) => Ok(records),
+        // A fresh allocation: taken over, not copied.
+        Ok(Accepted::Rewritten(batch)) => Ok(BytesMut::from(Bytes::from(batch))),
         Err(refusal) => {
             crate::refused!(WARN, "invalid_record_batch", topic = %topic.name, partition,
                 code = refusal.code, "refused produce data: {}", refusal.message);

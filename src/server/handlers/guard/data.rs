@@ -37,9 +37,10 @@ pub(super) fn produce(
     version: i16,
     header: RequestHeader,
     body: RequestKind,
+    frame: Option<Bytes>,
 ) -> Guarded {
     let run = |body, finish| {
-        Guarded::Run(Request { key: ApiKey::Produce, version, header, body }, finish)
+        Guarded::Run(Request { key: ApiKey::Produce, version, header, body, frame }, finish)
     };
     let RequestKind::Produce(mut req) = body else { return run(body, None) };
     let txn_denied = || {

@@ -131,9 +131,9 @@ pub fn check(shard: &Rc<Shard>, session: &Rc<Session>, request: Request) -> Guar
     if !gate.authorizing() && rule != Rule::Metadata {
         return Guarded::Run(request, None);
     }
-    let Request { key, version, header, body } = request;
+    let Request { key, version, header, body, frame } = request;
     let checked = match rule {
-        Rule::Produce => return data::produce(&gate, version, header, body),
+        Rule::Produce => return data::produce(&gate, version, header, body, frame),
         Rule::Data => data::check(&gate, shard, body, version),
         Rule::Metadata => metadata::check(&gate, shard, body, version),
         Rule::Admin => admin::check(&gate, shard, body, version),
@@ -143,7 +143,7 @@ pub fn check(shard: &Rc<Shard>, session: &Rc<Session>, request: Request) -> Guar
         Rule::Open | Rule::Unknown => Ok((body, None)),
     };
     match checked {
-        Ok((body, finish)) => Guarded::Run(Request { key, version, header, body }, finish),
+        Ok((body, finish)) => Guarded::Run(Request { key, version, header, body, frame }, finish),
         Err(response) => Guarded::Answer(Reply::Response(response)),
     }
 }
