@@ -2,11 +2,12 @@
 //! `take_records` in src/server/handlers/produce.rs): one request spanning both shards and two
 //! topics, one of them LogAppendTime, must come back byte for byte as sent, but for exactly
 //! the fields the broker assigns, with valid CRCs, and no batch may see another's bytes.
+//! Followers copy those batches verbatim: their logs must hold the same bytes.
 
 mod common;
 
 use bytes::Bytes;
-use common::{batch, create_with, Broker, Conn};
+use common::{batch, create_with, layout, poll, Broker, Cluster, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -127,6 +128,71 @@ fn one_request_many_partitions_is_assigned_in_place_exactly() {
                 }
             }
             assert!(data.is_empty(), "{topic}-{p}: {} bytes past the batches sent", data.len());
+        }
+    }
+}
+
+/// The record batches of a partition's log files, concatenated in offset order (segment
+/// files are preallocated: a batch length of 0 ends the data).
+fn log_bytes(data_dir: &std::path::Path, topic: &str) -> Vec<u8> {
+    let dir = data_dir.join(format!("{topic}-0"));
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "log"));
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let data = std::fs::read(file).unwrap();
+        let mut pos = 0;
+        while pos + 12 <= data.len() {
+            let length = be_i32(&data, pos + 8);
+            if length <= 0 || pos + 12 + length as usize > data.len() {
+                break;
+            }
+            out.extend_from_slice(&data[pos..pos + 12 + length as usize]);
+            pos += 12 + length as usize;
+        }
+    }
+    out
+}
+
+#[test]
+fn followers_store_the_leaders_rewritten_batches_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--shards", "2"]);
+    let mut conn = Conn::connect(cluster.node(1).addr);
+    let stamped = [("message.timestamp.type", "LogAppendTime")];
+    assert_eq!(create_with(&mut conn, "r-append", 1, 3, &stamped).0, 0);
+    assert_eq!(create_with(&mut conn, "r-create", 1, 3, &[]).0, 0);
+    for (t, topic) in ["r-create", "r-append"].into_iter().enumerate() {
+        let lead = poll("a leader with every replica in sync", || {
+            let parts = layout(&mut conn, topic)?;
+            let (_, leader, replicas, isr) = parts.into_iter().next()?;
+            (leader > 0 && isr.len() == replicas.len()).then_some(leader)
+        });
+        let mut to_leader = Conn::connect(cluster.node(lead).addr);
+        let mut sent = Vec::new();
+        for round in 0..3u8 {
+            let records = distinct(t as u8, 0, round, 2000);
+            let (code, offset) = common::produce(&mut to_leader, topic, 0, records.clone(), -1);
+            assert_eq!((code, offset), (0, 2 * i64::from(round)), "{topic}");
+            sent.push(records);
+        }
+        let leader_log = log_bytes(&cluster.node(lead).data_dir, topic);
+        let mut data = Bytes::from(leader_log.clone());
+        for (round, records) in sent.iter().enumerate() {
+            let len = 12 + be_i32(&data, 8) as usize;
+            let stored = data.split_to(len);
+            let time = (t == 1).then(|| be_i64(&stored, 35));
+            let want = expected(records, 2 * round as i64, be_i32(&stored, 12), time);
+            assert_eq!(&stored[..], &want[..], "{topic}: the leader's log, batch {round}");
+        }
+        assert!(data.is_empty());
+        for node in 1..=3 {
+            let dir = cluster.node(node).data_dir.clone();
+            poll("every replica holding the leader's bytes", || {
+                (log_bytes(&dir, topic) == leader_log).then_some(())
+            });
         }
     }
 }
