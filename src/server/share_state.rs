@@ -28,7 +28,8 @@
 //! * The **persister** (the share-partition leader's and the offset admin APIs' side,
 //!   [`with_coordinator`]) finds the coordinator in the cluster metadata: on this broker it
 //!   calls the owning shard over the mesh (no network hop); on another broker it sends the
-//!   same five APIs over the shard's [`PeerPool`] (TLS when the inter-broker listener is). NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+//!   same five APIs over the shard's [`PeerPool`] (TLS when the inter-broker listener is).
+//!   NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
 //!   NOT_LEADER_OR_FOLLOWER and a failed connection are retried [`ATTEMPTS_MAX`] times with
 //!   the metadata of that moment and a doubling back-off; then COORDINATOR_NOT_AVAILABLE.
 
