@@ -122,7 +122,11 @@ fn write_requests_and_read_answers_carry_the_state_whole() {
     let read = from_read(&answer, 5).unwrap();
     assert_eq!((read.state_epoch, read.leader_epoch, read.start_offset), (2, 5, 10));
     assert_eq!(read.batches, vec![batch(10, 12, 2, 1)]);
-    assert_eq!(from_read(&answer.with_start_offset(-1), 5), None, "not initialized");
+    // Start offset -1 at state epoch 0: no state; at a later one: initialized from -1.
+    let unstarted = from_read(&answer.clone().with_start_offset(-1), 5).unwrap();
+    assert_eq!((unstarted.state_epoch, unstarted.start_offset), (2, -1));
+    let none = answer.with_start_offset(-1).with_state_epoch(0);
+    assert_eq!(from_read(&none, 5), None, "not initialized");
 }
 
 #[test]
