@@ -1286,3 +1286,46 @@ fn altered_offsets_are_where_fetches_start_and_deleted_offsets_leave_no_state() 
     assert_eq!(start_offset(&mut admin, "fresh"), 30);
     assert_eq!(first_fetched(&broker, "fresh", "d", id), 30);
 }
+
+/// A share group coordinated by `leader` whose `__share_group_state` partition for
+/// (`topic_id`, 0) another broker leads, and that broker.
+fn group_here_state_elsewhere(conn: &mut Conn, topic_id: uuid::Uuid, leader: i32) -> (String, i32) {
+    let state = common::poll("the share state topic's leaders", || {
+        let parts = common::layout(conn, "__share_group_state")?;
+        parts.iter().all(|p| p.1 >= 0).then_some(parts)
+    });
+    let count = state.len() as i32;
+    for i in 0..500 {
+        let group = format!("here-{i}");
+        let key = strata::share::records::ShareKey { group: group.clone(), topic_id, partition: 0 };
+        let state_leader = state[strata::share::state_partition(&key, count) as usize].1;
+        if state_leader != leader && group_coordinator(conn, &group, -1) == leader {
+            return (group, state_leader);
+        }
+    }
+    panic!("no candidate group is coordinated by {leader} with its state elsewhere")
+}
+
+#[test]
+fn offsets_are_altered_described_and_deleted_through_a_share_coordinator_on_another_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let Spread { mut cluster, topic_id, leader, .. } = spread(dir.path());
+    let mut at_leader = Conn::connect(cluster.node(leader).addr);
+    let (group, state_leader) = group_here_state_elsewhere(&mut at_leader, topic_id, leader);
+    let mut at_coordinator = Conn::connect(cluster.node(state_leader).addr);
+    // The state APIs are served by the share coordinator only.
+    let code = initialize_state(&mut at_leader, &group, topic_id, 1, 5);
+    assert_eq!(code, E::NotCoordinator.code());
+    assert_eq!(state_summary(&mut at_leader, &group, topic_id, -1).0, E::NotCoordinator.code());
+    assert_eq!(delete_state(&mut at_leader, &group, topic_id), E::NotCoordinator.code());
+    // Altered on the partition's leader: initialized on the other broker, at state epoch 1.
+    assert_eq!(alter_offsets(&mut at_leader, &group, 40), (0, 0));
+    assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 1, -1, 40));
+    assert_eq!(start_offset(&mut at_leader, &group), 40);
+    assert_eq!(alter_offsets(&mut at_leader, &group, 45), (0, 0));
+    assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 2, -1, 45));
+    // Deleted there too.
+    assert_eq!(delete_offsets(&mut at_leader, &group), (0, 0));
+    assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 0, -1, -1));
+    assert_eq!(start_offset(&mut at_leader, &group), -1);
+}
