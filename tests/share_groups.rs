@@ -1329,3 +1329,34 @@ fn offsets_are_altered_described_and_deleted_through_a_share_coordinator_on_anot
     assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 0, -1, -1));
     assert_eq!(start_offset(&mut at_leader, &group), -1);
 }
+
+/// DeleteGroups of `group`: its error code.
+fn delete_group(conn: &mut Conn, group: &str) -> i16 {
+    let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]);
+    match conn.call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(req)) {
+        ResponseKind::DeleteGroups(r) => r.results[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn deleting_an_empty_share_group_deletes_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 50);
+    let mut m = Member::join(&broker, "gd", "a");
+    let f = m.fetch("gd", id, &[], 10, 2_000);
+    let f = m.fetch("gd", id, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(read_state(&mut admin, "gd", id, -1).2, 10);
+    assert_eq!(delete_group(&mut admin, "gd"), E::NonEmptyGroup.code());
+    assert_eq!(heartbeat(&mut m.conn, "gd", "a", -1).error_code, 0);
+    assert_eq!(delete_group(&mut admin, "gd"), 0);
+    assert_eq!(read_state(&mut admin, "gd", id, -1), (0, 0, -1, vec![]));
+    assert_eq!(start_offset(&mut admin, "gd"), -1);
+    assert_eq!(delete_group(&mut admin, "gd"), E::GroupIdNotFound.code());
+    // A new group of that id starts at share.auto.offset.reset.
+    assert_eq!(first_fetched(&broker, "gd", "b", id), 0);
+}

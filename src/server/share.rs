@@ -168,6 +168,12 @@ pub enum ShareRequest {
     },
     /// ListGroups: this shard's share groups.
     List,
+    /// DeleteGroups of an empty share group, on the coordinating shard: answers
+    /// [`ShareReply::Reset`] (NON_EMPTY_GROUP while it has members).
+    DeleteGroup {
+        /// Group id.
+        group: String,
+    },
     /// Whether a share group holds this id, on the coordinating shard.
     Exists {
         /// Group id.
@@ -349,6 +355,11 @@ impl Shares {
                 ShareReply::List(reply)
             }
             ShareRequest::Exists { group } => ShareReply::Exists(self.is_share_group(&group)),
+            ShareRequest::DeleteGroup { group } => {
+                let code = self.delete_group(shard, &group);
+                self.release_left(shard).await;
+                ShareReply::Reset(code)
+            }
             ShareRequest::Release { group, members } => {
                 self.release(shard, &group, &members).await;
                 ShareReply::Released
@@ -472,6 +483,19 @@ impl Shares {
                 E::GroupMaxSizeReached.code()
             }
         })
+    }
+
+    /// Removes share group `id` unless it has members (NON_EMPTY_GROUP) or does not exist.
+    fn delete_group(&self, shard: &Shard, id: &str) -> i16 {
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(id) else { return E::GroupIdNotFound.code() };
+        self.expire_members(shard, group);
+        if !group.members.is_empty() {
+            return E::NonEmptyGroup.code();
+        }
+        groups.remove(id);
+        tracing::info!(group = id, "share group deleted");
+        0
     }
 
     /// Whether share group `id` exists on this shard.
