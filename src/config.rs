@@ -550,7 +550,7 @@ impl Default for BrokerConfig {
             segment_ms: None,
             segment_prealloc_bytes: 64 << 20,
             segment_prealloc_min_bytes: 64 << 10,
-            segment_prezero: true,
+            segment_prezero: false,
             storage_min_free_bytes: 1 << 30,
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,

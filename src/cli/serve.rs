@@ -217,7 +217,8 @@ pub struct Settings {
     /// Write zeros over the extents preallocated ahead of each partition's data, in the
     /// background: an fdatasync after a write into fallocated (unwritten) space also syncs
     /// the extent conversion, into zeroed space it does not. Costs a second write of the
-    /// log's bytes. [default: true]
+    /// log's bytes, which competes with the acknowledged writes (on the reference machine
+    /// ack p50 -8%, p99 +15%: perf/results/2026-12-05-prezero.md). [default: false]
     #[arg(long, env = "STRATA_SEGMENT_PREZERO", action = clap::ArgAction::Set)]
     pub segment_prezero: Option<bool>,
     /// Free space kept on the data directory's filesystem (Redpanda's
