@@ -11,9 +11,12 @@
 #            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message;
 #            PROFILE=1 also records the broker (`perf record -F 499 --call-graph dwarf`) into
 #            perf/tmp/datapath/consume-<run>.perf.data
+#   e2e      fdatasync before every ack: `bench e2e` at E2E_RATE (default 500k) msgs/s of 100 B
+#            over 16 partitions (15 s): ack/e2e distribution and each second's ack p99
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8)
-# Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|consume|fio ...]   (default: all)
+# Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|e2e|consume|fio ...]
+#        (default: produce stall consume fio)
 # Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1. Writes perf/tmp/datapath/...
 # and prints one line per run (with `uptime`'s load average).
 set -euo pipefail
@@ -113,6 +116,16 @@ stall() {
   summary stall "$report" - "stall $label (load $(load))"
 }
 
+e2e() {
+  local label=$1 report=$OUT/e2e-$1
+  rm -rf "$report"
+  start "$BIN" ""
+  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "${E2E_RATE:-500k}" \
+    --duration 15s --warmup 2s --report "$report" >/dev/null 2>&1
+  finish
+  summary stall "$report" - "e2e ${E2E_RATE:-500k} $label (load $(load))"
+}
+
 consume() {
   local label=$1 report=$OUT/consume-$1
   rm -rf "$report"
@@ -162,6 +175,7 @@ for scenario in $SCENARIOS; do
       case $scenario in
         produce) produce 100b "$side$round"; produce 1kb "$side$round" ;;
         stall) stall "$side$round" ;;
+        e2e) e2e "$side$round" ;;
         consume) consume "$side$round" ;;
       esac
     done

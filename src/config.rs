@@ -223,6 +223,9 @@ pub struct BrokerConfig {
     pub segment_prealloc_bytes: u64,
     /// First and smallest preallocation extent of a partition's segment files.
     pub segment_prealloc_min_bytes: u64,
+    /// Write zeros over extents preallocated ahead of the data, in the background, so an
+    /// fdatasync after a write there syncs no unwritten-extent conversion.
+    pub segment_prezero: bool,
     /// Redpanda's `storage_min_free_bytes`: free space kept on the data directory's
     /// filesystem (the smaller of this and `storage_min_free_percent` applies; 0: off).
     pub storage_min_free_bytes: u64,
@@ -547,6 +550,7 @@ impl Default for BrokerConfig {
             segment_ms: None,
             segment_prealloc_bytes: 64 << 20,
             segment_prealloc_min_bytes: 64 << 10,
+            segment_prezero: false,
             storage_min_free_bytes: 1 << 30,
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,

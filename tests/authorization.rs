@@ -254,6 +254,15 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
         K::WriteShareGroupState(r) => {
             out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
         }
+        K::InitializeShareGroupState(r) => {
+            out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        }
+        K::DeleteShareGroupState(r) => {
+            out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        }
+        K::ReadShareGroupStateSummary(r) => {
+            out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        }
         other => panic!("no error codes known for {other:?}"),
     }
     out
@@ -937,6 +946,55 @@ fn cases() -> Vec<Case> {
                     .with_partitions(vec![p]);
                 RequestKind::WriteShareGroupState(
                     WriteShareGroupStateRequest::default()
+                        .with_group_id(s("sg"))
+                        .with_topics(vec![t]),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::InitializeShareGroupState,
+            0,
+            || {
+                use initialize_share_group_state_request::*;
+                let p = PartitionData::default().with_state_epoch(1);
+                let t = InitializeStateData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![p]);
+                RequestKind::InitializeShareGroupState(
+                    InitializeShareGroupStateRequest::default()
+                        .with_group_id(s("sg"))
+                        .with_topics(vec![t]),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::DeleteShareGroupState,
+            0,
+            || {
+                use delete_share_group_state_request::*;
+                let t = DeleteStateData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![PartitionData::default()]);
+                RequestKind::DeleteShareGroupState(
+                    DeleteShareGroupStateRequest::default()
+                        .with_group_id(s("sg"))
+                        .with_topics(vec![t]),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::ReadShareGroupStateSummary,
+            0,
+            || {
+                use read_share_group_state_summary_request::*;
+                let t = ReadStateSummaryData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![PartitionData::default()]);
+                RequestKind::ReadShareGroupStateSummary(
+                    ReadShareGroupStateSummaryRequest::default()
                         .with_group_id(s("sg"))
                         .with_topics(vec![t]),
                 )

@@ -991,6 +991,40 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                 WriteShareGroupStateRequest::default().with_group_id(s("sg")).with_topics(vec![t]),
             )
         }
+        ApiKey::InitializeShareGroupState => {
+            use initialize_share_group_state_request::*;
+            let p =
+                PartitionData::default().with_partition(1).with_state_epoch(2).with_start_offset(5);
+            let t = InitializeStateData::default()
+                .with_topic_id(uuid::Uuid::from_u128(7))
+                .with_partitions(vec![p]);
+            RequestKind::InitializeShareGroupState(
+                InitializeShareGroupStateRequest::default()
+                    .with_group_id(s("sg"))
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::DeleteShareGroupState => {
+            use delete_share_group_state_request::*;
+            let t = DeleteStateData::default()
+                .with_topic_id(uuid::Uuid::from_u128(7))
+                .with_partitions(vec![PartitionData::default().with_partition(1)]);
+            RequestKind::DeleteShareGroupState(
+                DeleteShareGroupStateRequest::default().with_group_id(s("sg")).with_topics(vec![t]),
+            )
+        }
+        ApiKey::ReadShareGroupStateSummary => {
+            use read_share_group_state_summary_request::*;
+            let p = PartitionData::default().with_partition(1).with_leader_epoch(4);
+            let t = ReadStateSummaryData::default()
+                .with_topic_id(uuid::Uuid::from_u128(7))
+                .with_partitions(vec![p]);
+            RequestKind::ReadShareGroupStateSummary(
+                ReadShareGroupStateSummaryRequest::default()
+                    .with_group_id(s("sg"))
+                    .with_topics(vec![t]),
+            )
+        }
         other => panic!("no sample of {other:?}: add one for the new API"),
     }
 }

@@ -1100,3 +1100,263 @@ fn acknowledgements_follow_the_share_coordinator_to_its_new_leader_after_kill_9(
     // Not a leader's read (-1): every record accepted, so the state starts past them all.
     assert_eq!(read_state(&mut to_coordinator, &group, topic_id, -1), (0, 0, 100, vec![]));
 }
+
+/// InitializeShareGroupState of (`group`, `topic_id`, 0): its error code.
+fn initialize_state(
+    conn: &mut Conn,
+    group: &str,
+    topic_id: uuid::Uuid,
+    state_epoch: i32,
+    start: i64,
+) -> i16 {
+    use initialize_share_group_state_request::{InitializeStateData, PartitionData};
+    let p = PartitionData::default()
+        .with_partition(0)
+        .with_state_epoch(state_epoch)
+        .with_start_offset(start);
+    let t = InitializeStateData::default().with_topic_id(topic_id).with_partitions(vec![p]);
+    let req =
+        InitializeShareGroupStateRequest::default().with_group_id(s(group)).with_topics(vec![t]);
+    let body = RequestKind::InitializeShareGroupState(req);
+    match conn.call(ApiKey::InitializeShareGroupState, 0, body) {
+        ResponseKind::InitializeShareGroupState(r) => r.results[0].partitions[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// DeleteShareGroupState of (`group`, `topic_id`, 0): its error code.
+fn delete_state(conn: &mut Conn, group: &str, topic_id: uuid::Uuid) -> i16 {
+    use delete_share_group_state_request::{DeleteStateData, PartitionData};
+    let p = PartitionData::default().with_partition(0);
+    let t = DeleteStateData::default().with_topic_id(topic_id).with_partitions(vec![p]);
+    let req = DeleteShareGroupStateRequest::default().with_group_id(s(group)).with_topics(vec![t]);
+    let body = RequestKind::DeleteShareGroupState(req);
+    match conn.call(ApiKey::DeleteShareGroupState, 0, body) {
+        ResponseKind::DeleteShareGroupState(r) => r.results[0].partitions[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// ReadShareGroupStateSummary of (`group`, `topic_id`, 0) at `leader_epoch`: (error, state
+/// epoch, leader epoch, start offset).
+fn state_summary(
+    conn: &mut Conn,
+    group: &str,
+    topic_id: uuid::Uuid,
+    leader_epoch: i32,
+) -> (i16, i32, i32, i64) {
+    use read_share_group_state_summary_request::{PartitionData, ReadStateSummaryData};
+    let p = PartitionData::default().with_partition(0).with_leader_epoch(leader_epoch);
+    let t = ReadStateSummaryData::default().with_topic_id(topic_id).with_partitions(vec![p]);
+    let req =
+        ReadShareGroupStateSummaryRequest::default().with_group_id(s(group)).with_topics(vec![t]);
+    let body = RequestKind::ReadShareGroupStateSummary(req);
+    match conn.call(ApiKey::ReadShareGroupStateSummary, 0, body) {
+        ResponseKind::ReadShareGroupStateSummary(r) => {
+            let p = &r.results[0].partitions[0];
+            (p.error_code, p.state_epoch, p.leader_epoch, p.start_offset)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn state_is_initialized_summarized_fenced_and_deleted_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut conn = Conn::connect(broker.addr);
+    let id = create_topic(&mut conn, TOPIC, 1);
+    // Nothing stored: Kafka's "not initialized".
+    assert_eq!(state_summary(&mut conn, "g", id, -1), (0, 0, -1, -1));
+    // Initialized: a read and a summary show it; no leader has read it yet.
+    assert_eq!(initialize_state(&mut conn, "g", id, 1, 5), 0);
+    assert_eq!(read_state(&mut conn, "g", id, -1), (0, 1, 5, vec![]));
+    assert_eq!(state_summary(&mut conn, "g", id, -1), (0, 1, -1, 5));
+    // A leader's read records its epoch; the summary shows it and fences older leaders.
+    assert_eq!(read_state(&mut conn, "g", id, 3), (0, 1, 5, vec![]));
+    assert_eq!(state_summary(&mut conn, "g", id, -1), (0, 1, 3, 5));
+    assert_eq!(state_summary(&mut conn, "g", id, 2).0, E::FencedLeaderEpoch.code());
+    // An older state epoch is fenced; the same or a newer one replaces the state.
+    assert_eq!(initialize_state(&mut conn, "g", id, 0, 9), E::FencedStateEpoch.code());
+    assert_eq!(write_state(&mut conn, "g", id, (1, 3, 5), &[(5, 6, 2, 1)]), 0);
+    assert_eq!(initialize_state(&mut conn, "g", id, 2, 8), 0);
+    assert_eq!(read_state(&mut conn, "g", id, 3), (0, 2, 8, vec![]));
+    // Malformed, or a partition that does not exist.
+    assert_eq!(initialize_state(&mut conn, "g", id, 3, -2), E::InvalidRequest.code());
+    let unknown = uuid::Uuid::from_u128(42);
+    let code = initialize_state(&mut conn, "g", unknown, 1, 0);
+    assert_eq!(code, E::UnknownTopicOrPartition.code());
+    // Another group's state, to outlive the deletion below.
+    assert_eq!(initialize_state(&mut conn, "h", id, 4, 7), 0);
+    // Deleted: no state, and deleting nothing is no error.
+    assert_eq!(delete_state(&mut conn, "g", id), 0);
+    assert_eq!(read_state(&mut conn, "g", id, 3), (0, 0, -1, vec![]));
+    assert_eq!(state_summary(&mut conn, "g", id, -1), (0, 0, -1, -1));
+    assert_eq!(delete_state(&mut conn, "g", id), 0);
+    assert_eq!(delete_state(&mut conn, "nobody", id), 0);
+    // Still gone after a restart (the replay meets the tombstone); the other group's stays.
+    drop(conn);
+    broker.stop();
+    broker.restart();
+    let mut conn = Conn::connect(broker.addr);
+    let after = common::poll("the share coordinator after the restart", || {
+        let got = read_state(&mut conn, "g", id, -1);
+        (got.0 == 0).then_some(got)
+    });
+    assert_eq!(after, (0, 0, -1, vec![]));
+    assert_eq!(state_summary(&mut conn, "h", id, -1), (0, 4, -1, 7));
+}
+
+/// AlterShareGroupOffsets of TOPIC-0 to `start`: (error, partition error).
+fn alter_offsets(conn: &mut Conn, group: &str, start: i64) -> (i16, i16) {
+    use alter_share_group_offsets_request::*;
+    let p = AlterShareGroupOffsetsRequestPartition::default()
+        .with_partition_index(0)
+        .with_start_offset(start);
+    let t = AlterShareGroupOffsetsRequestTopic::default()
+        .with_topic_name(TopicName(s(TOPIC)))
+        .with_partitions(vec![p]);
+    let req = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(vec![t]);
+    match conn.call(ApiKey::AlterShareGroupOffsets, 0, RequestKind::AlterShareGroupOffsets(req)) {
+        ResponseKind::AlterShareGroupOffsets(r) => {
+            let partition = r.responses.first().and_then(|t| t.partitions.first());
+            (r.error_code, partition.map_or(-1, |p| p.error_code))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// DeleteShareGroupOffsets of TOPIC: (error, topic error).
+fn delete_offsets(conn: &mut Conn, group: &str) -> (i16, i16) {
+    use delete_share_group_offsets_request::*;
+    let t = DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(s(TOPIC)));
+    let req = DeleteShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(vec![t]);
+    let body = RequestKind::DeleteShareGroupOffsets(req);
+    match conn.call(ApiKey::DeleteShareGroupOffsets, 0, body) {
+        ResponseKind::DeleteShareGroupOffsets(r) => {
+            (r.error_code, r.responses.first().map_or(-1, |t| t.error_code))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The first offset one fetch of a new member `member` of `group` acquires.
+fn first_fetched(broker: &Broker, group: &str, member: &str, topic_id: uuid::Uuid) -> i64 {
+    let mut m = Member::join(broker, group, member);
+    let f = m.fetch(group, topic_id, &[], 5, 2_000);
+    assert_eq!((f.error_code, f.partition_error), (0, 0));
+    let first = f.records.first().expect("records fetched").0;
+    assert_eq!(heartbeat(&mut m.conn, group, member, -1).error_code, 0);
+    first
+}
+
+#[test]
+fn altered_offsets_are_where_fetches_start_and_deleted_offsets_leave_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 100);
+    // A member takes and accepts 0..=9, holds 10..=19, then leaves.
+    let mut m = Member::join(&broker, "ga", "a");
+    let f = m.fetch("ga", id, &[], 10, 2_000);
+    assert_eq!(f.records.first().map(|r| r.0), Some(0));
+    let f = m.fetch("ga", id, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(start_offset(&mut admin, "ga"), 10);
+    // Not while it is a member.
+    assert_eq!(alter_offsets(&mut admin, "ga", 50).0, E::NonEmptyGroup.code());
+    assert_eq!(heartbeat(&mut m.conn, "ga", "a", -1).error_code, 0);
+    // Altered: the state is initialized at 50 with the next state epoch.
+    assert_eq!(alter_offsets(&mut admin, "ga", 50), (0, 0));
+    assert_eq!(start_offset(&mut admin, "ga"), 50);
+    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, 1);
+    assert_eq!(first_fetched(&broker, "ga", "b", id), 50);
+    // Deleted: no state any more; the next member starts at share.auto.offset.reset.
+    assert_eq!(delete_offsets(&mut admin, "ga"), (0, 0));
+    assert_eq!(start_offset(&mut admin, "ga"), -1);
+    assert_eq!(read_state(&mut admin, "ga", id, -1), (0, 0, -1, vec![]));
+    assert_eq!(first_fetched(&broker, "ga", "c", id), 0);
+    // A group never used: altering it initializes its state all the same.
+    assert_eq!(alter_offsets(&mut admin, "fresh", 30), (0, 0));
+    assert_eq!(start_offset(&mut admin, "fresh"), 30);
+    assert_eq!(first_fetched(&broker, "fresh", "d", id), 30);
+}
+
+/// A share group coordinated by `leader` whose `__share_group_state` partition for
+/// (`topic_id`, 0) another broker leads, and that broker.
+fn group_here_state_elsewhere(conn: &mut Conn, topic_id: uuid::Uuid, leader: i32) -> (String, i32) {
+    let state = common::poll("the share state topic's leaders", || {
+        let parts = common::layout(conn, "__share_group_state")?;
+        parts.iter().all(|p| p.1 >= 0).then_some(parts)
+    });
+    let count = state.len() as i32;
+    for i in 0..500 {
+        let group = format!("here-{i}");
+        let key = strata::share::records::ShareKey { group: group.clone(), topic_id, partition: 0 };
+        let state_leader = state[strata::share::state_partition(&key, count) as usize].1;
+        if state_leader != leader && group_coordinator(conn, &group, -1) == leader {
+            return (group, state_leader);
+        }
+    }
+    panic!("no candidate group is coordinated by {leader} with its state elsewhere")
+}
+
+#[test]
+fn offsets_are_altered_described_and_deleted_through_a_share_coordinator_on_another_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let Spread { mut cluster, topic_id, leader, .. } = spread(dir.path());
+    let mut at_leader = Conn::connect(cluster.node(leader).addr);
+    let (group, state_leader) = group_here_state_elsewhere(&mut at_leader, topic_id, leader);
+    let mut at_coordinator = Conn::connect(cluster.node(state_leader).addr);
+    // The state APIs are served by the share coordinator only.
+    let code = initialize_state(&mut at_leader, &group, topic_id, 1, 5);
+    assert_eq!(code, E::NotCoordinator.code());
+    assert_eq!(state_summary(&mut at_leader, &group, topic_id, -1).0, E::NotCoordinator.code());
+    assert_eq!(delete_state(&mut at_leader, &group, topic_id), E::NotCoordinator.code());
+    // Altered on the partition's leader: initialized on the other broker, at state epoch 1.
+    assert_eq!(alter_offsets(&mut at_leader, &group, 40), (0, 0));
+    assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 1, -1, 40));
+    assert_eq!(start_offset(&mut at_leader, &group), 40);
+    assert_eq!(alter_offsets(&mut at_leader, &group, 45), (0, 0));
+    assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 2, -1, 45));
+    // Deleted there too.
+    assert_eq!(delete_offsets(&mut at_leader, &group), (0, 0));
+    assert_eq!(state_summary(&mut at_coordinator, &group, topic_id, -1), (0, 0, -1, -1));
+    assert_eq!(start_offset(&mut at_leader, &group), -1);
+}
+
+/// DeleteGroups of `group`: its error code.
+fn delete_group(conn: &mut Conn, group: &str) -> i16 {
+    let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]);
+    match conn.call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(req)) {
+        ResponseKind::DeleteGroups(r) => r.results[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn deleting_an_empty_share_group_deletes_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 50);
+    let mut m = Member::join(&broker, "gd", "a");
+    let f = m.fetch("gd", id, &[], 10, 2_000);
+    let f = m.fetch("gd", id, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(read_state(&mut admin, "gd", id, -1).2, 10);
+    assert_eq!(delete_group(&mut admin, "gd"), E::NonEmptyGroup.code());
+    assert_eq!(heartbeat(&mut m.conn, "gd", "a", -1).error_code, 0);
+    assert_eq!(delete_group(&mut admin, "gd"), 0);
+    assert_eq!(read_state(&mut admin, "gd", id, -1), (0, 0, -1, vec![]));
+    assert_eq!(start_offset(&mut admin, "gd"), -1);
+    assert_eq!(delete_group(&mut admin, "gd"), E::GroupIdNotFound.code());
+    // A new group of that id starts at share.auto.offset.reset.
+    assert_eq!(first_fetched(&broker, "gd", "b", id), 0);
+}

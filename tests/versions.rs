@@ -544,6 +544,36 @@ fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind
                 ReadShareGroupStateRequest::default().with_group_id(group.0).with_topics(vec![t]),
             )
         }
+        // The group coordinator's side: initialize, summarize, delete.
+        ApiKey::InitializeShareGroupState => {
+            use initialize_share_group_state_request::*;
+            let p = PartitionData::default().with_state_epoch(1).with_start_offset(0);
+            let t = InitializeStateData::default().with_topic_id(id).with_partitions(vec![p]);
+            RequestKind::InitializeShareGroupState(
+                InitializeShareGroupStateRequest::default()
+                    .with_group_id(group.0)
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::ReadShareGroupStateSummary => {
+            use read_share_group_state_summary_request::*;
+            let p = PartitionData::default().with_leader_epoch(-1);
+            let t = ReadStateSummaryData::default().with_topic_id(id).with_partitions(vec![p]);
+            RequestKind::ReadShareGroupStateSummary(
+                ReadShareGroupStateSummaryRequest::default()
+                    .with_group_id(group.0)
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::DeleteShareGroupState => {
+            use delete_share_group_state_request::*;
+            let t = DeleteStateData::default()
+                .with_topic_id(id)
+                .with_partitions(vec![PartitionData::default()]);
+            RequestKind::DeleteShareGroupState(
+                DeleteShareGroupStateRequest::default().with_group_id(group.0).with_topics(vec![t]),
+            )
+        }
         _ => return None,
     })
 }

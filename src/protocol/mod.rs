@@ -276,6 +276,9 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DeleteShareGroupOffsets,
         ReadShareGroupState,
         WriteShareGroupState,
+        InitializeShareGroupState,
+        DeleteShareGroupState,
+        ReadShareGroupStateSummary,
         // KIP-848 consumer groups.
         ConsumerGroupHeartbeat,
         ConsumerGroupDescribe

@@ -178,6 +178,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         segment_ms: get("segment.ms").or(broker.segment_ms),
         prealloc_bytes,
         prealloc_min_bytes: broker.segment_prealloc_min_bytes,
+        prezero: broker.segment_prezero,
         max_batch_bytes: get("max.message.bytes").map_or(broker.max_message_bytes, |v| v as usize),
         timestamp_type: if append_time {
             TimestampType::LogAppendTime

@@ -168,6 +168,12 @@ pub enum ShareRequest {
     },
     /// ListGroups: this shard's share groups.
     List,
+    /// DeleteGroups of an empty share group, on the coordinating shard: answers
+    /// [`ShareReply::Reset`] (NON_EMPTY_GROUP while it has members).
+    DeleteGroup {
+        /// Group id.
+        group: String,
+    },
     /// Whether a share group holds this id, on the coordinating shard.
     Exists {
         /// Group id.
@@ -210,6 +216,28 @@ pub enum ShareRequest {
         /// What to merge into its state.
         state: ShareState,
     },
+    /// InitializeShareGroupState, on the share coordinator: answers [`ShareReply::Written`].
+    InitState {
+        /// The share-partition.
+        key: ShareKey,
+        /// The new state epoch.
+        state_epoch: i32,
+        /// The new start offset (-1: `share.auto.offset.reset`).
+        start_offset: i64,
+    },
+    /// DeleteShareGroupState, on the share coordinator: answers [`ShareReply::Written`].
+    DeleteState {
+        /// The share-partition.
+        key: ShareKey,
+    },
+    /// ReadShareGroupStateSummary, on the share coordinator: answers [`ShareReply::State`]
+    /// without batches.
+    ReadSummary {
+        /// The share-partition.
+        key: ShareKey,
+        /// The reading leader's epoch (-1: not a leader).
+        leader_epoch: i32,
+    },
 }
 
 /// The answer to a [`ShareRequest`].
@@ -231,9 +259,9 @@ pub enum ShareReply {
     Released,
     /// Exists: whether it does.
     Exists(bool),
-    /// ReadState: the state (`None`: none yet), or an error code.
+    /// ReadState, ReadSummary: the state (`None`: none yet), or an error code.
     State(Result<Option<ShareState>, i16>),
-    /// WriteState: error code.
+    /// WriteState, InitState, DeleteState: error code.
     Written(i16),
 }
 
@@ -327,6 +355,11 @@ impl Shares {
                 ShareReply::List(reply)
             }
             ShareRequest::Exists { group } => ShareReply::Exists(self.is_share_group(&group)),
+            ShareRequest::DeleteGroup { group } => {
+                let code = self.delete_group(shard, &group);
+                self.release_left(shard).await;
+                ShareReply::Reset(code)
+            }
             ShareRequest::Release { group, members } => {
                 self.release(shard, &group, &members).await;
                 ShareReply::Released
@@ -345,6 +378,16 @@ impl Shares {
             }
             ShareRequest::WriteState { key, state } => {
                 ShareReply::Written(self.store.write(shard, &key, &state).await)
+            }
+            ShareRequest::InitState { key, state_epoch, start_offset } => {
+                let code = self.store.initialize(shard, &key, state_epoch, start_offset).await;
+                ShareReply::Written(code)
+            }
+            ShareRequest::DeleteState { key } => {
+                ShareReply::Written(self.store.delete(shard, &key).await)
+            }
+            ShareRequest::ReadSummary { key, leader_epoch } => {
+                ShareReply::State(self.store.summary(shard, &key, leader_epoch).await)
             }
         }
     }
@@ -440,6 +483,19 @@ impl Shares {
                 E::GroupMaxSizeReached.code()
             }
         })
+    }
+
+    /// Removes share group `id` unless it has members (NON_EMPTY_GROUP) or does not exist.
+    fn delete_group(&self, shard: &Shard, id: &str) -> i16 {
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(id) else { return E::GroupIdNotFound.code() };
+        self.expire_members(shard, group);
+        if !group.members.is_empty() {
+            return E::NonEmptyGroup.code();
+        }
+        groups.remove(id);
+        tracing::info!(group = id, "share group deleted");
+        0
     }
 
     /// Whether share group `id` exists on this shard.
@@ -701,15 +757,17 @@ impl Shares {
         let limits = limits_of(shard, &key.group);
         let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
         let log_start = local_offset(shard, &partition, -2, false).await?;
-        let replayed = stored.as_ref().and_then(|s| replay(std::slice::from_ref(s), limits));
-        let (sp, state_epoch) = match (replayed, stored) {
-            (Some((mut sp, _)), Some(state)) => {
+        // No state, or initialized without a start offset: `share.auto.offset.reset`, at
+        // the stored state epoch.
+        let started = stored.as_ref().filter(|s| s.start_offset >= 0);
+        let replayed = started.and_then(|s| replay(std::slice::from_ref(s), limits));
+        let state_epoch = stored.as_ref().map_or(0, |s| s.state_epoch);
+        let sp = match replayed {
+            Some((mut sp, _)) => {
                 sp.move_start(log_start);
-                (sp, state.state_epoch)
+                sp
             }
-            _ => {
-                (SharePartition::new(reset_offset(shard, &key.group, &partition).await?, limits), 0)
-            }
+            None => SharePartition::new(reset_offset(shard, &key.group, &partition).await?, limits),
         };
         tracing::info!(group = %key.group, topic = %key.topic, partition = key.partition,
             start_offset = sp.start_offset(), leader_epoch, "share-partition loaded");
@@ -747,8 +805,13 @@ impl Shares {
         out
     }
 
-    /// Alters (moves the start offset of) or deletes a share-partition's state. The group
-    /// must have no members (checked by the caller on the coordinator).
+    /// Alters or deletes a share-partition's state on its share coordinator, as Kafka's group
+    /// coordinator does: AlterShareGroupOffsets initializes it at `start_offset` with the
+    /// next state epoch (InitializeShareGroupState), DeleteShareGroupOffsets (`None`)
+    /// deletes it (DeleteShareGroupState; the next use starts at `share.auto.offset.reset`).
+    /// Runs on the partition's owner, which then drops the share-partition it holds, so the
+    /// next use loads the new state. The group must have no members (checked by the caller
+    /// on the group's coordinator). Writes of the share-partition are held off meanwhile.
     async fn reset(
         &self,
         shard: &Rc<Shard>,
@@ -756,26 +819,32 @@ impl Shares {
         topic_id: uuid::Uuid,
         start_offset: Option<i64>,
     ) -> i16 {
-        if let Err(code) = self.ensure_loaded(shard, &key, topic_id).await {
-            return code;
-        }
-        let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
-        let start = match start_offset {
-            Some(offset) => offset,
-            // Delete: start over where share.auto.offset.reset says.
-            None => match reset_offset(shard, &key.group, &partition).await {
-                Ok(offset) => offset,
-                Err(code) => return code,
-            },
+        let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
+        let _load = match self.load.acquire_permit(1).await {
+            Ok(permit) => permit,
+            Err(_) => return E::UnknownServerError.code(),
         };
-        {
-            let mut parts = self.partitions.borrow_mut();
-            let Some(slot) = parts.get_mut(&key) else { return E::UnknownServerError.code() };
-            slot.sp = SharePartition::new(start, limits_of(shard, &key.group));
-            // A new state epoch: the coordinator replaces the state instead of merging.
-            slot.state_epoch = slot.state_epoch.wrapping_add(1);
-        }
-        match self.persist(shard, &key).await {
+        let write = self.partitions.borrow().get(&key).map(|slot| slot.write.clone());
+        let _write = match &write {
+            Some(lock) => match lock.acquire_permit(1).await {
+                Ok(permit) => Some(permit),
+                Err(_) => return E::UnknownServerError.code(),
+            },
+            None => None,
+        };
+        let done = match start_offset {
+            Some(start) => {
+                async {
+                    let stored = read_summary(shard, &share_key, -1).await?;
+                    let state_epoch = stored.map_or(0, |s| s.state_epoch).wrapping_add(1);
+                    initialize_state(shard, &share_key, state_epoch, start).await
+                }
+                .await
+            }
+            None => delete_state(shard, &share_key).await,
+        };
+        self.partitions.borrow_mut().remove(&key);
+        match done {
             Ok(()) => 0,
             Err(code) => code,
         }
@@ -783,10 +852,12 @@ impl Shares {
 }
 
 /// The start offset stored for share-partition `key` in `__share_group_state` (`None`: it
-/// has no state), asked of its share coordinator (Kafka's coordinator asks the persister for
-/// a share-partition no shard holds in memory). Not a leader's read: no epoch is recorded.
+/// has none), asked of its share coordinator with ReadShareGroupStateSummary, as Kafka's
+/// group coordinator does for DescribeShareGroupOffsets. Not a leader's read: no epoch is
+/// recorded, and a state initialized without a start offset has none yet.
 pub async fn stored_start_offset(shard: &Rc<Shard>, key: &ShareKey) -> Result<Option<i64>, i16> {
-    Ok(read_state(shard, key, -1).await?.map(|s| s.start_offset))
+    let summary = read_summary(shard, key, -1).await?;
+    Ok(summary.map(|s| s.start_offset).filter(|&start| start >= 0))
 }
 
 /// The leader epoch of a partition by this shard's metadata (0 if unknown).
@@ -832,11 +903,7 @@ async fn write_state(shard: &Rc<Shard>, key: &ShareKey, state: &ShareState) -> R
         match home {
             StateHome::Here { owner, .. } => {
                 let request = ShareRequest::WriteState { key: key.clone(), state: state.clone() };
-                match call_boxed(shard, owner, request).await {
-                    Some(ShareReply::Written(0)) => Ok(()),
-                    Some(ShareReply::Written(code)) => Err(code),
-                    _ => Err(E::CoordinatorNotAvailable.code()),
-                }
+                written(call_boxed(shard, owner, request).await)
             }
             StateHome::Broker { id, addr } => {
                 share_state::write_remote(shard, (id, &addr), key, state).await
@@ -844,6 +911,80 @@ async fn write_state(shard: &Rc<Shard>, key: &ShareKey, state: &ShareState) -> R
         }
     })
     .await
+}
+
+/// Initializes the state of `key` on its share coordinator (InitializeShareGroupState):
+/// returns once durable.
+async fn initialize_state(
+    shard: &Rc<Shard>,
+    key: &ShareKey,
+    state_epoch: i32,
+    start_offset: i64,
+) -> Result<(), i16> {
+    share_state::with_coordinator(shard, key, |home| async move {
+        match home {
+            StateHome::Here { owner, .. } => {
+                let request =
+                    ShareRequest::InitState { key: key.clone(), state_epoch, start_offset };
+                written(call_boxed(shard, owner, request).await)
+            }
+            StateHome::Broker { id, addr } => {
+                let epochs = (state_epoch, start_offset);
+                share_state::initialize_remote(shard, (id, &addr), key, epochs).await
+            }
+        }
+    })
+    .await
+}
+
+/// Deletes the state of `key` on its share coordinator (DeleteShareGroupState): returns once
+/// the tombstone is durable.
+async fn delete_state(shard: &Rc<Shard>, key: &ShareKey) -> Result<(), i16> {
+    share_state::with_coordinator(shard, key, |home| async move {
+        match home {
+            StateHome::Here { owner, .. } => {
+                let request = ShareRequest::DeleteState { key: key.clone() };
+                written(call_boxed(shard, owner, request).await)
+            }
+            StateHome::Broker { id, addr } => {
+                share_state::delete_remote(shard, (id, &addr), key).await
+            }
+        }
+    })
+    .await
+}
+
+/// The summary of the state of `key` (no batches; `None`: no state) from its share
+/// coordinator (ReadShareGroupStateSummary), asked at `leader_epoch` (-1: not a leader).
+async fn read_summary(
+    shard: &Rc<Shard>,
+    key: &ShareKey,
+    leader_epoch: i32,
+) -> Result<Option<ShareState>, i16> {
+    share_state::with_coordinator(shard, key, |home| async move {
+        match home {
+            StateHome::Here { owner, .. } => {
+                let request = ShareRequest::ReadSummary { key: key.clone(), leader_epoch };
+                match call_boxed(shard, owner, request).await {
+                    Some(ShareReply::State(read)) => read,
+                    _ => Err(E::CoordinatorNotAvailable.code()),
+                }
+            }
+            StateHome::Broker { id, addr } => {
+                share_state::summary_remote(shard, (id, &addr), key, leader_epoch).await
+            }
+        }
+    })
+    .await
+}
+
+/// A coordinator's [`ShareReply::Written`] as a result.
+fn written(reply: Option<ShareReply>) -> Result<(), i16> {
+    match reply {
+        Some(ShareReply::Written(0)) => Ok(()),
+        Some(ShareReply::Written(code)) => Err(code),
+        _ => Err(E::CoordinatorNotAvailable.code()),
+    }
 }
 
 /// Replays state records in log order: the latest snapshot, then the updates after it.
@@ -960,14 +1101,19 @@ pub(super) async fn read_states(
         if outcome.error_code != 0 {
             return Err(E::CoordinatorLoadInProgress.code());
         }
-        let (found, next, bad) = records::decode_batches(&outcome.records, key).map_err(|e| {
+        let found = records::decode_batches(&outcome.records, key).map_err(|e| {
             crate::log_limited!(ERROR, "reading {STATE_TOPIC}-{partition}: {e}");
             E::CoordinatorLoadInProgress.code()
         })?;
-        if bad > 0 {
-            crate::log_limited!(WARN, bad, "undecodable {STATE_TOPIC} records skipped");
+        if found.bad > 0 {
+            crate::log_limited!(WARN, bad = found.bad, "undecodable {STATE_TOPIC} records skipped");
         }
-        states.extend(found);
+        if found.deleted {
+            // DeleteShareGroupState: what came before the tombstone is gone.
+            states.clear();
+        }
+        states.extend(found.states);
+        let next = found.next;
         if next <= offset {
             break;
         }

@@ -14,15 +14,22 @@
 //!   FENCED_LEADER_EPOCH (a leader epoch of -1 is not checked: a read for describing, not a
 //!   leader loading). A read with a newer leader epoch records it (written when there is
 //!   state), so a deposed share-partition leader can no longer write. A write with a newer
-//!   state epoch replaces the state instead of merging into it (an offset reset; Kafka's
-//!   InitializeShareGroupState). A read of a share-partition with no state answers start
-//!   offset -1 ("not yet initialized"): Strata has no InitializeShareGroupState, the
-//!   share-partition leader starts it at `share.auto.offset.reset`.
-//! * The **persister** (the share-partition leader's side, [`with_coordinator`]) finds the
-//!   coordinator in the cluster metadata: on this broker it calls the owning shard over the
-//!   mesh (no network hop); on another broker it sends ReadShareGroupState /
-//!   WriteShareGroupState over the shard's [`PeerPool`] (TLS when the inter-broker listener
-//!   is). NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+//!   state epoch replaces the state instead of merging into it.
+//! * **InitializeShareGroupState** (AlterShareGroupOffsets) writes a fresh snapshot at the
+//!   given state epoch and start offset (an older state epoch: FENCED_STATE_EPOCH; a topic
+//!   or partition that does not exist: UNKNOWN_TOPIC_OR_PARTITION). **DeleteShareGroupState**
+//!   (DeleteShareGroupOffsets) appends a tombstone of the share-partition's snapshot key
+//!   (none when nothing is stored), so compaction and every later replay forget it, and
+//!   evicts it from the cache. **ReadShareGroupStateSummary** (DescribeShareGroupOffsets)
+//!   answers the start offset, state epoch and highest leader epoch, records nothing.
+//! * A read of a share-partition with no state (never initialized, or deleted) answers start
+//!   offset -1 at state epoch 0, and so does one initialized from -1 at its state epoch: the
+//!   share-partition leader starts it at `share.auto.offset.reset`, as Kafka's does.
+//! * The **persister** (the share-partition leader's and the offset admin APIs' side,
+//!   [`with_coordinator`]) finds the coordinator in the cluster metadata: on this broker it
+//!   calls the owning shard over the mesh (no network hop); on another broker it sends the
+//!   same five APIs over the shard's [`PeerPool`] (TLS when the inter-broker listener is).
+//!   NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
 //!   NOT_LEADER_OR_FOLLOWER and a failed connection are retried [`ATTEMPTS_MAX`] times with
 //!   the metadata of that moment and a doubling back-off; then COORDINATOR_NOT_AVAILABLE.
 
@@ -34,9 +41,14 @@ use std::time::Duration;
 
 use glommio::sync::Semaphore;
 use kafka_protocol::messages::{
-    read_share_group_state_request as read_req, read_share_group_state_response as read_resp,
-    write_share_group_state_request as write_req, ApiKey, ReadShareGroupStateRequest, RequestKind,
-    ResponseKind, WriteShareGroupStateRequest,
+    delete_share_group_state_request as delete_req,
+    initialize_share_group_state_request as init_req, read_share_group_state_request as read_req,
+    read_share_group_state_response as read_resp,
+    read_share_group_state_summary_request as summary_req,
+    read_share_group_state_summary_response as summary_resp,
+    write_share_group_state_request as write_req, ApiKey, DeleteShareGroupStateRequest,
+    InitializeShareGroupStateRequest, ReadShareGroupStateRequest,
+    ReadShareGroupStateSummaryRequest, RequestKind, ResponseKind, WriteShareGroupStateRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -53,7 +65,8 @@ const BACKOFF_MS_MIN: u64 = 100;
 /// Timeout of one call to another broker's share coordinator: its acks=all write may wait
 /// `WRITE_TIMEOUT_MS` for the in-sync replicas.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(35);
-/// The only version of ReadShareGroupState and WriteShareGroupState kafka-protocol has.
+/// The only version of the share-group state APIs (Initialize, Read, Write, Delete,
+/// ReadSummary) kafka-protocol has.
 pub const STATE_API_VERSION: i16 = 0;
 
 /// Where the `__share_group_state` partition of a share-partition is led.
@@ -105,6 +118,14 @@ fn coordinated_here(shard: &Shard, key: &ShareKey) -> Result<i32, i16> {
         StateHome::Here { partition, owner } if owner == shard.id => Ok(partition),
         _ => Err(E::NotCoordinator.code()),
     }
+}
+
+/// Whether the topic and partition of `key` exist (Kafka's coordinator checks its metadata
+/// image before initializing).
+fn known_partition(shard: &Shard, key: &ShareKey) -> bool {
+    let meta = shard.meta();
+    let topic = meta.topic_by_id(key.topic_id);
+    topic.is_some_and(|t| usize::try_from(key.partition).is_ok_and(|p| p < t.partitions.len()))
 }
 
 /// Whether a persister call failing with `code` is tried again.
@@ -196,9 +217,11 @@ pub async fn read_remote(
     Ok(from_read(found, leader_epoch))
 }
 
-/// The state a ReadShareGroupState partition result carries (`None`: not initialized).
+/// The state a ReadShareGroupState partition result carries (`None`: no state, Kafka's start
+/// offset -1 at state epoch 0; a start offset of -1 at a later state epoch was initialized
+/// without one).
 pub fn from_read(found: &read_resp::PartitionResult, leader_epoch: i32) -> Option<ShareState> {
-    (found.start_offset >= 0).then(|| ShareState {
+    (found.start_offset >= 0 || found.state_epoch > 0).then(|| ShareState {
         snapshot: true,
         snapshot_epoch: 0,
         state_epoch: found.state_epoch,
@@ -215,6 +238,111 @@ pub fn from_read(found: &read_resp::PartitionResult, leader_epoch: i32) -> Optio
             })
             .collect(),
     })
+}
+
+/// InitializeShareGroupState of `key` at `state_epoch` from `start_offset` on broker
+/// `(id, addr)`.
+pub async fn initialize_remote(
+    shard: &Rc<Shard>,
+    broker: (i32, &str),
+    key: &ShareKey,
+    (state_epoch, start_offset): (i32, i64),
+) -> Result<(), i16> {
+    let partition = init_req::PartitionData::default()
+        .with_partition(key.partition)
+        .with_state_epoch(state_epoch)
+        .with_start_offset(start_offset);
+    let topic = init_req::InitializeStateData::default()
+        .with_topic_id(key.topic_id)
+        .with_partitions(vec![partition]);
+    let request = InitializeShareGroupStateRequest::default()
+        .with_group_id(str_bytes(&key.group))
+        .with_topics(vec![topic]);
+    let body = RequestKind::InitializeShareGroupState(request);
+    let ResponseKind::InitializeShareGroupState(response) =
+        call_broker(shard, broker, ApiKey::InitializeShareGroupState, body).await?
+    else {
+        return Err(E::UnknownServerError.code());
+    };
+    let results = response.results.iter().filter(|t| t.topic_id == key.topic_id);
+    let found = results.flat_map(|t| &t.partitions).find(|p| p.partition == key.partition);
+    error_of(found.map(|p| p.error_code))
+}
+
+/// DeleteShareGroupState of `key` on broker `(id, addr)`.
+pub async fn delete_remote(
+    shard: &Rc<Shard>,
+    broker: (i32, &str),
+    key: &ShareKey,
+) -> Result<(), i16> {
+    let partition = delete_req::PartitionData::default().with_partition(key.partition);
+    let topic = delete_req::DeleteStateData::default()
+        .with_topic_id(key.topic_id)
+        .with_partitions(vec![partition]);
+    let request = DeleteShareGroupStateRequest::default()
+        .with_group_id(str_bytes(&key.group))
+        .with_topics(vec![topic]);
+    let body = RequestKind::DeleteShareGroupState(request);
+    let ResponseKind::DeleteShareGroupState(response) =
+        call_broker(shard, broker, ApiKey::DeleteShareGroupState, body).await?
+    else {
+        return Err(E::UnknownServerError.code());
+    };
+    let results = response.results.iter().filter(|t| t.topic_id == key.topic_id);
+    let found = results.flat_map(|t| &t.partitions).find(|p| p.partition == key.partition);
+    error_of(found.map(|p| p.error_code))
+}
+
+/// ReadShareGroupStateSummary of `key` on broker `(id, addr)` at `leader_epoch` (-1: not a
+/// leader): the state without batches (`None`: none).
+pub async fn summary_remote(
+    shard: &Rc<Shard>,
+    broker: (i32, &str),
+    key: &ShareKey,
+    leader_epoch: i32,
+) -> Result<Option<ShareState>, i16> {
+    let partition = summary_req::PartitionData::default()
+        .with_partition(key.partition)
+        .with_leader_epoch(leader_epoch);
+    let topic = summary_req::ReadStateSummaryData::default()
+        .with_topic_id(key.topic_id)
+        .with_partitions(vec![partition]);
+    let request = ReadShareGroupStateSummaryRequest::default()
+        .with_group_id(str_bytes(&key.group))
+        .with_topics(vec![topic]);
+    let body = RequestKind::ReadShareGroupStateSummary(request);
+    let ResponseKind::ReadShareGroupStateSummary(response) =
+        call_broker(shard, broker, ApiKey::ReadShareGroupStateSummary, body).await?
+    else {
+        return Err(E::UnknownServerError.code());
+    };
+    let results = response.results.iter().filter(|t| t.topic_id == key.topic_id);
+    let found = results.flat_map(|t| &t.partitions).find(|p| p.partition == key.partition);
+    let found = found.ok_or(E::UnknownServerError.code())?;
+    error_of(Some(found.error_code))?;
+    Ok(from_summary(found))
+}
+
+/// The state (without batches) a ReadShareGroupStateSummary partition result carries
+/// (`None`: no state; see [`from_read`]).
+pub fn from_summary(found: &summary_resp::PartitionResult) -> Option<ShareState> {
+    (found.start_offset >= 0 || found.state_epoch > 0).then(|| ShareState {
+        snapshot: true,
+        snapshot_epoch: 0,
+        state_epoch: found.state_epoch,
+        leader_epoch: found.leader_epoch,
+        start_offset: found.start_offset,
+        batches: Vec::new(),
+    })
+}
+
+/// A partition result's error code as a result (no result for the partition: an error).
+fn error_of(code: Option<i16>) -> Result<(), i16> {
+    match code {
+        Some(0) => Ok(()),
+        Some(code) => Err(code),
+        None => Err(E::UnknownServerError.code()),
+    }
 }
 
 /// WriteShareGroupState of `state` for `key` on broker `(id, addr)`.
@@ -283,6 +411,12 @@ impl Stored {
     /// What the state records `states` (in log order) leave.
     pub fn replayed(states: &[ShareState]) -> Stored {
         let leader_epoch = states.iter().map(|s| s.leader_epoch).max().unwrap_or(-1);
+        // Initialized without a start offset (InitializeShareGroupState from -1), nothing
+        // written since: kept as it is, the leader starts it at `share.auto.offset.reset`.
+        if let Some(last) = states.last().filter(|s| s.snapshot && s.start_offset < 0) {
+            let state = ShareState { leader_epoch, batches: Vec::new(), ..last.clone() };
+            return Stored { state: Some(state), leader_epoch };
+        }
         let state = super::share::replay(states, Default::default()).map(|(sp, snapshot_epoch)| {
             let state_epoch = states.iter().rev().find(|s| s.snapshot).map_or(0, |s| s.state_epoch);
             ShareState {
@@ -323,8 +457,9 @@ impl Stored {
         if update.leader_epoch >= 0 && update.leader_epoch < self.leader_epoch {
             return Err(E::FencedLeaderEpoch.code());
         }
-        // A newer state epoch starts the state afresh.
-        let base = stored.filter(|s| s.state_epoch == update.state_epoch);
+        // A newer state epoch starts the state afresh, and so does a first write after an
+        // initialization without a start offset.
+        let base = stored.filter(|s| s.state_epoch == update.state_epoch && s.start_offset >= 0);
         if base.is_none() && update.start_offset < 0 {
             return Err(E::InvalidRequest.code());
         }
@@ -338,6 +473,43 @@ impl Stored {
             leader_epoch: update.leader_epoch.max(self.leader_epoch),
             ..merged
         })
+    }
+
+    /// The snapshot an InitializeShareGroupState at `state_epoch` from `start_offset` (-1:
+    /// where `share.auto.offset.reset` says, when a leader loads it) leaves, or why it is
+    /// refused: an older state epoch than the stored one is FENCED_STATE_EPOCH (Kafka's
+    /// `ShareCoordinatorShard.initializeState`). It replaces the state (no batches) and keeps
+    /// the highest leader epoch seen, so a deposed leader stays fenced.
+    pub fn initialize(&self, state_epoch: i32, start_offset: i64) -> Result<ShareState, i16> {
+        if start_offset < -1 {
+            return Err(E::InvalidRequest.code());
+        }
+        let stored = self.state.as_ref();
+        if stored.is_some_and(|s| state_epoch < s.state_epoch) {
+            return Err(E::FencedStateEpoch.code());
+        }
+        Ok(ShareState {
+            snapshot: true,
+            snapshot_epoch: stored.map_or(0, |s| s.snapshot_epoch.wrapping_add(1)),
+            state_epoch,
+            leader_epoch: self.leader_epoch,
+            start_offset,
+            batches: Vec::new(),
+        })
+    }
+
+    /// ReadShareGroupStateSummary by the leader at `leader_epoch` (-1: not a leader): the
+    /// stored state without its batches, its leader epoch the highest seen; nothing is
+    /// recorded. An older leader epoch than the highest seen is FENCED_LEADER_EPOCH.
+    pub fn summary(&self, leader_epoch: i32) -> Result<Option<ShareState>, i16> {
+        if leader_epoch >= 0 && leader_epoch < self.leader_epoch {
+            return Err(E::FencedLeaderEpoch.code());
+        }
+        Ok(self.state.as_ref().map(|s| ShareState {
+            batches: Vec::new(),
+            leader_epoch: self.leader_epoch,
+            ..s.clone()
+        }))
     }
 }
 
@@ -398,6 +570,74 @@ impl StateStore {
         written.await.err().unwrap_or(0)
     }
 
+    /// InitializeShareGroupState of `key` on the coordinator (see [`Stored::initialize`]):
+    /// answers once the new snapshot is durable.
+    pub async fn initialize(
+        &self,
+        shard: &Rc<Shard>,
+        key: &ShareKey,
+        state_epoch: i32,
+        start_offset: i64,
+    ) -> i16 {
+        let lock = self.lock_of(key);
+        let Ok(_permit) = lock.acquire_permit(1).await else {
+            return E::UnknownServerError.code();
+        };
+        let written = async {
+            let partition = coordinated_here(shard, key)?;
+            if !known_partition(shard, key) {
+                return Err(E::UnknownTopicOrPartition.code());
+            }
+            let mut stored = self.load(shard, key, partition).await?;
+            let next = stored.initialize(state_epoch, start_offset)?;
+            append(shard, key, partition, &next).await?;
+            stored.state = Some(next);
+            self.keep(shard, key, partition, stored);
+            Ok::<(), i16>(())
+        };
+        written.await.err().unwrap_or(0)
+    }
+
+    /// DeleteShareGroupState of `key` on the coordinator: appends its tombstone (acks=all)
+    /// unless it has nothing stored, then forgets it here (cache and lock), so neither this
+    /// coordinator nor a replay of the state partition knows it any more.
+    pub async fn delete(&self, shard: &Rc<Shard>, key: &ShareKey) -> i16 {
+        let lock = self.lock_of(key);
+        let deleted = async {
+            let _permit = lock.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+            let partition = coordinated_here(shard, key)?;
+            let stored = self.load(shard, key, partition).await?;
+            if stored.state.is_some() || stored.leader_epoch >= 0 {
+                append_tombstone(shard, key, partition).await?;
+            }
+            self.cache.borrow_mut().remove(key);
+            Ok::<(), i16>(())
+        };
+        let code = deleted.await.err().unwrap_or(0);
+        // The lock goes too, unless another call holds or waits for it (this one and the
+        // map's are the only references then).
+        if Rc::strong_count(&lock) == 2 {
+            self.locks.borrow_mut().remove(key);
+        }
+        code
+    }
+
+    /// ReadShareGroupStateSummary of `key` on the coordinator (see [`Stored::summary`]).
+    pub async fn summary(
+        &self,
+        shard: &Rc<Shard>,
+        key: &ShareKey,
+        leader_epoch: i32,
+    ) -> Result<Option<ShareState>, i16> {
+        let lock = self.lock_of(key);
+        let _permit = lock.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let partition = coordinated_here(shard, key)?;
+        let stored = self.load(shard, key, partition).await?;
+        let summary = stored.summary(leader_epoch)?;
+        self.keep(shard, key, partition, stored);
+        Ok(summary)
+    }
+
     /// What is stored of `key`: cached, or read from its state partition `partition`.
     async fn load(&self, shard: &Rc<Shard>, key: &ShareKey, partition: i32) -> Result<Stored, i16> {
         let epoch = partition_epoch(shard, partition);
@@ -425,11 +665,26 @@ async fn append(
     partition: i32,
     state: &ShareState,
 ) -> Result<(), i16> {
-    let batch =
-        crate::share::records::encode_batch(key, state, crate::group::now_ms()).map_err(|e| {
-            crate::log_limited!(ERROR, "encoding share state: {e}");
-            E::UnknownServerError.code()
-        })?;
+    let batch = crate::share::records::encode_batch(key, state, crate::group::now_ms());
+    append_batch(shard, key, partition, batch).await
+}
+
+/// Appends the tombstone of `key` to the state partition `partition`, acks=all.
+async fn append_tombstone(shard: &Shard, key: &ShareKey, partition: i32) -> Result<(), i16> {
+    let batch = crate::share::records::encode_tombstone(key, crate::group::now_ms());
+    append_batch(shard, key, partition, batch).await
+}
+
+async fn append_batch(
+    shard: &Shard,
+    key: &ShareKey,
+    partition: i32,
+    batch: Result<bytes::Bytes, String>,
+) -> Result<(), i16> {
+    let batch = batch.map_err(|e| {
+        crate::log_limited!(ERROR, "encoding share state: {e}");
+        E::UnknownServerError.code()
+    })?;
     let acks = super::mesh::Acks { acks: -1, timeout_ms: super::share::WRITE_TIMEOUT_MS };
     let outcome = shard
         .append_local(STATE_TOPIC, partition, bytes::BytesMut::from(&batch[..]), acks)

@@ -207,10 +207,20 @@ pub fn encode_batch(
     state: &ShareState,
     timestamp_ms: i64,
 ) -> Result<Bytes, String> {
+    let kind = if state.snapshot { SNAPSHOT } else { UPDATE };
+    encode_record(encode_key(kind, key), Some(encode_value(state)), timestamp_ms)
+}
+
+/// One record batch holding the tombstone of `key` (DeleteShareGroupState): its snapshot key
+/// with a null value, so compaction drops the state and a replay forgets what came before.
+pub fn encode_tombstone(key: &ShareKey, timestamp_ms: i64) -> Result<Bytes, String> {
+    encode_record(encode_key(SNAPSHOT, key), None, timestamp_ms)
+}
+
+fn encode_record(key: Bytes, value: Option<Bytes>, timestamp_ms: i64) -> Result<Bytes, String> {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
-    let kind = if state.snapshot { SNAPSHOT } else { UPDATE };
     let record = Record {
         transactional: false,
         control: false,
@@ -221,8 +231,8 @@ pub fn encode_batch(
         offset: 0,
         sequence: -1,
         timestamp: timestamp_ms,
-        key: Some(encode_key(kind, key)),
-        value: Some(encode_value(state)),
+        key: Some(key),
+        value,
         headers: Default::default(),
         delete_horizon: false,
     };
@@ -234,33 +244,48 @@ pub fn encode_batch(
 
 /// The state records of `want` in the whole batches of `data`, in log order, with the offset
 /// after the last record read; records of other keys, control records and records that do
-/// not decode are skipped (a record that does not decode is counted in the third value).
-pub fn decode_batches(
-    data: &Bytes,
-    want: &ShareKey,
-) -> Result<(Vec<ShareState>, i64, usize), String> {
+/// not decode are skipped (a record that does not decode is counted in the third value). A
+/// tombstone of `want` drops the records before it, so the state of a deleted
+/// share-partition is empty ([`Decoded::deleted`] tells a caller reading in rounds to drop
+/// what earlier rounds found).
+pub fn decode_batches(data: &Bytes, want: &ShareKey) -> Result<Decoded, String> {
     use kafka_protocol::records::RecordBatchDecoder;
     let mut buf = data.clone();
-    let mut out = Vec::new();
-    let mut next = -1;
-    let mut bad = 0;
+    let mut out = Decoded { states: Vec::new(), next: -1, bad: 0, deleted: false };
     while !buf.is_empty() {
         let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| e.to_string())?;
         for record in set.records {
-            next = next.max(record.offset + 1);
+            out.next = out.next.max(record.offset + 1);
             if record.control {
                 continue;
             }
-            let (Some(key), Some(value)) = (record.key, record.value) else { continue };
-            match decode_key(&key) {
-                Ok((kind, k)) if &k == want => match decode_value(kind, &value) {
-                    Ok(state) => out.push(state),
-                    Err(_) => bad += 1,
+            let Some(key) = record.key else { continue };
+            match (decode_key(&key), record.value) {
+                (Ok((_, k)), None) if &k == want => {
+                    out.states.clear();
+                    out.deleted = true;
+                }
+                (Ok((kind, k)), Some(value)) if &k == want => match decode_value(kind, &value) {
+                    Ok(state) => out.states.push(state),
+                    Err(_) => out.bad += 1,
                 },
-                Ok(_) => {}
-                Err(_) => bad += 1,
+                (Ok(_), _) => {}
+                (Err(_), _) => out.bad += 1,
             }
         }
     }
-    Ok((out, next, bad))
+    Ok(out)
+}
+
+/// What [`decode_batches`] found.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The records of the share-partition, in log order, after its last tombstone.
+    pub states: Vec<ShareState>,
+    /// The offset after the last record read (-1: none).
+    pub next: i64,
+    /// Records that do not decode.
+    pub bad: usize,
+    /// Whether a tombstone of the share-partition was read (`states` follow the last one).
+    pub deleted: bool,
 }

@@ -477,6 +477,45 @@ fn pipelined_appends_are_group_committed_in_order() {
     });
 }
 
+/// Background growths write zeros ahead of the data while the writer keeps writing below
+/// them: nothing written may be overwritten, before or after a crash.
+#[test]
+fn zeros_written_ahead_never_touch_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let dir2 = dir.clone();
+    let config = || LogConfig {
+        segment_bytes: 96 << 10,
+        prealloc_bytes: 32 << 10,
+        prealloc_min_bytes: 4 << 10,
+        prezero: true,
+        ..small_config()
+    };
+    let before = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = before.clone();
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), config()).await.unwrap();
+        for wave in 0..40 {
+            let pendings: Vec<_> =
+                (0..15).map(|i| log.append(&test_batch(wave * 15 + i)).unwrap()).collect();
+            for pending in pendings {
+                pending.durable().await.unwrap();
+            }
+        }
+        assert!(log_files(&dir).len() > 2, "segments rolled");
+        *kept.lock().unwrap() = read_all(&log).await;
+        std::mem::forget(log);
+    });
+    let before = std::mem::take(&mut *before.lock().unwrap());
+    assert_eq!(before.len(), 600);
+    run(move || async move {
+        let log = PartitionLog::open(dir2, config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 3000);
+        assert_eq!(read_all(&log).await, before);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn segment_index_lookups_and_files() {
     let mut index = SegmentIndex::new(100);

@@ -486,6 +486,8 @@ async fn delete(shard: &Rc<Shard>, req: DeleteGroupsRequest) -> DeleteGroupsResp
     for id in req.groups_names {
         let code = if !valid_group_id(&id) {
             E::InvalidGroupId.code()
+        } else if super::share::is_share_group(shard, &id).await {
+            super::share::delete_group(shard, &id).await
         } else {
             match route(shard, &id, GroupOp::Delete { group: id.0.to_string() }).await {
                 Ok(GroupReply::Delete(code)) => code,

@@ -97,7 +97,10 @@ impl Metering {
             RequestKind::ApiVersions(_)
             | RequestKind::WriteTxnMarkers(_)
             | RequestKind::ReadShareGroupState(_)
-            | RequestKind::WriteShareGroupState(_) => return None,
+            | RequestKind::WriteShareGroupState(_)
+            | RequestKind::InitializeShareGroupState(_)
+            | RequestKind::DeleteShareGroupState(_)
+            | RequestKind::ReadShareGroupStateSummary(_) => return None,
             _ => {}
         }
         Some(metering)

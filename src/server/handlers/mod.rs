@@ -117,10 +117,14 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::AlterShareGroupOffsets, min: 0, max: 0 },
     ApiRange { key: ApiKey::DeleteShareGroupOffsets, min: 0, max: 0 },
     // Broker to broker (Kafka lists them on the broker listener, as WriteTxnMarkers): a
-    // share-partition leader reads and writes its state on the share coordinator. v0 is
-    // the only version kafka-protocol 0.18 has.
+    // share-partition leader reads and writes its state on the share coordinator, the group
+    // coordinator initializes, deletes and summarizes it. v0 is the only version
+    // kafka-protocol 0.18 has (Kafka 4.2's ReadShareGroupStateSummary v1 is not in it).
     ApiRange { key: ApiKey::ReadShareGroupState, min: 0, max: 0 },
     ApiRange { key: ApiKey::WriteShareGroupState, min: 0, max: 0 },
+    ApiRange { key: ApiKey::InitializeShareGroupState, min: 0, max: 0 },
+    ApiRange { key: ApiKey::DeleteShareGroupState, min: 0, max: 0 },
+    ApiRange { key: ApiKey::ReadShareGroupStateSummary, min: 0, max: 0 },
 ];
 
 /// The implemented range of `key`, if any.
@@ -349,6 +353,15 @@ async fn handle_any(
         }
         RequestKind::WriteShareGroupState(req) => {
             ResponseKind::WriteShareGroupState(share_state::write(shard, req).await)
+        }
+        RequestKind::InitializeShareGroupState(req) => {
+            ResponseKind::InitializeShareGroupState(share_state::initialize(shard, req).await)
+        }
+        RequestKind::DeleteShareGroupState(req) => {
+            ResponseKind::DeleteShareGroupState(share_state::delete(shard, req).await)
+        }
+        RequestKind::ReadShareGroupStateSummary(req) => {
+            ResponseKind::ReadShareGroupStateSummary(share_state::summary(shard, req).await)
         }
         RequestKind::DescribeAcls(req) => ResponseKind::DescribeAcls(acls::describe(shard, req)),
         RequestKind::CreateAcls(req) => ResponseKind::CreateAcls(acls::create(shard, req).await),

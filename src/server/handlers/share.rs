@@ -83,6 +83,46 @@ pub(super) async fn is_share_group(shard: &Rc<Shard>, group: &str) -> bool {
     matches!(on_coordinator(shard, group, request).await, Ok(ShareReply::Exists(true)))
 }
 
+/// DeleteGroups of share group `group`, as Kafka's group coordinator: refused while it has
+/// members; deletes the state of the share-partitions this broker's shards hold for it
+/// (DeleteShareGroupState through the persister, on each partition's owner), then the
+/// group. The state of share-partitions no shard holds (not used since a restart) stays:
+/// Strata keeps no record of which share-partitions a group initialized.
+pub(super) async fn delete_group(shard: &Rc<Shard>, group: &str) -> i16 {
+    match has_members(shard, group).await {
+        Ok(false) => {}
+        Ok(true) => return E::NonEmptyGroup.code(),
+        Err(e) => return e.code(),
+    }
+    let mut held = Vec::new();
+    for owner in 0..shard.count {
+        let request = ShareRequest::States { group: Some(group.to_owned()) };
+        if let Some(ShareReply::States(states)) = call(shard, owner, request).await {
+            held.extend(states.into_iter().map(|s| (s.topic, s.partition)));
+        }
+    }
+    for (topic, partition) in held {
+        let Some(topic_id) = shard.meta().topics.get(topic.as_str()).map(|t| t.id) else {
+            continue;
+        };
+        let name = std::sync::Arc::from(topic.as_str());
+        let key = SpKey { group: group.to_owned(), topic: name, partition };
+        let request = ShareRequest::Reset { key, topic_id, start_offset: None };
+        match on_owner(shard, &topic, partition, request).await {
+            Ok(ShareReply::Reset(0)) => {}
+            Ok(ShareReply::Reset(code)) => return code,
+            Ok(_) => return E::UnknownServerError.code(),
+            Err(e) => return e.code(),
+        }
+    }
+    let request = ShareRequest::DeleteGroup { group: group.to_owned() };
+    match on_coordinator(shard, group, request).await {
+        Ok(ShareReply::Reset(code)) => code,
+        Ok(_) => E::UnknownServerError.code(),
+        Err(e) => e.code(),
+    }
+}
+
 async fn on_coordinator(
     shard: &Rc<Shard>,
     group: &str,

@@ -122,7 +122,11 @@ fn write_requests_and_read_answers_carry_the_state_whole() {
     let read = from_read(&answer, 5).unwrap();
     assert_eq!((read.state_epoch, read.leader_epoch, read.start_offset), (2, 5, 10));
     assert_eq!(read.batches, vec![batch(10, 12, 2, 1)]);
-    assert_eq!(from_read(&answer.with_start_offset(-1), 5), None, "not initialized");
+    // Start offset -1 at state epoch 0: no state; at a later one: initialized from -1.
+    let unstarted = from_read(&answer.clone().with_start_offset(-1), 5).unwrap();
+    assert_eq!((unstarted.state_epoch, unstarted.start_offset), (2, -1));
+    let none = answer.with_start_offset(-1).with_state_epoch(0);
+    assert_eq!(from_read(&none, 5), None, "not initialized");
 }
 
 #[test]
@@ -139,4 +143,66 @@ fn malformed_write_partitions_are_invalid_requests() {
         let refused = crate::server::handlers::share_state::update_of(&p);
         assert_eq!(refused, Err(E::InvalidRequest.code()), "{p:?}");
     }
+}
+
+#[test]
+fn an_initialize_replaces_the_state_and_an_older_state_epoch_is_fenced() {
+    let stored = stored_at(1, 4);
+    let init = stored.initialize(2, 50).unwrap();
+    assert!(init.snapshot && init.batches.is_empty());
+    assert_eq!((init.state_epoch, init.leader_epoch, init.start_offset), (2, 4, 50));
+    // The same state epoch re-initializes; an older one is fenced, as Kafka's coordinator.
+    assert_eq!(stored.initialize(1, 7).map(|s| s.start_offset), Ok(7));
+    assert_eq!(stored.initialize(0, 7), Err(E::FencedStateEpoch.code()));
+    assert_eq!(stored.initialize(2, -2), Err(E::InvalidRequest.code()));
+    // Nothing stored: any state epoch.
+    assert_eq!(Stored::replayed(&[]).initialize(0, 3).map(|s| s.leader_epoch), Ok(-1));
+}
+
+#[test]
+fn a_state_initialized_without_a_start_offset_survives_a_replay_and_a_first_write_replaces_it() {
+    let init = Stored::replayed(&[]).initialize(3, -1).unwrap();
+    let stored = Stored::replayed(std::slice::from_ref(&init));
+    let state = stored.state.clone().unwrap();
+    assert_eq!((state.state_epoch, state.start_offset), (3, -1));
+    // The leader's first write (its start at share.auto.offset.reset) is not merged into -1.
+    let first = stored.write(&update(3, 0, 10, vec![batch(10, 11, 0, 1)])).unwrap();
+    assert_eq!((first.start_offset, first.batches), (10, vec![batch(10, 11, 0, 1)]));
+    // A merge-only write (start -1) has nothing to merge into.
+    assert_eq!(stored.write(&update(3, 0, -1, vec![])), Err(E::InvalidRequest.code()));
+}
+
+#[test]
+fn a_summary_has_no_batches_records_nothing_and_fences_older_leaders() {
+    let stored = stored_at(1, 4);
+    let summary = stored.summary(-1).unwrap().unwrap();
+    assert!(summary.batches.is_empty());
+    assert_eq!((summary.state_epoch, summary.leader_epoch, summary.start_offset), (1, 4, 0));
+    assert_eq!(stored.summary(3), Err(E::FencedLeaderEpoch.code()));
+    assert!(stored.summary(9).is_ok());
+    assert_eq!(Stored::replayed(&[]).summary(0), Ok(None));
+}
+
+#[test]
+fn a_tombstone_drops_the_records_before_it() {
+    use crate::share::records::{decode_batches, encode_batch, encode_tombstone};
+    let key = ShareKey { group: "g".into(), topic_id: uuid::Uuid::from_u128(7), partition: 1 };
+    let other = ShareKey { partition: 2, ..key.clone() };
+    let state = stored_at(0, 1).state.unwrap();
+    let mut log = bytes::BytesMut::new();
+    log.extend_from_slice(&encode_batch(&key, &state, 0).unwrap());
+    log.extend_from_slice(&encode_batch(&other, &state, 0).unwrap());
+    log.extend_from_slice(&encode_tombstone(&key, 0).unwrap());
+    let log = log.freeze();
+    let found = decode_batches(&log, &key).unwrap();
+    assert!(found.deleted && found.states.is_empty());
+    assert_eq!(Stored::replayed(&found.states), Stored { state: None, leader_epoch: -1 });
+    let untouched = decode_batches(&log, &other).unwrap();
+    assert!(!untouched.deleted);
+    assert_eq!(untouched.states, vec![state.clone()]);
+    // Written again after the tombstone: only the new state.
+    let mut again = bytes::BytesMut::from(&log[..]);
+    again.extend_from_slice(&encode_batch(&key, &state, 0).unwrap());
+    let found = decode_batches(&again.freeze(), &key).unwrap();
+    assert_eq!(found.states, vec![state]);
 }

@@ -118,7 +118,10 @@ pub fn rule(key: ApiKey) -> Rule {
         | AlterShareGroupOffsets
         | DeleteShareGroupOffsets
         | ReadShareGroupState
-        | WriteShareGroupState => Rule::Share,
+        | WriteShareGroupState
+        | InitializeShareGroupState
+        | DeleteShareGroupState
+        | ReadShareGroupStateSummary => Rule::Share,
         ConsumerGroupHeartbeat | ConsumerGroupDescribe => Rule::Groups,
         _ => Rule::Unknown,
     }

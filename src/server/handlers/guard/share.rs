@@ -3,8 +3,9 @@
 //!
 //! - ShareGroupHeartbeat: needs READ on the group; a denial answers
 //!   GROUP_AUTHORIZATION_FAILED.
-//! - ReadShareGroupState, WriteShareGroupState (broker to broker): CLUSTER_ACTION on the
-//!   cluster, as Kafka's other inter-broker APIs; a denial answers
+//! - ReadShareGroupState, WriteShareGroupState, InitializeShareGroupState,
+//!   DeleteShareGroupState, ReadShareGroupStateSummary (broker to broker): CLUSTER_ACTION on
+//!   the cluster, as Kafka's other inter-broker APIs; a denial answers
 //!   CLUSTER_AUTHORIZATION_FAILED for every partition.
 //! - ShareGroupDescribe: needs DESCRIBE on each group; a denial answers
 //!   GROUP_AUTHORIZATION_FAILED for that group.
@@ -117,6 +118,20 @@ pub(super) fn check(gate: &Gate, shard: &Rc<Shard>, body: RequestKind) -> Checke
         RequestKind::WriteShareGroupState(req) if !gate.cluster(Operation::ClusterAction) => {
             let code = E::ClusterAuthorizationFailed.code();
             answer(ResponseKind::WriteShareGroupState(share_state::write_refused(&req, code)))
+        }
+        RequestKind::InitializeShareGroupState(req) if !gate.cluster(Operation::ClusterAction) => {
+            let code = E::ClusterAuthorizationFailed.code();
+            let refused = share_state::initialize_refused(&req, code);
+            answer(ResponseKind::InitializeShareGroupState(refused))
+        }
+        RequestKind::DeleteShareGroupState(req) if !gate.cluster(Operation::ClusterAction) => {
+            let code = E::ClusterAuthorizationFailed.code();
+            answer(ResponseKind::DeleteShareGroupState(share_state::delete_refused(&req, code)))
+        }
+        RequestKind::ReadShareGroupStateSummary(req) if !gate.cluster(Operation::ClusterAction) => {
+            let code = E::ClusterAuthorizationFailed.code();
+            let refused = share_state::summary_refused(&req, code);
+            answer(ResponseKind::ReadShareGroupStateSummary(refused))
         }
         other => Ok((other, None)),
     }
