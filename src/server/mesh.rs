@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::oneshot;
 
 use crate::controller::placement::Command;
@@ -238,7 +238,7 @@ pub enum ShardMsg {
     Produce {
         /// Partitions and their record batches (moved, not copied: the owner writes offsets
         /// into them in place).
-        items: Vec<(PartitionRef, BytesMut)>,
+        items: Vec<(PartitionRef, crate::storage::OwnedRecords)>,
         /// The request's acks and timeout.
         acks: Acks,
         /// Outcomes, one per item.

@@ -983,7 +983,7 @@ impl Shard {
         &self,
         topic: &str,
         partition: i32,
-        records: bytes::BytesMut,
+        records: crate::storage::OwnedRecords,
         acks: Acks,
     ) -> LocalAppend {
         let Some(Owned { log, counters, replica }) = self.owned(topic, partition) else {
@@ -1023,7 +1023,7 @@ impl Shard {
             None
         };
         let queued = Instant::now();
-        let bytes = records.len() as u64;
+        let bytes = records.bytes.len() as u64;
         match log.append_owned(records) {
             Ok(pending) => {
                 let messages = pending.last_offset() - pending.base_offset() + 1;
@@ -1400,7 +1400,7 @@ impl Shard {
 
     fn on_produce(
         &self,
-        items: Vec<(PartitionRef, bytes::BytesMut)>,
+        items: Vec<(PartitionRef, crate::storage::OwnedRecords)>,
         acks: Acks,
         reply: oneshot::Sender<Vec<ProduceOutcome>>,
     ) {

@@ -687,7 +687,7 @@ async fn append_batch(
     })?;
     let acks = super::mesh::Acks { acks: -1, timeout_ms: super::share::WRITE_TIMEOUT_MS };
     let outcome = shard
-        .append_local(STATE_TOPIC, partition, bytes::BytesMut::from(&batch[..]), acks)
+        .append_local(STATE_TOPIC, partition, crate::storage::OwnedRecords::copied(&batch), acks)
         .outcome()
         .await;
     if outcome.error_code != 0 {

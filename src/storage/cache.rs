@@ -15,6 +15,9 @@ struct CachedBatch {
     base_offset: i64,
     last_offset: i64,
     bytes: Bytes,
+    /// What it counts against the budgets: its length, or more when it is a slice of a
+    /// larger buffer it keeps allocated (see [`TailCache::push`]).
+    charge: usize,
 }
 
 /// Recent batches in increasing offset order (contiguous, except where a follower copied a
@@ -90,7 +93,7 @@ impl TailCache {
         while freed < want {
             match self.batches.front() {
                 Some(front) if front.last_offset < written_below => {
-                    freed += front.bytes.len();
+                    freed += front.charge;
                     self.batches.pop_front();
                 }
                 _ => break,
@@ -103,20 +106,26 @@ impl TailCache {
 
     /// Adds the next batch (its base offset is past the previous batch's last offset).
     /// Batches whose header does not parse are not cached (cannot happen after `validate`).
-    pub(crate) fn push(&mut self, bytes: Bytes) {
+    /// `pinned`: the bytes of the allocation the batch is a slice of (a produce request's
+    /// frame, when its records were taken over in place), 0 when it owns its allocation. The
+    /// batch counts as the larger of the two, so the memory the cache keeps alive stays
+    /// within its budgets however the other slices of that frame come and go.
+    pub(crate) fn push(&mut self, bytes: Bytes, pinned: usize) {
         let Some(header) = header_of(&bytes) else {
             return;
         };
         if let Some(back) = self.batches.back() {
             assert!(back.last_offset < header.base_offset);
         }
-        self.bytes += bytes.len();
-        self.add(bytes.len());
+        let charge = bytes.len().max(pinned);
+        self.bytes += charge;
+        self.add(charge);
         self.touch();
         self.batches.push_back(CachedBatch {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
             bytes,
+            charge,
         });
     }
 
@@ -136,8 +145,8 @@ impl TailCache {
             if front.last_offset >= offset {
                 break;
             }
-            self.bytes -= front.bytes.len();
-            self.sub(front.bytes.len());
+            self.bytes -= front.charge;
+            self.sub(front.charge);
             self.batches.pop_front();
         }
     }

@@ -606,7 +606,7 @@ impl PartitionLog {
             }
             batches.push(all.slice(range));
         }
-        shared.enqueue(batches, next_offset);
+        shared.enqueue(batches, next_offset, 0);
         Ok(PendingAppend {
             shared: shared.clone(),
             base_offset,
@@ -716,8 +716,8 @@ impl PartitionLog {
     /// [`PartitionLog::append`] of a buffer the caller gives up: offsets, epoch and
     /// LogAppendTime are written into it in place (after validation, which reads it as it came)
     /// and its batches are queued and cached as slices of it, with no copy.
-    pub fn append_owned(&self, records: BytesMut) -> Result<PendingAppend, AppendError> {
-        self.append_from(Records::Owned(records), false)
+    pub fn append_owned(&self, records: OwnedRecords) -> Result<PendingAppend, AppendError> {
+        self.append_from(Records::Owned(records.bytes, records.pinned), false)
     }
 
     /// Appends a transaction marker (control batch) for `producer_id` at `epoch`, as the
@@ -774,7 +774,7 @@ impl PartitionLog {
         let base_offset = shared.leo.get();
         // Validation above read the batches as they came; now they are rewritten, in the
         // caller's buffer if it gave it up, else in one copy of them all.
-        let mut buffer = input.into_owned();
+        let (mut buffer, pinned) = input.into_owned();
         let mut next_offset = base_offset;
         for (header, range) in &ranges {
             let batch = buffer.get_mut(range.clone()).unwrap_or_default();
@@ -795,7 +795,7 @@ impl PartitionLog {
             next_offset += i64::from(header.last_offset_delta) + 1;
             assigned.push(batch);
         }
-        shared.enqueue(assigned, next_offset);
+        shared.enqueue(assigned, next_offset, pinned);
         Ok(PendingAppend {
             shared: shared.clone(),
             base_offset,
@@ -1028,24 +1028,50 @@ fn assign(
     Ok(())
 }
 
+/// Record batches given up to [`PartitionLog::append_owned`].
+#[derive(Debug, Default)]
+pub struct OwnedRecords {
+    /// The batches, rewritten in place by the append.
+    pub bytes: BytesMut,
+    /// The size of the allocation `bytes` is a slice of (a produce request's frame) when it
+    /// is larger, else 0. Each batch cached from it counts as at least this against the
+    /// tail-cache budgets: it keeps the whole allocation alive, however the frame's other
+    /// slices come and go, so what the caches hold in memory stays within their budgets.
+    pub pinned: usize,
+}
+
+impl OwnedRecords {
+    /// Batches in their own allocation.
+    pub fn own(bytes: BytesMut) -> OwnedRecords {
+        OwnedRecords { bytes, pinned: 0 }
+    }
+
+    /// A copy of `records` in its own allocation.
+    pub fn copied(records: &[u8]) -> OwnedRecords {
+        OwnedRecords::own(BytesMut::from(records))
+    }
+}
+
 /// The batches of an append: borrowed (copied once, after validation) or given up.
 enum Records<'a> {
     Borrowed(&'a [u8]),
-    Owned(BytesMut),
+    /// The buffer, and the size of the allocation it keeps alive when larger (0: its own).
+    Owned(BytesMut, usize),
 }
 
 impl Records<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             Records::Borrowed(records) => records,
-            Records::Owned(records) => records,
+            Records::Owned(records, _) => records,
         }
     }
 
-    fn into_owned(self) -> BytesMut {
+    /// The buffer to rewrite, and the allocation size its slices keep alive (0: their own).
+    fn into_owned(self) -> (BytesMut, usize) {
         match self {
-            Records::Borrowed(records) => BytesMut::from(records),
-            Records::Owned(records) => records,
+            Records::Borrowed(records) => (BytesMut::from(records), 0),
+            Records::Owned(records, pinned) => (records, pinned),
         }
     }
 }

@@ -133,13 +133,15 @@ impl Shared {
     }
 
     /// Queues offset-assigned batches (consecutive, starting at `leo`) and wakes the writer.
-    pub(crate) fn enqueue(&self, batches: Vec<Bytes>, next_offset: i64) {
+    /// `pinned`: the size of the allocation the batches are slices of when larger than
+    /// theirs (see `TailCache::push`), else 0.
+    pub(crate) fn enqueue(&self, batches: Vec<Bytes>, next_offset: i64, pinned: usize) {
         assert!(next_offset > self.leo.get());
         {
             let mut pending = self.pending.borrow_mut();
             let mut cache = self.cache.borrow_mut();
             for batch in batches {
-                cache.push(batch.clone());
+                cache.push(batch.clone(), pinned);
                 pending.push_back(batch);
             }
         }

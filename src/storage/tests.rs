@@ -873,3 +873,24 @@ fn the_shard_cache_budget_is_shared_and_the_least_recently_used_logs_give_back_f
         assert_eq!(pool.used(), 0);
     });
 }
+
+/// A batch that is a slice of a larger buffer (a produce frame taken over in place) counts as
+/// that buffer against the cache's budget, and gives it all back when evicted.
+#[test]
+fn a_cached_slice_counts_as_the_buffer_it_keeps_alive() {
+    let mut cache = super::cache::TailCache::new();
+    let mut first = test_batch(0).to_vec();
+    record_batch::set_base_offset(&mut first, 0).unwrap();
+    let mut second = test_batch(1).to_vec();
+    record_batch::set_base_offset(&mut second, 5).unwrap();
+    let (first, second) = (Bytes::from(first), Bytes::from(second));
+    let (len, frame) = (first.len(), 64 << 10);
+    cache.push(first.clone(), frame);
+    assert_eq!(cache.bytes(), frame);
+    cache.push(second.clone(), 0);
+    assert_eq!(cache.bytes(), frame + second.len(), "a batch in its own allocation: its length");
+    cache.evict(second.len(), i64::MAX);
+    assert_eq!(cache.bytes(), second.len(), "the oldest went, with all it counted");
+    assert_eq!(cache.read(5, 1 << 20, 10), Some(second));
+    assert!(len < frame);
+}

@@ -27,6 +27,7 @@ use crate::protocol::ResponseError as E;
 use crate::record_batch::{BatchHeader, Refusal};
 use crate::server::mesh::{Acks, PartitionRef, ProduceOutcome, ShardMsg};
 use crate::server::shard::{LocalAppend, LocalFuture, Shard};
+use crate::storage::OwnedRecords;
 use crate::txn::api::{TxnOp, TxnReply};
 
 /// Where one partition's outcome comes from.
@@ -68,7 +69,7 @@ pub async fn start(
     let settings = shard.settings();
     let now_ms = crate::storage::now_ms();
     let mut slots: Vec<(usize, Vec<(i32, Slot)>)> = Vec::with_capacity(req.topic_data.len());
-    let mut remote: Vec<Vec<(PartitionRef, BytesMut)>> =
+    let mut remote: Vec<Vec<(PartitionRef, OwnedRecords)>> =
         (0..shard.count).map(|_| Vec::new()).collect();
     for (topic_index, topic) in req.topic_data.iter().enumerate() {
         let name: &str = &topic.name.0;
@@ -158,7 +159,9 @@ const IN_PLACE_SHARE_MIN: usize = 16;
 /// the appends may rewrite: slices of `frame` without a copy when this request is the frame's
 /// only user (see [`IN_PLACE_SHARE_MIN`]), else copies. Topic names and other slices of the
 /// frame that `req` keeps become copies (small), so that the records can be its only users.
-fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<BytesMut> {
+/// A slice taken over says the frame's size as `pinned`: the tail cache counts its batches
+/// as that much, since they keep the whole frame allocated.
+fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<OwnedRecords> {
     req.transactional_id = None; // checked by `verify_transactional`, not needed after
     req.unknown_tagged_fields.clear();
     let mut taken = Vec::new();
@@ -171,7 +174,7 @@ fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<BytesMut>
         }
     }
     let Some(frame) = frame else {
-        return taken.into_iter().map(BytesMut::from).collect();
+        return taken.into_iter().map(|r| OwnedRecords::own(BytesMut::from(r))).collect();
     };
     // Where each slice lies in the frame (`None`: not in it, e.g. replaced by the guard).
     let base = frame.as_ptr() as usize;
@@ -190,10 +193,10 @@ fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<BytesMut>
     let in_place = |i: usize| {
         ranges[i].as_ref().is_some_and(|r| r.len().saturating_mul(IN_PLACE_SHARE_MIN) >= size)
     };
-    let mut out: Vec<Option<BytesMut>> = (0..taken.len()).map(|_| None).collect();
+    let mut out: Vec<Option<OwnedRecords>> = (0..taken.len()).map(|_| None).collect();
     for i in 0..taken.len() {
         if !(disjoint && in_place(i)) {
-            out[i] = Some(BytesMut::from(&taken[i][..]));
+            out[i] = Some(OwnedRecords::copied(&taken[i]));
         }
     }
     drop(taken);
@@ -203,14 +206,14 @@ fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<BytesMut>
             for &i in &order {
                 let (None, Some(range)) = (&out[i], ranges[i].clone()) else { continue };
                 whole.advance(range.start - at);
-                out[i] = Some(whole.split_to(range.len()));
+                out[i] = Some(OwnedRecords { bytes: whole.split_to(range.len()), pinned: size });
                 at = range.end;
             }
         }
         Err(frame) => {
             for (i, range) in ranges.iter().enumerate() {
                 if let (None, Some(range)) = (&out[i], range) {
-                    out[i] = Some(BytesMut::from(&frame[range.clone()]));
+                    out[i] = Some(OwnedRecords::copied(&frame[range.clone()]));
                 }
             }
         }
@@ -306,7 +309,7 @@ fn injected_fault(shard: &Shard) -> bool {
 
 async fn send_remote(
     shard: &Rc<Shard>,
-    remote: Vec<Vec<(PartitionRef, BytesMut)>>,
+    remote: Vec<Vec<(PartitionRef, OwnedRecords)>>,
     acks: Acks,
 ) -> Vec<Option<oneshot::Receiver<Vec<ProduceOutcome>>>> {
     let mut replies = Vec::with_capacity(remote.len());
@@ -407,7 +410,11 @@ mod tests {
         let sizes = [4000, 10, 3000, 0];
         let (mut req, frame) = decoded(&sizes);
         let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        let pieces = take_records(&mut req, Some(frame));
+        let frame_len = frame.len();
+        let taken = take_records(&mut req, Some(frame));
+        let pinned: Vec<usize> = taken.iter().map(|p| p.pinned).collect();
+        assert_eq!(pinned, [frame_len, 0, frame_len, 0], "what each piece keeps allocated");
+        let pieces: Vec<BytesMut> = taken.into_iter().map(|p| p.bytes).collect();
         let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
         assert_eq!(lens, sizes);
         for (i, piece) in pieces.iter().enumerate() {
@@ -424,7 +431,9 @@ mod tests {
         let (mut req, frame) = decoded(&[4000, 3000]);
         let held = frame.clone();
         let range = held.as_ptr() as usize..held.as_ptr() as usize + held.len();
-        let pieces = take_records(&mut req, Some(frame));
+        let taken = take_records(&mut req, Some(frame));
+        assert!(taken.iter().all(|p| p.pinned == 0));
+        let pieces: Vec<BytesMut> = taken.into_iter().map(|p| p.bytes).collect();
         assert!(pieces.iter().all(|p| !inside(p, range.clone())));
         assert_eq!(pieces.iter().map(|p| p.len()).collect::<Vec<_>>(), [4000, 3000]);
         assert!(pieces[1].iter().all(|&b| b == 2));

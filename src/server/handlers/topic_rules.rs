@@ -15,6 +15,7 @@ use crate::config::{limits, BrokerConfig};
 use crate::controller::TopicMeta;
 use crate::protocol::ResponseError as E;
 use crate::record_batch::{self, Accepted, Codec, Compression, Refusal, Rules};
+use crate::storage::OwnedRecords;
 
 /// Whether `topic` is one of the broker's internal topics.
 pub(crate) fn is_internal(topic: &str) -> bool {
@@ -32,10 +33,10 @@ pub(crate) fn admit(
     broker: &BrokerConfig,
     topic: &TopicMeta,
     partition: i32,
-    records: BytesMut,
+    records: OwnedRecords,
     version: i16,
     now_ms: i64,
-) -> Result<BytesMut, Refusal> {
+) -> Result<OwnedRecords, Refusal> {
     if is_internal(&topic.name) {
         crate::refused!(WARN, "produce_to_internal_topic", topic = %topic.name, partition,
             "refused a client's produce to an internal topic");
@@ -47,10 +48,10 @@ pub(crate) fn admit(
         });
     }
     let rules = rules(broker, topic, partition, version, now_ms);
-    match record_batch::validate_produce(&records, &rules) {
+    match record_batch::validate_produce(&records.bytes, &rules) {
         Ok(Accepted::AsSent) => Ok(records),
         // A fresh allocation: taken over, not copied.
-        Ok(Accepted::Rewritten(batch)) => Ok(BytesMut::from(Bytes::from(batch))),
+        Ok(Accepted::Rewritten(batch)) => Ok(OwnedRecords::own(BytesMut::from(Bytes::from(batch)))),
         Err(refusal) => {
             crate::refused!(WARN, "invalid_record_batch", topic = %topic.name, partition,
                 code = refusal.code, "refused produce data: {}", refusal.message);
