@@ -118,9 +118,10 @@ pub struct LogConfig {
     pub prealloc_min_bytes: u64,
     /// Write zeros over each extent preallocated ahead of the data, in the background
     /// (default off: on this machine it lowered the ack p50 and raised the p99, see
-    /// perf/results/2026-12-05-prezero.md). `fallocate` leaves unwritten extents; every fdatasync after a write
-    /// into one also writes the extent conversion (two synchronous metadata writes here),
-    /// a zeroed extent converts once. Costs a second write of the log's bytes.
+    /// perf/results/2026-12-05-prezero.md). `fallocate` leaves unwritten extents; every
+    /// fdatasync after a write into one also writes the extent conversion (two synchronous
+    /// metadata writes here), a zeroed extent converts once. Costs a second write of the
+    /// log's bytes.
     pub prezero: bool,
     /// Bytes of log between sparse index entries (Kafka default 4096).
     pub index_interval_bytes: u32,
