@@ -70,8 +70,9 @@ fn one_request_many_partitions_is_assigned_in_place_exactly() {
                 let parts = (0..PARTITIONS)
                     .map(|p| {
                         // Partition 3 of "create" is tiny: copied, not taken over (a share of
-                        // the frame below `IN_PLACE_SHARE_MIN`); the others are large.
-                        let size = if t == 0 && p == 3 { 10 } else { 3000 + 100 * p as usize };
+                        // the frame below `IN_PLACE_SHARE_MIN`); the others are large, and so
+                        // is the frame (`IN_PLACE_FRAME_MIN`).
+                        let size = if t == 0 && p == 3 { 10 } else { 6000 + 100 * p as usize };
                         let records = distinct(t as u8, p, round, size);
                         produce_request::PartitionProduceData::default()
                             .with_index(p)
@@ -173,7 +174,8 @@ fn followers_store_the_leaders_rewritten_batches_verbatim() {
         let mut to_leader = Conn::connect(cluster.node(lead).addr);
         let mut sent = Vec::new();
         for round in 0..3u8 {
-            let records = distinct(t as u8, 0, round, 2000);
+            // Large enough for the frame to be taken over (`IN_PLACE_FRAME_MIN`).
+            let records = distinct(t as u8, 0, round, 40_000);
             let (code, offset) = common::produce(&mut to_leader, topic, 0, records.clone(), -1);
             assert_eq!((code, offset), (0, 2 * i64::from(round)), "{topic}");
             sent.push(records);

@@ -155,6 +155,12 @@ pub async fn start(
 /// are copied, as every partition's were before.
 const IN_PLACE_SHARE_MIN: usize = 16;
 
+/// Smaller frames are copied: their records are small (the copy is cheap), and the frame
+/// reader may have read them with the read-ahead of other frames into one allocation
+/// (`frame_reader`: at most about two read-aheads) that `pinned` would not account for. A
+/// larger frame always has its own allocation, of its size.
+const IN_PLACE_FRAME_MIN: usize = 4 * crate::server::frame_reader::READ_AHEAD_BYTES;
+
 /// Takes each partition's records out of `req`, in request order (topic by topic), as buffers
 /// the appends may rewrite: slices of `frame` without a copy when this request is the frame's
 /// only user (see [`IN_PLACE_SHARE_MIN`]), else copies. Topic names and other slices of the
@@ -191,7 +197,10 @@ fn take_records(req: &mut ProduceRequest, frame: Option<Bytes>) -> Vec<OwnedReco
     });
     let size = frame.len();
     let in_place = |i: usize| {
-        ranges[i].as_ref().is_some_and(|r| r.len().saturating_mul(IN_PLACE_SHARE_MIN) >= size)
+        size >= IN_PLACE_FRAME_MIN
+            && ranges[i]
+                .as_ref()
+                .is_some_and(|r| r.len().saturating_mul(IN_PLACE_SHARE_MIN) >= size)
     };
     let mut out: Vec<Option<OwnedRecords>> = (0..taken.len()).map(|_| None).collect();
     for i in 0..taken.len() {
@@ -407,7 +416,7 @@ mod tests {
 
     #[test]
     fn large_shares_of_a_frame_are_taken_over_small_ones_copied() {
-        let sizes = [4000, 10, 3000, 0];
+        let sizes = [40_000, 10, 30_000, 0];
         let (mut req, frame) = decoded(&sizes);
         let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
         let frame_len = frame.len();
@@ -428,14 +437,24 @@ mod tests {
 
     #[test]
     fn a_frame_held_elsewhere_is_copied() {
-        let (mut req, frame) = decoded(&[4000, 3000]);
+        let (mut req, frame) = decoded(&[40_000, 30_000]);
         let held = frame.clone();
         let range = held.as_ptr() as usize..held.as_ptr() as usize + held.len();
         let taken = take_records(&mut req, Some(frame));
         assert!(taken.iter().all(|p| p.pinned == 0));
         let pieces: Vec<BytesMut> = taken.into_iter().map(|p| p.bytes).collect();
         assert!(pieces.iter().all(|p| !inside(p, range.clone())));
-        assert_eq!(pieces.iter().map(|p| p.len()).collect::<Vec<_>>(), [4000, 3000]);
+        assert_eq!(pieces.iter().map(|p| p.len()).collect::<Vec<_>>(), [40_000, 30_000]);
         assert!(pieces[1].iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn a_small_frame_is_copied() {
+        let (mut req, frame) = decoded(&[4000, 3000]);
+        assert!(frame.len() < IN_PLACE_FRAME_MIN);
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let taken = take_records(&mut req, Some(frame));
+        assert!(taken.iter().all(|p| p.pinned == 0 && !inside(&p.bytes, range.clone())));
+        assert_eq!(taken.iter().map(|p| p.bytes.len()).collect::<Vec<_>>(), [4000, 3000]);
     }
 }
