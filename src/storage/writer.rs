@@ -702,7 +702,7 @@ const ZERO_WRITE_BYTES: usize = 1 << 20;
 /// thread neither fills nor submits anything. Not synced: the next fdatasync of the log
 /// carries the conversion, and after a crash an unsynced conversion reads as zeros anyway.
 /// (Linux 6.17's FALLOC_FL_WRITE_ZEROES does this in one call, but needs device support
-/// this machine's virtio disk lacks, see platform notes.)
+/// the reference machine's virtio disk lacks: perf/results/2026-12-05-prezero.md.)
 async fn zero_range(path: &std::path::Path, from: u64, to: u64) -> std::io::Result<()> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     debug_assert!(from.is_multiple_of(BLOCK_BYTES) && to.is_multiple_of(BLOCK_BYTES));
