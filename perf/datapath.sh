@@ -41,7 +41,8 @@ E2E_DURATION=${E2E_DURATION:-15s}
 CONSUME_DURATION=${CONSUME_DURATION:-8s}
 FIO_RUNTIME=${FIO_RUNTIME:-10}
 FIO_SIZE=${FIO_SIZE:-4G}
-STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
+STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 \
+--retention-check-ms 1000}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 OUT=${DATAPATH_OUT:-perf/tmp/datapath}
@@ -109,7 +110,8 @@ produce() {
   start "$BIN" ""
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$!
-  bench produce --workload "$workload" --duration "$PRODUCE_DURATION" --warmup 2s --report "$report" \
+  bench produce --workload "$workload" --duration "$PRODUCE_DURATION" --warmup 2s \
+    --report "$report" \
     >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
   finish

