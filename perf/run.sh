@@ -328,7 +328,8 @@ fi
 STEPS_FILE=$TMP/run-steps.tsv
 : >"$STEPS_FILE"
 DATAPATH_TXT=$RESULTS/$DATE-datapath.txt
-: >"$DATAPATH_TXT"
+# A run of some STEPS adds its lines to those of the day's earlier run.
+[[ -n ${STEPS:-} ]] || : >"$DATAPATH_TXT"
 
 # quoted ARGS...: the command as one would type it (values with spaces in double quotes).
 quoted() {
@@ -347,7 +348,9 @@ quoted() {
 step() {
   local name=$1 t0 load0 rc=0 cmd
   shift
+  STEP_RAN=""
   if [[ -n ${STEPS:-} && " $STEPS " != *" $name "* ]]; then return; fi
+  STEP_RAN=1
   cmd=${STEP_SHOW:-$(quoted "$@")}
   t0=$(date +%s)
   load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -368,7 +371,7 @@ datapath() {
     FIO_RUNTIME="$FIO_RUNTIME" FIO_SIZE="$FIO_SIZE" STRATA_ARGS="$DP_ARGS" \
     DATAPATH_OUT="$RESULTS/$DATE-datapath" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
     "$@" perf/datapath.sh "$STRATA" "$STRATA" "$scenario"
-  cat "$TMP/run-$scenario.out" >>"$DATAPATH_TXT" 2>/dev/null || true
+  [[ -z $STEP_RAN ]] || cat "$TMP/run-$scenario.out" >>"$DATAPATH_TXT" 2>/dev/null || true
 }
 
 

@@ -44,6 +44,11 @@ for line in open(A.steps) if os.path.exists(A.steps) else []:
         STEPS[f[0]] = dict(rc=f[1], secs=f[2], load0=f[3], load1=f[4], cmd=f[5], end=f[6])
 
 
+def ran(step):
+    """The step ran in this invocation (files of an earlier one of the same day are not shown)."""
+    return step in STEPS and STEPS[step]["rc"] != "-"
+
+
 def missing(step, what="no result file"):
     s = STEPS.get(step)
     if s is None:
@@ -89,6 +94,8 @@ DP = f"{R}/{DATE}-datapath"
 
 
 def fio(job):
+    if not ran("fio"):
+        return None
     j = load_json(f"{DP}/fio-{job}.json")
     if not j:
         return None
@@ -116,13 +123,14 @@ def tansu_cell(workload, fmt):
 
 def cmd(*steps):
     """The steps whose command made the row (the exact commands are under Steps)."""
-    return ", ".join(f"`{s}`" for s in steps if s in STEPS and STEPS[s]["rc"] != "-") or "—"
+    return ", ".join(f"`{s}`" + ("" if STEPS[s]["rc"] == "0" else " (failed)")
+                     for s in steps if ran(s)) or "—"
 
 
-def produce_runs(prefix):
-    """(msgs/s, MB/s, broker ns/msg, ack dist) medians over the rounds of a produce report."""
+def produce_runs(prefix, step):
+    """(msgs/s, MB/s, broker ns/msg, summary) of each round of a produce report."""
     rows = []
-    for p in runs_of(prefix):
+    for p in runs_of(prefix) if ran(step) else []:
         d = load_json(p + "/summary.json")
         if d and d.get("produce"):
             rows.append((d["produce"]["msgs_per_s"], d["produce"]["mb_per_s"],
@@ -149,8 +157,8 @@ def ratio(a, b):
 rows = []  # (target, scenario, strata, limit, tansu, command)
 
 # 1: produce
-p1k = produce_runs(f"{DP}/produce-1kb-B*[0-9]")
-p100 = produce_runs(f"{DP}/produce-100b-B*[0-9]")
+p1k = produce_runs(f"{DP}/produce-1kb-B*[0-9]", "produce")
+p100 = produce_runs(f"{DP}/produce-100b-B*[0-9]", "produce")
 fsync = {j: fio(f"write-fdatasync-{j}") for j in ("256k", "1m", "4m", "8m")}
 seqw = fio("seqwrite-1m-qd8")
 mb1k = med(r[1] for r in p1k)
@@ -168,13 +176,13 @@ rows.append(("1", "1 KiB max-rate produce, 16 partitions, fdatasync before every
 rows.append(("1", "100 B max-rate produce (target ≥ 2M msgs/s)", fmt_produce(p100, "produce"),
              "— (CPU-bound: broker CPU per message is the figure)", "not run (target 1 is 1 KiB)",
              cmd("produce")))
-pf = produce_runs(f"{DP}/stall-B*[0-9]-produce")
+pf = produce_runs(f"{DP}/stall-B*[0-9]-produce", "stall")
 mbf = med(r[1] for r in pf)
 rows.append(("1", "1 KiB max-rate produce, `--flush-ms 1000` (periodic flush)",
              fmt_produce(pf, "stall"),
              (f"fio O_DIRECT seq write 1 MiB qd 8: {seqw:.0f} MB/s{ratio(mbf, seqw)}" if seqw
               else "fio: " + missing("fio")), "— (Tansu has no disk)", cmd("stall", "fio")))
-st = [load_json(p + "/summary.json") for p in runs_of(f"{DP}/stall-B*[0-9]")]
+st = [load_json(p + "/summary.json") for p in runs_of(f"{DP}/stall-B*[0-9]") if ran("stall")]
 st = [d for d in st if d]
 if st:
     d = st[len(st) // 2]
@@ -187,7 +195,8 @@ rows.append(("1", "periodic-flush stall reproducer (issue 20)", cell, "—", "�
 
 # 2: tails
 for rate in ("1M", "500k"):
-    es = [load_json(p + "/summary.json") for p in runs_of(f"{DP}/e2e-{rate}-B*[0-9]")]
+    es = [load_json(p + "/summary.json") for p in runs_of(f"{DP}/e2e-{rate}-B*[0-9]")
+          if ran("e2e")]
     es = [d for d in es if d]
     if es:
         d = sorted(es, key=lambda d: d["e2e_latency"]["p99_us"])[len(es) // 2]
@@ -205,7 +214,7 @@ for rate in ("1M", "500k"):
 
 # 3: catch-up
 cs = []
-for p in runs_of(f"{DP}/consume-B*[0-9]"):
+for p in runs_of(f"{DP}/consume-B*[0-9]") if ran("consume") else []:
     d, fill = load_json(p + "/summary.json"), load_json(p + "-fill/summary.json")
     if d:
         cs.append((d["consume"]["mb_per_s"], ns_per_msg(p + ".stat", d["consumed_total"]),
@@ -229,7 +238,7 @@ rows.append(("3", "catch-up: `bench consume` from the earliest offset, 1 KiB, pa
 # 4: memory
 mem = f"{R}/{DATE}-memory.md"
 cells = []
-if os.path.exists(mem) and STEPS.get("memory", {}).get("rc", "0") == "0":
+if os.path.exists(mem) and ran("memory"):
     for line in open(mem):
         f = [x.strip() for x in line.strip().strip("|").split("|")]
         if len(f) == 6 and f[1].endswith("MiB") and not f[0].startswith("config"):
@@ -241,7 +250,7 @@ rows.append(("4", "broker RSS under 100k msgs/s of 1 KiB, 100 partitions",
 # 5: partitions
 part = f"{R}/{DATE}-partitions-10000.md"
 cell = missing("partitions")
-if os.path.exists(part) and STEPS.get("partitions", {}).get("rc", "0") == "0":
+if os.path.exists(part) and ran("partitions"):
     for line in open(part):
         f = [x.strip() for x in line.strip().strip("|").split("|")]
         if f and f[0] == "median" and len(f) == 20:
@@ -255,7 +264,7 @@ rows.append(("5", "10,000 partitions; 1,000 more active at 100k msgs/s of 1 KiB"
 # 6: cross-core
 cc = f"{R}/{DATE}-crosscore.md"
 cell = missing("crosscore")
-if os.path.exists(cc) and STEPS.get("crosscore", {}).get("rc", "0") == "0":
+if os.path.exists(cc) and ran("crosscore"):
     text = open(cc).read()
     kinds = []
     for kind in ("one-shard", "local", "remote"):
@@ -273,7 +282,7 @@ rows.append(("6", "produce to a partition on the other shard (`--shards 2`), 200
 cmp_rows = []
 for s in ("1kb", "1kb-lz4", "1kb-zstd"):
     rs = []
-    for p in runs_of(f"{R}/{DATE}-compression/{s}-*-[0-9]*"):
+    for p in runs_of(f"{R}/{DATE}-compression/{s}-*-[0-9]*") if ran("compression") else []:
         if not re.fullmatch(rf"{re.escape(s)}-(base|new)-\d+", os.path.basename(p)):
             continue
         d = load_json(p + "/summary.json")
@@ -300,12 +309,14 @@ RP = f"{R}/{DATE}-replicated"
 
 
 def rep_runs(kind):
+    if not ran("replicated"):
+        return []
     return [d for d in (load_json(p + "/summary.json") for p in runs_of(f"{RP}/{kind}-*-[0-9]*"))
             if d]
 
 
 rf3, rf1, e2 = rep_runs("max-rf3"), rep_runs("max-rf1"), rep_runs("e2e")
-tcp = load_json(f"{R}/{DATE}-iperf3.json")
+tcp = load_json(f"{R}/{DATE}-iperf3.json") if ran("limits") else None
 tcp = tcp["end"]["sum_received"]["bits_per_second"] / 8e6 if tcp else None
 if rf3 or e2:
     parts = []
