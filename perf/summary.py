@@ -345,7 +345,9 @@ print(f"# Issue 20's targets, {DATE}" + (" — quick mode (QUICK=1)" if quick el
 print()
 print(f"Command: `{A.command}` (wall time {int(A.wall or 0) // 60} min {int(A.wall or 0) % 60} s). "
       f"Broker and load tool: `{A.strata}`; work tree at {sh('git rev-parse --short HEAD')}"
-      + (" (with uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else "")
+      # (the run itself rewrites perf/results: only changes elsewhere count)
+      + (" (with uncommitted changes)"
+         if sh("git status --porcelain --untracked-files=no -- . ':!perf/results'") else "")
       + f". Each step's own files: `{R}/`.")
 print()
 model = sh("lscpu | sed -n 's/^Model name: *//p' | head -1")
