@@ -18,7 +18,7 @@
 #
 # Usage: perf/crosscore.sh [STRATA_BIN]   (default target/release/strata)
 # Environment: ROUNDS=3 RATE=200k DURATION=10s WARMUP=2s BROKER_CPU=0 BENCH_CPU=1
-#   TRIES=20 (brokers started at most, to find both kinds)
+#   TRIES=20 (brokers started at most, to find both kinds)  RESULTS=perf/results (where to write)
 # Broker CPU is reported per record and per produce request (requests counted from the broker's
 # `strata_request_latency_seconds_count{api="Produce"}`): the hop is paid per request.
 # Writes perf/results/<date>-crosscore.md and the raw reports under perf/results/<date>-crosscore/.
@@ -35,7 +35,7 @@ BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 TRIES=${TRIES:-20}
 DATE=$(date -u +%Y-%m-%d)
-OUT=perf/results/$DATE-crosscore
+OUT=${RESULTS:-perf/results}/$DATE-crosscore
 DATA=perf/tmp/crosscore-data
 mkdir -p "$OUT" perf/tmp
 rm -f "$OUT"/*.line

@@ -11,14 +11,19 @@
 #            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message;
 #            PROFILE=1 also records the broker (`perf record -F 499 --call-graph dwarf`) into
 #            perf/tmp/datapath/consume-<run>.perf.data
-#   e2e      fdatasync before every ack: `bench e2e` at E2E_RATE (default 500k) msgs/s of 100 B
-#            over 16 partitions (15 s): ack/e2e distribution and each second's ack p99
+#   e2e      fdatasync before every ack: `bench e2e` at each rate of E2E_RATE (default 500k;
+#            a list such as "1M 500k" runs each) msgs/s of 100 B over 16 partitions (15 s):
+#            ack/e2e distribution and each second's ack p99
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8)
 # Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|e2e|consume|fio ...]
 #        (default: produce stall consume fio)
-# Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1. Writes perf/tmp/datapath/...
-# and prints one line per run (with `uptime`'s load average).
+# Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1; SIDES="A B" (SIDES=B: B alone,
+# one binary's figures); durations PRODUCE_DURATION=12s STALL_DURATION=15s E2E_DURATION=15s
+# CONSUME_DURATION=8s, FIO_RUNTIME=10 (s per job) FIO_SIZE=4G; STRATA_ARGS (the brokers' extra
+# flags, default run.sh's: 256 MiB segments, 1 GiB retention per partition checked every
+# second); DATAPATH_OUT=perf/tmp/datapath (reports, perf stat and fio output; the fio file and
+# perf.data stay in perf/tmp). Prints one line per run (with `uptime`'s load average).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -29,11 +34,20 @@ shift 2
 SCENARIOS=${*:-produce stall consume fio}
 ROUNDS=${ROUNDS:-2}
 FILL=${FILL:-12s}
+SIDES=${SIDES:-A B}
+PRODUCE_DURATION=${PRODUCE_DURATION:-12s}
+STALL_DURATION=${STALL_DURATION:-15s}
+E2E_DURATION=${E2E_DURATION:-15s}
+CONSUME_DURATION=${CONSUME_DURATION:-8s}
+FIO_RUNTIME=${FIO_RUNTIME:-10}
+FIO_SIZE=${FIO_SIZE:-4G}
+STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 \
+--retention-check-ms 1000}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
-OUT=perf/tmp/datapath
+OUT=${DATAPATH_OUT:-perf/tmp/datapath}
 DATA=perf/tmp/datapath-data
-mkdir -p "$OUT"
+mkdir -p "$OUT" perf/tmp/datapath
 trap stop_broker EXIT
 
 load() { uptime | sed 's/.*load average: //'; }
@@ -46,14 +60,13 @@ start() {
   rm -rf "$DATA"
   # shellcheck disable=SC2086
   taskset -c "$BROKER_CPU" "$1" serve --listen "$ADDR" --data-dir "$DATA" --shards 1 \
-    --admin-listen 127.0.0.1:0 --segment-bytes 268435456 --retention-bytes 1073741824 \
-    --retention-check-ms 1000 $2 >"$OUT/broker.log" 2>&1 &
+    --admin-listen 127.0.0.1:0 $STRATA_ARGS $2 >perf/tmp/datapath/broker.log 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 200); do
     if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return; fi
     sleep 0.05
   done
-  echo "broker did not start: $OUT/broker.log" >&2
+  echo "broker did not start: perf/tmp/datapath/broker.log" >&2
   exit 1
 }
 
@@ -97,7 +110,8 @@ produce() {
   start "$BIN" ""
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$!
-  bench produce --workload "$workload" --duration 12s --warmup 2s --report "$report" \
+  bench produce --workload "$workload" --duration "$PRODUCE_DURATION" --warmup 2s \
+    --report "$report" \
     >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
   finish
@@ -106,42 +120,55 @@ produce() {
 
 stall() {
   local label=$1 report=$OUT/stall-$1
-  rm -rf "$report"
+  rm -rf "$report" "$report-produce"
   start "$BIN" "--flush-ms 1000"
-  bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --duration 15s --warmup 1s \
-    >/dev/null 2>&1
-  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate 500k --duration 15s \
-    --warmup 2s --report "$report" >/dev/null 2>&1
+  # The first phase's report is the periodic-flush produce rate (issue 20 target 1's second
+  # half: against fio's raw sequential write).
+  perf stat -e task-clock -p "$BROKER_PID" -o "$report-produce.stat" &
+  local stat=$!
+  bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --duration "$STALL_DURATION" \
+    --warmup 1s --report "$report-produce" >/dev/null 2>&1
+  kill -INT "$stat"; wait "$stat" || true
+  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate 500k \
+    --duration "$STALL_DURATION" --warmup 2s --report "$report" >/dev/null 2>&1
   finish
+  summary produce "$report-produce" "$report-produce.stat" \
+    "flush-ms 1000 produce 1kb $label (load $(load))"
   summary stall "$report" - "stall $label (load $(load))"
 }
 
 e2e() {
-  local label=$1 report=$OUT/e2e-$1
-  rm -rf "$report"
-  start "$BIN" ""
-  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "${E2E_RATE:-500k}" \
-    --duration 15s --warmup 2s --report "$report" >/dev/null 2>&1
-  finish
-  summary stall "$report" - "e2e ${E2E_RATE:-500k} $label (load $(load))"
+  local label=$1 rate report
+  for rate in ${E2E_RATE:-500k}; do
+    report=$OUT/e2e-$rate-$label
+    rm -rf "$report"
+    start "$BIN" ""
+    bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "$rate" \
+      --duration "$E2E_DURATION" --warmup 2s --report "$report" >/dev/null 2>&1
+    finish
+    summary stall "$report" - "e2e $rate $label (load $(load))"
+  done
 }
 
 consume() {
   local label=$1 report=$OUT/consume-$1
   rm -rf "$report"
   start "$BIN" "--flush-ms 1000"
+  rm -rf "$report-fill"
   bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --duration "$FILL" \
-    --warmup 1s >/dev/null 2>&1
+    --warmup 1s --report "$report-fill" >/dev/null 2>&1
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$! record=
   if [[ ${PROFILE:-0} == 1 ]]; then
-    perf record -F 499 --call-graph dwarf -p "$BROKER_PID" -o "$report.perf.data" \
+    perf record -F 499 --call-graph dwarf -p "$BROKER_PID" \
+      -o "perf/tmp/datapath/consume-$label.perf.data" \
       >/dev/null 2>&1 &
     record=$!
   fi
-  bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers 1 --duration 8s \
+  bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers 1 \
+    --duration "$CONSUME_DURATION" \
     --warmup 1s --report "$report" >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
   if [[ -n $record ]]; then kill -INT "$record"; wait "$record" || true; fi
@@ -150,9 +177,10 @@ consume() {
 }
 
 fio_limits() {
-  local f=$OUT/fio.dat job
+  local f=perf/tmp/datapath-fio.dat job
   run_fio() {
-    fio --name="$1" --filename="$f" --direct=1 --ioengine=io_uring --size=4G --runtime=10 \
+    fio --name="$1" --filename="$f" --direct=1 --ioengine=io_uring --size="$FIO_SIZE" \
+      --runtime="$FIO_RUNTIME" \
       --time_based --output-format=json --cpus_allowed="$BROKER_CPU" "${@:2}" >"$OUT/fio-$1.json"
     python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
 bw = max(j["read"]["bw_bytes"], j["write"]["bw_bytes"])
@@ -170,7 +198,7 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
 for scenario in $SCENARIOS; do
   if [[ $scenario == fio ]]; then fio_limits; continue; fi
   for round in $(seq "$ROUNDS"); do
-    for side in A B; do
+    for side in $SIDES; do
       if [[ $side == A ]]; then BIN=$A; else BIN=$B; fi
       case $scenario in
         produce) produce 100b "$side$round"; produce 1kb "$side$round" ;;

@@ -6,7 +6,7 @@
 # half, and the configured bound (tail caches + request memory budget) beside it.
 #
 # Usage: perf/memory.sh [STRATA_BIN]       [target/release/strata]
-# Environment: DURATION=30s BROKER_CPU=0 BENCH_CPU=1
+# Environment: DURATION=30s BROKER_CPU=0 BENCH_CPU=1 RESULTS=perf/results (where the .md goes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -16,8 +16,8 @@ DURATION=${DURATION:-30s}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 TMP=perf/tmp/memory
-OUT=perf/results/$(date -u +%Y-%m-%d)-memory.md
-mkdir -p "$TMP"
+OUT=${RESULTS:-perf/results}/$(date -u +%Y-%m-%d)-memory.md
+mkdir -p "$TMP" "$(dirname "$OUT")"
 trap stop_broker EXIT
 
 MIB=$((1 << 20))
@@ -71,6 +71,7 @@ for config in "${CONFIGS[@]}"; do
   done
   wait "$bench" || echo "bench failed: see $TMP/bench.log" >&2
   stop_broker
+  rm -rf "$data"
   read -r peak median < <(python3 -c 'import sys
 v = [int(x) for x in open(sys.argv[1]) if x.strip() and int(x) > 0]
 half = sorted(v[len(v) // 2:])

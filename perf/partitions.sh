@@ -24,6 +24,7 @@
 #                                  producers) or random (every batch of a request a different
 #                                  partition: each carries a record or two)
 #   BENCH_CPU=1                    the CPU the load tool is pinned to
+#   RESULTS=perf/results           where the report goes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -41,7 +42,7 @@ KEY_MODE=${KEY_MODE:-none}
 BENCH_CPU=${BENCH_CPU:-1}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
-RESULTS=perf/results
+RESULTS=${RESULTS:-perf/results}
 OUT=$RESULTS/$DATE-partitions-$PARTITIONS.md
 mkdir -p "$TMP" "$RESULTS"
 

