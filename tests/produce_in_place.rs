@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{batch, create_with, layout, poll, Broker, Cluster, Conn};
+use common::{batch, create_with, layout, log_bytes, poll, Broker, Cluster, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -133,30 +133,6 @@ fn one_request_many_partitions_is_assigned_in_place_exactly() {
     }
 }
 
-/// The record batches of a partition's log files, concatenated in offset order (segment
-/// files are preallocated: a batch length of 0 ends the data).
-fn log_bytes(data_dir: &std::path::Path, topic: &str) -> Vec<u8> {
-    let dir = data_dir.join(format!("{topic}-0"));
-    let mut files: Vec<_> =
-        std::fs::read_dir(&dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
-    files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "log"));
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let data = std::fs::read(file).unwrap();
-        let mut pos = 0;
-        while pos + 12 <= data.len() {
-            let length = be_i32(&data, pos + 8);
-            if length <= 0 || pos + 12 + length as usize > data.len() {
-                break;
-            }
-            out.extend_from_slice(&data[pos..pos + 12 + length as usize]);
-            pos += 12 + length as usize;
-        }
-    }
-    out
-}
-
 #[test]
 fn followers_store_the_leaders_rewritten_batches_verbatim() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,7 +156,7 @@ fn followers_store_the_leaders_rewritten_batches_verbatim() {
             assert_eq!((code, offset), (0, 2 * i64::from(round)), "{topic}");
             sent.push(records);
         }
-        let leader_log = log_bytes(&cluster.node(lead).data_dir, topic);
+        let leader_log = log_bytes(&cluster.node(lead).data_dir, topic, 0);
         let mut data = Bytes::from(leader_log.clone());
         for (round, records) in sent.iter().enumerate() {
             let len = 12 + be_i32(&data, 8) as usize;
@@ -193,7 +169,7 @@ fn followers_store_the_leaders_rewritten_batches_verbatim() {
         for node in 1..=3 {
             let dir = cluster.node(node).data_dir.clone();
             poll("every replica holding the leader's bytes", || {
-                (log_bytes(&dir, topic) == leader_log).then_some(())
+                (log_bytes(&dir, topic, 0) == leader_log).then_some(())
             });
         }
     }

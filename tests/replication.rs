@@ -11,7 +11,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{batch, create, create_with, layout, poll, produce, records, Cluster, Conn};
+use common::{
+    batch, create, create_with, layout, log_bytes, poll, produce, records, Cluster, Conn,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -50,32 +52,6 @@ fn leader(cluster: &mut Cluster, via: &[i32], topic: &str, full: bool) -> Option
 /// The brokers of a 3-node cluster other than `id`.
 fn others(id: i32) -> Vec<i32> {
     (1..=3).filter(|&n| n != id).collect()
-}
-
-/// The record batches of a partition's log files, concatenated in offset order (segment
-/// files are preallocated: a batch length of 0 ends the data).
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Vec<u8> {
-    let dir = data_dir.join(format!("{topic}-{partition}"));
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let data = std::fs::read(file).unwrap();
-        let mut pos = 0;
-        while pos + 12 <= data.len() {
-            let length = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().unwrap());
-            if length <= 0 || pos + 12 + length as usize > data.len() {
-                break;
-            }
-            out.extend_from_slice(&data[pos..pos + 12 + length as usize]);
-            pos += 12 + length as usize;
-        }
-    }
-    out
 }
 
 /// Values of every record of partition 0 read from `conn` (a leader), from offset 0.

@@ -535,6 +535,31 @@ fn encode_batch(
     out.freeze()
 }
 
+/// Every whole batch stored in the `.log` segment files of `data_dir`'s `topic`-`partition`, in
+/// order, as the bytes on disk (what a follower must hold verbatim). Stops at a segment's
+/// zeroed, preallocated tail.
+pub fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Vec<u8> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let data = std::fs::read(file).unwrap();
+        let mut pos = 0;
+        while pos + 12 <= data.len() {
+            let length = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().unwrap());
+            if length <= 0 || pos + 12 + length as usize > data.len() {
+                break;
+            }
+            out.extend_from_slice(&data[pos..pos + 12 + length as usize]);
+            pos += 12 + length as usize;
+        }
+    }
+    out
+}
+
 /// Decodes every record in fetched record data: (offset, key, value).
 pub fn records(data: &Bytes) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
     let mut buf = data.clone();
