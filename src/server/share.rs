@@ -49,6 +49,7 @@ use super::peer::PeerPool;
 use super::shard::Shard;
 use super::share_state::{self, StateHome, StateStore};
 use crate::controller::group_config::{self, GroupSettings};
+use crate::group::share_meta::SharePartitions;
 use crate::protocol::ResponseError as E;
 use crate::record_batch::AbortedFilter;
 use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
@@ -56,6 +57,8 @@ use crate::share::partition::{AckError, Acquired, Limits, Read, SharePartition};
 use crate::share::records::{self, ShareKey, ShareState};
 use crate::share::{GROUP_MEMBERS_MAX, STATE_TOPIC};
 use crate::storage::AbortedTxn;
+
+mod meta;
 
 /// Share sessions one shard holds (Kafka's `group.share.max.share.sessions` default).
 pub const SESSIONS_MAX: usize = 2_000;
@@ -238,6 +241,32 @@ pub enum ShareRequest {
         /// The reading leader's epoch (-1: not a leader).
         leader_epoch: i32,
     },
+    /// The group's ShareGroupStatePartitionMetadata record, after applying `change` to it
+    /// (`None`: read it), on the coordinating shard: answers [`ShareReply::Meta`].
+    Meta {
+        /// Group id.
+        group: String,
+        /// What to change.
+        change: Option<MetaChange>,
+    },
+}
+
+/// A change of a share group's ShareGroupStatePartitionMetadata record ([`meta`]).
+#[derive(Clone, Debug)]
+pub enum MetaChange {
+    /// Partitions of a topic were initialized (AlterShareGroupOffsets).
+    Initialized {
+        /// Topic id.
+        topic_id: uuid::Uuid,
+        /// Topic name.
+        name: String,
+        /// The partitions.
+        partitions: Vec<i32>,
+    },
+    /// The state of these topics (id, name) is about to be deleted.
+    Deleting(Vec<(uuid::Uuid, String)>),
+    /// The state of these topics is deleted.
+    Deleted(Vec<uuid::Uuid>),
 }
 
 /// The answer to a [`ShareRequest`].
@@ -263,6 +292,8 @@ pub enum ShareReply {
     State(Result<Option<ShareState>, i16>),
     /// WriteState, InitState, DeleteState: error code.
     Written(i16),
+    /// Meta: the record after the change, or an error code.
+    Meta(Result<SharePartitions, i16>),
 }
 
 struct Slot {
@@ -290,6 +321,9 @@ pub struct Shares {
     left: RefCell<Vec<(String, String)>>,
     /// One share-partition loads at a time (a second request for it waits, then finds it).
     load: Semaphore,
+    /// One change of the share groups' ShareGroupStatePartitionMetadata records at a time
+    /// (with the share-partition initializations it records, see [`meta`]).
+    meta: Semaphore,
     /// The share coordinator of the `__share_group_state` partitions this shard owns.
     store: StateStore,
     /// Connections to other brokers' share coordinators.
@@ -331,6 +365,7 @@ impl Shares {
             sessions: RefCell::new(HashMap::new()),
             left: RefCell::new(Vec::new()),
             load: Semaphore::new(1),
+            meta: Semaphore::new(1),
             store: StateStore::default(),
             peers: PeerPool::new("share"),
         }
@@ -341,6 +376,9 @@ impl Shares {
         match request {
             ShareRequest::Heartbeat { group, hb } => {
                 let reply = self.heartbeat(shard, &group, &hb);
+                if reply.is_ok() {
+                    self.initialize_subscribed(shard, &group).await;
+                }
                 self.release_left(shard).await;
                 ShareReply::Heartbeat(reply)
             }
@@ -354,7 +392,9 @@ impl Shares {
                 self.release_left(shard).await;
                 ShareReply::List(reply)
             }
-            ShareRequest::Exists { group } => ShareReply::Exists(self.is_share_group(&group)),
+            ShareRequest::Exists { group } => {
+                ShareReply::Exists(self.is_share_group(shard, &group))
+            }
             ShareRequest::DeleteGroup { group } => {
                 let code = self.delete_group(shard, &group);
                 self.release_left(shard).await;
@@ -388,6 +428,9 @@ impl Shares {
             }
             ShareRequest::ReadSummary { key, leader_epoch } => {
                 ShareReply::State(self.store.summary(shard, &key, leader_epoch).await)
+            }
+            ShareRequest::Meta { group, change } => {
+                ShareReply::Meta(self.change_meta(shard, &group, change).await)
             }
         }
     }
@@ -498,27 +541,40 @@ impl Shares {
         0
     }
 
-    /// Whether share group `id` exists on this shard.
-    pub fn is_share_group(&self, id: &str) -> bool {
-        self.groups.borrow().contains_key(id)
+    /// Whether share group `id` exists on this shard: with members or used since the start,
+    /// or known by its ShareGroupStatePartitionMetadata record (an empty group after a
+    /// restart, as Kafka keeps it).
+    pub fn is_share_group(&self, shard: &Shard, id: &str) -> bool {
+        self.groups.borrow().contains_key(id) || self.recorded(shard, id)
     }
 
     fn describe(&self, shard: &Shard, id: &str) -> Result<Box<ShareGroup>, i16> {
         let mut groups = self.groups.borrow_mut();
-        let group = groups.get_mut(id).ok_or(E::GroupIdNotFound.code())?;
+        let Some(group) = groups.get_mut(id) else {
+            if self.recorded(shard, id) {
+                return Ok(Box::new(ShareGroup::new(id, GROUP_MEMBERS_MAX)));
+            }
+            return Err(E::GroupIdNotFound.code());
+        };
         self.expire_members(shard, group);
         Ok(Box::new(group.clone()))
     }
 
     fn list(&self, shard: &Shard) -> Vec<(String, &'static str)> {
         let mut groups = self.groups.borrow_mut();
-        groups
+        let mut out: Vec<(String, &'static str)> = groups
             .values_mut()
             .map(|g| {
                 self.expire_members(shard, g);
                 (g.id.clone(), g.state())
             })
-            .collect()
+            .collect();
+        for id in shard.groups.share_groups_recorded() {
+            if !groups.contains_key(&id) {
+                out.push((id, "Empty"));
+            }
+        }
+        out
     }
 
     /// Opens, checks or closes the share session of `member` for a request with `epoch`;
