@@ -47,7 +47,7 @@ use glommio::sync::Semaphore;
 use super::mesh::{FetchItem, OffsetQuery, PartitionRef, ShardMsg};
 use super::peer::PeerPool;
 use super::shard::Shard;
-use super::share_state::{self, StateHome, StateStore};
+use super::share_state::{self, StateCall, StateHome, StateStore};
 use crate::controller::group_config::{self, GroupSettings};
 use crate::group::share_meta::SharePartitions;
 use crate::protocol::ResponseError as E;
@@ -777,7 +777,8 @@ impl Shares {
             };
             (share_key, state)
         };
-        let Err(code) = write_state(shard, &share_key, &state).await else { return Ok(()) };
+        let written = on_state_coordinator(shard, &share_key, StateCall::Write(&state)).await;
+        let Err(code) = written else { return Ok(()) };
         crate::log_limited!(WARN, group = %key.group, topic = %key.topic,
             partition = key.partition, code, "share state not written");
         let fenced = [E::FencedLeaderEpoch.code(), E::FencedStateEpoch.code()];
@@ -809,7 +810,8 @@ impl Shares {
         }
         self.partitions.borrow_mut().remove(key);
         let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
-        let stored = read_state(shard, &share_key, leader_epoch).await?;
+        let stored = on_state_coordinator(shard, &share_key, StateCall::Read { leader_epoch });
+        let stored = stored.await?;
         let limits = limits_of(shard, &key.group);
         let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
         let log_start = local_offset(shard, &partition, -2, false).await?;
@@ -897,7 +899,7 @@ impl Shares {
                 }
                 .await
             }
-            None => delete_state(shard, &share_key).await,
+            None => on_state_coordinator(shard, &share_key, StateCall::Delete).await.map(drop),
         };
         self.partitions.borrow_mut().remove(&key);
         match done {
@@ -930,43 +932,54 @@ fn call_boxed<'a>(
     Box::pin(call(shard, owner, request))
 }
 
-/// Reads the state of `key` from its share coordinator, as its leader at `leader_epoch`.
-async fn read_state(
+/// Runs `call` for `key` on its share coordinator (the persister): over the mesh when a
+/// shard of this broker coordinates it, else on its broker. The state read (`None`: none)
+/// for Read and Summary; `None` once a write, initialization or deletion is durable.
+async fn on_state_coordinator(
     shard: &Rc<Shard>,
     key: &ShareKey,
-    leader_epoch: i32,
+    call: StateCall<'_>,
 ) -> Result<Option<ShareState>, i16> {
     share_state::with_coordinator(shard, key, |home| async move {
         match home {
             StateHome::Here { owner, .. } => {
-                let request = ShareRequest::ReadState { key: key.clone(), leader_epoch };
-                match call_boxed(shard, owner, request).await {
+                match call_boxed(shard, owner, local_request(key, call)).await {
                     Some(ShareReply::State(read)) => read,
+                    Some(ShareReply::Written(0)) => Ok(None),
+                    Some(ShareReply::Written(code)) => Err(code),
                     _ => Err(E::CoordinatorNotAvailable.code()),
                 }
             }
             StateHome::Broker { id, addr } => {
-                share_state::read_remote(shard, (id, &addr), key, leader_epoch).await
+                share_state::call_remote(shard, (id, &addr), key, call).await
             }
         }
     })
     .await
 }
 
-/// Writes `state` of `key` to its share coordinator; returns once durable.
-async fn write_state(shard: &Rc<Shard>, key: &ShareKey, state: &ShareState) -> Result<(), i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request = ShareRequest::WriteState { key: key.clone(), state: state.clone() };
-                written(call_boxed(shard, owner, request).await)
-            }
-            StateHome::Broker { id, addr } => {
-                share_state::write_remote(shard, (id, &addr), key, state).await
-            }
+/// The mesh request of `call` for `key`.
+fn local_request(key: &ShareKey, call: StateCall<'_>) -> ShareRequest {
+    let key = key.clone();
+    match call {
+        StateCall::Read { leader_epoch } => ShareRequest::ReadState { key, leader_epoch },
+        StateCall::Write(state) => ShareRequest::WriteState { key, state: state.clone() },
+        StateCall::Initialize { state_epoch, start_offset } => {
+            ShareRequest::InitState { key, state_epoch, start_offset }
         }
-    })
-    .await
+        StateCall::Delete => ShareRequest::DeleteState { key },
+        StateCall::Summary { leader_epoch } => ShareRequest::ReadSummary { key, leader_epoch },
+    }
+}
+
+/// The summary of the state of `key` (no batches; `None`: no state) from its share
+/// coordinator (ReadShareGroupStateSummary), asked at `leader_epoch` (-1: not a leader).
+async fn read_summary(
+    shard: &Rc<Shard>,
+    key: &ShareKey,
+    leader_epoch: i32,
+) -> Result<Option<ShareState>, i16> {
+    on_state_coordinator(shard, key, StateCall::Summary { leader_epoch }).await
 }
 
 /// Initializes the state of `key` on its share coordinator (InitializeShareGroupState):
@@ -977,70 +990,8 @@ async fn initialize_state(
     state_epoch: i32,
     start_offset: i64,
 ) -> Result<(), i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request =
-                    ShareRequest::InitState { key: key.clone(), state_epoch, start_offset };
-                written(call_boxed(shard, owner, request).await)
-            }
-            StateHome::Broker { id, addr } => {
-                let epochs = (state_epoch, start_offset);
-                share_state::initialize_remote(shard, (id, &addr), key, epochs).await
-            }
-        }
-    })
-    .await
-}
-
-/// Deletes the state of `key` on its share coordinator (DeleteShareGroupState): returns once
-/// the tombstone is durable.
-async fn delete_state(shard: &Rc<Shard>, key: &ShareKey) -> Result<(), i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request = ShareRequest::DeleteState { key: key.clone() };
-                written(call_boxed(shard, owner, request).await)
-            }
-            StateHome::Broker { id, addr } => {
-                share_state::delete_remote(shard, (id, &addr), key).await
-            }
-        }
-    })
-    .await
-}
-
-/// The summary of the state of `key` (no batches; `None`: no state) from its share
-/// coordinator (ReadShareGroupStateSummary), asked at `leader_epoch` (-1: not a leader).
-async fn read_summary(
-    shard: &Rc<Shard>,
-    key: &ShareKey,
-    leader_epoch: i32,
-) -> Result<Option<ShareState>, i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request = ShareRequest::ReadSummary { key: key.clone(), leader_epoch };
-                match call_boxed(shard, owner, request).await {
-                    Some(ShareReply::State(read)) => read,
-                    _ => Err(E::CoordinatorNotAvailable.code()),
-                }
-            }
-            StateHome::Broker { id, addr } => {
-                share_state::summary_remote(shard, (id, &addr), key, leader_epoch).await
-            }
-        }
-    })
-    .await
-}
-
-/// A coordinator's [`ShareReply::Written`] as a result.
-fn written(reply: Option<ShareReply>) -> Result<(), i16> {
-    match reply {
-        Some(ShareReply::Written(0)) => Ok(()),
-        Some(ShareReply::Written(code)) => Err(code),
-        _ => Err(E::CoordinatorNotAvailable.code()),
-    }
+    let call = StateCall::Initialize { state_epoch, start_offset };
+    on_state_coordinator(shard, key, call).await.map(drop)
 }
 
 /// Replays state records in log order: the latest snapshot, then the updates after it.
