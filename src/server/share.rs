@@ -24,8 +24,10 @@
 //! A member whose session times out has its locks released at once on every shard (Kafka's
 //! `SharePartition.releaseAcquiredRecords`): the coordinating shard notes it, then sends
 //! [`ShareRequest::Release`] to every shard before it answers. A closing share session
-//! releases its member's locks on the session's partitions (after its acknowledgements); a
-//! member leaving with epoch -1 keeps them until then, or until they expire.
+//! releases its member's locks on the session's partitions (after its acknowledgements), and
+//! so does the connection that opened it going away, as Kafka's share session cache does on
+//! a disconnect; a member leaving with epoch -1 keeps them until then (its last
+//! acknowledgements may still be on their way), or until they expire.
 //!
 //! A share group with `share.isolation.level` = `read_committed` reads the log as a
 //! read_committed Fetch does (below the last stable offset, with the aborted transactions of
@@ -310,6 +312,9 @@ struct Slot {
 struct Session {
     next_epoch: i32,
     partitions: BTreeSet<(uuid::Uuid, i32)>,
+    /// Which opening this is ([`Shares::session_token`]): a connection that opened an
+    /// earlier one does not close this one when it goes away.
+    token: u64,
 }
 
 /// The share state of one shard. See the module docs.
@@ -317,6 +322,8 @@ pub struct Shares {
     groups: RefCell<HashMap<String, ShareGroup>>,
     partitions: RefCell<HashMap<SpKey, Slot>>,
     sessions: RefCell<HashMap<(String, String), Session>>,
+    /// The token of the next share session opened here.
+    next_token: std::cell::Cell<u64>,
     /// Members (group, member) that timed out here, whose locks are not yet released.
     left: RefCell<Vec<(String, String)>>,
     /// One share-partition loads at a time (a second request for it waits, then finds it).
@@ -363,6 +370,7 @@ impl Shares {
             groups: RefCell::new(HashMap::new()),
             partitions: RefCell::new(HashMap::new()),
             sessions: RefCell::new(HashMap::new()),
+            next_token: std::cell::Cell::new(1),
             left: RefCell::new(Vec::new()),
             load: Semaphore::new(1),
             meta: Semaphore::new(1),
@@ -596,7 +604,9 @@ impl Shares {
             }
             let partitions: BTreeSet<_> = add.iter().copied().collect();
             let out = partitions.iter().copied().collect();
-            sessions.insert(key, Session { next_epoch: 1, partitions });
+            let token = self.next_token.get();
+            self.next_token.set(token.wrapping_add(1));
+            sessions.insert(key, Session { next_epoch: 1, partitions, token });
             return Ok(out);
         }
         let Some(session) = sessions.get_mut(&key) else {
@@ -616,6 +626,25 @@ impl Shares {
             session.partitions.remove(f);
         }
         Ok(session.partitions.iter().copied().collect())
+    }
+
+    /// The token of `member`'s open share session, to close it when the connection that
+    /// opened it goes away ([`Shares::close_session`]).
+    pub fn session_token(&self, group: &str, member: &str) -> Option<u64> {
+        let key = (group.to_owned(), member.to_owned());
+        self.sessions.borrow().get(&key).map(|s| s.token)
+    }
+
+    /// Closes `member`'s share session if it is still the opening `token` (its connection
+    /// went away); returns its partitions, whose locks the member then releases.
+    pub fn close_session(&self, group: &str, member: &str, token: u64) -> Vec<(uuid::Uuid, i32)> {
+        let key = (group.to_owned(), member.to_owned());
+        let mut sessions = self.sessions.borrow_mut();
+        if sessions.get(&key).is_none_or(|s| s.token != token) {
+            return Vec::new();
+        }
+        let closed = sessions.remove(&key);
+        closed.map(|s| s.partitions.into_iter().collect()).unwrap_or_default()
     }
 
     async fn partition_op(&self, shard: &Rc<Shard>, op: PartitionOp) -> PartitionResult {

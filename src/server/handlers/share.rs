@@ -23,6 +23,7 @@ use crate::group::share_meta::SharePartitions;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{PartitionRef, ShardMsg};
+use crate::server::session::Session;
 use crate::server::shard::{LocalFuture, Shard};
 use crate::server::share::{
     call, group_settings, stored_start_offset, AckBatch, MetaChange, PartitionOp, PartitionResult,
@@ -51,7 +52,7 @@ pub async fn handle(
         RequestKind::ShareGroupDescribe(req) => {
             ResponseKind::ShareGroupDescribe(describe(shard, req).await)
         }
-        RequestKind::ShareFetch(req) => ResponseKind::ShareFetch(fetch(shard, req).await),
+        RequestKind::ShareFetch(req) => ResponseKind::ShareFetch(fetch(shard, req, None).await),
         RequestKind::ShareAcknowledge(req) => {
             ResponseKind::ShareAcknowledge(acknowledge(shard, req).await)
         }
@@ -456,7 +457,37 @@ fn ids(group: &Option<GroupId>, member: &Option<StrBytes>) -> Option<(String, St
     Some((group, member))
 }
 
-async fn fetch(shard: &Rc<Shard>, req: ShareFetchRequest) -> ShareFetchResponse {
+/// ShareFetch on a connection (`session`), which notes the share sessions it opens so that
+/// they close when it goes away ([`connection_closed`]).
+pub(super) async fn fetch_on(
+    shard: &Rc<Shard>,
+    req: ShareFetchRequest,
+    session: &Session,
+) -> ShareFetchResponse {
+    fetch(shard, req, Some(session)).await
+}
+
+/// A connection went away: closes the share sessions it opened (unless reopened since) and
+/// releases their members' locks on the sessions' partitions, as Kafka's share session cache
+/// does on a disconnect (its `ShareGroupListener.onMemberLeave`).
+pub async fn connection_closed(shard: &Rc<Shard>, opened: Vec<(String, String, u64)>) {
+    for (group, member, token) in opened {
+        let partitions = shard.shares.close_session(&group, &member, token);
+        if partitions.is_empty() {
+            continue;
+        }
+        let targets = resolve(shard, partitions, &mut BTreeMap::new());
+        round(shard, &group, &member, &targets, false, true, None).await;
+        tracing::debug!(group = %group, member = %member,
+            "share session closed with its connection; its locks released");
+    }
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    req: ShareFetchRequest,
+    opener: Option<&Session>,
+) -> ShareFetchResponse {
     let failed = |e: E| ShareFetchResponse::default().with_error_code(e.code());
     let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
         return failed(E::InvalidRequest);
@@ -491,6 +522,11 @@ async fn fetch(shard: &Rc<Shard>, req: ShareFetchRequest) -> ShareFetchResponse 
         Ok(partitions) => partitions,
         Err(e) => return failed(e),
     };
+    if let (0, Some(opener)) = (epoch, opener) {
+        if let Some(token) = shard.shares.session_token(&group, &member) {
+            opener.opened_share_session(&group, &member, token);
+        }
+    }
     let closing = epoch == -1;
     // The session's partitions, plus any acknowledged outside it.
     let mut all: Vec<(uuid::Uuid, i32)> = session.clone();
