@@ -1499,3 +1499,27 @@ fn a_share_group_deleted_after_a_restart_takes_its_state_along_and_starts_over()
     assert_eq!((topic.as_str(), partition, code), (TOPIC, 0, 0));
     assert!(start == -1 || start == 0, "the recreated group starts over, not at {start}");
 }
+
+#[test]
+fn a_share_group_whose_topic_was_deleted_is_deleted_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    create_topic(&mut admin, TOPIC, 1);
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(heartbeat(&mut conn, "gt", "a", 0).error_code, 0);
+    assert_eq!(all_start_offsets(&mut admin, "gt"), vec![(TOPIC.to_owned(), 0, 0, -1)]);
+    assert_eq!(heartbeat(&mut conn, "gt", "a", -1).error_code, 0);
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(TOPIC))])
+        .with_timeout_ms(5000);
+    let ResponseKind::DeleteTopics(r) =
+        admin.call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req))
+    else {
+        panic!("not DeleteTopics")
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    // The record still names the deleted topic's id; deleting the group drops it all.
+    assert_eq!(delete_group(&mut admin, "gt"), 0);
+    assert_eq!(delete_group(&mut admin, "gt"), E::GroupIdNotFound.code());
+}

@@ -134,7 +134,11 @@ pub(super) async fn delete_group(shard: &Rc<Shard>, group: &str) -> i16 {
             }
         }
     }
-    let deleted = MetaChange::Deleted(topics.iter().map(|(id, _)| *id).collect());
+    // Topics deleted since they were recorded go too (no partition of theirs is left to
+    // reset here), so the record empties and its tombstone is written.
+    let mut ids: BTreeSet<uuid::Uuid> = topics.iter().map(|(id, _)| *id).collect();
+    ids.extend(recorded.all().into_keys().chain(recorded.deleting.keys().copied()));
+    let deleted = MetaChange::Deleted(ids.into_iter().collect());
     if let Err(code) = meta(shard, group, Some(deleted)).await {
         return code;
     }
