@@ -12,9 +12,20 @@ impl Coordinator {
     /// partition `partition` (NOT_COORDINATOR if this shard does not own it,
     /// COORDINATOR_LOAD_IN_PROGRESS while it replays). Empty when it has no record.
     pub fn share_partitions(&self, partition: i32, group: &str) -> Result<SharePartitions, E> {
+        self.with_share_partitions(partition, group, |v| v.cloned().unwrap_or_default())
+    }
+
+    /// `f` of `group`'s record (`None`: it has none) without copying it, under the same
+    /// conditions as [`Coordinator::share_partitions`].
+    pub fn with_share_partitions<R>(
+        &self,
+        partition: i32,
+        group: &str,
+        f: impl FnOnce(Option<&SharePartitions>) -> R,
+    ) -> Result<R, E> {
         self.ready_log(partition)?;
         let shares = self.share_partitions.borrow();
-        Ok(shares.get(group).map(|(_, v)| v.clone()).unwrap_or_default())
+        Ok(f(shares.get(group).map(|(_, v)| v)))
     }
 
     /// The share groups with a record in a partition this shard has loaded.

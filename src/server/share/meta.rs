@@ -73,26 +73,29 @@ impl Shares {
     fn uninitialized(&self, shard: &Shard, group: &str, partition: i32) -> Vec<TopicPartitions> {
         let topics = self.groups.borrow().get(group).map(|g| g.subscribed_topics());
         let Some(topics) = topics else { return Vec::new() };
-        let Ok(record) = shard.groups.share_partitions(partition, group) else {
-            return Vec::new();
-        };
         let meta = shard.meta();
-        topics
-            .into_iter()
-            .filter_map(|name| {
-                let topic = meta.topics.get(name.as_str())?;
-                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-                let missing: Vec<i32> =
-                    (0..count).filter(|p| !record.is_initialized(&topic.id, *p)).collect();
-                (!missing.is_empty()).then_some((topic.id, name, missing))
-            })
-            .collect()
+        // Read in place: this runs on every heartbeat.
+        let missing = shard.groups.with_share_partitions(partition, group, |record| {
+            let initialized = |id, p| record.is_some_and(|r| r.is_initialized(id, p));
+            topics
+                .into_iter()
+                .filter_map(|name| {
+                    let topic = meta.topics.get(name.as_str())?;
+                    let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                    let missing: Vec<i32> =
+                        (0..count).filter(|p| !initialized(&topic.id, *p)).collect();
+                    (!missing.is_empty()).then_some((topic.id, name, missing))
+                })
+                .collect()
+        });
+        missing.unwrap_or_default()
     }
 
     /// Whether `group` has a ShareGroupStatePartitionMetadata record listing anything.
     pub(super) fn recorded(&self, shard: &Shard, group: &str) -> bool {
         let Ok(partition) = offsets_partition(shard, group) else { return false };
-        shard.groups.share_partitions(partition, group).is_ok_and(|r| !r.is_empty())
+        let listed = |r: Option<&SharePartitions>| r.is_some_and(|r| !r.is_empty());
+        shard.groups.with_share_partitions(partition, group, listed).unwrap_or(false)
     }
 
     /// Applies `change` (if any) to `group`'s record, writes it, and returns it.
