@@ -437,6 +437,20 @@ fn fuzz_offsets_records() {
     fuzz::run("offsets_records", decode_records);
 }
 
+/// A share group's ShareGroupStatePartitionMetadata with a topic in each state.
+fn share_partitions() -> strata::group::share_meta::SharePartitions {
+    use strata::group::share_meta::{SharePartitions, ShareTopic};
+    let topic = |name: &str, partitions: &[i32]| ShareTopic {
+        name: name.into(),
+        partitions: partitions.iter().copied().collect(),
+    };
+    let mut v = SharePartitions::default();
+    v.initializing.insert(uuid::Uuid::from_u128(2), topic("b", &[3]));
+    v.initialized.insert(uuid::Uuid::from_u128(1), topic("a", &[0, 1]));
+    v.deleting.insert(uuid::Uuid::from_u128(3), "c".into());
+    v
+}
+
 /// Writes the seed corpus of `offsets_records`: records of every kind and version, and a
 /// batch. Run by hand (`-- --ignored`) and commit the files.
 #[test]
@@ -476,6 +490,8 @@ fn write_the_offsets_records_corpus() {
         OffsetsRecord::Offset { group: "g".into(), topic: "t".into(), partition: 2, value: None },
         OffsetsRecord::Group { group: "g".into(), value: Some(snapshot) },
         OffsetsRecord::Group { group: "g".into(), value: None },
+        OffsetsRecord::SharePartitions { group: "s".into(), value: Some(share_partitions()) },
+        OffsetsRecord::SharePartitions { group: "s".into(), value: None },
     ];
     for (i, record) in all.iter().enumerate() {
         let (key, value) = record.encode();

@@ -405,6 +405,36 @@ fn a_member_that_times_out_releases_its_records_at_once() {
 }
 
 #[test]
+fn a_member_whose_connection_closes_releases_its_records_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten-minute locks and sessions: only the release when a's connection closes (Kafka's
+    // share session cache on a disconnect) can hand its records over within the test.
+    let args = [
+        "--group-share-record-lock-duration-ms",
+        "600000",
+        "--group-share-session-timeout-ms",
+        "600000",
+    ];
+    let broker = broker(dir.path(), &args);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 10);
+    let mut a = Member::join(&broker, "g", "a");
+    let mut b = Member::join(&broker, "g", "b");
+    let taken = a.fetch("g", topic_id, &[], 100, 1000);
+    assert_eq!(taken.records.len(), 10);
+    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    // a's connection goes away without closing its share session or leaving the group.
+    drop(a);
+    let again = common::poll("a's records after its connection closed", || {
+        let f = b.fetch("g", topic_id, &[], 100, 100);
+        (!f.records.is_empty()).then_some(f)
+    });
+    let got: Vec<(i64, i16)> = again.records.iter().map(|r| (r.0, r.2)).collect();
+    assert_eq!(got, (0..10).map(|o| (o, 2)).collect::<Vec<_>>());
+}
+
+#[test]
 fn group_ids_of_other_types_are_refused_as_kafka_refuses_them() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path(), &[]);
@@ -1097,8 +1127,10 @@ fn acknowledgements_follow_the_share_coordinator_to_its_new_leader_after_kill_9(
         (now >= 0 && now != state_leader).then_some(now)
     });
     let mut to_coordinator = Conn::connect(cluster.node(new_state_leader).addr);
-    // Not a leader's read (-1): every record accepted, so the state starts past them all.
-    assert_eq!(read_state(&mut to_coordinator, &group, topic_id, -1), (0, 0, 100, vec![]));
+    // Not a leader's read (-1): every record accepted, so the state starts past them all, at
+    // the state epoch the member's join initialized it at (the group epoch).
+    let state = read_state(&mut to_coordinator, &group, topic_id, -1);
+    assert_eq!(state, (0, a.member_epoch, 100, vec![]));
 }
 
 /// InitializeShareGroupState of (`group`, `topic_id`, 0): its error code.
@@ -1271,10 +1303,11 @@ fn altered_offsets_are_where_fetches_start_and_deleted_offsets_leave_no_state() 
     // Not while it is a member.
     assert_eq!(alter_offsets(&mut admin, "ga", 50).0, E::NonEmptyGroup.code());
     assert_eq!(heartbeat(&mut m.conn, "ga", "a", -1).error_code, 0);
-    // Altered: the state is initialized at 50 with the next state epoch.
+    // Altered: the state is initialized at 50 with the next state epoch (the member's join
+    // initialized it at the group epoch, the member's epoch).
     assert_eq!(alter_offsets(&mut admin, "ga", 50), (0, 0));
     assert_eq!(start_offset(&mut admin, "ga"), 50);
-    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, 1);
+    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, m.member_epoch + 1);
     assert_eq!(first_fetched(&broker, "ga", "b", id), 50);
     // Deleted: no state any more; the next member starts at share.auto.offset.reset.
     assert_eq!(delete_offsets(&mut admin, "ga"), (0, 0));
@@ -1359,4 +1392,134 @@ fn deleting_an_empty_share_group_deletes_its_state() {
     assert_eq!(delete_group(&mut admin, "gd"), E::GroupIdNotFound.code());
     // A new group of that id starts at share.auto.offset.reset.
     assert_eq!(first_fetched(&broker, "gd", "b", id), 0);
+}
+
+/// DescribeShareGroupOffsets of every topic of `group` (null topics): (topic, partition,
+/// error, start offset) of each partition listed.
+fn all_start_offsets(conn: &mut Conn, group: &str) -> Vec<(String, i32, i16, i64)> {
+    let g = describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(None);
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]);
+    let body = RequestKind::DescribeShareGroupOffsets(req);
+    match conn.call(ApiKey::DescribeShareGroupOffsets, 0, body) {
+        ResponseKind::DescribeShareGroupOffsets(r) => {
+            assert_eq!(r.groups[0].error_code, 0);
+            let topics = r.groups[0].topics.iter();
+            let rows = topics.flat_map(|t| {
+                let name = t.topic_name.0.to_string();
+                t.partitions
+                    .iter()
+                    .map(move |p| (name.clone(), p.partition_index, p.error_code, p.start_offset))
+            });
+            rows.collect()
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn joining_initializes_the_share_partitions_and_the_group_records_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    // Joining initializes the partition (InitializeShareGroupState: state epoch = the group
+    // epoch, no start offset yet) before the member gets it; describe lists it.
+    let mut conn = Conn::connect(broker.addr);
+    let r = heartbeat(&mut conn, "gi", "a", 0);
+    assert_eq!(r.error_code, 0);
+    assert_eq!(state_summary(&mut admin, "gi", id, -1), (0, r.member_epoch, -1, -1));
+    assert_eq!(all_start_offsets(&mut admin, "gi"), vec![(TOPIC.to_owned(), 0, 0, -1)]);
+    // A second member finds it initialized: the state epoch stays.
+    let r2 = heartbeat(&mut Conn::connect(broker.addr), "gi", "b", 0);
+    assert_eq!(r2.error_code, 0);
+    assert_eq!(state_summary(&mut admin, "gi", id, -1).1, r.member_epoch);
+    // The record survives a restart: the group, empty now, still lists the partition.
+    drop(conn);
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let listed = common::poll("the group's initialized partitions after the restart", || {
+        let listed = all_start_offsets(&mut admin, "gi");
+        (!listed.is_empty()).then_some(listed)
+    });
+    assert_eq!(listed, vec![(TOPIC.to_owned(), 0, 0, -1)]);
+    // Deleting the topic's offsets drops it from the record (and the state).
+    assert_eq!(delete_offsets(&mut admin, "gi"), (0, 0));
+    assert_eq!(all_start_offsets(&mut admin, "gi"), vec![]);
+    assert_eq!(state_summary(&mut admin, "gi", id, -1), (0, 0, -1, -1));
+    // Altering records it again.
+    assert_eq!(alter_offsets(&mut admin, "gi", 3), (0, 0));
+    assert_eq!(all_start_offsets(&mut admin, "gi"), vec![(TOPIC.to_owned(), 0, 0, 3)]);
+}
+
+#[test]
+fn a_share_group_deleted_after_a_restart_takes_its_state_along_and_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 50);
+    // A member takes and accepts 0..=9, then leaves.
+    let mut m = Member::join(&broker, "gr", "a");
+    let f = m.fetch("gr", id, &[], 10, 2_000);
+    let f = m.fetch("gr", id, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(heartbeat(&mut m.conn, "gr", "a", -1).error_code, 0);
+    drop((m, admin));
+    // After a restart no shard holds the share-partition and the group has no members in
+    // memory: the group's record still names what it initialized.
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let settled = [E::CoordinatorLoadInProgress.code(), E::CoordinatorNotAvailable.code()];
+    let code = common::poll("DeleteGroups after the restart", || {
+        let code = delete_group(&mut admin, "gr");
+        (!settled.contains(&code)).then_some(code)
+    });
+    assert_eq!(code, 0);
+    assert_eq!(read_state(&mut admin, "gr", id, -1), (0, 0, -1, vec![]));
+    assert_eq!(all_start_offsets(&mut admin, "gr"), vec![]);
+    assert_eq!(delete_group(&mut admin, "gr"), E::GroupIdNotFound.code());
+    // A group recreated with that id starts at share.auto.offset.reset, not at 10.
+    assert_eq!(first_fetched(&broker, "gr", "b", id), 0);
+    // Still so after another restart (the tombstone of the record replays too): the
+    // recreated group's partition is listed, not started (-1), or started at 0 if b's
+    // released records were written before the stop, never at the old 10.
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let listed = common::poll("the recreated group's partitions after the restart", || {
+        let listed = all_start_offsets(&mut admin, "gr");
+        (!listed.is_empty()).then_some(listed)
+    });
+    assert_eq!(listed.len(), 1);
+    let (topic, partition, code, start) = listed[0].clone();
+    assert_eq!((topic.as_str(), partition, code), (TOPIC, 0, 0));
+    assert!(start == -1 || start == 0, "the recreated group starts over, not at {start}");
+}
+
+#[test]
+fn a_share_group_whose_topic_was_deleted_is_deleted_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    create_topic(&mut admin, TOPIC, 1);
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(heartbeat(&mut conn, "gt", "a", 0).error_code, 0);
+    assert_eq!(all_start_offsets(&mut admin, "gt"), vec![(TOPIC.to_owned(), 0, 0, -1)]);
+    assert_eq!(heartbeat(&mut conn, "gt", "a", -1).error_code, 0);
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(TOPIC))])
+        .with_timeout_ms(5000);
+    let ResponseKind::DeleteTopics(r) =
+        admin.call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req))
+    else {
+        panic!("not DeleteTopics")
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    // The record still names the deleted topic's id; deleting the group drops it all.
+    assert_eq!(delete_group(&mut admin, "gt"), 0);
+    assert_eq!(delete_group(&mut admin, "gt"), E::GroupIdNotFound.code());
 }

@@ -38,6 +38,7 @@ use super::api::{GroupOp, GroupReply, GroupRequest};
 use super::consumer::Settings as ConsumerSettings;
 use super::consumer_ops::ConsumerSlot;
 use super::records::{self, OffsetsRecord};
+use super::share_meta::SharePartitions;
 use super::state::{Group, JoinArgs, JoinOutcome, Outbox, Reply, SyncArgs, SyncOutcome};
 use super::{now_ms, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
 use crate::protocol::ResponseError as E;
@@ -101,6 +102,9 @@ pub struct Coordinator {
     /// While a partition replays: the consumer group records read so far, by group id
     /// (partition, latest value per key); turned into groups when the replay ends.
     pub(super) consumer_images: RefCell<HashMap<String, (i32, super::consumer::records::Image)>>,
+    /// Share groups' ShareGroupStatePartitionMetadata, by group id: (`__consumer_offsets`
+    /// partition, the latest value). Kept for `server::share`, which runs the share groups.
+    pub(super) share_partitions: RefCell<HashMap<String, (i32, SharePartitions)>>,
 }
 
 /// What a contained group task is, for the log line of a panic: `group g1`.
@@ -133,6 +137,7 @@ impl Coordinator {
             consumer_settings: RefCell::new(ConsumerSettings::default()),
             group_timeouts: RefCell::new(HashMap::new()),
             consumer_images: RefCell::new(HashMap::new()),
+            share_partitions: RefCell::new(HashMap::new()),
         })
     }
 

@@ -14,6 +14,9 @@
 //!   `consumer_ops` drives on the coordinator.
 //! * [`migration`] converts a classic group into a consumer group and back online, and
 //!   answers classic members inside a consumer group (Kafka 4.0's migration).
+//! * [`share_meta`] encodes and decodes a share group's ShareGroupStatePartitionMetadata
+//!   record (which share-partitions it initialized), which the coordinator replays and
+//!   keeps for `server::share`.
 //! * [`api`] holds the `Send` request/response enums that cross the shard mesh.
 //!
 //! A group lives on exactly one shard: the one that owns partition
@@ -31,8 +34,12 @@ mod load;
 mod migration;
 mod offsets;
 pub mod records;
+pub mod share_meta;
+mod share_ops;
 pub mod state;
 
+#[cfg(test)]
+mod share_meta_tests;
 #[cfg(test)]
 mod tests;
 

@@ -6,7 +6,8 @@
 //! protocol, leader, current_state_timestamp, members[])`. A null value is a tombstone.
 //! Strings are i16-length-prefixed, bytes i32-length-prefixed, non-flexible encoding.
 //! Key types 3-8 are KIP-848 consumer group records, whose values
-//! [`super::consumer::records`] reads and writes.
+//! [`super::consumer::records`] reads and writes; key type 15 is a share group's
+//! ShareGroupStatePartitionMetadata ([`super::share_meta`]).
 //! Decoding checks every length against the input: bad data is an error, never a panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -15,6 +16,7 @@ use kafka_protocol::records::{
 };
 
 use super::consumer::records as consumer;
+use super::share_meta::{self, SharePartitions};
 use super::state::{Committed, GroupSnapshot, Member};
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -69,6 +71,13 @@ pub enum OffsetsRecord {
         /// The value (version prefix included), or `None` for a tombstone.
         value: Option<Bytes>,
     },
+    /// A share group's ShareGroupStatePartitionMetadata (key type 15), or its deletion.
+    SharePartitions {
+        /// Group id.
+        group: String,
+        /// The share-partitions, or `None` for a tombstone.
+        value: Option<SharePartitions>,
+    },
 }
 
 impl OffsetsRecord {
@@ -77,7 +86,8 @@ impl OffsetsRecord {
         match self {
             OffsetsRecord::Offset { group, .. }
             | OffsetsRecord::Group { group, .. }
-            | OffsetsRecord::Consumer { group, .. } => group,
+            | OffsetsRecord::Consumer { group, .. }
+            | OffsetsRecord::SharePartitions { group, .. } => group,
         }
     }
 
@@ -105,6 +115,10 @@ impl OffsetsRecord {
                 }
                 (key.freeze(), value.clone())
             }
+            OffsetsRecord::SharePartitions { group, value } => {
+                share_meta::encode_key(&mut key, group);
+                (key.freeze(), value.as_ref().map(share_meta::encode_value))
+            }
         }
     }
 
@@ -129,6 +143,11 @@ impl OffsetsRecord {
                 let member = if consumer::has_member(kind) { Some(k.string()?) } else { None };
                 let value = value.map(Bytes::copy_from_slice);
                 Ok(OffsetsRecord::Consumer { group, kind, member, value })
+            }
+            share_meta::KEY_TYPE => {
+                let group = k.string()?;
+                let value = value.map(share_meta::decode_value).transpose()?;
+                Ok(OffsetsRecord::SharePartitions { group, value })
             }
             _ => Err(RecordError::Invalid("unknown key version")),
         }

@@ -98,6 +98,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = stream.split();
+    let session_of_conn = session.clone();
     let config = &shard.config;
     let conn = Rc::new(Conn {
         share: ConnShare::new(&shard.budget),
@@ -117,12 +118,16 @@ where
     // does not carry the reader's state, which is large, several times over.
     let reading = Box::pin(read_loop(conn, FrameReader::new(reader), queue));
     let drained = shard.draining.acquire(1);
+    let draining = Rc::new(std::cell::Cell::new(false));
     // The block drops the reader when the shard drains, and with it the queue's sender: the
     // writer then ends once the responses already queued are written (kept alive, the reader
     // would hold an idle connection open until the shutdown timeout).
+    let drain_seen = draining.clone();
     let reading = async move {
         futures::pin_mut!(drained);
-        futures::future::select(reading, drained).await;
+        if let Either::Right(_) = futures::future::select(reading, drained).await {
+            drain_seen.set(true);
+        }
     };
     futures::pin_mut!(reading);
     match futures::future::select(reading, writing).await {
@@ -130,6 +135,12 @@ where
         Either::Left(((), writing)) => writing.await,
         // The writer failed or was told to close: stop reading too.
         Either::Right(((), _)) => {}
+    }
+    // The share sessions it opened close with it, releasing their locks (not while the
+    // broker shuts down: the locks are not written, a restart delivers the records again).
+    let opened = session_of_conn.take_share_sessions();
+    if !opened.is_empty() && !draining.get() {
+        super::handlers::share::connection_closed(&shard, opened).await;
     }
 }
 

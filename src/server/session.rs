@@ -35,6 +35,10 @@ pub struct Session {
     /// SASL state, on connections of SASL listeners only.
     /// Boxed: only SASL listeners pay for it (an idle connection's memory is budgeted).
     sasl: Option<Box<RefCell<SaslConnection>>>,
+    /// The share sessions this connection opened, (group, member, token): closed, and their
+    /// members' locks released, when it goes away (Kafka's share session cache does so on a
+    /// connection's disconnect).
+    share_sessions: RefCell<Vec<(String, String, u64)>>,
 }
 
 impl Session {
@@ -50,7 +54,20 @@ impl Session {
             muted_until: Cell::new(None),
             quota: RefCell::new(QuotaBindings::default()),
             sasl,
+            share_sessions: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Notes a share session this connection opened.
+    pub fn opened_share_session(&self, group: &str, member: &str, token: u64) {
+        let mut opened = self.share_sessions.borrow_mut();
+        opened.retain(|(g, m, _)| g != group || m != member);
+        opened.push((group.to_owned(), member.to_owned(), token));
+    }
+
+    /// The share sessions this connection opened (emptied).
+    pub fn take_share_sessions(&self) -> Vec<(String, String, u64)> {
+        std::mem::take(&mut *self.share_sessions.borrow_mut())
     }
 
     /// Runs `f` on the principal without copying it (the hot path's authorization checks).

@@ -24,8 +24,10 @@
 //! A member whose session times out has its locks released at once on every shard (Kafka's
 //! `SharePartition.releaseAcquiredRecords`): the coordinating shard notes it, then sends
 //! [`ShareRequest::Release`] to every shard before it answers. A closing share session
-//! releases its member's locks on the session's partitions (after its acknowledgements); a
-//! member leaving with epoch -1 keeps them until then, or until they expire.
+//! releases its member's locks on the session's partitions (after its acknowledgements), and
+//! so does the connection that opened it going away, as Kafka's share session cache does on
+//! a disconnect; a member leaving with epoch -1 keeps them until then (its last
+//! acknowledgements may still be on their way), or until they expire.
 //!
 //! A share group with `share.isolation.level` = `read_committed` reads the log as a
 //! read_committed Fetch does (below the last stable offset, with the aborted transactions of
@@ -47,8 +49,9 @@ use glommio::sync::Semaphore;
 use super::mesh::{FetchItem, OffsetQuery, PartitionRef, ShardMsg};
 use super::peer::PeerPool;
 use super::shard::Shard;
-use super::share_state::{self, StateHome, StateStore};
+use super::share_state::{self, StateCall, StateHome, StateStore};
 use crate::controller::group_config::{self, GroupSettings};
+use crate::group::share_meta::SharePartitions;
 use crate::protocol::ResponseError as E;
 use crate::record_batch::AbortedFilter;
 use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
@@ -56,6 +59,8 @@ use crate::share::partition::{AckError, Acquired, Limits, Read, SharePartition};
 use crate::share::records::{self, ShareKey, ShareState};
 use crate::share::{GROUP_MEMBERS_MAX, STATE_TOPIC};
 use crate::storage::AbortedTxn;
+
+mod meta;
 
 /// Share sessions one shard holds (Kafka's `group.share.max.share.sessions` default).
 pub const SESSIONS_MAX: usize = 2_000;
@@ -238,6 +243,32 @@ pub enum ShareRequest {
         /// The reading leader's epoch (-1: not a leader).
         leader_epoch: i32,
     },
+    /// The group's ShareGroupStatePartitionMetadata record, after applying `change` to it
+    /// (`None`: read it), on the coordinating shard: answers [`ShareReply::Meta`].
+    Meta {
+        /// Group id.
+        group: String,
+        /// What to change.
+        change: Option<MetaChange>,
+    },
+}
+
+/// A change of a share group's ShareGroupStatePartitionMetadata record ([`meta`]).
+#[derive(Clone, Debug)]
+pub enum MetaChange {
+    /// Partitions of a topic were initialized (AlterShareGroupOffsets).
+    Initialized {
+        /// Topic id.
+        topic_id: uuid::Uuid,
+        /// Topic name.
+        name: String,
+        /// The partitions.
+        partitions: Vec<i32>,
+    },
+    /// The state of these topics (id, name) is about to be deleted.
+    Deleting(Vec<(uuid::Uuid, String)>),
+    /// The state of these topics is deleted.
+    Deleted(Vec<uuid::Uuid>),
 }
 
 /// The answer to a [`ShareRequest`].
@@ -263,6 +294,8 @@ pub enum ShareReply {
     State(Result<Option<ShareState>, i16>),
     /// WriteState, InitState, DeleteState: error code.
     Written(i16),
+    /// Meta: the record after the change, or an error code.
+    Meta(Result<SharePartitions, i16>),
 }
 
 struct Slot {
@@ -279,6 +312,9 @@ struct Slot {
 struct Session {
     next_epoch: i32,
     partitions: BTreeSet<(uuid::Uuid, i32)>,
+    /// Which opening this is ([`Shares::session_token`]): a connection that opened an
+    /// earlier one does not close this one when it goes away.
+    token: u64,
 }
 
 /// The share state of one shard. See the module docs.
@@ -286,10 +322,15 @@ pub struct Shares {
     groups: RefCell<HashMap<String, ShareGroup>>,
     partitions: RefCell<HashMap<SpKey, Slot>>,
     sessions: RefCell<HashMap<(String, String), Session>>,
+    /// The token of the next share session opened here.
+    next_token: std::cell::Cell<u64>,
     /// Members (group, member) that timed out here, whose locks are not yet released.
     left: RefCell<Vec<(String, String)>>,
     /// One share-partition loads at a time (a second request for it waits, then finds it).
     load: Semaphore,
+    /// One change of the share groups' ShareGroupStatePartitionMetadata records at a time
+    /// (with the share-partition initializations it records, see [`meta`]).
+    meta: Semaphore,
     /// The share coordinator of the `__share_group_state` partitions this shard owns.
     store: StateStore,
     /// Connections to other brokers' share coordinators.
@@ -329,8 +370,10 @@ impl Shares {
             groups: RefCell::new(HashMap::new()),
             partitions: RefCell::new(HashMap::new()),
             sessions: RefCell::new(HashMap::new()),
+            next_token: std::cell::Cell::new(1),
             left: RefCell::new(Vec::new()),
             load: Semaphore::new(1),
+            meta: Semaphore::new(1),
             store: StateStore::default(),
             peers: PeerPool::new("share"),
         }
@@ -341,6 +384,9 @@ impl Shares {
         match request {
             ShareRequest::Heartbeat { group, hb } => {
                 let reply = self.heartbeat(shard, &group, &hb);
+                if reply.is_ok() {
+                    self.initialize_subscribed(shard, &group).await;
+                }
                 self.release_left(shard).await;
                 ShareReply::Heartbeat(reply)
             }
@@ -354,7 +400,9 @@ impl Shares {
                 self.release_left(shard).await;
                 ShareReply::List(reply)
             }
-            ShareRequest::Exists { group } => ShareReply::Exists(self.is_share_group(&group)),
+            ShareRequest::Exists { group } => {
+                ShareReply::Exists(self.is_share_group(shard, &group))
+            }
             ShareRequest::DeleteGroup { group } => {
                 let code = self.delete_group(shard, &group);
                 self.release_left(shard).await;
@@ -388,6 +436,9 @@ impl Shares {
             }
             ShareRequest::ReadSummary { key, leader_epoch } => {
                 ShareReply::State(self.store.summary(shard, &key, leader_epoch).await)
+            }
+            ShareRequest::Meta { group, change } => {
+                ShareReply::Meta(self.change_meta(shard, &group, change).await)
             }
         }
     }
@@ -498,27 +549,40 @@ impl Shares {
         0
     }
 
-    /// Whether share group `id` exists on this shard.
-    pub fn is_share_group(&self, id: &str) -> bool {
-        self.groups.borrow().contains_key(id)
+    /// Whether share group `id` exists on this shard: with members or used since the start,
+    /// or known by its ShareGroupStatePartitionMetadata record (an empty group after a
+    /// restart, as Kafka keeps it).
+    pub fn is_share_group(&self, shard: &Shard, id: &str) -> bool {
+        self.groups.borrow().contains_key(id) || self.recorded(shard, id)
     }
 
     fn describe(&self, shard: &Shard, id: &str) -> Result<Box<ShareGroup>, i16> {
         let mut groups = self.groups.borrow_mut();
-        let group = groups.get_mut(id).ok_or(E::GroupIdNotFound.code())?;
+        let Some(group) = groups.get_mut(id) else {
+            if self.recorded(shard, id) {
+                return Ok(Box::new(ShareGroup::new(id, GROUP_MEMBERS_MAX)));
+            }
+            return Err(E::GroupIdNotFound.code());
+        };
         self.expire_members(shard, group);
         Ok(Box::new(group.clone()))
     }
 
     fn list(&self, shard: &Shard) -> Vec<(String, &'static str)> {
         let mut groups = self.groups.borrow_mut();
-        groups
+        let mut out: Vec<(String, &'static str)> = groups
             .values_mut()
             .map(|g| {
                 self.expire_members(shard, g);
                 (g.id.clone(), g.state())
             })
-            .collect()
+            .collect();
+        for id in shard.groups.share_groups_recorded() {
+            if !groups.contains_key(&id) {
+                out.push((id, "Empty"));
+            }
+        }
+        out
     }
 
     /// Opens, checks or closes the share session of `member` for a request with `epoch`;
@@ -540,7 +604,9 @@ impl Shares {
             }
             let partitions: BTreeSet<_> = add.iter().copied().collect();
             let out = partitions.iter().copied().collect();
-            sessions.insert(key, Session { next_epoch: 1, partitions });
+            let token = self.next_token.get();
+            self.next_token.set(token.wrapping_add(1));
+            sessions.insert(key, Session { next_epoch: 1, partitions, token });
             return Ok(out);
         }
         let Some(session) = sessions.get_mut(&key) else {
@@ -560,6 +626,25 @@ impl Shares {
             session.partitions.remove(f);
         }
         Ok(session.partitions.iter().copied().collect())
+    }
+
+    /// The token of `member`'s open share session, to close it when the connection that
+    /// opened it goes away ([`Shares::close_session`]).
+    pub fn session_token(&self, group: &str, member: &str) -> Option<u64> {
+        let key = (group.to_owned(), member.to_owned());
+        self.sessions.borrow().get(&key).map(|s| s.token)
+    }
+
+    /// Closes `member`'s share session if it is still the opening `token` (its connection
+    /// went away); returns its partitions, whose locks the member then releases.
+    pub fn close_session(&self, group: &str, member: &str, token: u64) -> Vec<(uuid::Uuid, i32)> {
+        let key = (group.to_owned(), member.to_owned());
+        let mut sessions = self.sessions.borrow_mut();
+        if sessions.get(&key).is_none_or(|s| s.token != token) {
+            return Vec::new();
+        }
+        let closed = sessions.remove(&key);
+        closed.map(|s| s.partitions.into_iter().collect()).unwrap_or_default()
     }
 
     async fn partition_op(&self, shard: &Rc<Shard>, op: PartitionOp) -> PartitionResult {
@@ -721,7 +806,8 @@ impl Shares {
             };
             (share_key, state)
         };
-        let Err(code) = write_state(shard, &share_key, &state).await else { return Ok(()) };
+        let written = on_state_coordinator(shard, &share_key, StateCall::Write(&state)).await;
+        let Err(code) = written else { return Ok(()) };
         crate::log_limited!(WARN, group = %key.group, topic = %key.topic,
             partition = key.partition, code, "share state not written");
         let fenced = [E::FencedLeaderEpoch.code(), E::FencedStateEpoch.code()];
@@ -753,7 +839,8 @@ impl Shares {
         }
         self.partitions.borrow_mut().remove(key);
         let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
-        let stored = read_state(shard, &share_key, leader_epoch).await?;
+        let stored = on_state_coordinator(shard, &share_key, StateCall::Read { leader_epoch });
+        let stored = stored.await?;
         let limits = limits_of(shard, &key.group);
         let partition = PartitionRef { topic: key.topic.clone(), partition: key.partition };
         let log_start = local_offset(shard, &partition, -2, false).await?;
@@ -841,7 +928,7 @@ impl Shares {
                 }
                 .await
             }
-            None => delete_state(shard, &share_key).await,
+            None => on_state_coordinator(shard, &share_key, StateCall::Delete).await.map(drop),
         };
         self.partitions.borrow_mut().remove(&key);
         match done {
@@ -874,43 +961,54 @@ fn call_boxed<'a>(
     Box::pin(call(shard, owner, request))
 }
 
-/// Reads the state of `key` from its share coordinator, as its leader at `leader_epoch`.
-async fn read_state(
+/// Runs `call` for `key` on its share coordinator (the persister): over the mesh when a
+/// shard of this broker coordinates it, else on its broker. The state read (`None`: none)
+/// for Read and Summary; `None` once a write, initialization or deletion is durable.
+async fn on_state_coordinator(
     shard: &Rc<Shard>,
     key: &ShareKey,
-    leader_epoch: i32,
+    call: StateCall<'_>,
 ) -> Result<Option<ShareState>, i16> {
     share_state::with_coordinator(shard, key, |home| async move {
         match home {
             StateHome::Here { owner, .. } => {
-                let request = ShareRequest::ReadState { key: key.clone(), leader_epoch };
-                match call_boxed(shard, owner, request).await {
+                match call_boxed(shard, owner, local_request(key, call)).await {
                     Some(ShareReply::State(read)) => read,
+                    Some(ShareReply::Written(0)) => Ok(None),
+                    Some(ShareReply::Written(code)) => Err(code),
                     _ => Err(E::CoordinatorNotAvailable.code()),
                 }
             }
             StateHome::Broker { id, addr } => {
-                share_state::read_remote(shard, (id, &addr), key, leader_epoch).await
+                share_state::call_remote(shard, (id, &addr), key, call).await
             }
         }
     })
     .await
 }
 
-/// Writes `state` of `key` to its share coordinator; returns once durable.
-async fn write_state(shard: &Rc<Shard>, key: &ShareKey, state: &ShareState) -> Result<(), i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request = ShareRequest::WriteState { key: key.clone(), state: state.clone() };
-                written(call_boxed(shard, owner, request).await)
-            }
-            StateHome::Broker { id, addr } => {
-                share_state::write_remote(shard, (id, &addr), key, state).await
-            }
+/// The mesh request of `call` for `key`.
+fn local_request(key: &ShareKey, call: StateCall<'_>) -> ShareRequest {
+    let key = key.clone();
+    match call {
+        StateCall::Read { leader_epoch } => ShareRequest::ReadState { key, leader_epoch },
+        StateCall::Write(state) => ShareRequest::WriteState { key, state: state.clone() },
+        StateCall::Initialize { state_epoch, start_offset } => {
+            ShareRequest::InitState { key, state_epoch, start_offset }
         }
-    })
-    .await
+        StateCall::Delete => ShareRequest::DeleteState { key },
+        StateCall::Summary { leader_epoch } => ShareRequest::ReadSummary { key, leader_epoch },
+    }
+}
+
+/// The summary of the state of `key` (no batches; `None`: no state) from its share
+/// coordinator (ReadShareGroupStateSummary), asked at `leader_epoch` (-1: not a leader).
+async fn read_summary(
+    shard: &Rc<Shard>,
+    key: &ShareKey,
+    leader_epoch: i32,
+) -> Result<Option<ShareState>, i16> {
+    on_state_coordinator(shard, key, StateCall::Summary { leader_epoch }).await
 }
 
 /// Initializes the state of `key` on its share coordinator (InitializeShareGroupState):
@@ -921,70 +1019,8 @@ async fn initialize_state(
     state_epoch: i32,
     start_offset: i64,
 ) -> Result<(), i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request =
-                    ShareRequest::InitState { key: key.clone(), state_epoch, start_offset };
-                written(call_boxed(shard, owner, request).await)
-            }
-            StateHome::Broker { id, addr } => {
-                let epochs = (state_epoch, start_offset);
-                share_state::initialize_remote(shard, (id, &addr), key, epochs).await
-            }
-        }
-    })
-    .await
-}
-
-/// Deletes the state of `key` on its share coordinator (DeleteShareGroupState): returns once
-/// the tombstone is durable.
-async fn delete_state(shard: &Rc<Shard>, key: &ShareKey) -> Result<(), i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request = ShareRequest::DeleteState { key: key.clone() };
-                written(call_boxed(shard, owner, request).await)
-            }
-            StateHome::Broker { id, addr } => {
-                share_state::delete_remote(shard, (id, &addr), key).await
-            }
-        }
-    })
-    .await
-}
-
-/// The summary of the state of `key` (no batches; `None`: no state) from its share
-/// coordinator (ReadShareGroupStateSummary), asked at `leader_epoch` (-1: not a leader).
-async fn read_summary(
-    shard: &Rc<Shard>,
-    key: &ShareKey,
-    leader_epoch: i32,
-) -> Result<Option<ShareState>, i16> {
-    share_state::with_coordinator(shard, key, |home| async move {
-        match home {
-            StateHome::Here { owner, .. } => {
-                let request = ShareRequest::ReadSummary { key: key.clone(), leader_epoch };
-                match call_boxed(shard, owner, request).await {
-                    Some(ShareReply::State(read)) => read,
-                    _ => Err(E::CoordinatorNotAvailable.code()),
-                }
-            }
-            StateHome::Broker { id, addr } => {
-                share_state::summary_remote(shard, (id, &addr), key, leader_epoch).await
-            }
-        }
-    })
-    .await
-}
-
-/// A coordinator's [`ShareReply::Written`] as a result.
-fn written(reply: Option<ShareReply>) -> Result<(), i16> {
-    match reply {
-        Some(ShareReply::Written(0)) => Ok(()),
-        Some(ShareReply::Written(code)) => Err(code),
-        _ => Err(E::CoordinatorNotAvailable.code()),
-    }
+    let call = StateCall::Initialize { state_epoch, start_offset };
+    on_state_coordinator(shard, key, call).await.map(drop)
 }
 
 /// Replays state records in log order: the latest snapshot, then the updates after it.

@@ -182,39 +182,133 @@ async fn call_broker(
     })
 }
 
-/// ReadShareGroupState of `key` on broker `(id, addr)` as its leader at `leader_epoch`.
-pub async fn read_remote(
+/// One share coordinator API asked about one share-partition: what the persister sends
+/// (to the shard coordinating it here, or to another broker, [`call_remote`]).
+#[derive(Clone, Copy, Debug)]
+pub enum StateCall<'a> {
+    /// ReadShareGroupState, as the share-partition's leader at this leader epoch.
+    Read {
+        /// The reading leader's epoch (-1: not a leader).
+        leader_epoch: i32,
+    },
+    /// WriteShareGroupState of this state.
+    Write(&'a ShareState),
+    /// InitializeShareGroupState.
+    Initialize {
+        /// The new state epoch.
+        state_epoch: i32,
+        /// The new start offset (-1: `share.auto.offset.reset`).
+        start_offset: i64,
+    },
+    /// DeleteShareGroupState.
+    Delete,
+    /// ReadShareGroupStateSummary (the state without batches).
+    Summary {
+        /// The reading leader's epoch (-1: not a leader).
+        leader_epoch: i32,
+    },
+}
+
+/// Runs `call` for `key` on the share coordinator at broker `(id, addr)`: the state read
+/// (`None`: none) for Read and Summary, `None` once a write, initialization or deletion is
+/// durable; an error code otherwise.
+pub async fn call_remote(
     shard: &Rc<Shard>,
     broker: (i32, &str),
     key: &ShareKey,
-    leader_epoch: i32,
+    call: StateCall<'_>,
 ) -> Result<Option<ShareState>, i16> {
-    let partition = read_req::PartitionData::default()
-        .with_partition(key.partition)
-        .with_leader_epoch(leader_epoch);
-    let topic = read_req::ReadStateData::default()
-        .with_topic_id(key.topic_id)
-        .with_partitions(vec![partition]);
-    let request = ReadShareGroupStateRequest::default()
-        .with_group_id(str_bytes(&key.group))
-        .with_topics(vec![topic]);
-    let body = RequestKind::ReadShareGroupState(request);
-    let ResponseKind::ReadShareGroupState(response) =
-        call_broker(shard, broker, ApiKey::ReadShareGroupState, body).await?
-    else {
-        return Err(E::UnknownServerError.code());
-    };
-    let found = response
-        .results
-        .iter()
-        .filter(|t| t.topic_id == key.topic_id)
-        .flat_map(|t| &t.partitions)
-        .find(|p| p.partition == key.partition)
-        .ok_or(E::UnknownServerError.code())?;
-    if found.error_code != 0 {
-        return Err(found.error_code);
+    let (api, body) = remote_request(key, call);
+    let response = call_broker(shard, broker, api, body).await?;
+    remote_answer(key, call, response)
+}
+
+/// The request of `call` for `key`.
+fn remote_request(key: &ShareKey, call: StateCall<'_>) -> (ApiKey, RequestKind) {
+    let group = str_bytes(&key.group);
+    let (id, partition) = (key.topic_id, key.partition);
+    match call {
+        StateCall::Read { leader_epoch } => {
+            let p = read_req::PartitionData::default().with_partition(partition);
+            let p = vec![p.with_leader_epoch(leader_epoch)];
+            let t = read_req::ReadStateData::default().with_topic_id(id).with_partitions(p);
+            let request = ReadShareGroupStateRequest::default().with_topics(vec![t]);
+            let body = RequestKind::ReadShareGroupState(request.with_group_id(group));
+            (ApiKey::ReadShareGroupState, body)
+        }
+        StateCall::Write(state) => {
+            let body = RequestKind::WriteShareGroupState(write_request(key, state));
+            (ApiKey::WriteShareGroupState, body)
+        }
+        StateCall::Initialize { state_epoch, start_offset } => {
+            let p = init_req::PartitionData::default().with_partition(partition);
+            let p = vec![p.with_state_epoch(state_epoch).with_start_offset(start_offset)];
+            let t = init_req::InitializeStateData::default().with_topic_id(id).with_partitions(p);
+            let request = InitializeShareGroupStateRequest::default().with_topics(vec![t]);
+            let body = RequestKind::InitializeShareGroupState(request.with_group_id(group));
+            (ApiKey::InitializeShareGroupState, body)
+        }
+        StateCall::Delete => {
+            let p = vec![delete_req::PartitionData::default().with_partition(partition)];
+            let t = delete_req::DeleteStateData::default().with_topic_id(id).with_partitions(p);
+            let request = DeleteShareGroupStateRequest::default().with_topics(vec![t]);
+            let body = RequestKind::DeleteShareGroupState(request.with_group_id(group));
+            (ApiKey::DeleteShareGroupState, body)
+        }
+        StateCall::Summary { leader_epoch } => {
+            let p = summary_req::PartitionData::default().with_partition(partition);
+            let p = vec![p.with_leader_epoch(leader_epoch)];
+            let t = summary_req::ReadStateSummaryData::default().with_topic_id(id);
+            let request = ReadShareGroupStateSummaryRequest::default();
+            let request = request.with_topics(vec![t.with_partitions(p)]).with_group_id(group);
+            (ApiKey::ReadShareGroupStateSummary, RequestKind::ReadShareGroupStateSummary(request))
+        }
     }
-    Ok(from_read(found, leader_epoch))
+}
+
+/// What the answer to `call` says of `key` (see [`call_remote`]).
+fn remote_answer(
+    key: &ShareKey,
+    call: StateCall<'_>,
+    response: ResponseKind,
+) -> Result<Option<ShareState>, i16> {
+    match (call, response) {
+        (StateCall::Read { leader_epoch }, ResponseKind::ReadShareGroupState(r)) => {
+            let p = result_of(key, &r.results, |t| (t.topic_id, &t.partitions), |p| p.partition)?;
+            error_of(p.error_code)?;
+            Ok(from_read(p, leader_epoch))
+        }
+        (StateCall::Write(_), ResponseKind::WriteShareGroupState(r)) => {
+            let p = result_of(key, &r.results, |t| (t.topic_id, &t.partitions), |p| p.partition)?;
+            error_of(p.error_code).map(|()| None)
+        }
+        (StateCall::Initialize { .. }, ResponseKind::InitializeShareGroupState(r)) => {
+            let p = result_of(key, &r.results, |t| (t.topic_id, &t.partitions), |p| p.partition)?;
+            error_of(p.error_code).map(|()| None)
+        }
+        (StateCall::Delete, ResponseKind::DeleteShareGroupState(r)) => {
+            let p = result_of(key, &r.results, |t| (t.topic_id, &t.partitions), |p| p.partition)?;
+            error_of(p.error_code).map(|()| None)
+        }
+        (StateCall::Summary { .. }, ResponseKind::ReadShareGroupStateSummary(r)) => {
+            let p = result_of(key, &r.results, |t| (t.topic_id, &t.partitions), |p| p.partition)?;
+            error_of(p.error_code)?;
+            Ok(from_summary(p))
+        }
+        _ => Err(E::UnknownServerError.code()),
+    }
+}
+
+/// The result for `key`'s partition among a response's per-topic results (none: an error).
+fn result_of<'a, T, P: 'a>(
+    key: &ShareKey,
+    topics: &'a [T],
+    topic: impl Fn(&'a T) -> (uuid::Uuid, &'a Vec<P>),
+    partition: impl Fn(&P) -> i32,
+) -> Result<&'a P, i16> {
+    let partitions = topics.iter().map(topic).filter(|(id, _)| *id == key.topic_id);
+    let mut all = partitions.flat_map(|(_, partitions)| partitions.iter());
+    all.find(|p| partition(p) == key.partition).ok_or(E::UnknownServerError.code())
 }
 
 /// The state a ReadShareGroupState partition result carries (`None`: no state, Kafka's start
@@ -240,89 +334,6 @@ pub fn from_read(found: &read_resp::PartitionResult, leader_epoch: i32) -> Optio
     })
 }
 
-/// InitializeShareGroupState of `key` at `state_epoch` from `start_offset` on broker
-/// `(id, addr)`.
-pub async fn initialize_remote(
-    shard: &Rc<Shard>,
-    broker: (i32, &str),
-    key: &ShareKey,
-    (state_epoch, start_offset): (i32, i64),
-) -> Result<(), i16> {
-    let partition = init_req::PartitionData::default()
-        .with_partition(key.partition)
-        .with_state_epoch(state_epoch)
-        .with_start_offset(start_offset);
-    let topic = init_req::InitializeStateData::default()
-        .with_topic_id(key.topic_id)
-        .with_partitions(vec![partition]);
-    let request = InitializeShareGroupStateRequest::default()
-        .with_group_id(str_bytes(&key.group))
-        .with_topics(vec![topic]);
-    let body = RequestKind::InitializeShareGroupState(request);
-    let ResponseKind::InitializeShareGroupState(response) =
-        call_broker(shard, broker, ApiKey::InitializeShareGroupState, body).await?
-    else {
-        return Err(E::UnknownServerError.code());
-    };
-    let results = response.results.iter().filter(|t| t.topic_id == key.topic_id);
-    let found = results.flat_map(|t| &t.partitions).find(|p| p.partition == key.partition);
-    error_of(found.map(|p| p.error_code))
-}
-
-/// DeleteShareGroupState of `key` on broker `(id, addr)`.
-pub async fn delete_remote(
-    shard: &Rc<Shard>,
-    broker: (i32, &str),
-    key: &ShareKey,
-) -> Result<(), i16> {
-    let partition = delete_req::PartitionData::default().with_partition(key.partition);
-    let topic = delete_req::DeleteStateData::default()
-        .with_topic_id(key.topic_id)
-        .with_partitions(vec![partition]);
-    let request = DeleteShareGroupStateRequest::default()
-        .with_group_id(str_bytes(&key.group))
-        .with_topics(vec![topic]);
-    let body = RequestKind::DeleteShareGroupState(request);
-    let ResponseKind::DeleteShareGroupState(response) =
-        call_broker(shard, broker, ApiKey::DeleteShareGroupState, body).await?
-    else {
-        return Err(E::UnknownServerError.code());
-    };
-    let results = response.results.iter().filter(|t| t.topic_id == key.topic_id);
-    let found = results.flat_map(|t| &t.partitions).find(|p| p.partition == key.partition);
-    error_of(found.map(|p| p.error_code))
-}
-
-/// ReadShareGroupStateSummary of `key` on broker `(id, addr)` at `leader_epoch` (-1: not a
-/// leader): the state without batches (`None`: none).
-pub async fn summary_remote(
-    shard: &Rc<Shard>,
-    broker: (i32, &str),
-    key: &ShareKey,
-    leader_epoch: i32,
-) -> Result<Option<ShareState>, i16> {
-    let partition = summary_req::PartitionData::default()
-        .with_partition(key.partition)
-        .with_leader_epoch(leader_epoch);
-    let topic = summary_req::ReadStateSummaryData::default()
-        .with_topic_id(key.topic_id)
-        .with_partitions(vec![partition]);
-    let request = ReadShareGroupStateSummaryRequest::default()
-        .with_group_id(str_bytes(&key.group))
-        .with_topics(vec![topic]);
-    let body = RequestKind::ReadShareGroupStateSummary(request);
-    let ResponseKind::ReadShareGroupStateSummary(response) =
-        call_broker(shard, broker, ApiKey::ReadShareGroupStateSummary, body).await?
-    else {
-        return Err(E::UnknownServerError.code());
-    };
-    let results = response.results.iter().filter(|t| t.topic_id == key.topic_id);
-    let found = results.flat_map(|t| &t.partitions).find(|p| p.partition == key.partition);
-    let found = found.ok_or(E::UnknownServerError.code())?;
-    error_of(Some(found.error_code))?;
-    Ok(from_summary(found))
-}
-
 /// The state (without batches) a ReadShareGroupStateSummary partition result carries
 /// (`None`: no state; see [`from_read`]).
 pub fn from_summary(found: &summary_resp::PartitionResult) -> Option<ShareState> {
@@ -336,39 +347,12 @@ pub fn from_summary(found: &summary_resp::PartitionResult) -> Option<ShareState>
     })
 }
 
-/// A partition result's error code as a result (no result for the partition: an error).
-fn error_of(code: Option<i16>) -> Result<(), i16> {
+/// A partition result's error code as a result.
+fn error_of(code: i16) -> Result<(), i16> {
     match code {
-        Some(0) => Ok(()),
-        Some(code) => Err(code),
-        None => Err(E::UnknownServerError.code()),
+        0 => Ok(()),
+        code => Err(code),
     }
-}
-
-/// WriteShareGroupState of `state` for `key` on broker `(id, addr)`.
-pub async fn write_remote(
-    shard: &Rc<Shard>,
-    broker: (i32, &str),
-    key: &ShareKey,
-    state: &ShareState,
-) -> Result<(), i16> {
-    let body = RequestKind::WriteShareGroupState(write_request(key, state));
-    let ResponseKind::WriteShareGroupState(response) =
-        call_broker(shard, broker, ApiKey::WriteShareGroupState, body).await?
-    else {
-        return Err(E::UnknownServerError.code());
-    };
-    let code = response
-        .results
-        .iter()
-        .filter(|t| t.topic_id == key.topic_id)
-        .flat_map(|t| &t.partitions)
-        .find(|p| p.partition == key.partition)
-        .map_or(E::UnknownServerError.code(), |p| p.error_code);
-    if code != 0 {
-        return Err(code);
-    }
-    Ok(())
 }
 
 /// The WriteShareGroupState request writing `state` for `key`.

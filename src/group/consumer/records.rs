@@ -258,34 +258,34 @@ fn tagged_value(fields: impl FnOnce(&mut Writer), tags: &[(u32, &[u8])]) -> Byte
 }
 
 /// Flexible-version writer: compact (varint length + 1) strings and arrays.
-struct Writer(BytesMut);
+pub(crate) struct Writer(pub(crate) BytesMut);
 
 impl Writer {
-    fn varint(&mut self, mut v: u32) {
+    pub(crate) fn varint(&mut self, mut v: u32) {
         while v >= 0x80 {
             self.0.put_u8((v as u8 & 0x7f) | 0x80);
             v >>= 7;
         }
         self.0.put_u8(v as u8);
     }
-    fn len(&mut self, n: usize) {
+    pub(crate) fn len(&mut self, n: usize) {
         self.varint(u32::try_from(n).unwrap_or(u32::MAX - 1).saturating_add(1));
     }
-    fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         self.len(s.len());
         self.0.put_slice(s.as_bytes());
     }
-    fn opt_str(&mut self, s: Option<&str>) {
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) {
         match s {
             Some(s) => self.str(s),
             None => self.varint(0),
         }
     }
-    fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.0.put_i32(v);
     }
     /// `[]TopicPartitions { TopicId uuid, Partitions []int32 }`.
-    fn partitions(&mut self, a: &Assignment) {
+    pub(crate) fn partitions(&mut self, a: &Assignment) {
         let topics = a.to_wire();
         self.len(topics.len());
         for (topic, parts) in topics {
@@ -300,18 +300,18 @@ impl Writer {
 }
 
 /// Flexible-version reader; every read checks the input's length.
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
     /// A reader past a value's version prefix (only version 0 is known).
-    fn value(v: &'a [u8]) -> Result<Reader<'a>, RecordError> {
+    pub(crate) fn value(v: &'a [u8]) -> Result<Reader<'a>, RecordError> {
         let mut r = Reader(v);
         if i16::from_be_bytes(r.array::<2>()?) != 0 {
             return Err(RecordError::Invalid("unknown consumer group value version"));
         }
         Ok(r)
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.0.len() < n {
             return Err(RecordError::Truncated);
         }
@@ -319,14 +319,14 @@ impl<'a> Reader<'a> {
         self.0 = tail;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         let b = self.take(N)?;
         b.try_into().map_err(|_| RecordError::Truncated)
     }
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.array::<4>()?))
     }
-    fn varint(&mut self) -> Result<u32, RecordError> {
+    pub(crate) fn varint(&mut self) -> Result<u32, RecordError> {
         let mut v: u32 = 0;
         for shift in (0..35).step_by(7) {
             let [b] = self.array::<1>()?;
@@ -338,7 +338,7 @@ impl<'a> Reader<'a> {
         Err(RecordError::Invalid("varint too long"))
     }
     /// A compact length; `None` for null.
-    fn opt_len(&mut self) -> Result<Option<usize>, RecordError> {
+    pub(crate) fn opt_len(&mut self) -> Result<Option<usize>, RecordError> {
         let n = self.varint()?;
         let n = n.checked_sub(1).map(|n| n as usize);
         if n.is_some_and(|n| n > self.0.len().max(1) * 8) {
@@ -346,10 +346,10 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
-    fn len(&mut self) -> Result<usize, RecordError> {
+    pub(crate) fn len(&mut self) -> Result<usize, RecordError> {
         self.opt_len()?.ok_or(RecordError::Invalid("null where an array is required"))
     }
-    fn opt_str(&mut self) -> Result<Option<String>, RecordError> {
+    pub(crate) fn opt_str(&mut self) -> Result<Option<String>, RecordError> {
         match self.opt_len()? {
             None => Ok(None),
             Some(n) => {
@@ -359,14 +359,14 @@ impl<'a> Reader<'a> {
             }
         }
     }
-    fn str(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn str(&mut self) -> Result<String, RecordError> {
         self.opt_str()?.ok_or(RecordError::Invalid("null where a string is required"))
     }
-    fn skip_tags(&mut self) -> Result<(), RecordError> {
+    pub(crate) fn skip_tags(&mut self) -> Result<(), RecordError> {
         self.tags().map(drop)
     }
     /// The tagged fields: (tag, data).
-    fn tags(&mut self) -> Result<Vec<(u32, &'a [u8])>, RecordError> {
+    pub(crate) fn tags(&mut self) -> Result<Vec<(u32, &'a [u8])>, RecordError> {
         let n = self.varint()?;
         let mut out = Vec::new();
         for _ in 0..n {
@@ -376,7 +376,7 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
-    fn partitions(&mut self) -> Result<Assignment, RecordError> {
+    pub(crate) fn partitions(&mut self) -> Result<Assignment, RecordError> {
         let n = self.len()?;
         let mut out = Assignment::default();
         for _ in 0..n {

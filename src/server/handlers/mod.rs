@@ -25,7 +25,7 @@ mod produce;
 mod producer;
 mod quotas;
 pub(crate) mod sasl;
-mod share;
+pub(crate) mod share;
 pub(crate) mod share_state;
 mod topic_rules;
 pub(crate) mod txn;
@@ -239,6 +239,13 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
             Box::pin(async move {
                 let response = group::join(&shard, req, version, client_id, host).await;
                 Reply::Response(Box::new(ResponseKind::JoinGroup(response)))
+            })
+        }
+        RequestKind::ShareFetch(req) => {
+            let session = session.clone();
+            Box::pin(async move {
+                let response = share::fetch_on(&shard, req, &session).await;
+                Reply::Response(Box::new(ResponseKind::ShareFetch(response)))
             })
         }
         body @ RequestKind::ShareGroupHeartbeat(_) => {

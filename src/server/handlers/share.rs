@@ -9,7 +9,7 @@
 //! data on one of its partitions, or the earliest lock expiry, then tries again; its
 //! piggy-backed acknowledgements are applied (and durable) in the first round.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,13 +19,15 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::config::limits;
+use crate::group::share_meta::SharePartitions;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::mesh::{PartitionRef, ShardMsg};
+use crate::server::session::Session;
 use crate::server::shard::{LocalFuture, Shard};
 use crate::server::share::{
-    call, group_settings, stored_start_offset, AckBatch, PartitionOp, PartitionResult, ShareReply,
-    ShareRequest, SpKey,
+    call, group_settings, stored_start_offset, AckBatch, MetaChange, PartitionOp, PartitionResult,
+    ShareReply, ShareRequest, SpKey,
 };
 use crate::share::group::Heartbeat;
 use crate::share::records::ShareKey;
@@ -50,7 +52,7 @@ pub async fn handle(
         RequestKind::ShareGroupDescribe(req) => {
             ResponseKind::ShareGroupDescribe(describe(shard, req).await)
         }
-        RequestKind::ShareFetch(req) => ResponseKind::ShareFetch(fetch(shard, req).await),
+        RequestKind::ShareFetch(req) => ResponseKind::ShareFetch(fetch(shard, req, None).await),
         RequestKind::ShareAcknowledge(req) => {
             ResponseKind::ShareAcknowledge(acknowledge(shard, req).await)
         }
@@ -84,39 +86,105 @@ pub(super) async fn is_share_group(shard: &Rc<Shard>, group: &str) -> bool {
 }
 
 /// DeleteGroups of share group `group`, as Kafka's group coordinator: refused while it has
-/// members; deletes the state of the share-partitions this broker's shards hold for it
-/// (DeleteShareGroupState through the persister, on each partition's owner), then the
-/// group. The state of share-partitions no shard holds (not used since a restart) stays:
-/// Strata keeps no record of which share-partitions a group initialized.
+/// members; moves every topic its ShareGroupStatePartitionMetadata record lists (and any
+/// share-partition a shard holds for it) to deleting, deletes their state
+/// (DeleteShareGroupState through the persister, on each partition's owner), drops the
+/// record (a tombstone), then the group. A group known only by its record (after a restart)
+/// is deleted too. On an error the record keeps the topics as deleting; a retry deletes them.
 pub(super) async fn delete_group(shard: &Rc<Shard>, group: &str) -> i16 {
     match has_members(shard, group).await {
         Ok(false) => {}
         Ok(true) => return E::NonEmptyGroup.code(),
         Err(e) => return e.code(),
     }
-    let mut held = Vec::new();
+    let recorded = match meta(shard, group, None).await {
+        Ok(recorded) => recorded,
+        Err(code) => return code,
+    };
+    let mut partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for (id, topic) in recorded.all() {
+        if let Some(known) = shard.meta().topic_by_id(id) {
+            partitions.entry(known.name.to_string()).or_default().extend(topic.partitions);
+        }
+    }
+    for name in recorded.deleting.values() {
+        let count = shard.meta().partition_count(name).unwrap_or(0);
+        partitions.entry(name.clone()).or_default().extend(0..count);
+    }
     for owner in 0..shard.count {
         let request = ShareRequest::States { group: Some(group.to_owned()) };
         if let Some(ShareReply::States(states)) = call(shard, owner, request).await {
-            held.extend(states.into_iter().map(|s| (s.topic, s.partition)));
+            for s in states {
+                partitions.entry(s.topic).or_default().insert(s.partition);
+            }
         }
     }
-    for (topic, partition) in held {
-        let Some(topic_id) = shard.meta().topics.get(topic.as_str()).map(|t| t.id) else {
-            continue;
-        };
-        let name = std::sync::Arc::from(topic.as_str());
-        let key = SpKey { group: group.to_owned(), topic: name, partition };
-        let request = ShareRequest::Reset { key, topic_id, start_offset: None };
-        match on_owner(shard, &topic, partition, request).await {
-            Ok(ShareReply::Reset(0)) => {}
-            Ok(ShareReply::Reset(code)) => return code,
-            Ok(_) => return E::UnknownServerError.code(),
-            Err(e) => return e.code(),
+    let topics: Vec<(uuid::Uuid, String)> = partitions
+        .keys()
+        .filter_map(|name| Some((shard.meta().topics.get(name.as_str())?.id, name.clone())))
+        .collect();
+    if let Err(code) = meta(shard, group, Some(MetaChange::Deleting(topics.clone()))).await {
+        return code;
+    }
+    for (name, ps) in &partitions {
+        for &partition in ps {
+            let code = reset_partition(shard, group, name, partition, None).await;
+            if code != 0 {
+                return code;
+            }
         }
+    }
+    // Topics deleted since they were recorded go too (no partition of theirs is left to
+    // reset here), so the record empties and its tombstone is written.
+    let mut ids: BTreeSet<uuid::Uuid> = topics.iter().map(|(id, _)| *id).collect();
+    ids.extend(recorded.all().into_keys().chain(recorded.deleting.keys().copied()));
+    let deleted = MetaChange::Deleted(ids.into_iter().collect());
+    if let Err(code) = meta(shard, group, Some(deleted)).await {
+        return code;
     }
     let request = ShareRequest::DeleteGroup { group: group.to_owned() };
     match on_coordinator(shard, group, request).await {
+        Ok(ShareReply::Reset(code))
+            if code == E::GroupIdNotFound.code() && !recorded.is_empty() =>
+        {
+            0
+        }
+        Ok(ShareReply::Reset(code)) => code,
+        Ok(_) => E::UnknownServerError.code(),
+        Err(e) => e.code(),
+    }
+}
+
+/// Reads share group `group`'s ShareGroupStatePartitionMetadata record after applying
+/// `change` to it, on the group's coordinating shard.
+async fn meta(
+    shard: &Rc<Shard>,
+    group: &str,
+    change: Option<MetaChange>,
+) -> Result<SharePartitions, i16> {
+    let request = ShareRequest::Meta { group: group.to_owned(), change };
+    match on_coordinator(shard, group, request).await {
+        Ok(ShareReply::Meta(reply)) => reply,
+        Ok(_) => Err(E::UnknownServerError.code()),
+        Err(e) => Err(e.code()),
+    }
+}
+
+/// Alters (`Some`: a new start offset) or deletes (`None`) the state of one share-partition
+/// of `group`, on the partition's owner; returns the error code.
+async fn reset_partition(
+    shard: &Rc<Shard>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    start_offset: Option<i64>,
+) -> i16 {
+    let Some(topic_id) = shard.meta().topics.get(topic).map(|t| t.id) else {
+        return E::UnknownTopicOrPartition.code();
+    };
+    let key = SpKey { group: group.to_owned(), topic: std::sync::Arc::from(topic), partition };
+    let request = ShareRequest::Reset { key, topic_id, start_offset };
+    match on_owner(shard, topic, partition, request).await {
         Ok(ShareReply::Reset(code)) => code,
         Ok(_) => E::UnknownServerError.code(),
         Err(e) => e.code(),
@@ -393,7 +461,37 @@ fn ids(group: &Option<GroupId>, member: &Option<StrBytes>) -> Option<(String, St
     Some((group, member))
 }
 
-async fn fetch(shard: &Rc<Shard>, req: ShareFetchRequest) -> ShareFetchResponse {
+/// ShareFetch on a connection (`session`), which notes the share sessions it opens so that
+/// they close when it goes away ([`connection_closed`]).
+pub(super) async fn fetch_on(
+    shard: &Rc<Shard>,
+    req: ShareFetchRequest,
+    session: &Session,
+) -> ShareFetchResponse {
+    fetch(shard, req, Some(session)).await
+}
+
+/// A connection went away: closes the share sessions it opened (unless reopened since) and
+/// releases their members' locks on the sessions' partitions, as Kafka's share session cache
+/// does on a disconnect (its `ShareGroupListener.onMemberLeave`).
+pub async fn connection_closed(shard: &Rc<Shard>, opened: Vec<(String, String, u64)>) {
+    for (group, member, token) in opened {
+        let partitions = shard.shares.close_session(&group, &member, token);
+        if partitions.is_empty() {
+            continue;
+        }
+        let targets = resolve(shard, partitions, &mut BTreeMap::new());
+        round(shard, &group, &member, &targets, false, true, None).await;
+        tracing::debug!(group = %group, member = %member,
+            "share session closed with its connection; its locks released");
+    }
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    req: ShareFetchRequest,
+    opener: Option<&Session>,
+) -> ShareFetchResponse {
     let failed = |e: E| ShareFetchResponse::default().with_error_code(e.code());
     let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
         return failed(E::InvalidRequest);
@@ -428,6 +526,11 @@ async fn fetch(shard: &Rc<Shard>, req: ShareFetchRequest) -> ShareFetchResponse 
         Ok(partitions) => partitions,
         Err(e) => return failed(e),
     };
+    if let (0, Some(opener)) = (epoch, opener) {
+        if let Some(token) = shard.shares.session_token(&group, &member) {
+            opener.opened_share_session(&group, &member, token);
+        }
+    }
     let closing = epoch == -1;
     // The session's partitions, plus any acknowledged outside it.
     let mut all: Vec<(uuid::Uuid, i32)> = session.clone();
@@ -645,6 +748,8 @@ async fn on_owner(
 #[derive(Default)]
 struct StartOffsets {
     known: BTreeMap<(String, i32), i64>,
+    /// The share-partitions the group's record lists as initialized.
+    initialized: BTreeSet<(String, i32)>,
     unreadable: BTreeMap<(String, i32), i16>,
 }
 
@@ -672,7 +777,9 @@ async fn describe_offsets(
         let offsets = start_offsets(shard, &id, asked.as_ref()).await;
         let wanted = asked.unwrap_or_else(|| {
             let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for (topic, p) in offsets.known.keys() {
+            let listed: BTreeSet<&(String, i32)> =
+                offsets.known.keys().chain(&offsets.initialized).collect();
+            for (topic, p) in listed {
                 by_topic.entry(topic.clone()).or_default().push(*p);
             }
             by_topic.into_iter().collect()
@@ -714,10 +821,22 @@ async fn start_offsets(
                 _ => Vec::new(),
             };
             let partitions = |t: &str| Some(meta.topics.get(t)?.partitions.len() as i32);
-            subscribed
+            let mut candidates: Vec<(String, Vec<i32>)> = subscribed
                 .into_iter()
                 .filter_map(|t| Some((t.clone(), (0..partitions(&t)?).collect())))
-                .collect()
+                .collect();
+            // Every partition the group initialized is listed, with or without a start
+            // offset yet (Kafka lists the record's initialized topics).
+            let recorded = self::meta(shard, id, None).await.unwrap_or_default();
+            for (topic_id, topic) in &recorded.initialized {
+                let Some(known) = meta.topic_by_id(*topic_id) else { continue };
+                let ps: Vec<i32> = topic.partitions.iter().copied().collect();
+                for p in &ps {
+                    found.initialized.insert((known.name.to_string(), *p));
+                }
+                candidates.push((known.name.to_string(), ps));
+            }
+            candidates
         }
     };
     for (name, partitions) in candidates {
@@ -793,29 +912,26 @@ async fn alter_offsets(
         let name = t.topic_name.0.to_string();
         let topic_id = shard.meta().topics.get(name.as_str()).map(|m| m.id);
         let mut partitions = Vec::new();
+        let mut initialized = Vec::new();
         for p in t.partitions {
-            let code = match topic_id {
-                None => E::UnknownTopicOrPartition.code(),
-                Some(topic_id) => {
-                    let key = SpKey {
-                        group: group.clone(),
-                        topic: std::sync::Arc::from(name.as_str()),
-                        partition: p.partition_index,
-                    };
-                    let request =
-                        ShareRequest::Reset { key, topic_id, start_offset: Some(p.start_offset) };
-                    match on_owner(shard, &name, p.partition_index, request).await {
-                        Ok(ShareReply::Reset(code)) => code,
-                        Ok(_) => E::UnknownServerError.code(),
-                        Err(e) => e.code(),
-                    }
-                }
-            };
+            let start = Some(p.start_offset);
+            let code = reset_partition(shard, &group, &name, p.partition_index, start).await;
+            if code == 0 {
+                initialized.push(p.partition_index);
+            }
             partitions.push(
                 AlterShareGroupOffsetsResponsePartition::default()
                     .with_partition_index(p.partition_index)
                     .with_error_code(code),
             );
+        }
+        if let (Some(topic_id), false) = (topic_id, initialized.is_empty()) {
+            let partitions = initialized;
+            let change = MetaChange::Initialized { topic_id, name: name.clone(), partitions };
+            if let Err(code) = meta(shard, &group, Some(change)).await {
+                crate::log_limited!(WARN, group = %group, topic = %name, code,
+                    "altered share-partitions not recorded as initialized");
+            }
         }
         responses.push(
             AlterShareGroupOffsetsResponseTopic::default()
@@ -844,8 +960,8 @@ async fn delete_offsets(
     let mut responses = Vec::new();
     for t in req.topics {
         let name = t.topic_name.0.to_string();
-        let meta = shard.meta();
-        let Some(topic) = meta.topics.get(name.as_str()) else {
+        let cluster = shard.meta();
+        let Some(topic) = cluster.topics.get(name.as_str()) else {
             responses.push(
                 DeleteShareGroupOffsetsResponseTopic::default()
                     .with_topic_name(t.topic_name)
@@ -854,20 +970,19 @@ async fn delete_offsets(
             continue;
         };
         let topic_id = topic.id;
-        let mut code = 0;
-        for partition in 0..topic.partitions.len() as i32 {
-            let key = SpKey {
-                group: group.clone(),
-                topic: std::sync::Arc::from(name.as_str()),
-                partition,
-            };
-            let request = ShareRequest::Reset { key, topic_id, start_offset: None };
-            match on_owner(shard, &name, partition, request).await {
-                Ok(ShareReply::Reset(0)) => {}
-                Ok(ShareReply::Reset(c)) => code = c,
-                Ok(_) => code = E::UnknownServerError.code(),
-                Err(e) => code = e.code(),
+        let count = topic.partitions.len() as i32;
+        drop(cluster);
+        let deleting = MetaChange::Deleting(vec![(topic_id, name.clone())]);
+        let mut code = meta(shard, &group, Some(deleting)).await.err().unwrap_or(0);
+        for partition in 0..count {
+            match reset_partition(shard, &group, &name, partition, None).await {
+                0 => {}
+                c => code = c,
             }
+        }
+        if code == 0 {
+            let deleted = MetaChange::Deleted(vec![topic_id]);
+            code = meta(shard, &group, Some(deleted)).await.err().unwrap_or(0);
         }
         responses.push(
             DeleteShareGroupOffsetsResponseTopic::default()

@@ -1,0 +1,191 @@
+//! Kafka's ShareGroupStatePartitionMetadata record (key type 15 of `__consumer_offsets`):
+//! which share-partitions a share group has initialized in `__share_group_state`, is
+//! initializing, or is deleting, so DeleteGroups and the share-group offset APIs know them
+//! after a restart.
+//!
+//! Key: int16 15, then GroupId (string, non-flexible). Value: int16 version 0, then the
+//! flexible fields InitializingTopics and InitializedTopics (compact arrays of TopicId uuid,
+//! TopicName compact string, Partitions compact []int32, empty tagged fields), DeletingTopics
+//! (compact array of TopicId, TopicName, empty tagged fields), then empty tagged fields: the
+//! schema of Kafka 4.1 (`group-coordinator/src/main/resources/common/message/`). A null
+//! value is the group's tombstone. Decoding checks every length: bad data is an error,
+//! never a panic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use uuid::Uuid;
+
+use super::consumer::records::{Reader, Writer};
+use super::records::RecordError;
+
+/// Key type of ShareGroupStatePartitionMetadata.
+pub const KEY_TYPE: i16 = 15;
+/// Partitions one topic entry may list, at most (a decoder refuses more).
+pub const PARTITIONS_MAX: usize = 1 << 16;
+
+/// A topic of the record: its name and partitions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShareTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partitions, sorted.
+    pub partitions: BTreeSet<i32>,
+}
+
+/// One share group's share-partitions, by state (a topic id in at most one map of a
+/// well-formed record; the decoder keeps what it reads).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharePartitions {
+    /// Partitions whose InitializeShareGroupState was asked for and not yet answered.
+    pub initializing: BTreeMap<Uuid, ShareTopic>,
+    /// Partitions with state in `__share_group_state`.
+    pub initialized: BTreeMap<Uuid, ShareTopic>,
+    /// Topics whose state is being deleted (topic id → name).
+    pub deleting: BTreeMap<Uuid, String>,
+}
+
+impl SharePartitions {
+    /// Whether it lists nothing.
+    pub fn is_empty(&self) -> bool {
+        self.initializing.is_empty() && self.initialized.is_empty() && self.deleting.is_empty()
+    }
+
+    /// Whether `partition` of topic `id` is initialized.
+    pub fn is_initialized(&self, id: &Uuid, partition: i32) -> bool {
+        self.initialized.get(id).is_some_and(|t| t.partitions.contains(&partition))
+    }
+
+    /// Every partition initialized or initializing, by topic (what DeleteGroups deletes).
+    pub fn all(&self) -> BTreeMap<Uuid, ShareTopic> {
+        let mut all = self.initialized.clone();
+        for (id, topic) in &self.initializing {
+            let entry = all.entry(*id).or_insert_with(|| ShareTopic {
+                name: topic.name.clone(),
+                partitions: BTreeSet::new(),
+            });
+            entry.partitions.extend(topic.partitions.iter().copied());
+        }
+        all
+    }
+
+    /// Adds `partitions` of topic `id` to `initializing` (and out of `initialized`).
+    pub fn start_initializing(&mut self, id: Uuid, name: &str, partitions: &[i32]) {
+        move_partitions(&mut self.initialized, &mut self.initializing, id, name, partitions);
+    }
+
+    /// Moves `partitions` of topic `id` to `initialized` (out of `initializing`).
+    pub fn finish_initializing(&mut self, id: Uuid, name: &str, partitions: &[i32]) {
+        move_partitions(&mut self.initializing, &mut self.initialized, id, name, partitions);
+    }
+
+    /// Moves topic `id` to `deleting` (out of the other two), as Kafka does before it
+    /// deletes the topic's state.
+    pub fn start_deleting(&mut self, id: Uuid, name: &str) {
+        self.initializing.remove(&id);
+        self.initialized.remove(&id);
+        self.deleting.insert(id, name.to_owned());
+    }
+
+    /// Forgets topic `id` everywhere (its state is deleted).
+    pub fn forget(&mut self, id: &Uuid) {
+        self.initializing.remove(id);
+        self.initialized.remove(id);
+        self.deleting.remove(id);
+    }
+}
+
+fn move_partitions(
+    from: &mut BTreeMap<Uuid, ShareTopic>,
+    to: &mut BTreeMap<Uuid, ShareTopic>,
+    id: Uuid,
+    name: &str,
+    partitions: &[i32],
+) {
+    if let Some(topic) = from.get_mut(&id) {
+        for p in partitions {
+            topic.partitions.remove(p);
+        }
+        if topic.partitions.is_empty() {
+            from.remove(&id);
+        }
+    }
+    let topic = to.entry(id).or_default();
+    topic.name = name.to_owned();
+    topic.partitions.extend(partitions.iter().copied());
+}
+
+/// The key of `group`'s record.
+pub fn encode_key(out: &mut BytesMut, group: &str) {
+    out.put_i16(KEY_TYPE);
+    let len = group.len().min(i16::MAX as usize);
+    out.put_i16(len as i16);
+    out.put_slice(group.as_bytes().get(..len).unwrap_or_default());
+}
+
+/// The value of a record.
+pub fn encode_value(v: &SharePartitions) -> Bytes {
+    let mut w = Writer(BytesMut::new());
+    w.0.put_i16(0);
+    for topics in [&v.initializing, &v.initialized] {
+        w.len(topics.len());
+        for (id, topic) in topics {
+            w.0.put_slice(id.as_bytes());
+            w.str(&topic.name);
+            w.len(topic.partitions.len());
+            for p in &topic.partitions {
+                w.i32(*p);
+            }
+            w.varint(0);
+        }
+    }
+    w.len(v.deleting.len());
+    for (id, name) in &v.deleting {
+        w.0.put_slice(id.as_bytes());
+        w.str(name);
+        w.varint(0);
+    }
+    w.varint(0);
+    w.0.freeze()
+}
+
+/// Decodes a record's value.
+pub fn decode_value(value: &[u8]) -> Result<SharePartitions, RecordError> {
+    let mut r = Reader(value);
+    if i16::from_be_bytes(r.array::<2>()?) != 0 {
+        return Err(RecordError::Invalid("unknown share partition metadata version"));
+    }
+    let initializing = read_topics(&mut r)?;
+    let initialized = read_topics(&mut r)?;
+    let mut deleting = BTreeMap::new();
+    for _ in 0..r.len()? {
+        let id = Uuid::from_bytes(r.array::<16>()?);
+        let name = r.str()?;
+        r.skip_tags()?;
+        deleting.insert(id, name);
+    }
+    r.skip_tags()?;
+    if !r.0.is_empty() {
+        return Err(RecordError::Invalid("trailing share partition metadata bytes"));
+    }
+    Ok(SharePartitions { initializing, initialized, deleting })
+}
+
+fn read_topics(r: &mut Reader<'_>) -> Result<BTreeMap<Uuid, ShareTopic>, RecordError> {
+    let mut out: BTreeMap<Uuid, ShareTopic> = BTreeMap::new();
+    for _ in 0..r.len()? {
+        let id = Uuid::from_bytes(r.array::<16>()?);
+        let name = r.str()?;
+        let count = r.len()?;
+        if count > PARTITIONS_MAX {
+            return Err(RecordError::Invalid("partition count"));
+        }
+        let topic = out.entry(id).or_default();
+        topic.name = name;
+        for _ in 0..count {
+            topic.partitions.insert(r.i32()?);
+        }
+        r.skip_tags()?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,148 @@
+//! Share-partition initialization and the group's record of it, as Kafka's group
+//! coordinator keeps it (KIP-932, Kafka 4.1): each share group has a
+//! ShareGroupStatePartitionMetadata record in `__consumer_offsets`
+//! ([`crate::group::share_meta`]) listing the share-partitions it initialized in
+//! `__share_group_state`, is initializing, or is deleting.
+//!
+//! * After a heartbeat, the coordinating shard initializes the partitions of the group's
+//!   subscribed topics not initialized yet: it records them as initializing, asks each one's
+//!   share coordinator for InitializeShareGroupState (state epoch = group epoch, start offset
+//!   -1: the share-partition leader resolves `share.auto.offset.reset`), then records those
+//!   that succeeded as initialized. The heartbeat is answered afterwards, so a member never
+//!   gets a partition whose initialization is in flight; a failed one is retried at the next
+//!   heartbeat (Kafka retries stale initializing topics). A share-partition that already has
+//!   state (written before its group kept this record) is recorded as it is, not reset.
+//! * The offset admin APIs and DeleteGroups change the record through
+//!   [`super::ShareRequest::Meta`]: alter records partitions initialized, delete moves topics
+//!   to deleting, then drops them once their state is deleted (an empty record is written as
+//!   a tombstone).
+//!
+//! Changes of the records on one shard are serialised by `Shares::meta`.
+
+use std::rc::Rc;
+
+use super::{initialize_state, read_summary, MetaChange, Shares};
+use crate::group::share_meta::SharePartitions;
+use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::protocol::ResponseError as E;
+use crate::server::shard::Shard;
+use crate::share::records::ShareKey;
+
+/// Partitions of one topic: (topic id, name, partitions).
+type TopicPartitions = (uuid::Uuid, String, Vec<i32>);
+
+impl Shares {
+    /// Initializes the share-partitions of `group`'s subscribed topics that its record does
+    /// not list as initialized (see the module docs). Failures are logged: the next
+    /// heartbeat tries again.
+    pub(super) async fn initialize_subscribed(&self, shard: &Rc<Shard>, group: &str) {
+        let Ok(partition) = offsets_partition(shard, group) else { return };
+        if self.uninitialized(shard, group, partition).is_empty() {
+            return;
+        }
+        let Ok(_permit) = self.meta.acquire_permit(1).await else { return };
+        let missing = self.uninitialized(shard, group, partition);
+        let epoch = self.groups.borrow().get(group).map_or(0, |g| g.epoch);
+        let Ok(mut record) = shard.groups.share_partitions(partition, group) else { return };
+        if missing.is_empty() {
+            return;
+        }
+        for (id, name, partitions) in &missing {
+            record.start_initializing(*id, name, partitions);
+        }
+        let write = shard.groups.write_share_partitions(partition, group, record.clone());
+        if write.await.is_err() {
+            return;
+        }
+        for (id, name, partitions) in &missing {
+            let mut done = Vec::with_capacity(partitions.len());
+            for &p in partitions {
+                let key = ShareKey { group: group.to_owned(), topic_id: *id, partition: p };
+                match initialize_one(shard, &key, epoch).await {
+                    Ok(()) => done.push(p),
+                    Err(code) => crate::log_limited!(WARN, group, topic = %name, partition = p,
+                        code, "share-partition not initialized; the next heartbeat retries"),
+                }
+            }
+            record.finish_initializing(*id, name, &done);
+        }
+        let _ = shard.groups.write_share_partitions(partition, group, record).await;
+    }
+
+    /// The partitions of `group`'s subscribed topics its record does not list as initialized.
+    fn uninitialized(&self, shard: &Shard, group: &str, partition: i32) -> Vec<TopicPartitions> {
+        let topics = self.groups.borrow().get(group).map(|g| g.subscribed_topics());
+        let Some(topics) = topics else { return Vec::new() };
+        let meta = shard.meta();
+        // Read in place: this runs on every heartbeat.
+        let missing = shard.groups.with_share_partitions(partition, group, |record| {
+            let initialized = |id, p| record.is_some_and(|r| r.is_initialized(id, p));
+            topics
+                .into_iter()
+                .filter_map(|name| {
+                    let topic = meta.topics.get(name.as_str())?;
+                    let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                    let missing: Vec<i32> =
+                        (0..count).filter(|p| !initialized(&topic.id, *p)).collect();
+                    (!missing.is_empty()).then_some((topic.id, name, missing))
+                })
+                .collect()
+        });
+        missing.unwrap_or_default()
+    }
+
+    /// Whether `group` has a ShareGroupStatePartitionMetadata record listing anything.
+    pub(super) fn recorded(&self, shard: &Shard, group: &str) -> bool {
+        let Ok(partition) = offsets_partition(shard, group) else { return false };
+        let listed = |r: Option<&SharePartitions>| r.is_some_and(|r| !r.is_empty());
+        shard.groups.with_share_partitions(partition, group, listed).unwrap_or(false)
+    }
+
+    /// Applies `change` (if any) to `group`'s record, writes it, and returns it.
+    pub(super) async fn change_meta(
+        &self,
+        shard: &Rc<Shard>,
+        group: &str,
+        change: Option<MetaChange>,
+    ) -> Result<SharePartitions, i16> {
+        let partition = offsets_partition(shard, group)?;
+        let _permit =
+            self.meta.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let mut record = shard.groups.share_partitions(partition, group).map_err(|e| e.code())?;
+        let Some(change) = change else { return Ok(record) };
+        match change {
+            MetaChange::Initialized { topic_id, name, partitions } => {
+                record.finish_initializing(topic_id, &name, &partitions);
+            }
+            MetaChange::Deleting(topics) => {
+                for (id, name) in topics {
+                    record.start_deleting(id, &name);
+                }
+            }
+            MetaChange::Deleted(topics) => {
+                for id in &topics {
+                    record.forget(id);
+                }
+            }
+        }
+        let write = shard.groups.write_share_partitions(partition, group, record.clone());
+        write.await.map_err(|e| e.code())?;
+        Ok(record)
+    }
+}
+
+/// Initializes `key` at `state_epoch` from `share.auto.offset.reset` unless it has state.
+async fn initialize_one(shard: &Rc<Shard>, key: &ShareKey, state_epoch: i32) -> Result<(), i16> {
+    let stored = read_summary(shard, key, -1).await?;
+    if stored.is_some_and(|s| s.start_offset >= 0 || s.state_epoch > 0) {
+        return Ok(());
+    }
+    initialize_state(shard, key, state_epoch, -1).await
+}
+
+/// The `__consumer_offsets` partition of `group`.
+fn offsets_partition(shard: &Shard, group: &str) -> Result<i32, i16> {
+    let count = shard.meta().partition_count(OFFSETS_TOPIC);
+    let count = count.ok_or(E::CoordinatorNotAvailable.code())?;
+    Ok(partition_for(group, count))
+}
