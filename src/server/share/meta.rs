@@ -9,8 +9,10 @@
 //!   share coordinator for InitializeShareGroupState (state epoch = group epoch, start offset
 //!   -1: the share-partition leader resolves `share.auto.offset.reset`), then records those
 //!   that succeeded as initialized. The heartbeat is answered afterwards, so a member never
-//!   gets a partition whose initialization is in flight; a failed one is retried at the next
-//!   heartbeat (Kafka retries stale initializing topics). A share-partition that already has
+//!   gets a partition whose initialization is in flight; the first failure ends the round and
+//!   what is left is retried at the next heartbeat (Kafka retries stale initializing topics),
+//!   so an unreachable share coordinator delays a heartbeat by one call's retries, not by
+//!   every partition's. A share-partition that already has
 //!   state (written before its group kept this record) is recorded as it is, not reset.
 //! * The offset admin APIs and DeleteGroups change the record through
 //!   [`super::ShareRequest::Meta`]: alter records partitions initialized, delete moves topics
@@ -54,14 +56,21 @@ impl Shares {
         if write.await.is_err() {
             return;
         }
-        for (id, name, partitions) in &missing {
+        // The first failure ends this round: each call already retried for seconds, and the
+        // heartbeat waits for this, so a share coordinator that is down costs one partition's
+        // retries per heartbeat, not every partition's.
+        'topics: for (id, name, partitions) in &missing {
             let mut done = Vec::with_capacity(partitions.len());
             for &p in partitions {
                 let key = ShareKey { group: group.to_owned(), topic_id: *id, partition: p };
                 match initialize_one(shard, &key, epoch).await {
                     Ok(()) => done.push(p),
-                    Err(code) => crate::log_limited!(WARN, group, topic = %name, partition = p,
-                        code, "share-partition not initialized; the next heartbeat retries"),
+                    Err(code) => {
+                        crate::log_limited!(WARN, group, topic = %name, partition = p, code,
+                            "share-partition not initialized; the next heartbeat retries");
+                        record.finish_initializing(*id, name, &done);
+                        break 'topics;
+                    }
                 }
             }
             record.finish_initializing(*id, name, &done);
