@@ -6,19 +6,16 @@
 //! Contract:
 //! - Nothing past the prefix of a frame is read before the caller asks for its body, except a
 //!   read-ahead of at most [`READ_AHEAD_BYTES`] (several small pipelined frames per read).
-//! - A body buffer is never zero-filled: each read lands in a per-thread scratch buffer
-//!   (initialised once) and is appended to the body. A body of at most [`BODY_WHOLE_MAX`]
-//!   (1 MiB, which the caller's memory budget has already admitted) is allocated once at its
-//!   size; a larger one never to the claimed size up front: it grows with the bytes that
-//!   arrive and is at most twice the bytes received so far (or 1 MiB).
+//! - A body buffer grows with the bytes that arrive, never to the claimed size up front, and
+//!   is never zero-filled: each read lands in a per-thread scratch buffer (initialised once)
+//!   and is appended to the body, which is at most twice the bytes received so far.
 //! - An idle reader holds no buffer at all; a frame's `Bytes` never shares its allocation with
 //!   bytes of a later frame.
 //!
 //! Generic over `AsyncRead`, so a TLS stream reads frames the same way. A Produce frame's
 //! body is not reused: its records become the log's batches in place (see `take_records` in
 //! handlers/produce.rs). What this file still costs on that path, the copy out of the scratch
-//! buffer (and, before bodies up to 1 MiB were allocated whole, the body's doubling), is
-//! measured in perf/results/2026-12-05-produce-copies.md.
+//! buffer and the body's doubling, is measured in perf/results/2026-12-05-produce-copies.md.
 
 use std::cell::RefCell;
 use std::io;
@@ -34,11 +31,8 @@ use crate::protocol::FRAME_PREFIX_BYTES;
 pub const READ_AHEAD_BYTES: usize = 8 * 1024;
 /// Largest single read (the per-thread scratch buffer's size).
 const SCRATCH_BYTES: usize = 256 * 1024;
-/// A body that did not arrive whole with its prefix gets one allocation of its size, once the
-/// memory budget admitted it, when it is at most this (Kafka producers' default
-/// `max.request.size`: almost every Produce frame, read with no copy on growth); a larger one
-/// starts at this and grows with what arrives.
-const BODY_WHOLE_MAX: usize = 1024 * 1024;
+/// First allocation for a body that did not arrive whole with its prefix.
+const BODY_FIRST_BYTES: usize = 64 * 1024;
 
 thread_local! {
     /// Where reads land before they are appended to a frame: one per shard thread, zeroed
@@ -105,7 +99,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             return Ok(frame);
         }
-        let mut body = Vec::with_capacity(size.min(BODY_WHOLE_MAX).max(self.pending.len()));
+        let mut body = Vec::with_capacity(size.min(BODY_FIRST_BYTES).max(self.pending.len()));
         body.extend_from_slice(&self.pending);
         self.pending = BytesMut::new();
         while body.len() < size {
