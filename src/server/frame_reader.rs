@@ -6,16 +6,20 @@
 //! Contract:
 //! - Nothing past the prefix of a frame is read before the caller asks for its body, except a
 //!   read-ahead of at most [`READ_AHEAD_BYTES`] (several small pipelined frames per read).
-//! - A body buffer grows with the bytes that arrive, never to the claimed size up front, and
-//!   is never zero-filled: each read lands in a per-thread scratch buffer (initialised once)
-//!   and is appended to the body, which is at most twice the bytes received so far.
+//! - A body of at most [`BODY_DIRECT_MAX`] (1 MiB, Kafka producers' default
+//!   `max.request.size`: almost every Produce frame), which the caller's memory budget has
+//!   already admitted whole, is allocated once at its size, zero-filled, and read straight
+//!   from the stream into place: no copy and no growth. A larger one never to the claimed size
+//!   up front: it grows with the bytes that arrive, is never zero-filled (each read lands in a
+//!   per-thread scratch buffer, initialised once, and is appended to the body) and is at most
+//!   twice the bytes received so far.
 //! - An idle reader holds no buffer at all; a frame's `Bytes` never shares its allocation with
 //!   bytes of a later frame.
 //!
 //! Generic over `AsyncRead`, so a TLS stream reads frames the same way. A Produce frame's
 //! body is not reused: its records become the log's batches in place (see `take_records` in
-//! handlers/produce.rs). What this file still costs on that path, the copy out of the scratch
-//! buffer and the body's doubling, is measured in perf/results/2026-12-05-produce-copies.md.
+//! handlers/produce.rs). What the scratch copy and the body's doubling cost that path before
+//! bodies up to 1 MiB were read in place is in perf/results/2026-12-05-produce-copies.md.
 
 use std::cell::RefCell;
 use std::io;
@@ -31,7 +35,13 @@ use crate::protocol::FRAME_PREFIX_BYTES;
 pub const READ_AHEAD_BYTES: usize = 8 * 1024;
 /// Largest single read (the per-thread scratch buffer's size).
 const SCRATCH_BYTES: usize = 256 * 1024;
-/// First allocation for a body that did not arrive whole with its prefix.
+/// A body of at most this that did not arrive whole with its prefix is allocated at its size
+/// and read in place (see the module docs). Zero-filling it (`calloc`: a `memset` at most,
+/// none for fresh pages) costs less than the copy out of the scratch buffer plus the
+/// `realloc`s of doubling that it replaces (9.2% and 5.4% of the broker's samples in the
+/// 1 KiB produce profile, perf/results/2026-12-05-frame-direct.md).
+const BODY_DIRECT_MAX: usize = 1024 * 1024;
+/// First allocation for a larger body that did not arrive whole with its prefix.
 const BODY_FIRST_BYTES: usize = 64 * 1024;
 
 thread_local! {
@@ -99,6 +109,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             return Ok(frame);
         }
+        if size <= BODY_DIRECT_MAX {
+            return self.read_body_in_place(size).await;
+        }
         let mut body = Vec::with_capacity(size.min(BODY_FIRST_BYTES).max(self.pending.len()));
         body.extend_from_slice(&self.pending);
         self.pending = BytesMut::new();
@@ -119,6 +132,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if n == 0 {
                 return Err(ReadError::Closed { inside_frame: true });
             }
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// [`FrameReader::read_body`] of a body that fits [`BODY_DIRECT_MAX`] and is not all here:
+    /// reads it from the stream straight into its own buffer, never past its end.
+    async fn read_body_in_place(&mut self, size: usize) -> Result<Bytes, ReadError> {
+        let mut body = vec![0u8; size];
+        let mut filled = self.pending.len();
+        let Some(head) = body.get_mut(..filled) else {
+            // Unreachable: the caller checked that less than `size` bytes are pending.
+            return Err(ReadError::Closed { inside_frame: true });
+        };
+        head.copy_from_slice(&self.pending);
+        self.pending = BytesMut::new();
+        while let Some(rest) = body.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+            let reader = &mut self.reader;
+            let n =
+                futures::future::poll_fn(|cx| Pin::new(&mut *reader).poll_read(cx, rest)).await?;
+            if n == 0 {
+                return Err(ReadError::Closed { inside_frame: true });
+            }
+            filled += n;
         }
         Ok(Bytes::from(body))
     }
@@ -205,6 +241,59 @@ mod tests {
                 reader.wait_for_data().await,
                 Err(ReadError::Closed { inside_frame: false })
             ));
+        });
+    }
+
+    /// A stream that hands out at most `step` bytes per read.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step).min(self.bytes.len() - self.at);
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.bytes[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn bodies_read_in_place_come_out_whole_from_small_reads() {
+        let exact = (0..BODY_DIRECT_MAX).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+        let larger = vec![9u8; BODY_DIRECT_MAX + 1];
+        let bodies: [&[u8]; 4] = [b"small", &exact, &larger, &[3u8; 70_000]];
+        for step in [1_000, 4_099, 65_536] {
+            let bytes = framed(&bodies);
+            let mut reader = FrameReader::new(Trickle { bytes, at: 0, step });
+            block_on(async {
+                for want in bodies {
+                    reader.wait_for_data().await.unwrap();
+                    let size = reader.read_size().await.unwrap();
+                    let body = reader.read_body(size as usize).await.unwrap();
+                    assert!(body[..] == *want, "step {step}, body of {}", want.len());
+                }
+                assert!(reader.wait_for_data().await.is_err());
+            });
+        }
+    }
+
+    #[test]
+    fn a_body_read_in_place_that_stops_short_is_a_close_inside_the_frame() {
+        let mut bytes = framed(&[&[5u8; 200_000]]);
+        bytes.truncate(150_000);
+        let mut reader = FrameReader::new(Trickle { bytes, at: 0, step: 10_000 });
+        block_on(async {
+            let size = reader.read_size().await.unwrap();
+            let err = reader.read_body(size as usize).await.unwrap_err();
+            assert!(matches!(err, ReadError::Closed { inside_frame: true }), "{err}");
         });
     }
 
