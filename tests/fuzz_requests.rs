@@ -925,8 +925,8 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
         ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(
             ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("sg"))]),
         ),
-        ApiKey::ShareFetch => share_fetch(),
-        ApiKey::ShareAcknowledge => share_acknowledge(),
+        ApiKey::ShareFetch => share_fetch(v),
+        ApiKey::ShareAcknowledge => share_acknowledge(v),
         ApiKey::DescribeShareGroupOffsets => {
             use describe_share_group_offsets_request::*;
             let t = DescribeShareGroupOffsetsRequestTopic::default()
@@ -1048,21 +1048,24 @@ fn consumer_group_heartbeat(v: i16) -> RequestKind {
     )
 }
 
-fn share_fetch() -> RequestKind {
+/// v2 (Kafka 4.2) adds the acquire mode and the renew flag, and the Renew type (4).
+fn share_fetch(v: i16) -> RequestKind {
     use share_fetch_request::*;
+    let types = if v >= 2 { vec![1, 2, 3, 4] } else { vec![1, 2, 3] };
     let ack = AcknowledgementBatch::default()
         .with_first_offset(0)
-        .with_last_offset(2)
-        .with_acknowledge_types(vec![1, 2, 3]);
+        .with_last_offset(types.len() as i64 - 1)
+        .with_acknowledge_types(types);
     let p = FetchPartition::default()
         .with_partition_max_bytes(1 << 20)
         .with_acknowledgement_batches(vec![ack]);
     let t = FetchTopic::default().with_topic_id(uuid::Uuid::from_u128(7)).with_partitions(vec![p]);
     let forgotten =
         ForgottenTopic::default().with_topic_id(uuid::Uuid::from_u128(8)).with_partitions(vec![1]);
+    let req = ShareFetchRequest::default();
+    let req = if v >= 2 { req.with_share_acquire_mode(1).with_is_renew_ack(true) } else { req };
     RequestKind::ShareFetch(
-        ShareFetchRequest::default()
-            .with_group_id(Some(GroupId(s("sg"))))
+        req.with_group_id(Some(GroupId(s("sg"))))
             .with_member_id(Some(s("share-member-0000001")))
             .with_share_session_epoch(1)
             .with_max_wait_ms(100)
@@ -1075,18 +1078,19 @@ fn share_fetch() -> RequestKind {
     )
 }
 
-fn share_acknowledge() -> RequestKind {
+fn share_acknowledge(v: i16) -> RequestKind {
     use share_acknowledge_request::*;
     let ack = AcknowledgementBatch::default()
         .with_first_offset(0)
         .with_last_offset(1)
-        .with_acknowledge_types(vec![1]);
+        .with_acknowledge_types(if v >= 2 { vec![4] } else { vec![1] });
     let p = AcknowledgePartition::default().with_acknowledgement_batches(vec![ack]);
     let t = AcknowledgeTopic::default()
         .with_topic_id(uuid::Uuid::from_u128(7))
         .with_partitions(vec![p]);
     RequestKind::ShareAcknowledge(
         ShareAcknowledgeRequest::default()
+            .with_is_renew_ack(v >= 2)
             .with_group_id(Some(GroupId(s("sg"))))
             .with_member_id(Some(s("share-member-0000001")))
             .with_share_session_epoch(2)

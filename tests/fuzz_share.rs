@@ -1,14 +1,15 @@
 //! Fuzz targets of share groups (KIP-932).
 //!
 //! * `share`: one share-partition (`strata::share::partition::SharePartition`) driven by
-//!   random acquire / accept / release / reject / gap / lock-expiry / member-leave /
+//!   random acquire / accept / release / reject / gap / renew / lock-expiry / member-leave /
 //!   log-start-moves / restart-from-persisted-state sequences decoded from the input (reads
 //!   with runs never to deliver, as read_committed has them, among them). After
 //!   every step: a record is never both acquired and final (acknowledged or archived), and a
 //!   final record is never acquired again (not even after a restart from what was persisted);
 //!   delivery counts never decrease; the start offset only moves forward; the number of
 //!   acquired records respects `max_record_locks`; every acquired run lies in the offsets the
-//!   log returned, outside the runs never to deliver.
+//!   log returned, outside the runs never to deliver; no lock (renewed or not) holds past the
+//!   lock duration from now.
 //! * `share_group`: one share group's membership driven by random heartbeats (join, leave,
 //!   stale and future epochs, subscription changes) and session expiry: every partition of a
 //!   subscribed topic is assigned to some member while any member subscribes to it, and no
@@ -101,12 +102,13 @@ impl Model {
             3 | 4 => {
                 let first = self.start + i64::from(c.byte()?);
                 let last = first + c.below(8)? as i64 - 1;
+                // 0-4 are the types (4 renews the lock), 5 is none.
                 let types: Vec<i8> = if c.flag()? {
-                    vec![c.below(5)? as i8]
+                    vec![c.below(6)? as i8]
                 } else {
-                    (first..=last).map(|_| c.below(4).unwrap_or(1) as i8).collect()
+                    (first..=last).map(|_| c.below(5).unwrap_or(1) as i8).collect()
                 };
-                if self.p.acknowledge(member, first, last, &types).is_ok() {
+                if self.p.acknowledge(member, first, last, &types, self.now).is_ok() {
                     self.persist();
                 }
             }
@@ -165,8 +167,10 @@ impl Model {
             let before = self.counts.insert(offset, r.delivery_count).unwrap_or(0);
             assert!(r.delivery_count >= before, "delivery count of {offset} went down");
             match &r.state {
-                RecordState::Acquired { .. } => {
+                RecordState::Acquired { deadline_ms, .. } => {
                     acquired += 1;
+                    let latest = self.now + p.limits().lock_duration_ms;
+                    assert!(*deadline_ms <= latest, "lock of {offset} past the lock duration");
                     assert!(!self.finals.contains(&offset), "{offset} acquired and final");
                     assert!(r.delivery_count <= p.limits().delivery_count_limit);
                 }

@@ -98,6 +98,79 @@ impl Member {
         max_records: i32,
         wait_ms: i32,
     ) -> Fetched {
+        let req = self.fetch_request(group, topic_id, acks, max_records, wait_ms);
+        self.send_fetch(1, req)
+    }
+
+    /// ShareFetch v2 (Kafka 4.2) in acquire `mode` (0 batch-optimized, 1 record-limit), or,
+    /// `renew`, a renew fetch: acknowledgements only, every data limit 0 (KIP-1222).
+    fn fetch_v2(
+        &mut self,
+        group: &str,
+        topic_id: uuid::Uuid,
+        acks: &[(i64, i64, i8)],
+        max_records: i32,
+        mode: i8,
+        renew: bool,
+    ) -> Fetched {
+        let req = self.fetch_request(group, topic_id, acks, max_records, 0);
+        let req = req.with_share_acquire_mode(mode).with_is_renew_ack(renew);
+        let req = if renew { req.with_min_bytes(0).with_max_bytes(0) } else { req };
+        self.send_fetch(2, req)
+    }
+
+    /// ShareAcknowledge at `version` of `acks` on partition 0 (a v2 one says whether it
+    /// renews): (error, the partition's error, the answered lock duration).
+    fn acknowledge(
+        &mut self,
+        group: &str,
+        topic_id: uuid::Uuid,
+        acks: &[(i64, i64, i8)],
+        version: i16,
+    ) -> (i16, i16, i32) {
+        use share_acknowledge_request::{
+            AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch,
+        };
+        let batches = acks
+            .iter()
+            .map(|(first, last, t)| {
+                AcknowledgementBatch::default()
+                    .with_first_offset(*first)
+                    .with_last_offset(*last)
+                    .with_acknowledge_types(vec![*t])
+            })
+            .collect();
+        let p = AcknowledgePartition::default()
+            .with_partition_index(0)
+            .with_acknowledgement_batches(batches);
+        let t = AcknowledgeTopic::default().with_topic_id(topic_id).with_partitions(vec![p]);
+        let renew = version >= 2 && acks.iter().any(|a| a.2 == 4);
+        let req = ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(s(group))))
+            .with_member_id(Some(s(&self.id)))
+            .with_share_session_epoch(self.epoch)
+            .with_is_renew_ack(renew)
+            .with_topics(vec![t]);
+        let body = RequestKind::ShareAcknowledge(req);
+        let r = match self.conn.call(ApiKey::ShareAcknowledge, version, body) {
+            ResponseKind::ShareAcknowledge(r) => r,
+            other => panic!("unexpected {other:?}"),
+        };
+        if r.error_code == 0 {
+            self.epoch += 1;
+        }
+        let partition = r.responses.first().and_then(|t| t.partitions.first());
+        (r.error_code, partition.map_or(0, |p| p.error_code), r.acquisition_lock_timeout_ms)
+    }
+
+    fn fetch_request(
+        &self,
+        group: &str,
+        topic_id: uuid::Uuid,
+        acks: &[(i64, i64, i8)],
+        max_records: i32,
+        wait_ms: i32,
+    ) -> ShareFetchRequest {
         let batches = acks
             .iter()
             .map(|(first, last, t)| {
@@ -113,7 +186,7 @@ impl Member {
         let t = share_fetch_request::FetchTopic::default()
             .with_topic_id(topic_id)
             .with_partitions(vec![p]);
-        let req = ShareFetchRequest::default()
+        ShareFetchRequest::default()
             .with_group_id(Some(GroupId(s(group))))
             .with_member_id(Some(s(&self.id)))
             .with_share_session_epoch(self.epoch)
@@ -122,8 +195,12 @@ impl Member {
             .with_max_bytes(1 << 20)
             .with_max_records(max_records)
             .with_batch_size(max_records)
-            .with_topics(vec![t]);
-        let r = match self.conn.call(ApiKey::ShareFetch, 1, RequestKind::ShareFetch(req)) {
+            .with_topics(vec![t])
+    }
+
+    /// Sends `req` at `version`; what it acquired.
+    fn send_fetch(&mut self, version: i16, req: ShareFetchRequest) -> Fetched {
+        let r = match self.conn.call(ApiKey::ShareFetch, version, RequestKind::ShareFetch(req)) {
             ResponseKind::ShareFetch(r) => r,
             other => panic!("unexpected {other:?}"),
         };
@@ -1522,4 +1599,84 @@ fn a_share_group_whose_topic_was_deleted_is_deleted_whole() {
     // The record still names the deleted topic's id; deleting the group drops it all.
     assert_eq!(delete_group(&mut admin, "gt"), 0);
     assert_eq!(delete_group(&mut admin, "gt"), E::GroupIdNotFound.code());
+}
+
+/// Offset and delivery count of each acquired record of `f`.
+fn counted(f: &Fetched) -> Vec<(i64, i16)> {
+    f.records.iter().map(|r| (r.0, r.2)).collect()
+}
+
+/// KIP-1222: a member that renews its records keeps them past the lock duration they were
+/// acquired with (its other records, acquired with them, come back to another member when
+/// that lock runs out: the proof that it did), at the delivery count they had; only the
+/// member holding a record may renew it.
+#[test]
+fn renewed_records_stay_with_their_member_past_the_lock_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three-second locks: a renews many times as often.
+    let broker = broker(dir.path(), &["--group-share-record-lock-duration-ms", "3000"]);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 10);
+    let mut a = Member::join(&broker, "g", "a");
+    let mut b = Member::join(&broker, "g", "b");
+    let first = a.fetch("g", topic_id, &[], 10, 1000);
+    assert_eq!(counted(&first), (0..10).map(|o| (o, 1)).collect::<Vec<_>>());
+    // b's session, then b's renew of a's records: INVALID_RECORD_STATE.
+    assert!(b.fetch("g", topic_id, &[], 10, 0).records.is_empty());
+    let (code, partition, lock_ms) = b.acknowledge("g", topic_id, &[(0, 4, 4)], 2);
+    assert_eq!((code, partition), (0, E::InvalidRecordState.code()));
+    assert_eq!(lock_ms, 3000, "ShareAcknowledge v2 answers the lock duration");
+    // a renews 0-4 with a renew fetch (which acquires nothing), then ShareAcknowledge v2
+    // until b gets 5-9, acquired with 0-4 and never renewed.
+    let renewed = a.fetch_v2("g", topic_id, &[(0, 4, 4)], 0, 0, true);
+    assert_eq!((renewed.error_code, renewed.ack_error), (0, 0));
+    assert!(renewed.records.is_empty(), "a renew fetch acquired {:?}", renewed.records);
+    let mut to_b = Vec::new();
+    common::poll("a's records not renewed, redelivered to b", || {
+        let (code, partition, _) = a.acknowledge("g", topic_id, &[(0, 4, 4)], 2);
+        assert_eq!((code, partition), (0, 0), "a renew refused: a's lock ran out");
+        let f = b.fetch("g", topic_id, &[], 10, 100);
+        to_b.extend(counted(&f));
+        (to_b.len() >= 5).then_some(())
+    });
+    assert_eq!(to_b, (5..10).map(|o| (o, 2)).collect::<Vec<_>>(), "renewed ones went to b");
+    // Still a's, at their first delivery: released, they come back at the second.
+    assert_eq!(a.acknowledge("g", topic_id, &[(0, 4, 2)], 2), (0, 0, 3000));
+    let again = common::poll("a's released records", || {
+        let f = b.fetch("g", topic_id, &[], 10, 100);
+        (!f.records.is_empty()).then(|| counted(&f))
+    });
+    assert_eq!(again, (0..5).map(|o| (o, 2)).collect::<Vec<_>>(), "renews counted as deliveries");
+}
+
+/// KIP-1206 and the v2 checks: a record-limit fetch acquires `max_records` records of a
+/// larger batch and no more; an unknown acquire mode, or a renew fetch that asks for data, is
+/// INVALID_REQUEST; a v1 request carrying a Renew is INVALID_REQUEST for its partition, and
+/// leaves the records as they were.
+#[test]
+fn record_limit_fetches_acquire_at_most_max_records_and_v1_knows_no_renew() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 20);
+    let mut a = Member::join(&broker, "g", "a");
+    let invalid = E::InvalidRequest.code();
+    assert_eq!(a.fetch_v2("g", topic_id, &[], 5, 7, false).error_code, invalid);
+    let asks_data = a.fetch_request("g", topic_id, &[], 5, 0).with_is_renew_ack(true);
+    assert_eq!(a.send_fetch(2, asks_data).error_code, invalid);
+    // One batch of 20 records: 3, then 4 of them.
+    let f = a.fetch_v2("g", topic_id, &[], 3, 1, false);
+    assert_eq!(counted(&f), vec![(0, 1), (1, 1), (2, 1)]);
+    let f = a.fetch_v2("g", topic_id, &[], 4, 1, false);
+    assert_eq!(counted(&f), (3..7).map(|o| (o, 1)).collect::<Vec<_>>());
+    // Renew in v1: refused, in ShareAcknowledge and in ShareFetch alike.
+    assert_eq!(a.acknowledge("g", topic_id, &[(0, 2, 4)], 1), (0, invalid, 0));
+    let f = a.fetch("g", topic_id, &[(0, 2, 4)], 1, 0);
+    assert_eq!((f.error_code, f.ack_error), (0, invalid));
+    assert_eq!(counted(&f), vec![(7, 1)]);
+    // Nothing of it applied: 0-7 are still a's to accept.
+    assert_eq!(a.acknowledge("g", topic_id, &[(0, 7, 1)], 1), (0, 0, 0));
+    assert_eq!(start_offset(&mut admin, "g"), 8);
 }

@@ -20,7 +20,7 @@ fn advertised(conn: &mut Conn) -> Vec<(i16, i16, i16)> {
 
 /// A typical request of `key` at `version`, about topic `topic` (id `id`).
 fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<RequestKind> {
-    if let Some(share) = share_request(key, topic, id) {
+    if let Some(share) = share_request(key, version, topic, id) {
         return Some(share);
     }
     let scratch = format!("{topic}-scratch-{version}");
@@ -452,7 +452,9 @@ fn operations_request(
 /// A share group request (KIP-932) of `key` about partition 0 of `topic` (id `id`): member
 /// `vt-m` of share group `vt-share` joins, fetches (opening a share session), acknowledges in
 /// it; the offset APIs describe, alter (refused while the group has a member) and delete.
-fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind> {
+/// From v2 (Kafka 4.2) the fetch is record-limited (KIP-1206) and the acknowledgement a
+/// renew (KIP-1222).
+fn share_request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<RequestKind> {
     let group = GroupId(StrBytes::from_static_str("vt-share"));
     let member = StrBytes::from_static_str("vt-m");
     Some(match key {
@@ -479,6 +481,7 @@ fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind
                     .with_max_wait_ms(0)
                     .with_max_bytes(1 << 20)
                     .with_max_records(10)
+                    .with_share_acquire_mode(i8::from(version >= 2))
                     .with_topics(vec![t]),
             )
         }
@@ -486,7 +489,7 @@ fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind
             let b = share_acknowledge_request::AcknowledgementBatch::default()
                 .with_first_offset(0)
                 .with_last_offset(0)
-                .with_acknowledge_types(vec![1]);
+                .with_acknowledge_types(vec![if version >= 2 { 4 } else { 1 }]);
             let p = share_acknowledge_request::AcknowledgePartition::default()
                 .with_partition_index(0)
                 .with_acknowledgement_batches(vec![b]);
@@ -498,6 +501,7 @@ fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind
                     .with_group_id(Some(group))
                     .with_member_id(Some(member))
                     .with_share_session_epoch(1)
+                    .with_is_renew_ack(version >= 2)
                     .with_topics(vec![t]),
             )
         }
@@ -578,6 +582,25 @@ fn share_request(key: ApiKey, topic: &str, id: uuid::Uuid) -> Option<RequestKind
     })
 }
 
+/// What ShareFetch and ShareAcknowledge v2 add shows in their answers: a record-limited
+/// fetch is served (a session opens at epoch 0), and a ShareAcknowledge answers the lock
+/// duration (30 s by default), whatever became of its acknowledgement.
+fn check_share_v2(response: &ResponseKind, version: i16) {
+    if version < 2 {
+        return;
+    }
+    match response {
+        ResponseKind::ShareFetch(r) => {
+            assert_eq!(r.error_code, 0, "ShareFetch v{version}: {:?}", r.error_message);
+            assert_eq!(r.acquisition_lock_timeout_ms, 30_000);
+        }
+        ResponseKind::ShareAcknowledge(r) => {
+            assert_eq!(r.acquisition_lock_timeout_ms, 30_000, "ShareAcknowledge v{version}");
+        }
+        _ => {}
+    }
+}
+
 /// Kafka's order: create the scratch topic before adding partitions to it or deleting it.
 fn order(key: i16) -> i16 {
     match ApiKey::try_from(key) {
@@ -621,6 +644,7 @@ fn every_advertised_version_answers() {
             // Conn::call panics if the response does not decode or the broker disconnects.
             let response = conn.call(key, version, body);
             assert_ne!(format!("{response:?}"), "", "{key:?} v{version}");
+            check_share_v2(&response, version);
         }
     }
     assert!(untested.is_empty(), "advertised but not covered here: {untested:?}");

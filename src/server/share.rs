@@ -55,7 +55,7 @@ use crate::group::share_meta::SharePartitions;
 use crate::protocol::ResponseError as E;
 use crate::record_batch::AbortedFilter;
 use crate::share::group::{Heartbeat, HeartbeatError, HeartbeatReply, ShareGroup};
-use crate::share::partition::{AckError, Acquired, Limits, Read, SharePartition};
+use crate::share::partition::{AckError, AckType, Acquired, Limits, Read, SharePartition};
 use crate::share::records::{self, ShareKey, ShareState};
 use crate::share::{GROUP_MEMBERS_MAX, STATE_TOPIC};
 use crate::storage::AbortedTxn;
@@ -101,6 +101,17 @@ pub struct AckBatch {
     pub last_offset: i64,
     /// One type, or one per offset.
     pub types: Vec<i8>,
+    /// The request's version knows the Renew type (ShareFetch and ShareAcknowledge v2+,
+    /// KIP-1222); an older one carrying it is INVALID_REQUEST, as Kafka answers.
+    pub renew_allowed: bool,
+}
+
+impl AckBatch {
+    /// Whether the batch carries a Renew, and only Renews (it changes nothing persisted).
+    fn renews(&self) -> (bool, bool) {
+        let renew = |t: &i8| AckType::from_wire(*t) == Some(AckType::Renew);
+        (self.types.iter().any(renew), self.types.iter().all(renew))
+    }
 }
 
 /// What to do on one share-partition (on the shard owning the partition).
@@ -669,8 +680,15 @@ impl Shares {
             let mut dirty = !slot.sp.expire(now).is_empty();
             let mut error = 0;
             for ack in &op.acks {
-                match slot.sp.acknowledge(&op.member, ack.first_offset, ack.last_offset, &ack.types)
-                {
+                let (renews, renews_only) = ack.renews();
+                if renews && !ack.renew_allowed {
+                    error = E::InvalidRequest.code();
+                    continue;
+                }
+                let (first, last) = (ack.first_offset, ack.last_offset);
+                match slot.sp.acknowledge(&op.member, first, last, &ack.types, now) {
+                    // A renew only moves a lock deadline, which is never persisted.
+                    Ok(_) if renews_only => {}
                     Ok(_) => dirty = true,
                     Err(AckError::Invalid) => error = E::InvalidRequest.code(),
                     Err(AckError::NotAcquired) => error = E::InvalidRecordState.code(),

@@ -5,7 +5,9 @@
 //! Offsets at or past the share-partition end offset (SPEO) were never acquired. In between,
 //! every offset is *in flight*: available, acquired by one member until its acquisition lock
 //! expires, acknowledged (accepted), or archived (rejected, a gap, or past the delivery limit).
-//! Acknowledged and archived are final: such a record is never acquired again.
+//! Acknowledged and archived are final: such a record is never acquired again. A renew
+//! (KIP-1222) restarts an acquired record's lock for the member holding it and changes nothing
+//! else: not its state, not its delivery count, nothing to persist.
 //!
 //! Nothing here reads a clock or does I/O: every call takes `now_ms`, and the calls that change
 //! what must survive a restart return the [`StateBatch`]es to persist (the caller writes them to
@@ -138,6 +140,9 @@ pub enum AckType {
     Release,
     /// 3: unprocessable: archive it.
     Reject,
+    /// 4: still being processed: restart the acquisition lock (KIP-1222, ShareFetch and
+    /// ShareAcknowledge v2+ only; the handlers refuse it in v1).
+    Renew,
 }
 
 impl AckType {
@@ -148,6 +153,7 @@ impl AckType {
             1 => AckType::Accept,
             2 => AckType::Release,
             3 => AckType::Reject,
+            4 => AckType::Renew,
             _ => return None,
         })
     }
@@ -322,15 +328,18 @@ impl SharePartition {
         runs
     }
 
-    /// Applies one acknowledgement batch of `member`: `types` holds one type for the whole
-    /// range or one per offset. All or nothing: every offset must be acquired by `member`.
-    /// Returns the state batches to persist.
+    /// Applies one acknowledgement batch of `member` at `now_ms`: `types` holds one type for
+    /// the whole range or one per offset. All or nothing: every offset must be acquired by
+    /// `member`. A renew restarts the offset's lock at `now_ms` (Kafka's `SharePartition`
+    /// renews only records the member holds: anything else is INVALID_RECORD_STATE). Returns
+    /// the state batches to persist (a renew adds none).
     pub fn acknowledge(
         &mut self,
         member: &str,
         first_offset: i64,
         last_offset: i64,
         types: &[i8],
+        now_ms: i64,
     ) -> Result<Vec<StateBatch>, AckError> {
         let span = last_offset.checked_sub(first_offset).and_then(|d| d.checked_add(1));
         let Some(span) = span.filter(|s| *s > 0) else { return Err(AckError::Invalid) };
@@ -357,10 +366,28 @@ impl SharePartition {
         let mut changed = Vec::new();
         for (i, offset) in (first_offset..=last_offset).enumerate() {
             let ack = if per_offset { parsed[i] } else { parsed[0] };
+            if ack == AckType::Renew {
+                self.renew(offset, now_ms);
+                continue;
+            }
             self.settle(offset, ack);
             self.note_change(offset, &mut changed);
         }
         Ok(changed)
+    }
+
+    /// Restarts the lock of the acquired record at `offset`: it now expires the lock
+    /// duration after `now_ms` (as Kafka replaces the record's timer task); its holder and
+    /// delivery count stay.
+    fn renew(&mut self, offset: i64, now_ms: i64) {
+        let renewed_ms = now_ms.saturating_add(self.limits.lock_duration_ms);
+        let r = self.records.get_mut(&offset);
+        // `acknowledge` checked that the member holds every offset first.
+        let held = r.as_ref().is_some_and(|r| matches!(r.state, RecordState::Acquired { .. }));
+        debug_assert!(held, "renew of offset {offset}, not acquired");
+        if let Some(RecordState::Acquired { deadline_ms, .. }) = r.map(|r| &mut r.state) {
+            *deadline_ms = renewed_ms;
+        }
     }
 
     /// Releases every lock of `member` (it left the group or its share session closed):
@@ -480,20 +507,24 @@ impl SharePartition {
         c
     }
 
-    /// Gives an acquired record its next state for `ack`, and moves the start offset.
+    /// Gives an acquired record its next state for `ack` (not a renew: see `renew`), and
+    /// moves the start offset.
     fn settle(&mut self, offset: i64, ack: AckType) {
+        debug_assert_ne!(ack, AckType::Renew, "a renew does not settle a record");
         let limit = self.limits.delivery_count_limit;
         let Some(r) = self.records.get_mut(&offset) else { return };
         if !matches!(r.state, RecordState::Acquired { .. }) {
             return;
         }
-        self.acquired -= 1;
-        r.state = match ack {
+        let next = match ack {
             AckType::Accept => RecordState::Acknowledged,
             AckType::Gap | AckType::Reject => RecordState::Archived,
             AckType::Release if r.delivery_count >= limit => RecordState::Archived,
             AckType::Release => RecordState::Available,
+            AckType::Renew => return,
         };
+        self.acquired -= 1;
+        r.state = next;
         self.advance();
     }
 

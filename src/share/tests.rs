@@ -16,11 +16,11 @@ fn acquire_accept_moves_the_start_offset() {
     assert_eq!(p.acquired_count(), 5);
     assert_eq!(p.next_fetch_offset(), Some(5));
     // Another member cannot acknowledge a's records.
-    assert_eq!(p.acknowledge("b", 0, 1, &[1]), Err(AckError::NotAcquired));
-    let changed = p.acknowledge("a", 0, 1, &[1]).unwrap();
+    assert_eq!(p.acknowledge("b", 0, 1, &[1], 0), Err(AckError::NotAcquired));
+    let changed = p.acknowledge("a", 0, 1, &[1], 0).unwrap();
     assert_eq!(changed.len(), 0, "records at the start are dropped: the start offset says it");
     assert_eq!(p.start_offset(), 2);
-    p.acknowledge("a", 3, 4, &[3, 2]).unwrap();
+    p.acknowledge("a", 3, 4, &[3, 2], 0).unwrap();
     assert_eq!(p.start_offset(), 2);
     assert_eq!(p.record(3).unwrap().state, RecordState::Archived);
     assert_eq!(p.record(4).unwrap().state, RecordState::Available);
@@ -53,8 +53,8 @@ fn the_lock_limit_bounds_acquisition() {
 fn snapshot_restores() {
     let mut p = SharePartition::new(0, limits());
     p.acquire("a", 0, 6, 100, 0);
-    p.acknowledge("a", 2, 3, &[1]).unwrap();
-    p.acknowledge("a", 5, 5, &[3]).unwrap();
+    p.acknowledge("a", 2, 3, &[1], 0).unwrap();
+    p.acknowledge("a", 5, 5, &[3], 0).unwrap();
     let mut q = SharePartition::new(p.start_offset(), limits());
     for b in p.state_batches() {
         q.restore(&b);
@@ -70,10 +70,10 @@ fn snapshot_restores() {
 fn bad_acknowledgements_are_refused_whole() {
     let mut p = SharePartition::new(0, limits());
     p.acquire("a", 0, 3, 100, 0);
-    assert_eq!(p.acknowledge("a", 2, 1, &[1]), Err(AckError::Invalid));
-    assert_eq!(p.acknowledge("a", 0, 2, &[1, 1]), Err(AckError::Invalid));
-    assert_eq!(p.acknowledge("a", 0, 2, &[9]), Err(AckError::Invalid));
-    assert_eq!(p.acknowledge("a", 0, 3, &[1]), Err(AckError::NotAcquired));
+    assert_eq!(p.acknowledge("a", 2, 1, &[1], 0), Err(AckError::Invalid));
+    assert_eq!(p.acknowledge("a", 0, 2, &[1, 1], 0), Err(AckError::Invalid));
+    assert_eq!(p.acknowledge("a", 0, 2, &[9], 0), Err(AckError::Invalid));
+    assert_eq!(p.acknowledge("a", 0, 3, &[1], 0), Err(AckError::NotAcquired));
     assert_eq!(p.acquired_count(), 3);
 }
 
@@ -149,7 +149,7 @@ fn reads_archive_the_runs_never_to_deliver() {
     assert_eq!(runs, vec![run(0, 1, 1), run(7, 7, 1)]);
     assert_eq!((p.acquired_count(), p.end_offset()), (3, 8));
     assert_eq!(p.record(4).unwrap().state, RecordState::Archived);
-    p.acknowledge("a", 0, 1, &[1]).unwrap();
+    p.acknowledge("a", 0, 1, &[1], 0).unwrap();
     assert_eq!(p.start_offset(), 7, "done: accepted, then archived");
     // Archived at the front: the start offset moves at once.
     let mut q = SharePartition::new(0, limits());
@@ -158,8 +158,51 @@ fn reads_archive_the_runs_never_to_deliver() {
     // Available records in such a run are archived too; they do not count against max_records.
     let mut r = SharePartition::new(0, limits());
     r.acquire("a", 0, 4, 100, 0);
-    r.acknowledge("a", 0, 3, &[2]).unwrap();
+    r.acknowledge("a", 0, 3, &[2], 0).unwrap();
     let runs = r.acquire_read("b", &Read { from: 0, to: 4, archive: &[(1, 2)] }, 2, 0);
     assert_eq!(runs, vec![run(0, 0, 2), run(3, 3, 2)]);
     assert_eq!(r.record(1).unwrap().state, RecordState::Archived);
+}
+
+#[test]
+fn a_renew_restarts_the_lock_and_keeps_the_delivery_count() {
+    let mut p = SharePartition::new(0, limits());
+    p.acquire("a", 0, 3, 100, 0);
+    // Renewed at 900: the lock that would have expired at 1_000 now holds until 1_900.
+    let changed = p.acknowledge("a", 0, 1, &[4], 900).unwrap();
+    assert!(changed.is_empty(), "a renew changes nothing that is persisted");
+    assert_eq!(p.expire(1_000).len(), 1, "only offset 2, not renewed, expires");
+    let held = RecordState::Acquired { member: "a".into(), deadline_ms: 1_900 };
+    assert_eq!(p.record(0).unwrap().state, held);
+    assert_eq!(p.record(0).unwrap().delivery_count, 1);
+    assert_eq!(p.record(2).unwrap().state, RecordState::Available);
+    assert_eq!(p.acquired_count(), 2);
+    // Another member takes offset 2 only: 0 and 1 are still a's.
+    let runs = p.acquire("b", 0, 3, 100, 1_000);
+    assert_eq!(runs, vec![Acquired { first_offset: 2, last_offset: 2, delivery_count: 2 }]);
+    // The renewed records settle as any other, their count unchanged.
+    p.acknowledge("a", 0, 1, &[2], 1_100).unwrap();
+    assert_eq!(p.record(0).unwrap().state, RecordState::Available);
+    assert_eq!(p.record(0).unwrap().delivery_count, 1);
+    assert!(p.expire(1_899).is_empty(), "b's lock on offset 2 holds until 2_000");
+    assert_eq!(p.acquired_count(), 1);
+}
+
+#[test]
+fn a_renew_needs_the_lock() {
+    let mut p = SharePartition::new(0, limits());
+    p.acquire("a", 0, 2, 100, 0);
+    // Not this member's, never acquired, or already expired: INVALID_RECORD_STATE, and
+    // nothing of the batch is applied (offset 0 keeps its lock).
+    assert_eq!(p.acknowledge("b", 0, 0, &[4], 10), Err(AckError::NotAcquired));
+    assert_eq!(p.acknowledge("a", 0, 2, &[4], 10), Err(AckError::NotAcquired));
+    p.expire(1_000);
+    assert_eq!(p.acknowledge("a", 0, 1, &[4], 1_000), Err(AckError::NotAcquired));
+    // Renew mixes with other types, one per offset.
+    p.acquire("a", 0, 2, 100, 1_000);
+    p.acknowledge("a", 0, 1, &[1, 4], 1_500).unwrap();
+    assert_eq!(p.start_offset(), 1);
+    let held = RecordState::Acquired { member: "a".into(), deadline_ms: 2_500 };
+    assert_eq!(p.record(1).unwrap().state, held);
+    assert_eq!(p.record(1).unwrap().delivery_count, 2);
 }

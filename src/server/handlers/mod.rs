@@ -107,12 +107,14 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::UnregisterBroker, min: 0, max: 0 },
     ApiRange { key: ApiKey::BrokerRegistration, min: 0, max: 0 },
     ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 1 },
-    // Share groups (KIP-932): v1 is Kafka 4.1's (v0 was the 4.0 preview); kafka-protocol 0.18
-    // has no v2 (Kafka 4.2's RENEW acknowledgement), nor the offset APIs' v1.
+    // Share groups (KIP-932): v1 is Kafka 4.1's (v0 was the 4.0 preview). ShareFetch and
+    // ShareAcknowledge v2 are Kafka 4.2's (KIP-1206 acquire mode, KIP-1222 Renew), patched into
+    // the vendored kafka-protocol 0.18 (see its STRATA-PATCH.md), which has no v1 of the
+    // offset APIs.
     ApiRange { key: ApiKey::ShareGroupHeartbeat, min: 1, max: 1 },
     ApiRange { key: ApiKey::ShareGroupDescribe, min: 1, max: 1 },
-    ApiRange { key: ApiKey::ShareFetch, min: 1, max: 1 },
-    ApiRange { key: ApiKey::ShareAcknowledge, min: 1, max: 1 },
+    ApiRange { key: ApiKey::ShareFetch, min: 1, max: 2 },
+    ApiRange { key: ApiKey::ShareAcknowledge, min: 1, max: 2 },
     ApiRange { key: ApiKey::DescribeShareGroupOffsets, min: 0, max: 0 },
     ApiRange { key: ApiKey::AlterShareGroupOffsets, min: 0, max: 0 },
     ApiRange { key: ApiKey::DeleteShareGroupOffsets, min: 0, max: 0 },
@@ -244,7 +246,7 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
         RequestKind::ShareFetch(req) => {
             let session = session.clone();
             Box::pin(async move {
-                let response = share::fetch_on(&shard, req, &session).await;
+                let response = share::fetch_on(&shard, req, &session, version).await;
                 Reply::Response(Box::new(ResponseKind::ShareFetch(response)))
             })
         }
@@ -252,7 +254,7 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
             let client_id = request.header.client_id.as_deref().unwrap_or("").to_owned();
             let client = (client_id, session.client_host());
             Box::pin(async move {
-                match share::handle(&shard, body, client).await {
+                match share::handle(&shard, body, client, version).await {
                     Ok(response) => Reply::Response(Box::new(response)),
                     Err(other) => Reply::Close(format!("no handler for {other:?}")),
                 }
@@ -406,10 +408,12 @@ async fn handle_any(
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {
             Ok(response) => response,
-            Err(other) => match share::handle(shard, other, (String::new(), String::new())).await {
-                Ok(response) => response,
-                Err(other) => return txn::handle(shard, other, version).await,
-            },
+            Err(other) => {
+                match share::handle(shard, other, (String::new(), String::new()), version).await {
+                    Ok(response) => response,
+                    Err(other) => return txn::handle(shard, other, version).await,
+                }
+            }
         },
     })
 }

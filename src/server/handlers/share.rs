@@ -8,6 +8,15 @@
 //! partition. A ShareFetch that acquired nothing waits, like Fetch, until `max_wait_ms`, new
 //! data on one of its partitions, or the earliest lock expiry, then tries again; its
 //! piggy-backed acknowledgements are applied (and durable) in the first round.
+//!
+//! Version 2 of ShareFetch and ShareAcknowledge (Kafka 4.2) adds the Renew acknowledgement
+//! (KIP-1222: restart the lock of records still being processed) and ShareFetch's
+//! `share_acquire_mode` (KIP-1206). A renew ShareFetch (`is_renew_ack`) only acknowledges:
+//! Kafka's `KafkaApis.handleShareFetchRequest` refuses one whose `max_wait_ms`, `min_bytes`,
+//! `max_bytes` or `max_records` is not 0, and acquires nothing for it. Both acquire modes
+//! acquire at most `max_records` records here: record-limit must, and batch-optimized (the
+//! only behaviour of v1) may exceed it only to end on a batch boundary, which this broker never
+//! does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -38,12 +47,19 @@ const MAX_RECORDS_DEFAULT: usize = 500;
 const FETCH_BYTES_MAX: usize = 50 << 20;
 /// The assignor share groups use (Kafka's `SimpleAssignor`).
 const ASSIGNOR: &str = "simple";
+/// The first ShareFetch and ShareAcknowledge version with the Renew type (KIP-1222).
+const RENEW_VERSION_MIN: i16 = 2;
+/// ShareFetch `share_acquire_mode`: whole batches, `max_records` a soft limit (KIP-1206).
+const ACQUIRE_MODE_BATCH_OPTIMIZED: i8 = 0;
+/// ShareFetch `share_acquire_mode`: at most `max_records` records (KIP-1206).
+const ACQUIRE_MODE_RECORD_LIMIT: i8 = 1;
 
 /// Runs the share group APIs; gives back any other request.
 pub async fn handle(
     shard: &Rc<Shard>,
     body: RequestKind,
     client: (String, String),
+    version: i16,
 ) -> Result<ResponseKind, RequestKind> {
     Ok(match body {
         RequestKind::ShareGroupHeartbeat(req) => {
@@ -52,9 +68,11 @@ pub async fn handle(
         RequestKind::ShareGroupDescribe(req) => {
             ResponseKind::ShareGroupDescribe(describe(shard, req).await)
         }
-        RequestKind::ShareFetch(req) => ResponseKind::ShareFetch(fetch(shard, req, None).await),
+        RequestKind::ShareFetch(req) => {
+            ResponseKind::ShareFetch(fetch(shard, req, None, version).await)
+        }
         RequestKind::ShareAcknowledge(req) => {
-            ResponseKind::ShareAcknowledge(acknowledge(shard, req).await)
+            ResponseKind::ShareAcknowledge(acknowledge(shard, req, version).await)
         }
         RequestKind::DescribeShareGroupOffsets(req) => {
             ResponseKind::DescribeShareGroupOffsets(describe_offsets(shard, req).await)
@@ -448,10 +466,17 @@ async fn round(
     futures::future::join_all(calls).await
 }
 
-fn acks_of(batches: impl IntoIterator<Item = (i64, i64, Vec<i8>)>) -> Vec<AckBatch> {
+/// The acknowledgement batches of a request of `version` (Renew is a type of v2+).
+fn acks_of(batches: impl IntoIterator<Item = (i64, i64, Vec<i8>)>, version: i16) -> Vec<AckBatch> {
+    let renew_allowed = version >= RENEW_VERSION_MIN;
     batches
         .into_iter()
-        .map(|(first_offset, last_offset, types)| AckBatch { first_offset, last_offset, types })
+        .map(|(first_offset, last_offset, types)| AckBatch {
+            first_offset,
+            last_offset,
+            types,
+            renew_allowed,
+        })
         .collect()
 }
 
@@ -467,8 +492,9 @@ pub(super) async fn fetch_on(
     shard: &Rc<Shard>,
     req: ShareFetchRequest,
     session: &Session,
+    version: i16,
 ) -> ShareFetchResponse {
-    fetch(shard, req, Some(session)).await
+    fetch(shard, req, Some(session), version).await
 }
 
 /// A connection went away: closes the share sessions it opened (unless reopened since) and
@@ -491,11 +517,16 @@ async fn fetch(
     shard: &Rc<Shard>,
     req: ShareFetchRequest,
     opener: Option<&Session>,
+    version: i16,
 ) -> ShareFetchResponse {
     let failed = |e: E| ShareFetchResponse::default().with_error_code(e.code());
     let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
         return failed(E::InvalidRequest);
     };
+    if let Err(why) = check_v2_fields(&req) {
+        let message = Some(StrBytes::from_static_str(why));
+        return failed(E::InvalidRequest).with_error_message(message);
+    }
     let lock_ms = group_settings(shard, &group).share_record_lock_duration_ms;
     let lock_ms = lock_ms.min(i32::MAX as u64) as i32;
     let mut acks = BTreeMap::new();
@@ -508,7 +539,7 @@ async fn fetch(
                     .acknowledgement_batches
                     .iter()
                     .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
-                acks.insert((t.topic_id, p.partition_index), acks_of(batches));
+                acks.insert((t.topic_id, p.partition_index), acks_of(batches, version));
             }
         }
     }
@@ -543,7 +574,8 @@ async fn fetch(
     let max_records =
         if req.max_records > 0 { req.max_records as usize } else { MAX_RECORDS_DEFAULT };
     let max_bytes = (req.max_bytes.max(1) as usize).min(FETCH_BYTES_MAX);
-    let fetching = (!closing).then_some((max_bytes, max_records));
+    // A renew fetch acknowledges and acquires nothing (KIP-1222).
+    let fetching = (!closing && !req.is_renew_ack).then_some((max_bytes, max_records));
     let wait_ms = req.max_wait_ms.clamp(0, limits::FETCH_WAIT_MS_MAX) as u64;
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = req.min_bytes.max(1) as usize;
@@ -552,7 +584,8 @@ async fn fetch(
     loop {
         let bytes: usize = results.iter().map(|r| r.records.len()).sum();
         let failed = results.iter().any(|r| r.error_code != 0);
-        if closing || bytes >= min_bytes || failed || Instant::now() >= deadline {
+        let acks_only = fetching.is_none();
+        if acks_only || bytes >= min_bytes || failed || Instant::now() >= deadline {
             break;
         }
         let any_acquired = results.iter().any(|r| !r.acquired.is_empty());
@@ -615,6 +648,22 @@ fn respond(
     ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms).with_responses(topics)
 }
 
+/// The ShareFetch v2 fields, as Kafka checks them: a known `share_acquire_mode`, and a renew
+/// fetch (`is_renew_ack`) that asks for no data (`max_wait_ms`, `min_bytes`, `max_bytes` and
+/// `max_records` all 0). A v1 request decodes to the defaults, which pass.
+fn check_v2_fields(req: &ShareFetchRequest) -> Result<(), &'static str> {
+    let modes = [ACQUIRE_MODE_BATCH_OPTIMIZED, ACQUIRE_MODE_RECORD_LIMIT];
+    if !modes.contains(&req.share_acquire_mode) {
+        return Err("Unknown share acquire mode.");
+    }
+    let asks_data = [req.max_wait_ms, req.min_bytes, req.max_bytes, req.max_records];
+    if req.is_renew_ack && asks_data.iter().any(|v| *v != 0) {
+        return Err("A renew acknowledgement fetch must set max wait, min bytes, max bytes \
+             and max records to 0.");
+    }
+    Ok(())
+}
+
 /// Waits until new data on any target, the earliest lock deadline of a target, or `deadline`.
 async fn wait(shard: &Rc<Shard>, targets: &[Target], seen: &[PartitionResult], deadline: Instant) {
     let now_ms = crate::group::now_ms();
@@ -661,7 +710,11 @@ async fn wait(shard: &Rc<Shard>, targets: &[Target], seen: &[PartitionResult], d
     futures::future::select(any, timeout).await;
 }
 
-async fn acknowledge(shard: &Rc<Shard>, req: ShareAcknowledgeRequest) -> ShareAcknowledgeResponse {
+async fn acknowledge(
+    shard: &Rc<Shard>,
+    req: ShareAcknowledgeRequest,
+    version: i16,
+) -> ShareAcknowledgeResponse {
     use share_acknowledge_response::{
         LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
     };
@@ -669,6 +722,10 @@ async fn acknowledge(shard: &Rc<Shard>, req: ShareAcknowledgeRequest) -> ShareAc
     let Some((group, member)) = ids(&req.group_id, &req.member_id) else {
         return failed(E::InvalidRequest);
     };
+    // v2 answers the lock duration a renew restarted (KIP-1222); v1 drops the field.
+    let lock_ms = group_settings(shard, &group).share_record_lock_duration_ms;
+    let lock_ms = lock_ms.min(i32::MAX as u64) as i32;
+    let failed = |e: E| failed(e).with_acquisition_lock_timeout_ms(lock_ms);
     let epoch = req.share_session_epoch;
     if epoch == 0 {
         return failed(E::InvalidShareSessionEpoch);
@@ -682,7 +739,7 @@ async fn acknowledge(shard: &Rc<Shard>, req: ShareAcknowledgeRequest) -> ShareAc
                 .acknowledgement_batches
                 .iter()
                 .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
-            acks.insert((t.topic_id, p.partition_index), acks_of(batches));
+            acks.insert((t.topic_id, p.partition_index), acks_of(batches, version));
         }
     }
     let closing = epoch == -1;
@@ -719,7 +776,9 @@ async fn acknowledge(shard: &Rc<Shard>, req: ShareAcknowledgeRequest) -> ShareAc
             ),
         }
     }
-    ShareAcknowledgeResponse::default().with_responses(topics)
+    ShareAcknowledgeResponse::default()
+        .with_acquisition_lock_timeout_ms(lock_ms)
+        .with_responses(topics)
 }
 
 /// Whether share group `group` has members (the offset admin APIs need it empty).
