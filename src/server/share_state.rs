@@ -341,8 +341,8 @@ pub fn from_read(found: &read_resp::PartitionResult, leader_epoch: i32) -> Optio
     })
 }
 
-/// The state (its delivery-complete count as one run) a ReadShareGroupStateSummary v1 result carries
-/// (`None`: no state; see [`from_read`]).
+/// The state a ReadShareGroupStateSummary result carries, its v1 delivery-complete count as
+/// one run (`None`: no state; see [`from_read`]).
 pub fn from_summary(found: &summary_resp::PartitionResult) -> Option<ShareState> {
     (found.start_offset >= 0 || found.state_epoch > 0).then(|| ShareState {
         snapshot: true,
