@@ -1510,16 +1510,65 @@ fn a_share_group_whose_topic_was_deleted_is_deleted_whole() {
     assert_eq!(heartbeat(&mut conn, "gt", "a", 0).error_code, 0);
     assert_eq!(all_start_offsets(&mut admin, "gt"), vec![(TOPIC.to_owned(), 0, 0, -1)]);
     assert_eq!(heartbeat(&mut conn, "gt", "a", -1).error_code, 0);
-    let req = DeleteTopicsRequest::default()
-        .with_topic_names(vec![TopicName(s(TOPIC))])
-        .with_timeout_ms(5000);
-    let ResponseKind::DeleteTopics(r) =
-        admin.call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req))
-    else {
-        panic!("not DeleteTopics")
-    };
-    assert_eq!(r.responses[0].error_code, 0);
-    // The record still names the deleted topic's id; deleting the group drops it all.
+    assert_eq!(delete_topic(&mut admin, TOPIC), 0);
+    // Whether or not the record still names the deleted topic's id, deleting the group
+    // drops it all.
     assert_eq!(delete_group(&mut admin, "gt"), 0);
     assert_eq!(delete_group(&mut admin, "gt"), E::GroupIdNotFound.code());
+}
+
+/// DeleteTopics of `topic`: its error code.
+fn delete_topic(conn: &mut Conn, topic: &str) -> i16 {
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(topic))])
+        .with_timeout_ms(5000);
+    match conn.call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req)) {
+        ResponseKind::DeleteTopics(r) => r.responses[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_deleted_topics_share_state_goes_and_the_topic_created_again_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let old = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 50);
+    // A member takes and accepts 0..=9 and leaves: the share-partition starts at 10.
+    let mut m = Member::join(&broker, "gx", "a");
+    let f = m.fetch("gx", old, &[], 10, 2_000);
+    let f = m.fetch("gx", old, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(read_state(&mut admin, "gx", old, -1).2, 10);
+    assert_eq!(heartbeat(&mut m.conn, "gx", "a", -1).error_code, 0);
+    drop(m);
+    // Deleting the topic deletes its share state and drops it from the group's record.
+    assert_eq!(delete_topic(&mut admin, TOPIC), 0);
+    broker.wait_for_log("share state of deleted topics deleted");
+    assert_eq!(read_state(&mut admin, "gx", old, -1), (0, 0, -1, vec![]));
+    // The topic created again under its name (a new id) starts at share.auto.offset.reset
+    // (earliest), not at the old 10.
+    let new = create_topic(&mut admin, TOPIC, 1);
+    assert_ne!(new, old);
+    fill(&mut admin, 50);
+    assert_eq!(all_start_offsets(&mut admin, "gx"), vec![]);
+    let mut m = Member::join(&broker, "gx", "b");
+    let f = m.fetch("gx", new, &[], 10, 2_000);
+    assert_eq!(f.records.first().map(|r| r.0), Some(0));
+    let f = m.fetch("gx", new, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(heartbeat(&mut m.conn, "gx", "b", -1).error_code, 0);
+    drop(m);
+    // After a restart the old state stays gone and the new topic's is where b left it.
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let listed = common::poll("the group's partitions after the restart", || {
+        let listed = all_start_offsets(&mut admin, "gx");
+        (!listed.is_empty()).then_some(listed)
+    });
+    assert_eq!(listed, vec![(TOPIC.to_owned(), 0, 0, 10)]);
+    assert_eq!(read_state(&mut admin, "gx", old, -1), (0, 0, -1, vec![]));
+    assert_eq!(first_fetched(&broker, "gx", "c", new), 10);
 }

@@ -817,6 +817,19 @@ impl Shares {
         Err(code)
     }
 
+    /// Drops this shard's share-partitions of the `deleted` topics (by id), so a topic
+    /// created again under the same name starts at `share.auto.offset.reset`.
+    pub fn drop_topics(&self, deleted: &BTreeSet<uuid::Uuid>) {
+        self.partitions.borrow_mut().retain(|key, slot| {
+            let gone = deleted.contains(&slot.topic_id);
+            if gone {
+                tracing::info!(group = %key.group, topic = %key.topic, partition = key.partition,
+                    "share-partition of a deleted topic dropped");
+            }
+            !gone
+        });
+    }
+
     /// Loads the share-partition `key` unless it is loaded at the partition's leader epoch
     /// (a slot of an older one was left by an earlier leadership of this broker: stale).
     async fn ensure_loaded(
@@ -826,8 +839,10 @@ impl Shares {
         topic_id: uuid::Uuid,
     ) -> Result<(), i16> {
         let leader_epoch = leader_epoch_of(shard, &key.topic, key.partition);
+        // A slot of another topic id is of a deleted topic of that name: stale too.
         let current = || {
-            self.partitions.borrow().get(key).is_some_and(|slot| slot.leader_epoch == leader_epoch)
+            let parts = self.partitions.borrow();
+            parts.get(key).is_some_and(|s| s.leader_epoch == leader_epoch && s.topic_id == topic_id)
         };
         if current() {
             return Ok(());

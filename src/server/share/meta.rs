@@ -18,16 +18,22 @@
 //!   [`super::ShareRequest::Meta`]: alter records partitions initialized, delete moves topics
 //!   to deleting, then drops them once their state is deleted (an empty record is written as
 //!   a tombstone).
+//! * A deleted topic leaves every record, and its share-partitions' state is deleted, when
+//!   the coordinating shard sees it leave the cluster metadata ([`Shares::forget_topics`]).
 //!
 //! Changes of the records on one shard are serialised by `Shares::meta`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use super::{initialize_state, read_summary, MetaChange, Shares};
+use uuid::Uuid;
+
+use super::{initialize_state, on_state_coordinator, read_summary, MetaChange, Shares};
 use crate::group::share_meta::SharePartitions;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::shard::Shard;
+use crate::server::share_state::StateCall;
 use crate::share::records::ShareKey;
 
 /// Partitions of one topic: (topic id, name, partitions).
@@ -137,6 +143,79 @@ impl Shares {
         let write = shard.groups.write_share_partitions(partition, group, record.clone());
         write.await.map_err(|e| e.code())?;
         Ok(record)
+    }
+}
+
+impl Shares {
+    /// After the `deleted` topics (by id) left the cluster metadata, as Kafka's
+    /// `GroupCoordinatorService.onPartitionsDeleted` (`maybeCleanupShareGroupState`) and its
+    /// share coordinator's `onTopicsDeleted` do: for each share group this shard
+    /// coordinates whose record lists one of them, deletes the state of the partitions it
+    /// lists (DeleteShareGroupState through the persister, on whichever shard or broker
+    /// coordinates it), then writes the record without them. A group whose deletes fail
+    /// keeps them listed (logged): DeleteGroups or DeleteShareGroupOffsets deletes them later.
+    pub async fn forget_topics(&self, shard: &Rc<Shard>, deleted: &BTreeSet<Uuid>) {
+        for group in shard.groups.share_groups_recorded() {
+            match self.forget_topics_of(shard, &group, deleted).await {
+                Ok(0) => {}
+                Ok(topics) => tracing::info!(
+                    group,
+                    topics,
+                    "share state of deleted topics deleted; the group's record forgets them"
+                ),
+                Err(code) => crate::log_limited!(
+                    WARN,
+                    group,
+                    code,
+                    "share state of a deleted topic kept; deleting the group deletes it"
+                ),
+            }
+        }
+    }
+
+    /// [`Shares::forget_topics`] of one group: how many topics its record forgot.
+    async fn forget_topics_of(
+        &self,
+        shard: &Rc<Shard>,
+        group: &str,
+        deleted: &BTreeSet<Uuid>,
+    ) -> Result<usize, i16> {
+        let partition = offsets_partition(shard, group)?;
+        let _permit =
+            self.meta.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let mut record = shard.groups.share_partitions(partition, group).map_err(|e| e.code())?;
+        let mut gone: BTreeMap<Uuid, BTreeSet<i32>> = BTreeMap::new();
+        for (id, topic) in record.initialized.iter().chain(&record.initializing) {
+            if deleted.contains(id) {
+                gone.entry(*id).or_default().extend(topic.partitions.iter().copied());
+            }
+        }
+        // Deleting entries name no partitions: what they had went with the delete that put
+        // them there, or goes with the topic's state below when also listed elsewhere.
+        gone.extend(
+            record
+                .deleting
+                .keys()
+                .filter(|id| deleted.contains(id))
+                .map(|id| (*id, BTreeSet::new())),
+        );
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        // The state goes first: a record written without the topic would forget which
+        // partitions to delete if a delete failed.
+        for (id, partitions) in &gone {
+            for &p in partitions {
+                let key = ShareKey { group: group.to_owned(), topic_id: *id, partition: p };
+                on_state_coordinator(shard, &key, StateCall::Delete).await?;
+            }
+        }
+        for id in gone.keys() {
+            record.forget(id);
+        }
+        let write = shard.groups.write_share_partitions(partition, group, record);
+        write.await.map_err(|e| e.code())?;
+        Ok(gone.len())
     }
 }
 
