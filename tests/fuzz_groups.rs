@@ -448,6 +448,7 @@ fn share_partitions() -> strata::group::share_meta::SharePartitions {
     let topic = |name: &str, partitions: &[i32]| ShareTopic {
         name: name.into(),
         partitions: partitions.iter().copied().collect(),
+        create_timestamp_ms: 1_700_000_000_000,
     };
     let mut v = SharePartitions::default();
     v.initializing.insert(uuid::Uuid::from_u128(2), topic("b", &[3]));

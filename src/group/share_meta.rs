@@ -5,10 +5,13 @@
 //!
 //! Key: int16 15, then GroupId (string, non-flexible). Value: int16 version 0, then the
 //! flexible fields InitializingTopics and InitializedTopics (compact arrays of TopicId uuid,
-//! TopicName compact string, Partitions compact []int32, empty tagged fields), DeletingTopics
-//! (compact array of TopicId, TopicName, empty tagged fields), then empty tagged fields: the
-//! schema of Kafka 4.1 (`group-coordinator/src/main/resources/common/message/`). A null
-//! value is the group's tombstone. Decoding checks every length: bad data is an error,
+//! TopicName compact string, Partitions compact []int32, CreateTimestamp int64, empty tagged
+//! fields), DeletingTopics (compact array of TopicId, TopicName, empty tagged fields), then
+//! empty tagged fields: the schema of Kafka 4.1
+//! (`group-coordinator/src/main/resources/common/message/`; CreateTimestamp came with
+//! KAFKA-19204 before 4.1 branched, and the schema is still marked "subject to
+//! non-backwards-compatible changes", so a value written without it no longer decodes). A
+//! null value is the group's tombstone. Decoding checks every length: bad data is an error,
 //! never a panic.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +34,8 @@ pub struct ShareTopic {
     pub name: String,
     /// Partitions, sorted.
     pub partitions: BTreeSet<i32>,
+    /// When the topic entered this state (Kafka's CreateTimestamp: ms since the epoch).
+    pub create_timestamp_ms: i64,
 }
 
 /// One share group's share-partitions, by state (a topic id in at most one map of a
@@ -63,20 +68,24 @@ impl SharePartitions {
             let entry = all.entry(*id).or_insert_with(|| ShareTopic {
                 name: topic.name.clone(),
                 partitions: BTreeSet::new(),
+                create_timestamp_ms: topic.create_timestamp_ms,
             });
             entry.partitions.extend(topic.partitions.iter().copied());
         }
         all
     }
 
-    /// Adds `partitions` of topic `id` to `initializing` (and out of `initialized`).
-    pub fn start_initializing(&mut self, id: Uuid, name: &str, partitions: &[i32]) {
-        move_partitions(&mut self.initialized, &mut self.initializing, id, name, partitions);
+    /// Adds `partitions` of topic `id` to `initializing` (and out of `initialized`) at
+    /// `now_ms` (the topic's CreateTimestamp there, unless it was listed already).
+    pub fn start_initializing(&mut self, id: Uuid, name: &str, partitions: &[i32], now_ms: i64) {
+        let (from, to) = (&mut self.initialized, &mut self.initializing);
+        move_partitions(from, to, (id, name, now_ms), partitions);
     }
 
-    /// Moves `partitions` of topic `id` to `initialized` (out of `initializing`).
-    pub fn finish_initializing(&mut self, id: Uuid, name: &str, partitions: &[i32]) {
-        move_partitions(&mut self.initializing, &mut self.initialized, id, name, partitions);
+    /// Moves `partitions` of topic `id` to `initialized` (out of `initializing`) at `now_ms`.
+    pub fn finish_initializing(&mut self, id: Uuid, name: &str, partitions: &[i32], now_ms: i64) {
+        let (from, to) = (&mut self.initializing, &mut self.initialized);
+        move_partitions(from, to, (id, name, now_ms), partitions);
     }
 
     /// Moves topic `id` to `deleting` (out of the other two), as Kafka does before it
@@ -95,11 +104,12 @@ impl SharePartitions {
     }
 }
 
+/// Moves `partitions` of topic (id, name) between two states; an entry new in `to` is
+/// stamped `now_ms`.
 fn move_partitions(
     from: &mut BTreeMap<Uuid, ShareTopic>,
     to: &mut BTreeMap<Uuid, ShareTopic>,
-    id: Uuid,
-    name: &str,
+    (id, name, now_ms): (Uuid, &str, i64),
     partitions: &[i32],
 ) {
     if let Some(topic) = from.get_mut(&id) {
@@ -110,7 +120,9 @@ fn move_partitions(
             from.remove(&id);
         }
     }
-    let topic = to.entry(id).or_default();
+    let topic = to
+        .entry(id)
+        .or_insert_with(|| ShareTopic { create_timestamp_ms: now_ms, ..ShareTopic::default() });
     topic.name = name.to_owned();
     topic.partitions.extend(partitions.iter().copied());
 }
@@ -136,6 +148,7 @@ pub fn encode_value(v: &SharePartitions) -> Bytes {
             for p in &topic.partitions {
                 w.i32(*p);
             }
+            w.0.put_i64(topic.create_timestamp_ms);
             w.varint(0);
         }
     }
@@ -185,6 +198,7 @@ fn read_topics(r: &mut Reader<'_>) -> Result<BTreeMap<Uuid, ShareTopic>, RecordE
         for _ in 0..count {
             topic.partitions.insert(r.i32()?);
         }
+        topic.create_timestamp_ms = i64::from_be_bytes(r.array::<8>()?);
         r.skip_tags()?;
     }
     Ok(out)

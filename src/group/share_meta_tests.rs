@@ -10,14 +10,15 @@ use super::coordinator::Coordinator;
 use super::records::{decode_batches, encode_batch, OffsetsRecord};
 use super::share_meta::{decode_value, encode_value, SharePartitions, ShareTopic, KEY_TYPE};
 
-fn topic(name: &str, partitions: &[i32]) -> ShareTopic {
-    ShareTopic { name: name.into(), partitions: partitions.iter().copied().collect() }
+fn topic(name: &str, partitions: &[i32], create_timestamp_ms: i64) -> ShareTopic {
+    let partitions = partitions.iter().copied().collect();
+    ShareTopic { name: name.into(), partitions, create_timestamp_ms }
 }
 
 fn sample() -> SharePartitions {
     let mut v = SharePartitions::default();
-    v.initializing.insert(Uuid::from_u128(2), topic("b", &[1]));
-    v.initialized.insert(Uuid::from_u128(1), topic("a", &[0, 2]));
+    v.initializing.insert(Uuid::from_u128(2), topic("b", &[1], 0x0102_0304_0506_0708));
+    v.initialized.insert(Uuid::from_u128(1), topic("a", &[0, 2], 9));
     v.deleting.insert(Uuid::from_u128(3), "c".into());
     v
 }
@@ -29,11 +30,13 @@ fn the_value_is_laid_out_as_kafkas_schema() {
     want.extend_from_slice(Uuid::from_u128(2).as_bytes());
     want.extend_from_slice(&[2, b'b']); // TopicName
     want.extend_from_slice(&[2, 0, 0, 0, 1]); // Partitions [1]
+    want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]); // CreateTimestamp (int64)
     want.push(0); // tagged fields
     want.push(2); // InitializedTopics: one
     want.extend_from_slice(Uuid::from_u128(1).as_bytes());
     want.extend_from_slice(&[2, b'a']);
     want.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0, 2]); // Partitions [0, 2]
+    want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9]);
     want.push(0);
     want.push(2); // DeletingTopics: one
     want.extend_from_slice(Uuid::from_u128(3).as_bytes());
@@ -74,14 +77,22 @@ fn records_round_trip_tombstones_included_and_bad_values_are_errors() {
 fn partitions_move_between_states_and_an_empty_record_is_empty() {
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
     let mut v = SharePartitions::default();
-    v.start_initializing(a, "a", &[0, 1, 2]);
+    v.start_initializing(a, "a", &[0, 1, 2], 100);
     assert!(!v.is_initialized(&a, 0));
-    v.finish_initializing(a, "a", &[0, 2]);
+    v.finish_initializing(a, "a", &[0, 2], 200);
     assert!(v.is_initialized(&a, 0) && !v.is_initialized(&a, 1));
     assert_eq!(v.initializing[&a].partitions, BTreeSet::from([1]));
-    v.finish_initializing(b, "b", &[0]);
+    // CreateTimestamp: when the topic entered each state; more partitions keep it.
+    assert_eq!(v.initializing[&a].create_timestamp_ms, 100);
+    assert_eq!(v.initialized[&a].create_timestamp_ms, 200);
+    v.finish_initializing(a, "a", &[1], 300);
+    assert_eq!(v.initialized[&a].create_timestamp_ms, 200);
+    assert!(!v.initializing.contains_key(&a));
+    v.finish_initializing(b, "b", &[0], 400);
     let all = v.all();
     assert_eq!(all[&a].partitions, BTreeSet::from([0, 1, 2]));
+    v.start_initializing(a, "a", &[1], 500);
+    assert_eq!(v.initializing[&a].create_timestamp_ms, 500);
     assert_eq!(all[&b].partitions, BTreeSet::from([0]));
     v.start_deleting(a, "a");
     assert!(!v.initialized.contains_key(&a) && !v.initializing.contains_key(&a));

@@ -56,7 +56,7 @@ impl Shares {
             return;
         }
         for (id, name, partitions) in &missing {
-            record.start_initializing(*id, name, partitions);
+            record.start_initializing(*id, name, partitions, crate::group::now_ms());
         }
         let write = shard.groups.write_share_partitions(partition, group, record.clone());
         if write.await.is_err() {
@@ -74,12 +74,12 @@ impl Shares {
                     Err(code) => {
                         crate::log_limited!(WARN, group, topic = %name, partition = p, code,
                             "share-partition not initialized; the next heartbeat retries");
-                        record.finish_initializing(*id, name, &done);
+                        record.finish_initializing(*id, name, &done, crate::group::now_ms());
                         break 'topics;
                     }
                 }
             }
-            record.finish_initializing(*id, name, &done);
+            record.finish_initializing(*id, name, &done, crate::group::now_ms());
         }
         let _ = shard.groups.write_share_partitions(partition, group, record).await;
     }
@@ -127,7 +127,7 @@ impl Shares {
         let Some(change) = change else { return Ok(record) };
         match change {
             MetaChange::Initialized { topic_id, name, partitions } => {
-                record.finish_initializing(topic_id, &name, &partitions);
+                record.finish_initializing(topic_id, &name, &partitions, crate::group::now_ms());
             }
             MetaChange::Deleting(topics) => {
                 for (id, name) in topics {
