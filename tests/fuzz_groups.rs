@@ -498,6 +498,11 @@ fn write_the_offsets_records_corpus() {
         OffsetsRecord::Group { group: "g".into(), value: None },
         OffsetsRecord::SharePartitions { group: "s".into(), value: Some(share_partitions()) },
         OffsetsRecord::SharePartitions { group: "s".into(), value: None },
+        OffsetsRecord::ShareGroup {
+            group: "s".into(),
+            value: Some(strata::group::share_meta::ShareGroupMeta { epoch: 4, metadata_hash: 0 }),
+        },
+        OffsetsRecord::ShareGroup { group: "s".into(), value: None },
     ];
     for (i, record) in all.iter().enumerate() {
         let (key, value) = record.encode();

@@ -1303,11 +1303,13 @@ fn altered_offsets_are_where_fetches_start_and_deleted_offsets_leave_no_state() 
     // Not while it is a member.
     assert_eq!(alter_offsets(&mut admin, "ga", 50).0, E::NonEmptyGroup.code());
     assert_eq!(heartbeat(&mut m.conn, "ga", "a", -1).error_code, 0);
-    // Altered: the state is initialized at 50 with the next state epoch (the member's join
-    // initialized it at the group epoch, the member's epoch).
+    // Altered: the group epoch is bumped past the one a's leaving gave, and the state is
+    // initialized at 50 with it as the state epoch (KAFKA-20910).
     assert_eq!(alter_offsets(&mut admin, "ga", 50), (0, 0));
     assert_eq!(start_offset(&mut admin, "ga"), 50);
-    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, m.member_epoch + 1);
+    let (_, epoch, _) = describe_epoch(&mut admin, "ga");
+    assert_eq!(epoch, m.member_epoch + 2);
+    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, epoch);
     assert_eq!(first_fetched(&broker, "ga", "b", id), 50);
     // Deleted: no state any more; the next member starts at share.auto.offset.reset.
     assert_eq!(delete_offsets(&mut admin, "ga"), (0, 0));
@@ -1571,4 +1573,81 @@ fn a_deleted_topics_share_state_goes_and_the_topic_created_again_starts_over() {
     assert_eq!(listed, vec![(TOPIC.to_owned(), 0, 0, 10)]);
     assert_eq!(read_state(&mut admin, "gx", old, -1), (0, 0, -1, vec![]));
     assert_eq!(first_fetched(&broker, "gx", "c", new), 10);
+}
+
+/// ShareGroupDescribe of `group`: (error, group epoch, members).
+fn describe_epoch(conn: &mut Conn, group: &str) -> (i16, i32, usize) {
+    let req = ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    match conn.call(ApiKey::ShareGroupDescribe, 1, RequestKind::ShareGroupDescribe(req)) {
+        ResponseKind::ShareGroupDescribe(r) => {
+            let g = &r.groups[0];
+            (g.error_code, g.group_epoch, g.members.len())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// [`describe_epoch`] once the coordinator has loaded `group` after a restart.
+fn described_after_restart(conn: &mut Conn, group: &str) -> (i16, i32, usize) {
+    let loading = [E::CoordinatorLoadInProgress.code(), E::CoordinatorNotAvailable.code()];
+    common::poll("the share group described after the restart", || {
+        let described = describe_epoch(conn, group);
+        (!loading.contains(&described.0) && described.0 != E::GroupIdNotFound.code())
+            .then_some(described)
+    })
+}
+
+#[test]
+fn the_group_epoch_survives_a_restart_and_altering_offsets_bumps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    // Two members join and leave: each change bumps the group epoch.
+    let (mut a, mut b) = (Conn::connect(broker.addr), Conn::connect(broker.addr));
+    let joined = heartbeat(&mut a, "ge", "a", 0).member_epoch;
+    assert!(heartbeat(&mut b, "ge", "b", 0).member_epoch > joined);
+    assert_eq!(heartbeat(&mut a, "ge", "a", -1).error_code, 0);
+    assert_eq!(heartbeat(&mut b, "ge", "b", -1).error_code, 0);
+    let (code, epoch, members) = describe_epoch(&mut admin, "ge");
+    assert_eq!((code, members), (0, 0));
+    assert!(epoch > joined, "leaving bumps the epoch");
+    // After a restart the empty group is described at the same epoch (ShareGroupMetadata),
+    // and a new member carries on from it.
+    drop((a, b, admin));
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    assert_eq!(described_after_restart(&mut admin, "ge"), (0, epoch, 0));
+    let mut c = Conn::connect(broker.addr);
+    let rejoined = heartbeat(&mut c, "ge", "c", 0);
+    assert_eq!(rejoined.error_code, 0);
+    assert!(rejoined.member_epoch > epoch, "{} after {epoch}", rejoined.member_epoch);
+    assert_eq!(heartbeat(&mut c, "ge", "c", -1).error_code, 0);
+    let left = describe_epoch(&mut admin, "ge").1;
+    assert!(left > rejoined.member_epoch);
+    // AlterShareGroupOffsets bumps the epoch and initializes the state at it (KAFKA-20910).
+    assert_eq!(alter_offsets(&mut admin, "ge", 3), (0, 0));
+    assert_eq!(describe_epoch(&mut admin, "ge"), (0, left + 1, 0));
+    assert_eq!(state_summary(&mut admin, "ge", id, -1), (0, left + 1, -1, 3));
+    assert_eq!(all_start_offsets(&mut admin, "ge"), vec![(TOPIC.to_owned(), 0, 0, 3)]);
+    // Refused while the group has members: the epoch stays.
+    let mut d = Conn::connect(broker.addr);
+    let joined = heartbeat(&mut d, "ge", "d", 0).member_epoch;
+    assert!(joined > left + 1);
+    assert_eq!(alter_offsets(&mut admin, "ge", 5).0, E::NonEmptyGroup.code());
+    assert_eq!(describe_epoch(&mut admin, "ge"), (0, joined, 1));
+    assert_eq!(heartbeat(&mut d, "ge", "d", -1).error_code, 0);
+    // Deleting the group deletes the record: after a restart the id is unknown.
+    assert_eq!(delete_group(&mut admin, "ge"), 0);
+    drop((c, d, admin));
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let settled = [E::CoordinatorLoadInProgress.code(), E::CoordinatorNotAvailable.code()];
+    let code = common::poll("DeleteGroups after the restart", || {
+        let code = delete_group(&mut admin, "ge");
+        (!settled.contains(&code)).then_some(code)
+    });
+    assert_eq!(code, E::GroupIdNotFound.code());
 }

@@ -1,7 +1,13 @@
 //! Kafka's ShareGroupStatePartitionMetadata record (key type 15 of `__consumer_offsets`):
 //! which share-partitions a share group has initialized in `__share_group_state`, is
 //! initializing, or is deleting, so DeleteGroups and the share-group offset APIs know them
-//! after a restart.
+//! after a restart. Also Kafka's ShareGroupMetadata record (key type 11), the group's epoch,
+//! so a restarted coordinator carries on from it.
+//!
+//! ShareGroupMetadata: key int16 11, then GroupId (string, non-flexible); value int16
+//! version 0, then Epoch int32, MetadataHash int64 (Kafka's hash of the subscribed topics'
+//! metadata, KIP-1101: Strata does not compute it, writes 0 and ignores it on reading),
+//! then empty tagged fields.
 //!
 //! Key: int16 15, then GroupId (string, non-flexible). Value: int16 version 0, then the
 //! flexible fields InitializingTopics and InitializedTopics (compact arrays of TopicId uuid,
@@ -24,6 +30,17 @@ use super::records::RecordError;
 
 /// Key type of ShareGroupStatePartitionMetadata.
 pub const KEY_TYPE: i16 = 15;
+/// Key type of ShareGroupMetadata.
+pub const GROUP_KEY_TYPE: i16 = 11;
+
+/// Kafka's ShareGroupMetadataValue (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShareGroupMeta {
+    /// The group epoch.
+    pub epoch: i32,
+    /// Kafka's hash of the subscribed topics' metadata (0: not computed).
+    pub metadata_hash: i64,
+}
 /// Partitions one topic entry may list, at most (a decoder refuses more).
 pub const PARTITIONS_MAX: usize = 1 << 16;
 
@@ -127,9 +144,43 @@ fn move_partitions(
     topic.partitions.extend(partitions.iter().copied());
 }
 
-/// The key of `group`'s record.
+/// The key of `group`'s ShareGroupStatePartitionMetadata record.
 pub fn encode_key(out: &mut BytesMut, group: &str) {
-    out.put_i16(KEY_TYPE);
+    encode_key_of(out, KEY_TYPE, group);
+}
+
+/// The key of `group`'s ShareGroupMetadata record.
+pub fn encode_group_key(out: &mut BytesMut, group: &str) {
+    encode_key_of(out, GROUP_KEY_TYPE, group);
+}
+
+/// The value of a ShareGroupMetadata record.
+pub fn encode_group_value(v: &ShareGroupMeta) -> Bytes {
+    let mut out = BytesMut::with_capacity(15);
+    out.put_i16(0);
+    out.put_i32(v.epoch);
+    out.put_i64(v.metadata_hash);
+    out.put_u8(0);
+    out.freeze()
+}
+
+/// Decodes a ShareGroupMetadata record's value.
+pub fn decode_group_value(value: &[u8]) -> Result<ShareGroupMeta, RecordError> {
+    let mut r = Reader(value);
+    if i16::from_be_bytes(r.array::<2>()?) != 0 {
+        return Err(RecordError::Invalid("unknown share group metadata version"));
+    }
+    let epoch = r.i32()?;
+    let metadata_hash = i64::from_be_bytes(r.array::<8>()?);
+    r.skip_tags()?;
+    if !r.0.is_empty() {
+        return Err(RecordError::Invalid("trailing share group metadata bytes"));
+    }
+    Ok(ShareGroupMeta { epoch, metadata_hash })
+}
+
+fn encode_key_of(out: &mut BytesMut, kind: i16, group: &str) {
+    out.put_i16(kind);
     let len = group.len().min(i16::MAX as usize);
     out.put_i16(len as i16);
     out.put_slice(group.as_bytes().get(..len).unwrap_or_default());

@@ -1,5 +1,6 @@
-//! Unit tests of the ShareGroupStatePartitionMetadata record: its bytes as Kafka's schema
-//! lays them out, round trips, refusal of bad data, and its start-up replay.
+//! Unit tests of the ShareGroupStatePartitionMetadata and ShareGroupMetadata records: their
+//! bytes as Kafka's schemas lay them out, round trips, refusal of bad data, and their
+//! start-up replay.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,10 @@ use uuid::Uuid;
 
 use super::coordinator::Coordinator;
 use super::records::{decode_batches, encode_batch, OffsetsRecord};
-use super::share_meta::{decode_value, encode_value, SharePartitions, ShareTopic, KEY_TYPE};
+use super::share_meta::{
+    decode_group_value, decode_value, encode_group_value, encode_value, ShareGroupMeta,
+    SharePartitions, ShareTopic, GROUP_KEY_TYPE, KEY_TYPE,
+};
 
 fn topic(name: &str, partitions: &[i32], create_timestamp_ms: i64) -> ShareTopic {
     let partitions = partitions.iter().copied().collect();
@@ -115,5 +119,40 @@ fn replay_keeps_the_latest_record_of_each_group_and_a_tombstone_drops_it() {
     assert!(!shares.contains_key("h"));
     drop(shares);
     // A share group's record is no classic or consumer group.
+    assert!(!c.has_group("g"));
+}
+
+#[test]
+fn the_share_group_metadata_is_laid_out_as_kafkas_schema_and_replays() {
+    let v = ShareGroupMeta { epoch: 0x0102_0304, metadata_hash: 0x0506_0708_090a_0b0c };
+    let want: &[u8] = &[
+        0, 0, // version 0
+        1, 2, 3, 4, // Epoch (int32)
+        5, 6, 7, 8, 9, 10, 11, 12, // MetadataHash (int64)
+        0,  // tagged fields
+    ];
+    assert_eq!(&encode_group_value(&v)[..], want);
+    assert_eq!(decode_group_value(want).unwrap(), v);
+    for cut in 0..want.len() {
+        assert!(decode_group_value(&want[..cut]).is_err(), "a value cut at {cut} decodes");
+    }
+    assert!(decode_group_value(&[want, &[0]].concat()).is_err());
+    let (key, _) = OffsetsRecord::ShareGroup { group: "g".into(), value: None }.encode();
+    assert_eq!(&key[..], &[0, GROUP_KEY_TYPE as u8, 0, 1, b'g']);
+    let records = vec![
+        OffsetsRecord::ShareGroup { group: "g".into(), value: Some(v) },
+        OffsetsRecord::ShareGroup { group: "h".into(), value: Some(v) },
+        OffsetsRecord::ShareGroup { group: "h".into(), value: None },
+    ];
+    let batch = encode_batch(&records, 1).unwrap();
+    let decoded: Vec<OffsetsRecord> =
+        decode_batches(&batch).unwrap().into_iter().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(decoded, records);
+    let c = Coordinator::new(0);
+    for r in records {
+        c.apply_replayed(2, r);
+    }
+    assert_eq!(c.share_groups.borrow().get("g"), Some(&(2, v)));
+    assert!(!c.share_groups.borrow().contains_key("h"));
     assert!(!c.has_group("g"));
 }

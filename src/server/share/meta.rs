@@ -29,12 +29,15 @@ use std::rc::Rc;
 use uuid::Uuid;
 
 use super::{initialize_state, on_state_coordinator, read_summary, MetaChange, Shares};
+use crate::group::share_meta::ShareGroupMeta;
 use crate::group::share_meta::SharePartitions;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::shard::Shard;
 use crate::server::share_state::StateCall;
+use crate::share::group::ShareGroup;
 use crate::share::records::ShareKey;
+use crate::share::GROUP_MEMBERS_MAX;
 
 /// Partitions of one topic: (topic id, name, partitions).
 type TopicPartitions = (uuid::Uuid, String, Vec<i32>);
@@ -106,11 +109,101 @@ impl Shares {
         missing.unwrap_or_default()
     }
 
-    /// Whether `group` has a ShareGroupStatePartitionMetadata record listing anything.
+    /// Whether `group` has a ShareGroupMetadata record, or a ShareGroupStatePartitionMetadata
+    /// record listing anything.
     pub(super) fn recorded(&self, shard: &Shard, group: &str) -> bool {
         let Ok(partition) = offsets_partition(shard, group) else { return false };
+        if shard.groups.share_group_epoch(partition, group).is_ok_and(|e| e.is_some()) {
+            return true;
+        }
         let listed = |r: Option<&SharePartitions>| r.is_some_and(|r| !r.is_empty());
         shard.groups.with_share_partitions(partition, group, listed).unwrap_or(false)
+    }
+
+    /// The epoch `group`'s ShareGroupMetadata record holds (`None`: it has none); the
+    /// coordinator's error (loading, not coordinating) as a code.
+    pub(super) fn recorded_epoch(&self, shard: &Shard, group: &str) -> Result<Option<i32>, i16> {
+        let partition = offsets_partition(shard, group)?;
+        shard.groups.share_group_epoch(partition, group).map_err(|e| e.code())
+    }
+
+    /// Writes the ShareGroupMetadata record of `group` (`None`: of every group here) whose
+    /// epoch went past the recorded one, as Kafka writes it with every bump; returns the
+    /// first error. Writes are serialised, and each reads the epoch once it may write, so a
+    /// recorded epoch only goes up.
+    pub(super) async fn record_epochs(
+        &self,
+        shard: &Rc<Shard>,
+        group: Option<&str>,
+    ) -> Result<(), i16> {
+        let ids: Vec<String> = match group {
+            Some(id) => vec![id.to_owned()],
+            None => self.groups.borrow().keys().cloned().collect(),
+        };
+        let _permit =
+            self.epochs.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let mut first = Ok(());
+        for id in ids {
+            let Some(epoch) = self.groups.borrow().get(&id).map(|g| g.epoch) else { continue };
+            let written = async {
+                let partition = offsets_partition(shard, &id)?;
+                let recorded = shard.groups.share_group_epoch(partition, &id);
+                if recorded.map_err(|e| e.code())?.unwrap_or(0) >= epoch {
+                    return Ok(());
+                }
+                let value = ShareGroupMeta { epoch, metadata_hash: 0 };
+                let write = shard.groups.write_share_group(partition, &id, Some(value));
+                write.await.map_err(|e| e.code())
+            };
+            if let Err(code) = written.await {
+                crate::log_limited!(WARN, group = %id, code, "share group epoch not recorded");
+                first = first.and(Err(code));
+            }
+        }
+        first
+    }
+
+    /// After DeleteGroups of `group` on this shard answered `code`: writes the tombstone of
+    /// its ShareGroupMetadata record when it was deleted, or when only that record knew it
+    /// (after a restart). The code to answer.
+    pub(super) async fn forget_epoch(&self, shard: &Rc<Shard>, group: &str, code: i16) -> i16 {
+        let known = self.recorded_epoch(shard, group).is_ok_and(|e| e.is_some());
+        if code != 0 && !(code == E::GroupIdNotFound.code() && known) {
+            return code;
+        }
+        let Ok(_permit) = self.epochs.acquire_permit(1).await else {
+            return E::UnknownServerError.code();
+        };
+        let written = async {
+            let partition = offsets_partition(shard, group)?;
+            shard.groups.write_share_group(partition, group, None).await.map_err(|e| e.code())
+        };
+        written.await.err().unwrap_or(0)
+    }
+
+    /// Bumps `group`'s epoch and records it (AlterShareGroupOffsets, KAFKA-20910); a group
+    /// not in memory carries on from its recorded epoch, or starts at 1. The new epoch.
+    pub(super) async fn bump_epoch(&self, shard: &Rc<Shard>, group: &str) -> Result<i32, i16> {
+        if !self.groups.borrow().contains_key(group) {
+            if shard.groups.has_group(group) {
+                return Err(E::GroupIdNotFound.code());
+            }
+            let recorded = self.recorded_epoch(shard, group)?.unwrap_or(0);
+            let restored = ShareGroup::restored(group, GROUP_MEMBERS_MAX, recorded);
+            self.groups.borrow_mut().entry(group.to_owned()).or_insert(restored);
+        }
+        let epoch = {
+            let mut groups = self.groups.borrow_mut();
+            let g = groups.get_mut(group).ok_or(E::GroupIdNotFound.code())?;
+            if !g.members.is_empty() {
+                return Err(E::NonEmptyGroup.code());
+            }
+            g.epoch = g.epoch.checked_add(1).ok_or(E::InvalidRequest.code())?;
+            g.assignment_epoch = g.epoch;
+            g.epoch
+        };
+        self.record_epochs(shard, Some(group)).await?;
+        Ok(epoch)
     }
 
     /// Applies `change` (if any) to `group`'s record, writes it, and returns it.
@@ -126,6 +219,9 @@ impl Shares {
         let mut record = shard.groups.share_partitions(partition, group).map_err(|e| e.code())?;
         let Some(change) = change else { return Ok(record) };
         match change {
+            MetaChange::Initializing { topic_id, name, partitions } => {
+                record.start_initializing(topic_id, &name, &partitions, crate::group::now_ms());
+            }
             MetaChange::Initialized { topic_id, name, partitions } => {
                 record.finish_initializing(topic_id, &name, &partitions, crate::group::now_ms());
             }
