@@ -360,6 +360,24 @@ fn after_kill_9_no_accepted_record_comes_back_and_none_is_lost() {
     }
 }
 
+/// A broker started with `args`, [`TOPIC`] holding ten records, and members a and b of
+/// group "g": a has acquired all ten, so b's fetch finds none.
+fn a_holds_ten_records(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (Broker, uuid::Uuid, Member, Member) {
+    let broker = broker(dir, args);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 10);
+    let mut a = Member::join(&broker, "g", "a");
+    let mut b = Member::join(&broker, "g", "b");
+    let taken = a.fetch("g", topic_id, &[], 100, 1000);
+    assert_eq!(taken.records.len(), 10);
+    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    (broker, topic_id, a, b)
+}
+
 #[test]
 fn a_member_that_times_out_releases_its_records_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -373,15 +391,7 @@ fn a_member_that_times_out_releases_its_records_at_once() {
         "--group-share-heartbeat-interval-ms",
         "500",
     ];
-    let broker = broker(dir.path(), &args);
-    let mut admin = Conn::connect(broker.addr);
-    let topic_id = create_topic(&mut admin, TOPIC, 1);
-    fill(&mut admin, 10);
-    let mut a = Member::join(&broker, "g", "a");
-    let mut b = Member::join(&broker, "g", "b");
-    let taken = a.fetch("g", topic_id, &[], 100, 1000);
-    assert_eq!(taken.records.len(), 10);
-    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    let (broker, topic_id, _a, mut b) = a_holds_ten_records(dir.path(), &args);
     // a falls silent (its share session stays open); b keeps heartbeating and gets a's
     // records, with their delivery counts kept, once a is dropped from the group.
     let mut epoch = b.member_epoch;
@@ -415,15 +425,7 @@ fn a_member_whose_connection_closes_releases_its_records_at_once() {
         "--group-share-session-timeout-ms",
         "600000",
     ];
-    let broker = broker(dir.path(), &args);
-    let mut admin = Conn::connect(broker.addr);
-    let topic_id = create_topic(&mut admin, TOPIC, 1);
-    fill(&mut admin, 10);
-    let mut a = Member::join(&broker, "g", "a");
-    let mut b = Member::join(&broker, "g", "b");
-    let taken = a.fetch("g", topic_id, &[], 100, 1000);
-    assert_eq!(taken.records.len(), 10);
-    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    let (_broker, topic_id, a, mut b) = a_holds_ten_records(dir.path(), &args);
     // a's connection goes away without closing its share session or leaving the group.
     drop(a);
     let again = common::poll("a's records after its connection closed", || {
