@@ -104,6 +104,15 @@ impl ShareGroup {
         }
     }
 
+    /// An empty group at `epoch`, the epoch its coordinator recorded (ShareGroupMetadata):
+    /// a group loaded after a restart carries on from it.
+    pub fn restored(id: &str, members_max: usize, epoch: i32) -> ShareGroup {
+        let mut group = ShareGroup::new(id, members_max);
+        group.epoch = epoch;
+        group.assignment_epoch = epoch;
+        group
+    }
+
     /// "Empty" or "Stable" (KIP-932's states, as ShareGroupDescribe and ListGroups show).
     pub fn state(&self) -> &'static str {
         if self.members.is_empty() {
