@@ -142,6 +142,7 @@ impl ShareGroup {
         if hb.member_id.is_empty() || hb.member_id.len() > MEMBER_ID_BYTES_MAX {
             return Err(HeartbeatError::Invalid);
         }
+        let epoch_before = self.epoch;
         match hb.member_epoch {
             -1 => {
                 if self.members.remove(&hb.member_id).is_none() {
@@ -173,7 +174,9 @@ impl ShareGroup {
         }
         let counts = self.topic_counts(partitions);
         if counts != self.topics || self.assignment_epoch != self.epoch {
-            if counts != self.topics {
+            // One bump per heartbeat, as Kafka's: a join or a new subscription that also
+            // changes the subscribed topics' partition counts is one new group epoch.
+            if counts != self.topics && self.epoch == epoch_before {
                 self.epoch += 1;
             }
             self.reassign(partitions);
