@@ -448,6 +448,7 @@ fn share_partitions() -> strata::group::share_meta::SharePartitions {
     let topic = |name: &str, partitions: &[i32]| ShareTopic {
         name: name.into(),
         partitions: partitions.iter().copied().collect(),
+        create_timestamp_ms: 1_700_000_000_000,
     };
     let mut v = SharePartitions::default();
     v.initializing.insert(uuid::Uuid::from_u128(2), topic("b", &[3]));
@@ -497,6 +498,11 @@ fn write_the_offsets_records_corpus() {
         OffsetsRecord::Group { group: "g".into(), value: None },
         OffsetsRecord::SharePartitions { group: "s".into(), value: Some(share_partitions()) },
         OffsetsRecord::SharePartitions { group: "s".into(), value: None },
+        OffsetsRecord::ShareGroup {
+            group: "s".into(),
+            value: Some(strata::group::share_meta::ShareGroupMeta { epoch: 4, metadata_hash: 0 }),
+        },
+        OffsetsRecord::ShareGroup { group: "s".into(), value: None },
     ];
     for (i, record) in all.iter().enumerate() {
         let (key, value) = record.encode();

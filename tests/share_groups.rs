@@ -437,6 +437,24 @@ fn after_kill_9_no_accepted_record_comes_back_and_none_is_lost() {
     }
 }
 
+/// A broker started with `args`, [`TOPIC`] holding ten records, and members a and b of
+/// group "g": a has acquired all ten, so b's fetch finds none.
+fn a_holds_ten_records(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (Broker, uuid::Uuid, Member, Member) {
+    let broker = broker(dir, args);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 10);
+    let mut a = Member::join(&broker, "g", "a");
+    let mut b = Member::join(&broker, "g", "b");
+    let taken = a.fetch("g", topic_id, &[], 100, 1000);
+    assert_eq!(taken.records.len(), 10);
+    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    (broker, topic_id, a, b)
+}
+
 #[test]
 fn a_member_that_times_out_releases_its_records_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -450,15 +468,7 @@ fn a_member_that_times_out_releases_its_records_at_once() {
         "--group-share-heartbeat-interval-ms",
         "500",
     ];
-    let broker = broker(dir.path(), &args);
-    let mut admin = Conn::connect(broker.addr);
-    let topic_id = create_topic(&mut admin, TOPIC, 1);
-    fill(&mut admin, 10);
-    let mut a = Member::join(&broker, "g", "a");
-    let mut b = Member::join(&broker, "g", "b");
-    let taken = a.fetch("g", topic_id, &[], 100, 1000);
-    assert_eq!(taken.records.len(), 10);
-    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    let (broker, topic_id, _a, mut b) = a_holds_ten_records(dir.path(), &args);
     // a falls silent (its share session stays open); b keeps heartbeating and gets a's
     // records, with their delivery counts kept, once a is dropped from the group.
     let mut epoch = b.member_epoch;
@@ -492,15 +502,7 @@ fn a_member_whose_connection_closes_releases_its_records_at_once() {
         "--group-share-session-timeout-ms",
         "600000",
     ];
-    let broker = broker(dir.path(), &args);
-    let mut admin = Conn::connect(broker.addr);
-    let topic_id = create_topic(&mut admin, TOPIC, 1);
-    fill(&mut admin, 10);
-    let mut a = Member::join(&broker, "g", "a");
-    let mut b = Member::join(&broker, "g", "b");
-    let taken = a.fetch("g", topic_id, &[], 100, 1000);
-    assert_eq!(taken.records.len(), 10);
-    assert!(b.fetch("g", topic_id, &[], 100, 0).records.is_empty(), "a holds every record");
+    let (_broker, topic_id, a, mut b) = a_holds_ten_records(dir.path(), &args);
     // a's connection goes away without closing its share session or leaving the group.
     drop(a);
     let again = common::poll("a's records after its connection closed", || {
@@ -1380,11 +1382,13 @@ fn altered_offsets_are_where_fetches_start_and_deleted_offsets_leave_no_state() 
     // Not while it is a member.
     assert_eq!(alter_offsets(&mut admin, "ga", 50).0, E::NonEmptyGroup.code());
     assert_eq!(heartbeat(&mut m.conn, "ga", "a", -1).error_code, 0);
-    // Altered: the state is initialized at 50 with the next state epoch (the member's join
-    // initialized it at the group epoch, the member's epoch).
+    // Altered: the group epoch is bumped past the one a's leaving gave, and the state is
+    // initialized at 50 with it as the state epoch (KAFKA-20910).
     assert_eq!(alter_offsets(&mut admin, "ga", 50), (0, 0));
     assert_eq!(start_offset(&mut admin, "ga"), 50);
-    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, m.member_epoch + 1);
+    let (_, epoch, _) = describe_epoch(&mut admin, "ga");
+    assert_eq!(epoch, m.member_epoch + 2);
+    assert_eq!(state_summary(&mut admin, "ga", id, -1).1, epoch);
     assert_eq!(first_fetched(&broker, "ga", "b", id), 50);
     // Deleted: no state any more; the next member starts at share.auto.offset.reset.
     assert_eq!(delete_offsets(&mut admin, "ga"), (0, 0));
@@ -1587,16 +1591,9 @@ fn a_share_group_whose_topic_was_deleted_is_deleted_whole() {
     assert_eq!(heartbeat(&mut conn, "gt", "a", 0).error_code, 0);
     assert_eq!(all_start_offsets(&mut admin, "gt"), vec![(TOPIC.to_owned(), 0, 0, -1)]);
     assert_eq!(heartbeat(&mut conn, "gt", "a", -1).error_code, 0);
-    let req = DeleteTopicsRequest::default()
-        .with_topic_names(vec![TopicName(s(TOPIC))])
-        .with_timeout_ms(5000);
-    let ResponseKind::DeleteTopics(r) =
-        admin.call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req))
-    else {
-        panic!("not DeleteTopics")
-    };
-    assert_eq!(r.responses[0].error_code, 0);
-    // The record still names the deleted topic's id; deleting the group drops it all.
+    assert_eq!(delete_topic(&mut admin, TOPIC), 0);
+    // Whether or not the record still names the deleted topic's id, deleting the group
+    // drops it all.
     assert_eq!(delete_group(&mut admin, "gt"), 0);
     assert_eq!(delete_group(&mut admin, "gt"), E::GroupIdNotFound.code());
 }
@@ -1679,6 +1676,139 @@ fn record_limit_fetches_acquire_at_most_max_records_and_v1_knows_no_renew() {
     // Nothing of it applied: 0-7 are still a's to accept.
     assert_eq!(a.acknowledge("g", topic_id, &[(0, 7, 1)], 1), (0, 0, 0));
     assert_eq!(start_offset(&mut admin, "g"), 8);
+}
+
+/// DeleteTopics of `topic`: its error code.
+fn delete_topic(conn: &mut Conn, topic: &str) -> i16 {
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s(topic))])
+        .with_timeout_ms(5000);
+    match conn.call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req)) {
+        ResponseKind::DeleteTopics(r) => r.responses[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_deleted_topics_share_state_goes_and_the_topic_created_again_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let old = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 50);
+    // A member takes and accepts 0..=9 and leaves: the share-partition starts at 10.
+    let mut m = Member::join(&broker, "gx", "a");
+    let f = m.fetch("gx", old, &[], 10, 2_000);
+    let f = m.fetch("gx", old, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(read_state(&mut admin, "gx", old, -1).2, 10);
+    assert_eq!(heartbeat(&mut m.conn, "gx", "a", -1).error_code, 0);
+    drop(m);
+    // Deleting the topic deletes its share state and drops it from the group's record.
+    assert_eq!(delete_topic(&mut admin, TOPIC), 0);
+    broker.wait_for_log("share state of deleted topics deleted");
+    assert_eq!(read_state(&mut admin, "gx", old, -1), (0, 0, -1, vec![]));
+    // The topic created again under its name (a new id) starts at share.auto.offset.reset
+    // (earliest), not at the old 10.
+    let new = create_topic(&mut admin, TOPIC, 1);
+    assert_ne!(new, old);
+    fill(&mut admin, 50);
+    assert_eq!(all_start_offsets(&mut admin, "gx"), vec![]);
+    let mut m = Member::join(&broker, "gx", "b");
+    let f = m.fetch("gx", new, &[], 10, 2_000);
+    assert_eq!(f.records.first().map(|r| r.0), Some(0));
+    let f = m.fetch("gx", new, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    assert_eq!(heartbeat(&mut m.conn, "gx", "b", -1).error_code, 0);
+    drop(m);
+    // After a restart the old state stays gone and the new topic's is where b left it.
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let listed = common::poll("the group's partitions after the restart", || {
+        let listed = all_start_offsets(&mut admin, "gx");
+        (!listed.is_empty()).then_some(listed)
+    });
+    assert_eq!(listed, vec![(TOPIC.to_owned(), 0, 0, 10)]);
+    assert_eq!(read_state(&mut admin, "gx", old, -1), (0, 0, -1, vec![]));
+    assert_eq!(first_fetched(&broker, "gx", "c", new), 10);
+}
+
+/// ShareGroupDescribe of `group`: (error, group epoch, members).
+fn describe_epoch(conn: &mut Conn, group: &str) -> (i16, i32, usize) {
+    let req = ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    match conn.call(ApiKey::ShareGroupDescribe, 1, RequestKind::ShareGroupDescribe(req)) {
+        ResponseKind::ShareGroupDescribe(r) => {
+            let g = &r.groups[0];
+            (g.error_code, g.group_epoch, g.members.len())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// [`describe_epoch`] once the coordinator has loaded `group` after a restart.
+fn described_after_restart(conn: &mut Conn, group: &str) -> (i16, i32, usize) {
+    let loading = [E::CoordinatorLoadInProgress.code(), E::CoordinatorNotAvailable.code()];
+    common::poll("the share group described after the restart", || {
+        let described = describe_epoch(conn, group);
+        (!loading.contains(&described.0) && described.0 != E::GroupIdNotFound.code())
+            .then_some(described)
+    })
+}
+
+#[test]
+fn the_group_epoch_survives_a_restart_and_altering_offsets_bumps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &[]);
+    let mut admin = Conn::connect(broker.addr);
+    let id = create_topic(&mut admin, TOPIC, 1);
+    // Two members join and leave: each change bumps the group epoch.
+    let (mut a, mut b) = (Conn::connect(broker.addr), Conn::connect(broker.addr));
+    let joined = heartbeat(&mut a, "ge", "a", 0).member_epoch;
+    assert!(heartbeat(&mut b, "ge", "b", 0).member_epoch > joined);
+    assert_eq!(heartbeat(&mut a, "ge", "a", -1).error_code, 0);
+    assert_eq!(heartbeat(&mut b, "ge", "b", -1).error_code, 0);
+    let (code, epoch, members) = describe_epoch(&mut admin, "ge");
+    assert_eq!((code, members), (0, 0));
+    assert!(epoch > joined, "leaving bumps the epoch");
+    // After a restart the empty group is described at the same epoch (ShareGroupMetadata),
+    // and a new member carries on from it.
+    drop((a, b, admin));
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    assert_eq!(described_after_restart(&mut admin, "ge"), (0, epoch, 0));
+    let mut c = Conn::connect(broker.addr);
+    let rejoined = heartbeat(&mut c, "ge", "c", 0);
+    assert_eq!(rejoined.error_code, 0);
+    assert!(rejoined.member_epoch > epoch, "{} after {epoch}", rejoined.member_epoch);
+    assert_eq!(heartbeat(&mut c, "ge", "c", -1).error_code, 0);
+    let left = describe_epoch(&mut admin, "ge").1;
+    assert!(left > rejoined.member_epoch);
+    // AlterShareGroupOffsets bumps the epoch and initializes the state at it (KAFKA-20910).
+    assert_eq!(alter_offsets(&mut admin, "ge", 3), (0, 0));
+    assert_eq!(describe_epoch(&mut admin, "ge"), (0, left + 1, 0));
+    assert_eq!(state_summary(&mut admin, "ge", id, -1), (0, left + 1, -1, 3));
+    assert_eq!(all_start_offsets(&mut admin, "ge"), vec![(TOPIC.to_owned(), 0, 0, 3)]);
+    // Refused while the group has members: the epoch stays.
+    let mut d = Conn::connect(broker.addr);
+    let joined = heartbeat(&mut d, "ge", "d", 0).member_epoch;
+    assert!(joined > left + 1);
+    assert_eq!(alter_offsets(&mut admin, "ge", 5).0, E::NonEmptyGroup.code());
+    assert_eq!(describe_epoch(&mut admin, "ge"), (0, joined, 1));
+    assert_eq!(heartbeat(&mut d, "ge", "d", -1).error_code, 0);
+    // Deleting the group deletes the record: after a restart the id is unknown.
+    assert_eq!(delete_group(&mut admin, "ge"), 0);
+    drop((c, d, admin));
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let settled = [E::CoordinatorLoadInProgress.code(), E::CoordinatorNotAvailable.code()];
+    let code = common::poll("DeleteGroups after the restart", || {
+        let code = delete_group(&mut admin, "ge");
+        (!settled.contains(&code)).then_some(code)
+    });
+    assert_eq!(code, E::GroupIdNotFound.code());
 }
 
 /// DescribeShareGroupOffsets of TOPIC-0 at `version`: (error, start offset, lag; v0 has no

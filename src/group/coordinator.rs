@@ -38,7 +38,7 @@ use super::api::{GroupOp, GroupReply, GroupRequest};
 use super::consumer::Settings as ConsumerSettings;
 use super::consumer_ops::ConsumerSlot;
 use super::records::{self, OffsetsRecord};
-use super::share_meta::SharePartitions;
+use super::share_meta::{ShareGroupMeta, SharePartitions};
 use super::state::{Group, JoinArgs, JoinOutcome, Outbox, Reply, SyncArgs, SyncOutcome};
 use super::{now_ms, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
 use crate::protocol::ResponseError as E;
@@ -105,6 +105,9 @@ pub struct Coordinator {
     /// Share groups' ShareGroupStatePartitionMetadata, by group id: (`__consumer_offsets`
     /// partition, the latest value). Kept for `server::share`, which runs the share groups.
     pub(super) share_partitions: RefCell<HashMap<String, (i32, SharePartitions)>>,
+    /// Share groups' ShareGroupMetadata (their epochs), by group id: (`__consumer_offsets`
+    /// partition, the latest value).
+    pub(super) share_groups: RefCell<HashMap<String, (i32, ShareGroupMeta)>>,
 }
 
 /// What a contained group task is, for the log line of a panic: `group g1`.
@@ -138,6 +141,7 @@ impl Coordinator {
             group_timeouts: RefCell::new(HashMap::new()),
             consumer_images: RefCell::new(HashMap::new()),
             share_partitions: RefCell::new(HashMap::new()),
+            share_groups: RefCell::new(HashMap::new()),
         })
     }
 

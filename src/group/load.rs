@@ -54,6 +54,7 @@ impl Coordinator {
         self.pending_txn.borrow_mut().retain(|(p, _), _| *p != partition);
         self.consumer_images.borrow_mut().retain(|_, (p, _)| *p != partition);
         self.share_partitions.borrow_mut().retain(|_, (p, _)| *p != partition);
+        self.share_groups.borrow_mut().retain(|_, (p, _)| *p != partition);
         tracing::info!(partition, groups = dropped.len(), "no longer coordinating partition");
     }
 
@@ -135,6 +136,13 @@ impl Coordinator {
                 match value {
                     Some(v) => image.insert((kind, member), v),
                     None => image.remove(&(kind, member)),
+                };
+            }
+            OffsetsRecord::ShareGroup { value, .. } => {
+                let mut shares = self.share_groups.borrow_mut();
+                match value {
+                    Some(v) => shares.insert(group_id, (partition, v)),
+                    None => shares.remove(&group_id),
                 };
             }
             OffsetsRecord::SharePartitions { value, .. } => {

@@ -6,8 +6,8 @@
 //! protocol, leader, current_state_timestamp, members[])`. A null value is a tombstone.
 //! Strings are i16-length-prefixed, bytes i32-length-prefixed, non-flexible encoding.
 //! Key types 3-8 are KIP-848 consumer group records, whose values
-//! [`super::consumer::records`] reads and writes; key type 15 is a share group's
-//! ShareGroupStatePartitionMetadata ([`super::share_meta`]).
+//! [`super::consumer::records`] reads and writes; key types 11 and 15 are a share group's
+//! ShareGroupMetadata and ShareGroupStatePartitionMetadata ([`super::share_meta`]).
 //! Decoding checks every length against the input: bad data is an error, never a panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,7 +16,7 @@ use kafka_protocol::records::{
 };
 
 use super::consumer::records as consumer;
-use super::share_meta::{self, SharePartitions};
+use super::share_meta::{self, ShareGroupMeta, SharePartitions};
 use super::state::{Committed, GroupSnapshot, Member};
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -71,6 +71,13 @@ pub enum OffsetsRecord {
         /// The value (version prefix included), or `None` for a tombstone.
         value: Option<Bytes>,
     },
+    /// A share group's ShareGroupMetadata (key type 11: its epoch), or its deletion.
+    ShareGroup {
+        /// Group id.
+        group: String,
+        /// The group's metadata, or `None` for a tombstone.
+        value: Option<ShareGroupMeta>,
+    },
     /// A share group's ShareGroupStatePartitionMetadata (key type 15), or its deletion.
     SharePartitions {
         /// Group id.
@@ -87,6 +94,7 @@ impl OffsetsRecord {
             OffsetsRecord::Offset { group, .. }
             | OffsetsRecord::Group { group, .. }
             | OffsetsRecord::Consumer { group, .. }
+            | OffsetsRecord::ShareGroup { group, .. }
             | OffsetsRecord::SharePartitions { group, .. } => group,
         }
     }
@@ -114,6 +122,10 @@ impl OffsetsRecord {
                     put_str(&mut key, member);
                 }
                 (key.freeze(), value.clone())
+            }
+            OffsetsRecord::ShareGroup { group, value } => {
+                share_meta::encode_group_key(&mut key, group);
+                (key.freeze(), value.as_ref().map(share_meta::encode_group_value))
             }
             OffsetsRecord::SharePartitions { group, value } => {
                 share_meta::encode_key(&mut key, group);
@@ -143,6 +155,11 @@ impl OffsetsRecord {
                 let member = if consumer::has_member(kind) { Some(k.string()?) } else { None };
                 let value = value.map(Bytes::copy_from_slice);
                 Ok(OffsetsRecord::Consumer { group, kind, member, value })
+            }
+            share_meta::GROUP_KEY_TYPE => {
+                let group = k.string()?;
+                let value = value.map(share_meta::decode_group_value).transpose()?;
+                Ok(OffsetsRecord::ShareGroup { group, value })
             }
             share_meta::KEY_TYPE => {
                 let group = k.string()?;

@@ -515,6 +515,7 @@ impl Shard {
             }
         }
         *self.meta.borrow_mut() = meta.clone();
+        self.forget_deleted_topics(&old, &meta);
         if old.group_configs != meta.group_configs || defaults_changed {
             self.groups.set_group_timeouts(consumer_group_timeouts(&self.settings(), &meta));
         }
@@ -525,6 +526,25 @@ impl Shard {
         if let Some(ready) = self.ready.borrow_mut().take() {
             let _ = ready.send(());
         }
+    }
+
+    /// The share state of the topics `old` has and `new` does not (deleted: a topic created
+    /// again under its name has a new id), as Kafka's group and share coordinators clean it
+    /// when a topic is deleted: this shard drops its share-partitions of them at once, then,
+    /// in the background, deletes their state from `__share_group_state` and their entries
+    /// from the records of the share groups it coordinates ([`super::share::Shares`]).
+    fn forget_deleted_topics(&self, old: &ClusterMetadata, new: &ClusterMetadata) {
+        let kept: std::collections::HashSet<uuid::Uuid> =
+            new.topics.values().map(|t| t.id).collect();
+        let deleted: std::collections::BTreeSet<uuid::Uuid> =
+            old.topics.values().map(|t| t.id).filter(|id| !kept.contains(id)).collect();
+        if deleted.is_empty() {
+            return;
+        }
+        self.shares.drop_topics(&deleted);
+        let Some(me) = self.me.borrow().upgrade() else { return };
+        let task = async move { me.shares.forget_topics(&me, &deleted).await };
+        spawn_contained("the share state of deleted topics", task.in_current_span()).detach();
     }
 
     /// Opens the logs of the current metadata that failed to open before (a full disk).

@@ -215,8 +215,9 @@ pub enum ShareRequest {
         key: SpKey,
         /// Its topic's id.
         topic_id: uuid::Uuid,
-        /// New start offset, or delete.
-        start_offset: Option<i64>,
+        /// New start offset and the least state epoch to initialize it at (the group's
+        /// epoch), or delete.
+        start_offset: Option<(i64, i32)>,
     },
     /// ReadShareGroupState, on the share coordinator (see [`share_state`]).
     ReadState {
@@ -254,6 +255,13 @@ pub enum ShareRequest {
         /// The reading leader's epoch (-1: not a leader).
         leader_epoch: i32,
     },
+    /// AlterShareGroupOffsets on the coordinating shard, as Kafka since KAFKA-20910: bumps
+    /// the group's epoch and records it; answers [`ShareReply::Epoch`] with the new epoch,
+    /// the state epoch of the share-partitions it then initializes.
+    BumpEpoch {
+        /// Group id.
+        group: String,
+    },
     /// The group's ShareGroupStatePartitionMetadata record, after applying `change` to it
     /// (`None`: read it), on the coordinating shard: answers [`ShareReply::Meta`].
     Meta {
@@ -267,6 +275,15 @@ pub enum ShareRequest {
 /// A change of a share group's ShareGroupStatePartitionMetadata record ([`meta`]).
 #[derive(Clone, Debug)]
 pub enum MetaChange {
+    /// Partitions of a topic are being initialized (AlterShareGroupOffsets).
+    Initializing {
+        /// Topic id.
+        topic_id: uuid::Uuid,
+        /// Topic name.
+        name: String,
+        /// The partitions.
+        partitions: Vec<i32>,
+    },
     /// Partitions of a topic were initialized (AlterShareGroupOffsets).
     Initialized {
         /// Topic id.
@@ -307,6 +324,8 @@ pub enum ShareReply {
     Written(i16),
     /// Meta: the record after the change, or an error code.
     Meta(Result<SharePartitions, i16>),
+    /// BumpEpoch: the group's new epoch, or an error code.
+    Epoch(Result<i32, i16>),
 }
 
 struct Slot {
@@ -342,6 +361,9 @@ pub struct Shares {
     /// One change of the share groups' ShareGroupStatePartitionMetadata records at a time
     /// (with the share-partition initializations it records, see [`meta`]).
     meta: Semaphore,
+    /// One write of the share groups' ShareGroupMetadata records at a time, so a recorded
+    /// epoch only goes up.
+    epochs: Semaphore,
     /// The share coordinator of the `__share_group_state` partitions this shard owns.
     store: StateStore,
     /// Connections to other brokers' share coordinators.
@@ -385,6 +407,7 @@ impl Shares {
             left: RefCell::new(Vec::new()),
             load: Semaphore::new(1),
             meta: Semaphore::new(1),
+            epochs: Semaphore::new(1),
             store: StateStore::default(),
             peers: PeerPool::new("share"),
         }
@@ -394,7 +417,12 @@ impl Shares {
     pub async fn handle(&self, shard: &Rc<Shard>, request: ShareRequest) -> ShareReply {
         match request {
             ShareRequest::Heartbeat { group, hb } => {
-                let reply = self.heartbeat(shard, &group, &hb);
+                let mut reply = self.heartbeat(shard, &group, &hb);
+                // The new epoch is durable before the member hears of it (Kafka writes
+                // ShareGroupMetadata with every bump).
+                if let Err(code) = self.record_epochs(shard, Some(&group)).await {
+                    reply = reply.and(Err(code));
+                }
                 if reply.is_ok() {
                     self.initialize_subscribed(shard, &group).await;
                 }
@@ -403,11 +431,13 @@ impl Shares {
             }
             ShareRequest::Describe { group } => {
                 let reply = self.describe(shard, &group);
+                let _ = self.record_epochs(shard, Some(&group)).await;
                 self.release_left(shard).await;
                 ShareReply::Describe(reply)
             }
             ShareRequest::List => {
                 let reply = self.list(shard);
+                let _ = self.record_epochs(shard, None).await;
                 self.release_left(shard).await;
                 ShareReply::List(reply)
             }
@@ -416,8 +446,12 @@ impl Shares {
             }
             ShareRequest::DeleteGroup { group } => {
                 let code = self.delete_group(shard, &group);
+                let code = self.forget_epoch(shard, &group, code).await;
                 self.release_left(shard).await;
                 ShareReply::Reset(code)
+            }
+            ShareRequest::BumpEpoch { group } => {
+                ShareReply::Epoch(self.bump_epoch(shard, &group).await)
             }
             ShareRequest::Release { group, members } => {
                 self.release(shard, &group, &members).await;
@@ -525,8 +559,14 @@ impl Shares {
             // A classic or consumer group holds the id (Kafka: GROUP_ID_NOT_FOUND).
             return Err(E::GroupIdNotFound.code());
         }
-        let group =
-            groups.entry(id.to_owned()).or_insert_with(|| ShareGroup::new(id, GROUP_MEMBERS_MAX));
+        // A group not in memory carries on from its recorded epoch (after a restart).
+        let recorded = match groups.contains_key(id) {
+            true => 0,
+            false => self.recorded_epoch(shard, id)?.unwrap_or(0),
+        };
+        let group = groups
+            .entry(id.to_owned())
+            .or_insert_with(|| ShareGroup::restored(id, GROUP_MEMBERS_MAX, recorded));
         self.expire_members(shard, group);
         // A member leaving with epoch -1 keeps its locks: its client's last acknowledgements
         // may still be on their way (librdkafka sends them alongside the leave), and closing
@@ -561,8 +601,8 @@ impl Shares {
     }
 
     /// Whether share group `id` exists on this shard: with members or used since the start,
-    /// or known by its ShareGroupStatePartitionMetadata record (an empty group after a
-    /// restart, as Kafka keeps it).
+    /// or known by its ShareGroupMetadata or ShareGroupStatePartitionMetadata record (an empty
+    /// group after a restart, as Kafka keeps it).
     pub fn is_share_group(&self, shard: &Shard, id: &str) -> bool {
         self.groups.borrow().contains_key(id) || self.recorded(shard, id)
     }
@@ -571,7 +611,8 @@ impl Shares {
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(id) else {
             if self.recorded(shard, id) {
-                return Ok(Box::new(ShareGroup::new(id, GROUP_MEMBERS_MAX)));
+                let epoch = self.recorded_epoch(shard, id).ok().flatten().unwrap_or(0);
+                return Ok(Box::new(ShareGroup::restored(id, GROUP_MEMBERS_MAX, epoch)));
             }
             return Err(E::GroupIdNotFound.code());
         };
@@ -835,6 +876,19 @@ impl Shares {
         Err(code)
     }
 
+    /// Drops this shard's share-partitions of the `deleted` topics (by id), so a topic
+    /// created again under the same name starts at `share.auto.offset.reset`.
+    pub fn drop_topics(&self, deleted: &BTreeSet<uuid::Uuid>) {
+        self.partitions.borrow_mut().retain(|key, slot| {
+            let gone = deleted.contains(&slot.topic_id);
+            if gone {
+                tracing::info!(group = %key.group, topic = %key.topic, partition = key.partition,
+                    "share-partition of a deleted topic dropped");
+            }
+            !gone
+        });
+    }
+
     /// Loads the share-partition `key` unless it is loaded at the partition's leader epoch
     /// (a slot of an older one was left by an earlier leadership of this broker: stale).
     async fn ensure_loaded(
@@ -844,8 +898,10 @@ impl Shares {
         topic_id: uuid::Uuid,
     ) -> Result<(), i16> {
         let leader_epoch = leader_epoch_of(shard, &key.topic, key.partition);
+        // A slot of another topic id is of a deleted topic of that name: stale too.
         let current = || {
-            self.partitions.borrow().get(key).is_some_and(|slot| slot.leader_epoch == leader_epoch)
+            let parts = self.partitions.borrow();
+            parts.get(key).is_some_and(|s| s.leader_epoch == leader_epoch && s.topic_id == topic_id)
         };
         if current() {
             return Ok(());
@@ -912,7 +968,9 @@ impl Shares {
 
     /// Alters or deletes a share-partition's state on its share coordinator, as Kafka's group
     /// coordinator does: AlterShareGroupOffsets initializes it at `start_offset` with the
-    /// next state epoch (InitializeShareGroupState), DeleteShareGroupOffsets (`None`)
+    /// group's bumped epoch (InitializeShareGroupState; the stored state epoch + 1 if that is
+    /// higher, so a state written before group epochs were recorded is not fenced),
+    /// DeleteShareGroupOffsets (`None`)
     /// deletes it (DeleteShareGroupState; the next use starts at `share.auto.offset.reset`).
     /// Runs on the partition's owner, which then drops the share-partition it holds, so the
     /// next use loads the new state. The group must have no members (checked by the caller
@@ -922,7 +980,7 @@ impl Shares {
         shard: &Rc<Shard>,
         key: SpKey,
         topic_id: uuid::Uuid,
-        start_offset: Option<i64>,
+        start_offset: Option<(i64, i32)>,
     ) -> i16 {
         let share_key = ShareKey { group: key.group.clone(), topic_id, partition: key.partition };
         let _load = match self.load.acquire_permit(1).await {
@@ -938,10 +996,11 @@ impl Shares {
             None => None,
         };
         let done = match start_offset {
-            Some(start) => {
+            Some((start, group_epoch)) => {
                 async {
                     let stored = read_summary(shard, &share_key, -1).await?;
-                    let state_epoch = stored.map_or(0, |s| s.state_epoch).wrapping_add(1);
+                    let next = stored.map_or(0, |s| s.state_epoch).saturating_add(1);
+                    let state_epoch = next.max(group_epoch);
                     initialize_state(shard, &share_key, state_epoch, start).await
                 }
                 .await

@@ -104,6 +104,15 @@ impl ShareGroup {
         }
     }
 
+    /// An empty group at `epoch`, the epoch its coordinator recorded (ShareGroupMetadata):
+    /// a group loaded after a restart carries on from it.
+    pub fn restored(id: &str, members_max: usize, epoch: i32) -> ShareGroup {
+        let mut group = ShareGroup::new(id, members_max);
+        group.epoch = epoch;
+        group.assignment_epoch = epoch;
+        group
+    }
+
     /// "Empty" or "Stable" (KIP-932's states, as ShareGroupDescribe and ListGroups show).
     pub fn state(&self) -> &'static str {
         if self.members.is_empty() {
@@ -133,6 +142,7 @@ impl ShareGroup {
         if hb.member_id.is_empty() || hb.member_id.len() > MEMBER_ID_BYTES_MAX {
             return Err(HeartbeatError::Invalid);
         }
+        let epoch_before = self.epoch;
         match hb.member_epoch {
             -1 => {
                 if self.members.remove(&hb.member_id).is_none() {
@@ -164,7 +174,9 @@ impl ShareGroup {
         }
         let counts = self.topic_counts(partitions);
         if counts != self.topics || self.assignment_epoch != self.epoch {
-            if counts != self.topics {
+            // One bump per heartbeat, as Kafka's: a join or a new subscription that also
+            // changes the subscribed topics' partition counts is one new group epoch.
+            if counts != self.topics && self.epoch == epoch_before {
                 self.epoch += 1;
             }
             self.reassign(partitions);

@@ -137,6 +137,22 @@ fn members_share_partitions_when_there_are_more_of_them() {
 }
 
 #[test]
+fn a_heartbeat_bumps_the_group_epoch_once() {
+    let mut g = ShareGroup::new("g", 10);
+    // The first join also brings the first subscribed topic: one new epoch, not two.
+    assert_eq!(g.heartbeat(&hb("a", 0), 0, &two).unwrap().member_epoch, 1);
+    assert_eq!(g.heartbeat(&hb("a", 1), 1, &two).unwrap().member_epoch, 1, "nothing changed");
+    // A new subscription that adds a topic: again one bump.
+    let both = |t: &str| matches!(t, "t" | "u").then_some(2);
+    let mut moved = hb("a", 1);
+    moved.subscribed = Some(vec!["t".to_owned(), "u".to_owned()]);
+    assert_eq!(g.heartbeat(&moved, 2, &both).unwrap().member_epoch, 2);
+    // A topic that grows bumps it by itself.
+    let grown = |t: &str| matches!(t, "t" | "u").then_some(3);
+    assert_eq!(g.heartbeat(&hb("a", 2), 3, &grown).unwrap().member_epoch, 3);
+}
+
+#[test]
 fn reads_archive_the_runs_never_to_deliver() {
     let run = |first_offset, last_offset, delivery_count| Acquired {
         first_offset,

@@ -191,14 +191,15 @@ async fn meta(
     }
 }
 
-/// Alters (`Some`: a new start offset) or deletes (`None`) the state of one share-partition
-/// of `group`, on the partition's owner; returns the error code.
+/// Alters (`Some`: a new start offset, and the group epoch as the least state epoch) or
+/// deletes (`None`) the state of one share-partition of `group`, on the partition's owner;
+/// returns the error code.
 async fn reset_partition(
     shard: &Rc<Shard>,
     group: &str,
     topic: &str,
     partition: i32,
-    start_offset: Option<i64>,
+    start_offset: Option<(i64, i32)>,
 ) -> i16 {
     let Some(topic_id) = shard.meta().topics.get(topic).map(|t| t.id) else {
         return E::UnknownTopicOrPartition.code();
@@ -985,28 +986,51 @@ fn offsets_topic(
         .with_partitions(partitions)
 }
 
+/// AlterShareGroupOffsets, as Kafka's group coordinator (with KAFKA-20910): refused while
+/// the group has members; bumps and records the group epoch, records the partitions as
+/// initializing, initializes each one's state at the new start offset with the new epoch as
+/// its state epoch, then records those that succeeded as initialized.
 async fn alter_offsets(
     shard: &Rc<Shard>,
     req: AlterShareGroupOffsetsRequest,
 ) -> AlterShareGroupOffsetsResponse {
     use alter_share_group_offsets_response::*;
     let group = req.group_id.0.to_string();
+    let refused = |code: i16| AlterShareGroupOffsetsResponse::default().with_error_code(code);
     match has_members(shard, &group).await {
         Ok(false) => {}
-        Ok(true) => {
-            return AlterShareGroupOffsetsResponse::default()
-                .with_error_code(E::NonEmptyGroup.code())
-        }
-        Err(e) => return AlterShareGroupOffsetsResponse::default().with_error_code(e.code()),
+        Ok(true) => return refused(E::NonEmptyGroup.code()),
+        Err(e) => return refused(e.code()),
     }
+    let request = ShareRequest::BumpEpoch { group: group.clone() };
+    let epoch = match on_coordinator(shard, &group, request).await {
+        Ok(ShareReply::Epoch(Ok(epoch))) => epoch,
+        Ok(ShareReply::Epoch(Err(code))) => return refused(code),
+        Ok(_) => return refused(E::UnknownServerError.code()),
+        Err(e) => return refused(e.code()),
+    };
     let mut responses = Vec::new();
     for t in req.topics {
         let name = t.topic_name.0.to_string();
-        let topic_id = shard.meta().topics.get(name.as_str()).map(|m| m.id);
+        let (topic_id, count) = match shard.meta().topics.get(name.as_str()) {
+            Some(m) => (Some(m.id), m.partitions.len()),
+            None => (None, 0),
+        };
         let mut partitions = Vec::new();
         let mut initialized = Vec::new();
+        if let Some(topic_id) = topic_id {
+            // Only partitions that exist (Kafka filters the same way).
+            let exists = |p: &i32| usize::try_from(*p).is_ok_and(|p| p < count);
+            let partitions =
+                t.partitions.iter().map(|p| p.partition_index).filter(exists).collect();
+            let change = MetaChange::Initializing { topic_id, name: name.clone(), partitions };
+            if let Err(code) = meta(shard, &group, Some(change)).await {
+                crate::log_limited!(WARN, group = %group, topic = %name, code,
+                    "share-partitions to alter not recorded as initializing");
+            }
+        }
         for p in t.partitions {
-            let start = Some(p.start_offset);
+            let start = Some((p.start_offset, epoch));
             let code = reset_partition(shard, &group, &name, p.partition_index, start).await;
             if code == 0 {
                 initialized.push(p.partition_index);

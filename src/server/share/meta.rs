@@ -18,17 +18,26 @@
 //!   [`super::ShareRequest::Meta`]: alter records partitions initialized, delete moves topics
 //!   to deleting, then drops them once their state is deleted (an empty record is written as
 //!   a tombstone).
+//! * A deleted topic leaves every record, and its share-partitions' state is deleted, when
+//!   the coordinating shard sees it leave the cluster metadata ([`Shares::forget_topics`]).
 //!
 //! Changes of the records on one shard are serialised by `Shares::meta`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use super::{initialize_state, read_summary, MetaChange, Shares};
+use uuid::Uuid;
+
+use super::{initialize_state, on_state_coordinator, read_summary, MetaChange, Shares};
+use crate::group::share_meta::ShareGroupMeta;
 use crate::group::share_meta::SharePartitions;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::shard::Shard;
+use crate::server::share_state::StateCall;
+use crate::share::group::ShareGroup;
 use crate::share::records::ShareKey;
+use crate::share::GROUP_MEMBERS_MAX;
 
 /// Partitions of one topic: (topic id, name, partitions).
 type TopicPartitions = (uuid::Uuid, String, Vec<i32>);
@@ -50,7 +59,7 @@ impl Shares {
             return;
         }
         for (id, name, partitions) in &missing {
-            record.start_initializing(*id, name, partitions);
+            record.start_initializing(*id, name, partitions, crate::group::now_ms());
         }
         let write = shard.groups.write_share_partitions(partition, group, record.clone());
         if write.await.is_err() {
@@ -68,12 +77,12 @@ impl Shares {
                     Err(code) => {
                         crate::log_limited!(WARN, group, topic = %name, partition = p, code,
                             "share-partition not initialized; the next heartbeat retries");
-                        record.finish_initializing(*id, name, &done);
+                        record.finish_initializing(*id, name, &done, crate::group::now_ms());
                         break 'topics;
                     }
                 }
             }
-            record.finish_initializing(*id, name, &done);
+            record.finish_initializing(*id, name, &done, crate::group::now_ms());
         }
         let _ = shard.groups.write_share_partitions(partition, group, record).await;
     }
@@ -100,11 +109,101 @@ impl Shares {
         missing.unwrap_or_default()
     }
 
-    /// Whether `group` has a ShareGroupStatePartitionMetadata record listing anything.
+    /// Whether `group` has a ShareGroupMetadata record, or a ShareGroupStatePartitionMetadata
+    /// record listing anything.
     pub(super) fn recorded(&self, shard: &Shard, group: &str) -> bool {
         let Ok(partition) = offsets_partition(shard, group) else { return false };
+        if shard.groups.share_group_epoch(partition, group).is_ok_and(|e| e.is_some()) {
+            return true;
+        }
         let listed = |r: Option<&SharePartitions>| r.is_some_and(|r| !r.is_empty());
         shard.groups.with_share_partitions(partition, group, listed).unwrap_or(false)
+    }
+
+    /// The epoch `group`'s ShareGroupMetadata record holds (`None`: it has none); the
+    /// coordinator's error (loading, not coordinating) as a code.
+    pub(super) fn recorded_epoch(&self, shard: &Shard, group: &str) -> Result<Option<i32>, i16> {
+        let partition = offsets_partition(shard, group)?;
+        shard.groups.share_group_epoch(partition, group).map_err(|e| e.code())
+    }
+
+    /// Writes the ShareGroupMetadata record of `group` (`None`: of every group here) whose
+    /// epoch went past the recorded one, as Kafka writes it with every bump; returns the
+    /// first error. Writes are serialised, and each reads the epoch once it may write, so a
+    /// recorded epoch only goes up.
+    pub(super) async fn record_epochs(
+        &self,
+        shard: &Rc<Shard>,
+        group: Option<&str>,
+    ) -> Result<(), i16> {
+        let ids: Vec<String> = match group {
+            Some(id) => vec![id.to_owned()],
+            None => self.groups.borrow().keys().cloned().collect(),
+        };
+        let _permit =
+            self.epochs.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let mut first = Ok(());
+        for id in ids {
+            let Some(epoch) = self.groups.borrow().get(&id).map(|g| g.epoch) else { continue };
+            let written = async {
+                let partition = offsets_partition(shard, &id)?;
+                let recorded = shard.groups.share_group_epoch(partition, &id);
+                if recorded.map_err(|e| e.code())?.unwrap_or(0) >= epoch {
+                    return Ok(());
+                }
+                let value = ShareGroupMeta { epoch, metadata_hash: 0 };
+                let write = shard.groups.write_share_group(partition, &id, Some(value));
+                write.await.map_err(|e| e.code())
+            };
+            if let Err(code) = written.await {
+                crate::log_limited!(WARN, group = %id, code, "share group epoch not recorded");
+                first = first.and(Err(code));
+            }
+        }
+        first
+    }
+
+    /// After DeleteGroups of `group` on this shard answered `code`: writes the tombstone of
+    /// its ShareGroupMetadata record when it was deleted, or when only that record knew it
+    /// (after a restart). The code to answer.
+    pub(super) async fn forget_epoch(&self, shard: &Rc<Shard>, group: &str, code: i16) -> i16 {
+        let known = self.recorded_epoch(shard, group).is_ok_and(|e| e.is_some());
+        if code != 0 && !(code == E::GroupIdNotFound.code() && known) {
+            return code;
+        }
+        let Ok(_permit) = self.epochs.acquire_permit(1).await else {
+            return E::UnknownServerError.code();
+        };
+        let written = async {
+            let partition = offsets_partition(shard, group)?;
+            shard.groups.write_share_group(partition, group, None).await.map_err(|e| e.code())
+        };
+        written.await.err().unwrap_or(0)
+    }
+
+    /// Bumps `group`'s epoch and records it (AlterShareGroupOffsets, KAFKA-20910); a group
+    /// not in memory carries on from its recorded epoch, or starts at 1. The new epoch.
+    pub(super) async fn bump_epoch(&self, shard: &Rc<Shard>, group: &str) -> Result<i32, i16> {
+        if !self.groups.borrow().contains_key(group) {
+            if shard.groups.has_group(group) {
+                return Err(E::GroupIdNotFound.code());
+            }
+            let recorded = self.recorded_epoch(shard, group)?.unwrap_or(0);
+            let restored = ShareGroup::restored(group, GROUP_MEMBERS_MAX, recorded);
+            self.groups.borrow_mut().entry(group.to_owned()).or_insert(restored);
+        }
+        let epoch = {
+            let mut groups = self.groups.borrow_mut();
+            let g = groups.get_mut(group).ok_or(E::GroupIdNotFound.code())?;
+            if !g.members.is_empty() {
+                return Err(E::NonEmptyGroup.code());
+            }
+            g.epoch = g.epoch.checked_add(1).ok_or(E::InvalidRequest.code())?;
+            g.assignment_epoch = g.epoch;
+            g.epoch
+        };
+        self.record_epochs(shard, Some(group)).await?;
+        Ok(epoch)
     }
 
     /// Applies `change` (if any) to `group`'s record, writes it, and returns it.
@@ -120,8 +219,11 @@ impl Shares {
         let mut record = shard.groups.share_partitions(partition, group).map_err(|e| e.code())?;
         let Some(change) = change else { return Ok(record) };
         match change {
+            MetaChange::Initializing { topic_id, name, partitions } => {
+                record.start_initializing(topic_id, &name, &partitions, crate::group::now_ms());
+            }
             MetaChange::Initialized { topic_id, name, partitions } => {
-                record.finish_initializing(topic_id, &name, &partitions);
+                record.finish_initializing(topic_id, &name, &partitions, crate::group::now_ms());
             }
             MetaChange::Deleting(topics) => {
                 for (id, name) in topics {
@@ -137,6 +239,79 @@ impl Shares {
         let write = shard.groups.write_share_partitions(partition, group, record.clone());
         write.await.map_err(|e| e.code())?;
         Ok(record)
+    }
+}
+
+impl Shares {
+    /// After the `deleted` topics (by id) left the cluster metadata, as Kafka's
+    /// `GroupCoordinatorService.onPartitionsDeleted` (`maybeCleanupShareGroupState`) and its
+    /// share coordinator's `onTopicsDeleted` do: for each share group this shard
+    /// coordinates whose record lists one of them, deletes the state of the partitions it
+    /// lists (DeleteShareGroupState through the persister, on whichever shard or broker
+    /// coordinates it), then writes the record without them. A group whose deletes fail
+    /// keeps them listed (logged): DeleteGroups or DeleteShareGroupOffsets deletes them later.
+    pub async fn forget_topics(&self, shard: &Rc<Shard>, deleted: &BTreeSet<Uuid>) {
+        for group in shard.groups.share_groups_recorded() {
+            match self.forget_topics_of(shard, &group, deleted).await {
+                Ok(0) => {}
+                Ok(topics) => tracing::info!(
+                    group,
+                    topics,
+                    "share state of deleted topics deleted; the group's record forgets them"
+                ),
+                Err(code) => crate::log_limited!(
+                    WARN,
+                    group,
+                    code,
+                    "share state of a deleted topic kept; deleting the group deletes it"
+                ),
+            }
+        }
+    }
+
+    /// [`Shares::forget_topics`] of one group: how many topics its record forgot.
+    async fn forget_topics_of(
+        &self,
+        shard: &Rc<Shard>,
+        group: &str,
+        deleted: &BTreeSet<Uuid>,
+    ) -> Result<usize, i16> {
+        let partition = offsets_partition(shard, group)?;
+        let _permit =
+            self.meta.acquire_permit(1).await.map_err(|_| E::UnknownServerError.code())?;
+        let mut record = shard.groups.share_partitions(partition, group).map_err(|e| e.code())?;
+        let mut gone: BTreeMap<Uuid, BTreeSet<i32>> = BTreeMap::new();
+        for (id, topic) in record.initialized.iter().chain(&record.initializing) {
+            if deleted.contains(id) {
+                gone.entry(*id).or_default().extend(topic.partitions.iter().copied());
+            }
+        }
+        // Deleting entries name no partitions: what they had went with the delete that put
+        // them there, or goes with the topic's state below when also listed elsewhere.
+        gone.extend(
+            record
+                .deleting
+                .keys()
+                .filter(|id| deleted.contains(id))
+                .map(|id| (*id, BTreeSet::new())),
+        );
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        // The state goes first: a record written without the topic would forget which
+        // partitions to delete if a delete failed.
+        for (id, partitions) in &gone {
+            for &p in partitions {
+                let key = ShareKey { group: group.to_owned(), topic_id: *id, partition: p };
+                on_state_coordinator(shard, &key, StateCall::Delete).await?;
+            }
+        }
+        for id in gone.keys() {
+            record.forget(id);
+        }
+        let write = shard.groups.write_share_partitions(partition, group, record);
+        write.await.map_err(|e| e.code())?;
+        Ok(gone.len())
     }
 }
 
