@@ -1810,3 +1810,90 @@ fn the_group_epoch_survives_a_restart_and_altering_offsets_bumps_it() {
     });
     assert_eq!(code, E::GroupIdNotFound.code());
 }
+
+/// DescribeShareGroupOffsets of TOPIC-0 at `version`: (error, start offset, lag; v0 has no
+/// lag, so it decodes as -1).
+fn offsets_lag(conn: &mut Conn, group: &str, version: i16) -> (i16, i64, i64) {
+    use describe_share_group_offsets_request::*;
+    let t = DescribeShareGroupOffsetsRequestTopic::default()
+        .with_topic_name(TopicName(s(TOPIC)))
+        .with_partitions(vec![0]);
+    let g = DescribeShareGroupOffsetsRequestGroup::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![t]));
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]);
+    let body = RequestKind::DescribeShareGroupOffsets(req);
+    match conn.call(ApiKey::DescribeShareGroupOffsets, version, body) {
+        ResponseKind::DescribeShareGroupOffsets(r) => {
+            let p = &r.groups[0].topics[0].partitions[0];
+            (p.error_code, p.start_offset, p.lag)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// ReadShareGroupStateSummary v1 of TOPIC-0: (error, start offset, delivery-complete count).
+fn delivery_complete(conn: &mut Conn, group: &str, topic_id: uuid::Uuid) -> (i16, i64, i32) {
+    use read_share_group_state_summary_request::{PartitionData, ReadStateSummaryData};
+    let p = PartitionData::default().with_partition(0).with_leader_epoch(-1);
+    let t = ReadStateSummaryData::default().with_topic_id(topic_id).with_partitions(vec![p]);
+    let req =
+        ReadShareGroupStateSummaryRequest::default().with_group_id(s(group)).with_topics(vec![t]);
+    let body = RequestKind::ReadShareGroupStateSummary(req);
+    match conn.call(ApiKey::ReadShareGroupStateSummary, 1, body) {
+        ResponseKind::ReadShareGroupStateSummary(r) => {
+            let p = &r.results[0].partitions[0];
+            (p.error_code, p.start_offset, p.delivery_complete_count)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// KIP-1226: the lag is the high watermark less the start offset less the records at or past
+/// it whose delivery is complete (acknowledged or archived), from the share-partition a shard
+/// holds and, after a restart, from the stored state; v0 answers stay as they were.
+#[test]
+fn the_lag_is_what_is_not_delivery_complete_up_to_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = broker(dir.path(), &["--group-share-record-lock-duration-ms", "60000"]);
+    let mut admin = Conn::connect(broker.addr);
+    let topic_id = create_topic(&mut admin, TOPIC, 1);
+    fill(&mut admin, 10);
+    let mut a = Member::join(&broker, "g", "a");
+    assert_eq!(a.fetch("g", topic_id, &[], 100, 1000).records.len(), 10);
+    // Accept 0-1 (the start offset moves to 2) and 4, reject 6-7, release 8-9: 3 records at
+    // or past the start offset are delivery-complete, 2, 3 and 5 stay acquired.
+    let acks = [(0, 1, 1), (4, 4, 1), (6, 7, 3), (8, 9, 2)];
+    let (code, partition_code, _) = a.acknowledge("g", topic_id, &acks, 1);
+    assert_eq!((code, partition_code), (0, 0));
+    assert_eq!(offsets_lag(&mut admin, "g", 1), (0, 2, 10 - 2 - 3));
+    assert_eq!(delivery_complete(&mut admin, "g", topic_id), (0, 2, 3));
+    // v0: no lag, no count; the rest as before.
+    assert_eq!(offsets_lag(&mut admin, "g", 0), (0, 2, -1));
+    let summary_v0 = state_summary(&mut admin, "g", topic_id, -1);
+    assert_eq!((summary_v0.0, summary_v0.3), (0, 2));
+    // New records add to the lag.
+    fill(&mut admin, 5);
+    assert_eq!(offsets_lag(&mut admin, "g", 1), (0, 2, 15 - 2 - 3));
+    // After a restart no shard holds the share-partition: the stored state says the same.
+    drop(a);
+    drop(admin);
+    broker.stop();
+    broker.restart();
+    let mut admin = Conn::connect(broker.addr);
+    let after = common::poll("the share-partition's stored state", || {
+        let got = offsets_lag(&mut admin, "g", 1);
+        (got.0 == 0 && got.1 >= 0).then_some(got)
+    });
+    assert_eq!(after, (0, 2, 10));
+    assert_eq!(delivery_complete(&mut admin, "g", topic_id), (0, 2, 3));
+    // Everything accepted: no lag.
+    let mut b = Member::join(&broker, "g", "b");
+    let f = b.fetch("g", topic_id, &[], 100, 1000);
+    let offsets: Vec<i64> = f.records.iter().map(|r| r.0).collect();
+    assert_eq!(offsets, [2, 3, 5, 8, 9, 10, 11, 12, 13, 14]);
+    let (code, partition_code, _) = b.acknowledge("g", topic_id, &accept_all(&f.records), 1);
+    assert_eq!((code, partition_code), (0, 0));
+    assert_eq!(offsets_lag(&mut admin, "g", 1), (0, 15, 0));
+    assert_eq!(delivery_complete(&mut admin, "g", topic_id), (0, 15, 0));
+}

@@ -648,6 +648,94 @@ fn every_advertised_version_answers() {
         }
     }
     assert!(untested.is_empty(), "advertised but not covered here: {untested:?}");
+    check_lag_v1(&mut conn, "vt", id);
+}
+
+/// What DescribeShareGroupOffsets and ReadShareGroupStateSummary v1 add (Kafka 4.2,
+/// KIP-1226) for a known state of partition 0 of `topic` (id `id`): group `vt-lag` starts at
+/// offset 1 (available) and has offset 2 acknowledged, so one record at or past the start offset is
+/// delivery-complete and the lag is the high watermark less 1 less 1. v0 carries neither.
+fn check_lag_v1(conn: &mut Conn, topic: &str, id: uuid::Uuid) {
+    let group = StrBytes::from_static_str("vt-lag");
+    let p = list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1);
+    let t = list_offsets_request::ListOffsetsTopic::default()
+        .with_name(name(topic))
+        .with_partitions(vec![p]);
+    let body = RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![t]));
+    let ResponseKind::ListOffsets(r) = conn.call(ApiKey::ListOffsets, 1, body) else { panic!() };
+    let high_watermark = r.topics[0].partitions[0].offset;
+    assert!(high_watermark >= 3, "the produce requests above wrote {high_watermark}");
+    {
+        use initialize_share_group_state_request::*;
+        let p = PartitionData::default().with_state_epoch(1).with_start_offset(1);
+        let t = InitializeStateData::default().with_topic_id(id).with_partitions(vec![p]);
+        let req = InitializeShareGroupStateRequest::default().with_group_id(group.clone());
+        let body = RequestKind::InitializeShareGroupState(req.with_topics(vec![t]));
+        let ResponseKind::InitializeShareGroupState(r) =
+            conn.call(ApiKey::InitializeShareGroupState, 0, body)
+        else {
+            panic!()
+        };
+        assert_eq!(r.results[0].partitions[0].error_code, 0);
+    }
+    {
+        use write_share_group_state_request::*;
+        let batch = |offset: i64, state: i8| {
+            StateBatch::default()
+                .with_first_offset(offset)
+                .with_last_offset(offset)
+                .with_delivery_state(state)
+                .with_delivery_count(1)
+        };
+        let p = PartitionData::default()
+            .with_state_epoch(1)
+            .with_start_offset(-1)
+            .with_state_batches(vec![batch(1, 0), batch(2, 2)]);
+        let t = WriteStateData::default().with_topic_id(id).with_partitions(vec![p]);
+        let req = WriteShareGroupStateRequest::default().with_group_id(group.clone());
+        let body = RequestKind::WriteShareGroupState(req.with_topics(vec![t]));
+        let ResponseKind::WriteShareGroupState(r) =
+            conn.call(ApiKey::WriteShareGroupState, 0, body)
+        else {
+            panic!()
+        };
+        assert_eq!(r.results[0].partitions[0].error_code, 0);
+    }
+    for version in 0..=1 {
+        use describe_share_group_offsets_request::*;
+        let t = DescribeShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(name(topic))
+            .with_partitions(vec![0]);
+        let g = DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(group.clone()))
+            .with_topics(Some(vec![t]));
+        let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]);
+        let body = RequestKind::DescribeShareGroupOffsets(req);
+        let ResponseKind::DescribeShareGroupOffsets(r) =
+            conn.call(ApiKey::DescribeShareGroupOffsets, version, body)
+        else {
+            panic!()
+        };
+        let p = &r.groups[0].topics[0].partitions[0];
+        let lag = if version >= 1 { high_watermark - 2 } else { -1 };
+        assert_eq!((p.error_code, p.start_offset, p.lag), (0, 1, lag), "v{version}");
+    }
+    for version in 0..=1 {
+        use read_share_group_state_summary_request::*;
+        let p = PartitionData::default().with_leader_epoch(-1);
+        let t = ReadStateSummaryData::default().with_topic_id(id).with_partitions(vec![p]);
+        let req = ReadShareGroupStateSummaryRequest::default().with_group_id(group.clone());
+        let body = RequestKind::ReadShareGroupStateSummary(req.with_topics(vec![t]));
+        let ResponseKind::ReadShareGroupStateSummary(r) =
+            conn.call(ApiKey::ReadShareGroupStateSummary, version, body)
+        else {
+            panic!()
+        };
+        let p = &r.results[0].partitions[0];
+        let complete = if version >= 1 { 1 } else { -1 };
+        let got = (p.error_code, p.start_offset, p.delivery_complete_count);
+        assert_eq!(got, (0, 1, complete), "v{version}");
+    }
 }
 
 /// The cluster operations at every version they are advertised at, on a cluster where they

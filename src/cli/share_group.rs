@@ -1,7 +1,9 @@
 //! `strata share-group list|describe`: share group (KIP-932) administration over the Kafka
 //! protocol ([`strata::client`]), like Kafka's `kafka-share-groups.sh`: members, their
 //! assignments, and per partition the share-partition start offset, the log end and the lag
-//! (records from the start offset to the log end not yet acknowledged or archived, at most).
+//! (KIP-1226: records from the start offset to the high watermark not yet acknowledged or
+//! archived, as DescribeShareGroupOffsets v1 answers it; from a broker that does not know it,
+//! the records from the start offset to the log end, at most).
 
 use std::collections::BTreeMap;
 
@@ -84,7 +86,9 @@ fn list(client: &mut Client, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Described = (share_group_describe_response::DescribedGroup, BTreeMap<(String, i32), i64>);
+/// A share group and, per share-partition, its start offset and lag (-1: not known).
+type Described =
+    (share_group_describe_response::DescribedGroup, BTreeMap<(String, i32), (i64, i64)>);
 
 fn fetch_description(
     c: &mut Client,
@@ -105,14 +109,15 @@ fn fetch_description(
         .with_topics(None);
     let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![g]);
     let (_, response) =
-        c.call(ApiKey::DescribeShareGroupOffsets, 0, RequestKind::DescribeShareGroupOffsets(req))?;
+        c.call(ApiKey::DescribeShareGroupOffsets, 1, RequestKind::DescribeShareGroupOffsets(req))?;
     let mut starts = BTreeMap::new();
     if let ResponseKind::DescribeShareGroupOffsets(r) = response {
         for g in r.groups {
             ClientError::check(g.error_code, format!("offsets of share group {group}"))?;
             for t in g.topics {
                 for p in t.partitions {
-                    starts.insert((t.topic_name.0.to_string(), p.partition_index), p.start_offset);
+                    let key = (t.topic_name.0.to_string(), p.partition_index);
+                    starts.insert(key, (p.start_offset, p.lag));
                 }
             }
         }
@@ -174,11 +179,18 @@ pub(super) fn describe(client: &mut Client, group: &str, output: Output) -> anyh
             )
         })
         .collect();
-    let rows: Vec<(String, i32, i64, Option<i64>)> = starts
+    let rows: Vec<(String, i32, i64, Option<i64>, i64)> = starts
         .iter()
-        .map(|((t, p), start)| (t.clone(), *p, *start, ends.get(&(t.clone(), *p)).copied()))
+        .map(|((t, p), (start, lag))| {
+            (t.clone(), *p, *start, ends.get(&(t.clone(), *p)).copied(), *lag)
+        })
         .collect();
-    let lag = |start: i64, end: Option<i64>| end.filter(|_| start >= 0).map(|e| (e - start).max(0));
+    let lag = |start: i64, end: Option<i64>, told: i64| {
+        if told >= 0 {
+            return Some(told);
+        }
+        end.filter(|_| start >= 0).map(|e| (e - start).max(0))
+    };
     if output == Output::Json {
         let members: Vec<_> = members
             .iter()
@@ -194,13 +206,13 @@ pub(super) fn describe(client: &mut Client, group: &str, output: Output) -> anyh
             .collect();
         let partitions: Vec<_> = rows
             .iter()
-            .map(|(t, p, start, end)| {
+            .map(|(t, p, start, end, told)| {
                 json!({
                     "topic": t,
                     "partition": p,
                     "start_offset": start,
                     "log_end_offset": end,
-                    "lag": lag(*start, *end),
+                    "lag": lag(*start, *end, *told),
                 })
             })
             .collect();
@@ -231,8 +243,8 @@ pub(super) fn describe(client: &mut Client, group: &str, output: Output) -> anyh
     let opt = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
     let table = rows
         .into_iter()
-        .map(|(t, p, start, end)| {
-            vec![t, p.to_string(), start.to_string(), opt(end), opt(lag(start, end))]
+        .map(|(t, p, start, end, told)| {
+            vec![t, p.to_string(), start.to_string(), opt(end), opt(lag(start, end, told))]
         })
         .collect();
     print_table(&["TOPIC", "PARTITION", "START-OFFSET", "LOG-END-OFFSET", "LAG"], table);

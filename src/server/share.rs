@@ -1015,13 +1015,15 @@ impl Shares {
     }
 }
 
-/// The start offset stored for share-partition `key` in `__share_group_state` (`None`: it
-/// has none), asked of its share coordinator with ReadShareGroupStateSummary, as Kafka's
-/// group coordinator does for DescribeShareGroupOffsets. Not a leader's read: no epoch is
+/// The start offset stored for share-partition `key` in `__share_group_state` and how many
+/// offsets at or past it are delivery-complete (KIP-1226) (`None`: it has none), asked of
+/// its share coordinator with ReadShareGroupStateSummary, as Kafka's group coordinator does
+/// for DescribeShareGroupOffsets. Not a leader's read: no epoch is
 /// recorded, and a state initialized without a start offset has none yet.
-pub async fn stored_start_offset(shard: &Rc<Shard>, key: &ShareKey) -> Result<Option<i64>, i16> {
+pub async fn stored_progress(shard: &Rc<Shard>, key: &ShareKey) -> Result<Option<(i64, i32)>, i16> {
     let summary = read_summary(shard, key, -1).await?;
-    Ok(summary.map(|s| s.start_offset).filter(|&start| start >= 0))
+    let started = summary.filter(|s| s.start_offset >= 0);
+    Ok(started.map(|s| (s.start_offset, s.delivery_complete_count())))
 }
 
 /// The leader epoch of a partition by this shard's metadata (0 if unknown).

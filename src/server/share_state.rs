@@ -54,7 +54,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::shard::Shard;
 use crate::protocol::ResponseError as E;
-use crate::share::partition::StateBatch;
+use crate::share::partition::{StateBatch, STATE_ACKNOWLEDGED, STATE_ARCHIVED};
 use crate::share::records::{ShareKey, ShareState};
 use crate::share::{state_partition, STATE_TOPIC};
 
@@ -65,9 +65,12 @@ const BACKOFF_MS_MIN: u64 = 100;
 /// Timeout of one call to another broker's share coordinator: its acks=all write may wait
 /// `WRITE_TIMEOUT_MS` for the in-sync replicas.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(35);
-/// The only version of the share-group state APIs (Initialize, Read, Write, Delete,
-/// ReadSummary) kafka-protocol has.
+/// The version of the share-group state APIs (Initialize, Read, Write, Delete) one broker
+/// sends another: the only one kafka-protocol has.
 pub const STATE_API_VERSION: i16 = 0;
+/// The version of ReadShareGroupStateSummary one broker sends another: v1 (Kafka 4.2,
+/// KIP-1226) answers the delivery-complete count.
+pub const SUMMARY_API_VERSION: i16 = 1;
 
 /// Where the `__share_group_state` partition of a share-partition is led.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +177,11 @@ async fn call_broker(
     body: RequestKind,
 ) -> Result<ResponseKind, i16> {
     let node = shard.config.node_id;
-    let api = (key, STATE_API_VERSION);
+    let version = match key {
+        ApiKey::ReadShareGroupStateSummary => SUMMARY_API_VERSION,
+        _ => STATE_API_VERSION,
+    };
+    let api = (key, version);
     let call = shard.shares.peers.call(node, (id, addr), api, body, PEER_CALL_TIMEOUT);
     call.await.map_err(|e| {
         crate::log_limited!(WARN, broker = id, "share coordinator call failed: {e}");
@@ -334,8 +341,8 @@ pub fn from_read(found: &read_resp::PartitionResult, leader_epoch: i32) -> Optio
     })
 }
 
-/// The state (without batches) a ReadShareGroupStateSummary partition result carries
-/// (`None`: no state; see [`from_read`]).
+/// The state a ReadShareGroupStateSummary result carries, its v1 delivery-complete count as
+/// one run (`None`: no state; see [`from_read`]).
 pub fn from_summary(found: &summary_resp::PartitionResult) -> Option<ShareState> {
     (found.start_offset >= 0 || found.state_epoch > 0).then(|| ShareState {
         snapshot: true,
@@ -343,8 +350,24 @@ pub fn from_summary(found: &summary_resp::PartitionResult) -> Option<ShareState>
         state_epoch: found.state_epoch,
         leader_epoch: found.leader_epoch,
         start_offset: found.start_offset,
-        batches: Vec::new(),
+        batches: complete_run(found.start_offset, found.delivery_complete_count),
     })
+}
+
+/// The delivery-complete batches a summary stands for when only their count is known (from
+/// another broker): one acknowledged run of `count` offsets from `start_offset`, so that
+/// [`ShareState::delivery_complete_count`] gives `count` back.
+fn complete_run(start_offset: i64, count: i32) -> Vec<StateBatch> {
+    if start_offset < 0 || count <= 0 {
+        return Vec::new();
+    }
+    let last_offset = start_offset.saturating_add(i64::from(count) - 1);
+    vec![StateBatch {
+        first_offset: start_offset,
+        last_offset,
+        delivery_state: STATE_ACKNOWLEDGED,
+        delivery_count: 0,
+    }]
 }
 
 /// A partition result's error code as a result.
@@ -483,14 +506,18 @@ impl Stored {
     }
 
     /// ReadShareGroupStateSummary by the leader at `leader_epoch` (-1: not a leader): the
-    /// stored state without its batches, its leader epoch the highest seen; nothing is
-    /// recorded. An older leader epoch than the highest seen is FENCED_LEADER_EPOCH.
+    /// stored state with only its delivery-complete batches (what
+    /// [`ShareState::delivery_complete_count`] counts), its leader epoch the highest seen;
+    /// nothing is recorded. An older leader epoch than the highest seen is FENCED_LEADER_EPOCH.
     pub fn summary(&self, leader_epoch: i32) -> Result<Option<ShareState>, i16> {
         if leader_epoch >= 0 && leader_epoch < self.leader_epoch {
             return Err(E::FencedLeaderEpoch.code());
         }
+        let complete = |b: &&StateBatch| {
+            b.delivery_state == STATE_ACKNOWLEDGED || b.delivery_state == STATE_ARCHIVED
+        };
         Ok(self.state.as_ref().map(|s| ShareState {
-            batches: Vec::new(),
+            batches: s.batches.iter().filter(complete).copied().collect(),
             leader_epoch: self.leader_epoch,
             ..s.clone()
         }))

@@ -76,6 +76,18 @@ pub const STATE_ACKNOWLEDGED: i8 = 2;
 /// Persisted delivery state: archived.
 pub const STATE_ARCHIVED: i8 = 4;
 
+/// KIP-1226's share-partition lag: the records from the start offset up to the partition's
+/// high watermark whose delivery is not complete, `high_watermark - start_offset -
+/// delivery_complete` (Kafka's `GroupCoordinatorService` computes it so from the partition's
+/// end offset and ReadShareGroupStateSummary). -1 when any of the three is unknown (negative);
+/// never below 0 (a log truncated under the start offset).
+pub fn lag(high_watermark: i64, start_offset: i64, delivery_complete: i64) -> i64 {
+    if high_watermark < 0 || start_offset < 0 || delivery_complete < 0 {
+        return -1;
+    }
+    high_watermark.saturating_sub(start_offset).saturating_sub(delivery_complete).max(0)
+}
+
 /// One in-flight record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InFlight {

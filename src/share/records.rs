@@ -49,6 +49,25 @@ pub struct ShareState {
     pub batches: Vec<StateBatch>,
 }
 
+impl ShareState {
+    /// KIP-1226's delivery-complete count: the offsets at or past the start offset whose
+    /// delivery is complete (acknowledged or archived), from the batches; -1 when there is no
+    /// start offset yet (initialized without one). Saturates at `i32::MAX`.
+    pub fn delivery_complete_count(&self) -> i32 {
+        if self.start_offset < 0 {
+            return -1;
+        }
+        let complete = [super::partition::STATE_ACKNOWLEDGED, super::partition::STATE_ARCHIVED];
+        let count: i64 = self
+            .batches
+            .iter()
+            .filter(|b| complete.contains(&b.delivery_state))
+            .map(|b| (b.last_offset - b.first_offset.max(self.start_offset) + 1).max(0))
+            .fold(0, i64::saturating_add);
+        i32::try_from(count).unwrap_or(i32::MAX)
+    }
+}
+
 /// Why a record does not decode.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);

@@ -222,3 +222,39 @@ fn a_renew_needs_the_lock() {
     assert_eq!(p.record(1).unwrap().state, held);
     assert_eq!(p.record(1).unwrap().delivery_count, 2);
 }
+
+#[test]
+fn lag_is_what_is_not_delivery_complete_up_to_the_high_watermark() {
+    // 10 records, the first 2 accepted (the start offset moves past them), then 3 of the
+    // next 5 accepted or rejected out of order: 8 - 3 remain to deliver.
+    let mut p = SharePartition::new(0, limits());
+    p.acquire("a", 0, 7, 10, 0);
+    p.acknowledge("a", 0, 1, &[1], 0).unwrap();
+    p.acknowledge("a", 3, 3, &[1], 0).unwrap();
+    p.acknowledge("a", 5, 6, &[3], 0).unwrap();
+    assert_eq!(p.start_offset(), 2);
+    let (_, _, acknowledged, archived) = p.counts();
+    assert_eq!((acknowledged, archived), (1, 2));
+    assert_eq!(lag(10, p.start_offset(), (acknowledged + archived) as i64), 5);
+    // The persisted batches say the same.
+    let state = ShareState {
+        snapshot: true,
+        snapshot_epoch: 0,
+        state_epoch: 0,
+        leader_epoch: 0,
+        start_offset: p.start_offset(),
+        batches: p.state_batches(),
+    };
+    assert_eq!(state.delivery_complete_count(), 3);
+    // Unknown inputs give an unknown lag; a start offset past the high watermark gives 0.
+    assert_eq!(lag(-1, 2, 3), -1);
+    assert_eq!(lag(10, -1, 0), -1);
+    assert_eq!(lag(10, 2, -1), -1);
+    assert_eq!(lag(1, 2, 0), 0);
+    assert_eq!(ShareState { start_offset: -1, ..state.clone() }.delivery_complete_count(), -1);
+    // A batch reaching below the start offset counts from the start offset only.
+    let below =
+        StateBatch { first_offset: 0, last_offset: 3, delivery_state: 2, delivery_count: 1 };
+    let clipped = ShareState { batches: vec![below], ..state };
+    assert_eq!(clipped.delivery_complete_count(), 2);
+}

@@ -108,25 +108,27 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::BrokerRegistration, min: 0, max: 0 },
     ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 1 },
     // Share groups (KIP-932): v1 is Kafka 4.1's (v0 was the 4.0 preview). ShareFetch and
-    // ShareAcknowledge v2 are Kafka 4.2's (KIP-1206 acquire mode, KIP-1222 Renew), patched into
-    // the vendored kafka-protocol 0.18 (see its STRATA-PATCH.md), which has no v1 of the
-    // offset APIs.
+    // ShareAcknowledge v2 are Kafka 4.2's (KIP-1206 acquire mode, KIP-1222 Renew), and so is
+    // DescribeShareGroupOffsets v1 (KIP-1226 lag), patched into the vendored kafka-protocol 0.18
+    // (see its STRATA-PATCH.md), which has no v1 of the other offset APIs.
     ApiRange { key: ApiKey::ShareGroupHeartbeat, min: 1, max: 1 },
     ApiRange { key: ApiKey::ShareGroupDescribe, min: 1, max: 1 },
     ApiRange { key: ApiKey::ShareFetch, min: 1, max: 2 },
     ApiRange { key: ApiKey::ShareAcknowledge, min: 1, max: 2 },
-    ApiRange { key: ApiKey::DescribeShareGroupOffsets, min: 0, max: 0 },
+    ApiRange { key: ApiKey::DescribeShareGroupOffsets, min: 0, max: 1 },
     ApiRange { key: ApiKey::AlterShareGroupOffsets, min: 0, max: 0 },
     ApiRange { key: ApiKey::DeleteShareGroupOffsets, min: 0, max: 0 },
     // Broker to broker (Kafka lists them on the broker listener, as WriteTxnMarkers): a
     // share-partition leader reads and writes its state on the share coordinator, the group
     // coordinator initializes, deletes and summarizes it. v0 is the only version
-    // kafka-protocol 0.18 has (Kafka 4.2's ReadShareGroupStateSummary v1 is not in it).
+    // kafka-protocol 0.18 has; ReadShareGroupStateSummary v1 (Kafka 4.2, KIP-1226's
+    // delivery-complete count) is patched in. WriteShareGroupState v1 is not: the share
+    // coordinator counts delivery-complete offsets from the batches it stores.
     ApiRange { key: ApiKey::ReadShareGroupState, min: 0, max: 0 },
     ApiRange { key: ApiKey::WriteShareGroupState, min: 0, max: 0 },
     ApiRange { key: ApiKey::InitializeShareGroupState, min: 0, max: 0 },
     ApiRange { key: ApiKey::DeleteShareGroupState, min: 0, max: 0 },
-    ApiRange { key: ApiKey::ReadShareGroupStateSummary, min: 0, max: 0 },
+    ApiRange { key: ApiKey::ReadShareGroupStateSummary, min: 0, max: 1 },
 ];
 
 /// The implemented range of `key`, if any.

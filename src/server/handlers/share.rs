@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
@@ -31,14 +32,16 @@ use crate::config::limits;
 use crate::group::share_meta::SharePartitions;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
-use crate::server::mesh::{PartitionRef, ShardMsg};
+use crate::server::mesh::{OffsetAnswer, OffsetQuery, PartitionRef, ShardMsg};
+use crate::server::router::per_partition;
 use crate::server::session::Session;
 use crate::server::shard::{LocalFuture, Shard};
 use crate::server::share::{
-    call, group_settings, stored_start_offset, AckBatch, MetaChange, PartitionOp, PartitionResult,
+    call, group_settings, stored_progress, AckBatch, MetaChange, PartitionOp, PartitionResult,
     ShareReply, ShareRequest, SpKey,
 };
 use crate::share::group::Heartbeat;
+use crate::share::partition::lag as share_lag;
 use crate::share::records::ShareKey;
 
 /// Records one ShareFetch acquires per partition when the request sets no `max_records`.
@@ -811,6 +814,8 @@ struct StartOffsets {
     /// The share-partitions the group's record lists as initialized.
     initialized: BTreeSet<(String, i32)>,
     unreadable: BTreeMap<(String, i32), i16>,
+    /// The KIP-1226 lag of those in `known` (-1: not known).
+    lags: BTreeMap<(String, i32), i64>,
 }
 
 async fn describe_offsets(
@@ -867,6 +872,9 @@ async fn start_offsets(
         let request = ShareRequest::States { group: Some(id.to_owned()) };
         if let Some(ShareReply::States(states)) = call(shard, owner, request).await {
             for s in states {
+                let complete = i64::try_from(s.counts.2 + s.counts.3).unwrap_or(i64::MAX);
+                let lag = share_lag(s.high_watermark, s.start_offset, complete);
+                found.lags.insert((s.topic.clone(), s.partition), lag);
                 found.known.insert((s.topic, s.partition), s.start_offset);
             }
         }
@@ -907,8 +915,10 @@ async fn start_offsets(
                 continue;
             }
             let key = ShareKey { group: id.to_owned(), topic_id: topic.id, partition: p };
-            match stored_start_offset(shard, &key).await {
-                Ok(Some(start)) => {
+            match stored_progress(shard, &key).await {
+                Ok(Some((start, complete))) => {
+                    let hwm = high_watermark(shard, &topic.name, p).await;
+                    found.lags.insert(name.clone(), share_lag(hwm, start, complete.into()));
                     found.known.insert(name, start);
                 }
                 Ok(None) => {}
@@ -920,6 +930,26 @@ async fn start_offsets(
         }
     }
     found
+}
+
+/// The high watermark of `topic`'s `partition`, from the shard owning it (-1: not known).
+async fn high_watermark(shard: &Rc<Shard>, topic: &str, partition: i32) -> i64 {
+    let Ok(owner) = shard.meta().owner(topic, partition) else { return -1 };
+    let partition = PartitionRef { topic: Arc::from(topic), partition };
+    // ListOffsets' latest (-1), read uncommitted: the high watermark.
+    let query = OffsetQuery { partition, timestamp: -1, read_committed: false };
+    let answers = per_partition(
+        shard,
+        vec![vec![Ok((owner, query))]],
+        |s, query| Box::pin(async move { s.offsets_local(query).await }),
+        |items, reply| ShardMsg::ListOffsets { items, reply },
+        || OffsetAnswer { error_code: E::NotLeaderOrFollower.code(), offset: -1, timestamp: -1 },
+    )
+    .await;
+    match answers.first().and_then(|t| t.first()) {
+        Some(a) if a.error_code == 0 => a.offset,
+        _ => -1,
+    }
 }
 
 /// One topic of a DescribeShareGroupOffsets answer.
@@ -941,7 +971,10 @@ fn offsets_topic(
                 (None, _, _) => {
                     r.with_error_code(E::UnknownTopicOrPartition.code()).with_start_offset(-1)
                 }
-                (Some(_), Some(start), _) => r.with_start_offset(*start).with_leader_epoch(0),
+                (Some(_), Some(start), _) => {
+                    let lag = offsets.lags.get(&name).copied().unwrap_or(-1);
+                    r.with_start_offset(*start).with_leader_epoch(0).with_lag(lag)
+                }
                 (Some(_), None, Some(code)) => r.with_error_code(*code).with_start_offset(-1),
                 (Some(_), None, None) => r.with_start_offset(-1).with_leader_epoch(-1),
             }

@@ -112,7 +112,8 @@ pub async fn delete(
     DeleteShareGroupStateResponse::default().with_results(join_all(results).await)
 }
 
-/// ReadShareGroupStateSummary v0: start offset, state epoch and leader epoch.
+/// ReadShareGroupStateSummary v0-1: start offset, state epoch and leader epoch, and from v1
+/// the delivery-complete count (KIP-1226; dropped at v0).
 pub async fn summary(
     shard: &Rc<Shard>,
     req: ReadShareGroupStateSummaryRequest,
@@ -136,6 +137,7 @@ pub async fn summary(
                 // No state yet: Kafka's "not initialized".
                 None => found.with_start_offset(-1).with_state_epoch(0).with_leader_epoch(-1),
                 Some(s) => found
+                    .with_delivery_complete_count(s.delivery_complete_count())
                     .with_start_offset(s.start_offset)
                     .with_state_epoch(s.state_epoch)
                     .with_leader_epoch(s.leader_epoch),

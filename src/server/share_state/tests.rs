@@ -177,6 +177,7 @@ fn a_summary_has_no_batches_records_nothing_and_fences_older_leaders() {
     let stored = stored_at(1, 4);
     let summary = stored.summary(-1).unwrap().unwrap();
     assert!(summary.batches.is_empty());
+    assert_eq!(summary.delivery_complete_count(), 0);
     assert_eq!((summary.state_epoch, summary.leader_epoch, summary.start_offset), (1, 4, 0));
     assert_eq!(stored.summary(3), Err(E::FencedLeaderEpoch.code()));
     assert!(stored.summary(9).is_ok());
@@ -205,4 +206,16 @@ fn a_tombstone_drops_the_records_before_it() {
     again.extend_from_slice(&encode_batch(&key, &state, 0).unwrap());
     let found = decode_batches(&again.freeze(), &key).unwrap();
     assert_eq!(found.states, vec![state]);
+}
+
+#[test]
+fn a_summary_keeps_the_delivery_complete_batches_only() {
+    // 0-9 available, then 3 acknowledged and 5-6 archived (KIP-1226 counts both).
+    let stored = stored_at(1, 4);
+    let acked = update(1, 4, -1, vec![batch(3, 3, 2, 1), batch(5, 6, 4, 1)]);
+    let state = stored.write(&acked).unwrap();
+    let stored = Stored { leader_epoch: state.leader_epoch, state: Some(state) };
+    let summary = stored.summary(-1).unwrap().unwrap();
+    assert_eq!(summary.batches, vec![batch(3, 3, 2, 1), batch(5, 6, 4, 1)]);
+    assert_eq!(summary.delivery_complete_count(), 3);
 }
