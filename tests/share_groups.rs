@@ -234,6 +234,17 @@ fn accept_all(records: &[(i64, String, i16)]) -> Vec<(i64, i64, i8)> {
     ranges(records.iter().map(|r| r.0), 1)
 }
 
+/// Member `member` joins share group `group`, takes records 0..=9 of partition 0 of topic `id`
+/// and accepts them with its next fetch, which takes 10..=19: it holds those.
+fn accept_first_ten(broker: &Broker, group: &str, member: &str, id: uuid::Uuid) -> Member {
+    let mut m = Member::join(broker, group, member);
+    let f = m.fetch(group, id, &[], 10, 2_000);
+    assert_eq!(f.records.first().map(|r| r.0), Some(0));
+    let f = m.fetch(group, id, &accept_all(&f.records), 10, 2_000);
+    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    m
+}
+
 fn ranges(offsets: impl Iterator<Item = i64>, t: i8) -> Vec<(i64, i64, i8)> {
     let mut out: Vec<(i64, i64, i8)> = Vec::new();
     for o in offsets {
@@ -1373,11 +1384,7 @@ fn altered_offsets_are_where_fetches_start_and_deleted_offsets_leave_no_state() 
     let id = create_topic(&mut admin, TOPIC, 1);
     fill(&mut admin, 100);
     // A member takes and accepts 0..=9, holds 10..=19, then leaves.
-    let mut m = Member::join(&broker, "ga", "a");
-    let f = m.fetch("ga", id, &[], 10, 2_000);
-    assert_eq!(f.records.first().map(|r| r.0), Some(0));
-    let f = m.fetch("ga", id, &accept_all(&f.records), 10, 2_000);
-    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    let mut m = accept_first_ten(&broker, "ga", "a", id);
     assert_eq!(start_offset(&mut admin, "ga"), 10);
     // Not while it is a member.
     assert_eq!(alter_offsets(&mut admin, "ga", 50).0, E::NonEmptyGroup.code());
@@ -1460,10 +1467,7 @@ fn deleting_an_empty_share_group_deletes_its_state() {
     let mut admin = Conn::connect(broker.addr);
     let id = create_topic(&mut admin, TOPIC, 1);
     fill(&mut admin, 50);
-    let mut m = Member::join(&broker, "gd", "a");
-    let f = m.fetch("gd", id, &[], 10, 2_000);
-    let f = m.fetch("gd", id, &accept_all(&f.records), 10, 2_000);
-    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    let mut m = accept_first_ten(&broker, "gd", "a", id);
     assert_eq!(read_state(&mut admin, "gd", id, -1).2, 10);
     assert_eq!(delete_group(&mut admin, "gd"), E::NonEmptyGroup.code());
     assert_eq!(heartbeat(&mut m.conn, "gd", "a", -1).error_code, 0);
@@ -1543,10 +1547,7 @@ fn a_share_group_deleted_after_a_restart_takes_its_state_along_and_starts_over()
     let id = create_topic(&mut admin, TOPIC, 1);
     fill(&mut admin, 50);
     // A member takes and accepts 0..=9, then leaves.
-    let mut m = Member::join(&broker, "gr", "a");
-    let f = m.fetch("gr", id, &[], 10, 2_000);
-    let f = m.fetch("gr", id, &accept_all(&f.records), 10, 2_000);
-    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    let mut m = accept_first_ten(&broker, "gr", "a", id);
     assert_eq!(heartbeat(&mut m.conn, "gr", "a", -1).error_code, 0);
     drop((m, admin));
     // After a restart no shard holds the share-partition and the group has no members in
@@ -1697,10 +1698,7 @@ fn a_deleted_topics_share_state_goes_and_the_topic_created_again_starts_over() {
     let old = create_topic(&mut admin, TOPIC, 1);
     fill(&mut admin, 50);
     // A member takes and accepts 0..=9 and leaves: the share-partition starts at 10.
-    let mut m = Member::join(&broker, "gx", "a");
-    let f = m.fetch("gx", old, &[], 10, 2_000);
-    let f = m.fetch("gx", old, &accept_all(&f.records), 10, 2_000);
-    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    let mut m = accept_first_ten(&broker, "gx", "a", old);
     assert_eq!(read_state(&mut admin, "gx", old, -1).2, 10);
     assert_eq!(heartbeat(&mut m.conn, "gx", "a", -1).error_code, 0);
     drop(m);
@@ -1714,11 +1712,7 @@ fn a_deleted_topics_share_state_goes_and_the_topic_created_again_starts_over() {
     assert_ne!(new, old);
     fill(&mut admin, 50);
     assert_eq!(all_start_offsets(&mut admin, "gx"), vec![]);
-    let mut m = Member::join(&broker, "gx", "b");
-    let f = m.fetch("gx", new, &[], 10, 2_000);
-    assert_eq!(f.records.first().map(|r| r.0), Some(0));
-    let f = m.fetch("gx", new, &accept_all(&f.records), 10, 2_000);
-    assert_eq!((f.ack_error, f.records.first().map(|r| r.0)), (0, Some(10)));
+    let mut m = accept_first_ten(&broker, "gx", "b", new);
     assert_eq!(heartbeat(&mut m.conn, "gx", "b", -1).error_code, 0);
     drop(m);
     // After a restart the old state stays gone and the new topic's is where b left it.
