@@ -54,7 +54,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::shard::Shard;
 use crate::protocol::ResponseError as E;
-use crate::share::partition::{StateBatch, STATE_ACKNOWLEDGED, STATE_ARCHIVED};
+use crate::share::partition::{StateBatch, STATE_ACKNOWLEDGED};
 use crate::share::records::{ShareKey, ShareState};
 use crate::share::{state_partition, STATE_TOPIC};
 
@@ -513,11 +513,8 @@ impl Stored {
         if leader_epoch >= 0 && leader_epoch < self.leader_epoch {
             return Err(E::FencedLeaderEpoch.code());
         }
-        let complete = |b: &&StateBatch| {
-            b.delivery_state == STATE_ACKNOWLEDGED || b.delivery_state == STATE_ARCHIVED
-        };
         Ok(self.state.as_ref().map(|s| ShareState {
-            batches: s.batches.iter().filter(complete).copied().collect(),
+            batches: s.batches.iter().filter(|b| b.delivery_complete()).copied().collect(),
             leader_epoch: self.leader_epoch,
             ..s.clone()
         }))

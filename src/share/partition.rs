@@ -110,6 +110,14 @@ pub struct StateBatch {
     pub delivery_count: i16,
 }
 
+impl StateBatch {
+    /// Whether its records' delivery is complete (acknowledged or archived: KIP-1226's
+    /// delivery-complete count counts them).
+    pub fn delivery_complete(&self) -> bool {
+        self.delivery_state == STATE_ACKNOWLEDGED || self.delivery_state == STATE_ARCHIVED
+    }
+}
+
 /// A run of acquired offsets, as ShareFetch answers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Acquired {

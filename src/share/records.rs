@@ -57,11 +57,10 @@ impl ShareState {
         if self.start_offset < 0 {
             return -1;
         }
-        let complete = [super::partition::STATE_ACKNOWLEDGED, super::partition::STATE_ARCHIVED];
         let count: i64 = self
             .batches
             .iter()
-            .filter(|b| complete.contains(&b.delivery_state))
+            .filter(|b| b.delivery_complete())
             .map(|b| (b.last_offset - b.first_offset.max(self.start_offset) + 1).max(0))
             .fold(0, i64::saturating_add);
         i32::try_from(count).unwrap_or(i32::MAX)
