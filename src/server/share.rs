@@ -553,20 +553,28 @@ impl Shares {
         }
     }
 
+    /// Share group `id` of `groups`, put there first when it is not in memory: it carries
+    /// on from its recorded epoch (after a restart). GROUP_ID_NOT_FOUND when a classic or
+    /// consumer group holds the id (as Kafka).
+    fn group_in<'a>(
+        &self,
+        groups: &'a mut HashMap<String, ShareGroup>,
+        shard: &Shard,
+        id: &str,
+    ) -> Result<&'a mut ShareGroup, i16> {
+        if !groups.contains_key(id) {
+            if shard.groups.has_group(id) {
+                return Err(E::GroupIdNotFound.code());
+            }
+            let recorded = self.recorded_epoch(shard, id)?.unwrap_or(0);
+            groups.insert(id.to_owned(), ShareGroup::restored(id, GROUP_MEMBERS_MAX, recorded));
+        }
+        groups.get_mut(id).ok_or(E::GroupIdNotFound.code())
+    }
+
     fn heartbeat(&self, shard: &Shard, id: &str, hb: &Heartbeat) -> Result<HeartbeatReply, i16> {
         let mut groups = self.groups.borrow_mut();
-        if !groups.contains_key(id) && shard.groups.has_group(id) {
-            // A classic or consumer group holds the id (Kafka: GROUP_ID_NOT_FOUND).
-            return Err(E::GroupIdNotFound.code());
-        }
-        // A group not in memory carries on from its recorded epoch (after a restart).
-        let recorded = match groups.contains_key(id) {
-            true => 0,
-            false => self.recorded_epoch(shard, id)?.unwrap_or(0),
-        };
-        let group = groups
-            .entry(id.to_owned())
-            .or_insert_with(|| ShareGroup::restored(id, GROUP_MEMBERS_MAX, recorded));
+        let group = self.group_in(&mut groups, shard, id)?;
         self.expire_members(shard, group);
         // A member leaving with epoch -1 keeps its locks: its client's last acknowledgements
         // may still be on their way (librdkafka sends them alongside the leave), and closing

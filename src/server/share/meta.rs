@@ -35,9 +35,7 @@ use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::protocol::ResponseError as E;
 use crate::server::shard::Shard;
 use crate::server::share_state::StateCall;
-use crate::share::group::ShareGroup;
 use crate::share::records::ShareKey;
-use crate::share::GROUP_MEMBERS_MAX;
 
 /// Partitions of one topic: (topic id, name, partitions).
 type TopicPartitions = (uuid::Uuid, String, Vec<i32>);
@@ -184,17 +182,9 @@ impl Shares {
     /// Bumps `group`'s epoch and records it (AlterShareGroupOffsets, KAFKA-20910); a group
     /// not in memory carries on from its recorded epoch, or starts at 1. The new epoch.
     pub(super) async fn bump_epoch(&self, shard: &Rc<Shard>, group: &str) -> Result<i32, i16> {
-        if !self.groups.borrow().contains_key(group) {
-            if shard.groups.has_group(group) {
-                return Err(E::GroupIdNotFound.code());
-            }
-            let recorded = self.recorded_epoch(shard, group)?.unwrap_or(0);
-            let restored = ShareGroup::restored(group, GROUP_MEMBERS_MAX, recorded);
-            self.groups.borrow_mut().entry(group.to_owned()).or_insert(restored);
-        }
         let epoch = {
             let mut groups = self.groups.borrow_mut();
-            let g = groups.get_mut(group).ok_or(E::GroupIdNotFound.code())?;
+            let g = self.group_in(&mut groups, shard, group)?;
             if !g.members.is_empty() {
                 return Err(E::NonEmptyGroup.code());
             }
