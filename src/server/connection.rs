@@ -92,9 +92,14 @@ impl Conn {
 
 /// Serves one connection until the client closes it or sends something unacceptable.
 /// `stream` is the TCP stream itself or a TLS stream over it; `session` says who the client
-/// is and which listener it came in on.
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, session: Rc<Session>)
-where
+/// is and which listener it came in on; `socket` is the descriptor of a plain TCP `stream`
+/// (its frames' bodies are received straight from it: [`FrameReader::with_socket`]).
+pub async fn serve<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    session: Rc<Session>,
+    socket: Option<std::os::fd::RawFd>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = stream.split();
@@ -116,7 +121,11 @@ where
     let writing = crate::runtime::contain::spawn_contained("a connection's writer", writing);
     // Boxed once per connection, so that the connection's task (and the futures around it)
     // does not carry the reader's state, which is large, several times over.
-    let reading = Box::pin(read_loop(conn, FrameReader::new(reader), queue));
+    let frames = match socket {
+        Some(socket) => FrameReader::with_socket(reader, socket),
+        None => FrameReader::new(reader),
+    };
+    let reading = Box::pin(read_loop(conn, frames, queue));
     let drained = shard.draining.acquire(1);
     let draining = Rc::new(std::cell::Cell::new(false));
     // The block drops the reader when the shard drains, and with it the queue's sender: the

@@ -8,8 +8,11 @@
 //!   read-ahead of at most [`READ_AHEAD_BYTES`] (several small pipelined frames per read).
 //! - A body of at most [`BODY_DIRECT_MAX`] (1 MiB, Kafka producers' default
 //!   `max.request.size`: almost every Produce frame), which the caller's memory budget has
-//!   already admitted whole, is allocated once at its size, zero-filled, and read straight
-//!   from the stream into place: no copy and no growth. A larger one never to the claimed size
+//!   already admitted whole, is allocated once at its size and read straight from the stream
+//!   into place: no copy and no growth. On a plain TCP connection
+//!   ([`FrameReader::with_socket`]) it is received from the socket into the allocation as it
+//!   is, never zero-filled; over TLS it is zero-filled first (Rust's read traits take
+//!   initialised memory). A larger one never to the claimed size
 //!   up front: it grows with the bytes that arrive, is never zero-filled (each read lands in a
 //!   per-thread scratch buffer, initialised once, and is appended to the body) and is at most
 //!   twice the bytes received so far.
@@ -23,6 +26,8 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -36,11 +41,16 @@ pub const READ_AHEAD_BYTES: usize = 8 * 1024;
 /// Largest single read (the per-thread scratch buffer's size).
 const SCRATCH_BYTES: usize = 256 * 1024;
 /// A body of at most this that did not arrive whole with its prefix is allocated at its size
-/// and read in place (see the module docs). Zero-filling it (`calloc`: a `memset` at most,
-/// none for fresh pages) costs less than the copy out of the scratch buffer plus the
-/// `realloc`s of doubling that it replaces (9.2% and 5.4% of the broker's samples in the
-/// 1 KiB produce profile, perf/results/2026-12-05-frame-direct.md).
+/// and read in place (see the module docs): no copy out of the scratch buffer and no
+/// `realloc`s of doubling (9.2% and 5.4% of the broker's samples in the 1 KiB produce
+/// profile, perf/results/2026-12-05-frame-direct.md). Received from the socket it is not
+/// zero-filled either (the `memset`, 9.3%, is gone; the first touch of the cold memory moved
+/// into the kernel's copy: perf/results/2026-12-06-recv-in-place.md).
 const BODY_DIRECT_MAX: usize = 1024 * 1024;
+/// When a body received straight from the socket waits for more data, the wait goes through
+/// the stream (which registers the wake-up with the reactor) with at most this much
+/// zero-filled room: whatever the stream reads there is the body's, nothing more is zeroed.
+const WAIT_READ_BYTES: usize = 4096;
 /// First allocation for a larger body that did not arrive whole with its prefix.
 const BODY_FIRST_BYTES: usize = 64 * 1024;
 
@@ -69,12 +79,23 @@ pub struct FrameReader<R> {
     reader: R,
     /// Bytes received and not yet part of a returned frame (at most a prefix plus read-ahead).
     pending: BytesMut,
+    /// The socket `reader` reads, when it is plain TCP: bodies read in place are received
+    /// from it directly (see [`FrameReader::with_socket`]).
+    socket: Option<RawFd>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader of `reader`, holding no buffer yet.
     pub fn new(reader: R) -> Self {
-        FrameReader { reader, pending: BytesMut::new() }
+        FrameReader { reader, pending: BytesMut::new(), socket: None }
+    }
+
+    /// A reader of `reader`, which reads the socket `socket` without buffering (glommio's
+    /// plain `TcpStream`, or a half of it): bodies read in place are received from `socket`
+    /// straight into their unfilled allocation, and only a wait for more data goes through
+    /// `reader`. `socket` must stay open as long as `reader` (it is `reader`'s own).
+    pub fn with_socket(reader: R, socket: RawFd) -> Self {
+        FrameReader { reader, pending: BytesMut::new(), socket: Some(socket) }
     }
 
     /// Bytes received beyond the last frame returned.
@@ -139,6 +160,59 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// [`FrameReader::read_body`] of a body that fits [`BODY_DIRECT_MAX`] and is not all here:
     /// reads it from the stream straight into its own buffer, never past its end.
     async fn read_body_in_place(&mut self, size: usize) -> Result<Bytes, ReadError> {
+        let Some(socket) = self.socket else {
+            return self.read_body_zero_filled(size).await;
+        };
+        let mut body = Vec::with_capacity(size);
+        body.extend_from_slice(&self.pending);
+        self.pending = BytesMut::new();
+        // A receive that got less than it asked for emptied the socket: the next read waits
+        // through the stream at once (as glommio arms its readiness poll after a short read)
+        // rather than first asking the socket again for nothing.
+        let mut emptied = false;
+        while body.len() < size {
+            let reader = &mut self.reader;
+            let n = futures::future::poll_fn(|cx| {
+                let missing = size - body.len();
+                let filled = body.len();
+                let room = body.spare_capacity_mut().get_mut(..missing).unwrap_or_default();
+                let received =
+                    if std::mem::take(&mut emptied) { None } else { recv_into(socket, room) };
+                if let Some(received) = received {
+                    let n = received?;
+                    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity
+                    // (`n` <= `missing`, which fits it: the capacity is `size`).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        body.set_len(filled + n.min(missing));
+                    }
+                    emptied = n < missing;
+                    return Poll::Ready(Ok(n));
+                }
+                // Nothing there: wait through the stream, with a little zero-filled room.
+                body.resize(filled + missing.min(WAIT_READ_BYTES), 0);
+                let read = match body.get_mut(filled..) {
+                    Some(room) => Pin::new(&mut *reader).poll_read(cx, room),
+                    None => Poll::Ready(Ok(0)),
+                };
+                let n = match &read {
+                    Poll::Ready(Ok(n)) => *n,
+                    _ => 0,
+                };
+                body.truncate(filled + n);
+                read
+            })
+            .await?;
+            if n == 0 {
+                return Err(ReadError::Closed { inside_frame: true });
+            }
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// [`FrameReader::read_body_in_place`] through the stream (TLS, tests): the body is
+    /// zero-filled once, then read into.
+    async fn read_body_zero_filled(&mut self, size: usize) -> Result<Bytes, ReadError> {
         let mut body = vec![0u8; size];
         let mut filled = self.pending.len();
         let Some(head) = body.get_mut(..filled) else {
@@ -168,6 +242,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(ReadError::Closed { inside_frame });
         }
         Ok(())
+    }
+}
+
+/// One `recv(2)` from `socket` that does not wait, into memory not yet initialised: `None`
+/// when nothing is there. Written by hand because Rust's read traits (and glommio's streams)
+/// take `&mut [u8]`, initialised memory, which would mean zero-filling every body first.
+fn recv_into(socket: RawFd, room: &mut [MaybeUninit<u8>]) -> Option<io::Result<usize>> {
+    loop {
+        // SAFETY: the kernel writes at most `room.len()` bytes at `room`'s address, memory the
+        // caller lent us mutably; it reads none of it. A wrong descriptor is an error, not UB.
+        #[allow(unsafe_code)]
+        let n =
+            unsafe { libc::recv(socket, room.as_mut_ptr().cast(), room.len(), libc::MSG_DONTWAIT) };
+        if let Ok(n) = usize::try_from(n) {
+            return Some(Ok(n));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => return None,
+            io::ErrorKind::Interrupted => {}
+            _ => return Some(Err(error)),
+        }
     }
 }
 
@@ -283,6 +379,68 @@ mod tests {
                 assert!(reader.wait_for_data().await.is_err());
             });
         }
+    }
+
+    /// The reading end of a socket pair as a stream that counts what it reads and, when
+    /// nothing is there, asks to be polled again.
+    struct Socket {
+        stream: std::os::unix::net::UnixStream,
+        read_through: Vec<usize>,
+    }
+
+    impl AsyncRead for Socket {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            match io::Read::read(&mut self.stream, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Ok(n) => {
+                    self.read_through.push(n);
+                    Poll::Ready(Ok(n))
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_received_from_the_socket_come_out_whole_and_zero_fill_only_waits() {
+        use std::os::fd::AsRawFd;
+        let exact = (0..BODY_DIRECT_MAX).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+        let bodies: Vec<Vec<u8>> = vec![b"small".to_vec(), exact, vec![3u8; 70_000]];
+        let bytes = framed(&bodies.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let (reading, mut writing) = std::os::unix::net::UnixStream::pair().unwrap();
+        reading.set_nonblocking(true).unwrap();
+        // Written in pieces from another thread, so the reader also waits for data.
+        let writer = std::thread::spawn(move || {
+            for piece in bytes.chunks(33_333) {
+                io::Write::write_all(&mut writing, piece).unwrap();
+            }
+        });
+        let fd = reading.as_raw_fd();
+        let mut reader =
+            FrameReader::with_socket(Socket { stream: reading, read_through: vec![] }, fd);
+        block_on(async {
+            for want in &bodies {
+                reader.wait_for_data().await.unwrap();
+                let size = reader.read_size().await.unwrap();
+                let body = reader.read_body(size as usize).await.unwrap();
+                assert!(body[..] == want[..], "body of {}", want.len());
+            }
+            assert!(reader.wait_for_data().await.is_err());
+        });
+        writer.join().unwrap();
+        // Besides the read-ahead of prefixes (through the scratch buffer), the stream read at
+        // most one zero-filled wait's room at a time: the rest went straight into the bodies.
+        let through: usize = reader.reader.read_through.iter().sum();
+        let total: usize = bodies.iter().map(Vec::len).sum();
+        assert!(reader.reader.read_through.iter().all(|&n| n <= SCRATCH_BYTES));
+        assert!(through < total / 2, "{through} of {total} bytes read through the stream");
     }
 
     #[test]

@@ -51,7 +51,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, on: &A
     }
     let session = Rc::new(Session::new(peer, &on.name, on.protocol));
     match &on.tls {
-        None => connection::serve(shard, stream, session).await,
+        None => {
+            let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            connection::serve(shard, stream, session, Some(socket)).await;
+        }
         // Boxed: the handshake and the TLS stream's state would otherwise be part of every
         // plaintext connection's task too (an idle connection's memory is budgeted).
         Some(tls) => Box::pin(serve_tls(shard, stream, session, tls)).await,
@@ -82,5 +85,5 @@ async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, session: Rc<Session>, tl
         }
     };
     tracing::debug!(%peer, principal = %session.principal(), "TLS connection");
-    connection::serve(shard, stream, session).await;
+    connection::serve(shard, stream, session, None).await;
 }
