@@ -6,14 +6,14 @@
 #            acknowledged; this VM has no hardware counters, so no instructions/message)
 #   stall    the periodic-flush reproducer of issue 20: `--flush-ms 1000`, 15 s of 1 KiB
 #            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
-#            ack/e2e distribution and each second's ack p99
+#            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags
 #   consume  fill a 16-partition topic with 1 KiB records (FILL, 12 s), drop the page cache,
 #            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message;
 #            PROFILE=1 also records the broker (`perf record -F 499 --call-graph dwarf`) into
 #            perf/tmp/datapath/consume-<run>.perf.data
 #   e2e      fdatasync before every ack: `bench e2e` at each rate of E2E_RATE (default 500k;
 #            a list such as "1M 500k" runs each) msgs/s of 100 B over 16 partitions (15 s):
-#            ack/e2e distribution and each second's ack p99
+#            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8)
 # Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|e2e|consume|fio ...]
@@ -143,10 +143,11 @@ e2e() {
     report=$OUT/e2e-$rate-$label
     rm -rf "$report"
     start "$BIN" ""
+    # shellcheck disable=SC2086 # E2E_ARGS: extra `bench e2e` flags, word-split on purpose
     bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "$rate" \
-      --duration "$E2E_DURATION" --warmup 2s --report "$report" >/dev/null 2>&1
+      --duration "$E2E_DURATION" --warmup 2s --report "$report" ${E2E_ARGS:-} >/dev/null 2>&1
     finish
-    summary stall "$report" - "e2e $rate $label (load $(load))"
+    summary stall "$report" - "e2e $rate ${E2E_ARGS:+$E2E_ARGS }$label (load $(load))"
   done
 }
 
@@ -167,13 +168,14 @@ consume() {
       >/dev/null 2>&1 &
     record=$!
   fi
+  # shellcheck disable=SC2086 # CONSUME_ARGS: extra `bench consume` flags, word-split on purpose
   bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers 1 \
     --duration "$CONSUME_DURATION" \
-    --warmup 1s --report "$report" >/dev/null 2>&1
+    --warmup 1s --report "$report" ${CONSUME_ARGS:-} >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
   if [[ -n $record ]]; then kill -INT "$record"; wait "$record" || true; fi
   finish
-  summary consume "$report" "$report.stat" "consume $label (load $(load))"
+  summary consume "$report" "$report.stat" "consume ${CONSUME_ARGS:+$CONSUME_ARGS }$label (load $(load))"
 }
 
 fio_limits() {

@@ -367,7 +367,7 @@ datapath() {
   local scenario=$1
   shift
   step "$scenario" env SIDES=B ROUNDS="$ROUNDS" FILL="$FILL" PRODUCE_DURATION="${D:-12s}" \
-    STALL_DURATION="${D:-15s}" E2E_DURATION="${D:-15s}" CONSUME_DURATION="$CONSUME_D" \
+    STALL_DURATION="${D:-15s}" E2E_DURATION="${D:-60s}" CONSUME_DURATION="$CONSUME_D" \
     FIO_RUNTIME="$FIO_RUNTIME" FIO_SIZE="$FIO_SIZE" STRATA_ARGS="$DP_ARGS" \
     DATAPATH_OUT="$RESULTS/$DATE-datapath" BROKER_CPU="$BROKER_CPU" BENCH_CPU="$BENCH_CPU" \
     "$@" perf/datapath.sh "$STRATA" "$STRATA" "$scenario"
