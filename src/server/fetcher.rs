@@ -10,8 +10,8 @@
 //! this log has a suffix the leader does not (KIP-320), which the follower truncates before
 //! fetching on. Records are appended verbatim ([`PartitionLog::append_replica`]) and made
 //! durable (every partition of a response at once) before the next fetch, whose offset tells
-//! the leader they are here; the leader hands out records once written, while its own
-//! fdatasync runs ([`PartitionLog::wait_for_written`]). The follower
+//! the leader they are here; the leader hands out records as soon as they are appended,
+//! while its own write and fdatasync run ([`PartitionLog::wait_for_appended`]). The follower
 //! keeps the leader's high watermark, capped at its own log end.
 //!
 //! The set of partitions changes with the metadata ([`Fetchers::follow`]); a session whose

@@ -1215,7 +1215,7 @@ impl Shard {
 
     /// Resolves when any owned partition among `items` has data past its offset. Never
     /// resolves when none of them is owned here (the caller's deadline ends the wait).
-    /// `replica`: a follower's fetch, which waits for durable data rather than the high
+    /// `replica`: a follower's fetch, which waits for appended data rather than the high
     /// watermark.
     pub fn wait_local(&self, items: &[(PartitionRef, i64)], replica: bool) -> LocalFuture<()> {
         let waits: Vec<_> = items
@@ -1223,7 +1223,7 @@ impl Shard {
             .filter_map(|(p, offset)| {
                 let log = self.log(&p.topic, p.partition)?;
                 Some(Box::pin(if replica {
-                    log.wait_for_written(*offset)
+                    log.wait_for_appended(*offset)
                 } else {
                     log.wait_for_data(*offset)
                 }))

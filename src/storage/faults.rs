@@ -38,6 +38,9 @@ pub(crate) struct Faults {
     /// While set, every fdatasync waits before it starts (a slow disk): tests see data that
     /// is written but not yet durable.
     pub(crate) hold_syncs: Cell<bool>,
+    /// While set, every write waits before it starts: tests see data that is appended but
+    /// not yet written.
+    pub(crate) hold_writes: Cell<bool>,
     /// Faults injected so far.
     pub(crate) injected: Cell<u64>,
 }
@@ -109,6 +112,13 @@ impl Faults {
     /// device, not a synchronisation).
     pub(crate) async fn held_sync(&self) {
         while self.hold_syncs.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits while [`Faults::hold_writes`] is set (as [`Faults::held_sync`]).
+    pub(crate) async fn held_write(&self) {
+        while self.hold_writes.get() {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
     }

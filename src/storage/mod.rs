@@ -504,17 +504,21 @@ impl PartitionLog {
         self.wait_past(offset, |s| s.durable.get())
     }
 
-    /// Resolves when the log has written data past `offset` (the O_DIRECT write completed,
-    /// fdatasync or not), or the log is closed or deleted: the leader side of a follower's
-    /// long-poll fetch. A follower copies a batch while the leader's own fdatasync of it
-    /// runs, so an `acks=all` append costs the slower of the two syncs plus a round trip,
-    /// not their sum. Safe because the high watermark stays capped by this broker's
-    /// `durable_end()` ([`PartitionLog::set_high_watermark`]): a follower may hold records
-    /// the leader could still lose in a power failure, but no consumer or producer has been
-    /// told of them, and a new leader's log is the truth the old one truncates to (as in
-    /// Kafka, whose leaders serve followers unflushed data). A poisoned log is waited on.
-    pub fn wait_for_written(&self, offset: i64) -> WaitForData {
-        self.wait_past(offset, |s| s.written.get())
+    /// Resolves when the log has data past `offset` (appended: queued for its write, or
+    /// written, fdatasync or not), or the log is closed or deleted: the leader side of a
+    /// follower's long-poll fetch. A follower copies a batch while the leader's own write and
+    /// fdatasync of it run, so an `acks=all` append costs the slower of the two brokers'
+    /// write and sync plus a round trip, not their sum (issue 20 target 8: "the leader
+    /// answers a waiting follower fetch as soon as it appends"). Safe because the high
+    /// watermark stays capped by this broker's `durable_end()`
+    /// ([`PartitionLog::set_high_watermark`]): a follower may hold records the leader could
+    /// still lose (a crash, or a failed write that reloads the log), but no consumer or
+    /// producer has been told of them, and a new leader's log is the truth the old one
+    /// truncates to (as in Kafka, whose leaders serve followers unflushed data; a follower
+    /// ahead of a leader that lost its suffix in the same epoch is told where they diverge).
+    /// A poisoned log is waited on.
+    pub fn wait_for_appended(&self, offset: i64) -> WaitForData {
+        self.wait_past(offset, |s| s.leo.get())
     }
 
     /// Resolves when `end(shared) > offset`, or the log is closed or deleted; woken by the
@@ -525,8 +529,9 @@ impl PartitionLog {
         WaitForData { until }
     }
 
-    /// Like [`PartitionLog::read`], but up to the written end instead of the high watermark
-    /// (followers fetch beyond it, see [`PartitionLog::wait_for_written`]).
+    /// Like [`PartitionLog::read`], but up to the log end offset instead of the high
+    /// watermark (followers fetch beyond it, see [`PartitionLog::wait_for_appended`]): what is
+    /// not written yet comes from the tail cache, which keeps every batch until written.
     /// `ReadBatches::high_watermark` is still the high watermark.
     pub async fn read_replica(
         &self,
@@ -1004,6 +1009,12 @@ impl PartitionLog {
     #[cfg(test)]
     pub(crate) fn fail_next_write(&self) {
         self.shared().faults.fail_next_write();
+    }
+
+    /// Resolves when the log has written data past `offset` (the O_DIRECT write completed).
+    #[cfg(test)]
+    pub(crate) fn wait_for_written(&self, offset: i64) -> WaitForData {
+        self.wait_past(offset, |s| s.written.get())
     }
 
     #[cfg(test)]

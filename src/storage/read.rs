@@ -30,7 +30,7 @@ pub(crate) async fn read_until(
         return Err(StorageError::Closed.into());
     }
     let high_watermark = shared.visible_end();
-    let end = if replica { shared.written.get() } else { high_watermark };
+    let end = if replica { shared.leo.get() } else { high_watermark };
     let log_start_offset = shared.log_start.get();
     let out_of_range = ReadError::OffsetOutOfRange { log_start: log_start_offset, high_watermark };
     if offset < log_start_offset || offset > end {

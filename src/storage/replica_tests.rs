@@ -141,11 +141,11 @@ fn a_follower_copies_a_compacted_leader_gaps_included() {
     });
 }
 
-/// A follower may copy what the leader wrote before the leader's fdatasync of it ends, but
-/// the high watermark (what consumers read and `acks=all` waits for) never passes the
-/// leader's durable end.
+/// A follower may copy what the leader appended before the leader's write and fdatasync of
+/// it end, but the high watermark (what consumers read and `acks=all` waits for) never
+/// passes the leader's durable end.
 #[test]
-fn followers_read_written_data_before_it_is_durable_but_the_high_watermark_waits() {
+fn followers_read_appended_data_before_it_is_written_but_the_high_watermark_waits() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     run(move || async move {
@@ -155,15 +155,23 @@ fn followers_read_written_data_before_it_is_durable_but_the_high_watermark_waits
         log.set_high_watermark(10);
         assert_eq!(log.durable_end(), 10);
 
+        log.faults().hold_writes.set(true);
         log.faults().hold_syncs.set(true);
+        let waiting = log.wait_for_appended(10);
         let pending = log.append(&super::tests::test_batch(2)).unwrap();
-        log.wait_for_written(10).await;
+        waiting.await;
+        assert_eq!(log.shared().written.get(), 10, "the write is held");
         let copied = log.read_replica(10, 1 << 20).await.unwrap();
-        assert_eq!(Batches::new(&copied.records).count(), 1, "written, not yet synced");
-        assert_eq!(log.durable_end(), 10, "the sync is held");
+        assert_eq!(Batches::new(&copied.records).count(), 1, "appended, not yet written");
         log.set_high_watermark(15);
         assert_eq!(log.high_watermark(), 10, "capped by the durable end");
         assert!(log.read(10, 1 << 20).await.unwrap().records.is_empty(), "consumers wait");
+
+        log.faults().hold_writes.set(false);
+        log.wait_for_written(14).await;
+        assert_eq!(log.durable_end(), 10, "the sync is held");
+        log.set_high_watermark(15);
+        assert_eq!(log.high_watermark(), 10, "still capped by the durable end");
 
         log.faults().hold_syncs.set(false);
         pending.durable().await.unwrap();

@@ -147,6 +147,10 @@ impl Shared {
         }
         self.leo.set(next_offset);
         self.wake_writer();
+        if self.replicated.get() {
+            // Followers' long-poll fetches wait for appended data (`wait_for_appended`).
+            self.progress.wake_all();
+        }
     }
 
     /// Forgets the next read and drops its read-ahead (cancelled if in flight), and bumps

@@ -151,12 +151,8 @@ impl Writer {
                 if self.background_sync_allowed() {
                     self.start_sync();
                 } else {
-                    if self.shared.replicated.get() {
-                        // Followers' fetches wait for written data (`wait_for_written`): let
-                        // them copy it while this sync runs (a background sync does not hold
-                        // the `publish` below, which wakes them anyway).
-                        self.shared.progress.wake_all();
-                    }
+                    // Followers' fetches were woken when the batches were appended
+                    // (`Shared::enqueue`): they copy them while this write and sync run.
                     self.sync().await?;
                 }
             }
@@ -285,6 +281,8 @@ impl Writer {
         }
         bytes[at..].fill(0);
         let new_tail = bytes[(align_down(end) - aligned) as usize..at].to_vec();
+        #[cfg(test)]
+        self.shared.faults.held_write().await;
         #[cfg(test)]
         if let Some(fault) = self.shared.faults.on_write(write_len) {
             return Err(inject_write_fault(fault, &segment, bytes, aligned).await);
