@@ -118,6 +118,36 @@ fn e2e_counts_match_and_reports_are_well_formed() {
     assert!(html.matches("<svg").count() >= 3, "three plots expected");
 }
 
+/// `bench consume` (which prefetches: the next fetch leaves before a response's records are
+/// counted) reads back every record `bench produce` wrote, over many small fetches, and stops
+/// once drained.
+#[test]
+fn consume_reads_back_every_produced_record() {
+    let broker = start_broker();
+    let bench = |args: &[&str]| {
+        let report = tempfile::tempdir().expect("report dir");
+        let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("bench")
+            .args(args)
+            .args(["--brokers", &broker.addr(), "--topic", "it-consume", "--partitions", "3"])
+            .arg("--report")
+            .arg(report.path())
+            .output()
+            .expect("run strata bench");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let summary = std::fs::read_to_string(report.path().join("summary.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&summary).expect("summary.json parses")
+    };
+    let produced = bench(&["produce", "--messages", "30000", "--record-size", "200"]);
+    let total = produced["produced_total"].as_u64().expect("produced_total");
+    assert!(total >= 30_000, "{produced}");
+    let consumed =
+        bench(&["consume", "--record-size", "200", "--fetch-bytes", "16KiB", "--duration", "60s"]);
+    assert_eq!(consumed["consumed_total"].as_u64(), Some(total), "{consumed}");
+    assert_eq!(consumed["drained"], serde_json::Value::Bool(true));
+    assert_eq!(consumed["foreign_records"].as_u64(), Some(0));
+}
+
 /// Looks up a dotted path (`settings.partitions`, `timeline[].second`) in a JSON document.
 fn pointer<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     let mut node = doc;
