@@ -96,7 +96,7 @@ pub async fn run(
                 sent = true;
             }
         }
-        let retry = absorb(&plan, response, &mut offsets, &recorder, &progress)?;
+        let retry = absorb(&plan, &response, &mut offsets, &recorder, &progress)?;
         retrying = match (retry, retrying) {
             (false, _) => None,
             (true, None) => Some(Instant::now()),
@@ -128,6 +128,43 @@ fn next_offsets(
     offsets: &[(i32, i64)],
 ) -> anyhow::Result<(Vec<(i32, i64)>, bool)> {
     let mut next = offsets.to_vec();
+    let retry = each_partition(plan, response, &mut next, |records, offset| {
+        let mut data: &[u8] = records;
+        while let Some(header) = read_header(data, false)? {
+            data = data.get(header.size_bytes..).unwrap_or_default();
+            *offset = (*offset).max(header.next_offset());
+        }
+        Ok(())
+    })?;
+    Ok((next, retry))
+}
+
+/// Counts a fetch response's records and advances `offsets`; `Ok(true)` if some partition
+/// reported a retriable error.
+fn absorb(
+    plan: &ConsumerPlan,
+    response: &FetchResponse,
+    offsets: &mut [(i32, i64)],
+    recorder: &RefCell<Recorder>,
+    progress: &Progress,
+) -> anyhow::Result<bool> {
+    let now = plan.clock.now_ns();
+    let mut recorder = recorder.borrow_mut();
+    each_partition(plan, response, offsets, |records, offset| {
+        *offset = consume_records(plan, records, *offset, now, &mut recorder, progress)?;
+        Ok(())
+    })
+}
+
+/// Calls `visit` with the records and the offset slot of each partition of `response` that
+/// `offsets` lists and that reported no error; `Ok(true)` if some partition reported a
+/// retriable error, an error for any other partition error (or one `visit` returned).
+fn each_partition(
+    plan: &ConsumerPlan,
+    response: &FetchResponse,
+    offsets: &mut [(i32, i64)],
+    mut visit: impl FnMut(&Bytes, &mut i64) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
     let mut retry = false;
     for t in &response.responses {
         for p in &t.partitions {
@@ -138,47 +175,11 @@ fn next_offsets(
             if p.error_code != 0 {
                 bail!("fetch {}/{}: error code {}", plan.topic, p.partition_index, p.error_code);
             }
-            let Some(slot) = next.iter_mut().find(|(id, _)| *id == p.partition_index) else {
-                continue;
-            };
-            let mut data: &[u8] = p.records.as_deref().unwrap_or_default();
-            while let Some(header) = read_header(data, false)
-                .with_context(|| format!("partition {}", p.partition_index))?
-            {
-                data = data.get(header.size_bytes..).unwrap_or_default();
-                slot.1 = slot.1.max(header.next_offset());
-            }
-        }
-    }
-    Ok((next, retry))
-}
-
-/// Counts a fetch response's records and advances `offsets`; `Ok(true)` if some partition
-/// reported a retriable error.
-fn absorb(
-    plan: &ConsumerPlan,
-    response: FetchResponse,
-    offsets: &mut [(i32, i64)],
-    recorder: &RefCell<Recorder>,
-    progress: &Progress,
-) -> anyhow::Result<bool> {
-    let now = plan.clock.now_ns();
-    let mut retry = false;
-    let mut recorder = recorder.borrow_mut();
-    for t in response.responses {
-        for p in t.partitions {
-            if RETRIABLE.contains(&p.error_code) {
-                retry = true;
-                continue;
-            }
-            if p.error_code != 0 {
-                bail!("fetch {}/{}: error code {}", plan.topic, p.partition_index, p.error_code);
-            }
             let Some(slot) = offsets.iter_mut().find(|(id, _)| *id == p.partition_index) else {
                 continue;
             };
-            if let Some(records) = p.records {
-                slot.1 = consume_records(plan, records, slot.1, now, &mut recorder, progress)
+            if let Some(records) = &p.records {
+                visit(records, &mut slot.1)
                     .with_context(|| format!("partition {}", p.partition_index))?;
             }
         }
@@ -231,14 +232,14 @@ fn fetch_request(settings: &Settings, topic: &TopicName, offsets: &[(i32, i64)])
 /// Counts the records of a fetched partition at or after `offset`; returns the next offset.
 fn consume_records(
     plan: &ConsumerPlan,
-    records: Bytes,
+    records: &[u8],
     mut offset: i64,
     now_ns: u64,
     recorder: &mut Recorder,
     progress: &Progress,
 ) -> anyhow::Result<i64> {
     let e2e = plan.settings.mode == Mode::E2e;
-    let mut data: &[u8] = &records;
+    let mut data = records;
     let (mut count, mut bytes, mut foreign) = (0u64, 0u64, 0u64);
     while let Some(header) = read_header(data, true)? {
         let batch = &data[..header.size_bytes];
