@@ -6,7 +6,7 @@
 #            acknowledged; this VM has no hardware counters, so no instructions/message)
 #   stall    the periodic-flush reproducer of issue 20: `--flush-ms 1000`, 15 s of 1 KiB
 #            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
-#            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags
+#            ack/e2e distribution and each second's ack p99
 #   consume  fill a 16-partition topic with 1 KiB records (FILL, 12 s), drop the page cache,
 #            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message;
 #            PROFILE=1 also records the broker (`perf record -F 499 --call-graph dwarf`) into

@@ -72,28 +72,28 @@ pub async fn run(
     // that the broker serves it while this tool parses. E2e keeps one fetch in flight (its
     // latencies stay comparable with earlier runs).
     let prefetch = plan.settings.mode == Mode::Consume;
-    let send = |writer: &mut ConnWriter, offsets: &[(i32, i64)]| {
-        writer.encode(&fetch_request(&plan.settings, &topic, offsets), version)
-    };
     let mut retrying: Option<Instant> = None;
-    if should_stop(&plan, &offsets, &progress) {
-        return Ok(());
-    }
-    let mut correlation_id = send(&mut writer, &offsets)?;
-    writer.flush().await?;
+    // The correlation id of a fetch already sent ahead (prefetch).
+    let mut sent_ahead: Option<i32> = None;
     loop {
+        let correlation_id = match sent_ahead.take() {
+            Some(id) => id,
+            None => {
+                if should_stop(&plan, &offsets, &progress) {
+                    return Ok(());
+                }
+                send_fetch(&mut writer, &plan, &topic, &offsets, version).await?
+            }
+        };
         let frame = reader.next_frame().await?;
         let response = decode_response::<FetchRequest>(frame, correlation_id, version)?;
         if response.error_code != 0 {
             bail!("fetch failed: error code {}", response.error_code);
         }
-        let mut sent = false;
         if prefetch {
             let (next, retry) = next_offsets(&plan, &response, &offsets)?;
             if !retry && !should_stop(&plan, &next, &progress) {
-                correlation_id = send(&mut writer, &next)?;
-                writer.flush().await?;
-                sent = true;
+                sent_ahead = Some(send_fetch(&mut writer, &plan, &topic, &next, version).await?);
             }
         }
         let retry = absorb(&plan, &response, &mut offsets, &recorder, &progress)?;
@@ -105,18 +105,24 @@ pub async fn run(
             }
             (true, since) => since,
         };
-        if sent {
-            continue;
-        }
+        // (Nothing is sent ahead after a retriable error.)
         if retrying.is_some() {
             glommio::timer::sleep(RETRY_BACKOFF).await;
         }
-        if should_stop(&plan, &offsets, &progress) {
-            return Ok(());
-        }
-        correlation_id = send(&mut writer, &offsets)?;
-        writer.flush().await?;
     }
+}
+
+/// Sends one fetch from `offsets`; its correlation id.
+async fn send_fetch(
+    writer: &mut ConnWriter,
+    plan: &ConsumerPlan,
+    topic: &TopicName,
+    offsets: &[(i32, i64)],
+    version: i16,
+) -> anyhow::Result<i32> {
+    let correlation_id = writer.encode(&fetch_request(&plan.settings, topic, offsets), version)?;
+    writer.flush().await?;
+    Ok(correlation_id)
 }
 
 /// Where each partition's next fetch starts after `response`, from its batch headers alone

@@ -108,19 +108,14 @@ impl Faults {
         None
     }
 
-    /// Waits while [`Faults::hold_syncs`] is set (polled: test-only, a stand-in for a slow
-    /// device, not a synchronisation).
+    /// Waits while [`Faults::hold_syncs`] is set.
     pub(crate) async fn held_sync(&self) {
-        while self.hold_syncs.get() {
-            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        held(&self.hold_syncs).await;
     }
 
-    /// Waits while [`Faults::hold_writes`] is set (as [`Faults::held_sync`]).
+    /// Waits while [`Faults::hold_writes`] is set.
     pub(crate) async fn held_write(&self) {
-        while self.hold_writes.get() {
-            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        held(&self.hold_writes).await;
     }
 
     /// For an fdatasync: `Some(lose)` to fail it, `lose` saying whether to damage the data
@@ -137,5 +132,13 @@ impl Faults {
     pub(crate) fn on_grow(&self) -> Option<std::io::Error> {
         let hit = self.hit(self.rates.get().grow_enospc);
         hit.then(|| std::io::Error::from_raw_os_error(libc::ENOSPC))
+    }
+}
+
+/// Waits while `flag` is set (polled: test-only, a stand-in for a slow device, not a
+/// synchronisation).
+async fn held(flag: &Cell<bool>) {
+    while flag.get() {
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
