@@ -119,16 +119,26 @@ fn new_batch() -> Bytes {
     out.freeze()
 }
 
+/// The step the recovery thread is at, named when an input hangs it.
+static STEP: std::sync::Mutex<&str> = std::sync::Mutex::new("between inputs");
+
+fn step(name: &'static str) {
+    *STEP.lock().unwrap_or_else(|e| e.into_inner()) = name;
+}
+
 /// Recovers `file` as the active segment and checks the properties of the module docs.
 async fn check_active(dir: &Path, file: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(ACTIVE), file).unwrap();
+    step("opening the fuzzed active segment");
     let Ok(log) = PartitionLog::open(dir.to_path_buf(), config()).await else {
         return;
     };
+    step("reading the recovered log");
     let kept = served(&log).await;
     assert!(file.starts_with(&kept), "recovery served bytes that are not a prefix of the file");
     assert!(kept.len() <= valid_prefix(file, 0), "recovery kept an invalid batch");
+    step("closing the recovered log");
     log.close().await.expect("closing the recovered log");
     // A quiet log keeps its small preallocated extent at close: after what was served, the
     // file holds nothing but zeros as far as the next recovery looks.
@@ -137,12 +147,16 @@ async fn check_active(dir: &Path, file: &[u8]) {
     let window = (kept.len() as u64 / 4096 * 4096 + strata::storage::RECOVERY_ZERO_BYTES) as usize;
     let after = &closed[kept.len()..closed.len().min(window)];
     assert!(after.iter().all(|&b| b == 0), "closing left stale bytes after the served data");
+    step("reopening and reading");
     let log = PartitionLog::open(dir.to_path_buf(), config()).await.expect("reopening");
     assert_eq!(served(&log).await, kept, "a clean restart serves the same");
     let appended = new_batch();
+    step("appending after recovery");
     let pending = log.append(&appended).expect("appending after recovery");
     pending.durable().await.expect("the append after recovery is durable");
+    step("closing after the append");
     log.close().await.expect("closing the recovered log");
+    step("reopening after the append");
     let log = PartitionLog::open(dir.to_path_buf(), config()).await.expect("reopening");
     let again = served(&log).await;
     log.close().await.expect("closing");
@@ -159,9 +173,11 @@ async fn check_closed(dir: &Path, file: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(ACTIVE), file).unwrap();
     std::fs::write(dir.join(format!("{LATER_BASE:020}.log")), b"").unwrap();
+    step("opening the fuzzed closed segment");
     let Ok(log) = PartitionLog::open(dir.to_path_buf(), config()).await else {
         return;
     };
+    step("reading the closed segment");
     let kept = served(&log).await;
     assert!(file.starts_with(&kept), "a closed segment served bytes not in the file");
     log.close().await.expect("closing");
@@ -200,6 +216,7 @@ impl Recoverer {
                         check_active(&dir, &input).await;
                     }
                     let _ = std::fs::remove_dir_all(&dir);
+                    step("between inputs");
                     if finished.send(()).is_err() {
                         return;
                     }
@@ -212,13 +229,32 @@ impl Recoverer {
     fn check(&self, input: &[u8]) {
         let sent = self.inputs.as_ref().map(|i| i.send(input.to_vec()));
         assert!(matches!(sent, Some(Ok(()))), "the recovery thread died on an earlier input");
-        self.done.recv().expect("recovery panicked on this input (see the panic above)");
+        // One input takes milliseconds; a recovery that never returns is a bug like a panic
+        // (a broker that hangs at start), so it fails here with the input saved and the seed
+        // printed, instead of hanging the test run.
+        match self.done.recv_timeout(HANG) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let step = *STEP.lock().unwrap_or_else(|e| e.into_inner());
+                panic!("recovery did not return within {HANG:?} on this input ({step})")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("recovery panicked on this input (see the panic above)")
+            }
+        }
     }
 }
+
+/// How long one input may take before it counts as a hang.
+const HANG: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Drop for Recoverer {
     fn drop(&mut self) {
         self.inputs.take();
+        // A hung recovery thread is left behind (it ends with the process).
+        if std::thread::panicking() {
+            return;
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
