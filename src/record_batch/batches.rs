@@ -52,3 +52,18 @@ impl Iterator for Batches<'_> {
         Some(item)
     }
 }
+
+/// Length of the longest run of whole batches at the start of `buf` within `budget` bytes;
+/// with `at_least_one`, the first batch counts even when it alone is larger (KIP-74: a fetch's
+/// first partition with data makes progress past a batch larger than its limits).
+pub fn whole_batches_within(buf: &[u8], budget: usize, at_least_one: bool) -> usize {
+    let mut taken = 0usize;
+    for item in Batches::new(buf) {
+        let Ok((_, range)) = item else { break };
+        if range.end > budget && !(at_least_one && taken == 0) {
+            break;
+        }
+        taken = range.end;
+    }
+    taken
+}

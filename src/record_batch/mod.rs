@@ -37,7 +37,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use batches::Batches;
+pub use batches::{whole_batches_within, Batches};
 pub use codec::Codec;
 pub use control::{
     check_client_batch, marker_batch, marker_kind, AbortedFilter, MARKER_ABORT, MARKER_BATCH_BYTES,

@@ -90,6 +90,10 @@ pub struct FetchItem {
     /// A consumer's fetch whose response has no room left for this partition's records:
     /// answer its offsets (high watermark, log start, last stable offset) without reading.
     pub offsets_only: bool,
+    /// A consumer's fetch in which an earlier partition returned records: only whole batches
+    /// within `max_bytes` (the first partition with data takes at least one, KIP-74), so a
+    /// batch that cannot fit is not read from disk.
+    pub within_max_bytes: bool,
 }
 
 /// What a read from one partition returned.

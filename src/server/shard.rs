@@ -1129,6 +1129,7 @@ impl Shard {
                 }
                 read
             }
+            None if item.within_max_bytes => log.read_within(item.offset, item.max_bytes).await,
             None => log.read(item.offset, item.max_bytes).await,
         };
         match read {

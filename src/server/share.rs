@@ -809,6 +809,7 @@ impl Shares {
             follower_read: false,
             client_rack: None,
             offsets_only: false,
+            within_max_bytes: false,
         };
         let outcome = shard.read_local(item).await;
         result.high_watermark = outcome.high_watermark;
@@ -1219,6 +1220,7 @@ pub(super) async fn read_states(
             follower_read: false,
             client_rack: None,
             offsets_only: false,
+            within_max_bytes: false,
         };
         let outcome = shard.read_local(item).await;
         if outcome.error_code != 0 {

@@ -538,7 +538,7 @@ impl PartitionLog {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadBatches, ReadError> {
-        read::read_until(self.shared(), offset, max_bytes, true).await
+        read::read_until(self.shared(), offset, max_bytes, true, false).await
     }
 
     /// Becoming leader at `epoch`: later appends stamp `partitionLeaderEpoch = epoch` (not
@@ -897,7 +897,19 @@ impl PartitionLog {
     /// one whole batch (KIP-74); only batches below the high watermark. Empty if
     /// `offset == high_watermark`; `OffsetOutOfRange` below the log start or above the HW.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
-        read::read_until(self.shared(), offset, max_bytes, false).await
+        read::read_until(self.shared(), offset, max_bytes, false, false).await
+    }
+
+    /// Like [`PartitionLog::read`], but only whole batches within `max_bytes`: empty when
+    /// the first one is larger (Kafka's `minOneMessage = false`, for a fetch's later
+    /// partitions). The size of such a batch is remembered, so asking again with as little
+    /// room reads nothing from the disk.
+    pub async fn read_within(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadBatches, ReadError> {
+        read::read_until(self.shared(), offset, max_bytes, false, true).await
     }
 
     /// Reads the log from its start to the high watermark, `chunk_bytes` at a time, and

@@ -18,13 +18,15 @@ const READ_BYTES_MAX: u64 = WRITE_BYTES_MAX;
 /// Bytes fetched per step of a timestamp search.
 const TIME_SCAN_BYTES: usize = 1 << 20;
 
-/// See [`super::PartitionLog::read`], and [`super::PartitionLog::read_replica`] when
-/// `replica` (up to the durable end instead of the high watermark).
+/// See [`super::PartitionLog::read`], [`super::PartitionLog::read_replica`] when `replica`
+/// (up to the durable end instead of the high watermark), and
+/// [`super::PartitionLog::read_within`] when `fit` (no first batch larger than `max_bytes`).
 pub(crate) async fn read_until(
     shared: &Rc<Shared>,
     offset: i64,
     max_bytes: usize,
     replica: bool,
+    fit: bool,
 ) -> Result<ReadBatches, ReadError> {
     if shared.closed.get() {
         return Err(StorageError::Closed.into());
@@ -42,11 +44,16 @@ pub(crate) async fn read_until(
     }
     let cached = shared.cache.borrow().read(offset, max_bytes, end);
     if let Some(records) = cached {
+        let records = match fit {
+            true => records.slice(..record_batch::whole_batches_within(&records, max_bytes, false)),
+            false => records,
+        };
         return Ok(done(records));
     }
     let mut segment = segment_for(shared, offset).ok_or(out_of_range)?;
     loop {
-        if let Some(records) = read_segment(shared, &segment, offset, max_bytes, end).await? {
+        let want = Want::new(shared, offset, max_bytes, end, fit);
+        if let Some(records) = read_segment(shared, &segment, want).await? {
             return Ok(done(records));
         }
         // Compaction removed every batch at or after `offset` from this segment: the next
@@ -74,14 +81,22 @@ fn corrupt(segment: &Segment, position: u64, reason: impl ToString) -> StorageEr
 }
 
 /// A read's target: serve batches from the one holding `offset` (or the first after it),
-/// `budget` bytes but at least one whole batch, none at or above `end`. `epoch` is the log's
-/// read epoch when the read began.
+/// `budget` bytes but at least one whole batch unless `fit`, none at or above `end`. `epoch`
+/// is the log's read epoch when the read began.
 #[derive(Clone, Copy)]
 struct Want {
     offset: i64,
     budget: u64,
     end: i64,
     epoch: u64,
+    fit: bool,
+}
+
+impl Want {
+    fn new(shared: &Shared, offset: i64, max_bytes: usize, end: i64, fit: bool) -> Want {
+        let budget = (max_bytes as u64).min(READ_BYTES_MAX);
+        Want { offset, budget, end, epoch: shared.read_epoch.get(), fit }
+    }
 }
 
 /// Batches of `segment` from the one containing `offset` (or the first after it), `None`
@@ -91,13 +106,16 @@ struct Want {
 async fn read_segment(
     shared: &Rc<Shared>,
     segment: &Rc<Segment>,
-    offset: i64,
-    max_bytes: usize,
-    end: i64,
+    want: Want,
 ) -> Result<Option<Bytes>, StorageError> {
-    let epoch = shared.read_epoch.get();
-    let want = Want { offset, budget: (max_bytes as u64).min(READ_BYTES_MAX), end, epoch };
-    if let Some(known) = readahead::take(shared, segment, offset).await {
+    let offset = want.offset;
+    let fit = want.fit.then_some(want.budget);
+    let known = match readahead::take(shared, segment, offset, fit).await {
+        readahead::Next::TooLarge => return Ok(Some(Bytes::new())),
+        readahead::Next::Known(known) => Some(known),
+        readahead::Next::Unknown => None,
+    };
+    if let Some(known) = known {
         if known.position >= segment.size.get() {
             // The segment has no batch at or after `offset` (compaction left a gap at its
             // end): the next segment has it.
@@ -115,7 +133,7 @@ async fn read_segment(
     let Some((position, first)) = locate(segment, from, offset).await? else {
         return Ok(None);
     };
-    if first.base_offset >= end {
+    if first.base_offset >= want.end {
         return Ok(Some(Bytes::new()));
     }
     match serve(shared, segment, position, None, want).await? {
@@ -143,7 +161,7 @@ async fn serve(
     };
     let buf = match ahead.filter(covers) {
         Some(buf) => buf,
-        None => read_batches(segment, position, want.budget).await?,
+        None => read_batches(segment, position, want.budget, !want.fit).await?,
     };
     let first = BatchHeader::parse(&buf).map_err(|e| corrupt(segment, position, e))?;
     if first.last_offset() < want.offset {
@@ -153,13 +171,27 @@ async fn serve(
     let mut next_offset = want.offset;
     for item in Batches::new(&buf) {
         let Ok((header, range)) = item else { break };
-        if header.base_offset >= want.end || (taken > 0 && range.end as u64 > want.budget) {
+        let over = range.end as u64 > want.budget && (taken > 0 || want.fit);
+        if header.base_offset >= want.end || over {
             break;
         }
         taken = range.end;
         next_offset = header.last_offset() + 1;
     }
     if taken == 0 && first.base_offset < want.end {
+        let batch_bytes = first.total_bytes() as u64;
+        if want.fit && batch_bytes > want.budget {
+            let offset = want.offset;
+            readahead::remember_too_large(
+                shared,
+                segment,
+                position,
+                offset,
+                batch_bytes,
+                want.epoch,
+            );
+            return Ok(Some(Bytes::new()));
+        }
         return Err(corrupt(segment, position, "first batch does not parse"));
     }
     // The read's own memory becomes the records (`read_exact` copied it out of the DMA
@@ -185,17 +217,19 @@ fn first_batch_bytes(buf: &[u8]) -> Option<usize> {
 }
 
 /// Reads whole batches from `position` (a batch start): `budget` bytes, or more when the
-/// first batch is larger (KIP-74: at least one whole batch), never past the segment's end.
+/// first batch is larger and `whole_first` (KIP-74: at least one whole batch), never past
+/// the segment's end.
 async fn read_batches(
     segment: &Segment,
     position: u64,
     budget: u64,
+    whole_first: bool,
 ) -> Result<Vec<u8>, StorageError> {
     let available = segment.size.get().saturating_sub(position);
     let len = budget.max(HEADER_BYTES as u64).min(available);
     let buf = readahead::read_exact(segment, position, len).await?;
     match first_batch_bytes(&buf).map(|n| n as u64) {
-        Some(whole) if whole > len && whole <= available => {
+        Some(whole) if whole_first && whole > len && whole <= available => {
             readahead::read_exact(segment, position, whole).await
         }
         _ => Ok(buf),
@@ -242,7 +276,7 @@ pub(crate) async fn offset_for_timestamp(
     };
     let mut offset = start.max(shared.log_start.get());
     while offset < shared.visible_end() {
-        let records = read_until(shared, offset, TIME_SCAN_BYTES, false).await?.records;
+        let records = read_until(shared, offset, TIME_SCAN_BYTES, false, false).await?.records;
         if records.is_empty() {
             break;
         }

@@ -28,6 +28,7 @@ use super::cache::Reservation;
 use super::segment::{align_down, align_up, Segment};
 use super::shared::Shared;
 use super::{StorageError, BLOCK_BYTES, WRITE_BYTES_MAX};
+use crate::record_batch::BatchHeader;
 
 /// Largest read-ahead of one partition: the largest read (Redpanda's equivalent is
 /// `storage_read_buffer_size` × `storage_read_readahead_count`). It is issued, as every read,
@@ -42,6 +43,9 @@ pub(crate) struct NextRead {
     /// is the first of the segment with `last_offset() >= offset`.
     offset: i64,
     epoch: u64,
+    /// Bytes of the batch at `position`, when a read that had to fit its budget found it too
+    /// large: later such reads answer nothing without touching the disk.
+    batch_bytes: Option<u64>,
     ahead: Option<ReadAhead>,
 }
 
@@ -51,12 +55,24 @@ impl NextRead {
     pub(crate) fn reads_ahead(&self) -> bool {
         self.ahead.is_some()
     }
+
+    /// Bytes of the batch at its position, when known too large for an earlier read.
+    #[cfg(test)]
+    pub(crate) fn batch_bytes(&self) -> Option<u64> {
+        self.batch_bytes
+    }
 }
 
 struct ReadAhead {
-    task: glommio::Task<Result<Vec<u8>, StorageError>>,
+    bytes: AheadBytes,
     /// Given back to the pool when the read-ahead is used or dropped.
-    _reservation: Reservation,
+    reservation: Reservation,
+}
+
+enum AheadBytes {
+    Reading(glommio::Task<Result<Vec<u8>, StorageError>>),
+    /// Read, and kept for a later read: the one that awaited it could not use it.
+    Read(Vec<u8>),
 }
 
 /// A next read taken for use: the batch for the offset starts at `position`; `bytes` are
@@ -66,25 +82,66 @@ pub(crate) struct Known {
     pub(crate) bytes: Option<Vec<u8>>,
 }
 
+/// What the log's next read says about a read of `offset`.
+pub(crate) enum Next {
+    /// Nothing (another offset or segment, or made stale): locate the batch from the index.
+    Unknown,
+    /// The batch there is larger than the read may take (see [`take`]'s `fit`).
+    TooLarge,
+    Known(Known),
+}
+
 /// The next read made for `offset` in `segment`, if there is one and it is still valid (it
-/// is taken: a read uses it once). Waits for its read-ahead if one is in flight.
-pub(crate) async fn take(shared: &Shared, segment: &Rc<Segment>, offset: i64) -> Option<Known> {
+/// is taken: a read uses it once). Waits for its read-ahead if one is in flight. With `fit`
+/// (a read that may return only whole batches within that many bytes) a next read whose
+/// first batch is larger is left in place, read-ahead included, for a later read that may
+/// take it, and the answer is [`Next::TooLarge`].
+pub(crate) async fn take(
+    shared: &Shared,
+    segment: &Rc<Segment>,
+    offset: i64,
+    fit: Option<u64>,
+) -> Next {
     let epoch = shared.read_epoch.get();
     let wanted =
         |n: &NextRead| Rc::ptr_eq(&n.segment, segment) && n.offset == offset && n.epoch == epoch;
-    if !shared.next_read.borrow().as_ref().is_some_and(wanted) {
-        return None;
+    let too_large = |n: &NextRead| fit.is_some_and(|fit| n.batch_bytes.is_some_and(|b| b > fit));
+    match shared.next_read.borrow().as_ref() {
+        Some(next) if wanted(next) && too_large(next) => return Next::TooLarge,
+        Some(next) if wanted(next) => {}
+        _ => return Next::Unknown,
     }
-    let next = shared.next_read.borrow_mut().take()?;
-    let bytes = match next.ahead {
-        Some(ahead) => ahead.task.await.ok(),
-        None => None,
+    let Some(mut next) = shared.next_read.borrow_mut().take() else {
+        return Next::Unknown;
+    };
+    let (bytes, reservation) = match next.ahead.take() {
+        Some(ReadAhead { bytes: AheadBytes::Reading(task), reservation }) => {
+            (task.await.ok(), Some(reservation))
+        }
+        Some(ReadAhead { bytes: AheadBytes::Read(bytes), reservation }) => {
+            (Some(bytes), Some(reservation))
+        }
+        None => (None, None),
     };
     // A truncation while the read-ahead ran may have cut or rewritten what it read.
     if shared.read_epoch.get() != epoch {
-        return None;
+        return Next::Unknown;
     }
-    Some(Known { position: next.position, bytes })
+    let first = bytes.as_deref().and_then(|b| BatchHeader::parse(b).ok());
+    let batch_bytes = first.map(|h| h.total_bytes() as u64);
+    if let Some(batch_bytes) = batch_bytes.filter(|&b| fit.is_some_and(|fit| b > fit)) {
+        // Put it back, unless another read of the log remembered its own meanwhile.
+        next.batch_bytes = Some(batch_bytes);
+        if let (Some(bytes), Some(reservation)) = (bytes, reservation) {
+            next.ahead = Some(ReadAhead { bytes: AheadBytes::Read(bytes), reservation });
+        }
+        let mut slot = shared.next_read.borrow_mut();
+        if slot.is_none() && !shared.closed.get() {
+            *slot = Some(next);
+        }
+        return Next::TooLarge;
+    }
+    Next::Known(Known { position: next.position, bytes })
 }
 
 /// What a read from disk learnt: the batch after the ones it served starts at `position` of
@@ -120,8 +177,36 @@ pub(crate) fn remember(shared: &Shared, learnt: Learnt<'_>) {
     } else {
         None
     };
-    let next = NextRead { segment: segment.clone(), position, offset, epoch, ahead };
+    let next =
+        NextRead { segment: segment.clone(), position, offset, epoch, batch_bytes: None, ahead };
     *shared.next_read.borrow_mut() = Some(next);
+}
+
+/// Remembers that the batch a read of `offset` found at `position` of `segment` is
+/// `batch_bytes` long, more than that read could take: a later read that must fit a budget
+/// answers from this alone, and one that may take it reads it from `position`. A read-ahead
+/// of the log made for the same place is kept.
+pub(crate) fn remember_too_large(
+    shared: &Shared,
+    segment: &Rc<Segment>,
+    position: u64,
+    offset: i64,
+    batch_bytes: u64,
+    epoch: u64,
+) {
+    if epoch != shared.read_epoch.get() || shared.closed.get() {
+        return;
+    }
+    let mut slot = shared.next_read.borrow_mut();
+    if let Some(next) = slot.as_mut() {
+        if Rc::ptr_eq(&next.segment, segment) && next.position == position {
+            next.batch_bytes = Some(batch_bytes);
+            return;
+        }
+    }
+    let segment = segment.clone();
+    let batch_bytes = Some(batch_bytes);
+    *slot = Some(NextRead { segment, position, offset, epoch, batch_bytes, ahead: None });
 }
 
 fn start(shared: &Shared, segment: &Rc<Segment>, position: u64, len: u64) -> Option<ReadAhead> {
@@ -129,7 +214,7 @@ fn start(shared: &Shared, segment: &Rc<Segment>, position: u64, len: u64) -> Opt
     let reservation = pool.reserve(usize::try_from(len).ok()?)?;
     let segment = segment.clone();
     let task = glommio::spawn_local(async move { read_exact(&segment, position, len).await });
-    Some(ReadAhead { task, _reservation: reservation })
+    Some(ReadAhead { bytes: AheadBytes::Reading(task), reservation })
 }
 
 /// Size of the pieces a read from disk is issued in, all at once: each fits a block of

@@ -273,3 +273,74 @@ fn read_ahead_stays_within_its_share_of_the_pool_and_without_it_the_position_sti
         assert_eq!(pool.used(), 0);
     });
 }
+
+#[test]
+fn a_read_within_a_budget_the_next_batch_exceeds_answers_nothing_and_keeps_the_read_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let pool = pool();
+        let log = open_in_pool(&dir, disk_config(), &pool).await;
+        append_batches(&log, 0, 100).await.unwrap();
+        let truth = file_batches(&dir);
+        let header = |b: &Bytes| BatchHeader::parse(b).unwrap();
+        let batch_at = |offset: i64| truth.iter().find(|b| header(b).last_offset() >= offset);
+        let read = log.read(0, 2000).await.unwrap();
+        let next = Batches::new(&read.records).map(|i| i.unwrap().0.last_offset() + 1).last();
+        let next = next.unwrap();
+        let used = pool.used();
+        assert!(used > 0, "a read-ahead from `next`");
+        let expected = batch_at(next).unwrap().clone();
+        let size = expected.len();
+        // The first awaits the read-ahead and puts it back; the second answers from the
+        // remembered size alone.
+        for _ in 0..2 {
+            let read = log.read_within(next, size - 1).await.unwrap();
+            assert!(read.records.is_empty(), "the next batch does not fit");
+            assert_eq!(pool.used(), used, "the read-ahead is kept");
+            let known = log.shared().next_read.borrow().as_ref().and_then(NextRead::batch_bytes);
+            assert_eq!(known, Some(size as u64));
+        }
+        // Room for that batch and less than the one after it: exactly that batch, from the
+        // read-ahead; then a consumer reading on gets what the files hold.
+        let two = size + batch_at(header(&expected).last_offset() + 1).unwrap().len();
+        let read = log.read_within(next, two - 1).await.unwrap();
+        assert_eq!(read.records, expected);
+        let after = header(&expected).last_offset() + 1;
+        let first_after = truth.iter().position(|b| header(b).base_offset == after).unwrap();
+        let rest = read_on(&log, after, log.high_watermark(), 3000, false).await;
+        assert_eq!(rest, truth[first_after..]);
+        // Located from the index (no next read there): nothing when the batch does not fit,
+        // whole batches within the budget when it does, and a plain read takes it whole.
+        let far = &truth[50];
+        let offset = header(far).base_offset;
+        assert!(log.read_within(offset, far.len() - 1).await.unwrap().records.is_empty());
+        let known = log.shared().next_read.borrow().as_ref().and_then(NextRead::batch_bytes);
+        assert_eq!(known, Some(far.len() as u64));
+        let within = log.read_within(offset, far.len() + truth[51].len() - 1).await.unwrap();
+        assert_eq!(within.records, *far);
+        assert_eq!(log.read(offset, 1).await.unwrap().records, *far);
+        log.close().await.unwrap();
+        assert_eq!(pool.used(), 0);
+    });
+}
+
+#[test]
+fn a_read_within_from_the_tail_cache_returns_whole_batches_within_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig { tail_cache_bytes: 1 << 20, ..small_config() };
+        let log = PartitionLog::open(dir.clone(), config).await.unwrap();
+        append_batches(&log, 0, 10).await.unwrap();
+        assert_eq!(log.shared().cache.borrow().first_offset(), Some(0), "all in the cache");
+        let truth = file_batches(&dir);
+        let (a, b) = (truth[0].len(), truth[1].len());
+        assert!(log.read_within(0, a - 1).await.unwrap().records.is_empty());
+        assert_eq!(log.read_within(0, a + b - 1).await.unwrap().records, truth[0]);
+        let two = log.read_within(0, a + b).await.unwrap().records;
+        assert_eq!(two, [truth[0].clone(), truth[1].clone()].concat());
+        assert_eq!(log.read(0, 1).await.unwrap().records, truth[0], "at least one batch");
+        log.close().await.unwrap();
+    });
+}

@@ -26,6 +26,7 @@ use super::str_bytes;
 use crate::config::limits;
 use crate::controller::ClusterMetadata;
 use crate::protocol::ResponseError as E;
+use crate::record_batch;
 use crate::server::mesh::{FetchItem, FetchOutcome, PartitionRef, ReplicaFetch, ShardMsg};
 use crate::server::router::{scatter, Buckets};
 use crate::server::shard::{LocalFuture, Shard};
@@ -131,6 +132,7 @@ fn resolve(
                         follower_read,
                         client_rack: client_rack.clone(),
                         offsets_only: false,
+                        within_max_bytes: false,
                     },
                 )),
                 (Some(_), Some(Err(error))) => Err(error.code()),
@@ -212,6 +214,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
                 // `trim_to_budget` keeps nothing of a later partition once the budget is
                 // spent; the first one with data keeps its first batch whatever the budget.
                 item.offsets_only = left == 0 && !first && item.replica.is_none();
+                item.within_max_bytes = !first && item.replica.is_none();
                 let outcome = shard.read_local(item).await;
                 if !outcome.records.is_empty() {
                     first = false;
@@ -310,7 +313,7 @@ fn trim_to_budget(outcomes: &mut [FetchOutcome], partition_limits: &[usize], max
         if outcome.records.is_empty() {
             continue;
         }
-        let keep = whole_batches_within(&outcome.records, (*limit).min(left), first);
+        let keep = record_batch::whole_batches_within(&outcome.records, (*limit).min(left), first);
         if keep < outcome.records.len() {
             outcome.records = outcome.records.slice(..keep);
         }
@@ -319,20 +322,6 @@ fn trim_to_budget(outcomes: &mut [FetchOutcome], partition_limits: &[usize], max
             left = left.saturating_sub(keep);
         }
     }
-}
-
-/// Length of the longest run of whole batches at the start of `records` within `budget`
-/// bytes; with `at_least_one`, the first batch counts even when it alone is larger.
-fn whole_batches_within(records: &bytes::Bytes, budget: usize, at_least_one: bool) -> usize {
-    let mut taken = 0usize;
-    for item in crate::record_batch::Batches::new(records) {
-        let Ok((_, range)) = item else { break };
-        if range.end > budget && !(at_least_one && taken == 0) {
-            break;
-        }
-        taken = range.end;
-    }
-    taken
 }
 
 fn respond(
