@@ -39,6 +39,7 @@ mod read;
 mod readahead;
 #[cfg(test)]
 mod readahead_tests;
+mod readbuf;
 mod recovery;
 mod replica;
 mod retention;

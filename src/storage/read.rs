@@ -6,6 +6,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::readahead;
+use super::readbuf::ReadBuf;
 use super::segment::Segment;
 use super::shared::Shared;
 use super::{ReadBatches, ReadError, StorageError, WRITE_BYTES_MAX};
@@ -149,13 +150,13 @@ async fn serve(
     shared: &Rc<Shared>,
     segment: &Rc<Segment>,
     position: u64,
-    ahead: Option<Vec<u8>>,
+    ahead: Option<ReadBuf>,
     want: Want,
 ) -> Result<Option<Bytes>, StorageError> {
     // A read-ahead serves when it holds the first whole batch and as much as this read may
     // take (it was started for a smaller read, or before the active segment grew, if not).
     let available = segment.size.get().saturating_sub(position);
-    let covers = |b: &Vec<u8>| {
+    let covers = |b: &ReadBuf| {
         let whole = first_batch_bytes(b).is_some_and(|n| n <= b.len());
         whole && b.len() as u64 >= want.budget.min(available)
     };
@@ -198,7 +199,7 @@ async fn serve(
     // buffers), and the read-ahead starts once it is out of the way.
     let mut buf = buf;
     buf.truncate(taken);
-    let records = Bytes::from(buf);
+    let records = buf.into_bytes();
     let learnt = readahead::Learnt {
         segment,
         position: position + taken as u64,
@@ -224,7 +225,7 @@ async fn read_batches(
     position: u64,
     budget: u64,
     whole_first: bool,
-) -> Result<Vec<u8>, StorageError> {
+) -> Result<ReadBuf, StorageError> {
     let available = segment.size.get().saturating_sub(position);
     let len = budget.max(HEADER_BYTES as u64).min(available);
     let buf = readahead::read_exact(segment, position, len).await?;

@@ -25,6 +25,7 @@ use std::rc::Rc;
 use futures::stream::{FuturesOrdered, StreamExt};
 
 use super::cache::Reservation;
+use super::readbuf::{self, ReadBuf};
 use super::segment::{align_down, align_up, Segment};
 use super::shared::Shared;
 use super::{StorageError, BLOCK_BYTES, WRITE_BYTES_MAX};
@@ -70,16 +71,16 @@ struct ReadAhead {
 }
 
 enum AheadBytes {
-    Reading(glommio::Task<Result<Vec<u8>, StorageError>>),
+    Reading(glommio::Task<Result<ReadBuf, StorageError>>),
     /// Read, and kept for a later read: the one that awaited it could not use it.
-    Read(Vec<u8>),
+    Read(ReadBuf),
 }
 
 /// A next read taken for use: the batch for the offset starts at `position`; `bytes` are
 /// the read-ahead's from there, if one was started and succeeded.
 pub(crate) struct Known {
     pub(crate) position: u64,
-    pub(crate) bytes: Option<Vec<u8>>,
+    pub(crate) bytes: Option<ReadBuf>,
 }
 
 /// What the log's next read says about a read of `offset`.
@@ -228,14 +229,14 @@ const _: () = assert!(READ_PIECE_BYTES.is_multiple_of(BLOCK_BYTES));
 
 /// `len` bytes of `segment` from `position` (any alignment), copied out of the DMA buffers
 /// into memory of their own (glommio's buffers are `Rc`, not `Send`; records may cross
-/// shards). Read in aligned pieces of at most [`READ_PIECE_BYTES`], all in flight at once,
+/// shards), recycled (see `readbuf`). Read in aligned pieces of at most [`READ_PIECE_BYTES`], all in flight at once,
 /// each copied and given back as soon as it and those before it landed. An error if fewer
 /// bytes are there.
 pub(crate) async fn read_exact(
     segment: &Segment,
     position: u64,
     len: u64,
-) -> Result<Vec<u8>, StorageError> {
+) -> Result<ReadBuf, StorageError> {
     let end = position.saturating_add(len);
     let mut pieces = FuturesOrdered::new();
     let mut at = align_down(position);
@@ -247,7 +248,7 @@ pub(crate) async fn read_exact(
         pieces.push_back(async move { (at, file.read_at_aligned(at, piece_len).await) });
         at = piece_end;
     }
-    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    let mut out = readbuf::with_capacity(usize::try_from(len).unwrap_or(0));
     while let Some((at, read)) = pieces.next().await {
         let read = read.map_err(|e| StorageError::io("read", &segment.path, e))?;
         let from = usize::try_from(position.saturating_sub(at)).unwrap_or(usize::MAX);
