@@ -13,7 +13,7 @@
 //!
 //! Bounds: at most [`FREE_MAX`] buffers per thread, each of at most [`RECYCLED_BYTES_MAX`]
 //! capacity (16 MiB per thread in all); smaller reads (headers, index walks) use plain
-//! allocations.
+//! allocations, and a read reuses only a buffer at most twice its size.
 
 use std::cell::RefCell;
 
@@ -36,7 +36,10 @@ thread_local! {
 pub(crate) fn with_capacity(len: usize) -> ReadBuf {
     if (RECYCLED_BYTES_MIN..=RECYCLED_BYTES_MAX).contains(&len) {
         let reused = FREE.with_borrow_mut(|free| {
-            let at = free.iter().position(|v| v.capacity() >= len)?;
+            // At most twice the size asked for: a small read's bytes may be held long (an
+            // unread response counts its length against the memory budget, not the buffer's).
+            let fits = |v: &Vec<u8>| v.capacity() >= len && v.capacity() <= len.saturating_mul(2);
+            let at = free.iter().position(fits)?;
             Some(free.swap_remove(at))
         });
         if let Some(vec) = reused {
@@ -54,6 +57,11 @@ pub(crate) struct ReadBuf {
 impl ReadBuf {
     pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.vec.extend_from_slice(bytes);
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.vec.capacity()
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
@@ -122,18 +130,23 @@ mod tests {
         assert_eq!(&slice[..], &[7u8; 10]);
         drop(slice);
         drop(other);
-        // Both went back; a read of any size they hold reuses one, empty.
+        // Both went back; a read of at least half their size reuses one, empty.
         let again = with_capacity(600 << 10);
         assert!(again.is_empty());
-        let kept = FREE.with_borrow(|free| free.len());
-        assert_eq!(kept, 1, "one reused, one still free");
+        assert_eq!(FREE.with_borrow(|free| free.len()), 1, "one reused");
+        let smaller = with_capacity(400 << 10);
+        assert!(smaller.capacity() < 1 << 20, "not a buffer of more than twice its size");
+        drop(smaller);
         let small = with_capacity(4 << 10);
         drop(small);
-        assert_eq!(FREE.with_borrow(|free| free.len()), 1, "small buffers are not kept");
+        let sizes = || FREE.with_borrow(|free| free.iter().map(Vec::capacity).collect::<Vec<_>>());
+        assert_eq!(sizes().len(), 2, "the 400 KiB one joined; small buffers are not kept");
         drop(again);
         let third = with_capacity(RECYCLED_BYTES_MAX);
         drop(third);
-        assert_eq!(FREE.with_borrow(|free| free.len()), FREE_MAX, "at most FREE_MAX");
-        assert!(FREE.with_borrow(|free| free.iter().any(|v| v.capacity() >= RECYCLED_BYTES_MAX)));
+        // At most FREE_MAX, the smallest making room for larger ones.
+        let sizes = sizes();
+        assert_eq!(sizes.len(), FREE_MAX);
+        assert!(sizes.contains(&RECYCLED_BYTES_MAX) && sizes.iter().all(|&c| c >= 1 << 20));
     }
 }
