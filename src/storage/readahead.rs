@@ -229,9 +229,9 @@ const _: () = assert!(READ_PIECE_BYTES.is_multiple_of(BLOCK_BYTES));
 
 /// `len` bytes of `segment` from `position` (any alignment), copied out of the DMA buffers
 /// into memory of their own (glommio's buffers are `Rc`, not `Send`; records may cross
-/// shards), recycled (see `readbuf`). Read in aligned pieces of at most [`READ_PIECE_BYTES`], all in flight at once,
-/// each copied and given back as soon as it and those before it landed. An error if fewer
-/// bytes are there.
+/// shards), recycled (see `readbuf`). Read in aligned pieces of at most
+/// [`READ_PIECE_BYTES`], all in flight at once, each copied and given back as soon as it and
+/// those before it landed. An error if fewer bytes are there.
 pub(crate) async fn read_exact(
     segment: &Segment,
     position: u64,
