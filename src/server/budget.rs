@@ -457,6 +457,9 @@ pub fn fix_allocator_thresholds() {
 
 /// Returns free heap memory to the system (glibc's `malloc_trim`; nothing elsewhere).
 fn return_free_memory() {
+    // The storage's recycled read buffers of this shard go first, so that the trim returns
+    // them too.
+    crate::storage::release_read_buffers();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointer.

@@ -73,6 +73,7 @@ use producers::Verdict;
 pub use producers::{
     AbortedTxn, ProducerError, ProducerInfo, BATCHES_KEPT, PRODUCER_EXPIRATION_MS,
 };
+pub use readbuf::release as release_read_buffers;
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::{Shared, TruncateKind, Truncation};
 use wait::Until;

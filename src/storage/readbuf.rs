@@ -13,7 +13,8 @@
 //!
 //! Bounds: at most [`FREE_MAX`] buffers per thread, each of at most [`RECYCLED_BYTES_MAX`]
 //! capacity (16 MiB per thread in all); smaller reads (headers, index walks) use plain
-//! allocations, and a read reuses only a buffer at most twice its size.
+//! allocations, and a read reuses only a buffer at most twice its size. Once a burst's memory
+//! is given back, the broker frees the lists too ([`release`]).
 
 use std::cell::RefCell;
 
@@ -47,6 +48,13 @@ pub(crate) fn with_capacity(len: usize) -> ReadBuf {
         }
     }
     ReadBuf { vec: Vec::with_capacity(len) }
+}
+
+/// Frees this thread's free buffers: the broker calls it when a burst's memory was given back
+/// (`server::budget::trim_when_released`), before it returns free memory to the system.
+pub fn release() {
+    let free = FREE.try_with(|free| free.try_borrow_mut().map(|mut f| std::mem::take(&mut *f)));
+    drop(free);
 }
 
 /// A read's bytes; its memory goes back to the free list when dropped.
@@ -148,5 +156,7 @@ mod tests {
         let sizes = sizes();
         assert_eq!(sizes.len(), FREE_MAX);
         assert!(sizes.contains(&RECYCLED_BYTES_MAX) && sizes.iter().all(|&c| c >= 1 << 20));
+        release();
+        assert_eq!(FREE.with_borrow(|free| free.len()), 0, "released");
     }
 }
