@@ -15,7 +15,8 @@
 #            a list such as "1M 500k" runs each) msgs/s of 100 B over 16 partitions (15 s):
 #            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
-#            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8)
+#            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8), and the broker's pattern:
+#            16 files at once, 256 KiB write+fdatasync each, into fresh and written space
 # Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|e2e|consume|fio ...]
 #        (default: produce stall consume fio)
 # Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1; SIDES="A B" (SIDES=B: B alone,
@@ -181,7 +182,7 @@ consume() {
 fio_limits() {
   local f=perf/tmp/datapath-fio.dat job
   run_fio() {
-    fio --name="$1" --filename="$f" --direct=1 --ioengine=io_uring --size="$FIO_SIZE" \
+    fio --name="$1" ${f:+--filename="$f"} --direct=1 --ioengine=io_uring --size="$FIO_SIZE" \
       --runtime="$FIO_RUNTIME" \
       --time_based --output-format=json --cpus_allowed="$BROKER_CPU" "${@:2}" >"$OUT/fio-$1.json"
     python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
@@ -194,6 +195,21 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
   done
   run_fio seqread-1m-qd8 --rw=read --bs=1M --iodepth=8
   rm -f "$f"
+  # The broker's own pattern: 16 partitions, each a file written in ~256-512 KiB O_DIRECT
+  # writes with an fdatasync after each, all at once. Into fresh fallocated space (as a new
+  # segment: every write converts unwritten extents, io_uring hands it to a kernel worker
+  # and each fdatasync writes the inode) and into blocks already written (a reused file).
+  # 512 MiB per file and 2 s: no job wraps around into its own written blocks.
+  local dir=perf/tmp/datapath-fio16 kind overwrite
+  for kind in fresh written; do
+    overwrite=0; [[ $kind == written ]] && overwrite=1
+    rm -rf "$dir"; mkdir -p "$dir"
+    # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
+    f='' run_fio "write-fdatasync-256k-16f-$kind" --directory="$dir" \
+      --filename_format='j.$jobnum' --numjobs=16 --group_reporting --size=512M --runtime=2 \
+      --rw=write --bs=256k --fdatasync=1 --overwrite=$overwrite
+  done
+  rm -rf "$dir"
   echo "(load $(load))"
 }
 

@@ -160,11 +160,16 @@ rows = []  # (target, scenario, strata, limit, tansu, command)
 p1k = produce_runs(f"{DP}/produce-1kb-B*[0-9]", "produce")
 p100 = produce_runs(f"{DP}/produce-100b-B*[0-9]", "produce")
 fsync = {j: fio(f"write-fdatasync-{j}") for j in ("256k", "1m", "4m", "8m")}
+fio16 = {k: fio(f"write-fdatasync-256k-16f-{k}") for k in ("fresh", "written")}
 seqw = fio("seqwrite-1m-qd8")
 mb1k = med(r[1] for r in p1k)
 lim = ("fio write+fdatasync each, qd 1: " + " / ".join(
     f"{j} {v:.0f}" if v else f"{j} —" for j, v in fsync.items()) + " MB/s"
     + (f"; at 8 MiB (the broker's largest write){ratio(mb1k, fsync['8m'])}" if fsync["8m"] else "")
+    + (f"<br>the broker's pattern, 16 files at once, 256 KiB write+fdatasync each: into fresh "
+       f"fallocated space (as new segments) {fio16['fresh']:.0f} MB/s{ratio(mb1k, fio16['fresh'])}"
+       f", into written blocks {fio16['written']:.0f} MB/s{ratio(mb1k, fio16['written'])}"
+       if fio16["fresh"] and fio16["written"] else "")
     ) if any(fsync.values()) else "fio: " + missing("fio")
 rows.append(("1", "1 KiB max-rate produce, 16 partitions, fdatasync before every ack",
              fmt_produce(p1k, "produce"), lim,
