@@ -226,6 +226,9 @@ pub struct BrokerConfig {
     /// Write zeros over extents preallocated ahead of the data, in the background, so an
     /// fdatasync after a write there syncs no unwritten-extent conversion.
     pub segment_prezero: bool,
+    /// Reuse the file of a segment retention deleted as the partition's next segment (its
+    /// blocks are written: no unwritten-extent conversion); see `LogConfig::recycle`.
+    pub segment_recycle: bool,
     /// Redpanda's `storage_min_free_bytes`: free space kept on the data directory's
     /// filesystem (the smaller of this and `storage_min_free_percent` applies; 0: off).
     pub storage_min_free_bytes: u64,
@@ -551,6 +554,7 @@ impl Default for BrokerConfig {
             segment_prealloc_bytes: 64 << 20,
             segment_prealloc_min_bytes: 64 << 10,
             segment_prezero: false,
+            segment_recycle: false,
             storage_min_free_bytes: 1 << 30,
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,

@@ -1,12 +1,14 @@
 //! Adaptive preallocation against a real broker: a new partition reserves (almost) no disk,
-//! a busy one preallocates ahead of its data in extents that grow with its write rate.
+//! a busy one preallocates ahead of its data in extents that grow with its write rate; with
+//! `--segment-recycle true` a segment file retention deleted becomes the next segment, and
+//! its old batches never come back, not even after a kill -9.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{batch, create, produce, Broker, Conn};
+use common::{batch, create, fetch_one, poll, produce, records, Broker, Conn};
 
 /// Disk used by `path` and everything under it, in bytes (`du`: allocated blocks).
 fn du(path: &Path) -> u64 {
@@ -57,4 +59,82 @@ fn a_new_partition_reserves_little_and_a_busy_one_grows_its_extents() {
     // The idle partitions still reserve nothing.
     let idle = du(&broker.data_dir.join("idle-0"));
     assert!(idle <= 16 << 10, "{idle}");
+}
+
+/// Every record from the log start to the high watermark: (offset, value).
+fn read_all(conn: &mut Conn, topic: &str) -> (i64, i64, Vec<(i64, Vec<u8>)>) {
+    let first = fetch_one(conn, topic, 0, 0);
+    let (start, hw) = (first.log_start_offset, first.high_watermark);
+    let mut out = Vec::new();
+    let mut offset = start;
+    while offset < hw {
+        let part = fetch_one(conn, topic, 0, offset);
+        assert_eq!(part.error_code, 0);
+        let data = part.records.expect("records");
+        let got = records(&data);
+        assert!(!got.is_empty(), "nothing at {offset} below the high watermark {hw}");
+        for (o, _, value) in got.into_iter().filter(|(o, _, _)| *o >= offset) {
+            out.push((o, value));
+        }
+        offset = out.last().unwrap().0 + 1;
+    }
+    (start, hw, out)
+}
+
+/// Produces batch `next` (60 records of 1000 bytes, every value naming its batch), acks=all.
+fn send(conn: &mut Conn, next: &mut u32) {
+    let value = format!("{next:08}").repeat(125).into_bytes();
+    let records: Vec<(&[u8], &[u8])> = (0..60).map(|_| (&b"k"[..], &value[..])).collect();
+    let (code, base) = produce(conn, "r", 0, batch(&records), -1);
+    assert_eq!((code, base), (0, i64::from(*next) * 60));
+    *next += 1;
+}
+
+#[test]
+fn a_recycled_segment_file_serves_only_new_batches_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--segment-recycle",
+        "true",
+        "--segment-bytes",
+        "1048576",
+        "--retention-bytes",
+        "2097152",
+        "--retention-check-ms",
+        "100",
+    ];
+    let mut broker = Broker::start(dir.path(), &args);
+    let mut conn = Conn::connect(broker.addr);
+    assert_eq!(create(&mut conn, "r", 1, 1).0, 0);
+    let log_dir = broker.data_dir.join("r-0");
+    let kept = log_dir.join("recycled.segment");
+    let mut next = 0u32;
+    for _ in 0..60 {
+        send(&mut conn, &mut next);
+    }
+    // Retention deletes the oldest segments and keeps one file.
+    poll("a segment file kept for reuse", || kept.exists().then_some(()));
+    // A roll takes it (a segment holds about 17 batches): the active segment is that file,
+    // a few new batches at its start and the old ones after them.
+    let mut rolls = 0;
+    while kept.exists() {
+        assert!(rolls < 40, "no roll took the kept file");
+        send(&mut conn, &mut next);
+        rolls += 1;
+    }
+    send(&mut conn, &mut next);
+    let before = read_all(&mut conn, "r");
+    assert_eq!(before.1, i64::from(next) * 60);
+    broker.kill9();
+    broker.restart();
+    let mut conn = Conn::connect(broker.addr);
+    let after = read_all(&mut conn, "r");
+    assert_eq!(after, before, "the same records, no old batch among them");
+    for (offset, value) in &after.2 {
+        let batch = offset / 60;
+        assert_eq!(&value[..8], format!("{batch:08}").as_bytes(), "offset {offset}");
+    }
+    // And the log goes on from there.
+    send(&mut conn, &mut next);
+    assert_eq!(fetch_one(&mut conn, "r", 0, 0).high_watermark, i64::from(next) * 60);
 }

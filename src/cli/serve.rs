@@ -221,6 +221,12 @@ pub struct Settings {
     /// ack p50 -8%, p99 +15%: perf/results/2026-12-05-prezero.md). [default: false]
     #[arg(long, env = "STRATA_SEGMENT_PREZERO", action = clap::ArgAction::Set)]
     pub segment_prezero: Option<bool>,
+    /// Keep the file of the oldest segment retention deletes (one per partition) and reuse
+    /// it as the partition's next segment: its blocks are already written, so writes into it
+    /// convert no unwritten extents. Holds up to one segment file per partition beyond
+    /// retention until the next roll. [default: false]
+    #[arg(long, env = "STRATA_SEGMENT_RECYCLE", action = clap::ArgAction::Set)]
+    pub segment_recycle: Option<bool>,
     /// Free space kept on the data directory's filesystem (Redpanda's
     /// storage_min_free_bytes): below the smaller of this and storage-min-free-percent,
     /// produce is refused with KAFKA_STORAGE_ERROR and new partitions are not created;
@@ -860,6 +866,7 @@ impl Settings {
             segment_prealloc_bytes,
             segment_prealloc_min_bytes,
             segment_prezero,
+            segment_recycle,
             storage_min_free_bytes,
             storage_min_free_percent,
             flush_messages,
@@ -987,6 +994,7 @@ impl Settings {
             segment_prealloc_bytes: Some(d.segment_prealloc_bytes),
             segment_prealloc_min_bytes: Some(d.segment_prealloc_min_bytes),
             segment_prezero: Some(d.segment_prezero),
+            segment_recycle: Some(d.segment_recycle),
             storage_min_free_bytes: Some(d.storage_min_free_bytes),
             storage_min_free_percent: Some(d.storage_min_free_percent),
             flush_messages: None,
@@ -1268,6 +1276,7 @@ impl Settings {
                 .segment_prealloc_min_bytes
                 .unwrap_or(d.segment_prealloc_min_bytes),
             segment_prezero: self.segment_prezero.unwrap_or(d.segment_prezero),
+            segment_recycle: self.segment_recycle.unwrap_or(d.segment_recycle),
             storage_min_free_bytes: self.storage_min_free_bytes.unwrap_or(d.storage_min_free_bytes),
             storage_min_free_percent: self
                 .storage_min_free_percent

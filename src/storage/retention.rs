@@ -112,7 +112,18 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
     }
     shared.segments.borrow_mut().retain(|s| !doomed.iter().any(|d| Rc::ptr_eq(s, d)));
     shared.forget_reads();
+    let recycled = segment::recycled_path(&shared.dir);
+    let mut keep = shared.config.borrow().recycle && !recycled.exists();
     for segment in &doomed {
+        // The oldest one's file is kept for the next segment, unless a read still holds it
+        // (it would read the new data at the old positions).
+        if keep && Rc::strong_count(segment) == 1 {
+            match std::fs::rename(&segment.path, &recycled) {
+                Ok(()) => keep = false,
+                Err(e) => tracing::warn!(path = %segment.path.display(), error = %e,
+                    "could not keep a segment file for reuse"),
+            }
+        }
         remove_segment_files(&shared.dir, segment.base_offset)?;
         tracing::info!(path = %segment.path.display(), log_start = new_start,
             "retention deleted segment");

@@ -39,6 +39,13 @@ pub(crate) fn file_path(dir: &Path, base_offset: i64, extension: &str) -> PathBu
     dir.join(format!("{base_offset:0width$}.{extension}", width = NAME_DIGITS))
 }
 
+/// The file a partition keeps for its next segment when `LogConfig::recycle` is on: the
+/// `.log` file of a segment retention deleted, renamed (not a `.log` name: recovery does not
+/// list it as a segment).
+pub(crate) fn recycled_path(dir: &Path) -> PathBuf {
+    dir.join("recycled.segment")
+}
+
 /// Base offset encoded in a `.log` file name, if it is one of ours.
 pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
     let digits = name.strip_suffix(".log")?;

@@ -801,6 +801,65 @@ fn retention_deletes_closed_segments_and_persists_the_log_start() {
     });
 }
 
+/// Copies the log directory's files as they are now (what a crash at this instant leaves,
+/// for data already durable).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn a_segment_file_retention_deleted_is_reused_and_its_stale_batches_never_come_back() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            recycle: true,
+            cleanup: CleanupConfig { retention_ms: Some(1_000), ..CleanupConfig::default() },
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path().to_path_buf(), config.clone()).await.unwrap();
+        append_batches(&log, 0, 100).await;
+        assert!(log.enforce_retention(50_000).await.unwrap() > 0);
+        let kept = super::segment::recycled_path(dir.path());
+        assert!(kept.exists(), "the oldest deleted segment's file is kept");
+        // Append until the log rolls into it, then a little: the active segment is the old
+        // file, new batches first, the old ones after them.
+        let mut next = 100;
+        while kept.exists() {
+            append_batches(&log, next, next + 1).await;
+            next += 1;
+        }
+        append_batches(&log, next, next + 2).await;
+        next += 2;
+        let expected = read_all(&log).await;
+        assert_eq!(log.high_watermark(), next * RECORDS_PER_BATCH as i64);
+        let active = log_files(dir.path()).pop().unwrap();
+        let bytes = Bytes::from(std::fs::read(&active).unwrap());
+        let end = Batches::new(&bytes).map_while(Result::ok).map(|(_, r)| r.end).last().unwrap();
+        let stale = bytes.get(end.next_multiple_of(4096)..).unwrap_or_default();
+        assert!(stale.iter().any(|&b| b != 0), "the old file's bytes after the data");
+        // A crash now: recovery takes the new batches and none of the old ones.
+        let crashed = tempfile::tempdir().unwrap();
+        let copy = crashed.path().join("log");
+        copy_dir(dir.path(), &copy);
+        let again = PartitionLog::open(copy.clone(), config.clone()).await.unwrap();
+        assert_eq!(again.high_watermark(), log.high_watermark());
+        assert_eq!(read_all(&again).await, expected);
+        append_batches(&again, next, next + 1).await;
+        assert_eq!(again.high_watermark(), (next + 1) * RECORDS_PER_BATCH as i64);
+        again.close().await.unwrap();
+        // A reset may lower the log start below the kept file's offsets: it goes first.
+        assert!(log.enforce_retention(i64::MAX).await.unwrap() > 0);
+        assert!(kept.exists());
+        log.reset_to(0).await.unwrap();
+        assert!(!kept.exists(), "a reset deletes the kept file");
+        log.close().await.unwrap();
+    });
+}
+
 /// 10,000 partitions live on one broker: what each costs in memory at rest stays bounded
 /// (the writer task's future holds only the states of an idle writer; rare steps are boxed).
 #[test]

@@ -204,6 +204,14 @@ impl Writer {
     async fn reset(&mut self, offset: i64) -> Result<(), StorageError> {
         tracing::info!(dir = %self.shared.dir.display(), offset, "resetting log");
         let dir = self.shared.dir.clone();
+        // A kept file holds batches below the old log start, which may be above the new one:
+        // gone (durably, by the directory sync below) before the log start goes down.
+        match std::fs::remove_file(segment::recycled_path(&dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StorageError::io("remove", &segment::recycled_path(&dir), e));
+            }
+            _ => {}
+        }
         let segments: Vec<Rc<Segment>> = self.shared.segments.borrow().clone();
         self.lower_offsets(offset.min(self.shared.leo.get()));
         let shared = &self.shared;

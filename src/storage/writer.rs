@@ -512,7 +512,7 @@ impl Writer {
         write_producer_snapshot(&self.shared, &dir, next_offset);
         let (min, max, cap) = self.prealloc_limits();
         let allocated = self.prealloc.extent(min, max).min(cap);
-        let new = create_segment(&self.shared, &dir, next_offset, allocated).await?;
+        let (new, allocated) = create_segment(&self.shared, &dir, next_offset, allocated).await?;
         segment::sync_dir(&dir).await?;
         tracing::debug!(dir = %dir.display(), next_offset, "rolled segment");
         self.shared.segments.borrow_mut().push(new.clone());
@@ -742,20 +742,39 @@ pub(crate) async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageEr
 
 /// Creates an empty segment file at `base_offset`, preallocated to `allocated` bytes (none
 /// when 0: the writer grows it before its first write).
+/// A new empty segment at `base_offset`, its file allocated to at least `allocated` bytes;
+/// returns it and the bytes allocated. The partition's recycled file (see
+/// `LogConfig::recycle`), when there is one, becomes it: what it held stays after the data
+/// (offsets below `base_offset`: recovery stops there) until the segment is sealed and cut
+/// to its data.
 pub(crate) async fn create_segment(
     shared: &Shared,
     dir: &std::path::Path,
     base_offset: i64,
     allocated: u64,
-) -> Result<Rc<Segment>, StorageError> {
+) -> Result<(Rc<Segment>, u64), StorageError> {
     let path = segment::file_path(dir, base_offset, "log");
+    let recycled = match std::fs::rename(segment::recycled_path(dir), &path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not reuse a segment file");
+            false
+        }
+    };
     let file = segment::open_log_file(&path).await?;
-    file.truncate(0).await.map_err(|e| StorageError::io("truncate", &path, e))?;
+    let written = match recycled {
+        true => align_down(file.file_size().await.map_err(|e| StorageError::io("stat", &path, e))?),
+        false => {
+            file.truncate(0).await.map_err(|e| StorageError::io("truncate", &path, e))?;
+            0
+        }
+    };
     let segment = Rc::new(Segment::new(base_offset, file, path, 0));
-    if allocated > 0 {
+    if allocated > written {
         grow(shared, &segment, allocated).await?;
     }
-    Ok(segment)
+    Ok((segment, allocated.max(written)))
 }
 
 /// Saves the idempotent-producer state below `next_offset` as the new active segment's
