@@ -740,10 +740,9 @@ pub(crate) async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageEr
     file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", path, e))
 }
 
-/// Creates an empty segment file at `base_offset`, preallocated to `allocated` bytes (none
-/// when 0: the writer grows it before its first write).
-/// A new empty segment at `base_offset`, its file allocated to at least `allocated` bytes;
-/// returns it and the bytes allocated. The partition's recycled file (see
+/// A new empty segment at `base_offset`, its file allocated to at least `allocated` bytes
+/// (none when 0: the writer grows it before its first write); returns it and the bytes
+/// allocated. The partition's recycled file (see
 /// `LogConfig::recycle`), when there is one, becomes it: what it held stays after the data
 /// (offsets below `base_offset`: recovery stops there) until the segment is sealed and cut
 /// to its data.
