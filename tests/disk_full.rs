@@ -21,7 +21,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{batch, create, fetch_one, idempotent_batch, poll, records, Broker, Cluster, Conn};
+use common::{batch, create, fetch_all, idempotent_batch, poll, Broker, Cluster, Conn};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use strata::storage::space;
@@ -175,26 +175,11 @@ fn kib_batch(n: usize) -> bytes::Bytes {
     batch(&records)
 }
 
-/// Every (offset, value) of partition 0 of `topic`.
-fn fetch_all(conn: &mut Conn, topic: &str) -> Vec<(i64, Vec<u8>)> {
-    let mut out = Vec::new();
-    loop {
-        let offset = out.last().map_or(0, |(o, _): &(i64, Vec<u8>)| o + 1);
-        let data = fetch_one(conn, topic, 0, offset);
-        assert_eq!(data.error_code, 0, "fetch at {offset}");
-        let fetched = records(&data.records.unwrap_or_default());
-        if fetched.is_empty() {
-            return out;
-        }
-        out.extend(fetched.into_iter().map(|(o, _, v)| (o, v)));
-    }
-}
-
 /// Acknowledged batches: (base offset, the batch's 16 values).
 type Acked = Vec<(i64, usize)>;
 
 fn assert_acked_present(conn: &mut Conn, topic: &str, acked: &Acked) {
-    let all = fetch_all(conn, topic);
+    let all = fetch_all(conn, topic, 0);
     let by_offset: std::collections::BTreeMap<i64, Vec<u8>> = all.into_iter().collect();
     for &(base, n) in acked {
         for i in 0..16 {
@@ -322,7 +307,8 @@ fn an_idempotent_producer_starts_on_a_full_disk_and_produces_once_space_returns(
     assert_eq!((code, base), (0, 3));
     // The retry of the first batch is answered from the log, not stored twice.
     assert_eq!(produce(&mut conn, "idem", first).2, 0);
-    let values: Vec<Vec<u8>> = fetch_all(&mut conn, "idem").into_iter().map(|(_, v)| v).collect();
+    let values: Vec<Vec<u8>> =
+        fetch_all(&mut conn, "idem", 0).into_iter().map(|(_, v)| v).collect();
     assert_eq!(values, [&b"a"[..], b"b", b"c", b"d"]);
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{batch, create, fetch_one, poll, produce, records, Broker, Conn};
+use common::{batch, create, fetch_all, fetch_one, poll, produce, Broker, Conn};
 
 /// Disk used by `path` and everything under it, in bytes (`du`: allocated blocks).
 fn du(path: &Path) -> u64 {
@@ -61,23 +61,14 @@ fn a_new_partition_reserves_little_and_a_busy_one_grows_its_extents() {
     assert!(idle <= 16 << 10, "{idle}");
 }
 
-/// Every record from the log start to the high watermark: (offset, value).
+/// Every record from the log start to the high watermark, with no gap: (log start, high
+/// watermark, (offset, value) of each).
 fn read_all(conn: &mut Conn, topic: &str) -> (i64, i64, Vec<(i64, Vec<u8>)>) {
     let first = fetch_one(conn, topic, 0, 0);
     let (start, hw) = (first.log_start_offset, first.high_watermark);
-    let mut out = Vec::new();
-    let mut offset = start;
-    while offset < hw {
-        let part = fetch_one(conn, topic, 0, offset);
-        assert_eq!(part.error_code, 0);
-        let data = part.records.expect("records");
-        let got = records(&data);
-        assert!(!got.is_empty(), "nothing at {offset} below the high watermark {hw}");
-        for (o, _, value) in got.into_iter().filter(|(o, _, _)| *o >= offset) {
-            out.push((o, value));
-        }
-        offset = out.last().unwrap().0 + 1;
-    }
+    let out = fetch_all(conn, topic, start);
+    let end = out.last().map_or(start, |(o, _)| o + 1);
+    assert_eq!(end, hw, "records up to the high watermark");
     (start, hw, out)
 }
 

@@ -189,7 +189,7 @@ async fn rebuild_index(
     Ok(index)
 }
 
-async fn file_size(file: &DmaFile, path: &Path) -> Result<u64, StorageError> {
+pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64, StorageError> {
     file.file_size().await.map_err(|e| StorageError::io("stat", path, e))
 }
 

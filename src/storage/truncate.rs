@@ -206,9 +206,10 @@ impl Writer {
         let dir = self.shared.dir.clone();
         // A kept file holds batches below the old log start, which may be above the new one:
         // gone (durably, by the directory sync below) before the log start goes down.
-        match std::fs::remove_file(segment::recycled_path(&dir)) {
+        let recycled = segment::recycled_path(&dir);
+        match std::fs::remove_file(&recycled) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(StorageError::io("remove", &segment::recycled_path(&dir), e));
+                return Err(StorageError::io("remove", &recycled, e));
             }
             _ => {}
         }

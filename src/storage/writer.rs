@@ -742,10 +742,9 @@ pub(crate) async fn truncate_and_sync(segment: &Segment) -> Result<(), StorageEr
 
 /// A new empty segment at `base_offset`, its file allocated to at least `allocated` bytes
 /// (none when 0: the writer grows it before its first write); returns it and the bytes
-/// allocated. The partition's recycled file (see
-/// `LogConfig::recycle`), when there is one, becomes it: what it held stays after the data
-/// (offsets below `base_offset`: recovery stops there) until the segment is sealed and cut
-/// to its data.
+/// allocated. The partition's recycled file (see `LogConfig::recycle`), when there is one,
+/// becomes it: what it held stays after the data (offsets below `base_offset`: recovery
+/// stops there) until the segment is sealed and cut to its data.
 pub(crate) async fn create_segment(
     shared: &Shared,
     dir: &std::path::Path,
@@ -763,7 +762,7 @@ pub(crate) async fn create_segment(
     };
     let file = segment::open_log_file(&path).await?;
     let written = match recycled {
-        true => align_down(file.file_size().await.map_err(|e| StorageError::io("stat", &path, e))?),
+        true => align_down(recovery::file_size(&file, &path).await?),
         false => {
             file.truncate(0).await.map_err(|e| StorageError::io("truncate", &path, e))?;
             0

@@ -560,6 +560,22 @@ pub fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Vec<u8> {
     out
 }
 
+/// Every (offset, value) of partition 0 of `topic` from `from` on, fetch after fetch until
+/// one returns nothing.
+pub fn fetch_all(conn: &mut Conn, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut out: Vec<(i64, Vec<u8>)> = Vec::new();
+    loop {
+        let offset = out.last().map_or(from, |(o, _)| o + 1);
+        let data = fetch_one(conn, topic, 0, offset);
+        assert_eq!(data.error_code, 0, "fetch at {offset}");
+        let fetched = records(&data.records.unwrap_or_default());
+        if fetched.is_empty() {
+            return out;
+        }
+        out.extend(fetched.into_iter().filter(|(o, _, _)| *o >= offset).map(|(o, _, v)| (o, v)));
+    }
+}
+
 /// Decodes every record in fetched record data: (offset, key, value).
 pub fn records(data: &Bytes) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
     let mut buf = data.clone();
