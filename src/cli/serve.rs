@@ -16,7 +16,7 @@ use strata::config::{
     parse_ip_overrides, parse_voters, BrokerConfig, ConfigError, FlushPolicy, Listener,
     SaslSettings, Secret, SecurityProtocol, SslConfig, Voter,
 };
-use strata::runtime::PoolOptions;
+use strata::runtime::{PoolOptions, IO_WORKERS_DEFAULT};
 
 /// `strata serve` flags.
 #[derive(Args, Debug)]
@@ -142,6 +142,12 @@ pub struct Settings {
     /// more CPU); 0 = sleep at once. [default: 0]
     #[arg(long, env = "STRATA_IDLE_SPIN_US")]
     pub idle_spin_us: Option<u64>,
+    /// Most io_uring worker threads per shard for file work that blocks (every fdatasync,
+    /// writes into newly allocated segment space); the kernel's own cap is 2 for a thread
+    /// pinned to one CPU, which queues the syncs of all a shard's partitions behind two
+    /// threads. 0 = the kernel's default. [default: 16]
+    #[arg(long, env = "STRATA_IO_WORKERS")]
+    pub io_workers: Option<u32>,
     /// Node id advertised in Metadata. [default: 0]
     #[arg(long, env = "STRATA_NODE_ID")]
     pub node_id: Option<i32>,
@@ -847,6 +853,7 @@ impl Settings {
             shards,
             cpus,
             idle_spin_us,
+            io_workers,
             node_id,
             auto_create_topics,
             default_partitions,
@@ -975,6 +982,7 @@ impl Settings {
             shards: Some(d.shards),
             cpus: None,
             idle_spin_us: Some(0),
+            io_workers: Some(IO_WORKERS_DEFAULT),
             node_id: Some(d.node_id),
             auto_create_topics: Some(d.auto_create_topics),
             default_partitions: Some(d.default_partitions),
@@ -1377,7 +1385,8 @@ impl Settings {
             partition_autobalancing: autobalancing(self.partition_autobalancing_mode.as_deref())?,
         };
         let spin = self.idle_spin_us.filter(|&us| us > 0).map(Duration::from_micros);
-        Ok((config, PoolOptions { shards, cpus, spin_before_park: spin }))
+        let io_workers = self.io_workers.unwrap_or(IO_WORKERS_DEFAULT);
+        Ok((config, PoolOptions { shards, cpus, spin_before_park: spin, io_workers }))
     }
 }
 
