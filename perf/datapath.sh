@@ -8,7 +8,8 @@
 #            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
 #            ack/e2e distribution and each second's ack p99
 #   consume  fill a 16-partition topic with 1 KiB records (FILL, 12 s), drop the page cache,
-#            `bench consume` from the earliest offset (8 s): MB/s and broker CPU per message;
+#            `bench consume` from the earliest offset (8 s, CONSUMERS=1 consumer connections,
+#            each reading its share of the partitions): MB/s and broker CPU per message;
 #            PROFILE=1 also records the broker (`perf record -F 499 --call-graph dwarf`) into
 #            perf/tmp/datapath/consume-<run>.perf.data
 #   e2e      fdatasync before every ack: `bench e2e` at each rate of E2E_RATE (default 500k;
@@ -170,13 +171,14 @@ consume() {
     record=$!
   fi
   # shellcheck disable=SC2086 # CONSUME_ARGS: extra `bench consume` flags, word-split on purpose
-  bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers 1 \
+  bench consume --topic bench-max-16p-1kb --record-size 1KiB --consumers "${CONSUMERS:-1}" \
     --duration "$CONSUME_DURATION" \
     --warmup 1s --report "$report" ${CONSUME_ARGS:-} >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
   if [[ -n $record ]]; then kill -INT "$record"; wait "$record" || true; fi
   finish
-  summary consume "$report" "$report.stat" "consume ${CONSUME_ARGS:+$CONSUME_ARGS }$label (load $(load))"
+  summary consume "$report" "$report.stat" \
+    "consume ${CONSUMERS:+x$CONSUMERS }${CONSUME_ARGS:+$CONSUME_ARGS }$label (load $(load))"
 }
 
 fio_limits() {

@@ -1,1 +1,1 @@
-taskset -c 1 /work/rel/strata-nozero2 bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:36243 --cores 1 --cpus 1 --compression lz4 --duration 20s --warmup 3s --report perf/results/2026-12-06-compression/1kb-lz4-base-1
+taskset -c 1 /work/rel/strata-iow bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:45635 --cores 1 --cpus 1 --compression lz4 --duration 20s --warmup 3s --report perf/results/2026-12-06-compression/1kb-lz4-base-1

@@ -1,1 +1,1 @@
-taskset -c 1 /work/rel/strata-nozero2 bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:54233 --cores 1 --cpus 1 --compression none --duration 20s --warmup 3s --report perf/results/2026-12-06-compression/1kb-new-2
+taskset -c 1 /work/rel/strata-iow bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:54271 --cores 1 --cpus 1 --compression none --duration 20s --warmup 3s --report perf/results/2026-12-06-compression/1kb-new-2
