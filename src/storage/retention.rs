@@ -124,7 +124,7 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
                     "could not keep a segment file for reuse"),
             }
         }
-        remove_segment_files(&shared.dir, segment.base_offset)?;
+        remove_segment_files(&shared.dir, segment.base_offset).await?;
         tracing::info!(path = %segment.path.display(), log_start = new_start,
             "retention deleted segment");
     }
@@ -134,8 +134,19 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
 
 /// Unlinks a segment's `.log`, `.index`, `.timeindex` and any `.producers` snapshot (the
 /// idempotent-producer state written at its creation); missing files are fine.
-pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
-    remove_files(dir, base, &["log", "index", "timeindex", "producers"])
+///
+/// Runs on glommio's blocking thread, not the shard's: unlinking a closed file's last link
+/// frees its blocks inside `unlink`, and ext4 mounted with `discard` (without a journal)
+/// discards them there and waits for the device. Traced on the reference machine under 1 KiB
+/// produce with retention deleting 64 MiB segments: the shard thread blocked in
+/// `blkdev_issue_discard` under `unlink` (perf/results/2026-12-06-io-workers.md).
+pub(crate) async fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
+    let dir = dir.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || {
+            remove_files(&dir, base, &["log", "index", "timeindex", "producers"])
+        })
+        .await
 }
 
 /// Unlinks the files of segment `base` with these extensions; missing files are fine.

@@ -149,12 +149,12 @@ impl Writer {
             file.truncate(position).await.map_err(|e| StorageError::io("truncate", path, e))?;
             file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", path, e))?;
         } else {
-            remove_segment_files(&dir, base)?;
+            remove_segment_files(&dir, base).await?;
         }
         let new = create_empty(&dir, end).await?;
         segment::sync_dir(&dir).await?;
         for later in segments[k + 1..].iter().rev() {
-            remove_segment_files(&dir, later.base_offset)?;
+            remove_segment_files(&dir, later.base_offset).await?;
         }
         segment::sync_dir(&dir).await?;
         let mut kept: Vec<Rc<Segment>> = segments[..k].to_vec();
@@ -231,14 +231,14 @@ impl Writer {
         let (above, below): (Vec<_>, Vec<_>) =
             segments.iter().partition(|s| s.base_offset >= offset);
         for segment in above.iter().rev() {
-            remove_segment_files(&dir, segment.base_offset)?;
+            remove_segment_files(&dir, segment.base_offset).await?;
         }
         let _ = std::fs::remove_file(file_path(&dir, offset, "producers"));
         let new = create_empty(&dir, offset).await?;
         segment::sync_dir(&dir).await?;
         store_log_start(&self.shared, offset).await?;
         for segment in &below {
-            remove_segment_files(&dir, segment.base_offset)?;
+            remove_segment_files(&dir, segment.base_offset).await?;
         }
         segment::sync_dir(&dir).await?;
         self.start_active(new, Vec::new()).await
