@@ -325,15 +325,7 @@ async fn swap(
         let reason = format!("cleaned segment has {actual} bytes, {size} were written");
         return Err(StorageError::Corrupt { path: cleaned, position: actual, reason });
     }
-    for extension in ["index", "timeindex"] {
-        let path = file_path(&dir, base, extension);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(StorageError::io("remove", &path, e));
-            }
-            _ => {}
-        }
-    }
+    super::retention::remove_files(&dir, base, &["index", "timeindex"])?;
     segment::sync_dir(&dir).await?;
     let path = old.path.clone();
     glommio::io::rename(&cleaned, &path).await.map_err(|e| StorageError::io("rename", &path, e))?;

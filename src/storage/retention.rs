@@ -8,7 +8,7 @@
 //! replaces segments, so retention and compaction never race; appends only push new segments
 //! at the end, and readers holding an `Rc<Segment>` keep reading an unlinked file safely.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::segment::{self, file_path, Segment};
@@ -133,31 +133,35 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
 }
 
 /// Unlinks a segment's `.log`, `.index`, `.timeindex` and any `.producers` snapshot (the
-/// idempotent-producer state written at its creation); missing files are fine.
-///
-/// Runs on glommio's blocking thread, not the shard's: unlinking a closed file's last link
-/// frees its blocks inside `unlink`, and ext4 mounted with `discard` (without a journal)
-/// discards them there and waits for the device. Traced on the reference machine under 1 KiB
-/// produce with retention deleting 64 MiB segments: the shard thread blocked in
-/// `blkdev_issue_discard` under `unlink` (perf/results/2026-12-06-io-workers.md).
+/// idempotent-producer state written at its creation), off the shard's thread (see
+/// [`remove_paths`]); missing files are fine.
 pub(crate) async fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
-    let dir = dir.to_owned();
-    glommio::executor()
-        .spawn_blocking(move || {
-            remove_files(&dir, base, &["log", "index", "timeindex", "producers"])
-        })
-        .await
+    let paths = ["log", "index", "timeindex", "producers"].map(|e| file_path(dir, base, e));
+    remove_paths(paths.into()).await
 }
 
-/// Unlinks the files of segment `base` with these extensions; missing files are fine.
+/// Unlinks `paths` in order on glommio's blocking thread, not the shard's; missing files are
+/// fine. Unlinking a closed file's last link frees its blocks inside `unlink`, and ext4
+/// mounted with `discard` (without a journal) discards them there and waits for the device.
+/// Traced on the reference machine under 1 KiB produce with retention deleting 64 MiB
+/// segments: the shard thread blocked in `blkdev_issue_discard` under `unlink`
+/// (perf/results/2026-12-06-io-workers.md).
+pub(crate) async fn remove_paths(paths: Vec<PathBuf>) -> Result<(), StorageError> {
+    glommio::executor().spawn_blocking(move || paths.iter().try_for_each(|p| remove(p))).await
+}
+
+/// Unlinks the files of segment `base` with these extensions on the calling thread (small
+/// files: indexes); missing files are fine.
 pub(crate) fn remove_files(dir: &Path, base: i64, extensions: &[&str]) -> Result<(), StorageError> {
-    for extension in extensions {
-        let path = file_path(dir, base, extension);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::io("remove", &path, e)),
+    extensions.iter().try_for_each(|extension| remove(&file_path(dir, base, extension)))
+}
+
+/// Unlinks `path`; a missing file is fine.
+fn remove(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StorageError::io("remove", path, e))
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
