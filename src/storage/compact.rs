@@ -29,6 +29,7 @@ use futures::AsyncWriteExt;
 use glommio::io::DmaStreamWriterBuilder;
 
 use super::index::SegmentIndex;
+use super::retention::{release, remove_paths};
 use super::segment::{self, file_path, Segment};
 use super::shared::Shared;
 use super::{AbortedTxn, CleanupConfig, StorageError};
@@ -77,11 +78,11 @@ pub(crate) async fn compact(
     let horizon = now_ms.saturating_sub(lag);
     let mut stats = CompactionStats::default();
     let mut tombstones_left = false;
-    for (segment, next_base) in &candidates {
+    for (segment, next_base) in candidates {
         if shared.closing.get() || shared.closed.get() {
             return Ok(stats);
         }
-        let plan = Plan { latest: &latest, horizon, next_base: *next_base, aborted: &aborted };
+        let plan = Plan { latest: &latest, horizon, next_base, aborted: &aborted };
         let outcome = rewrite(shared, segment, &plan).await?;
         tombstones_left |= outcome.tombstones_left;
         if outcome.removed > 0 {
@@ -238,7 +239,7 @@ struct Rewrite {
 /// Rewrites one segment per `plan` and swaps it in if anything was removed.
 async fn rewrite(
     shared: &Rc<Shared>,
-    segment: &Rc<Segment>,
+    segment: Rc<Segment>,
     plan: &Plan<'_>,
 ) -> Result<Rewrite, StorageError> {
     let target = cleaned_path(shared, segment.base_offset);
@@ -260,21 +261,21 @@ async fn rewrite(
     let mut chunks = Chunks { segment: segment.clone(), position: 0 };
     while let Some(chunk) = chunks.next().await? {
         for item in Batches::new(&chunk) {
-            let (header, range) = item.map_err(|e| corrupt(segment, 0, e))?;
+            let (header, range) = item.map_err(|e| corrupt(&segment, 0, e))?;
             let batch = chunk.get(range).unwrap_or_default();
-            let records = keys_of(segment, batch)?;
+            let records = keys_of(&segment, batch)?;
             let keep: Vec<bool> = records.iter().map(|r| plan.keep(&header, r)).collect();
             let kept = keep.iter().zip(&records).filter(|(k, _)| **k);
             outcome.tombstones_left |= kept.clone().any(|(_, r)| r.tombstone);
             outcome.removed += keep.iter().filter(|k| !**k).count() as u64;
             let compacted = record_batch::retain(batch, &records, &keep);
-            let bytes = match compacted.map_err(|e| corrupt(segment, 0, e))? {
+            let bytes = match compacted.map_err(|e| corrupt(&segment, 0, e))? {
                 Compacted::Dropped => continue,
                 Compacted::Unchanged => batch.to_vec(),
                 Compacted::Rebuilt(bytes) => bytes,
             };
             let stored = record_batch::validate_stored(&bytes, usize::MAX);
-            let stored = stored.map_err(|e| corrupt(segment, written, e))?;
+            let stored = stored.map_err(|e| corrupt(&segment, written, e))?;
             index.on_batch(&stored, written, interval);
             writer.write_all(&bytes).await.map_err(io("write"))?;
             written += bytes.len() as u64;
@@ -282,8 +283,10 @@ async fn rewrite(
         }
     }
     writer.close().await.map_err(io("close"))?;
+    drop(chunks);
     if outcome.removed == 0 {
-        std::fs::remove_file(&target).map_err(io("remove"))?;
+        // A whole segment's blocks: freed (and discarded) off the shard's thread.
+        remove_paths(vec![target]).await?;
         return Ok(outcome);
     }
     index.seal(plan.next_base);
@@ -300,7 +303,7 @@ fn cleaned_path(shared: &Shared, base: i64) -> PathBuf {
 /// Makes the `.cleaned` file the segment: see the module docs for the order of steps.
 async fn swap(
     shared: &Rc<Shared>,
-    old: &Rc<Segment>,
+    old: Rc<Segment>,
     cleaned: PathBuf,
     size: u64,
     index: SegmentIndex,
@@ -310,10 +313,10 @@ async fn swap(
     // Retention (or a log close) may have removed the segment while it was rewritten; the
     // lock keeps the segment list still from this check to the swap.
     let _permit = shared.checkpoint_lock.acquire_permit(1).await;
-    let present = shared.segments.borrow().iter().any(|s| Rc::ptr_eq(s, old));
+    let present = shared.segments.borrow().iter().any(|s| Rc::ptr_eq(s, &old));
     if !present || shared.closing.get() || shared.closed.get() {
         // Leave the old segment (or none); a leftover .cleaned file goes at recovery.
-        let _ = std::fs::remove_file(&cleaned);
+        let _ = remove_paths(vec![cleaned]).await;
         return Ok(());
     }
     let file = segment::open_log_file(&cleaned).await?;
@@ -334,11 +337,10 @@ async fn swap(
     *new.index.borrow_mut() = index;
     segment::persist_index(&dir, &new).await?;
     let new = Rc::new(new);
-    let mut segments = shared.segments.borrow_mut();
-    if let Some(slot) = segments.iter_mut().find(|s| Rc::ptr_eq(s, old)) {
+    if let Some(slot) = shared.segments.borrow_mut().iter_mut().find(|s| Rc::ptr_eq(s, &old)) {
         *slot = new;
     }
-    drop(segments);
     shared.forget_reads();
-    Ok(())
+    // The rename unlinked the old file: its last close frees its blocks.
+    release(old, Vec::new()).await
 }

@@ -114,30 +114,66 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
     shared.forget_reads();
     let recycled = segment::recycled_path(&shared.dir);
     let mut keep = shared.config.borrow().recycle && !recycled.exists();
-    for segment in &doomed {
+    let deleted = doomed.len();
+    for segment in doomed {
         // The oldest one's file is kept for the next segment, unless a read still holds it
         // (it would read the new data at the old positions).
-        if keep && Rc::strong_count(segment) == 1 {
+        if keep && Rc::strong_count(&segment) == 1 {
             match std::fs::rename(&segment.path, &recycled) {
                 Ok(()) => keep = false,
                 Err(e) => tracing::warn!(path = %segment.path.display(), error = %e,
                     "could not keep a segment file for reuse"),
             }
         }
-        remove_segment_files(&shared.dir, segment.base_offset).await?;
         tracing::info!(path = %segment.path.display(), log_start = new_start,
             "retention deleted segment");
+        remove_segment(&shared.dir, segment).await?;
     }
     segment::sync_dir(&shared.dir).await?;
-    Ok(doomed.len())
+    Ok(deleted)
 }
 
-/// Unlinks a segment's `.log`, `.index`, `.timeindex` and any `.producers` snapshot (the
-/// idempotent-producer state written at its creation), off the shard's thread (see
-/// [`remove_paths`]); missing files are fine.
+/// Removes a segment no longer in the log: unlinks its files (see [`segment_paths`]), then
+/// closes its `.log` file (see [`release`]).
+pub(crate) async fn remove_segment(dir: &Path, segment: Rc<Segment>) -> Result<(), StorageError> {
+    let paths = segment_paths(dir, segment.base_offset);
+    release(segment, paths).await
+}
+
+/// Unlinks `paths` (missing files are fine), then closes `segment`'s file when nothing else
+/// holds it (no read in flight), both on glommio's blocking thread. The blocks of a file
+/// whose last link is gone are freed by its last close, and ext4 mounted with `discard`
+/// (without a journal) discards them there and waits for the device: dropped on the shard,
+/// the file's close would run that discard on the shard's thread (traced: the shard blocked
+/// in `blkdev_issue_discard` under `__fput` from glommio's `io_uring_submit`). The file
+/// moves to the blocking thread as an `OwnedDmaFile`, whose drop is a plain `close`.
+pub(crate) async fn release(segment: Rc<Segment>, paths: Vec<PathBuf>) -> Result<(), StorageError> {
+    let file = owned_file(segment);
+    glommio::executor()
+        .spawn_blocking(move || {
+            let removed = paths.iter().try_for_each(|p| remove(p));
+            drop(file);
+            removed
+        })
+        .await
+}
+
+/// The segment's file, to be closed on another thread, when nothing else holds it.
+pub(crate) fn owned_file(segment: Rc<Segment>) -> Option<glommio::io::OwnedDmaFile> {
+    let file = Rc::try_unwrap(segment).ok().and_then(|s| Rc::try_unwrap(s.file).ok());
+    file.map(glommio::io::OwnedDmaFile::from)
+}
+
+/// Unlinks a segment's files (see [`segment_paths`]) off the shard's thread (see
+/// [`remove_paths`]), leaving its open file, if any, to its holders; missing files are fine.
 pub(crate) async fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageError> {
-    let paths = ["log", "index", "timeindex", "producers"].map(|e| file_path(dir, base, e));
-    remove_paths(paths.into()).await
+    remove_paths(segment_paths(dir, base)).await
+}
+
+/// A segment's `.log`, `.index`, `.timeindex` and `.producers` (the idempotent-producer
+/// snapshot written at its creation, not always present).
+fn segment_paths(dir: &Path, base: i64) -> Vec<PathBuf> {
+    ["log", "index", "timeindex", "producers"].map(|e| file_path(dir, base, e)).into()
 }
 
 /// Unlinks `paths` in order on glommio's blocking thread, not the shard's; missing files are

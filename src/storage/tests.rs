@@ -67,6 +67,20 @@ pub(super) async fn read_all(log: &PartitionLog) -> Vec<(record_batch::BatchHead
     out
 }
 
+/// Files under `dir` this process still holds open though they are unlinked: their blocks
+/// are freed (and discarded) only by the last close, which must not be left to the shard.
+fn deleted_but_open(dir: &Path) -> Vec<PathBuf> {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            target.starts_with(&prefix) && target.ends_with(" (deleted)")
+        })
+        .collect()
+}
+
 fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -474,6 +488,7 @@ fn pipelined_appends_are_group_committed_in_order() {
         assert_eq!(read_all(&log).await.len(), 200);
         log.delete().await.unwrap();
         assert!(!log.dir().exists());
+        assert_eq!(deleted_but_open(log.dir()), Vec::<PathBuf>::new(), "files left open");
     });
 }
 
@@ -739,6 +754,7 @@ fn compaction_keeps_latest_per_key_and_survives_reopen_without_indexes() {
         assert!(log_files(dir.path()).len() > 3, "several closed segments");
         let stats = log.compact(2_000).await.unwrap();
         assert!(stats.records > 600, "{stats:?}");
+        assert_eq!(deleted_but_open(dir.path()), Vec::<PathBuf>::new(), "swapped-out files");
         let records = read_records(&log, 0).await;
         let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));
@@ -785,6 +801,7 @@ fn retention_deletes_closed_segments_and_persists_the_log_start() {
         // Batch i has timestamps around 1000 * i: at now = 50_000 the first ones expired.
         let deleted = log.enforce_retention(50_000).await.unwrap();
         assert!(deleted > 0 && deleted < segments);
+        assert_eq!(deleted_but_open(dir.path()), Vec::<PathBuf>::new(), "deleted segments closed");
         let start = log.log_start_offset();
         assert!(start > 0);
         assert!(matches!(log.read(0, 1024).await, Err(ReadError::OffsetOutOfRange { .. })));
