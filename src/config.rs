@@ -229,6 +229,9 @@ pub struct BrokerConfig {
     /// Reuse the file of a segment retention deleted as the partition's next segment (its
     /// blocks are written: no unwritten-extent conversion); see `LogConfig::recycle`.
     pub segment_recycle: bool,
+    /// Disk space the kept files may hold, split evenly between the shards (see
+    /// `storage::RecyclePool`).
+    pub segment_recycle_max_bytes: u64,
     /// Redpanda's `storage_min_free_bytes`: free space kept on the data directory's
     /// filesystem (the smaller of this and `storage_min_free_percent` applies; 0: off).
     pub storage_min_free_bytes: u64,
@@ -554,7 +557,8 @@ impl Default for BrokerConfig {
             segment_prealloc_bytes: 64 << 20,
             segment_prealloc_min_bytes: 64 << 10,
             segment_prezero: false,
-            segment_recycle: false,
+            segment_recycle: true,
+            segment_recycle_max_bytes: 4 << 30,
             storage_min_free_bytes: 1 << 30,
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,

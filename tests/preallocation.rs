@@ -1,14 +1,14 @@
 //! Adaptive preallocation against a real broker: a new partition reserves (almost) no disk,
-//! a busy one preallocates ahead of its data in extents that grow with its write rate; with
-//! `--segment-recycle true` a segment file retention deleted becomes the next segment, and
-//! its old batches never come back, not even after a kill -9.
+//! a busy one preallocates ahead of its data in extents that grow with its write rate; a
+//! segment file retention deleted becomes the next segment (`--segment-recycle`, on by
+//! default), and its old batches never come back, not even after a kill -9.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{batch, create, fetch_all, fetch_one, poll, produce, Broker, Conn};
+use common::{batch, create, fetch_all, fetch_one, http_get, poll, produce, Broker, Conn};
 
 /// Disk used by `path` and everything under it, in bytes (`du`: allocated blocks).
 fn du(path: &Path) -> u64 {
@@ -85,8 +85,6 @@ fn send(conn: &mut Conn, next: &mut u32) {
 fn a_recycled_segment_file_serves_only_new_batches_across_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let args = [
-        "--segment-recycle",
-        "true",
         "--segment-bytes",
         "1048576",
         "--retention-bytes",
@@ -103,8 +101,16 @@ fn a_recycled_segment_file_serves_only_new_batches_across_a_kill_9() {
     for _ in 0..60 {
         send(&mut conn, &mut next);
     }
-    // Retention deletes the oldest segments and keeps one file.
+    // Retention deletes the oldest segments and keeps one file, counted in the metrics.
     poll("a segment file kept for reuse", || kept.exists().then_some(()));
+    let metrics = http_get(broker.admin.unwrap(), "/metrics");
+    let held: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("strata_segment_recycle_bytes{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let size = std::fs::metadata(&kept).unwrap().len();
+    assert_eq!(held, size.div_ceil(1024) * 1024, "counted in whole KiB: {metrics}");
     // A roll takes it (a segment holds about 17 batches): the active segment is that file,
     // a few new batches at its start and the old ones after them.
     let mut rolls = 0;

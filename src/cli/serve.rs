@@ -228,11 +228,18 @@ pub struct Settings {
     #[arg(long, env = "STRATA_SEGMENT_PREZERO", action = clap::ArgAction::Set)]
     pub segment_prezero: Option<bool>,
     /// Keep the file of the oldest segment retention deletes (one per partition) and reuse
-    /// it as the partition's next segment: its blocks are already written, so writes into it
-    /// convert no unwritten extents. Holds up to one segment file per partition beyond
-    /// retention until the next roll. [default: false]
+    /// it as the partition's next segment: nothing is freed or discarded, and its blocks are
+    /// already written, so writes into it convert no unwritten extents. The kept files are
+    /// disk space beyond retention until the next roll, bounded by
+    /// segment-recycle-max-bytes; one not reused within 10 minutes, and all of them when the
+    /// disk falls below storage-min-free-bytes, are deleted. [default: true]
     #[arg(long, env = "STRATA_SEGMENT_RECYCLE", action = clap::ArgAction::Set)]
     pub segment_recycle: Option<bool>,
+    /// Disk space the files kept for reuse (segment-recycle) may hold, split evenly between
+    /// the shards; a segment larger than a shard's free share is deleted, not kept.
+    /// [default: 4294967296]
+    #[arg(long, env = "STRATA_SEGMENT_RECYCLE_MAX_BYTES")]
+    pub segment_recycle_max_bytes: Option<u64>,
     /// Free space kept on the data directory's filesystem (Redpanda's
     /// storage_min_free_bytes): below the smaller of this and storage-min-free-percent,
     /// produce is refused with KAFKA_STORAGE_ERROR and new partitions are not created;
@@ -874,6 +881,7 @@ impl Settings {
             segment_prealloc_min_bytes,
             segment_prezero,
             segment_recycle,
+            segment_recycle_max_bytes,
             storage_min_free_bytes,
             storage_min_free_percent,
             flush_messages,
@@ -1003,6 +1011,7 @@ impl Settings {
             segment_prealloc_min_bytes: Some(d.segment_prealloc_min_bytes),
             segment_prezero: Some(d.segment_prezero),
             segment_recycle: Some(d.segment_recycle),
+            segment_recycle_max_bytes: Some(d.segment_recycle_max_bytes),
             storage_min_free_bytes: Some(d.storage_min_free_bytes),
             storage_min_free_percent: Some(d.storage_min_free_percent),
             flush_messages: None,
@@ -1285,6 +1294,9 @@ impl Settings {
                 .unwrap_or(d.segment_prealloc_min_bytes),
             segment_prezero: self.segment_prezero.unwrap_or(d.segment_prezero),
             segment_recycle: self.segment_recycle.unwrap_or(d.segment_recycle),
+            segment_recycle_max_bytes: self
+                .segment_recycle_max_bytes
+                .unwrap_or(d.segment_recycle_max_bytes),
             storage_min_free_bytes: self.storage_min_free_bytes.unwrap_or(d.storage_min_free_bytes),
             storage_min_free_percent: self
                 .storage_min_free_percent

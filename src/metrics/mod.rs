@@ -256,6 +256,8 @@ pub struct ShardSnapshot {
     pub budget_bytes: u64,
     /// Bytes of that budget in use.
     pub budget_used_bytes: u64,
+    /// Disk space held by the segment files this shard keeps for reuse.
+    pub recycle_held_bytes: u64,
     /// Request latency per API name (only APIs that saw requests).
     pub apis: Vec<(String, HistogramSnapshot)>,
     /// Append-to-acknowledgement latency of this shard's partitions.

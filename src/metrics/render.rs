@@ -138,6 +138,14 @@ impl Scrape {
             let used = s.budget_used_bytes as i64;
             encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], used)?;
         }
+        let help = "Disk space held by segment files retention deleted and the shard keeps as \
+                    its partitions' next segments (segment-recycle-max-bytes split per shard).";
+        let name = "strata_segment_recycle_bytes";
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for s in &self.shards {
+            let held = s.recycle_held_bytes as i64;
+            encode_gauge(&mut m, &vec![("shard", s.shard.to_string())], held)?;
+        }
         let help = "Client requests, connections or frames refused, by reason (a limit hit, \
                     a malformed request, ...; handler_panic: a bug contained to one request, \
                     group or transaction).";

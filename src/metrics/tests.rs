@@ -39,6 +39,7 @@ fn sample() -> Vec<ShardSnapshot> {
         connections: 2,
         budget_bytes: 64 << 20,
         budget_used_bytes: 1024,
+        recycle_held_bytes: 4096,
         apis: vec![("Produce".into(), api.snapshot())],
         append_latency: HistogramSnapshot::default(),
         partitions: vec![partition],
@@ -62,5 +63,6 @@ fn render_writes_each_family_once_with_escaped_labels() {
     assert_eq!(text.matches("# TYPE strata_partition_bytes_in counter").count(), 1, "{text}");
     assert!(text.contains("strata_consumer_fetches_total{role=\"follower\"} 3"), "{text}");
     assert!(text.contains("strata_preferred_read_replica_redirects_total 1"), "{text}");
+    assert!(text.contains("strata_segment_recycle_bytes{shard=\"1\"} 4096"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
 }

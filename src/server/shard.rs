@@ -104,6 +104,9 @@ pub struct Shard {
     pub fetchers: Fetchers,
     /// The byte budget this shard's tail caches share (`tail_cache_max_bytes` / shards).
     pub cache_pool: Rc<storage::CachePool>,
+    /// The disk space this shard's kept segment files share (`segment_recycle_max_bytes` /
+    /// shards).
+    pub recycle_pool: Rc<storage::RecyclePool>,
     /// This shard's share of `leader_replication_throttled_rate` (reassignment traffic).
     leader_throttle: Option<replica::Throttle>,
     /// This shard, for the tasks it starts from `&self` methods.
@@ -280,6 +283,8 @@ impl Shard {
         let leader_throttle = share(config.leader_replication_throttled_rate, false);
         let follower_throttle = share(config.follower_replication_throttled_rate, true);
         let cache_pool = storage::CachePool::new(config.tail_cache_max_bytes / count.max(1));
+        let recycle_pool =
+            storage::RecyclePool::new(config.segment_recycle_max_bytes / count.max(1) as u64);
         Shard {
             id,
             count,
@@ -308,6 +313,7 @@ impl Shard {
             published_version: Cell::new(0),
             fetchers: Fetchers::new(follower_throttle),
             cache_pool,
+            recycle_pool,
             leader_throttle,
             me: RefCell::new(Weak::new()),
             access,
@@ -431,7 +437,14 @@ impl Shard {
                 self.reopen_failed_logs().await;
             }
             let was_low = self.space.low();
-            match self.space.refresh(&self.config.data_dir) {
+            let refreshed = self.space.refresh(&self.config.data_dir);
+            if let Ok(low) = refreshed {
+                self.recycle_pool.set_space_low(low);
+                if low && !was_low {
+                    self.release_kept_files().await;
+                }
+            }
+            match refreshed {
                 Ok(low) if low != was_low && self.id == 0 => {
                     let usage = self.space.last();
                     let free = usage.map_or(0, |u| u.available_bytes);
@@ -666,6 +679,7 @@ impl Shard {
         let max_lag = std::time::Duration::from_millis(self.config.replica_lag_time_max_ms);
         let replica = Rc::new(Replica::new(self.config.node_id, max_lag, name, index as i32));
         log.join_cache_pool(&self.cache_pool);
+        log.join_recycle_pool(&self.recycle_pool);
         entry.partitions[index] = Some(Owned { log, counters, replica });
     }
 
@@ -1340,6 +1354,20 @@ impl Shard {
         logs.values().flat_map(|t| t.partitions.iter().flatten().map(|o| o.log.clone())).collect()
     }
 
+    /// Deletes the segment files this shard's logs keep for reuse (the disk fell below its
+    /// headroom: that space is worth more as free space).
+    async fn release_kept_files(&self) {
+        if self.recycle_pool.held_bytes() == 0 {
+            return;
+        }
+        for log in self.local_logs() {
+            if let Err(e) = log.release_kept_file().await {
+                let dir = log.dir().display();
+                tracing::warn!(dir = %dir, "cannot delete a kept segment file: {e}");
+            }
+        }
+    }
+
     /// The shard's background work, forever: every `retention_check_ms`, retention and then
     /// compaction on each log it owns. Runs in its own low-priority task queue; each log's
     /// work yields to the executor often, so produce and fetch stay responsive.
@@ -1642,6 +1670,7 @@ impl Shard {
             connections: self.connections.get() as u64,
             budget_bytes: self.budget.capacity() as u64,
             budget_used_bytes: self.budget.used() as u64,
+            recycle_held_bytes: self.recycle_pool.held_bytes(),
             apis,
             append_latency: self.metrics.append_latency.snapshot(),
             partitions,

@@ -41,6 +41,7 @@ mod readahead;
 mod readahead_tests;
 mod readbuf;
 mod recovery;
+mod recycle;
 mod replica;
 mod retention;
 mod segment;
@@ -74,6 +75,7 @@ pub use producers::{
     AbortedTxn, ProducerError, ProducerInfo, BATCHES_KEPT, PRODUCER_EXPIRATION_MS,
 };
 pub use readbuf::release as release_read_buffers;
+pub use recycle::RecyclePool;
 pub use segment::{prime_dma_probe, DMA_PROBE_FILE};
 use shared::{Shared, TruncateKind, Truncation};
 use wait::Until;
@@ -129,8 +131,10 @@ pub struct LogConfig {
     /// the partition's next segment instead of a new file: its blocks are already written, so
     /// writes into it convert no unwritten extents (traced under load: io_uring issues them
     /// from the shard's thread instead of a kernel worker, and an fdatasync writes 0.5
-    /// metadata blocks on average instead of 1.3). Costs up to one
-    /// segment file per partition beyond retention while it waits for the next roll. A
+    /// metadata blocks on average instead of 1.3), and nothing is freed: on a filesystem
+    /// mounted with `discard` every deleted segment's discard holds the fdatasyncs behind it.
+    /// Costs up to one segment file per partition beyond retention while it waits for the
+    /// next roll, bounded per shard by a [`RecyclePool`] (see `recycle`). A
     /// recycled file holds stale batches after the new data; they all have offsets below the
     /// segment's base (a reset that lowers the log start deletes the kept file), so recovery,
     /// which stops at the first batch whose offset goes back, never takes them.
@@ -444,6 +448,23 @@ impl PartitionLog {
         pool.join(self.shared());
     }
 
+    /// Counts this log's kept segment file against the shard's budget from now on (see
+    /// [`RecyclePool`]).
+    pub fn join_recycle_pool(&self, pool: &Rc<RecyclePool>) {
+        recycle::join(self.shared(), pool);
+    }
+
+    /// Deletes the segment file this log keeps for its next segment, if any (the disk is
+    /// below its headroom: see [`RecyclePool::set_space_low`]).
+    pub async fn release_kept_file(&self) -> Result<(), StorageError> {
+        let shared = self.shared();
+        let _permit = shared.checkpoint_lock.acquire_permit(1).await;
+        if shared.kept.get().is_none() && !segment::recycled_path(&shared.dir).exists() {
+            return Ok(());
+        }
+        recycle::release(shared).await
+    }
+
     /// Bytes held by this log's tail cache.
     pub fn cached_bytes(&self) -> usize {
         self.shared().cache.borrow().bytes()
@@ -690,7 +711,7 @@ impl PartitionLog {
             // Cannot happen: the permit serializes truncations.
             return Err(StorageError::Closed);
         }
-        *shared.truncation.borrow_mut() = Some(Truncation { kind, result: None });
+        *shared.truncation.borrow_mut() = Some(Box::new(Truncation { kind, result: None }));
         shared.wake_writer();
         Until::new(shared.clone(), |s: &Shared| {
             let done = s.truncation.borrow().as_ref().is_some_and(|t| t.result.is_some());
@@ -1011,6 +1032,8 @@ impl PartitionLog {
         Until::new(shared.clone(), |s: &Shared| s.writer_done.get()).await;
         replica::checkpoint_hw(shared, true);
         shared.closed.set(true);
+        // A kept file stays on disk; whoever opens the log next counts it.
+        recycle::forget_kept(shared);
         shared.segments.borrow_mut().clear();
         shared.cache.borrow_mut().clear();
         shared.forget_reads();

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::recycle;
 use super::segment::{self, file_path, Segment};
 use super::shared::Shared;
 use super::{CleanupConfig, ReadError, StorageError};
@@ -90,6 +91,10 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
         return Ok(0);
     }
     let _permit = shared.checkpoint_lock.acquire_permit(1).await;
+    let recycled = segment::recycled_path(&shared.dir);
+    if recycle::kept_file_expired(shared) && recycled.exists() {
+        recycle::release(shared).await?;
+    }
     let config = shared.config.borrow().cleanup.clone();
     let doomed: Vec<Rc<Segment>> = {
         let segments = shared.segments.borrow();
@@ -112,17 +117,18 @@ pub(crate) async fn enforce(shared: &Rc<Shared>, now_ms: i64) -> Result<usize, S
     }
     shared.segments.borrow_mut().retain(|s| !doomed.iter().any(|d| Rc::ptr_eq(s, d)));
     shared.forget_reads();
-    let recycled = segment::recycled_path(&shared.dir);
     let mut keep = shared.config.borrow().recycle && !recycled.exists();
     let deleted = doomed.len();
     for segment in doomed {
-        // The oldest one's file is kept for the next segment, unless a read still holds it
-        // (it would read the new data at the old positions).
-        if keep && Rc::strong_count(&segment) == 1 {
-            match std::fs::rename(&segment.path, &recycled) {
-                Ok(()) => keep = false,
-                Err(e) => tracing::warn!(path = %segment.path.display(), error = %e,
-                    "could not keep a segment file for reuse"),
+        // The oldest one's file is kept for the next segment if the shard's budget allows,
+        // unless a read still holds it (it would read the new data at the old positions).
+        if keep && Rc::strong_count(&segment) == 1 && recycle::try_keep(shared, segment.size.get())
+        {
+            keep = false;
+            if let Err(e) = std::fs::rename(&segment.path, &recycled) {
+                tracing::warn!(path = %segment.path.display(), error = %e,
+                    "could not keep a segment file for reuse");
+                recycle::forget_kept(shared);
             }
         }
         tracing::info!(path = %segment.path.display(), log_start = new_start,

@@ -1,6 +1,6 @@
 //! State shared by the log handles, the writer task and waiting futures (one executor).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::cache::TailCache;
 use super::producers::ProducerTable;
 use super::readahead::NextRead;
+use super::recycle::{Kept, RecyclePool};
 use super::segment::Segment;
 use super::wait::WaitList;
 use super::LogConfig;
@@ -43,7 +44,7 @@ pub(crate) struct Shared {
     /// The leader epoch cache: (epoch, start offset), both increasing.
     pub(crate) epochs: RefCell<Vec<(i32, i64)>>,
     /// A truncation asked of the writer, and its outcome once done.
-    pub(crate) truncation: RefCell<Option<Truncation>>,
+    pub(crate) truncation: RefCell<Option<Box<Truncation>>>,
     /// `flush` wants `synced >= sync_wanted`.
     pub(crate) sync_wanted: Cell<i64>,
     pub(crate) poisoned: Cell<bool>,
@@ -79,6 +80,10 @@ pub(crate) struct Shared {
     /// The log end after each reload from disk (see `writer`), oldest first: an append made
     /// before reload `i` whose offsets reach `reloads[i..]`'s lowest end was dropped.
     pub(crate) reloads: RefCell<Vec<i64>>,
+    /// The shard's budget for kept segment files, once the log joined it (see `recycle`).
+    pub(crate) recycle_pool: OnceCell<Rc<RecyclePool>>,
+    /// The kept segment file (`segment::recycled_path`), if any.
+    pub(crate) kept: Cell<Option<Kept>>,
     #[cfg(test)]
     pub(crate) faults: super::faults::Faults,
 }
@@ -95,6 +100,8 @@ impl Shared {
         let log_start = segments.first().map_or(next_offset, |s| s.base_offset);
         assert!(log_start <= next_offset);
         let cache = TailCache::new();
+        let kept = std::fs::metadata(super::segment::recycled_path(&dir)).ok();
+        let kept = kept.map(|m| Kept::now(m.len()));
         Shared {
             dir,
             config: RefCell::new(config),
@@ -127,6 +134,8 @@ impl Shared {
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             compacted: Cell::new(None),
             reloads: RefCell::new(Vec::new()),
+            recycle_pool: OnceCell::new(),
+            kept: Cell::new(kept),
             #[cfg(test)]
             faults: super::faults::Faults::default(),
         }

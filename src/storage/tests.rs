@@ -877,6 +877,80 @@ fn a_segment_file_retention_deleted_is_reused_and_its_stale_batches_never_come_b
     });
 }
 
+#[test]
+fn kept_segment_files_share_the_shards_budget_and_go_when_the_disk_is_low() {
+    use super::RecyclePool;
+    run(|| async {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config = LogConfig {
+            recycle: true,
+            cleanup: CleanupConfig { retention_ms: Some(1_000), ..CleanupConfig::default() },
+            ..small_config()
+        };
+        // Room for one sealed segment (16 KiB of data at most), not two.
+        let pool = RecyclePool::new(24 << 10);
+        // What the pool counts for a file: its size in whole KiB.
+        let counted = |path: &Path| std::fs::metadata(path).unwrap().len().div_ceil(1024) * 1024;
+        let mut logs = Vec::new();
+        for dir in [&a, &b] {
+            let log = PartitionLog::open(dir.path().to_path_buf(), config.clone()).await.unwrap();
+            log.join_recycle_pool(&pool);
+            append_batches(&log, 0, 100).await;
+            assert!(log.enforce_retention(50_000).await.unwrap() > 0);
+            logs.push(log);
+        }
+        let kept = [a.path(), b.path()].map(|d| super::segment::recycled_path(d).exists());
+        assert_eq!(kept, [true, false], "the second file does not fit");
+        let held = pool.held_bytes();
+        assert_eq!(held, counted(&super::segment::recycled_path(a.path())));
+        // A restart counts the kept file again; one that does not fit goes at retention.
+        logs[0].close().await.unwrap();
+        assert_eq!(pool.held_bytes(), 0);
+        let full = RecyclePool::new(held - 1);
+        let log = PartitionLog::open(a.path().to_path_buf(), config.clone()).await.unwrap();
+        log.join_recycle_pool(&full);
+        assert_eq!(full.held_bytes(), 0);
+        log.enforce_retention(50_000).await.unwrap();
+        assert!(!super::segment::recycled_path(a.path()).exists(), "not counted: deleted");
+        log.close().await.unwrap();
+        // The log whose file was not kept keeps the next one once the budget has room.
+        let log = &logs[1];
+        append_batches(log, 100, 200).await;
+        assert!(log.enforce_retention(150_000).await.unwrap() > 0);
+        let kept = super::segment::recycled_path(b.path());
+        assert!(kept.exists());
+        assert_eq!(pool.held_bytes(), counted(&kept));
+        // Taken by the next segment: the bytes go back.
+        let mut next = 200;
+        while kept.exists() {
+            append_batches(log, next, next + 1).await;
+            next += 1;
+        }
+        assert_eq!(pool.held_bytes(), 0);
+        // Below the disk's headroom a kept file goes at once (the shard asks) or at the next
+        // retention pass, and nothing is kept.
+        append_batches(log, next, next + 100).await;
+        assert!(log.enforce_retention(i64::MAX).await.unwrap() > 0);
+        assert!(kept.exists());
+        pool.set_space_low(true);
+        log.release_kept_file().await.unwrap();
+        assert!(!kept.exists());
+        assert_eq!(pool.held_bytes(), 0);
+        pool.set_space_low(false);
+        append_batches(log, next + 100, next + 200).await;
+        assert!(log.enforce_retention(i64::MAX).await.unwrap() > 0);
+        assert!(kept.exists());
+        pool.set_space_low(true);
+        log.enforce_retention(i64::MAX).await.unwrap();
+        assert!(!kept.exists(), "a retention pass deletes it");
+        append_batches(log, next + 200, next + 300).await;
+        assert!(log.enforce_retention(i64::MAX).await.unwrap() > 0);
+        assert!(!kept.exists(), "deleted, and nothing kept while the disk is low");
+        assert_eq!(pool.held_bytes(), 0);
+        log.close().await.unwrap();
+    });
+}
+
 /// 10,000 partitions live on one broker: what each costs in memory at rest stays bounded
 /// (the writer task's future holds only the states of an idle writer; rare steps are boxed).
 #[test]

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use super::producers::ProducerTable;
 use super::recovery;
-use super::retention::{remove_paths, remove_segment_files, store_log_start};
+use super::retention::{remove_segment_files, store_log_start};
 use super::segment::{self, align_down, file_path, Segment};
 use super::shared::TruncateKind;
 use super::writer::{truncate_and_sync, write_producer_snapshot, Writer};
@@ -206,7 +206,7 @@ impl Writer {
         let dir = self.shared.dir.clone();
         // A kept file holds batches below the old log start, which may be above the new one:
         // gone (durably, by the directory sync below) before the log start goes down.
-        remove_paths(vec![segment::recycled_path(&dir)]).await?;
+        super::recycle::release(&self.shared).await?;
         let segments: Vec<Rc<Segment>> = self.shared.segments.borrow().clone();
         self.lower_offsets(offset.min(self.shared.leo.get()));
         let shared = &self.shared;

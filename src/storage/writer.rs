@@ -753,7 +753,10 @@ pub(crate) async fn create_segment(
 ) -> Result<(Rc<Segment>, u64), StorageError> {
     let path = segment::file_path(dir, base_offset, "log");
     let recycled = match std::fs::rename(segment::recycled_path(dir), &path) {
-        Ok(()) => true,
+        Ok(()) => {
+            super::recycle::forget_kept(shared);
+            true
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "could not reuse a segment file");
