@@ -24,7 +24,8 @@
 # QUICK=1: the issue's quick mode, rerun whenever a change touches the data path: ~10 s per
 # scenario, one round, small fills (10 s), small segments and retention (under ~6 GB of broker
 # data at any time; every data directory is deleted after its scenario); the scripts' files go
-# to perf/results/<date>-quick/ so they do not replace a full run's of the same day.
+# and the summary go to perf/results/<date>-quick/ so they do not replace a full run's of the
+# same day.
 #
 # With arguments, only the named workloads of perf/workloads run (each against a fresh broker,
 # with the fio / iperf3 limits and a confluent-kafka cross-check), as before:
@@ -427,6 +428,9 @@ fi
 kill $DU_PID 2>/dev/null || true
 rm -f perf/tmp/datapath-fio.dat
 
+# A quick run's summary stays beside its files: it must not replace a full run's of the day.
+SUMMARY=perf/results/$DATE-summary.md
+[[ -n $QUICK ]] && SUMMARY=$RESULTS/$DATE-summary.md
 SHOWN=()
 [[ -n $QUICK ]] && SHOWN+=("QUICK=$QUICK")
 [[ -n ${TANSU:-} ]] && SHOWN+=("TANSU=$TANSU")
@@ -434,5 +438,5 @@ SHOWN=()
 python3 perf/summary.py --results "$RESULTS" --date "$DATE" --steps "$STEPS_FILE" \
   --du "$TMP/run-du.samples" --strata "$STRATA" --quick "$QUICK" \
   --wall "$(($(date +%s) - T_START))" --load-start "$LOAD_START" --note "${NOTE:-}" \
-  --command "$(quoted "${SHOWN[@]}" perf/run.sh)" >"perf/results/$DATE-summary.md"
-log "wrote perf/results/$DATE-summary.md"
+  --command "$(quoted "${SHOWN[@]}" perf/run.sh)" >"$SUMMARY"
+log "wrote $SUMMARY"

@@ -1,1 +1,1 @@
-taskset -c 1 /work/rel/strata-direct bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:49599 --cores 1 --cpus 1 --compression zstd --duration 10s --warmup 2s --report perf/results/2026-12-06-quick/2026-12-06-compression/1kb-zstd-base-1
+taskset -c 1 /work/rel/strata-20b55e7 bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:37303 --cores 1 --cpus 1 --compression zstd --duration 10s --warmup 2s --report perf/results/2026-12-06-quick/2026-12-06-compression/1kb-zstd-base-1
