@@ -1044,25 +1044,21 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Closes the log (ignoring poison) and removes its directory with everything in it.
-    /// The removal and the files' last closes run on glommio's blocking thread: they free
-    /// the log's blocks, which a filesystem mounted with `discard` discards synchronously
-    /// (see [`retention::release`]).
+    /// Closes the log (ignoring poison) and removes its directory with everything in it,
+    /// then closes its files, off the shard's thread: that frees the log's blocks (see
+    /// [`retention::unlink_then_close`]).
     pub async fn delete(&self) -> Result<(), StorageError> {
         let segments = self.shared().segments.borrow().clone();
         let closed = self.close().await;
         if let Err(e) = closed {
             tracing::warn!(dir = %self.dir().display(), "deleting a poisoned log: {e}");
         }
-        let files: Vec<_> = segments.into_iter().filter_map(retention::owned_file).collect();
+        let files = segments.into_iter().filter_map(retention::owned_file).collect();
         let dir = self.dir().to_owned();
-        glommio::executor()
-            .spawn_blocking(move || {
-                let removed = std::fs::remove_dir_all(&dir);
-                drop(files);
-                removed.map_err(|e| StorageError::io("remove dir", &dir, e))
-            })
-            .await
+        retention::unlink_then_close(files, move || {
+            std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io("remove dir", &dir, e))
+        })
+        .await
     }
 
     #[cfg(test)]

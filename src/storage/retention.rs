@@ -147,19 +147,33 @@ pub(crate) async fn remove_segment(dir: &Path, segment: Rc<Segment>) -> Result<(
 }
 
 /// Unlinks `paths` (missing files are fine), then closes `segment`'s file when nothing else
-/// holds it (no read in flight), both on glommio's blocking thread. The blocks of a file
-/// whose last link is gone are freed by its last close, and ext4 mounted with `discard`
-/// (without a journal) discards them there and waits for the device: dropped on the shard,
-/// the file's close would run that discard on the shard's thread (traced: the shard blocked
-/// in `blkdev_issue_discard` under `__fput` from glommio's `io_uring_submit`). The file
-/// moves to the blocking thread as an `OwnedDmaFile`, whose drop is a plain `close`.
+/// holds it (no read in flight), off the shard's thread (see [`unlink_then_close`]).
 pub(crate) async fn release(segment: Rc<Segment>, paths: Vec<PathBuf>) -> Result<(), StorageError> {
-    let file = owned_file(segment);
+    let files = owned_file(segment).into_iter().collect();
+    unlink_then_close(files, move || paths.iter().try_for_each(|p| remove(p))).await
+}
+
+/// Runs `unlink` on glommio's blocking thread, then closes `files` there. Freeing a file's
+/// blocks (its last link gone, by `unlink` of a closed file or by the last close of an
+/// unlinked one) on ext4 mounted with `discard` (without a journal) discards them and waits
+/// for the device; on the shard's thread that wait stalls every partition of the shard.
+/// Traced on the reference machine under 1 KiB produce with retention deleting 64 MiB
+/// segments: the shard blocked in `blkdev_issue_discard` under `unlink`
+/// (perf/results/2026-12-06-io-workers.md) and, once the unlink had moved, under `__fput`
+/// from glommio's `io_uring_submit` (perf/results/2026-12-06-close-off-shard.md). The files
+/// move as `OwnedDmaFile`s, whose drop is a plain `close`.
+pub(crate) async fn unlink_then_close<F>(
+    files: Vec<glommio::io::OwnedDmaFile>,
+    unlink: F,
+) -> Result<(), StorageError>
+where
+    F: FnOnce() -> Result<(), StorageError> + Send + 'static,
+{
     glommio::executor()
         .spawn_blocking(move || {
-            let removed = paths.iter().try_for_each(|p| remove(p));
-            drop(file);
-            removed
+            let unlinked = unlink();
+            drop(files);
+            unlinked
         })
         .await
 }
@@ -182,14 +196,10 @@ fn segment_paths(dir: &Path, base: i64) -> Vec<PathBuf> {
     ["log", "index", "timeindex", "producers"].map(|e| file_path(dir, base, e)).into()
 }
 
-/// Unlinks `paths` in order on glommio's blocking thread, not the shard's; missing files are
-/// fine. Unlinking a closed file's last link frees its blocks inside `unlink`, and ext4
-/// mounted with `discard` (without a journal) discards them there and waits for the device.
-/// Traced on the reference machine under 1 KiB produce with retention deleting 64 MiB
-/// segments: the shard thread blocked in `blkdev_issue_discard` under `unlink`
-/// (perf/results/2026-12-06-io-workers.md).
+/// Unlinks `paths` in order, off the shard's thread (see [`unlink_then_close`]); missing
+/// files are fine.
 pub(crate) async fn remove_paths(paths: Vec<PathBuf>) -> Result<(), StorageError> {
-    glommio::executor().spawn_blocking(move || paths.iter().try_for_each(|p| remove(p))).await
+    unlink_then_close(Vec::new(), move || paths.iter().try_for_each(|p| remove(p))).await
 }
 
 /// Unlinks the files of segment `base` with these extensions on the calling thread (small
