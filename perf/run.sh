@@ -62,10 +62,12 @@ STRATA=${STRATA:-target/release/strata}
 STRATA_ARGS=${STRATA_ARGS:---segment-bytes 268435456 --retention-bytes 1073741824 --retention-check-ms 1000}
 DATE=$(date -u +%Y-%m-%d)
 TMP=perf/tmp
+RESULTS_GIVEN=${RESULTS:+1}
 RESULTS=${RESULTS:-perf/results}
 QUICK=${QUICK:-}
-# The all-targets run in quick mode keeps its scripts' files apart from a full run's.
-[[ $# -eq 0 && -n $QUICK ]] && RESULTS=perf/results/$DATE-quick
+# The all-targets run in quick mode keeps its scripts' files apart from a full run's (in
+# RESULTS if given, so that a second quick run of the day does not replace the first).
+[[ $# -eq 0 && -n $QUICK && -z $RESULTS_GIVEN ]] && RESULTS=perf/results/$DATE-quick
 mkdir -p "$TMP" "$RESULTS"
 
 log() { echo "[run.sh] $*" >&2; }

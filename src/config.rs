@@ -232,6 +232,9 @@ pub struct BrokerConfig {
     /// Disk space the kept files may hold, split evenly between the shards (see
     /// `storage::RecyclePool`).
     pub segment_recycle_max_bytes: u64,
+    /// Under fdatasync per append, open active segments with O_DSYNC (see
+    /// `LogConfig::write_dsync`).
+    pub segment_write_dsync: bool,
     /// Redpanda's `storage_min_free_bytes`: free space kept on the data directory's
     /// filesystem (the smaller of this and `storage_min_free_percent` applies; 0: off).
     pub storage_min_free_bytes: u64,
@@ -559,6 +562,7 @@ impl Default for BrokerConfig {
             segment_prezero: false,
             segment_recycle: true,
             segment_recycle_max_bytes: 4 << 30,
+            segment_write_dsync: true,
             storage_min_free_bytes: 1 << 30,
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,

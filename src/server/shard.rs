@@ -183,6 +183,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         prealloc_min_bytes: broker.segment_prealloc_min_bytes,
         prezero: broker.segment_prezero,
         recycle: broker.segment_recycle,
+        write_dsync: broker.segment_write_dsync,
         max_batch_bytes: get("max.message.bytes").map_or(broker.max_message_bytes, |v| v as usize),
         timestamp_type: if append_time {
             TimestampType::LogAppendTime

@@ -1,6 +1,7 @@
 //! Storage under an I/O layer that fails (see `faults`): writes fail (EIO, ENOSPC) or stop
 //! short, fdatasyncs fail and may lose what was written since the last good one,
-//! preallocations hit ENOSPC, at points drawn from a seed. For many seeds, a workload of
+//! preallocations hit ENOSPC, at points drawn from a seed, with writes through the O_DSYNC
+//! descriptor or not (`seeded_config`). For many seeds, a workload of
 //! pipelined appends runs while copies of the partition directory are taken at random points
 //! (a kill -9 at that moment) and recovered. Checked every time: no acknowledged batch is
 //! lost or changed, every batch served passes validation (CRC included), offsets are
@@ -66,6 +67,13 @@ fn config(every_append: bool) -> LogConfig {
     }
 }
 
+/// Odd seeds write through the O_DSYNC descriptor (`LogConfig::write_dsync`), even ones
+/// write then fdatasync: both ways meet every fault (for O_DSYNC writes a failed fdatasync
+/// stands for the sync half of the last write failing).
+fn seeded_config(every_append: bool, seed: u64) -> LogConfig {
+    LogConfig { write_dsync: seed % 2 == 1, ..config(every_append) }
+}
+
 /// Acknowledged batches by base offset: the compared bytes.
 type Acked = BTreeMap<i64, Bytes>;
 
@@ -101,7 +109,8 @@ async fn crash_copy(dir: &Path, copy: &Path, acked: &Acked, seed: u64, every_app
             std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
         }
     }
-    let log = PartitionLog::open(copy.to_path_buf(), config(every_append)).await.unwrap();
+    let log =
+        PartitionLog::open(copy.to_path_buf(), seeded_config(every_append, seed)).await.unwrap();
     check(&log, acked, seed, "after a crash").await;
     log.close().await.unwrap();
 }
@@ -117,7 +126,7 @@ fn run_seed(seed: u64, every_append: bool, rates: FaultRates) {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, copy) = (tmp.path().join("log"), tmp.path().join("crash"));
     run(move || async move {
-        let log = PartitionLog::open(dir.clone(), config(every_append)).await.unwrap();
+        let log = PartitionLog::open(dir.clone(), seeded_config(every_append, seed)).await.unwrap();
         log.faults().set(seed, rates);
         let mut rng = Rng(seed ^ 0x5eed);
         let mut acked = Acked::new();
@@ -151,7 +160,7 @@ fn run_seed(seed: u64, every_append: bool, rates: FaultRates) {
         let last = log.append(&random_batch(&mut rng, i)).unwrap().durable().await.unwrap();
         assert!(last.base_offset >= acked.keys().next_back().map_or(0, |o| o + 1));
         log.close().await.unwrap();
-        let log = PartitionLog::open(dir.clone(), config(every_append)).await.unwrap();
+        let log = PartitionLog::open(dir.clone(), seeded_config(every_append, seed)).await.unwrap();
         check(&log, &acked, seed, "after a clean restart").await;
         log.close().await.unwrap();
         assert!(injected > 0, "seed {seed}: no fault was injected");

@@ -139,6 +139,11 @@ pub struct LogConfig {
     /// segment's base (a reset that lowers the log start deletes the kept file), so recovery,
     /// which stops at the first batch whose offset goes back, never takes them.
     pub recycle: bool,
+    /// While every append is fdatasync'ed, open each new active segment with O_DSYNC, so
+    /// that each write returns once its data is durable and no fdatasync follows (default
+    /// on; see `writer::open_active_file`). The same guarantee as a write then an
+    /// fdatasync.
+    pub write_dsync: bool,
     /// Bytes of log between sparse index entries (Kafka default 4096).
     pub index_interval_bytes: u32,
     /// Largest accepted batch, `message.max.bytes` (default 1 MiB + 12).
@@ -193,6 +198,7 @@ impl Default for LogConfig {
             prealloc_min_bytes: PREALLOC_MIN_BYTES_DEFAULT,
             prezero: false,
             recycle: false,
+            write_dsync: true,
             index_interval_bytes: 4096,
             max_batch_bytes: (1 << 20) + 12,
             timestamp_type: TimestampType::CreateTime,

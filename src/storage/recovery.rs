@@ -213,7 +213,8 @@ async fn recover_active(
     config: &LogConfig,
 ) -> Result<ActiveParts, StorageError> {
     let path = file_path(dir, base, "log");
-    let file = segment::open_log_file(&path).await?;
+    let dsync = super::writer::wants_dsync(config);
+    let file = super::writer::open_active_file(&path, dsync).await?;
     let file_bytes = file_size(&file, &path).await?;
     let interval = config.index_interval_bytes;
     let mut scan = scan(&file, &path, base, file_bytes, interval).await?;
@@ -235,7 +236,7 @@ async fn recover_active(
         file.fdatasync().await.map_err(|e| StorageError::io("fdatasync", &path, e))?;
         allocated = end;
     }
-    let segment = Segment::new(base, file, path, end);
+    let segment = Segment { dsync, ..Segment::new(base, file, path, end) };
     *segment.index.borrow_mut() = scan.index;
     let producers = producers_at(dir, base, &mut scan.producers);
     let next_offset = scan.next_offset;

@@ -20,6 +20,9 @@ pub(crate) struct Segment {
     pub(crate) path: PathBuf,
     pub(crate) size: Cell<u64>,
     pub(crate) index: RefCell<SegmentIndex>,
+    /// `file` was opened with O_DSYNC (an active segment under fdatasync per append, see
+    /// `writer::open_active_file`): a write to it returns durable.
+    pub(crate) dsync: bool,
 }
 
 impl Segment {
@@ -30,6 +33,7 @@ impl Segment {
             path,
             size: Cell::new(size),
             index: RefCell::new(SegmentIndex::new(base_offset)),
+            dsync: false,
         }
     }
 }
@@ -93,10 +97,16 @@ pub async fn prime_dma_probe(dir: &Path) -> Result<(), StorageError> {
 /// Opens (creating if missing) a segment file for O_DIRECT reads and writes and checks that
 /// its DMA alignment divides `BLOCK_BYTES`.
 pub(crate) async fn open_log_file(path: &Path) -> Result<DmaFile, StorageError> {
+    open_log_file_with(path, 0).await
+}
+
+/// [`open_log_file`] with extra `open(2)` flags (`O_DSYNC` for the writer's descriptor).
+pub(crate) async fn open_log_file_with(path: &Path, flags: i32) -> Result<DmaFile, StorageError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
+        .custom_flags(flags)
         .dma_open(path)
         .await
         .map_err(|e| StorageError::io("open segment", path, e))?;

@@ -81,6 +81,27 @@ fn deleted_but_open(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// This process's descriptors of files under `dir` opened with O_DSYNC (from
+/// /proc/self/fdinfo: `flags:` in octal).
+fn dsync_descriptors(dir: &Path) -> Vec<PathBuf> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(entry) = entry else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        if !target.to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let info = format!("/proc/self/fdinfo/{}", entry.file_name().to_string_lossy());
+        let Ok(info) = std::fs::read_to_string(info) else { continue };
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+        if u32::from_str_radix(flags, 8).unwrap() & libc::O_DSYNC as u32 != 0 {
+            found.push(target);
+        }
+    }
+    found
+}
+
 fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -1043,4 +1064,56 @@ fn a_cached_slice_counts_as_the_buffer_it_keeps_alive() {
     assert_eq!(cache.bytes(), second.len(), "the oldest went, with all it counted");
     assert_eq!(cache.read(5, 1 << 20, 10), Some(second));
     assert!(len < frame);
+}
+
+#[test]
+fn the_active_segment_is_opened_with_o_dsync_only_under_fdatasync_per_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p0");
+    run(move || async move {
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        let active = |dir: &Path| log_files(dir).pop().unwrap();
+        let is_dsync = |dir: &Path| dsync_descriptors(dir).contains(&active(dir));
+        let next = Cell::new(3);
+        // Appends until a roll: the new active segment is opened with the config then in force.
+        let append_until_roll = async |log: &PartitionLog| {
+            let before = active(log.dir());
+            while active(log.dir()) == before {
+                append_batches(log, next.get(), next.get() + 1).await;
+                next.set(next.get() + 1);
+            }
+        };
+        append_batches(&log, 0, 3).await;
+        assert!(is_dsync(&dir), "opened by the first open");
+        append_until_roll(&log).await;
+        assert!(is_dsync(&dir), "opened by a roll");
+        // A periodic flush: the next segment is plain (written, then fdatasync'ed).
+        let periodic = FlushPolicy { every_append: false, messages: None, interval_ms: Some(5) };
+        log.set_config(LogConfig { flush: periodic, ..small_config() });
+        append_until_roll(&log).await;
+        assert!(!is_dsync(&dir), "periodic flush");
+        log.set_config(LogConfig { write_dsync: false, ..small_config() });
+        append_until_roll(&log).await;
+        assert!(!is_dsync(&dir), "write_dsync off");
+        log.set_config(small_config());
+        append_until_roll(&log).await;
+        assert!(is_dsync(&dir), "back on");
+        // A reset starts an empty active segment: opened the same way.
+        let last = append_batches(&log, next.get(), next.get() + 2).await.unwrap();
+        log.reset_to(last.last_offset + 100).await.unwrap();
+        assert!(is_dsync(&dir), "after a reset");
+        append_batches(&log, 0, 2).await;
+        log.close().await.unwrap();
+        // Recovery opens the active segment per the config too; what was written reads back.
+        let plain = LogConfig { write_dsync: false, ..small_config() };
+        let log = PartitionLog::open(dir.clone(), plain).await.unwrap();
+        assert!(!is_dsync(&dir), "recovered with write_dsync off");
+        log.close().await.unwrap();
+        let log = PartitionLog::open(dir.clone(), small_config()).await.unwrap();
+        assert!(is_dsync(&dir), "recovered with write_dsync on");
+        let batches = read_all(&log).await;
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].0.base_offset, last.last_offset + 100);
+        log.close().await.unwrap();
+    });
 }

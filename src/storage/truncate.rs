@@ -151,7 +151,8 @@ impl Writer {
         } else {
             remove_segment_files(&dir, base).await?;
         }
-        let new = create_empty(&dir, end).await?;
+        let dsync = super::writer::wants_dsync(&self.shared.config.borrow());
+        let new = create_empty(&dir, end, dsync).await?;
         segment::sync_dir(&dir).await?;
         for later in segments[k + 1..].iter().rev() {
             remove_segment_files(&dir, later.base_offset).await?;
@@ -228,7 +229,8 @@ impl Writer {
             remove_segment_files(&dir, segment.base_offset).await?;
         }
         let _ = std::fs::remove_file(file_path(&dir, offset, "producers"));
-        let new = create_empty(&dir, offset).await?;
+        let dsync = super::writer::wants_dsync(&self.shared.config.borrow());
+        let new = create_empty(&dir, offset, dsync).await?;
         segment::sync_dir(&dir).await?;
         store_log_start(&self.shared, offset).await?;
         for segment in &below {
@@ -241,11 +243,15 @@ impl Writer {
 
 /// An empty segment file at `base` (size 0: a valid closed segment should a crash leave it
 /// before later ones are removed).
-async fn create_empty(dir: &std::path::Path, base: i64) -> Result<Rc<Segment>, StorageError> {
+async fn create_empty(
+    dir: &std::path::Path,
+    base: i64,
+    dsync: bool,
+) -> Result<Rc<Segment>, StorageError> {
     let path = file_path(dir, base, "log");
-    let file = segment::open_log_file(&path).await?;
+    let file = super::writer::open_active_file(&path, dsync).await?;
     file.truncate(0).await.map_err(|e| StorageError::io("truncate", &path, e))?;
-    Ok(Rc::new(Segment::new(base, file, path, 0)))
+    Ok(Rc::new(Segment { dsync, ..Segment::new(base, file, path, 0) }))
 }
 
 fn remove_index_files(dir: &std::path::Path, base: i64) -> Result<(), StorageError> {
