@@ -1,7 +1,7 @@
 //! Storage under an I/O layer that fails (see `faults`): writes fail (EIO, ENOSPC) or stop
 //! short, fdatasyncs fail and may lose what was written since the last good one,
-//! preallocations hit ENOSPC, at points drawn from a seed, with writes through the O_DSYNC
-//! descriptor or not (`seeded_config`). For many seeds, a workload of
+//! preallocations hit ENOSPC, at points drawn from a seed, with the active segment opened
+//! with O_DSYNC or not (`seeded_config`). For many seeds, a workload of
 //! pipelined appends runs while copies of the partition directory are taken at random points
 //! (a kill -9 at that moment) and recovered. Checked every time: no acknowledged batch is
 //! lost or changed, every batch served passes validation (CRC included), offsets are
@@ -67,7 +67,7 @@ fn config(every_append: bool) -> LogConfig {
     }
 }
 
-/// Odd seeds write through the O_DSYNC descriptor (`LogConfig::write_dsync`), even ones
+/// Odd seeds open active segments with O_DSYNC (`LogConfig::write_dsync`), even ones
 /// write then fdatasync: both ways meet every fault (for O_DSYNC writes a failed fdatasync
 /// stands for the sync half of the last write failing).
 fn seeded_config(every_append: bool, seed: u64) -> LogConfig {

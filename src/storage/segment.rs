@@ -100,7 +100,7 @@ pub(crate) async fn open_log_file(path: &Path) -> Result<DmaFile, StorageError> 
     open_log_file_with(path, 0).await
 }
 
-/// [`open_log_file`] with extra `open(2)` flags (`O_DSYNC` for the writer's descriptor).
+/// [`open_log_file`] with extra `open(2)` flags (`O_DSYNC` for an active segment).
 pub(crate) async fn open_log_file_with(path: &Path, flags: i32) -> Result<DmaFile, StorageError> {
     let file = OpenOptions::new()
         .read(true)
