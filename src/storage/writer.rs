@@ -802,7 +802,7 @@ pub(crate) async fn create_segment(
 /// write (in the same io_uring worker when the write converts unwritten extents), with the
 /// same guarantee. Measured with 16 partitions on the reference machine
 /// (perf/results/2026-12-06-dsync.md): 1 KiB max-rate produce +20-25% (broker CPU per
-/// message -20%), e2e p99 at 1M msgs/s of 100 B 2.9-3.2 -> 2.0-2.1 ms.
+/// message -20%), e2e p99 at 1M msgs/s of 100 B -16 to -30%.
 ///
 /// The same descriptor serves reads (O_DSYNC only changes writes), so it costs no file
 /// descriptor: a second one per written partition ran 10,000 partitions out of them. The
