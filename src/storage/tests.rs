@@ -67,39 +67,41 @@ pub(super) async fn read_all(log: &PartitionLog) -> Vec<(record_batch::BatchHead
     out
 }
 
-/// Files under `dir` this process still holds open though they are unlinked: their blocks
-/// are freed (and discarded) only by the last close, which must not be left to the shard.
-fn deleted_but_open(dir: &Path) -> Vec<PathBuf> {
+/// This process's open descriptors of files under `dir`: (descriptor number, link target;
+/// an unlinked file's target ends in " (deleted)").
+fn descriptors_under(dir: &Path) -> Vec<(String, PathBuf)> {
     let prefix = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc/self/fd")
         .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| {
-            let target = target.to_string_lossy();
-            target.starts_with(&prefix) && target.ends_with(" (deleted)")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), std::fs::read_link(e.path()).ok()?))
         })
+        .filter(|(_, target)| target.to_string_lossy().starts_with(&prefix))
         .collect()
 }
 
-/// This process's descriptors of files under `dir` opened with O_DSYNC (from
-/// /proc/self/fdinfo: `flags:` in octal).
+/// Files under `dir` this process still holds open though they are unlinked: their blocks
+/// are freed (and discarded) only by the last close, which must not be left to the shard.
+fn deleted_but_open(dir: &Path) -> Vec<PathBuf> {
+    descriptors_under(dir)
+        .into_iter()
+        .map(|(_, target)| target)
+        .filter(|target| target.to_string_lossy().ends_with(" (deleted)"))
+        .collect()
+}
+
+/// Files under `dir` this process holds open with O_DSYNC (/proc/self/fdinfo: `flags:` in
+/// octal).
 fn dsync_descriptors(dir: &Path) -> Vec<PathBuf> {
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-        let Ok(entry) = entry else { continue };
-        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
-        if !target.to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let info = format!("/proc/self/fdinfo/{}", entry.file_name().to_string_lossy());
-        let Ok(info) = std::fs::read_to_string(info) else { continue };
+    let dsync = |fd: &str| {
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            return false; // closed meanwhile
+        };
         let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
-        if u32::from_str_radix(flags, 8).unwrap() & libc::O_DSYNC as u32 != 0 {
-            found.push(target);
-        }
-    }
-    found
+        u32::from_str_radix(flags, 8).unwrap() & libc::O_DSYNC as u32 != 0
+    };
+    descriptors_under(dir).into_iter().filter(|(fd, _)| dsync(fd)).map(|(_, t)| t).collect()
 }
 
 fn log_files(dir: &Path) -> Vec<PathBuf> {

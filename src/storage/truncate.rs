@@ -27,7 +27,7 @@ use super::producers::ProducerTable;
 use super::recovery;
 use super::retention::{remove_segment_files, store_log_start};
 use super::segment::{self, align_down, file_path, Segment};
-use super::shared::TruncateKind;
+use super::shared::{Shared, TruncateKind};
 use super::writer::{truncate_and_sync, write_producer_snapshot, Writer};
 use super::{read, replica, StorageError};
 
@@ -151,8 +151,7 @@ impl Writer {
         } else {
             remove_segment_files(&dir, base).await?;
         }
-        let dsync = super::writer::wants_dsync(&self.shared.config.borrow());
-        let new = create_empty(&dir, end, dsync).await?;
+        let new = create_empty(&self.shared, end).await?;
         segment::sync_dir(&dir).await?;
         for later in segments[k + 1..].iter().rev() {
             remove_segment_files(&dir, later.base_offset).await?;
@@ -229,8 +228,7 @@ impl Writer {
             remove_segment_files(&dir, segment.base_offset).await?;
         }
         let _ = std::fs::remove_file(file_path(&dir, offset, "producers"));
-        let dsync = super::writer::wants_dsync(&self.shared.config.borrow());
-        let new = create_empty(&dir, offset, dsync).await?;
+        let new = create_empty(&self.shared, offset).await?;
         segment::sync_dir(&dir).await?;
         store_log_start(&self.shared, offset).await?;
         for segment in &below {
@@ -241,14 +239,11 @@ impl Writer {
     }
 }
 
-/// An empty segment file at `base` (size 0: a valid closed segment should a crash leave it
-/// before later ones are removed).
-async fn create_empty(
-    dir: &std::path::Path,
-    base: i64,
-    dsync: bool,
-) -> Result<Rc<Segment>, StorageError> {
-    let path = file_path(dir, base, "log");
+/// An empty active segment file at `base` in the log's directory (size 0: a valid closed
+/// segment should a crash leave it before later ones are removed).
+async fn create_empty(shared: &Shared, base: i64) -> Result<Rc<Segment>, StorageError> {
+    let path = file_path(&shared.dir, base, "log");
+    let dsync = super::writer::wants_dsync(&shared.config.borrow());
     let file = super::writer::open_active_file(&path, dsync).await?;
     file.truncate(0).await.map_err(|e| StorageError::io("truncate", &path, e))?;
     Ok(Rc::new(Segment { dsync, ..Segment::new(base, file, path, 0) }))
