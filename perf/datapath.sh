@@ -17,7 +17,8 @@
 #            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8), and the broker's pattern:
-#            16 files at once, 256 KiB write+fdatasync each, into fresh and written space
+#            16 files at once, 256 KiB write+fdatasync each, into fresh and written space;
+#            target 2's durable writes alone: 16 files, an 8 KiB O_DSYNC write every ms each
 # Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|e2e|consume|fio ...]
 #        (default: produce stall consume fio)
 # Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1; SIDES="A B" (SIDES=B: B alone,
@@ -211,6 +212,16 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
       --filename_format='j.$jobnum' --numjobs=16 --group_reporting --size=512M --runtime=2 \
       --rw=write --bs=256k --fdatasync=1 --overwrite=$overwrite
   done
+  # Target 2's durable writes alone: the e2e workload at 1M msgs/s of 100 B over 16
+  # partitions (1 ms linger) makes each partition append a ~7 KB batch every millisecond, an
+  # 8 KiB O_DIRECT write to an O_DSYNC segment in fresh fallocated space. fio does only that
+  # (16 files, 1,000 writes/s each); its write latency is the disk's share of the ack.
+  rm -rf "$dir"; mkdir -p "$dir"
+  # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
+  f='' run_fio "dsync-8k-16f-1000iops" --directory="$dir" \
+    --filename_format='j.$jobnum' --numjobs=16 --group_reporting --size=512M \
+    --rw=write --bs=8k --sync=dsync --rate_iops=1000 --lat_percentiles=1 \
+    --percentile_list=50:99:99.9:99.99
   rm -rf "$dir"
   echo "(load $(load))"
 }
