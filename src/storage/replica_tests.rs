@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::tests::{append_batches, read_all, run, small_config};
+use super::tests::{append_batches, deleted_but_open, read_all, run, small_config};
 use super::*;
 use crate::record_batch::testing::idempotent_batch;
 use crate::record_batch::{self, Batches};
@@ -325,6 +325,7 @@ async fn check_truncation(dir: std::path::PathBuf, total: i64, cut_batch: i64, m
     append_batches(&log, total / 2, total).await;
     let cut = cut_batch * 5;
     log.truncate_to(cut + mid).await.unwrap();
+    assert_eq!(deleted_but_open(log.dir()), Vec::<std::path::PathBuf>::new(), "closed");
     assert_eq!(log.log_end_offset(), cut);
     assert_eq!(log.durable_end(), cut);
     assert_eq!(log.high_watermark(), cut);
@@ -444,7 +445,9 @@ fn reset_to_empties_the_log_at_an_offset() {
         log.set_leader_epoch(3);
         append_batches(&log, 0, 60).await;
         log.append(&idempotent_batch(9, 0, 0, 5)).unwrap().durable().await.unwrap();
+        assert!(log.segment_count() > 1, "old segments to remove");
         log.reset_to(1000).await.unwrap();
+        assert_eq!(deleted_but_open(&dir), Vec::<std::path::PathBuf>::new(), "files closed");
         assert_eq!(log.log_start_offset(), 1000);
         assert_eq!(log.log_end_offset(), 1000);
         assert_eq!(log.high_watermark(), 1000);

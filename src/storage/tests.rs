@@ -83,7 +83,7 @@ fn descriptors_under(dir: &Path) -> Vec<(String, PathBuf)> {
 
 /// Files under `dir` this process still holds open though they are unlinked: their blocks
 /// are freed (and discarded) only by the last close, which must not be left to the shard.
-fn deleted_but_open(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn deleted_but_open(dir: &Path) -> Vec<PathBuf> {
     descriptors_under(dir)
         .into_iter()
         .map(|(_, target)| target)

@@ -19,13 +19,17 @@
 //!   producer state is rebuilt from the newest producer snapshot at or below `k` plus scans.
 //! - Reset: segments at or above the offset go, an empty active segment is created at it,
 //!   the log start checkpoint moves there, then every older segment goes.
+//!
+//! The removed segments' files are closed last, off the shard's thread: the last close of an
+//! unlinked file frees its blocks, a synchronous discard on this disk (see
+//! [`retention::unlink_then_close`]).
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::producers::ProducerTable;
 use super::recovery;
-use super::retention::{remove_segment_files, store_log_start};
+use super::retention::{self, remove_segment_files, store_log_start};
 use super::segment::{self, align_down, file_path, Segment};
 use super::shared::{Shared, TruncateKind};
 use super::writer::{truncate_and_sync, write_producer_snapshot, Writer};
@@ -47,7 +51,7 @@ impl Writer {
             self.sync().await?;
         }
         let done = match kind {
-            TruncateKind::To(offset) if offset >= self.shared.leo.get() => Ok(()),
+            TruncateKind::To(offset) if offset >= self.shared.leo.get() => Ok(Vec::new()),
             TruncateKind::To(offset) if offset < self.shared.log_start.get() => {
                 self.reset(offset).await
             }
@@ -57,7 +61,9 @@ impl Writer {
         // Again once the files are cut: a read between the lowered offsets and the cut may
         // have remembered a position in bytes that went.
         self.shared.forget_reads();
-        done
+        // A segment a read still holds is closed when that read drops it.
+        let files = done?.into_iter().filter_map(retention::owned_file).collect();
+        retention::unlink_then_close(files, || Ok(())).await
     }
 
     /// Lowers every offset to `end` (the new log end), clears the tail cache and trims the
@@ -81,7 +87,8 @@ impl Writer {
         replica::checkpoint_hw(shared, true);
     }
 
-    async fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+    /// Cuts the log at `offset`; the segments it removed (their files unlinked, still open).
+    async fn truncate_to(&mut self, offset: i64) -> Result<Vec<Rc<Segment>>, StorageError> {
         let segments: Vec<Rc<Segment>> = self.shared.segments.borrow().clone();
         let after = segments.partition_point(|s| s.base_offset <= offset);
         let Some((k, target)) = after.checked_sub(1).and_then(|k| Some((k, segments.get(k)?)))
@@ -97,9 +104,11 @@ impl Writer {
         tracing::info!(dir = %self.shared.dir.display(), offset, end, "truncating log");
         self.lower_offsets(end);
         if Rc::ptr_eq(&target, &self.segment) {
-            self.cut_active(position, end).await
+            self.cut_active(position, end).await?;
+            Ok(Vec::new())
         } else {
-            self.cut_closed(&segments, k, position, end).await
+            drop(target);
+            self.cut_closed(segments, k, position, end).await
         }
     }
 
@@ -130,13 +139,15 @@ impl Writer {
         Ok(())
     }
 
+    /// Cuts closed segment `k` of `segments` (the log's); the old handles of `k` and every
+    /// later segment, for [`Writer::truncate`] to close.
     async fn cut_closed(
         &mut self,
-        segments: &[Rc<Segment>],
+        mut segments: Vec<Rc<Segment>>,
         k: usize,
         position: u64,
         end: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Vec<Rc<Segment>>, StorageError> {
         let dir = self.shared.dir.clone();
         let target = &segments[k];
         let base = target.base_offset;
@@ -180,7 +191,8 @@ impl Writer {
         let producers = rebuild_producers(&dir, &kept, target_producers, interval).await?;
         *self.shared.producers.borrow_mut() = producers;
         write_producer_snapshot(&self.shared, &dir, end);
-        self.start_active(new, kept).await
+        self.start_active(new, kept).await?;
+        Ok(segments.split_off(k))
     }
 
     /// Makes `new` (empty) the active segment after `kept`.
@@ -201,7 +213,8 @@ impl Writer {
         Ok(())
     }
 
-    async fn reset(&mut self, offset: i64) -> Result<(), StorageError> {
+    /// Empties the log at `offset`; its old segments (their files unlinked, still open).
+    async fn reset(&mut self, offset: i64) -> Result<Vec<Rc<Segment>>, StorageError> {
         tracing::info!(dir = %self.shared.dir.display(), offset, "resetting log");
         let dir = self.shared.dir.clone();
         // A kept file holds batches below the old log start, which may be above the new one:
@@ -235,7 +248,8 @@ impl Writer {
             remove_segment_files(&dir, segment.base_offset).await?;
         }
         segment::sync_dir(&dir).await?;
-        self.start_active(new, Vec::new()).await
+        self.start_active(new, Vec::new()).await?;
+        Ok(segments)
     }
 }
 
