@@ -87,7 +87,7 @@ impl Writer {
         replica::checkpoint_hw(shared, true);
     }
 
-    /// Cuts the log at `offset`; the segments it removed (their files unlinked, still open).
+    /// Cuts the log at `offset`; the old handles of the segments it removed or reopened.
     async fn truncate_to(&mut self, offset: i64) -> Result<Vec<Rc<Segment>>, StorageError> {
         let segments: Vec<Rc<Segment>> = self.shared.segments.borrow().clone();
         let after = segments.partition_point(|s| s.base_offset <= offset);
