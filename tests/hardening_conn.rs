@@ -128,12 +128,27 @@ fn claim(addr: SocketAddr, claimed: u32) -> TcpStream {
 /// A Fetch v12 request frame for partition 0 of `topic` from offset 0, `max_bytes` for the
 /// request and the partition, waiting at most `wait_ms` for a byte.
 fn fetch_frame(topic: &str, max_bytes: i32, wait_ms: i32, correlation_id: i32) -> Vec<u8> {
-    let p = fetch_request::FetchPartition::default()
-        .with_partition(0)
-        .with_fetch_offset(0)
-        .with_partition_max_bytes(max_bytes);
+    fetch_partitions_frame(topic, 1, max_bytes, wait_ms, correlation_id)
+}
+
+/// As [`fetch_frame`], for partitions 0 to `partitions - 1`.
+fn fetch_partitions_frame(
+    topic: &str,
+    partitions: i32,
+    max_bytes: i32,
+    wait_ms: i32,
+    correlation_id: i32,
+) -> Vec<u8> {
+    let p = |partition| {
+        fetch_request::FetchPartition::default()
+            .with_partition(partition)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(max_bytes)
+    };
     let name = TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.into()));
-    let t = fetch_request::FetchTopic::default().with_topic(name).with_partitions(vec![p]);
+    let t = fetch_request::FetchTopic::default()
+        .with_topic(name)
+        .with_partitions((0..partitions).map(p).collect());
     let req = FetchRequest::default()
         .with_max_wait_ms(wait_ms)
         .with_min_bytes(1)
@@ -603,5 +618,47 @@ fn an_idle_client_does_not_hold_the_shutdown() {
     assert!(broker.wait_exit().success());
     for mut stream in idle {
         assert!(closed_by_broker(&mut stream), "the broker closed the idle connection");
+    }
+}
+
+/// SIGTERM while consumers long-poll partitions of both shards: every fetch is answered and
+/// the broker stops without waiting for `shutdown_timeout_ms` (a minute here). Before, a
+/// shard whose own connections were done closed its logs and stopped while a fetch on the
+/// other shard still had to read its partitions; that fetch, and the shutdown, then waited
+/// for the timeout. The fetches end one after the other (their waits differ), so whichever
+/// shard each connection is on, one shard is done before a fetch of the other reads again.
+#[test]
+fn consumers_waiting_on_both_shards_do_not_hold_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--shards", "2", "--shutdown-timeout-ms", "60000"];
+    let mut broker = Broker::start(dir.path(), &args);
+    create_topic(&mut Conn::connect(broker.addr), "waits", 4);
+    let consumers = 6;
+    let fetched = |broker: &Broker| {
+        let labels = "role=\"leader\"";
+        metric(broker, "strata_consumer_fetches_total", labels).unwrap_or(0.0) as i32
+    };
+    let before = fetched(&broker);
+    let mut waiting: Vec<TcpStream> = (0..consumers)
+        .map(|i| {
+            let mut stream = TcpStream::connect(broker.addr).unwrap();
+            let frame = fetch_partitions_frame("waits", 4, 1 << 20, 300 + 700 * i, i + 1);
+            stream.write_all(&frame).unwrap();
+            stream
+        })
+        .collect();
+    // Each fetch has read its 4 (empty) partitions once and now waits for data.
+    poll("every fetch to wait", || (fetched(&broker) - before >= 4 * consumers).then_some(()));
+    broker.signal("TERM");
+    let lines = broker.log_until("logs closed");
+    assert!(!lines.iter().any(|l| l.contains("still busy")), "{lines:?}");
+    assert!(broker.wait_exit().success());
+    for (i, stream) in waiting.iter_mut().enumerate() {
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        stream.read_exact(&mut body).unwrap();
+        let correlation_id = i32::from_be_bytes(body[..4].try_into().unwrap());
+        assert_eq!(correlation_id, i as i32 + 1, "consumer {i}'s fetch answered");
     }
 }

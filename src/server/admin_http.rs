@@ -70,6 +70,8 @@ pub struct Health {
     shards: usize,
     ready_shards: AtomicUsize,
     draining: AtomicBool,
+    /// Shards done with their connections at shutdown (or stopped), see [`Health::drained`].
+    drained_shards: AtomicUsize,
 }
 
 impl Health {
@@ -80,6 +82,7 @@ impl Health {
             shards,
             ready_shards: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            drained_shards: AtomicUsize::new(0),
         }
     }
 
@@ -91,6 +94,17 @@ impl Health {
     /// Shutdown began: the broker is no longer ready.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// A shard's connections are closed at shutdown, or the shard stopped: it will forward no
+    /// more requests to the others. Counted once per shard (see `server::Drained`).
+    pub fn shard_drained(&self) {
+        self.drained_shards.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every shard is done with its connections: no request of a client is in flight anywhere.
+    pub fn drained(&self) -> bool {
+        self.drained_shards.load(Ordering::Acquire) >= self.shards
     }
 
     /// Every shard is ready and the broker is not shutting down.

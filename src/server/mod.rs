@@ -6,8 +6,9 @@
 //! ([`admin_http`]).
 //!
 //! Shutdown (SIGINT/SIGTERM): every shard stops accepting, stops reading requests, waits up
-//! to `shutdown_timeout_ms` for the responses already in flight, then flushes and closes its
-//! logs. A watchdog exits the process with an error if that has not finished some seconds
+//! to `shutdown_timeout_ms` for the responses already in flight, waits for every other shard
+//! to get there too (their requests may still read its partitions), then flushes and closes
+//! its logs. A watchdog exits the process with an error if that has not finished some seconds
 //! after the timeout; a second signal exits at once.
 
 pub mod access;
@@ -435,6 +436,9 @@ type Updates = futures::channel::mpsc::UnboundedReceiver<Arc<ClusterMetadata>>;
 async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> anyhow::Result<()> {
     let ShardStart { config, tls, health, admin, admin_guard, stop, quorum, updates, limits } =
         start;
+    // Counts this shard as drained however it ends (an early error or stop included), so that
+    // no other shard waits for it past its end.
+    let mut drained = Drained { health: health.clone(), done: false };
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let id = senders.peer_id();
@@ -485,6 +489,7 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
                 anyhow::bail!("shard {id} never received cluster metadata")
             }
             futures::future::Either::Right(_) => {
+                drained.mark();
                 shard.close_logs().await;
                 return Ok(());
             }
@@ -541,11 +546,43 @@ async fn shard_main(start: ShardStart, mesh: MeshBuilder<Envelope, Full>) -> any
     health.start_draining();
     drop(sockets);
     drain(&shard, &gate).await;
+    drained.mark();
+    // Until every shard has drained, a connection of another shard may still forward a
+    // request here (a fetch's read or wait, a produce): this shard keeps serving its logs
+    // rather than close them and stop, which would leave that request unanswered and its
+    // shard waiting until the shutdown timeout.
+    while !health.drained() {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
     shard.close_logs().await;
     if id == 0 {
         tracing::info!("logs closed");
     }
     Ok(())
+}
+
+/// How often a drained shard looks whether every other shard has drained too.
+const DRAIN_POLL: Duration = Duration::from_millis(1);
+
+/// Marks its shard drained in the broker's [`Health`] once: by [`Drained::mark`], or when
+/// the shard's main future ends or is dropped without it.
+struct Drained {
+    health: Arc<Health>,
+    done: bool,
+}
+
+impl Drained {
+    fn mark(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            self.health.shard_drained();
+        }
+    }
+}
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        self.mark();
+    }
 }
 
 /// Stops every connection from reading requests and waits, up to `shutdown_timeout_ms`, for
