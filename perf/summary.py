@@ -93,22 +93,21 @@ def runs_of(pattern):
 DP = f"{R}/{DATE}-datapath"
 
 
+def fio_job(job):
+    """The first job of a fio run's JSON output, if the fio step ran and wrote it."""
+    j = load_json(f"{DP}/fio-{job}.json") if ran("fio") else None
+    return j["jobs"][0] if j else None
+
+
 def fio(job):
-    if not ran("fio"):
-        return None
-    j = load_json(f"{DP}/fio-{job}.json")
-    if not j:
-        return None
-    j = j["jobs"][0]
-    return max(j["read"]["bw_bytes"], j["write"]["bw_bytes"]) / 1e6
+    j = fio_job(job)
+    return max(j["read"]["bw_bytes"], j["write"]["bw_bytes"]) / 1e6 if j else None
 
 
 def fio_latency(job):
     """A fio job's write latency (submission to completion) as 'p50 / p99 / p99.9 / max' ms."""
-    if not ran("fio"):
-        return None
-    j = load_json(f"{DP}/fio-{job}.json")
-    lat = j and j["jobs"][0]["write"].get("lat_ns")
+    j = fio_job(job)
+    lat = j and j["write"].get("lat_ns")
     pct = lat and lat.get("percentile")
     if not pct:
         return None
