@@ -198,30 +198,32 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
   done
   run_fio seqread-1m-qd8 --rw=read --bs=1M --iodepth=8
   rm -f "$f"
+  # fio job $1 as 16 jobs at once, one file each in an emptied directory (a partition each),
+  # reported together; $2...: its other options.
+  local dir=perf/tmp/datapath-fio16
+  run_fio16() {
+    rm -rf "$dir"; mkdir -p "$dir"
+    # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
+    f='' run_fio "$1" --directory="$dir" --filename_format='j.$jobnum' --numjobs=16 \
+      --group_reporting --size=512M "${@:2}"
+  }
   # The broker's own pattern: 16 partitions, each a file written in ~256-512 KiB O_DIRECT
   # writes with an fdatasync after each, all at once. Into fresh fallocated space (as a new
   # segment: every write converts unwritten extents, io_uring hands it to a kernel worker
   # and each fdatasync writes the inode) and into blocks already written (a reused file).
   # 512 MiB per file and 2 s: no job wraps around into its own written blocks.
-  local dir=perf/tmp/datapath-fio16 kind overwrite
+  local kind overwrite
   for kind in fresh written; do
     overwrite=0; [[ $kind == written ]] && overwrite=1
-    rm -rf "$dir"; mkdir -p "$dir"
-    # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
-    f='' run_fio "write-fdatasync-256k-16f-$kind" --directory="$dir" \
-      --filename_format='j.$jobnum' --numjobs=16 --group_reporting --size=512M --runtime=2 \
-      --rw=write --bs=256k --fdatasync=1 --overwrite=$overwrite
+    run_fio16 "write-fdatasync-256k-16f-$kind" --runtime=2 --rw=write --bs=256k --fdatasync=1 \
+      --overwrite=$overwrite
   done
   # Target 2's durable writes alone: the e2e workload at 1M msgs/s of 100 B over 16
   # partitions (1 ms linger) makes each partition append a ~7 KB batch every millisecond, an
   # 8 KiB O_DIRECT write to an O_DSYNC segment in fresh fallocated space. fio does only that
   # (16 files, 1,000 writes/s each); its write latency is the disk's share of the ack.
-  rm -rf "$dir"; mkdir -p "$dir"
-  # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
-  f='' run_fio "dsync-8k-16f-1000iops" --directory="$dir" \
-    --filename_format='j.$jobnum' --numjobs=16 --group_reporting --size=512M \
-    --rw=write --bs=8k --sync=dsync --rate_iops=1000 --lat_percentiles=1 \
-    --percentile_list=50:99:99.9:99.99
+  run_fio16 "dsync-8k-16f-1000iops" --rw=write --bs=8k --sync=dsync --rate_iops=1000 \
+    --lat_percentiles=1 --percentile_list=50:99:99.9:99.99
   rm -rf "$dir"
   echo "(load $(load))"
 }
