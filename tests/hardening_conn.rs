@@ -639,12 +639,12 @@ fn consumers_waiting_on_both_shards_do_not_hold_the_shutdown() {
         metric(broker, "strata_consumer_fetches_total", labels).unwrap_or(0.0) as i32
     };
     let before = fetched(&broker);
-    let mut waiting: Vec<TcpStream> = (0..consumers)
+    let mut waiting: Vec<Conn> = (0..consumers)
         .map(|i| {
-            let mut stream = TcpStream::connect(broker.addr).unwrap();
+            let mut conn = Conn::connect(broker.addr);
             let frame = fetch_partitions_frame("waits", 4, 1 << 20, 300 + 700 * i, i + 1);
-            stream.write_all(&frame).unwrap();
-            stream
+            conn.send_raw(&frame).unwrap();
+            conn
         })
         .collect();
     // Each fetch has read its 4 (empty) partitions once and now waits for data.
@@ -653,11 +653,8 @@ fn consumers_waiting_on_both_shards_do_not_hold_the_shutdown() {
     let lines = broker.log_until("logs closed");
     assert!(!lines.iter().any(|l| l.contains("still busy")), "{lines:?}");
     assert!(broker.wait_exit().success());
-    for (i, stream) in waiting.iter_mut().enumerate() {
-        let mut size = [0u8; 4];
-        stream.read_exact(&mut size).unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        stream.read_exact(&mut body).unwrap();
+    for (i, conn) in waiting.iter_mut().enumerate() {
+        let body = conn.read_frame().expect("a response before the broker closed");
         let correlation_id = i32::from_be_bytes(body[..4].try_into().unwrap());
         assert_eq!(correlation_id, i as i32 + 1, "consumer {i}'s fetch answered");
     }
