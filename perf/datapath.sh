@@ -198,14 +198,12 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
   done
   run_fio seqread-1m-qd8 --rw=read --bs=1M --iodepth=8
   rm -f "$f"
-  # fio job $1 as 16 jobs at once, one file each in an emptied directory (a partition each),
-  # reported together; $2...: its other options.
-  local dir=perf/tmp/datapath-fio16
-  run_fio16() {
+  # fio job $1 with its files (partitions) in an emptied directory, its jobs reported
+  # together; $2...: its other options (how many jobs and files).
+  local dir=perf/tmp/datapath-fio-dir
+  run_fio_dir() {
     rm -rf "$dir"; mkdir -p "$dir"
-    # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
-    f='' run_fio "$1" --directory="$dir" --filename_format='j.$jobnum' --numjobs=16 \
-      --group_reporting --size=512M "${@:2}"
+    f='' run_fio "$1" --directory="$dir" --group_reporting "${@:2}"
   }
   # The broker's own pattern: 16 partitions, each a file written in ~256-512 KiB O_DIRECT
   # writes with an fdatasync after each, all at once. Into fresh fallocated space (as a new
@@ -215,8 +213,9 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
   local kind overwrite
   for kind in fresh written; do
     overwrite=0; [[ $kind == written ]] && overwrite=1
-    run_fio16 "write-fdatasync-256k-16f-$kind" --runtime=2 --rw=write --bs=256k --fdatasync=1 \
-      --overwrite=$overwrite
+    # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
+    run_fio_dir "write-fdatasync-256k-16f-$kind" --numjobs=16 --filename_format='j.$jobnum' \
+      --size=512M --runtime=2 --rw=write --bs=256k --fdatasync=1 --overwrite=$overwrite
   done
   # Target 2's durable writes alone. The e2e workload (1M msgs/s of 100 B over 16 partitions,
   # 2 producers, sticky partitioner, 500 us linger) sends each producer's records of one
@@ -228,12 +227,11 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
   # the most that one flush shared by a shard's partitions could save.
   local sync
   for sync in dsync direct; do
-    rm -rf "$dir"; mkdir -p "$dir"
     # shellcheck disable=SC2016 # $jobnum and $filenum are fio's, not the shell's
-    f='' run_fio "$sync-32k-2x8f-1750iops" --directory="$dir" --numjobs=2 --nrfiles=8 \
-      --file_service_type=roundrobin --filename_format='j.$jobnum.$filenum' \
-      --group_reporting --size=2G --rw=write --bs=32k --rate_iops=1750 \
-      --sync="${sync/direct/none}" --lat_percentiles=1 --percentile_list=50:99:99.9:99.99
+    run_fio_dir "$sync-32k-2x8f-1750iops" --numjobs=2 --nrfiles=8 \
+      --file_service_type=roundrobin --filename_format='j.$jobnum.$filenum' --size=2G \
+      --rw=write --bs=32k --rate_iops=1750 --sync="${sync/direct/none}" \
+      --lat_percentiles=1 --percentile_list=50:99:99.9:99.99
   done
   rm -rf "$dir"
   echo "(load $(load))"
