@@ -14,7 +14,9 @@
 #            perf/tmp/datapath/consume-<run>.perf.data
 #   e2e      fdatasync before every ack: `bench e2e` at each rate of E2E_RATE (default 500k;
 #            a list such as "1M 500k" runs each) msgs/s of 100 B over 16 partitions (15 s):
-#            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags
+#            ack/e2e distribution and each second's ack p99; E2E_ARGS adds `bench e2e` flags;
+#            the disk's pauses during the run from its block trace (perf/devpause.py, needs
+#            root): <report>.devpause.json
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8), and the broker's pattern:
 #            16 files at once, 256 KiB write+fdatasync each, into fresh and written space;
@@ -51,7 +53,7 @@ BENCH_CPU=${BENCH_CPU:-1}
 OUT=${DATAPATH_OUT:-perf/tmp/datapath}
 DATA=perf/tmp/datapath-data
 mkdir -p "$OUT" perf/tmp/datapath
-trap stop_broker EXIT
+trap 'block_trace_kill; stop_broker' EXIT
 
 load() { uptime | sed 's/.*load average: //'; }
 
@@ -146,11 +148,18 @@ e2e() {
     report=$OUT/e2e-$rate-$label
     rm -rf "$report"
     start "$BIN" ""
+    # The disk's own pauses during the run (perf/devpause.py): what of the tail it set.
+    block_trace_start
     # shellcheck disable=SC2086 # E2E_ARGS: extra `bench e2e` flags, word-split on purpose
     bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "$rate" \
       --duration "$E2E_DURATION" --warmup 2s --report "$report" ${E2E_ARGS:-} >/dev/null 2>&1
+    block_trace_stop "$report.devpause.json" "$DATA" "$report"
     finish
     summary stall "$report" - "e2e $rate ${E2E_ARGS:+$E2E_ARGS }$label (load $(load))"
+    if [[ -s $report.devpause.json ]]; then
+      json_get "$report.devpause.json" line
+      python3 -c 'import json,sys; print("per-second device pause ms:", *json.load(open(sys.argv[1])).get("pause_ms_by_second", []))' "$report.devpause.json"
+    fi
   done
 }
 

@@ -19,3 +19,42 @@ stop_broker() {
     BROKER_PID=""
   fi
 }
+
+# block_trace_start: records the block layer's request issues and completions (every device)
+# until block_trace_stop, to tell the disk's own pauses from the broker's (perf/devpause.py).
+# Without perf or the right to trace (root, or perf_event_paranoid -1) nothing is recorded.
+BLOCK_TRACE_PID=""
+block_trace_start() {
+  BLOCK_TRACE_PID=""
+  command -v perf >/dev/null 2>&1 || return 0
+  mkdir -p perf/tmp
+  rm -f perf/tmp/block.perf.data
+  # The trace's clock and the wall clock, to line its seconds up with a bench report's.
+  python3 -c 'import time; print(time.time() - time.clock_gettime(time.CLOCK_MONOTONIC))' \
+    >perf/tmp/block.clock
+  perf record -q -k monotonic -e block:block_rq_issue -e block:block_rq_complete -a \
+    -o perf/tmp/block.perf.data >/dev/null 2>&1 &
+  BLOCK_TRACE_PID=$!
+}
+
+# block_trace_stop OUT.json DIR [REPORT]: stops the recording and writes perf/devpause.py's
+# analysis of the device that holds DIR (where the broker's data is) to OUT.json, with the
+# pause time of each measured second of the bench report REPORT if given.
+block_trace_stop() {
+  [[ -n $BLOCK_TRACE_PID ]] || return 0
+  kill -INT "$BLOCK_TRACE_PID" 2>/dev/null || true
+  wait "$BLOCK_TRACE_PID" 2>/dev/null || true
+  BLOCK_TRACE_PID=""
+  local seconds=()
+  if [[ -n ${3:-} ]]; then seconds=(--report "$3" --clock-offset "$(cat perf/tmp/block.clock)"); fi
+  if [[ -s perf/tmp/block.perf.data ]]; then
+    perf script -i perf/tmp/block.perf.data -F time,event,trace 2>/dev/null |
+      python3 perf/devpause.py - --device-of "$2" "${seconds[@]}" >"$1" || true
+  fi
+  rm -f perf/tmp/block.perf.data perf/tmp/block.clock
+}
+
+# block_trace_kill: ends a recording left running (for an EXIT trap).
+block_trace_kill() {
+  if [[ -n $BLOCK_TRACE_PID ]]; then kill -INT "$BLOCK_TRACE_PID" 2>/dev/null || true; fi
+}

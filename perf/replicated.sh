@@ -40,7 +40,7 @@ stop_cluster() {
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   PIDS=()
 }
-trap 'stop_cluster; rm -rf "$TMP"/replicated-data-*' EXIT
+trap 'block_trace_kill; stop_cluster; rm -rf "$TMP"/replicated-data-*' EXIT
 
 # start_cluster BIN: three brokers on BROKER_CPU; sets BOOTSTRAP and BROKER_CMDS.
 start_cluster() {
@@ -100,7 +100,10 @@ run() {
   case $scenario in
     e2e)
       create "$bin" rf3 3
+      # The disk's own pauses during the run (perf/devpause.py): what of the tail it set.
+      block_trace_start
       bench "$OUT/e2e-$label-$round" e2e --topic rf3 --record-size 100 --rate 100k
+      block_trace_stop "$OUT/e2e-$label-$round.devpause.json" "$TMP" "$OUT/e2e-$label-$round"
       ;;
     max)
       create "$bin" rf3 3
@@ -131,6 +134,16 @@ def ms(x, key):
     return f"{x[key] / 1000:.2f}"
 def dist(x):
     return " / ".join(ms(x, k) for k in ("p50_us", "p99_us", "p999_us", "p9999_us", "max_us"))
+def pauses(name):
+    """The disk's pauses during a run: count, share of the time, longest (none: not traced)."""
+    try:
+        d = json.load(open(f"{out}/{name}.devpause.json"))
+    except (OSError, ValueError):
+        return "not traced"
+    if not d.get("requests"):
+        return "no block requests traced"
+    return (f"{d['pauses']} ({100 * d['pause_share']:.1f}% of the time, longest "
+            f"{d['longest_pause_ms']:.1f} ms)")
 print(f"# Replicated writes, three brokers, acks=all: {os.path.basename(out)[:10]}\n")
 print("BASE and NEW alternate, a fresh three-broker cluster per run, in one invocation: "
       + ", ".join(f"BASE #{r}, NEW #{r}" for r in range(1, rounds + 1)) + " per scenario.\n")
@@ -142,13 +155,14 @@ print(f"- load average at the end: {sh('cat /proc/loadavg')}\n")
 if "e2e" in scenarios:
     print("## 100k msgs/s of 100 B, 16 partitions, RF 3: latency in ms "
           "(p50 / p99 / p99.9 / p99.99 / max)\n")
-    print("| binary | run | msgs/s | ack | end to end |")
-    print("|---|---|---|---|---|")
+    print("| binary | run | msgs/s | ack | end to end | the disk's pauses (perf/devpause.py) |")
+    print("|---|---|---|---|---|---|")
     for label in ("base", "new"):
         for r in range(1, rounds + 1):
             x = summary(f"e2e-{label}-{r}")
             print(f"| {label.upper()} | {r} | {x['produce']['msgs_per_s']:.0f} | "
-                  f"{dist(x['ack_latency'])} | {dist(x['e2e_latency'])} |")
+                  f"{dist(x['ack_latency'])} | {dist(x['e2e_latency'])} | "
+                  f"{pauses(f'e2e-{label}-{r}')} |")
     print()
 if "max" in scenarios:
     print("## Max-rate 1 KiB produce, 16 partitions, 2 producers: RF 3 against RF 1 "

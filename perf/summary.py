@@ -90,6 +90,12 @@ def runs_of(pattern):
     return sorted(p for p in glob.glob(pattern) if os.path.isdir(p))
 
 
+def device_pauses(report):
+    """The disk's pauses during the run of a report dir (perf/devpause.py), as a sentence."""
+    d = load_json(report + ".devpause.json")
+    return f"; the disk during this run: {d['line']}" if d and d.get("line") else ""
+
+
 DP = f"{R}/{DATE}-datapath"
 
 
@@ -214,14 +220,14 @@ rows.append(("1", "periodic-flush stall reproducer (issue 20)", cell, "â€”", "â€
 dsync_fio = fio_latency("dsync-32k-2x8f-1750iops")
 direct_fio = fio_latency("direct-32k-2x8f-1750iops")
 for rate in ("1M", "500k"):
-    es = [load_json(p + "/summary.json") for p in runs_of(f"{DP}/e2e-{rate}-B*[0-9]")
+    es = [(p, load_json(p + "/summary.json")) for p in runs_of(f"{DP}/e2e-{rate}-B*[0-9]")
           if ran("e2e")]
-    es = [d for d in es if d]
+    es = [(p, d) for p, d in es if d]
     if es:
-        d = sorted(es, key=lambda d: d["e2e_latency"]["p99_us"])[len(es) // 2]
+        p, d = sorted(es, key=lambda pd: pd[1]["e2e_latency"]["p99_us"])[len(es) // 2]
         cell = (f"ack {dist(d['ack_latency'])}; **e2e {dist(d['e2e_latency'])}** ms "
                 f"({d['produce']['msgs_per_s'] / 1e3:.0f}k msgs/s in, "
-                f"{d['consume']['msgs_per_s'] / 1e3:.0f}k out)")
+                f"{d['consume']['msgs_per_s'] / 1e3:.0f}k out){device_pauses(p)}")
     else:
         cell = missing("e2e")
     t = (tansu_cell("e2e-1m-1t-16p-100b",
@@ -337,13 +343,16 @@ RP = f"{R}/{DATE}-replicated"
 
 
 def rep_runs(kind):
+    """(report dir, summary) of each run of a replicated scenario."""
     if not ran("replicated"):
         return []
-    return [d for d in (load_json(p + "/summary.json") for p in runs_of(f"{RP}/{kind}-*-[0-9]*"))
-            if d]
+    runs = ((p, load_json(p + "/summary.json")) for p in runs_of(f"{RP}/{kind}-*-[0-9]*"))
+    return [(p, d) for p, d in runs if d]
 
 
-rf3, rf1, e2 = rep_runs("max-rf3"), rep_runs("max-rf1"), rep_runs("e2e")
+rf3, rf1 = ([d for _, d in rep_runs(k)] for k in ("max-rf3", "max-rf1"))
+e2_runs = rep_runs("e2e")
+e2 = [d for _, d in e2_runs]
 tcp = load_json(f"{R}/{DATE}-iperf3.json") if ran("limits") else None
 tcp = tcp["end"]["sum_received"]["bits_per_second"] / 8e6 if tcp else None
 if rf3 or e2:
@@ -355,9 +364,9 @@ if rf3 or e2:
                      + f" ({len(rf3)} runs each)")
     errors = sum(d["produce"]["errors"] for d in rf3 + rf1 + e2)
     if e2:
-        d = sorted(e2, key=lambda d: d["e2e_latency"]["p99_us"])[len(e2) // 2]
+        p, d = sorted(e2_runs, key=lambda pd: pd[1]["e2e_latency"]["p99_us"])[len(e2) // 2]
         parts.append(f"100k msgs/s of 100 B: ack {dist(d['ack_latency'])}, e2e "
-                     f"{dist(d['e2e_latency'])} ms")
+                     f"{dist(d['e2e_latency'])} ms{device_pauses(p)}")
     parts.append(f"produce errors {errors}")
     cell = "; ".join(parts)
 else:
