@@ -459,11 +459,13 @@ fi
 kill $DU_PID 2>/dev/null || true
 rm -f perf/tmp/datapath-fio.dat
 
-# A quick run's summary stays beside its files: it must not replace a full run's of the day.
+# A quick run's summary, and that of a run given its own RESULTS, stays beside its files: it
+# must not replace a full run's of the day.
 SUMMARY=perf/results/$DATE-summary.md
-[[ -n $QUICK ]] && SUMMARY=$RESULTS/$DATE-summary.md
+[[ -n $QUICK || -n $RESULTS_GIVEN ]] && SUMMARY=$RESULTS/$DATE-summary.md
 SHOWN=()
 [[ -n $QUICK ]] && SHOWN+=("QUICK=$QUICK")
+[[ -n $RESULTS_GIVEN ]] && SHOWN+=("RESULTS=$RESULTS")
 [[ -n ${TANSU:-} ]] && SHOWN+=("TANSU=$TANSU")
 [[ -n ${STEPS:-} ]] && SHOWN+=("STEPS=$STEPS")
 python3 perf/summary.py --results "$RESULTS" --date "$DATE" --steps "$STEPS_FILE" \
