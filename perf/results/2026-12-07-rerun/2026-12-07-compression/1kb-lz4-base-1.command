@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-6d2df2b bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:57427 --cores 1 --cpus 1 --compression lz4 --duration 20s --warmup 3s --report perf/results/2026-12-07-rerun/2026-12-07-compression/1kb-lz4-base-1

@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-6d2df2b bench produce --topic rf3 --record-size 1024 --producers 2 --brokers 127.0.0.1:43429 --acks all --partitions 16 --cores 1 --cpus 1 --duration 20s --warmup 3s --report perf/results/2026-12-07-rerun/2026-12-07-replicated/max-rf3-new-2
