@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-6d2df2b bench e2e --topic rf3 --record-size 100 --rate 100k --brokers 127.0.0.1:47575 --acks all --partitions 16 --cores 1 --cpus 1 --duration 20s --warmup 3s --report /work/tmp/rp2/2026-12-07-replicated/e2e-new-1
