@@ -6,7 +6,8 @@
 #            acknowledged; this VM has no hardware counters, so no instructions/message)
 #   stall    the periodic-flush reproducer of issue 20: `--flush-ms 1000`, 15 s of 1 KiB
 #            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
-#            ack/e2e distribution and each second's ack p99
+#            ack/e2e distribution and each second's ack p99; then the same policy on a
+#            fresh broker, `bench e2e` at 1M msgs/s, with the disk's pauses (`stall-<run>-fresh`)
 #   consume  fill a 16-partition topic with 1 KiB records (FILL, 12 s), drop the page cache,
 #            `bench consume` from the earliest offset (8 s, CONSUMERS=1 consumer connections,
 #            each reading its share of the partitions): MB/s and broker CPU per message;
@@ -140,6 +141,18 @@ stall() {
   summary produce "$report-produce" "$report-produce.stat" \
     "flush-ms 1000 produce 1kb $label (load $(load))"
   summary stall "$report" - "stall $label (load $(load))"
+  # The same policy on a fresh broker at target 2's rate: there each second's sync flushed
+  # ~110 MB and the disk held every other request meanwhile (~60 ms ack p99), which the run
+  # after the fill above did not show (perf/results/2026-12-07-device-pauses.md, section 6).
+  rm -rf "$report-fresh"
+  start "$BIN" "--flush-ms 1000"
+  block_trace_start
+  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate 1M \
+    --duration "$STALL_DURATION" --warmup 2s --report "$report-fresh" >/dev/null 2>&1
+  block_trace_stop "$report-fresh.devpause.json" "$DATA" "$report-fresh"
+  finish
+  summary stall "$report-fresh" - "stall fresh broker 1M $label (load $(load))"
+  if [[ -s $report-fresh.devpause.json ]]; then json_get "$report-fresh.devpause.json" line; fi
 }
 
 e2e() {
