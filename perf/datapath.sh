@@ -144,35 +144,34 @@ stall() {
   # The same policy on a fresh broker at target 2's rate: there each second's sync flushed
   # ~110 MB and the disk held every other request meanwhile (~60 ms ack p99), which the run
   # after the fill above did not show (perf/results/2026-12-07-device-pauses.md, section 6).
-  rm -rf "$report-fresh"
-  start "$BIN" "--flush-ms 1000"
+  traced_e2e "$report-fresh" 1M "$STALL_DURATION" "--flush-ms 1000" "stall fresh broker 1M $label"
+}
+
+# traced_e2e REPORT RATE DURATION BROKER_FLAGS LABEL [BENCH_FLAGS...]: `bench e2e` of target
+# 2's workload against a fresh broker, and the disk's own pauses during the run
+# (perf/devpause.py, REPORT.devpause.json): what of the tail the disk set.
+traced_e2e() {
+  local report=$1 rate=$2 duration=$3 flags=$4 label=$5
+  rm -rf "$report"
+  start "$BIN" "$flags"
   block_trace_start
-  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate 1M \
-    --duration "$STALL_DURATION" --warmup 2s --report "$report-fresh" >/dev/null 2>&1
-  block_trace_stop "$report-fresh.devpause.json" "$DATA" "$report-fresh"
+  bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "$rate" \
+    --duration "$duration" --warmup 2s --report "$report" "${@:6}" >/dev/null 2>&1
+  block_trace_stop "$report.devpause.json" "$DATA" "$report"
   finish
-  summary stall "$report-fresh" - "stall fresh broker 1M $label (load $(load))"
-  if [[ -s $report-fresh.devpause.json ]]; then json_get "$report-fresh.devpause.json" line; fi
+  summary stall "$report" - "$label (load $(load))"
+  if [[ -s $report.devpause.json ]]; then
+    json_get "$report.devpause.json" line
+    python3 -c 'import json,sys; print("per-second device pause ms:", *json.load(open(sys.argv[1])).get("pause_ms_by_second", []))' "$report.devpause.json"
+  fi
 }
 
 e2e() {
-  local label=$1 rate report
+  local label=$1 rate
   for rate in ${E2E_RATE:-500k}; do
-    report=$OUT/e2e-$rate-$label
-    rm -rf "$report"
-    start "$BIN" ""
-    # The disk's own pauses during the run (perf/devpause.py): what of the tail it set.
-    block_trace_start
     # shellcheck disable=SC2086 # E2E_ARGS: extra `bench e2e` flags, word-split on purpose
-    bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate "$rate" \
-      --duration "$E2E_DURATION" --warmup 2s --report "$report" ${E2E_ARGS:-} >/dev/null 2>&1
-    block_trace_stop "$report.devpause.json" "$DATA" "$report"
-    finish
-    summary stall "$report" - "e2e $rate ${E2E_ARGS:+$E2E_ARGS }$label (load $(load))"
-    if [[ -s $report.devpause.json ]]; then
-      json_get "$report.devpause.json" line
-      python3 -c 'import json,sys; print("per-second device pause ms:", *json.load(open(sys.argv[1])).get("pause_ms_by_second", []))' "$report.devpause.json"
-    fi
+    traced_e2e "$OUT/e2e-$rate-$label" "$rate" "$E2E_DURATION" "" \
+      "e2e $rate ${E2E_ARGS:+$E2E_ARGS }$label" ${E2E_ARGS:-}
   done
 }
 

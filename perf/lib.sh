@@ -42,7 +42,7 @@ block_trace_start() {
 # pause time of each measured second of the bench report REPORT if given.
 block_trace_stop() {
   [[ -n $BLOCK_TRACE_PID ]] || return 0
-  kill -INT "$BLOCK_TRACE_PID" 2>/dev/null || true
+  block_trace_kill
   wait "$BLOCK_TRACE_PID" 2>/dev/null || true
   BLOCK_TRACE_PID=""
   local seconds=()

@@ -90,6 +90,17 @@ def runs_of(pattern):
     return sorted(p for p in glob.glob(pattern) if os.path.isdir(p))
 
 
+def reports(pattern):
+    """(report dir, summary) of each run matching a glob whose summary.json loads."""
+    runs = ((p, load_json(p + "/summary.json")) for p in runs_of(pattern))
+    return [(p, d) for p, d in runs if d]
+
+
+def median_by_e2e_p99(runs):
+    """The (report dir, summary) of median end-to-end p99 among `runs` (not empty)."""
+    return sorted(runs, key=lambda pd: pd[1]["e2e_latency"]["p99_us"])[len(runs) // 2]
+
+
 def device_pauses(report):
     """The disk's pauses during the run of a report dir (perf/devpause.py), as a sentence."""
     d = load_json(report + ".devpause.json")
@@ -215,11 +226,9 @@ if st:
 else:
     cell = missing("stall")
 rows.append(("1", "periodic-flush stall reproducer (issue 20)", cell, "—", "—", cmd("stall")))
-sf = [(p, load_json(p + "/summary.json")) for p in runs_of(f"{DP}/stall-B*[0-9]-fresh")
-      if ran("stall")]
-sf = [(p, d) for p, d in sf if d]
+sf = reports(f"{DP}/stall-B*[0-9]-fresh") if ran("stall") else []
 if sf:
-    p, d = sorted(sf, key=lambda pd: pd[1]["e2e_latency"]["p99_us"])[len(sf) // 2]
+    p, d = median_by_e2e_p99(sf)
     worst = max((t["ack_p99_us"] or 0) for t in d["timeline"]) if d["timeline"] else None
     cell = (f"e2e 1M msgs/s of 100 B on a fresh broker: ack {dist(d['ack_latency'])}, e2e "
             f"{dist(d['e2e_latency'])} ms; worst second's ack p99 {us(worst)} ms"
@@ -233,11 +242,9 @@ rows.append(("1", "`--flush-ms 1000` on a fresh broker at target 2's rate", cell
 dsync_fio = fio_latency("dsync-32k-2x8f-1750iops")
 direct_fio = fio_latency("direct-32k-2x8f-1750iops")
 for rate in ("1M", "500k"):
-    es = [(p, load_json(p + "/summary.json")) for p in runs_of(f"{DP}/e2e-{rate}-B*[0-9]")
-          if ran("e2e")]
-    es = [(p, d) for p, d in es if d]
+    es = reports(f"{DP}/e2e-{rate}-B*[0-9]") if ran("e2e") else []
     if es:
-        p, d = sorted(es, key=lambda pd: pd[1]["e2e_latency"]["p99_us"])[len(es) // 2]
+        p, d = median_by_e2e_p99(es)
         cell = (f"ack {dist(d['ack_latency'])}; **e2e {dist(d['e2e_latency'])}** ms "
                 f"({d['produce']['msgs_per_s'] / 1e3:.0f}k msgs/s in, "
                 f"{d['consume']['msgs_per_s'] / 1e3:.0f}k out){device_pauses(p)}")
@@ -357,10 +364,7 @@ RP = f"{R}/{DATE}-replicated"
 
 def rep_runs(kind):
     """(report dir, summary) of each run of a replicated scenario."""
-    if not ran("replicated"):
-        return []
-    runs = ((p, load_json(p + "/summary.json")) for p in runs_of(f"{RP}/{kind}-*-[0-9]*"))
-    return [(p, d) for p, d in runs if d]
+    return reports(f"{RP}/{kind}-*-[0-9]*") if ran("replicated") else []
 
 
 rf3, rf1 = ([d for _, d in rep_runs(k)] for k in ("max-rf3", "max-rf1"))
@@ -377,7 +381,7 @@ if rf3 or e2:
                      + f" ({len(rf3)} runs each)")
     errors = sum(d["produce"]["errors"] for d in rf3 + rf1 + e2)
     if e2:
-        p, d = sorted(e2_runs, key=lambda pd: pd[1]["e2e_latency"]["p99_us"])[len(e2) // 2]
+        p, d = median_by_e2e_p99(e2_runs)
         parts.append(f"100k msgs/s of 100 B: ack {dist(d['ack_latency'])}, e2e "
                      f"{dist(d['e2e_latency'])} ms{device_pauses(p)}")
     parts.append(f"produce errors {errors}")
