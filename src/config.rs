@@ -242,6 +242,12 @@ pub struct BrokerConfig {
     pub storage_min_free_percent: u8,
     /// Default flush policy of topics.
     pub flush: FlushPolicy,
+    /// Under a periodic flush policy, also fdatasync a partition in the background once this
+    /// many bytes of it are unsynced (0: never by size). Each sync then stays small: one
+    /// sync of a second's data held this machine's disk ~70 ms, and every ack with it
+    /// (perf/results/2026-12-07-flush-slices.md). Redpanda's
+    /// `raft_replica_max_pending_flush_bytes` does the same.
+    pub flush_bytes: u64,
     /// Recent data kept in memory per partition to serve fetches without disk reads.
     pub tail_cache_bytes: usize,
     /// The most recent data kept in memory over every partition of the broker, split evenly
@@ -566,6 +572,7 @@ impl Default for BrokerConfig {
             storage_min_free_bytes: 1 << 30,
             storage_min_free_percent: 5,
             flush: FlushPolicy::EveryProduce,
+            flush_bytes: 1 << 20,
             tail_cache_bytes: 8 << 20,
             tail_cache_max_bytes: 1 << 30,
             log_append_time: false,

@@ -266,6 +266,11 @@ pub struct Settings {
     /// [default: unset]
     #[arg(long, env = "STRATA_FLUSH_MS")]
     pub flush_ms: Option<u64>,
+    /// Under flush-ms/flush-messages, also fdatasync a partition (in the background) once
+    /// this many of its bytes are unsynced, so that no sync holds the disk long; 0 turns it
+    /// off. [default: 1048576]
+    #[arg(long, env = "STRATA_FLUSH_BYTES")]
+    pub flush_bytes: Option<u64>,
     /// Recent data kept in memory per partition to serve fetches without disk reads.
     /// [default: 8388608]
     #[arg(long, env = "STRATA_TAIL_CACHE_BYTES")]
@@ -894,6 +899,7 @@ impl Settings {
             storage_min_free_percent,
             flush_messages,
             flush_ms,
+            flush_bytes,
             tail_cache_bytes,
             tail_cache_max_bytes,
             log_append_time,
@@ -1025,6 +1031,7 @@ impl Settings {
             storage_min_free_percent: Some(d.storage_min_free_percent),
             flush_messages: None,
             flush_ms: None,
+            flush_bytes: Some(d.flush_bytes),
             tail_cache_bytes: Some(d.tail_cache_bytes),
             tail_cache_max_bytes: Some(d.tail_cache_max_bytes),
             log_append_time: Some(d.log_append_time),
@@ -1315,6 +1322,7 @@ impl Settings {
             tail_cache_bytes: self.tail_cache_bytes.unwrap_or(d.tail_cache_bytes),
             tail_cache_max_bytes: self.tail_cache_max_bytes.unwrap_or(d.tail_cache_max_bytes),
             log_append_time: self.log_append_time.unwrap_or(d.log_append_time),
+            flush_bytes: self.flush_bytes.unwrap_or(d.flush_bytes),
             message_timestamp_before_max_ms: self
                 .message_timestamp_before_max_ms
                 .unwrap_or(d.message_timestamp_before_max_ms),

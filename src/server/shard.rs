@@ -190,7 +190,12 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         } else {
             TimestampType::CreateTime
         },
-        flush: storage::FlushPolicy { every_append: every, messages, interval_ms },
+        flush: storage::FlushPolicy {
+            every_append: every,
+            messages,
+            interval_ms,
+            bytes: (broker.flush_bytes > 0).then_some(broker.flush_bytes),
+        },
         tail_cache_bytes: broker.tail_cache_bytes,
         cleanup: cleanup_config(broker, topic),
         ..LogConfig::default()

@@ -54,7 +54,7 @@ fn config(every_append: bool) -> LogConfig {
     let flush = if every_append {
         FlushPolicy::default()
     } else {
-        FlushPolicy { every_append: false, messages: Some(3), interval_ms: Some(5) }
+        FlushPolicy { every_append: false, messages: Some(3), interval_ms: Some(5), bytes: None }
     };
     LogConfig {
         segment_bytes: 48 << 10,
@@ -285,5 +285,60 @@ fn a_periodic_fdatasync_in_flight_does_not_hold_acknowledgements() {
         log.flush().await.unwrap();
         assert_eq!(log.shared().synced.get(), log.log_end_offset());
         log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_shard_runs_one_background_sync_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = [tmp.path().join("a"), tmp.path().join("b")];
+    run(move || async move {
+        // Due by size only (a test batch is ~600 bytes; nor the count, the interval or a roll).
+        let flush = FlushPolicy {
+            every_append: false,
+            messages: Some(1_000_000),
+            interval_ms: Some(3_600_000),
+            bytes: Some(4096),
+        };
+        let config = LogConfig { flush, segment_bytes: 1 << 20, ..config(false) };
+        let mut logs = Vec::new();
+        for dir in dirs {
+            let log = PartitionLog::open(dir, config.clone()).await.unwrap();
+            // The first sync after opening also syncs the directory, in the foreground.
+            log.append(&batch(5, 100, 0)).unwrap().durable().await.unwrap();
+            log.flush().await.unwrap();
+            log.faults().hold_syncs.set(true);
+            log.faults().syncs_started.set(0);
+            logs.push(log);
+        }
+        let started = |logs: &[PartitionLog]| {
+            logs.iter().map(|l| l.faults().syncs_started.get()).sum::<u64>()
+        };
+        // Each log starts its background sync before it acknowledges the append past 4 KiB.
+        for log in &logs {
+            for i in 0..10 {
+                log.append(&batch(5, 100, i)).unwrap().durable().await.unwrap();
+            }
+        }
+        // Both sync tasks were spawned; once they had a turn to run, one syncs, one waits.
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+        assert_eq!(started(&logs), 1, "one background sync in flight per shard");
+        let first = usize::from(logs[1].faults().syncs_started.get() == 1);
+        logs[first].faults().hold_syncs.set(false);
+        let turn = glommio::timer::timeout(Duration::from_secs(30), async {
+            while started(&logs) < 2 {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        });
+        turn.await.expect("the waiting sync got its turn when the first landed");
+        for log in &logs {
+            log.faults().hold_syncs.set(false);
+            log.flush().await.unwrap();
+            assert_eq!(log.shared().synced.get(), log.log_end_offset());
+        }
+        for log in logs {
+            log.close().await.unwrap();
+        }
     });
 }

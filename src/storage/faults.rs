@@ -43,6 +43,8 @@ pub(crate) struct Faults {
     pub(crate) hold_writes: Cell<bool>,
     /// Faults injected so far.
     pub(crate) injected: Cell<u64>,
+    /// fdatasyncs started so far (held or not).
+    pub(crate) syncs_started: Cell<u64>,
 }
 
 impl Faults {
@@ -108,8 +110,9 @@ impl Faults {
         None
     }
 
-    /// Waits while [`Faults::hold_syncs`] is set.
+    /// Counts an fdatasync, then waits while [`Faults::hold_syncs`] is set.
     pub(crate) async fn held_sync(&self) {
+        self.syncs_started.set(self.syncs_started.get() + 1);
         held(&self.hold_syncs).await;
     }
 

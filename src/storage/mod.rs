@@ -251,11 +251,14 @@ pub struct FlushPolicy {
     pub messages: Option<u64>,
     /// fdatasync when unsynced data is this old (`flush.ms`).
     pub interval_ms: Option<u64>,
+    /// Unless `every_append`: fdatasync (in the background) once this many bytes are
+    /// unsynced, so that each sync stays short (the broker's `flush_bytes`).
+    pub bytes: Option<u64>,
 }
 
 impl Default for FlushPolicy {
     fn default() -> FlushPolicy {
-        FlushPolicy { every_append: true, messages: None, interval_ms: None }
+        FlushPolicy { every_append: true, messages: None, interval_ms: None, bytes: None }
     }
 }
 

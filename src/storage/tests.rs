@@ -3,6 +3,7 @@ use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::LocalExecutorBuilder;
@@ -483,6 +484,7 @@ fn relaxed_flush_policy_acks_after_write_and_flush_syncs() {
                 every_append: false,
                 messages: Some(1_000_000),
                 interval_ms: Some(60_000),
+                bytes: None,
             },
             ..small_config()
         };
@@ -493,6 +495,39 @@ fn relaxed_flush_policy_acks_after_write_and_flush_syncs() {
         log.flush().await.unwrap();
         assert_eq!(log.shared().synced.get(), 200);
         log.flush().await.unwrap();
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_periodic_policy_also_syncs_in_the_background_by_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        // Neither the count nor the interval comes due within the test, nor a roll: only
+        // the size does (a test batch is ~600 bytes).
+        let flush = FlushPolicy {
+            every_append: false,
+            messages: Some(1_000_000),
+            interval_ms: Some(3_600_000),
+            bytes: Some(4096),
+        };
+        let config = LogConfig { flush, segment_bytes: 1 << 20, ..small_config() };
+        let log = PartitionLog::open(dir.clone(), config).await.unwrap();
+        append_batches(&log, 0, 2).await;
+        assert_eq!(log.shared().synced.get(), 0, "less than a slice: nothing synced");
+        for i in 2..20 {
+            append_batches(&log, i, i + 1).await;
+        }
+        let synced = glommio::timer::timeout(Duration::from_secs(30), async {
+            // The background sync lands on its own; the writer publishes it on its next turn.
+            while log.shared().synced.get() < 30 {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        });
+        synced.await.expect("a slice was synced without a flush, the interval or a roll");
+        assert_eq!(log_files(&dir).iter().filter(|p| p.extension().unwrap() == "log").count(), 1);
         log.close().await.unwrap();
     });
 }
@@ -590,7 +625,12 @@ fn segment_age_rolls_and_interval_flush_syncs() {
     run(move || async move {
         let config = LogConfig {
             segment_ms: Some(5),
-            flush: FlushPolicy { every_append: false, messages: None, interval_ms: Some(10) },
+            flush: FlushPolicy {
+                every_append: false,
+                messages: None,
+                interval_ms: Some(10),
+                bytes: None,
+            },
             ..small_config()
         };
         let log = PartitionLog::open(dir.clone(), config).await.unwrap();
@@ -1090,7 +1130,8 @@ fn the_active_segment_is_opened_with_o_dsync_only_under_fdatasync_per_append() {
         append_until_roll(&log).await;
         assert!(is_dsync(&dir), "opened by a roll");
         // A periodic flush: the next segment is plain (written, then fdatasync'ed).
-        let periodic = FlushPolicy { every_append: false, messages: None, interval_ms: Some(5) };
+        let periodic =
+            FlushPolicy { every_append: false, messages: None, interval_ms: Some(5), bytes: None };
         log.set_config(LogConfig { flush: periodic, ..small_config() });
         append_until_roll(&log).await;
         assert!(!is_dsync(&dir), "periodic flush");

@@ -24,6 +24,7 @@
 //! (those appends were never acknowledged under the every-append policy). Only then does the
 //! log take appends again.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
@@ -65,11 +66,30 @@ pub(crate) struct Growth {
 /// (ext4 tracepoints, perf/results/2026-12-05-perf2.md) and the 16 partitions of a topic
 /// synced in the same tick, so each second's ack p99 was 5-6 ms and stalls of up to 80 ms
 /// were seen; acks under that policy never needed the sync.
+///
+/// A shard runs one at a time ([`BACKGROUND_SYNC_TURN`]), and it covers what is written
+/// when its turn comes; with `FlushPolicy::bytes` a partition starts one whenever that much
+/// is unsynced. So each sync is small under a light load (16 partitions syncing a second's
+/// data at once held this machine's disk ~70 ms, and every ack with it:
+/// perf/results/2026-12-07-device-pauses.md section 6), and grows with the load instead of
+/// multiplying (a device flush per MiB cost 1 KiB max-rate produce ~20% here).
 pub(crate) struct BackgroundSync {
-    /// `written` and the segment size when it was issued: what it makes durable.
+    /// Its turn came: the fdatasync runs (or ran).
+    started: Rc<Cell<bool>>,
+    task: glommio::Task<Result<Covered, StorageError>>,
+}
+
+/// What a background sync made durable: the offsets below `written`, the active segment's
+/// bytes below `size`.
+struct Covered {
     written: i64,
     size: u64,
-    task: glommio::Task<Result<(), StorageError>>,
+}
+
+thread_local! {
+    /// The turn of this shard's (thread's) background syncs: one at a time.
+    static BACKGROUND_SYNC_TURN: Rc<glommio::sync::Semaphore> =
+        Rc::new(glommio::sync::Semaphore::new(1));
 }
 
 /// State owned by the writer task for the active segment.
@@ -429,11 +449,15 @@ impl Writer {
         let config = shared.config.borrow();
         let policy = &config.flush;
         let by_count = policy.messages.is_some_and(|m| self.unsynced_records >= m);
+        // Past what the last collected sync covered (a sync in flight may cover more: the
+        // next one starts when it lands, if still due).
+        let unsynced_bytes = self.segment.size.get().saturating_sub(self.synced_position);
+        let by_bytes = policy.bytes.is_some_and(|b| unsynced_bytes >= b);
         let by_time = policy
             .interval_ms
             .is_some_and(|ms| self.last_sync.elapsed() >= Duration::from_millis(ms));
         let wanted = shared.sync_wanted.get() > shared.synced.get();
-        policy.every_append || by_count || by_time || wanted || shared.closing.get()
+        policy.every_append || by_count || by_bytes || by_time || wanted || shared.closing.get()
     }
 
     /// Whether a due sync may run in the background: a periodic one (acks do not wait for
@@ -445,22 +469,30 @@ impl Writer {
         !every_append && !wanted && !shared.closing.get() && !self.dir_unsynced
     }
 
-    /// Starts a background fdatasync of what is written now, unless one is in flight.
+    /// Starts a background fdatasync, unless one is in flight: when the shard's turn comes
+    /// it covers what is written then. The writer collects it before it rolls, truncates or
+    /// reloads the segment, so the segment cannot change under it.
     fn start_sync(&mut self) {
         if self.syncing.is_some() {
             return;
         }
         let (shared, segment) = (self.shared.clone(), self.segment.clone());
-        let (written, size) = (shared.written.get(), segment.size.get());
         let synced_position = self.synced_position;
+        let turn = BACKGROUND_SYNC_TURN.with(Rc::clone);
+        let started = Rc::new(Cell::new(false));
         shared.sync_landed.set(false);
+        let task_started = started.clone();
         let task = glommio::spawn_local(async move {
+            // Never closed: an error would only mean syncing without waiting.
+            let _turn = turn.acquire_permit(1).await;
+            task_started.set(true);
+            let covered = Covered { written: shared.written.get(), size: segment.size.get() };
             let result = fdatasync(&shared, &segment, synced_position, false).await;
             shared.sync_landed.set(true);
             shared.wake_writer();
-            result
+            result.map(|()| covered)
         });
-        self.syncing = Some(BackgroundSync { written, size, task });
+        self.syncing = Some(BackgroundSync { started, task });
         self.unsynced_records = 0;
         self.last_sync = Instant::now();
     }
@@ -475,13 +507,21 @@ impl Writer {
             self.shared.sync_landed.set(false);
             return Ok(());
         };
+        if wait && !sync.started.get() {
+            // Still waiting for the shard's turn: rather than queue behind the other
+            // partitions' syncs (a roll did, ~100 ms at max rate), drop it. Every caller that
+            // waits syncs in the foreground next (a roll, a flush, closing, recovery) or cuts
+            // the log (truncation), after which the next due sync covers what is left.
+            drop(sync.task);
+            return Ok(());
+        }
         let result = sync.task.await;
         self.shared.sync_landed.set(false);
-        result?;
+        let covered = result?;
         // A foreground sync always collects this one first: nothing newer was synced since.
-        assert!(sync.written >= self.shared.synced.get());
-        self.shared.synced.set(sync.written);
-        self.synced_position = sync.size;
+        assert!(covered.written >= self.shared.synced.get());
+        self.shared.synced.set(covered.written);
+        self.synced_position = covered.size;
         Ok(())
     }
 
