@@ -171,10 +171,12 @@ fn a_client_port_another_socket_listens_on_fails_start_up() {
     let squatter = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     squatter.set_reuse_address(true).unwrap();
     squatter.set_reuse_port(true).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    squatter.bind(&listen.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    // Port 0: a port from `free_port` could be taken by a parallel test before the bind.
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    squatter.bind(&any.into()).unwrap();
     squatter.listen(16).unwrap();
+    let port = squatter.local_addr().unwrap().as_socket().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
     let data = dir.path().join("data").display().to_string();
     let args = ["--data-dir", &data, "--listen", &listen, "--admin-listen", "off"];
     let stderr = refused(&args, &[]);
