@@ -72,7 +72,8 @@ pub(crate) struct Growth {
 /// is unsynced. So each sync is small under a light load (16 partitions syncing a second's
 /// data at once held this machine's disk ~70 ms, and every ack with it:
 /// perf/results/2026-12-07-device-pauses.md section 6), and grows with the load instead of
-/// multiplying (a device flush per MiB cost 1 KiB max-rate produce ~20% here).
+/// multiplying. The price on that disk: 1 KiB max-rate produce 13-25% lower
+/// (perf/results/2026-12-07-flush-slices.md).
 pub(crate) struct BackgroundSync {
     /// Its turn came: the fdatasync runs (or ran).
     started: Rc<Cell<bool>>,
@@ -509,9 +510,9 @@ impl Writer {
         };
         if wait && !sync.started.get() {
             // Still waiting for the shard's turn: rather than queue behind the other
-            // partitions' syncs (a roll did, ~100 ms at max rate), drop it. Every caller that
-            // waits syncs in the foreground next (a roll, a flush, closing, recovery) or cuts
-            // the log (truncation), after which the next due sync covers what is left.
+            // partitions' syncs (at max rate up to 15, ~7 ms each), cancel it. Every caller
+            // that waits syncs in the foreground next (a roll, a flush, closing, recovery) or
+            // cuts the log (truncation), after which the next due sync covers what is left.
             drop(sync.task);
             return Ok(());
         }
