@@ -52,10 +52,7 @@ start() {
   # shellcheck disable=SC2086
   taskset -c "$BROKER_CPU" $BROKER_CMD >perf/tmp/crosscore-broker.log 2>&1 &
   BROKER_PID=$!
-  for _ in $(seq 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then return; fi
-    sleep 0.05
-  done
+  wait_listening "$PORT" && return
   echo "broker did not start: perf/tmp/crosscore-broker.log" >&2
   exit 1
 }

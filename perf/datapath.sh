@@ -68,10 +68,7 @@ start() {
   taskset -c "$BROKER_CPU" "$1" serve --listen "$ADDR" --data-dir "$DATA" --shards 1 \
     --admin-listen 127.0.0.1:0 $STRATA_ARGS $2 >perf/tmp/datapath/broker.log 2>&1 &
   BROKER_PID=$!
-  for _ in $(seq 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return; fi
-    sleep 0.05
-  done
+  wait_listening "$port" && return
   echo "broker did not start: perf/tmp/datapath/broker.log" >&2
   exit 1
 }

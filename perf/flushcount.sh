@@ -23,10 +23,10 @@ taskset -c 0 "$BIN" serve --listen "127.0.0.1:$port" --data-dir "$DATA" --shards
   --retention-check-ms 1000 --flush-ms 1000 "$@" >"$OUT/broker.log" 2>&1 &
 BROKER_PID=$!
 trap stop_broker EXIT
-for _ in $(seq 200); do
-  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi
-  sleep 0.05
-done
+if ! wait_listening "$port"; then
+  echo "broker did not start: $OUT/broker.log" >&2
+  exit 1
+fi
 perf stat -a -e ext4:ext4_sync_file_enter -e block:block_rq_issue -o "$OUT/perf.stat" &
 stat=$!
 taskset -c 1 "$BIN" bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml \

@@ -5,6 +5,16 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# wait_listening PORT: waits up to 10 s for 127.0.0.1:PORT to accept a connection (a broker
+# just started); fails if it never does.
+wait_listening() {
+  for _ in $(seq 200); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
 # json_get FILE a.b.c: that field of a JSON file ("" when absent).
 json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
 for k in sys.argv[2].split("."): v=(v or {}).get(k)

@@ -55,10 +55,7 @@ for config in "${CONFIGS[@]}"; do
   taskset -c "$BROKER_CPU" "$STRATA" serve --listen "127.0.0.1:$port" --data-dir "$data" \
     --shards 1 --queued-max-request-bytes "$BUDGET" $flags >"$TMP/broker.log" 2>&1 &
   BROKER_PID=$!
-  for _ in $(seq 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-    sleep 0.05
-  done
+  wait_listening "$port" || true
   rest=$(rss_kib "$BROKER_PID")
   taskset -c "$BENCH_CPU" "$STRATA" bench e2e --workload perf/workloads/fixed-1t-100p-1kb.yaml \
     --brokers "127.0.0.1:$port" --duration "$DURATION" --warmup 2s --cores 1 --cpus "$BENCH_CPU" \

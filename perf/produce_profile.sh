@@ -22,10 +22,7 @@ taskset -c "$BROKER_CPU" "$BIN" serve --listen 127.0.0.1:"$port" --data-dir "$DA
   --admin-listen 127.0.0.1:0 --segment-bytes 268435456 --retention-bytes 1073741824 \
   --retention-check-ms 1000 >"$OUT/broker.log" 2>&1 &
 BROKER_PID=$!
-for _ in $(seq 200); do
-  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi
-  sleep 0.05
-done
+wait_listening "$port" || true
 taskset -c "$BENCH_CPU" "$BIN" bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml \
   --duration 12s --warmup 2s --brokers 127.0.0.1:"$port" --cores 1 --cpus "$BENCH_CPU" \
   --report "$OUT/$LABEL-report" >/dev/null 2>&1 &

@@ -112,10 +112,7 @@ start_broker() {
   esac
   $BROKER_CMD >"$TMP/broker-$name.log" 2>&1 &
   BROKER_PID=$!
-  for _ in $(seq 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return; fi
-    sleep 0.05
-  done
+  wait_listening "$port" && return
   log "broker did not listen on $ADDR; see $TMP/broker-$name.log"
   exit 1
 }

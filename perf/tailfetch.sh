@@ -31,10 +31,7 @@ run() {
   taskset -c "$BROKER_CPU" "$bin" serve --listen "127.0.0.1:$port" --data-dir "$DATA" \
     --shards 1 --admin-listen 127.0.0.1:0 --flush-ms 1000 >"$OUT/broker-$label.log" 2>&1 &
   BROKER_PID=$!
-  for _ in $(seq 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi
-    sleep 0.05
-  done
+  wait_listening "$port" || true
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$!
   taskset -c "$BENCH_CPU" "$B" bench e2e --brokers "127.0.0.1:$port" --cores 1 \

@@ -66,10 +66,7 @@ run() {
   BROKER_CMD="taskset -c $BROKER_CPU $bin serve --listen 127.0.0.1:$port --data-dir $data --shards 1 --admin-listen 127.0.0.1:0 $STRATA_ARGS"
   $BROKER_CMD >"$TMP/validation-broker.log" 2>&1 &
   BROKER_PID=$!
-  for _ in $(seq 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then break; fi
-    sleep 0.05
-  done
+  wait_listening "$port" || true
   cmd="taskset -c $BENCH_CPU $NEW bench produce --workload $(workload "$scenario") --brokers 127.0.0.1:$port --cores 1 --cpus $BENCH_CPU --compression $(compression "$scenario") --duration $DURATION --warmup $WARMUP --report $report"
   log "$scenario $label #$round: $cmd"
   # The broker's CPU time over the run: per message, the figure this shared VM's load moves least.
