@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::faults::FaultRates;
-use super::tests::{read_all, run};
+use super::tests::{flush_by_size, read_all, run, until};
 use super::*;
 use crate::record_batch::testing::batch;
 
@@ -293,14 +293,9 @@ fn a_shard_runs_one_background_sync_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = [tmp.path().join("a"), tmp.path().join("b")];
     run(move || async move {
-        // Due by size only (a test batch is ~600 bytes; nor the count, the interval or a roll).
-        let flush = FlushPolicy {
-            every_append: false,
-            messages: Some(1_000_000),
-            interval_ms: Some(3_600_000),
-            bytes: Some(4096),
-        };
-        let config = LogConfig { flush, segment_bytes: 1 << 20, ..config(false) };
+        // Due by size only (a test batch is ~600 bytes; no roll either).
+        let config =
+            LogConfig { flush: flush_by_size(4096), segment_bytes: 1 << 20, ..config(false) };
         let mut logs = Vec::new();
         for dir in dirs {
             let log = PartitionLog::open(dir, config.clone()).await.unwrap();
@@ -325,13 +320,7 @@ fn a_shard_runs_one_background_sync_at_a_time() {
         assert_eq!(started(&logs), 1, "one background sync in flight per shard");
         let first = usize::from(logs[1].faults().syncs_started.get() == 1);
         logs[first].faults().hold_syncs.set(false);
-        let turn = glommio::timer::timeout(Duration::from_secs(30), async {
-            while started(&logs) < 2 {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(())
-        });
-        turn.await.expect("the waiting sync got its turn when the first landed");
+        until("the waiting sync got its turn when the first landed", || started(&logs) >= 2).await;
         for log in &logs {
             log.faults().hold_syncs.set(false);
             log.flush().await.unwrap();

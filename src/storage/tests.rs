@@ -49,6 +49,29 @@ pub(super) async fn append_batches(log: &PartitionLog, from: i64, to: i64) -> Op
     }
 }
 
+/// A periodic policy that only the size makes due within a test: the count and the interval
+/// never come due.
+pub(super) fn flush_by_size(bytes: u64) -> FlushPolicy {
+    FlushPolicy {
+        every_append: false,
+        messages: Some(1_000_000),
+        interval_ms: Some(3_600_000),
+        bytes: Some(bytes),
+    }
+}
+
+/// Waits until `done()` holds (what the background tasks do lands on its own), polling every
+/// millisecond; panics naming `what` if it has not after 30 s.
+pub(super) async fn until(what: &str, done: impl Fn() -> bool) {
+    let polled = glommio::timer::timeout(Duration::from_secs(30), async {
+        while !done() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    });
+    polled.await.unwrap_or_else(|_| panic!("{what}"));
+}
+
 /// Every batch from the log start to the high watermark, validated.
 pub(super) async fn read_all(log: &PartitionLog) -> Vec<(record_batch::BatchHeader, Bytes)> {
     let mut out = Vec::new();
@@ -504,29 +527,20 @@ fn a_periodic_policy_also_syncs_in_the_background_by_size() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     run(move || async move {
-        // Neither the count nor the interval comes due within the test, nor a roll: only
-        // the size does (a test batch is ~600 bytes).
-        let flush = FlushPolicy {
-            every_append: false,
-            messages: Some(1_000_000),
-            interval_ms: Some(3_600_000),
-            bytes: Some(4096),
-        };
-        let config = LogConfig { flush, segment_bytes: 1 << 20, ..small_config() };
+        // No roll either: only the size comes due (a test batch is ~600 bytes).
+        let config =
+            LogConfig { flush: flush_by_size(4096), segment_bytes: 1 << 20, ..small_config() };
         let log = PartitionLog::open(dir.clone(), config).await.unwrap();
         append_batches(&log, 0, 2).await;
         assert_eq!(log.shared().synced.get(), 0, "less than a slice: nothing synced");
         for i in 2..20 {
             append_batches(&log, i, i + 1).await;
         }
-        let synced = glommio::timer::timeout(Duration::from_secs(30), async {
-            // The background sync lands on its own; the writer publishes it on its next turn.
-            while log.shared().synced.get() < 30 {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(())
-        });
-        synced.await.expect("a slice was synced without a flush, the interval or a roll");
+        // The background sync lands on its own; the writer publishes it on its next turn.
+        until("a slice was synced without a flush, the interval or a roll", || {
+            log.shared().synced.get() >= 30
+        })
+        .await;
         assert_eq!(log_files(&dir).iter().filter(|p| p.extension().unwrap() == "log").count(), 1);
         log.close().await.unwrap();
     });
