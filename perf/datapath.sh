@@ -21,7 +21,9 @@
 #   fio      the disk's limits: O_DIRECT 1 MiB seq write (qd 8), write+fdatasync at 256 KiB,
 #            1 MiB, 4 MiB, 8 MiB (qd 1), 1 MiB seq read (qd 8), and the broker's pattern:
 #            16 files at once, 256 KiB write+fdatasync each, into fresh and written space;
-#            target 2's durable writes alone: 16 files, an 8 KiB O_DSYNC write every ms each
+#            the same 16 files of 256 KiB writes with no fdatasync and with one every 1 MiB
+#            per file (the periodic policy's slice); target 2's durable writes alone: 2 jobs
+#            of 1,750 O_DSYNC writes/s of 32 KiB over 8 files each, and without O_DSYNC
 # Usage: perf/datapath.sh A_BIN B_BIN [produce|stall|e2e|consume|fio ...]
 #        (default: produce stall consume fio)
 # Environment: ROUNDS=2, FILL=12s, BROKER_CPU=0 BENCH_CPU=1; SIDES="A B" (SIDES=B: B alone,
@@ -132,12 +134,16 @@ stall() {
   bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --duration "$STALL_DURATION" \
     --warmup 1s --report "$report-produce" >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
+  # Traced like target 2's runs: a slow second of the reproducer is the disk's or not.
+  block_trace_start
   bench e2e --workload perf/workloads/e2e-1m-1t-16p-100b.yaml --rate 500k \
     --duration "$STALL_DURATION" --warmup 2s --report "$report" >/dev/null 2>&1
+  block_trace_stop "$report.devpause.json" "$DATA" "$report"
   finish
   summary produce "$report-produce" "$report-produce.stat" \
     "flush-ms 1000 produce 1kb $label (load $(load))"
   summary stall "$report" - "stall $label (load $(load))"
+  device_pause_lines "$report"
   # The same policy on a fresh broker at target 2's rate: there each second's sync flushed
   # ~110 MB and the disk held every other request meanwhile (~60 ms ack p99), which the run
   # after the fill above did not show (perf/results/2026-12-07-device-pauses.md, section 6).
@@ -157,9 +163,14 @@ traced_e2e() {
   block_trace_stop "$report.devpause.json" "$DATA" "$report"
   finish
   summary stall "$report" - "$label (load $(load))"
-  if [[ -s $report.devpause.json ]]; then
-    json_get "$report.devpause.json" line
-    python3 -c 'import json,sys; print("per-second device pause ms:", *json.load(open(sys.argv[1])).get("pause_ms_by_second", []))' "$report.devpause.json"
+  device_pause_lines "$report"
+}
+
+# device_pause_lines REPORT: the disk's pauses during REPORT's run, if it was traced.
+device_pause_lines() {
+  if [[ -s $1.devpause.json ]]; then
+    json_get "$1.devpause.json" line
+    python3 -c 'import json,sys; print("per-second device pause ms:", *json.load(open(sys.argv[1])).get("pause_ms_by_second", []))' "$1.devpause.json"
   fi
 }
 
@@ -234,6 +245,16 @@ print("fio %s: %.0f MB/s" % (sys.argv[2], bw / 1e6))' "$OUT/fio-$1.json" "$1"
     # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
     run_fio_dir "write-fdatasync-256k-16f-$kind" --numjobs=16 --filename_format='j.$jobnum' \
       --size=512M --runtime=2 --rw=write --bs=256k --fdatasync=1 --overwrite=$overwrite
+  done
+  # Target 1's periodic flush, its limit for the broker's pattern: the same 16 files of
+  # 256 KiB writes with no fdatasync at all, and with one every 1 MiB per file (the default
+  # `flush_bytes` slice). fio's single stream above is the target's yardstick; these say
+  # how much of it the pattern and the syncs leave (perf/results/2026-12-07-periodic-ceiling.md).
+  local every
+  for every in 0 4; do
+    # shellcheck disable=SC2016 # $jobnum is fio's, not the shell's
+    run_fio_dir "write-256k-16f-sync$every" --numjobs=16 --filename_format='j.$jobnum' \
+      --size=1G --rw=write --bs=256k --fdatasync=$every
   done
   # Target 2's durable writes alone. The e2e workload (1M msgs/s of 100 B over 16 partitions,
   # 2 producers, sticky partitioner, 500 us linger) sends each producer's records of one

@@ -212,17 +212,23 @@ rows.append(("1", "100 B max-rate produce", fmt_produce(p100, "produce"),
              cmd("produce")))
 pf = produce_runs(f"{DP}/stall-B*[0-9]-produce", "stall")
 mbf = med(r[1] for r in pf)
+pat = {k: fio(f"write-256k-16f-sync{k}") for k in (0, 4)}
 rows.append(("1", "1 KiB max-rate produce, `--flush-ms 1000` (periodic flush)",
              fmt_produce(pf, "stall"),
              (f"fio O_DIRECT seq write 1 MiB qd 8: {seqw:.0f} MB/s{ratio(mbf, seqw)}" if seqw
-              else "fio: " + missing("fio")), "— (Tansu has no disk)", cmd("stall", "fio")))
-st = [load_json(p + "/summary.json") for p in runs_of(f"{DP}/stall-B*[0-9]") if ran("stall")]
-st = [d for d in st if d]
+              else "fio: " + missing("fio"))
+             + (f"<br>the broker's pattern, 16 files of 256 KiB writes: no fdatasync "
+                f"{pat[0]:.0f} MB/s{ratio(mbf, pat[0])}, an fdatasync every 1 MiB per file "
+                f"(the default slice) {pat[4]:.0f} MB/s{ratio(mbf, pat[4])}"
+                if pat[0] and pat[4] else ""),
+             "— (Tansu has no disk)", cmd("stall", "fio")))
+st = reports(f"{DP}/stall-B*[0-9]") if ran("stall") else []
 if st:
-    d = st[len(st) // 2]
+    p, d = st[len(st) // 2]
     worst = max((t["ack_p99_us"] or 0) for t in d["timeline"]) if d["timeline"] else None
     cell = (f"e2e 500k msgs/s of 100 B right after the 1 KiB fill: ack {dist(d['ack_latency'])}, "
-            f"e2e {dist(d['e2e_latency'])} ms; worst second's ack p99 {us(worst)} ms")
+            f"e2e {dist(d['e2e_latency'])} ms; worst second's ack p99 {us(worst)} ms"
+            f"{device_pauses(p)}")
 else:
     cell = missing("stall")
 rows.append(("1", "periodic-flush stall reproducer (issue 20)", cell, "—", "—", cmd("stall")))
