@@ -3,7 +3,9 @@
 # B = after), alternating in one invocation so both see the same machine:
 #   produce  max-rate produce (100 B and 1 KiB workloads, 12 s): msgs/s, and the broker's CPU
 #            time per message (`perf stat -e task-clock` on the broker over the run / records
-#            acknowledged; this VM has no hardware counters, so no instructions/message)
+#            acknowledged; this VM has no hardware counters, so no instructions/message);
+#            for 1 KiB also the size of the broker's data writes from a block trace
+#            (<report>.devpause.json, needs root)
 #   stall    the periodic-flush reproducer of issue 20: `--flush-ms 1000`, 15 s of 1 KiB
 #            max-rate produce, then `bench e2e` at 500k msgs/s of 100 B on another topic;
 #            ack/e2e distribution and each second's ack p99; then the same policy on a
@@ -115,12 +117,20 @@ produce() {
   start "$BIN" ""
   perf stat -e task-clock -p "$BROKER_PID" -o "$report.stat" &
   local stat=$!
+  # 1 KiB: the block layer is traced for the size of the broker's data writes (target 1
+  # compares with fio at the broker's own write size). 100 B is CPU-bound: not traced.
+  if [[ $size == 1kb ]]; then block_trace_start; fi
   bench produce --workload "$workload" --duration "$PRODUCE_DURATION" --warmup 2s \
     --report "$report" \
     >/dev/null 2>&1
   kill -INT "$stat"; wait "$stat" || true
+  if [[ $size == 1kb ]]; then block_trace_stop "$report.devpause.json" "$DATA"; fi
   finish
   summary produce "$report" "$report.stat" "produce $size $label (load $(load))"
+  if [[ -s $report.devpause.json ]]; then
+    python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["kinds"].get("WS")
+print("data writes (WS): %d, mean %.0f KiB, byte-weighted median %.0f KiB" % (w["count"], w["mean_kib"], w["weighted_median_kib"]) if w else "no data writes traced")' "$report.devpause.json"
+  fi
 }
 
 stall() {

@@ -5,7 +5,9 @@ Reads `perf script -F time,event,trace` of `block:block_rq_issue` and
 `block:block_rq_complete` (perf/lib.sh `block_trace_start` / `block_trace_stop` record them),
 pairs each request's issue with its completion and reports, as one JSON object:
 - per kind of request (`rwbs`: WS a synchronous data write, FF a cache flush, WSM a
-  synchronous metadata write, R a read, ...) the count and latency p50 / p99 / p99.9 / max;
+  synchronous metadata write, R a read, ...) the count, latency p50 / p99 / p99.9 / max and
+  size (mean, and the byte-weighted median: half the bytes went in requests at most this
+  large);
 - the device's pauses: the union of the spans of requests slower than `--slow-ms` (2 ms),
   their count, total share of the traced time, the longest and each one's length;
 - whether the slow requests were the device's or their own: of the requests issued while a
@@ -40,8 +42,8 @@ FAST_S = 0.001
 
 
 def pairs(lines, device):
-    """(issue time, latency s, rwbs) of each completed request, in issue order, and the number
-    of issues left without a completion.
+    """(issue time, latency s, rwbs, bytes) of each completed request, in issue order, and the
+    number of issues left without a completion.
 
     A request is known by its device, first sector and length. A block is not written again
     while a write of it is in flight (its buffer stays locked), so an issue of a key that is
@@ -61,10 +63,10 @@ def pairs(lines, device):
         t = float(m["time"])
         if m["event"] == "issue":
             unpaired += key in pending
-            pending[key] = (t, m["rwbs"])
+            pending[key] = (t, m["rwbs"], int(m["n"]) * 512)
         elif key in pending:
-            t0, rwbs = pending.pop(key)
-            done.append((t0, t - t0, rwbs))
+            t0, rwbs, size = pending.pop(key)
+            done.append((t0, t - t0, rwbs, size))
     done.sort()
     return done, unpaired + len(pending)
 
@@ -74,6 +76,19 @@ def quantiles(values):
     at = lambda q: v[min(len(v) - 1, int(q * len(v)))] * 1e3  # noqa: E731
     return {"count": len(v), "p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999),
             "max_ms": v[-1] * 1e3}
+
+
+def sizes(values):
+    """Mean and byte-weighted median of request sizes, KiB."""
+    v = sorted(values)
+    total, seen = sum(v), 0
+    median = v[-1]
+    for x in v:
+        seen += x
+        if 2 * seen >= total:
+            median = x
+            break
+    return {"mean_kib": total / len(v) / 1024, "weighted_median_kib": median / 1024}
 
 
 def by_second(episodes, start, seconds):
@@ -88,12 +103,14 @@ def by_second(episodes, start, seconds):
 def analyse(done, unpaired, slow_s):
     if not done:
         return {"requests": 0, "unpaired": unpaired}
-    span = max(t + d for t, d, _ in done) - done[0][0]
+    span = max(t + d for t, d, *_ in done) - done[0][0]
     kinds = collections.defaultdict(list)
-    for _, d, rwbs in done:
+    kind_bytes = collections.defaultdict(list)
+    for _, d, rwbs, size in done:
         kinds[rwbs].append(d)
+        kind_bytes[rwbs].append(size)
     episodes = []
-    for t, d, _ in done:
+    for t, d, *_ in done:
         if d < slow_s:
             continue
         if episodes and t <= episodes[-1][1]:
@@ -103,9 +120,9 @@ def analyse(done, unpaired, slow_s):
     lengths = [(b - a) * 1e3 for a, b in episodes]
     # Requests issued while a long one was in flight, and how many of them were fast anyway.
     issued = fast = 0
-    starts = [t for t, _, _ in done]
+    starts = [t for t, *_ in done]
     j = 0
-    for t, d, _ in done:
+    for t, d, *_ in done:
         if d < LONG_S:
             continue
         while j < len(done) and starts[j] <= t:
@@ -119,7 +136,8 @@ def analyse(done, unpaired, slow_s):
         "requests": len(done),
         "unpaired": unpaired,
         "traced_s": span,
-        "kinds": {k: quantiles(v) for k, v in sorted(kinds.items(), key=lambda kv: -len(kv[1]))},
+        "kinds": {k: {**quantiles(v), **sizes(kind_bytes[k])}
+                  for k, v in sorted(kinds.items(), key=lambda kv: -len(kv[1]))},
         "slow_ms": slow_s * 1e3,
         "pauses": len(episodes),
         "pause_share": sum(b - a for a, b in episodes) / span if span > 0 else 0.0,

@@ -192,9 +192,17 @@ fsync = {j: fio(f"write-fdatasync-{j}") for j in ("256k", "1m", "4m", "8m")}
 fio16 = {k: fio(f"write-fdatasync-256k-16f-{k}") for k in ("fresh", "written")}
 seqw = fio("seqwrite-1m-qd8")
 mb1k = med(r[1] for r in p1k)
-lim = ("fio write+fdatasync each, qd 1: " + " / ".join(
+# The broker's own data writes (WS requests of the block trace of each 1 KiB run).
+ws = [((load_json(p + ".devpause.json") or {}).get("kinds") or {}).get("WS")
+      for p in runs_of(f"{DP}/produce-1kb-B*[0-9]")] if ran("produce") else []
+ws = [w for w in ws if w and "mean_kib" in w]
+own = ("the broker's data writes in this run (block trace): mean "
+       + " / ".join(f"{w['mean_kib']:.0f}" for w in ws) + " KiB, byte-weighted median "
+       + " / ".join(f"{w['weighted_median_kib']:.0f}" for w in ws) + " KiB<br>") if ws else ""
+lim = own + ("fio write+fdatasync each, qd 1: " + " / ".join(
     f"{j} {v:.0f}" if v else f"{j} —" for j, v in fsync.items()) + " MB/s"
-    + (f"; at 8 MiB (the broker's largest write){ratio(mb1k, fsync['8m'])}" if fsync["8m"] else "")
+    + (f"; at 8 MiB (the largest write the broker issues){ratio(mb1k, fsync['8m'])}"
+       if fsync["8m"] else "")
     + (f"<br>the broker's pattern, 16 files at once, 256 KiB write+fdatasync each: into fresh "
        f"fallocated space (as new segments) {fio16['fresh']:.0f} MB/s{ratio(mb1k, fio16['fresh'])}"
        f", into written blocks {fio16['written']:.0f} MB/s{ratio(mb1k, fio16['written'])}"

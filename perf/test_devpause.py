@@ -37,8 +37,20 @@ def test_pairs_writes_and_flushes():
              issue(1.002, "WS", 5, 8, dev="8,0"), complete(1.009, "WS", 5, 8, dev="8,0")]
     done, unpaired = devpause.pairs(lines, "254,0")
     assert unpaired == 0
-    kinds = sorted((rwbs, round(lat * 1e6)) for _, lat, rwbs in done)
+    kinds = sorted((rwbs, round(lat * 1e6)) for _, lat, rwbs, _ in done)
     assert kinds == [("FF", 100), ("WS", 200), ("WSM", 30)]
+
+
+def test_request_sizes_per_kind():
+    # Two 4 KiB writes and one of 32 KiB: the mean is 13.3 KiB, but most bytes went in the
+    # 32 KiB one, which the byte-weighted median says.
+    lines = []
+    for i, n in enumerate((8, 8, 64)):
+        t = 1 + i / 100
+        lines += [issue(t, "WS", 1000 * i, n), complete(t + 0.0001, "WS", 1000 * i, n)]
+    ws = devpause.analyse(*devpause.pairs(lines, None), 0.002)["kinds"]["WS"]
+    assert round(ws["mean_kib"], 1) == 13.3
+    assert ws["weighted_median_kib"] == 32
 
 
 def test_a_missing_completion_does_not_shift_the_later_pairs():
@@ -48,7 +60,7 @@ def test_a_missing_completion_does_not_shift_the_later_pairs():
              issue(1.020, "WSM", 8, 8), complete(1.0201, "WSM", 8, 8)]
     done, unpaired = devpause.pairs(lines, None)
     assert unpaired == 1
-    assert [round(lat * 1e6) for _, lat, _ in done] == [100, 100]
+    assert [round(lat * 1e6) for _, lat, *_ in done] == [100, 100]
 
 
 def test_a_device_wide_pause_and_a_lone_slow_request():
