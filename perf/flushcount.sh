@@ -37,12 +37,12 @@ perf stat -a -e ext4:ext4_sync_file_enter -e block:block_rq_issue -o "$OUT/perf.
 stat=$!
 perf stat -e task-clock -p "$BROKER_PID" -o "$OUT/broker.stat" &
 broker_stat=$!
-grep " $disk " /proc/diskstats >"$OUT/diskstats.0"
+grep " $disk " /proc/diskstats >"$OUT/diskstats.0" || true
 # shellcheck disable=SC2086 # BENCH_FLAGS: extra `bench produce` flags, word-split on purpose
 taskset -c 1 "$BIN" bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml \
   --duration 12s --warmup 2s --report "$OUT/report" --brokers "127.0.0.1:$port" --cores 1 \
   --cpus 1 ${BENCH_FLAGS:-} >/dev/null 2>&1
-grep " $disk " /proc/diskstats >"$OUT/diskstats.1"
+grep " $disk " /proc/diskstats >"$OUT/diskstats.1" || true
 kill -INT "$stat" "$broker_stat"
 wait "$stat" "$broker_stat" || true
 stop_broker
@@ -60,10 +60,13 @@ print(f"{mb:.0f} MB/s {count('ext4:ext4_sync_file_enter')} syncs "
 # ms; in flight, io ms, weighted io ms (the sum of every request's time in the queue).
 d0, d1 = (open(f"{out}/diskstats.{i}").read().split()[3:] for i in (0, 1))
 d = [int(b) - int(a) for a, b in zip(d0, d1)]
-writes, sectors, write_ms, weighted_ms = d[4], d[6], d[7], d[10]
-print(f"disk: {sectors * 512 / secs / 1e6:.0f} MB/s written, {writes / secs:.0f} writes/s of "
-      f"{sectors * 512 / max(writes, 1) / 1024:.0f} KiB, write latency mean "
-      f"{write_ms / max(writes, 1):.2f} ms, mean queue {weighted_ms / secs / 1000:.1f}")
+if len(d) > 10:
+    writes, sectors, write_ms, weighted_ms = d[4], d[6], d[7], d[10]
+    print(f"disk: {sectors * 512 / secs / 1e6:.0f} MB/s written, {writes / secs:.0f} writes/s "
+          f"of {sectors * 512 / max(writes, 1) / 1024:.0f} KiB, write latency mean "
+          f"{write_ms / max(writes, 1):.2f} ms, mean queue {weighted_ms / secs / 1000:.1f}")
+else:
+    print("disk: the data directory's device is not in /proc/diskstats")
 ms = float(re.search(r"([\d.]+) msec task-clock", open(f"{out}/broker.stat").read()).group(1))
 n = json.load(open(f"{out}/report/summary.json"))["produced_total"]
 print(f"broker CPU {ms * 1e6 / max(n, 1):.0f} ns/msg, {ms / 1000 / secs:.0%} of a core")
