@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-67745e9 bench produce --workload perf/workloads/max-rate-1t-16p-1kb.toml --brokers 127.0.0.1:50253 --cores 1 --cpus 1 --compression none --duration 10s --warmup 2s --report perf/results/2026-12-07-quick-s22/2026-12-07-compression/1kb-new-1

@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-67745e9 bench produce --brokers 127.0.0.1:59241 --topic crosscore --partitions 1 --producers 1 --record-size 100 --rate 200k --acks 1 --linger 1ms --duration 10s --warmup 2s --cores 1 --cpus 1 --report perf/results/2026-12-07-quick-s22/2026-12-07-crosscore/run-3

@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-67745e9 bench e2e --topic rf3 --record-size 100 --rate 100k --brokers 127.0.0.1:44737 --acks all --partitions 16 --cores 1 --cpus 1 --duration 10s --warmup 2s --report perf/results/2026-12-07-quick-s22/2026-12-07-replicated/e2e-new-1

@@ -1,0 +1,1 @@
+taskset -c 1 /work/rel/strata-67745e9 bench produce --topic rf1 --record-size 1024 --producers 2 --brokers 127.0.0.1:41141 --acks all --partitions 16 --cores 1 --cpus 1 --duration 10s --warmup 2s --report perf/results/2026-12-07-quick-s22/2026-12-07-replicated/max-rf1-base-1
