@@ -309,6 +309,11 @@ pub struct BrokerConfig {
     /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
     /// consumer group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Kafka's `group.min.session.timeout.ms`: the shortest session timeout a classic
+    /// consumer group member may ask for in JoinGroup.
+    pub group_min_session_timeout_ms: u64,
+    /// Kafka's `group.max.session.timeout.ms`: the longest.
+    pub group_max_session_timeout_ms: u64,
     /// Share groups (KIP-932): Kafka's `group.share.*` settings and `share.auto.offset.reset`.
     pub share: ShareConfig,
     /// Kafka's `group.consumer.session.timeout.ms`: a KIP-848 consumer group member silent
@@ -596,6 +601,8 @@ impl Default for BrokerConfig {
             min_compaction_lag_ms: 0,
             retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             share: ShareConfig::default(),
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
@@ -746,8 +753,16 @@ impl BrokerConfig {
         self.validate_cluster()
     }
 
-    /// The `group.consumer.*` settings of KIP-848 consumer groups.
+    /// The `group.consumer.*` settings of KIP-848 consumer groups, and the session timeouts
+    /// of classic ones.
     fn validate_consumer_groups(&self) -> Result<(), ConfigError> {
+        let (min, max) = (self.group_min_session_timeout_ms, self.group_max_session_timeout_ms);
+        if min == 0 || min > max || max > i32::MAX as u64 {
+            return Err(bad(
+                "group-min-session-timeout-ms",
+                "must be at least 1 and at most group-max-session-timeout-ms (at most 2^31-1)",
+            ));
+        }
         let session = self.group_consumer_session_timeout_ms;
         if !(1_000..=limits::CONSUMER_SESSION_TIMEOUT_MS_MAX).contains(&session) {
             return Err(bad(

@@ -213,6 +213,14 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
         K::UnregisterBroker(r) => out.push(r.error_code),
         K::BrokerRegistration(r) => out.push(r.error_code),
         K::DescribeQuorum(r) => out.push(r.error_code),
+        K::DescribeLogDirs(r) => {
+            out.push(r.error_code);
+            out.extend(r.results.iter().map(|d| d.error_code));
+        }
+        K::AlterReplicaLogDirs(r) => {
+            out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        }
+        K::DescribeTopicPartitions(r) => out.extend(r.topics.iter().map(|t| t.error_code)),
         K::SaslHandshake(r) => out.push(r.error_code),
         K::SaslAuthenticate(r) => out.push(r.error_code),
         K::DescribeUserScramCredentials(r) => {
@@ -1145,6 +1153,44 @@ fn cases() -> Vec<Case> {
             1,
             || RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
             Some(CLUSTER_DENIED),
+        ),
+        // Log directories: DESCRIBE / ALTER on the cluster.
+        c(
+            ApiKey::DescribeLogDirs,
+            4,
+            || RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+            Some(CLUSTER_DENIED),
+        ),
+        c(
+            ApiKey::AlterReplicaLogDirs,
+            2,
+            || {
+                let t = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![0]);
+                let d = alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(s("/nowhere"))
+                    .with_topics(vec![t]);
+                RequestKind::AlterReplicaLogDirs(
+                    AlterReplicaLogDirsRequest::default().with_dirs(vec![d]),
+                )
+            },
+            Some(CLUSTER_DENIED),
+        ),
+        // Paged topic descriptions: DESCRIBE on the topic, as Metadata.
+        c(
+            ApiKey::DescribeTopicPartitions,
+            0,
+            || {
+                let t =
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name("t"));
+                RequestKind::DescribeTopicPartitions(
+                    DescribeTopicPartitionsRequest::default()
+                        .with_topics(vec![t])
+                        .with_response_partition_limit(10),
+                )
+            },
+            Some(TOPIC_DENIED),
         ),
         // The SASL exchange is authorized by nothing (sent before a login: the handshake is
         // accepted, a malformed SCRAM message after it refused as a failed login); SCRAM users

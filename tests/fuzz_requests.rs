@@ -910,6 +910,36 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                 .with_partitions(vec![p]);
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![t]))
         }
+        ApiKey::DescribeLogDirs => {
+            use describe_log_dirs_request::DescribableLogDirTopic;
+            let t = DescribableLogDirTopic::default()
+                .with_topic(TopicName(s("t")))
+                .with_partitions(vec![0]);
+            RequestKind::DescribeLogDirs(
+                DescribeLogDirsRequest::default().with_topics(Some(vec![t])),
+            )
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            use alter_replica_log_dirs_request::{AlterReplicaLogDir, AlterReplicaLogDirTopic};
+            let t = AlterReplicaLogDirTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![0]);
+            let d = AlterReplicaLogDir::default().with_path(s("/data")).with_topics(vec![t]);
+            RequestKind::AlterReplicaLogDirs(
+                AlterReplicaLogDirsRequest::default().with_dirs(vec![d]),
+            )
+        }
+        ApiKey::DescribeTopicPartitions => {
+            use describe_topic_partitions_request::{Cursor, TopicRequest};
+            let t = TopicRequest::default().with_name(TopicName(s("t")));
+            let c = Cursor::default().with_topic_name(TopicName(s("t"))).with_partition_index(1);
+            RequestKind::DescribeTopicPartitions(
+                DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![t])
+                    .with_response_partition_limit(1)
+                    .with_cursor(Some(c)),
+            )
+        }
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat(v),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
             ConsumerGroupDescribeRequest::default()

@@ -122,6 +122,37 @@ fn fetch_offset(conn: &mut Conn, group: &str, topic: &str, partition: i32) -> i6
     }
 }
 
+/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`: a JoinGroup
+/// asking for a session timeout outside them is refused, inside them accepted; test suites
+/// (kafka-python's among them) lower the minimum to 1 s for their short sessions.
+#[test]
+fn session_timeouts_are_bounded_by_the_configured_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--group-min-session-timeout-ms", "1000", "--group-max-session-timeout-ms", "9000"];
+    let broker = Broker::start(dir.path(), &args);
+    let mut conn = Conn::connect(broker.addr);
+    for (timeout, code) in [
+        (999, E::InvalidSessionTimeout.code()),
+        (9001, E::InvalidSessionTimeout.code()),
+        (1000, E::MemberIdRequired.code()),
+        (9000, E::MemberIdRequired.code()),
+    ] {
+        let r =
+            join(&mut conn, join_request("g1", "", "consumer").with_session_timeout_ms(timeout));
+        assert_eq!(r.error_code, code, "session timeout {timeout}");
+    }
+    let short = join_request("g1", "", "consumer").with_session_timeout_ms(3000);
+    let member = join(&mut conn, short.clone()).member_id.to_string();
+    let joined = join(&mut conn, short.with_member_id(s(&member)));
+    assert_eq!(joined.error_code, 0, "a 3 s session joins");
+
+    let default_dir = tempfile::tempdir().unwrap();
+    let default = Broker::start(default_dir.path(), &[]);
+    let mut conn = Conn::connect(default.addr);
+    let r = join(&mut conn, join_request("g1", "", "consumer").with_session_timeout_ms(3000));
+    assert_eq!(r.error_code, E::InvalidSessionTimeout.code(), "Kafka's default minimum is 6 s");
+}
+
 #[test]
 fn bad_joins_get_the_proper_error_codes() {
     let dir = tempfile::tempdir().unwrap();

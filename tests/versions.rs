@@ -445,6 +445,29 @@ fn operations_request(
             BrokerRegistrationRequest::default().with_broker_id(BrokerId(1)),
         ),
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
+        // The one log directory: describe every partition; "move" partition 0 of `vt` to
+        // the directory it is in (tests/clients/test_kafka_semantics.py checks the answers).
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::AlterReplicaLogDirs => {
+            let t = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                .with_name(name("vt"))
+                .with_partitions(vec![0]);
+            let d = alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                .with_path(StrBytes::from_static_str("/nowhere"))
+                .with_topics(vec![t]);
+            RequestKind::AlterReplicaLogDirs(
+                AlterReplicaLogDirsRequest::default().with_dirs(vec![d]),
+            )
+        }
+        ApiKey::DescribeTopicPartitions => {
+            let t =
+                describe_topic_partitions_request::TopicRequest::default().with_name(name("vt"));
+            RequestKind::DescribeTopicPartitions(
+                DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![t])
+                    .with_response_partition_limit(2000),
+            )
+        }
         _ => return None,
     })
 }

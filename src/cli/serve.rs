@@ -369,6 +369,14 @@ pub struct Settings {
     /// (group.initial.rebalance.delay.ms); 0 completes it at once. [default: 3000]
     #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// The shortest session timeout a classic consumer group member may ask for; a JoinGroup
+    /// below it gets INVALID_SESSION_TIMEOUT (group.min.session.timeout.ms). [default: 6000]
+    #[arg(long, env = "STRATA_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// The longest session timeout a classic consumer group member may ask for
+    /// (group.max.session.timeout.ms). [default: 1800000]
+    #[arg(long, env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
     /// A share-group member silent this long leaves its group
     /// (group.share.session.timeout.ms). [default: 45000]
     #[arg(long, env = "STRATA_GROUP_SHARE_SESSION_TIMEOUT_MS")]
@@ -919,6 +927,8 @@ impl Settings {
             admin_metrics_public,
             shutdown_timeout_ms,
             group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
             group_share_session_timeout_ms,
             group_share_heartbeat_interval_ms,
             group_share_record_lock_duration_ms,
@@ -1051,6 +1061,8 @@ impl Settings {
             admin_metrics_public: Some(false),
             shutdown_timeout_ms: Some(d.shutdown_timeout_ms),
             group_initial_rebalance_delay_ms: Some(d.group_initial_rebalance_delay_ms),
+            group_min_session_timeout_ms: Some(d.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: Some(d.group_max_session_timeout_ms),
             group_share_session_timeout_ms: Some(d.share.session_timeout_ms),
             group_share_heartbeat_interval_ms: Some(d.share.heartbeat_interval_ms),
             group_share_record_lock_duration_ms: Some(d.share.record_lock_duration_ms),
@@ -1345,6 +1357,12 @@ impl Settings {
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .unwrap_or(d.group_initial_rebalance_delay_ms),
+            group_min_session_timeout_ms: self
+                .group_min_session_timeout_ms
+                .unwrap_or(d.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: self
+                .group_max_session_timeout_ms
+                .unwrap_or(d.group_max_session_timeout_ms),
             share,
             group_consumer_session_timeout_ms: self
                 .group_consumer_session_timeout_ms

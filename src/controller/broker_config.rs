@@ -465,6 +465,18 @@ pub static SETTINGS: &[BrokerSetting] = &[
         "First rebalance of an empty group waits this long",
     ),
     fixed(
+        "group.min.session.timeout.ms",
+        |c| some(c.group_min_session_timeout_ms),
+        STARTUP,
+        "Shortest session timeout a classic group member may ask for",
+    ),
+    fixed(
+        "group.max.session.timeout.ms",
+        |c| some(c.group_max_session_timeout_ms),
+        STARTUP,
+        "Longest session timeout a classic group member may ask for",
+    ),
+    fixed(
         "group.consumer.session.timeout.ms",
         |c| some(c.group_consumer_session_timeout_ms),
         STARTUP,

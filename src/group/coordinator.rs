@@ -87,6 +87,9 @@ pub struct Coordinator {
     pub(super) groups: RefCell<HashMap<String, Slot>>,
     /// `group.initial.rebalance.delay.ms` of new groups.
     initial_delay_ms: i64,
+    /// Session timeouts a classic JoinGroup may ask for (Kafka's
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`), inclusive.
+    session_timeout_range: std::cell::Cell<(i32, i32)>,
     /// Offsets committed in open transactions (TxnOffsetCommit), by (`__consumer_offsets`
     /// partition, producer id), in commit order: applied by the commit marker, dropped by
     /// the abort marker.
@@ -135,6 +138,10 @@ impl Coordinator {
             partitions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
             initial_delay_ms,
+            session_timeout_range: std::cell::Cell::new((
+                SESSION_TIMEOUT_MS_MIN,
+                SESSION_TIMEOUT_MS_MAX,
+            )),
             pending_txn: RefCell::new(HashMap::new()),
             fault_panic_group: RefCell::new(None),
             consumer_settings: RefCell::new(ConsumerSettings::default()),
@@ -170,6 +177,12 @@ impl Coordinator {
             settings.heartbeat_interval_ms = *interval;
         }
         settings
+    }
+
+    /// The session timeouts classic groups accept: Kafka's `group.min.session.timeout.ms`
+    /// and `group.max.session.timeout.ms` (a JoinGroup outside gets INVALID_SESSION_TIMEOUT).
+    pub fn set_session_timeout_range(&self, min_ms: i32, max_ms: i32) {
+        self.session_timeout_range.set((min_ms, max_ms));
     }
 
     /// Sets the `group.consumer.*` settings of consumer groups created from now on.
@@ -343,7 +356,8 @@ impl Coordinator {
             return join_response(JoinOutcome::error(e, &member_id));
         }
         let timeout = args.session_timeout_ms;
-        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&timeout) {
+        let (min, max) = self.session_timeout_range.get();
+        if !(min..=max).contains(&timeout) {
             return join_response(JoinOutcome::error(E::InvalidSessionTimeout, &member_id));
         }
         match self.classic_slot_for(&group_id, partition).await {

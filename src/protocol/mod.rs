@@ -266,6 +266,9 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         UnregisterBroker,
         BrokerRegistration,
         DescribeQuorum,
+        DescribeLogDirs,
+        AlterReplicaLogDirs,
+        DescribeTopicPartitions,
         // Share groups (KIP-932).
         ShareGroupHeartbeat,
         ShareGroupDescribe,

@@ -346,6 +346,11 @@ pub enum ShardMsg {
         /// Each partition's producers, or its error code.
         reply: oneshot::Sender<Vec<Result<Vec<ProducerInfo>, i16>>>,
     },
+    /// DescribeLogDirs: report every log this shard owns.
+    LogDirs {
+        /// Each log's size and lag.
+        reply: oneshot::Sender<Vec<LogDirEntry>>,
+    },
     /// From shard 0: open, configure and delete partition logs to match this snapshot.
     ApplyMetadata {
         /// The new snapshot.
@@ -353,6 +358,20 @@ pub enum ShardMsg {
         /// Signalled when the shard is in line with it.
         reply: oneshot::Sender<()>,
     },
+}
+
+/// One partition log in DescribeLogDirs.
+#[derive(Debug, Clone)]
+pub struct LogDirEntry {
+    /// Its topic.
+    pub topic: Arc<str>,
+    /// Its partition index.
+    pub partition: i32,
+    /// Bytes of data in its segments.
+    pub size_bytes: u64,
+    /// How far its log end is below the high watermark (Kafka's `offset_lag`; 0 once caught
+    /// up).
+    pub offset_lag: i64,
 }
 
 /// A [`ShardMsg`] on the wire between shards, with the tracing span of the request that sent

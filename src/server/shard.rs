@@ -277,6 +277,9 @@ impl Shard {
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
         let consumer_groups = consumer_settings(&config);
+        let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+        let session_min = ms(config.group_min_session_timeout_ms);
+        let session_max = ms(config.group_max_session_timeout_ms);
         let access = super::access::ShardAccess::new(&config);
         let headroom = storage::space::Headroom {
             min_free_bytes: config.storage_min_free_bytes,
@@ -305,6 +308,7 @@ impl Shard {
             groups: {
                 let groups = Coordinator::new(initial_delay_ms);
                 groups.set_consumer_settings(consumer_groups);
+                groups.set_session_timeout_range(session_min, session_max);
                 groups
             },
             txns: TxnCoordinator::new(),
@@ -1354,6 +1358,25 @@ impl Shard {
         }
     }
 
+    /// DescribeLogDirs of the logs this shard owns: each one's size and offset lag.
+    pub fn log_dir_entries(&self) -> Vec<super::mesh::LogDirEntry> {
+        let logs = self.logs.borrow();
+        let mut out = Vec::new();
+        for (topic, logs) in logs.iter() {
+            for (index, owned) in logs.partitions.iter().enumerate() {
+                let Some(owned) = owned else { continue };
+                let lag = owned.log.high_watermark() - owned.log.log_end_offset();
+                out.push(super::mesh::LogDirEntry {
+                    topic: topic.clone(),
+                    partition: i32::try_from(index).unwrap_or(i32::MAX),
+                    size_bytes: owned.log.size_bytes(),
+                    offset_lag: lag.max(0),
+                });
+            }
+        }
+        out
+    }
+
     /// Every log this shard owns.
     fn local_logs(&self) -> Vec<PartitionLog> {
         let logs = self.logs.borrow();
@@ -1532,6 +1555,9 @@ impl Shard {
             }
             ShardMsg::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
+            }
+            ShardMsg::LogDirs { reply } => {
+                let _ = reply.send(self.log_dir_entries());
             }
             ShardMsg::Share { request, reply } => {
                 let _ = reply.send(self.shares.handle(&self, *request).await);

@@ -474,6 +474,12 @@ impl PartitionLog {
         recycle::release(shared).await
     }
 
+    /// Bytes of data in the log's segment files (what Kafka's DescribeLogDirs calls the
+    /// partition's size: written records, not the space preallocated ahead of them).
+    pub fn size_bytes(&self) -> u64 {
+        self.shared().segments.borrow().iter().map(|s| s.size.get()).sum()
+    }
+
     /// Bytes held by this log's tail cache.
     pub fn cached_bytes(&self) -> usize {
         self.shared().cache.borrow().bytes()

@@ -8,12 +8,15 @@
 //! tool (Strata brokers register over the controller port, never with this API) for a
 //! decommissioned id recommissions it ([`Command::RecommissionBroker`]); only `broker_id`
 //! is read. DescribeQuorum shows the Raft membership (voters and observers), so the tools
-//! can tell when a decommissioned broker has left it. A single broker (no controller
-//! quorum) has nothing to drain to: INVALID_REQUEST, saying so.
+//! can tell when a decommissioned broker has left it; a single broker answers as a quorum
+//! of one, itself. A single broker (no controller quorum) has nothing to drain to:
+//! decommissioning it is INVALID_REQUEST, saying so.
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::describe_quorum_response::{
+    Listener, Node, PartitionData, ReplicaState, TopicData,
+};
 use kafka_protocol::messages::*;
 
 use super::str_bytes;
@@ -25,6 +28,9 @@ use crate::server::shard::Shard;
 
 /// The topic name KRaft's DescribeQuorum answers for (its metadata log).
 const METADATA_TOPIC: &str = "__cluster_metadata";
+/// The name DescribeQuorum v2 gives the voters' controller listener (`--controller-listen`),
+/// KRaft's usual one.
+const CONTROLLER_LISTENER: &str = "CONTROLLER";
 
 /// Writes `command` through the controller; the refusal to answer, if any.
 async fn replicate(shard: &Rc<Shard>, command: Command) -> Result<(), ControlError> {
@@ -66,29 +72,50 @@ pub async fn register(
 }
 
 /// Handles one DescribeQuorum request: the controller quorum as this broker sees it, with
-/// every voter and observer (log end offsets are not tracked: -1).
+/// every voter and observer (log end offsets are not tracked in a cluster: -1).
 pub fn describe_quorum(shard: &Rc<Shard>, _req: DescribeQuorumRequest) -> DescribeQuorumResponse {
-    let Some(quorum) = shard.quorum.as_ref().map(|q| q.quorum()) else {
-        return DescribeQuorumResponse::default()
-            .with_error_code(E::InvalidRequest.code())
-            .with_error_message(Some(str_bytes("a single broker has no controller quorum")));
-    };
-    let state = |id: &i32| {
+    let state = |id: &i32, log_end: i64| {
         ReplicaState::default()
             .with_replica_id(BrokerId(*id))
-            .with_log_end_offset(-1)
+            .with_log_end_offset(log_end)
             .with_last_fetch_timestamp(-1)
             .with_last_caught_up_timestamp(-1)
     };
-    let partition = PartitionData::default()
-        .with_partition_index(0)
-        .with_leader_id(BrokerId(quorum.leader.unwrap_or(-1)))
-        .with_leader_epoch(i32::try_from(quorum.term).unwrap_or(i32::MAX))
-        .with_high_watermark(i64::try_from(quorum.committed).unwrap_or(i64::MAX))
-        .with_current_voters(quorum.voters.iter().map(state).collect())
-        .with_observers(quorum.observers.iter().map(state).collect());
+    let partition = PartitionData::default().with_partition_index(0);
+    let partition = match shard.quorum.as_ref().map(|q| q.quorum()) {
+        Some(quorum) => partition
+            .with_leader_id(BrokerId(quorum.leader.unwrap_or(-1)))
+            .with_leader_epoch(i32::try_from(quorum.term).unwrap_or(i32::MAX))
+            .with_high_watermark(i64::try_from(quorum.committed).unwrap_or(i64::MAX))
+            .with_current_voters(quorum.voters.iter().map(|id| state(id, -1)).collect())
+            .with_observers(quorum.observers.iter().map(|id| state(id, -1)).collect()),
+        None => {
+            // A single broker is its own controller, a quorum of one that never held an
+            // election (epoch 0); its metadata log is the metadata's change count.
+            let version = i64::try_from(shard.meta().version).unwrap_or(i64::MAX);
+            let me = shard.config.node_id;
+            partition
+                .with_leader_id(BrokerId(me))
+                .with_leader_epoch(0)
+                .with_high_watermark(version)
+                .with_current_voters(vec![state(&me, version)])
+        }
+    };
     let topic = TopicData::default()
         .with_topic_name(TopicName(str_bytes(METADATA_TOPIC)))
         .with_partitions(vec![partition]);
-    DescribeQuorumResponse::default().with_topics(vec![topic])
+    // v2: the voters' controller listeners (a single broker has none).
+    let nodes = shard
+        .config
+        .controller_voters
+        .iter()
+        .map(|v| {
+            let listener = Listener::default()
+                .with_name(str_bytes(CONTROLLER_LISTENER))
+                .with_host(str_bytes(&v.host))
+                .with_port(v.port);
+            Node::default().with_node_id(BrokerId(v.id)).with_listeners(vec![listener])
+        })
+        .collect();
+    DescribeQuorumResponse::default().with_topics(vec![topic]).with_nodes(nodes)
 }

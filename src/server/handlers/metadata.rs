@@ -150,7 +150,8 @@ fn error_topic(name: Option<&str>, id: uuid::Uuid, error: E) -> MetadataResponse
         .with_topic_id(id)
 }
 
-fn describe(
+/// One topic of a Metadata response (DescribeTopicPartitions shares it).
+pub(super) fn describe(
     topic: &TopicMeta,
     node: BrokerId,
     fenced: &std::collections::BTreeSet<i32>,

@@ -17,6 +17,7 @@ mod fetch;
 mod group;
 pub mod guard;
 mod list_offsets;
+mod log_dirs;
 mod markers;
 mod metadata;
 mod metering;
@@ -27,6 +28,7 @@ mod quotas;
 pub(crate) mod sasl;
 pub(crate) mod share;
 pub(crate) mod share_state;
+mod topic_partitions;
 mod topic_rules;
 pub(crate) mod txn;
 
@@ -85,6 +87,8 @@ pub const APIS: &[ApiRange] = &[
     // v2 adds a transactional id pattern: not implemented.
     ApiRange { key: ApiKey::ListTransactions, min: 0, max: 1 },
     ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 2 },
+    // KIP-966's paged topic description (Kafka 3.8+ admin clients): see `topic_partitions`.
+    ApiRange { key: ApiKey::DescribeTopicPartitions, min: 0, max: 0 },
     // Broker to broker: a transaction coordinator's markers (v1 is the only version).
     ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 },
     // v0 was removed by Kafka 4.0 (KIP-896).
@@ -106,7 +110,10 @@ pub const APIS: &[ApiRange] = &[
     // controller quorum's membership (DescribeQuorum): see `brokers`.
     ApiRange { key: ApiKey::UnregisterBroker, min: 0, max: 0 },
     ApiRange { key: ApiKey::BrokerRegistration, min: 0, max: 0 },
-    ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 1 },
+    ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 2 },
+    // The one log directory (`--data-dir`): see `log_dirs`. v0 was removed by Kafka 4.0.
+    ApiRange { key: ApiKey::DescribeLogDirs, min: 1, max: 4 },
+    ApiRange { key: ApiKey::AlterReplicaLogDirs, min: 1, max: 2 },
     // Share groups (KIP-932): v1 is Kafka 4.1's (v0 was the 4.0 preview). ShareFetch and
     // ShareAcknowledge v2 are Kafka 4.2's (KIP-1206 acquire mode, KIP-1222 Renew), and so is
     // DescribeShareGroupOffsets v1 (KIP-1226 lag), patched into the vendored kafka-protocol 0.18
@@ -309,6 +316,9 @@ async fn handle(
         RequestKind::Metadata(req) => {
             ResponseKind::Metadata(metadata::handle(shard, req, version, listener).await)
         }
+        RequestKind::DescribeTopicPartitions(req) => {
+            ResponseKind::DescribeTopicPartitions(topic_partitions::handle(shard, req))
+        }
         RequestKind::DescribeCluster(req) => {
             ResponseKind::DescribeCluster(cluster::handle(shard, req, version, listener))
         }
@@ -406,6 +416,12 @@ async fn handle_any(
         }
         RequestKind::DescribeQuorum(req) => {
             ResponseKind::DescribeQuorum(brokers::describe_quorum(shard, req))
+        }
+        RequestKind::DescribeLogDirs(req) => {
+            ResponseKind::DescribeLogDirs(log_dirs::describe(shard, req, version).await)
+        }
+        RequestKind::AlterReplicaLogDirs(req) => {
+            ResponseKind::AlterReplicaLogDirs(log_dirs::alter(shard, req))
         }
         // parse_request only lets through what APIS lists; a test checks each has a handler.
         other => match group::handle(shard, other, version).await {

@@ -25,6 +25,8 @@
 //!   CLUSTER_AUTHORIZATION_FAILED (and for each partition named).
 //! - UnregisterBroker, BrokerRegistration (decommission, recommission): ALTER on the
 //!   cluster; DescribeQuorum: DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED).
+//! - DescribeLogDirs: DESCRIBE on the cluster (no results; CLUSTER_AUTHORIZATION_FAILED from
+//!   v3); AlterReplicaLogDirs: ALTER on the cluster (the error for each partition).
 //! - DescribeUserScramCredentials: DESCRIBE on the cluster; AlterUserScramCredentials: ALTER
 //!   on the cluster (CLUSTER_AUTHORIZATION_FAILED for the request, or for each user named).
 //!
@@ -391,6 +393,38 @@ fn operations(gate: &Gate, body: RequestKind) -> Checked {
                 .with_error_code(code)
                 .with_error_message(message(denied));
             answer(ResponseKind::DescribeQuorum(r))
+        }
+        // Log directories: DESCRIBE on the cluster to list them (no results, and from v3 the
+        // error), ALTER on the cluster to move replicas (the error for each partition).
+        RequestKind::DescribeLogDirs(_) if refuse(Operation::Describe) => answer(
+            ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(code)),
+        ),
+        RequestKind::AlterReplicaLogDirs(req) if refuse(Operation::Alter) => {
+            use alter_replica_log_dirs_response::{
+                AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+            };
+            let results = req
+                .dirs
+                .iter()
+                .flat_map(|d| &d.topics)
+                .map(|t| {
+                    AlterReplicaLogDirTopicResult::default()
+                        .with_topic_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|&p| {
+                                    AlterReplicaLogDirPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            answer(ResponseKind::AlterReplicaLogDirs(
+                AlterReplicaLogDirsResponse::default().with_results(results),
+            ))
         }
         body => Ok((body, None)),
     }

@@ -6,6 +6,9 @@
 //!   TOPIC_AUTHORIZATION_FAILED for it (with no topic id; asked by id, no name). A topic that
 //!   does not exist is auto-created only with CREATE on the cluster or on the topic, else
 //!   TOPIC_AUTHORIZATION_FAILED.
+//! - DescribeTopicPartitions as Metadata, except that a topic named but not describable is
+//!   answered last (as Kafka's handler appends them), and each described topic carries its
+//!   authorized operations (it has no flag to ask for them).
 //! - DescribeGroups needs DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED).
 //! - Asked for authorized operations, the answer is the bit field of the supported operations
 //!   the principal may do (every supported one with no authorizer); a cluster's is 0 without
@@ -14,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 
 use super::{deny, edit, Checked};
 use crate::controller::validate_topic_name;
@@ -30,6 +34,7 @@ pub(super) fn check(gate: &Gate, shard: &Shard, body: RequestKind, version: i16)
     match body {
         RequestKind::Metadata(req) => metadata(gate, shard, req, version),
         RequestKind::DescribeGroups(req) => describe_groups(gate, req, version),
+        RequestKind::DescribeTopicPartitions(req) => describe_topic_partitions(gate, shard, req),
         RequestKind::DescribeCluster(req) => {
             let wanted = req.include_cluster_authorized_operations;
             let ops = wanted.then(|| cluster_operations(gate));
@@ -173,6 +178,82 @@ fn deny_topics(
         });
     }
     denied
+}
+
+fn describe_topic_partitions(
+    gate: &Gate,
+    shard: &Shard,
+    mut req: DescribeTopicPartitionsRequest,
+) -> Checked {
+    use describe_topic_partitions_request::TopicRequest;
+    use describe_topic_partitions_response::{
+        DescribeTopicPartitionsResponse as Response, DescribeTopicPartitionsResponseTopic,
+    };
+    let mut denied = Vec::new();
+    if gate.authorizing() {
+        if req.topics.is_empty() {
+            // Every topic: only the describable ones, silently. Listed by name (those at or
+            // after the cursor's, as the handler would start there), which pages the same
+            // way; a cursor on a topic left out starts the next one at its first partition.
+            let meta = shard.meta();
+            let from = req.cursor.as_ref().map_or("", |c| c.topic_name.0.as_str()).to_owned();
+            let may = |n: &&String| gate.permits(Operation::Describe, ResourceType::Topic, n);
+            req.topics = meta
+                .topics
+                .keys()
+                .filter(|n| n.as_str() >= from.as_str())
+                .filter(may)
+                .map(|n| {
+                    TopicRequest::default().with_name(TopicName(StrBytes::from_string(n.clone())))
+                })
+                .collect();
+            let cursor_kept = |c: &describe_topic_partitions_request::Cursor| {
+                req.topics.iter().any(|t| t.name == c.topic_name)
+            };
+            if req.cursor.as_ref().is_some_and(|c| !cursor_kept(c)) {
+                req.cursor = None;
+            }
+            if req.topics.is_empty() {
+                return super::answer(ResponseKind::DescribeTopicPartitions(Response::default()));
+            }
+        } else {
+            denied = deny(&mut req.topics, |t| {
+                gate.allowed(Operation::Describe, ResourceType::Topic, &t.name)
+            });
+            if req.topics.is_empty() {
+                // Nothing left to describe: an empty list would mean every topic.
+                let topics = denied.into_iter().map(|t| {
+                    DescribeTopicPartitionsResponseTopic::default()
+                        .with_error_code(E::TopicAuthorizationFailed.code())
+                        .with_name(Some(t.name))
+                });
+                let r = Response::default().with_topics(topics.collect());
+                return super::answer(ResponseKind::DescribeTopicPartitions(r));
+            }
+        }
+    }
+    let operations: HashMap<String, i32> = req
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), gate.operations(ResourceType::Topic, &t.name)))
+        .collect();
+    // Every topic, no authorizer: every operation on each.
+    let every = req.topics.is_empty().then(|| gate.operations(ResourceType::Topic, ""));
+    let finish = edit(move |r| {
+        let ResponseKind::DescribeTopicPartitions(r) = r else { return };
+        for t in r.topics.iter_mut().filter(|t| t.error_code == 0) {
+            let name = t.name.as_ref().map(|n| n.0.as_str()).unwrap_or_default();
+            if let Some(bits) = operations.get(name).copied().or(every) {
+                t.topic_authorized_operations = bits;
+            }
+        }
+        r.topics.extend(denied.into_iter().map(|t| {
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_error_code(E::TopicAuthorizationFailed.code())
+                .with_name(Some(t.name))
+        }));
+    });
+    Ok((RequestKind::DescribeTopicPartitions(req), finish))
 }
 
 fn describe_groups(gate: &Gate, mut req: DescribeGroupsRequest, version: i16) -> Checked {

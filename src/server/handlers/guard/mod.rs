@@ -86,7 +86,7 @@ pub fn rule(key: ApiKey) -> Rule {
         Produce => Rule::Produce,
         Fetch | ListOffsets | OffsetForLeaderEpoch | DeleteRecords | DescribeProducers
         | WriteTxnMarkers => Rule::Data,
-        Metadata | DescribeGroups | DescribeCluster => Rule::Metadata,
+        Metadata | DescribeGroups | DescribeCluster | DescribeTopicPartitions => Rule::Metadata,
         CreateTopics
         | DeleteTopics
         | CreatePartitions
@@ -104,6 +104,8 @@ pub fn rule(key: ApiKey) -> Rule {
         | UnregisterBroker
         | BrokerRegistration
         | DescribeQuorum
+        | DescribeLogDirs
+        | AlterReplicaLogDirs
         | DescribeUserScramCredentials
         | AlterUserScramCredentials => Rule::Admin,
         InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit
