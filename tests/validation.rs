@@ -341,13 +341,21 @@ fn committed(conn: &mut Conn, group: &str, topic: &str) -> i64 {
         .with_group_id(GroupId(s(group)))
         .with_topics(Some(vec![t]));
     let req = OffsetFetchRequest::default().with_groups(vec![g]);
-    let ResponseKind::OffsetFetch(r) =
-        conn.call(ApiKey::OffsetFetch, 8, RequestKind::OffsetFetch(req))
-    else {
-        panic!("not OffsetFetch")
-    };
-    assert_eq!(r.groups[0].error_code, 0);
-    r.groups[0].topics[0].partitions[0].committed_offset
+    // Right after a restart the coordinator may still be loading its offsets partition
+    // (COORDINATOR_LOAD_IN_PROGRESS, retriable): ask again, as clients do.
+    common::poll("the offsets partition loaded", || {
+        let ResponseKind::OffsetFetch(r) =
+            conn.call(ApiKey::OffsetFetch, 8, RequestKind::OffsetFetch(req.clone()))
+        else {
+            panic!("not OffsetFetch")
+        };
+        let code = r.groups[0].error_code;
+        if code == E::CoordinatorLoadInProgress.code() {
+            return None;
+        }
+        assert_eq!(code, 0);
+        Some(r.groups[0].topics[0].partitions[0].committed_offset)
+    })
 }
 
 #[test]
