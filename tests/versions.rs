@@ -806,6 +806,18 @@ fn every_cluster_operation_version_answers_on_a_cluster() {
                         assert!(want.contains(&code), "code {code} at v{version}");
                     }
                 }
+                ApiKey::DescribeQuorum => {
+                    // Every version encodes on a cluster, whose voters v2 lists with their
+                    // controller listeners (v0/v1 cannot carry them).
+                    let body = RequestKind::DescribeQuorum(DescribeQuorumRequest::default());
+                    let ResponseKind::DescribeQuorum(r) = conn.call(key, version, body) else {
+                        panic!("not a DescribeQuorum response")
+                    };
+                    assert_eq!(r.error_code, 0);
+                    let voters = &r.topics[0].partitions[0].current_voters;
+                    assert_eq!(voters.len(), 3, "v{version}");
+                    assert_eq!(r.nodes.len(), if version >= 2 { 3 } else { 0 }, "v{version}");
+                }
                 ApiKey::ListPartitionReassignments => {
                     let body = operations_request(key, version, "ops", None).unwrap();
                     let ResponseKind::ListPartitionReassignments(r) = conn.call(key, version, body)

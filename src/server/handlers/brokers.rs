@@ -73,7 +73,11 @@ pub async fn register(
 
 /// Handles one DescribeQuorum request: the controller quorum as this broker sees it, with
 /// every voter and observer (log end offsets are not tracked in a cluster: -1).
-pub fn describe_quorum(shard: &Rc<Shard>, _req: DescribeQuorumRequest) -> DescribeQuorumResponse {
+pub fn describe_quorum(
+    shard: &Rc<Shard>,
+    _req: DescribeQuorumRequest,
+    version: i16,
+) -> DescribeQuorumResponse {
     let state = |id: &i32, log_end: i64| {
         ReplicaState::default()
             .with_replica_id(BrokerId(*id))
@@ -104,6 +108,11 @@ pub fn describe_quorum(shard: &Rc<Shard>, _req: DescribeQuorumRequest) -> Descri
     let topic = TopicData::default()
         .with_topic_name(TopicName(str_bytes(METADATA_TOPIC)))
         .with_partitions(vec![partition]);
+    let response = DescribeQuorumResponse::default().with_topics(vec![topic]);
+    if version < 2 {
+        // Older versions have no nodes: a response carrying them fails to encode.
+        return response;
+    }
     // v2: the voters' controller listeners (a single broker has none).
     let nodes = shard
         .config
@@ -117,5 +126,5 @@ pub fn describe_quorum(shard: &Rc<Shard>, _req: DescribeQuorumRequest) -> Descri
             Node::default().with_node_id(BrokerId(v.id)).with_listeners(vec![listener])
         })
         .collect();
-    DescribeQuorumResponse::default().with_topics(vec![topic]).with_nodes(nodes)
+    response.with_nodes(nodes)
 }

@@ -415,7 +415,7 @@ async fn handle_any(
             ResponseKind::BrokerRegistration(brokers::register(shard, req).await)
         }
         RequestKind::DescribeQuorum(req) => {
-            ResponseKind::DescribeQuorum(brokers::describe_quorum(shard, req))
+            ResponseKind::DescribeQuorum(brokers::describe_quorum(shard, req, version))
         }
         RequestKind::DescribeLogDirs(req) => {
             ResponseKind::DescribeLogDirs(log_dirs::describe(shard, req, version).await)
