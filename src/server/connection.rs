@@ -12,6 +12,14 @@
 //! it is dispatched, and shrunk to that room. A client over one of its quotas is muted: the
 //! reader reads nothing more until its throttle time ends (as Kafka mutes the channel).
 //!
+//! Order: as Kafka (which reads a connection's next request only once it has answered the
+//! last), each request sees the effects of every earlier request of its connection. Produce
+//! and Fetch requests are pipelined (a client's in-flight requests): their order-dependent
+//! work (appends, fetch-session updates) is done when they start, in order, and the rest
+//! overlaps. Any other request starts only once every earlier one has finished, and a Produce
+//! or Fetch after it waits for it too: a ListOffsets sent right behind a DeleteRecords sees
+//! the new log start.
+//!
 //! Deadlines: a connection with nothing in flight that sends nothing for
 //! `connections_max_idle_ms` is closed; a frame must arrive whole within `frame_timeout_ms`
 //! of its first byte (its body: of being admitted), and a response must be written within
@@ -250,12 +258,46 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok((held, body))
 }
 
+/// Requests of one connection started and maybe not finished, oldest first (see the module
+/// docs' "Order"): whether each may overlap later ones, and its end.
+#[derive(Default)]
+struct InFlight {
+    started: std::collections::VecDeque<(bool, futures::channel::oneshot::Receiver<()>)>,
+}
+
+impl InFlight {
+    /// Produce and Fetch overlap each other; nothing else overlaps anything.
+    fn pipelined(key: ApiKey) -> bool {
+        matches!(key, ApiKey::Produce | ApiKey::Fetch)
+    }
+
+    /// Waits until a request of `key` may start after those in flight.
+    async fn wait_turn(&mut self, key: ApiKey) {
+        // Forget the finished ones (their senders fired or were dropped).
+        self.started.retain_mut(|(_, done)| matches!(done.try_recv(), Ok(None)));
+        if Self::pipelined(key) && self.started.iter().all(|(pipelined, _)| *pipelined) {
+            return;
+        }
+        for (_, done) in self.started.drain(..) {
+            let _ = done.await;
+        }
+    }
+
+    /// Records a started request of `key`; the sender is dropped or fired when it ends.
+    fn start(&mut self, key: ApiKey) -> futures::channel::oneshot::Sender<()> {
+        let (done, ended) = futures::channel::oneshot::channel();
+        self.started.push_back((Self::pipelined(key), ended));
+        done
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     conn: Rc<Conn>,
     mut frames: FrameReader<R>,
     queue: LocalSender<Queued>,
 ) {
     let conn = &conn;
+    let mut in_flight = InFlight::default();
     let peer = conn.session.peer;
     let timeout_ms = conn.frame_timeout.as_millis() as u64;
     let stop = loop {
@@ -279,7 +321,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             continue;
         }
-        let Some(queued) = start_request(conn, frame, held).await else {
+        let Some(queued) = start_request(conn, frame, held, &mut in_flight).await else {
             break Stop::Closed;
         };
         if queue.send(queued).await.is_err() {
@@ -300,12 +342,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// Parses a frame and starts its request. `None` when the connection must close (logged).
-async fn start_request(conn: &Rc<Conn>, frame: bytes::Bytes, mut held: Held) -> Option<Queued> {
+async fn start_request(
+    conn: &Rc<Conn>,
+    frame: bytes::Bytes,
+    mut held: Held,
+    in_flight: &mut InFlight,
+) -> Option<Queued> {
     let peer = conn.session.peer;
     match protocol::parse_request(frame, handlers::supported) {
         Ok(mut request) => {
+            in_flight.wait_turn(request.key).await;
             reserve_response(conn, &mut request, &mut held).await;
             let (key, version) = (request.key, request.version);
+            let done = in_flight.start(key);
             let correlation_id = request.header.correlation_id;
             let started = Instant::now();
             // The request's span: its log lines, here and on the shards it is forwarded to,
@@ -315,6 +364,11 @@ async fn start_request(conn: &Rc<Conn>, frame: bytes::Bytes, mut held: Held) -> 
                 .instrument(span.clone())
                 .await;
             let handling = handlers::contained(key, handling).instrument(span);
+            let handling = async move {
+                let reply = handling.await;
+                let _ = done.send(());
+                reply
+            };
             let reply = glommio::spawn_local(handling).detach();
             Some(Queued::Pending { key, version, correlation_id, reply, started, held })
         }
