@@ -210,6 +210,20 @@ fn offsets_use_member_epochs_and_the_group_survives_a_restart() {
         panic!()
     };
     assert_eq!(r.groups[0].error_code, E::GroupIdNotFound.code());
+    assert!(r.groups[0].error_message.is_some());
+    // Every older version too (librdkafka's list_groups sends v0): a Dead group without an
+    // error, and no error message, which those versions cannot carry (the response once
+    // failed to encode and the connection closed).
+    for version in 0..6 {
+        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+        let ResponseKind::DescribeGroups(r) =
+            conn.call(ApiKey::DescribeGroups, version, RequestKind::DescribeGroups(req))
+        else {
+            panic!()
+        };
+        assert_eq!(r.groups[0].error_code, 0, "v{version}");
+        assert_eq!(r.groups[0].group_state.as_str(), "Dead", "v{version}");
+    }
     let delete = |conn: &mut Conn| {
         let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g"))]);
         match conn.call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(req)) {

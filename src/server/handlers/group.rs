@@ -471,9 +471,13 @@ async fn describe(
                 Err(e) => failed(e),
             }
         };
-        // Before v6 Kafka answers an unknown group as a Dead group without an error.
-        if version < 6 && group.error_code == E::GroupIdNotFound.code() {
-            group.error_code = 0;
+        // Before v6 Kafka answers an unknown group (or a consumer-protocol one) as a Dead
+        // group without an error, and those versions have no error message to carry.
+        if version < 6 {
+            if group.error_code == E::GroupIdNotFound.code() {
+                group.error_code = 0;
+            }
+            group.error_message = None;
         }
         described.push(group);
     }
