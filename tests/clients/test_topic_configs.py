@@ -75,6 +75,29 @@ def test_incremental_alter_configs_survive_a_restart(broker):
     assert final["cleanup.policy"].value == "compact"
 
 
+def test_subtracting_the_last_cleanup_policy_leaves_it_empty(broker):
+    """As Kafka: removing `delete` from a `delete` topic leaves the empty list (no deletion,
+    no compaction), which confluent-kafka-python's own incremental-alter test expects; and
+    `file.delete.delay.ms`, which its basic-operations test sets, is a topic config."""
+    create_topic(broker.bootstrap, "keep", 1)
+    incremental(broker, "keep",
+                ConfigEntry("cleanup.policy", "delete",
+                            incremental_operation=AlterConfigOpType.SUBTRACT),
+                ConfigEntry("file.delete.delay.ms", "1234",
+                            incremental_operation=AlterConfigOpType.SET))
+    configs = describe(broker, "keep")
+    assert configs["cleanup.policy"].value == ""
+    assert configs["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["file.delete.delay.ms"].value == "1234"
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "keep",
+                              set_config={"cleanup.policy": "compact"})
+    client = admin(broker)
+    client.alter_configs([resource])[resource].result(timeout=30)
+    configs = describe(broker, "keep")
+    assert configs["cleanup.policy"].value == "compact"
+    assert configs["file.delete.delay.ms"].value == "60000", "back to Kafka's default"
+
+
 def test_broker_defaults_are_reported_as_static_with_synonyms(make_broker):
     b = make_broker("--retention-ms", "86400000")
     create_topic(b.bootstrap, "syn", 1, {"retention.ms": "1000"})
