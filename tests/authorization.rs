@@ -221,6 +221,7 @@ fn codes(r: &ResponseKind) -> Vec<i16> {
             out.extend(r.results.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
         }
         K::DescribeTopicPartitions(r) => out.extend(r.topics.iter().map(|t| t.error_code)),
+        K::ListConfigResources(r) => out.push(r.error_code),
         K::SaslHandshake(r) => out.push(r.error_code),
         K::SaslAuthenticate(r) => out.push(r.error_code),
         K::DescribeUserScramCredentials(r) => {
@@ -1175,6 +1176,13 @@ fn cases() -> Vec<Case> {
                     AlterReplicaLogDirsRequest::default().with_dirs(vec![d]),
                 )
             },
+            Some(CLUSTER_DENIED),
+        ),
+        // Which resources have configs: DESCRIBE_CONFIGS on the cluster.
+        c(
+            ApiKey::ListConfigResources,
+            1,
+            || RequestKind::ListConfigResources(ListConfigResourcesRequest::default()),
             Some(CLUSTER_DENIED),
         ),
         // Paged topic descriptions: DESCRIBE on the topic, as Metadata.

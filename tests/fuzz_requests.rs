@@ -929,6 +929,13 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                 AlterReplicaLogDirsRequest::default().with_dirs(vec![d]),
             )
         }
+        ApiKey::ListConfigResources => RequestKind::ListConfigResources(
+            ListConfigResourcesRequest::default().with_resource_types(if v >= 1 {
+                vec![2, 32]
+            } else {
+                Vec::new()
+            }),
+        ),
         ApiKey::DescribeTopicPartitions => {
             use describe_topic_partitions_request::{Cursor, TopicRequest};
             let t = TopicRequest::default().with_name(TopicName(s("t")));

@@ -459,6 +459,12 @@ fn operations_request(
                 AlterReplicaLogDirsRequest::default().with_dirs(vec![d]),
             )
         }
+        ApiKey::ListConfigResources => {
+            let types = if version >= 1 { vec![2, 4] } else { Vec::new() };
+            RequestKind::ListConfigResources(
+                ListConfigResourcesRequest::default().with_resource_types(types),
+            )
+        }
         ApiKey::DescribeTopicPartitions => {
             let t =
                 describe_topic_partitions_request::TopicRequest::default().with_name(name("vt"));

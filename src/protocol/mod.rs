@@ -269,6 +269,7 @@ fn body_size(body: &ResponseKind, version: i16) -> anyhow::Result<usize> {
         DescribeLogDirs,
         AlterReplicaLogDirs,
         DescribeTopicPartitions,
+        ListConfigResources,
         // Share groups (KIP-932).
         ShareGroupHeartbeat,
         ShareGroupDescribe,

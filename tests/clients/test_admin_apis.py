@@ -1,8 +1,8 @@
 """Admin APIs that kafka-python's own integration suite (tests/suites/kafka-python.sh) found
 missing or answered unlike Kafka, checked here through kafka-python's admin client with the
 values a user reads back: DescribeLogDirs and AlterReplicaLogDirs (KIP-113),
-DescribeTopicPartitions (KIP-966) page by page, and what a single broker answers to
-DescribeQuorum and AlterPartitionReassignments."""
+DescribeTopicPartitions (KIP-966) page by page, ListConfigResources (KIP-1142), and what a
+single broker answers to DescribeQuorum and AlterPartitionReassignments."""
 import os
 
 import pytest
@@ -128,3 +128,11 @@ def test_single_broker_reassignment_to_itself_is_done(broker, admin):
     assert isinstance(cancelled[tp], NoReassignmentInProgressError) or \
         cancelled[tp] is NoReassignmentInProgressError
     assert admin.list_partition_reassignments() == {}
+
+
+def test_list_config_resources_lists_topics_brokers_and_configured_groups(broker, admin):
+    create_topic(broker.bootstrap, "listed", 1)
+    every = admin.list_config_resources()
+    assert "0" in every["broker"] and "0" in every["broker_logger"]
+    assert "listed" in every["topic"]
+    assert not every.get("group"), "no group has a config yet"

@@ -227,6 +227,7 @@ fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
         BrokerRegistration,
         DescribeLogDirs,
         AlterReplicaLogDirs,
+        ListConfigResources,
         ConsumerGroupHeartbeat,
         ConsumerGroupDescribe,
         ShareGroupHeartbeat,

@@ -10,6 +10,7 @@ mod acls;
 mod admin;
 mod brokers;
 mod cluster;
+mod config_resources;
 mod configs;
 mod delete_records;
 mod epochs;
@@ -113,6 +114,8 @@ pub const APIS: &[ApiRange] = &[
     ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 2 },
     // The one log directory (`--data-dir`): see `log_dirs`. v0 was removed by Kafka 4.0.
     ApiRange { key: ApiKey::DescribeLogDirs, min: 1, max: 4 },
+    // Which resources have configs (Kafka 4.1, KIP-1142): see `config_resources`.
+    ApiRange { key: ApiKey::ListConfigResources, min: 0, max: 1 },
     ApiRange { key: ApiKey::AlterReplicaLogDirs, min: 1, max: 2 },
     // Share groups (KIP-932): v1 is Kafka 4.1's (v0 was the 4.0 preview). ShareFetch and
     // ShareAcknowledge v2 are Kafka 4.2's (KIP-1206 acquire mode, KIP-1222 Renew), and so is
@@ -416,6 +419,9 @@ async fn handle_any(
         }
         RequestKind::DescribeQuorum(req) => {
             ResponseKind::DescribeQuorum(brokers::describe_quorum(shard, req, version))
+        }
+        RequestKind::ListConfigResources(req) => {
+            ResponseKind::ListConfigResources(config_resources::handle(shard, req, version))
         }
         RequestKind::DescribeLogDirs(req) => {
             ResponseKind::DescribeLogDirs(log_dirs::describe(shard, req, version).await)

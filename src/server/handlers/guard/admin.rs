@@ -27,6 +27,7 @@
 //!   cluster; DescribeQuorum: DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 //! - DescribeLogDirs: DESCRIBE on the cluster (no results; CLUSTER_AUTHORIZATION_FAILED from
 //!   v3); AlterReplicaLogDirs: ALTER on the cluster (the error for each partition).
+//! - ListConfigResources: DESCRIBE_CONFIGS on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 //! - DescribeUserScramCredentials: DESCRIBE on the cluster; AlterUserScramCredentials: ALTER
 //!   on the cluster (CLUSTER_AUTHORIZATION_FAILED for the request, or for each user named).
 //!
@@ -399,6 +400,12 @@ fn operations(gate: &Gate, body: RequestKind) -> Checked {
         RequestKind::DescribeLogDirs(_) if refuse(Operation::Describe) => answer(
             ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(code)),
         ),
+        // Which resources have configs: DESCRIBE_CONFIGS on the cluster (Kafka's).
+        RequestKind::ListConfigResources(_) if refuse(Operation::DescribeConfigs) => {
+            answer(ResponseKind::ListConfigResources(
+                ListConfigResourcesResponse::default().with_error_code(code),
+            ))
+        }
         RequestKind::AlterReplicaLogDirs(req) if refuse(Operation::Alter) => {
             use alter_replica_log_dirs_response::{
                 AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,

@@ -106,6 +106,7 @@ pub fn rule(key: ApiKey) -> Rule {
         | DescribeQuorum
         | DescribeLogDirs
         | AlterReplicaLogDirs
+        | ListConfigResources
         | DescribeUserScramCredentials
         | AlterUserScramCredentials => Rule::Admin,
         InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit
