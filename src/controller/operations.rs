@@ -112,6 +112,18 @@ impl ClusterMetadata {
         index: i32,
         target: Option<&[i32]>,
     ) -> Result<(), ReassignRefusal> {
+        self.check_reassignment_among(topic, index, target, |id| self.brokers.contains_key(&id))
+    }
+
+    /// [`Self::check_reassignment`] with `registered` saying which broker ids exist: a single
+    /// broker's metadata registers none, yet it is one (its own id).
+    pub fn check_reassignment_among(
+        &self,
+        topic: &str,
+        index: i32,
+        target: Option<&[i32]>,
+        registered: impl Fn(i32) -> bool,
+    ) -> Result<(), ReassignRefusal> {
         let Some(partition) = self.partition(topic, index) else {
             let msg = format!("partition {topic}-{index} does not exist");
             return Err(ControlError::new(E::UnknownTopicOrPartition, msg));
@@ -128,7 +140,7 @@ impl ClusterMetadata {
             let msg = format!("target replicas {target:?} must be non-empty, without repeats");
             return Err(ControlError::new(E::InvalidReplicaAssignment, msg));
         }
-        if let Some(stranger) = target.iter().find(|id| !self.brokers.contains_key(id)) {
+        if let Some(stranger) = target.iter().find(|id| !registered(**id)) {
             let msg = format!("broker {stranger} is not registered");
             return Err(ControlError::new(E::InvalidReplicaAssignment, msg));
         }

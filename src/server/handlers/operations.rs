@@ -128,8 +128,13 @@ pub async fn alter_reassignments(
                 p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
             let single = meta.local_node.is_none();
             let verdict = if single {
+                // A single broker holds every partition's only replica: a move to
+                // [itself] is done already (as Kafka answers a reassignment to the current
+                // replicas), a move elsewhere names a broker that is not registered.
                 let node = shard.config.node_id;
-                single_broker_reassignment(&meta, node, &name, p.partition_index, &target)
+                meta.check_reassignment_among(&name, p.partition_index, target.as_deref(), |id| {
+                    id == node
+                })
             } else {
                 meta.check_reassignment(&name, p.partition_index, target.as_deref()).and_then(
                     |()| check_factor(&meta, &name, p.partition_index, &target, allow_rf_change),
@@ -169,43 +174,6 @@ pub async fn alter_reassignments(
         response.with_allow_replication_factor_change(req.allow_replication_factor_change)
     } else {
         response
-    }
-}
-
-/// A reassignment on a single broker, which holds every partition's only replica: moving it
-/// to where it is (`[this broker]`) is done already, as Kafka answers a reassignment to the
-/// current replicas; anywhere else names a broker that is not registered; a cancellation
-/// finds nothing in progress.
-fn single_broker_reassignment(
-    meta: &crate::controller::ClusterMetadata,
-    node: i32,
-    topic: &str,
-    index: i32,
-    target: &Option<Vec<i32>>,
-) -> Result<(), ControlError> {
-    if meta.partition(topic, index).is_none() {
-        let msg = format!("partition {topic}-{index} does not exist");
-        return Err(ControlError::new(E::UnknownTopicOrPartition, msg));
-    }
-    match target.as_deref() {
-        None => {
-            let msg = format!("no reassignment of {topic}-{index} is in progress");
-            Err(ControlError::new(E::NoReassignmentInProgress, msg))
-        }
-        Some([only]) if *only == node => Ok(()),
-        Some([]) => {
-            let msg = "target replicas must be non-empty";
-            Err(ControlError::new(E::InvalidReplicaAssignment, msg))
-        }
-        Some(ids) => {
-            let stranger = ids.iter().find(|id| **id != node).copied().unwrap_or(node);
-            let msg = if stranger == node {
-                format!("target replicas {ids:?} repeat broker {node}")
-            } else {
-                format!("broker {stranger} is not registered (a single broker, id {node})")
-            };
-            Err(ControlError::new(E::InvalidReplicaAssignment, msg))
-        }
     }
 }
 
