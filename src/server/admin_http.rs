@@ -43,7 +43,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::channel::oneshot;
 use futures::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use http_body_util::Full;
@@ -486,14 +485,7 @@ async fn route(
 async fn scrape(admin: &Rc<Admin>) -> String {
     let shard = &admin.shard;
     let mut snapshots = vec![shard.metrics_snapshot()];
-    let mut answers = Vec::new();
-    for peer in (0..shard.count).filter(|&p| p != shard.id) {
-        let (reply, answer) = oneshot::channel();
-        if shard.send(peer, ShardMsg::Metrics { reply }).await {
-            answers.push(answer);
-        }
-    }
-    snapshots.extend(futures::future::join_all(answers).await.into_iter().flatten());
+    snapshots.extend(shard.ask_others(|reply| ShardMsg::Metrics { reply }).await);
     snapshots.sort_by_key(|s| s.shard);
     let node = NodeInfo {
         version: env!("CARGO_PKG_VERSION"),

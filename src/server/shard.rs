@@ -393,6 +393,20 @@ impl Shard {
         self.mesh.send_to(to, envelope).await.is_ok()
     }
 
+    /// Asks every other shard over the mesh (`ask` wraps the reply channel in the message)
+    /// and returns their answers in shard order; a shard that cannot answer (shutting down)
+    /// is left out.
+    pub async fn ask_others<T>(&self, ask: impl Fn(oneshot::Sender<T>) -> ShardMsg) -> Vec<T> {
+        let mut answers = Vec::new();
+        for peer in (0..self.count).filter(|&p| p != self.id) {
+            let (reply, answer) = oneshot::channel();
+            if self.send(peer, ask(reply)).await {
+                answers.push(answer);
+            }
+        }
+        futures::future::join_all(answers).await.into_iter().flatten().collect()
+    }
+
     /// A new producer id, from shard 0's allocator (see `controller::producer_ids`).
     pub async fn allocate_producer_id(self: &Rc<Self>) -> Result<i64, String> {
         if self.id != 0 {

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::rc::Rc;
 
-use futures::channel::oneshot;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
     AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
 };
@@ -42,16 +41,8 @@ fn log_dir(shard: &Shard) -> String {
 /// (a shard that cannot answer, shutting down, is left out).
 async fn all_entries(shard: &Rc<Shard>) -> Vec<LogDirEntry> {
     let mut entries = shard.log_dir_entries();
-    let mut answers = Vec::new();
-    for peer in (0..shard.count).filter(|&p| p != shard.id) {
-        let (reply, answer) = oneshot::channel();
-        if shard.send(peer, ShardMsg::LogDirs { reply }).await {
-            answers.push(answer);
-        }
-    }
-    for answer in futures::future::join_all(answers).await.into_iter().flatten() {
-        entries.extend(answer);
-    }
+    entries
+        .extend(shard.ask_others(|reply| ShardMsg::LogDirs { reply }).await.into_iter().flatten());
     entries
 }
 
