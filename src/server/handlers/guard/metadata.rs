@@ -186,9 +186,7 @@ fn describe_topic_partitions(
     mut req: DescribeTopicPartitionsRequest,
 ) -> Checked {
     use describe_topic_partitions_request::TopicRequest;
-    use describe_topic_partitions_response::{
-        DescribeTopicPartitionsResponse as Response, DescribeTopicPartitionsResponseTopic,
-    };
+    use describe_topic_partitions_response::DescribeTopicPartitionsResponse as Response;
     let mut denied = Vec::new();
     if gate.authorizing() {
         if req.topics.is_empty() {
@@ -222,12 +220,8 @@ fn describe_topic_partitions(
             });
             if req.topics.is_empty() {
                 // Nothing left to describe: an empty list would mean every topic.
-                let topics = denied.into_iter().map(|t| {
-                    DescribeTopicPartitionsResponseTopic::default()
-                        .with_error_code(E::TopicAuthorizationFailed.code())
-                        .with_name(Some(t.name))
-                });
-                let r = Response::default().with_topics(topics.collect());
+                let r =
+                    Response::default().with_topics(denied.into_iter().map(topic_denied).collect());
                 return super::answer(ResponseKind::DescribeTopicPartitions(r));
             }
         }
@@ -247,13 +241,18 @@ fn describe_topic_partitions(
                 t.topic_authorized_operations = bits;
             }
         }
-        r.topics.extend(denied.into_iter().map(|t| {
-            DescribeTopicPartitionsResponseTopic::default()
-                .with_error_code(E::TopicAuthorizationFailed.code())
-                .with_name(Some(t.name))
-        }));
+        r.topics.extend(denied.into_iter().map(topic_denied));
     });
     Ok((RequestKind::DescribeTopicPartitions(req), finish))
+}
+
+/// A DescribeTopicPartitions answer for a topic the principal may not describe.
+fn topic_denied(
+    t: describe_topic_partitions_request::TopicRequest,
+) -> describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic {
+    describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic::default()
+        .with_error_code(E::TopicAuthorizationFailed.code())
+        .with_name(Some(t.name))
 }
 
 fn describe_groups(gate: &Gate, mut req: DescribeGroupsRequest, version: i16) -> Checked {
