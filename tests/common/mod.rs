@@ -422,23 +422,43 @@ impl Conn {
 
     /// Sends a request and returns its decoded response.
     pub fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
-                self.client_id,
-            )));
-        let mut frame = BytesMut::new();
-        header.encode(&mut frame, key.request_header_version(version)).unwrap();
-        body.encode(&mut frame, version).unwrap();
-        self.send_frame(&frame);
+        let sent = self.send_requests(vec![(key, version, body)]);
+        self.read_response(key, version, sent[0])
+    }
+
+    /// Sends requests in one write, without waiting for their answers (pipelined, as a
+    /// client with requests in flight); returns their correlation ids, for
+    /// [`Conn::read_response`].
+    pub fn send_requests(&mut self, requests: Vec<(ApiKey, i16, RequestKind)>) -> Vec<i32> {
+        let mut out = BytesMut::new();
+        let mut ids = Vec::with_capacity(requests.len());
+        for (key, version, body) in requests {
+            self.correlation += 1;
+            let header = RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(self.correlation)
+                .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                    self.client_id,
+                )));
+            let mut frame = BytesMut::new();
+            header.encode(&mut frame, key.request_header_version(version)).unwrap();
+            body.encode(&mut frame, version).unwrap();
+            out.put_i32(frame.len() as i32);
+            out.put_slice(&frame);
+            ids.push(self.correlation);
+        }
+        self.stream.write_all(&out).unwrap();
+        ids
+    }
+
+    /// Reads the next response, which must answer the request with `correlation`.
+    pub fn read_response(&mut self, key: ApiKey, version: i16, correlation: i32) -> ResponseKind {
         let mut response = self.read_frame().expect("a response");
         let header_version =
             if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
         let header = ResponseHeader::decode(&mut response, header_version).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
+        assert_eq!(header.correlation_id, correlation);
         ResponseKind::decode(key, &mut response, version).unwrap()
     }
 
