@@ -231,6 +231,41 @@ fn a_timed_out_transaction_is_aborted_and_its_producer_may_reinitialise() {
 }
 
 /// Whether ListTransactions lists `id`, and in which state.
+/// KIP-588: PRODUCER_FENCED is new in InitProducerId v4 and AddPartitionsToTxn,
+/// AddOffsetsToTxn and EndTxn v2; older requests get INVALID_PRODUCER_EPOCH, as from Kafka.
+#[test]
+fn a_fenced_producer_speaking_an_old_version_hears_invalid_producer_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--shards", "2"]);
+    let mut conn = Conn::connect(broker.addr);
+    create_topic(&mut conn, TOPIC, 1);
+    let (_, pid, first) = init(&mut conn, "old");
+    let (_, _, second) = init(&mut conn, "old");
+    assert_eq!(second, first + 1, "the second producer fenced the first");
+    let (fenced, epoch) = (code(E::ProducerFenced), code(E::InvalidProducerEpoch));
+    let old = (pid, first);
+    for (version, expected) in [(0, epoch), (1, epoch), (2, fenced), (3, fenced)] {
+        let got = txn::add_at(&mut conn, version, "old", old, &[(TOPIC, 0)]);
+        assert_eq!(got, [expected], "AddPartitionsToTxn v{version}");
+    }
+    for (version, expected) in [(0, epoch), (1, epoch), (2, fenced), (3, fenced)] {
+        let got = txn::add_offsets_at(&mut conn, version, "old", old, "some-group");
+        assert_eq!(got, expected, "AddOffsetsToTxn v{version}");
+        assert_eq!(
+            txn::end_at(&mut conn, version, "old", old, true),
+            expected,
+            "EndTxn v{version}"
+        );
+    }
+    // The epoch before last is no longer one the producer may re-initialise from.
+    let (_, _, third) = init(&mut conn, "old");
+    assert_eq!(third, second + 1);
+    for (version, expected) in [(3, epoch), (4, fenced), (5, fenced)] {
+        let got = txn::init_at(&mut conn, version, "old", 60_000, old).0;
+        assert_eq!(got, expected, "InitProducerId v{version}");
+    }
+}
+
 fn listed(conn: &mut Conn, id: &str) -> Option<String> {
     let all = list(conn, &[]);
     assert_eq!(all.error_code, 0);

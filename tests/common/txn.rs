@@ -41,13 +41,24 @@ pub fn init(conn: &mut Conn, id: &str) -> (i16, i64, i16) {
 
 /// InitProducerId v4 with a timeout and the (producer id, epoch) the client has.
 pub fn init_with(conn: &mut Conn, id: &str, timeout_ms: i32, has: (i64, i16)) -> (i16, i64, i16) {
+    init_at(conn, 4, id, timeout_ms, has)
+}
+
+/// [`init_with`] at InitProducerId `version` (3+: the request carries what the client has).
+pub fn init_at(
+    conn: &mut Conn,
+    version: i16,
+    id: &str,
+    timeout_ms: i32,
+    has: (i64, i16),
+) -> (i16, i64, i16) {
     let req = InitProducerIdRequest::default()
         .with_transactional_id(Some(txn_id(id)))
         .with_transaction_timeout_ms(timeout_ms)
         .with_producer_id(ProducerId(has.0))
         .with_producer_epoch(has.1);
     let ResponseKind::InitProducerId(r) =
-        conn.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+        conn.call(ApiKey::InitProducerId, version, RequestKind::InitProducerId(req))
     else {
         panic!("not an InitProducerId response")
     };
@@ -56,6 +67,17 @@ pub fn init_with(conn: &mut Conn, id: &str, timeout_ms: i32, has: (i64, i16)) ->
 
 /// AddPartitionsToTxn v3: error code of each (topic, partition) asked.
 pub fn add(conn: &mut Conn, id: &str, producer: (i64, i16), parts: &[(&str, i32)]) -> Vec<i16> {
+    add_at(conn, 3, id, producer, parts)
+}
+
+/// [`add`] at AddPartitionsToTxn `version` (0-3).
+pub fn add_at(
+    conn: &mut Conn,
+    version: i16,
+    id: &str,
+    producer: (i64, i16),
+    parts: &[(&str, i32)],
+) -> Vec<i16> {
     let topics = parts
         .iter()
         .map(|(t, p)| {
@@ -70,7 +92,7 @@ pub fn add(conn: &mut Conn, id: &str, producer: (i64, i16), parts: &[(&str, i32)
         .with_v3_and_below_producer_epoch(producer.1)
         .with_v3_and_below_topics(topics);
     let ResponseKind::AddPartitionsToTxn(r) =
-        conn.call(ApiKey::AddPartitionsToTxn, 3, RequestKind::AddPartitionsToTxn(req))
+        conn.call(ApiKey::AddPartitionsToTxn, version, RequestKind::AddPartitionsToTxn(req))
     else {
         panic!("not an AddPartitionsToTxn response")
     };
@@ -82,13 +104,40 @@ pub fn add(conn: &mut Conn, id: &str, producer: (i64, i16), parts: &[(&str, i32)
 
 /// EndTxn v3: commit or abort; its error code (the markers are written when it answers).
 pub fn end(conn: &mut Conn, id: &str, producer: (i64, i16), commit: bool) -> i16 {
+    end_at(conn, 3, id, producer, commit)
+}
+
+/// [`end`] at EndTxn `version`.
+pub fn end_at(conn: &mut Conn, version: i16, id: &str, producer: (i64, i16), commit: bool) -> i16 {
     let req = EndTxnRequest::default()
         .with_transactional_id(txn_id(id))
         .with_producer_id(ProducerId(producer.0))
         .with_producer_epoch(producer.1)
         .with_committed(commit);
-    let ResponseKind::EndTxn(r) = conn.call(ApiKey::EndTxn, 3, RequestKind::EndTxn(req)) else {
+    let ResponseKind::EndTxn(r) = conn.call(ApiKey::EndTxn, version, RequestKind::EndTxn(req))
+    else {
         panic!("not an EndTxn response")
+    };
+    r.error_code
+}
+
+/// AddOffsetsToTxn at `version` for `group`: its error code.
+pub fn add_offsets_at(
+    conn: &mut Conn,
+    version: i16,
+    id: &str,
+    producer: (i64, i16),
+    group: &str,
+) -> i16 {
+    let req = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(s(group)));
+    let ResponseKind::AddOffsetsToTxn(r) =
+        conn.call(ApiKey::AddOffsetsToTxn, version, RequestKind::AddOffsetsToTxn(req))
+    else {
+        panic!("not an AddOffsetsToTxn response")
     };
     r.error_code
 }

@@ -298,7 +298,10 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
             let session = session.clone();
             Box::pin(async move {
                 match handle(&shard, body, version, &session).await {
-                    Ok(response) => Reply::Response(Box::new(response)),
+                    Ok(mut response) => {
+                        txn::fenced_as_old_clients_know_it(&mut response, version);
+                        Reply::Response(Box::new(response))
+                    }
                     Err(other) => Reply::Close(format!("no handler for {other:?}")),
                 }
             })

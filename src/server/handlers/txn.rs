@@ -57,6 +57,29 @@ pub async fn handle(
     })
 }
 
+/// PRODUCER_FENCED (90) is new in InitProducerId v4, AddPartitionsToTxn, AddOffsetsToTxn and
+/// EndTxn v2 (KIP-588): older clients do not know the code (aiokafka, speaking
+/// AddPartitionsToTxn v0, took it for an unknown error rather than a fenced producer), and
+/// Kafka answers them INVALID_PRODUCER_EPOCH (47) instead. Applied to every response.
+pub fn fenced_as_old_clients_know_it(response: &mut ResponseKind, version: i16) {
+    let old = |code: &mut i16| {
+        if *code == E::ProducerFenced.code() {
+            *code = E::InvalidProducerEpoch.code();
+        }
+    };
+    match response {
+        ResponseKind::InitProducerId(r) if version < 4 => old(&mut r.error_code),
+        ResponseKind::AddOffsetsToTxn(r) if version < 2 => old(&mut r.error_code),
+        ResponseKind::EndTxn(r) if version < 2 => old(&mut r.error_code),
+        ResponseKind::AddPartitionsToTxn(r) if version < 2 => r
+            .results_by_topic_v3_and_below
+            .iter_mut()
+            .flat_map(|t| t.results_by_partition.iter_mut())
+            .for_each(|p| old(&mut p.partition_error_code)),
+        _ => {}
+    }
+}
+
 /// The `__transaction_state` partition of a transactional id and the shard owning it.
 /// Another broker leading it (a cluster) answers NOT_COORDINATOR: the client looks the
 /// coordinator up again.
