@@ -146,7 +146,9 @@ fn creation_result(
     outcome: Result<(), (i16, Option<String>)>,
     version: i16,
 ) -> CreatableTopicResult {
-    let result = CreatableTopicResult::default().with_name(topic.name.clone());
+    // Kafka answers a success with a null message (the field's default is "").
+    let result =
+        CreatableTopicResult::default().with_name(topic.name.clone()).with_error_message(None);
     if let Err((code, message)) = outcome {
         if code != 0 {
             tracing::info!(topic = %topic.name.0, code, "CreateTopics refused: {message:?}");
