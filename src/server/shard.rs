@@ -230,7 +230,6 @@ fn consumer_group_timeouts(
     use controller::group_config::{
         self, CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS,
     };
-    let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
     meta.group_configs
         .iter()
         .filter(|(_, layer)| {
@@ -247,9 +246,13 @@ fn consumer_group_timeouts(
         .collect()
 }
 
+/// A millisecond setting as the protocol's i32 carries it (saturating).
+fn ms(v: u64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
 /// The `group.consumer.*` settings as consumer groups take them.
 fn consumer_settings(config: &BrokerConfig) -> crate::group::consumer::Settings {
-    let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
     crate::group::consumer::Settings {
         session_timeout_ms: ms(config.group_consumer_session_timeout_ms),
         heartbeat_interval_ms: ms(config.group_consumer_heartbeat_interval_ms),
@@ -277,7 +280,6 @@ impl Shard {
     ) -> Self {
         let initial_delay_ms = i64::try_from(config.group_initial_rebalance_delay_ms).unwrap_or(0);
         let consumer_groups = consumer_settings(&config);
-        let ms = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
         let session_min = ms(config.group_min_session_timeout_ms);
         let session_max = ms(config.group_max_session_timeout_ms);
         let access = super::access::ShardAccess::new(&config);
