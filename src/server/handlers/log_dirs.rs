@@ -27,14 +27,37 @@ use crate::protocol::ResponseError as E;
 use crate::server::mesh::{LogDirEntry, ShardMsg};
 use crate::server::shard::Shard;
 
+thread_local! {
+    /// [`log_dir`]'s answer, with the data directory it is for: resolving symbolic links
+    /// touches the file system, so a shard does it once rather than per request.
+    static LOG_DIR: std::cell::RefCell<Option<(std::path::PathBuf, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// The data directory as clients name it: absolute, as Kafka reports `log.dirs` entries.
 fn log_dir(shard: &Shard) -> String {
     let dir = &shard.config.data_dir;
-    std::fs::canonicalize(dir)
-        .or_else(|_| std::path::absolute(dir))
-        .unwrap_or_else(|_| dir.clone())
-        .display()
-        .to_string()
+    LOG_DIR.with_borrow_mut(|cached| match cached {
+        Some((for_dir, name)) if for_dir == dir => name.clone(),
+        _ => {
+            let name = std::fs::canonicalize(dir)
+                .or_else(|_| std::path::absolute(dir))
+                .unwrap_or_else(|_| dir.clone())
+                .display()
+                .to_string();
+            *cached = Some((dir.clone(), name.clone()));
+            name
+        }
+    })
+}
+
+/// Whether a client's `path` names the data directory: as [`log_dir`] spells it, or as the
+/// broker was given it, made absolute (no file system lookup, as Kafka compares absolute
+/// paths).
+fn names_data_dir(shard: &Shard, path: &str, here: &str) -> bool {
+    let Ok(path) = std::path::absolute(path) else { return false };
+    let given = std::path::absolute(&shard.config.data_dir).ok();
+    path.as_os_str() == here || given.is_some_and(|g| g == path)
 }
 
 /// Every partition log of this broker: this shard's directly, the others' over the mesh
@@ -102,7 +125,7 @@ pub fn alter(shard: &Rc<Shard>, req: AlterReplicaLogDirsRequest) -> AlterReplica
     let meta = shard.meta();
     let mut results: Vec<AlterReplicaLogDirTopicResult> = Vec::new();
     for dir in &req.dirs {
-        let same_dir = canonical(dir.path.as_str()).as_deref() == Some(here.as_str());
+        let same_dir = names_data_dir(shard, dir.path.as_str(), &here);
         for topic in &dir.topics {
             let partitions = topic
                 .partitions
@@ -129,9 +152,4 @@ pub fn alter(shard: &Rc<Shard>, req: AlterReplicaLogDirsRequest) -> AlterReplica
         }
     }
     AlterReplicaLogDirsResponse::default().with_results(results)
-}
-
-/// `path` as [`log_dir`] spells the data directory, if it exists.
-fn canonical(path: &str) -> Option<String> {
-    std::fs::canonicalize(path).ok().map(|p| p.display().to_string())
 }
