@@ -523,8 +523,10 @@ impl Coordinator {
     /// After an operation on a group: persists its metadata if the outbox asks, then delivers
     /// the answers owed to waiting members and re-arms the group's timer.
     pub(super) async fn finish(&self, group_id: &str, mut out: Outbox) {
+        let mut written = true;
         if out.persist {
             if let Err(e) = self.persist_group(group_id).await {
+                written = false;
                 tracing::error!(group = group_id, "persisting group metadata failed: {e}");
                 for (_, o) in out.joins.iter_mut() {
                     o.error = E::CoordinatorNotAvailable.code();
@@ -537,6 +539,11 @@ impl Coordinator {
         {
             let mut groups = self.groups.borrow_mut();
             if let Some(slot) = groups.get_mut(group_id) {
+                if let Some(generation) = out.sync_completed {
+                    // After the members that were waiting when the leader synced.
+                    let late = slot.group.assignment_written(generation, written, now_ms());
+                    out.syncs.extend(late);
+                }
                 for (member, outcome) in out.joins {
                     if let Some(tx) = slot.joins.remove(&member) {
                         let _ = tx.send(outcome);

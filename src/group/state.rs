@@ -227,6 +227,10 @@ pub struct Outbox {
     pub syncs: Vec<(String, SyncOutcome)>,
     /// The group's metadata changed in a way that must be persisted before the answers go.
     pub persist: bool,
+    /// The leader's SyncGroup completed the rebalance of this generation: once the write
+    /// `persist` asks for lands, [`Group::assignment_written`] answers the members that
+    /// synced meanwhile.
+    pub sync_completed: Option<i32>,
 }
 
 /// One consumer group. See the module docs.
@@ -261,6 +265,12 @@ pub struct Group {
     pub initial_delay_ms: i64,
     /// While the first join phase is held: (complete no earlier than, hold no later than).
     pub initial_hold_ms: Option<(i64, i64)>,
+    /// The leader's assignment is being written: SyncGroups wait for the write, as in Kafka,
+    /// where the group stays CompletingRebalance until it lands. Without this, a follower
+    /// syncing during the write was answered before the leader (aiokafka's own KIP-345
+    /// tests saw the leader still unassigned), and got its assignment even if the write
+    /// then failed. The generation whose assignment it is.
+    pub assignment_unwritten: Option<i32>,
 }
 
 fn outcome_error(error: E, member_id: &str) -> Reply<JoinOutcome> {
@@ -284,6 +294,7 @@ impl Group {
             state_timestamp_ms: now_ms,
             initial_delay_ms: 0,
             initial_hold_ms: None,
+            assignment_unwritten: None,
         }
     }
 
@@ -594,6 +605,13 @@ impl Group {
     }
 
     fn prepare_rebalance(&mut self, now_ms: i64, out: &mut Outbox) {
+        if self.assignment_unwritten.take().is_some() {
+            // Members that synced while the assignment was being written: it is stale now.
+            for m in self.members.values_mut().filter(|m| m.awaiting_sync) {
+                m.awaiting_sync = false;
+                out.syncs.push((m.id.clone(), SyncOutcome::error(E::RebalanceInProgress)));
+            }
+        }
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
@@ -723,8 +741,10 @@ impl Group {
             GroupState::PreparingRebalance => {
                 Reply::Now(SyncOutcome::error(E::RebalanceInProgress))
             }
-            GroupState::Stable => Reply::Now(self.sync_outcome(&id)),
-            GroupState::CompletingRebalance => {
+            GroupState::Stable if self.assignment_unwritten.is_none() => {
+                Reply::Now(self.sync_outcome(&id))
+            }
+            GroupState::Stable | GroupState::CompletingRebalance => {
                 if let Some(m) = self.members.get_mut(&id) {
                     m.awaiting_sync = true;
                 }
@@ -753,6 +773,8 @@ impl Group {
         self.set_state(GroupState::Stable, now_ms);
         self.phase_deadline_ms = None;
         out.persist = true;
+        out.sync_completed = Some(self.generation);
+        self.assignment_unwritten = Some(self.generation);
         let waiting: Vec<String> =
             self.members.values().filter(|m| m.awaiting_sync).map(|m| m.id.clone()).collect();
         for id in waiting {
@@ -763,6 +785,37 @@ impl Group {
             }
             out.syncs.push((id, outcome));
         }
+    }
+
+    /// The write of `generation`'s assignment landed (`written`) or failed: the answers of
+    /// the members that sent SyncGroup while it ran, their assignment or
+    /// COORDINATOR_NOT_AVAILABLE (as the leader's; they will rejoin).
+    pub fn assignment_written(
+        &mut self,
+        generation: i32,
+        written: bool,
+        now_ms: i64,
+    ) -> Vec<(String, SyncOutcome)> {
+        if self.assignment_unwritten != Some(generation) {
+            return Vec::new();
+        }
+        self.assignment_unwritten = None;
+        let waiting: Vec<String> =
+            self.members.values().filter(|m| m.awaiting_sync).map(|m| m.id.clone()).collect();
+        let mut answers = Vec::with_capacity(waiting.len());
+        for id in waiting {
+            let outcome = if written {
+                self.sync_outcome(&id)
+            } else {
+                SyncOutcome::error(E::CoordinatorNotAvailable)
+            };
+            if let Some(m) = self.members.get_mut(&id) {
+                m.awaiting_sync = false;
+                m.heartbeat_deadline_ms = now_ms + i64::from(m.session_timeout_ms);
+            }
+            answers.push((id, outcome));
+        }
+        answers
     }
 
     /// Handles a Heartbeat; returns the error code.
@@ -959,6 +1012,7 @@ impl Group {
             .collect();
         let state = if self.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
         self.set_state(state, now_ms);
+        self.assignment_unwritten = None;
         self.phase_deadline_ms = None;
     }
 

@@ -51,6 +51,8 @@ fn stable_one() -> (Group, String) {
     assert!(out.persist);
     assert_eq!(out.syncs[0].1.assignment, Bytes::from_static(b"p0"));
     assert_eq!(g.state, GroupState::Stable);
+    assert_eq!(out.sync_completed, Some(1));
+    assert!(g.assignment_written(1, true, 0).is_empty(), "nobody synced during the write");
     (g, a)
 }
 
@@ -88,6 +90,63 @@ fn a_new_member_triggers_a_rebalance_that_the_old_one_joins() {
     assert_eq!(g.sync(sync_args(&a, 2, assignments), 500, &mut out), Reply::Later(a.clone()));
     assert_eq!(out.syncs.len(), 2);
     assert_eq!(g.state, GroupState::Stable);
+}
+
+/// Two members `a` (the leader) and `b` at generation 2, both joined, neither synced.
+fn completing_two() -> (Group, String, String) {
+    let (mut g, a) = stable_one();
+    let mut out = Outbox::default();
+    let b = join_new(&mut g, "2", 100, &mut out);
+    assert_eq!(g.join(args(&a), 300, "x", &mut out), Reply::Later(a.clone()));
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    (g, a, b)
+}
+
+fn leader_syncs(g: &mut Group, a: &str, b: &str) {
+    let assignments =
+        vec![(a.to_owned(), Bytes::from_static(b"A")), (b.to_owned(), Bytes::from_static(b"B"))];
+    let mut out = Outbox::default();
+    assert_eq!(g.sync(sync_args(a, 2, assignments), 500, &mut out), Reply::Later(a.to_owned()));
+    assert_eq!(out.syncs.len(), 1, "only the leader was waiting");
+    assert!(out.persist);
+    assert_eq!(out.sync_completed, Some(2));
+}
+
+/// As in Kafka, a member syncing while the leader's assignment is written waits for the
+/// write: it is not answered before the leader, nor told an assignment that was not stored.
+#[test]
+fn a_member_syncing_while_the_assignment_is_written_waits_for_the_write() {
+    let (mut g, a, b) = completing_two();
+    leader_syncs(&mut g, &a, &b);
+    let mut out = Outbox::default();
+    assert_eq!(g.sync(sync_args(&b, 2, vec![]), 501, &mut out), Reply::Later(b.clone()));
+    assert!(out.syncs.is_empty() && !out.persist);
+    assert_eq!(g.heartbeat(&b, None, 2, 502), 0);
+    assert!(g.assignment_written(1, true, 503).is_empty(), "another generation's write");
+    let answers = g.assignment_written(2, true, 503);
+    assert_eq!(answers.len(), 1);
+    assert_eq!((answers[0].0.as_str(), answers[0].1.error), (b.as_str(), 0));
+    assert_eq!(answers[0].1.assignment, Bytes::from_static(b"B"));
+    let Reply::Now(again) = g.sync(sync_args(&b, 2, vec![]), 600, &mut out) else { panic!() };
+    assert_eq!(again.assignment, Bytes::from_static(b"B"), "after the write: at once");
+
+    // The write fails: those waiting hear what the leader hears, and rejoin.
+    let (mut g, a, b) = completing_two();
+    leader_syncs(&mut g, &a, &b);
+    assert_eq!(g.sync(sync_args(&b, 2, vec![]), 501, &mut out), Reply::Later(b.clone()));
+    let answers = g.assignment_written(2, false, 503);
+    assert_eq!(answers[0].1.error, E::CoordinatorNotAvailable.code());
+
+    // A rebalance starts during the write: the assignment is stale.
+    let (mut g, a, b) = completing_two();
+    leader_syncs(&mut g, &a, &b);
+    assert_eq!(g.sync(sync_args(&b, 2, vec![]), 501, &mut out), Reply::Later(b.clone()));
+    let mut out = Outbox::default();
+    join_new(&mut g, "3", 502, &mut out);
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert_eq!(out.syncs.len(), 1);
+    assert_eq!(out.syncs[0].1.error, E::RebalanceInProgress.code());
+    assert!(g.assignment_written(2, true, 503).is_empty());
 }
 
 #[test]
@@ -179,6 +238,7 @@ fn a_silent_member_is_evicted_after_its_session_timeout() {
     assert_eq!(g.join(args(&a), 0, "x", &mut out), Reply::Later(a.clone()));
     let assignments = vec![(a.clone(), Bytes::new()), (b.clone(), Bytes::new())];
     g.sync(sync_args(&a, 2, assignments), 0, &mut out);
+    g.assignment_written(2, true, 0);
     g.sync(sync_args(&b, 2, vec![]), 0, &mut out);
     assert_eq!(g.state, GroupState::Stable);
     // a keeps heartbeating, b goes silent.
@@ -245,6 +305,7 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     assert_eq!(g.join(static_args(&leader), 0, "x", &mut out), Reply::Later(leader.clone()));
     let assignments = vec![(leader.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"B"))];
     g.sync(sync_args(&leader, 2, assignments), 0, &mut out);
+    g.assignment_written(2, true, 0);
     g.sync(sync_args(&b, 2, vec![]), 0, &mut out);
     // The static leader restarts with a new member id: the old id is fenced, and the group
     // stays Stable at generation 2 (KIP-814): the leader gets the members but is told to
