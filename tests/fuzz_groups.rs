@@ -46,6 +46,9 @@ struct Model {
     fresh: u32,
     /// The group metadata last persisted (the coordinator persists when the outbox says so).
     persisted: Option<GroupSnapshot>,
+    /// The generation whose assignment is being written (the leader synced); the write lands
+    /// or fails when time passes.
+    unwritten: Option<i32>,
 }
 
 impl Model {
@@ -61,6 +64,7 @@ impl Model {
             generation: 0,
             fresh: 0,
             persisted: None,
+            unwritten: None,
         }
     }
 
@@ -107,7 +111,9 @@ impl Model {
             8 => {
                 let (id, instance) = (self.member(c)?, Self::instance(c)?);
                 let generation = self.group.generation + i32::from(c.byte()? % 4) - 2;
-                let _ = self.group.check_commit(&id, instance.as_deref(), generation, self.now);
+                let transactional = c.byte()? % 2 == 0;
+                let (instance, now) = (instance.as_deref(), self.now);
+                let _ = self.group.check_commit(&id, instance, generation, transactional, now);
             }
             _ => return self.restart_reset_or_delete(c),
         }
@@ -193,6 +199,12 @@ impl Model {
 
     /// Time passes and the coordinator's timer fires: every deadline due is consumed.
     fn time_passes(&mut self, c: &mut Choices) -> Option<()> {
+        if let Some(generation) = self.unwritten.take() {
+            // The assignment's write lands, or fails (one in four).
+            let written = c.below(4)? != 0;
+            let syncs = self.group.assignment_written(generation, written, self.now);
+            self.deliver(Outbox { syncs, ..Outbox::default() });
+        }
         self.now += *c.pick(STEPS_MS)?;
         let mut out = Outbox::default();
         self.group.tick(self.now, &mut out);
@@ -263,12 +275,16 @@ impl Model {
     fn forget_waiters(&mut self) {
         self.waiting_join.clear();
         self.waiting_sync.clear();
+        self.unwritten = None;
     }
 
     /// Persists when asked, and hands the outbox's answers to the members waiting for them.
     fn deliver(&mut self, out: Outbox) {
         if out.persist {
             self.persisted = Some(self.group.snapshot());
+        }
+        if let Some(generation) = out.sync_completed {
+            self.unwritten = Some(generation);
         }
         let mut answered = BTreeSet::new();
         for (id, outcome) in &out.joins {
@@ -375,7 +391,7 @@ fn check_invariants(m: &Model) {
                     "{protocol} unsupported"
                 );
                 assert!(!member.awaiting_join, "{} still joining", member.id);
-                if g.state == GroupState::Stable {
+                if g.state == GroupState::Stable && g.assignment_unwritten.is_none() {
                     assert!(!member.awaiting_sync, "{} still syncing in Stable", member.id);
                 }
             }

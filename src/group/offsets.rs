@@ -65,6 +65,7 @@ impl Coordinator {
                     &req.member_id,
                     req.group_instance_id.as_deref(),
                     generation,
+                    false,
                     now_ms(),
                 ),
             },
@@ -446,6 +447,7 @@ impl Coordinator {
                 &req.member_id,
                 req.group_instance_id.as_deref(),
                 req.generation_id,
+                true,
                 now_ms(),
             ),
         }

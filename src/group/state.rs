@@ -704,12 +704,20 @@ impl Group {
     }
 
     /// Checks member id, static instance id and generation, in Kafka's order.
+    /// As Kafka's `validateMember`: a request naming an instance id is checked against the
+    /// member holding that instance now, so a static member replaced by a newer one hears
+    /// FENCED_INSTANCE_ID (librdkafka's own test 0102 waits for that fatal error; it heard
+    /// UNKNOWN_MEMBER_ID, rejoined, and the two instances took turns fencing each other).
     fn check_member(&self, id: &str, instance: Option<&str>, generation: i32) -> Result<(), E> {
-        let Some(m) = self.members.get(id) else {
+        if let Some(instance) = instance {
+            match self.static_member(instance) {
+                None => return Err(E::UnknownMemberId),
+                Some(current) if current != id => return Err(E::FencedInstanceId),
+                Some(_) => {}
+            }
+        }
+        if !self.members.contains_key(id) {
             return Err(E::UnknownMemberId);
-        };
-        if instance.is_some() && m.instance_id.as_deref() != instance {
-            return Err(E::FencedInstanceId);
         }
         if generation != self.generation {
             return Err(E::IllegalGeneration);
@@ -960,20 +968,28 @@ impl Group {
     /// Whether an OffsetCommit from this member may be applied (Kafka's `doCommitOffsets`
     /// checks). A generation below 0 on an empty group is a "simple" commit (manual
     /// assignment) and is allowed.
+    ///
+    /// As Kafka, the committer and its generation are checked first: a commit of an old
+    /// generation during a rebalance is ILLEGAL_GENERATION (librdkafka's own test 0113
+    /// accepts nothing else), and REBALANCE_IN_PROGRESS is only for a current member whose
+    /// group is waiting for the leader's assignment (not for a transactional commit).
     pub fn check_commit(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
+        transactional: bool,
         now_ms: i64,
     ) -> Result<(), E> {
         match self.state {
             GroupState::Dead => return Err(E::CoordinatorNotAvailable),
             GroupState::Empty if generation < 0 => return Ok(()),
-            GroupState::CompletingRebalance => return Err(E::RebalanceInProgress),
             _ => {}
         }
         self.check_member(member_id, instance_id, generation)?;
+        if !transactional && self.state == GroupState::CompletingRebalance {
+            return Err(E::RebalanceInProgress);
+        }
         self.touch(member_id, now_ms);
         Ok(())
     }

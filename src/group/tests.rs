@@ -112,6 +112,49 @@ fn leader_syncs(g: &mut Group, a: &str, b: &str) {
     assert_eq!(out.sync_completed, Some(2));
 }
 
+/// As Kafka's `validateOffsetCommit`: committer and generation first, then the state.
+#[test]
+fn a_commit_during_a_rebalance_is_checked_for_its_generation_first() {
+    let (mut g, a, _b) = completing_two();
+    assert_eq!(g.check_commit(&a, None, 1, false, 400), Err(E::IllegalGeneration));
+    assert_eq!(g.check_commit("nobody", None, 2, false, 400), Err(E::UnknownMemberId));
+    assert_eq!(g.check_commit(&a, None, 2, false, 400), Err(E::RebalanceInProgress));
+    assert_eq!(g.check_commit(&a, None, 2, true, 400), Ok(()), "transactional: no state check");
+}
+
+/// As Kafka's `validateMember`: a static member replaced by a newer instance is fenced,
+/// whatever the request (Heartbeat, SyncGroup, OffsetCommit).
+#[test]
+fn a_replaced_static_member_hears_fenced_instance_id() {
+    let mut g = Group::new("g", 0);
+    let mut out = Outbox::default();
+    let static_args = |id: &str| JoinArgs {
+        instance_id: Some("i1".into()),
+        require_known_member_id: false,
+        ..args(id)
+    };
+    let Reply::Later(old) = g.join(static_args(""), 0, "1", &mut out) else { panic!() };
+    let mut out = Outbox::default();
+    g.sync(sync_args(&old, 1, vec![(old.clone(), Bytes::new())]), 0, &mut out);
+    g.assignment_written(1, true, 0);
+    let Reply::Now(new) = g.join(static_args(""), 100, "2", &mut out) else { panic!() };
+    assert_ne!(new.member_id, old);
+    let fenced = E::FencedInstanceId;
+    assert_eq!(g.heartbeat(&old, Some("i1"), 1, 200), fenced.code());
+    let Reply::Now(synced) = g.sync(
+        SyncArgs { instance_id: Some("i1".into()), ..sync_args(&old, 1, vec![]) },
+        200,
+        &mut out,
+    ) else {
+        panic!()
+    };
+    assert_eq!(synced.error, fenced.code());
+    assert_eq!(g.check_commit(&old, Some("i1"), 1, false, 200), Err(fenced));
+    assert_eq!(g.heartbeat(&new.member_id, Some("i1"), 1, 200), 0);
+    assert_eq!(g.heartbeat(&new.member_id, Some("i2"), 1, 200), E::UnknownMemberId.code());
+    assert_eq!(g.heartbeat("nobody", None, 1, 200), E::UnknownMemberId.code());
+}
+
 /// As in Kafka, a member syncing while the leader's assignment is written waits for the
 /// write: it is not answered before the leader, nor told an assignment that was not stored.
 #[test]
@@ -319,7 +362,7 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     assert_eq!(rejoined.members.len(), 2);
     assert_eq!(g.state, GroupState::Stable);
     assert_eq!(g.heartbeat(&b, None, 2, 150), 0);
-    assert_eq!(g.heartbeat(&leader, Some("i1"), 2, 200), E::UnknownMemberId.code());
+    assert_eq!(g.heartbeat(&leader, Some("i1"), 2, 200), E::FencedInstanceId.code());
     assert_eq!(g.static_member("i1"), Some(new_id.clone()));
     // Its SyncGroup gets its old assignment back.
     let Reply::Now(synced) = g.sync(sync_args(&new_id, 2, vec![]), 200, &mut out) else { panic!() };
@@ -337,11 +380,11 @@ fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
 #[test]
 fn simple_commits_need_an_empty_group_and_members_their_generation() {
     let mut g = Group::new("g", 0);
-    assert_eq!(g.check_commit("", None, -1, 0), Ok(()));
+    assert_eq!(g.check_commit("", None, -1, false, 0), Ok(()));
     let (mut g2, a) = stable_one();
-    assert_eq!(g2.check_commit(&a, None, 1, 0), Ok(()));
-    assert_eq!(g2.check_commit(&a, None, 0, 0), Err(E::IllegalGeneration));
-    assert_eq!(g2.check_commit("", None, -1, 0), Err(E::UnknownMemberId));
+    assert_eq!(g2.check_commit(&a, None, 1, false, 0), Ok(()));
+    assert_eq!(g2.check_commit(&a, None, 0, false, 0), Err(E::IllegalGeneration));
+    assert_eq!(g2.check_commit("", None, -1, false, 0), Err(E::UnknownMemberId));
     assert_eq!(g2.check_delete(), Err(E::NonEmptyGroup));
     assert_eq!(g.check_delete(), Ok(()));
 }
