@@ -29,6 +29,9 @@ pub mod limits {
     pub const MESH_CHANNEL_CAPACITY: usize = 1024;
     /// Smallest segment a topic may configure (Kafka: 14 bytes; we need room for a batch).
     pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+    /// Kafka's `segment.bytes` is an INT: at most 2 GiB - 1 (storage takes up to 2 GiB, so
+    /// every legal value is honoured as given; more was accepted and silently cut to 2 GiB).
+    pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
     /// Longest a fetch may wait, whatever the client asks (Kafka clamps similarly).
     pub const FETCH_WAIT_MS_MAX: i32 = 60_000;
 
@@ -674,8 +677,10 @@ impl BrokerConfig {
         if self.max_message_bytes < 1024 || self.max_message_bytes > self.max_request_bytes {
             return Err(bad("max-message-bytes", "must be ≥ 1 KiB and ≤ max-request-bytes"));
         }
-        if self.segment_bytes < limits::SEGMENT_BYTES_MIN || self.segment_bytes > u32::MAX as u64 {
-            return Err(bad("segment-bytes", "must be between 1 MiB and 4 GiB - 1"));
+        if self.segment_bytes < limits::SEGMENT_BYTES_MIN
+            || self.segment_bytes > limits::SEGMENT_BYTES_MAX
+        {
+            return Err(bad("segment-bytes", "must be between 1 MiB and 2 GiB - 1"));
         }
         if self.segment_prealloc_bytes < 4096 || !self.segment_prealloc_bytes.is_multiple_of(4096) {
             return Err(bad("segment-prealloc-bytes", "must be a multiple of 4096"));

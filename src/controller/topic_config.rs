@@ -36,7 +36,7 @@ const fn long(name: &'static str, min: i64, max: i64, enforced: bool) -> TopicCo
 
 /// Every topic config accepted by CreateTopics and reported by DescribeConfigs.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    long("segment.bytes", limits::SEGMENT_BYTES_MIN as i64, u32::MAX as i64, true),
+    long("segment.bytes", limits::SEGMENT_BYTES_MIN as i64, limits::SEGMENT_BYTES_MAX as i64, true),
     long("segment.ms", 1, i64::MAX, true),
     long("max.message.bytes", 0, i32::MAX as i64, true),
     TopicConfigDef {
@@ -304,6 +304,9 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(matches!(validate("retention.ms", "-5"), Err(TopicConfigError::Invalid { .. })));
         assert!(matches!(validate("segment.bytes", "100"), Err(TopicConfigError::Invalid { .. })));
+        let too_big = validate("segment.bytes", "2147483648");
+        assert!(matches!(too_big, Err(TopicConfigError::Invalid { .. })), "Kafka's INT maximum");
+        assert!(validate("segment.bytes", "2147483647").is_ok());
         assert!(matches!(validate("cleanup.policy", "x"), Err(TopicConfigError::Invalid { .. })));
         assert!(matches!(validate("no.such", "1"), Err(TopicConfigError::Unknown(_))));
         assert_eq!(validate("message.timestamp.type", "LogAppendTime"), Ok(()));
