@@ -704,6 +704,7 @@ impl Group {
     }
 
     /// Checks member id, static instance id and generation, in Kafka's order.
+    ///
     /// As Kafka's `validateMember`: a request naming an instance id is checked against the
     /// member holding that instance now, so a static member replaced by a newer one hears
     /// FENCED_INSTANCE_ID (librdkafka's own test 0102 waits for that fatal error; it heard
