@@ -34,6 +34,11 @@ fn join_new(g: &mut Group, fresh: &str, now: i64, out: &mut Outbox) -> String {
     id
 }
 
+/// JoinGroup of static member `i1` (known member id not required).
+fn static_args(id: &str) -> JoinArgs {
+    JoinArgs { instance_id: Some("i1".into()), require_known_member_id: false, ..args(id) }
+}
+
 fn sync_args(id: &str, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncArgs {
     SyncArgs { member_id: id.into(), generation, assignments, ..SyncArgs::default() }
 }
@@ -128,11 +133,6 @@ fn a_commit_during_a_rebalance_is_checked_for_its_generation_first() {
 fn a_replaced_static_member_hears_fenced_instance_id() {
     let mut g = Group::new("g", 0);
     let mut out = Outbox::default();
-    let static_args = |id: &str| JoinArgs {
-        instance_id: Some("i1".into()),
-        require_known_member_id: false,
-        ..args(id)
-    };
     let Reply::Later(old) = g.join(static_args(""), 0, "1", &mut out) else { panic!() };
     let mut out = Outbox::default();
     g.sync(sync_args(&old, 1, vec![(old.clone(), Bytes::new())]), 0, &mut out);
@@ -336,12 +336,7 @@ fn bad_joins_get_kafka_error_codes() {
 fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
     let mut g = Group::new("g", 0);
     let mut out = Outbox::default();
-    let static_args = |id: &str| JoinArgs {
-        instance_id: Some("i1".into()),
-        require_known_member_id: false,
-        supports_skip_assignment: true,
-        ..args(id)
-    };
+    let static_args = |id: &str| JoinArgs { supports_skip_assignment: true, ..static_args(id) };
     let Reply::Later(leader) = g.join(static_args(""), 0, "1", &mut out) else { panic!() };
     let mut out = Outbox::default();
     let b = join_new(&mut g, "2", 0, &mut out);
