@@ -6,6 +6,7 @@
 
 pub mod listener;
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -289,6 +290,11 @@ pub struct BrokerConfig {
     /// Heartbeat of this group panics inside its coordinator, as a bug in the group state
     /// machine would; the group must recover. `None` in production.
     pub fault_panic_on_group: Option<String>,
+    /// The `strata serve` settings given by flag, environment or config file, by key (the
+    /// flag's name with `_` for `-`): DescribeConfigs reports a broker setting they set as
+    /// STATIC_BROKER_CONFIG even when the value equals the built-in default, as Kafka does
+    /// for what `server.properties` sets.
+    pub given_settings: BTreeSet<String>,
     /// Address of the admin HTTP listener (`/metrics`, `/health/*`, `/v1/status`); `None`
     /// disables it.
     pub admin_listen: Option<SocketAddr>,
@@ -594,6 +600,7 @@ impl Default for BrokerConfig {
             fault_drop_produce_every: None,
             fault_panic_on_client_id: None,
             fault_panic_on_group: None,
+            given_settings: BTreeSet::new(),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], limits::ADMIN_PORT_DEFAULT))),
             admin_security: listener::AdminSecurity::default(),
             shutdown_timeout_ms: 30_000,

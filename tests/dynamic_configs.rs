@@ -114,6 +114,25 @@ fn a_broker_setting_reports_every_layer_in_precedence_order() {
     assert!(message.contains("cannot update node.id dynamically"), "{message}");
 }
 
+#[test]
+fn a_setting_given_at_its_default_value_is_static_as_kafka_reports_server_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--retention-ms", "604800000", "--default-partitions", "1"];
+    let broker = Broker::start(dir.path(), &args);
+    let mut conn = Conn::connect(broker.addr);
+    let (code, configs) = describe(&mut conn, "0");
+    assert_eq!(code, 0);
+    let retention = entry(&configs, "log.retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("604800000"));
+    assert_eq!(retention.config_source, 4, "STATIC_BROKER_CONFIG");
+    let layers: Vec<i8> = retention.synonyms.iter().map(|s| s.source).collect();
+    assert_eq!(layers, [4, 5]);
+    assert_eq!(entry(&configs, "num.partitions").config_source, 4);
+    // Not given: the built-in default.
+    assert_eq!(entry(&configs, "log.retention.bytes").config_source, 5, "DEFAULT_CONFIG");
+    assert_eq!(entry(&configs, "log.retention.bytes").synonyms.len(), 1);
+}
+
 fn from(addr: SocketAddr, ip: [u8; 4]) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
     let socket = socket.unwrap();

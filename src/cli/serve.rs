@@ -5,6 +5,7 @@
 //! file format, so a setting cannot exist in one place and not the other. Every field is an
 //! `Option`: `None` means "not given here", and the next source decides.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1123,6 +1124,14 @@ impl Settings {
         }
     }
 
+    /// The keys (file names: the flags' with `_`) of the settings given here.
+    pub fn keys(&self) -> BTreeSet<String> {
+        match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(table)) => table.keys().cloned().collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
     /// Reads a settings file; an unknown key or a bad value names the key.
     pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
         let text = std::fs::read_to_string(path)
@@ -1351,6 +1360,8 @@ impl Settings {
             fault_drop_produce_every: None,
             fault_panic_on_client_id: None,
             fault_panic_on_group: None,
+            // `run` fills it in: these settings are merged with the defaults already.
+            given_settings: BTreeSet::new(),
             admin_listen: self.admin_listen.map_or(d.admin_listen, |a| a.0),
             admin_security,
             shutdown_timeout_ms: self.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
@@ -1484,15 +1495,17 @@ impl Settings {
     }
 }
 
-/// Resolves flags, environment, file and defaults into complete settings.
-pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+/// Resolves flags, environment, file and defaults into complete settings, and the keys of
+/// those given by flag, environment or file ([`Settings::keys`]).
+pub fn resolve(args: ServeArgs) -> anyhow::Result<(Settings, BTreeSet<String>)> {
     let file = match &args.config {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
     let given = args.settings.or(file);
     given.check_listener_forms()?;
-    Ok(given.or(Settings::defaults()))
+    let keys = given.keys();
+    Ok((given.or(Settings::defaults()), keys))
 }
 
 /// Runs the broker until SIGINT/SIGTERM. `log` is the global --log / STRATA_LOG filter.
@@ -1500,8 +1513,8 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     let fault_drop_produce_every = args.fault_drop_produce_every.filter(|&n| n > 0);
     let fault_panic_on_client_id = args.fault_panic_on_client_id.clone();
     let fault_panic_on_group = args.fault_panic_on_group.clone();
-    let settings = match resolve(args) {
-        Ok(settings) => settings,
+    let (settings, given) = match resolve(args) {
+        Ok(resolved) => resolved,
         Err(e) => {
             super::init_logging(log.as_deref(), false);
             return Err(e);
@@ -1514,6 +1527,7 @@ pub fn run(args: ServeArgs, log: Option<String>) -> anyhow::Result<()> {
     config.fault_drop_produce_every = fault_drop_produce_every;
     config.fault_panic_on_client_id = fault_panic_on_client_id;
     config.fault_panic_on_group = fault_panic_on_group;
+    config.given_settings = given;
     strata::server::serve(config, pool)
 }
 
@@ -1605,6 +1619,31 @@ mod tests {
         assert!(err.to_string().contains("controller_voters"), "{err}");
         let err = toml::from_str::<Settings>("controller_voters = \"1@a:1,1@b:2\"").unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn given_settings_are_listed_by_key_even_at_their_default() {
+        let given = Settings {
+            retention_ms: Some(604_800_000),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9092))),
+            ..Settings::default()
+        };
+        let keys: Vec<String> = given.keys().into_iter().collect();
+        assert_eq!(keys, ["listen", "retention_ms"]);
+        assert!(Settings::defaults().keys().contains("max_connections"));
+    }
+
+    #[test]
+    fn every_broker_setting_names_serve_settings_that_exist() {
+        use strata::controller::broker_config::{serve_keys, SETTINGS};
+        let command = Settings::augment_args(clap::Command::new("serve"));
+        let ids: BTreeSet<String> =
+            command.get_arguments().map(|a| a.get_id().to_string()).collect();
+        for setting in SETTINGS {
+            for key in serve_keys(setting.name) {
+                assert!(ids.contains(&key), "{} names {key}, not a serve setting", setting.name);
+            }
+        }
     }
 
     #[test]

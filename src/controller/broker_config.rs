@@ -756,12 +756,71 @@ pub fn sources(
     }
     let configured = (setting.value)(base);
     let builtin = (setting.value)(&BrokerConfig::default());
-    if configured != builtin {
+    if is_given(setting.name, base) || configured != builtin {
         out.push((configured, SOURCE_STATIC_BROKER));
     }
     out.push((builtin, SOURCE_DEFAULT));
     out
 }
+
+/// Whether some `strata serve` setting that feeds broker setting `name` was given (flag,
+/// environment or file), even at its default value: Kafka reports STATIC_BROKER_CONFIG for
+/// what `server.properties` sets.
+pub fn is_given(name: &str, base: &BrokerConfig) -> bool {
+    serve_keys(name).iter().any(|key| base.given_settings.contains(key))
+}
+
+/// The `strata serve` settings (by key: the flag's name with `_` for `-`) that feed broker
+/// setting `name`: Kafka's name with `_` for `.` unless [`SERVE_KEYS`] lists them.
+pub fn serve_keys(name: &str) -> Vec<String> {
+    match SERVE_KEYS.iter().find(|(n, _)| *n == name) {
+        Some((_, keys)) => keys.iter().map(|k| k.to_string()).collect(),
+        None => vec![name.replace('.', "_")],
+    }
+}
+
+/// The broker settings whose `strata serve` keys are not Kafka's name with `_` for `.`.
+const SERVE_KEYS: &[(&str, &[&str])] = &[
+    ("log.retention.ms", &["retention_ms"]),
+    ("log.retention.bytes", &["retention_bytes"]),
+    ("log.segment.bytes", &["segment_bytes"]),
+    ("log.roll.ms", &["segment_ms"]),
+    ("message.max.bytes", &["max_message_bytes"]),
+    ("log.cleanup.policy", &["cleanup_policy"]),
+    ("log.cleaner.delete.retention.ms", &["delete_retention_ms"]),
+    ("log.cleaner.min.compaction.lag.ms", &["min_compaction_lag_ms"]),
+    ("log.flush.interval.messages", &["flush_messages"]),
+    ("log.flush.interval.ms", &["flush_ms"]),
+    ("log.message.timestamp.type", &["log_append_time"]),
+    ("log.message.timestamp.before.max.ms", &["message_timestamp_before_max_ms"]),
+    ("log.message.timestamp.after.max.ms", &["message_timestamp_after_max_ms"]),
+    ("unclean.leader.election.enable", &["unclean_leader_election"]),
+    ("log.dirs", &["data_dir"]),
+    ("listeners", &["listeners", "listen"]),
+    (
+        "advertised.listeners",
+        &[
+            "advertised_listeners",
+            "listen",
+            "advertised_host",
+            "advertised_port",
+            "advertised_listener",
+            "listeners",
+        ],
+    ),
+    ("listener.security.protocol.map", &["listener_security_protocol_map", "listeners"]),
+    ("sasl.bootstrap.user", &["sasl_bootstrap_user", "sasl_bootstrap_user_file"]),
+    ("cluster.secret", &["cluster_secret", "cluster_secret_file"]),
+    ("authorizer.class.name", &["authorizer"]),
+    ("auto.create.topics.enable", &["auto_create_topics"]),
+    ("num.partitions", &["default_partitions"]),
+    ("offsets.topic.num.partitions", &["offsets_topic_partitions"]),
+    ("socket.request.max.bytes", &["max_request_bytes"]),
+    ("log.retention.check.interval.ms", &["retention_check_ms"]),
+    // Not a setting of `strata serve`: always Strata's default.
+    ("min.insync.replicas", &[]),
+    ("auto.leader.rebalance.enable", &["auto_leader_rebalance"]),
+];
 
 /// Kafka's `DescribeConfigsResponse.ConfigSource` codes.
 pub const SOURCE_TOPIC: i8 = 1;

@@ -115,10 +115,12 @@ pub fn broker_synonym(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Whether the broker's default for `name` was configured (differs from the built-in one):
-/// DescribeConfigs then reports it as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
+/// Whether the broker's default for `name` was configured (given to `strata serve`, or
+/// differing from the built-in one): DescribeConfigs then reports it as STATIC_BROKER_CONFIG
+/// rather than DEFAULT_CONFIG.
 pub fn broker_default_is_static(name: &str, broker: &BrokerConfig) -> bool {
-    broker_default(name, broker) != broker_default(name, &BrokerConfig::default())
+    let given = broker_synonym(name).is_some_and(|s| super::broker_config::is_given(s, broker));
+    given || broker_default(name, broker) != broker_default(name, &BrokerConfig::default())
 }
 
 /// A config name or value that is not accepted.

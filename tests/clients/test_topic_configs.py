@@ -119,6 +119,17 @@ def test_broker_defaults_are_reported_as_static_with_synonyms(make_broker):
     assert entry.source == ConfigSource.STATIC_BROKER_CONFIG.value
 
 
+def test_a_broker_default_given_at_its_built_in_value_is_static(make_broker):
+    # Kafka reports STATIC_BROKER_CONFIG for what server.properties sets, whatever the value.
+    b = make_broker("--retention-ms", "604800000")
+    create_topic(b.bootstrap, "given", 1)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "given")
+    client = admin(b)
+    entry = client.describe_configs([resource])[resource].result(30)["retention.ms"]
+    assert entry.value == "604800000"
+    assert entry.source == ConfigSource.STATIC_BROKER_CONFIG.value
+
+
 @pytest.mark.parametrize("name,value", [
     ("retention.ms", "-5"),
     ("cleanup.policy", "shred"),
