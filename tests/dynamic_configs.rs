@@ -133,6 +133,43 @@ fn a_setting_given_at_its_default_value_is_static_as_kafka_reports_server_proper
     assert_eq!(entry(&configs, "log.retention.bytes").synonyms.len(), 1);
 }
 
+#[test]
+fn a_broker_config_strata_does_not_know_is_stored_as_kafka_stores_it() {
+    // librdkafka's admin test sets these on a broker and expects success, as Kafka gives:
+    // Kafka refuses only its known static configs and keeps the others.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut conn = Conn::connect(broker.addr);
+    let relogin = "sasl.kerberos.min.time.before.relogin";
+    assert_eq!(alter(&mut conn, "0", &[(SET, relogin, Some("58000"))]).0, 0);
+    assert_eq!(alter(&mut conn, "", &[(SET, "background.threads", Some("9"))]).0, 0);
+    let (code, configs) = describe(&mut conn, "0");
+    assert_eq!(code, 0);
+    // Reported as Kafka reports a config whose type it does not know: sensitive, no value.
+    let stored = entry(&configs, relogin);
+    assert_eq!((stored.config_source, stored.is_sensitive, stored.value), (2, true, None));
+    assert_eq!(stored.config_type, 0, "UNKNOWN");
+    assert_eq!(entry(&configs, "background.threads").config_source, 3);
+    let (_, defaults) = describe(&mut conn, "");
+    assert_eq!(entry(&defaults, "background.threads").config_source, 3);
+    // Bounded: a value past 4 KiB is refused, and so is a static Strata setting.
+    let long = "v".repeat(4097);
+    assert_eq!(alter(&mut conn, "0", &[(SET, "custom.thing", Some(&long))]).0, 42);
+    assert_eq!(alter(&mut conn, "0", &[(SET, "log.dirs", Some("/x"))]).0, 42);
+    // Deleting one removes it.
+    assert_eq!(alter(&mut conn, "0", &[(DELETE, relogin, None)]).0, 0);
+    let (_, configs) = describe(&mut conn, "0");
+    assert!(configs.iter().all(|c| c.name.as_str() != relogin));
+    // It survives a restart, as every dynamic config does.
+    drop(conn);
+    let mut broker = broker;
+    broker.stop();
+    broker.restart();
+    let mut conn = Conn::connect(broker.addr);
+    let (_, configs) = describe(&mut conn, "0");
+    assert_eq!(entry(&configs, "background.threads").config_source, 3);
+}
+
 fn from(addr: SocketAddr, ip: [u8; 4]) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
     let socket = socket.unwrap();

@@ -579,24 +579,74 @@ fn refusal(resource: &str, why: String) -> ControlError {
     ControlError::new(E::InvalidRequest, format!("{msg}: {why}"))
 }
 
-/// The setter of a setting that may change at run time, or INVALID_REQUEST naming why not.
-fn dynamic_setter(resource: &str, name: &str) -> Result<Setter, ControlError> {
+/// The setter of a setting that may change at run time (`None`: a name Strata does not
+/// know, stored as it is), or INVALID_REQUEST naming why it may not change.
+fn dynamic_setter(resource: &str, name: &str) -> Result<Option<Setter>, ControlError> {
     if name.starts_with("listener.name.") {
         return Err(refusal(resource, format!("cannot update {name} dynamically: {LISTENERS}")));
     }
     match setting(name).map(|s| s.update) {
-        None => Err(refusal(resource, format!("unknown broker config {name}"))),
+        None => Ok(None),
         Some(Update::ReadOnly(why)) => {
             Err(refusal(resource, format!("cannot update {name} dynamically: {why}")))
         }
-        Some(Update::Dynamic(set)) => Ok(set),
+        Some(Update::Dynamic(set)) => Ok(Some(set)),
     }
 }
 
 /// Checks that `name` may be set at run time to `value` (INVALID_REQUEST naming why not).
+///
+/// A name Strata does not know is accepted and stored, with no effect, as Kafka stores a
+/// dynamic broker config it does not know (a plugin's, or one of its own that has no
+/// counterpart here, such as `background.threads`: Kafka refuses only its known static
+/// configs). Such a config is bounded in size ([`CUSTOM_NAME_BYTES_MAX`],
+/// [`CUSTOM_VALUE_BYTES_MAX`]) and in number per resource ([`CUSTOM_CONFIGS_MAX`]), since
+/// every broker keeps it in the cluster metadata.
 pub fn check(resource: &str, name: &str, value: &str) -> Result<(), ControlError> {
-    let set = dynamic_setter(resource, name)?;
-    set(&mut BrokerConfig::default(), value).map_err(|e| refusal(resource, format!("{name}: {e}")))
+    match dynamic_setter(resource, name)? {
+        Some(set) => set(&mut BrokerConfig::default(), value)
+            .map_err(|e| refusal(resource, format!("{name}: {e}"))),
+        None if name.trim().is_empty() => Err(refusal(resource, "an empty config name".into())),
+        None if name.len() > CUSTOM_NAME_BYTES_MAX => Err(refusal(
+            resource,
+            format!("config names are at most {CUSTOM_NAME_BYTES_MAX} bytes"),
+        )),
+        None if value.len() > CUSTOM_VALUE_BYTES_MAX => {
+            let max = CUSTOM_VALUE_BYTES_MAX;
+            let why =
+                format!("{name}: values of configs Strata does not know are at most {max} bytes");
+            Err(refusal(resource, why))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Longest name of a broker config Strata does not know (see [`check`]).
+pub const CUSTOM_NAME_BYTES_MAX: usize = 255;
+/// Longest value of a broker config Strata does not know.
+pub const CUSTOM_VALUE_BYTES_MAX: usize = 4096;
+/// Most broker configs Strata does not know that one resource (a broker, or the cluster-wide
+/// default) may hold.
+pub const CUSTOM_CONFIGS_MAX: usize = 256;
+
+/// Whether `name` is stored for compatibility only: a broker config Strata does not know.
+pub fn is_custom(name: &str) -> bool {
+    setting(name).is_none()
+}
+
+/// INVALID_REQUEST when `layer` holds more configs Strata does not know than allowed.
+fn check_custom_count(
+    resource: &str,
+    layer: &BTreeMap<String, String>,
+) -> Result<(), ControlError> {
+    let custom = layer.keys().filter(|name| is_custom(name)).count();
+    if custom > CUSTOM_CONFIGS_MAX {
+        let why = format!(
+            "at most {CUSTOM_CONFIGS_MAX} configs Strata does not know may be set per resource"
+        );
+        return Err(refusal(resource, why));
+    }
+    Ok(())
 }
 
 /// The list `base` with the items of `value` appended (once) or removed.
@@ -661,6 +711,7 @@ pub fn resolve_changes(
             }
         }
     }
+    check_custom_count(resource, &layer)?;
     Ok(out)
 }
 
@@ -695,6 +746,7 @@ impl ClusterMetadata {
                 }
             }
         }
+        check_custom_count(resource, &layer)?;
         if layer.is_empty() {
             self.broker_configs.remove(resource);
         } else {
@@ -726,9 +778,15 @@ pub fn effective(
     let node = base.node_id.to_string();
     for layer in [configs.get(""), configs.get(&node)].into_iter().flatten() {
         for (name, value) in layer {
-            let Some(BrokerSetting { update: Update::Dynamic(set), .. }) = setting(name) else {
-                crate::log_limited!(WARN, config = %name, "ignoring a stored static broker config");
-                continue;
+            let set = match setting(name) {
+                Some(BrokerSetting { update: Update::Dynamic(set), .. }) => set,
+                // Stored for compatibility only (see `check`).
+                None => continue,
+                Some(_) => {
+                    let what = "ignoring a stored static broker config";
+                    crate::log_limited!(WARN, config = %name, "{what}");
+                    continue;
+                }
             };
             if let Err(e) = set(&mut out, value) {
                 crate::log_limited!(WARN, config = %name, "ignoring a stored broker config: {e}");
@@ -859,7 +917,12 @@ mod tests {
         let e = check("1", "log.dirs", "/tmp").unwrap_err();
         assert_eq!(e.code, E::InvalidRequest.code());
         assert!(e.message.contains("cannot update log.dirs dynamically"), "{}", e.message);
-        assert!(check("", "no.such.config", "1").unwrap_err().message.contains("unknown"));
+        // Unknown names are stored as Kafka stores them, within bounds.
+        assert_eq!(check("", "background.threads", "9"), Ok(()));
+        assert_eq!(check("1", "sasl.kerberos.min.time.before.relogin", "58000"), Ok(()));
+        assert!(check("", "", "1").is_err());
+        assert!(check("", &"x".repeat(CUSTOM_NAME_BYTES_MAX + 1), "1").is_err());
+        assert!(check("", "custom.thing", &"v".repeat(CUSTOM_VALUE_BYTES_MAX + 1)).is_err());
         assert!(check("", "log.retention.ms", "-5").is_err());
         assert!(check("", "message.max.bytes", "x").is_err());
         assert!(check("", "max.connections", "0").is_err());
@@ -868,6 +931,27 @@ mod tests {
         assert_eq!(check("2", "max.connections.per.ip.overrides", "127.0.0.1:5"), Ok(()));
         assert!(check_resource("x").is_err());
         assert!(check_resource("-1").is_err());
+    }
+
+    #[test]
+    fn configs_strata_does_not_know_are_stored_without_effect_up_to_a_count() {
+        let base = BrokerConfig::default();
+        let mut meta = ClusterMetadata::default();
+        let set = [ConfigChange::Set("background.threads".into(), "9".into())];
+        let out = resolve_changes("", None, &set, &base).unwrap();
+        meta.alter_broker_configs("", &out, false).unwrap();
+        assert_eq!(meta.broker_value(0, "background.threads"), Some("9"));
+        assert_eq!(effective(&base, &meta.broker_configs).retention_ms, base.retention_ms);
+        let many: Vec<ConfigChange> = (0..CUSTOM_CONFIGS_MAX)
+            .map(|i| ConfigChange::Set(format!("custom.{i}"), "1".into()))
+            .collect();
+        // With background.threads, one too many.
+        assert!(resolve_changes("", meta.broker_layer(""), &many, &base).is_err());
+        assert!(meta.alter_broker_configs("", &many, false).is_err());
+        // AlterConfigs replaces the layer: exactly the bound.
+        assert_eq!(meta.alter_broker_configs("", &many, true), Ok(()));
+        let append = [ConfigChange::Append("custom.0".into(), "2".into())];
+        assert!(resolve_changes("", None, &append, &base).is_err(), "not a list");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! otherwise ([`Shard::scatter`]). Shard 0 also executes metadata changes ([`Shard::control`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -361,7 +361,20 @@ impl Shard {
         }
         let settings = controller::broker_config::effective(&self.config, &meta.broker_configs);
         if self.id == 0 {
-            tracing::info!(configs = ?meta.broker_configs, "dynamic broker configs applied");
+            // Values of configs Strata does not know may be secrets (Kafka reports them as
+            // sensitive): only their names are logged.
+            let shown: BTreeMap<&str, BTreeMap<&str, &str>> = meta
+                .broker_configs
+                .iter()
+                .map(|(resource, layer)| {
+                    let values = layer.iter().map(|(name, value)| {
+                        let custom = controller::broker_config::is_custom(name);
+                        (name.as_str(), if custom { "[hidden]" } else { value.as_str() })
+                    });
+                    (resource.as_str(), values.collect())
+                })
+                .collect();
+            tracing::info!(configs = ?shown, "dynamic broker configs applied");
         }
         if let Some(limits) = self.conn_limits.borrow().as_ref() {
             limits.set(

@@ -7,7 +7,7 @@
 //! every group to another offsets partition. Redpanda answers the same way for its protected
 //! topics.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::rc::Rc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -25,7 +25,8 @@ use super::str_bytes;
 use super::topic_rules::is_internal;
 use crate::config::BrokerConfig;
 use crate::controller::broker_config::{
-    self, BrokerSetting, Update, SOURCE_DEFAULT, SOURCE_DYNAMIC_DEFAULT, SOURCE_TOPIC,
+    self, BrokerSetting, Update, SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT,
+    SOURCE_TOPIC,
 };
 use crate::controller::group_config;
 use crate::controller::placement::replication_factor;
@@ -42,6 +43,7 @@ pub(super) const RESOURCE_TOPIC: i8 = 2;
 pub(super) const RESOURCE_BROKER: i8 = 4;
 pub(super) const RESOURCE_GROUP: i8 = 32;
 /// Kafka's `ConfigDef.Type` codes used here.
+const TYPE_UNKNOWN: i8 = 0;
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
@@ -353,6 +355,10 @@ fn with_extras(
             Update::Dynamic(_) => format!("{} (dynamic: per broker or cluster-wide)", s.doc),
             Update::ReadOnly(why) => format!("{} (read-only: {why})", s.doc),
         },
+        (None, None) if broker => {
+            "not a Strata setting: stored as Kafka stores configs it does not know; no effect"
+                .to_owned()
+        }
         (None, None) => group_config::def(name).map_or(String::new(), |d| d.doc.to_owned()),
     };
     let kept = if synonyms { entry.synonyms.clone() } else { Vec::new() };
@@ -487,15 +493,38 @@ fn broker_entry(
         .with_is_sensitive(setting.sensitive)
 }
 
-/// Every setting of this broker: its effective value and where it comes from.
+/// Every setting of this broker: its effective value and where it comes from; then the
+/// stored configs Strata does not know that apply to it.
 fn broker_entries(
     broker: &BrokerConfig,
     layers: &BrokerLayers,
 ) -> Vec<DescribeConfigsResourceResult> {
-    broker_config::SETTINGS
+    let mut entries: Vec<DescribeConfigsResourceResult> = broker_config::SETTINGS
         .iter()
         .map(|setting| broker_entry(setting, broker_config::sources(setting, broker, layers)))
-        .collect()
+        .collect();
+    let own = layers.get(&broker.node_id.to_string());
+    let default = layers.get("");
+    let custom: BTreeSet<&String> = [own, default]
+        .into_iter()
+        .flatten()
+        .flat_map(|layer| layer.keys())
+        .filter(|name| broker_config::is_custom(name))
+        .collect();
+    entries.extend(custom.into_iter().map(|name| {
+        let in_own = own.is_some_and(|l| l.contains_key(name));
+        let in_default = default.is_some_and(|l| l.contains_key(name));
+        let sources = [(in_own, SOURCE_DYNAMIC_BROKER), (in_default, SOURCE_DYNAMIC_DEFAULT)];
+        custom_entry(name, sources.iter().filter(|(set, _)| *set).map(|(_, s)| *s))
+    }));
+    entries
+}
+
+/// A stored broker config Strata does not know, reported as Kafka reports a config whose
+/// type it does not know: of type UNKNOWN and sensitive (no value).
+fn custom_entry(name: &str, sources: impl Iterator<Item = i8>) -> DescribeConfigsResourceResult {
+    let synonyms = sources.map(|source| synonym(name, None, source)).collect();
+    entry_of(name, synonyms, TYPE_UNKNOWN).with_is_sensitive(true)
 }
 
 /// The cluster-wide dynamic defaults that are set (Kafka reports only those for an empty
@@ -504,9 +533,11 @@ fn default_entries(layers: &BrokerLayers) -> Vec<DescribeConfigsResourceResult> 
     let Some(defaults) = layers.get("") else { return Vec::new() };
     defaults
         .iter()
-        .filter_map(|(name, value)| {
-            let setting = broker_config::setting(name)?;
-            Some(broker_entry(setting, vec![(Some(value.clone()), SOURCE_DYNAMIC_DEFAULT)]))
+        .map(|(name, value)| match broker_config::setting(name) {
+            Some(setting) => {
+                broker_entry(setting, vec![(Some(value.clone()), SOURCE_DYNAMIC_DEFAULT)])
+            }
+            None => custom_entry(name, [SOURCE_DYNAMIC_DEFAULT].into_iter()),
         })
         .collect()
 }

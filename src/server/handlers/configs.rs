@@ -84,7 +84,8 @@ async fn alter_broker(
     };
     let resource = name.to_string();
     let meta = shard.meta();
-    let current = meta.broker_layer(&resource);
+    // AlterConfigs (`replace`) starts the resource afresh.
+    let current = meta.broker_layer(&resource).filter(|_| !replace);
     let settings = shard.settings();
     let resolved = match broker_config::resolve_changes(&resource, current, &changes, &settings) {
         Ok(resolved) => resolved,
