@@ -18,6 +18,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
+use crate::controller::ClusterMetadata;
 use crate::group::api::{
     FetchedOffsets, GroupOp, GroupReply, GroupRequest, HeartbeatContext, Topics,
 };
@@ -289,21 +290,60 @@ async fn leave(shard: &Rc<Shard>, req: LeaveGroupRequest, version: i16) -> Leave
     }
 }
 
+/// Error codes of an offset commit's partitions, for OffsetCommit and TxnOffsetCommit alike:
+/// a partition that does not exist is answered UNKNOWN_TOPIC_OR_PARTITION here, the rest by
+/// the group's coordinator (its error stands for every partition it was sent).
+pub(super) struct CommitCodes {
+    codes: HashMap<(String, i32), i16>,
+    fallback: i16,
+}
+
+impl CommitCodes {
+    pub(super) fn new() -> CommitCodes {
+        CommitCodes { codes: HashMap::new(), fallback: E::UnknownServerError.code() }
+    }
+
+    /// Keeps the partitions of `topic` that exist, noting the others.
+    pub(super) fn keep_known<P>(
+        &mut self,
+        meta: &ClusterMetadata,
+        topic: &str,
+        partitions: &mut Vec<P>,
+        index: impl Fn(&P) -> i32,
+    ) {
+        partitions.retain(|p| {
+            let known = meta.partition(topic, index(p)).is_some();
+            if !known {
+                self.codes.insert((topic.to_owned(), index(p)), E::UnknownTopicOrPartition.code());
+            }
+            known
+        });
+    }
+
+    /// Notes the coordinator's answer for one partition.
+    pub(super) fn answered(&mut self, topic: &str, partition: i32, code: i16) {
+        self.codes.insert((topic.to_owned(), partition), code);
+    }
+
+    /// Notes the coordinator's error: the answer of every partition it was sent.
+    pub(super) fn failed(&mut self, error: E) {
+        self.fallback = error.code();
+    }
+
+    /// The code of one partition of the request.
+    pub(super) fn code(&self, topic: &str, partition: i32) -> i16 {
+        self.codes.get(&(topic.to_owned(), partition)).copied().unwrap_or(self.fallback)
+    }
+}
+
 /// OffsetCommit: partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION here; the rest
 /// go to the coordinator.
 async fn commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let meta = shard.meta();
-    let mut codes: HashMap<(String, i32), i16> = HashMap::new();
+    let mut codes = CommitCodes::new();
     let mut forwarded = req.clone();
     for topic in forwarded.topics.iter_mut() {
-        topic.partitions.retain(|p| {
-            let known = meta.partition(&topic.name, p.partition_index).is_some();
-            if !known {
-                let key = (topic.name.0.to_string(), p.partition_index);
-                codes.insert(key, E::UnknownTopicOrPartition.code());
-            }
-            known
-        });
+        codes.keep_known(&meta, &topic.name, &mut topic.partitions, |p| p.partition_index);
     }
     forwarded.topics.retain(|t| !t.partitions.is_empty());
     let group = req.group_id.0.to_string();
@@ -318,14 +358,12 @@ async fn commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResp
             Err(e) => Err(e),
         }
     };
-    let fallback = match &outcome {
-        Ok(_) => E::UnknownServerError.code(),
-        Err(e) => e.code(),
-    };
-    for t in outcome.into_iter().flat_map(|r| r.topics) {
-        for p in t.partitions {
-            codes.insert((t.name.0.to_string(), p.partition_index), p.error_code);
-        }
+    match outcome {
+        Ok(r) => r.topics.iter().for_each(|t| {
+            let partitions = t.partitions.iter();
+            partitions.for_each(|p| codes.answered(&t.name, p.partition_index, p.error_code))
+        }),
+        Err(e) => codes.failed(e),
     }
     let topics = req
         .topics
@@ -335,10 +373,9 @@ async fn commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResp
                 .partitions
                 .iter()
                 .map(|p| {
-                    let key = (t.name.0.to_string(), p.partition_index);
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(codes.get(&key).copied().unwrap_or(fallback))
+                        .with_error_code(codes.code(&t.name, p.partition_index))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

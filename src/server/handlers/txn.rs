@@ -5,7 +5,6 @@
 //! brokers join a transaction like local ones: the coordinator only records them, and its
 //! markers reach them with WriteTxnMarkers (see `server::txn`).
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::channel::oneshot;
@@ -17,6 +16,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::*;
 
+use super::group::CommitCodes;
 use super::str_bytes;
 use crate::group::api::{GroupOp, GroupReply};
 use crate::protocol::ResponseError as E;
@@ -246,18 +246,11 @@ async fn txn_offset_commit(
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let meta = shard.meta();
-    let mut codes: HashMap<(String, i32), i16> = HashMap::new();
+    let mut codes = CommitCodes::new();
     let mut forwarded = req.clone();
     for topic in forwarded.topics.iter_mut() {
-        topic.partitions.retain(|p| {
-            // Offsets of partitions led anywhere (the group's coordinator keeps them).
-            let known = meta.partition(&topic.name, p.partition_index).is_some();
-            if !known {
-                let key = (topic.name.0.to_string(), p.partition_index);
-                codes.insert(key, E::UnknownTopicOrPartition.code());
-            }
-            known
-        });
+        // Offsets of partitions led anywhere (the group's coordinator keeps them).
+        codes.keep_known(&meta, &topic.name, &mut topic.partitions, |p| p.partition_index);
     }
     forwarded.topics.retain(|t| !t.partitions.is_empty());
     let group = req.group_id.0.to_string();
@@ -270,14 +263,12 @@ async fn txn_offset_commit(
     } else {
         route_group(shard, &group, GroupOp::TxnCommit { req: forwarded }).await
     };
-    let fallback = match &outcome {
-        Ok(_) => E::UnknownServerError.code(),
-        Err(e) => e.code(),
-    };
-    for t in outcome.into_iter().flat_map(|r| r.topics) {
-        for p in t.partitions {
-            codes.insert((t.name.0.to_string(), p.partition_index), p.error_code);
-        }
+    match outcome {
+        Ok(r) => r.topics.iter().for_each(|t| {
+            let partitions = t.partitions.iter();
+            partitions.for_each(|p| codes.answered(&t.name, p.partition_index, p.error_code))
+        }),
+        Err(e) => codes.failed(e),
     }
     let topics = req
         .topics
@@ -287,10 +278,9 @@ async fn txn_offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let key = (t.name.0.to_string(), p.partition_index);
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(codes.get(&key).copied().unwrap_or(fallback))
+                        .with_error_code(codes.code(&t.name, p.partition_index))
                 })
                 .collect();
             TxnOffsetCommitResponseTopic::default()
