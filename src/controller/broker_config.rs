@@ -586,6 +586,9 @@ fn dynamic_setter(resource: &str, name: &str) -> Result<Option<Setter>, ControlE
         return Err(refusal(resource, format!("cannot update {name} dynamically: {LISTENERS}")));
     }
     match setting(name).map(|s| s.update) {
+        None if KAFKA_READ_ONLY.contains(&name) => {
+            Err(refusal(resource, format!("cannot update {name} dynamically: read-only in Kafka")))
+        }
         None => Ok(None),
         Some(Update::ReadOnly(why)) => {
             Err(refusal(resource, format!("cannot update {name} dynamically: {why}")))
@@ -593,6 +596,28 @@ fn dynamic_setter(resource: &str, name: &str) -> Result<Option<Setter>, ControlE
         Some(Update::Dynamic(set)) => Ok(Some(set)),
     }
 }
+
+/// Kafka settings that are read-only there and that [`SETTINGS`] does not list: refused, as
+/// Kafka refuses them, rather than stored as configs Strata does not know. Not all of
+/// Kafka's read-only settings: those that name a broker's identity, roles, quorum, storage
+/// and internal topics, which an operator might try to change at run time.
+const KAFKA_READ_ONLY: &[&str] = &[
+    "broker.id",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "early.start.listeners",
+    "log.dir",
+    "metadata.log.dir",
+    "default.replication.factor",
+    "delete.topic.enable",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.min.isr",
+    "security.inter.broker.protocol",
+];
 
 /// Checks that `name` may be set at run time to `value` (INVALID_REQUEST naming why not).
 ///
@@ -920,6 +945,8 @@ mod tests {
         // Unknown names are stored as Kafka stores them, within bounds.
         assert_eq!(check("", "background.threads", "9"), Ok(()));
         assert_eq!(check("1", "sasl.kerberos.min.time.before.relogin", "58000"), Ok(()));
+        let e = check("1", "broker.id", "7").unwrap_err();
+        assert!(e.message.contains("cannot update broker.id dynamically"), "{}", e.message);
         assert!(check("", "", "1").is_err());
         assert!(check("", &"x".repeat(CUSTOM_NAME_BYTES_MAX + 1), "1").is_err());
         assert!(check("", "custom.thing", &"v".repeat(CUSTOM_VALUE_BYTES_MAX + 1)).is_err());
