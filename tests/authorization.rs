@@ -1410,6 +1410,7 @@ fn acls_survive_a_restart_and_are_listed_filtered_and_deleted() {
             panic!()
         };
         assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        assert_eq!(r.error_message, None, "a success's message is null, as Kafka sends it");
         r.resources.iter().map(|res| res.acls.len()).sum::<usize>()
     };
     assert_eq!(describe(&mut admin, None), ACLS.len(), "the ACLs survived the restart");
@@ -1447,6 +1448,9 @@ fn acls_survive_a_restart_and_are_listed_filtered_and_deleted() {
         panic!()
     };
     assert_eq!(r.filter_results[0].matching_acls.len(), 1);
+    // Kafka (and kafkajs's own tests) expect null messages on success.
+    assert_eq!(r.filter_results[0].error_message, None);
+    assert_eq!(r.filter_results[0].matching_acls[0].error_message, None);
     assert_eq!(describe(&mut admin, None), ACLS.len() - 1);
     let mut denied = login(&broker, MALLORY);
     assert!(codes(&denied.call(ApiKey::Produce, 9, produce())).contains(&TOPIC_DENIED));

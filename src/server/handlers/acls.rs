@@ -91,7 +91,8 @@ pub fn describe(shard: &Rc<Shard>, req: DescribeAclsRequest) -> DescribeAclsResp
             .with_pattern_type(pt)
             .with_acls(acls)
     });
-    DescribeAclsResponse::default().with_resources(resources.collect())
+    // Kafka sets the message of a success from ApiError.NONE: null (the field's default is "").
+    DescribeAclsResponse::default().with_error_message(None).with_resources(resources.collect())
 }
 
 /// CreateAcls: every valid creation in one metadata change; invalid ones answer
@@ -202,8 +203,12 @@ pub async fn delete(shard: &Rc<Shard>, req: DeleteAclsRequest) -> DeleteAclsResp
                     .with_host(str_bytes(&b.host))
                     .with_operation(b.operation.code())
                     .with_permission_type(b.permission.code())
+                    .with_error_message(None)
             });
-            DeleteAclsFilterResult::default().with_matching_acls(acls.collect())
+            // A success's messages are null, as Kafka sends them (see `describe`).
+            DeleteAclsFilterResult::default()
+                .with_error_message(None)
+                .with_matching_acls(acls.collect())
         }
     });
     DeleteAclsResponse::default().with_filter_results(results.collect())
