@@ -112,6 +112,7 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     let mut conn = Conn::connect(cluster.brokers[1].addr);
     let cli = layout(&mut conn, "cli").expect("created");
     assert!(cli.iter().all(|(_, _, replicas, _)| replicas.len() == 2), "{cli:?}");
+    manual_assignments_are_kept_and_checked(&mut conn);
     drop(conn);
     // In sync, nothing is under-replicated. With broker 3 gone (fenced, so dropped from
     // every ISR), each survivor's /metrics flags the partitions of "six" it now leads, and
@@ -157,6 +158,66 @@ fn six_partitions_with_three_replicas_are_led_by_every_broker() {
     assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
     assert!((1..=2).contains(&info["controller"].as_i64().unwrap()), "{info}");
     cluster.brokers[..2].iter_mut().for_each(Broker::stop);
+}
+
+/// CreateTopics and CreatePartitions with `assignments`, as kafkajs's own tests send them:
+/// the replica lists are kept as given (the first replica leads), and lists naming a broker
+/// that is not registered are refused with Kafka's code and message.
+fn manual_assignments_are_kept_and_checked(conn: &mut Conn) {
+    use create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
+    use create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+    let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    let create = |conn: &mut Conn, name: &str, lists: &[&[i32]]| {
+        let assignments = lists.iter().enumerate().map(|(i, l)| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(i as i32)
+                .with_broker_ids(ids(l))
+        });
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(assignments.collect());
+        let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+        let ResponseKind::CreateTopics(r) =
+            conn.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+        else {
+            panic!("not a CreateTopics response")
+        };
+        let t = &r.topics[0];
+        (t.error_code, t.error_message.as_ref().map(|m| m.to_string()))
+    };
+    let grow = |conn: &mut Conn, name: &str, total: i32, lists: &[&[i32]]| {
+        let assignments =
+            lists.iter().map(|l| CreatePartitionsAssignment::default().with_broker_ids(ids(l)));
+        let topic = CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_count(total)
+            .with_assignments(Some(assignments.collect()));
+        let req =
+            CreatePartitionsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+        let ResponseKind::CreatePartitions(r) =
+            conn.call(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(req))
+        else {
+            panic!("not a CreatePartitions response")
+        };
+        let t = &r.results[0];
+        (t.error_code, t.error_message.as_ref().map(|m| m.to_string()))
+    };
+    const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    let (code, message) = create(conn, "manual", &[&[1, 10]]);
+    assert_eq!(code, INVALID_REPLICA_ASSIGNMENT);
+    let message = message.unwrap_or_default();
+    assert!(message.contains("broker 10, but no such broker is registered"), "{message}");
+    assert_eq!(create(conn, "manual", &[&[3, 1], &[2, 3]]), (0, None));
+    let expected = vec![(0, 3, vec![3, 1], vec![3, 1]), (1, 2, vec![2, 3], vec![2, 3])];
+    assert_eq!(layout(conn, "manual"), Some(expected.clone()));
+    let (code, message) = grow(conn, "manual", 3, &[&[1, 9]]);
+    assert_eq!(code, INVALID_REPLICA_ASSIGNMENT, "{message:?}");
+    assert_eq!(grow(conn, "manual", 3, &[&[1, 2]]).0, 0);
+    let grown = layout(conn, "manual").expect("the topic");
+    assert_eq!(grown[..2], expected[..], "the first two partitions did not move");
+    assert_eq!(grown[2], (2, 1, vec![1, 2], vec![1, 2]));
 }
 
 #[test]

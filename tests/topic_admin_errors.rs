@@ -9,6 +9,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 const INVALID_CONFIG: i16 = 40;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_REQUEST: i16 = 42;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -97,4 +98,33 @@ fn bad_admin_requests_get_error_codes() {
     let parts = &resp.topics[0].partitions;
     assert_eq!(parts[0].error_code, OFFSET_OUT_OF_RANGE, "the topic is empty");
     assert_eq!(parts[1].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+
+    // CreatePartitions `assignments` on a single broker: only this broker (node 0), one
+    // list per new partition; Kafka's code and message otherwise. Nothing is added then.
+    let grow = |conn: &mut Conn, lists: &[&[i32]]| {
+        use create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
+        let assignments = lists.iter().map(|l| {
+            let ids = l.iter().map(|id| BrokerId(*id)).collect();
+            CreatePartitionsAssignment::default().with_broker_ids(ids)
+        });
+        let topic = CreatePartitionsTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_count(2)
+            .with_assignments(Some(assignments.collect()));
+        let req = CreatePartitionsRequest::default().with_topics(vec![topic]);
+        let ResponseKind::CreatePartitions(r) =
+            conn.call(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(req))
+        else {
+            panic!("wrong response kind")
+        };
+        let r = &r.results[0];
+        (r.error_code, r.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+    };
+    let (code, message) = grow(&mut conn, &[&[10]]);
+    assert_eq!(code, INVALID_REPLICA_ASSIGNMENT);
+    assert!(message.contains("broker 10, but no such broker is registered"), "{message}");
+    let (code, message) = grow(&mut conn, &[&[0], &[0]]);
+    assert_eq!(code, INVALID_REPLICA_ASSIGNMENT);
+    assert!(message.contains("add 1 additional partitions, but only 2"), "{message}");
+    assert_eq!(grow(&mut conn, &[&[0]]), (0, String::new()));
 }

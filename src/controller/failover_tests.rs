@@ -20,6 +20,7 @@ pub(super) fn create(name: &str, partitions: i32, replication_factor: i32) -> Co
         partitions,
         replication_factor,
         configs: BTreeMap::new(),
+        assignment: Vec::new(),
     }
 }
 

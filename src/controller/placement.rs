@@ -51,6 +51,10 @@ pub enum Command {
         replication_factor: i32,
         /// Validated config overrides.
         configs: BTreeMap<String, String>,
+        /// The client's replica list of each partition (CreateTopics `assignments`), else
+        /// empty: placed by the controller.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<i32>>,
     },
     /// DeleteTopics, one topic.
     DeleteTopic {
@@ -63,6 +67,10 @@ pub enum Command {
         name: String,
         /// New partition count.
         total: i32,
+        /// The client's replica list of each new partition (CreatePartitions
+        /// `assignments`), else empty: placed by the controller.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<i32>>,
     },
     /// A topic of a single broker's metadata.json, adopted as it is (same id, partitions and
     /// configs) with that broker as the only replica and leader of every partition.
@@ -218,9 +226,20 @@ impl ClusterMetadata {
                 };
                 next.brokers.insert(broker.id, broker);
             }
-            Command::CreateTopic { name, id, partitions, replication_factor, configs } => {
-                next.check_new_topic(name, *partitions, *replication_factor, configs)?;
-                let placed = next.place(*partitions as usize, *replication_factor as usize);
+            Command::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                configs,
+                assignment,
+            } => {
+                next.check_new_topic(name, *partitions, *replication_factor, configs, assignment)?;
+                let placed = if assignment.is_empty() {
+                    next.place(*partitions as usize, *replication_factor as usize)
+                } else {
+                    next.assigned(assignment)
+                };
                 let topic = TopicMeta {
                     name: name.clone(),
                     id: *id,
@@ -232,7 +251,7 @@ impl ClusterMetadata {
             Command::DeleteTopic { name } => {
                 next.topics.remove(name).ok_or_else(|| unknown_topic(name))?;
             }
-            Command::CreatePartitions { name, total } => {
+            Command::CreatePartitions { name, total, assignment } => {
                 validate_partition_count(*total)?;
                 let topic = next.topics.get(name).ok_or_else(|| unknown_topic(name))?;
                 let (current, rf) = (topic.partitions.len(), replication_factor(topic));
@@ -241,8 +260,14 @@ impl ClusterMetadata {
                         format!("topic has {current} partitions; the new count must be higher");
                     return Err(ControlError::new(E::InvalidPartitions, msg));
                 }
-                next.check_replication_factor(rf as i32)?;
-                let added = next.place(*total as usize - current, rf);
+                let added = if assignment.is_empty() {
+                    next.check_replication_factor(rf as i32)?;
+                    next.place(*total as usize - current, rf)
+                } else {
+                    check_assignment_count(*total as usize - current, assignment)?;
+                    next.check_assignment(assignment, rf)?;
+                    next.assigned(assignment)
+                };
                 if let Some(topic) = next.topics.get_mut(name) {
                     topic.partitions.extend(added);
                 }
@@ -342,11 +367,20 @@ impl ClusterMetadata {
         partitions: i32,
         replication_factor: i32,
         configs: &BTreeMap<String, String>,
+        assignment: &[Vec<i32>],
     ) -> Result<(), ControlError> {
         validate_topic_name(name)?;
         validate_partition_count(partitions)?;
         topic_config::validate_all(configs)?;
-        self.check_replication_factor(replication_factor)?;
+        if assignment.is_empty() {
+            self.check_replication_factor(replication_factor)?;
+        } else {
+            if assignment.len() != partitions as usize {
+                let msg = format!("{} replica lists for {partitions} partitions", assignment.len());
+                return Err(ControlError::new(E::InvalidReplicaAssignment, msg));
+            }
+            self.check_assignment(assignment, replication_factor as usize)?;
+        }
         if self.topics.contains_key(name) {
             let msg = format!("topic {name:?} already exists");
             return Err(ControlError::new(E::TopicAlreadyExists, msg));
@@ -364,6 +398,73 @@ impl ClusterMetadata {
             return Err(ControlError::new(E::InvalidReplicationFactor, msg));
         }
         Ok(())
+    }
+
+    /// Checks replica lists a client gave (CreateTopics or CreatePartitions `assignments`),
+    /// with Kafka's messages (its ReplicationControlManager): each `replication_factor`
+    /// long, without a broker twice, naming registered brokers of which one is unfenced.
+    fn check_assignment(
+        &self,
+        assignment: &[Vec<i32>],
+        replication_factor: usize,
+    ) -> Result<(), ControlError> {
+        let invalid = |msg: String| Err(ControlError::new(E::InvalidReplicaAssignment, msg));
+        for (index, replicas) in assignment.iter().enumerate() {
+            if replicas.is_empty() {
+                return invalid(
+                    "The manual partition assignment includes an empty replica list.".into(),
+                );
+            }
+            if replicas.len() != replication_factor {
+                return invalid(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), \
+                     but this is not consistent with previous partitions, which have \
+                     {replication_factor} replica(s).",
+                    replicas.len()
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for id in replicas {
+                if !seen.insert(id) {
+                    return invalid(format!(
+                        "The manual partition assignment includes the broker {id} more than once."
+                    ));
+                }
+                if !self.brokers.contains_key(id) {
+                    return invalid(format!(
+                        "The manual partition assignment includes broker {id}, but no such \
+                         broker is registered."
+                    ));
+                }
+            }
+            if replicas.iter().all(|id| self.fenced.contains(id)) {
+                return invalid(format!(
+                    "All brokers specified in the manual partition assignment for partition \
+                     {index} are fenced."
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Partitions with the replica lists of a checked assignment: in sync are the unfenced
+    /// replicas, the leader the first of them (Kafka keeps a manual list's order).
+    fn assigned(&self, assignment: &[Vec<i32>]) -> Vec<PartitionMeta> {
+        let partition = |replicas: &Vec<i32>| {
+            let isr: Vec<i32> =
+                replicas.iter().copied().filter(|id| !self.fenced.contains(id)).collect();
+            PartitionMeta {
+                shard: 0,
+                leader_epoch: 0,
+                leader: isr.first().copied(),
+                isr,
+                replicas: replicas.clone(),
+                partition_epoch: 0,
+                adding: Vec::new(),
+                removing: Vec::new(),
+            }
+        };
+        assignment.iter().map(partition).collect()
     }
 
     /// Replica lists for `count` new partitions; `replication_factor` must be checked.
@@ -581,6 +682,20 @@ fn unclean_allowed(topic: &TopicMeta, default: bool) -> bool {
 /// Sets the leader of a partition without one: the first replica, in `replicas` order, that
 /// is in the ISR and not fenced; failing that, with `unclean`, the first unfenced replica,
 /// which becomes the whole ISR. Whether a leader was found (leader epoch not bumped here).
+/// INVALID_REPLICA_ASSIGNMENT unless CreatePartitions gave one replica list per partition
+/// it adds (or none), with Kafka's message.
+pub fn check_assignment_count(adding: usize, assignment: &[Vec<i32>]) -> Result<(), ControlError> {
+    if assignment.is_empty() || assignment.len() == adding {
+        return Ok(());
+    }
+    let msg = format!(
+        "Attempted to add {adding} additional partitions, but only {} assignments were \
+         specified.",
+        assignment.len()
+    );
+    Err(ControlError::new(E::InvalidReplicaAssignment, msg))
+}
+
 fn elect(partition: &mut PartitionMeta, fenced: &BTreeSet<i32>, unclean: bool) -> bool {
     let replicas = &partition.replicas;
     let in_sync = replicas.iter().find(|r| partition.isr.contains(r) && !fenced.contains(r));
@@ -660,9 +775,63 @@ mod tests {
         let meta = meta.apply(&create("t", 1, 1)).unwrap();
         let err = meta.apply(&create("t", 1, 1)).unwrap_err();
         assert_eq!(err.code, E::TopicAlreadyExists.code());
-        let grown = meta.apply(&Command::CreatePartitions { name: "t".into(), total: 3 }).unwrap();
+        let grow = Command::CreatePartitions { name: "t".into(), total: 3, assignment: vec![] };
+        let grown = meta.apply(&grow).unwrap();
         assert_eq!(grown.topics["t"].partitions.len(), 3);
         let gone = grown.apply(&Command::DeleteTopic { name: "t".into() }).unwrap();
         assert!(gone.topics.is_empty());
+    }
+
+    #[test]
+    fn manual_assignments_are_kept_in_order_and_checked_as_kafka_checks_them() {
+        let mut meta = ClusterMetadata::default();
+        for id in [0, 1, 2] {
+            meta = register(&meta, id);
+        }
+        let assigned = |lists: Vec<Vec<i32>>| Command::CreateTopic {
+            name: "m".into(),
+            id: uuid::Uuid::from_u128(9),
+            partitions: lists.len() as i32,
+            replication_factor: lists.first().map_or(0, |l| l.len() as i32),
+            configs: BTreeMap::new(),
+            assignment: lists,
+        };
+        let refused = |meta: &ClusterMetadata, command: Command| {
+            let e = meta.apply(&command).unwrap_err();
+            assert_eq!(e.code, E::InvalidReplicaAssignment.code(), "{}", e.message);
+            e.message
+        };
+        let m = refused(&meta, assigned(vec![vec![0, 10]]));
+        assert!(m.contains("broker 10, but no such broker is registered"), "{m}");
+        let m = refused(&meta, assigned(vec![vec![1, 1]]));
+        assert!(m.contains("broker 1 more than once"), "{m}");
+        let mut uneven = assigned(vec![vec![0, 1], vec![2]]);
+        if let Command::CreateTopic { replication_factor, .. } = &mut uneven {
+            *replication_factor = 2;
+        }
+        assert!(refused(&meta, uneven).contains("1 replica(s)"));
+        let created = meta.apply(&assigned(vec![vec![2, 0], vec![0, 1]])).unwrap();
+        let p: Vec<(&[i32], Option<i32>)> = created.topics["m"]
+            .partitions
+            .iter()
+            .map(|p| (p.replicas.as_slice(), p.leader))
+            .collect();
+        assert_eq!(p, vec![(&[2, 0][..], Some(2)), (&[0, 1][..], Some(0))]);
+        // CreatePartitions: one list per new partition, of the topic's replication factor.
+        let grow =
+            |total, lists| Command::CreatePartitions { name: "m".into(), total, assignment: lists };
+        let m = refused(&created, grow(4, vec![vec![1, 2]]));
+        assert!(m.contains("add 2 additional partitions, but only 1"), "{m}");
+        assert!(refused(&created, grow(3, vec![vec![1]])).contains("1 replica(s)"));
+        assert!(refused(&created, grow(3, vec![vec![1, 7]])).contains("broker 7"));
+        let grown = created.apply(&grow(3, vec![vec![1, 2]])).unwrap();
+        assert_eq!(grown.topics["m"].partitions[2].replicas, vec![1, 2]);
+        // Every replica fenced: no leader possible, refused.
+        let fenced = grown.apply(&Command::FenceBroker { id: 1 }).unwrap();
+        let fenced = fenced.apply(&Command::FenceBroker { id: 2 }).unwrap();
+        assert!(refused(&fenced, grow(4, vec![vec![1, 2]])).contains("fenced"));
+        // In sync are the unfenced replicas; the first of them leads.
+        let part = &fenced.apply(&grow(4, vec![vec![1, 0]])).unwrap().topics["m"].partitions[3];
+        assert_eq!((part.leader, part.isr.clone()), (Some(0), vec![0]));
     }
 }

@@ -200,6 +200,9 @@ pub enum ControlOp {
         replication_factor: i32,
         /// Config overrides.
         configs: BTreeMap<String, String>,
+        /// The client's replica list of each partition, else empty (see
+        /// [`crate::controller::placement::Command::CreateTopic`]).
+        assignment: Vec<Vec<i32>>,
         /// Only check, change nothing.
         validate_only: bool,
     },
@@ -214,6 +217,8 @@ pub enum ControlOp {
         name: String,
         /// New partition count.
         total: i32,
+        /// The client's replica list of each new partition, else empty.
+        assignment: Vec<Vec<i32>>,
         /// Only check, change nothing.
         validate_only: bool,
     },

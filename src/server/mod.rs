@@ -748,6 +748,7 @@ fn ensure_internal_topics(shard: &Rc<Shard>, creating: &Rc<std::cell::Cell<bool>
                 partitions,
                 replication_factor: registered.min(3) as i32,
                 configs: internal_topic_configs(),
+                assignment: Vec::new(),
                 validate_only: false,
             };
             match shard.control(op).await {

@@ -803,8 +803,13 @@ impl Shard {
                 (meta.create_topic(&name, partitions, configs, shards)?, validate_only)
             }
             ControlOp::DeleteTopic { name } => (meta.delete_topic(&name)?, false),
-            ControlOp::CreatePartitions { name, total, validate_only } => {
-                (meta.add_partitions(&name, total, shards)?, validate_only)
+            // A single broker's assignments name only itself (checked by the handlers).
+            ControlOp::CreatePartitions { name, total, assignment, validate_only } => {
+                let next = meta.add_partitions(&name, total, shards)?;
+                let current = meta.topics.get(&name).map_or(0, |t| t.partitions.len());
+                let adding = usize::try_from(total).unwrap_or(0).saturating_sub(current);
+                controller::placement::check_assignment_count(adding, &assignment)?;
+                (next, validate_only)
             }
             ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
                 let next = meta.alter_topic_configs(&name, &changes, replace, &self.settings())?;
@@ -838,21 +843,37 @@ impl Shard {
                 name,
                 partitions,
                 configs,
+                assignment,
                 validate_only,
                 replication_factor,
             } => {
-                let replication_factor =
-                    if replication_factor < 0 { 1 } else { replication_factor };
-                meta.check_new_topic(&name, partitions, replication_factor, &configs)?;
+                let replication_factor = match assignment.first() {
+                    Some(replicas) => replicas.len() as i32,
+                    None if replication_factor < 0 => 1,
+                    None => replication_factor,
+                };
+                let checked = meta.check_new_topic(
+                    &name,
+                    partitions,
+                    replication_factor,
+                    &configs,
+                    &assignment,
+                );
+                checked?;
                 let id = uuid::Uuid::new_v4();
-                (
-                    Command::CreateTopic { name, id, partitions, replication_factor, configs },
-                    validate_only,
-                )
+                let command = Command::CreateTopic {
+                    name,
+                    id,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    assignment,
+                };
+                (command, validate_only)
             }
             ControlOp::DeleteTopic { name } => (Command::DeleteTopic { name }, false),
-            ControlOp::CreatePartitions { name, total, validate_only } => {
-                (Command::CreatePartitions { name, total }, validate_only)
+            ControlOp::CreatePartitions { name, total, assignment, validate_only } => {
+                (Command::CreatePartitions { name, total, assignment }, validate_only)
             }
             ControlOp::AlterConfigs { name, changes, replace, validate_only } => {
                 let next = meta.alter_topic_configs(&name, &changes, replace, &self.settings())?;

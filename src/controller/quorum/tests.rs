@@ -34,6 +34,7 @@ fn create(name: &str) -> Command {
         partitions: 2,
         replication_factor: 1,
         configs: BTreeMap::new(),
+        assignment: Vec::new(),
     }
 }
 
@@ -148,6 +149,7 @@ fn a_broker_whose_heartbeats_stop_is_fenced_and_its_partitions_re_led() {
             partitions: 3,
             replication_factor: 3,
             configs: BTreeMap::new(),
+            assignment: Vec::new(),
         };
         // Until brokers 1 and 2 have registered too, a factor of 3 is refused.
         while handle.propose(create.clone()).await.is_err() {

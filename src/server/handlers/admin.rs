@@ -57,50 +57,99 @@ fn control_error(e: ControlError) -> (i16, Option<String>) {
     (e.code, Some(e.message))
 }
 
-/// A checked CreateTopics entry: partitions, replication factor (-1: the default), configs.
-type Creation = (i32, i32, BTreeMap<String, String>);
+/// A checked CreateTopics entry: partitions, replication factor (-1: the default), configs,
+/// and the client's replica list of each partition (empty: the controller places them).
+type Creation = (i32, i32, BTreeMap<String, String>, Vec<Vec<i32>>);
 
 fn creation_request(
     broker: &BrokerConfig,
     topic: &CreatableTopic,
 ) -> Result<Creation, ControlError> {
-    let refuse =
-        |error: E, message: &str| ControlError { code: error.code(), message: message.into() };
+    let refuse = |error: E, message: &str| ControlError::new(error, message);
     let replication_factor = i32::from(topic.replication_factor);
     // A cluster checks the factor against its registered brokers (see `placement`).
     if !broker.is_clustered() && !matches!(replication_factor, -1 | 1) {
         let msg = "replication factor must be 1 (or -1 for the default) on a single broker";
         return Err(refuse(E::InvalidReplicationFactor, msg));
     }
-    let partitions = match (topic.num_partitions, topic.assignments.is_empty()) {
-        (-1, true) => broker.default_partitions,
-        (n, true) => n,
-        (-1, false) if broker.is_clustered() => {
-            let msg = "manual replica assignment is not supported in a cluster yet";
-            return Err(refuse(E::InvalidReplicaAssignment, msg));
-        }
-        (-1, false) => {
-            let node = broker.node_id;
-            let ours = topic.assignments.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == node));
-            if !ours {
-                return Err(refuse(
-                    E::InvalidReplicaAssignment,
-                    "assignment names unknown brokers",
-                ));
-            }
-            topic.assignments.len() as i32
-        }
-        _ => {
-            let msg = "give either num_partitions or replica assignments, not both";
+    let (partitions, assignment) = if topic.assignments.is_empty() {
+        let partitions = match topic.num_partitions {
+            -1 => broker.default_partitions,
+            n => n,
+        };
+        (partitions, Vec::new())
+    } else {
+        // Kafka's ReplicationControlManager.createTopic: the counts come from the lists.
+        if replication_factor != -1 {
+            let msg = "A manual partition assignment was specified, but replication factor was \
+                       not set to -1.";
             return Err(refuse(E::InvalidRequest, msg));
         }
+        if topic.num_partitions != -1 {
+            let msg = "A manual partition assignment was specified, but numPartitions was not \
+                       set to -1.";
+            return Err(refuse(E::InvalidRequest, msg));
+        }
+        let mut by_partition = BTreeMap::new();
+        for a in &topic.assignments {
+            let replicas = a.broker_ids.iter().map(|id| id.0).collect();
+            if by_partition.insert(a.partition_index, replicas).is_some() {
+                let msg = format!(
+                    "Found multiple manual partition assignments for partition {}",
+                    a.partition_index
+                );
+                return Err(refuse(E::InvalidReplicaAssignment, &msg));
+            }
+        }
+        if by_partition.keys().copied().ne(0..by_partition.len() as i32) {
+            let msg = "partitions should be a consecutive 0-based integer sequence";
+            return Err(refuse(E::InvalidReplicaAssignment, msg));
+        }
+        let assignment: Vec<Vec<i32>> = by_partition.into_values().collect();
+        check_single_broker_assignment(broker, &assignment)?;
+        (assignment.len() as i32, assignment)
     };
     let configs = topic
         .configs
         .iter()
         .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
         .collect();
-    Ok((partitions, replication_factor, configs))
+    Ok((partitions, replication_factor, configs, assignment))
+}
+
+/// A single broker's check of replica lists a client gave: each must be just this broker
+/// (a cluster's controller checks them against its registered brokers).
+fn check_single_broker_assignment(
+    broker: &BrokerConfig,
+    assignment: &[Vec<i32>],
+) -> Result<(), ControlError> {
+    if broker.is_clustered() {
+        return Ok(());
+    }
+    let node = broker.node_id;
+    let invalid = |msg: String| Err(ControlError::new(E::InvalidReplicaAssignment, msg));
+    for replicas in assignment {
+        if let Some(stranger) = replicas.iter().find(|id| **id != node) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {stranger}, but no such broker \
+                 is registered."
+            ));
+        }
+        match replicas.len() {
+            0 => {
+                return invalid(
+                    "The manual partition assignment includes an empty replica list.".into(),
+                )
+            }
+            1 => {}
+            _ => {
+                return invalid(format!(
+                    "The manual partition assignment includes the broker {node} more than once."
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// CreateTopics.
@@ -123,13 +172,14 @@ pub async fn create_topics(
             Err((E::InvalidRequest.code(), Some("topic named twice in one request".to_owned())))
         } else {
             match creation_request(&shard.config, topic) {
-                Ok((partitions, replication_factor, configs)) => {
+                Ok((partitions, replication_factor, configs, assignment)) => {
                     let validate_only = req.validate_only;
                     let op = ControlOp::CreateTopic {
                         name: name.clone(),
                         partitions,
                         replication_factor,
                         configs,
+                        assignment,
                         validate_only,
                     };
                     shard.control(op).await.map_err(control_error)
@@ -241,12 +291,24 @@ pub async fn create_partitions(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
+        let assignment: Vec<Vec<i32>> = topic
+            .assignments
+            .iter()
+            .flatten()
+            .map(|a| a.broker_ids.iter().map(|id| id.0).collect())
+            .collect();
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if let Err(e) = check_single_broker_assignment(&shard.config, &assignment) {
+            let message = Some(str_bytes(&e.message));
+            results.push(result.with_error_code(e.code).with_error_message(message));
+            continue;
+        }
         let op = ControlOp::CreatePartitions {
             name: topic.name.0.to_string(),
             total: topic.count,
+            assignment,
             validate_only: req.validate_only,
         };
-        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         if let Some(message) = internal_refusal(&topic.name.0, "given partitions") {
             results.push(
                 result

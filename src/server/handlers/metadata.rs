@@ -130,6 +130,7 @@ async fn lookup(
         partitions: shard.config.default_partitions,
         replication_factor: -1,
         configs: Default::default(),
+        assignment: Vec::new(),
         validate_only: false,
     };
     match shard.control(op).await {
