@@ -272,15 +272,36 @@ fn a_single_broker_needs_no_cluster_setup() {
 
 fn serve_fails(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+    serve_fails_in(dir.path(), args)
+}
+
+/// The stderr of `strata serve` with `args`, which must stop with an error (one that starts
+/// is killed after a minute and fails the test instead of hanging it).
+fn serve_fails_in(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir"])
-        .arg(dir.path())
+        .arg(data_dir)
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "strata serve {args:?} started");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("strata serve {args:?} started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success(), "strata serve {args:?} succeeded");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
 }
 
 #[test]
@@ -433,6 +454,17 @@ fn a_single_broker_data_directory_joins_a_cluster_with_its_topics() {
     assert_eq!(got, vec![(0, b"k".to_vec(), b"kept".to_vec())]);
     assert!(clustered.data_dir.join("metadata.json.imported").exists());
     clustered.stop();
+
+    // Its controller files are node 1's now: as node 2 the directory does not start (Kafka
+    // refuses a meta.properties of another node.id), naming both ids.
+    let controller = format!("127.0.0.1:{}", common::free_port());
+    let voters = format!("2@{controller}");
+    let secret = common::random_secret();
+    let args = ["--node-id", "2", "--controller-listen", &controller, "--controller-voters"];
+    let mut args = args.to_vec();
+    args.extend([voters.as_str(), "--cluster-secret", &secret]);
+    let stderr = serve_fails_in(&clustered.data_dir, &args);
+    assert!(stderr.contains("belong to node 1, and this broker is node 2"), "{stderr}");
 }
 
 /// FindCoordinator v3 for a transactional id: (error code, node id).

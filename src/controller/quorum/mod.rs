@@ -79,6 +79,44 @@ pub type ControllerRaft = Raft<TypeConfig>;
 
 /// Directory of the controller's files inside the data directory.
 pub const CONTROLLER_DIR: &str = "controller";
+/// File in [`CONTROLLER_DIR`] naming the node whose Raft log and vote the directory holds.
+const NODE_ID_FILE: &str = "node.id";
+
+/// Refuses controller files another node wrote, as Kafka refuses a `meta.properties` of
+/// another `node.id`: a Raft log and vote are one node's, and taken over by another they
+/// break the quorum's invariants (openraft panics). The first start records the node id
+/// (so do directories from before this check, whose owner cannot be known).
+fn check_node_identity(dir: &std::path::Path, node_id: i32) -> anyhow::Result<()> {
+    let path = dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let stored: i32 = text.trim().parse().map_err(|_| {
+                anyhow::anyhow!("{}: not a node id: {:?}", path.display(), text.trim())
+            })?;
+            if stored != node_id {
+                anyhow::bail!(
+                    "the controller files in {} belong to node {stored}, and this broker is \
+                     node {node_id} (node-id): start it as node {stored}, or as node \
+                     {node_id} with another data directory",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let written = (|| {
+                let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
+                std::fs::write(&tmp, format!("{node_id}\n"))?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            })();
+            written.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+        }
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
 /// How long a proposal may wait for a leader before the client gets NOT_CONTROLLER.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Timeout of one forwarded write.
@@ -198,6 +236,7 @@ pub fn start(
     let dir = config.data_dir.join(CONTROLLER_DIR);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    check_node_identity(&dir, config.node_id)?;
     let (publish, updates) = mpsc::unbounded();
     let log = store::LogStore::open(&dir)
         .map_err(|e| anyhow::anyhow!("opening the controller log in {}: {e}", dir.display()))?;
