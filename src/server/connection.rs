@@ -78,7 +78,19 @@ enum Queued {
         /// When the request was parsed, for the latency histogram of its API.
         started: Instant,
         held: Held,
+        /// Dropped once the response is written, for a request that nothing overlaps: the
+        /// reader starts the next request only then (see [`InFlight`]).
+        written: Option<futures::channel::oneshot::Sender<()>>,
     },
+}
+
+impl Queued {
+    fn take_written(&mut self) -> Option<futures::channel::oneshot::Sender<()>> {
+        match self {
+            Queued::Ready(..) => None,
+            Queued::Pending { written, .. } => written.take(),
+        }
+    }
 }
 
 /// What both loops of one connection share.
@@ -266,7 +278,11 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Produce and Fetch overlap each other; nothing else overlaps anything.
+    /// Produce and Fetch overlap each other; nothing else overlaps anything. A request that
+    /// does not overlap ends when its response has been written, not when its handler
+    /// finished: as Kafka reads a connection's next request only once it sent the last
+    /// response, so a client that pipelines requests and reads no responses (Metadata of
+    /// every topic, over and over) holds at most one of those responses in memory.
     fn pipelined(key: ApiKey) -> bool {
         matches!(key, ApiKey::Produce | ApiKey::Fetch)
     }
@@ -364,13 +380,17 @@ async fn start_request(
                 .instrument(span.clone())
                 .await;
             let handling = handlers::contained(key, handling).instrument(span);
+            let (done, written) = match InFlight::pipelined(key) {
+                true => (Some(done), None),
+                false => (None, Some(done)),
+            };
             let handling = async move {
                 let reply = handling.await;
-                let _ = done.send(());
+                drop(done);
                 reply
             };
             let reply = glommio::spawn_local(handling).detach();
-            Some(Queued::Pending { key, version, correlation_id, reply, started, held })
+            Some(Queued::Pending { key, version, correlation_id, reply, started, held, written })
         }
         Err(ProtocolError::UnsupportedVersion {
             key: ApiKey::ApiVersions,
@@ -420,7 +440,7 @@ async fn response(
 ) -> Result<Option<Ready>, ()> {
     let (key, version, correlation_id, reply, started, held) = match queued {
         Queued::Ready(bytes, held) => return Ok(Some((Chunks::from(bytes), held, false))),
-        Queued::Pending { key, version, correlation_id, reply, started, held } => {
+        Queued::Pending { key, version, correlation_id, reply, started, held, .. } => {
             (key, version, correlation_id, reply, started, held)
         }
     };
@@ -471,7 +491,9 @@ async fn write_loop(
     metrics: Rc<ShardMetrics>,
 ) {
     let peer = conn.session.peer;
-    while let Some(queued) = queue.recv().await {
+    while let Some(mut queued) = queue.recv().await {
+        // Dropped (the reader may go on) once the response is written, or on `continue`.
+        let written = queued.take_written();
         let Ok(ready) = response(queued, &metrics, peer).await else {
             return;
         };
@@ -493,6 +515,7 @@ async fn write_loop(
             }
         }
         drop(held);
+        drop(written);
         if last {
             break;
         }

@@ -214,8 +214,11 @@ fn creation_result(
     let meta = shard.meta();
     let Some(created) = meta.topics.get(topic.name.0.as_str()) else {
         // validate_only: nothing was created; report what would have been.
-        let factor = topic.replication_factor.max(1);
-        return result.with_num_partitions(topic.num_partitions).with_replication_factor(factor);
+        let (partitions, factor) = match topic.assignments.first() {
+            Some(first) => (topic.assignments.len() as i32, first.broker_ids.len() as i16),
+            None => (topic.num_partitions, topic.replication_factor.max(1)),
+        };
+        return result.with_num_partitions(partitions).with_replication_factor(factor);
     };
     let configs = (version >= 5).then(|| {
         config_entries(shard, created)
