@@ -529,7 +529,17 @@ fn cases() -> Vec<Case> {
             },
             Some(TOPIC_DENIED),
         ),
-        c(ApiKey::ApiVersions, 3, || RequestKind::ApiVersions(ApiVersionsRequest::default()), None),
+        c(
+            ApiKey::ApiVersions,
+            3,
+            || {
+                let r = ApiVersionsRequest::default()
+                    .with_client_software_name(s("strata-test"))
+                    .with_client_software_version(s("1.0"));
+                RequestKind::ApiVersions(r)
+            },
+            None,
+        ),
         c(
             ApiKey::CreateTopics,
             7,

@@ -6,6 +6,7 @@ mod common;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{batch, create_topic, fetch_one, produce, Broker, Conn};
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 
 const MAX_REQUEST: usize = 4 << 20;
 
@@ -13,14 +14,36 @@ fn broker(dir: &std::path::Path) -> Broker {
     Broker::start(dir, &["--shards", "1", "--max-request-bytes", &MAX_REQUEST.to_string()])
 }
 
+/// ApiVersions v3 with this client software name and version: (error code, APIs listed).
+fn api_versions_v3(conn: &mut Conn, name: &str, version: &str) -> (i16, usize) {
+    let req = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_string(name.into()))
+        .with_client_software_version(StrBytes::from_string(version.into()));
+    match conn.call(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(req)) {
+        ResponseKind::ApiVersions(r) => (r.error_code, r.api_keys.len()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 /// The broker still answers a well-formed client.
 fn assert_serves(broker: &Broker) {
     let mut conn = Conn::connect(broker.addr);
-    let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
-    match conn.call(ApiKey::ApiVersions, 3, body) {
-        ResponseKind::ApiVersions(r) => assert_eq!(r.error_code, 0),
-        other => panic!("unexpected {other:?}"),
+    assert_eq!(api_versions_v3(&mut conn, "librdkafka", "2.16.0").0, 0);
+}
+
+#[test]
+fn api_versions_checks_the_client_software_as_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut conn = Conn::connect(broker.addr);
+    // Kafka's ApiVersionsRequest.isValid: [a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])? each;
+    // INVALID_REQUEST (42) and no APIs otherwise, the connection kept.
+    for (name, version) in [("bad name!!", "1.0"), ("ok", ""), ("-x", "1"), ("x", "1.0.")] {
+        assert_eq!(api_versions_v3(&mut conn, name, version), (42, 0), "{name:?} {version:?}");
     }
+    let (code, apis) = api_versions_v3(&mut conn, "apache-kafka-java", "4.1.0");
+    assert_eq!(code, 0);
+    assert!(apis > 50, "{apis} APIs listed");
 }
 
 /// A tiny deterministic generator, so a failure replays.

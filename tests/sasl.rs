@@ -87,7 +87,9 @@ fn before_a_login_only_api_versions_and_the_handshake_pass() {
     common::create_topic(&mut admin, "t", 1);
 
     let mut conn = Conn::connect(broker.addr);
-    let req = ApiVersionsRequest::default();
+    let req = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("strata-test"))
+        .with_client_software_version(StrBytes::from_static_str("1.0"));
     let ResponseKind::ApiVersions(versions) =
         conn.call(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(req))
     else {

@@ -25,7 +25,11 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid) -> Option<Req
     }
     let scratch = format!("{topic}-scratch-{version}");
     Some(match key {
-        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("strata-test"))
+                .with_client_software_version(StrBytes::from_static_str("1.0")),
+        ),
         ApiKey::Metadata => {
             let t = metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic)));
             RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![t])))

@@ -290,8 +290,17 @@ async fn run(shard: &Rc<Shard>, request: Request, session: &Rc<Session>) -> Loca
             let reply = sasl::authenticate(&shard, session, req, version).await;
             Box::pin(async move { reply })
         }
-        RequestKind::ApiVersions(_) => {
-            let body = protocol::api_versions_response(APIS, 0);
+        RequestKind::ApiVersions(req) => {
+            let body = if version >= 3 && !valid_client_software(&req) {
+                let (name, software) = (&req.client_software_name, &req.client_software_version);
+                let why = "ApiVersions answered INVALID_REQUEST: invalid client software";
+                crate::refused!(WARN, "client_software", %name, version = %software, "{why}");
+                // Kafka's ApiVersionsRequest.getErrorResponse: the code alone.
+                let code = crate::protocol::ResponseError::InvalidRequest.code();
+                kafka_protocol::messages::ApiVersionsResponse::default().with_error_code(code)
+            } else {
+                protocol::api_versions_response(APIS, 0)
+            };
             Box::pin(async move { Reply::Response(Box::new(ResponseKind::ApiVersions(body))) })
         }
         body => {
@@ -448,4 +457,17 @@ async fn handle_any(
 /// A `StrBytes` from a string (for names and messages in responses).
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
+}
+
+/// Kafka's `ApiVersionsRequest.isValid` (v3+): the client software name and version each
+/// match `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
+fn valid_client_software(req: &kafka_protocol::messages::ApiVersionsRequest) -> bool {
+    let valid = |s: &str| {
+        let bytes = s.as_bytes();
+        let edge = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+        edge(bytes.first())
+            && edge(bytes.last())
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
+    };
+    valid(&req.client_software_name) && valid(&req.client_software_version)
 }
