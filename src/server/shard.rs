@@ -852,14 +852,7 @@ impl Shard {
                     None if replication_factor < 0 => 1,
                     None => replication_factor,
                 };
-                let checked = meta.check_new_topic(
-                    &name,
-                    partitions,
-                    replication_factor,
-                    &configs,
-                    &assignment,
-                );
-                checked?;
+                meta.check_new_topic(&name, partitions, replication_factor, &configs, &assignment)?;
                 let id = uuid::Uuid::new_v4();
                 let command = Command::CreateTopic {
                     name,
