@@ -18,7 +18,8 @@
 //! work (appends, fetch-session updates) is done when they start, in order, and the rest
 //! overlaps. Any other request starts only once every earlier one has finished, and a Produce
 //! or Fetch after it waits for it too: a ListOffsets sent right behind a DeleteRecords sees
-//! the new log start.
+//! the new log start. Such a request finishes when its response has been written (as Kafka
+//! answers before it reads on), so unread responses cannot pile up outside the budget.
 //!
 //! Deadlines: a connection with nothing in flight that sends nothing for
 //! `connections_max_idle_ms` is closed; a frame must arrive whole within `frame_timeout_ms`
