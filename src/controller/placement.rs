@@ -400,51 +400,16 @@ impl ClusterMetadata {
         Ok(())
     }
 
-    /// Checks replica lists a client gave (CreateTopics or CreatePartitions `assignments`),
-    /// with Kafka's messages (its ReplicationControlManager): each `replication_factor`
-    /// long, without a broker twice, naming registered brokers of which one is unfenced.
+    /// [`check_assignment_among`] this cluster's registered and fenced brokers.
     fn check_assignment(
         &self,
         assignment: &[Vec<i32>],
         replication_factor: usize,
     ) -> Result<(), ControlError> {
-        let invalid = |msg: String| Err(ControlError::new(E::InvalidReplicaAssignment, msg));
-        for (index, replicas) in assignment.iter().enumerate() {
-            if replicas.is_empty() {
-                return invalid(
-                    "The manual partition assignment includes an empty replica list.".into(),
-                );
-            }
-            if replicas.len() != replication_factor {
-                return invalid(format!(
-                    "The manual partition assignment includes a partition with {} replica(s), \
-                     but this is not consistent with previous partitions, which have \
-                     {replication_factor} replica(s).",
-                    replicas.len()
-                ));
-            }
-            let mut seen = BTreeSet::new();
-            for id in replicas {
-                if !seen.insert(id) {
-                    return invalid(format!(
-                        "The manual partition assignment includes the broker {id} more than once."
-                    ));
-                }
-                if !self.brokers.contains_key(id) {
-                    return invalid(format!(
-                        "The manual partition assignment includes broker {id}, but no such \
-                         broker is registered."
-                    ));
-                }
-            }
-            if replicas.iter().all(|id| self.fenced.contains(id)) {
-                return invalid(format!(
-                    "All brokers specified in the manual partition assignment for partition \
-                     {index} are fenced."
-                ));
-            }
-        }
-        Ok(())
+        let registered = |id| self.brokers.contains_key(&id);
+        check_assignment_among(assignment, replication_factor, registered, |id| {
+            self.fenced.contains(&id)
+        })
     }
 
     /// Partitions with the replica lists of a checked assignment: in sync are the unfenced
@@ -679,9 +644,6 @@ fn unclean_allowed(topic: &TopicMeta, default: bool) -> bool {
     topic.configs.get(UNCLEAN_LEADER_ELECTION).map_or(default, |v| v.trim() == "true")
 }
 
-/// Sets the leader of a partition without one: the first replica, in `replicas` order, that
-/// is in the ISR and not fenced; failing that, with `unclean`, the first unfenced replica,
-/// which becomes the whole ISR. Whether a leader was found (leader epoch not bumped here).
 /// INVALID_REPLICA_ASSIGNMENT unless CreatePartitions gave one replica list per partition
 /// it adds (or none), with Kafka's message.
 pub fn check_assignment_count(adding: usize, assignment: &[Vec<i32>]) -> Result<(), ControlError> {
@@ -696,6 +658,59 @@ pub fn check_assignment_count(adding: usize, assignment: &[Vec<i32>]) -> Result<
     Err(ControlError::new(E::InvalidReplicaAssignment, msg))
 }
 
+/// Checks replica lists a client gave (CreateTopics or CreatePartitions `assignments`) in
+/// the order and with the messages of Kafka's ReplicationControlManager: each list not
+/// empty, its brokers (in id order) `registered` and named once, `replication_factor` long,
+/// and not every one of them `fenced`. A single broker checks against itself alone.
+pub fn check_assignment_among(
+    assignment: &[Vec<i32>],
+    replication_factor: usize,
+    registered: impl Fn(i32) -> bool,
+    fenced: impl Fn(i32) -> bool,
+) -> Result<(), ControlError> {
+    let invalid = |msg: String| Err(ControlError::new(E::InvalidReplicaAssignment, msg));
+    for (index, replicas) in assignment.iter().enumerate() {
+        if replicas.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        for (i, id) in sorted.iter().enumerate() {
+            if !registered(*id) {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {id}, but no such broker \
+                     is registered."
+                ));
+            }
+            if i > 0 && sorted[i - 1] == *id {
+                return invalid(format!(
+                    "The manual partition assignment includes the broker {id} more than once."
+                ));
+            }
+        }
+        if replicas.len() != replication_factor {
+            return invalid(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but \
+                 this is not consistent with previous partitions, which have \
+                 {replication_factor} replica(s).",
+                replicas.len()
+            ));
+        }
+        if replicas.iter().all(|id| fenced(*id)) {
+            return invalid(format!(
+                "All brokers specified in the manual partition assignment for partition {index} \
+                 are fenced."
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sets the leader of a partition without one: the first replica, in `replicas` order, that
+/// is in the ISR and not fenced; failing that, with `unclean`, the first unfenced replica,
+/// which becomes the whole ISR. Whether a leader was found (leader epoch not bumped here).
 fn elect(partition: &mut PartitionMeta, fenced: &BTreeSet<i32>, unclean: bool) -> bool {
     let replicas = &partition.replicas;
     let in_sync = replicas.iter().find(|r| partition.isr.contains(r) && !fenced.contains(r));

@@ -29,7 +29,7 @@ use crate::controller::broker_config::{
     SOURCE_TOPIC,
 };
 use crate::controller::group_config;
-use crate::controller::placement::replication_factor;
+use crate::controller::placement::{self, replication_factor};
 use crate::controller::topic_config::{
     broker_default, broker_synonym, is_list, Kind, TOPIC_CONFIGS,
 };
@@ -127,29 +127,7 @@ fn check_single_broker_assignment(
         return Ok(());
     }
     let node = broker.node_id;
-    let invalid = |msg: String| Err(ControlError::new(E::InvalidReplicaAssignment, msg));
-    for replicas in assignment {
-        if let Some(stranger) = replicas.iter().find(|id| **id != node) {
-            return invalid(format!(
-                "The manual partition assignment includes broker {stranger}, but no such broker \
-                 is registered."
-            ));
-        }
-        match replicas.len() {
-            0 => {
-                return invalid(
-                    "The manual partition assignment includes an empty replica list.".into(),
-                )
-            }
-            1 => {}
-            _ => {
-                return invalid(format!(
-                    "The manual partition assignment includes the broker {node} more than once."
-                ))
-            }
-        }
-    }
-    Ok(())
+    placement::check_assignment_among(assignment, 1, |id| id == node, |_| false)
 }
 
 /// CreateTopics.
